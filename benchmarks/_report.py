@@ -1,0 +1,46 @@
+"""Write a benchmark's results into its own section of docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import asyncio
+import platform
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+_HEAD = "# Benchmarks\n\nNumbers from the scripts in `benchmarks/`; each script rewrites its own section.\n"
+
+
+def percentiles_ms(samples_s: list[float] | np.ndarray, ps: tuple[float, ...] = (50, 99)) -> dict[str, float]:
+    a = np.asarray(samples_s, dtype=float) * 1e3
+    return {f"p{p:g}": float(np.percentile(a, p)) for p in ps} | {"max": float(a.max())}
+
+
+def machine() -> str:
+    import os
+    py = f"{platform.python_implementation()} {platform.python_version()}"
+    return f"{py}, {os.cpu_count()} cores, {platform.machine()}"
+
+
+async def wait_until(pred: Callable[[], bool], timeout_s: float, poll_s: float = 0.005) -> bool:
+    """Poll a condition on real time; False if it did not hold within the timeout."""
+    end = time.monotonic() + timeout_s
+    while not pred():
+        if time.monotonic() > end:
+            return False
+        await asyncio.sleep(poll_s)
+    return True
+
+
+def update_section(name: str, body: str) -> None:
+    """Replace (or append) the block between <!-- bench:name --> markers."""
+    text = DOC.read_text() if DOC.exists() else _HEAD
+    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    block = f"{start}\n{body.rstrip()}\n{end}"
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    text = pattern.sub(lambda _m: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    DOC.write_text(text)

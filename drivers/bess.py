@@ -1,0 +1,130 @@
+"""Capabilities of a BESS unit (BMS + PCS) and the grid meter, over their profiles.
+
+Small, typed capabilities with the unit in the name: read the battery state, read the
+PCS, set active power, set mode, beat the heartbeat, read grid power.
+"""
+
+from __future__ import annotations
+
+import math
+
+from drivers.errors import MalformedData, NotSupported
+from drivers.modbus_device import ModbusDevice
+from drivers.profile import DeviceProfile
+from drivers.readings import BmsReading, GensetReading, GensetState, MeterReading, PcsMode, PcsReading
+
+
+def _finite(values: dict[str, float], device: str) -> dict[str, float]:
+    for name, v in values.items():
+        if not math.isfinite(v):
+            raise MalformedData(f"{device}: register {name} is not finite")
+    return values
+
+
+def _enum(profile: DeviceProfile, device: str, register: str, value: float) -> str:
+    names = profile.register(register).enum or {}
+    try:
+        return names[int(value)]
+    except KeyError as exc:
+        raise MalformedData(f"{device}: {register} has unknown value {value:g}") from exc
+
+
+# Pure conversions of one block read (SI values by register name) into a reading: what
+# the drivers below do after the socket, kept apart so they can be fuzzed (tests/fuzz).
+def bms_reading(v: dict[str, float], now_s: float, device: str = "bms") -> BmsReading:
+    v = _finite(v, device)
+    soc = v["soc"]
+    if not 0.0 <= soc <= 1.0:
+        raise MalformedData(f"{device}: soc {soc} outside 0..1")
+    return BmsReading(
+        soc=soc, soh=v["soh"], voltage_v=v["voltage"], current_a=v["current"],
+        temperature_c=v["temperature"], cell_voltage_min_v=v["cell_voltage_min"],
+        cell_voltage_max_v=v["cell_voltage_max"], max_charge_w=v["max_charge_power"],
+        max_discharge_w=v["max_discharge_power"], capacity_wh=v["capacity"],
+        alarms=int(v["alarms"]), read_at_s=now_s,
+    )
+
+
+def pcs_reading(v: dict[str, float], now_s: float, profile: DeviceProfile, device: str = "pcs") -> PcsReading:
+    v = _finite(v, device)
+    return PcsReading(
+        power_w=v["active_power"], setpoint_w=v["active_power_setpoint"],
+        rated_power_w=v["rated_power"],
+        mode_command=PcsMode(_enum(profile, device, "mode_command", v["mode_command"])),
+        mode=PcsMode(_enum(profile, device, "mode", v["mode"])),
+        grid_ok=_enum(profile, device, "grid_status", v["grid_status"]) == "ok",
+        fault=int(v["fault"]), heartbeat=int(v["heartbeat"]),
+        heartbeat_timeout_s=v["heartbeat_timeout"], ramp_w_per_s=v["ramp_rate"],
+        read_at_s=now_s,
+    )
+
+
+def meter_reading(v: dict[str, float], now_s: float, device: str = "meter") -> MeterReading:
+    v = _finite(v, device)
+    return MeterReading(
+        grid_power_w=v["active_power"], voltage_v=v["voltage"], frequency_hz=v["frequency"],
+        import_wh=v["import_energy"], export_wh=v["export_energy"], read_at_s=now_s,
+    )
+
+
+def genset_reading(v: dict[str, float], now_s: float, profile: DeviceProfile, device: str = "genset") -> GensetReading:
+    v = _finite(v, device)
+    return GensetReading(
+        state=GensetState(_enum(profile, device, "state", v["state"])), power_w=v["active_power"],
+        rated_power_w=v["rated_power"], charge_request_w=v["charge_power_setpoint"],
+        fuel_used_l=v["fuel_used"], run_s=v["run_time"], starts=int(v["starts"]), read_at_s=now_s,
+    )
+
+
+class BmsDriver:
+    def __init__(self, device: ModbusDevice) -> None:
+        self.device = device
+
+    async def read(self, now_s: float) -> BmsReading:
+        return bms_reading(await self.device.read_si(), now_s, self.device.name)
+
+
+class PcsDriver:
+    def __init__(self, device: ModbusDevice) -> None:
+        self.device = device
+
+    async def read(self, now_s: float) -> PcsReading:
+        return pcs_reading(await self.device.read_si(), now_s, self.device.profile, self.device.name)
+
+    async def set_active_power_w(self, power_w: float) -> None:
+        await self.device.write_si("active_power_setpoint", power_w)
+
+    async def set_mode(self, mode: PcsMode) -> None:
+        reg = self.device.profile.register("mode_command")
+        codes = {name: code for code, name in (reg.enum or {}).items()}
+        if mode.value not in codes:
+            raise NotSupported(f"{self.device.name} has no mode {mode.value}")
+        await self.device.write_si("mode_command", float(codes[mode.value]))
+
+    async def beat(self, counter: int) -> None:
+        await self.device.write_si("heartbeat", float(counter % 65536))
+
+
+class MeterDriver:
+    def __init__(self, device: ModbusDevice) -> None:
+        self.device = device
+
+    async def read(self, now_s: float) -> MeterReading:
+        return meter_reading(await self.device.read_si(), now_s, self.device.name)
+
+
+class GensetDriver:
+    def __init__(self, device: ModbusDevice) -> None:
+        self.device = device
+
+    async def read(self, now_s: float) -> GensetReading:
+        return genset_reading(await self.device.read_si(), now_s, self.device.profile, self.device.name)
+
+    async def start(self) -> None:
+        await self.device.write_si("run_command", 1.0)
+
+    async def stop(self) -> None:
+        await self.device.write_si("run_command", 0.0)
+
+    async def set_charge_request_w(self, power_w: float) -> None:
+        await self.device.write_si("charge_power_setpoint", power_w)

@@ -1,0 +1,170 @@
+"""GPU rack telemetry ingest and cap commands over MQTT.
+
+Telemetry lands in preallocated arrays indexed by rack (ingest is ~O(1) per message);
+a snapshot copies them with each rack's age. A rack whose stream is missing or stale is
+never read as 0 W: the conservative estimate assumes it draws its cap or nameplate.
+Malformed messages are rejected, counted, and logged once per rack until it recovers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import structlog
+
+from drivers import rack_protocol as rp
+from drivers.errors import MalformedData
+
+log = structlog.get_logger("drivers.racks")
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class RacksReading:
+    rack_ids: tuple[str, ...]
+    row_of_rack: tuple[str, ...]
+    power_w: FloatArray  # last reported; NaN where nothing was ever received
+    cap_w: FloatArray  # cap the rack reports in effect; NaN = none
+    nameplate_w: FloatArray
+    age_s: FloatArray  # inf where nothing was ever received
+    stale_after_s: float
+
+    @property
+    def fresh(self) -> npt.NDArray[np.bool_]:
+        return self.age_s <= self.stale_after_s
+
+    @property
+    def stale_count(self) -> int:
+        return int((~self.fresh).sum())
+
+    @property
+    def reported_power_w(self) -> float:
+        """Sum over racks with fresh telemetry only."""
+        return float(np.where(self.fresh, self.power_w, 0.0).sum())
+
+    def conservative_power_w(self) -> FloatArray:
+        """Per rack: reported power if fresh, else its cap, else nameplate (never 0)."""
+        fallback = np.where(np.isnan(self.cap_w), self.nameplate_w, self.cap_w)
+        return np.where(self.fresh, self.power_w, fallback)
+
+    @property
+    def load_estimate_w(self) -> float:
+        return float(self.conservative_power_w().sum())
+
+
+class RackTelemetryStore:
+    def __init__(self, rack_ids: list[str], nameplate_w: float, stale_after_s: float) -> None:
+        n = len(rack_ids)
+        self.rack_ids = tuple(rack_ids)
+        self.rows = tuple(r.split("-")[0] for r in rack_ids)
+        self.index = {rid: i for i, rid in enumerate(rack_ids)}
+        self.stale_after_s = stale_after_s
+        self.power_w: FloatArray = np.full(n, np.nan)
+        self.cap_w: FloatArray = np.full(n, np.nan)
+        self.nameplate_w: FloatArray = np.full(n, float(nameplate_w))
+        self.received_at_s: FloatArray = np.full(n, -np.inf)
+        self.last_seq = np.full(n, -1, dtype=np.int64)
+        self.received = 0
+        self.malformed = 0
+        self.unknown = 0
+        self._bad: set[int] = set()  # racks whose last message was malformed (log once)
+
+    def ingest(self, topic: str, payload: bytes, now_s: float) -> bool:
+        """Take one telemetry message. Returns False (and counts it) if rejected."""
+        try:
+            rack_id = rp.rack_id_from_topic(topic)
+        except MalformedData:
+            self.malformed += 1
+            return False
+        i = self.index.get(rack_id)
+        if i is None:
+            self.unknown += 1
+            return False
+        try:
+            t = rp.decode_telemetry(rack_id, payload)
+        except MalformedData as exc:
+            self.malformed += 1
+            if i not in self._bad:
+                self._bad.add(i)
+                log.warning("rack telemetry rejected", rack=rack_id, error=str(exc))
+            return False
+        if i in self._bad:
+            self._bad.discard(i)
+            log.info("rack telemetry valid again", rack=rack_id)
+        self.power_w[i] = t.power_w
+        self.cap_w[i] = np.nan if t.cap_w is None else t.cap_w
+        self.nameplate_w[i] = t.nameplate_w
+        self.received_at_s[i] = now_s
+        self.last_seq[i] = t.seq
+        self.received += 1
+        return True
+
+    def reading(self, now_s: float) -> RacksReading:
+        return RacksReading(
+            rack_ids=self.rack_ids, row_of_rack=self.rows, power_w=self.power_w.copy(),
+            cap_w=self.cap_w.copy(), nameplate_w=self.nameplate_w.copy(),
+            age_s=now_s - self.received_at_s, stale_after_s=self.stale_after_s,
+        )
+
+
+Publish = Callable[[str, bytes], Awaitable[None]]
+
+
+def _same(a: float | None, b: float | None, deadband_w: float) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return abs(a - b) < deadband_w  # NaN (unknown) is never the same
+
+
+class RackCapWriter:
+    """Sends caps as one group message per row (never one publish per rack).
+
+    Each message carries the row's whole cap state (`null` for an uncapped rack) and is
+    published retained, so a row agent that (re)subscribes late — after a broker restart,
+    say — gets the caps in force at once, and a later message can never leave an older
+    partial one behind. After a (re)connect every row is sent again: that re-asserts caps
+    and clears any a previous controller left retained.
+    """
+
+    def __init__(self, prefix: str, rack_ids: list[str]) -> None:
+        self.prefix = prefix
+        self.row_of = {rid: rid.split("-")[0] for rid in rack_ids}
+        self.rows: dict[str, list[str]] = {}
+        for rid, row in self.row_of.items():
+            self.rows.setdefault(row, []).append(rid)
+        self.desired: dict[str, float | None] = dict.fromkeys(rack_ids)
+        self.sent: dict[str, float | None] = {}  # what the racks were last told (NaN: unknown)
+        self.seq = 0
+
+    def changes(self, caps_w: dict[str, float | None], deadband_w: float) -> dict[str, dict[str, float | None]]:
+        """Take these caps (other racks keep theirs); return the rows to send, each whole."""
+        for rack, cap in caps_w.items():
+            if rack in self.desired:
+                self.desired[rack] = cap
+        out: dict[str, dict[str, float | None]] = {}
+        for row, racks in self.rows.items():
+            if any(r not in self.sent or not _same(self.sent[r], self.desired[r], deadband_w) for r in racks):
+                if all(r not in self.sent for r in racks) and all(self.desired[r] is None for r in racks):
+                    continue  # never capped, nothing to say
+                out[row] = {r: self.desired[r] for r in racks}
+        return out
+
+    async def send(self, publish: Publish, by_row: dict[str, dict[str, float | None]]) -> int:
+        for row, caps in by_row.items():
+            self.seq += 1
+            await publish(rp.row_caps_topic(self.prefix, row), rp.encode_row_caps(caps, self.seq))
+            self.sent.update(caps)
+        return len(by_row)
+
+    def release_all(self) -> dict[str, dict[str, float | None]]:
+        """Every cap released (shutdown): the rows that need telling."""
+        return self.changes(dict.fromkeys(self.desired), 0.0)
+
+    def forget(self) -> None:
+        """After a (re)connect the racks may have missed commands, and stale retained caps may
+        sit in the broker: mark every rack unknown (NaN) so the next send covers every row."""
+        self.sent = dict.fromkeys(self.desired, float("nan"))

@@ -1,0 +1,1 @@
+"""ems: real-time energy management controller for GPU datacenter sites."""

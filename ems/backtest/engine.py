@@ -1,0 +1,219 @@
+"""Fast-time engine: the live policy stack (ems/decide.py) against the plant model.
+
+Per step of `step_s` (the control period of the backtest):
+
+1. the plant is told the site's load for the coming step (from the series);
+2. a `SiteSnapshot` is built straight from the plant's state (no sockets): meter =
+   that load minus what the battery delivers now, BMS and PCS readings per unit. The
+   live loop runs every second and follows the load within a step; giving the step's
+   load to the decision made at its start stands in for that;
+3. the planner, when due, builds its problem from the history so far (never the
+   future) and solves it synchronously; the policies, arbiter and dispatcher run
+   exactly as live;
+4. each unit's PCS gets its share; the plant integrates the step.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import numpy as np
+import numpy.typing as npt
+
+from drivers.racks import RacksReading
+from drivers.readings import BmsReading, MeterReading, PcsMode, PcsReading
+from ems.backtest.errors import BacktestInputError
+from ems.config import SiteConfig
+from ems.decide import PolicyParams, PolicyStates, decide, policy_params
+from ems.planning.lp import PlanError, plan_dispatch
+from ems.planning.runner import BatteryNow, PlanBuilder, plan_view, planner_settings, replan_due
+from ems.snapshot import SiteSnapshot, unit_snapshot
+from ems.tariff.model import Tariff
+from policies.arbitrage import ArbitrageState
+from sim_devices.battery import BessUnitModel
+from sim_devices.battery import PcsMode as SimPcsMode
+from sim_devices.config import SimulationConfig
+from sim_devices.plant import Plant
+
+FloatArray = npt.NDArray[np.float64]
+Progress = Callable[[int, int], None]
+
+_EPOCH = datetime(1970, 1, 1)
+_MODES = {SimPcsMode.STANDBY: PcsMode.STANDBY, SimPcsMode.GRID_FOLLOWING: PcsMode.GRID_FOLLOWING,
+          SimPcsMode.GRID_FORMING: PcsMode.GRID_FORMING}
+_NO_RACKS = RacksReading((), (), np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0), 1.0)
+
+
+@dataclass(frozen=True)
+class Trace:
+    """What happened, per step (averages over the step; SoC at its end)."""
+
+    start: datetime
+    step_s: int
+    load_w: FloatArray  # the site without battery (net of PV)
+    grid_w: FloatArray  # > 0 import
+    battery_w: FloatArray  # > 0 discharge
+    soc: FloatArray  # site SoC (energy-weighted) at the end of the step
+    cap_w: FloatArray  # import cap peak shaving held (NaN: none)
+    reason: npt.NDArray[np.int16]  # the arbitration's reason code
+    charged_wh: float
+    discharged_wh: float
+    capacity_wh: float
+    soc_initial: float
+    plans: int
+    plan_failures: int
+    plan_time_s: float
+    wall_time_s: float
+
+
+def simulation_for_backtest(cfg: SiteConfig, step_s: int) -> SimulationConfig:
+    """The site's plant parameters with what a backtest needs: one sub-step per step, no
+    heartbeat timeout (the engine commands every step), no synthetic PV or scenario."""
+    sim = cfg.simulation or SimulationConfig()
+    bess = [b.model_copy(update={"heartbeat_timeout_s": 0.0}) for b in sim.bess]
+    return sim.model_copy(update={"max_substep_s": float(step_s), "bess": bess, "pv": None, "scenario": []})
+
+
+class _UnitReader:
+    """One unit's BMS and PCS readings straight from the model. What cannot change during
+    a run (rating, nominal voltage, capacity, ramp) is read once: a year at 1 min asks a
+    million times."""
+
+    def __init__(self, u: BessUnitModel) -> None:
+        cfg = u.cfg
+        self.unit = u
+        self.soh = cfg.soh
+        self.nominal_voltage_v = cfg.nominal_voltage_v
+        self.rated_power_w = cfg.rated_power_w
+        self.ramp_w_per_s = cfg.ramp_w_per_s
+        self.capacity_wh = u.capacity_wh
+
+    def read(self, t: float) -> tuple[BmsReading, PcsReading]:
+        u = self.unit
+        charge_w, discharge_w = u.allowed_w()
+        # positional: a year at 1 min builds a million of each
+        bms = BmsReading(u.soc, self.soh, self.nominal_voltage_v, 0.0, u.temperature_c, 0.0, 0.0,
+                         charge_w, discharge_w, self.capacity_wh, u.alarms(), t)
+        pcs = PcsReading(u.power_w, u.setpoint_w, self.rated_power_w, _MODES[u.mode_command], _MODES[u.mode], True,
+                         u.fault_bits, u.heartbeat, 0.0, self.ramp_w_per_s, t)
+        return bms, pcs
+
+
+def _site_soc(units: list[BessUnitModel]) -> float:
+    cap = sum(u.capacity_wh for u in units)
+    return sum(u.soc * u.capacity_wh for u in units) / cap
+
+
+def run_backtest(cfg: SiteConfig, tariff: Tariff | None, start: datetime, step_s: int,
+                 load_w: FloatArray, pv_w: FloatArray | None = None,
+                 progress: Progress | None = None, params: PolicyParams | None = None,
+                 warmup_w: FloatArray | None = None) -> Trace:
+    """Run the site's configured policies over `load_w` (W per step, before PV).
+
+    `tariff` is needed when arbitrage is configured (the planner plans against it).
+    `warmup_w` (net load of the steps just before `start`) seeds the planner's history,
+    as a controller that has been running for a while would have it."""
+    t_wall = time.perf_counter()
+    n = load_w.size
+    net_w = load_w if pv_w is None else load_w - pv_w
+    params = params or policy_params(cfg)
+    settings = planner_settings(cfg)
+    builder: PlanBuilder | None = None
+    interval_s = plan_step_s = 0.0
+    replan_deviation: float | None = None
+    if params.arbitrage is not None and settings is not None and cfg.policies.arbitrage is not None:
+        if tariff is None:
+            raise BacktestInputError("arbitrage is configured: a tariff is needed")
+        if settings.step_s % step_s:
+            raise BacktestInputError(f"the planning step ({settings.step_s:g} s) must be a multiple of "
+                                     f"the backtest step ({step_s} s)")
+        builder = PlanBuilder(tariff, settings)
+        interval_s = cfg.policies.arbitrage.planning_interval_s
+        replan_deviation, plan_step_s = settings.replan_soc_deviation, settings.step_s
+        t0 = (start - _EPOCH).total_seconds()
+        if warmup_w is not None:
+            for j, w in enumerate(warmup_w):
+                builder.observe(t0 - (warmup_w.size - 1 - j) * step_s, step_s, net_load_w=float(w), grid_w=None)
+
+    unit_ids = [u.id for u in cfg.bess_units]
+    plant = Plant(simulation_for_backtest(cfg, step_s), unit_ids, [], [], cfg.racks.nameplate_w)
+    units = [plant.units[uid] for uid in unit_ids]
+    for u in units:
+        u.command_mode(SimPcsMode.GRID_FOLLOWING, 0.0)
+    stale_after = cfg.control.bess_stale_after_s
+    t0_local = (start - _EPOCH).total_seconds()
+
+    # per-step results in lists (a numpy item write costs more than an append), arrays at the end
+    grid: list[float] = []
+    battery: list[float] = []
+    soc: list[float] = []
+    cap = np.full(n, np.nan)
+    reason = np.zeros(n, dtype=np.int16)
+    soc_initial = _site_soc(units)
+    readers = [(uid, _UnitReader(u)) for uid, u in zip(unit_ids, units, strict=True)]
+    total_cap_wh = sum(r.capacity_wh for _, r in readers)
+    net_list: list[float] = np.asarray(net_w, dtype=np.float64).tolist()
+    states = PolicyStates()
+    last_setpoint_w = 0.0
+    battery_now_w = plant.battery_power_w
+    site_soc = soc_initial
+    plans = failures = 0
+    last_plan_s: float | None = None
+    plan_time = 0.0
+    report_every = max(1, n // 200)
+    for k in range(n):
+        t = float(k * step_s)
+        local_t = t0_local + t
+        if builder is not None:
+            if k > 0:
+                builder.observe(local_t, step_s, net_load_w=load_w[k - 1] if pv_w is not None else net_w[k - 1],
+                                grid_w=grid[k - 1], pv_w=None if pv_w is None else pv_w[k - 1])
+            if replan_due(states.arbitrage.plan, t, site_soc, last_plan_s, interval_s,
+                          replan_deviation, plan_step_s):
+                last_plan_s = t
+                rated = sum(r.rated_power_w for _, r in readers)
+                t_plan = time.perf_counter()
+                try:
+                    req = builder.request(local_t, BatteryNow(site_soc, total_cap_wh, rated, rated))
+                    plan = plan_dispatch(req.problem)
+                except PlanError:
+                    failures += 1  # the old plan goes stale; arbitrage stands down, as live
+                else:
+                    plans += 1
+                    states = replace(states, arbitrage=ArbitrageState(plan_view(req, plan, local_t, t)))
+                plan_time += time.perf_counter() - t_plan
+        load_k = net_list[k]
+        meter = MeterReading(load_k - battery_now_w, 230.0, 50.0, 0.0, 0.0, t)
+        snaps = tuple(unit_snapshot(uid, *r.read(t), t, stale_after) for uid, r in readers)
+        snap = SiteSnapshot(t, local_t, step_s, meter, snaps, _NO_RACKS, last_setpoint_w)
+        out, states = decide(snap, params, states)
+        shares = out.unit_setpoints_w
+        last_setpoint_w = 0.0
+        for uid, r in readers:  # no heartbeat: its timeout is off here
+            share_w = shares[uid]
+            r.unit.command_setpoint(share_w)
+            last_setpoint_w += share_w
+        plant.site_load_w = load_k
+        plant.step(float(step_s))  # one sub-step: max_substep_s is the step
+        battery_now_w = plant.battery_power_w
+        grid.append(plant.meter.grid_power_w)
+        battery.append(battery_now_w)
+        site_soc = sum(r.unit.soc * r.capacity_wh for _, r in readers) / total_cap_wh
+        soc.append(site_soc)
+        cap_w = out.grid_import_cap_w
+        if cap_w is not None and math.isfinite(cap_w):
+            cap[k] = cap_w
+        reason[k] = out.arbitration.reason.value
+        if progress is not None and (k % report_every == 0 or k == n - 1):
+            progress(k + 1, n)
+    return Trace(
+        start=start, step_s=step_s, load_w=np.asarray(net_w, dtype=np.float64), grid_w=np.array(grid, dtype=np.float64),
+        battery_w=np.array(battery, dtype=np.float64), soc=np.array(soc, dtype=np.float64), cap_w=cap, reason=reason,
+        charged_wh=sum(u.energy_charged_wh for u in units), discharged_wh=sum(u.energy_discharged_wh for u in units),
+        capacity_wh=sum(u.capacity_wh for u in units), soc_initial=soc_initial,
+        plans=plans, plan_failures=failures, plan_time_s=plan_time, wall_time_s=time.perf_counter() - t_wall,
+    )

@@ -1,0 +1,123 @@
+"""From a trace to the answer: bills with and without battery, savings by component,
+throughput, the perfect-foresight bound and the share captured, and the financials."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ems.backtest.engine import Trace
+from ems.backtest.financials import Economics, Financials, financials
+from ems.backtest.foresight import Foresight, month_slices
+from ems.tariff.bill import Bill, MonthlyBill, compute_bill
+from ems.tariff.model import Tariff
+from ems.tariff_signals import tariff_signals
+
+FloatArray = npt.NDArray[np.float64]
+COMPONENTS = ("energy", "demand_tou", "demand_flat", "fixed", "minimum")
+
+
+@dataclass(frozen=True)
+class MonthRow:
+    month: str  # YYYY-MM
+    bill_without: float
+    bill_with: float
+    savings: float
+    savings_by_component: dict[str, float]
+    peak_without_kw: float
+    peak_with_kw: float
+    discharged_kwh: float
+    charged_kwh: float
+    equivalent_full_cycles: float
+    foresight_savings: float | None
+
+
+@dataclass(frozen=True)
+class Result:
+    months: tuple[MonthRow, ...]
+    total: dict[str, float]
+    foresight: dict[str, float] | None
+    financials: Financials | None
+    run: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"months": [asdict(m) for m in self.months], "total": self.total, "foresight": self.foresight,
+                "financials": None if self.financials is None else asdict(self.financials), "run": self.run}
+
+
+def _component(m: MonthlyBill, name: str) -> float:
+    value = getattr(m, name)
+    return float(value) - (float(m.true_up_credit) if name == "energy" else 0.0)
+
+
+def _per_month(values: FloatArray, slices: list[slice]) -> list[float]:
+    return [float(values[s].sum()) for s in slices]
+
+
+def charge_price(tariff: Tariff, start: datetime, step_s: int, battery_w: FloatArray,
+                 load_w: FloatArray) -> float:
+    """Average import price paid for the energy charged (for LCOS)."""
+    charge_kwh = np.maximum(-battery_w, 0.0) * step_s / 3.6e6
+    if charge_kwh.sum() <= 0:
+        return 0.0
+    month_kwh = float(np.maximum(load_w, 0).mean()) / 1000.0 * 730.0  # mean kW x hours in a month
+    sig = tariff_signals(tariff, start, step_s, battery_w.size, month_kwh=month_kwh,
+                         reference_peak_kw=float(load_w.max()) / 1000.0)
+    return float((sig.import_price_per_kwh * charge_kwh).sum() / charge_kwh.sum())
+
+
+def evaluate(tariff: Tariff, trace: Trace, foresight: Foresight | None, econ: Economics | None,
+             wear_cost_per_kwh: float) -> Result:
+    step = trace.step_s
+    dt_h = step / 3600.0
+    without = compute_bill(tariff, trace.load_w / 1000.0, start=trace.start, step_s=step)
+    with_b = compute_bill(tariff, trace.grid_w / 1000.0, start=trace.start, step_s=step)
+    pf_bill: Bill | None = None
+    if foresight is not None:
+        pf_bill = compute_bill(tariff, foresight.grid_w / 1000.0, start=trace.start, step_s=foresight.step_s)
+    slices = month_slices(trace.start, step, trace.grid_w.size)
+    dis = _per_month(np.maximum(trace.battery_w, 0.0) * dt_h / 1000.0, slices)
+    cha = _per_month(np.maximum(-trace.battery_w, 0.0) * dt_h / 1000.0, slices)
+    cap_kwh = trace.capacity_wh / 1000.0
+    months = []
+    for i, (a, b) in enumerate(zip(without.months, with_b.months, strict=True)):
+        pf = None if pf_bill is None else pf_bill.months[i].total
+        months.append(MonthRow(
+            month=f"{a.year:04d}-{a.month:02d}", bill_without=a.total, bill_with=b.total, savings=a.total - b.total,
+            savings_by_component={c: _component(a, c) - _component(b, c) for c in COMPONENTS},
+            peak_without_kw=a.peak_kw, peak_with_kw=b.peak_kw, discharged_kwh=dis[i], charged_kwh=cha[i],
+            equivalent_full_cycles=dis[i] / cap_kwh, foresight_savings=None if pf is None else a.total - pf,
+        ))
+    discharged = sum(dis)
+    savings = without.total - with_b.total
+    wear = wear_cost_per_kwh * discharged
+    total = {
+        "bill_without": without.total, "bill_with": with_b.total, "savings": savings,
+        **{f"savings_{c}": sum(m.savings_by_component[c] for m in months) for c in COMPONENTS},
+        "discharged_kwh": discharged, "charged_kwh": sum(cha), "equivalent_full_cycles": discharged / cap_kwh,
+        "peak_without_kw": max(m.peak_without_kw for m in months),
+        "peak_with_kw": max(m.peak_with_kw for m in months),
+        "wear_cost": wear, "net_savings": savings - wear,
+        "soc_min": float(trace.soc.min()), "soc_max": float(trace.soc.max()),
+    }
+    pf_summary = None
+    if foresight is not None and pf_bill is not None:
+        pf_save = without.total - pf_bill.total
+        pf_net = pf_save - wear_cost_per_kwh * foresight.discharged_wh / 1000.0
+        pf_summary = {
+            "bill": pf_bill.total, "savings": pf_save, "net_savings": pf_net,
+            "discharged_kwh": foresight.discharged_wh / 1000.0,
+            "share_captured": savings / pf_save if pf_save > 0 else float("nan"),
+            "share_captured_net": (savings - wear) / pf_net if pf_net > 0 else float("nan"),
+            "solve_time_s": foresight.solve_time_s,
+        }
+    fin = None
+    if econ is not None:
+        scale = 365.0 * 86400.0 / (trace.grid_w.size * step)  # to one year
+        price = charge_price(tariff, trace.start, step, trace.battery_w, trace.load_w)
+        fin = financials(econ, savings * scale, sum(cha) * scale, discharged * scale, price)
+    return Result(tuple(months), total, pf_summary, fin)

@@ -1,0 +1,130 @@
+"""One backtest from files to a `Result`: what `ems backtest` runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from ems.backtest.engine import Progress, Trace, run_backtest, simulation_for_backtest
+from ems.backtest.errors import BacktestInputError
+from ems.backtest.financials import Economics
+from ems.backtest.foresight import BatteryModel, Foresight, perfect_foresight
+from ems.backtest.results import Result, evaluate
+from ems.backtest.series import PowerSeries, read_power_csv, resample, window
+from ems.config import SiteConfig
+from ems.decide import policy_params
+from ems.planning.runner import load_tariff
+from ems.tariff.model import Tariff
+
+WARMUP_DAYS = 28
+DEFAULT_WEAR_PER_KWH = 0.01
+FORESIGHT_STEP_S = 900
+
+
+@dataclass(frozen=True)
+class BacktestOptions:
+    load_csv: Path
+    tariff: Path | None = None  # default: policies.arbitrage.tariff
+    prices_csv: Path | None = None
+    pv_csv: Path | None = None
+    load_scale: float = 1.0
+    pv_scale: float = 1.0
+    unit: str = "kw"
+    start: datetime | None = None  # first step of the run; default: the load series' start
+    series_start: datetime | None = None  # date of the first value of a series without timestamps
+    step_s: int | None = None  # default: the planning step, else 900 s
+    days: float | None = None  # default: the whole series
+    foresight: bool = True
+    peak_shaving_only: bool = False  # run without arbitrage, whatever the site file says
+
+
+@dataclass(frozen=True)
+class Backtest:
+    result: Result
+    trace: Trace
+    foresight: Foresight | None
+    tariff: Tariff
+
+
+def _warmup(series: PowerSeries, start: datetime, step_s: int) -> np.ndarray | None:
+    """The load before `start` for the planner's history: the series' own past, or for a
+    series that is one typical year starting at `start`, its last weeks (wrapped)."""
+    n = WARMUP_DAYS * 86400 // step_s
+    before = start - timedelta(days=WARMUP_DAYS)
+    if before >= series.start:
+        return window(series, before, n)
+    if series.values_w.size * step_s >= 364 * 86400 and start == series.start:
+        out: np.ndarray = series.values_w[-n:]
+        return out
+    return None
+
+
+def battery_model(cfg: SiteConfig, trace: Trace) -> BatteryModel:
+    sim = simulation_for_backtest(cfg, trace.step_s)
+    bess = sim.bess if len(sim.bess) == len(cfg.bess_units) else sim.bess * len(cfg.bess_units)
+    b, a = cfg.policies.battery, cfg.policies.arbitrage
+    rated = sum(u.rated_power_w for u in bess)
+    return BatteryModel(
+        capacity_wh=trace.capacity_wh, max_charge_w=rated, max_discharge_w=rated,
+        charge_efficiency=bess[0].charge_efficiency, discharge_efficiency=bess[0].discharge_efficiency,
+        soc_min=b.soc_min, soc_max=b.soc_max, reserve_soc=0.0 if a is None else a.reserve_soc,
+        soc_initial=trace.soc_initial,
+        wear_cost_per_kwh=DEFAULT_WEAR_PER_KWH if a is None else a.wear_cost_per_kwh,
+        allow_export=False if a is None else a.allow_export,
+    )
+
+
+def run(cfg: SiteConfig, opts: BacktestOptions, progress: Progress | None = None) -> Backtest:
+    arb = cfg.policies.arbitrage
+    tariff_path = opts.tariff or (None if arb is None else arb.tariff)
+    if tariff_path is None:
+        raise BacktestInputError("no tariff: pass --tariff or set policies.arbitrage.tariff")
+    tariff = load_tariff(tariff_path, opts.prices_csv or (None if arb is None else arb.prices_csv))
+    if opts.peak_shaving_only:
+        cfg = cfg.model_copy(update={"policies": cfg.policies.model_copy(update={"arbitrage": None})})
+        arb = None
+    step = opts.step_s or (arb.step_s if arb is not None else 900)
+    if 3600 % step:
+        raise BacktestInputError(f"step {step} s must divide 3600")
+    load = resample(read_power_csv(opts.load_csv, unit="w" if opts.unit == "w" else "kw",
+                                   scale=opts.load_scale, start=opts.series_start), step)
+    start = opts.start or load.start
+    n = load.values_w.size - round((start - load.start).total_seconds() / step)
+    if opts.days is not None:
+        n = min(n, round(opts.days * 86400 / step))
+    if n <= 0:
+        raise BacktestInputError("the load series has no steps from the start")
+    load_w = window(load, start, n)
+    pv_w = None
+    warm = _warmup(load, start, step)
+    if opts.pv_csv is not None:
+        pv = resample(read_power_csv(opts.pv_csv, unit="w" if opts.unit == "w" else "kw", scale=opts.pv_scale,
+                                     start=opts.series_start), step)
+        pv_w = window(pv, start, n)
+        pv_warm = _warmup(pv, start, step)
+        warm = None if warm is None or pv_warm is None else warm - pv_warm
+    trace = run_backtest(cfg, tariff, start, step, load_w, pv_w, progress=progress,
+                         params=policy_params(cfg), warmup_w=warm)
+    fs = None
+    if opts.foresight:
+        pf_step = FORESIGHT_STEP_S if FORESIGHT_STEP_S % step == 0 else step
+        k = pf_step // step
+        m = trace.load_w.size // k
+        net = trace.load_w[: m * k].reshape(m, k).mean(axis=1)
+        fs = perfect_foresight(tariff, start, pf_step, net, battery_model(cfg, trace))
+    e = cfg.economics
+    econ = None if e is None else Economics(e.capex, e.om_per_year, e.discount_rate, e.lifetime_years,
+                                            e.degradation_per_year, e.end_of_life_cost)
+    wear = DEFAULT_WEAR_PER_KWH if arb is None else arb.wear_cost_per_kwh
+    result = evaluate(tariff, trace, fs, econ, wear)
+    result.run.update({
+        "start": start.isoformat(), "step_s": step, "steps": n, "days": n * step / 86400,
+        "policies": "peak_shaving" if arb is None else "peak_shaving+arbitrage",
+        "plans": trace.plans, "plan_failures": trace.plan_failures,
+        "plan_time_s": trace.plan_time_s, "wall_time_s": trace.wall_time_s,
+        "load_csv": str(opts.load_csv), "load_scale": opts.load_scale, "tariff": str(tariff_path),
+    })
+    return Backtest(result, trace, fs, tariff)

@@ -1,0 +1,320 @@
+"""Command line: `ems check-config`, `ems run`, `ems sim`, `ems demo`, `ems backtest`.
+
+Bad input (a config that does not validate, a port that is taken) ends with a one-line
+reason on stderr and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ems import logs
+from ems.clock import ScaledClock
+from ems.config import ConfigError, SiteConfig, load_config, parse_config
+
+if TYPE_CHECKING:
+    from ems.control_loop import Controller
+
+EXIT_CONFIG = 2
+EXIT_RUNTIME = 1
+
+
+def _stop_on_signals(stop: asyncio.Event, on_stop: Callable[[], None] | None = None) -> None:
+    loop = asyncio.get_running_loop()
+
+    def handle() -> None:
+        if on_stop is not None:
+            on_stop()
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, handle)
+
+
+def _with_mqtt_url(cfg: SiteConfig, url: str | None) -> SiteConfig:
+    """The site file with --mqtt-url, validated like the file itself (e.g. TLS needs mqtts://)."""
+    if url is None:
+        return cfg
+    return parse_config({**cfg.model_dump(mode="json"), "mqtt": {**cfg.mqtt.model_dump(mode="json"), "url": url}},
+                        "--mqtt-url")
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from drivers.errors import ProfileError
+    from drivers.profile import load_profile
+    from ems.mqtt_auth import client_kwargs
+
+    cfg = load_config(args.file)
+    endpoints = [cfg.meter] + [ep for u in cfg.bess_units for ep in (u.bms, u.pcs)]
+    endpoints += [] if cfg.genset is None else [cfg.genset]
+    for ep in endpoints:
+        try:
+            load_profile(ep.profile)
+        except ProfileError as exc:
+            raise ConfigError(f"{args.file}: profile {ep.profile!r}: {exc}") from None
+    # the secrets and certificates the file names must be there too, as `ems run` will need them
+    try:
+        client_kwargs(cfg.mqtt, identifier="check-config")
+    except ConfigError as exc:
+        raise ConfigError(f"{args.file}: {exc}") from None
+    if cfg.http.enabled:
+        from ems.operator.auth import TokenError, load_tokens
+
+        try:
+            load_tokens(cfg.http)
+        except TokenError as exc:
+            raise ConfigError(f"{args.file}: http: {exc}") from None
+    print(f"{args.file}: OK (site {cfg.site}: {len(cfg.bess_units)} BESS units, "
+          f"{cfg.racks.count} racks, period {cfg.control.period_s:g} s)")
+    return 0
+
+
+async def _run(cfg: SiteConfig, speed: float, path: Path | None = None, mqtt_url: str | None = None) -> int:
+    from ems.control_loop import Controller
+    from ems.sd_notify import Notifier
+
+    stop = asyncio.Event()
+    notifier = Notifier()  # systemd Type=notify; a no-op outside systemd (deploy/systemd/ems.service)
+    _stop_on_signals(stop, notifier.stopping)
+    controller = Controller(cfg, ScaledClock(speed))
+    if path is not None:
+        # SIGHUP re-reads the site file: applied at the next period, or refused with the reason
+        # (an event and a log line) while the running configuration stays
+        asyncio.get_running_loop().add_signal_handler(
+            signal.SIGHUP, lambda: controller.reload_config(path, lambda c: _with_mqtt_url(c, mqtt_url)))
+    # READY=1 after the first period, WATCHDOG=1 after each: a hung loop stops petting the watchdog
+    controller.observers.append(lambda _result: notifier.period_done())
+    if not cfg.http.enabled:
+        await controller.run(stop)
+        return _run_status(controller)
+    from ems.operator.auth import TokenError, load_tokens
+    from ems.operator.server import serve
+
+    try:
+        tokens = load_tokens(cfg.http)
+    except TokenError as exc:
+        print(f"ems run: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        async with serve(controller, cfg.http, tokens):
+            await controller.run(stop)
+    except OSError as exc:
+        print(f"ems run: cannot serve the operator API on {cfg.http.host}:{cfg.http.port}: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    return _run_status(controller)
+
+
+def _run_status(controller: Controller) -> int:
+    """0 after a requested stop; non-zero when a background task (MQTT, failover) crashed, so
+    systemd's Restart=on-failure brings the daemon back."""
+    failure = controller.background_failure
+    if failure is not None:
+        print(f"ems run: stopped because a background task failed: {failure!r}", file=sys.stderr)
+        return EXIT_RUNTIME
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = _with_mqtt_url(load_config(args.config), args.mqtt_url)
+    logs.configure(args.log_format or cfg.logging.format, cfg.logging.level)
+    return asyncio.run(_run(cfg, args.speed, args.config, args.mqtt_url))
+
+
+async def _sim(cfg: SiteConfig, clock: ScaledClock, summary_json: Path | None) -> int:
+    from sim_devices.site import SimulatedSite
+
+    site = SimulatedSite(cfg, clock)
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
+    task = asyncio.create_task(site.run(), name="site")
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    if summary_json is not None:
+        summary_json.write_text(json.dumps(site.ground_truth(), indent=2))
+    return 0
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    cfg = _with_mqtt_url(load_config(args.config), args.mqtt_url)
+    logs.configure(args.log_format or cfg.logging.format, cfg.logging.level)
+    sim = cfg.simulation
+    speed = args.speed or (sim.speed if sim else 1.0)
+    clock = ScaledClock(speed, anchor_monotonic=args.clock_anchor, epoch_wall=args.clock_epoch)
+    try:
+        return asyncio.run(_sim(cfg, clock, args.summary_json))
+    except (OSError, ExceptionGroup) as exc:
+        first = exc.exceptions[0] if isinstance(exc, ExceptionGroup) else exc
+        print(f"ems sim: cannot serve the site: {first}", file=sys.stderr)
+        return EXIT_RUNTIME
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    """The persisted event log, newest first, as text or JSON lines."""
+    import time
+
+    from ems.events import EventLog
+
+    state_dir = args.state_dir
+    if state_dir is None:
+        state_dir = load_config(args.config).state.dir if args.config else None
+    if state_dir is None:
+        raise ConfigError("ems events: give --state-dir, or --config with a site file that sets state.dir")
+    path = Path(state_dir) / "events.db"
+    if not path.exists():
+        raise ConfigError(f"ems events: no event log at {path}")
+    log_ = EventLog(path)
+    for e in log_.query(limit=args.limit, kind=args.kind, before_id=args.before):
+        if args.json:
+            print(json.dumps(e.as_dict()))
+        else:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.wall_s))
+            data = " ".join(f"{k}={json.dumps(v)}" for k, v in e.data.items() if k != "timeline")
+            print(f"{e.id:6d} {when}Z {e.kind:<26} {e.reason or '':<20} {data}")
+    log_.close()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ems.demo import run_demo
+
+    cfg = load_config(args.config)
+    logs.configure("console", "warning")
+    return asyncio.run(run_demo(cfg, args))
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from ems.backtest import BacktestError
+    from ems.backtest.report import write_outputs
+    from ems.backtest.run import BacktestOptions, run
+
+    cfg = load_config(args.config)
+
+    def progress(done: int, total: int) -> None:
+        print(f"\rbacktest {100 * done / total:5.1f} % ({done}/{total} steps)", end="", file=sys.stderr, flush=True)
+
+    opts = BacktestOptions(
+        load_csv=args.load, tariff=args.tariff, prices_csv=args.prices, pv_csv=args.pv, load_scale=args.load_scale,
+        pv_scale=args.pv_scale, unit=args.unit,
+        start=None if args.start is None else datetime.fromisoformat(args.start),
+        series_start=None if args.series_start is None else datetime.fromisoformat(args.series_start),
+        step_s=args.step_s, days=args.days, foresight=not args.no_foresight, peak_shaving_only=args.peak_shaving_only)
+    try:
+        bt = run(cfg, opts, None if args.quiet else progress)
+        files = write_outputs(args.out, bt.result, bt.trace, bt.foresight, bt.tariff,
+                              f"Backtest: {cfg.site}", timeseries=args.timeseries)
+    except BacktestError as exc:
+        print(f"\nems backtest: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    t, pf, fin = bt.result.total, bt.result.foresight, bt.result.financials
+    print("", file=sys.stderr)
+    print(f"bill without battery {t['bill_without']:,.2f}, with {t['bill_with']:,.2f}: "
+          f"savings {t['savings']:,.2f} ({t['equivalent_full_cycles']:.1f} cycles; "
+          f"peak {t['peak_without_kw']:,.0f} -> {t['peak_with_kw']:,.0f} kW)")
+    if pf is not None:
+        print(f"perfect foresight savings {pf['savings']:,.2f}: captured {100 * pf['share_captured']:.1f} % "
+              f"({100 * pf['share_captured_net']:.1f} % net of wear)")
+    if fin is not None:
+        payback = "never" if fin.simple_payback_years is None else f"{fin.simple_payback_years:.1f} y"
+        irr = "-" if fin.irr is None else f"{100 * fin.irr:.1f} %"
+        lcos = "-" if fin.lcos_per_kwh is None else f"{fin.lcos_per_kwh:.3f}/kWh"
+        print(f"payback {payback}, NPV {fin.npv:,.0f}, IRR {irr}, LCOS {lcos}")
+    print(f"wall time {bt.trace.wall_time_s:.1f} s ({bt.trace.plans} plans); wrote "
+          + ", ".join(str(f) for f in files))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ems", description="Energy management for GPU sites with battery storage.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("check-config", help="validate a site file and exit")
+    c.add_argument("file", type=Path)
+    c.set_defaults(func=cmd_check_config)
+
+    r = sub.add_parser("run", help="run the controller daemon until SIGINT/SIGTERM")
+    r.add_argument("--config", required=True, type=Path)
+    r.add_argument("--mqtt-url", help="override mqtt.url from the site file")
+    r.add_argument("--speed", type=float, default=1.0, help="site clock speed (only against a simulated site)")
+    r.add_argument("--log-format", choices=["console", "json"])
+    r.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("sim", help="serve the simulated site alone (hardware-in-the-loop)")
+    s.add_argument("--config", required=True, type=Path)
+    s.add_argument("--mqtt-url", help="override mqtt.url from the site file")
+    s.add_argument("--speed", type=float, help="override simulation.speed")
+    s.add_argument("--clock-anchor", type=float, help=argparse.SUPPRESS)
+    s.add_argument("--clock-epoch", type=float, help=argparse.SUPPRESS)
+    s.add_argument("--summary-json", type=Path, help="write the plant's ground truth here on exit")
+    s.add_argument("--log-format", choices=["console", "json"])
+    s.set_defaults(func=cmd_sim)
+
+    e = sub.add_parser("events", help="show the persisted event log, newest first")
+    e.add_argument("--config", type=Path, help="site file (its state.dir holds the log)")
+    e.add_argument("--state-dir", type=Path, help="the controller's state directory")
+    e.add_argument("--kind", help="only events of this kind, e.g. failover, device_lost, operator_action")
+    e.add_argument("--limit", type=int, default=50)
+    e.add_argument("--before", type=int, help="page: only events with a smaller id")
+    e.add_argument("--json", action="store_true", help="one JSON object per line")
+    e.set_defaults(func=cmd_events)
+
+    d = sub.add_parser("demo", help="simulated site + controller, live, with a summary")
+    d.add_argument("--config", type=Path, default=Path(__file__).resolve().parent.parent / "config" / "demo-site.yaml")
+    d.add_argument("--speed", type=float, help="site seconds per real second (default: the file's)")
+    d.add_argument("--duration", type=float, default=120.0, help="real seconds to run (default 120)")
+    d.add_argument("--mqtt-url", help="use this broker instead of starting one")
+    d.add_argument("--broker", choices=["auto", "mosquitto", "embedded"], default="embedded",
+                   help="broker to start when no --mqtt-url (default: embedded amqtt)")
+    d.add_argument("--http-port", type=int, default=0,
+                   help="operator dashboard port (default: a free one; token from $EMS_HTTP_TOKEN or generated)")
+    d.add_argument("--no-http", dest="http_port", action="store_const", const=None,
+                   help="no operator dashboard")
+    d.set_defaults(func=cmd_demo)
+
+    b = sub.add_parser("backtest", help="the site's policies on a load series in fast time, billed (docs/backtest.md)")
+    b.add_argument("--config", required=True, type=Path)
+    b.add_argument("--load", required=True, type=Path, help="load CSV: one kW value a line, or timestamp,kW")
+    b.add_argument("--tariff", type=Path, help="URDB tariff JSON (default: policies.arbitrage.tariff)")
+    b.add_argument("--pv", type=Path, help="PV CSV, same layout as --load")
+    b.add_argument("--prices", type=Path, help="dynamic prices CSV (timestamp,price_per_kwh)")
+    b.add_argument("--load-scale", type=float, default=1.0, help="multiply the load (1000: kW -> MW site)")
+    b.add_argument("--pv-scale", type=float, default=1.0)
+    b.add_argument("--unit", choices=["kw", "w"], default="kw", help="unit of the load and PV values")
+    b.add_argument("--start", help="ISO date of the first step to run (default: the series' start)")
+    b.add_argument("--series-start", help="date of the first value of a series without timestamps (default 2018-01-01)")
+    b.add_argument("--step-s", type=int, help="resolution (default: the planning step, else 900)")
+    b.add_argument("--days", type=float, help="only this many days")
+    b.add_argument("--peak-shaving-only", action="store_true", help="run without the arbitrage planner")
+    b.add_argument("--no-foresight", action="store_true", help="skip the perfect-foresight bound")
+    b.add_argument("--timeseries", action="store_true", help="also write every step to timeseries.csv")
+    b.add_argument("--out", type=Path, default=Path("backtest-out"), help="output folder (default backtest-out)")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.set_defaults(func=cmd_backtest)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

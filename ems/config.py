@@ -1,0 +1,364 @@
+"""The site file: one YAML document validated by pydantic.
+
+A bad file raises `ConfigError` whose message names the field and the problem; the CLI
+prints it and exits non-zero without a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ems.operator.config import HttpConfig
+from sim_devices.config import SimulationConfig
+
+
+class ConfigError(Exception):
+    """The site file cannot be used; the message says which field and why."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class ModbusEndpoint(_Model):
+    host: str = "127.0.0.1"
+    port: Port
+    unit_id: int = Field(default=1, ge=0, le=255)
+    profile: str = Field(description="profile name under config/profiles/ or a path")
+    timeout_s: float = Field(default=0.5, gt=0, le=10)
+
+
+class BessUnitConfig(_Model):
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    bms: ModbusEndpoint
+    pcs: ModbusEndpoint
+
+
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class MqttTlsConfig(_Model):
+    """TLS towards the broker (used with an `mqtts://` url); see ems/mqtt_auth.py."""
+
+    ca_file: Path | None = Field(default=None, description="CA bundle; None: the system's trust store")
+    cert_file: Path | None = Field(default=None, description="client certificate (brokers that require one)")
+    key_file: Path | None = Field(default=None, description="its private key")
+    insecure: bool = Field(default=False, description="skip the host name check (never in production)")
+
+    @model_validator(mode="after")
+    def _cert_and_key(self) -> MqttTlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
+class MqttConfig(_Model):
+    url: str = Field(default="mqtt://127.0.0.1:1883", pattern=r"^mqtts?://[^/:]+(:\d+)?/?$")
+    topic_prefix: str = Field(default="ems", pattern=r"^[A-Za-z0-9_/-]+$")
+    client_id: str = "ems-controller"
+    keepalive_s: int = Field(default=30, ge=5, le=600)
+    tls: MqttTlsConfig | None = Field(default=None, description="needs an mqtts:// url")
+    # secrets never live in the site file: only where to find them
+    username: str | None = Field(default=None, min_length=1)
+    password_env: EnvName | None = Field(default=None, description="environment variable holding the password")
+    password_file: Path | None = Field(default=None, description="file whose first line is the password")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_literal_password(cls, data: object) -> object:
+        if isinstance(data, dict) and "password" in data:
+            raise ValueError("mqtt.password: secrets are not read from the site file; name an environment "
+                             "variable with password_env or a file with password_file")
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MqttConfig:
+        if self.tls is not None and not self.url.startswith("mqtts://"):
+            raise ValueError("tls is set but the url is not mqtts://")
+        if self.password_env is not None and self.password_file is not None:
+            raise ValueError("give password_env or password_file, not both")
+        if (self.password_env is not None or self.password_file is not None) and self.username is None:
+            raise ValueError("a password needs a username")
+        return self
+
+    @property
+    def host(self) -> str:
+        return self.url.split("://", 1)[1].rstrip("/").split(":")[0]
+
+    @property
+    def port(self) -> int:
+        rest = self.url.split("://", 1)[1].rstrip("/")
+        if ":" in rest:
+            return int(rest.split(":")[1])
+        return 8883 if self.url.startswith("mqtts") else 1883
+
+
+class RacksConfig(_Model):
+    """The GPU racks, in rows. Rack ids are `{row}-rack{n:02d}`, rows `row{n:02d}`."""
+
+    rows: int = Field(ge=1, le=1000)
+    racks_per_row: int = Field(ge=1, le=200)
+    nameplate_w: float = Field(gt=0, le=1e6)
+    critical_rows: list[str] = Field(default_factory=list)
+    telemetry_stale_after_s: float = Field(default=5.0, gt=0)
+
+    @property
+    def count(self) -> int:
+        return self.rows * self.racks_per_row
+
+    def row_ids(self) -> list[str]:
+        return [f"row{r + 1:02d}" for r in range(self.rows)]
+
+    def rack_ids(self) -> list[str]:
+        return [f"{row}-rack{k + 1:02d}" for row in self.row_ids() for k in range(self.racks_per_row)]
+
+    @model_validator(mode="after")
+    def _critical_rows_exist(self) -> RacksConfig:
+        unknown = set(self.critical_rows) - set(self.row_ids())
+        if unknown:
+            raise ValueError(f"critical_rows names unknown rows: {sorted(unknown)}")
+        return self
+
+
+class ControlConfig(_Model):
+    period_s: float = Field(default=1.0, ge=0.01, le=60)
+    setpoint_deadband_w: float = Field(default=1000.0, ge=0, description="skip writes smaller than this")
+    meter_stale_after_s: float = Field(default=3.0, gt=0)
+    bess_stale_after_s: float = Field(default=3.0, gt=0)
+    meter_invalid_hold_s: float = Field(
+        default=30.0, ge=0, description="without a trusted meter, hold the last setpoint this long, then 0 W")
+    meter_frozen_s: float = Field(default=30.0, ge=0,
+                                  description="the exact same meter power this long: frozen (0: off)")
+    meter_max_abs_w: float | None = Field(default=None, gt=0, description="beyond: implausible (default from the site)")
+    bms_soc_max_c_rate: float = Field(default=2.0, gt=0, description="fastest plausible SoC change, in C")
+    status_every_periods: int = Field(default=1, ge=1)
+
+
+class PeakShavingConfig(_Model):
+    enabled: bool = True
+    grid_import_cap_w: float = Field(gt=0, description="hold grid import at or under this")
+    recharge_below_w: float = Field(ge=0, description="recharge while import is under this")
+    peak_hold_s: float = Field(default=0.0, ge=0, description="shave the max of the recent load")
+
+    @model_validator(mode="after")
+    def _threshold_below_cap(self) -> PeakShavingConfig:
+        if self.recharge_below_w > self.grid_import_cap_w:
+            raise ValueError("recharge_below_w must not exceed grid_import_cap_w")
+        return self
+
+
+class BatteryLimitsConfig(_Model):
+    soc_min: Fraction = 0.10
+    soc_max: Fraction = 0.95
+    ramp_w_per_s: float | None = Field(default=None, gt=0, description="site ramp limit")
+    unit_ramp_w_per_s: float | None = Field(default=None, gt=0, description="per-unit ramp limit (envelope)")
+    temp_derate_start_c: float = Field(default=45.0, description="full power up to this module temperature")
+    temp_max_c: float = Field(default=55.0, description="no power at or above this module temperature")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BatteryLimitsConfig:
+        if self.soc_min >= self.soc_max:
+            raise ValueError("soc_min must be below soc_max")
+        if self.temp_derate_start_c >= self.temp_max_c:
+            raise ValueError("temp_derate_start_c must be below temp_max_c")
+        return self
+
+
+class ArbitrageConfig(_Model):
+    """Plan against the tariff with an LP and follow the plan (policies/arbitrage.py)."""
+
+    enabled: bool = True
+    tariff: Path = Field(description="OpenEI URDB rate JSON (see docs/tariffs.md)")
+    prices_csv: Path | None = Field(default=None, description="dynamic prices (timestamp,price_per_kwh)")
+    timezone: str = Field(default="UTC", description="IANA zone of the tariff's wall-clock schedules")
+    planning_interval_s: float = Field(default=3600.0, ge=60, le=86_400)
+    step_s: int = Field(default=900, ge=60, le=3600, description="planning step; must divide 3600")
+    horizon_h: float = Field(default=24.0, ge=1, le=168)
+    wear_cost_per_kwh: float = Field(default=0.01, ge=0, description="charged per kWh discharged")
+    reserve_soc: Fraction = Field(default=0.0, description="never discharge below this for money")
+    charge_efficiency: float = Field(default=0.95, gt=0, le=1)
+    discharge_efficiency: float = Field(default=0.95, gt=0, le=1)
+    allow_export: bool = False
+    max_plan_age_s: float = Field(default=7200.0, gt=0, description="older plans are not followed")
+    # forecast and rolling-horizon hedges, see docs/backtest.md for what each does and why
+    forecast_envelope_days: int = Field(default=1, ge=0, le=14, description="plan on max(weekly, last days)")
+    forecast_correction_tau_s: float = Field(default=43200.0, ge=0,
+                                             description="how long the last hour's offset from its profile lasts")
+    hold_value_per_kwh_h: float = Field(default=0.002, ge=0, description="LP preference for a charged battery")
+    over_peak_cost_per_kwh: float = Field(default=0.02, ge=0,
+                                          description="LP preference for charging under the billed peak")
+    demand_per_day: bool = Field(default=True, description="shave every day as if it set the monthly peak")
+    replan_soc_deviation: Fraction | None = Field(default=0.05, description="re-plan early when SoC is this far off")
+
+    @model_validator(mode="after")
+    def _step_divides_hour(self) -> ArbitrageConfig:
+        if 3600 % self.step_s:
+            raise ValueError("step_s must divide 3600 (tariff schedules are hourly)")
+        if self.horizon_h * 3600 < self.step_s:
+            raise ValueError("horizon_h must hold at least one step")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone {self.timezone!r} is not a known IANA time zone") from None
+        return self
+
+
+class PoliciesConfig(_Model):
+    battery: BatteryLimitsConfig = BatteryLimitsConfig()
+    peak_shaving: PeakShavingConfig | None = None
+    arbitrage: ArbitrageConfig | None = None
+
+    @model_validator(mode="after")
+    def _reserve_within_window(self) -> PoliciesConfig:
+        a = self.arbitrage
+        if a is not None and a.reserve_soc > self.battery.soc_max:
+            raise ValueError("arbitrage.reserve_soc must not exceed battery.soc_max")
+        return self
+
+
+class EconomicsConfig(_Model):
+    """What the battery costs, for `ems backtest`'s payback, NPV, IRR and LCOS (money in the
+    tariff's currency)."""
+
+    capex: float = Field(ge=0, description="installed cost at year 0")
+    om_per_year: float = Field(default=0.0, ge=0)
+    discount_rate: float = Field(default=0.07, ge=0, lt=1)
+    lifetime_years: int = Field(default=15, ge=1, le=50)
+    degradation_per_year: Fraction = Field(default=0.02, description="loss of usable energy per year")
+    end_of_life_cost: float = Field(default=0.0, description="decommissioning (negative: salvage)")
+
+
+class ReserveConfig(_Model):
+    """Backup energy kept for an outage: the critical load for `bridge_s` (until the genset
+    carries it), on top of the hardware floor `soc_floor`."""
+
+    critical_load_w: float = Field(gt=0)
+    bridge_s: float = Field(default=600.0, gt=0)
+    discharge_efficiency: float = Field(default=0.95, gt=0, le=1)
+    soc_floor: Fraction = 0.05
+
+
+class GensetPolicyConfig(_Model):
+    start_after_s: float = Field(default=0.0, ge=0, description="start only if the outage outlasts this")
+    min_run_s: float = Field(default=600.0, ge=0, description="never stop before this much running")
+    charge_battery_w: float = Field(default=0.0, ge=0, description="extra genset output to recharge the battery")
+
+
+class FailoverConfig(_Model):
+    enabled: bool = True
+    budget_s: float = Field(default=0.020, gt=0, description="grid loss -> last device commanded")
+    detect_poll_s: float = Field(default=0.002, gt=0, le=1.0)
+    nominal_voltage_v: float = Field(default=230.0, gt=0)
+    nominal_frequency_hz: float = Field(default=50.0, gt=0)
+    voltage_band_pu: tuple[float, float] = (0.88, 1.10)
+    frequency_band_hz: tuple[float, float] = (47.5, 51.5)
+    debounce_samples: int = Field(default=2, ge=1, description="consecutive out-of-band samples (V, f)")
+    shed_order: list[str] = Field(default_factory=list, description="rows capped first .. last; critical rows last")
+    min_cap_fraction: Fraction = Field(default=0.25, description="lowest cap a rack can be given")
+    island_loading: Fraction = Field(default=0.9, description="plan to load the BESS up to this share")
+    overhead_fraction: float = Field(default=0.25, ge=0, le=2, description="cooling etc. as a share of racks")
+    reserve: ReserveConfig | None = None
+    genset: GensetPolicyConfig = GensetPolicyConfig()
+    reconnect_stable_s: float = Field(default=300.0, ge=0)
+    cap_release_s: float = Field(default=60.0, ge=0, description="caps ramp back to nameplate over this")
+
+    @model_validator(mode="after")
+    def _bands(self) -> FailoverConfig:
+        lo, hi = self.voltage_band_pu
+        if not 0 < lo < 1 < hi:
+            raise ValueError("voltage_band_pu must be (low < 1 < high)")
+        flo, fhi = self.frequency_band_hz
+        if not flo < self.nominal_frequency_hz < fhi:
+            raise ValueError("frequency_band_hz must contain nominal_frequency_hz")
+        return self
+
+
+class LoggingConfig(_Model):
+    format: Literal["console", "json"] = "console"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class StateConfig(_Model):
+    """Where the controller keeps what must survive a restart (event log, ...)."""
+
+    dir: Path | None = Field(default=None, description="None keeps everything in memory")
+    persist_every_s: float = Field(default=5.0, gt=0, description="how often controller state is saved")
+
+
+class SiteConfig(_Model):
+    site: str = Field(default="site", pattern=r"^[A-Za-z0-9_.-]+$")
+    control: ControlConfig = ControlConfig()
+    mqtt: MqttConfig = MqttConfig()
+    meter: ModbusEndpoint
+    bess_units: list[BessUnitConfig] = Field(min_length=1)
+    genset: ModbusEndpoint | None = None
+    racks: RacksConfig
+    policies: PoliciesConfig = PoliciesConfig()
+    logging: LoggingConfig = LoggingConfig()
+    state: StateConfig = StateConfig()
+    http: HttpConfig = HttpConfig()  # operator server (dashboard, API, metrics): off unless enabled
+    failover: FailoverConfig | None = None
+    simulation: SimulationConfig | None = None
+    economics: EconomicsConfig | None = None
+
+    @model_validator(mode="after")
+    def _unique(self) -> SiteConfig:
+        ids = [u.id for u in self.bess_units]
+        if len(ids) != len(set(ids)):
+            raise ValueError("bess_units ids must be unique")
+        endpoints = [(self.meter.host, self.meter.port, self.meter.unit_id)]
+        if self.genset is not None:
+            endpoints.append((self.genset.host, self.genset.port, self.genset.unit_id))
+        for u in self.bess_units:
+            endpoints += [(u.bms.host, u.bms.port, u.bms.unit_id), (u.pcs.host, u.pcs.port, u.pcs.unit_id)]
+        if len(endpoints) != len(set(endpoints)):
+            raise ValueError("two devices share the same host, port and unit_id")
+        if self.simulation is not None and len(self.simulation.bess) not in (1, len(ids)):
+            raise ValueError("simulation.bess must have one entry or one per bess unit")
+        if self.failover is not None:
+            unknown = set(self.failover.shed_order) - set(self.racks.row_ids())
+            if unknown:
+                raise ValueError(f"failover.shed_order names unknown rows: {sorted(unknown)}")
+        if self.simulation is not None and (self.simulation.genset is None) != (self.genset is None):
+            raise ValueError("genset and simulation.genset must be both present or both absent")
+        return self
+
+
+def _format_error(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid site configuration"]
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"  {where}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: object, source: str = "<config>") -> SiteConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the site file must be a YAML mapping at the top level")
+    try:
+        return SiteConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, source)) from None
+
+
+def load_config(path: str | Path) -> SiteConfig:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_config(data, str(path))

@@ -1,0 +1,25 @@
+"""Which changes of the site file apply without a restart.
+
+Policy parameters, control tuning (except the period), failover tuning and logging apply at
+the next period. Devices, racks, broker, HTTP, state directory and the arbitrage planner
+(built at start-up) need a restart: a reload that changes them is refused, and the running
+configuration stays.
+"""
+
+from __future__ import annotations
+
+from ems.config import SiteConfig
+
+_RESTART_SECTIONS = ("site", "meter", "bess_units", "genset", "racks", "mqtt", "http", "state", "simulation")
+
+
+def needs_restart(running: SiteConfig, new: SiteConfig) -> list[str]:
+    """The fields whose change a reload cannot apply (empty: the reload can apply)."""
+    changed = [name for name in _RESTART_SECTIONS if getattr(running, name) != getattr(new, name)]
+    if running.control.period_s != new.control.period_s:
+        changed.append("control.period_s")
+    if (running.failover is None) != (new.failover is None):
+        changed.append("failover (added or removed)")
+    if running.policies.arbitrage != new.policies.arbitrage:
+        changed.append("policies.arbitrage")
+    return changed

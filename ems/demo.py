@@ -1,0 +1,168 @@
+"""`ems demo`: a broker, the simulated site in its own process, and the controller, live.
+
+The site and the controller share an accelerated site clock (both anchored on the
+system-wide monotonic clock), so a peak-shaving day fits in a couple of minutes. The
+summary compares the plant's own counterfactual (the same site without a battery) with
+what the meter saw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ems.broker import free_port, private_broker
+from ems.clock import ScaledClock
+from ems.config import SiteConfig
+from ems.control_loop import Controller
+from ems.operator.auth import load_tokens
+
+_SIM_START_DELAY_S = 2.0  # real seconds between launching the site and site time 0
+
+
+def with_free_ports(cfg: SiteConfig, mqtt_url: str) -> SiteConfig:
+    """The same site on free loopback ports, talking to the given broker."""
+    def move(ep: Any) -> Any:
+        return ep.model_copy(update={"host": "127.0.0.1", "port": free_port()})
+
+    units = [u.model_copy(update={"bms": move(u.bms), "pcs": move(u.pcs)}) for u in cfg.bess_units]
+    return cfg.model_copy(update={
+        "meter": move(cfg.meter), "bess_units": units,
+        "mqtt": cfg.mqtt.model_copy(update={"url": mqtt_url}),
+    })
+
+
+@contextlib.asynccontextmanager
+async def _broker(url: str | None, kind: str) -> AsyncIterator[str]:
+    if url is not None:
+        yield url
+        return
+    async with private_broker(kind) as b:
+        yield b.url
+
+
+def _mw(w: float | None) -> str:
+    return "   n/a" if w is None else f"{w / 1e6:6.2f}"
+
+
+def _pct(fraction: float | None) -> str:
+    return " --" if fraction is None else f"{fraction * 100:3.0f}%"
+
+
+def status_line(ctl: Controller, start_hour: float) -> str:
+    r = ctl.last
+    if r is None:
+        return "waiting for the first control period..."
+    s = ctl.status(r)
+    hours = start_hour + r.snapshot.now_s / 3600.0
+    day, hh = int(hours // 24) + 1, hours % 24
+    units = "  ".join(f"{uid} {_pct(u['soc'])} {_mw(u['power_w'])}" for uid, u in s["units"].items())
+    return (f"day {day} {int(hh):02d}:{int(hh % 1 * 60):02d} | grid {_mw(s['grid_power_w'])} MW"
+            f" / cap {_mw(s['grid_import_cap_w'])} | racks {_mw(s['racks']['reported_power_w'])} MW"
+            f" | {units} MW | {s['reason']}")
+
+
+def summary_text(truth: dict[str, Any], ctl: Controller, cap_w: float | None) -> str:
+    p = ctl.stats.percentiles_ms()
+    lines = [
+        "",
+        "=== demo summary ===",
+        f"site time simulated:          {truth['site_time_s'] / 3600:.1f} h",
+        f"grid import cap:              {_mw(cap_w)} MW",
+        f"peak import, no battery:      {_mw(truth['peak_demand_15min_without_battery_w'])} MW "
+        f"(15-min demand)  {_mw(truth['peak_1min_without_battery_w'])} MW (1-min average)",
+        f"peak import, with battery:    {_mw(truth['peak_demand_15min_w'])} MW "
+        f"(15-min demand)  {_mw(truth['peak_1min_w'])} MW (1-min average)",
+        f"energy through the battery:   {truth['battery_discharged_wh'] / 1e6:.2f} MWh out, "
+        f"{truth['battery_charged_wh'] / 1e6:.2f} MWh in",
+        f"SoC range:                    {truth['soc_min'] * 100:.1f} % .. {truth['soc_max'] * 100:.1f} %",
+        f"control periods:              {ctl.stats.periods} (overruns {ctl.stats.overruns}), "
+        f"duration p50 {p.get('duration_p50_ms', 0):.2f} ms p99 {p.get('duration_p99_ms', 0):.2f} ms",
+        f"PCS heartbeat timeouts:       {int(truth['heartbeat_timeouts'])}",
+    ]
+    return "\n".join(lines)
+
+
+async def run_demo(cfg: SiteConfig, args: argparse.Namespace) -> int:
+    sim = cfg.simulation
+    if sim is None:
+        print(f"{args.config}: the demo needs a simulation: section", file=sys.stderr)
+        return 2
+    speed = args.speed or sim.speed
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with _broker(args.mqtt_url, args.broker) as url:
+        site_cfg = with_free_ports(cfg, url)
+        with tempfile.TemporaryDirectory(prefix="ems-demo-") as tmp:
+            cfg_path, summary_path = Path(tmp) / "site.yaml", Path(tmp) / "truth.json"
+            cfg_path.write_text(yaml.safe_dump(site_cfg.model_dump(mode="json")))
+            anchor = time.monotonic() + _SIM_START_DELAY_S
+            epoch = time.time() + _SIM_START_DELAY_S
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "ems.cli", "sim", "--config", str(cfg_path), "--speed", str(speed),
+                "--clock-anchor", repr(anchor), "--clock-epoch", repr(epoch),
+                "--summary-json", str(summary_path), "--log-format", "console",
+                stdout=asyncio.subprocess.DEVNULL)
+            print(f"ems demo: broker {url}, site '{cfg.site}' in process {proc.pid}: "
+                  f"{len(cfg.bess_units)} BESS units, {cfg.racks.count} racks; speed {speed:g}x, "
+                  f"{args.duration:g} s", flush=True)
+            controller = Controller(site_cfg, ScaledClock(speed, anchor, epoch))
+            operator = contextlib.AsyncExitStack()
+            if args.http_port is not None:  # the operator dashboard, on by default in the demo
+                from ems.operator.server import serve
+
+                http = site_cfg.http.model_copy(update={"enabled": True, "port": args.http_port})
+                token = os.environ.get(http.token_env) or secrets.token_urlsafe(24)
+                server = await operator.enter_async_context(
+                    serve(controller, http, load_tokens(http, {http.token_env: token})))
+                print(f"ems demo: operator dashboard {server.url}  token {token}", flush=True)
+            await asyncio.sleep(max(0.0, anchor - time.monotonic()))
+            task = asyncio.create_task(controller.run(stop), name="controller")
+            tty = sys.stdout.isatty()
+            end = time.monotonic() + args.duration
+            last_print = 0.0
+            while not stop.is_set() and time.monotonic() < end and not task.done() and proc.returncode is None:
+                line = status_line(controller, sim.start_hour)
+                if tty:
+                    print("\r" + line.ljust(150)[:150], end="", flush=True)
+                elif time.monotonic() - last_print >= 5.0:
+                    print(line, flush=True)
+                    last_print = time.monotonic()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.25)
+            if tty:
+                print()
+            stop.set()
+            try:
+                await asyncio.wait_for(task, 30)
+            except TimeoutError:
+                print("ems demo: the controller did not stop within 30 s", file=sys.stderr)
+            await asyncio.wait_for(operator.aclose(), 10)
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+            try:
+                rc = await asyncio.wait_for(proc.wait(), 30)
+            except TimeoutError:
+                proc.kill()
+                rc = await proc.wait()
+            if not summary_path.exists():
+                print(f"ems demo: the simulated site exited with status {rc} and no summary", file=sys.stderr)
+                return 1
+            truth = yaml.safe_load(summary_path.read_text())
+    ps = cfg.policies.peak_shaving
+    print(summary_text(truth, controller, None if ps is None else ps.grid_import_cap_w))
+    return 0

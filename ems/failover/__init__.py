@@ -1,0 +1,1 @@
+"""Grid-loss failover: detection, the armed fast path, island supervision."""

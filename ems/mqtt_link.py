@@ -1,0 +1,82 @@
+"""The controller's MQTT session: rack telemetry in, caps and site status out.
+
+One connection, re-established after a broker loss with backoff. On every (re)connect
+it resubscribes and tells its listeners, so caps can be re-asserted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import aiomqtt
+import structlog
+
+from drivers import rack_protocol as rp
+from drivers.racks import RackTelemetryStore
+from ems.clock import Clock
+from ems.config import MqttConfig
+from ems.mqtt_auth import client_kwargs
+
+log = structlog.get_logger("ems.mqtt")
+
+
+class NotConnected(Exception):
+    """Publishing while the broker is unreachable."""
+
+
+class MqttLink:
+    def __init__(self, cfg: MqttConfig, store: RackTelemetryStore, clock: Clock,
+                 on_connect: Callable[[], None] | None = None) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.clock = clock
+        self.on_connect = on_connect
+        # resolved once, so a missing secret fails at start-up (MqttAuthError), not at a reconnect
+        self._connect = client_kwargs(cfg, identifier=cfg.client_id)
+        self._client: aiomqtt.Client | None = None
+        self.connected = asyncio.Event()
+        self.connects = 0
+        self.publish_failures = 0
+
+    async def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
+        client = self._client
+        if client is None:
+            raise NotConnected(topic)
+        try:
+            await client.publish(topic, payload, qos=qos, retain=retain, timeout=1.0)
+        except aiomqtt.MqttError as exc:
+            self.publish_failures += 1
+            raise NotConnected(topic) from exc
+
+    async def run(self) -> None:
+        backoff_s = 0.2
+        down_logged = False
+        while True:
+            try:
+                async with aiomqtt.Client(**self._connect, timeout=5.0,
+                                          max_queued_incoming_messages=100_000) as client:
+                    await client.subscribe(rp.telemetry_wildcard(self.cfg.topic_prefix), qos=0)
+                    self._client = client
+                    self.connects += 1
+                    self.connected.set()
+                    backoff_s = 0.2
+                    if down_logged or self.connects > 1:
+                        log.info("mqtt connected again", broker=self.cfg.url)
+                    down_logged = False
+                    if self.on_connect is not None:
+                        self.on_connect()
+                    ingest, now = self.store.ingest, self.clock.monotonic
+                    async for message in client.messages:
+                        payload = message.payload
+                        ingest(message.topic.value, payload if isinstance(payload, bytes) else b"", now())
+            except aiomqtt.MqttError as exc:
+                self._client = None
+                self.connected.clear()
+                if not down_logged:
+                    log.warning("mqtt broker unreachable", broker=self.cfg.url, error=str(exc))
+                    down_logged = True
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, 5.0)
+            finally:
+                self._client = None

@@ -1,0 +1,255 @@
+"""What an operator has changed, and how the control loop applies it each period.
+
+Three kinds of action, each with who, what and why, each recorded in the event log and
+kept in the override file so a restart does not undo it:
+
+- a tuned policy parameter (ems/operator/overrides.py), optionally reverted after a time;
+- a unit in maintenance: the snapshot marks it unavailable (`UNIT_MAINTENANCE`), so it
+  gets 0 W and no mode command until taken out again; never reverted by a timer (someone
+  may be working on it);
+- a forced mode (0 W, or a fixed site battery power) that always ends after a timeout.
+
+Actions are applied from the event loop between periods, so the next period sees them.
+Timeouts are in site seconds (the controller's clock; real seconds on a real site).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import structlog
+
+from ems import decide as policy_stack
+from ems.clock import Clock
+from ems.config import SiteConfig
+from ems.events import Event, EventLog
+from ems.operator import overrides as ov
+from ems.reasons import Reason
+from ems.snapshot import SiteSnapshot
+from policies.operator_force import ForceParams
+
+log = structlog.get_logger("ems.operator")
+
+ACTION = "operator_action"
+REVERT = "operator_revert"
+ForceMode = Literal["zero", "setpoint"]
+
+
+class UnknownUnit(ov.OverrideError):
+    """No BESS unit has that id."""
+
+
+class InvalidAction(ov.OverrideError):
+    """The action's arguments are out of bounds."""
+
+
+@dataclass(frozen=True, slots=True)
+class Maintenance:
+    unit_id: str
+    by: str
+    why: str
+    at_wall_s: float
+    event_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Force:
+    mode: ForceMode
+    setpoint_w: float
+    by: str
+    why: str
+    at_wall_s: float
+    until_wall_s: float
+    event_id: int = 0
+
+
+class OperatorControls:
+    def __init__(self, cfg: SiteConfig, events: EventLog, clock: Clock, path: Path | None,
+                 max_force_s: float = 4 * 3600.0) -> None:
+        self.configured = cfg
+        self.effective = cfg
+        self.events = events
+        self.clock = clock
+        self.path = path
+        self.max_force_s = max_force_s
+        self.params: dict[str, ov.ParamOverride] = {}
+        self.maintenance: dict[str, Maintenance] = {}
+        self.force: Force | None = None
+        self.unit_ids = {u.id for u in cfg.bess_units}
+        self.policy = policy_stack.policy_params(cfg)
+        self.actions = 0
+        self._load()
+
+    # --- actions ---------------------------------------------------------------------
+    def set_param(self, name: str, value: Any, by: str, why: str, revert_after_s: float | None = None) -> Event:
+        if revert_after_s is not None and not (0 < revert_after_s <= 366 * 86_400):
+            raise InvalidAction("revert_after_s must be > 0 and at most a year")
+        candidate = {**{k: o.value for k, o in self.params.items()}, name: value}
+        effective = ov.apply_overrides(self.configured, candidate)  # raises with the field's problem
+        previous = ov.current_value(self.effective, name)
+        now = self.clock.wall()
+        until = None if revert_after_s is None else now + revert_after_s
+        ev = self._record(ACTION, None, by, why, action="set_param", param=name, value=value, previous=previous,
+                          configured=ov.current_value(self.configured, name), revert_at_wall_s=until)
+        self.params[name] = ov.ParamOverride(name, value, by, why, now, until, ev.id)
+        self._apply(effective)
+        return ev
+
+    def reset_param(self, name: str, by: str, why: str) -> Event:
+        ov.current_value(self.configured, name)  # raises for unknown or unavailable names
+        if name not in self.params:
+            raise InvalidAction(f"{name!r} is not overridden")
+        rest = {k: o.value for k, o in self.params.items() if k != name}
+        effective = ov.apply_overrides(self.configured, rest)
+        ev = self._record(ACTION, None, by, why, action="reset_param", param=name,
+                          value=ov.current_value(effective, name), previous=self.params[name].value)
+        del self.params[name]
+        self._apply(effective)
+        return ev
+
+    def set_maintenance(self, unit_id: str, on: bool, by: str, why: str) -> Event:
+        if unit_id not in self.unit_ids:
+            raise UnknownUnit(f"no BESS unit {unit_id!r} (units: {', '.join(sorted(self.unit_ids))})")
+        if on == (unit_id in self.maintenance):
+            raise InvalidAction(f"{unit_id} is {'already' if on else 'not'} in maintenance")
+        ev = self._record(ACTION, Reason.UNIT_MAINTENANCE.code if on else None, by, why,
+                          action="maintenance_on" if on else "maintenance_off", unit=unit_id)
+        if on:
+            self.maintenance[unit_id] = Maintenance(unit_id, by, why, self.clock.wall(), ev.id)
+        else:
+            del self.maintenance[unit_id]
+        self._save()
+        return ev
+
+    def force_mode(self, mode: ForceMode, setpoint_w: float, timeout_s: float, by: str, why: str) -> Event:
+        if not (0 < timeout_s <= self.max_force_s):
+            raise InvalidAction(f"timeout_s must be > 0 and at most {self.max_force_s:g} s (http.max_force_s)")
+        if mode == "zero":
+            setpoint_w = 0.0
+        if not math.isfinite(setpoint_w):
+            raise InvalidAction("setpoint_w must be a finite number of watts")
+        now = self.clock.wall()
+        ev = self._record(ACTION, Reason.OPERATOR_FORCED.code, by, why, action="force_mode", mode=mode,
+                          setpoint_w=setpoint_w, timeout_s=timeout_s, until_wall_s=now + timeout_s)
+        self.force = Force(mode, setpoint_w, by, why, now, now + timeout_s, ev.id)
+        self._apply(self.effective)
+        return ev
+
+    def clear_force(self, by: str, why: str) -> Event:
+        if self.force is None:
+            raise InvalidAction("no forced mode is in force")
+        ev = self._record(ACTION, None, by, why, action="force_cleared", mode=self.force.mode)
+        self.force = None
+        self._apply(self.effective)
+        return ev
+
+    # --- each period -----------------------------------------------------------------
+    def apply(self, snap: SiteSnapshot) -> SiteSnapshot:
+        """Expire timed actions, then mark units in maintenance unavailable."""
+        self._expire(snap.wall_s)
+        if not self.maintenance:
+            return snap
+        units = tuple(replace(u, unavailable=Reason.UNIT_MAINTENANCE) if u.unit_id in self.maintenance else u
+                      for u in snap.units)
+        return replace(snap, units=units)
+
+    def _expire(self, wall_s: float) -> None:
+        if self.force is not None and wall_s >= self.force.until_wall_s:
+            f, self.force = self.force, None
+            self._record(REVERT, None, "controller", "timeout", action="force_mode", mode=f.mode,
+                         reverts_event=f.event_id)
+            self._apply(self.effective)
+        due = [o for o in self.params.values() if o.revert_at_wall_s is not None and wall_s >= o.revert_at_wall_s]
+        if due:
+            for o in due:
+                del self.params[o.name]
+            effective = ov.apply_overrides(self.configured, {k: o.value for k, o in self.params.items()})
+            for o in due:
+                self._record(REVERT, None, "controller", "timeout", action="set_param", param=o.name,
+                             value=ov.current_value(effective, o.name), reverts_event=o.event_id)
+            self._apply(effective)
+
+    def summary(self) -> dict[str, Any]:
+        f = self.force
+        return {
+            "force": None if f is None else {"mode": f.mode, "setpoint_w": f.setpoint_w, "by": f.by, "why": f.why,
+                                             "until_wall_s": round(f.until_wall_s, 3)},
+            "maintenance": {u: {"by": m.by, "why": m.why, "since_wall_s": round(m.at_wall_s, 3)}
+                            for u, m in sorted(self.maintenance.items())},
+            "overrides": {k: {"value": o.value, "by": o.by, "why": o.why, "revert_at_wall_s": o.revert_at_wall_s}
+                          for k, o in sorted(self.params.items())},
+        }
+
+    def rebase(self, cfg: SiteConfig) -> None:
+        """The site file was reloaded: overrides go on top of it again; one that no longer
+        validates is dropped and recorded, never half-applied."""
+        self.configured = cfg
+        kept: dict[str, ov.ParamOverride] = {}
+        for name, o in self.params.items():
+            try:
+                ov.apply_overrides(cfg, {**{k: p.value for k, p in kept.items()}, name: o.value})
+            except ov.OverrideError as exc:
+                self.events.record(REVERT, self.clock.wall(), None, by="controller", why=f"no longer valid: {exc}",
+                                   action="set_param", param=name, reverts_event=o.event_id)
+                continue
+            kept[name] = o
+        self.params = kept
+        self._apply(ov.apply_overrides(cfg, {k: o.value for k, o in kept.items()}))
+
+    # --- internals -------------------------------------------------------------------
+    def _record(self, kind: str, reason: str | None, by: str, why: str, **data: Any) -> Event:
+        self.actions += kind == ACTION
+        log.info("operator " + ("action" if kind == ACTION else "revert"), by=by, why=why, **data)
+        return self.events.record(kind, self.clock.wall(), reason, by=by, why=why, **data)
+
+    def _apply(self, effective: SiteConfig) -> None:
+        self.effective = effective
+        force = None if self.force is None else ForceParams(self.force.setpoint_w)
+        self.policy = replace(policy_stack.policy_params(effective), force=force)
+        self._save()
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        f = self.force
+        ov.write_file(self.path, {
+            "params": {k: ov.override_to_dict(o) for k, o in self.params.items()},
+            "maintenance": {u: {"by": m.by, "why": m.why, "at_wall_s": m.at_wall_s, "event_id": m.event_id}
+                            for u, m in self.maintenance.items()},
+            "force": None if f is None else {"mode": f.mode, "setpoint_w": f.setpoint_w, "by": f.by, "why": f.why,
+                                             "at_wall_s": f.at_wall_s, "until_wall_s": f.until_wall_s,
+                                             "event_id": f.event_id},
+        })
+
+    def _load(self) -> None:
+        """Re-apply what was saved; what no longer validates (the site file changed) is
+        dropped and recorded, never half-applied."""
+        if self.path is None:
+            return
+        data = ov.read_file(self.path)
+        wall = self.clock.wall()
+        for raw in (data.get("params") or {}).values():
+            o = ov.override_from_dict(raw)
+            try:
+                candidate = {**{k: p.value for k, p in self.params.items()}, o.name: o.value}
+                ov.apply_overrides(self.configured, candidate)
+            except ov.OverrideError as exc:
+                self.events.record(REVERT, wall, None, by="controller", why=f"no longer valid: {exc}",
+                                   action="set_param", param=o.name, reverts_event=o.event_id)
+                continue
+            self.params[o.name] = o
+        for unit, m in (data.get("maintenance") or {}).items():
+            if unit in self.unit_ids:
+                self.maintenance[unit] = Maintenance(unit, str(m["by"]), str(m["why"]), float(m["at_wall_s"]),
+                                                     int(m.get("event_id", 0)))
+        f = data.get("force")
+        if f is not None and float(f["until_wall_s"]) > wall:
+            self.force = Force(f["mode"], float(f["setpoint_w"]), str(f["by"]), str(f["why"]), float(f["at_wall_s"]),
+                               float(f["until_wall_s"]), int(f.get("event_id", 0)))
+        elif f is not None:  # it ran out while the controller was down: say so, as a timeout would
+            self.events.record(REVERT, wall, None, by="controller", why="timeout (while stopped)",
+                               action="force_mode", mode=f.get("mode"), reverts_event=int(f.get("event_id", 0)))
+        self._apply(ov.apply_overrides(self.configured, {k: o.value for k, o in self.params.items()}))

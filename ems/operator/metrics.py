@@ -1,0 +1,152 @@
+"""Prometheus metrics of one controller, in a registry of its own (tests run several).
+
+Gauges are read from the controller when scraped (nothing to update per period); what
+must see every period (duration and lateness histograms, policy decisions) is observed
+from the control loop's period hook, and failover latency from the event log. A value
+the controller does not have fresh (stale meter, unit without a reading) is left out of
+the scrape, never exported as 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ems.events import Event
+
+if TYPE_CHECKING:
+    from ems.control_loop import Controller, PeriodResult
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+PERIOD_BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+FAILOVER_BUCKETS_S = (0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+def failover_latency_s(event: Event) -> float | None:
+    """Grid loss detected -> last device acknowledged, from a `failover` event's data."""
+    d = event.data
+    for key, scale in (("last_ack_ms", 1e-3), ("latency_ms", 1e-3), ("latency_s", 1.0)):
+        v = d.get(key)
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+            return float(v) * scale
+    return None
+
+
+class _Live(Collector):
+    """Scrape-time gauges and counters read from the controller."""
+
+    def __init__(self, ctl: Controller) -> None:
+        self.ctl = ctl
+
+    def collect(self) -> Iterator[Metric]:
+        ctl = self.ctl
+        now = ctl.clock.monotonic()
+        r = ctl.last
+        if r is not None:
+            s = r.snapshot
+            site = [("ems_battery_setpoint_watts", "site battery setpoint (> 0 discharge)", r.arbitration.setpoint_w),
+                    ("ems_battery_power_watts", "measured battery AC power of units with a fresh PCS reading",
+                     s.battery_power_w),
+                    ("ems_rack_load_watts", "rack power reported by racks with fresh telemetry",
+                     s.racks.reported_power_w),
+                    ("ems_rack_load_estimate_watts", "rack load with stale racks at their cap or nameplate",
+                     s.racks.load_estimate_w),
+                    ("ems_racks_stale", "racks without fresh telemetry", float(s.racks.stale_count))]
+            if s.meter is not None:
+                site.append(("ems_grid_power_watts", "grid power at the meter (> 0 import)", s.meter.grid_power_w))
+            if s.site_load_w is not None:
+                site.append(("ems_site_load_watts", "grid + battery: import without the battery", s.site_load_w))
+            if ctl.cap_in_force_w is not None:
+                site.append(("ems_grid_import_cap_watts", "import cap peak shaving holds", ctl.cap_in_force_w))
+            for name, doc, value in site:
+                yield GaugeMetricFamily(name, doc, value=value)
+            soc = GaugeMetricFamily("ems_unit_soc_ratio", "state of charge, 0..1", labels=["unit"])
+            power = GaugeMetricFamily("ems_unit_power_watts", "unit AC power (> 0 discharge)", labels=["unit"])
+            setp = GaugeMetricFamily("ems_unit_setpoint_watts", "unit setpoint this period", labels=["unit"])
+            avail = GaugeMetricFamily("ems_unit_available", "1 if the unit can take a setpoint", labels=["unit"])
+            for u in s.units:
+                if u.bms is not None:
+                    soc.add_metric([u.unit_id], u.bms.soc)
+                if u.pcs is not None:
+                    power.add_metric([u.unit_id], u.pcs.power_w)
+                setp.add_metric([u.unit_id], r.unit_setpoints_w.get(u.unit_id, 0.0))
+                avail.add_metric([u.unit_id], 1.0 if u.available else 0.0)
+            yield from (soc, power, setp, avail)
+            yield GaugeMetricFamily("ems_period_duration_last_seconds", "duration of the last period",
+                                    value=r.duration_s)
+        age = GaugeMetricFamily("ems_telemetry_age_seconds", "site seconds since the last good reading",
+                                labels=["source"])
+        if ctl.last_meter is not None:
+            age.add_metric(["meter"], now - ctl.last_meter.read_at_s)
+        for io in ctl.units:
+            if io.last_bms is not None:
+                age.add_metric([f"{io.unit_id}.bms"], now - io.last_bms.read_at_s)
+            if io.last_pcs is not None:
+                age.add_metric([f"{io.unit_id}.pcs"], now - io.last_pcs.read_at_s)
+        if r is not None:
+            ages = [a for a in r.snapshot.racks.age_s.tolist() if math.isfinite(a)]
+            if ages:
+                age.add_metric(["racks_oldest"], max(ages) + (now - r.snapshot.now_s))
+        yield age
+        errors = CounterMetricFamily("ems_driver_errors", "failed device reads and writes", labels=["device"])
+        for device, n in sorted(ctl.health.errors.items()):
+            errors.add_metric([device], n)
+        yield errors
+        yield GaugeMetricFamily("ems_devices_down", "devices currently lost", value=len(ctl.health.down))
+        yield CounterMetricFamily("ems_periods", "control periods run", value=ctl.stats.periods)
+        yield CounterMetricFamily("ems_period_overruns", "periods that ran past their slot", value=ctl.stats.overruns)
+        yield CounterMetricFamily("ems_pcs_write_failures", "failed PCS writes", value=ctl.stats.write_failures)
+        c = ctl.controls
+        yield GaugeMetricFamily("ems_operator_force_active", "1 while an operator's forced mode is in force",
+                                value=0.0 if c.force is None else 1.0)
+        maint = GaugeMetricFamily("ems_unit_in_maintenance", "1 while an operator has the unit in maintenance",
+                                  labels=["unit"])
+        for unit_id in sorted(c.unit_ids):
+            maint.add_metric([unit_id], 1.0 if unit_id in c.maintenance else 0.0)
+        yield maint
+        yield GaugeMetricFamily("ems_operator_overrides", "policy parameters overridden at run time",
+                                value=len(c.params))
+
+
+class ControllerMetrics:
+    """Registry, collectors and the hooks that feed them; `render()` is the /metrics body."""
+
+    def __init__(self, ctl: Controller) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(_Live(ctl))
+        self.duration = Histogram("ems_period_duration_seconds", "control period: gather to write",
+                                  buckets=PERIOD_BUCKETS_S, registry=self.registry)
+        self.lateness = Histogram("ems_period_lateness_seconds", "how late a period started",
+                                  buckets=PERIOD_BUCKETS_S, registry=self.registry)
+        self.decisions = Counter("ems_policy_decisions", "periods in which a policy returned a reason",
+                                 ["policy", "reason"], registry=self.registry)
+        self.setpoint_reason = Counter("ems_setpoint_reason", "periods by the reason of the site setpoint",
+                                       ["reason", "decided_by"], registry=self.registry)
+        self.failover = Histogram("ems_failover_latency_seconds", "grid loss detected -> last device acknowledged",
+                                  buckets=FAILOVER_BUCKETS_S, registry=self.registry)
+        self.events = Counter("ems_events", "events recorded, by kind", ["kind"], registry=self.registry)
+        self.actions = Counter("ems_operator_actions", "operator actions and timed reverts", ["kind", "action"],
+                               registry=self.registry)
+
+    def on_period(self, r: PeriodResult) -> None:
+        self.duration.observe(r.duration_s)
+        self.lateness.observe(r.lateness_s)
+        for d in r.decisions:
+            self.decisions.labels(d.policy, d.reason.code).inc()
+        self.setpoint_reason.labels(r.arbitration.reason.code, r.arbitration.decided_by).inc()
+
+    def on_event(self, event: Event) -> None:
+        self.events.labels(event.kind).inc()
+        if event.kind == "failover" and (latency := failover_latency_s(event)) is not None:
+            self.failover.observe(latency)
+        elif event.kind in ("operator_action", "operator_revert"):
+            action: Any = event.data.get("action", "unknown")
+            self.actions.labels(event.kind, str(action)).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,73 @@
+"""Request bodies of the operator actions, validated strictly as JSON.
+
+Strict: a number must be a JSON number (no "1e6" strings), a flag a JSON boolean, and
+no NaN or infinity; unknown fields are refused. Their JSON schemas go into the OpenAPI
+document unchanged, so the API and its documentation cannot disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Why = Annotated[str, Field(min_length=3, max_length=500, pattern=r"\S",
+                           description="why: goes into the event log with who and what")]
+MAX_SETPOINT_W = 1e9  # far above any site: the battery limits policy clamps to what units can do
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+
+class SetParam(_Body):
+    """Change one policy parameter; it applies from the next control period."""
+
+    param: str = Field(description="dotted name, e.g. policies.peak_shaving.grid_import_cap_w")
+    value: bool | float | None = Field(description="validated like the site file (type and bounds)")
+    reason: Why
+    revert_after_s: float | None = Field(default=None, gt=0, le=366 * 86_400,
+                                         description="go back to the configured value after this (site seconds)")
+
+
+class ResetParam(_Body):
+    """Drop an override: the parameter goes back to the site file's value."""
+
+    param: str
+    reason: Why
+
+
+class SetMaintenance(_Body):
+    """Take a BESS unit out of service (0 W, no mode commands) or put it back."""
+
+    unit: str
+    in_maintenance: bool
+    reason: Why
+
+
+class ForceZero(_Body):
+    """Hold the battery at 0 W for `timeout_s`."""
+
+    mode: Literal["zero"]
+    timeout_s: float = Field(gt=0, description="site seconds; then the policies take over again")
+    reason: Why
+
+
+class ForceSetpoint(_Body):
+    """Hold the site battery power at `setpoint_w` (> 0 discharge) for `timeout_s`, within
+    the battery limits and the outage reserve."""
+
+    mode: Literal["setpoint"]
+    setpoint_w: float = Field(ge=-MAX_SETPOINT_W, le=MAX_SETPOINT_W)
+    timeout_s: float = Field(gt=0, description="site seconds; then the policies take over again")
+    reason: Why
+
+
+class ForceAuto(_Body):
+    """End a forced mode now: the policies take over."""
+
+    mode: Literal["auto"]
+    reason: Why
+
+
+ForceMode = Annotated[ForceZero | ForceSetpoint | ForceAuto, Field(discriminator="mode")]

@@ -1,0 +1,462 @@
+"""The operator HTTP server: dashboard, JSON API, server-sent events, /metrics.
+
+aiohttp, in the controller's own event loop: handlers read the controller between periods
+and operator actions take effect at the next period, with no locks and no second process.
+Reads are open (bind to loopback, or put a proxy in front); actions need an operator token
+and are recorded in the event log with who, what and why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import math
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import structlog
+from aiohttp import web
+from pydantic import TypeAdapter, ValidationError
+
+from ems.events import Event
+from ems.operator import openapi
+from ems.operator import overrides as ov
+from ems.operator import requests as rq
+from ems.operator.auth import Tokens
+from ems.operator.config import HttpConfig
+from ems.operator.controls import InvalidAction, UnknownUnit
+from ems.operator.history import History
+from ems.operator.metrics import CONTENT_TYPE, ControllerMetrics
+
+if TYPE_CHECKING:
+    from ems.control_loop import Controller, PeriodResult
+
+log = structlog.get_logger("ems.http")
+
+STATIC_DIR = Path(__file__).parent / "static"
+MAX_BODY_BYTES = 64 * 1024
+_SECRET_KEY = re.compile(r"token|password|passwd|secret|api_?key|credential", re.I)
+_URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+_KIND = re.compile(r"^[a-z_]{1,64}$")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+M = TypeVar("M")
+
+
+def jsonable(x: Any) -> Any:
+    """JSON-safe: non-finite floats become null (JSON has no NaN), paths and the like strings."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, Mapping):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [jsonable(v) for v in x]
+    if x is None or isinstance(x, bool | int | str):
+        return x
+    return str(x)
+
+
+def redact(x: Any, key: str = "") -> Any:
+    """Secrets out: values under secret-looking keys, and user:password in URLs."""
+    if isinstance(x, Mapping):
+        return {k: redact(v, str(k)) for k, v in x.items()}
+    if isinstance(x, list):
+        return [redact(v, key) for v in x]
+    if x is not None and _SECRET_KEY.search(key) and not key.endswith(("_env", "_file")):
+        return "***"
+    if isinstance(x, str):
+        return _URL_USERINFO.sub("***@", x)
+    return x
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(text=json.dumps(jsonable(data), separators=(",", ":")), status=status,
+                        content_type="application/json")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, error: str, detail: list[str] | None = None) -> None:
+        super().__init__(error)
+        self.status, self.error, self.detail = status, error, detail or []
+
+
+def _error_response(status: int, error: str, detail: list[str] | None = None,
+                    headers: dict[str, str] | None = None) -> web.Response:
+    resp = _json({"error": error, "detail": detail or []}, status)
+    if headers:
+        resp.headers.update(headers)
+    return resp
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error is JSON with a message for a person; an unexpected one is logged, and
+    answered as 500 without internals."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        headers = {"WWW-Authenticate": 'Bearer realm="ems"'} if exc.status == 401 else None
+        return _error_response(exc.status, exc.error, exc.detail, headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        keep = {k: v for k, v in exc.headers.items() if k in ("Allow",)}  # 405 must list the methods
+        return _error_response(exc.status, exc.reason, headers=keep)
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("operator API handler failed", path=request.path)
+        return _error_response(500, "internal error (see the controller's log)")
+
+
+def _query_int(request: web.Request, name: str, lo: int, hi: int) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"{name} must be an integer", [f"{name}: {raw!r}"]) from None
+    if not lo <= value <= hi:
+        raise ApiError(400, f"{name} must be between {lo} and {hi}", [f"{name}: {value}"])
+    return value
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    return [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()]
+
+
+@dataclasses.dataclass
+class _StatusCache:
+    period: int = -1
+    body: dict[str, Any] | None = None
+
+
+class OperatorSurface:
+    """The aiohttp application for one controller, with its metrics and dashboard history."""
+
+    def __init__(self, ctl: Controller, http: HttpConfig, tokens: Tokens) -> None:
+        self.ctl = ctl
+        self.http = http
+        self.tokens = tokens
+        self.history = History()
+        self.metrics = ControllerMetrics(ctl)
+        self._status = _StatusCache()
+        self._closing = asyncio.Event()
+        self._streams: dict[asyncio.Queue[Event], asyncio.Event] = {}
+        self._loop = asyncio.get_running_loop()
+        ctl.observers.append(self._on_period)
+        self._unsubscribe = ctl.events.subscribe(self._on_event)
+        self.spec = openapi.build(site=ctl.cfg.site, params=ov.tunable(ctl.cfg),
+                                  units=[u.id for u in ctl.cfg.bess_units], max_force_s=http.max_force_s)
+        self.app = self._build_app()
+
+    # --- hooks from the controller ---------------------------------------------------
+    def _on_period(self, r: PeriodResult) -> None:
+        self.metrics.on_period(r)
+        self.history.on_period(r, self.ctl.cap_in_force_w)
+
+    def _on_event(self, event: Event) -> None:
+        self.metrics.on_event(event)
+        # may be called from another thread (the failover fast path): hand over to the loop
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening any more
+            self._loop.call_soon_threadsafe(self._fan_out, event)
+
+    def _fan_out(self, event: Event) -> None:
+        for q, wake in self._streams.items():
+            if q.full():
+                q.get_nowait()  # a slow browser loses its oldest events, never blocks the loop
+            q.put_nowait(event)
+            wake.set()
+
+    def detach(self) -> None:
+        self._closing.set()
+        for wake in self._streams.values():
+            wake.set()
+        with contextlib.suppress(ValueError):
+            self.ctl.observers.remove(self._on_period)
+        self._unsubscribe()
+
+    # --- app -------------------------------------------------------------------------
+    def _build_app(self) -> web.Application:
+        app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY_BYTES)
+        r = app.router
+        r.add_get("/", self.index)
+        r.add_static("/static/", STATIC_DIR, show_index=False, follow_symlinks=False)
+        r.add_get("/api/openapi.json", self.openapi)
+        r.add_get("/api/health", self.health)
+        r.add_get("/api/status", self.status)
+        r.add_get("/api/snapshot", self.snapshot)
+        r.add_get("/api/setpoints", self.setpoints)
+        r.add_get("/api/history", self.history_samples)
+        r.add_get("/api/events", self.events)
+        r.add_get("/api/config", self.config)
+        r.add_get("/api/params", self.params)
+        r.add_post("/api/actions/set-param", self.set_param)
+        r.add_post("/api/actions/reset-param", self.reset_param)
+        r.add_post("/api/actions/maintenance", self.maintenance)
+        r.add_post("/api/actions/force-mode", self.force_mode)
+        r.add_get("/api/stream", self.stream)
+        r.add_get("/metrics", self.prometheus)
+        app.on_shutdown.append(self._on_shutdown)
+        return app
+
+    async def _on_shutdown(self, app: web.Application) -> None:
+        self._closing.set()  # ends the open event streams
+        for wake in self._streams.values():
+            wake.set()
+
+    # --- reads -----------------------------------------------------------------------
+    async def index(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return _json(self.spec)
+
+    async def health(self, request: web.Request) -> web.Response:
+        return _json({"ok": True, "site": self.ctl.cfg.site, "periods": self.ctl.stats.periods,
+                      "devices_down": sorted(self.ctl.health.down)})
+
+    def _last(self) -> PeriodResult:
+        if self.ctl.last is None:
+            raise ApiError(503, "no control period has run yet")
+        return self.ctl.last
+
+    def status_body(self) -> dict[str, Any]:
+        r = self._last()
+        if self._status.period != self.ctl.stats.periods or self._status.body is None:  # once per period
+            body = self.ctl.status(r)
+            body["month_peak"] = self.month_peak()
+            body["operator"] = self.ctl.controls.summary()
+            body["actions_enabled"] = self.tokens.configured
+            body["wall_now_s"] = round(self.ctl.clock.wall(), 3)
+            self._status = _StatusCache(self.ctl.stats.periods, body)
+            return body
+        return self._status.body
+
+    def month_peak(self) -> dict[str, Any]:
+        """The billing demand the controller keeps (15-min, persisted) and the highest import
+        of any period this month (in memory)."""
+        d, p = self.ctl.demand, self.history.peak
+        same = p.month == d.month
+        return {"month": d.month or p.month or None, "peak_demand_15min_w": d.month_peak_w,
+                "interval_average_w": d.current_average_w,
+                "peak_import_w": p.peak_w if same or not d.month else None,
+                "peak_at_wall_s": p.peak_at_wall_s if same or not d.month else None}
+
+    async def status(self, request: web.Request) -> web.Response:
+        return _json(self.status_body())
+
+    async def snapshot(self, request: web.Request) -> web.Response:
+        s = self._last().snapshot
+        now = self.ctl.clock.monotonic()
+        racks = s.racks
+        return _json({
+            "ts": s.wall_s, "now_s": s.now_s, "period_s": s.period_s, "age_s": now - s.now_s,
+            "meter": None if s.meter is None else {**_fields(s.meter), "age_s": now - s.meter.read_at_s},
+            "units": [{"unit": u.unit_id, "available": u.available,
+                       "unavailable": None if u.unavailable is None else u.unavailable.code,
+                       "bms": None if u.bms is None else {**_fields(u.bms), "age_s": now - u.bms.read_at_s},
+                       "pcs": None if u.pcs is None else {**_fields(u.pcs), "age_s": now - u.pcs.read_at_s}}
+                      for u in s.units],
+            "racks": [{"rack": rid, "row": row, "power_w": p, "cap_w": c, "nameplate_w": n, "age_s": a}
+                      for rid, row, p, c, n, a in zip(racks.rack_ids, racks.row_of_rack, racks.power_w.tolist(),
+                                                      racks.cap_w.tolist(), racks.nameplate_w.tolist(),
+                                                      racks.age_s.tolist(), strict=True)],
+            "racks_stale_after_s": racks.stale_after_s,
+        })
+
+    async def setpoints(self, request: web.Request) -> web.Response:
+        r = self._last()
+        a = r.arbitration
+        return _json({
+            "ts": r.snapshot.wall_s,
+            "decisions": [{"policy": d.policy, "reason": d.reason.code, "min_w": d.min_w, "max_w": d.max_w,
+                           "target_w": d.target_w} for d in r.decisions],
+            "arbitration": {"setpoint_w": a.setpoint_w, "lo_w": a.lo_w, "hi_w": a.hi_w, "reason": a.reason.code,
+                            "decided_by": a.decided_by, "overruled": list(a.overruled)},
+            "unit_setpoints_w": r.unit_setpoints_w,
+            "unit_written_w": {io.unit_id: io.written_w for io in self.ctl.units},
+            "rack_caps_sent_w": dict(self.ctl.cap_writer.sent),
+            "grid_import_cap_w": self.ctl.cap_in_force_w,
+        })
+
+    async def history_samples(self, request: web.Request) -> web.Response:
+        since = _query_int(request, "since", 0, 2**62) or 0
+        return _json({"samples": self.history.since(since), "seq": self.history.seq,
+                      "month_peak": self.month_peak()})
+
+    async def events(self, request: web.Request) -> web.Response:
+        limit = _query_int(request, "limit", 1, 1000) or 50
+        before = _query_int(request, "before_id", 1, 2**62)
+        kind = request.query.get("kind")
+        if kind is not None and not _KIND.match(kind):
+            raise ApiError(400, "kind must be lower-case letters and underscores", [f"kind: {kind!r}"])
+        page = self.ctl.events.query(limit=limit, before_id=before, kind=kind)
+        return _json({"events": [e.as_dict() for e in page],
+                      "next_before_id": page[-1].id if len(page) == limit else None})
+
+    async def config(self, request: web.Request) -> web.Response:
+        c = self.ctl.controls
+        return _json({"configured": redact(c.configured.model_dump(mode="json")),
+                      "effective": redact(c.effective.model_dump(mode="json")),
+                      "overrides": c.summary()["overrides"],
+                      "overrides_file": None if c.path is None else str(c.path)})
+
+    async def params(self, request: web.Request) -> web.Response:
+        c = self.ctl.controls
+        out = []
+        for name in ov.tunable(c.configured):
+            schema = ov.field_schema(c.configured, name)
+            o = c.params.get(name)
+            out.append({"name": name, "value": ov.current_value(c.effective, name),
+                        "configured": ov.current_value(c.configured, name), "schema": schema,
+                        "override": None if o is None else {"by": o.by, "why": o.why, "at_wall_s": o.at_wall_s,
+                                                            "revert_at_wall_s": o.revert_at_wall_s}})
+        return _json({"params": out, "persisted": c.path is not None})
+
+    async def prometheus(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    # --- actions ---------------------------------------------------------------------
+    async def _authorized(self, request: web.Request) -> str:
+        if not self.tokens.configured:
+            raise ApiError(503, "operator actions are disabled: no operator token is configured "
+                                f"(set ${self.http.token_env} or http.token_file)")
+        who = self.tokens.operator(request.headers.get("Authorization"))
+        if who is None:
+            log.warning("operator action refused: missing or wrong token", path=request.path,
+                        peer=request.remote)
+            raise ApiError(401, "missing or wrong operator token (Authorization: Bearer <token>)")
+        return who
+
+    async def _body(self, request: web.Request, adapter: TypeAdapter[M]) -> M:
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise ApiError(413, f"request body larger than {MAX_BODY_BYTES} bytes") from None
+        try:
+            return adapter.validate_json(raw or b"null")
+        except ValidationError as exc:
+            raise ApiError(400, "malformed request", _problems(exc)) from None
+
+    async def _act(self, request: web.Request, adapter: TypeAdapter[Any],
+                   act: Callable[[Any, str], Event]) -> web.Response:
+        who = await self._authorized(request)
+        body = await self._body(request, adapter)
+        try:
+            event = act(body, who)
+        except ov.InvalidValue as exc:
+            raise ApiError(422, f"refused: {exc}", exc.problems) from None
+        except (ov.UnknownParameter, ov.ParameterUnavailable, UnknownUnit) as exc:
+            raise ApiError(404, str(exc)) from None
+        except InvalidAction as exc:
+            raise ApiError(409 if "already" in str(exc) or " not " in str(exc) else 422, str(exc)) from None
+        return _json({"ok": True, "event": event.as_dict(), "applies": "from the next control period"})
+
+    async def set_param(self, request: web.Request) -> web.Response:
+        c = self.ctl.controls
+        return await self._act(request, _SET_PARAM, lambda b, who: c.set_param(
+            b.param, b.value, who, b.reason, b.revert_after_s))
+
+    async def reset_param(self, request: web.Request) -> web.Response:
+        c = self.ctl.controls
+        return await self._act(request, _RESET_PARAM, lambda b, who: c.reset_param(b.param, who, b.reason))
+
+    async def maintenance(self, request: web.Request) -> web.Response:
+        c = self.ctl.controls
+        return await self._act(request, _MAINTENANCE, lambda b, who: c.set_maintenance(
+            b.unit, b.in_maintenance, who, b.reason))
+
+    async def force_mode(self, request: web.Request) -> web.Response:
+        c = self.ctl.controls
+
+        def act(b: rq.ForceZero | rq.ForceSetpoint | rq.ForceAuto, who: str) -> Event:
+            if isinstance(b, rq.ForceAuto):
+                return c.clear_force(who, b.reason)
+            setpoint = b.setpoint_w if isinstance(b, rq.ForceSetpoint) else 0.0
+            return c.force_mode(b.mode, setpoint, b.timeout_s, who, b.reason)
+
+        return await self._act(request, _FORCE, act)
+
+    # --- live stream -----------------------------------------------------------------
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        seq = _query_int(request, "since", 0, 2**62)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                           "X-Accel-Buffering": "no"})
+        await resp.prepare(request)
+        q: asyncio.Queue[Event] = asyncio.Queue(maxsize=500)
+        wake = asyncio.Event()  # set on a new event, or when the server closes
+        self._streams[q] = wake
+        seq = self.history.seq if seq is None else seq
+        period = -1
+        last_write = time.monotonic()
+        try:
+            while not self._closing.is_set():
+                chunks: list[str] = []
+                samples = self.history.since(seq)
+                if samples:
+                    seq = samples[-1]["seq"]
+                    chunks.append(_sse("samples", samples))
+                if self.ctl.last is not None and self.ctl.stats.periods != period:
+                    period = self.ctl.stats.periods
+                    chunks.append(_sse("status", self.status_body()))
+                while not q.empty():
+                    chunks.append(_sse("event", q.get_nowait().as_dict()))
+                if not chunks and time.monotonic() - last_write > 15:
+                    chunks.append(": keep-alive\n\n")  # proxies close idle connections
+                if chunks:
+                    await resp.write("".join(chunks).encode())
+                    last_write = time.monotonic()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), self.http.stream_interval_s)
+                wake.clear()
+        except (ConnectionResetError, ConnectionError):
+            pass  # the browser went away
+        finally:
+            self._streams.pop(q, None)
+        return resp
+
+
+def _sse(kind: str, data: Any) -> str:
+    return f"event: {kind}\ndata: {json.dumps(jsonable(data), separators=(',', ':'))}\n\n"
+
+
+def _fields(reading: Any) -> dict[str, Any]:
+    return {k: v for k, v in dataclasses.asdict(reading).items() if k != "read_at_s"}
+
+
+_SET_PARAM = TypeAdapter(rq.SetParam)
+_RESET_PARAM = TypeAdapter(rq.ResetParam)
+_MAINTENANCE = TypeAdapter(rq.SetMaintenance)
+_FORCE: TypeAdapter[rq.ForceZero | rq.ForceSetpoint | rq.ForceAuto] = TypeAdapter(rq.ForceMode)
+
+
+@dataclasses.dataclass
+class RunningServer:
+    url: str
+    port: int
+    surface: OperatorSurface
+
+
+@contextlib.asynccontextmanager
+async def serve(ctl: Controller, http: HttpConfig, tokens: Tokens) -> AsyncIterator[RunningServer]:
+    """Serve the operator surface of `ctl` on `http.host:http.port` until the block exits."""
+    surface = OperatorSurface(ctl, http, tokens)
+    runner = web.AppRunner(surface.app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, http.host, http.port)
+        await site.start()
+        port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
+        host = http.host if http.host not in ("0.0.0.0", "::") else "127.0.0.1"
+        url = f"http://{host}:{port}/"
+        log.info("operator server up", url=url, actions_enabled=tokens.configured)
+        yield RunningServer(url, port, surface)
+    finally:
+        surface.detach()
+        await runner.cleanup()

@@ -1,0 +1,421 @@
+"""Battery dispatch over a horizon as a linear program, solved with HiGHS (highspy).
+
+A pure function of its input: no I/O, no clock (``solve_time_s`` is measured, never used).
+
+Model, per step ``i`` of ``step_s`` (internally kW and kWh, which keeps the LP well scaled):
+
+* variables: charge ``c_i``, discharge ``d_i``, grid import ``g_i``, grid export ``x_i``
+  (all >= 0), stored energy ``e_0..e_n``, and one peak ``pk_p`` per demand period;
+* balance: ``g_i - x_i = net_load_i + c_i - d_i``;
+* energy: ``e_{i+1} = e_i + eta_c * c_i * dt - d_i / eta_d * dt``;
+* demand: ``pk_p >= g_i`` for the steps of period ``p`` and ``pk_p >= peak_so_far_p``; the
+  demand measure is the step's average import, so a 15-min step matches a 15-min demand
+  interval (coarser steps understate the billed peak). A second, independent grouping
+  (``flat_group``) models charges on the whole month's peak next to TOU periods: a step
+  belongs to at most one TOU period and at most one flat group;
+* objective: ``sum(import_price * g * dt) - sum(export_price * x * dt)
+  + sum_p rate_p * (pk_p - peak_so_far_p) + wear_cost * sum(d * dt)
+  - hold_value * sum(e_{i+1} * dt)``. Wear is charged on discharged energy only (AC side):
+  one full cycle pays once, not twice. The optional hold value is a preference, not money
+  (it is left out of the reported costs): a small reward per kWh stored per hour makes a
+  rolling plan charge as soon as it is cheap instead of at the last moment its forecast
+  allows, a hedge against a forecast that is too low. The optional over-peak cost is
+  another: ``+ over_peak_cost * sum(s_i * dt)`` with ``s_i >= g_i - floor_i``, ``floor_i``
+  the lowest peak so far of the step's charged groups. Where the plan has the choice, it
+  then charges under the billed peak rather than up to a peak it only forecasts: a
+  forecast that is too high otherwise makes the charging itself set the month's peak.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import highspy
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+class PlanError(Exception):
+    """Root of every error raised by ems.planning."""
+
+
+class PlanInputError(PlanError):
+    """The problem is malformed; the message names the field."""
+
+
+class PlanInfeasible(PlanError):
+    """No dispatch satisfies the constraints (e.g. an import cap the battery cannot cover)."""
+
+
+class PlanSolveError(PlanError):
+    """HiGHS failed or stopped without an optimal solution."""
+
+
+def _floats(value: npt.ArrayLike, name: str) -> FloatArray:
+    arr = np.array(value, dtype=np.float64, copy=True).reshape(-1)
+    if not np.all(np.isfinite(arr)):
+        raise PlanInputError(f"{name} contains NaN or infinite values")
+    arr.setflags(write=False)
+    return arr
+
+
+@dataclass(frozen=True)
+class PlanProblem:
+    """One planning horizon. Powers in W, energy in Wh, prices per kWh, demand per kW.
+
+    ``demand_period`` (optional) gives each step's TOU demand period index (-1: no demand
+    charge); ``demand_charge_per_kw`` and ``peak_so_far_kw`` are then per period. Without
+    it, every step is in one period with a flat rate. ``flat_group`` (optional) is a second
+    grouping billed on top (e.g. the flat monthly demand charge next to TOU periods), with
+    ``flat_demand_charge_per_kw`` and ``flat_peak_so_far_kw`` per group.
+    ``allow_export=False`` forbids the battery from exporting: export is capped at what the
+    site exports on its own.
+    """
+
+    step_s: float
+    net_load_w: FloatArray
+    import_price_per_kwh: FloatArray
+    export_price_per_kwh: FloatArray
+    capacity_wh: float
+    soc_initial: float
+    max_charge_w: float
+    max_discharge_w: float
+    soc_min: float = 0.0
+    soc_max: float = 1.0
+    reserve_soc: float = 0.0
+    charge_efficiency: float = 0.95
+    discharge_efficiency: float = 0.95
+    wear_cost_per_kwh: float = 0.0
+    demand_charge_per_kw: float | Sequence[float] = 0.0
+    peak_so_far_kw: float | Sequence[float] = 0.0
+    demand_period: IntArray | None = None
+    grid_import_limit_w: float | None = None
+    allow_export: bool = True
+    soc_final_min: float | None = None
+    hold_value_per_kwh_h: float = 0.0
+    over_peak_cost_per_kwh: float = 0.0
+    flat_group: IntArray | None = None
+    flat_demand_charge_per_kw: float | Sequence[float] = 0.0
+    flat_peak_so_far_kw: float | Sequence[float] = 0.0
+    # normalised per-period views, filled in __post_init__
+    demand_rates: FloatArray = field(init=False, repr=False)
+    peaks_so_far: FloatArray = field(init=False, repr=False)
+    periods: IntArray = field(init=False, repr=False)
+    flat_rates: FloatArray = field(init=False, repr=False)
+    flat_peaks_so_far: FloatArray = field(init=False, repr=False)
+    flat_groups: IntArray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        net = _floats(self.net_load_w, "net_load_w")
+        n = net.size
+        if n == 0:
+            raise PlanInputError("net_load_w must have at least one step")
+        set_(self, "net_load_w", net)
+        for name in ("import_price_per_kwh", "export_price_per_kwh"):
+            arr = _floats(getattr(self, name), name)
+            if arr.size == 1:
+                arr = np.full(n, arr[0])
+                arr.setflags(write=False)
+            if arr.size != n:
+                raise PlanInputError(f"{name} has {arr.size} steps, net_load_w has {n}")
+            set_(self, name, arr)
+        if np.any(self.export_price_per_kwh > self.import_price_per_kwh + 1e-12):
+            # Otherwise importing to export at once is free money and the LP is unbounded.
+            raise PlanInputError("export_price_per_kwh must not exceed import_price_per_kwh")
+        self._check_scalars()
+
+        if self.demand_period is None:
+            periods = np.zeros(n, dtype=np.int64)
+            rates = _floats(np.atleast_1d(self.demand_charge_per_kw), "demand_charge_per_kw")
+            peaks = _floats(np.atleast_1d(self.peak_so_far_kw), "peak_so_far_kw")
+            if rates.size != 1 or peaks.size != 1:
+                raise PlanInputError(
+                    "without demand_period, demand_charge_per_kw and "
+                    "peak_so_far_kw are single values"
+                )
+        else:
+            periods = np.array(self.demand_period, dtype=np.int64).reshape(-1)
+            if periods.size != n:
+                raise PlanInputError(f"demand_period has {periods.size} steps, expected {n}")
+            rates = _floats(np.atleast_1d(self.demand_charge_per_kw), "demand_charge_per_kw")
+            n_p = rates.size
+            peaks = _floats(np.atleast_1d(self.peak_so_far_kw), "peak_so_far_kw")
+            if peaks.size == 1 and n_p > 1:
+                peaks = np.full(n_p, peaks[0])
+            if peaks.size != n_p:
+                raise PlanInputError("peak_so_far_kw needs one value per demand period")
+            if np.any(periods < -1) or np.any(periods >= n_p):
+                raise PlanInputError("demand_period indices must be -1 or < the number of rates")
+        if np.any(rates < 0) or np.any(peaks < 0):
+            raise PlanInputError("demand_charge_per_kw and peak_so_far_kw must be >= 0")
+        periods.setflags(write=False)
+        set_(self, "periods", periods)
+        set_(self, "demand_rates", rates)
+        set_(self, "peaks_so_far", peaks)
+        self._normalise_flat(n)
+
+    def _normalise_flat(self, n: int) -> None:
+        rates = _floats(np.atleast_1d(self.flat_demand_charge_per_kw), "flat_demand_charge_per_kw")
+        peaks = _floats(np.atleast_1d(self.flat_peak_so_far_kw), "flat_peak_so_far_kw")
+        if self.flat_group is None:
+            groups = np.full(n, -1 if np.all(rates == 0) else 0, dtype=np.int64)
+        else:
+            groups = np.array(self.flat_group, dtype=np.int64).reshape(-1)
+            if groups.size != n:
+                raise PlanInputError(f"flat_group has {groups.size} steps, expected {n}")
+        if peaks.size == 1 and rates.size > 1:
+            peaks = np.full(rates.size, peaks[0])
+        if peaks.size != rates.size:
+            raise PlanInputError("flat_peak_so_far_kw needs one value per flat group")
+        if np.any(groups < -1) or np.any(groups >= rates.size):
+            raise PlanInputError("flat_group indices must be -1 or < the number of flat rates")
+        if np.any(rates < 0) or np.any(peaks < 0):
+            raise PlanInputError("flat_demand_charge_per_kw and flat_peak_so_far_kw must be >= 0")
+        groups.setflags(write=False)
+        object.__setattr__(self, "flat_groups", groups)
+        object.__setattr__(self, "flat_rates", rates)
+        object.__setattr__(self, "flat_peaks_so_far", peaks)
+
+    def _check_scalars(self) -> None:
+        def need(ok: bool, name: str, rule: str) -> None:
+            if not ok:
+                raise PlanInputError(f"{name} {rule} (got {getattr(self, name)!r})")
+
+        need(self.step_s > 0, "step_s", "must be > 0")
+        need(self.capacity_wh > 0, "capacity_wh", "must be > 0")
+        need(
+            0.0 <= self.soc_min <= self.soc_max <= 1.0,
+            "soc_max",
+            "must satisfy 0 <= soc_min <= soc_max <= 1",
+        )
+        need(0.0 <= self.soc_initial <= 1.0, "soc_initial", "must be within 0..1")
+        need(
+            self.soc_min <= self.reserve_soc <= self.soc_max,
+            "reserve_soc",
+            "must be within soc_min..soc_max",
+        )
+        need(self.max_charge_w >= 0, "max_charge_w", "must be >= 0")
+        need(self.max_discharge_w >= 0, "max_discharge_w", "must be >= 0")
+        need(0 < self.charge_efficiency <= 1, "charge_efficiency", "must be in (0, 1]")
+        need(0 < self.discharge_efficiency <= 1, "discharge_efficiency", "must be in (0, 1]")
+        need(self.wear_cost_per_kwh >= 0, "wear_cost_per_kwh", "must be >= 0")
+        need(self.hold_value_per_kwh_h >= 0, "hold_value_per_kwh_h", "must be >= 0")
+        need(self.over_peak_cost_per_kwh >= 0, "over_peak_cost_per_kwh", "must be >= 0")
+        if self.grid_import_limit_w is not None:
+            need(self.grid_import_limit_w >= 0, "grid_import_limit_w", "must be >= 0")
+        if self.soc_final_min is not None:
+            need(0.0 <= self.soc_final_min <= 1.0, "soc_final_min", "must be within 0..1")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Planned dispatch; arrays per step except ``soc`` (n + 1 values, soc[0] = initial)."""
+
+    battery_w: FloatArray  # > 0 discharge
+    charge_w: FloatArray
+    discharge_w: FloatArray
+    grid_w: FloatArray  # > 0 import
+    soc: FloatArray
+    peak_kw: FloatArray  # planned peak per demand period (>= peak_so_far)
+    expected_cost: float  # energy - export revenue + demand increase + wear
+    energy_cost: float
+    demand_cost: float
+    wear_cost: float
+    cost_without_battery: float
+    status: str
+    solve_time_s: float
+    flat_peak_kw: FloatArray = field(default_factory=lambda: np.zeros(0))  # per flat group
+
+    def import_cap_w(self, problem: PlanProblem) -> FloatArray:
+        """Per step, the highest import the plan allows: the planned peak of the step's
+        charged groups (TOU period and flat group); +inf where no demand charge applies."""
+        cap_kw = np.full(problem.periods.size, np.inf)
+        for p, rate in enumerate(problem.demand_rates):
+            if rate > 0:
+                cap_kw[problem.periods == p] = self.peak_kw[p]
+        for f, rate in enumerate(problem.flat_rates):
+            if rate > 0:
+                mask = problem.flat_groups == f
+                cap_kw[mask] = np.minimum(cap_kw[mask], self.flat_peak_kw[f])
+        return cap_kw * 1000.0
+
+    @property
+    def expected_savings(self) -> float:
+        return self.cost_without_battery - self.expected_cost
+
+
+def cost_without_battery(problem: PlanProblem) -> float:
+    """The same prices applied to the net load with the battery idle."""
+    dt_h = problem.step_s / 3600.0
+    imp_kw = np.maximum(problem.net_load_w, 0.0) / 1000.0
+    exp_kw = np.maximum(-problem.net_load_w, 0.0) / 1000.0
+    energy = float(
+        np.sum(problem.import_price_per_kwh * imp_kw - problem.export_price_per_kwh * exp_kw) * dt_h
+    )
+    return energy + _demand_cost(problem, imp_kw)
+
+
+def _demand_groups(problem: PlanProblem) -> list[tuple[IntArray, float, float]]:
+    """Every charged demand group that has steps: (step indices, rate per kW, peak so far)."""
+    groups = []
+    for labels, rates, floors in ((problem.periods, problem.demand_rates, problem.peaks_so_far),
+                                  (problem.flat_groups, problem.flat_rates, problem.flat_peaks_so_far)):
+        for p, rate in enumerate(rates):
+            steps = np.flatnonzero(labels == p)
+            if rate > 0 and steps.size:
+                groups.append((steps, float(rate), float(floors[p])))
+    return groups
+
+
+def _demand_cost(problem: PlanProblem, import_kw: FloatArray) -> float:
+    return sum(rate * max(0.0, float(import_kw[steps].max()) - floor)
+               for steps, rate, floor in _demand_groups(problem))
+
+
+def plan_dispatch(problem: PlanProblem) -> Plan:
+    """Solve the dispatch LP; raise `PlanInfeasible` or `PlanSolveError` on failure."""
+    pb = problem
+    n = pb.net_load_w.size
+    dt_h = pb.step_s / 3600.0
+    net_kw = pb.net_load_w / 1000.0
+    cap_kwh = pb.capacity_wh / 1000.0
+    eta_c, eta_d = pb.charge_efficiency, pb.discharge_efficiency
+    inf = highspy.kHighsInf
+
+    # Column blocks: c, d, g, x (n each), e (n + 1), pk (one per charged demand group),
+    # s (one per step in a charged group, with an over-peak cost).
+    c0, d0, g0, x0, e0 = 0, n, 2 * n, 3 * n, 4 * n
+    groups = _demand_groups(pb)
+    pk0 = 5 * n + 1
+    floor_kw = np.full(n, np.inf)  # per step: the lowest peak so far of its charged groups
+    for steps, _, group_floor in groups:
+        floor_kw[steps] = np.minimum(floor_kw[steps], group_floor)
+    over_i = np.flatnonzero(np.isfinite(floor_kw)) if pb.over_peak_cost_per_kwh > 0 else np.zeros(0, np.int64)
+    s0 = pk0 + len(groups)
+    n_col = s0 + over_i.size
+
+    cost = np.zeros(n_col)
+    cost[d0 : d0 + n] = pb.wear_cost_per_kwh * dt_h
+    cost[g0 : g0 + n] = pb.import_price_per_kwh * dt_h
+    cost[x0 : x0 + n] = -pb.export_price_per_kwh * dt_h
+    cost[e0 + 1 : e0 + n + 1] = -pb.hold_value_per_kwh_h * dt_h
+    lower = np.zeros(n_col)
+    upper = np.full(n_col, inf)
+    upper[c0 : c0 + n] = pb.max_charge_w / 1000.0
+    upper[d0 : d0 + n] = pb.max_discharge_w / 1000.0
+    if pb.grid_import_limit_w is not None:
+        upper[g0 : g0 + n] = pb.grid_import_limit_w / 1000.0
+    if not pb.allow_export:
+        upper[x0 : x0 + n] = np.maximum(-net_kw, 0.0)
+    # A start outside the band (e.g. below the reserve after an outage) is not infeasible:
+    # the band widens to include it; getting back is the reserve policy's job.
+    floor = min(max(pb.soc_min, pb.reserve_soc), pb.soc_initial)
+    ceiling = max(pb.soc_max, pb.soc_initial)
+    lower[e0 : e0 + n + 1] = floor * cap_kwh
+    upper[e0 : e0 + n + 1] = ceiling * cap_kwh
+    lower[e0] = upper[e0] = pb.soc_initial * cap_kwh
+    final = pb.soc_initial if pb.soc_final_min is None else pb.soc_final_min
+    lower[e0 + n] = max(lower[e0 + n], final * cap_kwh)
+    cost[s0:] = pb.over_peak_cost_per_kwh * dt_h
+    offset = 0.0
+    for k, (_, rate, group_floor_kw) in enumerate(groups):
+        cost[pk0 + k] = rate
+        lower[pk0 + k] = group_floor_kw
+        offset -= rate * group_floor_kw
+
+    # Rows, built row-wise: balance (n), energy (n), peak (one per step in a charged period).
+    i = np.arange(n)
+    bal_idx = np.stack([g0 + i, x0 + i, c0 + i, d0 + i], axis=1)
+    bal_val = np.tile([1.0, -1.0, -1.0, 1.0], (n, 1))
+    soc_idx = np.stack([e0 + i + 1, e0 + i, c0 + i, d0 + i], axis=1)
+    soc_val = np.tile([1.0, -1.0, -eta_c * dt_h, dt_h / eta_d], (n, 1))
+    pk_steps = [steps for steps, _, _ in groups]
+    pk_i = np.concatenate(pk_steps) if pk_steps else np.zeros(0, dtype=np.int64)
+    pk_col = np.concatenate(
+        [np.full(s.size, pk0 + k) for k, s in enumerate(pk_steps)] or [np.zeros(0, dtype=np.int64)]
+    )
+    pk_idx = np.stack([pk_col, g0 + pk_i], axis=1)
+    pk_val = np.tile([1.0, -1.0], (pk_i.size, 1))
+    # s_i - g_i >= -floor_i
+    ov_idx = np.stack([s0 + np.arange(over_i.size), g0 + over_i], axis=1)
+    ov_val = np.tile([1.0, -1.0], (over_i.size, 1))
+
+    lp = highspy.HighsLp()
+    lp.num_col_ = n_col
+    lp.num_row_ = 2 * n + pk_i.size + over_i.size
+    lp.col_cost_ = cost
+    lp.col_lower_ = lower
+    lp.col_upper_ = upper
+    lp.offset_ = offset
+    lp.row_lower_ = np.concatenate([net_kw, np.zeros(n), np.zeros(pk_i.size), -floor_kw[over_i]])
+    lp.row_upper_ = np.concatenate([net_kw, np.zeros(n), np.full(pk_i.size + over_i.size, inf)])
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
+    lp.a_matrix_.num_col_ = n_col
+    lp.a_matrix_.num_row_ = lp.num_row_
+    widths = np.concatenate([np.full(2 * n, 4), np.full(pk_i.size + over_i.size, 2)])
+    lp.a_matrix_.start_ = np.concatenate([[0], np.cumsum(widths)]).astype(np.int32)
+    lp.a_matrix_.index_ = np.concatenate(
+        [bal_idx.ravel(), soc_idx.ravel(), pk_idx.ravel(), ov_idx.ravel()]).astype(np.int32)
+    lp.a_matrix_.value_ = np.concatenate([bal_val.ravel(), soc_val.ravel(), pk_val.ravel(), ov_val.ravel()])
+
+    if np.any(lower > upper):
+        # Only the terminal bound can cross (soc_final_min above the SoC ceiling).
+        raise PlanInfeasible("soc_final_min is above the highest allowed SoC")
+
+    highs = highspy.Highs()  # type: ignore[no-untyped-call]
+    highs.setOptionValue("output_flag", False)
+    t0 = time.perf_counter()
+    if highs.passModel(lp) == highspy.HighsStatus.kError:
+        raise PlanSolveError("HiGHS rejected the model")
+    run_status = highs.run()
+    solve_time = time.perf_counter() - t0
+    status = highs.getModelStatus()
+    if status in (highspy.HighsModelStatus.kInfeasible,):
+        raise PlanInfeasible("no dispatch meets the constraints (import limit, SoC, terminal)")
+    if status == highspy.HighsModelStatus.kUnboundedOrInfeasible:
+        raise PlanInfeasible("the problem is infeasible or unbounded")
+    if run_status == highspy.HighsStatus.kError or status != highspy.HighsModelStatus.kOptimal:
+        raise PlanSolveError(f"HiGHS stopped with {highs.modelStatusToString(status)}")
+
+    col = np.asarray(highs.getSolution().col_value, dtype=np.float64)
+    charge_kw = np.clip(col[c0 : c0 + n], 0.0, None)
+    discharge_kw = np.clip(col[d0 : d0 + n], 0.0, None)
+    import_kw = np.clip(col[g0 : g0 + n], 0.0, None)
+    export_kw = np.clip(col[x0 : x0 + n], 0.0, None)
+    energy_kwh = col[e0 : e0 + n + 1]
+    # planned peak per period: the peak so far, or what the plan imports at most in it
+    peak_kw = pb.peaks_so_far.copy()
+    flat_peak_kw = pb.flat_peaks_so_far.copy()
+    for labels, peaks in ((pb.periods, peak_kw), (pb.flat_groups, flat_peak_kw)):
+        for p in range(peaks.size):
+            steps = labels == p
+            if np.any(steps):
+                peaks[p] = max(peaks[p], float(import_kw[steps].max()))
+
+    energy_cost = float(
+        np.sum(pb.import_price_per_kwh * import_kw - pb.export_price_per_kwh * export_kw) * dt_h
+    )
+    demand_cost = _demand_cost(pb, import_kw)
+    wear_cost = float(pb.wear_cost_per_kwh * np.sum(discharge_kw) * dt_h)
+    return Plan(
+        battery_w=(discharge_kw - charge_kw) * 1000.0,
+        charge_w=charge_kw * 1000.0,
+        discharge_w=discharge_kw * 1000.0,
+        grid_w=(import_kw - export_kw) * 1000.0,
+        soc=energy_kwh / cap_kwh,
+        peak_kw=peak_kw,
+        expected_cost=energy_cost + demand_cost + wear_cost,
+        energy_cost=energy_cost,
+        demand_cost=demand_cost,
+        wear_cost=wear_cost,
+        cost_without_battery=cost_without_battery(pb),
+        status=highs.modelStatusToString(status),
+        solve_time_s=solve_time,
+        flat_peak_kw=flat_peak_kw,
+    )

@@ -1,0 +1,50 @@
+"""Stable reason codes: why the controller did what it did.
+
+Every decision publishes one. Numbers are never reused or renumbered; add new codes at
+the end. Each code has a test named after it (tests/unit/test_reason_codes.py lists them).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class Reason(IntEnum):
+    IDLE = 1  # nothing asks the battery to act: 0 W
+    PEAK_SHAVING_ACTIVE = 2  # discharging to hold grid import at the cap
+    PEAK_SHAVING_RECHARGE = 3  # import is under the recharge threshold: charging
+    PEAK_SHAVING_STANDBY = 4  # import between the recharge threshold and the cap
+    SOC_MIN_LIMIT = 5  # discharge limited because units reached soc_min
+    SOC_MAX_LIMIT = 6  # charge limited because units reached soc_max
+    UNIT_POWER_LIMIT = 7  # the request exceeds what available units can deliver
+    RAMP_LIMIT = 8  # the site ramp limit held the setpoint back
+    STALE_METER = 9  # no fresh grid meter reading: grid-trading policies stand down
+    STALE_BMS = 10  # a unit's BMS reading is missing or stale: unit held at 0 W
+    STALE_PCS = 11  # a unit's PCS reading is missing or stale: unit held at 0 W
+    PCS_FAULT = 12  # a unit's PCS reports a fault: unit isolated
+    BMS_FAULT = 13  # a unit's BMS reports a fault alarm: unit isolated
+    NO_UNIT_AVAILABLE = 14  # no BESS unit can take a setpoint
+    CAP_UNREACHABLE = 15  # the battery cannot hold the import cap (power or energy short)
+    SHUTDOWN = 16  # the controller is stopping: units to 0 W
+    ARBITRAGE_CHARGE = 17  # following the plan's SoC trajectory: charging
+    ARBITRAGE_DISCHARGE = 18  # following the plan's SoC trajectory: discharging
+    ARBITRAGE_HOLD = 19  # the plan's SoC is reached for this step: holding 0 W
+    PLAN_STALE = 20  # no plan, or the plan is too old: arbitrage stands down
+    RESERVE_FLOOR = 21  # discharge limited to keep the reserve energy for outages
+    FAILOVER_ARMED = 22  # a grid loss now needs no rack caps: the BESS carries the island
+    FAILOVER_SHED = 23  # a grid loss now caps racks in shed order so the load fits the BESS
+    FAILOVER_SHORT = 24  # even capping every rack leaves the island short (or no unit can form it)
+    ISLANDED = 25  # grid lost: running as an island; grid-trading policies stand down
+    GENSET_START_FAILED = 26  # the genset did not start: deeper shedding, critical racks kept
+    RECONNECT_WAIT = 27  # the grid is back: waiting for it to stay stable before reconnecting
+    UNIT_MAINTENANCE = 28  # an operator put the unit in maintenance: held at 0 W, no mode commands
+    OPERATOR_FORCED = 29  # an operator forced the battery power (0 W or a setpoint) for a time
+    METER_FROZEN = 30  # the meter repeats the very same value: not trusted, safe action
+    METER_IMPLAUSIBLE = 31  # a meter value outside physical range: not trusted, safe action
+    BMS_IMPLAUSIBLE = 32  # a BMS value out of range or a SoC jump no battery can make: unit at 0 W
+    PCS_IMPLAUSIBLE = 33  # a PCS power far beyond its rating: unit at 0 W
+    ENVELOPE_CLAMP = 34  # the final safety envelope narrowed a unit's setpoint
+
+    @property
+    def code(self) -> str:
+        return self.name

@@ -1,0 +1,79 @@
+"""The frozen picture of the site for one control period.
+
+Built once per period from the latest readings; nothing re-reads a device during a
+decision. Readings older than their limit are dropped (None), never turned into 0, and a
+unit that cannot take a setpoint says why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from drivers.racks import RacksReading
+from drivers.readings import BmsReading, GensetReading, MeterReading, PcsReading
+from ems.reasons import Reason
+
+BMS_FAULT_BIT = 1 << 4  # see config/profiles/bms_v1.yaml
+
+
+@dataclass(frozen=True)
+class UnitSnapshot:
+    unit_id: str
+    bms: BmsReading | None
+    pcs: PcsReading | None
+    unavailable: Reason | None = None  # None: the unit can take a setpoint
+
+    @property
+    def available(self) -> bool:
+        return self.unavailable is None
+
+
+@dataclass(frozen=True)
+class SiteSnapshot:
+    now_s: float  # site monotonic time
+    wall_s: float  # site wall-clock time (epoch seconds)
+    period_s: float
+    meter: MeterReading | None
+    units: tuple[UnitSnapshot, ...]
+    racks: RacksReading
+    last_setpoint_w: float  # site battery setpoint commanded in the previous period
+    genset: GensetReading | None = None
+    grid_ok: bool | None = None  # the grid watcher's view; None without a watcher
+    meter_invalid: Reason | None = None  # why `meter` is None (stale, frozen, implausible)
+    meter_invalid_since_s: float | None = None
+
+    @property
+    def battery_power_w(self) -> float:
+        """Measured AC power of every unit with a fresh PCS reading (> 0 discharge)."""
+        return sum(u.pcs.power_w for u in self.units if u.pcs is not None)
+
+    @property
+    def site_load_w(self) -> float | None:
+        """Grid import the site would have without the battery (grid + battery)."""
+        if self.meter is None:
+            return None
+        return self.meter.grid_power_w + self.battery_power_w
+
+
+def unit_snapshot(unit_id: str, bms: BmsReading | None, pcs: PcsReading | None,
+                  now_s: float, stale_after_s: float) -> UnitSnapshot:
+    if bms is not None and now_s - bms.read_at_s > stale_after_s:
+        bms = None
+    if pcs is not None and now_s - pcs.read_at_s > stale_after_s:
+        pcs = None
+    why: Reason | None = None
+    if pcs is None:
+        why = Reason.STALE_PCS
+    elif bms is None:
+        why = Reason.STALE_BMS
+    elif pcs.fault:
+        why = Reason.PCS_FAULT
+    elif bms.alarms & BMS_FAULT_BIT:
+        why = Reason.BMS_FAULT
+    return UnitSnapshot(unit_id, bms, pcs, why)
+
+
+def fresh_meter(meter: MeterReading | None, now_s: float, stale_after_s: float) -> MeterReading | None:
+    if meter is None or now_s - meter.read_at_s > stale_after_s:
+        return None
+    return meter

@@ -1,0 +1,509 @@
+"""Bill engine: a grid power series under a `Tariff` -> monthly bill by component.
+
+Vectorised with numpy; the only Python loops run over billing months and tiers. The
+conventions follow NREL SAM's ``Utilityrate5`` (see docs/tariffs.md), so SAM is an
+independent reference for the arithmetic (tests/crosscheck/test_bill_vs_sam.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import numpy.typing as npt
+
+from ems.tariff.model import (
+    DemandPeriod,
+    EnergyPeriod,
+    PriceSeries,
+    Schedule,
+    Tariff,
+    TariffError,
+)
+
+__all__ = ["Bill", "BillInputError", "MonthlyBill", "compute_bill"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+# Stand-in for "no upper bound": finite, so clip(x, lo, hi) - lo stays exact (0) for the
+# padding tiers of periods that have fewer tiers than others.
+_OPEN = 1e300
+
+
+class BillInputError(TariffError):
+    """The series handed to the bill engine is unusable (shape, step, time range)."""
+
+
+@dataclass(frozen=True)
+class MonthlyBill:
+    """Charges for one billing (calendar) month; money in the tariff's currency.
+
+    ``energy`` is the net energy charge (``energy_import - export_credit``), as SAM reports it.
+    ``total`` = energy + demand_tou + demand_flat + fixed + minimum - true_up_credit.
+    """
+
+    year: int
+    month: int
+    import_kwh: float
+    export_kwh: float
+    peak_kw: float
+    tou_peak_kw: tuple[float, ...]
+    energy_import: float
+    export_credit: float
+    demand_tou: float
+    demand_flat: float
+    fixed: float
+    minimum: float
+    true_up_credit: float
+    nm_surplus_kwh: float
+
+    @property
+    def energy(self) -> float:
+        return self.energy_import - self.export_credit
+
+    @property
+    def total(self) -> float:
+        return (
+            self.energy
+            + self.demand_tou
+            + self.demand_flat
+            + self.fixed
+            + self.minimum
+            - self.true_up_credit
+        )
+
+
+@dataclass(frozen=True)
+class Bill:
+    """Monthly bills in time order, with sums over the whole span."""
+
+    months: tuple[MonthlyBill, ...]
+
+    def _sum(self, name: str) -> float:
+        return float(sum(getattr(m, name) for m in self.months))
+
+    @property
+    def energy(self) -> float:
+        return self._sum("energy")
+
+    @property
+    def export_credit(self) -> float:
+        return self._sum("export_credit")
+
+    @property
+    def demand_tou(self) -> float:
+        return self._sum("demand_tou")
+
+    @property
+    def demand_flat(self) -> float:
+        return self._sum("demand_flat")
+
+    @property
+    def fixed(self) -> float:
+        return self._sum("fixed")
+
+    @property
+    def minimum(self) -> float:
+        return self._sum("minimum")
+
+    @property
+    def true_up_credit(self) -> float:
+        return self._sum("true_up_credit")
+
+    @property
+    def total(self) -> float:
+        return self._sum("total")
+
+
+@dataclass(frozen=True)
+class _Calendar:
+    """Per-sample calendar fields of a regular series (naive local time)."""
+
+    t_s: IntArray  # seconds since 1970-01-01T00:00 (wall clock)
+    step_s: int
+    month_idx: IntArray  # 0 = first billed month
+    month_keys: IntArray  # per billed month: months since 1970-01
+    moy: IntArray  # month of year 0..11
+    hour: IntArray
+    weekend: npt.NDArray[np.bool_]
+
+
+def compute_bill(
+    tariff: Tariff,
+    grid_power_kw: npt.ArrayLike,
+    *,
+    start: datetime | np.datetime64 | None = None,
+    step_s: int | None = None,
+    timestamps: npt.ArrayLike | None = None,
+) -> Bill:
+    """Bill ``grid_power_kw`` (average kW per step; > 0 import, < 0 export) under ``tariff``.
+
+    Time is given either as ``start`` + ``step_s`` or as regular naive ``timestamps``
+    (local wall-clock time, each the start of its step). ``step_s`` must divide 3600.
+    Billing months are the calendar months the series touches; partial months are billed
+    without proration.
+    """
+    power = np.asarray(grid_power_kw, dtype=np.float64)
+    if power.ndim != 1 or power.size == 0:
+        raise BillInputError("grid_power_kw must be a non-empty 1-D series")
+    if not np.all(np.isfinite(power)):
+        raise BillInputError("grid_power_kw contains NaN or infinite values")
+    cal = _calendar(power.size, start=start, step_s=step_s, timestamps=timestamps)
+    n_months = cal.month_keys.size
+    dt_h = cal.step_s / 3600.0
+    e_import = np.maximum(power, 0.0) * dt_h
+    e_export = np.maximum(-power, 0.0) * dt_h
+
+    import_kwh = _sum_by(cal.month_idx, e_import, n_months)
+    export_kwh = _sum_by(cal.month_idx, e_export, n_months)
+
+    energy_import = np.zeros(n_months)
+    export_credit = np.zeros(n_months)
+    nm_surplus = np.zeros(n_months)
+    dyn = tariff.dynamic_prices
+    if (dyn is None or dyn.mode == "add") and tariff.energy_periods:
+        period = _lookup(tariff.energy_weekday_schedule, tariff.energy_weekend_schedule, cal)
+        if tariff.metering == "net_metering":
+            energy_import, nm_surplus = _net_metering(tariff, cal, period, e_import - e_export)
+        else:
+            energy_import, export_credit = _net_billing(
+                tariff.energy_periods, cal, period, e_import, e_export
+            )
+    if dyn is not None:
+        buy, sell = _align_prices(dyn, cal)
+        energy_import = energy_import + _sum_by(cal.month_idx, e_import * buy, n_months)
+        if sell is not None:
+            export_credit = export_credit + _sum_by(cal.month_idx, e_export * sell, n_months)
+
+    peak_kw, tou_peak_kw, demand_tou, demand_flat = _demand(tariff, cal, power)
+    true_up = _true_up_credit(tariff, cal, import_kwh - export_kwh)
+
+    fixed = np.full(n_months, tariff.fixed_monthly)
+    minimum = _minimum(
+        tariff, cal, energy_import - export_credit + demand_tou + demand_flat + fixed
+    )
+
+    months = []
+    for i, key in enumerate(cal.month_keys):
+        months.append(
+            MonthlyBill(
+                year=1970 + int(key) // 12,
+                month=int(key) % 12 + 1,
+                import_kwh=float(import_kwh[i]),
+                export_kwh=float(export_kwh[i]),
+                peak_kw=float(peak_kw[i]),
+                tou_peak_kw=tuple(float(x) for x in tou_peak_kw[i]),
+                energy_import=float(energy_import[i]),
+                export_credit=float(export_credit[i]),
+                demand_tou=float(demand_tou[i]),
+                demand_flat=float(demand_flat[i]),
+                fixed=float(fixed[i]),
+                minimum=float(minimum[i]),
+                true_up_credit=float(true_up[i]),
+                nm_surplus_kwh=float(nm_surplus[i]),
+            )
+        )
+    return Bill(months=tuple(months))
+
+
+def _sum_by(index: IntArray, weights: FloatArray, length: int) -> FloatArray:
+    """Sum ``weights`` per ``index`` bucket (float result, ``length`` buckets)."""
+    return np.bincount(index, weights, length).astype(np.float64, copy=False)
+
+
+# --- calendar ---------------------------------------------------------------------------
+
+
+def _calendar(
+    n: int,
+    *,
+    start: datetime | np.datetime64 | None,
+    step_s: int | None,
+    timestamps: npt.ArrayLike | None,
+) -> _Calendar:
+    if timestamps is not None:
+        if start is not None:
+            raise BillInputError("give either timestamps or start + step_s, not both")
+        ts = _as_datetime64(timestamps, "timestamps")
+        if ts.shape != (n,):
+            raise BillInputError(f"timestamps has {ts.size} entries, grid_power_kw has {n}")
+        t_s = ts.astype(np.int64)
+        if n >= 2:
+            steps = np.diff(t_s)
+            if steps[0] <= 0 or np.any(steps != steps[0]):
+                raise BillInputError("timestamps must be strictly increasing at a constant step")
+            if step_s is not None and step_s != int(steps[0]):
+                raise BillInputError("step_s does not match the spacing of timestamps")
+            step_s = int(steps[0])
+        elif step_s is None:
+            raise BillInputError("a single timestamp needs step_s")
+    else:
+        if start is None or step_s is None:
+            raise BillInputError("give timestamps, or start and step_s")
+        t0 = _as_datetime64(np.asarray([start]), "start")[0].astype(np.int64)
+        t_s = t0 + np.arange(n, dtype=np.int64) * int(step_s)
+    if step_s <= 0 or 3600 % step_s != 0:
+        raise BillInputError(f"step_s={step_s} must divide 3600 (schedules are hourly)")
+
+    month_abs = t_s.astype("datetime64[s]").astype("datetime64[M]").astype(np.int64)
+    first = int(month_abs[0])
+    month_idx = (month_abs - first).astype(np.int64)
+    month_keys = np.arange(first, int(month_abs[-1]) + 1, dtype=np.int64)
+    days = t_s // 86400
+    return _Calendar(
+        t_s=t_s,
+        step_s=int(step_s),
+        month_idx=month_idx,
+        month_keys=month_keys,
+        moy=(month_abs % 12).astype(np.int64),
+        hour=((t_s - days * 86400) // 3600).astype(np.int64),
+        # 1970-01-01 was a Thursday: (days + 3) % 7 is 0 on Mondays.
+        weekend=((days + 3) % 7) >= 5,
+    )
+
+
+def _as_datetime64(values: npt.ArrayLike, field: str) -> npt.NDArray[np.datetime64]:
+    arr = np.asarray(values)
+    if arr.dtype == object and any(getattr(v, "tzinfo", None) is not None for v in arr.ravel()):
+        raise BillInputError(f"{field} must be naive local wall-clock time, not tz-aware")
+    try:
+        return arr.astype("datetime64[s]")
+    except (TypeError, ValueError) as exc:
+        raise BillInputError(f"{field} cannot be read as datetimes") from exc
+
+
+def _lookup(weekday: Schedule, weekend: Schedule, cal: _Calendar) -> IntArray:
+    """Period index per sample from 12x24 weekday/weekend schedules."""
+    wd = np.asarray(weekday, dtype=np.int64)
+    we = np.asarray(weekend, dtype=np.int64)
+    return np.where(cal.weekend, we[cal.moy, cal.hour], wd[cal.moy, cal.hour])
+
+
+# --- tiers ------------------------------------------------------------------------------
+
+
+def _energy_tiers(
+    periods: Sequence[EnergyPeriod],
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """(lo, hi, buy, sell) as [period, tier] arrays; short periods padded with empty tiers."""
+    n_t = max(len(p.tiers) for p in periods)
+    lo = np.full((len(periods), n_t), _OPEN)
+    hi = np.full((len(periods), n_t), _OPEN)
+    buy = np.zeros((len(periods), n_t))
+    sell = np.zeros((len(periods), n_t))
+    for i, p in enumerate(periods):
+        prev = 0.0
+        for j, tier in enumerate(p.tiers):
+            lo[i, j] = prev
+            hi[i, j] = _OPEN if tier.max_kwh is None else tier.max_kwh
+            buy[i, j] = tier.rate_per_kwh
+            sell[i, j] = tier.sell_per_kwh
+            prev = hi[i, j]
+    return lo, hi, buy, sell
+
+
+def _demand_charge(demand_kw: float, period: DemandPeriod) -> float:
+    """Tiered charge: each kW block billed at its own rate (SAM's block demand tiers)."""
+    charge = 0.0
+    lo = 0.0
+    for tier in period.tiers:
+        hi = _OPEN if tier.max_kw is None else tier.max_kw
+        charge += (min(max(demand_kw, lo), hi) - lo) * tier.charge_per_kw
+        lo = hi
+    return charge
+
+
+# --- energy -----------------------------------------------------------------------------
+
+
+def _net_metering(
+    tariff: Tariff, cal: _Calendar, period: IntArray, e_net_import: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """SAM ur_metering_option 0: monthly net kWh per TOU period, surplus kWh rolls over.
+
+    Within a month each period's energy is netted; a period with net import is billed,
+    the monthly kWh tier limits shared across periods pro rata to their net import. A
+    period's net surplus is carried to the next month (kWh) into the period that holds the
+    same time of day (SAM matches on the weekday schedule at 00:00, 05:00, 11:00, 17:00; a
+    surplus period absent from those hours is not carried). Carry-over stops after the
+    true-up month. Returns (energy charge, surplus kWh carried out) per month.
+    """
+    n_months = cal.month_keys.size
+    n_p = len(tariff.energy_periods)
+    lo, hi, buy, _ = _energy_tiers(tariff.energy_periods)
+    surplus_in = _sum_by(cal.month_idx * n_p + period, -e_net_import, n_months * n_p)
+    surplus_in = surplus_in.reshape(n_months, n_p)
+    wd = np.asarray(tariff.energy_weekday_schedule, dtype=np.int64)
+    rollover_hours = (0, 5, 11, 17)
+
+    charges = np.zeros(n_months)
+    carried = np.zeros(n_months)
+    prev_surplus = np.zeros(n_p)
+    prev_moy = -1
+    for i, key in enumerate(cal.month_keys):
+        moy = int(key) % 12
+        net = surplus_in[i].copy()  # SAM sign: > 0 surplus (export), < 0 use
+        if i > 0 and prev_moy != tariff.nm_true_up_month - 1:
+            src_map = [int(wd[prev_moy, h]) for h in rollover_hours]
+            dst_map = [int(wd[moy, h]) for h in rollover_hours]
+            for p in np.flatnonzero(prev_surplus > 0):
+                if int(p) in src_map:
+                    net[dst_map[src_map.index(int(p))]] += prev_surplus[p]
+        use = np.maximum(-net, 0.0)
+        surplus = np.maximum(net, 0.0)
+        total = use.sum()
+        if total > 0:
+            in_tier = np.clip(total, lo, hi) - lo  # [period, tier] kWh of the month in tier
+            charges[i] = float(np.sum((use / total)[:, None] * in_tier * buy))
+        prev_surplus = surplus
+        carried[i] = surplus.sum()
+        prev_moy = moy
+    return charges, carried
+
+
+def _net_billing(
+    periods: Sequence[EnergyPeriod],
+    cal: _Calendar,
+    period: IntArray,
+    e_import: FloatArray,
+    e_export: FloatArray,
+) -> tuple[FloatArray, FloatArray]:
+    """SAM ur_metering_option 2: every step's import bought, export sold, no carry-over.
+
+    Tiers apply to the month's running total (import and export separately), in time order:
+    a step's kWh fall in the tiers its cumulative monthly total crosses, priced with the
+    tiers of the step's own period.
+    """
+    lo, hi, buy, sell = _energy_tiers(periods)
+    n_months = cal.month_keys.size
+    out = []
+    for energy, rate in ((e_import, buy), (e_export, sell)):
+        cum = np.cumsum(energy)
+        month_start = np.searchsorted(cal.month_idx, np.arange(n_months))
+        offset = np.concatenate(([0.0], cum))[month_start]
+        after = cum - offset[cal.month_idx]
+        before = after - energy
+        cost = np.zeros(energy.size)
+        for t in range(lo.shape[1]):
+            lo_t, hi_t = lo[period, t], hi[period, t]
+            kwh = np.clip(after, lo_t, hi_t) - np.clip(before, lo_t, hi_t)
+            cost += kwh * rate[period, t]
+        out.append(_sum_by(cal.month_idx, cost, n_months))
+    return out[0], out[1]
+
+
+def _align_prices(prices: PriceSeries, cal: _Calendar) -> tuple[FloatArray, FloatArray | None]:
+    """Price per bill step; the price series must cover the span at a step that fits."""
+    p_step = prices.step_s
+    if p_step % cal.step_s != 0:
+        raise BillInputError(
+            f"dynamic price step ({p_step} s) must be a multiple of the bill step ({cal.step_s} s)"
+        )
+    p0 = np.datetime64(prices.start, "s").astype(np.int64)
+    idx = (cal.t_s - p0) // p_step
+    if idx[0] < 0 or idx[-1] >= len(prices.buy_per_kwh):
+        raise BillInputError("dynamic_prices do not cover the billed time span")
+    buy = np.asarray(prices.buy_per_kwh, dtype=np.float64)[idx]
+    sell = None
+    if prices.sell_per_kwh is not None:
+        sell = np.asarray(prices.sell_per_kwh, dtype=np.float64)[idx]
+    return buy, sell
+
+
+# --- demand -----------------------------------------------------------------------------
+
+
+def _demand(
+    tariff: Tariff, cal: _Calendar, power_kw: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Peaks and charges per month: (flat peak, TOU peaks [month, period], TOU, flat charge).
+
+    The demand measure is the average import over clock-aligned intervals of
+    ``demand_interval_s`` (partial intervals at the ends average what is there); with a
+    step at or above the interval, each step's average is the measure.
+    """
+    n_months = cal.month_keys.size
+    interval = tariff.demand_interval_s
+    if cal.step_s >= interval:
+        avg_kw, first = power_kw, np.arange(power_kw.size)
+    else:
+        if interval % cal.step_s != 0:
+            raise BillInputError(
+                f"demand_interval_s={interval} is not a multiple of the step ({cal.step_s} s)"
+            )
+        block = cal.t_s // interval
+        first = np.flatnonzero(np.concatenate(([True], block[1:] != block[:-1])))
+        counts = np.diff(np.append(first, power_kw.size))
+        avg_kw = np.add.reduceat(power_kw, first) / counts
+    b_month = cal.month_idx[first]
+
+    peak = np.zeros(n_months)
+    np.maximum.at(peak, b_month, avg_kw)  # starts at 0: export never sets a peak
+
+    n_dp = max(len(tariff.demand_periods), 1)
+    tou_peak = np.zeros((n_months, n_dp))
+    demand_tou = np.zeros(n_months)
+    if tariff.demand_periods:
+        wd = np.asarray(tariff.demand_weekday_schedule, dtype=np.int64)
+        we = np.asarray(tariff.demand_weekend_schedule, dtype=np.int64)
+        moy, hour = cal.moy[first], cal.hour[first]
+        b_period = np.where(cal.weekend[first], we[moy, hour], wd[moy, hour])
+        flat_peak = np.zeros(n_months * n_dp)
+        np.maximum.at(flat_peak, b_month * n_dp + b_period, avg_kw)
+        tou_peak = flat_peak.reshape(n_months, n_dp)
+        for i in range(n_months):
+            demand_tou[i] = sum(
+                _demand_charge(float(tou_peak[i, p]), dp)
+                for p, dp in enumerate(tariff.demand_periods)
+            )
+    else:
+        tou_peak = np.zeros((n_months, 0))
+
+    demand_flat = np.zeros(n_months)
+    if tariff.flat_demand_periods:
+        for i, key in enumerate(cal.month_keys):
+            structure = tariff.flat_demand_periods[tariff.flat_demand_months[int(key) % 12]]
+            demand_flat[i] = _demand_charge(float(peak[i]), structure)
+    return peak, tou_peak, demand_tou, demand_flat
+
+
+# --- fixed, minimum, true-up -------------------------------------------------------------
+
+
+def _minimum(tariff: Tariff, cal: _Calendar, bill_before_min: FloatArray) -> FloatArray:
+    """SAM: monthly minimum tops each month up; the annual one tops up December.
+
+    A month's bill counts as max(0, bill) for both tests (a credit month is not negative).
+    The annual minimum compares the sum of a calendar year's billed months, settled in
+    December; a span without December gets no annual adjustment.
+    """
+    minimum = np.zeros(bill_before_min.size)
+    year_sum: dict[int, float] = {}
+    for i, key in enumerate(cal.month_keys):
+        year, moy = int(key) // 12, int(key) % 12
+        mon_bill = max(float(bill_before_min[i]), 0.0)
+        if mon_bill < tariff.minimum_monthly:
+            minimum[i] += tariff.minimum_monthly - mon_bill
+        year_sum[year] = year_sum.get(year, 0.0) + mon_bill
+        if moy == 11 and year_sum[year] < tariff.minimum_annual:
+            minimum[i] += tariff.minimum_annual - year_sum[year]
+    return minimum
+
+
+def _true_up_credit(tariff: Tariff, cal: _Calendar, net_import_kwh: FloatArray) -> FloatArray:
+    """Net metering: monthly-net surplus kWh accumulated to the true-up month, paid there."""
+    credit = np.zeros(net_import_kwh.size)
+    if tariff.metering != "net_metering" or tariff.nm_yearend_sell_per_kwh == 0.0:
+        return credit
+    cumulative = 0.0
+    for i, key in enumerate(cal.month_keys):
+        moy = int(key) % 12
+        if moy == tariff.nm_true_up_month % 12:  # first month after the true-up
+            cumulative = 0.0
+        cumulative = max(cumulative - float(net_import_kwh[i]), 0.0)
+        if moy == tariff.nm_true_up_month - 1:
+            credit[i] = cumulative * tariff.nm_yearend_sell_per_kwh
+    return credit

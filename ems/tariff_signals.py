@@ -1,0 +1,163 @@
+"""A `Tariff` (and optional dynamic prices) as the planner's per-step signals.
+
+The LP is linear, a bill is not quite: monthly kWh tiers and demand tiers make the
+price of one more kWh or kW depend on the month's totals. For a horizon we use the
+marginal rate: the energy tier the month's expected consumption falls in, and the
+demand tier the reference peak falls in (for a multi-MW site: the top tiers). Net
+metering nets export against import of the same period, so export is worth the import
+rate there; net billing pays the tier's sell rate.
+
+Demand charges become LP demand groups: one per (billing month, TOU demand period) and
+one per billing month for the flat charge, keyed so that the caller can give each its
+peak so far. With `per_day=True` each day is its own group (still keyed by its month
+and period, so several groups share a key and each starts from the month's peak so
+far): a rolling plan then shaves every day as if that day set the bill, instead of
+sizing today's cap on a forecast of a later day that may well be wrong. Times are naive
+local wall-clock time (tariff time, see docs/tariffs.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import numpy.typing as npt
+
+from ems.tariff.model import DemandPeriod, EnergyPeriod, PriceSeries, Tariff
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+TouKey = tuple[int, int, int]  # (year, month 1-12, TOU demand period)
+MonthKey = tuple[int, int]  # (year, month 1-12)
+
+
+@dataclass(frozen=True)
+class Calendar:
+    """Calendar fields per step of a regular naive-local series."""
+
+    t_s: IntArray  # seconds since 1970-01-01T00:00, wall clock
+    day: IntArray  # days since 1970-01-01
+    year: IntArray
+    month: IntArray  # 1-12
+    hour: IntArray
+    weekend: npt.NDArray[np.bool_]
+
+
+def calendar(start: datetime, step_s: float, n_steps: int) -> Calendar:
+    t0 = int(np.datetime64(start, "s").astype(np.int64))
+    t_s = t0 + (np.arange(n_steps) * step_s).astype(np.int64)
+    months = t_s.astype("datetime64[s]").astype("datetime64[M]").astype(np.int64)
+    days = t_s // 86_400
+    return Calendar(t_s=t_s, day=days, year=1970 + months // 12, month=months % 12 + 1,
+                    hour=(t_s - days * 86_400) // 3600,
+                    weekend=((days + 3) % 7) >= 5)  # 1970-01-01 was a Thursday
+
+
+@dataclass(frozen=True)
+class TariffSignals:
+    import_price_per_kwh: FloatArray
+    export_price_per_kwh: FloatArray
+    tou_group: IntArray  # per step: index into tou_keys/tou_rates_per_kw, -1 none
+    tou_keys: tuple[TouKey, ...]  # per group (keys repeat across days with per_day)
+    tou_rates_per_kw: FloatArray
+    flat_group: IntArray  # per step: index into flat_keys/flat_rates_per_kw, -1 none
+    flat_keys: tuple[MonthKey, ...]
+    flat_rates_per_kw: FloatArray
+
+
+def _energy_tier_rates(period: EnergyPeriod, month_kwh: float) -> tuple[float, float]:
+    """(buy, sell) of the tier that the month's consumption falls in."""
+    for tier in period.tiers:
+        if tier.max_kwh is None or month_kwh < tier.max_kwh:
+            return tier.rate_per_kwh, tier.sell_per_kwh
+    last = period.tiers[-1]
+    return last.rate_per_kwh, last.sell_per_kwh
+
+
+def marginal_demand_rate(period: DemandPeriod, peak_kw: float) -> float:
+    """Charge per kW of the demand tier that `peak_kw` falls in."""
+    for tier in period.tiers:
+        if tier.max_kw is None or peak_kw < tier.max_kw:
+            return tier.charge_per_kw
+    return period.tiers[-1].charge_per_kw
+
+
+def _schedule(weekday: tuple[tuple[int, ...], ...], weekend: tuple[tuple[int, ...], ...],
+              cal: Calendar) -> IntArray:
+    wd = np.asarray(weekday, dtype=np.int64)
+    we = np.asarray(weekend, dtype=np.int64)
+    return np.where(cal.weekend, we[cal.month - 1, cal.hour], wd[cal.month - 1, cal.hour])
+
+
+def _aligned(prices: PriceSeries, values: tuple[float, ...], cal: Calendar) -> FloatArray:
+    """Price per step; before the series its first price holds, after it its last."""
+    p0 = int(np.datetime64(prices.start, "s").astype(np.int64))
+    idx = np.clip((cal.t_s - p0) // prices.step_s, 0, len(values) - 1)
+    return np.asarray(values, dtype=np.float64)[idx]
+
+
+def _energy(tariff: Tariff, cal: Calendar, month_kwh: float) -> tuple[FloatArray, FloatArray]:
+    n = cal.t_s.size
+    buy = np.zeros(n)
+    sell = np.zeros(n)
+    dyn = tariff.dynamic_prices
+    if tariff.energy_periods and (dyn is None or dyn.mode == "add"):
+        period = _schedule(tariff.energy_weekday_schedule, tariff.energy_weekend_schedule, cal)
+        rates = np.array([_energy_tier_rates(p, month_kwh) for p in tariff.energy_periods])
+        buy = rates[period, 0]
+        # net metering: an exported kWh cancels an imported one of the same period
+        sell = buy.copy() if tariff.metering == "net_metering" else rates[period, 1]
+    if dyn is not None:
+        dyn_buy = _aligned(dyn, dyn.buy_per_kwh, cal)
+        dyn_sell = np.zeros(n) if dyn.sell_per_kwh is None else _aligned(dyn, dyn.sell_per_kwh, cal)
+        if dyn.mode == "replace":
+            buy, sell = dyn_buy, dyn_sell
+        else:
+            buy = buy + dyn_buy
+            sell = sell + dyn_sell
+    # never sell above the buy price: the LP would buy to sell at once (unbounded)
+    return buy, np.minimum(sell, buy)
+
+
+def _groups(columns: list[IntArray]) -> tuple[IntArray, IntArray]:
+    """(group index per step, first step of each group) for the distinct rows of columns."""
+    rows = np.stack(columns, axis=1)
+    _, first, inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
+    return inverse.reshape(-1).astype(np.int64), first
+
+
+def tariff_signals(tariff: Tariff, start: datetime, step_s: float, n_steps: int, *,
+                   month_kwh: float, reference_peak_kw: float, per_day: bool = False) -> TariffSignals:
+    """Signals for `n_steps` steps from `start` (naive local time).
+
+    `month_kwh` picks the energy tier (the month's expected consumption);
+    `reference_peak_kw` picks the demand tier (e.g. the peak so far or forecast).
+    """
+    cal = calendar(start, step_s, n_steps)
+    buy, sell = _energy(tariff, cal, month_kwh)
+
+    tou_group = np.full(n_steps, -1, dtype=np.int64)
+    tou_keys: list[TouKey] = []
+    tou_rates: list[float] = []
+    split = [cal.day] if per_day else []
+    if tariff.demand_periods:
+        period = _schedule(tariff.demand_weekday_schedule, tariff.demand_weekend_schedule, cal)
+        tou_group, first = _groups([cal.year, cal.month, period, *split])
+        tou_keys = [(int(cal.year[i]), int(cal.month[i]), int(period[i])) for i in first]
+        tou_rates = [marginal_demand_rate(tariff.demand_periods[p], reference_peak_kw) for _, _, p in tou_keys]
+
+    flat_group = np.full(n_steps, -1, dtype=np.int64)
+    flat_keys: list[MonthKey] = []
+    flat_rates: list[float] = []
+    if tariff.flat_demand_periods:
+        flat_group, first = _groups([cal.year, cal.month, *split])
+        flat_keys = [(int(cal.year[i]), int(cal.month[i])) for i in first]
+        flat_rates = [marginal_demand_rate(tariff.flat_demand_periods[tariff.flat_demand_months[m - 1]],
+                                           reference_peak_kw) for _, m in flat_keys]
+    return TariffSignals(
+        import_price_per_kwh=buy, export_price_per_kwh=sell,
+        tou_group=tou_group, tou_keys=tuple(tou_keys), tou_rates_per_kw=np.array(tou_rates, dtype=np.float64),
+        flat_group=flat_group, flat_keys=tuple(flat_keys), flat_rates_per_kw=np.array(flat_rates, dtype=np.float64),
+    )

@@ -1,0 +1,155 @@
+"""Grid loss and island operation, as the plant sees them — with failure made visible.
+
+On grid loss the site is islanded (the PCC breaker opens). The racks keep power only if
+a grid-forming source picks up the load within their PSU hold-up (10 ms at full load):
+with `seamless_transfer` armed the PCS hardware forms the island at the loss instant;
+otherwise the first grid-forming command a PCS receives does, and every rack whose
+hold-up ran out before that is lost. While islanded, grid-forming PCS units share what
+the genset does not carry, by rating; a unit asked for more than its rating x
+`pcs_overload_ratio` (or more than its battery allows) trips at once, one above its rating
+for longer than `pcs_overload_s` trips then. With no grid-forming unit left the island
+collapses and every rack still up is lost. Times of loss and of each command's receipt
+are taken with `time.monotonic_ns()` (system-wide, so comparable across processes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sim_devices.battery import FAULT_OVERLOAD, BessUnitModel, PcsMode
+from sim_devices.config import SimGridConfig
+from sim_devices.racks import RackFleet
+
+
+@dataclass
+class OutageRecord:
+    loss_ns: int
+    loss_s: float  # plant time
+    carried_ns: int | None = None  # when a grid-forming source picked the load up
+    receipts_ns: dict[str, int] = field(default_factory=dict)  # device -> first command after loss
+    lost_racks: int = 0
+    pcs_trips: int = 0
+    collapsed: bool = False
+    return_ns: int | None = None
+    reconnect_ns: int | None = None
+
+
+def holdup_s(cfg: SimGridConfig, power_w: np.ndarray, nameplate_w: np.ndarray) -> np.ndarray:
+    """PSU hold-up per rack: `psu_holdup_s` at full load, longer at part load (stored
+    energy / power; ~12 ms at 70 % for 10 ms at 100 %), at most 3x."""
+    load = np.maximum(power_w, 0.05 * nameplate_w) / nameplate_w
+    out: np.ndarray = np.minimum(cfg.psu_holdup_s * np.sqrt(1.0 / load), 3.0 * cfg.psu_holdup_s)
+    return out
+
+
+class GridSide:
+    """The grid's presence, the island and every outage's record."""
+
+    def __init__(self, cfg: SimGridConfig) -> None:
+        self.cfg = cfg
+        self.grid_ok = True
+        self.islanded = False
+        self.carried = True
+        self.outage: OutageRecord | None = None
+        self.outages: list[OutageRecord] = []
+        self._overload_s: dict[str, float] = {}
+
+    # --- events --------------------------------------------------------------------
+    def lose(self, now_s: float, now_ns: int, units: dict[str, BessUnitModel]) -> None:
+        if not self.grid_ok:
+            return
+        self.grid_ok = False
+        for u in units.values():
+            u.grid_ok = False
+        if self.islanded:  # lost again before we reconnected: the island just carries on
+            return
+        self.islanded = True
+        self.outage = OutageRecord(now_ns, now_s)
+        self.outages.append(self.outage)
+        self.carried = False
+        if self.cfg.seamless_transfer:
+            formed = [u for u in units.values() if u.form_island()]
+            if formed:
+                self.carried, self.outage.carried_ns = True, now_ns
+
+    def restore(self, now_ns: int, units: dict[str, BessUnitModel]) -> None:
+        if self.grid_ok:
+            return
+        self.grid_ok = True
+        for u in units.values():
+            u.grid_ok = True
+        if self.outage is not None and self.outage.return_ns is None:
+            self.outage.return_ns = now_ns
+
+    def receipt(self, device: str, now_ns: int) -> None:
+        """A command reached `device`: keep the first one after the loss."""
+        if self.outage is not None and self.outage.reconnect_ns is None:
+            self.outage.receipts_ns.setdefault(device, now_ns)
+
+    def mode_command(self, unit: BessUnitModel, mode: PcsMode, now_s: float, now_ns: int,
+                     units: dict[str, BessUnitModel], racks: RackFleet) -> None:
+        """A PCS mode command arrived: it may form the island, or reconnect it."""
+        if not self.islanded:
+            return
+        if mode is PcsMode.GRID_FORMING and unit.form_island() and not self.carried:
+            self._pick_up(now_s, now_ns, racks)
+        elif mode is PcsMode.GRID_FOLLOWING and self.grid_ok:
+            # planned reconnection: the PCC breaker closes, every unit follows the grid again
+            self.islanded, self.carried = False, True
+            for u in units.values():
+                if u.mode is PcsMode.GRID_FORMING:
+                    u.mode = PcsMode.GRID_FOLLOWING
+                u.island_share_w = 0.0
+            if self.outage is not None:
+                self.outage.reconnect_ns = now_ns
+            racks.power_restored(now_s)
+
+    def _pick_up(self, now_s: float, now_ns: int, racks: RackFleet) -> None:
+        assert self.outage is not None
+        gap_s = (now_ns - self.outage.loss_ns) / 1e9
+        lost = holdup_s(self.cfg, racks.power_w, racks.nameplate_w) < gap_s
+        self.outage.lost_racks += racks.lose(lost)
+        self.carried, self.outage.carried_ns = True, now_ns
+        racks.power_restored(now_s)
+
+    # --- island physics ----------------------------------------------------------------
+    def step(self, now_s: float, dt_s: float, now_ns: int, net_load_w: float,
+             units: dict[str, BessUnitModel], racks: RackFleet) -> None:
+        """Share the island's net load (after the genset) across grid-forming units."""
+        if not self.islanded:
+            return
+        assert self.outage is not None
+        if not self.carried:
+            if (now_ns - self.outage.loss_ns) / 1e9 > 3.0 * self.cfg.psu_holdup_s:
+                self.outage.lost_racks += racks.lose(np.ones(len(racks.rack_ids), bool))
+                self.outage.collapsed = True
+            return
+        injected = sum(u.power_w for u in units.values() if u.mode is PcsMode.GRID_FOLLOWING and not u.fault_bits)
+        need_w = net_load_w - injected
+        for _ in range(len(units) + 1):  # re-share after each trip
+            forming = [u for u in units.values() if u.mode is PcsMode.GRID_FORMING and not u.fault_bits]
+            if not forming:
+                break
+            rated = sum(u.cfg.rated_power_w for u in forming)
+            tripped = False
+            for u in forming:
+                share = need_w * u.cfg.rated_power_w / rated
+                battery_w = u.allowed_discharge_w() if share >= 0 else u.allowed_charge_w()
+                over = abs(share) / max(min(u.cfg.rated_power_w, battery_w), 1e-9)
+                late = self._overload_s.get(u.unit_id, 0.0)
+                late = late + dt_s if over > 1.0 else 0.0
+                self._overload_s[u.unit_id] = late
+                if over > self.cfg.pcs_overload_ratio or late > self.cfg.pcs_overload_s:
+                    u.inject_fault(FAULT_OVERLOAD)
+                    self.outage.pcs_trips += 1
+                    tripped = True
+                else:
+                    u.island_share_w = share
+            if not tripped:
+                return
+        if need_w > 0 and not any(u.mode is PcsMode.GRID_FORMING and not u.fault_bits for u in units.values()):
+            self.carried = False
+            self.outage.collapsed = True
+            self.outage.lost_racks += racks.lose(np.ones(len(racks.rack_ids), bool))

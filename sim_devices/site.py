@@ -1,0 +1,191 @@
+"""The simulated site: plant model + real Modbus servers + MQTT row agents, on one loop.
+
+`SimulatedSite` serves every BMS, PCS and meter named in the site file on its own
+loopback port (the endpoints the controller will poll) and publishes the racks through
+the broker. The plant is stepped every `simulation.step_s` real seconds on the site
+clock (which may run faster than real time). Once a second it publishes the plant's
+ground truth, counterfactual included, on `{prefix}/sim/plant` (retained).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import json
+import time
+from typing import Any
+
+import aiomqtt
+import structlog
+
+from drivers.profile import load_profile
+from ems.clock import Clock, ScaledClock
+from ems.config import SiteConfig
+from ems.mqtt_auth import client_kwargs_as, simulator_passwords
+from sim_devices import registers as regs
+from sim_devices.config import SimulationConfig
+from sim_devices.modbus_server import SimulatedModbusDevice
+from sim_devices.plant import Plant
+from sim_devices.rack_agents import RowAgent
+
+log = structlog.get_logger("sim")
+
+PLANT_USER = "sim-plant"  # MQTT user of the ground-truth publisher (config/mosquitto/acl)
+
+
+def plant_topic(prefix: str) -> str:
+    return f"{prefix}/sim/plant"
+
+
+def control_topic(prefix: str) -> str:
+    return f"{prefix}/sim/control"
+
+
+class SimulatedSite:
+    def __init__(self, cfg: SiteConfig, clock: Clock | None = None) -> None:
+        self.cfg = cfg
+        self.sim: SimulationConfig = cfg.simulation or SimulationConfig()
+        self.clock = clock or ScaledClock(self.sim.speed)
+        racks = cfg.racks
+        rack_ids = racks.rack_ids()
+        rows = [rid.split("-")[0] for rid in rack_ids]
+        self.plant = Plant(self.sim, [u.id for u in cfg.bess_units], rack_ids, rows, racks.nameplate_w)
+        self.devices: list[SimulatedModbusDevice] = []
+        now = self.clock.monotonic
+        m = cfg.meter
+        self.devices.append(SimulatedModbusDevice(
+            "meter", load_profile(m.profile), lambda: regs.meter_values(self.plant.meter),
+            regs.read_only, m.host, m.port, m.unit_id))
+        for u in cfg.bess_units:
+            unit = self.plant.units[u.id]
+            self.devices.append(SimulatedModbusDevice(
+                f"{u.id}.bms", load_profile(u.bms.profile), functools.partial(regs.bms_values, unit),
+                regs.read_only, u.bms.host, u.bms.port, u.bms.unit_id))
+            self.devices.append(SimulatedModbusDevice(
+                f"{u.id}.pcs", load_profile(u.pcs.profile), functools.partial(regs.pcs_values, unit),
+                regs.pcs_write(self.plant, unit, now), u.pcs.host, u.pcs.port, u.pcs.unit_id))
+        genset = self.plant.genset
+        if genset is not None and cfg.genset is not None:
+            g = cfg.genset
+            self.devices.append(SimulatedModbusDevice(
+                "genset", load_profile(g.profile), functools.partial(regs.genset_values, genset),
+                regs.genset_write(self.plant, genset, now), g.host, g.port, g.unit_id))
+        self._passwords = simulator_passwords(self.sim, [*racks.row_ids(), PLANT_USER])
+        interval = max(self.sim.racks.telemetry_period_s / self.sim.speed, 0.05)
+        self.row_agents = [
+            RowAgent(row, self.plant.racks, self._connect(row, f"sim-{cfg.mqtt.topic_prefix}-{row}"),
+                     cfg.mqtt.topic_prefix, interval, self.clock.monotonic,
+                     self.clock.wall() - self.clock.monotonic(), on_command=self._row_command_received)
+            for row in racks.row_ids()
+        ]
+        for unit in self.plant.units.values():
+            unit.last_heartbeat_s = self.clock.monotonic()
+        self.step_overruns = 0
+        self._started = asyncio.Event()
+
+    def _connect(self, user: str, identifier: str) -> dict[str, Any]:
+        """aiomqtt kwargs for one simulator client: logs in as `user` when the simulation names
+        passwords (a row agent as its row id, so a broker ACL can confine it to its row)."""
+        pw = None if self._passwords is None else self._passwords[user]
+        return client_kwargs_as(self.cfg.mqtt, identifier=identifier, username=None if pw is None else user,
+                                password_value=pw)
+
+    def _row_command_received(self, row_id: str) -> None:
+        self.plant.grid.receipt(f"row:{row_id}", time.monotonic_ns())
+
+    def device(self, name: str) -> SimulatedModbusDevice:
+        return next(d for d in self.devices if d.name == name)
+
+    async def _step_loop(self) -> None:
+        period = self.sim.step_s
+        next_t = time.monotonic()
+        while True:
+            self.plant.advance_to(self.clock.monotonic())
+            next_t += period
+            delay = next_t - time.monotonic()
+            if delay < 0:
+                self.step_overruns += 1
+                next_t = time.monotonic()
+            await asyncio.sleep(max(delay, 0.0))
+
+    def control(self, action: str) -> bool:
+        """Inject a fault or event now (also reachable on `{prefix}/sim/control`)."""
+        p = self.plant
+        if action == "grid_loss":
+            p.lose_grid()
+        elif action == "grid_return":
+            p.restore_grid()
+        elif action == "genset_fail_next_start" and p.genset is not None:
+            p.genset.fail_next_start = True
+        elif action in ("meter_freeze", "meter_unfreeze"):
+            p.meter_frozen = action == "meter_freeze"
+        else:
+            return False
+        log.info("sim control", action=action)
+        return True
+
+    async def _plant_session(self) -> None:
+        """Publish the ground truth once a second; take injected events on the control topic."""
+        prefix = self.cfg.mqtt.topic_prefix
+        while True:
+            try:
+                async with aiomqtt.Client(**self._connect(PLANT_USER, f"sim-{prefix}-plant")) as client:
+                    await client.subscribe(control_topic(prefix), qos=1)
+
+                    async def publish() -> None:
+                        while True:
+                            await client.publish(plant_topic(prefix), json.dumps(self.ground_truth()), retain=True)
+                            await asyncio.sleep(1.0)
+
+                    async def take_commands() -> None:
+                        async for message in client.messages:
+                            try:
+                                body = json.loads(message.payload if isinstance(message.payload, bytes) else b"")
+                                ok = isinstance(body, dict) and self.control(str(body.get("action")))
+                            except (ValueError, RecursionError):  # not JSON, or nested past the limit
+                                ok = False
+                            if not ok:
+                                log.warning("sim control message ignored", payload=str(message.payload)[:100])
+
+                    async with asyncio.TaskGroup() as tg:
+                        tg.create_task(publish())
+                        tg.create_task(take_commands())
+            except* aiomqtt.MqttError:
+                await asyncio.sleep(0.5)
+
+    def ground_truth(self) -> dict[str, object]:
+        p = self.plant
+        return {
+            **p.summary(),
+            "grid_power_w": p.meter.grid_power_w,
+            "grid_without_battery_w": p.grid_without_battery_w,
+            "racks_power_w": p.racks.total_power_w,
+            "pv_w": p.pv_w,
+            "units": {uid: {"soc": u.soc, "power_w": u.power_w, "mode": u.mode.name.lower()}
+                      for uid, u in p.units.items()},
+            "outage_records": [dataclasses.asdict(o) for o in p.grid.outages],
+        }
+
+    async def run(self) -> None:
+        """Serve until cancelled."""
+        async with asyncio.TaskGroup() as tg:
+            for dev in self.devices:
+                await dev.start()
+            tg.create_task(self._step_loop(), name="plant-step")
+            for agent in self.row_agents:
+                tg.create_task(agent.run(), name=f"row:{agent.row_id}")
+            tg.create_task(self._plant_session(), name="plant-truth")
+            log.info("simulated site up", devices=len(self.devices), racks=self.cfg.racks.count,
+                     rows=len(self.row_agents), speed=self.sim.speed)
+            self._started.set()
+            try:
+                await asyncio.Event().wait()
+            finally:
+                for dev in self.devices:
+                    await dev.stop()
+
+    async def wait_started(self, timeout_s: float = 10.0) -> None:
+        """Wait for the Modbus servers and every row agent's MQTT connection."""
+        await asyncio.wait_for(self._started.wait(), timeout_s)
+        await asyncio.wait_for(asyncio.gather(*(a.connected.wait() for a in self.row_agents)), timeout_s)

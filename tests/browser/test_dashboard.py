@@ -1,0 +1,180 @@
+"""The dashboard as an operator uses it: `ems demo` running, headless Chromium driving the page.
+
+Needs Debian's `chromium` and `chromium-driver` (.ci/run installs them); skipped, saying so,
+when they are missing. Set EMS_DASHBOARD_SCREENSHOT=path to keep a screenshot of the page.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+TOKEN = "browser-test-token-0123456789"
+REPO = Path(__file__).resolve().parents[2]
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e .[dev])")
+if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+    pytest.skip("headless Chromium is not installed: apt-get install chromium chromium-driver",
+                allow_module_level=True)
+
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def demo() -> Iterator[str]:
+    """`ems demo` with its dashboard, in a process group of its own; yields the dashboard URL."""
+    env = {**os.environ, "EMS_HTTP_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "ems.cli", "demo", "--duration", "600", "--http-port", "0"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    lines: list[str] = []
+    found = threading.Event()
+
+    def drain() -> None:  # read all output, so neither the demo nor its site ever blocks on a full pipe
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "operator dashboard" in line:
+                found.set()
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        assert found.wait(60), "the demo did not print its dashboard URL:\n" + "".join(lines)
+        url = next(ln for ln in lines if "operator dashboard" in ln).split("dashboard", 1)[1].split()[0]
+        yield url
+    finally:
+        proc.send_signal(signal.SIGINT)  # as Ctrl-C would: the demo stops its site and prints its summary
+        try:
+            proc.wait(timeout=30)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the group
+            reader.join(5)
+    assert proc.returncode == 0, "".join(lines[-30:])
+    assert "=== demo summary ===" in "".join(lines)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    profile = tempfile.mkdtemp(prefix="ems-chromium-")
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--no-first-run", "--disable-sync", f"--user-data-dir={profile}",
+                "--window-size=1600,1400", "--hide-scrollbars"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait(driver: Any, cond: Callable[[Any], Any], timeout_s: float = 20.0, what: str = "") -> Any:
+    return WebDriverWait(driver, timeout_s, poll_frequency=0.2).until(cond, message=what)
+
+
+def js(driver: Any, expr: str) -> Any:
+    return driver.execute_script(f"return {expr};")
+
+
+def submit_param(driver: Any, name: str, value: str, reason: str, token: str) -> str:
+    """Fill the tuning form as a person would and return the message shown."""
+    tok = driver.find_element(By.ID, "token")
+    tok.clear()
+    if token:
+        tok.send_keys(token)
+    Select(driver.find_element(By.ID, "p-name")).select_by_value(name)
+    for field, text in (("p-value", value), ("p-reason", reason)):
+        el = driver.find_element(By.ID, field)
+        el.clear()
+        el.send_keys(text)
+    driver.execute_script("document.getElementById('msg').className = 'msg hidden';")
+    driver.find_element(By.ID, "p-apply").click()
+    msg = driver.find_element(By.ID, "msg")
+    wait(driver, lambda d: "hidden" not in msg.get_attribute("class"), what="no message after submit")
+    return str(msg.text)
+
+
+def test_dashboard_is_live_and_tuning_is_authenticated_validated_and_audited(demo: str, browser: Any) -> None:
+    browser.get(demo)
+    # the page loads, and its charts keep receiving data
+    wait(browser, lambda d: js(d, "window.ems.statusReceived") > 2 and js(d, "window.ems.samplesReceived") > 10,
+         what="no live data")
+    first = js(browser, "window.ems.samplesReceived")
+    wait(browser, lambda d: js(d, "window.ems.samplesReceived") > first + 8, what="samples stopped")
+    assert browser.find_element(By.ID, "t-grid").text.endswith("W")
+    assert browser.find_element(By.ID, "site").text == "demo-gpu-site"
+    assert js(browser, "Object.keys(window.ems.status.units).length") == 2
+    policies = browser.find_element(By.ID, "policies").text
+    assert "peak_shaving" in policies and "PEAK_SHAVING" in policies
+    # every chart has drawn lines: some pixels are not the background
+    for canvas in ("c-grid", "c-racks", "c-batt", "c-soc"):
+        painted = js(browser, f"""(() => {{ const c = document.getElementById('{canvas}');
+            const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0; for (let i = 3; i < px.length; i += 4) if (px[i] > 0) n++; return n; }})()""")
+        assert painted > 1000, canvas
+
+    cap = "policies.peak_shaving.grid_import_cap_w"
+    # no token: refused, with the reason on the page
+    msg = submit_param(browser, cap, "900000", "no token", token="")
+    assert "Refused (401)" in msg and "token" in msg
+    # out of bounds: refused with the site model's message
+    msg = submit_param(browser, "policies.battery.soc_min", "1.5", "too high", token=TOKEN)
+    assert "Refused (422)" in msg and "less than or equal to 1" in msg
+    assert js(browser, "window.ems.status.grid_import_cap_w") == 1_050_000
+
+    # authenticated and in bounds: applied by the running controller, and in the event log
+    msg = submit_param(browser, cap, "1200000", "browser test: evening tariff", token=TOKEN)
+    assert msg.startswith("Applied"), msg
+    wait(browser, lambda d: js(d, "window.ems.status.grid_import_cap_w") == 1_200_000,
+         what="the controller did not take the new cap")
+    wait(browser, lambda d: "1.20 MW" in d.find_element(By.ID, "t-cap").text, what="cap tile not updated")
+    events = browser.find_element(By.ID, "events")
+    wait(browser, lambda d: "browser test: evening tariff" in events.text, what="event not listed")
+    with urllib.request.urlopen(demo + "api/events?kind=operator_action&limit=5") as r:
+        logged = json.load(r)["events"]
+    wanted = {"param": cap, "value": 1_200_000.0, "by": "operator", "why": "browser test: evening tariff"}
+    assert wanted.items() <= logged[0]["data"].items()
+    assert len(logged) == 1  # the refused attempts changed nothing
+
+    # a failover event (the shape ems/failover records) renders its latency timeline as bars
+    failover = {"id": 10**6, "wall_s": 1.8e9, "kind": "failover", "reason": "FAILOVER_SHED", "data": {
+        "cause": "voltage", "last_ack_ms": 7.9, "timeline": [
+            {"device": "bess-1.pcs", "action": "grid_forming", "sent_ms": 0.2, "ack_ms": 4.1, "error": None},
+            {"device": "row02", "action": "caps", "sent_ms": 0.3, "ack_ms": 7.9, "error": None},
+            {"device": "genset", "action": "start", "sent_ms": 0.4, "ack_ms": None, "error": "DeviceTimeout: genset"}]}}
+    browser.execute_script("addEvents([arguments[0]], {prepend: true});", failover)
+    item = browser.find_element(By.CSS_SELECTOR, f'#events li[data-id="{failover["id"]}"]')
+    rows = item.find_elements(By.CSS_SELECTOR, ".timeline .row")
+    assert [r.text.split("\n")[0] for r in rows] == ["bess-1.pcs grid_forming", "row02 caps", "genset start"]
+    assert "7.90 ms" in rows[1].text and "error" in rows[2].text
+    assert "last_ack_ms 7.9" in item.text and "FAILOVER_SHED" in item.text
+
+    if (shot := os.environ.get("EMS_DASHBOARD_SCREENSHOT")):
+        browser.execute_script("window.scrollTo(0, 0)")
+        with contextlib.suppress(Exception):
+            time.sleep(3)  # a few more seconds of chart
+        browser.save_screenshot(shot)

@@ -1,0 +1,117 @@
+"""Shared fixtures: a private MQTT broker and site configs on free loopback ports."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from ems.broker import Broker, free_port, private_broker
+from ems.clock import ScaledClock
+from ems.config import SiteConfig, parse_config
+from ems.control_loop import Controller
+from sim_devices.site import SimulatedSite
+
+
+@pytest.fixture
+async def broker() -> AsyncIterator[Broker]:
+    """Mosquitto on a free port when the binary exists, else the embedded amqtt broker."""
+    async with private_broker("auto") as b:
+        yield b
+
+
+def site_dict(mqtt_url: str, *, units: int = 2, rows: int = 2, racks_per_row: int = 4,
+              period_s: float = 0.1, **overrides: Any) -> dict[str, Any]:
+    """A small site on free ports: steady rack load, so physics is deterministic."""
+    d: dict[str, Any] = {
+        "site": "test-site",
+        "control": {"period_s": period_s, "setpoint_deadband_w": 500.0},
+        "mqtt": {"url": mqtt_url, "topic_prefix": f"ems/test{free_port()}"},
+        "meter": {"port": free_port(), "profile": "meter_v1"},
+        "bess_units": [
+            {"id": f"bess-{i + 1}", "bms": {"port": free_port(), "profile": "bms_v1"},
+             "pcs": {"port": free_port(), "profile": "pcs_v1"}}
+            for i in range(units)
+        ],
+        "racks": {"rows": rows, "racks_per_row": racks_per_row, "nameplate_w": 40_000.0},
+        "policies": {"battery": {"soc_min": 0.1, "soc_max": 0.95}},
+        "simulation": {
+            "seed": 3, "speed": 1.0, "pue": 1.25,
+            "bess": [{"capacity_wh": 1_000_000, "rated_power_w": 500_000, "initial_soc": 0.7,
+                      "ramp_w_per_s": 2_000_000, "heartbeat_timeout_s": 1.0}],
+            "racks": {"model": "steady", "steady_fraction": 0.5, "telemetry_period_s": 0.2,
+                      "cap_response_s": 0.05},
+        },
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(d.get(key), dict):
+            d[key] = {**d[key], **value}
+        else:
+            d[key] = value
+    return d
+
+
+SHAVING_CAP_W = 1_000_000.0
+
+
+def shaving_site(make_site: Callable[..., SiteConfig], url: str, *, step_at_s: float = 0.5,
+                 period_s: float = 0.1, **kw: Any) -> SiteConfig:
+    """32 racks of 40 kW at 50 % (800 kW with PUE 1.25), stepping to 90 % (1.44 MW) at
+    `step_at_s`: above the 1 MW import cap; 2 BESS units of 500 kW to shave it."""
+    return make_site(
+        url, racks={"rows": 4, "racks_per_row": 8, "nameplate_w": 40_000.0}, period_s=period_s,
+        policies={"battery": {"soc_min": 0.1, "soc_max": 0.95},
+                  "peak_shaving": {"grid_import_cap_w": SHAVING_CAP_W, "recharge_below_w": 600_000.0}},
+        simulation={
+            "seed": 3, "speed": 1.0, "pue": 1.25,
+            "bess": [{"capacity_wh": 1_000_000, "rated_power_w": 500_000, "initial_soc": 0.7,
+                      "ramp_w_per_s": 2_000_000, "heartbeat_timeout_s": 1.0}],
+            "racks": {"model": "steady", "steady_fraction": 0.5, "telemetry_period_s": 0.2},
+            "scenario": [{"at_s": step_at_s, "action": "rack_load", "fraction": 0.9}],
+        }, **kw)
+
+
+@pytest.fixture
+def make_site() -> Callable[..., SiteConfig]:
+    def make(mqtt_url: str, **kw: Any) -> SiteConfig:
+        return parse_config(site_dict(mqtt_url, **kw), "test")
+    return make
+
+
+@contextlib.asynccontextmanager
+async def running_site(cfg: SiteConfig, clock: ScaledClock | None = None) -> AsyncIterator[SimulatedSite]:
+    site = SimulatedSite(cfg, clock or ScaledClock(1.0))
+    task = asyncio.create_task(site.run(), name="site")
+    try:
+        await site.wait_started()
+        yield site
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@contextlib.asynccontextmanager
+async def running_controller(cfg: SiteConfig, clock: ScaledClock) -> AsyncIterator[Controller]:
+    ctl = Controller(cfg, clock)
+    stop = asyncio.Event()
+    task = asyncio.create_task(ctl.run(stop), name="controller")
+    try:
+        await asyncio.wait_for(ctl.mqtt.connected.wait(), 10)
+        yield ctl
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def wait_for(predicate: Callable[[], bool], timeout_s: float = 10.0, poll_s: float = 0.02) -> None:
+    """Poll a condition on real time (the plant runs on its own clock); fail on timeout."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        await asyncio.sleep(poll_s)

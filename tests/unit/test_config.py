@@ -1,0 +1,146 @@
+"""The site file: the example validates; a bad file names the field and exits 2, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ems.config import ConfigError, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "config" / "demo-site.yaml"
+
+
+def _demo() -> dict:
+    return yaml.safe_load(DEMO.read_text())
+
+
+def test_demo_site_validates() -> None:
+    cfg = load_config(DEMO)
+    assert len(cfg.bess_units) >= 2 and cfg.racks.count >= 32
+    assert cfg.policies.peak_shaving is not None
+
+
+@pytest.mark.parametrize(("path", "value", "field"), [
+    (("control", "period_s"), -1, "control.period_s"),
+    (("meter", "port"), 70000, "meter.port"),
+    (("racks", "rows"), "four", "racks.rows"),
+    (("policies", "peak_shaving", "recharge_below_w"), 2e6, "policies.peak_shaving"),
+    (("policies", "battery", "soc_min"), 0.99, "policies.battery"),
+    (("racks", "critical_rows"), ["row99"], "racks"),
+    (("mqtt", "url"), "http://x", "mqtt.url"),
+    (("simulation", "racks", "model"), "chaotic", "simulation.racks.model"),
+])
+def test_bad_field_is_named(path, value, field) -> None:
+    data = _demo()
+    node = data
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    with pytest.raises(ConfigError) as exc:
+        parse_config(data, "site.yaml")
+    assert field in str(exc.value)
+
+
+def test_unknown_field_rejected() -> None:
+    data = _demo()
+    data["control"]["perod_s"] = 1.0
+    with pytest.raises(ConfigError, match=r"control\.perod_s"):
+        parse_config(data, "site.yaml")
+
+
+def test_duplicate_unit_ids_and_ports_rejected() -> None:
+    data = _demo()
+    data["bess_units"][1]["id"] = data["bess_units"][0]["id"]
+    with pytest.raises(ConfigError, match="unique"):
+        parse_config(data, "x")
+    data = _demo()
+    data["bess_units"][1]["pcs"]["port"] = data["meter"]["port"]
+    with pytest.raises(ConfigError, match="share"):
+        parse_config(data, "x")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ems.cli", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=60)
+
+
+def test_check_config_ok() -> None:
+    r = _cli("check-config", str(DEMO))
+    assert r.returncode == 0 and "OK" in r.stdout
+
+
+def test_check_config_bad_file_exits_2_without_traceback(tmp_path) -> None:
+    data = _demo()
+    data["racks"]["nameplate_w"] = -5
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    r = _cli("check-config", str(bad))
+    assert r.returncode == 2
+    assert "racks.nameplate_w" in r.stderr and "greater than 0" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("content", ["site: [unclosed", "- just\n- a list\n", ""])
+def test_not_a_site_file_exits_2(tmp_path, content) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(content)
+    r = _cli("check-config", str(bad))
+    assert r.returncode == 2 and "Traceback" not in r.stderr and str(bad) in r.stderr
+
+
+def test_missing_file_and_bad_profile(tmp_path) -> None:
+    r = _cli("check-config", str(tmp_path / "nope.yaml"))
+    assert r.returncode == 2 and "cannot read" in r.stderr
+    data = _demo()
+    data["meter"]["profile"] = "meter_v9"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    r = _cli("check-config", str(bad))
+    assert r.returncode == 2 and "meter_v9" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_run_with_bad_config_exits_2(tmp_path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("site: x\n")
+    r = _cli("run", "--config", str(bad))
+    assert r.returncode == 2 and "meter" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_check_config_finds_a_missing_secret(tmp_path) -> None:
+    """What `ems run` would fail on at start-up, check-config reports first (exit 2, the field)."""
+    data = _demo()
+    data["mqtt"].update({"username": "ems-controller", "password_env": "EMS_TEST_NO_SUCH_SECRET"})
+    bad = tmp_path / "site.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    r = _cli("check-config", str(bad))
+    assert r.returncode == 2 and "mqtt.password_env" in r.stderr and "Traceback" not in r.stderr
+    data["mqtt"].pop("password_env")
+    data["mqtt"]["password_file"] = str(tmp_path / "missing-password")
+    bad.write_text(yaml.safe_dump(data))
+    r = _cli("check-config", str(bad))
+    assert r.returncode == 2 and "missing-password" in r.stderr
+    (tmp_path / "missing-password").write_text("s3cret\n")
+    assert _cli("check-config", str(bad)).returncode == 0
+
+
+def test_check_config_finds_an_unreadable_token_file(tmp_path) -> None:
+    data = _demo()
+    data["http"] = {"enabled": True, "token_file": str(tmp_path / "no-tokens")}
+    bad = tmp_path / "site.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    r = _cli("check-config", str(bad))
+    assert r.returncode == 2 and "no-tokens" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_mqtt_url_override_cannot_silently_drop_tls(tmp_path) -> None:
+    data = _demo()
+    data["mqtt"].update({"url": "mqtts://127.0.0.1:8883", "tls": {"ca_file": str(tmp_path / "ca.pem")}})
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump(data))
+    r = _cli("run", "--config", str(site), "--mqtt-url", "mqtt://127.0.0.1:1883")
+    assert r.returncode == 2 and "--mqtt-url" in r.stderr and "mqtts" in r.stderr and "Traceback" not in r.stderr

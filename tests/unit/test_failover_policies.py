@@ -1,0 +1,163 @@
+"""The armed failover plan and island supervision as tables: snapshot -> plan / actions."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from drivers.racks import RacksReading
+from drivers.readings import GensetReading, GensetState
+from ems.config import FailoverConfig
+from ems.failover.manager import reserve_soc
+from ems.failover.watcher import judge
+from ems.reasons import Reason
+from policies import island
+from policies.failover_plan import FailoverParams, arm, shed_sequence
+from tests.snapshots import snapshot, unit
+
+P = FailoverParams(shed_order=("row03",), critical_rows=frozenset({"row01"}), min_cap_fraction=0.25,
+                   island_loading=1.0, overhead_fraction=0.0, soc_floor=0.05, bridge_s=600.0, start_genset=True)
+
+
+def _racks(power_w: float = 30_000.0, rows: int = 3, per_row: int = 2, fresh: bool = True) -> RacksReading:
+    ids = tuple(f"row{r + 1:02d}-rack{k + 1:02d}" for r in range(rows) for k in range(per_row))
+    n = len(ids)
+    return RacksReading(ids, tuple(i.split("-")[0] for i in ids), np.full(n, power_w), np.full(n, np.nan),
+                        np.full(n, 40_000.0), np.zeros(n) if fresh else np.full(n, np.inf), 5.0)
+
+
+def _snap(units=None, racks=None, genset=None, grid_ok=None, now_s=0.0):
+    s = snapshot(0.0, units, now_s=now_s)
+    return replace(s, racks=racks or _racks(), genset=genset, grid_ok=grid_ok)
+
+
+def _genset(state: GensetState, run_s: float = 0.0) -> GensetReading:
+    return GensetReading(state, 0.0, 500_000.0, 0.0, 0.0, run_s, 1, 0.0)
+
+
+def test_shed_sequence_configured_rows_first_critical_last() -> None:
+    rows = ["row01", "row02", "row03", "row04"]
+    assert shed_sequence(rows, ("row02",), frozenset({"row01"})) == ["row02", "row04", "row03", "row01"]
+
+
+def test_FAILOVER_ARMED() -> None:
+    plan = arm(_snap(racks=_racks(30_000.0)), P)  # 180 kW against 2 x 500 kW
+    assert plan.reason is Reason.FAILOVER_ARMED and plan.rack_caps_w == {}
+    assert plan.units == ("u1", "u2") and plan.genset_start
+
+
+def test_FAILOVER_SHED() -> None:
+    # 6 racks x 30 kW = 180 kW against one unit allowed 100 kW: 80 kW to shed
+    snap = _snap(units=(unit("u1", max_discharge_w=100e3),), racks=_racks(30_000.0))
+    plan = arm(snap, P)
+    assert plan.reason is Reason.FAILOVER_SHED
+    assert plan.deliverable_w == pytest.approx(100e3)
+    # row03 first (configured), then row02; row01 is critical and untouched
+    assert set(plan.rack_caps_w) == {"row03-rack01", "row03-rack02", "row02-rack01", "row02-rack02"}
+    shed = sum(30_000.0 - c for c in plan.rack_caps_w.values())
+    assert shed == pytest.approx(80_000.0)
+    assert all(c >= 10_000.0 for c in plan.rack_caps_w.values())  # never below the minimum cap
+    assert plan.rows_capped["row03"] == {"row03-rack01": 10_000.0, "row03-rack02": 10_000.0}
+
+
+def test_FAILOVER_SHORT() -> None:
+    snap = _snap(units=(unit("u1", max_discharge_w=20e3),), racks=_racks(30_000.0))
+    plan = arm(snap, P)
+    assert plan.reason is Reason.FAILOVER_SHORT and plan.shortfall_w > 0
+    assert arm(_snap(units=(unit("u1", fault=1),)), P).reason is Reason.FAILOVER_SHORT  # nobody to form it
+
+
+def test_stale_racks_are_planned_at_nameplate_never_zero() -> None:
+    plan = arm(_snap(racks=_racks(0.0, fresh=False)), P)
+    assert plan.island_load_w == pytest.approx(6 * 40_000.0)
+
+
+def test_low_soc_limits_what_the_battery_can_bridge() -> None:
+    snap = _snap(units=(unit("u1", soc=0.08), unit("u2", soc=0.08)))
+    plan = arm(snap, P)
+    # 2 x (0.08 - 0.05) x 1 MWh over 600 s = 360 kW
+    assert plan.deliverable_w == pytest.approx(2 * 0.03 * 1e6 * 3600 / 600)
+
+
+IP = island.IslandParams(plan=P, reconnect_stable_s=10.0, cap_release_s=4.0, has_genset=True,
+                         genset_start_after_s=0.0, genset_min_run_s=30.0, genset_charge_w=50_000.0)
+
+
+def test_ISLANDED() -> None:
+    state = island.on_grid_loss(island.IslandState(), 0.0, {}, genset_started=True)
+    actions, state = island.step(_snap(grid_ok=False, now_s=1.0), IP, state)
+    assert actions.reason is Reason.ISLANDED and not actions.reconnect and state.islanded
+
+
+def test_genset_starts_after_the_configured_delay() -> None:
+    p = replace(IP, genset_start_after_s=5.0)
+    state = island.on_grid_loss(island.IslandState(), 0.0, {}, genset_started=False)
+    actions, state = island.step(_snap(grid_ok=False, now_s=2.0), p, state)
+    assert actions.genset is None
+    actions, state = island.step(_snap(grid_ok=False, now_s=5.0), p, state)
+    assert actions.genset == "start" and state.genset_started
+
+
+def test_GENSET_START_FAILED() -> None:
+    state = island.on_grid_loss(island.IslandState(), 0.0, {}, genset_started=True)
+    snap = _snap(grid_ok=False, genset=_genset(GensetState.FAILED), now_s=20.0)
+    actions, _ = island.step(snap, IP, state)
+    assert actions.reason is Reason.GENSET_START_FAILED
+    # every non-critical rack at its minimum cap; critical row01 kept
+    assert {k: v for k, v in actions.caps_w.items() if v is not None} == {
+        f"row0{r}-rack0{k}": 10_000.0 for r in (2, 3) for k in (1, 2)}
+
+
+def test_running_genset_relaxes_caps_and_charges_the_battery() -> None:
+    snap = _snap(units=(unit("u1", max_discharge_w=100e3),), grid_ok=False)
+    state = island.on_grid_loss(island.IslandState(), 0.0, arm(snap, P).rack_caps_w, genset_started=True)
+    running = replace(snap, genset=_genset(GensetState.RUNNING), now_s=40.0)
+    actions, state = island.step(running, IP, state)
+    assert all(v is None for v in actions.caps_w.values())  # 100 kW + 500 kW genset carry 240 kW
+    assert actions.genset_charge_w == 50_000.0 and state.caps_w == {}
+
+
+def test_RECONNECT_WAIT() -> None:
+    state = island.on_grid_loss(island.IslandState(), 0.0, {"row03-rack01": 10_000.0}, genset_started=True)
+    actions, state = island.step(_snap(grid_ok=True, now_s=5.0), IP, state)
+    assert actions.reason is Reason.RECONNECT_WAIT and not actions.reconnect
+    actions, state = island.step(_snap(grid_ok=False, now_s=9.0), IP, state)  # flap: the wait restarts
+    assert state.grid_ok_since_s is None and actions.reason is Reason.ISLANDED
+    _, state = island.step(_snap(grid_ok=True, now_s=10.0), IP, state)
+    actions, state = island.step(_snap(grid_ok=True, now_s=19.0), IP, state)
+    assert not actions.reconnect
+    actions, state = island.step(_snap(grid_ok=True, now_s=20.0), IP, state)
+    assert actions.reconnect and not state.islanded
+
+
+def test_after_reconnection_caps_ramp_back_and_genset_stops_after_min_run() -> None:
+    state = island.IslandState(islanded=False, reconnected_at_s=100.0, genset_started=True,
+                               caps_w={"row03-rack01": 10_000.0}, release_from_w={"row03-rack01": 10_000.0})
+    actions, state = island.step(_snap(genset=_genset(GensetState.RUNNING, run_s=20.0), now_s=102.0), IP, state)
+    assert actions.caps_w == {"row03-rack01": pytest.approx(25_000.0)} and actions.genset is None
+    actions, state = island.step(_snap(genset=_genset(GensetState.RUNNING, run_s=31.0), now_s=104.0), IP, state)
+    assert actions.caps_w == {"row03-rack01": None} and actions.genset == "stop"
+    actions, state = island.step(_snap(genset=_genset(GensetState.COOLDOWN, run_s=32.0), now_s=105.0), IP, state)
+    assert actions.genset is None and actions.caps_w == {}
+
+
+@pytest.mark.parametrize(("pcs_down", "v", "f", "ok", "cause"), [
+    (False, 230.0, 50.0, True, "in_band"),
+    (True, 230.0, 50.0, False, "pcs_grid_status"),
+    (False, 0.0, 0.0, False, "voltage"),
+    (False, 195.0, 50.0, False, "voltage"),  # 0.85 pu
+    (False, 230.0, 52.0, False, "frequency"),
+    (None, None, None, True, "in_band"),  # nothing read: no evidence
+])
+def test_grid_judgement(pcs_down, v, f, ok, cause) -> None:
+    assert judge(FailoverConfig(), pcs_down, v, f) == (ok, cause)
+
+
+def test_reserve_soc_from_critical_load() -> None:
+    fc = FailoverConfig.model_validate({"reserve": {"critical_load_w": 1e6, "bridge_s": 900,
+                                                    "discharge_efficiency": 0.9, "soc_floor": 0.05}})
+    # 1 MW for 15 min = 250 kWh / 0.9 on 5 MWh
+    assert reserve_soc(fc, 5e6) == pytest.approx(0.05 + 250e3 / 0.9 / 5e6)
+    assert reserve_soc(FailoverConfig(), 5e6) == 0.0

@@ -1,0 +1,55 @@
+"""Operator tokens: sources, format checks, and the bearer check."""
+
+from __future__ import annotations
+
+import pytest
+
+from ems.operator.auth import TokenError, Tokens, load_tokens, parse_token_file
+from ems.operator.config import HttpConfig
+
+TOKEN = "s3cret-token-0123456789"
+
+
+def test_env_token_authenticates_as_operator() -> None:
+    tokens = load_tokens(HttpConfig(), {"EMS_HTTP_TOKEN": TOKEN})
+    assert tokens.operator(f"Bearer {TOKEN}") == "operator"
+    assert tokens.operator(f"bearer {TOKEN}") == "operator"  # the scheme is case-insensitive
+    assert tokens.operator(f"Bearer {TOKEN}x") is None
+    assert tokens.operator(TOKEN) is None  # no scheme
+    assert tokens.operator(f"Basic {TOKEN}") is None
+    assert tokens.operator(None) is None
+
+
+def test_token_file_names_operators(tmp_path) -> None:
+    path = tmp_path / "tokens"
+    path.write_text(f"# operators\nalice:{TOKEN}\nbob:{TOKEN[::-1]}\n")
+    tokens = load_tokens(HttpConfig(token_file=path), {})
+    assert tokens.operator(f"Bearer {TOKEN}") == "alice"
+    assert tokens.operator(f"Bearer {TOKEN[::-1]}") == "bob"
+
+
+def test_no_token_leaves_actions_disabled() -> None:
+    tokens = load_tokens(HttpConfig(), {})
+    assert not tokens.configured
+    assert tokens.operator(f"Bearer {TOKEN}") is None
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("short", "shorter than 16"),
+    (f"alice:{TOKEN}\nalice:{TOKEN}x", "appears twice"),
+    (f":{TOKEN}", "empty operator name"),
+])
+def test_bad_token_files_are_refused(text, problem) -> None:
+    with pytest.raises(TokenError, match=problem):
+        parse_token_file(text, "tokens")
+
+
+def test_unreadable_token_file(tmp_path) -> None:
+    with pytest.raises(TokenError, match="cannot read"):
+        load_tokens(HttpConfig(token_file=tmp_path / "missing"), {})
+
+
+def test_tokens_only_from_env_or_file_never_from_the_site_file() -> None:
+    # the http section has no field that could hold a token
+    assert not any("token" in name and not name.endswith(("_env", "_file")) for name in HttpConfig.model_fields)
+    assert Tokens({}).configured is False

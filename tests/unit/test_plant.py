@@ -1,0 +1,176 @@
+"""The plant model's physics, stepped on its own clock (no sockets)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sim_devices.battery import BessUnitModel, PcsMode
+from sim_devices.config import ScenarioEvent, SimBessConfig, SimRackLoadConfig, SimulationConfig
+from sim_devices.plant import DemandTracker, Plant, pv_power_w
+from sim_devices.racks import RackFleet
+
+
+def _unit(**kw) -> BessUnitModel:
+    cfg = SimBessConfig(**{"capacity_wh": 1_000_000, "rated_power_w": 500_000, "initial_soc": 0.5,
+                           "ramp_w_per_s": 1e9, "heartbeat_timeout_s": 0.0, **kw})
+    u = BessUnitModel("u1", cfg)
+    u.command_mode(PcsMode.GRID_FOLLOWING, 0.0)
+    return u
+
+
+def test_discharge_integrates_soc_with_efficiency() -> None:
+    u = _unit(discharge_efficiency=0.95, soh=1.0)
+    u.command_setpoint(250_000)
+    for _ in range(3600):
+        u.step(0.0, 1.0)  # one hour at 250 kW AC
+    assert u.energy_discharged_wh == pytest.approx(250_000)
+    assert u.soc == pytest.approx(0.5 - 250_000 / 0.95 / 1_000_000)
+
+
+def test_charge_integrates_soc_with_efficiency() -> None:
+    u = _unit(charge_efficiency=0.9, soh=1.0)
+    u.command_setpoint(-100_000)
+    for _ in range(3600):
+        u.step(0.0, 1.0)
+    assert u.soc == pytest.approx(0.5 + 100_000 * 0.9 / 1_000_000)
+
+
+def test_setpoint_tracks_with_ramp_and_rating() -> None:
+    u = _unit(ramp_w_per_s=100_000)
+    u.command_setpoint(1_000_000)
+    u.step(0.0, 1.0)
+    assert u.power_w == pytest.approx(100_000)
+    for _ in range(10):
+        u.step(0.0, 1.0)
+    assert u.power_w == pytest.approx(500_000)  # rating
+
+
+def test_discharge_derates_near_empty_and_charge_near_full() -> None:
+    empty = _unit(initial_soc=0.03)
+    assert 0 < empty.allowed_discharge_w() < 0.5 * empty.cfg.rated_power_w
+    full = _unit(initial_soc=0.985)
+    assert 0 < full.allowed_charge_w() < 0.5 * full.cfg.rated_power_w
+    drained = _unit(initial_soc=0.02)
+    drained.command_setpoint(500_000)
+    drained.step(0.0, 1.0)
+    assert drained.power_w == 0.0
+
+
+def test_heartbeat_timeout_reverts_to_standby_at_zero() -> None:
+    u = _unit(heartbeat_timeout_s=2.0)
+    u.command_heartbeat(1, now_s=0.0)
+    u.command_setpoint(200_000)
+    u.step(1.0, 1.0)
+    assert u.mode is PcsMode.GRID_FOLLOWING and u.power_w == 200_000
+    u.step(3.0, 2.0)
+    assert u.mode is PcsMode.STANDBY and u.setpoint_w == 0 and u.power_w == 0
+    assert u.heartbeat_timeouts == 1
+
+
+def test_fault_trips_to_zero_until_cleared_and_recommanded() -> None:
+    u = _unit()
+    u.command_setpoint(200_000)
+    u.step(0.0, 1.0)
+    u.inject_fault()
+    assert u.power_w == 0 and u.mode is PcsMode.STANDBY
+    u.command_mode(PcsMode.GRID_FOLLOWING, 0.0)
+    assert u.mode is PcsMode.STANDBY  # a faulted PCS ignores mode commands
+    u.clear_fault()
+    u.command_mode(PcsMode.GRID_FOLLOWING, 0.0)
+    u.step(1.0, 1.0)
+    assert u.power_w == 200_000
+
+
+def _fleet(model: str = "training", n: int = 16, **kw) -> RackFleet:
+    cfg = SimRackLoadConfig(model=model, **kw)
+    ids = [f"row01-rack{i + 1:02d}" for i in range(n)]
+    return RackFleet(ids, ["row01"] * n, 40_000.0, cfg, np.random.default_rng(1))
+
+
+def test_training_swings_between_low_and_high_in_step() -> None:
+    f = _fleet(mean_job_s=1e9, checkpoint_every_s=1e9, racks_per_job=16)
+    samples = []
+    for k in range(400):
+        f.step(10.0 + k * 0.01, 0.01)
+        samples.append(f.power_w.copy())
+    s = np.array(samples) / 40_000.0
+    assert s.min() >= 0.40 * 0.97 - 1e-9 and s.max() <= 1.0 + 1e-9
+    assert s.max() - s.min() > 0.4  # a real swing, not noise
+    # synchronous: all racks of the job move together
+    assert np.corrcoef(s[:, 0], s[:, 5])[0, 1] > 0.99
+
+
+def test_long_steps_report_the_average_not_a_sample() -> None:
+    f = _fleet(mean_job_s=1e9, checkpoint_every_s=1e9, racks_per_job=16)
+    f.step(1000.0, 600.0)
+    frac = f.power_w / 40_000.0 / f._jitter
+    assert frac == pytest.approx(np.full(16, 0.7), abs=0.02)
+
+
+def test_cap_is_obeyed_after_response_delay_down_to_floor() -> None:
+    f = _fleet("steady", steady_fraction=0.9, cap_response_s=0.2, min_cap_fraction=0.25)
+    f.step(0.0, 0.1)
+    f.command_cap(0, 20_000.0, now_s=0.0)
+    f.command_cap(1, 1_000.0, now_s=0.0)
+    f.step(0.1, 0.1)
+    assert f.power_w[0] > 30_000  # not yet
+    f.step(0.3, 0.2)
+    assert f.power_w[0] == pytest.approx(20_000)
+    assert f.power_w[1] == pytest.approx(10_000)  # the floor: 25 % of nameplate
+    f.command_cap(0, None, now_s=0.3)
+    f.step(0.6, 0.3)
+    assert f.power_w[0] > 30_000
+
+
+def test_jobs_cycle_through_idle_and_checkpoints() -> None:
+    f = _fleet(mean_job_s=600, mean_idle_s=300, checkpoint_every_s=120, checkpoint_s=20,
+               racks_per_job=4, ramp_s=30)
+    seen = set()
+    for k in range(2000):
+        f.step(k * 5.0, 5.0)
+        seen.update(int(s) for s in f.job_state)
+    assert seen == {0, 1, 2, 3, 4}
+
+
+def _plant(**sim) -> Plant:
+    cfg = SimulationConfig(**{"racks": {"model": "steady", "steady_fraction": 0.5}, "pue": 1.25,
+                              "bess": [{"initial_soc": 0.5, "heartbeat_timeout_s": 0}], **sim})
+    ids = [f"row01-rack{i + 1:02d}" for i in range(8)]
+    return Plant(cfg, ["u1", "u2"], ids, ["row01"] * 8, 40_000.0)
+
+
+def test_grid_balance() -> None:
+    p = _plant(pv={"peak_w": 50_000}, start_hour=12.0)
+    for u in p.units.values():
+        u.command_mode(PcsMode.GRID_FOLLOWING, 0.0)
+        u.command_setpoint(20_000)
+    p.advance_to(10.0)
+    racks = 8 * 40_000 * 0.5 * p.racks._jitter.mean()
+    expected = racks * 1.25 - p.pv_w - 40_000
+    assert p.pv_w > 0
+    assert p.meter.grid_power_w == pytest.approx(expected, rel=1e-9)
+    assert p.grid_without_battery_w == pytest.approx(expected + 40_000, rel=1e-9)
+
+
+def test_scenario_events_apply_at_their_time() -> None:
+    p = _plant(scenario=[ScenarioEvent(at_s=5.0, action="rack_load", fraction=0.9),
+                         ScenarioEvent(at_s=6.0, action="pcs_fault", unit="u2")])
+    p.advance_to(4.0)
+    before = p.racks.total_power_w
+    p.advance_to(7.0)
+    assert p.racks.total_power_w == pytest.approx(before * 0.9 / 0.5)
+    assert p.units["u2"].fault_bits and not p.units["u1"].fault_bits
+
+
+def test_demand_tracker_averages_over_intervals() -> None:
+    d = DemandTracker(900.0)
+    d.add(100.0, 450.0)
+    d.add(300.0, 450.0)  # first interval: average 200
+    d.add(50.0, 900.0)
+    assert d.peak_w == pytest.approx(200.0)
+
+
+def test_pv_is_zero_at_night_and_peaks_at_noon() -> None:
+    assert pv_power_w(100.0, 6, 18, 3.0) == 0.0
+    assert pv_power_w(100.0, 6, 18, 12.0) == pytest.approx(100.0)

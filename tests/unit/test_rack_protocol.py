@@ -1,0 +1,56 @@
+"""Rack telemetry and cap payloads: round trips, and strict rejection of bad input."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from drivers import rack_protocol as rp
+from drivers.errors import MalformedData
+
+
+def _telemetry(**kw) -> bytes:
+    body = {"rack": "row01-rack01", "ts": 1.0, "seq": 3, "state": "training", "power_w": 30000.0,
+            "cap_w": None, "nameplate_w": 40000.0}
+    body.update(kw)
+    return json.dumps(body).encode()
+
+
+def test_round_trip() -> None:
+    t = rp.RackTelemetry("row01-rack01", 31000.5, 35000.0, 40000.0, "checkpoint", 9, 12.5)
+    assert rp.decode_telemetry("row01-rack01", rp.encode_telemetry(t)) == t
+
+
+@pytest.mark.parametrize("payload", [
+    b"not json", b"[1, 2]", _telemetry(power_w="lots"), _telemetry(power_w=-1.0),
+    _telemetry(power_w=float("nan")), _telemetry(state="melting"), _telemetry(seq=1.5),
+    _telemetry(rack="row09-rack09"), _telemetry(power_w=100000.0), _telemetry(cap_w=True),
+    b"\xff\xfe",
+])
+def test_malformed_telemetry_rejected(payload: bytes) -> None:
+    with pytest.raises(MalformedData):
+        rp.decode_telemetry("row01-rack01", payload)
+
+
+@given(st.binary(max_size=200))
+def test_decoder_never_raises_anything_but_malformed(payload: bytes) -> None:
+    with contextlib.suppress(MalformedData):
+        rp.decode_telemetry("row01-rack01", payload)
+
+
+def test_row_caps_round_trip() -> None:
+    caps = {"row01-rack01": 20000.0, "row01-rack02": None}
+    assert rp.decode_row_caps(rp.encode_row_caps(caps, 1)) == caps
+    assert rp.decode_cap(rp.encode_cap(None, 2)) is None
+    with pytest.raises(MalformedData):
+        rp.decode_row_caps(b'{"caps_w": [1]}')
+
+
+def test_topics() -> None:
+    assert rp.rack_id_from_topic(rp.telemetry_topic("ems/a", "row02-rack03")) == "row02-rack03"
+    with pytest.raises(MalformedData):
+        rp.rack_id_from_topic("ems/racks")
