@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import shutil
 import socket
 import subprocess
@@ -21,16 +22,34 @@ from typing import Any
 _handed_out: set[int] = set()
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux default
+
+
 def free_port() -> int:
-    """A free loopback port, never one this process was given before: the OS may hand the
-    same ephemeral port out twice in a row, and a site needs a distinct port per device."""
+    """A free loopback port below the OS's ephemeral range, never one this process was given
+    before. A port the kernel handed out for bind(0) is ephemeral: once closed, the next
+    outgoing connection (a client, a browser) may take it before our server binds it, so
+    ports are drawn at random from below that range and checked free instead."""
+    low, high = _ephemeral_range()
+    lo, hi = (10000, low - 1) if low > 12000 else (high + 1, 65535)
+    rng = random.SystemRandom()
     for _ in range(1000):
+        port = rng.randint(lo, hi)
+        if port in _handed_out:
+            continue
         with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
     raise OSError("no fresh free port on 127.0.0.1")
 
 
