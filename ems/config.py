@@ -196,6 +196,8 @@ class ArbitrageConfig(_Model):
     hold_value_per_kwh_h: float = Field(default=0.002, ge=0, description="LP preference for a charged battery")
     over_peak_cost_per_kwh: float = Field(default=0.02, ge=0,
                                           description="LP preference for charging under the billed peak")
+    charge_peak_weight: float = Field(default=1.0, ge=0, le=10,
+                                      description="share of the demand rate charged on a peak that charging makes")
     demand_per_day: bool = Field(default=True, description="shave every day as if it set the monthly peak")
     replan_soc_deviation: Fraction | None = Field(default=0.05, description="re-plan early when SoC is this far off")
 

@@ -24,6 +24,14 @@ Model, per step ``i`` of ``step_s`` (internally kW and kWh, which keeps the LP w
   the lowest peak so far of the step's charged groups. Where the plan has the choice, it
   then charges under the billed peak rather than up to a peak it only forecasts: a
   forecast that is too high otherwise makes the charging itself set the month's peak.
+  The optional charge-peak weight is the stronger form of that hedge:
+  ``+ weight * sum_p rate_p * q_p`` with ``q_p >= g_i - max(peak_so_far_p, net_i)`` for
+  the steps of group ``p``: import that charging lifts above both the billed peak and the
+  load itself is priced as a new peak, even where the forecast says the load will reach
+  that level later anyway. A peak made by charging is certain; the forecast peak that
+  would excuse it is not (at a month's start, when the peak so far is near zero, a plan
+  without it charged up to a forecast evening peak at midnight and so set the month's
+  peak itself).
 """
 
 from __future__ import annotations
@@ -99,6 +107,7 @@ class PlanProblem:
     soc_final_min: float | None = None
     hold_value_per_kwh_h: float = 0.0
     over_peak_cost_per_kwh: float = 0.0
+    charge_peak_weight: float = 0.0
     flat_group: IntArray | None = None
     flat_demand_charge_per_kw: float | Sequence[float] = 0.0
     flat_peak_so_far_kw: float | Sequence[float] = 0.0
@@ -207,6 +216,7 @@ class PlanProblem:
         need(self.wear_cost_per_kwh >= 0, "wear_cost_per_kwh", "must be >= 0")
         need(self.hold_value_per_kwh_h >= 0, "hold_value_per_kwh_h", "must be >= 0")
         need(self.over_peak_cost_per_kwh >= 0, "over_peak_cost_per_kwh", "must be >= 0")
+        need(self.charge_peak_weight >= 0, "charge_peak_weight", "must be >= 0")
         if self.grid_import_limit_w is not None:
             need(self.grid_import_limit_w >= 0, "grid_import_limit_w", "must be >= 0")
         if self.soc_final_min is not None:
@@ -289,7 +299,8 @@ def plan_dispatch(problem: PlanProblem) -> Plan:
     inf = highspy.kHighsInf
 
     # Column blocks: c, d, g, x (n each), e (n + 1), pk (one per charged demand group),
-    # s (one per step in a charged group, with an over-peak cost).
+    # s (one per step in a charged group, with an over-peak cost), q (one per charged
+    # group, with a charge-peak weight).
     c0, d0, g0, x0, e0 = 0, n, 2 * n, 3 * n, 4 * n
     groups = _demand_groups(pb)
     pk0 = 5 * n + 1
@@ -298,7 +309,9 @@ def plan_dispatch(problem: PlanProblem) -> Plan:
         floor_kw[steps] = np.minimum(floor_kw[steps], group_floor)
     over_i = np.flatnonzero(np.isfinite(floor_kw)) if pb.over_peak_cost_per_kwh > 0 else np.zeros(0, np.int64)
     s0 = pk0 + len(groups)
-    n_col = s0 + over_i.size
+    q0 = s0 + over_i.size
+    q_groups = groups if pb.charge_peak_weight > 0 else []
+    n_col = q0 + len(q_groups)
 
     cost = np.zeros(n_col)
     cost[d0 : d0 + n] = pb.wear_cost_per_kwh * dt_h
@@ -322,12 +335,14 @@ def plan_dispatch(problem: PlanProblem) -> Plan:
     lower[e0] = upper[e0] = pb.soc_initial * cap_kwh
     final = pb.soc_initial if pb.soc_final_min is None else pb.soc_final_min
     lower[e0 + n] = max(lower[e0 + n], final * cap_kwh)
-    cost[s0:] = pb.over_peak_cost_per_kwh * dt_h
+    cost[s0:q0] = pb.over_peak_cost_per_kwh * dt_h
     offset = 0.0
     for k, (_, rate, group_floor_kw) in enumerate(groups):
         cost[pk0 + k] = rate
         lower[pk0 + k] = group_floor_kw
         offset -= rate * group_floor_kw
+    for k, (_, rate, _) in enumerate(q_groups):
+        cost[q0 + k] = pb.charge_peak_weight * rate
 
     # Rows, built row-wise: balance (n), energy (n), peak (one per step in a charged period).
     i = np.arange(n)
@@ -343,22 +358,30 @@ def plan_dispatch(problem: PlanProblem) -> Plan:
     pk_idx = np.stack([pk_col, g0 + pk_i], axis=1)
     pk_val = np.tile([1.0, -1.0], (pk_i.size, 1))
     # s_i - g_i >= -floor_i
-    ov_idx = np.stack([s0 + np.arange(over_i.size), g0 + over_i], axis=1)
-    ov_val = np.tile([1.0, -1.0], (over_i.size, 1))
+    # q_p - g_i >= -max(peak so far_p, net_i): what charging lifts the import above both
+    # the billed peak and the load itself
+    q_i = np.concatenate([steps for steps, _, _ in q_groups] or [np.zeros(0, dtype=np.int64)])
+    q_col = np.concatenate([np.full(steps.size, q0 + k) for k, (steps, _, _) in enumerate(q_groups)]
+                           or [np.zeros(0, dtype=np.int64)])
+    q_floor = np.concatenate([np.maximum(f, net_kw[steps]) for steps, _, f in q_groups] or [np.zeros(0)])
+    ov_idx = np.concatenate([np.stack([s0 + np.arange(over_i.size), g0 + over_i], axis=1),
+                             np.stack([q_col, g0 + q_i], axis=1)])
+    ov_val = np.tile([1.0, -1.0], (over_i.size + q_i.size, 1))
+    n_ov = over_i.size + q_i.size
 
     lp = highspy.HighsLp()
     lp.num_col_ = n_col
-    lp.num_row_ = 2 * n + pk_i.size + over_i.size
+    lp.num_row_ = 2 * n + pk_i.size + n_ov
     lp.col_cost_ = cost
     lp.col_lower_ = lower
     lp.col_upper_ = upper
     lp.offset_ = offset
-    lp.row_lower_ = np.concatenate([net_kw, np.zeros(n), np.zeros(pk_i.size), -floor_kw[over_i]])
-    lp.row_upper_ = np.concatenate([net_kw, np.zeros(n), np.full(pk_i.size + over_i.size, inf)])
+    lp.row_lower_ = np.concatenate([net_kw, np.zeros(n), np.zeros(pk_i.size), -floor_kw[over_i], -q_floor])
+    lp.row_upper_ = np.concatenate([net_kw, np.zeros(n), np.full(pk_i.size + n_ov, inf)])
     lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
     lp.a_matrix_.num_col_ = n_col
     lp.a_matrix_.num_row_ = lp.num_row_
-    widths = np.concatenate([np.full(2 * n, 4), np.full(pk_i.size + over_i.size, 2)])
+    widths = np.concatenate([np.full(2 * n, 4), np.full(pk_i.size + n_ov, 2)])
     lp.a_matrix_.start_ = np.concatenate([[0], np.cumsum(widths)]).astype(np.int32)
     lp.a_matrix_.index_ = np.concatenate(
         [bal_idx.ravel(), soc_idx.ravel(), pk_idx.ravel(), ov_idx.ravel()]).astype(np.int32)

@@ -143,6 +143,7 @@ class PlannerSettings:
     forecast_margin: float = 0.0  # plan for this much more load than forecast (share)
     hold_value_per_kwh_h: float = 0.0  # LP preference for a charged battery (see lp.py)
     over_peak_cost_per_kwh: float = 0.0  # LP preference for charging under the billed peak (see lp.py)
+    charge_peak_weight: float = 0.0  # demand rate share on a peak that charging makes (see lp.py)
     replan_soc_deviation: float | None = 0.05  # re-plan early when SoC is off the plan by this
     demand_per_day: bool = True  # see ems/tariff_signals.py
 
@@ -224,6 +225,7 @@ class PlanBuilder:
             flat_peak_so_far_kw=[self.peaks.flat.get(k, 0.0) for k in sig.flat_keys] if has_flat else 0.0,
             allow_export=s.allow_export, soc_final_min=self._terminal_soc(battery, n),
             hold_value_per_kwh_h=s.hold_value_per_kwh_h, over_peak_cost_per_kwh=s.over_peak_cost_per_kwh,
+            charge_peak_weight=s.charge_peak_weight,
         )
         return PlanRequest(problem, sig, start)
 
@@ -307,6 +309,7 @@ def planner_settings(cfg: SiteConfig) -> PlannerSettings | None:
         wear_cost_per_kwh=a.wear_cost_per_kwh, allow_export=a.allow_export,
         envelope_days=a.forecast_envelope_days, hold_value_per_kwh_h=a.hold_value_per_kwh_h,
         over_peak_cost_per_kwh=a.over_peak_cost_per_kwh, correction_tau_s=a.forecast_correction_tau_s,
+        charge_peak_weight=a.charge_peak_weight,
         demand_per_day=a.demand_per_day, replan_soc_deviation=a.replan_soc_deviation,
     )
 

@@ -143,6 +143,27 @@ def test_over_peak_cost_charges_under_the_billed_peak() -> None:
     assert plan.expected_cost == pytest.approx(eager.expected_cost, rel=1e-3)  # a preference, not money
 
 
+def test_charge_peak_weight_keeps_charging_from_making_a_peak_at_month_start() -> None:
+    # A month's first day: no peak billed yet, a flat 1.6 MW and a forecast 2.6 MW evening
+    # the battery shaves to ~2.24 MW. Without the weight, charging anywhere up to that
+    # planned peak looks free (the over-peak cost alone cannot tell, the billed peak is 0);
+    # with it, charging that lifts the import above the load is priced as a peak of its
+    # own, so the plan charges as flat as it can and the evening plan is the same.
+    net = np.full(N_DAY, 1.6e6)
+    net[72:80] = 2.6e6  # 18-20 h
+    base = {"net_load_w": net, "demand_charge_per_kw": 20.0, "peak_so_far_kw": 0.0, "soc_initial": 0.2,
+            "hold_value_per_kwh_h": 0.002, "over_peak_cost_per_kwh": 0.02}
+    eager = plan_dispatch(problem(**base))
+    pb = problem(**base, charge_peak_weight=1.0)
+    plan = plan_dispatch(pb)
+    assert_invariants(pb, plan)
+    assert eager.grid_w[:72].max() >= 2.0e6  # charging at full power lifts the day's import
+    assert plan.charge_w.max() < 0.2 * eager.charge_w.max()
+    assert plan.grid_w[:72].max() < 1.7e6
+    assert plan.peak_kw[0] == pytest.approx(eager.peak_kw[0], rel=1e-6)
+    assert plan.soc.max() == pytest.approx(eager.soc.max(), abs=1e-6)  # still full for the evening
+
+
 def test_tou_demand_periods_shave_only_the_charged_period() -> None:
     net = np.full(N_DAY, 2e6)
     net[20:24] = 2.4e6  # morning spike, period 0 (no charge)
