@@ -16,6 +16,7 @@ import pytest
 
 from ems.backtest import BacktestInputError
 from ems.backtest.report import write_outputs
+from ems.backtest.results import MonthRow, annual_savings
 from ems.backtest.run import BacktestOptions, run
 from ems.backtest.series import PowerSeries, read_power_csv, resample
 from ems.config import ConfigError, load_config, parse_config
@@ -68,6 +69,29 @@ def test_savings_by_component_add_up(two_weeks) -> None:
     _, bt = two_weeks
     for m in bt.result.months:
         assert sum(m.savings_by_component.values()) == pytest.approx(m.savings, abs=0.01)
+
+
+def test_a_short_run_scales_demand_savings_by_month_and_energy_by_time(two_weeks) -> None:
+    # two weeks inside one billing month: that month's demand saving recurs 12 times a
+    # year, not 26; the energy saving recurs with time
+    _, bt = two_weeks
+    (m,) = bt.result.months
+    demand = sum(m.savings_by_component[c] for c in ("demand_tou", "demand_flat", "fixed"))
+    rest = m.savings - demand
+    assert demand > 0.0
+    expected = demand * 12.0 + rest * 365.0 / 14.0
+    assert bt.result.financials is not None
+    assert bt.result.financials.annual_savings == pytest.approx(expected, rel=1e-9)
+    assert bt.result.financials.annual_savings < m.savings * 365.0 / 14.0 / 2.0  # by time it was 26x
+
+
+def test_a_year_is_not_scaled() -> None:
+    rows = [MonthRow(month=f"2018-{k:02d}", bill_without=100.0, bill_with=80.0, savings=20.0,
+                     savings_by_component={"energy": 5.0, "demand_tou": 10.0, "demand_flat": 4.0, "fixed": 0.0,
+                                           "minimum": 1.0},
+                     peak_without_kw=1.0, peak_with_kw=1.0, discharged_kwh=0.0, charged_kwh=0.0,
+                     equivalent_full_cycles=0.0, foresight_savings=None) for k in range(1, 13)]
+    assert annual_savings(rows, 365 * 86400.0) == pytest.approx(240.0, rel=1e-12)
 
 
 def test_outputs_are_written(two_weeks, tmp_path) -> None:
