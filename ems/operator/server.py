@@ -32,6 +32,7 @@ from ems.operator.config import HttpConfig
 from ems.operator.controls import InvalidAction, UnknownUnit
 from ems.operator.history import History
 from ems.operator.metrics import CONTENT_TYPE, ControllerMetrics
+from ems.operator.refusals import RefusalAudit
 
 if TYPE_CHECKING:
     from ems.control_loop import Controller, PeriodResult
@@ -151,6 +152,7 @@ class OperatorSurface:
         self._loop = asyncio.get_running_loop()
         ctl.observers.append(self._on_period)
         self._unsubscribe = ctl.events.subscribe(self._on_event)
+        self.refusals = RefusalAudit(ctl.events, wall=ctl.clock.wall)
         self.spec = openapi.build(site=ctl.cfg.site, params=ov.tunable(ctl.cfg),
                                   units=[u.id for u in ctl.cfg.bess_units], max_force_s=http.max_force_s)
         self.app = self._build_app()
@@ -346,16 +348,21 @@ class OperatorSurface:
 
     async def _act(self, request: web.Request, adapter: TypeAdapter[Any],
                    act: Callable[[Any, str], Event]) -> web.Response:
-        who = await self._authorized(request)
-        body = await self._body(request, adapter)
+        who: str | None = None
         try:
-            event = act(body, who)
-        except ov.InvalidValue as exc:
-            raise ApiError(422, f"refused: {exc}", exc.problems) from None
-        except (ov.UnknownParameter, ov.ParameterUnavailable, UnknownUnit) as exc:
-            raise ApiError(404, str(exc)) from None
-        except InvalidAction as exc:
-            raise ApiError(409 if "already" in str(exc) or " not " in str(exc) else 422, str(exc)) from None
+            who = await self._authorized(request)
+            body = await self._body(request, adapter)
+            try:
+                event = act(body, who)
+            except ov.InvalidValue as exc:
+                raise ApiError(422, f"refused: {exc}", exc.problems) from None
+            except (ov.UnknownParameter, ov.ParameterUnavailable, UnknownUnit) as exc:
+                raise ApiError(404, str(exc)) from None
+            except InvalidAction as exc:
+                raise ApiError(409 if "already" in str(exc) or " not " in str(exc) else 422, str(exc)) from None
+        except ApiError as exc:
+            self.refusals.record(request.path, exc.status, exc.error, who, request.remote)
+            raise
         return _json({"ok": True, "event": event.as_dict(), "applies": "from the next control period"})
 
     async def set_param(self, request: web.Request) -> web.Response:

@@ -143,6 +143,12 @@ async def test_refusals_are_clear_and_change_nothing(broker, make_site) -> None:
         async with client.get("/api/events", params={"limit": "lots"}) as r:
             assert r.status == 400 and "limit" in (await r.json())["error"]
         assert ctl.policy is before and ctl.events.count("operator_action") == 0
+        # every refused attempt is audited: who (when known), from where, why
+        refused = ctl.events.query(limit=20, kind="operator_refused")[::-1]
+        assert [e.data["status"] for e in refused] == [status for _, _, status, _ in cases] + [400]
+        assert refused[0].data["by"] is None and refused[2].data["by"] == "operator"
+        assert refused[2].data["error"].startswith("refused:")  # the 422 keeps the model's message
+        assert all(e.data["action"] == "/api/actions/set-param" and e.data["peer"] for e in refused)
 
 
 async def test_actions_are_disabled_without_a_token(broker, make_site) -> None:
