@@ -36,7 +36,10 @@ def free_port() -> int:
     outgoing connection (a client, a browser) may take it before our server binds it, so
     ports are drawn at random from below that range and checked free instead."""
     low, high = _ephemeral_range()
-    lo, hi = (10000, low - 1) if low > 12000 else (high + 1, 65535)
+    # the larger stretch outside the ephemeral range (a system may have moved it)
+    lo, hi = max([(10000, low - 1), (high + 1, 65535)], key=lambda r: r[1] - r[0])
+    if hi - lo < 100:
+        raise OSError(f"no room for test ports outside the ephemeral range {low}-{high}")
     rng = random.SystemRandom()
     for _ in range(1000):
         port = rng.randint(lo, hi)

@@ -75,14 +75,13 @@ def charge_price(tariff: Tariff, start: datetime, step_s: int, battery_w: FloatA
 PER_MONTH = ("demand_tou", "demand_flat", "fixed")
 
 
-def annual_savings(months: tuple[MonthRow, ...] | list[MonthRow], run_s: float) -> float:
-    """Year-1 savings from a run of `run_s` seconds: exactly the run's savings for a whole
-    year; for a shorter run, per-month charges x 12 / months billed and the rest x a year /
-    the run's length. Scaling everything by time would count a partial month's whole
-    demand charge as if it recurred every few days."""
-    by_time = sum(m.savings - sum(m.savings_by_component[c] for c in PER_MONTH) for m in months)
+def annual_savings(months: tuple[MonthRow, ...] | list[MonthRow], to_year: float) -> float:
+    """Year-1 savings from a run that `to_year` (a year / the run's length) scales to a year:
+    per-month charges x 12 / months billed, the rest x `to_year`. Scaling everything by
+    time would count a partial month's whole demand charge as if it recurred every few days."""
     by_month = sum(m.savings_by_component[c] for m in months for c in PER_MONTH)
-    return by_time * 365.0 * 86400.0 / run_s + by_month * 12.0 / len(months)
+    by_time = sum(m.savings for m in months) - by_month
+    return by_time * to_year + by_month * 12.0 / len(months)
 
 
 def evaluate(tariff: Tariff, trace: Trace, foresight: Foresight | None, econ: Economics | None,
@@ -134,6 +133,5 @@ def evaluate(tariff: Tariff, trace: Trace, foresight: Foresight | None, econ: Ec
     if econ is not None:
         scale = 365.0 * 86400.0 / (trace.grid_w.size * step)  # to one year
         price = charge_price(tariff, trace.start, step, trace.battery_w, trace.load_w)
-        fin = financials(econ, annual_savings(months, trace.grid_w.size * step), sum(cha) * scale,
-                         discharged * scale, price)
+        fin = financials(econ, annual_savings(months, scale), sum(cha) * scale, discharged * scale, price)
     return Result(tuple(months), total, pf_summary, fin)

@@ -93,6 +93,18 @@ def _error_response(status: int, error: str, detail: list[str] | None = None,
     return resp
 
 
+def _perform(act: Callable[[Any, str], Event], body: Any, who: str) -> Event:
+    """Run an operator action, its refusals as the API's errors."""
+    try:
+        return act(body, who)
+    except ov.InvalidValue as exc:
+        raise ApiError(422, f"refused: {exc}", exc.problems) from None
+    except (ov.UnknownParameter, ov.ParameterUnavailable, UnknownUnit) as exc:
+        raise ApiError(404, str(exc)) from None
+    except InvalidAction as exc:
+        raise ApiError(409 if "already" in str(exc) or " not " in str(exc) else 422, str(exc)) from None
+
+
 @web.middleware
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error is JSON with a message for a person; an unexpected one is logged, and
@@ -351,15 +363,7 @@ class OperatorSurface:
         who: str | None = None
         try:
             who = await self._authorized(request)
-            body = await self._body(request, adapter)
-            try:
-                event = act(body, who)
-            except ov.InvalidValue as exc:
-                raise ApiError(422, f"refused: {exc}", exc.problems) from None
-            except (ov.UnknownParameter, ov.ParameterUnavailable, UnknownUnit) as exc:
-                raise ApiError(404, str(exc)) from None
-            except InvalidAction as exc:
-                raise ApiError(409 if "already" in str(exc) or " not " in str(exc) else 422, str(exc)) from None
+            event = _perform(act, await self._body(request, adapter), who)
         except ApiError as exc:
             self.refusals.record(request.path, exc.status, exc.error, who, request.remote)
             raise

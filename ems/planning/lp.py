@@ -344,7 +344,8 @@ def plan_dispatch(problem: PlanProblem) -> Plan:
     for k, (_, rate, _) in enumerate(q_groups):
         cost[q0 + k] = pb.charge_peak_weight * rate
 
-    # Rows, built row-wise: balance (n), energy (n), peak (one per step in a charged period).
+    # Rows, built row-wise: balance (n), energy (n), peak (one per step in a charged period),
+    # over-peak and charge-peak (one per step each, when their cost is on).
     i = np.arange(n)
     bal_idx = np.stack([g0 + i, x0 + i, c0 + i, d0 + i], axis=1)
     bal_val = np.tile([1.0, -1.0, -1.0, 1.0], (n, 1))
@@ -357,9 +358,8 @@ def plan_dispatch(problem: PlanProblem) -> Plan:
     )
     pk_idx = np.stack([pk_col, g0 + pk_i], axis=1)
     pk_val = np.tile([1.0, -1.0], (pk_i.size, 1))
-    # s_i - g_i >= -floor_i
-    # q_p - g_i >= -max(peak so far_p, net_i): what charging lifts the import above both
-    # the billed peak and the load itself
+    # over-peak: s_i - g_i >= -floor_i; charge-peak: q_p - g_i >= -max(peak so far_p, net_i),
+    # what charging lifts the import above both the billed peak and the load itself
     q_i = np.concatenate([steps for steps, _, _ in q_groups] or [np.zeros(0, dtype=np.int64)])
     q_col = np.concatenate([np.full(steps.size, q0 + k) for k, (steps, _, _) in enumerate(q_groups)]
                            or [np.zeros(0, dtype=np.int64)])
