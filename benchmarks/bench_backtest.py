@@ -69,7 +69,7 @@ def _share(changes: dict[str, Any]) -> tuple[float, list[float]]:
     return pf["share_captured"], months
 
 
-def sensitivity(base_share: float) -> str:
+def sensitivity(base_share: float, base_months: list[float]) -> str:
     with ProcessPoolExecutor(max_workers=2) as pool:
         results = list(pool.map(_share, [changes for _, changes in VARIANTS]))
     lines = ["## Backtest: sensitivity of the captured share", "",
@@ -77,7 +77,7 @@ def sensitivity(base_share: float) -> str:
              "section with one arbitrage setting changed at a time (everything else as in "
              "config/backtest-site.yaml). Per month: live savings / perfect-foresight savings, %.", "",
              "| change | captured | Jan..Dec |", "|---|---|---|",
-             f"| none (as configured) | {100 * base_share:.1f} % | |"]
+             f"| none (as configured) | {100 * base_share:.1f} % | {' '.join(f'{m:.0f}' for m in base_months)} |"]
     for (label, _), (share, months) in zip(VARIANTS, results, strict=True):
         lines.append(f"| {label} | {100 * share:.1f} % | {' '.join(f'{m:.0f}' for m in months)} |")
     shares = [share for share, _ in results]
@@ -147,7 +147,8 @@ def main() -> int:
     if not args.no_write:
         update_section("backtest", body)
     if args.sensitivity:
-        table = sensitivity(pf["share_captured"])
+        base_months = [100 * m.savings / m.foresight_savings for m in year.result.months if m.foresight_savings]
+        table = sensitivity(pf["share_captured"], base_months)
         print(table)
         if not args.no_write:
             update_section("backtest-sensitivity", table)

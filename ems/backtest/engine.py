@@ -165,6 +165,7 @@ def run_backtest(cfg: SiteConfig, tariff: Tariff | None, start: datetime, step_s
     last_plan_s: float | None = None
     plan_time = 0.0
     report_every = max(1, n // 200)
+    step_s_f = float(step_s)
     for k in range(n):
         t = float(k * step_s)
         local_t = t0_local + t
@@ -197,10 +198,15 @@ def run_backtest(cfg: SiteConfig, tariff: Tariff | None, start: datetime, step_s
             share_w = shares[uid]
             r.unit.command_setpoint(share_w)
             last_setpoint_w += share_w
-        plant.site_load_w = load_k
-        plant.step(float(step_s))  # one sub-step: max_substep_s is the step
-        battery_now_w = plant.battery_power_w
-        grid.append(plant.meter.grid_power_w)
+        # the plant's units, one sub-step each (PCS ramp, BMS derating, efficiencies); the site
+        # around them is only load - battery here, so Plant.step's meter noise and statistics
+        # (a third of a 1-min year) are skipped
+        t_end = t + step_s
+        battery_now_w = 0.0
+        for u in units:
+            u.step(t_end, step_s_f)
+            battery_now_w += u.power_w
+        grid.append(load_k - battery_now_w)
         battery.append(battery_now_w)
         site_soc = sum(r.unit.soc * r.capacity_wh for _, r in readers) / total_cap_wh
         soc.append(site_soc)
