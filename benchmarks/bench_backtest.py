@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _report import machine, update_section  # noqa: E402
 
+from ems.backtest.results import Result  # noqa: E402
 from ems.backtest.run import BacktestOptions, run  # noqa: E402
 from ems.config import SiteConfig, load_config  # noqa: E402
 
@@ -60,18 +61,22 @@ def with_arbitrage(cfg: SiteConfig, **changes: Any) -> SiteConfig:
     return cfg.model_copy(update={"policies": policies})
 
 
-def _share(changes: dict[str, Any]) -> tuple[float, list[float]]:
-    bt = run(with_arbitrage(load_config(SITE), **changes), BacktestOptions(load_csv=LOAD, tariff=URDB,
-                                                                             load_scale=1000.0))
-    pf = bt.result.foresight
-    assert pf is not None
-    months = [100 * m.savings / m.foresight_savings for m in bt.result.months if m.foresight_savings]
-    return pf["share_captured"], months
+def _shares(result: Result) -> tuple[float, list[float]]:
+    """The year's captured share and each month's, in %."""
+    assert result.foresight is not None
+    months = [100 * m.savings / m.foresight_savings for m in result.months if m.foresight_savings]
+    return result.foresight["share_captured"], months
 
 
-def sensitivity(base_share: float, base_months: list[float]) -> str:
+def _run_variant(changes: dict[str, Any]) -> tuple[float, list[float]]:
+    cfg = with_arbitrage(load_config(SITE), **changes)
+    return _shares(run(cfg, BacktestOptions(load_csv=LOAD, tariff=URDB, load_scale=1000.0)).result)
+
+
+def sensitivity(base: Result) -> str:
+    base_share, base_months = _shares(base)
     with ProcessPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(_share, [changes for _, changes in VARIANTS]))
+        results = list(pool.map(_run_variant, [changes for _, changes in VARIANTS]))
     lines = ["## Backtest: sensitivity of the captured share", "",
              "Command: `python benchmarks/bench_backtest.py --sensitivity`. The year of the backtest "
              "section with one arbitrage setting changed at a time (everything else as in "
@@ -147,8 +152,7 @@ def main() -> int:
     if not args.no_write:
         update_section("backtest", body)
     if args.sensitivity:
-        base_months = [100 * m.savings / m.foresight_savings for m in year.result.months if m.foresight_savings]
-        table = sensitivity(pf["share_captured"], base_months)
+        table = sensitivity(year.result)
         print(table)
         if not args.no_write:
             update_section("backtest-sensitivity", table)
