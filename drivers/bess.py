@@ -11,7 +11,7 @@ import math
 from drivers.errors import MalformedData, NotSupported
 from drivers.modbus_device import ModbusDevice
 from drivers.profile import DeviceProfile
-from drivers.readings import BmsReading, GensetReading, GensetState, MeterReading, PcsMode, PcsReading
+from ems.model.readings import BmsReading, GensetReading, GensetState, MeterReading, PcsMode, PcsReading
 
 
 def _finite(values: dict[str, float], device: str) -> dict[str, float]:

@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
+from ems.model.errors import EmsError
 
-class DriverError(Exception):
+
+class DriverError(EmsError):
     """Root of every error raised by ems drivers."""
 
 

@@ -9,52 +9,15 @@ Malformed messages are rejected, counted, and logged once per rack until it reco
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 import structlog
 
 from drivers import rack_protocol as rp
 from drivers.errors import MalformedData
+from ems.model.racks import FloatArray, RacksReading
 
 log = structlog.get_logger("drivers.racks")
-
-FloatArray = npt.NDArray[np.float64]
-
-
-@dataclass(frozen=True)
-class RacksReading:
-    rack_ids: tuple[str, ...]
-    row_of_rack: tuple[str, ...]
-    power_w: FloatArray  # last reported; NaN where nothing was ever received
-    cap_w: FloatArray  # cap the rack reports in effect; NaN = none
-    nameplate_w: FloatArray
-    age_s: FloatArray  # inf where nothing was ever received
-    stale_after_s: float
-
-    @property
-    def fresh(self) -> npt.NDArray[np.bool_]:
-        return self.age_s <= self.stale_after_s
-
-    @property
-    def stale_count(self) -> int:
-        return int((~self.fresh).sum())
-
-    @property
-    def reported_power_w(self) -> float:
-        """Sum over racks with fresh telemetry only."""
-        return float(np.where(self.fresh, self.power_w, 0.0).sum())
-
-    def conservative_power_w(self) -> FloatArray:
-        """Per rack: reported power if fresh, else its cap, else nameplate (never 0)."""
-        fallback = np.where(np.isnan(self.cap_w), self.nameplate_w, self.cap_w)
-        return np.where(self.fresh, self.power_w, fallback)
-
-    @property
-    def load_estimate_w(self) -> float:
-        return float(self.conservative_power_w().sum())
-
 
 class RackTelemetryStore:
     def __init__(self, rack_ids: list[str], nameplate_w: float, stale_after_s: float) -> None:

@@ -12,8 +12,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ems.reasons import Reason
-from policies.decision import Decision
+from ems.model.decision import Decision
+from ems.model.reasons import Reason
 
 
 @dataclass(frozen=True, slots=True)

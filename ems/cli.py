@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 from ems import logs
 from ems.clock import ScaledClock
-from ems.config import ConfigError, SiteConfig, load_config, parse_config
+from ems.config import SiteConfig, load_config, parse_config
+from ems.model.errors import ConfigError
 
 if TYPE_CHECKING:
     from ems.control_loop import Controller

@@ -13,12 +13,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ems.model.errors import ConfigError
 from ems.operator.config import HttpConfig
-from sim_devices.config import SimulationConfig
-
-
-class ConfigError(Exception):
-    """The site file cannot be used; the message says which field and why."""
+from plant.config import SimulationConfig
 
 
 class _Model(BaseModel):

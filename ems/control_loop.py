@@ -29,25 +29,26 @@ from drivers.errors import DriverError
 from drivers.modbus_device import ModbusDevice
 from drivers.profile import load_profile
 from drivers.racks import RackCapWriter, RackTelemetryStore
-from drivers.readings import BmsReading, GensetReading, MeterReading, PcsMode, PcsReading
 from ems import decide as policy_stack
 from ems.arbiter import Arbitration
 from ems.clock import Clock
-from ems.config import ConfigError, ModbusEndpoint, SiteConfig, load_config
+from ems.config import ModbusEndpoint, SiteConfig, load_config
 from ems.config_reload import needs_restart
 from ems.demand import DemandMeter
 from ems.envelope import EnvelopeParams, clamp
 from ems.events import EventLog
 from ems.failover.manager import FailoverManager, with_reserve
+from ems.model.decision import Decision
+from ems.model.errors import ConfigError
+from ems.model.readings import BmsReading, GensetReading, MeterReading, PcsMode, PcsReading
+from ems.model.reasons import Reason
+from ems.model.snapshot import SiteSnapshot, UnitSnapshot, fresh_meter, unit_snapshot
 from ems.mqtt_link import MqttLink, NotConnected
 from ems.operator.controls import OperatorControls
 from ems.planning.runner import live_planner, local_seconds
-from ems.reasons import Reason
-from ems.snapshot import SiteSnapshot, UnitSnapshot, fresh_meter, unit_snapshot
 from ems.state_store import StateStore
 from ems.validity import ValidityParams, ValidityTracker
 from policies.arbitrage import ArbitrageState
-from policies.decision import Decision
 from policies.island import IslandActions
 
 log = structlog.get_logger("ems.loop")

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from ems.arbiter import Arbitration, arbitrate
 from ems.config import SiteConfig
 from ems.dispatcher import dispatch
-from ems.snapshot import SiteSnapshot
+from ems.model.decision import Decision
+from ems.model.snapshot import SiteSnapshot
 from policies import arbitrage, battery_limits, idle, operator_force, peak_shaving, reserve
-from policies.decision import Decision
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ems.snapshot import UnitSnapshot
+from ems.model.snapshot import UnitSnapshot
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,13 +22,15 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from ems.model.errors import EmsError
+
 FloatArray = npt.NDArray[np.float64]
 
 DAY_S = 86_400
 WEEK_S = 7 * DAY_S
 
 
-class ForecastInputError(ValueError):
+class ForecastInputError(EmsError, ValueError):
     """The history or the step cannot be used (the message says which)."""
 
 

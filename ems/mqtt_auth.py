@@ -15,8 +15,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ems.config import ConfigError, MqttConfig, MqttTlsConfig
-from sim_devices.config import SimulationConfig
+from ems.config import MqttConfig, MqttTlsConfig
+from ems.model.errors import ConfigError
+from plant.config import SimulationConfig
 
 
 class MqttAuthError(ConfigError):

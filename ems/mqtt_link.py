@@ -16,12 +16,13 @@ from drivers import rack_protocol as rp
 from drivers.racks import RackTelemetryStore
 from ems.clock import Clock
 from ems.config import MqttConfig
+from ems.model.errors import EmsError
 from ems.mqtt_auth import client_kwargs
 
 log = structlog.get_logger("ems.mqtt")
 
 
-class NotConnected(Exception):
+class NotConnected(EmsError):
     """Publishing while the broker is unreachable."""
 
 

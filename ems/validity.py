@@ -12,9 +12,9 @@ from dataclasses import dataclass, replace
 
 import structlog
 
-from drivers.readings import MeterReading
-from ems.reasons import Reason
-from ems.snapshot import UnitSnapshot
+from ems.model.readings import MeterReading
+from ems.model.reasons import Reason
+from ems.model.snapshot import UnitSnapshot
 
 log = structlog.get_logger("ems.validity")
 

@@ -23,9 +23,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ems.reasons import Reason
-from ems.snapshot import SiteSnapshot
-from policies.decision import Decision
+from ems.model.decision import Decision
+from ems.model.reasons import Reason
+from ems.model.snapshot import SiteSnapshot
 
 NAME = "arbitrage"
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ems.reasons import Reason
-from ems.snapshot import SiteSnapshot, UnitSnapshot
-from policies.decision import Decision
+from ems.model.decision import Decision
+from ems.model.reasons import Reason
+from ems.model.snapshot import SiteSnapshot, UnitSnapshot
 
 NAME = "battery_limits"
 

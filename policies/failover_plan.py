@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drivers.racks import FloatArray, RacksReading
-from ems.reasons import Reason
-from ems.snapshot import SiteSnapshot
+from ems.model.racks import FloatArray, RacksReading
+from ems.model.reasons import Reason
+from ems.model.snapshot import SiteSnapshot
 
 
 @dataclass(frozen=True, slots=True)

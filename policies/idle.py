@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ems.reasons import Reason
-from policies.decision import Decision
+from ems.model.decision import Decision
+from ems.model.reasons import Reason
 
 NAME = "idle"
 

@@ -18,9 +18,9 @@ from typing import Literal
 
 import numpy as np
 
-from drivers.readings import GensetState
-from ems.reasons import Reason
-from ems.snapshot import SiteSnapshot
+from ems.model.readings import GensetState
+from ems.model.reasons import Reason
+from ems.model.snapshot import SiteSnapshot
 from policies.failover_plan import FailoverParams, battery_deliverable_w, caps_to_fit
 
 

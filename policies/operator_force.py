@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ems.reasons import Reason
-from policies.decision import Decision
+from ems.model.decision import Decision
+from ems.model.reasons import Reason
 
 NAME = "operator_force"
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ems.reasons import Reason
-from ems.snapshot import SiteSnapshot
+from ems.model.decision import Decision
+from ems.model.reasons import Reason
+from ems.model.snapshot import SiteSnapshot
 from policies.arbitrage import site_soc
-from policies.decision import Decision
 
 NAME = "reserve"
 

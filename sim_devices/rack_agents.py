@@ -18,7 +18,7 @@ import structlog
 
 from drivers import rack_protocol as rp
 from drivers.errors import MalformedData
-from sim_devices.racks import JobState, RackFleet
+from plant.racks import JobState, RackFleet
 
 log = structlog.get_logger("sim.racks")
 

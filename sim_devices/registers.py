@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sim_devices.battery import BessUnitModel, PcsMode
-from sim_devices.genset import GensetModel, GensetState
-from sim_devices.plant import MeterState, Plant
+from plant.battery import BessUnitModel, PcsMode
+from plant.genset import GensetModel, GensetState
+from plant.plant import MeterState, Plant
 
 NowFn = Callable[[], float]
 

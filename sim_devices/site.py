@@ -23,10 +23,10 @@ from drivers.profile import load_profile
 from ems.clock import Clock, ScaledClock
 from ems.config import SiteConfig
 from ems.mqtt_auth import client_kwargs_as, simulator_passwords
+from plant.config import SimulationConfig
+from plant.plant import Plant
 from sim_devices import registers as regs
-from sim_devices.config import SimulationConfig
 from sim_devices.modbus_server import SimulatedModbusDevice
-from sim_devices.plant import Plant
 from sim_devices.rack_agents import RowAgent
 
 log = structlog.get_logger("sim")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from drivers.racks import RacksReading
-from drivers.readings import BmsReading, MeterReading, PcsMode, PcsReading
-from ems.snapshot import SiteSnapshot, UnitSnapshot, unit_snapshot
+from ems.model.racks import RacksReading
+from ems.model.readings import BmsReading, MeterReading, PcsMode, PcsReading
+from ems.model.snapshot import SiteSnapshot, UnitSnapshot, unit_snapshot
 
 
 def bms(soc: float = 0.5, max_charge_w: float = 500e3, max_discharge_w: float = 500e3,

@@ -24,20 +24,20 @@ from datetime import datetime
 import numpy as np
 import numpy.typing as npt
 
-from drivers.racks import RacksReading
-from drivers.readings import BmsReading, MeterReading, PcsMode, PcsReading
 from ems.backtest.errors import BacktestInputError
 from ems.config import SiteConfig
 from ems.decide import PolicyParams, PolicyStates, decide, policy_params
+from ems.model.racks import RacksReading
+from ems.model.readings import BmsReading, MeterReading, PcsMode, PcsReading
+from ems.model.snapshot import SiteSnapshot, unit_snapshot
 from ems.planning.lp import PlanError, plan_dispatch
 from ems.planning.runner import BatteryNow, PlanBuilder, plan_view, planner_settings, replan_due
-from ems.snapshot import SiteSnapshot, unit_snapshot
 from ems.tariff.model import Tariff
+from plant.battery import BessUnitModel
+from plant.battery import PcsMode as SimPcsMode
+from plant.config import SimulationConfig
+from plant.plant import Plant
 from policies.arbitrage import ArbitrageState
-from sim_devices.battery import BessUnitModel
-from sim_devices.battery import PcsMode as SimPcsMode
-from sim_devices.config import SimulationConfig
-from sim_devices.plant import Plant
 
 FloatArray = npt.NDArray[np.float64]
 Progress = Callable[[int, int], None]

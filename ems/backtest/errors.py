@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from ems.model.errors import EmsError
 
-class BacktestError(Exception):
+
+class BacktestError(EmsError):
     """Root of every error raised by ems.backtest."""
 
 

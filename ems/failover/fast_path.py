@@ -18,7 +18,7 @@ from typing import Any
 from drivers import rack_protocol as rp
 from drivers.bess import GensetDriver, PcsDriver
 from drivers.errors import DriverError
-from drivers.readings import PcsMode
+from ems.model.readings import PcsMode
 from policies.failover_plan import FailoverPlan
 
 Publish = Callable[[str, bytes], Awaitable[None]]

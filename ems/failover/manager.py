@@ -31,8 +31,8 @@ from ems.config import FailoverConfig, ModbusEndpoint, SiteConfig
 from ems.events import EventLog
 from ems.failover.fast_path import FastPath, Firing
 from ems.failover.watcher import GridVerdict, GridWatcher
+from ems.model.snapshot import SiteSnapshot
 from ems.mqtt_auth import client_kwargs
-from ems.snapshot import SiteSnapshot
 from policies import island
 from policies.failover_plan import FailoverParams, FailoverPlan, arm
 

@@ -14,12 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ems.model.errors import EmsError
 from ems.operator.config import HttpConfig
 
 MIN_TOKEN_CHARS = 16  # a short token can be guessed over the network
 
 
-class TokenError(Exception):
+class TokenError(EmsError):
     """The operator tokens cannot be loaded; the message says from where and why."""
 
 

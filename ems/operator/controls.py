@@ -26,9 +26,9 @@ from ems import decide as policy_stack
 from ems.clock import Clock
 from ems.config import SiteConfig
 from ems.events import Event, EventLog
+from ems.model.reasons import Reason
+from ems.model.snapshot import SiteSnapshot
 from ems.operator import overrides as ov
-from ems.reasons import Reason
-from ems.snapshot import SiteSnapshot
 from policies.operator_force import ForceParams
 
 log = structlog.get_logger("ems.operator")

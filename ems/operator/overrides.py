@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ems.config import SiteConfig
+from ems.model.errors import EmsError
 
 # section (dotted, from the top of the site file) -> fields the policies read every period
 TUNABLE: dict[str, tuple[str, ...]] = {
@@ -32,7 +33,7 @@ TUNABLE: dict[str, tuple[str, ...]] = {
 }
 
 
-class OverrideError(Exception):
+class OverrideError(EmsError):
     """An operator change cannot be applied; the message says why."""
 
 

@@ -24,6 +24,7 @@ from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
 
 from ems.events import Event
+from ems.model.errors import EmsError
 from ems.operator import openapi
 from ems.operator import overrides as ov
 from ems.operator import requests as rq
@@ -79,7 +80,7 @@ def _json(data: Any, status: int = 200) -> web.Response:
                         content_type="application/json")
 
 
-class ApiError(Exception):
+class ApiError(EmsError):
     def __init__(self, status: int, error: str, detail: list[str] | None = None) -> None:
         super().__init__(error)
         self.status, self.error, self.detail = status, error, detail or []

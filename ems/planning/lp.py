@@ -44,11 +44,13 @@ import highspy
 import numpy as np
 import numpy.typing as npt
 
+from ems.model.errors import EmsError
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 
-class PlanError(Exception):
+class PlanError(EmsError):
     """Root of every error raised by ems.planning."""
 
 

@@ -18,10 +18,11 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import structlog
 
-from ems.config import ConfigError, SiteConfig
+from ems.config import SiteConfig
 from ems.forecast import WEEK_S, load_forecast, pv_forecast
+from ems.model.errors import ConfigError
+from ems.model.snapshot import SiteSnapshot
 from ems.planning.lp import Plan, PlanError, PlanProblem, plan_dispatch
-from ems.snapshot import SiteSnapshot
 from ems.tariff import TariffError, load_price_csv, load_urdb
 from ems.tariff.model import Tariff
 from ems.tariff_signals import MonthKey, TariffSignals, TouKey, calendar, tariff_signals

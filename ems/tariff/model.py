@@ -21,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from ems.model.errors import EmsError
+
 __all__ = [
     "DemandPeriod",
     "DemandTier",
@@ -35,7 +37,7 @@ __all__ = [
 ]
 
 
-class TariffError(Exception):
+class TariffError(EmsError):
     """Root of every error raised by ems.tariff."""
 
 

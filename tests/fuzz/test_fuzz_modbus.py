@@ -24,10 +24,10 @@ from drivers.bess import bms_reading, genset_reading, meter_reading, pcs_reading
 from drivers.errors import DriverError
 from drivers.profile import PROFILE_DIR, DeviceProfile, RegisterSpec, RegisterType, load_profile
 from ems.clock import ScaledClock
+from plant.config import SimGensetConfig, SimulationConfig
+from plant.plant import Plant
 from sim_devices import registers as regs
-from sim_devices.config import SimGensetConfig, SimulationConfig
 from sim_devices.modbus_server import SimulatedModbusDevice
-from sim_devices.plant import Plant
 from tests.fuzz.strategies import FUZZ, reaches_both_paths
 
 pytestmark = pytest.mark.fuzz

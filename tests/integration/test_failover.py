@@ -13,9 +13,9 @@ import pytest
 
 from ems.broker import free_port
 from ems.clock import ScaledClock
-from ems.reasons import Reason
-from sim_devices.battery import PcsMode
-from sim_devices.genset import GensetState
+from ems.model.reasons import Reason
+from plant.battery import PcsMode
+from plant.genset import GensetState
 from tests.conftest import running_controller, running_site, wait_for
 
 pytestmark = pytest.mark.integration

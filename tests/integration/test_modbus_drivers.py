@@ -17,13 +17,13 @@ from drivers.errors import (
 )
 from drivers.modbus_device import ModbusDevice
 from drivers.profile import load_profile
-from drivers.readings import PcsMode
 from ems.broker import free_port
+from ems.model.readings import PcsMode
+from plant.battery import PcsMode as SimMode
+from plant.config import SimBessConfig, SimulationConfig
+from plant.plant import MeterState, Plant
 from sim_devices import registers as regs
-from sim_devices.battery import PcsMode as SimMode
-from sim_devices.config import SimBessConfig, SimulationConfig
 from sim_devices.modbus_server import SimulatedModbusDevice
-from sim_devices.plant import MeterState, Plant
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import math
 import pytest
 
 from ems.decide import PolicyParams, PolicyStates, decide, peak_params_now
-from ems.reasons import Reason
+from ems.model.reasons import Reason
 from policies import arbitrage, reserve
 from policies.arbitrage import ArbitrageParams, ArbitrageState, PlanView
 from policies.battery_limits import BatteryLimitsParams

@@ -19,7 +19,8 @@ from ems.backtest.report import write_outputs
 from ems.backtest.results import MonthRow, annual_savings
 from ems.backtest.run import BacktestOptions, run
 from ems.backtest.series import PowerSeries, read_power_csv, resample
-from ems.config import ConfigError, load_config, parse_config
+from ems.config import load_config, parse_config
+from ems.model.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ems.config import ConfigError, load_config, parse_config
+from ems.config import load_config, parse_config
+from ems.model.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "config" / "demo-site.yaml"

@@ -7,12 +7,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from drivers.racks import RacksReading
-from drivers.readings import GensetReading, GensetState
 from ems.config import FailoverConfig
 from ems.failover.manager import reserve_soc
 from ems.failover.watcher import judge
-from ems.reasons import Reason
+from ems.model.racks import RacksReading
+from ems.model.readings import GensetReading, GensetState
+from ems.model.reasons import Reason
 from policies import island
 from policies.failover_plan import FailoverParams, arm, shed_sequence
 from tests.snapshots import snapshot, unit

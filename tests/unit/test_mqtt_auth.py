@@ -14,8 +14,9 @@ import yaml
 from drivers import rack_protocol as rp
 from drivers.errors import MalformedData
 from ems import mqtt_auth
-from ems.config import ConfigError, MqttConfig, parse_config
-from sim_devices.config import SimulationConfig
+from ems.config import MqttConfig, parse_config
+from ems.model.errors import ConfigError
+from plant.config import SimulationConfig
 from tests.conftest import site_dict
 
 ROOT = Path(__file__).resolve().parents[2]

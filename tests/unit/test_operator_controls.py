@@ -11,9 +11,9 @@ from ems import decide as policy_stack
 from ems.clock import ManualClock
 from ems.config import parse_config
 from ems.events import EventLog
+from ems.model.reasons import Reason
 from ems.operator import overrides as ov
 from ems.operator.controls import InvalidAction, OperatorControls, UnknownUnit
-from ems.reasons import Reason
 from policies import operator_force
 from tests.conftest import site_dict
 from tests.snapshots import snapshot, unit

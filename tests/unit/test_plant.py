@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim_devices.battery import BessUnitModel, PcsMode
-from sim_devices.config import ScenarioEvent, SimBessConfig, SimRackLoadConfig, SimulationConfig
-from sim_devices.plant import DemandTracker, Plant, pv_power_w
-from sim_devices.racks import RackFleet
+from plant.battery import BessUnitModel, PcsMode
+from plant.config import ScenarioEvent, SimBessConfig, SimRackLoadConfig, SimulationConfig
+from plant.plant import DemandTracker, Plant, pv_power_w
+from plant.racks import RackFleet
 
 
 def _unit(**kw) -> BessUnitModel:

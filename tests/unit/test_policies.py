@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from ems.arbiter import arbitrate
-from ems.reasons import Reason
-from ems.snapshot import unit_snapshot
+from ems.model.decision import Decision
+from ems.model.reasons import Reason
+from ems.model.snapshot import unit_snapshot
 from policies import battery_limits, idle, peak_shaving
 from policies.battery_limits import BatteryLimitsParams
-from policies.decision import Decision
 from policies.peak_shaving import PeakShavingParams, PeakShavingState
 from tests.snapshots import bms, pcs, snapshot, unit
 

@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.readings import MeterReading
 from ems import decide as policy_stack
 from ems.demand import DemandMeter
 from ems.envelope import EnvelopeParams, clamp, unit_bounds
-from ems.reasons import Reason
-from ems.snapshot import unit_snapshot
+from ems.model.readings import MeterReading
+from ems.model.reasons import Reason
+from ems.model.snapshot import unit_snapshot
 from ems.state_store import StateStore
 from ems.validity import ValidityParams, ValidityTracker
 from policies import peak_shaving

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sim_devices.battery import BessUnitModel, PcsMode
-from sim_devices.config import ScenarioEvent, SimulationConfig
-from sim_devices.genset import GensetModel
-from sim_devices.island import GridSide
-from sim_devices.racks import RackFleet
+from plant.battery import BessUnitModel, PcsMode
+from plant.config import ScenarioEvent, SimulationConfig
+from plant.genset import GensetModel
+from plant.island import GridSide
+from plant.racks import RackFleet
 
 
 @dataclass

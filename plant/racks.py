@@ -15,7 +15,7 @@ from enum import IntEnum
 import numpy as np
 import numpy.typing as npt
 
-from sim_devices.config import SimRackLoadConfig
+from plant.config import SimRackLoadConfig
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from drivers.racks import RacksReading
-from drivers.readings import BmsReading, GensetReading, MeterReading, PcsReading
-from ems.reasons import Reason
+from ems.model.racks import RacksReading
+from ems.model.readings import BmsReading, GensetReading, MeterReading, PcsReading
+from ems.model.reasons import Reason
 
 BMS_FAULT_BIT = 1 << 4  # see config/profiles/bms_v1.yaml
 

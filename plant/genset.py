@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
-from sim_devices.config import SimGensetConfig
+from plant.config import SimGensetConfig
 
 
 class GensetState(IntEnum):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from sim_devices.config import SimBessConfig
+from plant.config import SimBessConfig
 
 
 class PcsMode(IntEnum):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ems.reasons import Reason
+from ems.model.reasons import Reason
 
 
 @dataclass(frozen=True, slots=True)

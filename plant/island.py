@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sim_devices.battery import FAULT_OVERLOAD, BessUnitModel, PcsMode
-from sim_devices.config import SimGridConfig
-from sim_devices.racks import RackFleet
+from plant.battery import FAULT_OVERLOAD, BessUnitModel, PcsMode
+from plant.config import SimGridConfig
+from plant.racks import RackFleet
 
 
 @dataclass
