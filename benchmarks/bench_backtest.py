@@ -27,9 +27,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _report import machine, update_section  # noqa: E402
 
+from ems.backtest.config import BacktestConfig, load_backtest_config  # noqa: E402
 from ems.backtest.results import Result  # noqa: E402
 from ems.backtest.run import BacktestOptions, run  # noqa: E402
-from ems.config import SiteConfig, load_config  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 LOAD = SHARED / "loads" / "sam_sample_load_8760h.csv"
@@ -54,7 +54,7 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-def with_arbitrage(cfg: SiteConfig, **changes: Any) -> SiteConfig:
+def with_arbitrage(cfg: BacktestConfig, **changes: Any) -> BacktestConfig:
     arb = cfg.policies.arbitrage
     assert arb is not None
     policies = cfg.policies.model_copy(update={"arbitrage": arb.model_copy(update=changes)})
@@ -69,7 +69,7 @@ def _shares(result: Result) -> tuple[float, list[float]]:
 
 
 def _run_variant(changes: dict[str, Any]) -> tuple[float, list[float]]:
-    cfg = with_arbitrage(load_config(SITE), **changes)
+    cfg = with_arbitrage(load_backtest_config(SITE), **changes)
     return _shares(run(cfg, BacktestOptions(load_csv=LOAD, tariff=URDB, load_scale=1000.0)).result)
 
 
@@ -95,7 +95,7 @@ def main() -> int:
     ap.add_argument("--no-write", action="store_true", help="print only, leave docs/benchmarks.md alone")
     ap.add_argument("--sensitivity", action="store_true", help="also run the year with single settings changed")
     args = ap.parse_args()
-    cfg = load_config(SITE)
+    cfg = load_backtest_config(SITE)
 
     t0 = time.perf_counter()
     year = run(cfg, BacktestOptions(load_csv=LOAD, tariff=URDB, load_scale=1000.0))

@@ -34,6 +34,7 @@ from ems.clock import ScaledClock
 from ems.config import parse_config
 from ems.control_loop import Controller, PeriodResult
 from ems.envelope import EnvelopeParams, unit_bounds
+from sim_devices.config import parse_sim_config
 from sim_devices.site import SimulatedSite
 
 FAULTS = ["bms_exception", "pcs_timeout", "meter_drop", "pcs_trip", "meter_frozen", "bad_reload", "broker_restart",
@@ -91,7 +92,7 @@ async def main(rounds: int, seed: int) -> None:
     tmp = Path(tempfile.mkdtemp())
     cfg_path = tmp / "site.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
-    sim = SimulatedSite(cfg, clock)
+    sim = SimulatedSite(parse_sim_config(cfg.model_dump(mode="json"), "bench"), clock)
     sim_task = asyncio.create_task(sim.run())
     await sim.wait_started()
     ctl = Controller(cfg, clock)

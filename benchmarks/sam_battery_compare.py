@@ -23,8 +23,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from ems.backtest.config import load_backtest_config  # noqa: E402
 from ems.backtest.run import BacktestOptions, run  # noqa: E402
-from ems.config import load_config  # noqa: E402
 from ems.tariff import compute_bill, load_urdb  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
@@ -83,7 +83,7 @@ def main() -> int:
         rows[f"SAM: {name}"] = {"savings": without - bill,
                                 "discharged_kwh": float(np.maximum(batt_kw, 0).sum()),
                                 "peak_kw": float((load_kw - batt_kw).max())}
-    cfg = load_config(SITE)
+    cfg = load_backtest_config(SITE)
     bt = run(cfg, BacktestOptions(load_csv=LOAD, tariff=URDB, load_scale=SCALE))
     t = bt.result.total
     rows["ems: peak shaving + arbitrage planner (15 min)"] = {

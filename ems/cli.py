@@ -20,9 +20,11 @@ from ems import logs
 from ems.clock import ScaledClock
 from ems.config import SiteConfig, load_config, parse_config
 from ems.model.errors import ConfigError
+from ems.topology import read_yaml_mapping
 
 if TYPE_CHECKING:
     from ems.control_loop import Controller
+    from sim_devices.config import SimSiteConfig
 
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
@@ -129,7 +131,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return asyncio.run(_run(cfg, args.speed, args.config, args.mqtt_url))
 
 
-async def _sim(cfg: SiteConfig, clock: ScaledClock, summary_json: Path | None) -> int:
+async def _sim(cfg: SimSiteConfig, clock: ScaledClock, summary_json: Path | None) -> int:
     from sim_devices.site import SimulatedSite
 
     site = SimulatedSite(cfg, clock)
@@ -147,10 +149,14 @@ async def _sim(cfg: SiteConfig, clock: ScaledClock, summary_json: Path | None) -
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
-    cfg = _with_mqtt_url(load_config(args.config), args.mqtt_url)
-    logs.configure(args.log_format or cfg.logging.format, cfg.logging.level)
-    sim = cfg.simulation
-    speed = args.speed or (sim.speed if sim else 1.0)
+    from sim_devices.config import parse_sim_config
+
+    raw = read_yaml_mapping(args.config)
+    if args.mqtt_url is not None:
+        raw = {**raw, "mqtt": {**(raw.get("mqtt") or {}), "url": args.mqtt_url}}
+    cfg = parse_sim_config(raw, str(args.config))
+    logs.configure(args.log_format or "console", "info")
+    speed = args.speed or cfg.simulation.speed
     clock = ScaledClock(speed, anchor_monotonic=args.clock_anchor, epoch_wall=args.clock_epoch)
     try:
         return asyncio.run(_sim(cfg, clock, args.summary_json))
@@ -198,10 +204,11 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from datetime import datetime
 
     from ems.backtest import BacktestError
+    from ems.backtest.config import load_backtest_config
     from ems.backtest.report import write_outputs
     from ems.backtest.run import BacktestOptions, run
 
-    cfg = load_config(args.config)
+    cfg = load_backtest_config(args.config)
 
     def progress(done: int, total: int) -> None:
         print(f"\rbacktest {100 * done / total:5.1f} % ({done}/{total} steps)", end="", file=sys.stderr, flush=True)

@@ -1,132 +1,35 @@
-"""The site file: one YAML document validated by pydantic.
+"""The controller's site file: one YAML document validated by pydantic.
 
 A bad file raises `ConfigError` whose message names the field and the problem; the CLI
-prints it and exits non-zero without a traceback.
+prints it and exits non-zero without a traceback. The device sections are shared with the
+simulator (ems/topology.py); the `simulation:` section is the simulator's alone
+(sim_devices/config.py) and is kept here unparsed.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from ems.model.errors import ConfigError
-from ems.operator.config import HttpConfig
-from plant.config import SimulationConfig
+from ems.topology import (
+    BessUnitConfig,
+    Fraction,
+    ModbusEndpoint,
+    MqttConfig,
+    RacksConfig,
+    Strict,
+    format_error,
+    read_yaml_mapping,
+)
+
+__all__ = ["BessUnitConfig", "ConfigError", "ModbusEndpoint", "MqttConfig", "RacksConfig"]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-Port = Annotated[int, Field(ge=1, le=65535)]
-Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
-
-
-class ModbusEndpoint(_Model):
-    host: str = "127.0.0.1"
-    port: Port
-    unit_id: int = Field(default=1, ge=0, le=255)
-    profile: str = Field(description="profile name under config/profiles/ or a path")
-    timeout_s: float = Field(default=0.5, gt=0, le=10)
-
-
-class BessUnitConfig(_Model):
-    id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    bms: ModbusEndpoint
-    pcs: ModbusEndpoint
-
-
-EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-
-
-class MqttTlsConfig(_Model):
-    """TLS towards the broker (used with an `mqtts://` url); see ems/mqtt_auth.py."""
-
-    ca_file: Path | None = Field(default=None, description="CA bundle; None: the system's trust store")
-    cert_file: Path | None = Field(default=None, description="client certificate (brokers that require one)")
-    key_file: Path | None = Field(default=None, description="its private key")
-    insecure: bool = Field(default=False, description="skip the host name check (never in production)")
-
-    @model_validator(mode="after")
-    def _cert_and_key(self) -> MqttTlsConfig:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together")
-        return self
-
-
-class MqttConfig(_Model):
-    url: str = Field(default="mqtt://127.0.0.1:1883", pattern=r"^mqtts?://[^/:]+(:\d+)?/?$")
-    topic_prefix: str = Field(default="ems", pattern=r"^[A-Za-z0-9_/-]+$")
-    client_id: str = "ems-controller"
-    keepalive_s: int = Field(default=30, ge=5, le=600)
-    tls: MqttTlsConfig | None = Field(default=None, description="needs an mqtts:// url")
-    # secrets never live in the site file: only where to find them
-    username: str | None = Field(default=None, min_length=1)
-    password_env: EnvName | None = Field(default=None, description="environment variable holding the password")
-    password_file: Path | None = Field(default=None, description="file whose first line is the password")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_literal_password(cls, data: object) -> object:
-        if isinstance(data, dict) and "password" in data:
-            raise ValueError("mqtt.password: secrets are not read from the site file; name an environment "
-                             "variable with password_env or a file with password_file")
-        return data
-
-    @model_validator(mode="after")
-    def _consistent(self) -> MqttConfig:
-        if self.tls is not None and not self.url.startswith("mqtts://"):
-            raise ValueError("tls is set but the url is not mqtts://")
-        if self.password_env is not None and self.password_file is not None:
-            raise ValueError("give password_env or password_file, not both")
-        if (self.password_env is not None or self.password_file is not None) and self.username is None:
-            raise ValueError("a password needs a username")
-        return self
-
-    @property
-    def host(self) -> str:
-        return self.url.split("://", 1)[1].rstrip("/").split(":")[0]
-
-    @property
-    def port(self) -> int:
-        rest = self.url.split("://", 1)[1].rstrip("/")
-        if ":" in rest:
-            return int(rest.split(":")[1])
-        return 8883 if self.url.startswith("mqtts") else 1883
-
-
-class RacksConfig(_Model):
-    """The GPU racks, in rows. Rack ids are `{row}-rack{n:02d}`, rows `row{n:02d}`."""
-
-    rows: int = Field(ge=1, le=1000)
-    racks_per_row: int = Field(ge=1, le=200)
-    nameplate_w: float = Field(gt=0, le=1e6)
-    critical_rows: list[str] = Field(default_factory=list)
-    telemetry_stale_after_s: float = Field(default=5.0, gt=0)
-
-    @property
-    def count(self) -> int:
-        return self.rows * self.racks_per_row
-
-    def row_ids(self) -> list[str]:
-        return [f"row{r + 1:02d}" for r in range(self.rows)]
-
-    def rack_ids(self) -> list[str]:
-        return [f"{row}-rack{k + 1:02d}" for row in self.row_ids() for k in range(self.racks_per_row)]
-
-    @model_validator(mode="after")
-    def _critical_rows_exist(self) -> RacksConfig:
-        unknown = set(self.critical_rows) - set(self.row_ids())
-        if unknown:
-            raise ValueError(f"critical_rows names unknown rows: {sorted(unknown)}")
-        return self
-
-
-class ControlConfig(_Model):
+class ControlConfig(Strict):
     period_s: float = Field(default=1.0, ge=0.01, le=60)
     setpoint_deadband_w: float = Field(default=1000.0, ge=0, description="skip writes smaller than this")
     meter_stale_after_s: float = Field(default=3.0, gt=0)
@@ -140,7 +43,7 @@ class ControlConfig(_Model):
     status_every_periods: int = Field(default=1, ge=1)
 
 
-class PeakShavingConfig(_Model):
+class PeakShavingConfig(Strict):
     enabled: bool = True
     grid_import_cap_w: float = Field(gt=0, description="hold grid import at or under this")
     recharge_below_w: float = Field(ge=0, description="recharge while import is under this")
@@ -153,7 +56,7 @@ class PeakShavingConfig(_Model):
         return self
 
 
-class BatteryLimitsConfig(_Model):
+class BatteryLimitsConfig(Strict):
     soc_min: Fraction = 0.10
     soc_max: Fraction = 0.95
     ramp_w_per_s: float | None = Field(default=None, gt=0, description="site ramp limit")
@@ -170,7 +73,7 @@ class BatteryLimitsConfig(_Model):
         return self
 
 
-class ArbitrageConfig(_Model):
+class ArbitrageConfig(Strict):
     """Plan against the tariff with an LP and follow the plan (policies/arbitrage.py)."""
 
     enabled: bool = True
@@ -211,7 +114,7 @@ class ArbitrageConfig(_Model):
         return self
 
 
-class PoliciesConfig(_Model):
+class PoliciesConfig(Strict):
     battery: BatteryLimitsConfig = BatteryLimitsConfig()
     peak_shaving: PeakShavingConfig | None = None
     arbitrage: ArbitrageConfig | None = None
@@ -224,7 +127,7 @@ class PoliciesConfig(_Model):
         return self
 
 
-class EconomicsConfig(_Model):
+class EconomicsConfig(Strict):
     """What the battery costs, for `ems backtest`'s payback, NPV, IRR and LCOS (money in the
     tariff's currency)."""
 
@@ -236,7 +139,7 @@ class EconomicsConfig(_Model):
     end_of_life_cost: float = Field(default=0.0, description="decommissioning (negative: salvage)")
 
 
-class ReserveConfig(_Model):
+class ReserveConfig(Strict):
     """Backup energy kept for an outage: the critical load for `bridge_s` (until the genset
     carries it), on top of the hardware floor `soc_floor`."""
 
@@ -246,13 +149,13 @@ class ReserveConfig(_Model):
     soc_floor: Fraction = 0.05
 
 
-class GensetPolicyConfig(_Model):
+class GensetPolicyConfig(Strict):
     start_after_s: float = Field(default=0.0, ge=0, description="start only if the outage outlasts this")
     min_run_s: float = Field(default=600.0, ge=0, description="never stop before this much running")
     charge_battery_w: float = Field(default=0.0, ge=0, description="extra genset output to recharge the battery")
 
 
-class FailoverConfig(_Model):
+class FailoverConfig(Strict):
     enabled: bool = True
     budget_s: float = Field(default=0.020, gt=0, description="grid loss -> last device commanded")
     detect_poll_s: float = Field(default=0.002, gt=0, le=1.0)
@@ -281,19 +184,33 @@ class FailoverConfig(_Model):
         return self
 
 
-class LoggingConfig(_Model):
+class LoggingConfig(Strict):
     format: Literal["console", "json"] = "console"
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-class StateConfig(_Model):
+class StateConfig(Strict):
     """Where the controller keeps what must survive a restart (event log, ...)."""
 
     dir: Path | None = Field(default=None, description="None keeps everything in memory")
     persist_every_s: float = Field(default=5.0, gt=0, description="how often controller state is saved")
 
 
-class SiteConfig(_Model):
+class HttpConfig(Strict):
+    """The operator server (dashboard, API, metrics), off unless enabled. Its token is never here:
+    it comes from the environment variable `token_env` or the file `token_file` (ems/operator/auth.py)."""
+
+    enabled: bool = False
+    host: str = Field(default="127.0.0.1", description="bind address; loopback unless you mean it")
+    port: int = Field(default=8080, ge=0, le=65535, description="0 picks a free port")
+    token_env: str = Field(default="EMS_HTTP_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    token_file: Path | None = Field(default=None, description="lines of `token` or `name:token`")
+    overrides_file: Path | None = Field(default=None, description="default: state.dir/overrides.json")
+    max_force_s: float = Field(default=4 * 3600.0, gt=0, description="longest forced mode (site seconds)")
+    stream_interval_s: float = Field(default=0.5, ge=0.05, le=10, description="dashboard update, real seconds")
+
+
+class SiteConfig(Strict):
     site: str = Field(default="site", pattern=r"^[A-Za-z0-9_.-]+$")
     control: ControlConfig = ControlConfig()
     mqtt: MqttConfig = MqttConfig()
@@ -306,7 +223,7 @@ class SiteConfig(_Model):
     state: StateConfig = StateConfig()
     http: HttpConfig = HttpConfig()  # operator server (dashboard, API, metrics): off unless enabled
     failover: FailoverConfig | None = None
-    simulation: SimulationConfig | None = None
+    simulation: dict[str, Any] | None = Field(default=None, description="the simulated plant (sim_devices/config.py)")
     economics: EconomicsConfig | None = None
 
     @model_validator(mode="after")
@@ -321,24 +238,11 @@ class SiteConfig(_Model):
             endpoints += [(u.bms.host, u.bms.port, u.bms.unit_id), (u.pcs.host, u.pcs.port, u.pcs.unit_id)]
         if len(endpoints) != len(set(endpoints)):
             raise ValueError("two devices share the same host, port and unit_id")
-        if self.simulation is not None and len(self.simulation.bess) not in (1, len(ids)):
-            raise ValueError("simulation.bess must have one entry or one per bess unit")
         if self.failover is not None:
             unknown = set(self.failover.shed_order) - set(self.racks.row_ids())
             if unknown:
                 raise ValueError(f"failover.shed_order names unknown rows: {sorted(unknown)}")
-        if self.simulation is not None and (self.simulation.genset is None) != (self.genset is None):
-            raise ValueError("genset and simulation.genset must be both present or both absent")
         return self
-
-
-def _format_error(exc: ValidationError, source: str) -> str:
-    lines = [f"{source}: invalid site configuration"]
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        lines.append(f"  {where}: {msg}")
-    return "\n".join(lines)
 
 
 def parse_config(data: object, source: str = "<config>") -> SiteConfig:
@@ -347,17 +251,8 @@ def parse_config(data: object, source: str = "<config>") -> SiteConfig:
     try:
         return SiteConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_error(exc, source)) from None
+        raise ConfigError(format_error(exc, source)) from None
 
 
 def load_config(path: str | Path) -> SiteConfig:
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_config(data, str(path))
+    return parse_config(read_yaml_mapping(path), str(path))

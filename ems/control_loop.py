@@ -130,7 +130,7 @@ class Controller:
         self.store = RackTelemetryStore(rack_ids, cfg.racks.nameplate_w, cfg.racks.telemetry_stale_after_s)
         self.cap_writer = RackCapWriter(cfg.mqtt.topic_prefix, rack_ids)
         self.mqtt = MqttLink(cfg.mqtt, self.store, clock, on_connect=self.cap_writer.forget)
-        self.policy = policy_stack.policy_params(cfg)
+        self.policy = policy_stack.policy_params(cfg.policies, cfg.control)
         self.policy_states = policy_stack.PolicyStates()
         self.cap_in_force_w = None if self.policy.peak is None else self.policy.peak.grid_import_cap_w
         self.planner = live_planner(cfg)  # None unless policies.arbitrage is configured

@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass, field
 
 from ems.arbiter import Arbitration, arbitrate
-from ems.config import SiteConfig
+from ems.config import ControlConfig, PoliciesConfig
 from ems.dispatcher import dispatch
 from ems.model.decision import Decision
 from ems.model.snapshot import SiteSnapshot
@@ -51,16 +51,16 @@ class Outcome:
     grid_import_cap_w: float | None  # the cap peak shaving held this period, if any
 
 
-def policy_params(cfg: SiteConfig) -> PolicyParams:
+def policy_params(policies: PoliciesConfig, control: ControlConfig) -> PolicyParams:
     """The policies a site file configures, as the pure policies' parameters."""
-    b = cfg.policies.battery
-    ps = cfg.policies.peak_shaving
-    a = cfg.policies.arbitrage
+    b = policies.battery
+    ps = policies.peak_shaving
+    a = policies.arbitrage
     arb = None if a is None or not a.enabled else a
     return PolicyParams(
         limits=battery_limits.BatteryLimitsParams(b.soc_min, b.soc_max, b.ramp_w_per_s),
         peak=None if ps is None or not ps.enabled else peak_shaving.PeakShavingParams(
-            ps.grid_import_cap_w, ps.recharge_below_w, ps.peak_hold_s, cfg.control.meter_invalid_hold_s),
+            ps.grid_import_cap_w, ps.recharge_below_w, ps.peak_hold_s, control.meter_invalid_hold_s),
         reserve=None if arb is None or arb.reserve_soc <= 0 else reserve.ReserveParams(
             arb.reserve_soc, arb.discharge_efficiency),
         arbitrage=None if arb is None else arbitrage.ArbitrageParams(

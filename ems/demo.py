@@ -28,6 +28,7 @@ from ems.clock import ScaledClock
 from ems.config import SiteConfig
 from ems.control_loop import Controller
 from ems.operator.auth import load_tokens
+from sim_devices.config import parse_sim_config
 
 _SIM_START_DELAY_S = 2.0  # real seconds between launching the site and site time 0
 
@@ -96,10 +97,10 @@ def summary_text(truth: dict[str, Any], ctl: Controller, cap_w: float | None) ->
 
 
 async def run_demo(cfg: SiteConfig, args: argparse.Namespace) -> int:
-    sim = cfg.simulation
-    if sim is None:
+    if cfg.simulation is None:
         print(f"{args.config}: the demo needs a simulation: section", file=sys.stderr)
         return 2
+    sim = parse_sim_config(cfg.model_dump(mode="json"), str(args.config)).simulation
     speed = args.speed or sim.speed
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

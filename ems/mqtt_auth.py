@@ -15,9 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ems.config import MqttConfig, MqttTlsConfig
 from ems.model.errors import ConfigError
-from plant.config import SimulationConfig
+from ems.topology import MqttConfig, MqttTlsConfig
 
 
 class MqttAuthError(ConfigError):
@@ -95,23 +94,3 @@ def client_kwargs_as(cfg: MqttConfig, *, identifier: str, username: str | None,
         "username": username, "password": password_value,
         "tls_context": tls_context(cfg.tls) if cfg.url.startswith("mqtts://") else None,
     }
-
-
-def simulator_passwords(sim: SimulationConfig, users: list[str],
-                        environ: Mapping[str, str] | None = None) -> dict[str, str] | None:
-    """Each simulator user's password (`simulation.mqtt_password_env` / `mqtt_passwords_file`);
-    None when the simulation names no credentials (its clients then connect anonymously)."""
-    if sim.mqtt_passwords_file is not None:
-        known = passwords_file(sim.mqtt_passwords_file, "simulation.mqtt_passwords_file")
-        missing = [u for u in users if u not in known]
-        if missing:
-            raise MqttAuthError(f"simulation.mqtt_passwords_file: no password for {', '.join(missing)}")
-        return {u: known[u] for u in users}
-    if sim.mqtt_password_env is not None:
-        env = os.environ if environ is None else environ
-        value = env.get(sim.mqtt_password_env, "")
-        if not value:
-            raise MqttAuthError(f"simulation.mqtt_password_env: environment variable {sim.mqtt_password_env} "
-                                "is not set or empty")
-        return dict.fromkeys(users, value)
-    return None

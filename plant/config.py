@@ -1,11 +1,11 @@
-"""Parameters of the simulated site: the `simulation:` section of a site file.
+"""Parameters of the plant model: the physics part of a site file's `simulation:` section.
 
-Only `ems sim` and `ems demo` read it; `ems run` against real devices ignores it.
+The simulator (sim_devices/config.py) adds how it serves the plant; the backtest reads
+the battery's part of it.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -14,7 +14,7 @@ Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SimBessConfig(_Model):
@@ -110,10 +110,8 @@ class ScenarioEvent(_Model):
         return self
 
 
-class SimulationConfig(_Model):
+class PlantConfig(_Model):
     seed: int = 1
-    speed: float = Field(default=1.0, gt=0, le=10_000, description="site seconds per real second")
-    step_s: float = Field(default=0.01, gt=0, le=1.0, description="real seconds between plant steps")
     max_substep_s: float = Field(default=1.0, gt=0, description="longest plant integration step")
     start_hour: float = Field(default=0.0, ge=0, lt=24, description="site time of day at start")
     pue: float = Field(default=1.25, ge=1.0, le=3.0)
@@ -124,8 +122,3 @@ class SimulationConfig(_Model):
     grid: SimGridConfig = SimGridConfig()
     genset: SimGensetConfig | None = None
     scenario: list[ScenarioEvent] = Field(default_factory=list)
-    # MQTT credentials of the simulator's clients against a broker with a password file (ems/mqtt_auth.py):
-    # each row agent logs in as its row id (`row03`), the plant publisher as `sim-plant`. The secret is
-    # never here: one password for all in an environment variable, or a file of `user:password` lines.
-    mqtt_password_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    mqtt_passwords_file: Path | None = Field(default=None, description="lines of `user:password`")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from plant.battery import BessUnitModel, PcsMode
-from plant.config import ScenarioEvent, SimulationConfig
+from plant.config import PlantConfig, ScenarioEvent
 from plant.genset import GensetModel
 from plant.island import GridSide
 from plant.racks import RackFleet
@@ -73,7 +73,7 @@ def pv_power_w(peak_w: float, sunrise_h: float, sunset_h: float, hour: float) ->
 class Plant:
     def __init__(
         self,
-        sim: SimulationConfig,
+        sim: PlantConfig,
         unit_ids: list[str],
         rack_ids: list[str],
         row_of_rack: list[str],

@@ -21,11 +21,10 @@ import structlog
 
 from drivers.profile import load_profile
 from ems.clock import Clock, ScaledClock
-from ems.config import SiteConfig
-from ems.mqtt_auth import client_kwargs_as, simulator_passwords
-from plant.config import SimulationConfig
+from ems.mqtt_auth import client_kwargs_as
 from plant.plant import Plant
 from sim_devices import registers as regs
+from sim_devices.config import SimSiteConfig, SimulationConfig, simulator_passwords
 from sim_devices.modbus_server import SimulatedModbusDevice
 from sim_devices.rack_agents import RowAgent
 
@@ -43,14 +42,14 @@ def control_topic(prefix: str) -> str:
 
 
 class SimulatedSite:
-    def __init__(self, cfg: SiteConfig, clock: Clock | None = None) -> None:
+    def __init__(self, cfg: SimSiteConfig, clock: Clock | None = None) -> None:
         self.cfg = cfg
-        self.sim: SimulationConfig = cfg.simulation or SimulationConfig()
+        self.sim: SimulationConfig = cfg.simulation
         self.clock = clock or ScaledClock(self.sim.speed)
         racks = cfg.racks
         rack_ids = racks.rack_ids()
         rows = [rid.split("-")[0] for rid in rack_ids]
-        self.plant = Plant(self.sim, [u.id for u in cfg.bess_units], rack_ids, rows, racks.nameplate_w)
+        self.plant = Plant(self.sim.plant(), [u.id for u in cfg.bess_units], rack_ids, rows, racks.nameplate_w)
         self.devices: list[SimulatedModbusDevice] = []
         now = self.clock.monotonic
         m = cfg.meter

@@ -13,6 +13,7 @@ from ems.broker import Broker, free_port, private_broker
 from ems.clock import ScaledClock
 from ems.config import SiteConfig, parse_config
 from ems.control_loop import Controller
+from sim_devices.config import parse_sim_config
 from sim_devices.site import SimulatedSite
 
 
@@ -83,7 +84,8 @@ def make_site() -> Callable[..., SiteConfig]:
 
 @contextlib.asynccontextmanager
 async def running_site(cfg: SiteConfig, clock: ScaledClock | None = None) -> AsyncIterator[SimulatedSite]:
-    site = SimulatedSite(cfg, clock or ScaledClock(1.0))
+    """The simulated site of a controller's site file (its `simulation:` section parsed by the simulator)."""
+    site = SimulatedSite(parse_sim_config(cfg.model_dump(mode="json"), "test"), clock or ScaledClock(1.0))
     task = asyncio.create_task(site.run(), name="site")
     try:
         await site.wait_started()

@@ -24,8 +24,8 @@ from datetime import datetime
 import numpy as np
 import numpy.typing as npt
 
+from ems.backtest.config import BacktestConfig
 from ems.backtest.errors import BacktestInputError
-from ems.config import SiteConfig
 from ems.decide import PolicyParams, PolicyStates, decide, policy_params
 from ems.model.racks import RacksReading
 from ems.model.readings import BmsReading, MeterReading, PcsMode, PcsReading
@@ -35,7 +35,7 @@ from ems.planning.runner import BatteryNow, PlanBuilder, plan_view, planner_sett
 from ems.tariff.model import Tariff
 from plant.battery import BessUnitModel
 from plant.battery import PcsMode as SimPcsMode
-from plant.config import SimulationConfig
+from plant.config import PlantConfig, SimBessConfig
 from plant.plant import Plant
 from policies.arbitrage import ArbitrageState
 
@@ -70,12 +70,12 @@ class Trace:
     wall_time_s: float
 
 
-def simulation_for_backtest(cfg: SiteConfig, step_s: int) -> SimulationConfig:
-    """The site's plant parameters with what a backtest needs: one sub-step per step, no
-    heartbeat timeout (the engine commands every step), no synthetic PV or scenario."""
-    sim = cfg.simulation or SimulationConfig()
-    bess = [b.model_copy(update={"heartbeat_timeout_s": 0.0}) for b in sim.bess]
-    return sim.model_copy(update={"max_substep_s": float(step_s), "bess": bess, "pv": None, "scenario": []})
+def plant_for_backtest(cfg: BacktestConfig, step_s: int) -> PlantConfig:
+    """The battery units as a plant, with what a backtest needs: one sub-step per step and no
+    heartbeat timeout (the engine commands every step)."""
+    bess = [SimBessConfig.model_validate(u.model_dump(exclude={"id"}) | {"heartbeat_timeout_s": 0.0})
+            for u in cfg.battery_units]
+    return PlantConfig(max_substep_s=float(step_s), bess=bess)
 
 
 class _UnitReader:
@@ -108,7 +108,7 @@ def _site_soc(units: list[BessUnitModel]) -> float:
     return sum(u.soc * u.capacity_wh for u in units) / cap
 
 
-def run_backtest(cfg: SiteConfig, tariff: Tariff | None, start: datetime, step_s: int,
+def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, step_s: int,
                  load_w: FloatArray, pv_w: FloatArray | None = None,
                  progress: Progress | None = None, params: PolicyParams | None = None,
                  warmup_w: FloatArray | None = None) -> Trace:
@@ -120,8 +120,8 @@ def run_backtest(cfg: SiteConfig, tariff: Tariff | None, start: datetime, step_s
     t_wall = time.perf_counter()
     n = load_w.size
     net_w = load_w if pv_w is None else load_w - pv_w
-    params = params or policy_params(cfg)
-    settings = planner_settings(cfg)
+    params = params or policy_params(cfg.policies, cfg.control)
+    settings = planner_settings(cfg.policies)
     builder: PlanBuilder | None = None
     interval_s = plan_step_s = 0.0
     replan_deviation: float | None = None
@@ -139,8 +139,8 @@ def run_backtest(cfg: SiteConfig, tariff: Tariff | None, start: datetime, step_s
             for j, w in enumerate(warmup_w):
                 builder.observe(t0 - (warmup_w.size - 1 - j) * step_s, step_s, net_load_w=float(w), grid_w=None)
 
-    unit_ids = [u.id for u in cfg.bess_units]
-    plant = Plant(simulation_for_backtest(cfg, step_s), unit_ids, [], [], cfg.racks.nameplate_w)
+    unit_ids = [u.id for u in cfg.battery_units]
+    plant = Plant(plant_for_backtest(cfg, step_s), unit_ids, [], [], 1.0)
     units = [plant.units[uid] for uid in unit_ids]
     for u in units:
         u.command_mode(SimPcsMode.GRID_FOLLOWING, 0.0)

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ems.backtest.engine import Progress, Trace, run_backtest, simulation_for_backtest
+from ems.backtest.config import BacktestConfig
+from ems.backtest.engine import Progress, Trace, run_backtest
 from ems.backtest.errors import BacktestInputError
 from ems.backtest.financials import Economics
 from ems.backtest.foresight import BatteryModel, Foresight, perfect_foresight
 from ems.backtest.results import Result, evaluate
 from ems.backtest.series import PowerSeries, read_power_csv, resample, window
-from ems.config import SiteConfig
 from ems.decide import policy_params
 from ems.planning.runner import load_tariff
 from ems.tariff.model import Tariff
@@ -62,9 +62,8 @@ def _warmup(series: PowerSeries, start: datetime, step_s: int) -> np.ndarray | N
     return None
 
 
-def battery_model(cfg: SiteConfig, trace: Trace) -> BatteryModel:
-    sim = simulation_for_backtest(cfg, trace.step_s)
-    bess = sim.bess if len(sim.bess) == len(cfg.bess_units) else sim.bess * len(cfg.bess_units)
+def battery_model(cfg: BacktestConfig, trace: Trace) -> BatteryModel:
+    bess = cfg.battery_units
     b, a = cfg.policies.battery, cfg.policies.arbitrage
     rated = sum(u.rated_power_w for u in bess)
     return BatteryModel(
@@ -77,7 +76,7 @@ def battery_model(cfg: SiteConfig, trace: Trace) -> BatteryModel:
     )
 
 
-def run(cfg: SiteConfig, opts: BacktestOptions, progress: Progress | None = None) -> Backtest:
+def run(cfg: BacktestConfig, opts: BacktestOptions, progress: Progress | None = None) -> Backtest:
     arb = cfg.policies.arbitrage
     tariff_path = opts.tariff or (None if arb is None else arb.tariff)
     if tariff_path is None:
@@ -107,7 +106,7 @@ def run(cfg: SiteConfig, opts: BacktestOptions, progress: Progress | None = None
         pv_warm = _warmup(pv, start, step)
         warm = None if warm is None or pv_warm is None else warm - pv_warm
     trace = run_backtest(cfg, tariff, start, step, load_w, pv_w, progress=progress,
-                         params=policy_params(cfg), warmup_w=warm)
+                         params=policy_params(cfg.policies, cfg.control), warmup_w=warm)
     fs = None
     if opts.foresight:
         pf_step = FORESIGHT_STEP_S if FORESIGHT_STEP_S % step == 0 else step

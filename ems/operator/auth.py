@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ems.config import HttpConfig
 from ems.model.errors import EmsError
-from ems.operator.config import HttpConfig
 
 MIN_TOKEN_CHARS = 16  # a short token can be guessed over the network
 

@@ -79,7 +79,7 @@ class OperatorControls:
         self.maintenance: dict[str, Maintenance] = {}
         self.force: Force | None = None
         self.unit_ids = {u.id for u in cfg.bess_units}
-        self.policy = policy_stack.policy_params(cfg)
+        self.policy = policy_stack.policy_params(cfg.policies, cfg.control)
         self.actions = 0
         self._load()
 
@@ -208,7 +208,7 @@ class OperatorControls:
     def _apply(self, effective: SiteConfig) -> None:
         self.effective = effective
         force = None if self.force is None else ForceParams(self.force.setpoint_w)
-        self.policy = replace(policy_stack.policy_params(effective), force=force)
+        self.policy = replace(policy_stack.policy_params(effective.policies, effective.control), force=force)
         self._save()
 
     def _save(self) -> None:

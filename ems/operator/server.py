@@ -23,13 +23,13 @@ import structlog
 from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
 
+from ems.config import HttpConfig
 from ems.events import Event
 from ems.model.errors import EmsError
 from ems.operator import openapi
 from ems.operator import overrides as ov
 from ems.operator import requests as rq
 from ems.operator.auth import Tokens
-from ems.operator.config import HttpConfig
 from ems.operator.controls import InvalidAction, UnknownUnit
 from ems.operator.history import History
 from ems.operator.metrics import CONTENT_TYPE, ControllerMetrics

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import structlog
 
-from ems.config import SiteConfig
+from ems.config import PoliciesConfig, SiteConfig
 from ems.forecast import WEEK_S, load_forecast, pv_forecast
 from ems.model.errors import ConfigError
 from ems.model.snapshot import SiteSnapshot
@@ -298,11 +298,11 @@ def load_tariff(tariff_path: str | Path, prices_csv: str | Path | None = None) -
     return tariff
 
 
-def planner_settings(cfg: SiteConfig) -> PlannerSettings | None:
-    a = cfg.policies.arbitrage
+def planner_settings(policies: PoliciesConfig) -> PlannerSettings | None:
+    a = policies.arbitrage
     if a is None or not a.enabled:
         return None
-    b = cfg.policies.battery
+    b = policies.battery
     return PlannerSettings(
         step_s=float(a.step_s), horizon_steps=max(1, round(a.horizon_h * 3600 / a.step_s)),
         soc_min=b.soc_min, soc_max=b.soc_max, reserve_soc=a.reserve_soc,
@@ -318,7 +318,7 @@ def planner_settings(cfg: SiteConfig) -> PlannerSettings | None:
 def live_planner(cfg: SiteConfig) -> LivePlanner | None:
     """The planner for `ems run`, or None when arbitrage is not configured."""
     a = cfg.policies.arbitrage
-    settings = planner_settings(cfg)
+    settings = planner_settings(cfg.policies)
     if a is None or settings is None:
         return None
     builder = PlanBuilder(load_tariff(a.tariff, a.prices_csv), settings)

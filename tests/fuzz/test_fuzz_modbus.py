@@ -24,7 +24,7 @@ from drivers.bess import bms_reading, genset_reading, meter_reading, pcs_reading
 from drivers.errors import DriverError
 from drivers.profile import PROFILE_DIR, DeviceProfile, RegisterSpec, RegisterType, load_profile
 from ems.clock import ScaledClock
-from plant.config import SimGensetConfig, SimulationConfig
+from plant.config import PlantConfig, SimGensetConfig
 from plant.plant import Plant
 from sim_devices import registers as regs
 from sim_devices.modbus_server import SimulatedModbusDevice
@@ -120,7 +120,7 @@ def runner() -> Iterator[asyncio.Runner]:
 
 
 def _plant() -> Plant:
-    sim = SimulationConfig(genset=SimGensetConfig())
+    sim = PlantConfig(genset=SimGensetConfig())
     return Plant(sim, ["bess-1"], ["row01-rack01"], ["row01"], 40_000.0)
 
 

@@ -62,10 +62,9 @@ async def test_stop_leaves_every_unit_at_zero(broker, make_site) -> None:
 
 async def test_faulted_unit_is_isolated_and_its_share_redistributed(broker, make_site) -> None:
     cfg = shaving_site(make_site, broker.url, step_at_s=0.5)
-    cfg = cfg.model_copy(update={"simulation": cfg.simulation.model_copy(update={"scenario": [
-        *cfg.simulation.scenario,
-        *[type(cfg.simulation.scenario[0])(at_s=2.0, action="pcs_fault", unit="bess-2")],
-    ]})})
+    sim = cfg.simulation or {}
+    cfg = cfg.model_copy(update={"simulation": {**sim, "scenario": [
+        *sim["scenario"], {"at_s": 2.0, "action": "pcs_fault", "unit": "bess-2"}]}})
     clock = ScaledClock(1.0)
     async with running_site(cfg, clock) as site, running_controller(cfg, clock) as ctl:
         plant = site.plant

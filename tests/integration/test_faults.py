@@ -150,8 +150,8 @@ async def test_killed_controller_restarts_from_persisted_state_without_a_bump(br
     """SIGKILL the daemon mid-discharge, start it again: it resumes from its persisted state
     and the PCS, still within its heartbeat timeout, sees no dip in its setpoint."""
     cfg = _cfg(make_site, broker.url, state={"dir": str(tmp_path / "state"), "persist_every_s": 0.2})
-    cfg = cfg.model_copy(update={"simulation": cfg.simulation.model_copy(update={"bess": [
-        cfg.simulation.bess[0].model_copy(update={"heartbeat_timeout_s": 10.0})]})})
+    sim = cfg.simulation or {}
+    cfg = cfg.model_copy(update={"simulation": {**sim, "bess": [{**sim["bess"][0], "heartbeat_timeout_s": 10.0}]}})
     path = tmp_path / "site.yaml"
     path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     async with running_site(cfg, ScaledClock(1.0)) as site:

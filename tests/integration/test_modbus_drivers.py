@@ -20,7 +20,7 @@ from drivers.profile import load_profile
 from ems.broker import free_port
 from ems.model.readings import PcsMode
 from plant.battery import PcsMode as SimMode
-from plant.config import SimBessConfig, SimulationConfig
+from plant.config import PlantConfig, SimBessConfig
 from plant.plant import MeterState, Plant
 from sim_devices import registers as regs
 from sim_devices.modbus_server import SimulatedModbusDevice
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def unit_servers():
-    plant = Plant(SimulationConfig(bess=[SimBessConfig(initial_soc=0.42, rated_power_w=750_000)]), ["u1"],
+    plant = Plant(PlantConfig(bess=[SimBessConfig(initial_soc=0.42, rated_power_w=750_000)]), ["u1"],
                   ["row01-rack01"], ["row01"], 40_000.0)
     unit = plant.units["u1"]
     unit.power_w = -123_400.0

@@ -13,8 +13,8 @@ import aiohttp
 import pytest
 
 from ems.clock import ScaledClock
+from ems.config import HttpConfig
 from ems.operator.auth import Tokens
-from ems.operator.config import HttpConfig
 from ems.operator.server import redact, serve
 from tests.conftest import SHAVING_CAP_W, running_controller, running_site, shaving_site, wait_for
 

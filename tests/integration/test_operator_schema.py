@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from ems.clock import ScaledClock
+from ems.config import HttpConfig
 from ems.operator.auth import Tokens
-from ems.operator.config import HttpConfig
 from ems.operator.server import serve
 from tests.conftest import running_controller, running_site, wait_for
 

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 from ems.backtest import BacktestInputError
+from ems.backtest.config import load_backtest_config, parse_backtest_config
 from ems.backtest.report import write_outputs
 from ems.backtest.results import MonthRow, annual_savings
 from ems.backtest.run import BacktestOptions, run
 from ems.backtest.series import PowerSeries, read_power_csv, resample
-from ems.config import load_config, parse_config
 from ems.model.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +33,7 @@ SITE = ROOT / "config" / "backtest-site.yaml"
 def two_weeks():
     if not LOAD.exists() or not URDB.exists():
         pytest.skip("shared data not present")
-    cfg = load_config(SITE)
+    cfg = load_backtest_config(SITE)
     # July: the load's highest weeks, where demand charges bind; June seeds the history
     opts = BacktestOptions(load_csv=LOAD, tariff=URDB, load_scale=1000.0, start=datetime(2018, 7, 2), days=14)
     return cfg, run(cfg, opts)
@@ -111,7 +111,7 @@ def test_outputs_are_written(two_weeks, tmp_path) -> None:
 def test_peak_shaving_only_runs_without_a_planner() -> None:
     if not LOAD.exists():
         pytest.skip("shared data not present")
-    cfg = load_config(SITE)
+    cfg = load_backtest_config(SITE)
     bt = run(cfg, BacktestOptions(load_csv=LOAD, tariff=URDB, load_scale=1000.0, start=datetime(2018, 7, 2),
                                   days=2, step_s=60, foresight=False, peak_shaving_only=True))
     assert bt.trace.plans == 0 and bt.result.run["policies"] == "peak_shaving"
@@ -153,7 +153,7 @@ def test_resample_holds_and_averages() -> None:
 
 # --- config -----------------------------------------------------------------------------------
 def _site(**policies) -> dict:
-    base = load_config(SITE).model_dump(mode="json", exclude_none=True)
+    base = load_backtest_config(SITE).model_dump(mode="json", exclude_none=True)
     base["policies"] = {"battery": {"soc_min": 0.1, "soc_max": 0.95}, **policies}
     return base
 
@@ -166,13 +166,23 @@ def _site(**policies) -> dict:
 ])
 def test_arbitrage_config_errors_name_the_field(arbitrage, field) -> None:
     with pytest.raises(ConfigError, match=field):
-        parse_config(_site(arbitrage=arbitrage))
+        parse_backtest_config(_site(arbitrage=arbitrage))
 
 
 def test_economics_config() -> None:
     data = _site()
     data["economics"] = {"capex": 100.0, "discount_rate": 1.5}
     with pytest.raises(ConfigError, match=r"economics\.discount_rate"):
-        parse_config(data)
+        parse_backtest_config(data)
     data["economics"] = {"capex": 100.0}
-    assert parse_config(data).economics is not None
+    assert parse_backtest_config(data).economics is not None
+
+
+def test_a_backtest_file_needs_no_endpoints_or_racks_and_a_live_site_file_works_too() -> None:
+    cfg = load_backtest_config(SITE)
+    assert [u.id for u in cfg.battery_units] == ["bess-1", "bess-2"]
+    demo = load_backtest_config(ROOT / "config" / "demo-site.yaml")  # a live site file
+    assert [u.id for u in demo.battery_units] == ["bess-1", "bess-2"]
+    assert demo.battery_units[1].capacity_wh == 4_000_000  # from its simulation.bess
+    with pytest.raises(ConfigError, match="battery_units"):
+        parse_backtest_config({"site": "x", "policies": {}})

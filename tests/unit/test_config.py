@@ -11,6 +11,7 @@ import yaml
 
 from ems.config import load_config, parse_config
 from ems.model.errors import ConfigError
+from sim_devices.config import parse_sim_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "config" / "demo-site.yaml"
@@ -34,7 +35,6 @@ def test_demo_site_validates() -> None:
     (("policies", "battery", "soc_min"), 0.99, "policies.battery"),
     (("racks", "critical_rows"), ["row99"], "racks"),
     (("mqtt", "url"), "http://x", "mqtt.url"),
-    (("simulation", "racks", "model"), "chaotic", "simulation.racks.model"),
 ])
 def test_bad_field_is_named(path, value, field) -> None:
     data = _demo()
@@ -45,6 +45,30 @@ def test_bad_field_is_named(path, value, field) -> None:
     with pytest.raises(ConfigError) as exc:
         parse_config(data, "site.yaml")
     assert field in str(exc.value)
+
+
+def test_the_simulation_section_is_the_simulators_to_check() -> None:
+    data = _demo()
+    data["simulation"]["racks"]["model"] = "chaotic"
+    parse_config(data, "site.yaml")  # the controller keeps it unparsed
+    with pytest.raises(ConfigError, match=r"simulation\.racks\.model"):
+        parse_sim_config(data, "site.yaml")
+    data = _demo()
+    data["simulation"]["bess"] = [{}, {}, {}]
+    with pytest.raises(ConfigError, match="one per bess unit"):
+        parse_sim_config(data, "site.yaml")
+
+
+def test_non_finite_values_and_non_utf8_files_are_refused(tmp_path) -> None:
+    for value in (float("inf"), float("nan")):
+        data = _demo()
+        data["policies"]["peak_shaving"]["grid_import_cap_w"] = value
+        with pytest.raises(ConfigError, match=r"grid_import_cap_w: Input should be a finite number"):
+            parse_config(data, "site.yaml")
+    bad = tmp_path / "site.yaml"
+    bad.write_bytes(b"site: caf\xe9\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(bad)
 
 
 def test_unknown_field_rejected() -> None:

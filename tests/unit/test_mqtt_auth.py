@@ -16,7 +16,7 @@ from drivers.errors import MalformedData
 from ems import mqtt_auth
 from ems.config import MqttConfig, parse_config
 from ems.model.errors import ConfigError
-from plant.config import SimulationConfig
+from sim_devices.config import SimulationConfig, simulator_passwords
 from tests.conftest import site_dict
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,12 +87,12 @@ def test_simulator_passwords_from_file_or_env(tmp_path: Path) -> None:
     f = tmp_path / "sim-passwords"
     f.write_text("# simulator\nrow01:a\nrow02:b\nsim-plant:c\n")
     sim = SimulationConfig(mqtt_passwords_file=f)
-    assert mqtt_auth.simulator_passwords(sim, ["row01", "sim-plant"]) == {"row01": "a", "sim-plant": "c"}
+    assert simulator_passwords(sim, ["row01", "sim-plant"]) == {"row01": "a", "sim-plant": "c"}
     with pytest.raises(mqtt_auth.MqttAuthError, match="row03"):
-        mqtt_auth.simulator_passwords(sim, ["row03"])
+        simulator_passwords(sim, ["row03"])
     sim = SimulationConfig(mqtt_password_env="SIM_PW")
-    assert mqtt_auth.simulator_passwords(sim, ["row01"], {"SIM_PW": "z"}) == {"row01": "z"}
-    assert mqtt_auth.simulator_passwords(SimulationConfig(), ["row01"]) is None
+    assert simulator_passwords(sim, ["row01"], {"SIM_PW": "z"}) == {"row01": "z"}
+    assert simulator_passwords(SimulationConfig(), ["row01"]) is None
 
 
 def test_rack_topics_sit_under_their_row() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from ems.config import HttpConfig
 from ems.operator.auth import TokenError, Tokens, load_tokens, parse_token_file
-from ems.operator.config import HttpConfig
 
 TOKEN = "s3cret-token-0123456789"
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from plant.battery import BessUnitModel, PcsMode
-from plant.config import ScenarioEvent, SimBessConfig, SimRackLoadConfig, SimulationConfig
+from plant.config import PlantConfig, ScenarioEvent, SimBessConfig, SimRackLoadConfig
 from plant.plant import DemandTracker, Plant, pv_power_w
 from plant.racks import RackFleet
 
@@ -134,7 +134,7 @@ def test_jobs_cycle_through_idle_and_checkpoints() -> None:
 
 
 def _plant(**sim) -> Plant:
-    cfg = SimulationConfig(**{"racks": {"model": "steady", "steady_fraction": 0.5}, "pue": 1.25,
+    cfg = PlantConfig(**{"racks": {"model": "steady", "steady_fraction": 0.5}, "pue": 1.25,
                               "bess": [{"initial_soc": 0.5, "heartbeat_timeout_s": 0}], **sim})
     ids = [f"row01-rack{i + 1:02d}" for i in range(8)]
     return Plant(cfg, ["u1", "u2"], ids, ["row01"] * 8, 40_000.0)

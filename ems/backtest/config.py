@@ -1,0 +1,77 @@
+"""What a backtest needs to know of a site: the battery, the policies, the reserve, the money.
+
+A backtest file names the battery units by their physics (the plant model's parameters)
+and nothing about Modbus endpoints or racks, which a backtest never opens. A live site
+file works too: its units are its `bess_units`, their physics its `simulation.bess`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, model_validator
+
+from ems.config import (
+    ControlConfig,
+    EconomicsConfig,
+    FailoverConfig,
+    PoliciesConfig,
+    SiteConfig,
+    parse_config,
+)
+from ems.model.errors import ConfigError
+from ems.topology import Strict, format_error, read_yaml_mapping
+from plant.config import SimBessConfig
+
+
+class BacktestUnitConfig(SimBessConfig):
+    """One BESS unit as the plant model sees it (capacity, rating, efficiencies, ...)."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+
+
+class BacktestConfig(Strict):
+    site: str = Field(default="site", pattern=r"^[A-Za-z0-9_.-]+$")
+    control: ControlConfig = ControlConfig()
+    battery_units: list[BacktestUnitConfig] = Field(min_length=1)
+    policies: PoliciesConfig = PoliciesConfig()
+    failover: FailoverConfig | None = Field(default=None, description="only its reserve plays a part")
+    economics: EconomicsConfig | None = None
+
+    @model_validator(mode="after")
+    def _unique(self) -> BacktestConfig:
+        ids = [u.id for u in self.battery_units]
+        if len(ids) != len(set(ids)):
+            raise ValueError("battery_units ids must be unique")
+        return self
+
+    @classmethod
+    def from_site(cls, cfg: SiteConfig, source: str = "<config>") -> BacktestConfig:
+        """A live site file's battery: its units, with the physics of `simulation.bess`
+        (one entry for all units, or one per unit; the plant's defaults without it)."""
+        raw = (cfg.simulation or {}).get("bess") or [{}]
+        if not isinstance(raw, list) or len(raw) not in (1, len(cfg.bess_units)):
+            raise ConfigError(f"{source}: simulation.bess must have one entry or one per bess unit")
+        physics = raw * len(cfg.bess_units) if len(raw) == 1 else raw
+        data: dict[str, Any] = {
+            "site": cfg.site, "control": cfg.control.model_dump(),
+            "battery_units": [{"id": u.id, **p} for u, p in zip(cfg.bess_units, physics, strict=True)],
+            "policies": cfg.policies.model_dump(),
+            "failover": None if cfg.failover is None else cfg.failover.model_dump(),
+            "economics": None if cfg.economics is None else cfg.economics.model_dump(),
+        }
+        return parse_backtest_config(data, source)
+
+
+def parse_backtest_config(data: dict[str, Any], source: str = "<config>") -> BacktestConfig:
+    if "bess_units" in data:  # a live site file
+        return BacktestConfig.from_site(parse_config(data, source), source)
+    try:
+        return BacktestConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_error(exc, source, "backtest configuration")) from None
+
+
+def load_backtest_config(path: str | Path) -> BacktestConfig:
+    return parse_backtest_config(read_yaml_mapping(path), str(path))
