@@ -32,8 +32,9 @@ from ems import logs
 from ems.broker import free_port, mosquitto
 from ems.clock import ScaledClock
 from ems.config import parse_config
-from ems.control_loop import Controller, PeriodResult
+from ems.control_loop import Controller
 from ems.envelope import EnvelopeParams, unit_bounds
+from ems.published import PeriodResult
 from sim_devices.config import parse_sim_config
 from sim_devices.site import SimulatedSite
 
@@ -70,11 +71,12 @@ class EnvelopeCheck:
 
     def __call__(self, r: PeriodResult) -> None:
         b = self.ctl.cfg.policies.battery
-        p = EnvelopeParams(b.soc_min, b.soc_max, 0.0, b.unit_ramp_w_per_s, b.temp_derate_start_c, b.temp_max_c)
+        p = EnvelopeParams(b.soc_min, b.soc_max, r.step.reserve_soc, b.unit_ramp_w_per_s, b.temp_derate_start_c,
+                           b.temp_max_c)
         for u in r.snapshot.units:
             holding = None if u.pcs is None else u.pcs.setpoint_w  # what the PCS reported it held
             lo, hi = unit_bounds(u, p, holding, r.snapshot.period_s)
-            w = r.unit_setpoints_w[u.unit_id]
+            w = r.step.unit_setpoints_w[u.unit_id]
             self.checked += 1
             if not lo - 1e-6 <= w <= hi + 1e-6:
                 self.outside += 1
@@ -181,7 +183,7 @@ async def main(rounds: int, seed: int) -> None:
         f"- lost racks: {plant.summary()['lost_racks']:.0f}; PCS fallbacks to 0 W standby on heartbeat timeout: "
         f"{fallbacks} (only by design: a PCS unreachable for longer than its 2 s timeout); devices lost and recovered: "
         f"{ctl.events.count('device_lost')} / {ctl.events.count('device_recovered')}",
-        f"- data set aside as not trusted: {dict(ctl.validity.rejected)}",
+        f"- data set aside as not trusted: {dict(ctl.reader.validity.rejected)}",
     ]
     print("\n".join(lines))
     update_section("faults", "## Fault campaign\n\n" + f"Machine: {machine()}. Command: "

@@ -66,7 +66,7 @@ def status_line(ctl: Controller, start_hour: float) -> str:
     r = ctl.last
     if r is None:
         return "waiting for the first control period..."
-    s = ctl.status(r)
+    s = r.status
     hours = start_hour + r.snapshot.now_s / 3600.0
     day, hh = int(hours // 24) + 1, hours % 24
     units = "  ".join(f"{uid} {_pct(u['soc'])} {_mw(u['power_w'])}" for uid, u in s["units"].items())

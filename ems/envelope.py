@@ -10,9 +10,10 @@ always allowed, so stopping is never blocked. A unit that cannot take a setpoint
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ems.model.snapshot import UnitSnapshot
+from policies.battery_limits import UnitLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,24 @@ def unit_bounds(u: UnitSnapshot, p: EnvelopeParams, last_w: float | None, period
         lo = max(lo, min(last_w - step, 0.0))
         hi = min(hi, max(last_w + step, 0.0))
     return min(lo, 0.0), max(hi, 0.0)
+
+
+def unit_limits(units: tuple[UnitSnapshot, ...], p: EnvelopeParams, last_w: dict[str, float | None],
+                period_s: float) -> list[UnitLimits]:
+    """The envelope of each available unit as the limits the dispatcher splits within, so
+    what the policies ask is feasible before the envelope has its last word."""
+    out = []
+    for u in units:
+        if not u.available or u.bms is None:
+            continue
+        last = last_w.get(u.unit_id)
+        lo, hi = unit_bounds(u, p, last, period_s)
+        ramp_bound = False
+        if p.unit_ramp_w_per_s is not None and last is not None:
+            free_lo, free_hi = unit_bounds(u, replace(p, unit_ramp_w_per_s=None), None, period_s)
+            ramp_bound = lo > free_lo or hi < free_hi
+        out.append(UnitLimits(u.unit_id, -lo, hi, u.bms.soc, u.bms.capacity_wh, ramp_bound))
+    return out
 
 
 def clamp(shares_w: dict[str, float], units: tuple[UnitSnapshot, ...], p: EnvelopeParams,

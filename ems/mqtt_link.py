@@ -1,7 +1,8 @@
 """The controller's MQTT session: rack telemetry in, caps and site status out.
 
 One connection, re-established after a broker loss with backoff. On every (re)connect
-it resubscribes and tells its listeners, so caps can be re-asserted.
+it resubscribes and tells its listeners, so caps can be re-asserted. Whether it is
+connected is part of each period's result; the transition observer logs the changes.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import asyncio
 from collections.abc import Callable
 
 import aiomqtt
-import structlog
 
 from drivers import rack_protocol as rp
 from drivers.racks import RackTelemetryStore
@@ -19,11 +19,9 @@ from ems.config import MqttConfig
 from ems.model.errors import EmsError
 from ems.mqtt_auth import client_kwargs
 
-log = structlog.get_logger("ems.mqtt")
-
 
 class NotConnected(EmsError):
-    """Publishing while the broker is unreachable."""
+    """Publishing while the broker is unreachable (or it failed to take the message)."""
 
 
 class MqttLink:
@@ -39,6 +37,7 @@ class MqttLink:
         self.connected = asyncio.Event()
         self.connects = 0
         self.publish_failures = 0
+        self.last_error: str | None = None
 
     async def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
         client = self._client
@@ -52,7 +51,6 @@ class MqttLink:
 
     async def run(self) -> None:
         backoff_s = 0.2
-        down_logged = False
         while True:
             try:
                 async with aiomqtt.Client(**self._connect, timeout=5.0,
@@ -62,9 +60,7 @@ class MqttLink:
                     self.connects += 1
                     self.connected.set()
                     backoff_s = 0.2
-                    if down_logged or self.connects > 1:
-                        log.info("mqtt connected again", broker=self.cfg.url)
-                    down_logged = False
+                    self.last_error = None
                     if self.on_connect is not None:
                         self.on_connect()
                     ingest, now = self.store.ingest, self.clock.monotonic
@@ -74,9 +70,7 @@ class MqttLink:
             except aiomqtt.MqttError as exc:
                 self._client = None
                 self.connected.clear()
-                if not down_logged:
-                    log.warning("mqtt broker unreachable", broker=self.cfg.url, error=str(exc))
-                    down_logged = True
+                self.last_error = str(exc)
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, 5.0)
             finally:

@@ -2,21 +2,17 @@
 
 A reading that is stale, out of physical range or implausible (a meter frozen on the
 very same value, a SoC jump no battery can make, a PCS power far beyond its rating) is
-set aside with a stable reason code — never read as 0. Each cause is logged once when it
-starts and once when it clears, and counted.
+set aside with a stable reason code — never read as 0 — and counted. The transition
+observer (ems/transitions.py) logs and records each change once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import structlog
-
 from ems.model.readings import MeterReading
 from ems.model.reasons import Reason
 from ems.model.snapshot import UnitSnapshot
-
-log = structlog.get_logger("ems.validity")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,14 +39,6 @@ class ValidityTracker:
     def _count(self, what: str) -> None:
         self.rejected[what] = self.rejected.get(what, 0) + 1
 
-    def _transition(self, asset: str, old: Reason | None, new: Reason | None) -> None:
-        if old is new:
-            return
-        if new is None:
-            log.info("telemetry valid again", asset=asset, was=None if old is None else old.code)
-        else:
-            log.warning("telemetry not trusted", asset=asset, reason=new.code)
-
     def check_meter(self, m: MeterReading | None, now_s: float) -> MeterReading | None:
         """The meter reading if trusted, else None with `meter_invalid` saying why."""
         why: Reason | None = None
@@ -65,7 +53,6 @@ class ValidityTracker:
                 why = Reason.METER_FROZEN
         if why is not None and why is not Reason.STALE_METER:
             self._count(why.code)
-        self._transition("meter", self.meter_invalid, why)
         if why is None:
             self.meter_invalid = self.meter_invalid_since_s = None
             return m
@@ -93,8 +80,6 @@ class ValidityTracker:
                 self._last_soc[u.unit_id] = (bms.soc, bms.read_at_s)
         if why is None and pcs is not None and abs(pcs.power_w) > self.p.pcs_power_margin * max(pcs.rated_power_w, 1.0):
             why = Reason.PCS_IMPLAUSIBLE
-        old = self.unit_invalid.get(u.unit_id)
-        self._transition(u.unit_id, old, why)
         if why is None:
             self.unit_invalid.pop(u.unit_id, None)
             return u

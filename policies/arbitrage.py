@@ -24,31 +24,11 @@ import math
 from dataclasses import dataclass
 
 from ems.model.decision import Decision
+from ems.model.plan import PlanView
 from ems.model.reasons import Reason
-from ems.model.snapshot import SiteSnapshot
+from ems.model.snapshot import SiteSnapshot, site_soc
 
 NAME = "arbitrage"
-
-
-@dataclass(frozen=True, slots=True)
-class PlanView:
-    """What the live policies need from a solved plan (pure data, site monotonic time)."""
-
-    made_at_s: float  # when the plan was built (its inputs' time)
-    start_s: float  # start of step 0
-    step_s: float
-    soc: tuple[float, ...]  # n + 1 values: soc[k] at the start of step k
-    battery_w: tuple[float, ...]  # n planned powers (> 0 discharge)
-    grid_w: tuple[float, ...]  # n planned grid imports
-    import_cap_w: tuple[float, ...]  # n: highest grid import the plan allows in step k
-    expected_savings: float  # plan's cost without battery - with battery, over the horizon
-
-    def step_at(self, now_s: float) -> int | None:
-        """Index of the step containing `now_s`, or None outside the plan."""
-        if now_s < self.start_s:
-            return None
-        k = int((now_s - self.start_s) // self.step_s)
-        return k if k < len(self.battery_w) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,39 +40,19 @@ class ArbitrageParams:
     at_cap_w: float = 1000.0  # planned import this close to the cap is the cap
 
 
-@dataclass(frozen=True, slots=True)
-class ArbitrageState:
-    plan: PlanView | None = None
-
-
-def site_soc(snap: SiteSnapshot) -> tuple[float, float] | None:
-    """(energy-weighted SoC, capacity Wh) over the available units, or None if none."""
-    cap = 0.0
-    stored = 0.0
-    for u in snap.units:
-        if u.available and u.bms is not None:
-            cap += u.bms.capacity_wh
-            stored += u.bms.soc * u.bms.capacity_wh
-    if cap <= 0:
-        return None
-    return stored / cap, cap
-
-
-def fresh_plan(snap: SiteSnapshot, p: ArbitrageParams, state: ArbitrageState) -> tuple[PlanView, int] | None:
+def fresh_plan(snap: SiteSnapshot, p: ArbitrageParams, plan: PlanView | None) -> tuple[PlanView, int] | None:
     """The plan and the current step index, if the plan may be acted on now."""
-    plan = state.plan
     if plan is None or snap.now_s - plan.made_at_s > p.max_plan_age_s:
         return None
     k = plan.step_at(snap.now_s)
     return None if k is None else (plan, k)
 
 
-def decide(snap: SiteSnapshot, p: ArbitrageParams,
-           state: ArbitrageState) -> tuple[Decision, ArbitrageState]:
-    current = fresh_plan(snap, p, state)
+def decide(snap: SiteSnapshot, p: ArbitrageParams, plan: PlanView | None) -> Decision:
+    current = fresh_plan(snap, p, plan)
     soc_cap = site_soc(snap)
     if current is None or soc_cap is None:
-        return Decision(NAME, Reason.PLAN_STALE), state
+        return Decision(NAME, Reason.PLAN_STALE)
     plan, k = current
     soc, capacity_wh = soc_cap
     load_w = snap.site_load_w
@@ -100,8 +60,8 @@ def decide(snap: SiteSnapshot, p: ArbitrageParams,
     if holds_cap and load_w is not None:
         need_w = max(load_w - plan.import_cap_w[k], 0.0)
         if need_w <= p.hold_band_w:
-            return Decision(NAME, Reason.ARBITRAGE_HOLD, target_w=0.0), state
-        return Decision(NAME, Reason.ARBITRAGE_DISCHARGE, target_w=need_w), state
+            return Decision(NAME, Reason.ARBITRAGE_HOLD, target_w=0.0)
+        return Decision(NAME, Reason.ARBITRAGE_DISCHARGE, target_w=need_w)
     step_end_s = plan.start_s + (k + 1) * plan.step_s
     # at least one period: asking to close the gap in less time than we can act overshoots
     left_h = max(step_end_s - snap.now_s, snap.period_s) / 3600.0
@@ -116,6 +76,6 @@ def decide(snap: SiteSnapshot, p: ArbitrageParams,
     else:
         target_w = -stored_delta_wh * p.discharge_efficiency / left_h
     if math.isclose(target_w, 0.0, abs_tol=p.hold_band_w):
-        return Decision(NAME, Reason.ARBITRAGE_HOLD, target_w=0.0), state
+        return Decision(NAME, Reason.ARBITRAGE_HOLD, target_w=0.0)
     reason = Reason.ARBITRAGE_DISCHARGE if target_w > 0 else Reason.ARBITRAGE_CHARGE
-    return Decision(NAME, reason, target_w=target_w), state
+    return Decision(NAME, reason, target_w=target_w)

@@ -31,6 +31,7 @@ class UnitLimits:
     max_discharge_w: float  # >= 0
     soc: float
     capacity_wh: float
+    ramp_bound: bool = False  # the unit's ramp limit narrowed what it may do this period
 
 
 def unit_limits(unit: UnitSnapshot, p: BatteryLimitsParams) -> UnitLimits | None:
@@ -47,8 +48,10 @@ def site_unit_limits(snap: SiteSnapshot, p: BatteryLimitsParams) -> list[UnitLim
     return [lim for u in snap.units if (lim := unit_limits(u, p)) is not None]
 
 
-def decide(snap: SiteSnapshot, p: BatteryLimitsParams, limits: list[UnitLimits] | None = None) -> Decision:
-    """`limits`: `site_unit_limits(snap, p)` when the caller has it already."""
+def decide(snap: SiteSnapshot, p: BatteryLimitsParams, limits: list[UnitLimits] | None = None,
+           reserve_soc: float = 0.0) -> Decision:
+    """`limits`: `site_unit_limits(snap, p)` when the caller has it already, or the units'
+    safety envelopes (ems/envelope.py), which also keep each unit above `reserve_soc`."""
     if limits is None:
         limits = site_unit_limits(snap, p)
     if not limits:
@@ -58,6 +61,10 @@ def decide(snap: SiteSnapshot, p: BatteryLimitsParams, limits: list[UnitLimits] 
     reason = Reason.UNIT_POWER_LIMIT
     if hi == 0.0 and all(lim.soc <= p.soc_min for lim in limits):
         reason = Reason.SOC_MIN_LIMIT
+    elif hi == 0.0 and all(lim.soc <= reserve_soc for lim in limits):
+        reason = Reason.RESERVE_FLOOR
+    elif any(lim.ramp_bound for lim in limits):
+        reason = Reason.RAMP_LIMIT
     elif lo == 0.0 and all(lim.soc >= p.soc_max for lim in limits):
         reason = Reason.SOC_MAX_LIMIT
     if p.ramp_w_per_s is not None:

@@ -6,6 +6,10 @@ least P - L (a hard bound: when P < L this allows charging up to L - P); when P 
 prefers to charge R - P. With `peak_hold_s`, P is the highest load seen over that window,
 so swings faster than the control period are covered at their peaks, and recharging
 waits until the whole window was under R.
+
+Without a trusted meter the safe action holds the last setpoint for a while (a short
+meter outage must not start a peak), then rests at 0 W; the plan's cap
+(policies/plan_cap.py) takes the same action.
 """
 
 from __future__ import annotations
@@ -32,21 +36,32 @@ class PeakShavingState:
     recent_load: tuple[tuple[float, float], ...] = ()  # (site time s, load W)
 
 
-def decide(snap: SiteSnapshot, p: PeakShavingParams,
-           state: PeakShavingState) -> tuple[Decision, PeakShavingState]:
+def held_load(snap: SiteSnapshot, hold_s: float,
+              state: PeakShavingState) -> tuple[float | None, PeakShavingState]:
+    """The highest site load over the last `hold_s` (this period's alone with 0); None
+    without a trusted meter (the window is kept for when it is back)."""
     load_w = snap.site_load_w
     if load_w is None:
-        # no trusted meter: acting on a guess could raise the peak or export. The safe action
-        # holds the last setpoint for a while (a short meter outage must not start a peak),
-        # then rests at 0 W.
-        since = snap.meter_invalid_since_s
-        holding = since is not None and snap.now_s - since < p.meter_invalid_hold_s
-        why = snap.meter_invalid or Reason.STALE_METER
-        return Decision(NAME, why, target_w=snap.last_setpoint_w if holding else 0.0), state
-    window = tuple((t, w) for t, w in state.recent_load if snap.now_s - t < p.peak_hold_s)
+        return None, state
+    window = tuple((t, w) for t, w in state.recent_load if snap.now_s - t < hold_s)
     window += ((snap.now_s, load_w),)
-    new_state = PeakShavingState(window)
-    peak_w = max(w for _, w in window)
+    return max(w for _, w in window), PeakShavingState(window)
+
+
+def without_meter(snap: SiteSnapshot, name: str, meter_invalid_hold_s: float) -> Decision:
+    """The safe action while the meter is not trusted: acting on a guess could raise the
+    peak or export. Hold the last setpoint for a while, then rest at 0 W."""
+    since = snap.meter_invalid_since_s
+    holding = since is not None and snap.now_s - since < meter_invalid_hold_s
+    why = snap.meter_invalid or Reason.STALE_METER
+    return Decision(name, why, target_w=snap.last_setpoint_w if holding else 0.0)
+
+
+def decide(snap: SiteSnapshot, p: PeakShavingParams,
+           state: PeakShavingState) -> tuple[Decision, PeakShavingState]:
+    peak_w, new_state = held_load(snap, p.peak_hold_s, state)
+    if peak_w is None:
+        return without_meter(snap, NAME, p.meter_invalid_hold_s), new_state
     need_w = peak_w - p.grid_import_cap_w
     if need_w > 0:
         return Decision(NAME, Reason.PEAK_SHAVING_ACTIVE, min_w=need_w), new_state

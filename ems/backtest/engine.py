@@ -1,16 +1,17 @@
-"""Fast-time engine: the live policy stack (ems/decide.py) against the plant model.
+"""Fast-time engine: the live period step (ems/period.py) against the plant model.
 
 Per step of `step_s` (the control period of the backtest):
 
-1. the plant is told the site's load for the coming step (from the series);
-2. a `SiteSnapshot` is built straight from the plant's state (no sockets): meter =
-   that load minus what the battery delivers now, BMS and PCS readings per unit. The
-   live loop runs every second and follows the load within a step; giving the step's
+1. plant read: a `SiteSnapshot` straight from the plant's units (no sockets): meter =
+   the step's load minus what the battery delivers now, BMS and PCS readings per unit.
+   The live loop runs every second and follows the load within a step; giving the step's
    load to the decision made at its start stands in for that;
-3. the planner, when due, builds its problem from the history so far (never the
-   future) and solves it synchronously; the policies, arbiter and dispatcher run
-   exactly as live;
-4. each unit's PCS gets its share; the plant integrates the step.
+2. planning: the planning runner (ems/planning/runner.py, as live) records the step just
+   done and, when due, builds the next request from the history so far (never the
+   future), which is solved at once;
+3. the period step, exactly as live: reserve floor, import cap, arbitrage, dispatch and
+   the safety envelope;
+4. plant command: each unit's PCS gets its setpoint; the plant integrates the step.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -26,18 +27,20 @@ import numpy.typing as npt
 
 from ems.backtest.config import BacktestConfig
 from ems.backtest.errors import BacktestInputError
-from ems.decide import PolicyParams, PolicyStates, decide, policy_params
 from ems.model.racks import RacksReading
 from ems.model.readings import BmsReading, MeterReading, PcsMode, PcsReading
 from ems.model.snapshot import SiteSnapshot, unit_snapshot
+from ems.period import StepParams, StepState, step
+from ems.planning.builder import BatteryNow, PeakTracker, PlanBuilder
 from ems.planning.lp import PlanError, plan_dispatch
-from ems.planning.runner import BatteryNow, PlanBuilder, plan_view, planner_settings, replan_due
+from ems.planning.runner import PlanningRunner
+from ems.planning.settings import planner_settings
+from ems.step_params import step_params
 from ems.tariff.model import Tariff
 from plant.battery import BessUnitModel
 from plant.battery import PcsMode as SimPcsMode
 from plant.config import PlantConfig, SimBessConfig
 from plant.plant import Plant
-from policies.arbitrage import ArbitrageState
 
 FloatArray = npt.NDArray[np.float64]
 Progress = Callable[[int, int], None]
@@ -58,8 +61,11 @@ class Trace:
     grid_w: FloatArray  # > 0 import
     battery_w: FloatArray  # > 0 discharge
     soc: FloatArray  # site SoC (energy-weighted) at the end of the step
-    cap_w: FloatArray  # import cap peak shaving held (NaN: none)
-    reason: npt.NDArray[np.int16]  # the arbitration's reason code
+    cap_w: FloatArray  # import cap in force (NaN: none)
+    reason: npt.NDArray[np.int16]  # the period's reason code
+    setpoint_w: FloatArray  # site setpoint written, after the envelope
+    unit_setpoint_w: dict[str, FloatArray]  # each unit's setpoint written
+    reserve_soc: FloatArray  # the reserve floor in force (0: none)
     charged_wh: float
     discharged_wh: float
     capacity_wh: float
@@ -103,100 +109,102 @@ class _UnitReader:
         return bms, pcs
 
 
-def _site_soc(units: list[BessUnitModel]) -> float:
-    cap = sum(u.capacity_wh for u in units)
-    return sum(u.soc * u.capacity_wh for u in units) / cap
+def _planning(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, step_s: int,
+              warmup_w: FloatArray | None) -> PlanningRunner | None:
+    """The planning runner, seeded with the load before `start` as a controller that has
+    been running a while would have it; None without arbitrage."""
+    settings = planner_settings(cfg.policies)
+    a = cfg.policies.arbitrage
+    if settings is None or a is None:
+        return None
+    if tariff is None:
+        raise BacktestInputError("arbitrage is configured: a tariff is needed")
+    if settings.step_s % step_s:
+        raise BacktestInputError(f"the planning step ({settings.step_s:g} s) must be a multiple of "
+                                 f"the backtest step ({step_s} s)")
+    runner = PlanningRunner(PlanBuilder(tariff, settings), a.planning_interval_s, PeakTracker(tariff))
+    t0 = (start - _EPOCH).total_seconds()
+    if warmup_w is not None:
+        for j, w in enumerate(warmup_w):
+            runner.observe(t0 - (warmup_w.size - 1 - j) * step_s, step_s, float(w))
+    return runner
 
 
 def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, step_s: int,
                  load_w: FloatArray, pv_w: FloatArray | None = None,
-                 progress: Progress | None = None, params: PolicyParams | None = None,
+                 progress: Progress | None = None, params: StepParams | None = None,
                  warmup_w: FloatArray | None = None) -> Trace:
     """Run the site's configured policies over `load_w` (W per step, before PV).
 
     `tariff` is needed when arbitrage is configured (the planner plans against it).
-    `warmup_w` (net load of the steps just before `start`) seeds the planner's history,
-    as a controller that has been running for a while would have it."""
+    `warmup_w` (net load of the steps just before `start`) seeds the planner's history."""
     t_wall = time.perf_counter()
     n = load_w.size
     net_w = load_w if pv_w is None else load_w - pv_w
-    params = params or policy_params(cfg.policies, cfg.control)
-    settings = planner_settings(cfg.policies)
-    builder: PlanBuilder | None = None
-    interval_s = plan_step_s = 0.0
-    replan_deviation: float | None = None
-    if params.arbitrage is not None and settings is not None and cfg.policies.arbitrage is not None:
-        if tariff is None:
-            raise BacktestInputError("arbitrage is configured: a tariff is needed")
-        if settings.step_s % step_s:
-            raise BacktestInputError(f"the planning step ({settings.step_s:g} s) must be a multiple of "
-                                     f"the backtest step ({step_s} s)")
-        builder = PlanBuilder(tariff, settings)
-        interval_s = cfg.policies.arbitrage.planning_interval_s
-        replan_deviation, plan_step_s = settings.replan_soc_deviation, settings.step_s
-        t0 = (start - _EPOCH).total_seconds()
-        if warmup_w is not None:
-            for j, w in enumerate(warmup_w):
-                builder.observe(t0 - (warmup_w.size - 1 - j) * step_s, step_s, net_load_w=float(w), grid_w=None)
+    params = params or step_params(cfg.policies, cfg.control, cfg.failover)
+    runner = _planning(cfg, tariff, start, step_s, warmup_w)
+    peaks = None if runner is None else runner.peaks
+    assert peaks is None or isinstance(peaks, PeakTracker)
 
     unit_ids = [u.id for u in cfg.battery_units]
     plant = Plant(plant_for_backtest(cfg, step_s), unit_ids, [], [], 1.0)
     units = [plant.units[uid] for uid in unit_ids]
-    for u in units:
-        u.command_mode(SimPcsMode.GRID_FOLLOWING, 0.0)
     stale_after = cfg.control.bess_stale_after_s
     t0_local = (start - _EPOCH).total_seconds()
+    readers = [(uid, _UnitReader(u)) for uid, u in zip(unit_ids, units, strict=True)]
+    total_cap_wh = sum(r.capacity_wh for _, r in readers)
+    rated_w = sum(r.rated_power_w for _, r in readers)
+    for u in units:
+        u.command_mode(SimPcsMode.GRID_FOLLOWING, 0.0)
 
     # per-step results in lists (a numpy item write costs more than an append), arrays at the end
     grid: list[float] = []
     battery: list[float] = []
     soc: list[float] = []
+    setpoints: list[float] = []
+    per_unit: dict[str, list[float]] = {uid: [] for uid in unit_ids}
     cap = np.full(n, np.nan)
+    reserve_soc = np.zeros(n)
     reason = np.zeros(n, dtype=np.int16)
-    soc_initial = _site_soc(units)
-    readers = [(uid, _UnitReader(u)) for uid, u in zip(unit_ids, units, strict=True)]
-    total_cap_wh = sum(r.capacity_wh for _, r in readers)
+    soc_initial = site_soc = sum(r.unit.soc * r.capacity_wh for _, r in readers) / total_cap_wh
     net_list: list[float] = np.asarray(net_w, dtype=np.float64).tolist()
-    states = PolicyStates()
+    state = StepState()
     last_setpoint_w = 0.0
     battery_now_w = plant.battery_power_w
-    site_soc = soc_initial
-    plans = failures = 0
-    last_plan_s: float | None = None
     plan_time = 0.0
     report_every = max(1, n // 200)
     step_s_f = float(step_s)
     for k in range(n):
         t = float(k * step_s)
         local_t = t0_local + t
-        if builder is not None:
-            if k > 0:
-                builder.observe(local_t, step_s, net_load_w=load_w[k - 1] if pv_w is not None else net_w[k - 1],
-                                grid_w=grid[k - 1], pv_w=None if pv_w is None else pv_w[k - 1])
-            if replan_due(states.arbitrage.plan, t, site_soc, last_plan_s, interval_s,
-                          replan_deviation, plan_step_s):
-                last_plan_s = t
-                rated = sum(r.rated_power_w for _, r in readers)
+        if runner is not None:
+            if k > 0:  # the step just done, as the live planner records each period
+                runner.observe(local_t, step_s_f, net_list[k - 1])
+                assert peaks is not None
+                peaks.observe(local_t, grid[k - 1], step_s_f)
+            if runner.due(t, site_soc):
                 t_plan = time.perf_counter()
-                try:
-                    req = builder.request(local_t, BatteryNow(site_soc, total_cap_wh, rated, rated))
-                    plan = plan_dispatch(req.problem)
-                except PlanError:
-                    failures += 1  # the old plan goes stale; arbitrage stands down, as live
-                else:
-                    plans += 1
-                    states = replace(states, arbitrage=ArbitrageState(plan_view(req, plan, local_t, t)))
+                req = runner.request(local_t, t, BatteryNow(site_soc, total_cap_wh, rated_w, rated_w))
+                if req is not None:
+                    try:
+                        runner.accept(req, plan_dispatch(req.problem), local_t, t)
+                    except PlanError as exc:  # the old plan goes stale; arbitrage stands down, as live
+                        runner.failed(exc)
                 plan_time += time.perf_counter() - t_plan
         load_k = net_list[k]
+        # plant read
         meter = MeterReading(load_k - battery_now_w, 230.0, 50.0, 0.0, 0.0, t)
         snaps = tuple(unit_snapshot(uid, *r.read(t), t, stale_after) for uid, r in readers)
         snap = SiteSnapshot(t, local_t, step_s, meter, snaps, _NO_RACKS, last_setpoint_w)
-        out, states = decide(snap, params, states)
-        shares = out.unit_setpoints_w
+        # the period step
+        result = step(snap, params, state, None if runner is None else runner.view)
+        state = result.state
+        # plant command; no heartbeat: its timeout is off here
         last_setpoint_w = 0.0
-        for uid, r in readers:  # no heartbeat: its timeout is off here
-            share_w = shares[uid]
+        for uid, r in readers:
+            share_w = result.unit_setpoints_w[uid]
             r.unit.command_setpoint(share_w)
+            per_unit[uid].append(share_w)
             last_setpoint_w += share_w
         # the plant's units, one sub-step each (PCS ramp, BMS derating, efficiencies); the site
         # around them is only load - battery here, so Plant.step's meter noise and statistics
@@ -208,18 +216,23 @@ def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, st
             battery_now_w += u.power_w
         grid.append(load_k - battery_now_w)
         battery.append(battery_now_w)
+        setpoints.append(last_setpoint_w)
         site_soc = sum(r.unit.soc * r.capacity_wh for _, r in readers) / total_cap_wh
         soc.append(site_soc)
-        cap_w = out.grid_import_cap_w
-        if cap_w is not None and math.isfinite(cap_w):
-            cap[k] = cap_w
-        reason[k] = out.arbitration.reason.value
+        if result.cap_w is not None and math.isfinite(result.cap_w):
+            cap[k] = result.cap_w
+        reserve_soc[k] = result.reserve_soc
+        reason[k] = result.reason.value
         if progress is not None and (k % report_every == 0 or k == n - 1):
             progress(k + 1, n)
     return Trace(
         start=start, step_s=step_s, load_w=np.asarray(net_w, dtype=np.float64), grid_w=np.array(grid, dtype=np.float64),
         battery_w=np.array(battery, dtype=np.float64), soc=np.array(soc, dtype=np.float64), cap_w=cap, reason=reason,
+        setpoint_w=np.array(setpoints, dtype=np.float64),
+        unit_setpoint_w={uid: np.array(v, dtype=np.float64) for uid, v in per_unit.items()},
+        reserve_soc=reserve_soc,
         charged_wh=sum(u.energy_charged_wh for u in units), discharged_wh=sum(u.energy_discharged_wh for u in units),
-        capacity_wh=sum(u.capacity_wh for u in units), soc_initial=soc_initial,
-        plans=plans, plan_failures=failures, plan_time_s=plan_time, wall_time_s=time.perf_counter() - t_wall,
+        capacity_wh=total_cap_wh, soc_initial=soc_initial,
+        plans=0 if runner is None else runner.solves, plan_failures=0 if runner is None else runner.failures,
+        plan_time_s=plan_time, wall_time_s=time.perf_counter() - t_wall,
     )

@@ -17,6 +17,7 @@ import numpy.typing as npt
 from ems.backtest.engine import Trace
 from ems.backtest.foresight import Foresight
 from ems.backtest.results import COMPONENTS, Result
+from ems.model.reasons import Reason
 from ems.tariff.model import Tariff
 from ems.tariff_signals import tariff_signals
 
@@ -205,12 +206,16 @@ def write_outputs(out_dir: Path, result: Result, trace: Trace, foresight: Foresi
         ts = out_dir / "timeseries.csv"
         with ts.open("w", newline="") as fh:
             w = csv.writer(fh)
-            w.writerow(["timestamp", "load_w", "grid_w", "battery_w", "soc", "cap_w", "reason"])
+            units = list(trace.unit_setpoint_w)
+            w.writerow(["timestamp", "load_w", "grid_w", "battery_w", "setpoint_w", "soc", "reserve_soc", "cap_w",
+                        "reason", *[f"setpoint_w_{u}" for u in units]])
             for k in range(trace.grid_w.size):
                 t = trace.start + timedelta(seconds=trace.step_s * k)
                 cap = trace.cap_w[k]
                 w.writerow([t.isoformat(), f"{trace.load_w[k]:.0f}", f"{trace.grid_w[k]:.0f}",
-                            f"{trace.battery_w[k]:.0f}", f"{trace.soc[k]:.4f}",
-                            "" if np.isnan(cap) else f"{cap:.0f}", int(trace.reason[k])])
+                            f"{trace.battery_w[k]:.0f}", f"{trace.setpoint_w[k]:.0f}", f"{trace.soc[k]:.4f}",
+                            f"{trace.reserve_soc[k]:.4f}", "" if np.isnan(cap) else f"{cap:.0f}",
+                            Reason(int(trace.reason[k])).code,
+                            *[f"{trace.unit_setpoint_w[u][k]:.0f}" for u in units]])
         written.append(ts)
     return written

@@ -15,8 +15,7 @@ from ems.backtest.financials import Economics
 from ems.backtest.foresight import BatteryModel, Foresight, perfect_foresight
 from ems.backtest.results import Result, evaluate
 from ems.backtest.series import PowerSeries, read_power_csv, resample, window
-from ems.decide import policy_params
-from ems.planning.runner import load_tariff
+from ems.planning.settings import load_tariff
 from ems.tariff.model import Tariff
 
 WARMUP_DAYS = 28
@@ -106,7 +105,7 @@ def run(cfg: BacktestConfig, opts: BacktestOptions, progress: Progress | None = 
         pv_warm = _warmup(pv, start, step)
         warm = None if warm is None or pv_warm is None else warm - pv_warm
     trace = run_backtest(cfg, tariff, start, step, load_w, pv_w, progress=progress,
-                         params=policy_params(cfg.policies, cfg.control), warmup_w=warm)
+                         warmup_w=warm)
     fs = None
     if opts.foresight:
         pf_step = FORESIGHT_STEP_S if FORESIGHT_STEP_S % step == 0 else step

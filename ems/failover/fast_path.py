@@ -17,7 +17,7 @@ from typing import Any
 
 from drivers import rack_protocol as rp
 from drivers.bess import GensetDriver, PcsDriver
-from drivers.errors import DriverError
+from ems.model.errors import EmsError
 from ems.model.readings import PcsMode
 from policies.failover_plan import FailoverPlan
 
@@ -74,9 +74,7 @@ class FastPath:
         try:
             await write
             entry.ack_ns = time.monotonic_ns()
-        except (DriverError, OSError) as exc:
-            entry.error = f"{type(exc).__name__}: {exc}"
-        except Exception as exc:  # a failed write must not stop the others
+        except EmsError as exc:  # a failed write (driver, broker) must not stop the others
             entry.error = f"{type(exc).__name__}: {exc}"
 
     async def fire(self, detected_ns: int, cause: str) -> Firing | None:

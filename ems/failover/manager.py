@@ -33,6 +33,7 @@ from ems.failover.fast_path import FastPath, Firing
 from ems.failover.watcher import GridVerdict, GridWatcher
 from ems.model.snapshot import SiteSnapshot
 from ems.mqtt_auth import client_kwargs
+from ems.mqtt_link import NotConnected
 from policies import island
 from policies.failover_plan import FailoverParams, FailoverPlan, arm
 
@@ -41,15 +42,6 @@ log = structlog.get_logger("ems.failover")
 
 def _device(name: str, ep: ModbusEndpoint) -> ModbusDevice:
     return ModbusDevice(name, load_profile(ep.profile), ep.host, ep.port, ep.unit_id, ep.timeout_s)
-
-
-def reserve_soc(fc: FailoverConfig, capacity_wh: float) -> float:
-    """The backup SoC floor: critical load for bridge_s, above the hardware floor."""
-    r = fc.reserve
-    if r is None or capacity_wh <= 0:
-        return 0.0
-    energy_wh = r.critical_load_w * r.bridge_s / 3600.0 / r.discharge_efficiency
-    return min(1.0, r.soc_floor + energy_wh / capacity_wh)
 
 
 def failover_params(cfg: SiteConfig, fc: FailoverConfig) -> FailoverParams:
@@ -85,7 +77,6 @@ class FailoverManager:
         self.grid_ok = True
         self.plan: FailoverPlan | None = None
         self.firings: list[Firing] = []
-        self.reserve_soc = 0.0
         self.fired = asyncio.Event()  # set on the control loop's thread after each firing
         self._main_loop: asyncio.AbstractEventLoop | None = None
         self._fast_loop: asyncio.AbstractEventLoop | None = None
@@ -116,8 +107,11 @@ class FailoverManager:
     async def _publish(self, topic: str, payload: bytes) -> None:
         client = self._mqtt
         if client is None:
-            raise OSError("failover MQTT connection is down")
-        await client.publish(topic, payload, qos=1, retain=True, timeout=1.0)  # retained: see RackCapWriter
+            raise NotConnected("failover MQTT connection is down")
+        try:
+            await client.publish(topic, payload, qos=1, retain=True, timeout=1.0)  # retained: see RackCapWriter
+        except aiomqtt.MqttError as exc:
+            raise NotConnected(f"failover MQTT publish of {topic}: {exc}") from exc
 
     async def _mqtt_session(self) -> None:
         m = self.cfg.mqtt
@@ -186,19 +180,15 @@ class FailoverManager:
         """Re-arm the plan from this period's snapshot (connected operation only)."""
         self.plan = arm(snap, self.params)
         self.fast.arm(self.plan)
-        capacity = sum(u.bms.capacity_wh for u in snap.units if u.bms is not None)
-        self.reserve_soc = reserve_soc(self.fc, capacity)
         return self.plan
 
     def island_step(self, snap: SiteSnapshot) -> island.IslandActions:
-        generation, before = self._loss_generation, self.state
-        actions, after = island.step(snap, self.island_params, before)
+        generation = self._loss_generation
+        actions, after = island.step(snap, self.island_params, self.state)
         with self._state_lock:
             if generation != self._loss_generation:  # the grid was lost while we computed: discard
                 return island.IslandActions({}, None, None, False, None)
             self.state = after
-        if before.islanded and not after.islanded:
-            self.events.record("reconnection", self.clock.wall(), "RECONNECT_WAIT", stable_s=self.fc.reconnect_stable_s)
         return actions
 
     # --- the event ---------------------------------------------------------------------
@@ -239,7 +229,7 @@ class FailoverManager:
     def status(self) -> dict[str, Any]:
         plan, last = self.plan, (self.firings[-1] if self.firings else None)
         return {
-            "grid_ok": self.grid_ok, "islanded": self.state.islanded, "reserve_soc": round(self.reserve_soc, 4),
+            "grid_ok": self.grid_ok, "islanded": self.state.islanded,
             "armed": None if plan is None else {
                 "reason": plan.reason.code, "units": list(plan.units), "deliverable_w": round(plan.deliverable_w),
                 "island_load_w": round(plan.island_load_w), "racks_capped": len(plan.rack_caps_w),
@@ -247,15 +237,3 @@ class FailoverManager:
             "last_failover_ms": None if last is None else last.last_ack_ms,
             "failovers": len(self.firings), "watcher_samples": self.watcher.samples,
         }
-
-
-def with_reserve(policy: Any, reserve_soc_now: float) -> Any:
-    """Raise the policy stack's reserve floor to the failover reserve (never lower it)."""
-    from policies.reserve import ReserveParams
-
-    current = policy.reserve
-    if reserve_soc_now <= 0 or (current is not None and current.reserve_soc >= reserve_soc_now):
-        return policy
-    eff = 0.96 if current is None else current.discharge_efficiency
-    return replace(policy, reserve=ReserveParams(reserve_soc_now, eff))
-

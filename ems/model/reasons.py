@@ -44,6 +44,11 @@ class Reason(IntEnum):
     BMS_IMPLAUSIBLE = 32  # a BMS value out of range or a SoC jump no battery can make: unit at 0 W
     PCS_IMPLAUSIBLE = 33  # a PCS power far beyond its rating: unit at 0 W
     ENVELOPE_CLAMP = 34  # the final safety envelope narrowed a unit's setpoint
+    PLAN_CAP = 35  # a fresh plan's import cap is in force (the configured peak-shaving cap stands down)
+    RESERVE_RECOVERY = 36  # below the reserve floor (after an outage, say): charging back to it
+    NO_PLAN = 37  # the planner cannot give a plan (too little history, a failed solve): arbitrage stands down
+    DEVICE_LOST = 38  # a device does not answer reads or writes
+    BROKER_LOST = 39  # the MQTT broker is unreachable: no rack telemetry, caps or site status until it is back
 
     @property
     def code(self) -> str:

@@ -77,3 +77,16 @@ def fresh_meter(meter: MeterReading | None, now_s: float, stale_after_s: float) 
     if meter is None or now_s - meter.read_at_s > stale_after_s:
         return None
     return meter
+
+
+def site_soc(snap: SiteSnapshot) -> tuple[float, float] | None:
+    """(energy-weighted SoC, capacity Wh) over the available units, or None if none."""
+    cap = 0.0
+    stored = 0.0
+    for u in snap.units:
+        if u.available and u.bms is not None:
+            cap += u.bms.capacity_wh
+            stored += u.bms.soc * u.bms.capacity_wh
+    if cap <= 0:
+        return None
+    return stored / cap, cap

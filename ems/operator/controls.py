@@ -22,13 +22,13 @@ from typing import Any, Literal
 
 import structlog
 
-from ems import decide as policy_stack
 from ems.clock import Clock
 from ems.config import SiteConfig
 from ems.events import Event, EventLog
 from ems.model.reasons import Reason
 from ems.model.snapshot import SiteSnapshot
 from ems.operator import overrides as ov
+from ems.step_params import step_params
 from policies.operator_force import ForceParams
 
 log = structlog.get_logger("ems.operator")
@@ -79,7 +79,7 @@ class OperatorControls:
         self.maintenance: dict[str, Maintenance] = {}
         self.force: Force | None = None
         self.unit_ids = {u.id for u in cfg.bess_units}
-        self.policy = policy_stack.policy_params(cfg.policies, cfg.control)
+        self.step_params = step_params(cfg.policies, cfg.control, cfg.failover)
         self.actions = 0
         self._load()
 
@@ -207,9 +207,13 @@ class OperatorControls:
 
     def _apply(self, effective: SiteConfig) -> None:
         self.effective = effective
-        force = None if self.force is None else ForceParams(self.force.setpoint_w)
-        self.policy = replace(policy_stack.policy_params(effective.policies, effective.control), force=force)
+        self.step_params = step_params(effective.policies, effective.control, effective.failover)
         self._save()
+
+    @property
+    def force_params(self) -> ForceParams | None:
+        """The forced mode in force, as the period step takes it."""
+        return None if self.force is None else ForceParams(self.force.setpoint_w)
 
     def _save(self) -> None:
         if self.path is None:

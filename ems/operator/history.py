@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ems.demand import month_key
 
 if TYPE_CHECKING:
-    from ems.control_loop import PeriodResult
+    from ems.published import PeriodResult
 
 
 def _r(x: float | None, nd: int = 1) -> float | None:
@@ -84,10 +84,10 @@ class History:
             "grid_w": _r(grid), "grid_max_w": _r(w.grid_max_w), "cap_w": _r(cap_w),
             "site_load_w": _r(s.site_load_w),
             "racks_w": _r(racks), "racks_min_w": _r(w.racks_min_w), "racks_max_w": _r(w.racks_max_w),
-            "battery_w": _r(s.battery_power_w), "setpoint_w": _r(r.arbitration.setpoint_w),
+            "battery_w": _r(s.battery_power_w), "setpoint_w": _r(r.setpoint_w),
             "units": {u.unit_id: {"soc": None if u.bms is None else round(u.bms.soc, 4),
                                   "power_w": None if u.pcs is None else _r(u.pcs.power_w)} for u in s.units},
-            "reason": r.arbitration.reason.code, "periods": w.periods,
+            "reason": r.step.reason.code, "periods": w.periods,
         })
         self._window = _Window()
 

@@ -20,7 +20,8 @@ from prometheus_client.registry import Collector
 from ems.events import Event
 
 if TYPE_CHECKING:
-    from ems.control_loop import Controller, PeriodResult
+    from ems.control_loop import Controller
+    from ems.published import PeriodResult
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PERIOD_BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
@@ -49,7 +50,7 @@ class _Live(Collector):
         r = ctl.last
         if r is not None:
             s = r.snapshot
-            site = [("ems_battery_setpoint_watts", "site battery setpoint (> 0 discharge)", r.arbitration.setpoint_w),
+            site = [("ems_battery_setpoint_watts", "site battery setpoint written (> 0 discharge)", r.setpoint_w),
                     ("ems_battery_power_watts", "measured battery AC power of units with a fresh PCS reading",
                      s.battery_power_w),
                     ("ems_rack_load_watts", "rack power reported by racks with fresh telemetry",
@@ -61,8 +62,8 @@ class _Live(Collector):
                 site.append(("ems_grid_power_watts", "grid power at the meter (> 0 import)", s.meter.grid_power_w))
             if s.site_load_w is not None:
                 site.append(("ems_site_load_watts", "grid + battery: import without the battery", s.site_load_w))
-            if ctl.cap_in_force_w is not None:
-                site.append(("ems_grid_import_cap_watts", "import cap peak shaving holds", ctl.cap_in_force_w))
+            if r.step.cap_w is not None:
+                site.append(("ems_grid_import_cap_watts", "import cap in force", r.step.cap_w))
             for name, doc, value in site:
                 yield GaugeMetricFamily(name, doc, value=value)
             soc = GaugeMetricFamily("ems_unit_soc_ratio", "state of charge, 0..1", labels=["unit"])
@@ -74,16 +75,16 @@ class _Live(Collector):
                     soc.add_metric([u.unit_id], u.bms.soc)
                 if u.pcs is not None:
                     power.add_metric([u.unit_id], u.pcs.power_w)
-                setp.add_metric([u.unit_id], r.unit_setpoints_w.get(u.unit_id, 0.0))
+                setp.add_metric([u.unit_id], r.step.unit_setpoints_w.get(u.unit_id, 0.0))
                 avail.add_metric([u.unit_id], 1.0 if u.available else 0.0)
             yield from (soc, power, setp, avail)
             yield GaugeMetricFamily("ems_period_duration_last_seconds", "duration of the last period",
                                     value=r.duration_s)
         age = GaugeMetricFamily("ems_telemetry_age_seconds", "site seconds since the last good reading",
                                 labels=["source"])
-        if ctl.last_meter is not None:
-            age.add_metric(["meter"], now - ctl.last_meter.read_at_s)
-        for io in ctl.units:
+        if ctl.reader.last_meter is not None:
+            age.add_metric(["meter"], now - ctl.reader.last_meter.read_at_s)
+        for io in ctl.reader.units:
             if io.last_bms is not None:
                 age.add_metric([f"{io.unit_id}.bms"], now - io.last_bms.read_at_s)
             if io.last_pcs is not None:
@@ -94,13 +95,13 @@ class _Live(Collector):
                 age.add_metric(["racks_oldest"], max(ages) + (now - r.snapshot.now_s))
         yield age
         errors = CounterMetricFamily("ems_driver_errors", "failed device reads and writes", labels=["device"])
-        for device, n in sorted(ctl.health.errors.items()):
+        for device, n in sorted(ctl.reader.health.errors.items()):
             errors.add_metric([device], n)
         yield errors
-        yield GaugeMetricFamily("ems_devices_down", "devices currently lost", value=len(ctl.health.down))
+        yield GaugeMetricFamily("ems_devices_down", "devices currently lost", value=len(ctl.reader.health.down))
         yield CounterMetricFamily("ems_periods", "control periods run", value=ctl.stats.periods)
         yield CounterMetricFamily("ems_period_overruns", "periods that ran past their slot", value=ctl.stats.overruns)
-        yield CounterMetricFamily("ems_pcs_write_failures", "failed PCS writes", value=ctl.stats.write_failures)
+        yield CounterMetricFamily("ems_pcs_write_failures", "failed PCS writes", value=ctl.actuators.write_failures)
         c = ctl.controls
         yield GaugeMetricFamily("ems_operator_force_active", "1 while an operator's forced mode is in force",
                                 value=0.0 if c.force is None else 1.0)
@@ -136,9 +137,9 @@ class ControllerMetrics:
     def on_period(self, r: PeriodResult) -> None:
         self.duration.observe(r.duration_s)
         self.lateness.observe(r.lateness_s)
-        for d in r.decisions:
+        for d in r.step.decisions:
             self.decisions.labels(d.policy, d.reason.code).inc()
-        self.setpoint_reason.labels(r.arbitration.reason.code, r.arbitration.decided_by).inc()
+        self.setpoint_reason.labels(r.step.reason.code, r.step.decided_by).inc()
 
     def on_event(self, event: Event) -> None:
         self.events.labels(event.kind).inc()

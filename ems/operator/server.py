@@ -36,7 +36,8 @@ from ems.operator.metrics import CONTENT_TYPE, ControllerMetrics
 from ems.operator.refusals import RefusalAudit
 
 if TYPE_CHECKING:
-    from ems.control_loop import Controller, PeriodResult
+    from ems.control_loop import Controller
+    from ems.published import PeriodResult
 
 log = structlog.get_logger("ems.http")
 
@@ -173,7 +174,7 @@ class OperatorSurface:
     # --- hooks from the controller ---------------------------------------------------
     def _on_period(self, r: PeriodResult) -> None:
         self.metrics.on_period(r)
-        self.history.on_period(r, self.ctl.cap_in_force_w)
+        self.history.on_period(r, r.step.cap_w)
 
     def _on_event(self, event: Event) -> None:
         self.metrics.on_event(event)
@@ -234,7 +235,7 @@ class OperatorSurface:
 
     async def health(self, request: web.Request) -> web.Response:
         return _json({"ok": True, "site": self.ctl.cfg.site, "periods": self.ctl.stats.periods,
-                      "devices_down": sorted(self.ctl.health.down)})
+                      "devices_down": sorted(self.ctl.reader.health.down)})
 
     def _last(self) -> PeriodResult:
         if self.ctl.last is None:
@@ -244,7 +245,7 @@ class OperatorSurface:
     def status_body(self) -> dict[str, Any]:
         r = self._last()
         if self._status.period != self.ctl.stats.periods or self._status.body is None:  # once per period
-            body = self.ctl.status(r)
+            body = dict(r.status)
             body["month_peak"] = self.month_peak()
             body["operator"] = self.ctl.controls.summary()
             body["actions_enabled"] = self.tokens.configured
@@ -287,17 +288,18 @@ class OperatorSurface:
 
     async def setpoints(self, request: web.Request) -> web.Response:
         r = self._last()
-        a = r.arbitration
+        a = r.step.arbitration
         return _json({
             "ts": r.snapshot.wall_s,
             "decisions": [{"policy": d.policy, "reason": d.reason.code, "min_w": d.min_w, "max_w": d.max_w,
-                           "target_w": d.target_w} for d in r.decisions],
+                           "target_w": d.target_w} for d in r.step.decisions],
             "arbitration": {"setpoint_w": a.setpoint_w, "lo_w": a.lo_w, "hi_w": a.hi_w, "reason": a.reason.code,
                             "decided_by": a.decided_by, "overruled": list(a.overruled)},
-            "unit_setpoints_w": r.unit_setpoints_w,
-            "unit_written_w": {io.unit_id: io.written_w for io in self.ctl.units},
-            "rack_caps_sent_w": dict(self.ctl.cap_writer.sent),
-            "grid_import_cap_w": self.ctl.cap_in_force_w,
+            "reason": r.step.reason.code, "decided_by": r.step.decided_by, "envelope_narrowed": list(r.step.clamped),
+            "unit_setpoints_w": r.step.unit_setpoints_w,
+            "unit_written_w": {w.io.unit_id: w.written_w for w in self.ctl.actuators.units},
+            "rack_caps_sent_w": dict(self.ctl.actuators.caps.sent),
+            "grid_import_cap_w": r.step.cap_w,
         })
 
     async def history_samples(self, request: web.Request) -> web.Response:

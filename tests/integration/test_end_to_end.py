@@ -45,16 +45,19 @@ async def test_load_step_above_cap_is_shaved_within_a_few_periods(broker, make_s
         assert plant.battery_power_w == pytest.approx(HIGH_W - CAP_W, rel=0.05)
         # split across both units, both in grid-following mode
         assert all(u.power_w > 100_000 and u.mode is PcsMode.GRID_FOLLOWING for u in plant.units.values())
-        assert ctl.last is not None and ctl.last.arbitration.reason is Reason.PEAK_SHAVING_ACTIVE
+        assert ctl.last is not None and ctl.last.step.reason is Reason.PEAK_SHAVING_ACTIVE
         assert ctl.stats.overruns <= ctl.stats.periods * 0.05
 
 
-async def test_stop_leaves_every_unit_at_zero(broker, make_site) -> None:
+async def test_SHUTDOWN(broker, make_site) -> None:
+    """Stopping leaves every unit at 0 W, and the stop is recorded with its reason."""
     cfg = shaving_site(make_site, broker.url, step_at_s=0.5)
     clock = ScaledClock(1.0)
     async with running_site(cfg, clock) as site:
-        async with running_controller(cfg, clock):
+        async with running_controller(cfg, clock) as ctl:
             await wait_for(lambda: site.plant.battery_power_w > 300_000)
+        stopped = ctl.events.query(kind="controller_stopped")
+        assert len(stopped) == 1 and stopped[0].reason == "SHUTDOWN"
         # the controller has stopped: setpoints are 0 and the units ramp to 0 W
         assert all(u.setpoint_w == 0.0 for u in site.plant.units.values())
         await wait_for(lambda: all(u.power_w == 0.0 for u in site.plant.units.values()), timeout_s=2)
@@ -74,7 +77,7 @@ async def test_faulted_unit_is_isolated_and_its_share_redistributed(broker, make
         assert ctl.last is not None
         unit2 = next(u for u in ctl.last.snapshot.units if u.unit_id == "bess-2")
         assert unit2.unavailable is Reason.PCS_FAULT
-        assert ctl.last.unit_setpoints_w["bess-2"] == 0.0
+        assert ctl.last.step.unit_setpoints_w["bess-2"] == 0.0
 
 
 async def test_site_status_is_published(broker, make_site) -> None:

@@ -1,4 +1,4 @@
-"""Arbitrage and reserve policies as tables, and the shared policy stack (ems/decide.py).
+"""Arbitrage and reserve policies as tables (the step that combines them: test_period.py).
 
 Tests named test_<REASON> cover the reason codes these policies publish.
 """
@@ -9,17 +9,14 @@ import math
 
 import pytest
 
-from ems.decide import PolicyParams, PolicyStates, decide, peak_params_now
+from ems.model.plan import PlanView
 from ems.model.reasons import Reason
 from policies import arbitrage, reserve
-from policies.arbitrage import ArbitrageParams, ArbitrageState, PlanView
-from policies.battery_limits import BatteryLimitsParams
-from policies.peak_shaving import PeakShavingParams
+from policies.arbitrage import ArbitrageParams
 from tests.snapshots import snapshot, unit
 
 ETA = 0.95
 ARB = ArbitrageParams(max_plan_age_s=7200.0, charge_efficiency=ETA, discharge_efficiency=ETA)
-LIMITS = BatteryLimitsParams(soc_min=0.1, soc_max=0.95)
 CAPACITY_WH = 2e6  # tests/snapshots: two units of 1 MWh, 500 kW each
 
 
@@ -37,8 +34,7 @@ def snap(soc: float, grid_w: float = 0.0, now_s: float = 0.0, period_s: float = 
 
 
 def arb(s, p=None):
-    d, _ = arbitrage.decide(s, ARB, ArbitrageState(plan() if p is None else p))
-    return d
+    return arbitrage.decide(s, ARB, plan() if p is None else p)
 
 
 # --- arbitrage: snapshot + plan -> decision ---------------------------------------------
@@ -111,10 +107,9 @@ def test_near_step_end_asks_no_more_than_one_period_can_do() -> None:
     (plan(), 2700.0),  # after its last step
 ])
 def test_PLAN_STALE(state_plan, now_s) -> None:
-    d, state = arbitrage.decide(snap(0.5, now_s=now_s), ARB, ArbitrageState(state_plan))
+    d = arbitrage.decide(snap(0.5, now_s=now_s), ARB, state_plan)
     assert d.reason is Reason.PLAN_STALE
     assert d.target_w is None and (d.min_w, d.max_w) == (-math.inf, math.inf)  # stands down
-    assert state.plan is state_plan
 
 
 def test_plan_stale_without_available_units() -> None:
@@ -125,63 +120,31 @@ def test_plan_stale_without_available_units() -> None:
 # --- reserve floor ------------------------------------------------------------------------
 def test_RESERVE_FLOOR() -> None:
     p = reserve.ReserveParams(reserve_soc=0.2, discharge_efficiency=0.96)
-    d = reserve.decide(snap(0.2), p)
-    assert d is not None and d.reason is Reason.RESERVE_FLOOR and d.max_w == 0.0 and d.min_w == -math.inf
+    out = reserve.decide(snap(0.2), p)
+    assert out is not None
+    d, floor = out
+    assert floor == 0.2 and d.reason is Reason.RESERVE_FLOOR and d.max_w == 0.0 and d.min_w == -math.inf
     # a 15-min period may use only what lies above the floor: 5 % of 2 MWh over 0.25 h
-    d = reserve.decide(snap(0.25, period_s=900.0), p)
-    assert d is not None and d.max_w == pytest.approx(0.05 * CAPACITY_WH * 0.96 / 0.25)
+    out = reserve.decide(snap(0.25, period_s=900.0), p)
+    assert out is not None and out[0].max_w == pytest.approx(0.05 * CAPACITY_WH * 0.96 / 0.25)
 
 
-def test_reserve_outranks_peak_shaving() -> None:
-    params = PolicyParams(LIMITS, peak=PeakShavingParams(1_000_000, 800_000),
-                          reserve=reserve.ReserveParams(0.2))
-    out, _ = decide(snap(0.2, grid_w=1_300_000), params, PolicyStates())
-    assert out.arbitration.setpoint_w == 0.0  # peak shaving wanted 300 kW
-    assert "peak_shaving" in out.arbitration.overruled
+def test_RESERVE_RECOVERY() -> None:
+    # after an outage the battery sits at 12 %, under a 20 % floor: charge back within the hour
+    p = reserve.ReserveParams(reserve_soc=0.2, charge_efficiency=0.96, recovery_s=3600.0)
+    out = reserve.decide(snap(0.12), p)
+    assert out is not None
+    d, _ = out
+    assert d.reason is Reason.RESERVE_RECOVERY and d.max_w == 0.0
+    assert d.target_w == pytest.approx(-0.08 * CAPACITY_WH / 0.96)
+    # just under the floor (within the deadband): no discharge, but no recovery charge either
+    out = reserve.decide(snap(0.195), p)
+    assert out is not None and out[0].reason is Reason.RESERVE_FLOOR and out[0].target_w is None
 
 
-# --- the stack: plan + peak shaving ---------------------------------------------------------
-STACK = PolicyParams(LIMITS, peak=PeakShavingParams(2_000_000, 800_000), arbitrage=ARB)
-
-
-def test_fresh_plan_sets_the_peak_shaving_cap_and_stops_its_recharge() -> None:
-    states = PolicyStates(arbitrage=ArbitrageState(plan(cap_w=1_000_000.0)))
-    p = peak_params_now(snap(0.5), STACK, states)
-    assert p is not None and p.grid_import_cap_w == 1_000_000.0 and p.recharge_below_w == 0.0
-    # the plan's cap replaces a configured one, lower or higher: it knows the energy it takes
-    low = PolicyParams(LIMITS, peak=PeakShavingParams(900_000, 800_000), arbitrage=ARB)
-    p = peak_params_now(snap(0.5), low, states)
-    assert p is not None and p.grid_import_cap_w == 1_000_000.0
-
-
-def test_stale_plan_falls_back_to_configured_peak_shaving() -> None:
-    out, _ = decide(snap(0.5, grid_w=300_000), STACK, PolicyStates())
-    assert out.arbitration.reason is Reason.PEAK_SHAVING_RECHARGE
-    assert out.arbitration.setpoint_w == pytest.approx(-500_000)
-    assert out.grid_import_cap_w == 2_000_000
-    assert {d.policy: d.reason for d in out.decisions}["arbitrage"] is Reason.PLAN_STALE
-
-
-def test_plan_charge_never_sets_a_new_peak() -> None:
-    # a plan that expected to import more than its cap allows (its load forecast was higher)
-    states = PolicyStates(arbitrage=ArbitrageState(plan(cap_w=1_000_000.0, grid_w=(1.5e6,) * 3)))
-    out, _ = decide(snap(0.5, grid_w=900_000), STACK, states)
-    # arbitrage wants ~842 kW of charge; only 100 kW fit under the planned peak
-    assert out.arbitration.setpoint_w == pytest.approx(-100_000)
-    assert out.arbitration.reason is Reason.PEAK_SHAVING_STANDBY  # its bound set the setpoint
-    assert out.grid_import_cap_w == 1_000_000.0
-
-
-def test_peak_shaving_overrides_a_plan_that_wants_to_charge() -> None:
-    states = PolicyStates(arbitrage=ArbitrageState(plan(cap_w=1_000_000.0)))
-    out, _ = decide(snap(0.5, grid_w=1_200_000), STACK, states)
-    assert out.arbitration.setpoint_w == pytest.approx(200_000)
-    assert out.arbitration.reason is Reason.PEAK_SHAVING_ACTIVE
-
-
-def test_plan_discharge_goes_through_and_is_split_across_units() -> None:
-    states = PolicyStates(arbitrage=ArbitrageState(plan(cap_w=1_000_000.0)))
-    out, _ = decide(snap(0.6, now_s=1800.0), STACK, states)
-    assert out.arbitration.reason is Reason.UNIT_POWER_LIMIT  # 1.52 MW asked, 1 MW available
-    assert out.arbitration.setpoint_w == pytest.approx(1_000_000)
-    assert sum(out.unit_setpoints_w.values()) == pytest.approx(1_000_000)
+def test_the_outage_reserve_covers_the_critical_load_on_top_of_the_hardware_floor() -> None:
+    o = reserve.OutageReserve(critical_load_w=500e3, bridge_s=1800.0, discharge_efficiency=0.9, soc_floor=0.05)
+    p = reserve.ReserveParams(reserve_soc=0.1, outage=o)
+    assert reserve.floor_soc(p, 5e6) == pytest.approx(0.05 + 250e3 / 0.9 / 5e6)
+    assert reserve.floor_soc(reserve.ReserveParams(reserve_soc=0.3, outage=o), 5e6) == 0.3  # the higher
+    assert reserve.floor_soc(reserve.ReserveParams(), 5e6) == 0.0

@@ -7,14 +7,15 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from ems.config import FailoverConfig
-from ems.failover.manager import reserve_soc
+from ems.config import ControlConfig, FailoverConfig, PoliciesConfig
 from ems.failover.watcher import judge
 from ems.model.racks import RacksReading
 from ems.model.readings import GensetReading, GensetState
 from ems.model.reasons import Reason
+from ems.step_params import step_params
 from policies import island
 from policies.failover_plan import FailoverParams, arm, shed_sequence
+from policies.reserve import floor_soc
 from tests.snapshots import snapshot, unit
 
 P = FailoverParams(shed_order=("row03",), critical_rows=frozenset({"row01"}), min_cap_fraction=0.25,
@@ -159,5 +160,9 @@ def test_reserve_soc_from_critical_load() -> None:
     fc = FailoverConfig.model_validate({"reserve": {"critical_load_w": 1e6, "bridge_s": 900,
                                                     "discharge_efficiency": 0.9, "soc_floor": 0.05}})
     # 1 MW for 15 min = 250 kWh / 0.9 on 5 MWh
-    assert reserve_soc(fc, 5e6) == pytest.approx(0.05 + 250e3 / 0.9 / 5e6)
-    assert reserve_soc(FailoverConfig(), 5e6) == 0.0
+    def floor(fc: FailoverConfig) -> float:
+        return floor_soc(step_params(PoliciesConfig(), ControlConfig(), fc).reserve, 5e6)
+
+    assert floor(fc) == pytest.approx(0.05 + 250e3 / 0.9 / 5e6)
+    assert floor(FailoverConfig()) == 0.0
+    assert floor(fc.model_copy(update={"enabled": False})) == 0.0

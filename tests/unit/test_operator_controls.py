@@ -7,13 +7,13 @@ import json
 
 import pytest
 
-from ems import decide as policy_stack
 from ems.clock import ManualClock
 from ems.config import parse_config
 from ems.events import EventLog
 from ems.model.reasons import Reason
 from ems.operator import overrides as ov
 from ems.operator.controls import InvalidAction, OperatorControls, UnknownUnit
+from ems.period import StepState, step
 from policies import operator_force
 from tests.conftest import site_dict
 from tests.snapshots import snapshot, unit
@@ -37,7 +37,7 @@ def _controls(tmp_path=None, clock=None, events=None):
 def test_tuned_cap_reaches_the_policy_params_and_the_event_log() -> None:
     c = _controls()
     ev = c.set_param(CAP, 8e5, "alice", "evening peak tariff")
-    assert c.policy.peak is not None and c.policy.peak.grid_import_cap_w == 8e5
+    assert c.step_params.peak is not None and c.step_params.peak.grid_import_cap_w == 8e5
     assert c.effective.policies.peak_shaving.grid_import_cap_w == 8e5
     assert c.configured.policies.peak_shaving.grid_import_cap_w == 1e6  # the site file's stays
     assert ev.kind == "operator_action"
@@ -56,11 +56,11 @@ def test_tuned_cap_reaches_the_policy_params_and_the_event_log() -> None:
 ])
 def test_out_of_bounds_values_are_refused_with_the_models_message(name, value, problem) -> None:
     c = _controls()
-    before = c.policy
+    before = c.step_params
     with pytest.raises(ov.InvalidValue) as err:
         c.set_param(name, value, "alice", "try")
     assert problem in str(err.value)
-    assert c.policy is before and c.events.count() == 0
+    assert c.step_params is before and c.events.count() == 0
 
 
 def test_unknown_and_unconfigured_parameters() -> None:
@@ -84,9 +84,9 @@ def test_field_schema_carries_the_models_bounds() -> None:
 def test_disabling_peak_shaving_removes_it_from_the_stack() -> None:
     c = _controls()
     c.set_param("policies.peak_shaving.enabled", False, "bob", "meter recalibration")
-    assert c.policy.peak is None
+    assert c.step_params.peak is None
     c.reset_param("policies.peak_shaving.enabled", "bob", "done")
-    assert c.policy.peak is not None and c.params == {}
+    assert c.step_params.peak is not None and c.params == {}
 
 
 def test_timed_override_reverts_on_the_site_clock() -> None:
@@ -95,10 +95,10 @@ def test_timed_override_reverts_on_the_site_clock() -> None:
     c.set_param(CAP, 9e5, "alice", "trial", revert_after_s=60.0)
     clock.advance(59.0)
     c.apply(snapshot(now_s=clock.now_s))
-    assert c.policy.peak is not None and c.policy.peak.grid_import_cap_w == 9e5
+    assert c.step_params.peak is not None and c.step_params.peak.grid_import_cap_w == 9e5
     clock.advance(2.0)
     c.apply(snapshot(now_s=clock.now_s))
-    assert c.policy.peak is not None and c.policy.peak.grid_import_cap_w == 1e6
+    assert c.step_params.peak is not None and c.step_params.peak.grid_import_cap_w == 1e6
     revert = c.events.query(limit=1)[0]
     assert revert.kind == "operator_revert" and revert.data["param"] == CAP and revert.data["value"] == 1e6
 
@@ -110,7 +110,7 @@ def test_UNIT_MAINTENANCE() -> None:
     snap = c.apply(snapshot(grid_w=2e6, units=(unit("bess-1"), unit("bess-2"))))
     by_id = {u.unit_id: u for u in snap.units}
     assert by_id["bess-2"].unavailable is Reason.UNIT_MAINTENANCE and by_id["bess-1"].available
-    out, _ = policy_stack.decide(snap, c.policy, policy_stack.PolicyStates())
+    out = step(snap, c.step_params, StepState(), force=c.force_params)
     assert out.unit_setpoints_w["bess-2"] == 0.0 and out.unit_setpoints_w["bess-1"] > 0
     with pytest.raises(InvalidAction):
         c.set_maintenance("bess-2", True, "carol", "again")
@@ -124,10 +124,10 @@ def test_OPERATOR_FORCED() -> None:
     c = _controls()
     c.force_mode("zero", 0.0, 600.0, "dave", "PCS firmware update")
     # import far above the cap: peak shaving would discharge, but it stands down
-    out, _ = policy_stack.decide(snapshot(grid_w=3e6, units=(unit("bess-1"), unit("bess-2"))), c.policy,
-                                 policy_stack.PolicyStates())
-    assert out.arbitration.setpoint_w == 0.0
-    assert out.arbitration.reason is Reason.OPERATOR_FORCED and out.arbitration.decided_by == operator_force.NAME
+    out = step(snapshot(grid_w=3e6, units=(unit("bess-1"), unit("bess-2"))), c.step_params, StepState(),
+               force=c.force_params)
+    assert out.setpoint_w == 0.0
+    assert out.reason is Reason.OPERATOR_FORCED and out.decided_by == operator_force.NAME
     assert [d.policy for d in out.decisions] == ["battery_limits", "operator_force", "idle"]
 
 
@@ -135,9 +135,9 @@ def test_forced_setpoint_stays_inside_the_battery_limits() -> None:
     c = _controls()
     c.force_mode("setpoint", 5e6, 600.0, "dave", "capacity test")
     snap = snapshot(grid_w=1e5, units=(unit("bess-1"), unit("bess-2")))  # 2 x 500 kW available
-    out, _ = policy_stack.decide(snap, c.policy, policy_stack.PolicyStates())
-    assert out.arbitration.setpoint_w == pytest.approx(1e6)
-    assert out.arbitration.reason is Reason.UNIT_POWER_LIMIT
+    out = step(snap, c.step_params, StepState(), force=c.force_params)
+    assert out.setpoint_w == pytest.approx(1e6)
+    assert out.reason is Reason.UNIT_POWER_LIMIT
 
 
 def test_forced_mode_ends_after_its_timeout_and_is_bounded() -> None:
@@ -148,7 +148,7 @@ def test_forced_mode_ends_after_its_timeout_and_is_bounded() -> None:
     c.force_mode("zero", 0.0, 30.0, "dave", "short test")
     clock.advance(31.0)
     c.apply(snapshot(now_s=clock.now_s))
-    assert c.force is None and c.policy.force is None
+    assert c.force is None and c.force_params is None
     assert c.events.query(limit=1)[0].kind == "operator_revert"
     with pytest.raises(InvalidAction):
         c.clear_force("dave", "nothing to clear")
@@ -161,7 +161,7 @@ def test_override_file_survives_a_restart_and_drops_what_no_longer_validates(tmp
     c.set_maintenance("bess-1", True, "carol", "inspection")
     c.force_mode("zero", 0.0, 100.0, "dave", "test")
     again = _controls(tmp_path, clock)
-    assert again.policy.peak is not None and again.policy.peak.grid_import_cap_w == 9e5
+    assert again.step_params.peak is not None and again.step_params.peak.grid_import_cap_w == 9e5
     assert set(again.maintenance) == {"bess-1"} and again.force is not None
     # an override the site file now forbids (e.g. a later, stricter file) is dropped, with an event
     path = tmp_path / "overrides.json"
@@ -170,7 +170,7 @@ def test_override_file_survives_a_restart_and_drops_what_no_longer_validates(tmp
     path.write_text(json.dumps(data))
     events = EventLog()
     third = _controls(tmp_path, clock, events)
-    assert third.params == {} and third.policy.peak is not None and third.policy.peak.grid_import_cap_w == 1e6
+    assert third.params == {} and third.step_params.peak is not None and third.step_params.peak.grid_import_cap_w == 1e6
     assert events.query(limit=1)[0].kind == "operator_revert"
 
 
@@ -180,7 +180,7 @@ def test_forced_mode_that_ran_out_while_stopped_is_not_resumed(tmp_path) -> None
     clock.advance(120.0)  # the controller was down past the timeout
     events = EventLog()
     again = _controls(tmp_path, clock, events)
-    assert again.force is None and again.policy.force is None
+    assert again.force is None and again.force_params is None
     revert = events.query(limit=1)[0]
     assert revert.kind == "operator_revert" and revert.data["action"] == "force_mode"
 

@@ -3,6 +3,8 @@ plan builder (ems/planning/runner.py)."""
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -10,9 +12,13 @@ import numpy as np
 import pytest
 
 from ems.planning import PlanProblem, plan_dispatch
-from ems.planning.runner import BatteryNow, LivePlanner, PeakTracker, PlanBuilder, PlannerSettings, StepHistory
+from ems.planning.builder import BatteryNow, PeakTracker, PlanBuilder, PlannerSettings
+from ems.planning.history import StepHistory
+from ems.planning.live import LivePlanner
+from ems.planning.runner import PlanningRunner
 from ems.tariff import PriceSeries, load_urdb
 from ems.tariff_signals import tariff_signals
+from tests.snapshots import bms, snapshot, unit
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 URDB = SHARED / "tariffs" / "sam_urdbv7.json"
@@ -112,18 +118,20 @@ SETTINGS = PlannerSettings(step_s=900, horizon_steps=96, soc_min=0.1, soc_max=0.
                            charge_efficiency=0.95, discharge_efficiency=0.95, wear_cost_per_kwh=0.01)
 
 
-def builder_with_a_day(tariff) -> tuple[PlanBuilder, float]:
+def builder_with_a_day(tariff) -> tuple[PlanBuilder, PeakTracker, float]:
     b = PlanBuilder(tariff, SETTINGS)
+    peaks = PeakTracker(tariff)
     t0 = (datetime(2018, 7, 2) - datetime(1970, 1, 1)).total_seconds()  # Monday
     for k in range(96):
         load = 3e6 if 60 <= k < 80 else 2e6  # 15:00-20:00 higher
-        b.observe(t0 + (k + 1) * 900, 900, net_load_w=load, grid_w=load)
-    return b, t0 + 86400
+        b.observe(t0 + (k + 1) * 900, 900, load)
+        peaks.observe(t0 + (k + 1) * 900, load, 900)
+    return b, peaks, t0 + 86400
 
 
 def test_plan_builder_uses_the_peaks_so_far_and_the_forecast(tariff) -> None:
-    b, now = builder_with_a_day(tariff)
-    req = b.request(now + 60.0, BatteryNow(0.5, 4e6, 2e6, 2e6))
+    b, peaks, now = builder_with_a_day(tariff)
+    req = b.request(now + 60.0, BatteryNow(0.5, 4e6, 2e6, 2e6), peaks)
     pb = req.problem
     assert req.start_local_s == now and pb.net_load_w.size == 96
     assert pb.net_load_w[60] == pytest.approx(3e6) and pb.net_load_w[0] == pytest.approx(2e6)
@@ -135,38 +143,56 @@ def test_plan_builder_uses_the_peaks_so_far_and_the_forecast(tariff) -> None:
     assert plan.peak_kw[0] == pytest.approx(3000.0)
 
 
-async def test_live_planner_solves_off_the_loop_and_hands_over_a_view(tariff) -> None:
+def _snapshot_at(local_s: float, now_s: float, soc: float = 0.5):
+    """A site whose wall clock reads `local_s` (UTC): 2 units of 2 MWh, 1 MW each, 2 MW of load."""
+    units = tuple(unit(uid, bms_reading=replace(bms(soc=soc), capacity_wh=2e6), rated_w=1e6) for uid in ("u1", "u2"))
+    return replace(snapshot(2e6, units, now_s=now_s, period_s=60.0), wall_s=local_s)
+
+
+async def _live(tariff) -> tuple[LivePlanner, float, asyncio.Task[None]]:
     from zoneinfo import ZoneInfo
 
-    b, now = builder_with_a_day(tariff)
-    lp = LivePlanner(b, interval_s=3600.0, zone=ZoneInfo("UTC"))
-    assert lp.due(0.0)
-    lp.start(now, 100.0, BatteryNow(0.5, 4e6, 2e6, 2e6))
-    assert not lp.due(100.0)  # one solve at a time
-    assert lp.task is not None and lp.collect() is None  # not run yet: the loop has not yielded
-    await lp.task
-    view = lp.collect()
-    assert view is not None and view.start_s == 100.0 and len(view.soc) == 97
-    assert view.soc[0] == pytest.approx(0.5)
-    assert not lp.due(3000.0) and lp.due(3700.0)
-    summary = lp.summary(100.0, now)
-    assert summary["plan"]["schedule"][0]["start"] == "2018-07-03T00:00"
+    b, peaks, now = builder_with_a_day(tariff)
+    lp = LivePlanner(PlanningRunner(b, 3600.0, peaks), ZoneInfo("UTC"), peaks)
+    return lp, now, asyncio.create_task(lp.run())
+
+
+async def test_live_planner_solves_off_the_loop_and_uses_a_quick_plan_in_the_same_period(tariff) -> None:
+    lp, now, worker = await _live(tariff)
+    try:
+        assert lp.runner.due(0.0)
+        view = await lp.step(_snapshot_at(now, 100.0), wait_s=5.0)  # a few ms to solve: used at once
+        assert view is not None and view.start_s == 100.0 and len(view.soc) == 97
+        assert view.soc[0] == pytest.approx(0.5) and lp.runner.solves == 1
+        assert not lp.runner.due(3000.0) and lp.runner.due(3800.0)
+        summary = lp.runner.summary(100.0, now)
+        assert summary["plan"]["schedule"][0]["start"] == "2018-07-03T00:00"
+        # without waiting, a solve started in a period is picked up in a later one
+        later = await lp.step(_snapshot_at(now + 3700.0, 3800.0), wait_s=0.0)
+        assert later is view and lp.busy
+        await asyncio.sleep(0.5)
+        assert await lp.step(_snapshot_at(now + 3760.0, 3860.0)) is not view and not lp.busy
+    finally:
+        worker.cancel()
 
 
 async def test_live_planner_replans_early_when_the_soc_drifts_off_the_plan(tariff) -> None:
     """Same rule as the backtest (replan_due): at most once a planning step, before the
     interval is over, when the site's SoC is more than replan_soc_deviation off the plan."""
-    from zoneinfo import ZoneInfo
+    lp, now, worker = await _live(tariff)
+    try:
+        view = await lp.step(_snapshot_at(now, 0.0), wait_s=5.0)
+        assert view is not None
+        on_plan = view.soc[1]  # where the plan expects the SoC after its first step
+        assert not lp.runner.due(900.0, on_plan)
+        assert not lp.runner.due(600.0, on_plan + 0.2)  # within the first step: too soon
+        assert lp.runner.due(900.0, on_plan + 0.2)
+        assert not lp.runner.due(900.0)  # no SoC: only the interval counts
+    finally:
+        worker.cancel()
 
-    b, now = builder_with_a_day(tariff)
-    lp = LivePlanner(b, interval_s=3600.0, zone=ZoneInfo("UTC"))
-    lp.start(now, 0.0, BatteryNow(0.5, 4e6, 2e6, 2e6))
-    assert lp.task is not None
-    await lp.task
-    view = lp.collect()
-    assert view is not None
-    on_plan = view.soc[1]  # where the plan expects the SoC after its first step
-    assert not lp.due(900.0, on_plan)
-    assert not lp.due(600.0, on_plan + 0.2)  # within the first step: too soon
-    assert lp.due(900.0, on_plan + 0.2)
-    assert not lp.due(900.0)  # no SoC: only the interval counts
+
+def test_a_plan_that_cannot_be_built_is_counted_with_its_kind(tariff) -> None:
+    runner = PlanningRunner(PlanBuilder(tariff, SETTINGS), 900.0, PeakTracker(tariff))
+    assert runner.request(0.0, 0.0, BatteryNow(0.5, 4e6, 2e6, 2e6)) is None  # no history yet
+    assert runner.failures == 1 and runner.last_error == "NotEnoughHistory" and runner.view is None

@@ -9,17 +9,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ems import decide as policy_stack
 from ems.demand import DemandMeter
 from ems.envelope import EnvelopeParams, clamp, unit_bounds
 from ems.model.readings import MeterReading
 from ems.model.reasons import Reason
 from ems.model.snapshot import unit_snapshot
+from ems.period import StepParams, StepState, step
 from ems.state_store import StateStore
 from ems.validity import ValidityParams, ValidityTracker
 from policies import peak_shaving
 from policies.battery_limits import BatteryLimitsParams
 from policies.peak_shaving import PeakShavingParams, PeakShavingState
+from policies.reserve import ReserveParams
 from tests.snapshots import bms, pcs, snapshot, unit
 
 VP = ValidityParams(meter_max_abs_w=50e6, meter_frozen_s=10.0, soc_max_rate_per_s=2.0 / 3600)
@@ -159,14 +160,17 @@ def test_no_setpoint_ever_leaves_the_envelope(u1, u2, p, wants, lasts, period_s)
 @given(u1=unit_snaps("u1"), u2=unit_snaps("u2"), grid_w=st.one_of(st.none(), st.floats(-5e6, 2e7)),
        cap=st.floats(1e5, 1e7), last=st.floats(-4e6, 4e6), p=envelopes())
 def test_policy_stack_then_envelope_stays_inside(u1, u2, grid_w, cap, last, p) -> None:
-    """Random snapshots and configs through the real policy stack, then the envelope."""
-    params = policy_stack.PolicyParams(limits=BatteryLimitsParams(p.soc_min, p.soc_max),
-                                       peak=PeakShavingParams(cap, cap * 0.5, 0.0))
+    """Random snapshots and configs through the real period step: its setpoints are inside the
+    envelope as stated independently here (_inside), and the step says when it clamped."""
+    params = StepParams(limits=BatteryLimitsParams(p.soc_min, p.soc_max), envelope=p,
+                        reserve=ReserveParams(reserve_soc=p.reserve_soc), peak=PeakShavingParams(cap, cap * 0.5, 0.0))
     snap = snapshot(grid_w, (u1, u2), last_setpoint_w=last)
-    outcome, _ = policy_stack.decide(snap, params, policy_stack.PolicyStates())
-    out, _ = clamp(outcome.unit_setpoints_w, snap.units, p, {"u1": None, "u2": None}, 1.0)
+    r = step(snap, params, StepState())
+    holding = {u.unit_id: None if u.pcs is None else u.pcs.setpoint_w for u in (u1, u2)}
+    in_force = replace(p, reserve_soc=r.reserve_soc)  # the floor over the available units, as the step had it
     for u in (u1, u2):
-        assert _inside(out[u.unit_id], u, p, None, 1.0)
+        assert _inside(r.unit_setpoints_w[u.unit_id], u, in_force, holding[u.unit_id], 1.0)
+    assert (r.reason is Reason.ENVELOPE_CLAMP) == bool(r.clamped)
 
 
 def test_demand_interval_and_month_peak() -> None:

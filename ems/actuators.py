@@ -1,0 +1,136 @@
+"""What the loop writes: PCS heartbeats, modes and setpoints, rack caps, genset commands.
+
+Each period every PCS gets its heartbeat first (a PCS that just left standby starts its
+timeout), then grid-following mode where it has drifted out of it (never without the
+grid, nor while islanded: that would drop the island), then its setpoint if it changed
+by more than the deadband, drifted on the device, or must become exactly 0 W. Rack caps
+go as one retained message per row. A failed write marks the device down (the period
+result says so) and never stops the other writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from drivers.bess import GensetDriver
+from drivers.errors import DriverError
+from drivers.racks import RackCapWriter
+from ems.gather import LinkHealth, UnitReadings
+from ems.model.errors import EmsError
+from ems.model.readings import PcsMode
+from ems.model.snapshot import SiteSnapshot, UnitSnapshot
+from policies.island import IslandActions
+
+log = structlog.get_logger("ems.actuators")
+
+class UnitWrites:
+    """What was written to one PCS, so a write is skipped when it would change nothing."""
+
+    def __init__(self, io: UnitReadings) -> None:
+        self.io = io
+        self.written_w: float | None = None  # last setpoint we know the PCS accepted
+        self.heartbeat = 0
+
+
+class Actuators:
+    def __init__(self, units: list[UnitReadings], genset: GensetDriver | None, caps: RackCapWriter,
+                 publish_caps: Callable[[str, bytes], Awaitable[None]],
+                 health: LinkHealth, deadband_w: float) -> None:
+        self.units = [UnitWrites(u) for u in units]
+        self.genset = genset
+        self.caps = caps
+        self._publish_caps = publish_caps
+        self.health = health
+        self.deadband_w = deadband_w
+        self.write_failures = 0
+
+    async def _write_unit(self, w: UnitWrites, snap: UnitSnapshot, setpoint_w: float, islanded: bool) -> int:
+        pcs_driver = w.io.pcs
+        writes = 0
+        try:
+            w.heartbeat = (w.heartbeat + 1) % 65536
+            await pcs_driver.beat(w.heartbeat)
+            writes += 1
+            pcs = snap.pcs
+            gf = PcsMode.GRID_FOLLOWING
+            if (snap.available and pcs is not None and pcs.grid_ok and not islanded
+                    and (pcs.mode is not gf or pcs.mode_command is not gf)):
+                await pcs_driver.set_mode(gf)
+                writes += 1
+            reported = None if pcs is None else pcs.setpoint_w
+            stale_write = w.written_w is None or abs(w.written_w - setpoint_w) >= self.deadband_w
+            drifted = reported is not None and abs(reported - setpoint_w) >= self.deadband_w
+            exact_zero = setpoint_w == 0 and w.written_w not in (None, 0.0)
+            if stale_write or drifted or exact_zero:
+                await pcs_driver.set_active_power_w(setpoint_w)
+                w.written_w = setpoint_w
+                writes += 1
+        except DriverError as exc:
+            self.write_failures += 1
+            w.written_w = None
+            self.health.failed(f"{w.io.unit_id}.pcs", exc)
+        return writes
+
+    async def write_units(self, snap: SiteSnapshot, setpoints_w: dict[str, float], islanded: bool) -> int:
+        by_id = {u.unit_id: u for u in snap.units}
+        counts = await asyncio.gather(*(self._write_unit(w, by_id[w.io.unit_id], setpoints_w[w.io.unit_id], islanded)
+                                        for w in self.units))
+        return sum(counts)
+
+    async def sync_caps(self, caps_w: dict[str, float | None]) -> int:
+        by_row = self.caps.changes(caps_w, deadband_w=500.0)
+        if not by_row:
+            return 0
+        try:
+            return await self.caps.send(self._publish_caps, by_row)
+        except EmsError:  # the broker is unreachable: the caps go again after the reconnect
+            self.write_failures += 1
+            return 0
+
+    async def apply_island(self, actions: IslandActions, snap: SiteSnapshot) -> tuple[int, list[str]]:
+        """Carry out what island supervision asked: caps, genset, reconnection. Returns the
+        writes and the genset commands sent (for the event log)."""
+        writes = await self.sync_caps(actions.caps_w)
+        sent: list[str] = []
+        try:
+            if self.genset is not None and actions.genset is not None:
+                await (self.genset.start() if actions.genset == "start" else self.genset.stop())
+                sent.append(actions.genset)
+                writes += 1
+            if self.genset is not None and actions.genset_charge_w is not None:
+                await self.genset.set_charge_request_w(actions.genset_charge_w)
+                writes += 1
+        except DriverError as exc:
+            self.write_failures += 1
+            self.health.failed("genset", exc)
+        if actions.reconnect:
+            # the planned transition back: every unit that can follows the grid again
+            ready = [w for w, u in zip(self.units, snap.units, strict=True) if u.pcs is not None and not u.pcs.fault]
+            results = await asyncio.gather(*(w.io.pcs.set_mode(PcsMode.GRID_FOLLOWING) for w in ready),
+                                           return_exceptions=True)
+            writes += sum(1 for r in results if r is None)
+            log.info("reconnected to the grid", units=len(ready))
+        return writes, sent
+
+    async def zero_all(self) -> None:
+        """Every unit to 0 W (shutdown); best effort, bounded in time."""
+        async def zero(w: UnitWrites) -> None:
+            try:
+                await w.io.pcs.set_active_power_w(0.0)
+                w.written_w = 0.0
+            except DriverError as exc:
+                log.warning("could not zero unit at shutdown", unit=w.io.unit_id, error=str(exc))
+
+        await asyncio.wait_for(asyncio.gather(*(zero(w) for w in self.units)), 5.0)
+
+    async def release_caps(self) -> None:
+        releases = self.caps.release_all()
+        if not releases:
+            return
+        try:
+            await self.caps.send(self._publish_caps, releases)
+        except EmsError:
+            log.warning("could not release rack caps at shutdown: broker unreachable")

@@ -1,0 +1,124 @@
+"""Gather: every device read concurrently into one frozen `SiteSnapshot` per period.
+
+Meter, every BMS and PCS (and the genset) are read at once, one block read each. A
+reading that fails keeps the last good one, which ages out of the snapshot after its
+stale limit (never read as 0); stale, frozen or implausible data is set aside by the
+validity tracker with a reason. Which devices failed their last read or write is kept
+here (`down`) for the period result; the transition observer (ems/transitions.py) logs
+and records the changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
+from drivers.bess import BmsDriver, GensetDriver, MeterDriver, PcsDriver
+from drivers.errors import DriverError
+from drivers.modbus_device import ModbusDevice
+from drivers.profile import load_profile
+from drivers.racks import RackTelemetryStore
+from ems.clock import Clock
+from ems.config import ModbusEndpoint, SiteConfig
+from ems.model.readings import BmsReading, GensetReading, MeterReading, PcsReading
+from ems.model.snapshot import SiteSnapshot, fresh_meter, unit_snapshot
+from ems.validity import ValidityParams, ValidityTracker
+
+
+def modbus_device(name: str, ep: ModbusEndpoint) -> ModbusDevice:
+    return ModbusDevice(name, load_profile(ep.profile), ep.host, ep.port, ep.unit_id, ep.timeout_s)
+
+
+class LinkHealth:
+    """Which devices failed their last request, and why; errors counted per device."""
+
+    def __init__(self) -> None:
+        self.down: dict[str, str] = {}  # device -> kind of its last error
+        self.errors: dict[str, int] = {}  # every failed read or write, by device (metrics)
+
+    def ok(self, name: str) -> None:
+        self.down.pop(name, None)
+
+    def failed(self, name: str, exc: Exception) -> None:
+        self.errors[name] = self.errors.get(name, 0) + 1
+        self.down[name] = f"{type(exc).__name__}: {exc}"
+
+
+class UnitReadings:
+    def __init__(self, unit_id: str, bms: BmsDriver, pcs: PcsDriver) -> None:
+        self.unit_id, self.bms, self.pcs = unit_id, bms, pcs
+        self.last_bms: BmsReading | None = None
+        self.last_pcs: PcsReading | None = None
+
+
+class SiteReader:
+    def __init__(self, cfg: SiteConfig, clock: Clock, store: RackTelemetryStore) -> None:
+        self.cfg, self.clock, self.store = cfg, clock, store
+        self.meter = MeterDriver(modbus_device("meter", cfg.meter))
+        self.units = [UnitReadings(u.id, BmsDriver(modbus_device(f"{u.id}.bms", u.bms)),
+                                   PcsDriver(modbus_device(f"{u.id}.pcs", u.pcs))) for u in cfg.bess_units]
+        self.genset = None if cfg.genset is None else GensetDriver(modbus_device("genset", cfg.genset))
+        self.last_meter: MeterReading | None = None
+        self.last_genset: GensetReading | None = None
+        self.health = LinkHealth()
+        c = cfg.control
+        site_max_w = c.meter_max_abs_w or 3.0 * cfg.racks.count * cfg.racks.nameplate_w + 1e7
+        self.validity = ValidityTracker(ValidityParams(site_max_w, c.meter_frozen_s, c.bms_soc_max_c_rate / 3600.0))
+
+    def reconfigure(self, cfg: SiteConfig) -> None:
+        """A reloaded site file: new validity limits and stale times (devices stay)."""
+        self.cfg = cfg
+        c = cfg.control
+        p = self.validity.p
+        self.validity.p = type(p)(c.meter_max_abs_w or p.meter_max_abs_w, c.meter_frozen_s,
+                                  c.bms_soc_max_c_rate / 3600.0, p.soc_jump_slack, p.pcs_power_margin,
+                                  p.temperature_range_c)
+
+    async def _read(self, name: str, coro: Coroutine[Any, Any, Any]) -> Any:
+        try:
+            value = await coro
+        except DriverError as exc:
+            self.health.failed(name, exc)
+            return None
+        self.health.ok(name)
+        return value
+
+    async def read(self, last_setpoint_w: float, grid_ok: bool | None) -> SiteSnapshot:
+        now = self.clock.monotonic()
+        reads = [self._read("meter", self.meter.read(now))]
+        for u in self.units:
+            reads.append(self._read(f"{u.unit_id}.bms", u.bms.read(now)))
+            reads.append(self._read(f"{u.unit_id}.pcs", u.pcs.read(now)))
+        if self.genset is not None:
+            reads.append(self._read("genset", self.genset.read(now)))
+        results = await asyncio.gather(*reads)
+        self.last_meter = results[0] or self.last_meter
+        if self.genset is not None:
+            self.last_genset = results[-1] or self.last_genset
+        c = self.cfg.control
+        unit_snaps = []
+        for i, u in enumerate(self.units):
+            u.last_bms = results[1 + 2 * i] or u.last_bms
+            u.last_pcs = results[2 + 2 * i] or u.last_pcs
+            unit_snaps.append(self.validity.check_unit(
+                unit_snapshot(u.unit_id, u.last_bms, u.last_pcs, now, c.bess_stale_after_s)))
+        meter = self.validity.check_meter(fresh_meter(self.last_meter, now, c.meter_stale_after_s), now)
+        genset = self.last_genset
+        if genset is not None and now - genset.read_at_s > c.bess_stale_after_s:
+            genset = None
+        return SiteSnapshot(
+            now_s=now, wall_s=self.clock.wall(), period_s=c.period_s,
+            meter=meter, meter_invalid=self.validity.meter_invalid,
+            meter_invalid_since_s=self.validity.meter_invalid_since_s,
+            units=tuple(unit_snaps), racks=self.store.reading(now), last_setpoint_w=last_setpoint_w,
+            genset=genset, grid_ok=grid_ok,
+        )
+
+    def close(self) -> None:
+        for u in self.units:
+            u.bms.device.close()
+            u.pcs.device.close()
+        self.meter.device.close()
+        if self.genset is not None:
+            self.genset.device.close()

@@ -1,0 +1,128 @@
+"""One control period, whatever runs it: snapshot + parameters + state + plan -> setpoints.
+
+The live loop (ems/control_loop.py), the backtest (ems/backtest/engine.py) and any
+simulation call `step` and nothing else between their snapshot and their writes, so what
+a backtest says the battery saves is what the site's controller does.
+
+Rules enter as constraints in one ordered list, never by rewriting another policy's
+parameters. In priority order:
+
+1. battery limits: each available unit's safety envelope (rating, BMS limits, SoC window,
+   reserve floor, temperature derating, unit ramp), summed; the site ramp limit;
+2. the reserve floor (arbitrage's and the outage reserve, the higher): no discharge below
+   it, and a charge of its own back to it when under it;
+3. an operator's forced mode, while it lasts, in place of 4-5;
+4. the import cap: the fresh plan's cap, else the configured peak shaving; without a
+   trusted meter, the safe action (hold, then 0 W);
+5. arbitrage: the plan's SoC trajectory;
+6. idle: 0 W.
+
+The arbiter narrows the feasible interval in that order (a lower priority never undoes a
+higher one); the dispatcher splits the setpoint across units within their envelopes; the
+envelope has the last word, and when it changes a setpoint the period's reason is
+`ENVELOPE_CLAMP`. The setpoints returned are the ones to write.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+from ems.arbiter import Arbitration, arbitrate
+from ems.dispatcher import dispatch
+from ems.envelope import EnvelopeParams, clamp, unit_limits
+from ems.model.decision import Decision
+from ems.model.plan import PlanView
+from ems.model.reasons import Reason
+from ems.model.snapshot import SiteSnapshot
+from policies import arbitrage, battery_limits, idle, operator_force, peak_shaving, plan_cap, reserve
+
+
+@dataclass(frozen=True, slots=True)
+class StepParams:
+    limits: battery_limits.BatteryLimitsParams
+    envelope: EnvelopeParams  # its reserve_soc is set each period from the reserve policy
+    reserve: reserve.ReserveParams = field(default_factory=reserve.ReserveParams)
+    peak: peak_shaving.PeakShavingParams | None = None
+    arbitrage: arbitrage.ArbitrageParams | None = None
+    peak_hold_s: float = 0.0  # the held load window, for the plan's cap too
+    meter_invalid_hold_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class StepState:
+    peak: peak_shaving.PeakShavingState = field(default_factory=peak_shaving.PeakShavingState)
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    decisions: tuple[Decision, ...]
+    arbitration: Arbitration
+    unit_setpoints_w: dict[str, float]  # after the envelope: what is written
+    reason: Reason  # why the site setpoint is what it is this period
+    decided_by: str
+    cap_w: float | None  # the import cap in force
+    reserve_soc: float  # the reserve floor in force (0: none)
+    clamped: tuple[str, ...]  # units whose setpoint the envelope changed
+    state: StepState
+
+    @property
+    def setpoint_w(self) -> float:
+        """The site battery setpoint written (> 0 discharge)."""
+        return sum(self.unit_setpoints_w.values())
+
+
+def _cap_decision(snap: SiteSnapshot, p: StepParams, plan: PlanView | None,
+                  state: StepState) -> tuple[Decision | None, float | None, StepState]:
+    """The import cap's constraint: the fresh plan's, else the configured one's."""
+    current = None if p.arbitrage is None else arbitrage.fresh_plan(snap, p.arbitrage, plan)
+    if current is None and p.peak is None:
+        return None, None, state
+    if current is None:
+        assert p.peak is not None
+        d, peak_state = peak_shaving.decide(snap, p.peak, state.peak)
+        return d, p.peak.grid_import_cap_w, StepState(peak_state)
+    view, k = current
+    cap_w = view.import_cap_w[k]
+    held_w, peak_state = peak_shaving.held_load(snap, p.peak_hold_s, state.peak)
+    if held_w is None:
+        d = peak_shaving.without_meter(snap, plan_cap.NAME, p.meter_invalid_hold_s)
+    else:
+        d = plan_cap.decide(cap_w, held_w)
+    return d, cap_w if math.isfinite(cap_w) else None, StepState(peak_state)
+
+
+def step(snap: SiteSnapshot, p: StepParams, state: StepState, plan: PlanView | None = None,
+         force: operator_force.ForceParams | None = None) -> StepResult:
+    floor = reserve.decide(snap, p.reserve)
+    reserve_soc = 0.0 if floor is None else floor[1]
+    envelope = p.envelope if reserve_soc == p.envelope.reserve_soc else replace(p.envelope, reserve_soc=reserve_soc)
+    # the ramp runs from what each PCS reports it holds now (this period's reading)
+    holding = {u.unit_id: None if u.pcs is None else u.pcs.setpoint_w for u in snap.units}
+    limits = unit_limits(snap.units, envelope, holding, snap.period_s)
+    decisions = [battery_limits.decide(snap, p.limits, limits, reserve_soc)]
+    if floor is not None:
+        decisions.append(floor[0])
+    cap_w: float | None = None
+    if force is not None:  # the operator has taken over: the cap and arbitrage stand down
+        decisions.append(operator_force.decide(force))
+    else:
+        cap, cap_w, state = _cap_decision(snap, p, plan, state)
+        if cap is not None:
+            decisions.append(cap)
+        if p.arbitrage is not None:
+            decisions.append(arbitrage.decide(snap, p.arbitrage, plan))
+    decisions.append(idle.decide())
+    arb = arbitrate(decisions)
+    shares = dispatch(arb.setpoint_w, limits, p.limits.soc_min, p.limits.soc_max)
+    out, clamped = clamp(shares, snap.units, envelope, holding, snap.period_s)
+    reason, by = (Reason.ENVELOPE_CLAMP, "envelope") if clamped else (arb.reason, arb.decided_by)
+    return StepResult(tuple(decisions), arb, out, reason, by, cap_w, reserve_soc, tuple(clamped), state)
+
+
+def standing_down(snap: SiteSnapshot, reason: Reason, by: str, state: StepState) -> StepResult:
+    """A period in which the step does not run (islanded: the grid-forming units balance the
+    island): every unit at 0 W, with the reason."""
+    d = Decision(by, reason, 0.0, 0.0)
+    arb = Arbitration(0.0, 0.0, 0.0, reason, by, ())
+    return StepResult((d,), arb, {u.unit_id: 0.0 for u in snap.units}, reason, by, None, 0.0, (), state)

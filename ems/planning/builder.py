@@ -1,0 +1,224 @@
+"""From the load so far to the next plan's problem, and from a solved plan to the policies' view.
+
+Synchronous and clock-free: time comes in as naive local seconds (tariff wall-clock time
+as seconds since 1970-01-01T00:00). The planning runner (ems/planning/runner.py) drives it
+for the live loop and the backtest alike.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from ems.forecast import WEEK_S, load_forecast
+from ems.model.plan import PlanView
+from ems.model.snapshot import SiteSnapshot
+from ems.planning.history import StepHistory
+from ems.planning.lp import Plan, PlanError, PlanProblem
+from ems.tariff.model import Tariff
+from ems.tariff_signals import MonthKey, TariffSignals, TouKey, calendar, tariff_signals
+
+_EPOCH = datetime(1970, 1, 1)
+
+
+def local_datetime(local_s: float) -> datetime:
+    return _EPOCH + timedelta(seconds=local_s)
+
+
+def local_seconds(wall_s: float, zone: ZoneInfo) -> float:
+    """Epoch seconds -> the zone's naive wall-clock time as seconds since 1970-01-01T00:00."""
+    offset = datetime.fromtimestamp(wall_s, UTC).astimezone(zone).utcoffset()
+    return wall_s + (0.0 if offset is None else offset.total_seconds())
+
+
+class NotEnoughHistory(PlanError):
+    """Less than `min_history_h` of load history: a plan would rest on a guess."""
+
+
+class PeaksSoFar(Protocol):
+    """This billing month's demand peaks so far (the site's demand meter)."""
+
+    def month_peak_kw(self, key: MonthKey) -> float: ...
+
+    def tou_peak_kw(self, key: TouKey) -> float: ...
+
+
+class PeakTracker:
+    """This billing month's demand peaks so far: average import over clock-aligned
+    demand intervals, per TOU demand period and for the whole month (flat)."""
+
+    def __init__(self, tariff: Tariff) -> None:
+        self.tariff = tariff
+        self.interval_s = float(tariff.demand_interval_s)
+        self.tou: dict[TouKey, float] = {}
+        self.flat: dict[MonthKey, float] = {}
+        self._bin: int | None = None
+        self._sum_ws = 0.0
+        self._time_s = 0.0
+
+    def observe(self, t_s: float, grid_w: float, dt_s: float) -> None:
+        b = math.floor((t_s - dt_s) / self.interval_s + 1e-9)
+        if self._bin is not None and b != self._bin:
+            self._close()
+        self._bin = b
+        self._sum_ws += max(grid_w, 0.0) * dt_s
+        self._time_s += dt_s
+
+    def _close(self) -> None:
+        if self._bin is None or self._time_s <= 0:
+            return
+        kw = self._sum_ws / self._time_s / 1000.0
+        cal = calendar(local_datetime(self._bin * self.interval_s), self.interval_s, 1)
+        year, month, hour = int(cal.year[0]), int(cal.month[0]), int(cal.hour[0])
+        month_key = (year, month)
+        self.flat[month_key] = max(self.flat.get(month_key, 0.0), kw)
+        if self.tariff.demand_periods:
+            table = self.tariff.demand_weekend_schedule if cal.weekend[0] else self.tariff.demand_weekday_schedule
+            key = (year, month, table[month - 1][hour])
+            self.tou[key] = max(self.tou.get(key, 0.0), kw)
+        self._sum_ws = self._time_s = 0.0
+
+    def month_peak_kw(self, key: MonthKey) -> float:
+        return self.flat.get(key, 0.0)
+
+    def tou_peak_kw(self, key: TouKey) -> float:
+        return self.tou.get(key, 0.0)
+
+
+@dataclass(frozen=True)
+class PlannerSettings:
+    step_s: float
+    horizon_steps: int
+    soc_min: float
+    soc_max: float
+    reserve_soc: float
+    charge_efficiency: float
+    discharge_efficiency: float
+    wear_cost_per_kwh: float
+    allow_export: bool = False
+    history_weeks: int = 4
+    min_history_h: float = 24.0
+    envelope_days: int = 1
+    correction_tau_s: float = 4 * 3600.0  # how long the last hour's offset from its profile lasts
+    terminal_soc: float | None = None
+    forecast_margin: float = 0.0  # plan for this much more load than forecast (share)
+    hold_value_per_kwh_h: float = 0.0  # LP preference for a charged battery (see lp.py)
+    over_peak_cost_per_kwh: float = 0.0  # LP preference for charging under the billed peak (see lp.py)
+    charge_peak_weight: float = 0.0  # demand rate share on a peak that charging makes (see lp.py)
+    replan_soc_deviation: float | None = 0.05  # re-plan early when SoC is off the plan by this
+    demand_per_day: bool = True  # see ems/tariff_signals.py
+
+
+@dataclass(frozen=True)
+class BatteryNow:
+    """The battery as the planner sees it now (available units only)."""
+
+    soc: float
+    capacity_wh: float
+    max_charge_w: float
+    max_discharge_w: float
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    problem: PlanProblem
+    signals: TariffSignals
+    start_local_s: float  # start of step 0
+
+
+class PlanBuilder:
+    """The load history and, from it, the next plan's problem (synchronous, clock-free)."""
+
+    def __init__(self, tariff: Tariff, settings: PlannerSettings) -> None:
+        self.tariff = tariff
+        self.s = settings
+        keep = settings.history_weeks * round(WEEK_S / settings.step_s) + 1
+        self.load = StepHistory(settings.step_s, keep)
+
+    def observe(self, t_s: float, dt_s: float, net_load_w: float) -> None:
+        """The load the site would draw without the battery (net of PV: what the meter and
+        the battery say) over (t_s - dt_s, t_s]."""
+        self.load.observe(t_s, net_load_w, dt_s)
+
+    def request(self, now_local_s: float, battery: BatteryNow, peaks: PeaksSoFar,
+                max_steps: int | None = None) -> PlanRequest:
+        s = self.s
+        start = math.floor(now_local_s / s.step_s + 1e-9) * s.step_s
+        n = s.horizon_steps if max_steps is None else max(1, min(s.horizon_steps, max_steps))
+        history = self.load.complete_until(start)
+        if history.size * s.step_s < s.min_history_h * 3600.0:
+            raise NotEnoughHistory(f"{history.size * s.step_s / 3600.0:.1f} h of load history, "
+                                   f"{s.min_history_h:g} h needed before planning")
+        net_w = load_forecast(history, s.step_s, n, weeks=s.history_weeks, envelope_days=s.envelope_days,
+                              correction_tau_s=s.correction_tau_s)
+        net_w = np.where(net_w > 0, net_w * (1.0 + s.forecast_margin), net_w)
+        start_dt = local_datetime(start)
+        month_key = (start_dt.year, start_dt.month)
+        mean_kw = float(history.mean()) / 1000.0 if history.size else float(net_w.mean()) / 1000.0
+        ref_peak_kw = max(peaks.month_peak_kw(month_key), float(net_w.max()) / 1000.0)
+        sig = tariff_signals(self.tariff, start_dt, s.step_s, n,
+                             month_kwh=max(mean_kw, 0.0) * 730.0, reference_peak_kw=ref_peak_kw,
+                             per_day=s.demand_per_day)
+        has_tou = bool(sig.tou_keys)
+        has_flat = bool(sig.flat_keys)
+        problem = PlanProblem(
+            step_s=s.step_s, net_load_w=net_w,
+            import_price_per_kwh=sig.import_price_per_kwh, export_price_per_kwh=sig.export_price_per_kwh,
+            capacity_wh=battery.capacity_wh, soc_initial=min(max(battery.soc, 0.0), 1.0),
+            max_charge_w=battery.max_charge_w, max_discharge_w=battery.max_discharge_w,
+            soc_min=s.soc_min, soc_max=s.soc_max, reserve_soc=max(s.reserve_soc, s.soc_min),
+            charge_efficiency=s.charge_efficiency, discharge_efficiency=s.discharge_efficiency,
+            wear_cost_per_kwh=s.wear_cost_per_kwh,
+            demand_charge_per_kw=sig.tou_rates_per_kw.tolist() if has_tou else 0.0,
+            peak_so_far_kw=[peaks.tou_peak_kw(k) for k in sig.tou_keys] if has_tou else 0.0,
+            demand_period=sig.tou_group if has_tou else None,
+            flat_group=sig.flat_group if has_flat else None,
+            flat_demand_charge_per_kw=sig.flat_rates_per_kw.tolist() if has_flat else 0.0,
+            flat_peak_so_far_kw=[peaks.month_peak_kw(k) for k in sig.flat_keys] if has_flat else 0.0,
+            allow_export=s.allow_export, soc_final_min=self._terminal_soc(battery, n),
+            hold_value_per_kwh_h=s.hold_value_per_kwh_h, over_peak_cost_per_kwh=s.over_peak_cost_per_kwh,
+            charge_peak_weight=s.charge_peak_weight,
+        )
+        return PlanRequest(problem, sig, start)
+
+    def _terminal_soc(self, battery: BatteryNow, n: int) -> float | None:
+        """At least the SoC now, and at least `terminal_soc` where the horizon allows the
+        charge: energy left at the end of the horizon is worth something after it (the
+        next peak), which a finite horizon does not see."""
+        s = self.s
+        if s.terminal_soc is None:
+            return None
+        now = min(max(battery.soc, 0.0), 1.0)
+        reachable = now + battery.max_charge_w * s.charge_efficiency * n * s.step_s / 3600.0 / battery.capacity_wh
+        return max(min(now, s.soc_max), min(s.terminal_soc, s.soc_max, reachable))
+
+
+def plan_view(req: PlanRequest, plan: Plan, now_local_s: float, now_mono_s: float) -> PlanView:
+    """The plan in the site's monotonic time, as the arbitrage policy reads it."""
+    return PlanView(
+        made_at_s=now_mono_s,
+        start_s=now_mono_s - (now_local_s - req.start_local_s),
+        step_s=req.problem.step_s,
+        soc=tuple(float(x) for x in plan.soc),
+        battery_w=tuple(float(x) for x in plan.battery_w),
+        grid_w=tuple(float(x) for x in plan.grid_w),
+        import_cap_w=tuple(float(x) for x in plan.import_cap_w(req.problem)),
+        expected_savings=plan.expected_savings,
+    )
+
+
+def battery_from_snapshot(snap: SiteSnapshot) -> BatteryNow | None:
+    """The available units as one battery; power at the PCS rating (the BMS's allowed power
+    moves with SoC and temperature, the LP's SoC window stands in for that)."""
+    units = [u for u in snap.units if u.available and u.bms is not None and u.pcs is not None]
+    capacity = sum(u.bms.capacity_wh for u in units if u.bms is not None)
+    if capacity <= 0:
+        return None
+    stored = sum(u.bms.soc * u.bms.capacity_wh for u in units if u.bms is not None)
+    rated = sum(u.pcs.rated_power_w for u in units if u.pcs is not None)
+    return BatteryNow(stored / capacity, capacity, rated, rated)

@@ -1,0 +1,98 @@
+"""The planner of `ems run`: the planning runner with its solves in a worker thread.
+
+Each period the controller calls `step`: the load is recorded, a new plan is requested
+when due, and its solve runs in a worker thread. A solve that is done within `wait_s`
+(the LP takes a few ms) is used in the same period, as in the backtest, which solves at
+once; a slower one from a later period on. The worker is a long-lived task the
+controller runs in its task group (`run`). A failed solve leaves the previous plan in
+place until it goes stale (arbitrage then stands down); the period result says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from ems.config import SiteConfig
+from ems.model.plan import PlanView
+from ems.model.snapshot import SiteSnapshot
+from ems.planning.builder import PeakTracker, PlanBuilder, PlanRequest, battery_from_snapshot, local_seconds
+from ems.planning.lp import Plan, plan_dispatch
+from ems.planning.runner import PlanningRunner
+from ems.planning.settings import load_tariff, planner_settings
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    request: PlanRequest
+    local_s: float
+    now_s: float
+
+
+class LivePlanner:
+    def __init__(self, runner: PlanningRunner, zone: ZoneInfo, peaks: PeakTracker) -> None:
+        self.runner = runner
+        self.zone = zone
+        self.peaks = peaks
+        self._jobs: asyncio.Queue[_Job] = asyncio.Queue(maxsize=1)
+        self._job: _Job | None = None  # the one in the worker, or waiting for it
+        self._result: Plan | Exception | None = None
+        self._solved = asyncio.Event()
+
+    async def step(self, snap: SiteSnapshot, wait_s: float = 0.0) -> PlanView | None:
+        """One period: record the load, request a plan when due, take a finished solve.
+        Returns the plan in force (fresh or not: the arbitrage policy judges)."""
+        local_s = local_seconds(snap.wall_s, self.zone)
+        if snap.meter is not None:
+            self.peaks.observe(local_s, snap.meter.grid_power_w, snap.period_s)
+        self.runner.observe(local_s, snap.period_s, snap.site_load_w)
+        battery = battery_from_snapshot(snap)
+        if self._job is None and battery is not None and self.runner.due(snap.now_s, battery.soc):
+            req = self.runner.request(local_s, snap.now_s, battery)
+            if req is not None:
+                self._job = _Job(req, local_s, snap.now_s)
+                self._jobs.put_nowait(self._job)
+        if self._job is not None and not self._solved.is_set() and wait_s > 0:
+            with contextlib.suppress(TimeoutError):  # not yet: picked up in a later period
+                await asyncio.wait_for(self._solved.wait(), wait_s)
+        self._collect()
+        return self.runner.view
+
+    def _collect(self) -> None:
+        job, result = self._job, self._result
+        if job is None or not self._solved.is_set():
+            return
+        self._job, self._result = None, None
+        self._solved.clear()
+        if isinstance(result, Plan):
+            self.runner.accept(job.request, result, job.local_s, job.now_s)
+        elif result is not None:
+            self.runner.failed(result)
+
+    async def run(self) -> None:
+        """The worker: solve each request off the event loop, until cancelled."""
+        while True:
+            job = await self._jobs.get()
+            try:
+                self._result = await asyncio.to_thread(plan_dispatch, job.request.problem)
+            except Exception as exc:  # a failed solve leaves arbitrage to go stale, never the loop
+                self._result = exc
+            self._solved.set()
+
+    @property
+    def busy(self) -> bool:
+        return self._job is not None
+
+
+def live_planner(cfg: SiteConfig) -> LivePlanner | None:
+    """The planner for `ems run`, or None when arbitrage is not configured."""
+    a = cfg.policies.arbitrage
+    settings = planner_settings(cfg.policies)
+    if a is None or settings is None:
+        return None
+    tariff = load_tariff(a.tariff, a.prices_csv)
+    peaks = PeakTracker(tariff)
+    runner = PlanningRunner(PlanBuilder(tariff, settings), a.planning_interval_s, peaks)
+    return LivePlanner(runner, ZoneInfo(a.timezone), peaks)

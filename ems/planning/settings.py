@@ -1,0 +1,41 @@
+"""A site file's arbitrage section as the planner's settings and tariff."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ems.config import PoliciesConfig
+from ems.model.errors import ConfigError
+from ems.planning.builder import PlannerSettings
+from ems.tariff import TariffError, load_price_csv, load_urdb
+from ems.tariff.model import Tariff
+
+
+def load_tariff(tariff_path: str | Path, prices_csv: str | Path | None = None) -> Tariff:
+    """A URDB tariff, with a dynamic price CSV attached when given; errors as ConfigError."""
+    try:
+        tariff = load_urdb(tariff_path)
+        if prices_csv is not None:
+            tariff = tariff.model_copy(update={"dynamic_prices": load_price_csv(prices_csv)})
+    except TariffError as exc:
+        raise ConfigError(f"tariff: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"tariff: cannot read {tariff_path}: {exc.strerror}") from None
+    return tariff
+
+
+def planner_settings(policies: PoliciesConfig) -> PlannerSettings | None:
+    a = policies.arbitrage
+    if a is None or not a.enabled:
+        return None
+    b = policies.battery
+    return PlannerSettings(
+        step_s=float(a.step_s), horizon_steps=max(1, round(a.horizon_h * 3600 / a.step_s)),
+        soc_min=b.soc_min, soc_max=b.soc_max, reserve_soc=a.reserve_soc,
+        charge_efficiency=a.charge_efficiency, discharge_efficiency=a.discharge_efficiency,
+        wear_cost_per_kwh=a.wear_cost_per_kwh, allow_export=a.allow_export,
+        envelope_days=a.forecast_envelope_days, hold_value_per_kwh_h=a.hold_value_per_kwh_h,
+        over_peak_cost_per_kwh=a.over_peak_cost_per_kwh, correction_tau_s=a.forecast_correction_tau_s,
+        charge_peak_weight=a.charge_peak_weight,
+        demand_per_day=a.demand_per_day, replan_soc_deviation=a.replan_soc_deviation,
+    )
