@@ -45,8 +45,9 @@ from ems.model.reasons import Reason
 from ems.model.snapshot import SiteSnapshot, UnitSnapshot, fresh_meter, unit_snapshot
 from ems.mqtt_link import MqttLink, NotConnected
 from ems.operator.controls import OperatorControls
-from ems.planning.runner import live_planner, local_seconds
+from ems.planning.runner import live_planner
 from ems.state_store import StateStore
+from ems.tariff.calendar import local_seconds
 from ems.validity import ValidityParams, ValidityTracker
 from policies.arbitrage import ArbitrageState
 from policies.island import IslandActions

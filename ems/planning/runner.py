@@ -11,7 +11,6 @@ import asyncio
 import math
 from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -19,28 +18,18 @@ import numpy as np
 import structlog
 
 from ems.config import PoliciesConfig, SiteConfig
+from ems.demand import DemandMeter
 from ems.forecast import WEEK_S, load_forecast, pv_forecast
 from ems.model.errors import ConfigError
 from ems.model.snapshot import SiteSnapshot
 from ems.planning.lp import Plan, PlanError, PlanProblem, plan_dispatch
 from ems.tariff import TariffError, load_price_csv, load_urdb
+from ems.tariff.calendar import MonthKey, TouKey, local_datetime, local_seconds
 from ems.tariff.model import Tariff
-from ems.tariff_signals import MonthKey, TariffSignals, TouKey, calendar, tariff_signals
+from ems.tariff_signals import TariffSignals, tariff_signals
 from policies.arbitrage import PlanView
 
 log = structlog.get_logger("ems.planner")
-
-_EPOCH = datetime(1970, 1, 1)
-
-
-def local_datetime(local_s: float) -> datetime:
-    return _EPOCH + timedelta(seconds=local_s)
-
-
-def local_seconds(wall_s: float, zone: ZoneInfo) -> float:
-    """Epoch seconds -> the zone's naive wall-clock time as seconds since 1970-01-01T00:00."""
-    offset = datetime.fromtimestamp(wall_s, UTC).astimezone(zone).utcoffset()
-    return wall_s + (0.0 if offset is None else offset.total_seconds())
 
 
 class NotEnoughHistory(PlanError):
@@ -87,42 +76,29 @@ class StepHistory:
 
 
 class PeakTracker:
-    """This billing month's demand peaks so far: average import over clock-aligned
-    demand intervals, per TOU demand period and for the whole month (flat)."""
+    """The planner's view of the demand meter (ems/demand.py), fed naive tariff time: this
+    billing month's peaks so far in kW, per TOU demand period and flat."""
 
     def __init__(self, tariff: Tariff) -> None:
-        self.tariff = tariff
-        self.interval_s = float(tariff.demand_interval_s)
-        self.tou: dict[TouKey, float] = {}
-        self.flat: dict[MonthKey, float] = {}
-        self._bin: int | None = None
-        self._sum_ws = 0.0
-        self._time_s = 0.0
+        self.meter = DemandMeter(tariff)
 
     def observe(self, t_s: float, grid_w: float, dt_s: float) -> None:
-        b = math.floor((t_s - dt_s) / self.interval_s + 1e-9)
-        if self._bin is not None and b != self._bin:
-            self._close()
-        self._bin = b
-        self._sum_ws += max(grid_w, 0.0) * dt_s
-        self._time_s += dt_s
+        self.meter.add(grid_w, dt_s, t_s)
 
-    def _close(self) -> None:
-        if self._bin is None or self._time_s <= 0:
-            return
-        kw = self._sum_ws / self._time_s / 1000.0
-        cal = calendar(local_datetime(self._bin * self.interval_s), self.interval_s, 1)
-        year, month, hour = int(cal.year[0]), int(cal.month[0]), int(cal.hour[0])
-        month_key = (year, month)
-        self.flat[month_key] = max(self.flat.get(month_key, 0.0), kw)
-        if self.tariff.demand_periods:
-            table = self.tariff.demand_weekend_schedule if cal.weekend[0] else self.tariff.demand_weekday_schedule
-            key = (year, month, table[month - 1][hour])
-            self.tou[key] = max(self.tou.get(key, 0.0), kw)
-        self._sum_ws = self._time_s = 0.0
+    @property
+    def tou(self) -> dict[TouKey, float]:
+        m = self.meter
+        if m.month_key is None:
+            return {}
+        return {(*m.month_key, p): w / 1000.0 for p, w in enumerate(m.tou_peaks_w)}
+
+    @property
+    def flat(self) -> dict[MonthKey, float]:
+        m = self.meter
+        return {} if m.month_key is None else {m.month_key: m.month_peak_w / 1000.0}
 
     def month_peak_kw(self, key: MonthKey) -> float:
-        return self.flat.get(key, 0.0)
+        return self.meter.peak_kw(key)
 
 
 @dataclass(frozen=True)
