@@ -41,10 +41,11 @@ from ems.mqtt_link import MqttLink, NotConnected
 from ems.operator.controls import OperatorControls
 from ems.period import StepResult, StepState, standing_down, step
 from ems.persistence import ControllerState
-from ems.planning.builder import local_seconds
 from ems.planning.live import live_planner
+from ems.planning.settings import site_tariff
 from ems.published import PeriodResult
 from ems.status import site_status
+from ems.tariff.calendar import local_seconds
 from ems.transitions import TransitionObserver
 from policies.island import IslandActions
 
@@ -85,12 +86,13 @@ class Controller:
                                    self.reader.health, cfg.control.setpoint_deadband_w)
         overrides = cfg.http.overrides_file or (None if state_dir is None else state_dir / "overrides.json")
         self.controls = OperatorControls(cfg, self.events, clock, overrides, cfg.http.max_force_s)
-        self.planner = live_planner(cfg)  # None unless policies.arbitrage is configured
+        tariff, zone = site_tariff(cfg)
+        self.demand = DemandMeter(tariff, zone)  # the one billing-demand meter: status, planner, persistence
+        self._demand_at_s: float | None = None
+        self.planner = live_planner(cfg, tariff, self.demand)  # None unless policies.arbitrage is configured
         fc = cfg.failover
         self.failover = None if fc is None or not fc.enabled else FailoverManager(cfg, fc, clock, self.events)
         self.step_state = StepState()
-        self.demand = DemandMeter()
-        self._demand_at_s: float | None = None
         self.persisted = ControllerState(None if state_dir is None else state_dir / "state.db",
                                          cfg.state.persist_every_s)
         self.stats = LoopStats()

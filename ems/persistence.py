@@ -48,7 +48,9 @@ class ControllerState:
         """Resume from what a previous run saved: demand so far, setpoints, counters."""
         saved = self.store.load()
         if "demand" in saved:
-            ctl.demand = DemandMeter.from_dict(saved["demand"])
+            ctl.demand = DemandMeter.from_dict(saved["demand"], ctl.demand.tariff, ctl.demand.zone)
+            if ctl.planner is not None:
+                ctl.planner.runner.peaks = ctl.demand
             self._saved_peak_w = ctl.demand.month_peak_w
         sp = saved.get("setpoints") or {}
         ctl.last_setpoint_w = float(sp.get("site_w", 0.0))

@@ -24,35 +24,11 @@ from datetime import datetime
 import numpy as np
 import numpy.typing as npt
 
+from ems.tariff.calendar import Calendar, MonthKey, TouKey, calendar, demand_period, energy_period, tariff_seconds
 from ems.tariff.model import DemandPeriod, EnergyPeriod, PriceSeries, Tariff
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-
-TouKey = tuple[int, int, int]  # (year, month 1-12, TOU demand period)
-MonthKey = tuple[int, int]  # (year, month 1-12)
-
-
-@dataclass(frozen=True)
-class Calendar:
-    """Calendar fields per step of a regular naive-local series."""
-
-    t_s: IntArray  # seconds since 1970-01-01T00:00, wall clock
-    day: IntArray  # days since 1970-01-01
-    year: IntArray
-    month: IntArray  # 1-12
-    hour: IntArray
-    weekend: npt.NDArray[np.bool_]
-
-
-def calendar(start: datetime, step_s: float, n_steps: int) -> Calendar:
-    t0 = int(np.datetime64(start, "s").astype(np.int64))
-    t_s = t0 + (np.arange(n_steps) * step_s).astype(np.int64)
-    months = t_s.astype("datetime64[s]").astype("datetime64[M]").astype(np.int64)
-    days = t_s // 86_400
-    return Calendar(t_s=t_s, day=days, year=1970 + months // 12, month=months % 12 + 1,
-                    hour=(t_s - days * 86_400) // 3600,
-                    weekend=((days + 3) % 7) >= 5)  # 1970-01-01 was a Thursday
 
 
 @dataclass(frozen=True)
@@ -84,16 +60,9 @@ def marginal_demand_rate(period: DemandPeriod, peak_kw: float) -> float:
     return period.tiers[-1].charge_per_kw
 
 
-def _schedule(weekday: tuple[tuple[int, ...], ...], weekend: tuple[tuple[int, ...], ...],
-              cal: Calendar) -> IntArray:
-    wd = np.asarray(weekday, dtype=np.int64)
-    we = np.asarray(weekend, dtype=np.int64)
-    return np.where(cal.weekend, we[cal.month - 1, cal.hour], wd[cal.month - 1, cal.hour])
-
-
 def _aligned(prices: PriceSeries, values: tuple[float, ...], cal: Calendar) -> FloatArray:
     """Price per step; before the series its first price holds, after it its last."""
-    p0 = int(np.datetime64(prices.start, "s").astype(np.int64))
+    p0 = tariff_seconds(prices.start)
     idx = np.clip((cal.t_s - p0) // prices.step_s, 0, len(values) - 1)
     return np.asarray(values, dtype=np.float64)[idx]
 
@@ -104,7 +73,7 @@ def _energy(tariff: Tariff, cal: Calendar, month_kwh: float) -> tuple[FloatArray
     sell = np.zeros(n)
     dyn = tariff.dynamic_prices
     if tariff.energy_periods and (dyn is None or dyn.mode == "add"):
-        period = _schedule(tariff.energy_weekday_schedule, tariff.energy_weekend_schedule, cal)
+        period = energy_period(tariff, cal)
         rates = np.array([_energy_tier_rates(p, month_kwh) for p in tariff.energy_periods])
         buy = rates[period, 0]
         # net metering: an exported kWh cancels an imported one of the same period
@@ -143,7 +112,7 @@ def tariff_signals(tariff: Tariff, start: datetime, step_s: float, n_steps: int,
     tou_rates: list[float] = []
     split = [cal.day] if per_day else []
     if tariff.demand_periods:
-        period = _schedule(tariff.demand_weekday_schedule, tariff.demand_weekend_schedule, cal)
+        period = demand_period(tariff, cal)
         tou_group, first = _groups([cal.year, cal.month, period, *split])
         tou_keys = [(int(cal.year[i]), int(cal.month[i]), int(period[i])) for i in first]
         tou_rates = [marginal_demand_rate(tariff.demand_periods[p], reference_peak_kw) for _, _, p in tou_keys]

@@ -27,11 +27,12 @@ import numpy.typing as npt
 
 from ems.backtest.config import BacktestConfig
 from ems.backtest.errors import BacktestInputError
+from ems.demand import DemandMeter
 from ems.model.racks import RacksReading
 from ems.model.readings import BmsReading, MeterReading, PcsMode, PcsReading
 from ems.model.snapshot import SiteSnapshot, unit_snapshot
 from ems.period import StepParams, StepState, step
-from ems.planning.builder import BatteryNow, PeakTracker, PlanBuilder
+from ems.planning.builder import BatteryNow, PlanBuilder
 from ems.planning.lp import PlanError, plan_dispatch
 from ems.planning.runner import PlanningRunner
 from ems.planning.settings import planner_settings
@@ -110,7 +111,7 @@ class _UnitReader:
 
 
 def _planning(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, step_s: int,
-              warmup_w: FloatArray | None) -> PlanningRunner | None:
+              warmup_w: FloatArray | None, demand: DemandMeter) -> PlanningRunner | None:
     """The planning runner, seeded with the load before `start` as a controller that has
     been running a while would have it; None without arbitrage."""
     settings = planner_settings(cfg.policies)
@@ -122,7 +123,7 @@ def _planning(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, step_
     if settings.step_s % step_s:
         raise BacktestInputError(f"the planning step ({settings.step_s:g} s) must be a multiple of "
                                  f"the backtest step ({step_s} s)")
-    runner = PlanningRunner(PlanBuilder(tariff, settings), a.planning_interval_s, PeakTracker(tariff))
+    runner = PlanningRunner(PlanBuilder(tariff, settings), a.planning_interval_s, demand)
     t0 = (start - _EPOCH).total_seconds()
     if warmup_w is not None:
         for j, w in enumerate(warmup_w):
@@ -142,9 +143,9 @@ def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, st
     n = load_w.size
     net_w = load_w if pv_w is None else load_w - pv_w
     params = params or step_params(cfg.policies, cfg.control, cfg.failover)
-    runner = _planning(cfg, tariff, start, step_s, warmup_w)
-    peaks = None if runner is None else runner.peaks
-    assert peaks is None or isinstance(peaks, PeakTracker)
+    # the site's demand meter, in naive tariff time (the series' own clock)
+    demand = DemandMeter(tariff) if tariff is not None else DemandMeter()
+    runner = _planning(cfg, tariff, start, step_s, warmup_w, demand)
 
     unit_ids = [u.id for u in cfg.battery_units]
     plant = Plant(plant_for_backtest(cfg, step_s), unit_ids, [], [], 1.0)
@@ -180,8 +181,6 @@ def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, st
         if runner is not None:
             if k > 0:  # the step just done, as the live planner records each period
                 runner.observe(local_t, step_s_f, net_list[k - 1])
-                assert peaks is not None
-                peaks.observe(local_t, grid[k - 1], step_s_f)
             if runner.due(t, site_soc):
                 t_plan = time.perf_counter()
                 req = runner.request(local_t, t, BatteryNow(site_soc, total_cap_wh, rated_w, rated_w))
@@ -215,6 +214,7 @@ def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, st
             u.step(t_end, step_s_f)
             battery_now_w += u.power_w
         grid.append(load_k - battery_now_w)
+        demand.add(grid[k], step_s_f, local_t + step_s_f)
         battery.append(battery_now_w)
         setpoints.append(last_setpoint_w)
         site_soc = sum(r.unit.soc * r.capacity_wh for _, r in readers) / total_cap_wh

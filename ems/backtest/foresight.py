@@ -18,8 +18,9 @@ import numpy as np
 import numpy.typing as npt
 
 from ems.planning.lp import PlanProblem, plan_dispatch
+from ems.tariff.calendar import calendar
 from ems.tariff.model import Tariff
-from ems.tariff_signals import calendar, tariff_signals
+from ems.tariff_signals import tariff_signals
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -3,10 +3,10 @@
 The control loop may run a period every few milliseconds (100 ms on a site, ~28 ms in the
 720x demo); a browser needs a few points a second. Each sample covers the periods since
 the previous one and keeps their extremes (grid import max, rack load min and max), so a
-swing between two samples still shows. The highest import of any period this month (UTC
-months, as the controller's billing demand in ems/demand.py) is tracked on every period; it
-is kept in memory and starts again with the process, unlike the 15-minute billing demand,
-which the controller persists.
+swing between two samples still shows. The highest import of any period this month (months
+of the tariff zone's wall clock, ems/tariff/calendar.py, as the controller's billing demand in
+ems/demand.py and the bill) is tracked on every period; it is kept in memory and starts again
+with the process, unlike the billing demand, which the controller persists.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 from typing import TYPE_CHECKING, Any
 
-from ems.demand import month_key
+from ems.tariff.calendar import local_seconds, month_label, month_of
 
 if TYPE_CHECKING:
     from ems.published import PeriodResult
@@ -32,9 +33,10 @@ class MonthPeak:
     month: str = ""
     peak_w: float | None = None  # highest grid import of any period
     peak_at_wall_s: float | None = None
+    zone: tzinfo = UTC  # the tariff's: the month is the one the bill and the demand meter name
 
     def observe(self, wall_s: float, grid_w: float | None) -> None:
-        month = month_key(wall_s)
+        month = month_label(month_of(local_seconds(wall_s, self.zone)))
         if month != self.month:
             self.month, self.peak_w, self.peak_at_wall_s = month, None, None
         if grid_w is not None and (self.peak_w is None or grid_w > self.peak_w):
@@ -55,6 +57,7 @@ class History:
 
     sample_every_s: float = 0.25
     keep: int = 2400
+    zone: tzinfo = UTC  # the tariff's, for the month's peak
     samples: deque[dict[str, Any]] = field(default_factory=deque)
     seq: int = 0
     _window: _Window = field(default_factory=_Window)
@@ -62,7 +65,7 @@ class History:
 
     def __post_init__(self) -> None:
         self.samples = deque(maxlen=self.keep)
-        self.peak = MonthPeak()
+        self.peak = MonthPeak(zone=self.zone)
 
     def on_period(self, r: PeriodResult, cap_w: float | None) -> None:
         s = r.snapshot

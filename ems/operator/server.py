@@ -158,7 +158,7 @@ class OperatorSurface:
         self.ctl = ctl
         self.http = http
         self.tokens = tokens
-        self.history = History()
+        self.history = History(zone=ctl.demand.zone)  # the month the billing demand names
         self.metrics = ControllerMetrics(ctl)
         self._status = _StatusCache()
         self._closing = asyncio.Event()

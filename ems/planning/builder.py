@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Protocol
-from zoneinfo import ZoneInfo
 
 import numpy as np
 
@@ -20,20 +18,9 @@ from ems.model.plan import PlanView
 from ems.model.snapshot import SiteSnapshot
 from ems.planning.history import StepHistory
 from ems.planning.lp import Plan, PlanError, PlanProblem
+from ems.tariff.calendar import MonthKey, TouKey, local_datetime
 from ems.tariff.model import Tariff
-from ems.tariff_signals import MonthKey, TariffSignals, TouKey, calendar, tariff_signals
-
-_EPOCH = datetime(1970, 1, 1)
-
-
-def local_datetime(local_s: float) -> datetime:
-    return _EPOCH + timedelta(seconds=local_s)
-
-
-def local_seconds(wall_s: float, zone: ZoneInfo) -> float:
-    """Epoch seconds -> the zone's naive wall-clock time as seconds since 1970-01-01T00:00."""
-    offset = datetime.fromtimestamp(wall_s, UTC).astimezone(zone).utcoffset()
-    return wall_s + (0.0 if offset is None else offset.total_seconds())
+from ems.tariff_signals import TariffSignals, tariff_signals
 
 
 class NotEnoughHistory(PlanError):
@@ -41,53 +28,11 @@ class NotEnoughHistory(PlanError):
 
 
 class PeaksSoFar(Protocol):
-    """This billing month's demand peaks so far (the site's demand meter)."""
+    """This billing month's demand peaks so far (the site's demand meter, ems/demand.py)."""
 
-    def month_peak_kw(self, key: MonthKey) -> float: ...
+    def peak_kw(self, key: MonthKey) -> float: ...
 
     def tou_peak_kw(self, key: TouKey) -> float: ...
-
-
-class PeakTracker:
-    """This billing month's demand peaks so far: average import over clock-aligned
-    demand intervals, per TOU demand period and for the whole month (flat)."""
-
-    def __init__(self, tariff: Tariff) -> None:
-        self.tariff = tariff
-        self.interval_s = float(tariff.demand_interval_s)
-        self.tou: dict[TouKey, float] = {}
-        self.flat: dict[MonthKey, float] = {}
-        self._bin: int | None = None
-        self._sum_ws = 0.0
-        self._time_s = 0.0
-
-    def observe(self, t_s: float, grid_w: float, dt_s: float) -> None:
-        b = math.floor((t_s - dt_s) / self.interval_s + 1e-9)
-        if self._bin is not None and b != self._bin:
-            self._close()
-        self._bin = b
-        self._sum_ws += max(grid_w, 0.0) * dt_s
-        self._time_s += dt_s
-
-    def _close(self) -> None:
-        if self._bin is None or self._time_s <= 0:
-            return
-        kw = self._sum_ws / self._time_s / 1000.0
-        cal = calendar(local_datetime(self._bin * self.interval_s), self.interval_s, 1)
-        year, month, hour = int(cal.year[0]), int(cal.month[0]), int(cal.hour[0])
-        month_key = (year, month)
-        self.flat[month_key] = max(self.flat.get(month_key, 0.0), kw)
-        if self.tariff.demand_periods:
-            table = self.tariff.demand_weekend_schedule if cal.weekend[0] else self.tariff.demand_weekday_schedule
-            key = (year, month, table[month - 1][hour])
-            self.tou[key] = max(self.tou.get(key, 0.0), kw)
-        self._sum_ws = self._time_s = 0.0
-
-    def month_peak_kw(self, key: MonthKey) -> float:
-        return self.flat.get(key, 0.0)
-
-    def tou_peak_kw(self, key: TouKey) -> float:
-        return self.tou.get(key, 0.0)
 
 
 @dataclass(frozen=True)
@@ -160,7 +105,7 @@ class PlanBuilder:
         start_dt = local_datetime(start)
         month_key = (start_dt.year, start_dt.month)
         mean_kw = float(history.mean()) / 1000.0 if history.size else float(net_w.mean()) / 1000.0
-        ref_peak_kw = max(peaks.month_peak_kw(month_key), float(net_w.max()) / 1000.0)
+        ref_peak_kw = max(peaks.peak_kw(month_key), float(net_w.max()) / 1000.0)
         sig = tariff_signals(self.tariff, start_dt, s.step_s, n,
                              month_kwh=max(mean_kw, 0.0) * 730.0, reference_peak_kw=ref_peak_kw,
                              per_day=s.demand_per_day)
@@ -179,7 +124,7 @@ class PlanBuilder:
             demand_period=sig.tou_group if has_tou else None,
             flat_group=sig.flat_group if has_flat else None,
             flat_demand_charge_per_kw=sig.flat_rates_per_kw.tolist() if has_flat else 0.0,
-            flat_peak_so_far_kw=[peaks.month_peak_kw(k) for k in sig.flat_keys] if has_flat else 0.0,
+            flat_peak_so_far_kw=[peaks.peak_kw(k) for k in sig.flat_keys] if has_flat else 0.0,
             allow_export=s.allow_export, soc_final_min=self._terminal_soc(battery, n),
             hold_value_per_kwh_h=s.hold_value_per_kwh_h, over_peak_cost_per_kwh=s.over_peak_cost_per_kwh,
             charge_peak_weight=s.charge_peak_weight,

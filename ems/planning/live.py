@@ -13,15 +13,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
+from datetime import tzinfo
 
 from ems.config import SiteConfig
+from ems.demand import DemandMeter
 from ems.model.plan import PlanView
 from ems.model.snapshot import SiteSnapshot
-from ems.planning.builder import PeakTracker, PlanBuilder, PlanRequest, battery_from_snapshot, local_seconds
+from ems.planning.builder import PlanBuilder, PlanRequest, battery_from_snapshot
 from ems.planning.lp import Plan, plan_dispatch
 from ems.planning.runner import PlanningRunner
-from ems.planning.settings import load_tariff, planner_settings
+from ems.planning.settings import planner_settings
+from ems.tariff.calendar import local_seconds
+from ems.tariff.model import Tariff
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +35,9 @@ class _Job:
 
 
 class LivePlanner:
-    def __init__(self, runner: PlanningRunner, zone: ZoneInfo, peaks: PeakTracker) -> None:
+    def __init__(self, runner: PlanningRunner, zone: tzinfo) -> None:
         self.runner = runner
         self.zone = zone
-        self.peaks = peaks
         self._jobs: asyncio.Queue[_Job] = asyncio.Queue(maxsize=1)
         self._job: _Job | None = None  # the one in the worker, or waiting for it
         self._result: Plan | Exception | None = None
@@ -45,8 +47,6 @@ class LivePlanner:
         """One period: record the load, request a plan when due, take a finished solve.
         Returns the plan in force (fresh or not: the arbitrage policy judges)."""
         local_s = local_seconds(snap.wall_s, self.zone)
-        if snap.meter is not None:
-            self.peaks.observe(local_s, snap.meter.grid_power_w, snap.period_s)
         self.runner.observe(local_s, snap.period_s, snap.site_load_w)
         battery = battery_from_snapshot(snap)
         if self._job is None and battery is not None and self.runner.due(snap.now_s, battery.soc):
@@ -86,13 +86,11 @@ class LivePlanner:
         return self._job is not None
 
 
-def live_planner(cfg: SiteConfig) -> LivePlanner | None:
-    """The planner for `ems run`, or None when arbitrage is not configured."""
+def live_planner(cfg: SiteConfig, tariff: Tariff | None, demand: DemandMeter) -> LivePlanner | None:
+    """The planner for `ems run`, reading the month's peaks from the site's demand meter;
+    None when arbitrage is not configured."""
     a = cfg.policies.arbitrage
     settings = planner_settings(cfg.policies)
-    if a is None or settings is None:
+    if a is None or settings is None or tariff is None:
         return None
-    tariff = load_tariff(a.tariff, a.prices_csv)
-    peaks = PeakTracker(tariff)
-    runner = PlanningRunner(PlanBuilder(tariff, settings), a.planning_interval_s, peaks)
-    return LivePlanner(runner, ZoneInfo(a.timezone), peaks)
+    return LivePlanner(PlanningRunner(PlanBuilder(tariff, settings), a.planning_interval_s, demand), demand.zone)

@@ -13,8 +13,9 @@ import math
 import numpy as np
 
 from ems.model.plan import PlanView
-from ems.planning.builder import BatteryNow, PeaksSoFar, PlanBuilder, PlanRequest, local_datetime, plan_view
+from ems.planning.builder import BatteryNow, PeaksSoFar, PlanBuilder, PlanRequest, plan_view
 from ems.planning.lp import Plan, PlanError
+from ems.tariff.calendar import local_datetime
 
 
 def replan_due(view: PlanView | None, now_s: float, soc: float, last_s: float | None,

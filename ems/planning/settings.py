@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, tzinfo
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
-from ems.config import PoliciesConfig
+from ems.config import PoliciesConfig, SiteConfig
 from ems.model.errors import ConfigError
 from ems.planning.builder import PlannerSettings
 from ems.tariff import TariffError, load_price_csv, load_urdb
@@ -39,3 +41,12 @@ def planner_settings(policies: PoliciesConfig) -> PlannerSettings | None:
         charge_peak_weight=a.charge_peak_weight,
         demand_per_day=a.demand_per_day, replan_soc_deviation=a.replan_soc_deviation,
     )
+
+
+def site_tariff(cfg: SiteConfig) -> tuple[Tariff | None, tzinfo]:
+    """The site's tariff and its time zone, as its arbitrage section names them (None and UTC
+    without one: the demand meter then keeps a flat month peak in UTC)."""
+    a = cfg.policies.arbitrage
+    if a is None or not a.enabled:
+        return None, UTC
+    return load_tariff(a.tariff, a.prices_csv), ZoneInfo(a.timezone)

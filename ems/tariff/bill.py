@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 
 import numpy as np
 import numpy.typing as npt
 
+from ems.tariff.calendar import Calendar, calendar_at, demand_period, energy_period, local_seconds_array, tariff_seconds
 from ems.tariff.model import (
     DemandPeriod,
     EnergyPeriod,
     PriceSeries,
-    Schedule,
     Tariff,
     TariffError,
 )
@@ -119,16 +119,13 @@ class Bill:
 
 
 @dataclass(frozen=True)
-class _Calendar:
-    """Per-sample calendar fields of a regular series (naive local time)."""
+class _Span:
+    """The billed series: its calendar (tariff time, ems/tariff/calendar.py) and billing months."""
 
-    t_s: IntArray  # seconds since 1970-01-01T00:00 (wall clock)
+    cal: Calendar
     step_s: int
-    month_idx: IntArray  # 0 = first billed month
+    month_idx: IntArray  # per sample: 0 = first billed month
     month_keys: IntArray  # per billed month: months since 1970-01
-    moy: IntArray  # month of year 0..11
-    hour: IntArray
-    weekend: npt.NDArray[np.bool_]
 
 
 def compute_bill(
@@ -138,11 +135,16 @@ def compute_bill(
     start: datetime | np.datetime64 | None = None,
     step_s: int | None = None,
     timestamps: npt.ArrayLike | None = None,
+    zone: tzinfo | None = None,
 ) -> Bill:
     """Bill ``grid_power_kw`` (average kW per step; > 0 import, < 0 export) under ``tariff``.
 
-    Time is given either as ``start`` + ``step_s`` or as regular naive ``timestamps``
-    (local wall-clock time, each the start of its step). ``step_s`` must divide 3600.
+    Time is given either as ``start`` + ``step_s`` or as regular ``timestamps`` (each the
+    start of its step). ``step_s`` must divide 3600. Without ``zone`` times are naive local
+    wall-clock time (tariff time), regular in that clock. With ``zone`` they are instants
+    (aware, or naive UTC), regular in real time, and the calendar is the zone's wall clock,
+    DST included: the hour that autumn repeats is billed twice, in its local hour, the one
+    that spring skips not at all, as a utility's meter sees it.
     Billing months are the calendar months the series touches; partial months are billed
     without proration.
     """
@@ -151,43 +153,43 @@ def compute_bill(
         raise BillInputError("grid_power_kw must be a non-empty 1-D series")
     if not np.all(np.isfinite(power)):
         raise BillInputError("grid_power_kw contains NaN or infinite values")
-    cal = _calendar(power.size, start=start, step_s=step_s, timestamps=timestamps)
-    n_months = cal.month_keys.size
-    dt_h = cal.step_s / 3600.0
+    span = _span(power.size, start=start, step_s=step_s, timestamps=timestamps, zone=zone)
+    n_months = span.month_keys.size
+    dt_h = span.step_s / 3600.0
     e_import = np.maximum(power, 0.0) * dt_h
     e_export = np.maximum(-power, 0.0) * dt_h
 
-    import_kwh = _sum_by(cal.month_idx, e_import, n_months)
-    export_kwh = _sum_by(cal.month_idx, e_export, n_months)
+    import_kwh = _sum_by(span.month_idx, e_import, n_months)
+    export_kwh = _sum_by(span.month_idx, e_export, n_months)
 
     energy_import = np.zeros(n_months)
     export_credit = np.zeros(n_months)
     nm_surplus = np.zeros(n_months)
     dyn = tariff.dynamic_prices
     if (dyn is None or dyn.mode == "add") and tariff.energy_periods:
-        period = _lookup(tariff.energy_weekday_schedule, tariff.energy_weekend_schedule, cal)
+        period = energy_period(tariff, span.cal)
         if tariff.metering == "net_metering":
-            energy_import, nm_surplus = _net_metering(tariff, cal, period, e_import - e_export)
+            energy_import, nm_surplus = _net_metering(tariff, span, period, e_import - e_export)
         else:
             energy_import, export_credit = _net_billing(
-                tariff.energy_periods, cal, period, e_import, e_export
+                tariff.energy_periods, span, period, e_import, e_export
             )
     if dyn is not None:
-        buy, sell = _align_prices(dyn, cal)
-        energy_import = energy_import + _sum_by(cal.month_idx, e_import * buy, n_months)
+        buy, sell = _align_prices(dyn, span)
+        energy_import = energy_import + _sum_by(span.month_idx, e_import * buy, n_months)
         if sell is not None:
-            export_credit = export_credit + _sum_by(cal.month_idx, e_export * sell, n_months)
+            export_credit = export_credit + _sum_by(span.month_idx, e_export * sell, n_months)
 
-    peak_kw, tou_peak_kw, demand_tou, demand_flat = _demand(tariff, cal, power)
-    true_up = _true_up_credit(tariff, cal, import_kwh - export_kwh)
+    peak_kw, tou_peak_kw, demand_tou, demand_flat = _demand(tariff, span, power)
+    true_up = _true_up_credit(tariff, span, import_kwh - export_kwh)
 
     fixed = np.full(n_months, tariff.fixed_monthly)
     minimum = _minimum(
-        tariff, cal, energy_import - export_credit + demand_tou + demand_flat + fixed
+        tariff, span, energy_import - export_credit + demand_tou + demand_flat + fixed
     )
 
     months = []
-    for i, key in enumerate(cal.month_keys):
+    for i, key in enumerate(span.month_keys):
         months.append(
             MonthlyBill(
                 year=1970 + int(key) // 12,
@@ -217,17 +219,18 @@ def _sum_by(index: IntArray, weights: FloatArray, length: int) -> FloatArray:
 # --- calendar ---------------------------------------------------------------------------
 
 
-def _calendar(
+def _span(
     n: int,
     *,
     start: datetime | np.datetime64 | None,
     step_s: int | None,
     timestamps: npt.ArrayLike | None,
-) -> _Calendar:
+    zone: tzinfo | None,
+) -> _Span:
     if timestamps is not None:
         if start is not None:
             raise BillInputError("give either timestamps or start + step_s, not both")
-        ts = _as_datetime64(timestamps, "timestamps")
+        ts = _as_datetime64(timestamps, "timestamps", zone)
         if ts.shape != (n,):
             raise BillInputError(f"timestamps has {ts.size} entries, grid_power_kw has {n}")
         t_s = ts.astype(np.int64)
@@ -243,43 +246,33 @@ def _calendar(
     else:
         if start is None or step_s is None:
             raise BillInputError("give timestamps, or start and step_s")
-        t0 = _as_datetime64(np.asarray([start]), "start")[0].astype(np.int64)
+        t0 = _as_datetime64(np.asarray([start]), "start", zone)[0].astype(np.int64)
         t_s = t0 + np.arange(n, dtype=np.int64) * int(step_s)
     if step_s <= 0 or 3600 % step_s != 0:
         raise BillInputError(f"step_s={step_s} must divide 3600 (schedules are hourly)")
 
-    month_abs = t_s.astype("datetime64[s]").astype("datetime64[M]").astype(np.int64)
+    cal = calendar_at(t_s if zone is None else local_seconds_array(t_s, zone))
+    # a billing month never goes back (a DST switch back over midnight on the 1st stays in the new month)
+    month_abs = np.maximum.accumulate(cal.months)
     first = int(month_abs[0])
-    month_idx = (month_abs - first).astype(np.int64)
-    month_keys = np.arange(first, int(month_abs[-1]) + 1, dtype=np.int64)
-    days = t_s // 86400
-    return _Calendar(
-        t_s=t_s,
+    return _Span(
+        cal=cal,
         step_s=int(step_s),
-        month_idx=month_idx,
-        month_keys=month_keys,
-        moy=(month_abs % 12).astype(np.int64),
-        hour=((t_s - days * 86400) // 3600).astype(np.int64),
-        # 1970-01-01 was a Thursday: (days + 3) % 7 is 0 on Mondays.
-        weekend=((days + 3) % 7) >= 5,
+        month_idx=(month_abs - first).astype(np.int64),
+        month_keys=np.arange(first, int(month_abs[-1]) + 1, dtype=np.int64),
     )
 
 
-def _as_datetime64(values: npt.ArrayLike, field: str) -> npt.NDArray[np.datetime64]:
+def _as_datetime64(values: npt.ArrayLike, field: str, zone: tzinfo | None) -> npt.NDArray[np.datetime64]:
     arr = np.asarray(values)
     if arr.dtype == object and any(getattr(v, "tzinfo", None) is not None for v in arr.ravel()):
-        raise BillInputError(f"{field} must be naive local wall-clock time, not tz-aware")
+        if zone is None:
+            raise BillInputError(f"{field} must be naive local wall-clock time, not tz-aware (or give zone)")
+        arr = np.asarray([v if v.tzinfo is None else v.astimezone(UTC).replace(tzinfo=None) for v in arr.ravel()])
     try:
         return arr.astype("datetime64[s]")
     except (TypeError, ValueError) as exc:
         raise BillInputError(f"{field} cannot be read as datetimes") from exc
-
-
-def _lookup(weekday: Schedule, weekend: Schedule, cal: _Calendar) -> IntArray:
-    """Period index per sample from 12x24 weekday/weekend schedules."""
-    wd = np.asarray(weekday, dtype=np.int64)
-    we = np.asarray(weekend, dtype=np.int64)
-    return np.where(cal.weekend, we[cal.moy, cal.hour], wd[cal.moy, cal.hour])
 
 
 # --- tiers ------------------------------------------------------------------------------
@@ -320,7 +313,7 @@ def _demand_charge(demand_kw: float, period: DemandPeriod) -> float:
 
 
 def _net_metering(
-    tariff: Tariff, cal: _Calendar, period: IntArray, e_net_import: FloatArray
+    tariff: Tariff, span: _Span, period: IntArray, e_net_import: FloatArray
 ) -> tuple[FloatArray, FloatArray]:
     """SAM ur_metering_option 0: monthly net kWh per TOU period, surplus kWh rolls over.
 
@@ -331,10 +324,10 @@ def _net_metering(
     surplus period absent from those hours is not carried). Carry-over stops after the
     true-up month. Returns (energy charge, surplus kWh carried out) per month.
     """
-    n_months = cal.month_keys.size
+    n_months = span.month_keys.size
     n_p = len(tariff.energy_periods)
     lo, hi, buy, _ = _energy_tiers(tariff.energy_periods)
-    surplus_in = _sum_by(cal.month_idx * n_p + period, -e_net_import, n_months * n_p)
+    surplus_in = _sum_by(span.month_idx * n_p + period, -e_net_import, n_months * n_p)
     surplus_in = surplus_in.reshape(n_months, n_p)
     wd = np.asarray(tariff.energy_weekday_schedule, dtype=np.int64)
     rollover_hours = (0, 5, 11, 17)
@@ -343,7 +336,7 @@ def _net_metering(
     carried = np.zeros(n_months)
     prev_surplus = np.zeros(n_p)
     prev_moy = -1
-    for i, key in enumerate(cal.month_keys):
+    for i, key in enumerate(span.month_keys):
         moy = int(key) % 12
         net = surplus_in[i].copy()  # SAM sign: > 0 surplus (export), < 0 use
         if i > 0 and prev_moy != tariff.nm_true_up_month - 1:
@@ -366,7 +359,7 @@ def _net_metering(
 
 def _net_billing(
     periods: Sequence[EnergyPeriod],
-    cal: _Calendar,
+    span: _Span,
     period: IntArray,
     e_import: FloatArray,
     e_export: FloatArray,
@@ -378,32 +371,32 @@ def _net_billing(
     tiers of the step's own period.
     """
     lo, hi, buy, sell = _energy_tiers(periods)
-    n_months = cal.month_keys.size
+    n_months = span.month_keys.size
     out = []
     for energy, rate in ((e_import, buy), (e_export, sell)):
         cum = np.cumsum(energy)
-        month_start = np.searchsorted(cal.month_idx, np.arange(n_months))
+        month_start = np.searchsorted(span.month_idx, np.arange(n_months))
         offset = np.concatenate(([0.0], cum))[month_start]
-        after = cum - offset[cal.month_idx]
+        after = cum - offset[span.month_idx]
         before = after - energy
         cost = np.zeros(energy.size)
         for t in range(lo.shape[1]):
             lo_t, hi_t = lo[period, t], hi[period, t]
             kwh = np.clip(after, lo_t, hi_t) - np.clip(before, lo_t, hi_t)
             cost += kwh * rate[period, t]
-        out.append(_sum_by(cal.month_idx, cost, n_months))
+        out.append(_sum_by(span.month_idx, cost, n_months))
     return out[0], out[1]
 
 
-def _align_prices(prices: PriceSeries, cal: _Calendar) -> tuple[FloatArray, FloatArray | None]:
+def _align_prices(prices: PriceSeries, span: _Span) -> tuple[FloatArray, FloatArray | None]:
     """Price per bill step; the price series must cover the span at a step that fits."""
     p_step = prices.step_s
-    if p_step % cal.step_s != 0:
+    if p_step % span.step_s != 0:
         raise BillInputError(
-            f"dynamic price step ({p_step} s) must be a multiple of the bill step ({cal.step_s} s)"
+            f"dynamic price step ({p_step} s) must be a multiple of the bill step ({span.step_s} s)"
         )
-    p0 = np.datetime64(prices.start, "s").astype(np.int64)
-    idx = (cal.t_s - p0) // p_step
+    p0 = tariff_seconds(prices.start)
+    idx = (span.cal.t_s - p0) // p_step
     if idx[0] < 0 or idx[-1] >= len(prices.buy_per_kwh):
         raise BillInputError("dynamic_prices do not cover the billed time span")
     buy = np.asarray(prices.buy_per_kwh, dtype=np.float64)[idx]
@@ -417,7 +410,7 @@ def _align_prices(prices: PriceSeries, cal: _Calendar) -> tuple[FloatArray, Floa
 
 
 def _demand(
-    tariff: Tariff, cal: _Calendar, power_kw: FloatArray
+    tariff: Tariff, span: _Span, power_kw: FloatArray
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     """Peaks and charges per month: (flat peak, TOU peaks [month, period], TOU, flat charge).
 
@@ -425,20 +418,20 @@ def _demand(
     ``demand_interval_s`` (partial intervals at the ends average what is there); with a
     step at or above the interval, each step's average is the measure.
     """
-    n_months = cal.month_keys.size
+    n_months = span.month_keys.size
     interval = tariff.demand_interval_s
-    if cal.step_s >= interval:
+    if span.step_s >= interval:
         avg_kw, first = power_kw, np.arange(power_kw.size)
     else:
-        if interval % cal.step_s != 0:
+        if interval % span.step_s != 0:
             raise BillInputError(
-                f"demand_interval_s={interval} is not a multiple of the step ({cal.step_s} s)"
+                f"demand_interval_s={interval} is not a multiple of the step ({span.step_s} s)"
             )
-        block = cal.t_s // interval
+        block = span.cal.t_s // interval
         first = np.flatnonzero(np.concatenate(([True], block[1:] != block[:-1])))
         counts = np.diff(np.append(first, power_kw.size))
         avg_kw = np.add.reduceat(power_kw, first) / counts
-    b_month = cal.month_idx[first]
+    b_month = span.month_idx[first]
 
     peak = np.zeros(n_months)
     np.maximum.at(peak, b_month, avg_kw)  # starts at 0: export never sets a peak
@@ -447,10 +440,7 @@ def _demand(
     tou_peak = np.zeros((n_months, n_dp))
     demand_tou = np.zeros(n_months)
     if tariff.demand_periods:
-        wd = np.asarray(tariff.demand_weekday_schedule, dtype=np.int64)
-        we = np.asarray(tariff.demand_weekend_schedule, dtype=np.int64)
-        moy, hour = cal.moy[first], cal.hour[first]
-        b_period = np.where(cal.weekend[first], we[moy, hour], wd[moy, hour])
+        b_period = demand_period(tariff, span.cal)[first]  # an interval's period is its start's
         flat_peak = np.zeros(n_months * n_dp)
         np.maximum.at(flat_peak, b_month * n_dp + b_period, avg_kw)
         tou_peak = flat_peak.reshape(n_months, n_dp)
@@ -464,7 +454,7 @@ def _demand(
 
     demand_flat = np.zeros(n_months)
     if tariff.flat_demand_periods:
-        for i, key in enumerate(cal.month_keys):
+        for i, key in enumerate(span.month_keys):
             structure = tariff.flat_demand_periods[tariff.flat_demand_months[int(key) % 12]]
             demand_flat[i] = _demand_charge(float(peak[i]), structure)
     return peak, tou_peak, demand_tou, demand_flat
@@ -473,7 +463,7 @@ def _demand(
 # --- fixed, minimum, true-up -------------------------------------------------------------
 
 
-def _minimum(tariff: Tariff, cal: _Calendar, bill_before_min: FloatArray) -> FloatArray:
+def _minimum(tariff: Tariff, span: _Span, bill_before_min: FloatArray) -> FloatArray:
     """SAM: monthly minimum tops each month up; the annual one tops up December.
 
     A month's bill counts as max(0, bill) for both tests (a credit month is not negative).
@@ -482,7 +472,7 @@ def _minimum(tariff: Tariff, cal: _Calendar, bill_before_min: FloatArray) -> Flo
     """
     minimum = np.zeros(bill_before_min.size)
     year_sum: dict[int, float] = {}
-    for i, key in enumerate(cal.month_keys):
+    for i, key in enumerate(span.month_keys):
         year, moy = int(key) // 12, int(key) % 12
         mon_bill = max(float(bill_before_min[i]), 0.0)
         if mon_bill < tariff.minimum_monthly:
@@ -493,13 +483,13 @@ def _minimum(tariff: Tariff, cal: _Calendar, bill_before_min: FloatArray) -> Flo
     return minimum
 
 
-def _true_up_credit(tariff: Tariff, cal: _Calendar, net_import_kwh: FloatArray) -> FloatArray:
+def _true_up_credit(tariff: Tariff, span: _Span, net_import_kwh: FloatArray) -> FloatArray:
     """Net metering: monthly-net surplus kWh accumulated to the true-up month, paid there."""
     credit = np.zeros(net_import_kwh.size)
     if tariff.metering != "net_metering" or tariff.nm_yearend_sell_per_kwh == 0.0:
         return credit
     cumulative = 0.0
-    for i, key in enumerate(cal.month_keys):
+    for i, key in enumerate(span.month_keys):
         moy = int(key) % 12
         if moy == tariff.nm_true_up_month % 12:  # first month after the true-up
             cumulative = 0.0

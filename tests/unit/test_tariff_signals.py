@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ems.demand import DemandMeter
 from ems.planning import PlanProblem, plan_dispatch
-from ems.planning.builder import BatteryNow, PeakTracker, PlanBuilder, PlannerSettings
+from ems.planning.builder import BatteryNow, PlanBuilder, PlannerSettings
 from ems.planning.history import StepHistory
 from ems.planning.live import LivePlanner
 from ems.planning.runner import PlanningRunner
@@ -102,30 +103,30 @@ def test_step_history_averages_steps_and_fills_gaps() -> None:
     np.testing.assert_allclose(h.complete_until(4500.0), [1e6, 3e6, 3e6, 3e6, 5e6])
 
 
-def test_peak_tracker_keeps_month_and_tou_peaks(tariff) -> None:
-    pt = PeakTracker(tariff)
+def test_the_demand_meter_keeps_month_and_tou_peaks_for_the_planner(tariff) -> None:
+    m = DemandMeter(tariff)  # fed naive tariff time, as the planner and the backtest read it
     t0 = (datetime(2018, 7, 3, 15) - datetime(1970, 1, 1)).total_seconds()  # Tue, TOU period 0
     for k, kw in enumerate([400, 800, 600]):
-        pt.observe(t0 + (k + 1) * 900, kw * 1e3, 900)
-    pt.observe(t0 + 6 * 3600, 900e3, 900)  # 20:45: off-peak period 1; closes the 15:30 interval
-    assert pt.tou[(2018, 7, 0)] == pytest.approx(800)
-    assert pt.month_peak_kw((2018, 7)) == pytest.approx(800)  # 20:45's interval is still open
-    pt.observe(t0 + 6 * 3600 + 900, -100e3, 900)
-    assert pt.tou[(2018, 7, 1)] == pytest.approx(900) and pt.flat[(2018, 7)] == pytest.approx(900)
+        m.add(kw * 1e3, 900, t0 + (k + 1) * 900)
+    m.add(900e3, 900, t0 + 6 * 3600)  # 20:45: off-peak period 1; closes the 15:30 interval
+    assert m.tou_peak_kw((2018, 7, 0)) == pytest.approx(800)
+    assert m.peak_kw((2018, 7)) == pytest.approx(800)  # 20:45's interval is still open
+    m.add(-100e3, 900, t0 + 6 * 3600 + 900)
+    assert m.tou_peak_kw((2018, 7, 1)) == pytest.approx(900) and m.peak_kw((2018, 7)) == pytest.approx(900)
 
 
 SETTINGS = PlannerSettings(step_s=900, horizon_steps=96, soc_min=0.1, soc_max=0.95, reserve_soc=0.2,
                            charge_efficiency=0.95, discharge_efficiency=0.95, wear_cost_per_kwh=0.01)
 
 
-def builder_with_a_day(tariff) -> tuple[PlanBuilder, PeakTracker, float]:
+def builder_with_a_day(tariff) -> tuple[PlanBuilder, DemandMeter, float]:
     b = PlanBuilder(tariff, SETTINGS)
-    peaks = PeakTracker(tariff)
+    peaks = DemandMeter(tariff)
     t0 = (datetime(2018, 7, 2) - datetime(1970, 1, 1)).total_seconds()  # Monday
     for k in range(96):
         load = 3e6 if 60 <= k < 80 else 2e6  # 15:00-20:00 higher
         b.observe(t0 + (k + 1) * 900, 900, load)
-        peaks.observe(t0 + (k + 1) * 900, load, 900)
+        peaks.add(load, 900, t0 + (k + 1) * 900)
     return b, peaks, t0 + 86400
 
 
@@ -153,7 +154,7 @@ async def _live(tariff) -> tuple[LivePlanner, float, asyncio.Task[None]]:
     from zoneinfo import ZoneInfo
 
     b, peaks, now = builder_with_a_day(tariff)
-    lp = LivePlanner(PlanningRunner(b, 3600.0, peaks), ZoneInfo("UTC"), peaks)
+    lp = LivePlanner(PlanningRunner(b, 3600.0, peaks), ZoneInfo("UTC"))
     return lp, now, asyncio.create_task(lp.run())
 
 
@@ -193,6 +194,6 @@ async def test_live_planner_replans_early_when_the_soc_drifts_off_the_plan(tarif
 
 
 def test_a_plan_that_cannot_be_built_is_counted_with_its_kind(tariff) -> None:
-    runner = PlanningRunner(PlanBuilder(tariff, SETTINGS), 900.0, PeakTracker(tariff))
+    runner = PlanningRunner(PlanBuilder(tariff, SETTINGS), 900.0, DemandMeter(tariff))
     assert runner.request(0.0, 0.0, BatteryNow(0.5, 4e6, 2e6, 2e6)) is None  # no history yet
     assert runner.failures == 1 and runner.last_error == "NotEnoughHistory" and runner.view is None

@@ -9,13 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ems.demand import DemandMeter
 from ems.envelope import EnvelopeParams, clamp, unit_bounds
 from ems.model.readings import MeterReading
 from ems.model.reasons import Reason
 from ems.model.snapshot import unit_snapshot
 from ems.period import StepParams, StepState, step
-from ems.state_store import StateStore
 from ems.validity import ValidityParams, ValidityTracker
 from policies import peak_shaving
 from policies.battery_limits import BatteryLimitsParams
@@ -172,47 +170,3 @@ def test_policy_stack_then_envelope_stays_inside(u1, u2, grid_w, cap, last, p) -
         assert _inside(r.unit_setpoints_w[u.unit_id], u, in_force, holding[u.unit_id], 1.0)
     assert (r.reason is Reason.ENVELOPE_CLAMP) == bool(r.clamped)
 
-
-def test_demand_interval_and_month_peak() -> None:
-    d = DemandMeter(interval_s=900.0)
-    t0 = 1_767_225_600.0  # 2026-01-01T00:00Z
-    for k in range(900):
-        d.add(1_000_000.0, 1.0, t0 + k + 1)  # first interval: 1 MW, closes on the next sample
-    d.add(0.0, 1.0, t0 + 901)
-    assert d.month_peak_w == pytest.approx(1_000_000.0, rel=1e-3)
-    assert d.month == "2026-01"
-
-
-def test_wall_clock_step_back_does_not_reopen_or_double_count() -> None:
-    d = DemandMeter(interval_s=900.0)
-    t0 = 1_767_225_600.0
-    for k in range(600):
-        d.add(600_000.0, 1.0, t0 + k + 1)
-    for k in range(300):  # NTP steps the wall clock back one hour mid-interval
-        d.add(600_000.0, 1.0, t0 - 3600 + 601 + k)
-    assert d.clock_steps_back == 300
-    d.add(0.0, 0.0, t0 + 901)  # the wall clock is right again: the interval closes
-    assert d.month_peak_w == pytest.approx(600_000.0, rel=1e-3)  # 900 s of 600 kW, not more
-
-
-def test_wall_clock_step_forward_closes_the_interval() -> None:
-    d = DemandMeter(interval_s=900.0)
-    t0 = 1_767_225_600.0
-    for k in range(450):
-        d.add(1_000_000.0, 1.0, t0 + k)
-    d.add(1_000_000.0, 1.0, t0 + 7200)  # jumps two hours ahead
-    assert d.month_peak_w == pytest.approx(500_000.0, rel=1e-2)  # half an interval of 1 MW
-
-
-def test_new_month_resets_the_peak() -> None:
-    d = DemandMeter(interval_s=900.0, month="2026-01", month_peak_w=2e6, interval_index=0)
-    d.add(100.0, 1.0, 1_769_904_000.0)  # 2026-02-01
-    assert d.month == "2026-02" and d.month_peak_w < 1e6
-
-
-def test_state_store_round_trip(tmp_path) -> None:
-    s = StateStore(tmp_path / "state.db")
-    s.save({"demand": DemandMeter(month="2026-03", month_peak_w=5.0).to_dict(), "periods": 7}, 1.0)
-    s.close()
-    again = StateStore(tmp_path / "state.db").load()
-    assert DemandMeter.from_dict(again["demand"]).month_peak_w == 5.0 and again["periods"] == 7
