@@ -42,12 +42,18 @@ class LivePlanner:
         self._job: _Job | None = None  # the one in the worker, or waiting for it
         self._result: Plan | Exception | None = None
         self._solved = asyncio.Event()
+        self._opened: tuple[float, float | None] | None = None  # (site time s, load W) of the last period
 
     async def step(self, snap: SiteSnapshot, wait_s: float = 0.0) -> PlanView | None:
         """One period: record the load, request a plan when due, take a finished solve.
         Returns the plan in force (fresh or not: the arbitrage policy judges)."""
         local_s = local_seconds(snap.wall_s, self.zone)
-        self.runner.observe(local_s, snap.period_s, snap.site_load_w)
+        if self._opened is not None:
+            # the load read at a period's start stands for the period it opened, as the backtest
+            # records each step's load once the step is done; a long gap is not evidence
+            opened_at_s, load_w = self._opened
+            self.runner.observe(local_s, min(snap.now_s - opened_at_s, 10 * snap.period_s), load_w)
+        self._opened = (snap.now_s, snap.site_load_w)
         battery = battery_from_snapshot(snap)
         if self._job is None and battery is not None and self.runner.due(snap.now_s, battery.soc):
             req = self.runner.request(local_s, snap.now_s, battery)
