@@ -174,6 +174,8 @@ class RegisterSpec(BaseModel):
     def bit_names(self, value: float) -> tuple[str, ...]:
         """The names of the bits set in a bitfield value, lowest bit first; a bit the profile
         does not name reads as `bit<n>` (set is set: it is never dropped)."""
+        if not math.isfinite(value):
+            raise MalformedData(f"register {self.name!r}: {value} is not a bitfield")
         raw = int(value) & ((1 << 16 * self.width) - 1)
         names = self.bits or {}
         return tuple(names.get(b, f"bit{b}") for b in range(16 * self.width) if raw >> b & 1)
