@@ -7,8 +7,9 @@ PCS, set active power, set mode, beat the heartbeat, read grid power.
 from __future__ import annotations
 
 import math
+from typing import TypeVar
 
-from drivers.errors import MalformedData, NotSupported
+from drivers.errors import MalformedData, NotSupported, ProfileError
 from drivers.modbus_device import ModbusDevice
 from drivers.profile import DeviceProfile
 from ems.model.readings import BmsReading, GensetReading, GensetState, MeterReading, PcsMode, PcsReading
@@ -21,17 +22,31 @@ def _finite(values: dict[str, float], device: str) -> dict[str, float]:
     return values
 
 
-def _enum(profile: DeviceProfile, device: str, register: str, value: float) -> str:
-    names = profile.register(register).enum or {}
+E = TypeVar("E", PcsMode, GensetState)
+
+
+def _enum(profile: DeviceProfile, device: str, register: str, value: float, names: type[E]) -> E:
+    """A code read from `register` -> the model's enum member, by the name the profile gives it."""
     try:
-        return names[int(value)]
-    except KeyError as exc:
-        raise MalformedData(f"{device}: {register} has unknown value {value:g}") from exc
+        return names(profile.register(register).enum_name(value))
+    except MalformedData as exc:
+        raise MalformedData(f"{device}: {exc}") from exc
+    except ValueError as exc:  # a name the model does not know: device-kinds.yaml refuses such profiles
+        raise MalformedData(f"{device}: {register} names a state ems does not know") from exc
+
+
+def grid_ok(profile: DeviceProfile, value: float, device: str = "pcs") -> bool:
+    """The PCS's grid status -> the grid is there (the code the profile names `ok`)."""
+    try:
+        return profile.register("grid_status").enum_name(value) == "ok"
+    except MalformedData as exc:
+        raise MalformedData(f"{device}: {exc}") from exc
 
 
 # Pure conversions of one block read (SI values by register name) into a reading: what
 # the drivers below do after the socket, kept apart so they can be fuzzed (tests/fuzz).
-def bms_reading(v: dict[str, float], now_s: float, device: str = "bms") -> BmsReading:
+# Register names, enum codes and bits come from the profile, checked against its kind on load.
+def bms_reading(v: dict[str, float], now_s: float, profile: DeviceProfile, device: str = "bms") -> BmsReading:
     v = _finite(v, device)
     soc = v["soc"]
     if not 0.0 <= soc <= 1.0:
@@ -41,7 +56,7 @@ def bms_reading(v: dict[str, float], now_s: float, device: str = "bms") -> BmsRe
         temperature_c=v["temperature"], cell_voltage_min_v=v["cell_voltage_min"],
         cell_voltage_max_v=v["cell_voltage_max"], max_charge_w=v["max_charge_power"],
         max_discharge_w=v["max_discharge_power"], capacity_wh=v["capacity"],
-        alarms=int(v["alarms"]), read_at_s=now_s,
+        alarms=profile.register("alarms").bit_names(v["alarms"]), read_at_s=now_s,
     )
 
 
@@ -50,10 +65,10 @@ def pcs_reading(v: dict[str, float], now_s: float, profile: DeviceProfile, devic
     return PcsReading(
         power_w=v["active_power"], setpoint_w=v["active_power_setpoint"],
         rated_power_w=v["rated_power"],
-        mode_command=PcsMode(_enum(profile, device, "mode_command", v["mode_command"])),
-        mode=PcsMode(_enum(profile, device, "mode", v["mode"])),
-        grid_ok=_enum(profile, device, "grid_status", v["grid_status"]) == "ok",
-        fault=int(v["fault"]), heartbeat=int(v["heartbeat"]),
+        mode_command=_enum(profile, device, "mode_command", v["mode_command"], PcsMode),
+        mode=_enum(profile, device, "mode", v["mode"], PcsMode),
+        grid_ok=grid_ok(profile, v["grid_status"], device),
+        faults=profile.register("fault").bit_names(v["fault"]), heartbeat=int(v["heartbeat"]),
         heartbeat_timeout_s=v["heartbeat_timeout"], ramp_w_per_s=v["ramp_rate"],
         read_at_s=now_s,
     )
@@ -70,10 +85,18 @@ def meter_reading(v: dict[str, float], now_s: float, device: str = "meter") -> M
 def genset_reading(v: dict[str, float], now_s: float, profile: DeviceProfile, device: str = "genset") -> GensetReading:
     v = _finite(v, device)
     return GensetReading(
-        state=GensetState(_enum(profile, device, "state", v["state"])), power_w=v["active_power"],
+        state=_enum(profile, device, "state", v["state"], GensetState), power_w=v["active_power"],
         rated_power_w=v["rated_power"], charge_request_w=v["charge_power_setpoint"],
         fuel_used_l=v["fuel_used"], run_s=v["run_time"], starts=int(v["starts"]), read_at_s=now_s,
     )
+
+
+def _code(device: ModbusDevice, register: str, name: str) -> float:
+    """The code `device` uses for `name` in an enum register it is written."""
+    try:
+        return float(device.profile.register(register).enum_code(name))
+    except ProfileError as exc:
+        raise NotSupported(f"{device.name}: {exc}") from exc
 
 
 class BmsDriver:
@@ -81,7 +104,7 @@ class BmsDriver:
         self.device = device
 
     async def read(self, now_s: float) -> BmsReading:
-        return bms_reading(await self.device.read_si(), now_s, self.device.name)
+        return bms_reading(await self.device.read_si(), now_s, self.device.profile, self.device.name)
 
 
 class PcsDriver:
@@ -95,11 +118,7 @@ class PcsDriver:
         await self.device.write_si("active_power_setpoint", power_w)
 
     async def set_mode(self, mode: PcsMode) -> None:
-        reg = self.device.profile.register("mode_command")
-        codes = {name: code for code, name in (reg.enum or {}).items()}
-        if mode.value not in codes:
-            raise NotSupported(f"{self.device.name} has no mode {mode.value}")
-        await self.device.write_si("mode_command", float(codes[mode.value]))
+        await self.device.write_si("mode_command", _code(self.device, "mode_command", mode.value))
 
     async def beat(self, counter: int) -> None:
         await self.device.write_si("heartbeat", float(counter % 65536))
@@ -121,10 +140,10 @@ class GensetDriver:
         return genset_reading(await self.device.read_si(), now_s, self.device.profile, self.device.name)
 
     async def start(self) -> None:
-        await self.device.write_si("run_command", 1.0)
+        await self.device.write_si("run_command", _code(self.device, "run_command", "start"))
 
     async def stop(self) -> None:
-        await self.device.write_si("run_command", 0.0)
+        await self.device.write_si("run_command", _code(self.device, "run_command", "stop"))
 
     async def set_charge_request_w(self, power_w: float) -> None:
         await self.device.write_si("charge_power_setpoint", power_w)

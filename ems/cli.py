@@ -51,18 +51,11 @@ def _with_mqtt_url(cfg: SiteConfig, url: str | None) -> SiteConfig:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from drivers.errors import ProfileError
-    from drivers.profile import load_profile
+    from ems.devices import check_site_profiles
     from ems.mqtt_auth import client_kwargs
 
     cfg = load_config(args.file)
-    endpoints = [cfg.meter] + [ep for u in cfg.bess_units for ep in (u.bms, u.pcs)]
-    endpoints += [] if cfg.genset is None else [cfg.genset]
-    for ep in endpoints:
-        try:
-            load_profile(ep.profile)
-        except ProfileError as exc:
-            raise ConfigError(f"{args.file}: profile {ep.profile!r}: {exc}") from None
+    check_site_profiles(cfg, str(args.file))
     # the secrets and certificates the file names must be there too, as `ems run` will need them
     try:
         client_kwargs(cfg.mqtt, identifier="check-config")
@@ -126,15 +119,18 @@ def _run_status(controller: Controller) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from ems.devices import check_site_profiles
+
     cfg = _with_mqtt_url(load_config(args.config), args.mqtt_url)
+    check_site_profiles(cfg, str(args.config))  # before the controller opens a connection, as check-config
     logs.configure(args.log_format or cfg.logging.format, cfg.logging.level)
     return asyncio.run(_run(cfg, args.speed, args.config, args.mqtt_url))
 
 
-async def _sim(cfg: SimSiteConfig, clock: ScaledClock, summary_json: Path | None) -> int:
+async def _sim(cfg: SimSiteConfig, clock: ScaledClock, summary_json: Path | None, source: str) -> int:
     from sim_devices.site import SimulatedSite
 
-    site = SimulatedSite(cfg, clock)
+    site = SimulatedSite(cfg, clock, source)
     stop = asyncio.Event()
     _stop_on_signals(stop)
     task = asyncio.create_task(site.run(), name="site")
@@ -159,7 +155,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
     speed = args.speed or cfg.simulation.speed
     clock = ScaledClock(speed, anchor_monotonic=args.clock_anchor, epoch_wall=args.clock_epoch)
     try:
-        return asyncio.run(_sim(cfg, clock, args.summary_json))
+        return asyncio.run(_sim(cfg, clock, args.summary_json, str(args.config)))
     except (OSError, ExceptionGroup) as exc:
         first = exc.exceptions[0] if isinstance(exc, ExceptionGroup) else exc
         print(f"ems sim: cannot serve the site: {first}", file=sys.stderr)
@@ -194,8 +190,10 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from ems.demo import run_demo
+    from ems.devices import check_site_profiles
 
     cfg = load_config(args.config)
+    check_site_profiles(cfg, str(args.config))
     logs.configure("console", "warning")
     return asyncio.run(run_demo(cfg, args))
 

@@ -8,24 +8,14 @@ reverts to 0 W standby, as real firmwares do.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntEnum
 
+from ems.model.readings import PcsMode
 from plant.config import SimBessConfig
 
-
-class PcsMode(IntEnum):
-    STANDBY = 0
-    GRID_FOLLOWING = 1
-    GRID_FORMING = 2
-
-
-# BMS alarm bits (see config/profiles/bms_v1.yaml)
-ALARM_OVER_TEMPERATURE = 1 << 0
-ALARM_SOC_LOW = 1 << 1
-ALARM_SOC_HIGH = 1 << 2
-# PCS fault bits (see config/profiles/pcs_v1.yaml)
-FAULT_INTERNAL = 1 << 0
-FAULT_OVERLOAD = 1 << 1
+# Alarms and faults are names; the simulator puts them on the wire as the bits a device
+# profile gives those names (sim_devices/registers.py), and a profile served must name each.
+BMS_ALARMS = ("over_temperature", "soc_low", "soc_high")
+PCS_FAULTS = ("internal", "overload_trip")
 
 # Hardware derating bands, outside any controller limit: discharge fades to 0 between
 # SoC 8 % and 2 %, charge between 92 % and 99 %, both between 45 and 55 degC.
@@ -54,7 +44,7 @@ class BessUnitModel:
     mode: PcsMode = PcsMode.STANDBY
     setpoint_w: float = 0.0
     power_w: float = 0.0
-    fault_bits: int = 0
+    faults: tuple[str, ...] = ()  # of PCS_FAULTS; any is a trip
     heartbeat: int = 0
     last_heartbeat_s: float = 0.0
     grid_ok: bool = True
@@ -110,15 +100,13 @@ class BessUnitModel:
         spread = 0.005 + 0.01 * abs(self.power_w) / self.cfg.rated_power_w
         return mid - spread, mid + spread
 
-    def alarms(self) -> int:
-        bits = 0
-        if self.temperature_c >= _TEMP_FULL_C:
-            bits |= ALARM_OVER_TEMPERATURE
-        if self.soc <= _DIS_FULL_SOC:
-            bits |= ALARM_SOC_LOW
-        if self.soc >= _CHA_FULL_SOC:
-            bits |= ALARM_SOC_HIGH
-        return bits
+    def alarms(self) -> tuple[str, ...]:
+        """The BMS alarms raised now (of BMS_ALARMS): warnings, never a BMS fault."""
+        soc, hot = self.soc, self.temperature_c >= _TEMP_FULL_C
+        if not hot and _DIS_FULL_SOC < soc < _CHA_FULL_SOC:
+            return ()  # the usual case, cheaply (a backtest asks every step)
+        raised = (hot, soc <= _DIS_FULL_SOC, soc >= _CHA_FULL_SOC)
+        return tuple(name for name, on in zip(BMS_ALARMS, raised, strict=True) if on)
 
     # --- what the controller writes to the PCS -------------------------------------
     def command_setpoint(self, power_w: float) -> None:
@@ -128,7 +116,7 @@ class BessUnitModel:
         """A mode command is controller activity: it (re)starts the heartbeat timer."""
         self.mode_command = mode
         self.last_heartbeat_s = now_s
-        if not self.fault_bits:
+        if not self.faults:
             self.mode = mode
 
     def command_heartbeat(self, value: int, now_s: float) -> None:
@@ -138,24 +126,28 @@ class BessUnitModel:
 
     def form_island(self) -> bool:
         """Switch to grid-forming (hardware transfer or command); False if it cannot."""
-        if self.fault_bits:
+        if self.faults:
             return False
         self.mode = PcsMode.GRID_FORMING
         return True
 
-    def inject_fault(self, bits: int = FAULT_INTERNAL) -> None:
-        """A PCS trip: output to 0 at once, standby until cleared and re-commanded."""
-        self.fault_bits |= bits
+    def inject_fault(self, fault: str = "internal") -> None:
+        """A PCS trip (`fault` of PCS_FAULTS): output to 0 at once, standby until cleared and
+        re-commanded."""
+        if fault not in PCS_FAULTS:
+            raise ValueError(f"unknown PCS fault {fault!r}: one of {PCS_FAULTS}")
+        if fault not in self.faults:
+            self.faults += (fault,)
         self.mode = PcsMode.STANDBY
         self.power_w = 0.0
 
     def clear_fault(self) -> None:
-        self.fault_bits = 0
+        self.faults = ()
 
     # --- physics ---------------------------------------------------------------------
     def target_w(self, limits_w: tuple[float, float] | None = None) -> float:
         """`limits_w`: `_pcs_limits_w()` when the caller has it already."""
-        if self.fault_bits or self.mode is PcsMode.STANDBY:
+        if self.faults or self.mode is PcsMode.STANDBY:
             return 0.0
         if self.mode is PcsMode.GRID_FORMING:
             return self.island_share_w
@@ -173,7 +165,7 @@ class BessUnitModel:
         # serves the target and the clamp of the ramped output
         limits_w = self._pcs_limits_w()
         target = self.target_w(limits_w)
-        if self.mode is PcsMode.GRID_FORMING and not self.fault_bits:
+        if self.mode is PcsMode.GRID_FORMING and not self.faults:
             # grid-forming follows the island's load at once; the island trips it when overloaded
             self.power_w = target
         else:

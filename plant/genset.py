@@ -10,18 +10,9 @@ ramp-limited, up to its rating.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
 
+from ems.model.readings import GensetState
 from plant.config import SimGensetConfig
-
-
-class GensetState(IntEnum):
-    STOPPED = 0
-    STARTING = 1
-    WARMUP = 2
-    RUNNING = 3
-    COOLDOWN = 4
-    FAILED = 5
 
 
 @dataclass

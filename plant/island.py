@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from plant.battery import FAULT_OVERLOAD, BessUnitModel, PcsMode
+from ems.model.readings import PcsMode
+from plant.battery import BessUnitModel
 from plant.config import SimGridConfig
 from plant.racks import RackFleet
 
@@ -126,10 +127,10 @@ class GridSide:
                 self.outage.lost_racks += racks.lose(np.ones(len(racks.rack_ids), bool))
                 self.outage.collapsed = True
             return
-        injected = sum(u.power_w for u in units.values() if u.mode is PcsMode.GRID_FOLLOWING and not u.fault_bits)
+        injected = sum(u.power_w for u in units.values() if u.mode is PcsMode.GRID_FOLLOWING and not u.faults)
         need_w = net_load_w - injected
         for _ in range(len(units) + 1):  # re-share after each trip
-            forming = [u for u in units.values() if u.mode is PcsMode.GRID_FORMING and not u.fault_bits]
+            forming = [u for u in units.values() if u.mode is PcsMode.GRID_FORMING and not u.faults]
             if not forming:
                 break
             rated = sum(u.cfg.rated_power_w for u in forming)
@@ -142,14 +143,14 @@ class GridSide:
                 late = late + dt_s if over > 1.0 else 0.0
                 self._overload_s[u.unit_id] = late
                 if over > self.cfg.pcs_overload_ratio or late > self.cfg.pcs_overload_s:
-                    u.inject_fault(FAULT_OVERLOAD)
+                    u.inject_fault("overload_trip")
                     self.outage.pcs_trips += 1
                     tripped = True
                 else:
                     u.island_share_w = share
             if not tripped:
                 return
-        if need_w > 0 and not any(u.mode is PcsMode.GRID_FORMING and not u.fault_bits for u in units.values()):
+        if need_w > 0 and not any(u.mode is PcsMode.GRID_FORMING and not u.faults for u in units.values()):
             self.carried = False
             self.outage.collapsed = True
             self.outage.lost_racks += racks.lose(np.ones(len(racks.rack_ids), bool))

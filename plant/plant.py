@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from plant.battery import BessUnitModel, PcsMode
+from ems.model.readings import PcsMode
+from plant.battery import BessUnitModel
 from plant.config import PlantConfig, ScenarioEvent
 from plant.genset import GensetModel
 from plant.island import GridSide

@@ -19,8 +19,11 @@ from typing import Any
 import aiomqtt
 import structlog
 
-from drivers.profile import load_profile
+from drivers.errors import ProfileError
+from drivers.profile import DeviceProfile
 from ems.clock import Clock, ScaledClock
+from ems.devices import check_site_profiles
+from ems.model.errors import ConfigError
 from ems.mqtt_auth import client_kwargs_as
 from plant.plant import Plant
 from sim_devices import registers as regs
@@ -33,6 +36,18 @@ log = structlog.get_logger("sim")
 PLANT_USER = "sim-plant"  # MQTT user of the ground-truth publisher (config/mosquitto/acl)
 
 
+def _servable_profiles(cfg: SimSiteConfig, source: str) -> dict[str, DeviceProfile]:
+    """Each slot's profile (as the controller checks them), and able to encode what the plant
+    raises; ConfigError naming the slot otherwise."""
+    profiles = check_site_profiles(cfg, source)
+    for slot, profile in profiles.items():
+        try:
+            regs.check_servable(profile)
+        except ProfileError as exc:
+            raise ConfigError(f"{source}: {slot}: {exc}") from None
+    return profiles
+
+
 def plant_topic(prefix: str) -> str:
     return f"{prefix}/sim/plant"
 
@@ -42,7 +57,7 @@ def control_topic(prefix: str) -> str:
 
 
 class SimulatedSite:
-    def __init__(self, cfg: SimSiteConfig, clock: Clock | None = None) -> None:
+    def __init__(self, cfg: SimSiteConfig, clock: Clock | None = None, source: str = "simulated site") -> None:
         self.cfg = cfg
         self.sim: SimulationConfig = cfg.simulation
         self.clock = clock or ScaledClock(self.sim.speed)
@@ -52,24 +67,26 @@ class SimulatedSite:
         self.plant = Plant(self.sim.plant(), [u.id for u in cfg.bess_units], rack_ids, rows, racks.nameplate_w)
         self.devices: list[SimulatedModbusDevice] = []
         now = self.clock.monotonic
+        profiles = _servable_profiles(cfg, source)
         m = cfg.meter
         self.devices.append(SimulatedModbusDevice(
-            "meter", load_profile(m.profile), lambda: regs.meter_values(self.plant.meter),
+            "meter", profiles["meter"], lambda: regs.meter_values(self.plant.meter),
             regs.read_only, m.host, m.port, m.unit_id))
-        for u in cfg.bess_units:
+        for i, u in enumerate(cfg.bess_units):
             unit = self.plant.units[u.id]
+            bms, pcs = profiles[f"bess_units.{i}.bms"], profiles[f"bess_units.{i}.pcs"]
             self.devices.append(SimulatedModbusDevice(
-                f"{u.id}.bms", load_profile(u.bms.profile), functools.partial(regs.bms_values, unit),
+                f"{u.id}.bms", bms, functools.partial(regs.bms_values, unit, bms),
                 regs.read_only, u.bms.host, u.bms.port, u.bms.unit_id))
             self.devices.append(SimulatedModbusDevice(
-                f"{u.id}.pcs", load_profile(u.pcs.profile), functools.partial(regs.pcs_values, unit),
-                regs.pcs_write(self.plant, unit, now), u.pcs.host, u.pcs.port, u.pcs.unit_id))
+                f"{u.id}.pcs", pcs, functools.partial(regs.pcs_values, unit, pcs),
+                regs.pcs_write(self.plant, unit, pcs, now), u.pcs.host, u.pcs.port, u.pcs.unit_id))
         genset = self.plant.genset
         if genset is not None and cfg.genset is not None:
-            g = cfg.genset
+            g, gp = cfg.genset, profiles["genset"]
             self.devices.append(SimulatedModbusDevice(
-                "genset", load_profile(g.profile), functools.partial(regs.genset_values, genset),
-                regs.genset_write(self.plant, genset, now), g.host, g.port, g.unit_id))
+                "genset", gp, functools.partial(regs.genset_values, genset, gp),
+                regs.genset_write(self.plant, genset, gp, now), g.host, g.port, g.unit_id))
         self._passwords = simulator_passwords(self.sim, [*racks.row_ids(), PLANT_USER])
         interval = max(self.sim.racks.telemetry_period_s / self.sim.speed, 0.05)
         self.row_agents = [
@@ -161,7 +178,7 @@ class SimulatedSite:
             "grid_without_battery_w": p.grid_without_battery_w,
             "racks_power_w": p.racks.total_power_w,
             "pv_w": p.pv_w,
-            "units": {uid: {"soc": u.soc, "power_w": u.power_w, "mode": u.mode.name.lower()}
+            "units": {uid: {"soc": u.soc, "power_w": u.power_w, "mode": u.mode.value}
                       for uid, u in p.units.items()},
             "outage_records": [dataclasses.asdict(o) for o in p.grid.outages],
         }

@@ -10,16 +10,16 @@ from ems.model.snapshot import SiteSnapshot, UnitSnapshot, unit_snapshot
 
 
 def bms(soc: float = 0.5, max_charge_w: float = 500e3, max_discharge_w: float = 500e3,
-        alarms: int = 0, at: float = 0.0) -> BmsReading:
+        alarms: tuple[str, ...] = (), at: float = 0.0) -> BmsReading:
     return BmsReading(soc=soc, soh=0.98, voltage_v=1000.0, current_a=0.0, temperature_c=25.0,
                       cell_voltage_min_v=3.2, cell_voltage_max_v=3.21, max_charge_w=max_charge_w,
                       max_discharge_w=max_discharge_w, capacity_wh=1e6, alarms=alarms, read_at_s=at)
 
 
-def pcs(power_w: float = 0.0, rated_w: float = 500e3, fault: int = 0, at: float = 0.0,
+def pcs(power_w: float = 0.0, rated_w: float = 500e3, faults: tuple[str, ...] = (), at: float = 0.0,
         mode: PcsMode = PcsMode.GRID_FOLLOWING) -> PcsReading:
     return PcsReading(power_w=power_w, setpoint_w=power_w, rated_power_w=rated_w, mode_command=mode,
-                      mode=mode, grid_ok=True, fault=fault, heartbeat=0, heartbeat_timeout_s=10.0,
+                      mode=mode, grid_ok=True, faults=faults, heartbeat=0, heartbeat_timeout_s=10.0,
                       ramp_w_per_s=1e6, read_at_s=at)
 
 

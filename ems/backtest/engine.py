@@ -39,7 +39,6 @@ from ems.planning.settings import planner_settings
 from ems.step_params import step_params
 from ems.tariff.model import Tariff
 from plant.battery import BessUnitModel
-from plant.battery import PcsMode as SimPcsMode
 from plant.config import PlantConfig, SimBessConfig
 from plant.plant import Plant
 
@@ -47,8 +46,6 @@ FloatArray = npt.NDArray[np.float64]
 Progress = Callable[[int, int], None]
 
 _EPOCH = datetime(1970, 1, 1)
-_MODES = {SimPcsMode.STANDBY: PcsMode.STANDBY, SimPcsMode.GRID_FOLLOWING: PcsMode.GRID_FOLLOWING,
-          SimPcsMode.GRID_FORMING: PcsMode.GRID_FORMING}
 _NO_RACKS = RacksReading((), (), np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0), 1.0)
 
 
@@ -105,8 +102,8 @@ class _UnitReader:
         # positional: a year at 1 min builds a million of each
         bms = BmsReading(u.soc, self.soh, self.nominal_voltage_v, 0.0, u.temperature_c, 0.0, 0.0,
                          charge_w, discharge_w, self.capacity_wh, u.alarms(), t)
-        pcs = PcsReading(u.power_w, u.setpoint_w, self.rated_power_w, _MODES[u.mode_command], _MODES[u.mode], True,
-                         u.fault_bits, u.heartbeat, 0.0, self.ramp_w_per_s, t)
+        pcs = PcsReading(u.power_w, u.setpoint_w, self.rated_power_w, u.mode_command, u.mode, True,
+                         u.faults, u.heartbeat, 0.0, self.ramp_w_per_s, t)
         return bms, pcs
 
 
@@ -156,7 +153,7 @@ def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, st
     total_cap_wh = sum(r.capacity_wh for _, r in readers)
     rated_w = sum(r.rated_power_w for _, r in readers)
     for u in units:
-        u.command_mode(SimPcsMode.GRID_FOLLOWING, 0.0)
+        u.command_mode(PcsMode.GRID_FOLLOWING, 0.0)
 
     # per-step results in lists (a numpy item write costs more than an append), arrays at the end
     grid: list[float] = []

@@ -1,10 +1,12 @@
 """Grid-loss detection, apart from the control loop.
 
 Polls, every `detect_poll_s` on its own Modbus connections, the grid-status register of
-the sensing PCS and the meter's voltage and frequency. The grid is lost when a PCS says
-so (at once) or when voltage or frequency stay outside their bands (IEEE 1547-style) for
+the sensing PCS (decoded by its profile's enum: any code but the one named `ok` is down)
+and the meter's voltage and frequency. The grid is lost when a PCS says so (at once) or
+when voltage or frequency stay outside their bands (IEEE 1547-style) for
 `debounce_samples` samples; it is back when every signal is in band again. A sensor that
-cannot be read is not evidence either way: it keeps the last verdict.
+cannot be read (or sends a code its profile does not name) is not evidence either way: it
+keeps the last verdict.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from drivers.bess import grid_ok
 from drivers.errors import DriverError
 from drivers.modbus_device import ModbusDevice
 from ems.config import FailoverConfig
@@ -67,7 +70,7 @@ class GridWatcher:
             if self.pcs is None:
                 return None
             v = await self.pcs.read_registers_si(("grid_status",))
-            return v["grid_status"] == 0
+            return not grid_ok(self.pcs.profile, v["grid_status"], self.pcs.name)
 
         async def meter_vf() -> tuple[float, float] | None:
             if self.meter is None:

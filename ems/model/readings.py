@@ -38,8 +38,14 @@ class BmsReading:
     max_charge_w: float
     max_discharge_w: float
     capacity_wh: float
-    alarms: int
+    alarms: tuple[str, ...]  # the alarm bits set, named as the device profile names them
     read_at_s: float
+
+    @property
+    def fault(self) -> bool:
+        """The BMS reports a fault (its alarm bit named `fault`, which every BMS profile has:
+        config/device-kinds.yaml); the other alarms are warnings."""
+        return "fault" in self.alarms
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +56,16 @@ class PcsReading:
     mode_command: PcsMode
     mode: PcsMode
     grid_ok: bool
-    fault: int
+    faults: tuple[str, ...]  # the fault bits set, named as the device profile names them
     heartbeat: int
     heartbeat_timeout_s: float
     ramp_w_per_s: float
     read_at_s: float
+
+    @property
+    def fault(self) -> bool:
+        """The PCS reports a fault: any bit of its fault register, named or not."""
+        return bool(self.faults)
 
 
 class GensetState(StrEnum):

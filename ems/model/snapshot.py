@@ -13,8 +13,6 @@ from ems.model.racks import RacksReading
 from ems.model.readings import BmsReading, GensetReading, MeterReading, PcsReading
 from ems.model.reasons import Reason
 
-BMS_FAULT_BIT = 1 << 4  # see config/profiles/bms_v1.yaml
-
 
 @dataclass(frozen=True)
 class UnitSnapshot:
@@ -68,7 +66,7 @@ def unit_snapshot(unit_id: str, bms: BmsReading | None, pcs: PcsReading | None,
         why = Reason.STALE_BMS
     elif pcs.fault:
         why = Reason.PCS_FAULT
-    elif bms.alarms & BMS_FAULT_BIT:
+    elif bms.fault:
         why = Reason.BMS_FAULT
     return UnitSnapshot(unit_id, bms, pcs, why)
 

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.fuzz
 PROFILES = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
 Reading = Callable[[dict[str, float], float, DeviceProfile], Any]
 READERS: dict[str, Reading] = {
-    "bms": lambda v, now, p: bms_reading(v, now),
+    "bms": lambda v, now, p: bms_reading(v, now, p),
     "pcs": lambda v, now, p: pcs_reading(v, now, p),
     "meter": lambda v, now, p: meter_reading(v, now),
     "genset": lambda v, now, p: genset_reading(v, now, p),
@@ -131,12 +131,13 @@ def _server(kind: str) -> SimulatedModbusDevice:
     clock = ScaledClock(1.0)
     unit = plant.units["bess-1"]
     if kind == "pcs":
-        return SimulatedModbusDevice("pcs", load_profile("pcs_v1"), lambda: regs.pcs_values(unit),
-                                     regs.pcs_write(plant, unit, clock.monotonic), "127.0.0.1", 1)
+        pcs = load_profile("pcs_v1")
+        return SimulatedModbusDevice("pcs", pcs, lambda: regs.pcs_values(unit, pcs),
+                                     regs.pcs_write(plant, unit, pcs, clock.monotonic), "127.0.0.1", 1)
     assert plant.genset is not None
-    genset = plant.genset
-    return SimulatedModbusDevice("genset", load_profile("genset_v1"), lambda: regs.genset_values(genset),
-                                 regs.genset_write(plant, genset, clock.monotonic), "127.0.0.1", 1)
+    genset, gp = plant.genset, load_profile("genset_v1")
+    return SimulatedModbusDevice("genset", gp, lambda: regs.genset_values(genset, gp),
+                                 regs.genset_write(plant, genset, gp, clock.monotonic), "127.0.0.1", 1)
 
 
 @pytest.mark.parametrize("kind", ["pcs", "genset"])

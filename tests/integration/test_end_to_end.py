@@ -10,8 +10,8 @@ import pytest
 
 from drivers import rack_protocol as rp
 from ems.clock import ScaledClock
+from ems.model.readings import PcsMode
 from ems.model.reasons import Reason
-from plant.battery import PcsMode
 from tests.conftest import SHAVING_CAP_W, running_controller, running_site, shaving_site, wait_for
 
 pytestmark = pytest.mark.integration

@@ -13,9 +13,8 @@ import pytest
 
 from ems.broker import free_port
 from ems.clock import ScaledClock
+from ems.model.readings import GensetState, PcsMode
 from ems.model.reasons import Reason
-from plant.battery import PcsMode
-from plant.genset import GensetState
 from tests.conftest import running_controller, running_site, wait_for
 
 pytestmark = pytest.mark.integration

@@ -14,8 +14,8 @@ from pymodbus.constants import ExcCodes
 
 from ems.broker import free_port, mosquitto, mosquitto_path
 from ems.clock import ScaledClock
+from ems.model.readings import PcsMode
 from ems.model.reasons import Reason
-from plant.battery import PcsMode
 from tests.conftest import running_controller, running_site, wait_for
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,6 @@ from drivers.modbus_device import ModbusDevice
 from drivers.profile import load_profile
 from ems.broker import free_port
 from ems.model.readings import PcsMode
-from plant.battery import PcsMode as SimMode
 from plant.config import PlantConfig, SimBessConfig
 from plant.plant import MeterState, Plant
 from sim_devices import registers as regs
@@ -34,10 +33,11 @@ async def unit_servers():
                   ["row01-rack01"], ["row01"], 40_000.0)
     unit = plant.units["u1"]
     unit.power_w = -123_400.0
-    bms = SimulatedModbusDevice("u1.bms", load_profile("bms_v1"), lambda: regs.bms_values(unit),
+    bms_p, pcs_p = load_profile("bms_v1"), load_profile("pcs_v1")
+    bms = SimulatedModbusDevice("u1.bms", bms_p, lambda: regs.bms_values(unit, bms_p),
                                 regs.read_only, "127.0.0.1", free_port())
-    pcs = SimulatedModbusDevice("u1.pcs", load_profile("pcs_v1"), lambda: regs.pcs_values(unit),
-                                regs.pcs_write(plant, unit, time.monotonic), "127.0.0.1", free_port())
+    pcs = SimulatedModbusDevice("u1.pcs", pcs_p, lambda: regs.pcs_values(unit, pcs_p),
+                                regs.pcs_write(plant, unit, pcs_p, time.monotonic), "127.0.0.1", free_port())
     await bms.start()
     await pcs.start()
     yield unit, bms, pcs
@@ -68,7 +68,7 @@ async def test_setpoint_mode_and_heartbeat_reach_the_plant(unit_servers) -> None
     await pcs.set_mode(PcsMode.GRID_FOLLOWING)
     await pcs.set_active_power_w(-250_000.0)
     await pcs.beat(7)
-    assert unit.mode is SimMode.GRID_FOLLOWING
+    assert unit.mode is PcsMode.GRID_FOLLOWING
     assert unit.setpoint_w == pytest.approx(-250_000.0)
     assert unit.heartbeat == 7
     assert [w.register for w in pcs_srv.writes] == ["mode_command", "active_power_setpoint", "heartbeat"]

@@ -113,7 +113,7 @@ def test_PLAN_STALE(state_plan, now_s) -> None:
 
 
 def test_plan_stale_without_available_units() -> None:
-    s = snapshot(0.0, (unit("u1", fault=1),))
+    s = snapshot(0.0, (unit("u1", faults=("internal",)),))
     assert arb(s).reason is Reason.PLAN_STALE
 
 

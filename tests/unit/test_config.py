@@ -169,3 +169,56 @@ def test_mqtt_url_override_cannot_silently_drop_tls(tmp_path) -> None:
     site.write_text(yaml.safe_dump(data))
     r = _cli("run", "--config", str(site), "--mqtt-url", "mqtt://127.0.0.1:1883")
     assert r.returncode == 2 and "--mqtt-url" in r.stderr and "mqtts" in r.stderr and "Traceback" not in r.stderr
+
+
+def _profile_without(tmp_path: Path, stem: str, register: str) -> Path:
+    data = yaml.safe_load((ROOT / "config" / "profiles" / f"{stem}.yaml").read_text())
+    data["registers"] = [r for r in data["registers"] if r["name"] != register]
+    path = tmp_path / f"{stem}_without_{register}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+COMMANDS = {"check-config": lambda f: ("check-config", f), "run": lambda f: ("run", "--config", f),
+            "sim": lambda f: ("sim", "--config", f)}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_profile_in_the_wrong_slot_exits_2(tmp_path, command) -> None:
+    """Found before anything connects, by every command that reads the site's devices alike."""
+    data = _demo()
+    data["bess_units"][0]["bms"]["profile"] = "pcs_v1"
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump(data))
+    r = _cli(*COMMANDS[command](str(site)))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().count("\n") == 0  # one line
+    assert "bess_units.0.bms" in r.stderr and "'pcs_v1' (ems-pcs-v1) is a pcs profile" in r.stderr
+    assert "needs a bms profile" in r.stderr
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_profile_missing_a_required_register_exits_2(tmp_path, command) -> None:
+    data = _demo()
+    profile = _profile_without(tmp_path, "pcs_v1", "grid_status")
+    data["bess_units"][1]["pcs"]["profile"] = str(profile)
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump(data))
+    r = _cli(*COMMANDS[command](str(site)))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().count("\n") == 0
+    assert "bess_units.1.pcs" in r.stderr and str(profile) in r.stderr and "(ems-pcs-v1)" in r.stderr
+    assert "requires register 'grid_status'" in r.stderr
+
+
+def test_check_site_profiles_names_each_slot(tmp_path) -> None:
+    from ems.devices import check_site_profiles, device_slots
+
+    cfg = load_config(DEMO)
+    profiles = check_site_profiles(cfg, "site.yaml")
+    assert [slot for slot, _, _ in device_slots(cfg)] == list(profiles)
+    assert {p.kind for p in profiles.values()} == {"meter", "bms", "pcs"} | ({"genset"} if cfg.genset else set())
+    data = _demo()
+    data["meter"]["profile"] = "bms_v1"
+    with pytest.raises(ConfigError, match=r"^site\.yaml: meter: profile 'bms_v1' \(ems-bms-v1\) is a bms profile"):
+        check_site_profiles(parse_config(data, "site.yaml"), "site.yaml")

@@ -67,7 +67,7 @@ def test_FAILOVER_SHORT() -> None:
     snap = _snap(units=(unit("u1", max_discharge_w=20e3),), racks=_racks(30_000.0))
     plan = arm(snap, P)
     assert plan.reason is Reason.FAILOVER_SHORT and plan.shortfall_w > 0
-    assert arm(_snap(units=(unit("u1", fault=1),)), P).reason is Reason.FAILOVER_SHORT  # nobody to form it
+    assert arm(_snap(units=(unit("u1", faults=("internal",)),)), P).reason is Reason.FAILOVER_SHORT  # nobody to form it
 
 
 def test_stale_racks_are_planned_at_nameplate_never_zero() -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from plant.battery import BessUnitModel, PcsMode
+from ems.model.readings import PcsMode
+from plant.battery import BessUnitModel
 from plant.config import PlantConfig, ScenarioEvent, SimBessConfig, SimRackLoadConfig
 from plant.plant import DemandTracker, Plant, pv_power_w
 from plant.racks import RackFleet
@@ -160,7 +161,7 @@ def test_scenario_events_apply_at_their_time() -> None:
     before = p.racks.total_power_w
     p.advance_to(7.0)
     assert p.racks.total_power_w == pytest.approx(before * 0.9 / 0.5)
-    assert p.units["u2"].fault_bits and not p.units["u1"].fault_bits
+    assert p.units["u2"].faults == ("internal",) and not p.units["u1"].faults
 
 
 def test_demand_tracker_averages_over_intervals() -> None:

@@ -141,7 +141,7 @@ def test_RAMP_LIMIT() -> None:
 
 
 def test_NO_UNIT_AVAILABLE() -> None:
-    snap = snapshot(2_000_000, (unit("u1", fault=1),))
+    snap = snapshot(2_000_000, (unit("u1", faults=("internal",)),))
     d = battery_limits.decide(snap, LIMITS)
     assert d.reason is Reason.NO_UNIT_AVAILABLE and (d.min_w, d.max_w) == (0.0, 0.0)
     arb, _ = run(snap)
@@ -149,12 +149,13 @@ def test_NO_UNIT_AVAILABLE() -> None:
 
 
 def test_PCS_FAULT() -> None:
-    assert unit("u1", fault=1).unavailable is Reason.PCS_FAULT
+    assert unit("u1", faults=("overload_trip",)).unavailable is Reason.PCS_FAULT
+    assert unit("u1", faults=("bit9",)).unavailable is Reason.PCS_FAULT  # a bit its profile does not name
 
 
 def test_BMS_FAULT() -> None:
-    assert unit("u1", alarms=1 << 4).unavailable is Reason.BMS_FAULT
-    assert unit("u1", alarms=1 << 1).available  # a SoC-low warning is not a fault
+    assert unit("u1", alarms=("soc_low", "fault")).unavailable is Reason.BMS_FAULT
+    assert unit("u1", alarms=("soc_low",)).available  # a SoC-low warning is not a fault
 
 
 def test_STALE_BMS() -> None:

@@ -60,7 +60,7 @@ def test_NO_PLAN() -> None:
 
 
 def test_a_unit_isolated_for_a_fault_is_recorded_and_so_is_its_return() -> None:
-    faulted = (unit("u1"), unit("u2", fault=1))
+    faulted = (unit("u1"), unit("u2", faults=("internal",)))
     events = observe(result(0), result(1, units=faulted), result(2, units=faulted), result(3))
     assert ("unit_unavailable", "PCS_FAULT") in kinds(events) and ("unit_available", "PCS_FAULT") in kinds(events)
     assert events.query(kind="unit_unavailable")[0].data == {"unit": "u2"}

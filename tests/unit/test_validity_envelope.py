@@ -110,7 +110,7 @@ powers = st.floats(0.0, 2e6)
 def unit_snaps(draw, uid: str):
     b = replace(bms(soc=draw(socs), max_charge_w=draw(powers), max_discharge_w=draw(powers)),
                 temperature_c=draw(st.floats(-20.0, 80.0)))
-    p = pcs(rated_w=draw(st.floats(1e3, 2e6)), fault=draw(st.sampled_from([0, 0, 0, 1])))
+    p = pcs(rated_w=draw(st.floats(1e3, 2e6)), faults=draw(st.sampled_from([(), (), (), ("internal",)])))
     return unit_snapshot(uid, b, p, 0.0, 5.0)
 
 
