@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from ems.model.errors import ConfigError
 from ems.topology import (
@@ -21,9 +21,10 @@ from ems.topology import (
     ModbusEndpoint,
     MqttConfig,
     RacksConfig,
+    SiteDevices,
     Strict,
-    format_error,
     read_yaml_mapping,
+    validated,
 )
 
 __all__ = ["BessUnitConfig", "ConfigError", "ModbusEndpoint", "MqttConfig", "RacksConfig"]
@@ -210,14 +211,8 @@ class HttpConfig(Strict):
     stream_interval_s: float = Field(default=0.5, ge=0.05, le=10, description="dashboard update, real seconds")
 
 
-class SiteConfig(Strict):
-    site: str = Field(default="site", pattern=r"^[A-Za-z0-9_.-]+$")
+class SiteConfig(SiteDevices):
     control: ControlConfig = ControlConfig()
-    mqtt: MqttConfig = MqttConfig()
-    meter: ModbusEndpoint
-    bess_units: list[BessUnitConfig] = Field(min_length=1)
-    genset: ModbusEndpoint | None = None
-    racks: RacksConfig
     policies: PoliciesConfig = PoliciesConfig()
     logging: LoggingConfig = LoggingConfig()
     state: StateConfig = StateConfig()
@@ -227,17 +222,7 @@ class SiteConfig(Strict):
     economics: EconomicsConfig | None = None
 
     @model_validator(mode="after")
-    def _unique(self) -> SiteConfig:
-        ids = [u.id for u in self.bess_units]
-        if len(ids) != len(set(ids)):
-            raise ValueError("bess_units ids must be unique")
-        endpoints = [(self.meter.host, self.meter.port, self.meter.unit_id)]
-        if self.genset is not None:
-            endpoints.append((self.genset.host, self.genset.port, self.genset.unit_id))
-        for u in self.bess_units:
-            endpoints += [(u.bms.host, u.bms.port, u.bms.unit_id), (u.pcs.host, u.pcs.port, u.pcs.unit_id)]
-        if len(endpoints) != len(set(endpoints)):
-            raise ValueError("two devices share the same host, port and unit_id")
+    def _shed_rows_exist(self) -> SiteConfig:
         if self.failover is not None:
             unknown = set(self.failover.shed_order) - set(self.racks.row_ids())
             if unknown:
@@ -246,12 +231,7 @@ class SiteConfig(Strict):
 
 
 def parse_config(data: object, source: str = "<config>") -> SiteConfig:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the site file must be a YAML mapping at the top level")
-    try:
-        return SiteConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(format_error(exc, source)) from None
+    return validated(SiteConfig, data, source)
 
 
 def load_config(path: str | Path) -> SiteConfig:

@@ -7,8 +7,9 @@ model of every section and the YAML reader of site files.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -126,6 +127,44 @@ class RacksConfig(Strict):
         return self
 
 
+
+
+class SiteDevices(Strict):
+    """A site's devices: what the controller reads and writes and the simulator serves."""
+
+    site: str = Field(default="site", pattern=r"^[A-Za-z0-9_.-]+$")
+    mqtt: MqttConfig = MqttConfig()
+    meter: ModbusEndpoint
+    bess_units: list[BessUnitConfig] = Field(min_length=1)
+    genset: ModbusEndpoint | None = None
+    racks: RacksConfig
+
+    @model_validator(mode="after")
+    def _unique_devices(self) -> SiteDevices:
+        ids = [u.id for u in self.bess_units]
+        if len(ids) != len(set(ids)):
+            raise ValueError("bess_units ids must be unique")
+        endpoints = [(self.meter.host, self.meter.port, self.meter.unit_id)]
+        if self.genset is not None:
+            endpoints.append((self.genset.host, self.genset.port, self.genset.unit_id))
+        for u in self.bess_units:
+            endpoints += [(u.bms.host, u.bms.port, u.bms.unit_id), (u.pcs.host, u.pcs.port, u.pcs.unit_id)]
+        if len(endpoints) != len(set(endpoints)):
+            raise ValueError("two devices share the same host, port and unit_id")
+        return self
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validated(model: type[M], data: object, source: str, what: str = "site configuration") -> M:
+    """`data` as `model`, or a ConfigError that names each field and its problem."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: the site file must be a YAML mapping at the top level")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_error(exc, source, what)) from None
 
 
 def format_error(exc: ValidationError, source: str, what: str = "site configuration") -> str:

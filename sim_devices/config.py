@@ -12,11 +12,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from ems.model.errors import ConfigError
 from ems.mqtt_auth import MqttAuthError, passwords_file
-from ems.topology import BessUnitConfig, ModbusEndpoint, MqttConfig, RacksConfig, Strict, format_error
+from ems.topology import SiteDevices, validated
 from ems.topology import read_yaml_mapping as _read
 from plant.config import PlantConfig
 
@@ -36,17 +35,11 @@ class SimulationConfig(PlantConfig):
         return PlantConfig.model_validate(self.model_dump(include=set(PlantConfig.model_fields)))
 
 
-class SimSiteConfig(Strict):
+class SimSiteConfig(SiteDevices):
     """The site as the simulator serves it; other sections of the file belong to the controller."""
 
     model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
-    site: str = Field(default="site", pattern=r"^[A-Za-z0-9_.-]+$")
-    mqtt: MqttConfig = MqttConfig()
-    meter: ModbusEndpoint
-    bess_units: list[BessUnitConfig] = Field(min_length=1)
-    genset: ModbusEndpoint | None = None
-    racks: RacksConfig
     simulation: SimulationConfig = SimulationConfig()
 
     @model_validator(mode="after")
@@ -59,10 +52,7 @@ class SimSiteConfig(Strict):
 
 
 def parse_sim_config(data: Mapping[str, Any], source: str = "<config>") -> SimSiteConfig:
-    try:
-        return SimSiteConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(format_error(exc, source, "simulated site")) from None
+    return validated(SimSiteConfig, data, source, "simulated site")
 
 
 def load_sim_config(path: str | Path) -> SimSiteConfig:

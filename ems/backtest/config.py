@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from ems.config import (
     ControlConfig,
@@ -21,7 +21,7 @@ from ems.config import (
     parse_config,
 )
 from ems.model.errors import ConfigError
-from ems.topology import Strict, format_error, read_yaml_mapping
+from ems.topology import Strict, read_yaml_mapping, validated
 from plant.config import SimBessConfig
 
 
@@ -67,10 +67,7 @@ class BacktestConfig(Strict):
 def parse_backtest_config(data: dict[str, Any], source: str = "<config>") -> BacktestConfig:
     if "bess_units" in data:  # a live site file
         return BacktestConfig.from_site(parse_config(data, source), source)
-    try:
-        return BacktestConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(format_error(exc, source, "backtest configuration")) from None
+    return validated(BacktestConfig, data, source, "backtest configuration")
 
 
 def load_backtest_config(path: str | Path) -> BacktestConfig:
