@@ -44,3 +44,11 @@ def update_section(name: str, body: str) -> None:
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _m: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     DOC.write_text(text)
+
+
+def write_json(path: Path | None, figures: dict[str, object]) -> None:
+    """The benchmark's figures under their names, for machines (`--json PATH`)."""
+    if path is not None:
+        import json
+
+        path.write_text(json.dumps(figures, indent=2, default=float) + "\n")

@@ -185,6 +185,15 @@ class FailoverConfig(Strict):
         return self
 
 
+class GridConnectionConfig(Strict):
+    """What the site's grid connection allows at the point of connection, enforced on every
+    setpoint (policies/grid_limits.py): import up to its rating, export up to the contract."""
+
+    import_limit_w: float | None = Field(default=None, gt=0, le=1e10, description="the connection's rating")
+    export_limit_w: float | None = Field(
+        default=0.0, ge=0, le=1e10, description="0: no export (the default); none (null): no limit")
+
+
 class LoggingConfig(Strict):
     format: Literal["console", "json"] = "console"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -214,6 +223,7 @@ class HttpConfig(Strict):
 class SiteConfig(SiteDevices):
     control: ControlConfig = ControlConfig()
     policies: PoliciesConfig = PoliciesConfig()
+    grid_connection: GridConnectionConfig = GridConnectionConfig()
     logging: LoggingConfig = LoggingConfig()
     state: StateConfig = StateConfig()
     http: HttpConfig = HttpConfig()  # operator server (dashboard, API, metrics): off unless enabled

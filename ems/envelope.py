@@ -1,10 +1,14 @@
 """The final safety envelope: whatever the policies asked, each unit's setpoint stays inside.
 
-Applied after dispatch, per unit: the PCS rating and the power the BMS allows now; no
-discharge at or under soc_min or the reserve floor, no charge at or over soc_max;
-temperature derating (full power up to `temp_derate_start_c`, none at `temp_max_c`); and
-the unit ramp limit from the setpoint last written — except that moving toward 0 W is
-always allowed, so stopping is never blocked. A unit that cannot take a setpoint gets 0 W.
+Per unit: the PCS rating and the power the BMS allows now; no more discharge than the
+energy above soc_min or the reserve floor allows over one period, no more charge than
+the room below soc_max allows (so a long period, a backtest step of 15 min, does not
+overshoot the window); temperature derating (full power up to `temp_derate_start_c`,
+none at `temp_max_c`); and the unit ramp limit from the setpoint last written. For the
+site: the grid connection's import and export limits (policies/grid_limits.py) on the
+units' sum. Moving toward 0 W is always allowed, so stopping is never blocked; a unit
+that cannot take a setpoint gets 0 W. The period step dispatches within these bounds,
+so the envelope's last word only changes a setpoint when something upstream is wrong.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ class EnvelopeParams:
     unit_ramp_w_per_s: float | None = None
     temp_derate_start_c: float = 45.0
     temp_max_c: float = 55.0
+    charge_efficiency: float = 1.0  # AC -> stored; 1.0 bounds the charge a little tighter than the battery does
+    discharge_efficiency: float = 1.0  # stored -> AC
 
 
 def unit_bounds(u: UnitSnapshot, p: EnvelopeParams, last_w: float | None, period_s: float) -> tuple[float, float]:
@@ -33,10 +39,11 @@ def unit_bounds(u: UnitSnapshot, p: EnvelopeParams, last_w: float | None, period
     bms, pcs = u.bms, u.pcs
     hi = max(0.0, min(pcs.rated_power_w, bms.max_discharge_w))
     lo = -max(0.0, min(pcs.rated_power_w, bms.max_charge_w))
-    if bms.soc <= max(p.soc_min, p.reserve_soc):
-        hi = 0.0
-    if bms.soc >= p.soc_max:
-        lo = 0.0
+    # the energy one period may move without crossing the window (h: W x h = Wh)
+    period_h = max(period_s, 1e-9) / 3600.0
+    floor = max(p.soc_min, p.reserve_soc)
+    hi = min(hi, max(bms.soc - floor, 0.0) * bms.capacity_wh * p.discharge_efficiency / period_h)
+    lo = max(lo, -max(p.soc_max - bms.soc, 0.0) * bms.capacity_wh / p.charge_efficiency / period_h)
     span = p.temp_max_c - p.temp_derate_start_c
     derate = 1.0 if span <= 0 else min(1.0, max(0.0, (p.temp_max_c - bms.temperature_c) / span))
     lo, hi = lo * derate, hi * derate
@@ -66,8 +73,10 @@ def unit_limits(units: tuple[UnitSnapshot, ...], p: EnvelopeParams, last_w: dict
 
 
 def clamp(shares_w: dict[str, float], units: tuple[UnitSnapshot, ...], p: EnvelopeParams,
-          last_w: dict[str, float | None], period_s: float) -> tuple[dict[str, float], list[str]]:
-    """Every unit's setpoint inside its envelope; also returns the units that were narrowed."""
+          last_w: dict[str, float | None], period_s: float,
+          site_w: tuple[float, float] = (-math.inf, math.inf)) -> tuple[dict[str, float], list[str]]:
+    """Every unit's setpoint inside its envelope and their sum inside `site_w` (the grid
+    connection's bounds, containing 0); also returns the units that were narrowed."""
     out: dict[str, float] = {}
     narrowed: list[str] = []
     for u in units:
@@ -79,4 +88,15 @@ def clamp(shares_w: dict[str, float], units: tuple[UnitSnapshot, ...], p: Envelo
         if abs(got - want) > 1e-6:
             narrowed.append(u.unit_id)
         out[u.unit_id] = got
+    total = sum(out.values())
+    site_lo, site_hi = site_w
+    if total > site_hi or total < site_lo:
+        # scale the units pushing past the bound toward 0 W (always allowed), the others stay
+        over = total - site_hi if total > site_hi else total - site_lo
+        pushing = {uid: w for uid, w in out.items() if w * over > 0}
+        scale = max(0.0, 1.0 - over / sum(pushing.values()))
+        for uid, w in pushing.items():
+            out[uid] = w * scale
+            if uid not in narrowed:
+                narrowed.append(uid)
     return out, narrowed

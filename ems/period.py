@@ -9,6 +9,7 @@ parameters. In priority order:
 
 1. battery limits: each available unit's safety envelope (rating, BMS limits, SoC window,
    reserve floor, temperature derating, unit ramp), summed; the site ramp limit;
+   the grid connection's import and export limits;
 2. the reserve floor (arbitrage's and the outage reserve, the higher): no discharge below
    it, and a charge of its own back to it when under it;
 3. an operator's forced mode, while it lasts, in place of 4-5;
@@ -35,7 +36,7 @@ from ems.model.decision import Decision
 from ems.model.plan import PlanView
 from ems.model.reasons import Reason
 from ems.model.snapshot import SiteSnapshot
-from policies import arbitrage, battery_limits, idle, operator_force, peak_shaving, plan_cap, reserve
+from policies import arbitrage, battery_limits, grid_limits, idle, operator_force, peak_shaving, plan_cap, reserve
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,7 @@ class StepParams:
     limits: battery_limits.BatteryLimitsParams
     envelope: EnvelopeParams  # its reserve_soc is set each period from the reserve policy
     reserve: reserve.ReserveParams = field(default_factory=reserve.ReserveParams)
+    grid: grid_limits.GridLimitsParams = field(default_factory=grid_limits.GridLimitsParams)
     peak: peak_shaving.PeakShavingParams | None = None
     arbitrage: arbitrage.ArbitrageParams | None = None
     peak_hold_s: float = 0.0  # the held load window, for the plan's cap too
@@ -101,6 +103,8 @@ def step(snap: SiteSnapshot, p: StepParams, state: StepState, plan: PlanView | N
     holding = {u.unit_id: None if u.pcs is None else u.pcs.setpoint_w for u in snap.units}
     limits = unit_limits(snap.units, envelope, holding, snap.period_s)
     decisions = [battery_limits.decide(snap, p.limits, limits, reserve_soc)]
+    if p.grid.configured:
+        decisions += grid_limits.decide(snap, p.grid)
     if floor is not None:
         decisions.append(floor[0])
     cap_w: float | None = None
@@ -115,7 +119,8 @@ def step(snap: SiteSnapshot, p: StepParams, state: StepState, plan: PlanView | N
     decisions.append(idle.decide())
     arb = arbitrate(decisions)
     shares = dispatch(arb.setpoint_w, limits, p.limits.soc_min, p.limits.soc_max)
-    out, clamped = clamp(shares, snap.units, envelope, holding, snap.period_s)
+    site_w = grid_limits.site_bounds(snap, p.grid) if p.grid.configured else (-math.inf, math.inf)
+    out, clamped = clamp(shares, snap.units, envelope, holding, snap.period_s, site_w)
     reason, by = (Reason.ENVELOPE_CLAMP, "envelope") if clamped else (arb.reason, arb.decided_by)
     return StepResult(tuple(decisions), arb, out, reason, by, cap_w, reserve_soc, tuple(clamped), state)
 

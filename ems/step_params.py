@@ -7,13 +7,32 @@ the failover section's outage reserve), peak shaving and arbitrage.
 
 from __future__ import annotations
 
-from ems.config import ControlConfig, FailoverConfig, PoliciesConfig
+from typing import Protocol
+
+from ems.config import ControlConfig, FailoverConfig, GridConnectionConfig, PoliciesConfig
 from ems.envelope import EnvelopeParams
 from ems.period import StepParams
-from policies import arbitrage, battery_limits, peak_shaving, reserve
+from policies import arbitrage, battery_limits, grid_limits, peak_shaving, reserve
 
 
-def step_params(policies: PoliciesConfig, control: ControlConfig, failover: FailoverConfig | None) -> StepParams:
+class SitePolicies(Protocol):
+    """What a site file (ems/config.py) and a backtest file (ems/backtest/config.py) both say."""
+
+    @property
+    def policies(self) -> PoliciesConfig: ...
+
+    @property
+    def control(self) -> ControlConfig: ...
+
+    @property
+    def failover(self) -> FailoverConfig | None: ...
+
+    @property
+    def grid_connection(self) -> GridConnectionConfig: ...
+
+
+def step_params(cfg: SitePolicies) -> StepParams:
+    policies, control, failover, g = cfg.policies, cfg.control, cfg.failover, cfg.grid_connection
     b = policies.battery
     ps = None if policies.peak_shaving is None or not policies.peak_shaving.enabled else policies.peak_shaving
     a = None if policies.arbitrage is None or not policies.arbitrage.enabled else policies.arbitrage
@@ -24,8 +43,10 @@ def step_params(policies: PoliciesConfig, control: ControlConfig, failover: Fail
     hold_s = 0.0 if ps is None else ps.peak_hold_s
     return StepParams(
         limits=battery_limits.BatteryLimitsParams(b.soc_min, b.soc_max, b.ramp_w_per_s),
-        envelope=EnvelopeParams(b.soc_min, b.soc_max, 0.0, b.unit_ramp_w_per_s, b.temp_derate_start_c, b.temp_max_c),
+        envelope=EnvelopeParams(b.soc_min, b.soc_max, 0.0, b.unit_ramp_w_per_s, b.temp_derate_start_c, b.temp_max_c,
+                                eff_in, eff_out),
         reserve=reserve.ReserveParams(0.0 if a is None else a.reserve_soc, outage, eff_in, eff_out),
+        grid=grid_limits.GridLimitsParams(g.import_limit_w, g.export_limit_w, control.meter_invalid_hold_s),
         peak=None if ps is None else peak_shaving.PeakShavingParams(
             ps.grid_import_cap_w, ps.recharge_below_w, ps.peak_hold_s, control.meter_invalid_hold_s),
         arbitrage=None if a is None else arbitrage.ArbitrageParams(

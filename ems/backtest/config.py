@@ -16,6 +16,7 @@ from ems.config import (
     ControlConfig,
     EconomicsConfig,
     FailoverConfig,
+    GridConnectionConfig,
     PoliciesConfig,
     SiteConfig,
     parse_config,
@@ -36,6 +37,7 @@ class BacktestConfig(Strict):
     control: ControlConfig = ControlConfig()
     battery_units: list[BacktestUnitConfig] = Field(min_length=1)
     policies: PoliciesConfig = PoliciesConfig()
+    grid_connection: GridConnectionConfig = GridConnectionConfig()
     failover: FailoverConfig | None = Field(default=None, description="only its reserve plays a part")
     economics: EconomicsConfig | None = None
 
@@ -57,7 +59,7 @@ class BacktestConfig(Strict):
         data: dict[str, Any] = {
             "site": cfg.site, "control": cfg.control.model_dump(),
             "battery_units": [{"id": u.id, **p} for u, p in zip(cfg.bess_units, physics, strict=True)],
-            "policies": cfg.policies.model_dump(),
+            "policies": cfg.policies.model_dump(), "grid_connection": cfg.grid_connection.model_dump(),
             "failover": None if cfg.failover is None else cfg.failover.model_dump(),
             "economics": None if cfg.economics is None else cfg.economics.model_dump(),
         }

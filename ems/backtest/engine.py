@@ -111,7 +111,7 @@ def _planning(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, step_
               warmup_w: FloatArray | None, demand: DemandMeter) -> PlanningRunner | None:
     """The planning runner, seeded with the load before `start` as a controller that has
     been running a while would have it; None without arbitrage."""
-    settings = planner_settings(cfg.policies)
+    settings = planner_settings(cfg.policies, cfg.grid_connection)
     a = cfg.policies.arbitrage
     if settings is None or a is None:
         return None
@@ -139,7 +139,7 @@ def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, st
     t_wall = time.perf_counter()
     n = load_w.size
     net_w = load_w if pv_w is None else load_w - pv_w
-    params = params or step_params(cfg.policies, cfg.control, cfg.failover)
+    params = params or step_params(cfg)
     # the site's demand meter, in naive tariff time (the series' own clock)
     demand = DemandMeter(tariff) if tariff is not None else DemandMeter()
     runner = _planning(cfg, tariff, start, step_s, warmup_w, demand)

@@ -15,8 +15,10 @@ from ems.backtest.financials import Economics
 from ems.backtest.foresight import BatteryModel, Foresight, perfect_foresight
 from ems.backtest.results import Result, evaluate
 from ems.backtest.series import PowerSeries, read_power_csv, resample, window
-from ems.planning.settings import load_tariff
+from ems.planning.settings import load_tariff, may_export
+from ems.step_params import step_params
 from ems.tariff.model import Tariff
+from policies.reserve import floor_soc
 
 WARMUP_DAYS = 28
 DEFAULT_WEAR_PER_KWH = 0.01
@@ -68,10 +70,12 @@ def battery_model(cfg: BacktestConfig, trace: Trace) -> BatteryModel:
     return BatteryModel(
         capacity_wh=trace.capacity_wh, max_charge_w=rated, max_discharge_w=rated,
         charge_efficiency=bess[0].charge_efficiency, discharge_efficiency=bess[0].discharge_efficiency,
-        soc_min=b.soc_min, soc_max=b.soc_max, reserve_soc=0.0 if a is None else a.reserve_soc,
+        # the reserve the live step keeps (arbitrage's share, the outage reserve), so no plan beats it by
+        # spending what the site must keep
+        soc_min=b.soc_min, soc_max=b.soc_max, reserve_soc=floor_soc(step_params(cfg).reserve, trace.capacity_wh),
         soc_initial=trace.soc_initial,
         wear_cost_per_kwh=DEFAULT_WEAR_PER_KWH if a is None else a.wear_cost_per_kwh,
-        allow_export=False if a is None else a.allow_export,
+        allow_export=may_export(cfg.policies, cfg.grid_connection),
     )
 
 

@@ -49,6 +49,8 @@ class Reason(IntEnum):
     NO_PLAN = 37  # the planner cannot give a plan (too little history, a failed solve): arbitrage stands down
     DEVICE_LOST = 38  # a device does not answer reads or writes
     BROKER_LOST = 39  # the MQTT broker is unreachable: no rack telemetry, caps or site status until it is back
+    IMPORT_LIMIT = 40  # the grid connection's import limit: the battery discharges (or stops charging) to hold it
+    EXPORT_LIMIT = 41  # the site's export limit (0: no export): discharge held back, or PV's excess absorbed
 
     @property
     def code(self) -> str:

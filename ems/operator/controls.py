@@ -79,7 +79,7 @@ class OperatorControls:
         self.maintenance: dict[str, Maintenance] = {}
         self.force: Force | None = None
         self.unit_ids = {u.id for u in cfg.bess_units}
-        self.step_params = step_params(cfg.policies, cfg.control, cfg.failover)
+        self.step_params = step_params(cfg)
         self.actions = 0
         self._load()
 
@@ -207,7 +207,7 @@ class OperatorControls:
 
     def _apply(self, effective: SiteConfig) -> None:
         self.effective = effective
-        self.step_params = step_params(effective.policies, effective.control, effective.failover)
+        self.step_params = step_params(effective)
         self._save()
 
     @property

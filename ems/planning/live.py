@@ -96,7 +96,7 @@ def live_planner(cfg: SiteConfig, tariff: Tariff | None, demand: DemandMeter) ->
     """The planner for `ems run`, reading the month's peaks from the site's demand meter;
     None when arbitrage is not configured."""
     a = cfg.policies.arbitrage
-    settings = planner_settings(cfg.policies)
+    settings = planner_settings(cfg.policies, cfg.grid_connection)
     if a is None or settings is None or tariff is None:
         return None
     return LivePlanner(PlanningRunner(PlanBuilder(tariff, settings), a.planning_interval_s, demand), demand.zone)

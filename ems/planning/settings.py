@@ -6,7 +6,7 @@ from datetime import UTC, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from ems.config import PoliciesConfig, SiteConfig
+from ems.config import GridConnectionConfig, PoliciesConfig, SiteConfig
 from ems.model.errors import ConfigError
 from ems.planning.builder import PlannerSettings
 from ems.tariff import TariffError, load_price_csv, load_urdb
@@ -26,7 +26,13 @@ def load_tariff(tariff_path: str | Path, prices_csv: str | Path | None = None) -
     return tariff
 
 
-def planner_settings(policies: PoliciesConfig) -> PlannerSettings | None:
+def may_export(policies: PoliciesConfig, grid: GridConnectionConfig) -> bool:
+    """The plan may export only where arbitrage allows it and the connection does too."""
+    a = policies.arbitrage
+    return a is not None and a.allow_export and grid.export_limit_w != 0.0
+
+
+def planner_settings(policies: PoliciesConfig, grid: GridConnectionConfig) -> PlannerSettings | None:
     a = policies.arbitrage
     if a is None or not a.enabled:
         return None
@@ -35,7 +41,7 @@ def planner_settings(policies: PoliciesConfig) -> PlannerSettings | None:
         step_s=float(a.step_s), horizon_steps=max(1, round(a.horizon_h * 3600 / a.step_s)),
         soc_min=b.soc_min, soc_max=b.soc_max, reserve_soc=a.reserve_soc,
         charge_efficiency=a.charge_efficiency, discharge_efficiency=a.discharge_efficiency,
-        wear_cost_per_kwh=a.wear_cost_per_kwh, allow_export=a.allow_export,
+        wear_cost_per_kwh=a.wear_cost_per_kwh, allow_export=may_export(policies, grid),
         envelope_days=a.forecast_envelope_days, hold_value_per_kwh_h=a.hold_value_per_kwh_h,
         over_peak_cost_per_kwh=a.over_peak_cost_per_kwh, correction_tau_s=a.forecast_correction_tau_s,
         charge_peak_weight=a.charge_peak_weight,

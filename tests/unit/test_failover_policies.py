@@ -7,7 +7,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from ems.config import ControlConfig, FailoverConfig, PoliciesConfig
+from ems.backtest.config import BacktestConfig
+from ems.config import FailoverConfig
 from ems.failover.watcher import judge
 from ems.model.racks import RacksReading
 from ems.model.readings import GensetReading, GensetState
@@ -161,7 +162,8 @@ def test_reserve_soc_from_critical_load() -> None:
                                                     "discharge_efficiency": 0.9, "soc_floor": 0.05}})
     # 1 MW for 15 min = 250 kWh / 0.9 on 5 MWh
     def floor(fc: FailoverConfig) -> float:
-        return floor_soc(step_params(PoliciesConfig(), ControlConfig(), fc).reserve, 5e6)
+        site = BacktestConfig.model_validate({"battery_units": [{"id": "u1"}], "failover": fc.model_dump()})
+        return floor_soc(step_params(site).reserve, 5e6)
 
     assert floor(fc) == pytest.approx(0.05 + 250e3 / 0.9 / 5e6)
     assert floor(FailoverConfig()) == 0.0

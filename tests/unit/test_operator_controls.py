@@ -128,16 +128,19 @@ def test_OPERATOR_FORCED() -> None:
                force=c.force_params)
     assert out.setpoint_w == 0.0
     assert out.reason is Reason.OPERATOR_FORCED and out.decided_by == operator_force.NAME
-    assert [d.policy for d in out.decisions] == ["battery_limits", "operator_force", "idle"]
+    assert [d.policy for d in out.decisions] == ["battery_limits", "export_limit", "operator_force", "idle"]
 
 
 def test_forced_setpoint_stays_inside_the_battery_limits() -> None:
     c = _controls()
     c.force_mode("setpoint", 5e6, 600.0, "dave", "capacity test")
-    snap = snapshot(grid_w=1e5, units=(unit("bess-1"), unit("bess-2")))  # 2 x 500 kW available
+    snap = snapshot(grid_w=3e6, units=(unit("bess-1"), unit("bess-2")))  # 2 x 500 kW available
     out = step(snap, c.step_params, StepState(), force=c.force_params)
     assert out.setpoint_w == pytest.approx(1e6)
     assert out.reason is Reason.UNIT_POWER_LIMIT
+    # with the site drawing only 100 kW the site file's export limit (0 W) holds it there
+    out = step(snapshot(grid_w=1e5, units=snap.units), c.step_params, StepState(), force=c.force_params)
+    assert out.setpoint_w == pytest.approx(1e5) and out.reason is Reason.EXPORT_LIMIT
 
 
 def test_forced_mode_ends_after_its_timeout_and_is_bounded() -> None:

@@ -13,6 +13,7 @@ from ems.model.reasons import Reason
 from ems.period import StepParams, StepState, step
 from policies.arbitrage import ArbitrageParams
 from policies.battery_limits import BatteryLimitsParams
+from policies.grid_limits import GridLimitsParams
 from policies.operator_force import ForceParams
 from policies.peak_shaving import PeakShavingParams
 from policies.reserve import ReserveParams
@@ -123,3 +124,34 @@ def test_a_unit_ramp_limit_is_split_within_not_clipped_after() -> None:
 def test_without_a_meter_the_plan_cap_takes_the_safe_action() -> None:
     r = step(snap(0.5, grid_w=None, now_s=10.0), STACK, StepState(), plan())
     assert policies(r)["plan_cap"] is Reason.STALE_METER and r.setpoint_w == 0.0
+
+
+GRID = replace(STACK, grid=GridLimitsParams(import_limit_w=2_500_000.0, export_limit_w=0.0))
+
+
+def test_EXPORT_LIMIT() -> None:
+    # the site draws 100 kW: a plan that wants to discharge 1 MW may give it 100 kW, not export
+    r = step(snap(0.6, grid_w=100_000, now_s=1800.0), GRID, StepState(), plan())
+    assert r.reason is Reason.EXPORT_LIMIT and r.setpoint_w == pytest.approx(100_000)
+    # PV exports 200 kW: with no export allowed the battery absorbs it, even with no plan
+    r = step(snap(0.5, grid_w=-200_000), replace(GRID, peak=None, arbitrage=None), StepState())
+    assert r.reason is Reason.EXPORT_LIMIT and r.setpoint_w == pytest.approx(-200_000)
+
+
+def test_IMPORT_LIMIT() -> None:
+    # the load is 2.7 MW on a 2.5 MW connection and peak shaving's cap (2 MW) stands down
+    # for a fresh plan whose cap is 3 MW: the import limit still discharges the excess
+    r = step(snap(0.5, grid_w=2_700_000), GRID, StepState(), plan(cap_w=3_000_000.0))
+    assert r.reason is Reason.IMPORT_LIMIT and r.setpoint_w == pytest.approx(200_000)
+    # a plan charge is cut where it would import past the rating
+    r = step(snap(0.5, grid_w=2_400_000), GRID, StepState(), plan(cap_w=3_000_000.0, grid_w=(3e6,) * 3))
+    assert r.setpoint_w == pytest.approx(-100_000) and r.reason is Reason.IMPORT_LIMIT
+
+
+def test_without_a_meter_the_export_limit_allows_no_more_than_the_held_setpoint() -> None:
+    s = replace(snap(0.5, grid_w=None, now_s=10.0), last_setpoint_w=300_000, meter_invalid_since_s=5.0)
+    p = replace(GRID, meter_invalid_hold_s=30.0, grid=replace(GRID.grid, meter_invalid_hold_s=30.0))
+    r = step(s, p, StepState(), force=ForceParams(900_000))
+    assert r.setpoint_w == pytest.approx(300_000)  # held; the operator's 900 kW could export
+    r = step(replace(s, now_s=60.0), p, StepState(), force=ForceParams(900_000))
+    assert r.setpoint_w == 0.0  # the hold is over: no discharge on an unknown load

@@ -17,6 +17,8 @@ from ems.period import StepParams, StepState, step
 from ems.validity import ValidityParams, ValidityTracker
 from policies import peak_shaving
 from policies.battery_limits import BatteryLimitsParams
+from policies.grid_limits import GridLimitsParams
+from policies.operator_force import ForceParams
 from policies.peak_shaving import PeakShavingParams, PeakShavingState
 from policies.reserve import ReserveParams
 from tests.snapshots import bms, pcs, snapshot, unit
@@ -119,7 +121,8 @@ def envelopes(draw):
     lo = draw(st.floats(0.0, 0.5))
     return EnvelopeParams(soc_min=lo, soc_max=draw(st.floats(lo + 0.01, 1.0)), reserve_soc=draw(st.floats(0.0, 0.6)),
                           unit_ramp_w_per_s=draw(st.one_of(st.none(), st.floats(1.0, 5e6))),
-                          temp_derate_start_c=40.0, temp_max_c=draw(st.floats(41.0, 70.0)))
+                          temp_derate_start_c=40.0, temp_max_c=draw(st.floats(41.0, 70.0)),
+                          charge_efficiency=draw(st.floats(0.8, 1.0)), discharge_efficiency=draw(st.floats(0.8, 1.0)))
 
 
 def _inside(w: float, u, p: EnvelopeParams, last: float | None, period_s: float) -> bool:
@@ -130,6 +133,13 @@ def _inside(w: float, u, p: EnvelopeParams, last: float | None, period_s: float)
     if w > 0 and (b.soc <= max(p.soc_min, p.reserve_soc) or w > min(c.rated_power_w, b.max_discharge_w) + 1e-6):
         return False
     if w < 0 and (b.soc >= p.soc_max or -w > min(c.rated_power_w, b.max_charge_w) + 1e-6):
+        return False
+    # one period at w keeps the stored energy inside the window
+    stored_after_wh = b.soc * b.capacity_wh - (w / p.discharge_efficiency if w > 0 else w * p.charge_efficiency) \
+        * period_s / 3600.0
+    if w > 0 and stored_after_wh < max(p.soc_min, p.reserve_soc) * b.capacity_wh - 1e-3:
+        return False
+    if w < 0 and stored_after_wh > p.soc_max * b.capacity_wh + 1e-3:
         return False
     derate = min(1.0, max(0.0, (p.temp_max_c - b.temperature_c) / (p.temp_max_c - p.temp_derate_start_c)))
     if abs(w) > derate * min(c.rated_power_w, b.max_discharge_w if w > 0 else b.max_charge_w) + 1e-6:
@@ -170,3 +180,33 @@ def test_policy_stack_then_envelope_stays_inside(u1, u2, grid_w, cap, last, p) -
         assert _inside(r.unit_setpoints_w[u.unit_id], u, in_force, holding[u.unit_id], 1.0)
     assert (r.reason is Reason.ENVELOPE_CLAMP) == bool(r.clamped)
 
+
+
+@settings(max_examples=2000, deadline=None)
+@given(u1=unit_snaps("u1"), u2=unit_snaps("u2"), grid_w=st.floats(-5e6, 2e7), last=st.floats(-4e6, 4e6),
+       p=envelopes(), cap=st.one_of(st.none(), st.floats(1e5, 1e7)),
+       force_w=st.one_of(st.none(), st.floats(-1e7, 1e7)), import_w=st.one_of(st.none(), st.floats(1e5, 2e7)),
+       export_w=st.one_of(st.none(), st.floats(0.0, 5e6)))
+def test_no_setpoint_imports_or_exports_past_the_grid_connection(u1, u2, grid_w, last, p, cap, force_w, import_w,
+                                                                 export_w) -> None:
+    """Forced or not, the battery never makes the site export past its export limit, nor
+    import past its import limit while the units could prevent it."""
+    params = StepParams(limits=BatteryLimitsParams(p.soc_min, p.soc_max), envelope=p,
+                        reserve=ReserveParams(reserve_soc=p.reserve_soc),
+                        grid=GridLimitsParams(import_limit_w=import_w, export_limit_w=export_w),
+                        peak=None if cap is None else PeakShavingParams(cap, cap * 0.5, 0.0))
+    snap = snapshot(grid_w, (u1, u2), last_setpoint_w=last)
+    r = step(snap, params, StepState(), force=None if force_w is None else ForceParams(force_w))
+    load_w = snap.site_load_w
+    assert load_w is not None
+    grid_after_w = load_w - r.setpoint_w
+    holding = {u.unit_id: None if u.pcs is None else u.pcs.setpoint_w for u in (u1, u2)}
+    bounds = [unit_bounds(u, replace(p, reserve_soc=r.reserve_soc), holding[u.unit_id], 1.0) for u in (u1, u2)]
+    most_charge_w = -sum(lo for lo, _ in bounds)
+    most_discharge_w = sum(hi for _, hi in bounds)
+    if export_w is not None:
+        assert r.setpoint_w <= max(0.0, load_w + export_w) + 1e-3  # the battery never adds export
+        if load_w + export_w >= -most_charge_w:  # and absorbs what it can
+            assert grid_after_w >= -export_w - 1e-3
+    if import_w is not None and load_w - import_w <= most_discharge_w and (export_w is None or import_w > -export_w):
+        assert grid_after_w <= import_w + 1e-3
