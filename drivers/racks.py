@@ -19,6 +19,8 @@ from ems.model.racks import FloatArray, RacksReading
 
 log = structlog.get_logger("drivers.racks")
 
+NAMEPLATE_MARGIN = 1.1  # a rack may draw a little over its nameplate (PSU transients), not more
+
 class RackTelemetryStore:
     def __init__(self, rack_ids: list[str], nameplate_w: float, stale_after_s: float) -> None:
         n = len(rack_ids)
@@ -49,6 +51,12 @@ class RackTelemetryStore:
             return False
         try:
             t = rp.decode_telemetry(rack_id, payload)
+            # the site file's nameplate rules, not the rack's own claim: a rack reporting far
+            # beyond it (a fault, or a lie) must not move the site's load estimate
+            limit_w = NAMEPLATE_MARGIN * self.nameplate_w[i]
+            if t.power_w > limit_w or (t.cap_w is not None and t.cap_w > limit_w):
+                raise MalformedData(f"power {t.power_w:g} W or cap {t.cap_w} W beyond the configured nameplate "
+                                    f"{self.nameplate_w[i]:g} W")
         except MalformedData as exc:
             self.malformed += 1
             if i not in self._bad:
@@ -60,7 +68,6 @@ class RackTelemetryStore:
             log.info("rack telemetry valid again", rack=rack_id)
         self.power_w[i] = t.power_w
         self.cap_w[i] = np.nan if t.cap_w is None else t.cap_w
-        self.nameplate_w[i] = t.nameplate_w
         self.received_at_s[i] = now_s
         self.last_seq[i] = t.seq
         self.received += 1

@@ -54,3 +54,26 @@ def test_topics() -> None:
     assert rp.rack_id_from_topic(rp.telemetry_topic("ems/a", "row02-rack03")) == "row02-rack03"
     with pytest.raises(MalformedData):
         rp.rack_id_from_topic("ems/racks")
+
+
+def test_the_configured_nameplate_rules_not_the_racks_claim() -> None:
+    """One rack claiming 5 MW (and a nameplate to match) moved the site's load estimate from
+    1.2 to 6.2 MW; two claiming 1.7e308 summed to infinity. The site file's 40 kW rules."""
+    from drivers.racks import RackTelemetryStore
+
+    ids = [f"row01-rack{k:02d}" for k in range(1, 31)]
+    store = RackTelemetryStore(ids, 40_000.0, stale_after_s=5.0)
+    topic = rp.telemetry_topic("ems", ids[0])
+    for rid in ids:
+        assert store.ingest(rp.telemetry_topic("ems", rid), _telemetry(rack=rid, power_w=40_000.0), 0.0)
+    before = store.reading(0.0).load_estimate_w
+    assert before == pytest.approx(1.2e6)
+    assert not store.ingest(topic, _telemetry(power_w=5e6, nameplate_w=6e6), 0.0)
+    assert not store.ingest(rp.telemetry_topic("ems", ids[1]),
+                            _telemetry(rack=ids[1], power_w=1.7e308, nameplate_w=1.7e308), 0.0)
+    assert not store.ingest(topic, _telemetry(power_w=30_000.0, cap_w=1e9), 0.0)  # a cap beyond it too
+    after = store.reading(0.0)
+    assert after.load_estimate_w == pytest.approx(before) and (after.nameplate_w == 40_000.0).all()
+    assert store.malformed == 3
+    assert store.ingest(topic, _telemetry(power_w=43_000.0, nameplate_w=99_000.0), 0.0)  # within 10 %: a transient
+    assert store.reading(0.0).nameplate_w[0] == 40_000.0
