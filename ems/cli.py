@@ -73,7 +73,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run(cfg: SiteConfig, speed: float, path: Path | None = None, mqtt_url: str | None = None) -> int:
+async def _run(cfg: SiteConfig, speed: float, path: Path | None = None, mqtt_url: str | None = None,
+               log_format: str | None = None) -> int:
     from ems.control_loop import Controller
     from ems.sd_notify import Notifier
 
@@ -84,8 +85,11 @@ async def _run(cfg: SiteConfig, speed: float, path: Path | None = None, mqtt_url
     if path is not None:
         # SIGHUP re-reads the site file: applied at the next period, or refused with the reason
         # (an event and a log line) while the running configuration stays
+        def logging_of(new: SiteConfig) -> None:
+            logs.configure(log_format or new.logging.format, new.logging.level)
+
         asyncio.get_running_loop().add_signal_handler(
-            signal.SIGHUP, lambda: controller.reload_config(path, lambda c: _with_mqtt_url(c, mqtt_url)))
+            signal.SIGHUP, lambda: controller.reload_config(path, lambda c: _with_mqtt_url(c, mqtt_url), logging_of))
     # READY=1 after the first period, WATCHDOG=1 after each: a hung loop stops petting the watchdog
     controller.observers.append(lambda _result: notifier.period_done())
     if not cfg.http.enabled:
@@ -124,7 +128,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = _with_mqtt_url(load_config(args.config), args.mqtt_url)
     check_site_profiles(cfg, str(args.config))  # before the controller opens a connection, as check-config
     logs.configure(args.log_format or cfg.logging.format, cfg.logging.level)
-    return asyncio.run(_run(cfg, args.speed, args.config, args.mqtt_url))
+    return asyncio.run(_run(cfg, args.speed, args.config, args.mqtt_url, args.log_format))
 
 
 async def _sim(cfg: SimSiteConfig, clock: ScaledClock, summary_json: Path | None, source: str) -> int:

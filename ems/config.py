@@ -16,6 +16,8 @@ from pydantic import Field, model_validator
 
 from ems.model.errors import ConfigError
 from ems.topology import (
+    MAX_S,
+    MAX_W,
     BessUnitConfig,
     Fraction,
     ModbusEndpoint,
@@ -32,23 +34,24 @@ __all__ = ["BessUnitConfig", "ConfigError", "ModbusEndpoint", "MqttConfig", "Rac
 
 class ControlConfig(Strict):
     period_s: float = Field(default=1.0, ge=0.01, le=60)
-    setpoint_deadband_w: float = Field(default=1000.0, ge=0, description="skip writes smaller than this")
-    meter_stale_after_s: float = Field(default=3.0, gt=0)
-    bess_stale_after_s: float = Field(default=3.0, gt=0)
+    setpoint_deadband_w: float = Field(default=1000.0, ge=0, le=MAX_W, description="skip writes smaller than this")
+    meter_stale_after_s: float = Field(default=3.0, gt=0, le=MAX_S)
+    bess_stale_after_s: float = Field(default=3.0, gt=0, le=MAX_S)
     meter_invalid_hold_s: float = Field(
-        default=30.0, ge=0, description="without a trusted meter, hold the last setpoint this long, then 0 W")
-    meter_frozen_s: float = Field(default=30.0, ge=0,
+        default=30.0, ge=0, le=MAX_S, description="without a trusted meter, hold the last setpoint this long, then 0 W")
+    meter_frozen_s: float = Field(default=30.0, ge=0, le=MAX_S,
                                   description="the exact same meter power this long: frozen (0: off)")
-    meter_max_abs_w: float | None = Field(default=None, gt=0, description="beyond: implausible (default from the site)")
+    meter_max_abs_w: float | None = Field(default=None, gt=0, le=MAX_W,
+                                          description="beyond: implausible (default from the site)")
     bms_soc_max_c_rate: float = Field(default=2.0, gt=0, description="fastest plausible SoC change, in C")
     status_every_periods: int = Field(default=1, ge=1)
 
 
 class PeakShavingConfig(Strict):
     enabled: bool = True
-    grid_import_cap_w: float = Field(gt=0, description="hold grid import at or under this")
-    recharge_below_w: float = Field(ge=0, description="recharge while import is under this")
-    peak_hold_s: float = Field(default=0.0, ge=0, description="shave the max of the recent load")
+    grid_import_cap_w: float = Field(gt=0, le=MAX_W, description="hold grid import at or under this")
+    recharge_below_w: float = Field(ge=0, le=MAX_W, description="recharge while import is under this")
+    peak_hold_s: float = Field(default=0.0, ge=0, le=MAX_S, description="shave the max of the recent load")
 
     @model_validator(mode="after")
     def _threshold_below_cap(self) -> PeakShavingConfig:
@@ -60,8 +63,8 @@ class PeakShavingConfig(Strict):
 class BatteryLimitsConfig(Strict):
     soc_min: Fraction = 0.10
     soc_max: Fraction = 0.95
-    ramp_w_per_s: float | None = Field(default=None, gt=0, description="site ramp limit")
-    unit_ramp_w_per_s: float | None = Field(default=None, gt=0, description="per-unit ramp limit (envelope)")
+    ramp_w_per_s: float | None = Field(default=None, gt=0, le=MAX_W, description="site ramp limit")
+    unit_ramp_w_per_s: float | None = Field(default=None, gt=0, le=MAX_W, description="per-unit ramp limit (envelope)")
     temp_derate_start_c: float = Field(default=45.0, description="full power up to this module temperature")
     temp_max_c: float = Field(default=55.0, description="no power at or above this module temperature")
 
@@ -89,10 +92,10 @@ class ArbitrageConfig(Strict):
     charge_efficiency: float = Field(default=0.95, gt=0, le=1)
     discharge_efficiency: float = Field(default=0.95, gt=0, le=1)
     allow_export: bool = False
-    max_plan_age_s: float = Field(default=7200.0, gt=0, description="older plans are not followed")
+    max_plan_age_s: float = Field(default=7200.0, gt=0, le=MAX_S, description="older plans are not followed")
     # forecast and rolling-horizon hedges, see docs/backtest.md for what each does and why
     forecast_envelope_days: int = Field(default=1, ge=0, le=14, description="plan on max(weekly, last days)")
-    forecast_correction_tau_s: float = Field(default=43200.0, ge=0,
+    forecast_correction_tau_s: float = Field(default=43200.0, ge=0, le=MAX_S,
                                              description="how long the last hour's offset from its profile lasts")
     hold_value_per_kwh_h: float = Field(default=0.002, ge=0, description="LP preference for a charged battery")
     over_peak_cost_per_kwh: float = Field(default=0.02, ge=0,
@@ -144,21 +147,22 @@ class ReserveConfig(Strict):
     """Backup energy kept for an outage: the critical load for `bridge_s` (until the genset
     carries it), on top of the hardware floor `soc_floor`."""
 
-    critical_load_w: float = Field(gt=0)
-    bridge_s: float = Field(default=600.0, gt=0)
+    critical_load_w: float = Field(gt=0, le=MAX_W)
+    bridge_s: float = Field(default=600.0, gt=0, le=MAX_S)
     discharge_efficiency: float = Field(default=0.95, gt=0, le=1)
     soc_floor: Fraction = 0.05
 
 
 class GensetPolicyConfig(Strict):
-    start_after_s: float = Field(default=0.0, ge=0, description="start only if the outage outlasts this")
-    min_run_s: float = Field(default=600.0, ge=0, description="never stop before this much running")
-    charge_battery_w: float = Field(default=0.0, ge=0, description="extra genset output to recharge the battery")
+    start_after_s: float = Field(default=0.0, ge=0, le=MAX_S, description="start only if the outage outlasts this")
+    min_run_s: float = Field(default=600.0, ge=0, le=MAX_S, description="never stop before this much running")
+    charge_battery_w: float = Field(default=0.0, ge=0, le=MAX_W,
+                                    description="extra genset output to recharge the battery")
 
 
 class FailoverConfig(Strict):
     enabled: bool = True
-    budget_s: float = Field(default=0.020, gt=0, description="grid loss -> last device commanded")
+    budget_s: float = Field(default=0.020, gt=0, le=MAX_S, description="grid loss -> last device commanded")
     detect_poll_s: float = Field(default=0.002, gt=0, le=1.0)
     nominal_voltage_v: float = Field(default=230.0, gt=0)
     nominal_frequency_hz: float = Field(default=50.0, gt=0)
@@ -171,8 +175,8 @@ class FailoverConfig(Strict):
     overhead_fraction: float = Field(default=0.25, ge=0, le=2, description="cooling etc. as a share of racks")
     reserve: ReserveConfig | None = None
     genset: GensetPolicyConfig = GensetPolicyConfig()
-    reconnect_stable_s: float = Field(default=300.0, ge=0)
-    cap_release_s: float = Field(default=60.0, ge=0, description="caps ramp back to nameplate over this")
+    reconnect_stable_s: float = Field(default=300.0, ge=0, le=MAX_S)
+    cap_release_s: float = Field(default=60.0, ge=0, le=MAX_S, description="caps ramp back to nameplate over this")
 
     @model_validator(mode="after")
     def _bands(self) -> FailoverConfig:
@@ -189,9 +193,9 @@ class GridConnectionConfig(Strict):
     """What the site's grid connection allows at the point of connection, enforced on every
     setpoint (policies/grid_limits.py): import up to its rating, export up to the contract."""
 
-    import_limit_w: float | None = Field(default=None, gt=0, le=1e10, description="the connection's rating")
+    import_limit_w: float | None = Field(default=None, gt=0, le=MAX_W, description="the connection's rating")
     export_limit_w: float | None = Field(
-        default=0.0, ge=0, le=1e10, description="0: no export (the default); none (null): no limit")
+        default=0.0, ge=0, le=MAX_W, description="0: no export (the default); none (null): no limit")
 
 
 class LoggingConfig(Strict):
@@ -203,7 +207,7 @@ class StateConfig(Strict):
     """Where the controller keeps what must survive a restart (event log, ...)."""
 
     dir: Path | None = Field(default=None, description="None keeps everything in memory")
-    persist_every_s: float = Field(default=5.0, gt=0, description="how often controller state is saved")
+    persist_every_s: float = Field(default=5.0, gt=0, le=MAX_S, description="how often controller state is saved")
 
 
 class HttpConfig(Strict):
@@ -216,7 +220,7 @@ class HttpConfig(Strict):
     token_env: str = Field(default="EMS_HTTP_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     token_file: Path | None = Field(default=None, description="lines of `token` or `name:token`")
     overrides_file: Path | None = Field(default=None, description="default: state.dir/overrides.json")
-    max_force_s: float = Field(default=4 * 3600.0, gt=0, description="longest forced mode (site seconds)")
+    max_force_s: float = Field(default=4 * 3600.0, gt=0, le=MAX_S, description="longest forced mode (site seconds)")
     stream_interval_s: float = Field(default=0.5, ge=0.05, le=10, description="dashboard update, real seconds")
 
 

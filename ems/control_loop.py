@@ -185,9 +185,11 @@ class Controller:
         self.persisted.maybe_save(self, snap.now_s)
 
     # --- configuration ---------------------------------------------------------------
-    def reload_config(self, path: Path, adjust: Callable[[SiteConfig], SiteConfig] | None = None) -> tuple[bool, str]:
+    def reload_config(self, path: Path, adjust: Callable[[SiteConfig], SiteConfig] | None = None,
+                      applied: Callable[[SiteConfig], None] | None = None) -> tuple[bool, str]:
         """Apply a changed site file at the next period, or keep the running one and say why.
-        `adjust` re-applies what the command line overrode (e.g. --mqtt-url)."""
+        `adjust` re-applies what the command line overrode (e.g. --mqtt-url); `applied` sets
+        up what lives outside the controller (logging) for the new file."""
         wall = self.clock.wall()
         try:
             new = load_config(path)
@@ -206,6 +208,8 @@ class Controller:
             self.failover.reconfigure(new)
         self.reader.reconfigure(new)
         self.actuators.deadband_w = new.control.setpoint_deadband_w
+        if applied is not None:
+            applied(new)
         self.events.record("config_applied", wall, None, path=str(path))
         log.info("config reloaded", path=str(path))
         return True, "applied"

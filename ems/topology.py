@@ -23,6 +23,11 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+# Upper bounds on every power and duration a site file names: finite, but far beyond any site
+# (a cap of 1e308 W is a typo or an attack, not a site)
+MAX_W = 1e10  # 10 GW
+MAX_S = 7 * 86_400.0  # a week
+
 Port = Annotated[int, Field(ge=1, le=65535)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -107,7 +112,7 @@ class RacksConfig(Strict):
     racks_per_row: int = Field(ge=1, le=200)
     nameplate_w: float = Field(gt=0, le=1e6)
     critical_rows: list[str] = Field(default_factory=list)
-    telemetry_stale_after_s: float = Field(default=5.0, gt=0)
+    telemetry_stale_after_s: float = Field(default=5.0, gt=0, le=MAX_S)
 
     @property
     def count(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sys
 from pathlib import Path
@@ -95,10 +96,12 @@ async def test_sighup_reloads_the_site_file_or_keeps_the_running_one(broker, tmp
     d = site_dict(broker.url, period_s=0.2)
     d["policies"]["peak_shaving"] = {"grid_import_cap_w": 150_000.0, "recharge_below_w": 50_000.0}
     d["state"] = {"dir": str(tmp_path / "state")}
+    d["logging"] = {"format": "json", "level": "warning"}
     path = tmp_path / "site.yaml"
     path.write_text(yaml.safe_dump(d))
     sim = await _spawn("sim", "--config", str(path))
     run = None
+    err = b""
     pcs_ep = d["bess_units"][0]["pcs"]
     pcs = PcsDriver(ModbusDevice("pcs", load_profile("pcs_v1"), "127.0.0.1", pcs_ep["port"]))
 
@@ -129,6 +132,7 @@ async def test_sighup_reloads_the_site_file_or_keeps_the_running_one(broker, tmp
         assert run.returncode is None  # still running, on the old configuration
         assert await site_setpoint_w() == pytest.approx(50_000.0, abs=2_000.0)
         d["policies"]["peak_shaving"]["grid_import_cap_w"] = 120_000.0
+        d["logging"]["level"] = "info"  # applied with the rest: its own line says so
         path.write_text(yaml.safe_dump(d))
         run.send_signal(signal.SIGHUP)
         for _ in range(50):
@@ -138,7 +142,7 @@ async def test_sighup_reloads_the_site_file_or_keeps_the_running_one(broker, tmp
         else:
             raise AssertionError("the reloaded cap was not applied")
         run.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(run.communicate(), 15)
+        _, err = await asyncio.wait_for(run.communicate(), 15)
         assert run.returncode == 0
     finally:
         pcs.device.close()
@@ -152,3 +156,6 @@ async def test_sighup_reloads_the_site_file_or_keeps_the_running_one(broker, tmp
     rejected = [e for e in events if e.kind == "config_rejected"]
     assert len(rejected) == 1 and "grid_import_cap_w" in rejected[0].data["why"]
     assert any(e.kind == "config_applied" for e in events)
+    lines = [json.loads(line) for line in err.decode().splitlines() if line.startswith("{")]
+    infos = [x["event"] for x in lines if x.get("level") == "info"]
+    assert "config reloaded" in infos and infos[0] == "config reloaded"  # warning level until the reload

@@ -65,6 +65,10 @@ def test_non_finite_values_and_non_utf8_files_are_refused(tmp_path) -> None:
         data["policies"]["peak_shaving"]["grid_import_cap_w"] = value
         with pytest.raises(ConfigError, match=r"grid_import_cap_w: Input should be a finite number"):
             parse_config(data, "site.yaml")
+    data = _demo()
+    data["policies"]["peak_shaving"]["grid_import_cap_w"] = 1e308  # finite, but no site
+    with pytest.raises(ConfigError, match=r"grid_import_cap_w: Input should be less than or equal to 1"):
+        parse_config(data, "site.yaml")
     bad = tmp_path / "site.yaml"
     bad.write_bytes(b"site: caf\xe9\n")
     with pytest.raises(ConfigError, match="not UTF-8"):
