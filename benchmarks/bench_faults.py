@@ -27,7 +27,7 @@ from pymodbus.constants import ExcCodes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._report import machine, update_section, wait_until
+from benchmarks._report import machine, update_section, wait_until, write_json
 from ems import logs
 from ems.broker import free_port, mosquitto
 from ems.clock import ScaledClock
@@ -83,7 +83,7 @@ class EnvelopeCheck:
                 print(f"  outside: {u.unit_id} {w:.0f} not in [{lo:.0f}, {hi:.0f}]", file=sys.stderr)
 
 
-async def main(rounds: int, seed: int) -> None:
+async def main(rounds: int, seed: int, json_path: Path | None = None, write: bool = True) -> None:
     logs.configure("console", "error")
     rng = random.Random(seed)
     port = free_port()
@@ -186,6 +186,14 @@ async def main(rounds: int, seed: int) -> None:
         f"- data set aside as not trusted: {dict(ctl.reader.validity.rejected)}",
     ]
     print("\n".join(lines))
+    write_json(json_path, {"injected": injected, "survived": survived, "by_kind": by_kind,
+                           "setpoints_outside_envelope": check.outside, "setpoints_checked": check.checked,
+                           "periods": ctl.stats.periods, "lost_racks": plant.summary()["lost_racks"],
+                           "heartbeat_fallbacks": fallbacks, "devices_lost": ctl.events.count("device_lost"),
+                           "devices_recovered": ctl.events.count("device_recovered"),
+                           "set_aside": dict(ctl.reader.validity.rejected)})
+    if not write:
+        return
     update_section("faults", "## Fault campaign\n\n" + f"Machine: {machine()}. Command: "
                    f"`python benchmarks/bench_faults.py --rounds {rounds}`.\n\n" + "\n".join(lines) + "\n\n"
                    "Survived: no rack lost and the loop running during the fault, no PCS heartbeat fallback "
@@ -201,5 +209,9 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=45)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--quick", action="store_true", help="9 faults (docs left alone)")
     a = ap.parse_args()
-    asyncio.run(main(a.rounds, a.seed))
+    if a.quick:
+        a.rounds = 9
+    asyncio.run(main(a.rounds, a.seed, a.json, write=not a.quick))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._report import machine, update_section
+from benchmarks._report import machine, update_section, write_json
 from drivers.racks import RackTelemetryStore
 from ems import logs
 from ems.broker import private_broker
@@ -49,7 +49,8 @@ asyncio.run(main())
 '''
 
 
-async def main(racks: int, hz: float, seconds: float, broker_kind: str) -> None:
+async def main(racks: int, hz: float, seconds: float, broker_kind: str, json_path: Path | None = None,
+               write: bool = True) -> None:
     logs.configure("console", "warning")
     async with private_broker(broker_kind) as broker:
         mqtt = MqttConfig(url=broker.url, topic_prefix="ems/ingest", client_id="bench-controller")
@@ -83,6 +84,11 @@ async def main(racks: int, hz: float, seconds: float, broker_kind: str) -> None:
         f"({100 * cpu / elapsed:.0f} % of one core at this rate)",
     ]
     print("\n".join(lines))
+    write_json(json_path, {"racks": racks, "hz": hz, "seconds": seconds, "offered": sent, "ingested": store.received,
+                           "msg_per_s": store.received / elapsed, "malformed": store.malformed,
+                           "lost": max(0, sent - store.received), "cpu_us_per_msg": 1e6 * cpu / max(store.received, 1)})
+    if not write:
+        return
     update_section("ingest", "## Telemetry ingest\n\n" + f"Machine: {machine()}. Command: "
                    f"`python benchmarks/bench_ingest.py --racks {racks} --hz {hz:g} --seconds {seconds:g}`.\n\n"
                    + "\n".join(lines))
@@ -94,5 +100,9 @@ if __name__ == "__main__":
     ap.add_argument("--hz", type=float, default=10.0)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--broker", default="auto", choices=["auto", "mosquitto", "embedded"])
+    ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--quick", action="store_true", help="200 racks for 3 s (docs left alone)")
     a = ap.parse_args()
-    asyncio.run(main(a.racks, a.hz, a.seconds, a.broker))
+    if a.quick:
+        a.racks, a.seconds = 200, 3.0
+    asyncio.run(main(a.racks, a.hz, a.seconds, a.broker, a.json, write=not a.quick))
