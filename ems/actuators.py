@@ -115,16 +115,23 @@ class Actuators:
             log.info("reconnected to the grid", units=len(ready))
         return writes, sent
 
-    async def zero_all(self) -> None:
-        """Every unit to 0 W (shutdown); best effort, bounded in time."""
-        async def zero(w: UnitWrites) -> None:
+    async def zero_all(self) -> list[str]:
+        """Every unit to 0 W (shutdown); best effort, bounded in time. Returns the units that
+        could not be told (their PCS falls back to 0 W on its own heartbeat timeout)."""
+        async def zero(w: UnitWrites) -> str | None:
             try:
                 await w.io.pcs.set_active_power_w(0.0)
-                w.written_w = 0.0
             except DriverError as exc:
-                log.warning("could not zero unit at shutdown", unit=w.io.unit_id, error=str(exc))
+                log.warning("could not set unit to 0 W at shutdown", unit=w.io.unit_id, error=str(exc))
+                return w.io.unit_id
+            w.written_w = 0.0
+            return None
 
-        await asyncio.wait_for(asyncio.gather(*(zero(w) for w in self.units)), 5.0)
+        try:
+            failed = await asyncio.wait_for(asyncio.gather(*(zero(w) for w in self.units)), 5.0)
+        except TimeoutError:
+            return [w.io.unit_id for w in self.units if w.written_w != 0.0]
+        return [uid for uid in failed if uid is not None]
 
     async def release_caps(self) -> None:
         releases = self.caps.release_all()

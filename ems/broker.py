@@ -133,9 +133,10 @@ async def embedded(port: int | None = None) -> AsyncIterator[Broker]:
 
 
 @contextlib.asynccontextmanager
-async def private_broker(kind: str = "auto") -> AsyncIterator[Broker]:
-    """kind: "auto" (Mosquitto if installed, else amqtt), "mosquitto" or "embedded"."""
+async def private_broker(kind: str = "auto", port: int | None = None) -> AsyncIterator[Broker]:
+    """kind: "auto" (Mosquitto if installed, else amqtt), "mosquitto" or "embedded"; on `port`
+    (default: a free one)."""
     use_mosquitto = kind == "mosquitto" or (kind == "auto" and mosquitto_path() is not None)
-    cm = mosquitto() if use_mosquitto else embedded()
+    cm = mosquitto(port) if use_mosquitto else embedded(port)
     async with cm as broker:
         yield broker

@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ems import logs
 from ems.clock import ScaledClock
@@ -143,9 +143,30 @@ async def _sim(cfg: SimSiteConfig, clock: ScaledClock, summary_json: Path | None
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    truth = site.ground_truth()
     if summary_json is not None:
-        summary_json.write_text(json.dumps(site.ground_truth(), indent=2))
+        summary_json.write_text(json.dumps(truth, indent=2))
+    print(sim_summary(truth), flush=True)
     return 0
+
+
+def sim_summary(truth: dict[str, Any]) -> str:
+    """What the plant saw, in a few lines (`ems sim` prints it on exit)."""
+    def mw(w: float) -> str:
+        return f"{w / 1e6:.2f} MW"
+
+    return "\n".join([
+        f"ems sim: {truth['site_time_s'] / 3600:.2f} h of site time simulated",
+        f"  peak import: {mw(truth['peak_import_w'])} "
+        f"(without the battery {mw(truth['peak_import_without_battery_w'])}); "
+        f"15-min demand {mw(truth['peak_demand_15min_w'])} "
+        f"(without {mw(truth['peak_demand_15min_without_battery_w'])})",
+        f"  battery: {truth['battery_discharged_wh'] / 1e6:.3f} MWh out, "
+        f"{truth['battery_charged_wh'] / 1e6:.3f} MWh in; "
+        f"SoC {100 * truth['soc_min']:.1f} .. {100 * truth['soc_max']:.1f} %",
+        f"  PCS heartbeat timeouts: {int(truth['heartbeat_timeouts'])}; grid outages: {int(truth['outages'])}, "
+        f"racks lost: {int(truth['lost_racks'])}",
+    ])
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
@@ -154,9 +175,11 @@ def cmd_sim(args: argparse.Namespace) -> int:
     raw = read_yaml_mapping(args.config)
     if args.mqtt_url is not None:
         raw = {**raw, "mqtt": {**(raw.get("mqtt") or {}), "url": args.mqtt_url}}
+    if args.speed is not None:  # the plant, its row agents and the log all run at the speed given
+        raw = {**raw, "simulation": {**(raw.get("simulation") or {}), "speed": args.speed}}
     cfg = parse_sim_config(raw, str(args.config))
     logs.configure(args.log_format or "console", "info")
-    speed = args.speed or cfg.simulation.speed
+    speed = cfg.simulation.speed
     clock = ScaledClock(speed, anchor_monotonic=args.clock_anchor, epoch_wall=args.clock_epoch)
     try:
         return asyncio.run(_sim(cfg, clock, args.summary_json, str(args.config)))
@@ -190,6 +213,26 @@ def cmd_events(args: argparse.Namespace) -> int:
             print(f"{e.id:6d} {when}Z {e.kind:<26} {e.reason or '':<20} {data}")
     log_.close()
     return 0
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    """An MQTT broker for a simulated site and its controller (Mosquitto if installed, else
+    the embedded one), on loopback, until SIGINT/SIGTERM."""
+    from ems.broker import private_broker
+
+    async def serve() -> int:
+        stop = asyncio.Event()
+        _stop_on_signals(stop)
+        async with private_broker(args.kind, args.port) as b:
+            print(f"ems broker: {b.kind} on {b.url} (Ctrl-C stops it)", flush=True)
+            await stop.wait()
+        return 0
+
+    try:
+        return asyncio.run(serve())
+    except (OSError, RuntimeError) as exc:
+        print(f"ems broker: cannot listen on 127.0.0.1:{args.port}: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -246,8 +289,18 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ems")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ems", description="Energy management for GPU sites with battery storage.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("check-config", help="validate a site file and exit")
@@ -279,6 +332,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--before", type=int, help="page: only events with a smaller id")
     e.add_argument("--json", action="store_true", help="one JSON object per line")
     e.set_defaults(func=cmd_events)
+
+    k = sub.add_parser("broker", help="an MQTT broker on loopback for `ems sim` and `ems run` (hardware-in-the-loop)")
+    k.add_argument("--port", type=int, default=18830)
+    k.add_argument("--kind", choices=["auto", "mosquitto", "embedded"], default="auto",
+                   help="Mosquitto if installed (auto), or the embedded amqtt broker")
+    k.set_defaults(func=cmd_broker)
 
     d = sub.add_parser("demo", help="simulated site + controller, live, with a summary")
     d.add_argument("--config", type=Path, default=Path(__file__).resolve().parent.parent / "config" / "demo-site.yaml")

@@ -166,6 +166,10 @@ class Controller:
                 await self.mqtt.publish(rp.status_topic(self.cfg.mqtt.topic_prefix), json.dumps(status).encode())
             except NotConnected:
                 self.status_failures += 1
+        if s.periods == 1:  # one line that says the loop is up and what it sees
+            units = [u for u in snap.units if u.available]
+            log.info("first period", reason=result.reason.code, units_available=f"{len(units)}/{len(snap.units)}",
+                     meter=snap.meter is not None, devices_down=sorted(down), broker=r.broker_connected)
         self.last = r
         for observe in self.observers:
             observe(r)
@@ -219,6 +223,10 @@ class Controller:
         """Run periods until `stop` is set, then bring every unit to a safe 0 W. Background
         tasks run in one task group: one that fails stops the loop (`background_failure`)."""
         self.events.record("controller_started", self.clock.wall(), None, site=self.cfg.site)
+        c = self.cfg
+        log.info("controller started", site=c.site, units=len(c.bess_units), racks=c.racks.count,
+                 period_s=c.control.period_s, broker=c.mqtt.url, planner=self.planner is not None,
+                 failover=self.failover is not None)
         try:
             async with asyncio.TaskGroup() as tg:
                 background = [tg.create_task(self.mqtt.run(), name="mqtt")]
@@ -253,12 +261,18 @@ class Controller:
 
     async def shutdown(self) -> None:
         """Leave every unit at 0 W and release rack caps; best effort, bounded in time."""
-        await self.actuators.zero_all()
+        not_told = await self.actuators.zero_all()
         self.last_setpoint_w = 0.0
         self.persisted.save(self)
         await self.actuators.release_caps()
-        log.info("controller stopped: units at 0 W", reason=Reason.SHUTDOWN.code)
-        self.events.record("controller_stopped", self.clock.wall(), Reason.SHUTDOWN.code)
+        told = len(self.actuators.units) - len(not_told)
+        if not_told:
+            log.warning("controller stopped: units unreachable keep their setpoint until their PCS heartbeat timeout",
+                        reason=Reason.SHUTDOWN.code, at_0_w=told, unreachable=not_told)
+        else:
+            log.info("controller stopped: every unit set to 0 W", reason=Reason.SHUTDOWN.code, units=told)
+        self.events.record("controller_stopped", self.clock.wall(), Reason.SHUTDOWN.code, units_at_0_w=told,
+                           unreachable=not_told)
         self.reader.close()
         if self.failover is not None:
             self.failover.close()
