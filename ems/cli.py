@@ -68,8 +68,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             load_tokens(cfg.http)
         except TokenError as exc:
             raise ConfigError(f"{args.file}: http: {exc}") from None
-    print(f"{args.file}: OK (site {cfg.site}: {len(cfg.bess_units)} BESS units, "
-          f"{cfg.racks.count} racks, period {cfg.control.period_s:g} s)")
+    print(f"{args.file}: OK (site {cfg.site}: {plural(len(cfg.bess_units), 'BESS unit')}, "
+          f"{plural(cfg.racks.count, 'rack')}, period {cfg.control.period_s:g} s)")
     return 0
 
 
@@ -287,6 +287,10 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     print(f"wall time {bt.trace.wall_time_s:.1f} s ({bt.trace.plans} plans); wrote "
           + ", ".join(str(f) for f in files))
     return 0
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _version() -> str:

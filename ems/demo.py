@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from ems.broker import free_port, private_broker
+from ems.cli import plural
 from ems.clock import ScaledClock
 from ems.config import SiteConfig
 from ems.control_loop import Controller
@@ -119,7 +120,7 @@ async def run_demo(cfg: SiteConfig, args: argparse.Namespace) -> int:
                 "--summary-json", str(summary_path), "--log-format", "console",
                 stdout=asyncio.subprocess.DEVNULL)
             print(f"ems demo: broker {url}, site '{cfg.site}' in process {proc.pid}: "
-                  f"{len(cfg.bess_units)} BESS units, {cfg.racks.count} racks; speed {speed:g}x, "
+                  f"{plural(len(cfg.bess_units), 'BESS unit')}, {plural(cfg.racks.count, 'rack')}; speed {speed:g}x, "
                   f"{args.duration:g} s", flush=True)
             controller = Controller(site_cfg, ScaledClock(speed, anchor, epoch))
             operator = contextlib.AsyncExitStack()
