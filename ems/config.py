@@ -220,6 +220,8 @@ class HttpLimits(Strict):
     actions_per_period: int = Field(default=4, ge=1, le=100, description="applied at the start of one period")
     action_timeout_s: float = Field(default=5.0, gt=0, le=600,
                                     description="real seconds an action waits for the control loop; then 503")
+    server_cpu_share: float = Field(default=0.25, gt=0, le=1,
+                                    description="of one core, at most, for the server's thread (1: no pacing)")
 
 
 class HttpConfig(Strict):

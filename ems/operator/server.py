@@ -45,7 +45,7 @@ from ems.operator.history import History
 from ems.operator.metrics import CONTENT_TYPE, ControllerMetrics
 from ems.operator.rate_limits import RequestLimits
 from ems.operator.refusals import RefusalAudit
-from ems.operator.server_thread import ServerThread
+from ems.operator.server_thread import Pacer, ServerThread
 
 if TYPE_CHECKING:
     from ems.control_loop import Controller
@@ -176,6 +176,7 @@ class OperatorSurface:
         self.history = History(zone=published.zone)  # the month the billing demand names
         self.metrics = ControllerMetrics(published)
         self.limits = RequestLimits(http.limits)
+        self.pacer = Pacer(http.limits.server_cpu_share)
         self._status: tuple[int, object, dict[str, Any]] | None = None  # (period, operator view, body)
         self._closing = asyncio.Event()
         self._streams: dict[asyncio.Queue[Event], asyncio.Event] = {}
@@ -253,6 +254,7 @@ class OperatorSurface:
     @web.middleware
     async def _limit(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Rate limits first: a refused request costs a bucket lookup and a short answer."""
+        self.pacer.check()
         kind, refused = self.limits.take(_client(request), request.path)
         if refused is None:
             return await handler(request)
@@ -552,7 +554,8 @@ async def serve(ctl: Controller, http: HttpConfig, tokens: Tokens) -> AsyncItera
     until the block exits. Call it from the control loop's thread (it hooks the loop's
     observers); a port that cannot be bound raises OSError here."""
     surface = OperatorSurface(ctl.published, http, tokens)
-    thread = ServerThread(surface.app, http.host, http.port, on_start=surface.started, on_stop=surface.stopped)
+    thread = ServerThread(surface.app, http.host, http.port, on_start=surface.started, on_stop=surface.stopped,
+                          pacer=surface.pacer)
     ctl.observers.append(surface.on_period)
     unsubscribe = ctl.events.subscribe(surface.on_event)
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 
@@ -23,8 +24,10 @@ log = structlog.get_logger("ems.http")
 class ServerThread:
     def __init__(self, app: web.Application, host: str, port: int, *, name: str = "ems-http",
                  on_start: Callable[[asyncio.AbstractEventLoop], None] | None = None,
-                 on_stop: Callable[[], Awaitable[None]] | None = None, shutdown_timeout_s: float = 2.0) -> None:
+                 on_stop: Callable[[], Awaitable[None]] | None = None, shutdown_timeout_s: float = 2.0,
+                 pacer: Pacer | None = None, pace_every_s: float = 0.01) -> None:
         self.app, self.host, self.port = app, host, port
+        self.pacer, self.pace_every_s = pacer, pace_every_s
         self.on_start, self.on_stop = on_start, on_stop
         self.shutdown_timeout_s = shutdown_timeout_s
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
@@ -71,6 +74,9 @@ class ServerThread:
             return
         if self.on_start is not None:
             self.on_start(self._loop)
+        if self.pacer is not None:
+            self.pacer.start()
+            self._loop.call_soon(self._pace)
         self._started.set_result(next(a[1] for a in runner.addresses if isinstance(a, tuple)))
         try:
             await self._stop.wait()
@@ -80,3 +86,35 @@ class ServerThread:
             finally:
                 if self.on_stop is not None:
                     await self.on_stop()
+
+    def _pace(self) -> None:
+        assert self.pacer is not None and self._loop is not None
+        self.pacer.check()
+        self._loop.call_later(self.pace_every_s, self._pace)
+
+
+class Pacer:
+    """Keeps the thread that calls it to `cpu_share` of one core: past it, `check` sleeps,
+    blocking that thread's loop alone. The control loop shares the interpreter with the
+    server's thread; a sleeping thread leaves it free, so a flood slows the server, not the
+    periods. Checked on a timer and before each request (one loop turn can take many)."""
+
+    def __init__(self, cpu_share: float, max_pause_s: float = 0.5) -> None:
+        self.cpu_share, self.max_pause_s = cpu_share, max_pause_s
+        self.paused_s = 0.0
+        self._cpu0 = self._wall0 = 0.0
+
+    def start(self) -> None:
+        self._cpu0, self._wall0 = time.thread_time(), time.monotonic()
+
+    def check(self) -> None:
+        if self.cpu_share >= 1.0:
+            return
+        cpu, wall = time.thread_time(), time.monotonic()
+        owed = (cpu - self._cpu0) / self.cpu_share - (wall - self._wall0)
+        if owed > 0:
+            owed = min(owed, self.max_pause_s)
+            time.sleep(owed)
+            self.paused_s += owed
+            wall += owed
+        self._cpu0, self._wall0 = cpu, wall
