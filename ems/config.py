@@ -216,6 +216,7 @@ class HttpLimits(Strict):
     streams_per_client: int = Field(default=4, ge=1, le=10_000, description="open /api/stream per client")
     streams_total: int = Field(default=32, ge=1, le=100_000)
     clients_tracked: int = Field(default=4096, ge=16, le=1_000_000, description="per-client buckets kept (LRU)")
+    # the action queue is the controller's: these two are read from its site file's http section
     action_queue: int = Field(default=16, ge=1, le=1000, description="actions waiting for the next period")
     actions_per_period: int = Field(default=4, ge=1, le=100, description="applied at the start of one period")
     action_timeout_s: float = Field(default=5.0, gt=0, le=600,

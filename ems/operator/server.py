@@ -489,6 +489,9 @@ class OperatorSurface:
         last_write = time.monotonic()
         try:
             while not self._closing.is_set():
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    break  # the browser went away: its slot comes back now, not at the next write
                 chunks: list[str] = []
                 samples = self.history.since(seq)
                 if samples:
