@@ -2,10 +2,10 @@
 
 Gather (ems/gather.py) freezes one `SiteSnapshot`; operator actions queued since the last
 period (ems/action_queue.py) are applied, then the operator state (maintenance, timed
-reverts) applies to the snapshot; the period step (ems/period.py, the same the backtest runs)
-decides; the actuators (ems/actuators.py) write only what changed plus the PCS
-heartbeat; the result is published (status topic, observers, and `published` for readers in other
-threads: the operator server reads nothing else). While islanded, island
+reverts) applies to the snapshot; the period step (ems/period.py, the same the backtest
+runs) decides; the actuators (ems/actuators.py) write only what changed plus the PCS
+heartbeat; the result is published (status topic, observers, and `published` for readers
+in other threads: the operator server reads nothing else). While islanded, island
 supervision (ems/failover) takes the step's place. Background work (MQTT, failover fast
 path, planner worker) runs in one task group: if one fails the loop stops, every unit
 goes to 0 W and the daemon exits non-zero.

@@ -73,7 +73,7 @@ def test_queries_never_wait_for_the_recording_lock(tmp_path) -> None:
             log.record("fault", float(i), n=i)
         pages: list[int] = []
         with log._lock:  # the recording thread is mid-commit
-            reader = threading.Thread(target=lambda log=log: pages.append(len(log.query(limit=20))))
+            reader = threading.Thread(target=lambda log=log, pages=pages: pages.append(len(log.query(limit=20))))
             reader.start()
             reader.join(timeout=10)
             assert not reader.is_alive() and pages == [20]
