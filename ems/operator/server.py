@@ -528,6 +528,9 @@ async def _answer(fut: Future[Event], timeout_s: float) -> Event:
         if fut.cancel():
             raise
         return await asyncio.wrap_future(fut)
+    except asyncio.CancelledError:  # the server is stopping: nobody will hear the answer
+        fut.cancel()
+        raise
 
 
 def _sse(kind: str, data: Any) -> str:
