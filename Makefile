@@ -25,6 +25,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_control_loop.py
 	$(BIN)/python benchmarks/bench_ingest.py
+	$(BIN)/python benchmarks/bench_flood.py
 
 docs: $(STAMP)
 	$(BIN)/python -m drivers.profile_docs > docs/register-maps.md

@@ -210,6 +210,35 @@ class StateConfig(Strict):
     persist_every_s: float = Field(default=5.0, gt=0, le=MAX_S, description="how often controller state is saved")
 
 
+class RateLimit(Strict):
+    """A token bucket per client (keyed by the TCP peer's address) and one for all clients together."""
+
+    per_client_per_s: float = Field(gt=0, le=100_000)
+    per_client_burst: int = Field(ge=1, le=100_000)
+    total_per_s: float = Field(gt=0, le=100_000)
+    total_burst: int = Field(ge=1, le=100_000)
+
+
+class HttpLimits(Strict):
+    """What any client may ask of the operator server (docs/operator.md): beyond a rate, 429
+    with Retry-After. Defaults are generous for the dashboard and a Prometheus scrape."""
+
+    reads: RateLimit = RateLimit(per_client_per_s=20, per_client_burst=60, total_per_s=200, total_burst=400)
+    heavy_reads: RateLimit = Field(  # /api/events, /metrics, /api/snapshot, /api/history
+        default=RateLimit(per_client_per_s=2, per_client_burst=10, total_per_s=10, total_burst=30))
+    actions: RateLimit = RateLimit(per_client_per_s=2, per_client_burst=10, total_per_s=5, total_burst=20)
+    streams_per_client: int = Field(default=4, ge=1, le=10_000, description="open /api/stream per client")
+    streams_total: int = Field(default=32, ge=1, le=100_000)
+    clients_tracked: int = Field(default=4096, ge=16, le=1_000_000, description="per-client buckets kept (LRU)")
+    # the action queue is the controller's: these two are read from its site file's http section
+    action_queue: int = Field(default=16, ge=1, le=1000, description="actions waiting for the next period")
+    actions_per_period: int = Field(default=4, ge=1, le=100, description="applied at the start of one period")
+    action_timeout_s: float = Field(default=5.0, gt=0, le=600,
+                                    description="real seconds an action waits for the control loop; then 503")
+    server_cpu_share: float = Field(default=0.25, gt=0, le=1,
+                                    description="of one core, at most, for the server's thread (1: no pacing)")
+
+
 class HttpConfig(Strict):
     """The operator server (dashboard, API, metrics), off unless enabled. Its token is never here:
     it comes from the environment variable `token_env` or the file `token_file` (ems/operator/auth.py)."""
@@ -222,6 +251,7 @@ class HttpConfig(Strict):
     overrides_file: Path | None = Field(default=None, description="default: state.dir/overrides.json")
     max_force_s: float = Field(default=4 * 3600.0, gt=0, le=MAX_S, description="longest forced mode (site seconds)")
     stream_interval_s: float = Field(default=0.5, ge=0.05, le=10, description="dashboard update, real seconds")
+    limits: HttpLimits = HttpLimits()
 
 
 class SiteConfig(SiteDevices):

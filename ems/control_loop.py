@@ -1,9 +1,11 @@
 """The control loop: gather -> operator actions -> step -> write -> publish, every period.
 
-Gather (ems/gather.py) freezes one `SiteSnapshot`; operator actions (maintenance, timed
-reverts) apply to it; the period step (ems/period.py, the same the backtest runs)
-decides; the actuators (ems/actuators.py) write only what changed plus the PCS
-heartbeat; the result is published (status topic, observers). While islanded, island
+Gather (ems/gather.py) freezes one `SiteSnapshot`; operator actions queued since the last
+period (ems/action_queue.py) are applied, then the operator state (maintenance, timed
+reverts) applies to the snapshot; the period step (ems/period.py, the same the backtest
+runs) decides; the actuators (ems/actuators.py) write only what changed plus the PCS
+heartbeat; the result is published (status topic, observers, and `published` for readers
+in other threads: the operator server reads nothing else). While islanded, island
 supervision (ems/failover) takes the step's place. Background work (MQTT, failover fast
 path, planner worker) runs in one task group: if one fails the loop stops, every unit
 goes to 0 W and the daemon exits non-zero.
@@ -26,6 +28,7 @@ import structlog
 
 from drivers import rack_protocol as rp
 from drivers.racks import RackCapWriter, RackTelemetryStore
+from ems.action_queue import ActionQueue
 from ems.actuators import Actuators
 from ems.clock import Clock
 from ems.config import SiteConfig, load_config
@@ -43,7 +46,7 @@ from ems.period import StepResult, StepState, standing_down, step
 from ems.persistence import ControllerState
 from ems.planning.live import live_planner
 from ems.planning.settings import site_tariff
-from ems.published import PeriodResult
+from ems.published import PeriodResult, Published
 from ems.status import site_status
 from ems.tariff.calendar import local_seconds
 from ems.transitions import TransitionObserver
@@ -86,6 +89,8 @@ class Controller:
                                    self.reader.health, cfg.control.setpoint_deadband_w)
         overrides = cfg.http.overrides_file or (None if state_dir is None else state_dir / "overrides.json")
         self.controls = OperatorControls(cfg, self.events, clock, overrides, cfg.http.max_force_s)
+        self.actions: ActionQueue[OperatorControls] = ActionQueue(cfg.http.limits.action_queue,
+                                                                   cfg.http.limits.actions_per_period)
         tariff, zone = site_tariff(cfg)
         self.demand = DemandMeter(tariff, zone)  # the one billing-demand meter: status, planner, persistence
         self._demand_at_s: float | None = None
@@ -97,18 +102,25 @@ class Controller:
                                          cfg.state.persist_every_s)
         self.stats = LoopStats()
         self.status_failures = 0
-        self.last: PeriodResult | None = None  # the latest published result
+        self.published = Published(cfg.site, clock, zone, self.events, self.actions, self.controls.view)
+        self.controls.on_change = self.published.set_operator
         self.last_setpoint_w = 0.0
         self.transitions = TransitionObserver(self.events)
         self.observers: list[Callable[[PeriodResult], None]] = [self.transitions]  # after each period
         self.background_failure: BaseException | None = None
         self.restored = self.persisted.restore(self)
 
+    @property
+    def last(self) -> PeriodResult | None:
+        """The latest published result."""
+        return self.published.result
+
     # --- one period ------------------------------------------------------------------
     async def period(self, lateness_s: float = 0.0) -> PeriodResult:
         t0 = time.perf_counter()
         fo = self.failover
         snap = await self.reader.read(self.last_setpoint_w, None if fo is None else fo.grid_ok)
+        self.actions.apply_pending(self.controls)  # what operators asked since the last period (bounded)
         snap = self.controls.apply(snap)  # operator: units in maintenance, timed reverts
         islanded = fo is not None and fo.islanded
         if fo is not None and islanded:
@@ -158,9 +170,20 @@ class Controller:
                 snap.now_s, local_seconds(snap.wall_s, self.planner.zone)),
             failover=None if self.failover is None else self.failover.status(), demand=self.demand,
             validity=self.reader.validity, periods_clamped=s.periods_clamped)
+        reader, act = self.reader, self.actuators
+        read_at = {} if reader.last_meter is None else {"meter": reader.last_meter.read_at_s}
+        for io in reader.units:
+            if io.last_bms is not None:
+                read_at[f"{io.unit_id}.bms"] = io.last_bms.read_at_s
+            if io.last_pcs is not None:
+                read_at[f"{io.unit_id}.pcs"] = io.last_pcs.read_at_s
         r = PeriodResult(s.periods, snap, result, writes, duration_s, lateness_s, islanded, down,
                          self.mqtt.connected.is_set(),
-                         None if self.planner is None else self.planner.runner.last_error, status)
+                         None if self.planner is None else self.planner.runner.last_error, status,
+                         unit_written_w={w.io.unit_id: w.written_w for w in act.units},
+                         rack_caps_sent_w=dict(act.caps.sent), read_at_s=read_at,
+                         driver_errors=dict(reader.health.errors), overruns=s.overruns,
+                         write_failures=act.write_failures)
         if s.periods % self.cfg.control.status_every_periods == 0:
             try:
                 await self.mqtt.publish(rp.status_topic(self.cfg.mqtt.topic_prefix), json.dumps(status).encode())
@@ -170,7 +193,7 @@ class Controller:
             units = [u for u in snap.units if u.available]
             log.info("first period", reason=result.reason.code, units_available=f"{len(units)}/{len(snap.units)}",
                      meter=snap.meter is not None, devices_down=sorted(down), broker=r.broker_connected)
-        self.last = r
+        self.published.result = r
         for observe in self.observers:
             observe(r)
         return r

@@ -1,20 +1,27 @@
 """The event log: mode changes, failovers, faults, operator actions. Persisted, queryable.
 
 Events are rare and must survive a crash or power cut once recorded, so each is written
-to SQLite in WAL mode with `synchronous=FULL` before `record` returns. Without a path
-the log lives in memory (tests, demos).
+to SQLite in WAL mode with `synchronous=FULL` before `record` returns. Queries run on a
+read-only connection of the calling thread's own: a reader (the operator server's
+thread paging a thousand events) never holds the lock the recording thread needs, and
+WAL lets it read while the writer commits. Without a path the log lives in a scratch
+file removed on close (tests, demos): an in-memory database could not be shared by the
+readers' connections, and one connection shared under a lock would let a query delay a
+recording control period.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ems.sqlite_db import open_db
+from ems.sqlite_db import open_db, open_reader
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -42,9 +49,16 @@ class Event:
 
 class EventLog:
     def __init__(self, path: Path | str | None = None) -> None:
-        self._db, self.path = open_db(path)
-        self._lock = threading.Lock()
+        self._scratch = None if path is not None else tempfile.TemporaryDirectory(prefix="ems-events-")
+        file = Path(self._scratch.name) / "events.db" if self._scratch is not None else Path(path or "")
+        self._db, _ = open_db(file, durable=self._scratch is None)
+        self._file = file
+        self.path = None if self._scratch is not None else file  # None: not kept
+        self._lock = threading.Lock()  # the writer's connection: record() from any thread
         self._db.executescript(_SCHEMA)
+        self._readers = threading.local()
+        self._open_readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
         self._listeners: list[Callable[[Event], None]] = []
 
     def subscribe(self, listener: Callable[[Event], None]) -> Callable[[], None]:
@@ -65,6 +79,15 @@ class EventLog:
             listener(event)
         return event
 
+    def _reader(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._readers, "db", None)
+        if db is None:
+            db = open_reader(self._file)
+            self._readers.db = db
+            with self._readers_lock:
+                self._open_readers.append(db)
+        return db
+
     def query(self, limit: int = 50, before_id: int | None = None, kind: str | None = None) -> list[Event]:
         """Newest first; page with `before_id` (the smallest id of the previous page)."""
         sql = "SELECT id, wall_s, kind, reason, data FROM events WHERE 1=1"
@@ -77,18 +100,32 @@ class EventLog:
             args.append(kind)
         sql += " ORDER BY id DESC LIMIT ?"
         args.append(max(1, min(limit, 1000)))
-        with self._lock:
-            rows = self._db.execute(sql, args).fetchall()
+        rows = self._reader().execute(sql, args).fetchall()
         return [Event(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
 
     def count(self, kind: str | None = None) -> int:
-        with self._lock:
-            if kind is None:
-                row = self._db.execute("SELECT COUNT(*) FROM events").fetchone()
-            else:
-                row = self._db.execute("SELECT COUNT(*) FROM events WHERE kind = ?", (kind,)).fetchone()
+        if kind is None:
+            row = self._reader().execute("SELECT COUNT(*) FROM events").fetchone()
+        else:
+            row = self._reader().execute("SELECT COUNT(*) FROM events WHERE kind = ?", (kind,)).fetchone()
         return int(row[0])
 
+    def close_reader(self) -> None:
+        """Close the calling thread's read connection (a reader thread that ends)."""
+        db: sqlite3.Connection | None = getattr(self._readers, "db", None)
+        if db is None:
+            return
+        self._readers.db = None
+        with self._readers_lock:
+            self._open_readers.remove(db)
+        db.close()
+
     def close(self) -> None:
+        with self._readers_lock:
+            for db in self._open_readers:
+                db.close()
+            self._open_readers.clear()
         with self._lock:
             self._db.close()
+        if self._scratch is not None:
+            self._scratch.cleanup()

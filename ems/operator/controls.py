@@ -9,15 +9,20 @@ kept in the override file so a restart does not undo it:
   may be working on it);
 - a forced mode (0 W, or a fixed site battery power) that always ends after a timeout.
 
-Actions are applied from the event loop between periods, so the next period sees them.
-Timeouts are in site seconds (the controller's clock; real seconds on a real site).
+Actions are applied by the control loop, from its action queue (ems/action_queue.py),
+at the start of a period, so that period sees them. Readers in other threads (the
+operator server) never touch this object: each change publishes an immutable
+`OperatorView` through `on_change`. Timeouts are in site seconds (the controller's
+clock; real seconds on a real site).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 import structlog
@@ -66,9 +71,24 @@ class Force:
     event_id: int = 0
 
 
+@dataclass(frozen=True)
+class OperatorView:
+    """The operator state as readers in other threads see it: taken at each change, never
+    changed afterwards (`summary` is JSON-ready; readers copy it before adding to it)."""
+
+    configured: SiteConfig
+    effective: SiteConfig
+    params: Mapping[str, ov.ParamOverride]
+    maintenance: frozenset[str]
+    force_active: bool
+    unit_ids: frozenset[str]
+    summary: Mapping[str, Any]
+    path: Path | None
+
+
 class OperatorControls:
     def __init__(self, cfg: SiteConfig, events: EventLog, clock: Clock, path: Path | None,
-                 max_force_s: float = 4 * 3600.0) -> None:
+                 max_force_s: float = 4 * 3600.0, on_change: Callable[[OperatorView], None] | None = None) -> None:
         self.configured = cfg
         self.effective = cfg
         self.events = events
@@ -81,7 +101,10 @@ class OperatorControls:
         self.unit_ids = {u.id for u in cfg.bess_units}
         self.step_params = step_params(cfg)
         self.actions = 0
+        self.on_change: Callable[[OperatorView], None] | None = None
+        self.view = self._view()  # the state now; `on_change` gets each later change
         self._load()
+        self.on_change = on_change
 
     # --- actions ---------------------------------------------------------------------
     def set_param(self, name: str, value: Any, by: str, why: str, revert_after_s: float | None = None) -> Event:
@@ -121,7 +144,7 @@ class OperatorControls:
             self.maintenance[unit_id] = Maintenance(unit_id, by, why, self.clock.wall(), ev.id)
         else:
             del self.maintenance[unit_id]
-        self._save()
+        self._changed()
         return ev
 
     def force_mode(self, mode: ForceMode, setpoint_w: float, timeout_s: float, by: str, why: str) -> Event:
@@ -208,7 +231,19 @@ class OperatorControls:
     def _apply(self, effective: SiteConfig) -> None:
         self.effective = effective
         self.step_params = step_params(effective)
+        self._changed()
+
+    def _changed(self) -> None:
+        """Every change ends here: kept in the override file, published to readers."""
         self._save()
+        self.view = self._view()
+        if self.on_change is not None:
+            self.on_change(self.view)
+
+    def _view(self) -> OperatorView:
+        return OperatorView(self.configured, self.effective, MappingProxyType(dict(self.params)),
+                            frozenset(self.maintenance), self.force is not None, frozenset(self.unit_ids),
+                            MappingProxyType(self.summary()), self.path)
 
     @property
     def force_params(self) -> ForceParams | None:

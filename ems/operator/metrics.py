@@ -1,10 +1,11 @@
 """Prometheus metrics of one controller, in a registry of its own (tests run several).
 
-Gauges are read from the controller when scraped (nothing to update per period); what
-must see every period (duration and lateness histograms, policy decisions) is observed
-from the control loop's period hook, and failover latency from the event log. A value
-the controller does not have fresh (stale meter, unit without a reading) is left out of
-the scrape, never exported as 0.
+Everything here lives on the operator server's thread and reads only what the controller
+published (ems/published.py). Gauges come from the latest period result and operator
+state when scraped; what must see every period (duration and lateness histograms, policy
+decisions) is observed from each result as the server takes it in, and failover latency
+from the event log. A value the controller does not have fresh (stale meter, unit
+without a reading) is left out of the scrape, never exported as 0.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from prometheus_client.registry import Collector
 from ems.events import Event
 
 if TYPE_CHECKING:
-    from ems.control_loop import Controller
-    from ems.published import PeriodResult
+    from ems.published import PeriodResult, Published
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PERIOD_BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
@@ -39,15 +39,15 @@ def failover_latency_s(event: Event) -> float | None:
 
 
 class _Live(Collector):
-    """Scrape-time gauges and counters read from the controller."""
+    """Scrape-time gauges and counters read from what the controller published."""
 
-    def __init__(self, ctl: Controller) -> None:
-        self.ctl = ctl
+    def __init__(self, published: Published) -> None:
+        self.published = published
 
     def collect(self) -> Iterator[Metric]:
-        ctl = self.ctl
-        now = ctl.clock.monotonic()
-        r = ctl.last
+        pub = self.published
+        now = pub.clock.monotonic()
+        r, c = pub.result, pub.operator
         if r is not None:
             s = r.snapshot
             site = [("ems_battery_setpoint_watts", "site battery setpoint written (> 0 discharge)", r.setpoint_w),
@@ -82,29 +82,26 @@ class _Live(Collector):
                                     value=r.duration_s)
         age = GaugeMetricFamily("ems_telemetry_age_seconds", "site seconds since the last good reading",
                                 labels=["source"])
-        if ctl.reader.last_meter is not None:
-            age.add_metric(["meter"], now - ctl.reader.last_meter.read_at_s)
-        for io in ctl.reader.units:
-            if io.last_bms is not None:
-                age.add_metric([f"{io.unit_id}.bms"], now - io.last_bms.read_at_s)
-            if io.last_pcs is not None:
-                age.add_metric([f"{io.unit_id}.pcs"], now - io.last_pcs.read_at_s)
         if r is not None:
+            for source, read_at_s in r.read_at_s.items():
+                age.add_metric([source], now - read_at_s)
             ages = [a for a in r.snapshot.racks.age_s.tolist() if math.isfinite(a)]
             if ages:
                 age.add_metric(["racks_oldest"], max(ages) + (now - r.snapshot.now_s))
         yield age
         errors = CounterMetricFamily("ems_driver_errors", "failed device reads and writes", labels=["device"])
-        for device, n in sorted(ctl.reader.health.errors.items()):
+        for device, n in sorted(({} if r is None else r.driver_errors).items()):
             errors.add_metric([device], n)
         yield errors
-        yield GaugeMetricFamily("ems_devices_down", "devices currently lost", value=len(ctl.reader.health.down))
-        yield CounterMetricFamily("ems_periods", "control periods run", value=ctl.stats.periods)
-        yield CounterMetricFamily("ems_period_overruns", "periods that ran past their slot", value=ctl.stats.overruns)
-        yield CounterMetricFamily("ems_pcs_write_failures", "failed PCS writes", value=ctl.actuators.write_failures)
-        c = ctl.controls
+        yield GaugeMetricFamily("ems_devices_down", "devices currently lost",
+                                value=0 if r is None else len(r.devices_down))
+        yield CounterMetricFamily("ems_periods", "control periods run", value=0 if r is None else r.period)
+        yield CounterMetricFamily("ems_period_overruns", "periods that ran past their slot",
+                                  value=0 if r is None else r.overruns)
+        yield CounterMetricFamily("ems_pcs_write_failures", "failed PCS writes",
+                                  value=0 if r is None else r.write_failures)
         yield GaugeMetricFamily("ems_operator_force_active", "1 while an operator's forced mode is in force",
-                                value=0.0 if c.force is None else 1.0)
+                                value=1.0 if c.force_active else 0.0)
         maint = GaugeMetricFamily("ems_unit_in_maintenance", "1 while an operator has the unit in maintenance",
                                   labels=["unit"])
         for unit_id in sorted(c.unit_ids):
@@ -117,9 +114,9 @@ class _Live(Collector):
 class ControllerMetrics:
     """Registry, collectors and the hooks that feed them; `render()` is the /metrics body."""
 
-    def __init__(self, ctl: Controller) -> None:
+    def __init__(self, published: Published) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.registry.register(_Live(ctl))
+        self.registry.register(_Live(published))
         self.duration = Histogram("ems_period_duration_seconds", "control period: gather to write",
                                   buckets=PERIOD_BUCKETS_S, registry=self.registry)
         self.lateness = Histogram("ems_period_lateness_seconds", "how late a period started",
@@ -133,6 +130,8 @@ class ControllerMetrics:
         self.events = Counter("ems_events", "events recorded, by kind", ["kind"], registry=self.registry)
         self.actions = Counter("ems_operator_actions", "operator actions and timed reverts", ["kind", "action"],
                                registry=self.registry)
+        self.limited = Counter("ems_http_requests_limited", "operator server requests refused with 429",
+                               ["kind", "scope"], registry=self.registry)
 
     def on_period(self, r: PeriodResult) -> None:
         self.duration.observe(r.duration_s)

@@ -28,9 +28,18 @@ _ACTION_OK = {"type": "object", "required": ["ok", "event"], "properties": {
 _OBJECT = {"type": "object"}
 
 
-def _err(description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+def _err(description: str, retry_after: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": description,
+                           "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    if retry_after:
+        out["headers"] = {"Retry-After": {"description": "seconds to wait before trying again",
+                                          "schema": {"type": "integer", "minimum": 1}}}
+    return out
+
+
+# every path: the client's or all clients' rate is spent (docs/operator.md, http.limits)
+_LIMITED = {"429": _err("too many requests from this client, or from all clients together; "
+                        "see Retry-After", retry_after=True)}
 
 
 def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -39,7 +48,8 @@ def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 def _get(summary: str, schema: dict[str, Any], *, params: list[dict[str, Any]] | None = None,
          extra: dict[str, Any] | None = None, tag: str = "read") -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": {"200": _json("OK", schema), **(extra or {})}}
+    op: dict[str, Any] = {"summary": summary, "tags": [tag],
+                          "responses": {"200": _json("OK", schema), **(extra or {}), **_LIMITED}}
     if params:
         op["parameters"] = params
     return {"get": op}
@@ -58,7 +68,10 @@ def _action(summary: str, body_ref: str) -> dict[str, Any]:
             "409": _err("the action does not fit the current state (e.g. already in maintenance)"),
             "413": _err("request body too large"),
             "422": _err("the value is out of its validated bounds; `detail` names the field and the bound"),
-            "503": _err("operator actions are disabled: no operator token is configured"),
+            "503": _err("operator actions are disabled (no operator token is configured), or the control loop "
+                        "cannot take it now (its action queue is full, or it did not answer within "
+                        "http.limits.action_timeout_s; the action was not applied)", retry_after=True),
+            **_LIMITED,
         }}}
 
 
@@ -96,7 +109,8 @@ def build(*, site: str, params: list[str], units: list[str], max_force_s: float)
                  "description": "Read the controller's state; tune policies and act, with a token. Powers in W "
                                 "(grid > 0 import, battery > 0 discharge), SoC 0..1, times in site seconds."},
         "paths": {
-            "/api/health": _get("liveness: periods run, seconds since the last", _OBJECT),
+            "/api/health": _get("liveness of the control loop (`ok`: a period finished within the last three), "
+                                "periods run, site seconds since the last", _OBJECT),
             "/api/status": _get("the site status of the last period, with operator state and month peak",
                                 _OBJECT, extra=not_yet),
             "/api/snapshot": _get("the last frozen snapshot: meter, every BMS and PCS, every rack, with ages",
@@ -119,9 +133,11 @@ def build(*, site: str, params: list[str], units: list[str], max_force_s: float)
                                     "tags": ["read"], "parameters": since,
                                     "responses": {"200": {"description": "an endless text/event-stream",
                                                           "content": {"text/event-stream": {}}},
-                                                  "400": _err("malformed query parameter")}}},
+                                                  "400": _err("malformed query parameter"),
+                                                  "429": _err("too many requests, or too many open streams "
+                                                              "from this client or in total", retry_after=True)}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "tags": ["read"], "responses": {
-                "200": {"description": "text exposition format", "content": {"text/plain": {}}}}}},
+                "200": {"description": "text exposition format", "content": {"text/plain": {}}}, **_LIMITED}}},
         },
         "components": {"schemas": schemas,
                        "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",

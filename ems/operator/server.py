@@ -1,7 +1,14 @@
 """The operator HTTP server: dashboard, JSON API, server-sent events, /metrics.
 
-aiohttp, in the controller's own event loop: handlers read the controller between periods
-and operator actions take effect at the next period, with no locks and no second process.
+aiohttp, in a thread and event loop of its own (ems/operator/server_thread.py), so that no
+client can delay a control period. It reads only what the controller publishes
+(ems/published.py): the latest period result and the operator state (immutable, swapped
+by the loop), and the event log (queries on this thread's own connection). The dashboard
+history and the metrics' histograms are fed here, from each result the loop hands over.
+Operator actions go to the control loop through its bounded action queue and apply at the
+start of the next period; the handler waits for the loop's answer (the event, or a typed
+refusal). Every request first takes a token from its client's bucket and a shared one
+(ems/operator/rate_limits.py): 429 with Retry-After beyond them.
 Reads are open (bind to loopback, or put a proxy in front); actions need an operator token
 and are recorded in the event log with who, what and why.
 """
@@ -15,7 +22,9 @@ import json
 import math
 import re
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -23,6 +32,7 @@ import structlog
 from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
 
+from ems.action_queue import QueueFull
 from ems.config import HttpConfig
 from ems.events import Event
 from ems.model.errors import EmsError
@@ -30,14 +40,16 @@ from ems.operator import openapi
 from ems.operator import overrides as ov
 from ems.operator import requests as rq
 from ems.operator.auth import Tokens
-from ems.operator.controls import InvalidAction, UnknownUnit
+from ems.operator.controls import InvalidAction, OperatorControls, UnknownUnit
 from ems.operator.history import History
 from ems.operator.metrics import CONTENT_TYPE, ControllerMetrics
+from ems.operator.rate_limits import RequestLimits
 from ems.operator.refusals import RefusalAudit
+from ems.operator.server_thread import Pacer, ServerThread
 
 if TYPE_CHECKING:
     from ems.control_loop import Controller
-    from ems.published import PeriodResult
+    from ems.published import PeriodResult, Published
 
 log = structlog.get_logger("ems.http")
 
@@ -82,9 +94,10 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 
 class ApiError(EmsError):
-    def __init__(self, status: int, error: str, detail: list[str] | None = None) -> None:
+    def __init__(self, status: int, error: str, detail: list[str] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(error)
-        self.status, self.error, self.detail = status, error, detail or []
+        self.status, self.error, self.detail, self.headers = status, error, detail or [], headers
 
 
 def _error_response(status: int, error: str, detail: list[str] | None = None,
@@ -95,16 +108,15 @@ def _error_response(status: int, error: str, detail: list[str] | None = None,
     return resp
 
 
-def _perform(act: Callable[[Any, str], Event], body: Any, who: str) -> Event:
-    """Run an operator action, its refusals as the API's errors."""
-    try:
-        return act(body, who)
-    except ov.InvalidValue as exc:
-        raise ApiError(422, f"refused: {exc}", exc.problems) from None
-    except (ov.UnknownParameter, ov.ParameterUnavailable, UnknownUnit) as exc:
-        raise ApiError(404, str(exc)) from None
-    except InvalidAction as exc:
-        raise ApiError(409 if "already" in str(exc) or " not " in str(exc) else 422, str(exc)) from None
+def _refusal(exc: EmsError) -> ApiError:
+    """An operator action's refusal (raised by the control loop) as the API's error."""
+    if isinstance(exc, ov.InvalidValue):
+        return ApiError(422, f"refused: {exc}", exc.problems)
+    if isinstance(exc, ov.UnknownParameter | ov.ParameterUnavailable | UnknownUnit):
+        return ApiError(404, str(exc))
+    if isinstance(exc, InvalidAction):
+        return ApiError(409 if "already" in str(exc) or " not " in str(exc) else 422, str(exc))
+    raise exc
 
 
 @web.middleware
@@ -114,7 +126,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as exc:
-        headers = {"WWW-Authenticate": 'Bearer realm="ems"'} if exc.status == 401 else None
+        headers = {"WWW-Authenticate": 'Bearer realm="ems"'} if exc.status == 401 else exc.headers
         return _error_response(exc.status, exc.error, exc.detail, headers)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -145,61 +157,79 @@ def _problems(exc: ValidationError) -> list[str]:
     return [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()]
 
 
-@dataclasses.dataclass
-class _StatusCache:
-    period: int = -1
-    body: dict[str, Any] | None = None
+def _client(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+Act = Callable[[Any, str], Callable[[OperatorControls], Event]]
 
 
 class OperatorSurface:
-    """The aiohttp application for one controller, with its metrics and dashboard history."""
+    """The aiohttp application over what one controller publishes, with its metrics and
+    dashboard history. Built on the controller's thread; everything else runs on the
+    server's, except `on_period` and `on_event` (safe from any thread)."""
 
-    def __init__(self, ctl: Controller, http: HttpConfig, tokens: Tokens) -> None:
-        self.ctl = ctl
+    def __init__(self, published: Published, http: HttpConfig, tokens: Tokens) -> None:
+        self.pub = published
         self.http = http
         self.tokens = tokens
-        self.history = History(zone=ctl.demand.zone)  # the month the billing demand names
-        self.metrics = ControllerMetrics(ctl)
-        self._status = _StatusCache()
+        self.history = History(zone=published.zone)  # the month the billing demand names
+        self.metrics = ControllerMetrics(published)
+        self.limits = RequestLimits(http.limits)
+        self.pacer = Pacer(http.limits.server_cpu_share)
+        self._status: tuple[int, object, dict[str, Any]] | None = None  # (period, operator view, body)
         self._closing = asyncio.Event()
         self._streams: dict[asyncio.Queue[Event], asyncio.Event] = {}
-        self._loop = asyncio.get_running_loop()
-        ctl.observers.append(self._on_period)
-        self._unsubscribe = ctl.events.subscribe(self._on_event)
-        self.refusals = RefusalAudit(ctl.events, wall=ctl.clock.wall)
-        self.spec = openapi.build(site=ctl.cfg.site, params=ov.tunable(ctl.cfg),
-                                  units=[u.id for u in ctl.cfg.bess_units], max_force_s=http.max_force_s)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._results: deque[PeriodResult] = deque(maxlen=4096)  # handed over, not yet taken in
+        self._take_scheduled = False
+        self.refusals = RefusalAudit(published.events, wall=published.clock.wall)
+        cfg = published.operator.configured
+        self.spec = openapi.build(site=published.site, params=ov.tunable(cfg),
+                                  units=[u.id for u in cfg.bess_units], max_force_s=http.max_force_s)
         self.app = self._build_app()
 
-    # --- hooks from the controller ---------------------------------------------------
-    def _on_period(self, r: PeriodResult) -> None:
-        self.metrics.on_period(r)
-        self.history.on_period(r, r.step.cap_w)
+    # --- hand-over from the controller (any thread: quick, never blocks) ---------------
+    def on_period(self, r: PeriodResult) -> None:
+        self._results.append(r)
+        if not self._take_scheduled and self._loop is not None:
+            self._take_scheduled = True
+            with contextlib.suppress(RuntimeError):  # the server's loop has ended
+                self._loop.call_soon_threadsafe(self._take_results)
 
-    def _on_event(self, event: Event) -> None:
+    def on_event(self, event: Event) -> None:
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._take_event, event)
+
+    # --- on the server's thread ----------------------------------------------------------
+    def started(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._take_scheduled = True
+        loop.call_soon(self._take_results)  # what was published before the server was up
+
+    async def stopped(self) -> None:
+        self._loop = None
+        self.pub.events.close_reader()
+
+    def _take_results(self) -> None:
+        self._take_scheduled = False  # before taking: a result handed over from now on schedules again
+        while self._results:
+            r = self._results.popleft()
+            self.metrics.on_period(r)
+            self.history.on_period(r, r.step.cap_w)
+
+    def _take_event(self, event: Event) -> None:
         self.metrics.on_event(event)
-        # may be called from another thread (the failover fast path): hand over to the loop
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening any more
-            self._loop.call_soon_threadsafe(self._fan_out, event)
-
-    def _fan_out(self, event: Event) -> None:
         for q, wake in self._streams.items():
             if q.full():
-                q.get_nowait()  # a slow browser loses its oldest events, never blocks the loop
+                q.get_nowait()  # a slow browser loses its oldest events
             q.put_nowait(event)
             wake.set()
 
-    def detach(self) -> None:
-        self._closing.set()
-        for wake in self._streams.values():
-            wake.set()
-        with contextlib.suppress(ValueError):
-            self.ctl.observers.remove(self._on_period)
-        self._unsubscribe()
-
     # --- app -------------------------------------------------------------------------
     def _build_app(self) -> web.Application:
-        app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY_BYTES)
+        app = web.Application(middlewares=[self._limit, _errors], client_max_size=MAX_BODY_BYTES)
         r = app.router
         r.add_get("/", self.index)
         r.add_static("/static/", STATIC_DIR, show_index=False, follow_symlinks=False)
@@ -221,6 +251,19 @@ class OperatorSurface:
         app.on_shutdown.append(self._on_shutdown)
         return app
 
+    @web.middleware
+    async def _limit(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Rate limits first: a refused request costs a bucket lookup and a short answer."""
+        self.pacer.check()
+        kind, refused = self.limits.take(_client(request), request.path)
+        if refused is None:
+            return await handler(request)
+        self.metrics.limited.labels(kind, refused.scope).inc()
+        who = "this client" if refused.scope == "client" else "all clients together"
+        return _error_response(429, f"too many requests ({kind.replace('_', ' ')}) from {who}; "
+                                    f"retry after {refused.retry_after_s} s",
+                               headers={"Retry-After": str(refused.retry_after_s)})
+
     async def _on_shutdown(self, app: web.Application) -> None:
         self._closing.set()  # ends the open event streams
         for wake in self._streams.values():
@@ -234,42 +277,52 @@ class OperatorSurface:
         return _json(self.spec)
 
     async def health(self, request: web.Request) -> web.Response:
-        return _json({"ok": True, "site": self.ctl.cfg.site, "periods": self.ctl.stats.periods,
-                      "devices_down": sorted(self.ctl.reader.health.down)})
+        """The server answers even when the control loop is stuck: `ok` says whether a period
+        finished within the last three periods (and a second)."""
+        r = self.pub.result
+        age_s = None if r is None else self.pub.clock.monotonic() - r.snapshot.now_s
+        speed = self.pub.clock.speed
+        ok = r is not None and age_s is not None and age_s / speed <= 3 * r.snapshot.period_s / speed + 1.0
+        return _json({"ok": ok, "site": self.pub.site, "periods": 0 if r is None else r.period,
+                      "last_period_age_s": age_s, "devices_down": [] if r is None else sorted(r.devices_down)})
 
     def _last(self) -> PeriodResult:
-        if self.ctl.last is None:
+        r = self.pub.result
+        if r is None:
             raise ApiError(503, "no control period has run yet")
-        return self.ctl.last
+        return r
 
     def status_body(self) -> dict[str, Any]:
-        r = self._last()
-        if self._status.period != self.ctl.stats.periods or self._status.body is None:  # once per period
-            body = dict(r.status)
-            body["month_peak"] = self.month_peak()
-            body["operator"] = self.ctl.controls.summary()
-            body["actions_enabled"] = self.tokens.configured
-            body["wall_now_s"] = round(self.ctl.clock.wall(), 3)
-            self._status = _StatusCache(self.ctl.stats.periods, body)
-            return body
-        return self._status.body
+        r, view = self._last(), self.pub.operator
+        cached = self._status
+        if cached is not None and cached[0] == r.period and cached[1] is view:  # once per period and change
+            return cached[2]
+        body = dict(r.status)
+        body["month_peak"] = self.month_peak(r)
+        body["operator"] = view.summary
+        body["actions_enabled"] = self.tokens.configured
+        body["wall_now_s"] = round(self.pub.clock.wall(), 3)
+        self._status = (r.period, view, body)
+        return body
 
-    def month_peak(self) -> dict[str, Any]:
-        """The billing demand the controller keeps (15-min, persisted) and the highest import
-        of any period this month (in memory)."""
-        d, p = self.ctl.demand, self.history.peak
-        same = p.month == d.month
-        return {"month": d.month or p.month or None, "peak_demand_15min_w": d.month_peak_w,
-                "interval_average_w": d.current_average_w,
-                "peak_import_w": p.peak_w if same or not d.month else None,
-                "peak_at_wall_s": p.peak_at_wall_s if same or not d.month else None}
+    def month_peak(self, r: PeriodResult) -> dict[str, Any]:
+        """The billing demand the controller keeps (15-min, persisted; from the period's
+        status) and the highest import of any period this month (in memory, here)."""
+        d: Mapping[str, Any] = r.status.get("demand") or {}
+        month = d.get("month") or ""
+        p = self.history.peak
+        same = p.month == month
+        return {"month": month or p.month or None, "peak_demand_15min_w": d.get("month_peak_w"),
+                "interval_average_w": d.get("interval_average_w"),
+                "peak_import_w": p.peak_w if same or not month else None,
+                "peak_at_wall_s": p.peak_at_wall_s if same or not month else None}
 
     async def status(self, request: web.Request) -> web.Response:
         return _json(self.status_body())
 
     async def snapshot(self, request: web.Request) -> web.Response:
         s = self._last().snapshot
-        now = self.ctl.clock.monotonic()
+        now = self.pub.clock.monotonic()
         racks = s.racks
         return _json({
             "ts": s.wall_s, "now_s": s.now_s, "period_s": s.period_s, "age_s": now - s.now_s,
@@ -297,15 +350,16 @@ class OperatorSurface:
                             "decided_by": a.decided_by, "overruled": list(a.overruled)},
             "reason": r.step.reason.code, "decided_by": r.step.decided_by, "envelope_narrowed": list(r.step.clamped),
             "unit_setpoints_w": r.step.unit_setpoints_w,
-            "unit_written_w": {w.io.unit_id: w.written_w for w in self.ctl.actuators.units},
-            "rack_caps_sent_w": dict(self.ctl.actuators.caps.sent),
+            "unit_written_w": r.unit_written_w,
+            "rack_caps_sent_w": r.rack_caps_sent_w,
             "grid_import_cap_w": r.step.cap_w,
         })
 
     async def history_samples(self, request: web.Request) -> web.Response:
         since = _query_int(request, "since", 0, 2**62) or 0
+        r = self.pub.result
         return _json({"samples": self.history.since(since), "seq": self.history.seq,
-                      "month_peak": self.month_peak()})
+                      "month_peak": None if r is None else self.month_peak(r)})
 
     async def events(self, request: web.Request) -> web.Response:
         limit = _query_int(request, "limit", 1, 1000) or 50
@@ -313,19 +367,22 @@ class OperatorSurface:
         kind = request.query.get("kind")
         if kind is not None and not _KIND.match(kind):
             raise ApiError(400, "kind must be lower-case letters and underscores", [f"kind: {kind!r}"])
-        page = self.ctl.events.query(limit=limit, before_id=before, kind=kind)
-        return _json({"events": [e.as_dict() for e in page],
-                      "next_before_id": page[-1].id if len(page) == limit else None})
+        page = self.pub.events.query(limit=limit, before_id=before, kind=kind)  # this thread's own connection
+        # one event at a time: no single long encoding call holds the interpreter
+        items = ",".join(json.dumps(jsonable(e.as_dict()), separators=(",", ":")) for e in page)
+        next_before = page[-1].id if len(page) == limit else None
+        return web.Response(text=f'{{"events":[{items}],"next_before_id":{json.dumps(next_before)}}}',
+                            content_type="application/json")
 
     async def config(self, request: web.Request) -> web.Response:
-        c = self.ctl.controls
+        c = self.pub.operator
         return _json({"configured": redact(c.configured.model_dump(mode="json")),
                       "effective": redact(c.effective.model_dump(mode="json")),
-                      "overrides": c.summary()["overrides"],
+                      "overrides": c.summary["overrides"],
                       "overrides_file": None if c.path is None else str(c.path)})
 
     async def params(self, request: web.Request) -> web.Response:
-        c = self.ctl.controls
+        c = self.pub.operator
         out = []
         for name in ov.tunable(c.configured):
             schema = ov.field_schema(c.configured, name)
@@ -361,45 +418,66 @@ class OperatorSurface:
         except ValidationError as exc:
             raise ApiError(400, "malformed request", _problems(exc)) from None
 
-    async def _act(self, request: web.Request, adapter: TypeAdapter[Any],
-                   act: Callable[[Any, str], Event]) -> web.Response:
+    async def _apply(self, act: Callable[[OperatorControls], Event]) -> Event:
+        """Hand the action to the control loop and wait for its answer, within a bound."""
+        try:
+            fut = self.pub.actions.submit(act)
+        except QueueFull as exc:
+            raise ApiError(503, f"busy: {exc}", headers={"Retry-After": "1"}) from None
+        timeout_s = self.http.limits.action_timeout_s
+        try:
+            return await _answer(fut, timeout_s)
+        except TimeoutError:
+            raise ApiError(503, f"the control loop did not take the action within {timeout_s:g} s: "
+                                "not applied", headers={"Retry-After": "1"}) from None
+        except EmsError as exc:
+            raise _refusal(exc) from None
+
+    async def _act(self, request: web.Request, adapter: TypeAdapter[Any], act: Act) -> web.Response:
         who: str | None = None
         try:
             who = await self._authorized(request)
-            event = _perform(act, await self._body(request, adapter), who)
+            body = await self._body(request, adapter)
+            event = await self._apply(act(body, who))
         except ApiError as exc:
             self.refusals.record(request.path, exc.status, exc.error, who, request.remote)
             raise
-        return _json({"ok": True, "event": event.as_dict(), "applies": "from the next control period"})
+        return _json({"ok": True, "event": event.as_dict(), "applies": "from the control period that took it"})
 
     async def set_param(self, request: web.Request) -> web.Response:
-        c = self.ctl.controls
-        return await self._act(request, _SET_PARAM, lambda b, who: c.set_param(
+        return await self._act(request, _SET_PARAM, lambda b, who: lambda c: c.set_param(
             b.param, b.value, who, b.reason, b.revert_after_s))
 
     async def reset_param(self, request: web.Request) -> web.Response:
-        c = self.ctl.controls
-        return await self._act(request, _RESET_PARAM, lambda b, who: c.reset_param(b.param, who, b.reason))
+        return await self._act(request, _RESET_PARAM, lambda b, who: lambda c: c.reset_param(b.param, who, b.reason))
 
     async def maintenance(self, request: web.Request) -> web.Response:
-        c = self.ctl.controls
-        return await self._act(request, _MAINTENANCE, lambda b, who: c.set_maintenance(
+        return await self._act(request, _MAINTENANCE, lambda b, who: lambda c: c.set_maintenance(
             b.unit, b.in_maintenance, who, b.reason))
 
     async def force_mode(self, request: web.Request) -> web.Response:
-        c = self.ctl.controls
-
-        def act(b: rq.ForceZero | rq.ForceSetpoint | rq.ForceAuto, who: str) -> Event:
+        def act(b: rq.ForceZero | rq.ForceSetpoint | rq.ForceAuto, who: str) -> Callable[[OperatorControls], Event]:
             if isinstance(b, rq.ForceAuto):
-                return c.clear_force(who, b.reason)
+                return lambda c: c.clear_force(who, b.reason)
             setpoint = b.setpoint_w if isinstance(b, rq.ForceSetpoint) else 0.0
-            return c.force_mode(b.mode, setpoint, b.timeout_s, who, b.reason)
+            return lambda c: c.force_mode(b.mode, setpoint, b.timeout_s, who, b.reason)
 
         return await self._act(request, _FORCE, act)
 
     # --- live stream -----------------------------------------------------------------
     async def stream(self, request: web.Request) -> web.StreamResponse:
         seq = _query_int(request, "since", 0, 2**62)
+        client = _client(request)
+        if not self.limits.streams.acquire(client):
+            self.metrics.limited.labels("streams", "open").inc()
+            raise ApiError(429, "too many open event streams (per client or in total); close one first",
+                           headers={"Retry-After": "5"})
+        try:
+            return await self._stream(request, seq)
+        finally:
+            self.limits.streams.release(client)
+
+    async def _stream(self, request: web.Request, seq: int | None) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})
         await resp.prepare(request)
@@ -411,13 +489,17 @@ class OperatorSurface:
         last_write = time.monotonic()
         try:
             while not self._closing.is_set():
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    break  # the browser went away: its slot comes back now, not at the next write
                 chunks: list[str] = []
                 samples = self.history.since(seq)
                 if samples:
                     seq = samples[-1]["seq"]
                     chunks.append(_sse("samples", samples))
-                if self.ctl.last is not None and self.ctl.stats.periods != period:
-                    period = self.ctl.stats.periods
+                r = self.pub.result
+                if r is not None and r.period != period:
+                    period = r.period
                     chunks.append(_sse("status", self.status_body()))
                 while not q.empty():
                     chunks.append(_sse("event", q.get_nowait().as_dict()))
@@ -434,6 +516,21 @@ class OperatorSurface:
         finally:
             self._streams.pop(q, None)
         return resp
+
+
+async def _answer(fut: Future[Event], timeout_s: float) -> Event:
+    """The loop's answer to a queued action. On timeout the action is withdrawn, so it is never
+    applied after the client was told it was not; if the loop is applying it right then,
+    its answer is moments away and is awaited."""
+    try:
+        return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)), timeout_s)
+    except TimeoutError:
+        if fut.cancel():
+            raise
+        return await asyncio.wrap_future(fut)
+    except asyncio.CancelledError:  # the server is stopping: nobody will hear the answer
+        fut.cancel()
+        raise
 
 
 def _sse(kind: str, data: Any) -> str:
@@ -459,18 +556,24 @@ class RunningServer:
 
 @contextlib.asynccontextmanager
 async def serve(ctl: Controller, http: HttpConfig, tokens: Tokens) -> AsyncIterator[RunningServer]:
-    """Serve the operator surface of `ctl` on `http.host:http.port` until the block exits."""
-    surface = OperatorSurface(ctl, http, tokens)
-    runner = web.AppRunner(surface.app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
-    await runner.setup()
+    """Serve the operator surface of `ctl` on `http.host:http.port`, from a thread of its own,
+    until the block exits. Call it from the control loop's thread (it hooks the loop's
+    observers); a port that cannot be bound raises OSError here."""
+    surface = OperatorSurface(ctl.published, http, tokens)
+    thread = ServerThread(surface.app, http.host, http.port, on_start=surface.started, on_stop=surface.stopped,
+                          pacer=surface.pacer)
+    ctl.observers.append(surface.on_period)
+    unsubscribe = ctl.events.subscribe(surface.on_event)
     try:
-        site = web.TCPSite(runner, http.host, http.port)
-        await site.start()
-        port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
+        port = await thread.start()
         host = http.host if http.host not in ("0.0.0.0", "::") else "127.0.0.1"
         url = f"http://{host}:{port}/"
-        log.info("operator server up", url=url, actions_enabled=tokens.configured)
-        yield RunningServer(url, port, surface)
+        log.info("operator server up", url=url, actions_enabled=tokens.configured, thread=True)
+        try:
+            yield RunningServer(url, port, surface)
+        finally:
+            await thread.stop()
     finally:
-        surface.detach()
-        await runner.cleanup()
+        unsubscribe()
+        with contextlib.suppress(ValueError):
+            ctl.observers.remove(surface.on_period)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from ems.clock import ScaledClock
-from ems.config import HttpConfig
+from ems.config import HttpConfig, HttpLimits, RateLimit
 from ems.operator.auth import Tokens
 from ems.operator.server import serve
 from tests.conftest import running_controller, running_site, wait_for
@@ -51,7 +51,10 @@ async def test_api_conforms_to_its_schema_and_never_fails_with_5xx(broker, make_
                                                            "recharge_below_w": 100_000.0}},
                     state={"dir": str(tmp_path / "state")})
     clock = ScaledClock(1.0)
-    http = HttpConfig(enabled=True, port=0)
+    # conformance, not rates (test_operator_limits): limits no generated burst reaches
+    unlimited = RateLimit(per_client_per_s=10_000, per_client_burst=10_000, total_per_s=10_000, total_burst=10_000)
+    http = HttpConfig(enabled=True, port=0, limits=HttpLimits(reads=unlimited, heavy_reads=unlimited,
+                                                              actions=unlimited, server_cpu_share=1.0))
     async with (running_site(cfg, clock), running_controller(cfg, clock) as ctl,
                 serve(ctl, http, Tokens({"operator": TOKEN})) as server):
         await wait_for(lambda: ctl.last is not None)

@@ -61,3 +61,21 @@ def test_ems_events_cli_shows_the_persisted_log(tmp_path) -> None:
     missing = subprocess.run([sys.executable, "-m", "ems.cli", "events", "--state-dir", str(tmp_path / "nope")],
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "no event log" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_queries_never_wait_for_the_recording_lock(tmp_path) -> None:
+    """A reader pages on its own connection: a record in progress (its fsync) does not hold it
+    up, and what it reads is the last committed state, in memory as on disk."""
+    import threading
+
+    for log in (EventLog(tmp_path / "events.db"), EventLog()):
+        for i in range(30):
+            log.record("fault", float(i), n=i)
+        pages: list[int] = []
+        with log._lock:  # the recording thread is mid-commit
+            reader = threading.Thread(target=lambda log=log, pages=pages: pages.append(len(log.query(limit=20))))
+            reader.start()
+            reader.join(timeout=10)
+            assert not reader.is_alive() and pages == [20]
+        assert log.count() == 30
+        log.close()

@@ -192,3 +192,21 @@ def test_corrupt_override_file_is_an_error_not_ignored(tmp_path) -> None:
     (tmp_path / "overrides.json").write_text("{not json")
     with pytest.raises(ov.OverrideError, match="not valid JSON"):
         _controls(tmp_path)
+
+
+def test_every_change_publishes_a_view_that_later_changes_leave_alone() -> None:
+    seen = []
+    c = _controls()
+    c.on_change = seen.append
+    before = c.view
+    c.set_param(CAP, 8e5, "alice", "evening peak tariff")
+    c.set_maintenance("bess-2", True, "bob", "inverter inspection")
+    c.force_mode("zero", 0.0, 60.0, "bob", "firmware check")
+    assert [v is c.view for v in seen] == [False, False, True] and len(seen) == 3
+    first, second, third = seen
+    assert dict(first.params).keys() == {CAP} and first.maintenance == frozenset() and not first.force_active
+    assert second.maintenance == {"bess-2"} and third.force_active
+    assert third.summary["force"]["by"] == "bob" and first.summary["force"] is None
+    assert before.params == {} and before.effective.policies.peak_shaving.grid_import_cap_w == 1e6
+    with pytest.raises(TypeError):
+        first.params[CAP] = None  # read-only for the readers in other threads

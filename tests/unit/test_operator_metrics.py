@@ -30,7 +30,7 @@ def test_failover_latency_comes_from_the_events_last_ack() -> None:
 
 def test_failover_events_fill_the_latency_histogram_of_that_controller_only() -> None:
     ctl, other = _controller(), _controller()
-    m, m_other = ControllerMetrics(ctl), ControllerMetrics(other)
+    m, m_other = ControllerMetrics(ctl.published), ControllerMetrics(other.published)
     ctl.events.subscribe(m.on_event)
     for ms in (4.0, 9.0, 30.0):
         ctl.events.record("failover", 0.0, "FAILOVER_ARMED", last_ack_ms=ms)
@@ -44,7 +44,7 @@ def test_failover_events_fill_the_latency_histogram_of_that_controller_only() ->
 
 def test_no_reading_no_sample() -> None:
     # before the first period the controller has no meter reading: the gauge is absent, not 0
-    text = ControllerMetrics(_controller()).render().decode()
+    text = ControllerMetrics(_controller().published).render().decode()
     assert "ems_grid_power_watts" not in text and "ems_unit_soc_ratio{" not in text
     assert _sample(text, "ems_periods_total") == 0.0
 
