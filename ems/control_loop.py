@@ -120,6 +120,7 @@ class Controller:
         t0 = time.perf_counter()
         fo = self.failover
         snap = await self.reader.read(self.last_setpoint_w, None if fo is None else fo.grid_ok)
+        self.controls.observe_capability(snap)  # a forced setpoint beyond what the units can do is refused
         self.actions.apply_pending(self.controls)  # what operators asked since the last period (bounded)
         snap = self.controls.apply(snap)  # operator: units in maintenance, timed reverts
         islanded = fo is not None and fo.islanded
@@ -169,7 +170,8 @@ class Controller:
             plan=None if self.planner is None else self.planner.runner.summary(
                 snap.now_s, local_seconds(snap.wall_s, self.planner.zone)),
             failover=None if self.failover is None else self.failover.status(), demand=self.demand,
-            validity=self.reader.validity, periods_clamped=s.periods_clamped)
+            validity=self.reader.validity, periods_clamped=s.periods_clamped,
+            forced_w=None if self.controls.force is None else self.controls.force.setpoint_w)
         reader, act = self.reader, self.actuators
         read_at = {} if reader.last_meter is None else {"meter": reader.last_meter.read_at_s}
         for io in reader.units:

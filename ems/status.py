@@ -17,8 +17,12 @@ from ems.validity import ValidityTracker
 def site_status(site: str, period: int, snap: SiteSnapshot, step: StepResult, *, duration_s: float,
                 lateness_s: float, overruns: int, devices_down: list[str], status_failures: int,
                 plan: dict[str, object] | None, failover: dict[str, Any] | None, demand: DemandMeter,
-                validity: ValidityTracker, periods_clamped: int) -> dict[str, Any]:
+                validity: ValidityTracker, periods_clamped: int, forced_w: float | None = None) -> dict[str, Any]:
     arb = step.arbitration
+    # a forced setpoint the site could not deliver as asked says what held it (never shown as done)
+    forced = None if forced_w is None else {
+        "asked_w": round(forced_w, 1), "written_w": round(step.setpoint_w, 1),
+        "held_by": None if abs(step.setpoint_w - forced_w) < 1.0 else step.reason.code}
     return {
         "site": site, "ts": round(snap.wall_s, 3), "period": period,
         "grid_power_w": None if snap.meter is None else round(snap.meter.grid_power_w, 1),
@@ -30,6 +34,7 @@ def site_status(site: str, period: int, snap: SiteSnapshot, step: StepResult, *,
         "policies": {d.policy: d.reason.code for d in step.decisions},
         "overruled": list(arb.overruled),
         "reserve_soc": round(step.reserve_soc, 4),
+        "forced": forced,
         "units": {
             u.unit_id: {
                 "available": u.available,

@@ -99,6 +99,10 @@ class OperatorControls:
         self.maintenance: dict[str, Maintenance] = {}
         self.force: Force | None = None
         self.unit_ids = {u.id for u in cfg.bess_units}
+        # (discharge, charge) W the available units can do: unknown until the first period, so
+        # nothing is refused before the controller has seen the site
+        self.capability_w = (math.inf, math.inf)
+        self.capability_units = "not read yet"
         self.step_params = step_params(cfg)
         self.actions = 0
         self.on_change: Callable[[OperatorView], None] | None = None
@@ -154,6 +158,11 @@ class OperatorControls:
             setpoint_w = 0.0
         if not math.isfinite(setpoint_w):
             raise InvalidAction("setpoint_w must be a finite number of watts")
+        most_w = self.capability_w[0 if setpoint_w > 0 else 1]
+        if abs(setpoint_w) > most_w + 1.0:
+            raise InvalidAction(
+                f"the site can {'discharge' if setpoint_w > 0 else 'charge'} at most {most_w / 1e6:.3f} MW now "
+                f"({self.capability_units}): asked {abs(setpoint_w) / 1e6:.3f} MW")
         now = self.clock.wall()
         ev = self._record(ACTION, Reason.OPERATOR_FORCED.code, by, why, action="force_mode", mode=mode,
                           setpoint_w=setpoint_w, timeout_s=timeout_s, until_wall_s=now + timeout_s)
@@ -170,6 +179,14 @@ class OperatorControls:
         return ev
 
     # --- each period -----------------------------------------------------------------
+    def observe_capability(self, snap: SiteSnapshot) -> None:
+        """What the site's units can do now (their PCS ratings, units available and not in
+        maintenance), to refuse a forced setpoint beyond it before the period applies it."""
+        units = [u for u in snap.units if u.available and u.unit_id not in self.maintenance and u.pcs is not None]
+        rated_w = sum(u.pcs.rated_power_w for u in units if u.pcs is not None)
+        self.capability_w = (rated_w, rated_w)
+        self.capability_units = f"{len(units)} of {len(snap.units)} units available"
+
     def apply(self, snap: SiteSnapshot) -> SiteSnapshot:
         """Expire timed actions, then mark units in maintenance unavailable."""
         self._expire(snap.wall_s)

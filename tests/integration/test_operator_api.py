@@ -176,6 +176,19 @@ async def test_maintenance_and_forced_mode_drive_the_plant(broker, make_site) ->
         async with client.post("/api/actions/maintenance", json=body, headers=AUTH) as r:
             assert r.status == 409  # already in maintenance
 
+        # more than the one unit in service can do: refused, with what the site can do now
+        body = {"mode": "setpoint", "setpoint_w": 5e6, "timeout_s": 60, "reason": "capacity test"}
+        async with client.post("/api/actions/force-mode", json=body, headers=AUTH) as r:
+            answer = await r.json()
+            assert r.status == 422 and "at most 0.500 MW now (1 of 2 units available)" in answer["error"]
+        # within it: taken, and the status says what the units were given
+        body = {"mode": "setpoint", "setpoint_w": -400_000, "timeout_s": 1.0, "reason": "charge test"}
+        async with client.post("/api/actions/force-mode", json=body, headers=AUTH) as r:
+            assert r.status == 200
+        await wait_for(lambda: ctl.last is not None and ctl.last.status["forced"] is not None, timeout_s=3)
+        assert ctl.last is not None and ctl.last.status["forced"] == {
+            "asked_w": -400_000.0, "written_w": -400_000.0, "held_by": None}
+        await wait_for(lambda: ctl.controls.force is None, timeout_s=3)
         body = {"mode": "zero", "timeout_s": 1.5, "reason": "PCS firmware check"}
         async with client.post("/api/actions/force-mode", json=body, headers=AUTH) as r:
             assert r.status == 200
@@ -189,7 +202,7 @@ async def test_maintenance_and_forced_mode_drive_the_plant(broker, make_site) ->
         async with client.get("/metrics") as r:
             metrics = await r.text()
         assert 'ems_unit_in_maintenance{unit="bess-2"} 1.0' in metrics
-        assert 'ems_operator_actions_total{action="force_mode",kind="operator_revert"} 1.0' in metrics
+        assert 'ems_operator_actions_total{action="force_mode",kind="operator_revert"} 2.0' in metrics  # two ran out
 
 
 async def test_stream_pushes_samples_status_and_events(broker, make_site) -> None:

@@ -210,3 +210,18 @@ def test_every_change_publishes_a_view_that_later_changes_leave_alone() -> None:
     assert before.params == {} and before.effective.policies.peak_shaving.grid_import_cap_w == 1e6
     with pytest.raises(TypeError):
         first.params[CAP] = None  # read-only for the readers in other threads
+
+
+def test_a_forced_setpoint_beyond_what_the_units_can_do_is_refused() -> None:
+    """5 MW forced on a site of 2 x 500 kW with one unit in maintenance used to be accepted
+    (and shown as done): now it is refused, with what the site can do."""
+    c = _controls()
+    c.set_maintenance("bess-2", True, "carol", "fan")
+    c.observe_capability(c.apply(snapshot(units=(unit("bess-1"), unit("bess-2")))))
+    with pytest.raises(InvalidAction, match=r"discharge at most 0\.500 MW now \(1 of 2 units available\)"):
+        c.force_mode("setpoint", 5e6, 600.0, "dave", "capacity test")
+    with pytest.raises(InvalidAction, match="charge at most 0.500 MW"):
+        c.force_mode("setpoint", -6e5, 600.0, "dave", "capacity test")
+    assert c.force is None and c.events.count("operator_action") == 1  # only the maintenance
+    c.force_mode("setpoint", 4e5, 600.0, "dave", "capacity test")  # within it: taken
+    assert c.force is not None and c.force.setpoint_w == 4e5

@@ -155,3 +155,18 @@ def test_without_a_meter_the_export_limit_allows_no_more_than_the_held_setpoint(
     assert r.setpoint_w == pytest.approx(300_000)  # held; the operator's 900 kW could export
     r = step(replace(s, now_s=60.0), p, StepState(), force=ForceParams(900_000))
     assert r.setpoint_w == 0.0  # the hold is over: no discharge on an unknown load
+
+
+def test_a_forced_setpoint_the_site_cannot_deliver_says_what_held_it() -> None:
+    from ems.demand import DemandMeter
+    from ems.status import site_status
+    from ems.validity import ValidityParams, ValidityTracker
+
+    s = snap(0.5, grid_w=100_000)
+    r = step(s, GRID, StepState(), force=ForceParams(900_000))
+    status = site_status("s", 1, s, r, duration_s=0.0, lateness_s=0.0, overruns=0, devices_down=[],
+                         status_failures=0, plan=None, failover=None, demand=DemandMeter(),
+                         validity=ValidityTracker(ValidityParams(1e9, 0.0, 1.0)), periods_clamped=0,
+                         forced_w=900_000.0)
+    assert status["forced"] == {"asked_w": 900_000.0, "written_w": 100_000.0, "held_by": "EXPORT_LIMIT"}
+    assert status["battery_setpoint_w"] == 100_000.0  # what the units were given, never the wish

@@ -103,7 +103,12 @@ function onStatus(s) {
   const banner = $("force-banner");
   if (f) {
     const left = Math.max(0, f.until_wall_s - (s.wall_now_s || s.ts));
-    banner.textContent = `Forced mode: ${f.mode === "zero" ? "battery held at 0 W" : "battery held at " + W(f.setpoint_w)} by ${f.by} (${f.why}); ${left.toFixed(0)} site s left`;
+    // what the units were given, and what held it when it is not what was asked
+    const g = s.forced;
+    const held = g && g.held_by ? `${W(g.written_w)}, held there by ${g.held_by} (asked ${W(g.asked_w)})`
+      : (f.mode === "zero" ? "0 W" : W(f.setpoint_w));
+    banner.textContent = `Forced mode: battery at ${held}, by ${f.by} (${f.why}); ${left.toFixed(0)} site s left`;
+    banner.classList.toggle("clamped", !!(g && g.held_by));
     banner.classList.remove("hidden");
   } else banner.classList.add("hidden");
   $("actions-disabled").classList.toggle("hidden", s.actions_enabled !== false);
