@@ -220,7 +220,7 @@ def test_a_forced_setpoint_beyond_what_the_units_can_do_is_refused() -> None:
     c.observe_capability(c.apply(snapshot(units=(unit("bess-1"), unit("bess-2")))))
     with pytest.raises(InvalidAction, match=r"discharge at most 0\.500 MW now \(1 of 2 units available\)"):
         c.force_mode("setpoint", 5e6, 600.0, "dave", "capacity test")
-    with pytest.raises(InvalidAction, match="charge at most 0.500 MW"):
+    with pytest.raises(InvalidAction, match=r"charge at most 0\.500 MW"):
         c.force_mode("setpoint", -6e5, 600.0, "dave", "capacity test")
     assert c.force is None and c.events.count("operator_action") == 1  # only the maintenance
     c.force_mode("setpoint", 4e5, 600.0, "dave", "capacity test")  # within it: taken
