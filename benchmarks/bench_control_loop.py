@@ -20,7 +20,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._report import machine, percentiles_ms, update_section
+from benchmarks._report import machine, percentiles_ms, update_section, write_json
 from ems import logs
 from ems.broker import free_port, private_broker
 from ems.clock import ScaledClock
@@ -44,7 +44,8 @@ def site(mqtt_url: str, period_s: float) -> dict:
     }
 
 
-async def main(periods: int, period_s: float, broker_kind: str) -> None:
+async def main(periods: int, period_s: float, broker_kind: str, json_path: Path | None = None,
+               write: bool = True) -> None:
     logs.configure("console", "warning")
     async with private_broker(broker_kind) as broker:
         cfg = parse_config(site(broker.url, period_s), "bench")
@@ -88,6 +89,11 @@ async def main(periods: int, period_s: float, broker_kind: str) -> None:
         f"{100 * cpu / elapsed:.0f} % of one core",
     ]
     print("\n".join(lines))
+    write_json(json_path, {"periods": periods, "period_s": period_s, "duration_ms": d, "lateness_ms": late,
+                           "overruns": overruns, "stale_racks": stale, "telemetry_msg_per_s": received / elapsed,
+                           "cpu_share": cpu / elapsed})
+    if not write:
+        return
     update_section("control-loop", "## Control loop\n\n" + f"Machine: {machine()}. Command: "
                    f"`python benchmarks/bench_control_loop.py --periods {periods}`.\n\n" + "\n".join(lines))
 
@@ -97,5 +103,9 @@ if __name__ == "__main__":
     ap.add_argument("--periods", type=int, default=600)
     ap.add_argument("--period-s", type=float, default=0.1)
     ap.add_argument("--broker", default="auto", choices=["auto", "mosquitto", "embedded"])
+    ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--quick", action="store_true", help="150 periods (docs left alone)")
     a = ap.parse_args()
-    asyncio.run(main(a.periods, a.period_s, a.broker))
+    if a.quick:
+        a.periods = 150
+    asyncio.run(main(a.periods, a.period_s, a.broker, a.json, write=not a.quick))
