@@ -144,8 +144,9 @@ def week_chart(trace: Trace, foresight: Foresight | None, tariff: Tariff, soc_wi
         lo, hi = soc_window
         soc.axhspan(0, 100 * lo, color="#f1f1f1", lw=0, label="Outside the SoC window")
         soc.axhspan(100 * hi, 100, color="#f1f1f1", lw=0)
-        soc.plot(*_steps(0.0, step, trace.reserve_soc[wk] * 100), drawstyle="steps-post", color=CAP, lw=0.9,
-                 ls="--", label="Reserve floor")
+        if trace.reserve_soc[wk].max() > 0:
+            soc.plot(*_steps(0.0, step, trace.reserve_soc[wk] * 100), drawstyle="steps-post", color=CAP, lw=0.9,
+                     ls="--", label="Reserve floor")
         # SoC is at the end of each step
         t_end = step * np.arange(1, wk.stop - wk.start + 1) / 3600.0
         soc.plot(t_end, trace.soc[wk] * 100, color=GRID, lw=1.4, label="SoC, ems policies")
@@ -267,7 +268,7 @@ def cash_flow_chart(fin: Financials, econ: Economics, currency: Currency) -> str
         ax.bar(years, flows, 0.6, color=np.where(flows >= 0, "#8fc1a9", "#e0a39a"), label="Cash flow of the year")
         ax.plot(years, np.cumsum(flows), "-o", color="#333333", ms=3, lw=1.3, label="Cumulative, undiscounted")
         ax.plot(years, np.cumsum(discounted), "--s", color=GRID, ms=3, lw=1.3,
-                label=f"Cumulative, discounted at {number(100 * econ.discount_rate, 1)} %")
+                label=f"Cumulative, discounted\nat {number(100 * econ.discount_rate, 1)} %")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("Year (0: purchase; last: end of life)")
         ax.grid(False, axis="x")

@@ -58,13 +58,14 @@ def explanation(e: Economics, fin: Financials, cur: Currency) -> str:
                  f"CAPEX of {cur.money(e.capex)} paid at once. ")
     undiscounted = payback_year(fin.cash_flows)
     if fin.npv < 0:
-        crossing = ("never crosses zero" if undiscounted is None or undiscounted > n_years
-                    else f"crosses zero in year {undiscounted}")
+        pays_back = undiscounted is not None and undiscounted <= n_years
+        crossing = f"crosses zero in year {undiscounted}" if pays_back else "never crosses zero"
+        year = undiscounted if pays_back and undiscounted is not None else n_years
         return (simple + npv_terms +
                 f"So the NPV is negative ({cur.money(fin.npv)}) although the undiscounted running sum, degradation "
                 f"included, {crossing}: "
-                f"money returned in year 10 is worth only {percent(1 / (1 + e.discount_rate) ** 10, 0)} of money "
-                f"paid today, and {irr} is below the {r} the savings must earn.")
+                f"money saved in year {year} is worth only {percent(1 / (1 + e.discount_rate) ** year, 0)} of "
+                f"money paid today, and {irr} is below the {r} the savings must earn.")
     return (simple + npv_terms +
             f"The NPV is positive ({cur.money(fin.npv)}): {irr} is above the {r} the savings must earn, and the "
             f"discounted payback is {_discounted_payback(e, fin)}.")

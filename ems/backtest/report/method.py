@@ -40,9 +40,9 @@ def method_box(s: Setup, tariff: Tariff, run: Mapping[str, Any], start: datetime
                  f"{percent(s.soc_max, 0)}, never discharged below the reserve floor of "
                  f"{percent(s.reserve_soc, 0)} (kept for outages and not spent for money).")
     name = f" ({html.escape(tariff.name)})" if tariff.name else ""
-    items.append(f"<b>Bills.</b> The tariff{name} applied to the grid import with the battery and to the load "
-                 f"without it by the same bill engine (it matches NREL SAM to the cent); demand charges on the "
-                 f"{duration(tariff.demand_interval_s)} average.")
+    items.append(f"<b>Bills.</b> Both bills, with the battery (on the grid import) and without it (on the load), "
+                 f"come from the tariff{name} and the same bill engine, which matches NREL SAM to the cent. Demand "
+                 f"charges are on the {duration(tariff.demand_interval_s)} average.")
     if s.foresight_step_s is not None:
         items.append(f"<b>Perfect foresight.</b> The most any dispatch of this battery could save knowing each "
                      f"month's load in advance: one optimisation per billing month at {duration(s.foresight_step_s)}, "

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import html
 
-from ems.backtest.report.charts import components_chart, peaks_chart, savings_chart, week_chart
+from ems.backtest.report.charts import (
+    components_chart,
+    peaks_chart,
+    savings_chart,
+    week_chart,
+    week_of_highest_load,
+)
 from ems.backtest.report.economics import economics_section
 from ems.backtest.report.formatting import (
     COMPONENT_LABELS,
@@ -66,10 +72,10 @@ def _key_results(bt: Backtest, cur: Currency) -> str:
              if t["bill_without"] > 0 else ""),
         _kpi("Peak demand", f"{number(t['peak_with_kw'] * unit.per_kw, digits)} {unit.name}",
              f"from {number(t['peak_without_kw'] * unit.per_kw, digits)} {unit.name} "
-             f"({number(-cut * unit.per_kw, digits)} {unit.name}, {percent(-cut / t['peak_without_kw'])})"
+             f"({percent(-cut / t['peak_without_kw'])})"
              if t["peak_without_kw"] > 0 else ""),
         _kpi("Share of perfect foresight captured", "\u2013" if pf is None else percent(pf["share_captured"]),
-             "" if pf is None else f"bound {cur.money(pf['savings'])}"),
+             "not computed in this run" if pf is None else f"bound {cur.money(pf['savings'])}"),
         _kpi("Battery throughput", f"{number(t['discharged_kwh'])} kWh",
              f"{number(t['equivalent_full_cycles'], 1)} equivalent full cycles"),
     ]
@@ -94,20 +100,25 @@ def html_report(bt: Backtest) -> str:
     sub = (f"{days(run_days)} at {duration(t.step_s)} steps &middot; {s.units} battery "
            f"unit{'s' if s.units != 1 else ''}, {number(s.capacity_kwh)} kWh / {number(s.rated_power_kw)} kW "
            f"&middot; money in {html.escape(cur.unit)}")
+    week = week_of_highest_load(t)
+    week_days = (week.stop - week.start) * t.step_s / 86400
+    week_heading = ("The week of the highest load" if week_days >= 7
+                    else f"The whole run ({days(week_days)})")
+    pf_line = "" if bt.foresight is None else " and what perfect foresight would have imported"
     _, hidden = shown_components(months)
     hidden_note = "" if not hidden else (
         "Not shown: " + ", ".join(COMPONENT_LABELS[c].lower() for c in hidden) + " (no change in any month). ")
     body = [
         f"<h1>{html.escape(heading)}</h1><p class=sub>{sub}</p>",
         "<h2>Key results</h2>", _key_results(bt, cur),
-        "<h2>The week of the highest load</h2>",
-        "<p class=caption>Demand charges are set by the highest 15-minute import of the month, so this week decides "
+        f"<h2>{week_heading}</h2>",
+        "<p class=caption>Demand charges are set by the highest 15-minute import of the month, so these days decide "
         "most of them. Top: the site's load without the battery, the grid import with it, the cap the controller "
-        "held and what perfect foresight would have imported. Middle: the battery's state of charge. Bottom: the "
-        "energy price the tariff charges.</p>",
+        f"held{pf_line}. Middle: the battery's state of charge. Bottom: the energy price the tariff charges.</p>",
         week_chart(t, bt.foresight, bt.tariff, (s.soc_min, s.soc_max), cur),
         "<h2>Month by month</h2>",
-        "<h3>Savings against the perfect-foresight bound</h3>", savings_chart(months, cur),
+        "<h3>Savings against the perfect-foresight bound</h3>" if bt.foresight is not None
+        else "<h3>Savings</h3>", savings_chart(months, cur),
         monthly_table(months, cur),
         "<p class=note>Peaks are the billed 15-minute demand; the totals row gives the highest month's. "
         "Perfect foresight bounds the whole run; a single month can exceed it, because each month's "
