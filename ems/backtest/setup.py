@@ -35,7 +35,7 @@ def setup_of(cfg: BacktestConfig, step_s: int, reserve_soc: float, foresight_ste
     """`cfg` as it ran: arbitrage already removed for a peak-shaving-only run."""
     units = cfg.battery_units
     arb, ps = cfg.policies.arbitrage, cfg.policies.peak_shaving
-    planned = arb is not None and arb.enabled
+    plan = arb if arb is not None and arb.enabled else None
     # one efficiency pair for the report: the plant's per unit, weighted by capacity
     total_wh = sum(u.capacity_wh for u in units)
     rte = sum(u.charge_efficiency * u.discharge_efficiency * u.capacity_wh for u in units) / total_wh
@@ -43,8 +43,8 @@ def setup_of(cfg: BacktestConfig, step_s: int, reserve_soc: float, foresight_ste
         site=cfg.site, units=len(units), capacity_kwh=sum(u.capacity_wh * u.soh for u in units) / 1000.0,
         rated_power_kw=sum(u.rated_power_w for u in units) / 1000.0, round_trip_efficiency=rte,
         soc_min=cfg.policies.battery.soc_min, soc_max=cfg.policies.battery.soc_max, reserve_soc=reserve_soc,
-        step_s=step_s, planning_interval_s=arb.planning_interval_s if planned and arb else None,
-        horizon_h=arb.horizon_h if planned and arb else None,
+        step_s=step_s, planning_interval_s=None if plan is None else plan.planning_interval_s,
+        horizon_h=None if plan is None else plan.horizon_h,
         fixed_cap_kw=ps.grid_import_cap_w / 1000.0 if ps is not None and ps.enabled else None,
         foresight_step_s=foresight_step_s, wear_cost_per_kwh=wear_cost_per_kwh, economics=economics,
     )

@@ -162,7 +162,7 @@ def week_chart(trace: Trace, foresight: Foresight | None, tariff: Tariff, soc_wi
         prices = sig.import_price_per_kwh
         price.plot(*_steps(0.0, step, prices), drawstyle="steps-post", color=PRICE, lw=1.2,
                    label="Import energy price\n(marginal tier)")
-        price.set_ylim(0, max(float(prices.max()), 1e-6) * 1.2)
+        price.set_ylim(min(0.0, float(prices.min()) * 1.2), max(float(prices.max()), 1e-6) * 1.2)
         price.yaxis.set_major_locator(MaxNLocator(3))
         price.yaxis.set_major_formatter(_whole(3))
         price.set_ylabel(f"Price\n({currency.per('kWh')})")

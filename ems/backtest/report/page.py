@@ -63,6 +63,7 @@ def _kpi(label: str, value: str, detail: str = "") -> str:
 
 def _key_results(bt: Backtest, cur: Currency) -> str:
     t, pf, fin, e = bt.result.total, bt.result.foresight, bt.result.financials, bt.setup.economics
+    run_days = bt.trace.grid_w.size * bt.trace.step_s / 86400
     unit = PowerUnit.for_peak(t["peak_without_kw"])
     digits = 0 if unit.name == "kW" else 1
     cut = t["peak_without_kw"] - t["peak_with_kw"]
@@ -81,7 +82,8 @@ def _key_results(bt: Backtest, cur: Currency) -> str:
     ]
     if fin is not None and e is not None:
         cards += [
-            _kpi("Year-1 savings", cur.money(fin.annual_savings), f"O&M {cur.money(e.om_per_year)} a year"),
+            _kpi("Year-1 savings" + (" (extrapolated)" if run_days < 364.5 else ""), cur.money(fin.annual_savings),
+                 f"O&M {cur.money(e.om_per_year)} a year"),
             _kpi("Simple payback", "never" if fin.simple_payback_years is None
                  else f"{number(fin.simple_payback_years, 1)} years", f"CAPEX {cur.money(e.capex)}"),
             _kpi("NPV", cur.money(fin.npv), f"at {percent(e.discount_rate)} over {e.lifetime_years} years"),
