@@ -266,8 +266,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         step_s=args.step_s, days=args.days, foresight=not args.no_foresight, peak_shaving_only=args.peak_shaving_only)
     try:
         bt = run(cfg, opts, None if args.quiet else progress)
-        files = write_outputs(args.out, bt.result, bt.trace, bt.foresight, bt.tariff,
-                              f"Backtest: {cfg.site}", timeseries=args.timeseries)
+        files = write_outputs(args.out, bt, timeseries=args.timeseries)
     except BacktestError as exc:
         print(f"\nems backtest: {exc}", file=sys.stderr)
         return EXIT_CONFIG

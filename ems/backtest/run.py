@@ -15,6 +15,7 @@ from ems.backtest.financials import Economics
 from ems.backtest.foresight import BatteryModel, Foresight, perfect_foresight
 from ems.backtest.results import Result, evaluate
 from ems.backtest.series import PowerSeries, read_power_csv, resample, window
+from ems.backtest.setup import Setup, setup_of
 from ems.planning.settings import load_tariff, may_export
 from ems.step_params import step_params
 from ems.tariff.model import Tariff
@@ -48,6 +49,7 @@ class Backtest:
     trace: Trace
     foresight: Foresight | None
     tariff: Tariff
+    setup: Setup  # what ran, for the report
 
 
 def _warmup(series: PowerSeries, start: datetime, step_s: int) -> np.ndarray | None:
@@ -111,12 +113,13 @@ def run(cfg: BacktestConfig, opts: BacktestOptions, progress: Progress | None = 
     trace = run_backtest(cfg, tariff, start, step, load_w, pv_w, progress=progress,
                          warmup_w=warm)
     fs = None
+    model = battery_model(cfg, trace)
     if opts.foresight:
         pf_step = FORESIGHT_STEP_S if FORESIGHT_STEP_S % step == 0 else step
         k = pf_step // step
         m = trace.load_w.size // k
         net = trace.load_w[: m * k].reshape(m, k).mean(axis=1)
-        fs = perfect_foresight(tariff, start, pf_step, net, battery_model(cfg, trace))
+        fs = perfect_foresight(tariff, start, pf_step, net, model)
     e = cfg.economics
     econ = None if e is None else Economics(e.capex, e.om_per_year, e.discount_rate, e.lifetime_years,
                                             e.degradation_per_year, e.end_of_life_cost)
@@ -129,4 +132,5 @@ def run(cfg: BacktestConfig, opts: BacktestOptions, progress: Progress | None = 
         "plan_time_s": trace.plan_time_s, "wall_time_s": trace.wall_time_s,
         "load_csv": str(opts.load_csv), "load_scale": opts.load_scale, "tariff": str(tariff_path),
     })
-    return Backtest(result, trace, fs, tariff)
+    setup = setup_of(cfg, step, model.reserve_soc, None if fs is None else fs.step_s, wear, econ)
+    return Backtest(result, trace, fs, tariff, setup)

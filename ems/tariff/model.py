@@ -166,6 +166,8 @@ class Tariff(BaseModel):
     model_config = _FROZEN
 
     name: str = ""
+    # ISO 4217 code of every money field; "" where the source does not say (reports then say "currency units")
+    currency: str = Field(default="", pattern=r"^([A-Z]{3})?$")
     # energy
     energy_periods: tuple[EnergyPeriod, ...] = ()
     energy_weekday_schedule: Schedule = _ZERO_SCHEDULE

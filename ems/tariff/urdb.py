@@ -65,7 +65,8 @@ def load_urdb(source: str | Path | Mapping[str, Any], *, item: int | None = None
         if not isinstance(data, dict):
             raise TariffFormatError("items: each rate must be a JSON object")
     _reject_unsupported(data)
-    fields: dict[str, Any] = {"name": str(data.get("name", ""))}
+    # URDB is the US Utility Rate Database: its rates are in US dollars (the JSON has no currency field)
+    fields: dict[str, Any] = {"name": str(data.get("name", "")), "currency": "USD"}
     fields.update(_energy(data))
     fields.update(_demand(data))
     fields.update(_fixed_and_minimum(data))

@@ -7,8 +7,11 @@ outputs are written.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from datetime import datetime
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +19,7 @@ import pytest
 
 from ems.backtest import BacktestInputError
 from ems.backtest.config import load_backtest_config, parse_backtest_config
-from ems.backtest.report import write_outputs
+from ems.backtest.report import html_report, write_outputs
 from ems.backtest.results import MonthRow, annual_savings
 from ems.backtest.run import BacktestOptions, run
 from ems.backtest.series import PowerSeries, read_power_csv, resample
@@ -97,23 +100,27 @@ def test_a_year_is_not_scaled() -> None:
 
 def test_outputs_are_written(two_weeks, tmp_path) -> None:
     _, bt = two_weeks
-    files = write_outputs(tmp_path, bt.result, bt.trace, bt.foresight, bt.tariff, "test", timeseries=True)
+    files = write_outputs(tmp_path, bt, timeseries=True)
     names = {f.name for f in files}
     assert names == {"summary.json", "monthly.csv", "report.html", "timeseries.csv"}
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["total"]["savings"] == pytest.approx(bt.result.total["savings"])
     assert summary["financials"]["lcos_per_kwh"] > 0
-    page = (tmp_path / "report.html").read_text()
-    assert page.count("<svg") == 4 and "http" not in page.replace("http-equiv", "")  # nothing fetched
+    assert (tmp_path / "report.html").read_text().startswith("<!doctype html>")
     assert len((tmp_path / "timeseries.csv").read_text().splitlines()) == bt.trace.grid_w.size + 1
 
 
-def test_peak_shaving_only_runs_without_a_planner() -> None:
+@pytest.fixture(scope="module")
+def peak_shaving_two_days():
     if not LOAD.exists():
         pytest.skip("shared data not present")
     cfg = load_backtest_config(SITE)
-    bt = run(cfg, BacktestOptions(load_csv=LOAD, tariff=URDB, load_scale=1000.0, start=datetime(2018, 7, 2),
-                                  days=2, step_s=60, foresight=False, peak_shaving_only=True))
+    return cfg, run(cfg, BacktestOptions(load_csv=LOAD, tariff=URDB, load_scale=1000.0, start=datetime(2018, 7, 2),
+                                         days=2, step_s=60, foresight=False, peak_shaving_only=True))
+
+
+def test_peak_shaving_only_runs_without_a_planner(peak_shaving_two_days) -> None:
+    cfg, bt = peak_shaving_two_days
     assert bt.trace.plans == 0 and bt.result.run["policies"] == "peak_shaving"
     assert bt.trace.grid_w.size == 2 * 1440
     ps = cfg.policies.peak_shaving
@@ -121,6 +128,100 @@ def test_peak_shaving_only_runs_without_a_planner() -> None:
     # the fixed cap holds while energy lasts; where it does not, the battery was at its floor
     over = bt.trace.grid_w > ps.grid_import_cap_w + 1.0
     assert np.all(bt.trace.soc[over] <= cfg.policies.battery.soc_min + 0.02)
+
+
+# --- the report page ------------------------------------------------------------------------------
+class _Tables(HTMLParser):
+    """Each table's rows as lists of cell texts; <tfoot> rows marked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[list[tuple[bool, list[str]]]] = []
+        self._foot = False
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tfoot":
+            self._foot = True
+        elif tag == "tr":
+            self.tables[-1].append((self._foot, []))
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "tfoot":
+            self._foot = False
+        elif tag in ("td", "th") and self._cell is not None:
+            self.tables[-1][-1][1].append("".join(self._cell).strip())
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _tables(page: str) -> list[list[tuple[bool, list[str]]]]:
+    p = _Tables()
+    p.feed(page)
+    return p.tables
+
+
+def test_the_report_is_one_self_contained_page(two_weeks) -> None:
+    _, bt = two_weeks
+    page = html_report(bt)
+    # nothing to fetch: no URL at all (not even the SVG namespaces), no script, no external style or font
+    for needle in ("http://", "https://", "<script", "src=", "<link", "@import"):
+        assert needle not in page, needle
+    assert not re.search(r"url\((?!#)", page)  # clip paths refer to the page itself
+    assert page.count("<svg") >= 4  # the week, savings, peaks, components (and the cash flows)
+    ids = re.findall(r'\bid="([^"]+)"', page)
+    assert len(ids) == len(set(ids))  # charts on one page never share a marker or clip-path id
+
+
+def test_the_report_reads_like_a_report(two_weeks) -> None:
+    cfg, bt = two_weeks
+    page = html_report(bt)
+    title = re.search(r"<title>(.*?)</title>", page)
+    assert title is not None and cfg.site in title.group(1) and "2018" in title.group(1)
+    # readable names, months as "Jul 2018", the currency in the headers
+    assert "TOU demand charge" in page and "demand_tou" not in page
+    assert ">Jul 2018<" in page and "2018-07" not in page
+    assert "Savings (USD)" in page
+    # the monthly table ends with a totals row that adds the months up
+    monthly = next(t for t in _tables(page) if t[0][1][0] == "Month" and "Savings (USD)" in t[0][1])
+    foot, total = monthly[-1]
+    assert foot and total[0] == "Total"
+    col = monthly[0][1].index("Savings (USD)")
+    assert total[col] == f"{sum(m.savings for m in bt.result.months):,.0f}"
+    # the tick labels: SoC in % at quarters, no scientific notation anywhere
+    ticks = set(re.findall(r"<text[^>]*>([^<]*)</text>", page))
+    assert {"0", "25", "50", "75", "100"} <= ticks
+    assert not [t for t in ticks if re.search(r"\de[+-]?\d", t)]
+
+
+def test_the_report_states_the_economics_inputs_and_why_npv_and_payback_differ(two_weeks) -> None:
+    cfg, bt = two_weeks
+    page = html_report(bt)
+    e = cfg.economics
+    assert e is not None
+    for shown in (f"USD {e.capex:,.0f}", f"USD {e.om_per_year:,.0f} per year", f"{100 * e.discount_rate:.1f} %",
+                  f"{e.lifetime_years} years", f"{100 * e.degradation_per_year:.1f} % per year",
+                  f"USD {e.end_of_life_cost:,.0f}"):
+        assert shown in page, shown
+    for result in ("Simple payback", "NPV", "IRR", "LCOS"):
+        assert result in page
+    assert "extrapolated" in page  # two weeks stand in for a year, and the page says so
+
+
+def test_a_report_without_foresight_or_economics_says_what_is_missing(peak_shaving_two_days) -> None:
+    _, bt = peak_shaving_two_days
+    bt = dataclasses.replace(bt, setup=dataclasses.replace(bt.setup, economics=None),
+                             result=dataclasses.replace(bt.result, financials=None))
+    page = html_report(bt)
+    assert "peak shaving only" in page and "Perfect foresight." not in page
+    assert "no payback, NPV, IRR or LCOS" in page
 
 
 # --- series -----------------------------------------------------------------------------------

@@ -113,6 +113,11 @@ def test_demand_window_sets_interval() -> None:
     assert load_urdb(_minimal(demandwindow=30)).demand_interval_s == 1800
 
 
+def test_urdb_rates_are_in_us_dollars() -> None:
+    # the US Utility Rate Database: its JSON names no currency, every rate in it is in USD
+    assert load_urdb(_minimal()).currency == "USD"
+
+
 def test_net_billing_rule_maps() -> None:
     assert load_urdb(_minimal(dgrules="Net Billing Instantaneous")).metering == "net_billing"
 
