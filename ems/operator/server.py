@@ -43,6 +43,7 @@ from ems.operator.auth import Tokens
 from ems.operator.controls import InvalidAction, OperatorControls, UnknownUnit
 from ems.operator.history import History
 from ems.operator.metrics import CONTENT_TYPE, ControllerMetrics
+from ems.operator.problems import problems
 from ems.operator.rate_limits import RequestLimits
 from ems.operator.refusals import RefusalAudit
 from ems.operator.server_thread import Pacer, ServerThread
@@ -151,10 +152,6 @@ def _query_int(request: web.Request, name: str, lo: int, hi: int) -> int | None:
     if not lo <= value <= hi:
         raise ApiError(400, f"{name} must be between {lo} and {hi}", [f"{name}: {value}"])
     return value
-
-
-def _problems(exc: ValidationError) -> list[str]:
-    return [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()]
 
 
 def _client(request: web.Request) -> str:
@@ -416,7 +413,7 @@ class OperatorSurface:
         try:
             return adapter.validate_json(raw or b"null")
         except ValidationError as exc:
-            raise ApiError(400, "malformed request", _problems(exc)) from None
+            raise ApiError(400, "malformed request", problems(exc, tagged=adapter is _FORCE)) from None
 
     async def _apply(self, act: Callable[[OperatorControls], Event]) -> Event:
         """Hand the action to the control loop and wait for its answer, within a bound."""

@@ -53,3 +53,28 @@ def test_tokens_only_from_env_or_file_never_from_the_site_file() -> None:
     # the http section has no field that could hold a token
     assert not any("token" in name and not name.endswith(("_env", "_file")) for name in HttpConfig.model_fields)
     assert Tokens({}).configured is False
+
+
+def test_a_malformed_action_is_answered_in_the_operators_terms() -> None:
+    from pydantic import TypeAdapter, ValidationError
+
+    from ems.operator import requests as rq
+    from ems.operator.problems import problems
+
+    def said(adapter: TypeAdapter, body: bytes, tagged: bool = False) -> list[str]:
+        try:
+            adapter.validate_json(body)
+        except ValidationError as exc:
+            return problems(exc, tagged)
+        raise AssertionError("accepted")
+
+    set_param, force = TypeAdapter(rq.SetParam), TypeAdapter(rq.ForceMode)
+    assert said(set_param, b'{"param": "x", "value": "abc", "reason": "why not"}') == [
+        "value: expected true/false or a number (got 'abc')"]  # not "value.bool: ..., value.float: ..."
+    assert said(force, b'{"mode": "setpoint", "setpoint_w": "5", "timeout_s": 60, "reason": "abc"}', True) == [
+        "setpoint_w: expected a number (got '5')"]
+    assert said(force, b'{"mode": "turbo", "reason": "abc"}', True) == [
+        "mode: expected one of 'zero', 'setpoint', 'auto' (got 'turbo')"]
+    assert said(force, b'{"reason": "abc"}', True) == ["mode: missing"]
+    assert said(set_param, b'{"param": "x", "value": 1, "reason": "abc", "extra": 2}') == [
+        "extra: not a field of this action (got 2)"]
