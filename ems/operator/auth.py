@@ -39,7 +39,7 @@ class Tokens:
         scheme, _, presented = authorization.partition(" ")
         if scheme.lower() != "bearer":
             return None
-        given = presented.strip().encode()
+        given = presented.strip().encode("utf-8", "surrogateescape")  # a header that is not UTF-8 is just wrong
         found: str | None = None
         for name, token in self.by_name.items():  # no early exit: constant time in the match
             if hmac.compare_digest(given, token.encode()):

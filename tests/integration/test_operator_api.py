@@ -237,3 +237,22 @@ def test_config_secrets_are_redacted() -> None:
     assert redact(doc) == {"mqtt": {"url": "mqtts://***@broker:8883", "password": "***"},
                            "http": {"token_env": "EMS_HTTP_TOKEN", "token_file": "/etc/ems/tokens"},
                            "api_key": "***"}
+
+
+async def test_a_token_that_is_not_utf8_is_refused_and_recorded(broker, make_site) -> None:
+    """Raw bytes a browser would never send: 401 and an audit entry, not a 500 and a traceback."""
+    cfg = shaving_site(make_site, broker.url)
+    async with operated(cfg) as (_, ctl, client):
+        url = client._base_url
+        assert url is not None
+        body = b'{"param": "policies.peak_shaving.grid_import_cap_w", "value": 900000.0, "reason": "test"}'
+        reader, writer = await asyncio.open_connection(url.host, url.port)
+        writer.write(b"POST /api/actions/set-param HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Authorization: Bearer \xff\xfe\xe9t\xe9" + b"x" * 20 + b"\r\n"
+                     b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+        await wait_for(lambda: ctl.events.count("operator_refused") >= 1)
+        assert ctl.events.query(kind="operator_refused")[0].data["status"] == 401
