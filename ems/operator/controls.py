@@ -48,7 +48,12 @@ class UnknownUnit(ov.OverrideError):
 
 
 class InvalidAction(ov.OverrideError):
-    """The action's arguments are out of bounds."""
+    """The action's arguments are out of bounds (or beyond what the site can do)."""
+
+
+class StateConflict(ov.OverrideError):
+    """The action does not fit the state it would change (already in maintenance, nothing
+    to reset, no forced mode to end)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +133,7 @@ class OperatorControls:
     def reset_param(self, name: str, by: str, why: str) -> Event:
         ov.current_value(self.configured, name)  # raises for unknown or unavailable names
         if name not in self.params:
-            raise InvalidAction(f"{name!r} is not overridden")
+            raise StateConflict(f"{name!r} is not overridden")
         rest = {k: o.value for k, o in self.params.items() if k != name}
         effective = ov.apply_overrides(self.configured, rest)
         ev = self._record(ACTION, None, by, why, action="reset_param", param=name,
@@ -141,7 +146,7 @@ class OperatorControls:
         if unit_id not in self.unit_ids:
             raise UnknownUnit(f"no BESS unit {unit_id!r} (units: {', '.join(sorted(self.unit_ids))})")
         if on == (unit_id in self.maintenance):
-            raise InvalidAction(f"{unit_id} is {'already' if on else 'not'} in maintenance")
+            raise StateConflict(f"{unit_id} is {'already' if on else 'not'} in maintenance")
         ev = self._record(ACTION, Reason.UNIT_MAINTENANCE.code if on else None, by, why,
                           action="maintenance_on" if on else "maintenance_off", unit=unit_id)
         if on:
@@ -172,7 +177,7 @@ class OperatorControls:
 
     def clear_force(self, by: str, why: str) -> Event:
         if self.force is None:
-            raise InvalidAction("no forced mode is in force")
+            raise StateConflict("no forced mode is in force")
         ev = self._record(ACTION, None, by, why, action="force_cleared", mode=self.force.mode)
         self.force = None
         self._apply(self.effective)

@@ -40,7 +40,7 @@ from ems.operator import openapi
 from ems.operator import overrides as ov
 from ems.operator import requests as rq
 from ems.operator.auth import Tokens
-from ems.operator.controls import InvalidAction, OperatorControls, UnknownUnit
+from ems.operator.controls import InvalidAction, OperatorControls, StateConflict, UnknownUnit
 from ems.operator.history import History
 from ems.operator.metrics import CONTENT_TYPE, ControllerMetrics
 from ems.operator.problems import problems
@@ -115,8 +115,10 @@ def _refusal(exc: EmsError) -> ApiError:
         return ApiError(422, f"refused: {exc}", exc.problems)
     if isinstance(exc, ov.UnknownParameter | ov.ParameterUnavailable | UnknownUnit):
         return ApiError(404, str(exc))
+    if isinstance(exc, StateConflict):
+        return ApiError(409, str(exc))
     if isinstance(exc, InvalidAction):
-        return ApiError(409 if "already" in str(exc) or " not " in str(exc) else 422, str(exc))
+        return ApiError(422, str(exc))
     raise exc
 
 

@@ -194,10 +194,13 @@ async def test_maintenance_and_forced_mode_drive_the_plant(broker, make_site) ->
             assert r.status == 200
         await wait_for(lambda: abs(plant.battery_power_w) < 1_000, timeout_s=3)
         assert ctl.last is not None and ctl.last.step.reason.code == "OPERATOR_FORCED"
-        # the timeout hands control back to peak shaving
+        # the timeout hands control back to peak shaving; ending a forced mode that is over conflicts
         await wait_for(lambda: ctl.controls.force is None, timeout_s=3)
+        async with client.post("/api/actions/force-mode", json={"mode": "auto", "reason": "done"},
+                               headers=AUTH) as r:
+            assert r.status == 409 and "no forced mode" in (await r.json())["error"]
         await wait_for(lambda: plant.battery_power_w > 300_000, timeout_s=3)
-        kinds = [e.kind for e in ctl.events.query(limit=20) if e.kind.startswith("operator_")]
+        kinds = [e.kind for e in ctl.events.query(limit=20) if e.kind in ("operator_action", "operator_revert")]
         assert kinds[:1] == ["operator_revert"]
         async with client.get("/metrics") as r:
             metrics = await r.text()

@@ -12,7 +12,7 @@ from ems.config import parse_config
 from ems.events import EventLog
 from ems.model.reasons import Reason
 from ems.operator import overrides as ov
-from ems.operator.controls import InvalidAction, OperatorControls, UnknownUnit
+from ems.operator.controls import InvalidAction, OperatorControls, StateConflict, UnknownUnit
 from ems.period import StepState, step
 from policies import operator_force
 from tests.conftest import site_dict
@@ -112,7 +112,7 @@ def test_UNIT_MAINTENANCE() -> None:
     assert by_id["bess-2"].unavailable is Reason.UNIT_MAINTENANCE and by_id["bess-1"].available
     out = step(snap, c.step_params, StepState(), force=c.force_params)
     assert out.unit_setpoints_w["bess-2"] == 0.0 and out.unit_setpoints_w["bess-1"] > 0
-    with pytest.raises(InvalidAction):
+    with pytest.raises(StateConflict):  # a state conflict (409), not a bad value (422)
         c.set_maintenance("bess-2", True, "carol", "again")
     with pytest.raises(UnknownUnit):
         c.set_maintenance("bess-9", True, "carol", "typo")
@@ -153,7 +153,7 @@ def test_forced_mode_ends_after_its_timeout_and_is_bounded() -> None:
     c.apply(snapshot(now_s=clock.now_s))
     assert c.force is None and c.force_params is None
     assert c.events.query(limit=1)[0].kind == "operator_revert"
-    with pytest.raises(InvalidAction):
+    with pytest.raises(StateConflict):  # documented as 409; it used to answer 422
         c.clear_force("dave", "nothing to clear")
 
 
