@@ -8,6 +8,7 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,3 +53,22 @@ def write_json(path: Path | None, figures: dict[str, object]) -> None:
         import json
 
         path.write_text(json.dumps(figures, indent=2, default=float) + "\n")
+
+
+async def spawn_site(cfg_dump: dict[str, Any], folder: Path, settle_s: float = 1.0
+                     ) -> tuple[asyncio.subprocess.Process, float, Path]:
+    """`ems sim` for a site (its config as JSON-able data) in its own process, on a clock
+    anchored 2 s ahead so the controller can share it; waits until it is up. Returns the
+    process, the clock's anchor and where the site writes its ground truth on exit."""
+    import sys
+
+    import yaml
+
+    path, truth_path = folder / "site.yaml", folder / "truth.json"
+    path.write_text(yaml.safe_dump(cfg_dump))
+    anchor = time.monotonic() + 2.0
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ems.cli", "sim", "--config", str(path), "--clock-anchor", repr(anchor),
+        "--summary-json", str(truth_path), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    await asyncio.sleep(max(0.0, anchor - time.monotonic()) + settle_s)
+    return proc, anchor, truth_path

@@ -16,11 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._report import machine, percentiles_ms, update_section, write_json
+from benchmarks._report import machine, percentiles_ms, spawn_site, update_section, write_json
 from ems import logs
 from ems.broker import free_port, private_broker
 from ems.clock import ScaledClock
@@ -50,13 +48,7 @@ async def main(periods: int, period_s: float, broker_kind: str, json_path: Path 
     async with private_broker(broker_kind) as broker:
         cfg = parse_config(site(broker.url, period_s), "bench")
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "site.yaml"
-            path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
-            anchor = time.monotonic() + 2.0
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "ems.cli", "sim", "--config", str(path), "--clock-anchor", repr(anchor),
-                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-            await asyncio.sleep(max(0.0, anchor - time.monotonic()) + 1.0)
+            proc, anchor, _ = await spawn_site(cfg.model_dump(mode="json"), Path(tmp))
             ctl = Controller(cfg, ScaledClock(1.0, anchor_monotonic=anchor))
             stop = asyncio.Event()
             task = asyncio.create_task(ctl.run(stop))

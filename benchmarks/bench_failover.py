@@ -25,11 +25,10 @@ from pathlib import Path
 
 import aiomqtt
 import numpy as np
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._report import machine, update_section, wait_until, write_json
+from benchmarks._report import machine, spawn_site, update_section, wait_until, write_json
 from ems import logs
 from ems.broker import free_port, private_broker
 from ems.clock import ScaledClock
@@ -71,14 +70,7 @@ async def main(outages: int, poll_s: float, unit_w: float, json_path: Path | Non
     async with private_broker("mosquitto") as broker:
         cfg = parse_config(site(broker.url, poll_s, unit_w), "bench")
         with tempfile.TemporaryDirectory() as tmp:
-            path, truth_path = Path(tmp) / "site.yaml", Path(tmp) / "truth.json"
-            path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
-            anchor = time.monotonic() + 2.0
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "ems.cli", "sim", "--config", str(path), "--clock-anchor", repr(anchor),
-                "--summary-json", str(truth_path), stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL)
-            await asyncio.sleep(max(0.0, anchor - time.monotonic()) + 1.5)
+            proc, anchor, truth_path = await spawn_site(cfg.model_dump(mode="json"), Path(tmp), settle_s=1.5)
             ctl = Controller(cfg, ScaledClock(1.0, anchor_monotonic=anchor))
             fo = ctl.failover
             assert fo is not None

@@ -18,15 +18,12 @@ import json
 import signal
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._report import machine, percentiles_ms, update_section
+from benchmarks._report import machine, percentiles_ms, spawn_site, update_section
 from benchmarks.bench_control_loop import site
 from ems import logs
 from ems.broker import private_broker
@@ -76,14 +73,7 @@ async def main(periods: int, period_s: float, broker_kind: str) -> dict[str, Any
         with tempfile.TemporaryDirectory() as tmp:
             d["state"] = {"dir": str(Path(tmp) / "state")}  # the event log on disk, as on a site
             cfg = parse_config(d, "bench")
-            path, truth_path = Path(tmp) / "site.yaml", Path(tmp) / "truth.json"
-            path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
-            anchor = time.monotonic() + 2.0
-            sim = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "ems.cli", "sim", "--config", str(path), "--clock-anchor", repr(anchor),
-                "--summary-json", str(truth_path), stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL)
-            await asyncio.sleep(max(0.0, anchor - time.monotonic()) + 1.0)
+            sim, anchor, truth_path = await spawn_site(cfg.model_dump(mode="json"), Path(tmp))
             ctl = Controller(cfg, ScaledClock(1.0, anchor_monotonic=anchor))
             stop = asyncio.Event()
             task = asyncio.create_task(ctl.run(stop))
