@@ -271,7 +271,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print(f"\nems backtest: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     t, pf, fin = bt.result.total, bt.result.foresight, bt.result.financials
-    print("", file=sys.stderr)
+    if not args.quiet:
+        print("", file=sys.stderr)  # end the progress line
     print(f"bill without battery {t['bill_without']:,.2f}, with {t['bill_with']:,.2f}: "
           f"savings {t['savings']:,.2f} ({t['equivalent_full_cycles']:.1f} cycles; "
           f"peak {t['peak_without_kw']:,.0f} -> {t['peak_with_kw']:,.0f} kW)")

@@ -36,6 +36,8 @@ Model, per step ``i`` of ``step_s`` (internally kW and kWh, which keeps the LP w
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -48,6 +50,25 @@ from ems.model.errors import EmsError
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+
+
+def _without_banner() -> None:
+    """HiGHS prints its banner to the process's stdout from C++ when the first solver is
+    built: build that one with stdout pointed at /dev/null, at import (on the main thread,
+    before any other thread can print), so a backtest or `ems run` prints only its own."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        highspy.Highs()  # type: ignore[no-untyped-call]
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+_without_banner()
 
 
 class PlanError(EmsError):
