@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 from drivers.errors import MalformedData
+from ems.model.racks import SmoothingProfile
 
 RACK_STATES = frozenset({"idle", "ramp_up", "training", "checkpoint", "ramp_down", "steady"})
 
@@ -156,3 +157,34 @@ def _object(payload: bytes) -> dict[str, object]:
     if not isinstance(obj, dict):
         raise MalformedData("payload is not a JSON object")
     return obj
+
+
+# --- GPU power smoothing profiles (controller -> racks), one retained message per row ---------
+def row_smoothing_topic(prefix: str, row_id: str) -> str:
+    return f"{prefix}/rows/{row_id}/smoothing"
+
+
+def encode_row_smoothing(profiles: dict[str, SmoothingProfile | None], seq: int) -> bytes:
+    body = {k: None if v is None else {"floor_w": round(v.floor_w, 1), "ramp_w_per_s": round(v.ramp_w_per_s, 1)}
+            for k, v in profiles.items()}
+    return json.dumps({"profiles": body, "seq": seq}, separators=(",", ":")).encode()
+
+
+def decode_row_smoothing(payload: bytes) -> dict[str, SmoothingProfile | None]:
+    obj = _object(payload)
+    profiles = obj.get("profiles")
+    if not isinstance(profiles, dict):
+        raise MalformedData("profiles must be an object of rack id -> {floor_w, ramp_w_per_s} or null")
+    out: dict[str, SmoothingProfile | None] = {}
+    for rack, value in profiles.items():
+        if value is None:
+            out[str(rack)] = None
+            continue
+        if not isinstance(value, dict):
+            raise MalformedData(f"profile of {_short(rack)} must be an object or null")
+        floor_w, ramp = _number(value, "floor_w"), _number(value, "ramp_w_per_s")
+        assert floor_w is not None and ramp is not None
+        if ramp <= 0:
+            raise MalformedData("ramp_w_per_s must be > 0")
+        out[str(rack)] = SmoothingProfile(floor_w, ramp)
+    return out

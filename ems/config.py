@@ -118,10 +118,26 @@ class ArbitrageConfig(Strict):
         return self
 
 
+class SmoothingConfig(Strict):
+    """Keep training swings off the grid (policies/smoothing.py, policies/gpu_smoothing.py): a
+    fast loop moves the battery around the period's setpoint; GPU floors and ramps when the
+    battery cannot hold the swing alone."""
+
+    enabled: bool = True
+    rate_hz: float = Field(default=20.0, ge=1, le=50, description="ticks a second of the fast loop")
+    tau_s: float = Field(default=20.0, gt=0, le=3600,
+                         description="low-pass time constant of the grid target: slower than the swings")
+    gpu: bool = Field(default=True, description="GPU power floors and ramps as the lever after the battery")
+    gpu_floor_fraction: Fraction = Field(default=0.7, description="of a rack's nameplate, held while a job runs")
+    gpu_ramp_w_per_s: float = Field(default=2000.0, gt=0, le=MAX_W, description="per rack")
+    gpu_release_after_s: float = Field(default=300.0, ge=0, le=MAX_S)
+
+
 class PoliciesConfig(Strict):
     battery: BatteryLimitsConfig = BatteryLimitsConfig()
     peak_shaving: PeakShavingConfig | None = None
     arbitrage: ArbitrageConfig | None = None
+    smoothing: SmoothingConfig | None = None
 
     @model_validator(mode="after")
     def _reserve_within_window(self) -> PoliciesConfig:
@@ -196,6 +212,19 @@ class GridConnectionConfig(Strict):
     import_limit_w: float | None = Field(default=None, gt=0, le=MAX_W, description="the connection's rating")
     export_limit_w: float | None = Field(
         default=0.0, ge=0, le=MAX_W, description="0: no export (the default); none (null): no limit")
+    ramp_limit_w: float | None = Field(default=None, gt=0, le=MAX_W,
+                                       description="the most grid import may change within ramp_window_s")
+    ramp_window_s: float = Field(default=60.0, gt=0, le=MAX_S)
+    oscillation_limit_w_rms: float | None = Field(
+        default=None, gt=0, le=MAX_W, description="RMS of grid import in oscillation_band_hz (reported against)")
+    oscillation_band_hz: tuple[float, float] = (0.1, 20.0)
+
+    @model_validator(mode="after")
+    def _band(self) -> GridConnectionConfig:
+        lo, hi = self.oscillation_band_hz
+        if not 0 < lo < hi:
+            raise ValueError("oscillation_band_hz must be (low, high) with 0 < low < high")
+        return self
 
 
 class LoggingConfig(Strict):

@@ -11,7 +11,8 @@ parameters. In priority order:
    reserve floor, temperature derating, unit ramp), summed; the site ramp limit;
    the grid connection's import and export limits;
 2. the reserve floor (arbitrage's and the outage reserve, the higher): no discharge below
-   it, and a charge of its own back to it when under it;
+   it, and a charge of its own back to it when under it; then the grid connection's ramp
+   limit (the grid moves no more than its limit within its window);
 3. an operator's forced mode, while it lasts, in place of 4-5;
 4. the import cap: the fresh plan's cap, else the configured peak shaving; without a
    trusted meter, the safe action (hold, then 0 W);
@@ -36,7 +37,17 @@ from ems.model.decision import Decision
 from ems.model.plan import PlanView
 from ems.model.reasons import Reason
 from ems.model.snapshot import SiteSnapshot
-from policies import arbitrage, battery_limits, grid_limits, idle, operator_force, peak_shaving, plan_cap, reserve
+from policies import (
+    arbitrage,
+    battery_limits,
+    grid_limits,
+    grid_ramp,
+    idle,
+    operator_force,
+    peak_shaving,
+    plan_cap,
+    reserve,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +56,7 @@ class StepParams:
     envelope: EnvelopeParams  # its reserve_soc is set each period from the reserve policy
     reserve: reserve.ReserveParams = field(default_factory=reserve.ReserveParams)
     grid: grid_limits.GridLimitsParams = field(default_factory=grid_limits.GridLimitsParams)
+    grid_ramp: grid_ramp.GridRampParams | None = None
     peak: peak_shaving.PeakShavingParams | None = None
     arbitrage: arbitrage.ArbitrageParams | None = None
     peak_hold_s: float = 0.0  # the held load window, for the plan's cap too
@@ -54,6 +66,7 @@ class StepParams:
 @dataclass(frozen=True, slots=True)
 class StepState:
     peak: peak_shaving.PeakShavingState = field(default_factory=peak_shaving.PeakShavingState)
+    ramp: grid_ramp.GridRampState = field(default_factory=grid_ramp.GridRampState)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +96,7 @@ def _cap_decision(snap: SiteSnapshot, p: StepParams, plan: PlanView | None,
     if current is None:
         assert p.peak is not None
         d, peak_state = peak_shaving.decide(snap, p.peak, state.peak)
-        return d, p.peak.grid_import_cap_w, StepState(peak_state)
+        return d, p.peak.grid_import_cap_w, replace(state, peak=peak_state)
     view, k = current
     cap_w = view.import_cap_w[k]
     held_w, peak_state = peak_shaving.held_load(snap, p.peak_hold_s, state.peak)
@@ -91,7 +104,7 @@ def _cap_decision(snap: SiteSnapshot, p: StepParams, plan: PlanView | None,
         d = peak_shaving.without_meter(snap, plan_cap.NAME, p.meter_invalid_hold_s)
     else:
         d = plan_cap.decide(cap_w, held_w)
-    return d, cap_w if math.isfinite(cap_w) else None, StepState(peak_state)
+    return d, cap_w if math.isfinite(cap_w) else None, replace(state, peak=peak_state)
 
 
 def step(snap: SiteSnapshot, p: StepParams, state: StepState, plan: PlanView | None = None,
@@ -107,6 +120,8 @@ def step(snap: SiteSnapshot, p: StepParams, state: StepState, plan: PlanView | N
         decisions += grid_limits.decide(snap, p.grid)
     if floor is not None:
         decisions.append(floor[0])
+    if p.grid_ramp is not None and (ramp := grid_ramp.decide(snap, p.grid_ramp, state.ramp)) is not None:
+        decisions.append(ramp)
     cap_w: float | None = None
     if force is not None:  # the operator has taken over: the cap and arbitrage stand down
         decisions.append(operator_force.decide(force))
@@ -122,6 +137,8 @@ def step(snap: SiteSnapshot, p: StepParams, state: StepState, plan: PlanView | N
     site_w = grid_limits.site_bounds(snap, p.grid) if p.grid.configured else (-math.inf, math.inf)
     out, clamped = clamp(shares, snap.units, envelope, holding, snap.period_s, site_w)
     reason, by = (Reason.ENVELOPE_CLAMP, "envelope") if clamped else (arb.reason, arb.decided_by)
+    if p.grid_ramp is not None:
+        state = replace(state, ramp=grid_ramp.record(snap, p.grid_ramp, state.ramp, sum(out.values())))
     return StepResult(tuple(decisions), arb, out, reason, by, cap_w, reserve_soc, tuple(clamped), state)
 
 

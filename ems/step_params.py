@@ -12,7 +12,7 @@ from typing import Protocol
 from ems.config import ControlConfig, FailoverConfig, GridConnectionConfig, PoliciesConfig
 from ems.envelope import EnvelopeParams
 from ems.period import StepParams
-from policies import arbitrage, battery_limits, grid_limits, peak_shaving, reserve
+from policies import arbitrage, battery_limits, grid_limits, grid_ramp, peak_shaving, reserve
 
 
 class SitePolicies(Protocol):
@@ -51,6 +51,7 @@ def step_params(cfg: SitePolicies) -> StepParams:
             ps.grid_import_cap_w, ps.recharge_below_w, ps.peak_hold_s, control.meter_invalid_hold_s),
         arbitrage=None if a is None else arbitrage.ArbitrageParams(
             a.max_plan_age_s, a.charge_efficiency, a.discharge_efficiency),
+        grid_ramp=None if g.ramp_limit_w is None else grid_ramp.GridRampParams(g.ramp_limit_w, g.ramp_window_s),
         peak_hold_s=hold_s,
         meter_invalid_hold_s=control.meter_invalid_hold_s,
     )

@@ -4,8 +4,11 @@ Racks are grouped into jobs of `racks_per_job` neighbours. A job cycles idle -> 
 -> training (compute/communication swings at 0.2-3 Hz between ~40 % and 100 % of
 nameplate, in step across the job, with periodic checkpoint dips) -> ramp down -> idle.
 A power cap is obeyed after `cap_response_s`, down to `min_cap_fraction` of nameplate.
-Each step reports the rack's average power over the step, as a meter integrating
-over it would, so a long step does not alias the swing.
+A smoothing profile (GPU power smoothing: a floor held while a job runs, and a ramp
+rate) is taken after the same response time; the energy the floor burns above the
+demand and the work the caps and ramps hold back are counted. Each step reports the
+rack's average power over the step, as a meter integrating over it would, so a long
+step does not alias the swing.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from enum import IntEnum
 import numpy as np
 import numpy.typing as npt
 
+from ems.model.racks import SmoothingProfile
 from plant.config import SimRackLoadConfig
 
 FloatArray = npt.NDArray[np.float64]
@@ -63,6 +67,11 @@ class RackFleet:
         self._job_until = rng.exponential(cfg.mean_job_s, n_jobs)
         self._job_next_ckpt = rng.uniform(0.0, cfg.checkpoint_every_s, n_jobs)
         self.demand_w: FloatArray = np.zeros(n)
+        self.floor_w: FloatArray = np.zeros(n)  # smoothing profile in effect (0, inf: none)
+        self.ramp_w_per_s: FloatArray = np.full(n, np.inf)
+        self._profile_pending: dict[int, tuple[float, float, float]] = {}  # rack -> (floor, ramp, at)
+        self.filler_wh = 0.0  # energy the floors burned above the demand
+        self.held_back_wh = 0.0  # demand the caps and ramps did not serve (then)
         self.reboot_s = 120.0
         self.down_until_s: FloatArray = np.zeros(n)  # a lost rack draws 0 W until then (inf: no power yet)
 
@@ -70,6 +79,10 @@ class RackFleet:
     def command_cap(self, rack: int, cap_w: float | None, now_s: float) -> None:
         self._cap_pending_w[rack] = np.nan if cap_w is None else cap_w
         self._cap_pending_at[rack] = now_s + self.cfg.cap_response_s
+
+    def command_profile(self, rack: int, profile: SmoothingProfile | None, now_s: float) -> None:
+        floor_w, ramp = (0.0, np.inf) if profile is None else (profile.floor_w, profile.ramp_w_per_s)
+        self._profile_pending[rack] = (floor_w, ramp, now_s + self.cfg.cap_response_s)
 
     def lose(self, mask: npt.NDArray[np.bool_]) -> int:
         """Racks in `mask` lose power (those already down are not counted twice)."""
@@ -154,9 +167,22 @@ class RackFleet:
         if due.any():
             self.cap_w[due] = self._cap_pending_w[due]
             self._cap_pending_at[due] = np.inf
-        floor_w = cfg.min_cap_fraction * self.nameplate_w
-        cap = np.where(np.isnan(self.cap_w), np.inf, np.maximum(self.cap_w, floor_w))
-        self.power_w = np.where(now_s < self.down_until_s, 0.0, np.minimum(self.demand_w, cap))
+        for rack, (floor_w, ramp, at) in list(self._profile_pending.items()):
+            if now_s >= at:
+                self.floor_w[rack], self.ramp_w_per_s[rack] = floor_w, ramp
+                del self._profile_pending[rack]
+        lowest_cap_w = cfg.min_cap_fraction * self.nameplate_w
+        cap = np.where(np.isnan(self.cap_w), np.inf, np.maximum(self.cap_w, lowest_cap_w))
+        working = np.ones(len(self.rack_ids), bool) if cfg.model == "steady" else \
+            (self.job_state != JobState.IDLE)[self.job_of_rack]
+        target = np.maximum(self.demand_w, np.where(working, self.floor_w, 0.0))
+        # a ramp limit from the last step's power; a cap binds at once all the same
+        most_w = self.ramp_w_per_s * dt_s
+        ramped = self.power_w + np.clip(target - self.power_w, -most_w, most_w)
+        power = np.where(now_s < self.down_until_s, 0.0, np.minimum(ramped, cap))
+        self.filler_wh += float(np.maximum(power - self.demand_w, 0.0).sum()) * dt_s / 3600.0
+        self.held_back_wh += float(np.maximum(self.demand_w - power, 0.0).sum()) * dt_s / 3600.0
+        self.power_w = power
 
     @property
     def total_power_w(self) -> float:

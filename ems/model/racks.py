@@ -45,3 +45,12 @@ class RacksReading:
     @property
     def load_estimate_w(self) -> float:
         return float(self.conservative_power_w().sum())
+
+
+@dataclass(frozen=True, slots=True)
+class SmoothingProfile:
+    """What a rack is told to do about its own swing: hold at least `floor_w` while a job
+    runs, and change power no faster than `ramp_w_per_s` (GPU power smoothing)."""
+
+    floor_w: float
+    ramp_w_per_s: float

@@ -51,6 +51,11 @@ class Reason(IntEnum):
     BROKER_LOST = 39  # the MQTT broker is unreachable: no rack telemetry, caps or site status until it is back
     IMPORT_LIMIT = 40  # the grid connection's import limit: the battery discharges (or stops charging) to hold it
     EXPORT_LIMIT = 41  # the site's export limit (0: no export): discharge held back, or PV's excess absorbed
+    RAMP_LIMITED = 42  # the grid connection's ramp limit holds the battery (the grid may not move faster)
+    SMOOTHING_ACTIVE = 43  # the fast loop moves the battery to keep training swings off the grid
+    SMOOTHING_CLIPPED = 44  # the battery's bounds clip the smoothing: part of the swing reaches the grid
+    GPU_SMOOTHING = 45  # GPU power floors and ramp limits engaged on racks: the battery alone cannot hold the swing
+    RIDE_THROUGH = 46  # a voltage or frequency excursion inside the ride-through curve: the site stays connected
 
     @property
     def code(self) -> str:

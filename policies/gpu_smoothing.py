@@ -1,0 +1,52 @@
+"""GPU power floors and ramp limits: the lever after the battery.
+
+A GPU can be told to hold its power above a floor while a job runs (burning power in
+the communication phases instead of dropping) and to change it no faster than a ramp
+rate, which together flatten a training job's swing at its source. It costs energy
+(the floor's filler) and, with a ramp limit on the way up, some work delayed. So it is
+engaged only when the battery cannot hold the swing: when half the swing the fast loop
+measured exceeds the battery's headroom around its base power this period (its room to
+discharge and to charge), and released when the swing fits in half that headroom again
+for `release_after_s` (hysteresis: floors do not flap). Critical rows are never touched.
+Pure: the caller supplies the swing, the headroom and the time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ems.model.racks import RacksReading, SmoothingProfile
+from ems.model.reasons import Reason
+
+
+@dataclass(frozen=True, slots=True)
+class GpuSmoothingParams:
+    floor_fraction: float  # of a rack's nameplate, held while a job runs
+    ramp_w_per_s: float  # per rack, up and down
+    release_after_s: float = 300.0
+    critical_rows: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class GpuSmoothingState:
+    engaged: bool = False
+    fits_since_s: float | None = None  # since when the swing fits the battery's headroom
+
+
+def decide(now_s: float, swing_w: float, headroom_w: float, racks: RacksReading, p: GpuSmoothingParams,
+           state: GpuSmoothingState) -> tuple[dict[str, SmoothingProfile | None], Reason | None, GpuSmoothingState]:
+    """Each rack's profile (None: no profile) and the reason when engaged."""
+    need = swing_w / 2 > headroom_w
+    fits = swing_w / 2 <= headroom_w / 2
+    if need:
+        state = GpuSmoothingState(True, None)
+    elif state.engaged:
+        since = state.fits_since_s if fits and state.fits_since_s is not None else (now_s if fits else None)
+        state = GpuSmoothingState(since is None or now_s - since < p.release_after_s, since)
+    if not state.engaged:
+        return dict.fromkeys(racks.rack_ids), None, state
+    profiles: dict[str, SmoothingProfile | None] = {}
+    for rid, row, nameplate_w in zip(racks.rack_ids, racks.row_of_rack, racks.nameplate_w.tolist(), strict=True):
+        profiles[rid] = None if row in p.critical_rows else SmoothingProfile(p.floor_fraction * nameplate_w,
+                                                                         p.ramp_w_per_s)
+    return profiles, Reason.GPU_SMOOTHING, state

@@ -1,0 +1,50 @@
+"""The grid connection's ramp limit, as a constraint of the period step.
+
+A utility limits how fast a large load may move its import: no more than `limit_w` over
+any `window_s` (e.g. 10 MW a minute at 150 MW). With the site load P the grid carries
+P - B for a battery power B, so keeping the next grid value within `limit_w` of every
+grid value of the last window asks B >= P - (lowest + limit) and B <= P - (highest -
+limit). The window is this policy's state: the grid values the previous periods left
+(what they aimed for, the site load then minus the setpoint written). Sub-period swings
+are the fast smoothing loop's (policies/smoothing.py); this bound keeps the periods'
+own steps, a backtest's included, inside the limit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ems.model.decision import Decision
+from ems.model.reasons import Reason
+from ems.model.snapshot import SiteSnapshot
+
+NAME = "grid_ramp"
+
+
+@dataclass(frozen=True, slots=True)
+class GridRampParams:
+    limit_w: float  # the largest change of grid import allowed within the window
+    window_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class GridRampState:
+    recent_grid: tuple[tuple[float, float], ...] = ()  # (site time s, grid W the period left)
+
+
+def decide(snap: SiteSnapshot, p: GridRampParams, state: GridRampState) -> Decision | None:
+    load_w = snap.site_load_w
+    window = [w for t, w in state.recent_grid if snap.now_s - t < p.window_s]
+    if load_w is None or not window:
+        return None  # nothing to hold against yet (or no meter: the safe action holds instead)
+    lo_grid, hi_grid = max(window) - p.limit_w, min(window) + p.limit_w
+    return Decision(NAME, Reason.RAMP_LIMITED, min_w=load_w - hi_grid, max_w=load_w - lo_grid)
+
+
+def record(snap: SiteSnapshot, p: GridRampParams, state: GridRampState, setpoint_w: float) -> GridRampState:
+    """The grid value this period leaves: the site load now minus the battery setpoint written."""
+    load_w = snap.site_load_w
+    if load_w is None:
+        return state
+    kept = tuple((t, w) for t, w in state.recent_grid if snap.now_s - t < p.window_s)
+    return GridRampState((*kept, (snap.now_s, load_w - setpoint_w)))
