@@ -9,13 +9,14 @@ Malformed messages are rejected, counted, and logged once per rack until it reco
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import structlog
 
 from drivers import rack_protocol as rp
 from drivers.errors import MalformedData
-from ems.model.racks import FloatArray, RacksReading
+from ems.model.racks import FloatArray, RacksReading, SmoothingProfile
 
 log = structlog.get_logger("drivers.racks")
 
@@ -84,20 +85,18 @@ class RackTelemetryStore:
 Publish = Callable[[str, bytes], Awaitable[None]]
 
 
-def _same(a: float | None, b: float | None, deadband_w: float) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    return abs(a - b) < deadband_w  # NaN (unknown) is never the same
+T = TypeVar("T")
+_UNKNOWN: Any = float("nan")  # what a rack was told is not known (after a reconnect): never the same
 
 
-class RackCapWriter:
-    """Sends caps as one group message per row (never one publish per rack).
+class RowWriter(Generic[T]):
+    """Sends per-rack commands as one group message per row (never one publish per rack).
 
-    Each message carries the row's whole cap state (`null` for an uncapped rack) and is
-    published retained, so a row agent that (re)subscribes late — after a broker restart,
-    say — gets the caps in force at once, and a later message can never leave an older
-    partial one behind. After a (re)connect every row is sent again: that re-asserts caps
-    and clears any a previous controller left retained.
+    Each message carries the row's whole state (`null` for a rack without the command)
+    and is published retained, so a row agent that (re)subscribes late — after a broker
+    restart, say — gets what is in force at once, and a later message can never leave an
+    older partial one behind. After a (re)connect every row is sent again: that re-asserts
+    the commands and clears any a previous controller left retained.
     """
 
     def __init__(self, prefix: str, rack_ids: list[str]) -> None:
@@ -106,35 +105,73 @@ class RackCapWriter:
         self.rows: dict[str, list[str]] = {}
         for rid, row in self.row_of.items():
             self.rows.setdefault(row, []).append(rid)
-        self.desired: dict[str, float | None] = dict.fromkeys(rack_ids)
-        self.sent: dict[str, float | None] = {}  # what the racks were last told (NaN: unknown)
+        self.desired: dict[str, T | None] = dict.fromkeys(rack_ids)
+        self.sent: dict[str, T | None] = {}  # what the racks were last told
         self.seq = 0
 
-    def changes(self, caps_w: dict[str, float | None], deadband_w: float) -> dict[str, dict[str, float | None]]:
-        """Take these caps (other racks keep theirs); return the rows to send, each whole."""
-        for rack, cap in caps_w.items():
+    def _same(self, a: T | None, b: T | None) -> bool:
+        return a is not _UNKNOWN and a == b
+
+    def _topic(self, row: str) -> str:
+        raise NotImplementedError
+
+    def _encode(self, values: dict[str, T | None], seq: int) -> bytes:
+        raise NotImplementedError
+
+    def changes(self, values: dict[str, T | None]) -> dict[str, dict[str, T | None]]:
+        """Take these values (other racks keep theirs); return the rows to send, each whole."""
+        for rack, value in values.items():
             if rack in self.desired:
-                self.desired[rack] = cap
-        out: dict[str, dict[str, float | None]] = {}
+                self.desired[rack] = value
+        out: dict[str, dict[str, T | None]] = {}
         for row, racks in self.rows.items():
-            if any(r not in self.sent or not _same(self.sent[r], self.desired[r], deadband_w) for r in racks):
+            if any(r not in self.sent or not self._same(self.sent[r], self.desired[r]) for r in racks):
                 if all(r not in self.sent for r in racks) and all(self.desired[r] is None for r in racks):
-                    continue  # never capped, nothing to say
+                    continue  # never told anything, nothing to say
                 out[row] = {r: self.desired[r] for r in racks}
         return out
 
-    async def send(self, publish: Publish, by_row: dict[str, dict[str, float | None]]) -> int:
-        for row, caps in by_row.items():
+    async def send(self, publish: Publish, by_row: dict[str, dict[str, T | None]]) -> int:
+        for row, values in by_row.items():
             self.seq += 1
-            await publish(rp.row_caps_topic(self.prefix, row), rp.encode_row_caps(caps, self.seq))
-            self.sent.update(caps)
+            await publish(self._topic(row), self._encode(values, self.seq))
+            self.sent.update(values)
         return len(by_row)
 
-    def release_all(self) -> dict[str, dict[str, float | None]]:
-        """Every cap released (shutdown): the rows that need telling."""
-        return self.changes(dict.fromkeys(self.desired), 0.0)
+    def release_all(self) -> dict[str, dict[str, T | None]]:
+        """Every command released (shutdown): the rows that need telling."""
+        return self.changes(dict.fromkeys(self.desired))
 
     def forget(self) -> None:
-        """After a (re)connect the racks may have missed commands, and stale retained caps may
-        sit in the broker: mark every rack unknown (NaN) so the next send covers every row."""
-        self.sent = dict.fromkeys(self.desired, float("nan"))
+        """After a (re)connect the racks may have missed commands, and stale retained ones may
+        sit in the broker: mark every rack unknown so the next send covers every row."""
+        self.sent = dict.fromkeys(self.desired, _UNKNOWN)
+
+
+class RackCapWriter(RowWriter[float]):
+    """Power caps; a change smaller than `deadband_w` is not worth a message."""
+
+    def __init__(self, prefix: str, rack_ids: list[str], deadband_w: float = 500.0) -> None:
+        super().__init__(prefix, rack_ids)
+        self.deadband_w = deadband_w
+
+    def _same(self, a: float | None, b: float | None) -> bool:
+        if a is None or b is None:
+            return a is None and b is None
+        return abs(a - b) < self.deadband_w  # NaN (unknown) is never the same
+
+    def _topic(self, row: str) -> str:
+        return rp.row_caps_topic(self.prefix, row)
+
+    def _encode(self, values: dict[str, float | None], seq: int) -> bytes:
+        return rp.encode_row_caps(values, seq)
+
+
+class SmoothingProfileWriter(RowWriter[SmoothingProfile]):
+    """GPU power smoothing profiles (floor and ramp) per rack."""
+
+    def _topic(self, row: str) -> str:
+        return rp.row_smoothing_topic(self.prefix, row)
+
+    def _encode(self, values: dict[str, SmoothingProfile | None], seq: int) -> bytes:
+        return rp.encode_row_smoothing(values, seq)

@@ -12,19 +12,29 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
 
 import structlog
 
 from drivers.bess import GensetDriver
 from drivers.errors import DriverError
-from drivers.racks import RackCapWriter
+from drivers.racks import RackCapWriter, RowWriter, SmoothingProfileWriter
 from ems.gather import LinkHealth, UnitReadings
 from ems.model.errors import EmsError
+from ems.model.racks import SmoothingProfile
 from ems.model.readings import PcsMode
 from ems.model.snapshot import SiteSnapshot, UnitSnapshot
 from policies.island import IslandActions
 
 log = structlog.get_logger("ems.actuators")
+T = TypeVar("T")
+
+class SetpointOwner(Protocol):
+    """Something else that writes the setpoints while it can (the fast smoothing loop)."""
+
+    @property
+    def owns_setpoints(self) -> bool: ...
+
 
 class UnitWrites:
     """What was written to one PCS, so a write is skipped when it would change nothing."""
@@ -46,6 +56,8 @@ class Actuators:
         self.health = health
         self.deadband_w = deadband_w
         self.write_failures = 0
+        self.fast: SetpointOwner | None = None  # while it owns them, only heartbeats and modes go from here
+        self.profiles: SmoothingProfileWriter | None = None  # GPU smoothing profiles, where that lever is on
 
     async def _write_unit(self, w: UnitWrites, snap: UnitSnapshot, setpoint_w: float, islanded: bool) -> int:
         pcs_driver = w.io.pcs
@@ -60,6 +72,9 @@ class Actuators:
                     and (pcs.mode is not gf or pcs.mode_command is not gf)):
                 await pcs_driver.set_mode(gf)
                 writes += 1
+            if self.fast is not None and self.fast.owns_setpoints:
+                w.written_w = None  # whoever writes next must write
+                return writes
             reported = None if pcs is None else pcs.setpoint_w
             stale_write = w.written_w is None or abs(w.written_w - setpoint_w) >= self.deadband_w
             drifted = reported is not None and abs(reported - setpoint_w) >= self.deadband_w
@@ -81,12 +96,18 @@ class Actuators:
         return sum(counts)
 
     async def sync_caps(self, caps_w: dict[str, float | None]) -> int:
-        by_row = self.caps.changes(caps_w, deadband_w=500.0)
+        return await self._sync(self.caps, caps_w)
+
+    async def sync_profiles(self, profiles: dict[str, SmoothingProfile | None]) -> int:
+        return 0 if self.profiles is None else await self._sync(self.profiles, profiles)
+
+    async def _sync(self, writer: RowWriter[T], values: dict[str, T | None]) -> int:
+        by_row = writer.changes(values)
         if not by_row:
             return 0
         try:
-            return await self.caps.send(self._publish_caps, by_row)
-        except EmsError:  # the broker is unreachable: the caps go again after the reconnect
+            return await writer.send(self._publish_caps, by_row)
+        except EmsError:  # the broker is unreachable: everything goes again after the reconnect
             self.write_failures += 1
             return 0
 
@@ -134,10 +155,15 @@ class Actuators:
         return [uid for uid in failed if uid is not None]
 
     async def release_caps(self) -> None:
-        releases = self.caps.release_all()
-        if not releases:
-            return
+        """Every rack cap and smoothing profile released (shutdown)."""
         try:
-            await self.caps.send(self._publish_caps, releases)
+            await self._release(self.caps)
+            if self.profiles is not None:
+                await self._release(self.profiles)
         except EmsError:
-            log.warning("could not release rack caps at shutdown: broker unreachable")
+            log.warning("could not release rack commands at shutdown: broker unreachable")
+
+    async def _release(self, writer: RowWriter[T]) -> None:
+        releases = writer.release_all()
+        if releases:
+            await writer.send(self._publish_caps, releases)

@@ -22,12 +22,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import structlog
 
 from drivers import rack_protocol as rp
-from drivers.racks import RackCapWriter, RackTelemetryStore
+from drivers.racks import RackCapWriter, RackTelemetryStore, SmoothingProfileWriter
 from ems.action_queue import ActionQueue
 from ems.actuators import Actuators
 from ems.clock import Clock
@@ -37,6 +38,7 @@ from ems.demand import DemandMeter
 from ems.events import EventLog
 from ems.failover.manager import FailoverManager
 from ems.gather import SiteReader
+from ems.gpu_lever import gpu_lever
 from ems.model.errors import ConfigError
 from ems.model.reasons import Reason
 from ems.model.snapshot import SiteSnapshot
@@ -47,6 +49,7 @@ from ems.persistence import ControllerState
 from ems.planning.live import live_planner
 from ems.planning.settings import site_tariff
 from ems.published import PeriodResult, Published
+from ems.smoothing_loop import Armed, smoothing_loop
 from ems.status import site_status
 from ems.tariff.calendar import local_seconds
 from ems.transitions import TransitionObserver
@@ -108,6 +111,11 @@ class Controller:
         self.transitions = TransitionObserver(self.events)
         self.observers: list[Callable[[PeriodResult], None]] = [self.transitions]  # after each period
         self.background_failure: BaseException | None = None
+        self.smoother = smoothing_loop(cfg, clock)  # the fast loop, where the site file asks for smoothing
+        self.actuators.fast = self.smoother
+        self.gpu = gpu_lever(cfg)
+        if self.gpu is not None:
+            self.actuators.profiles = SmoothingProfileWriter(cfg.mqtt.topic_prefix, rack_ids)
         self.restored = self.persisted.restore(self)
 
     @property
@@ -126,6 +134,8 @@ class Controller:
         islanded = fo is not None and fo.islanded
         if fo is not None and islanded:
             # island: grid-trading policies stand down; grid-forming units balance the load
+            if self.smoother is not None:
+                self.smoother.arm(None)
             actions = fo.island_step(snap)
             result = standing_down(snap, actions.reason or Reason.ISLANDED, "island", self.step_state)
             writes = await self.actuators.write_units(snap, result.unit_setpoints_w, islanded=True)
@@ -133,6 +143,8 @@ class Controller:
         else:
             result = await self._step(snap)
             writes = await self.actuators.write_units(snap, result.unit_setpoints_w, islanded=False)
+            if self.gpu is not None and self.smoother is not None:
+                writes += await self.actuators.sync_profiles(self.gpu.decide(snap, result, self.smoother.swing_w))
             if fo is not None:  # after a reconnection: caps ramp back, the genset stops
                 writes += await self._apply_island(fo.island_step(snap), snap)
             else:
@@ -148,7 +160,15 @@ class Controller:
         plan = None
         if self.planner is not None:
             plan = await self.planner.step(snap, wait_s=PLAN_WAIT_SHARE * snap.period_s / self.clock.speed)
-        return step(snap, self.controls.step_params, self.step_state, plan, self.controls.force_params)
+        result = step(snap, self.controls.step_params, self.step_state, plan, self.controls.force_params)
+        if self.smoother is not None:
+            g = self.cfg.grid_connection
+            # smoothing moves the battery around what the policies decided; not around an operator's
+            # forced power, nor without a trusted meter (the safe action holds instead)
+            self.smoother.arm(None if self.controls.force is not None or snap.meter is None else Armed(
+                snap.now_s, dict(result.unit_setpoints_w), dict(result.unit_bounds_w), g.import_limit_w,
+                g.export_limit_w))
+        return result
 
     async def _apply_island(self, actions: IslandActions, snap: SiteSnapshot) -> int:
         writes, genset = await self.actuators.apply_island(actions, snap)
@@ -171,7 +191,8 @@ class Controller:
                 snap.now_s, local_seconds(snap.wall_s, self.planner.zone)),
             failover=None if self.failover is None else self.failover.status(), demand=self.demand,
             validity=self.reader.validity, periods_clamped=s.periods_clamped,
-            forced_w=None if self.controls.force is None else self.controls.force.setpoint_w)
+            forced_w=None if self.controls.force is None else self.controls.force.setpoint_w,
+            smoothing=self._smoothing_status())
         reader, act = self.reader, self.actuators
         read_at = {} if reader.last_meter is None else {"meter": reader.last_meter.read_at_s}
         for io in reader.units:
@@ -199,6 +220,15 @@ class Controller:
         for observe in self.observers:
             observe(r)
         return r
+
+    def _smoothing_status(self) -> dict[str, Any] | None:
+        fast = self.smoother
+        if fast is None:
+            return None
+        why = fast.reason
+        gpu = None if self.gpu is None or self.gpu.reason is None else self.gpu.reason.code
+        return {"reason": None if why is None else why.code, "owns_setpoints": fast.owns_setpoints,
+                "swing_w": round(fast.swing_w, 1), "ticks": fast.ticks, "gpu": gpu}
 
     async def _publish_retained(self, topic: str, payload: bytes) -> None:
         # retained and QoS 1: a row agent that subscribes late still gets the caps in force
@@ -259,9 +289,14 @@ class Controller:
                     background.append(tg.create_task(self.failover.run(), name="failover"))
                 if self.planner is not None:
                     background.append(tg.create_task(self.planner.run(), name="planner"))
+                fast = None if self.smoother is None else tg.create_task(self.smoother.run(), name="smoothing")
                 try:
                     await self._periods(stop)  # cancelled by the group if a background task fails
                 finally:
+                    if fast is not None:  # the fast loop stops writing before the units are set to 0 W
+                        fast.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await fast
                     # while MQTT is still up, so the rack caps can be released
                     await self.shutdown()
                     for task in background:

@@ -80,6 +80,7 @@ class StepResult:
     reserve_soc: float  # the reserve floor in force (0: none)
     clamped: tuple[str, ...]  # units whose setpoint the envelope changed
     state: StepState
+    unit_bounds_w: dict[str, tuple[float, float]] = field(default_factory=dict)  # each unit's (lo, hi) this period
 
     @property
     def setpoint_w(self) -> float:
@@ -139,7 +140,9 @@ def step(snap: SiteSnapshot, p: StepParams, state: StepState, plan: PlanView | N
     reason, by = (Reason.ENVELOPE_CLAMP, "envelope") if clamped else (arb.reason, arb.decided_by)
     if p.grid_ramp is not None:
         state = replace(state, ramp=grid_ramp.record(snap, p.grid_ramp, state.ramp, sum(out.values())))
-    return StepResult(tuple(decisions), arb, out, reason, by, cap_w, reserve_soc, tuple(clamped), state)
+    bounds = {lim.unit_id: (-lim.max_charge_w, lim.max_discharge_w) for lim in limits}
+    return StepResult(tuple(decisions), arb, out, reason, by, cap_w, reserve_soc, tuple(clamped), state,
+                      {u.unit_id: bounds.get(u.unit_id, (0.0, 0.0)) for u in snap.units})
 
 
 def standing_down(snap: SiteSnapshot, reason: Reason, by: str, state: StepState) -> StepResult:

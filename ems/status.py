@@ -17,7 +17,8 @@ from ems.validity import ValidityTracker
 def site_status(site: str, period: int, snap: SiteSnapshot, step: StepResult, *, duration_s: float,
                 lateness_s: float, overruns: int, devices_down: list[str], status_failures: int,
                 plan: dict[str, object] | None, failover: dict[str, Any] | None, demand: DemandMeter,
-                validity: ValidityTracker, periods_clamped: int, forced_w: float | None = None) -> dict[str, Any]:
+                validity: ValidityTracker, periods_clamped: int, forced_w: float | None = None,
+                smoothing: dict[str, Any] | None = None) -> dict[str, Any]:
     arb = step.arbitration
     # a forced setpoint the site could not deliver as asked says what held it (never shown as done)
     forced = None if forced_w is None else {
@@ -35,6 +36,7 @@ def site_status(site: str, period: int, snap: SiteSnapshot, step: StepResult, *,
         "overruled": list(arb.overruled),
         "reserve_soc": round(step.reserve_soc, 4),
         "forced": forced,
+        "smoothing": smoothing,
         "units": {
             u.unit_id: {
                 "available": u.available,

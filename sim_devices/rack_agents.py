@@ -100,19 +100,25 @@ class RowAgent:
                 if topic.endswith("/caps"):
                     for rack_id, cap in rp.decode_row_caps(payload).items():
                         self._apply_cap(rack_id, cap)
+                elif topic.endswith("/smoothing"):
+                    for rack_id, profile in rp.decode_row_smoothing(payload).items():
+                        idx = self.fleet.index.get(rack_id)
+                        if idx is not None and idx in self.racks:
+                            self.fleet.command_profile(idx, profile, self.site_now())
                 else:
                     self._apply_cap(topic.rsplit("/", 2)[1], rp.decode_cap(payload))
             except MalformedData as exc:
                 self.malformed += 1
                 if self.malformed == 1:
-                    log.warning("malformed cap command", row=self.row_id, error=str(exc))
+                    log.warning("malformed row command", row=self.row_id, error=str(exc))
 
     async def run(self) -> None:
         """Connect, subscribe, publish; reconnect after a broker loss until cancelled."""
         while True:
             try:
                 async with aiomqtt.Client(**self.connect) as client:
-                    topics = [rp.row_caps_topic(self.prefix, self.row_id)]
+                    topics = [rp.row_caps_topic(self.prefix, self.row_id),
+                              rp.row_smoothing_topic(self.prefix, self.row_id)]
                     topics += [rp.cap_topic(self.prefix, self.fleet.rack_ids[i]) for i in self.racks]
                     await client.subscribe([(t, 1) for t in topics])
                     self.connected.set()

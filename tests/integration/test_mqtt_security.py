@@ -212,7 +212,7 @@ async def test_site_and_controller_end_to_end_through_the_secured_broker(secure_
         await wait_for(lambda: ctl.store.reading(clock.monotonic()).stale_count == 0)
         ids = cfg.racks.rack_ids()
         assert ctl.store.malformed == 0 and ctl.store.unknown == 0
-        await ctl.actuators.caps.send(ctl.mqtt.publish, ctl.actuators.caps.changes({ids[0]: 12_000.0}, 0.0))
+        await ctl.actuators.caps.send(ctl.mqtt.publish, ctl.actuators.caps.changes({ids[0]: 12_000.0}))
         await wait_for(lambda: site.plant.racks.power_w[0] == pytest.approx(12_000.0))
         await wait_for(lambda: ctl.store.cap_w[0] == pytest.approx(12_000.0))  # reported back by row01
         status = await _next_message(monitor)

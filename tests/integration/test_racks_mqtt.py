@@ -23,7 +23,7 @@ async def test_telemetry_reaches_the_store_and_caps_reach_the_racks(broker, make
     async with running_site(cfg, clock) as site:
         ids = cfg.racks.rack_ids()
         store = RackTelemetryStore(ids, cfg.racks.nameplate_w, stale_after_s=2.0)
-        writer = RackCapWriter(cfg.mqtt.topic_prefix, ids)
+        writer = RackCapWriter(cfg.mqtt.topic_prefix, ids, deadband_w=100.0)
         link = MqttLink(cfg.mqtt, store, clock, on_connect=writer.forget)
         task = asyncio.create_task(link.run())
         try:
@@ -32,7 +32,7 @@ async def test_telemetry_reaches_the_store_and_caps_reach_the_racks(broker, make
             assert reading.reported_power_w == pytest.approx(site.plant.racks.total_power_w, rel=0.01)
 
             caps = {ids[0]: 12_000.0, ids[5]: 15_000.0}
-            by_row = writer.changes(caps, deadband_w=100.0)
+            by_row = writer.changes(caps)
             assert set(by_row) == {"row01", "row02"}  # one group message per row
             assert await writer.send(link.publish, by_row) == 2
             fleet = site.plant.racks
@@ -41,8 +41,8 @@ async def test_telemetry_reaches_the_store_and_caps_reach_the_racks(broker, make
             # the racks report the cap back in their telemetry
             await wait_for(lambda: store.cap_w[0] == pytest.approx(12_000.0))
             # unchanged caps are not re-sent; a release is
-            assert writer.changes(caps, 100.0) == {}
-            release = writer.changes({ids[0]: None, ids[5]: 15_000.0}, 100.0)
+            assert writer.changes(caps) == {}
+            release = writer.changes({ids[0]: None, ids[5]: 15_000.0})
             assert release == {"row01": dict.fromkeys(ids[:4])}  # the whole row, retained
             await writer.send(link.publish, release)
             await wait_for(lambda: np.isnan(fleet.cap_w[0]))
@@ -83,14 +83,14 @@ async def test_row_caps_are_retained_for_a_row_agent_that_subscribes_late(broker
     clock = ScaledClock(1.0)
     ids = cfg.racks.rack_ids()
     store = RackTelemetryStore(ids, cfg.racks.nameplate_w, stale_after_s=2.0)
-    writer = RackCapWriter(cfg.mqtt.topic_prefix, ids)
+    writer = RackCapWriter(cfg.mqtt.topic_prefix, ids, deadband_w=100.0)
     link = MqttLink(cfg.mqtt, store, clock, on_connect=writer.forget)
     task = asyncio.create_task(link.run())
     try:
         await asyncio.wait_for(link.connected.wait(), 5)
         publish = functools.partial(link.publish, qos=1, retain=True)
-        await writer.send(publish, writer.changes({ids[1]: 20_000.0}, 100.0))
-        await writer.send(publish, writer.changes({ids[2]: 25_000.0}, 100.0))  # a second, later change
+        await writer.send(publish, writer.changes({ids[1]: 20_000.0}))
+        await writer.send(publish, writer.changes({ids[2]: 25_000.0}))  # a second, later change
         async with aiomqtt.Client(broker.host, broker.port) as late:  # e.g. after a broker or agent restart
             await late.subscribe(rp.row_caps_topic(cfg.mqtt.topic_prefix, "row01"), qos=1)
             message = await asyncio.wait_for(anext(aiter(late.messages)), 5)
@@ -98,6 +98,6 @@ async def test_row_caps_are_retained_for_a_row_agent_that_subscribes_late(broker
         assert caps == {ids[0]: None, ids[1]: 20_000.0, ids[2]: 25_000.0, ids[3]: None}  # the whole row, current
         # a reconnect re-sends every row that was ever told anything: caps re-asserted
         writer.forget()
-        assert set(writer.changes({}, 100.0)) == {"row01", "row02"}
+        assert set(writer.changes({})) == {"row01", "row02"}
     finally:
         task.cancel()

@@ -1,0 +1,177 @@
+"""The fast smoothing loop: 10-50 ticks a second beside the period loop.
+
+Each period arms it with the step's result: the battery's base power (what the slow
+policies decided) and each unit's bounds for the period (its safety envelope). Each
+tick it reads the grid meter's power and every PCS's power on connections of its own,
+runs the pure core (policies/smoothing.py) on the site load they add up to, splits the
+battery command across the units within their bounds (the change from base in
+proportion to each unit's room that way) and writes each PCS setpoint. While it ticks,
+it owns the setpoints: the period loop writes only heartbeats and modes
+(ems/actuators.py asks `owns_setpoints`). If it falls behind (no tick within three of
+its own periods) or is not armed by a recent period, the period loop writes setpoints
+again: the fast part is lost, never the control.
+
+It also keeps the site load's recent swing (peak to peak over `swing_window_s`), which
+the GPU lever (policies/gpu_smoothing.py) weighs against the battery's headroom.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import structlog
+
+from drivers.errors import DriverError
+from ems.clock import Clock
+from ems.config import SiteConfig
+from ems.gather import modbus_device
+from ems.model.reasons import Reason
+from policies import smoothing
+
+log = structlog.get_logger("ems.smoothing")
+
+
+@dataclass(frozen=True, slots=True)
+class Armed:
+    at_s: float  # site time of the period that armed it
+    base_w: dict[str, float]  # each unit's setpoint from the step
+    bounds_w: dict[str, tuple[float, float]]  # each unit's (lo, hi) this period
+    import_limit_w: float | None
+    export_limit_w: float | None
+
+
+def split(battery_w: float, armed: Armed) -> dict[str, float]:
+    """The site command across units: the change from base in proportion to each unit's
+    room that way, each within its bounds."""
+    base = sum(armed.base_w.values())
+    delta = battery_w - base
+    room = {u: (hi - armed.base_w[u]) if delta > 0 else (armed.base_w[u] - lo)
+            for u, (lo, hi) in armed.bounds_w.items()}
+    total = sum(max(r, 0.0) for r in room.values())
+    out = {}
+    for u, (lo, hi) in armed.bounds_w.items():
+        share = 0.0 if total <= 0 else delta * max(room[u], 0.0) / total
+        out[u] = min(hi, max(lo, armed.base_w[u] + share))
+    return out
+
+
+class SmoothingLoop:
+    def __init__(self, cfg: SiteConfig, clock: Clock, params: smoothing.SmoothingParams, rate_hz: float,
+                 swing_window_s: float = 10.0) -> None:
+        self.clock = clock
+        self.params = params
+        self.period_s = 1.0 / rate_hz
+        self.meter = modbus_device("meter/fast", cfg.meter)
+        self.pcs = {u.id: modbus_device(f"{u.id}.pcs/fast", u.pcs) for u in cfg.bess_units}
+        self.stale_after_s = 3.0 * cfg.control.period_s  # armed by a period this recent, or idle
+        self.armed: Armed | None = None
+        self.state = smoothing.SmoothingState()
+        self.last: smoothing.Tick | None = None
+        self.last_tick_real_s = -1.0
+        self.written_w: dict[str, float] = {}
+        self._loads: deque[tuple[float, float]] = deque()  # (site s, load W) over the swing window
+        self.swing_window_s = swing_window_s
+        self.ticks = self.write_failures = self.read_failures = 0
+
+    # --- what the period loop sees ---------------------------------------------------------
+    def arm(self, armed: Armed | None) -> None:
+        """What this period allows (None: stand down, the period loop writes setpoints)."""
+        self.armed = armed
+
+    @property
+    def owns_setpoints(self) -> bool:
+        """Ticking and armed recently: the period loop leaves setpoints to it."""
+        armed = self.armed
+        return (armed is not None and self.clock.monotonic() - armed.at_s <= self.stale_after_s
+                and time.monotonic() - self.last_tick_real_s <= 3.0 * self.period_s / self.clock.speed)
+
+    @property
+    def swing_w(self) -> float:
+        """Peak to peak of the site load over the swing window (0 before two ticks)."""
+        loads = [w for _, w in self._loads]
+        return max(loads) - min(loads) if len(loads) > 1 else 0.0
+
+    @property
+    def reason(self) -> Reason | None:
+        return None if self.last is None or not self.owns_setpoints else self.last.reason
+
+    # --- the loop --------------------------------------------------------------------------
+    async def _tick(self, armed: Armed, dt_s: float) -> None:
+        reads = [self.meter.read_registers_si(("active_power",))]
+        reads += [d.read_registers_si(("active_power",)) for d in self.pcs.values()]
+        results = await asyncio.gather(*reads, return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException) and not isinstance(r, DriverError):
+                raise r
+        if any(isinstance(r, BaseException) for r in results):
+            self.read_failures += 1
+            return  # no load figure this tick: the setpoints stay as they are
+        values = [r for r in results if isinstance(r, dict)]
+        load_w = values[0]["active_power"] + sum(v["active_power"] for v in values[1:])
+        now = self.clock.monotonic()
+        self._loads.append((now, load_w))
+        while self._loads and now - self._loads[0][0] > self.swing_window_s:
+            self._loads.popleft()
+        lo = sum(b[0] for b in armed.bounds_w.values())
+        hi = sum(b[1] for b in armed.bounds_w.values())
+        if armed.import_limit_w is not None:
+            lo = max(lo, min(load_w - armed.import_limit_w, 0.0))
+        if armed.export_limit_w is not None:
+            hi = min(hi, max(load_w + armed.export_limit_w, 0.0))
+        t, self.state = smoothing.tick(load_w, sum(armed.base_w.values()), lo, hi, dt_s, self.params, self.state)
+        self.last = t
+        await self._write(split(t.battery_w, armed))
+
+    async def _write(self, setpoints_w: dict[str, float]) -> None:
+        async def one(unit: str, w: float) -> None:
+            if abs(self.written_w.get(unit, float("nan")) - w) < self.params.deadband_w:
+                return
+            try:
+                await self.pcs[unit].write_si("active_power_setpoint", w)
+                self.written_w[unit] = w
+            except DriverError:
+                self.write_failures += 1
+                self.written_w.pop(unit, None)
+
+        await asyncio.gather(*(one(u, w) for u, w in setpoints_w.items()))
+
+    async def run(self) -> None:
+        """Tick until cancelled; idle (no reads, no writes) while not armed by a recent period."""
+        period_real = self.period_s / self.clock.speed
+        next_t = time.monotonic()
+        last_site = self.clock.monotonic()
+        try:
+            while True:
+                armed = self.armed
+                now_site = self.clock.monotonic()
+                if armed is not None and now_site - armed.at_s <= self.stale_after_s:
+                    await self._tick(armed, now_site - last_site)
+                    self.ticks += 1
+                    self.last_tick_real_s = time.monotonic()
+                else:
+                    self.state = smoothing.SmoothingState()  # start afresh when armed again
+                    self.written_w.clear()
+                last_site = now_site
+                next_t += period_real
+                delay = next_t - time.monotonic()
+                if delay < 0:  # behind: do not bunch up ticks
+                    next_t = time.monotonic()
+                await asyncio.sleep(max(delay, 0.0))
+        finally:
+            self.meter.close()
+            for d in self.pcs.values():
+                d.close()
+
+
+def smoothing_loop(cfg: SiteConfig, clock: Clock) -> SmoothingLoop | None:
+    """The fast loop a site file asks for (`policies.smoothing`), or None."""
+    sm = cfg.policies.smoothing
+    if sm is None or not sm.enabled:
+        return None
+    g = cfg.grid_connection
+    ramp = None if g.ramp_limit_w is None else g.ramp_limit_w / g.ramp_window_s
+    return SmoothingLoop(cfg, clock, smoothing.SmoothingParams(sm.tau_s, ramp, cfg.control.setpoint_deadband_w),
+                         sm.rate_hz)
