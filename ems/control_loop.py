@@ -144,7 +144,8 @@ class Controller:
             result = await self._step(snap)
             writes = await self.actuators.write_units(snap, result.unit_setpoints_w, islanded=False)
             if self.gpu is not None and self.smoother is not None:
-                writes += await self.actuators.sync_profiles(self.gpu.decide(snap, result, self.smoother.swing_w))
+                writes += await self.actuators.sync_profiles(self.gpu.decide(snap, result, self.smoother.swing_w,
+                                                                          self.smoother.grid_band.rms))
             if fo is not None:  # after a reconnection: caps ramp back, the genset stops
                 writes += await self._apply_island(fo.island_step(snap), snap)
             else:
@@ -161,6 +162,9 @@ class Controller:
         if self.planner is not None:
             plan = await self.planner.step(snap, wait_s=PLAN_WAIT_SHARE * snap.period_s / self.clock.speed)
         result = step(snap, self.controls.step_params, self.step_state, plan, self.controls.force_params)
+        if (self.smoother is not None and not self.smoother.runs and snap.meter is not None
+                and snap.site_load_w is not None):
+            self.smoother.observe(snap.now_s, snap.site_load_w, snap.meter.grid_power_w, snap.period_s)
         if self.smoother is not None:
             g = self.cfg.grid_connection
             # smoothing moves the battery around what the policies decided; not around an operator's

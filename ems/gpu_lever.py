@@ -17,12 +17,13 @@ class GpuLever:
         self.state = gpu_smoothing.GpuSmoothingState()
         self.reason: Reason | None = None
 
-    def decide(self, snap: SiteSnapshot, result: StepResult, swing_w: float) -> dict[str, SmoothingProfile | None]:
+    def decide(self, snap: SiteSnapshot, result: StepResult, swing_w: float,
+               grid_band_rms_w: float) -> dict[str, SmoothingProfile | None]:
         lo = sum(b[0] for b in result.unit_bounds_w.values())
         hi = sum(b[1] for b in result.unit_bounds_w.values())
         base = result.setpoint_w
         profiles, self.reason, self.state = gpu_smoothing.decide(
-            snap.now_s, swing_w, min(hi - base, base - lo), snap.racks, self.params, self.state)
+            snap.now_s, swing_w, min(hi - base, base - lo), grid_band_rms_w, snap.racks, self.params, self.state)
         return profiles
 
 
@@ -31,5 +32,6 @@ def gpu_lever(cfg: SiteConfig) -> GpuLever | None:
     sm = cfg.policies.smoothing
     if sm is None or not sm.enabled or not sm.gpu:
         return None
-    return GpuLever(gpu_smoothing.GpuSmoothingParams(sm.gpu_floor_fraction, sm.gpu_ramp_w_per_s,
-                                                     sm.gpu_release_after_s, frozenset(cfg.racks.critical_rows)))
+    return GpuLever(gpu_smoothing.GpuSmoothingParams(
+        sm.gpu_floor_fraction, sm.gpu_ramp_w_per_s, sm.gpu_release_after_s, frozenset(cfg.racks.critical_rows),
+        cfg.grid_connection.oscillation_limit_w_rms))

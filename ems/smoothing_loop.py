@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import structlog
 
 from drivers.errors import DriverError
+from ems.band_rms import BandRms
 from ems.clock import Clock
 from ems.config import SiteConfig
 from ems.gather import modbus_device
@@ -32,6 +33,8 @@ from ems.model.reasons import Reason
 from policies import smoothing
 
 log = structlog.get_logger("ems.smoothing")
+
+MIN_REAL_TICK_S = 0.005  # a site clock so fast that a tick is shorter than this (720x): no fast loop
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +63,7 @@ def split(battery_w: float, armed: Armed) -> dict[str, float]:
 
 class SmoothingLoop:
     def __init__(self, cfg: SiteConfig, clock: Clock, params: smoothing.SmoothingParams, rate_hz: float,
-                 swing_window_s: float = 10.0) -> None:
+                 swing_window_s: float = 10.0, band_low_hz: float = 0.1) -> None:
         self.clock = clock
         self.params = params
         self.period_s = 1.0 / rate_hz
@@ -74,6 +77,7 @@ class SmoothingLoop:
         self.written_w: dict[str, float] = {}
         self._loads: deque[tuple[float, float]] = deque()  # (site s, load W) over the swing window
         self.swing_window_s = swing_window_s
+        self.grid_band = BandRms(band_low_hz, swing_window_s)  # the grid's oscillation, for the GPU lever
         self.ticks = self.write_failures = self.read_failures = 0
 
     # --- what the period loop sees ---------------------------------------------------------
@@ -98,6 +102,19 @@ class SmoothingLoop:
     def reason(self) -> Reason | None:
         return None if self.last is None or not self.owns_setpoints else self.last.reason
 
+    def observe(self, now_s: float, load_w: float, grid_w: float, dt_s: float) -> None:
+        """A sample of the site load and the grid: each tick's, or each period's where the
+        site clock runs too fast for ticks (the GPU lever still sees the swing, coarsely)."""
+        self.grid_band.add(now_s, grid_w, dt_s)
+        self._loads.append((now_s, load_w))
+        while self._loads and now_s - self._loads[0][0] > self.swing_window_s:
+            self._loads.popleft()
+
+    @property
+    def runs(self) -> bool:
+        """Whether the site clock leaves time for ticks at all."""
+        return self.period_s / self.clock.speed >= MIN_REAL_TICK_S
+
     # --- the loop --------------------------------------------------------------------------
     async def _tick(self, armed: Armed, dt_s: float) -> None:
         reads = [self.meter.read_registers_si(("active_power",))]
@@ -111,10 +128,7 @@ class SmoothingLoop:
             return  # no load figure this tick: the setpoints stay as they are
         values = [r for r in results if isinstance(r, dict)]
         load_w = values[0]["active_power"] + sum(v["active_power"] for v in values[1:])
-        now = self.clock.monotonic()
-        self._loads.append((now, load_w))
-        while self._loads and now - self._loads[0][0] > self.swing_window_s:
-            self._loads.popleft()
+        self.observe(self.clock.monotonic(), load_w, values[0]["active_power"], dt_s)
         lo = sum(b[0] for b in armed.bounds_w.values())
         hi = sum(b[1] for b in armed.bounds_w.values())
         if armed.import_limit_w is not None:
@@ -141,6 +155,11 @@ class SmoothingLoop:
     async def run(self) -> None:
         """Tick until cancelled; idle (no reads, no writes) while not armed by a recent period."""
         period_real = self.period_s / self.clock.speed
+        if not self.runs:
+            log.warning("smoothing: no fast loop, the site clock runs too fast for its ticks; the period loop "
+                        "keeps the setpoints and the GPU lever sees the swing at period resolution",
+                        speed=self.clock.speed, tick_real_ms=round(period_real * 1e3, 3))
+            await asyncio.Event().wait()
         next_t = time.monotonic()
         last_site = self.clock.monotonic()
         try:
@@ -174,4 +193,4 @@ def smoothing_loop(cfg: SiteConfig, clock: Clock) -> SmoothingLoop | None:
     g = cfg.grid_connection
     ramp = None if g.ramp_limit_w is None else g.ramp_limit_w / g.ramp_window_s
     return SmoothingLoop(cfg, clock, smoothing.SmoothingParams(sm.tau_s, ramp, cfg.control.setpoint_deadband_w),
-                         sm.rate_hz)
+                         sm.rate_hz, band_low_hz=g.oscillation_band_hz[0])

@@ -6,8 +6,12 @@ rate, which together flatten a training job's swing at its source. It costs ener
 (the floor's filler) and, with a ramp limit on the way up, some work delayed. So it is
 engaged only when the battery cannot hold the swing: when half the swing the fast loop
 measured exceeds the battery's headroom around its base power this period (its room to
-discharge and to charge), and released when the swing fits in half that headroom again
-for `release_after_s` (hysteresis: floors do not flap). Critical rows are never touched.
+discharge and to charge), or when the grid's oscillation (its RMS in the band) is over
+the connection's limit all the same (the battery answers too late for the swing's
+edges). It is released when the swing fits in half that headroom and could not break
+the limit even unsmoothed (half of it, the RMS of a square wave that size, within the
+limit) for `release_after_s` (hysteresis: floors do not flap). Critical rows are never
+touched.
 Pure: the caller supplies the swing, the headroom and the time.
 """
 
@@ -25,6 +29,7 @@ class GpuSmoothingParams:
     ramp_w_per_s: float  # per rack, up and down
     release_after_s: float = 300.0
     critical_rows: frozenset[str] = frozenset()
+    oscillation_limit_w_rms: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,11 +38,13 @@ class GpuSmoothingState:
     fits_since_s: float | None = None  # since when the swing fits the battery's headroom
 
 
-def decide(now_s: float, swing_w: float, headroom_w: float, racks: RacksReading, p: GpuSmoothingParams,
-           state: GpuSmoothingState) -> tuple[dict[str, SmoothingProfile | None], Reason | None, GpuSmoothingState]:
+def decide(now_s: float, swing_w: float, headroom_w: float, grid_band_rms_w: float, racks: RacksReading,
+           p: GpuSmoothingParams, state: GpuSmoothingState
+           ) -> tuple[dict[str, SmoothingProfile | None], Reason | None, GpuSmoothingState]:
     """Each rack's profile (None: no profile) and the reason when engaged."""
-    need = swing_w / 2 > headroom_w
-    fits = swing_w / 2 <= headroom_w / 2
+    limit = p.oscillation_limit_w_rms
+    need = swing_w / 2 > headroom_w or (limit is not None and grid_band_rms_w > limit)
+    fits = swing_w / 2 <= headroom_w / 2 and (limit is None or swing_w / 2 <= limit)
     if need:
         state = GpuSmoothingState(True, None)
     elif state.engaged:

@@ -29,16 +29,16 @@ from ems.backtest.config import BacktestConfig
 from ems.backtest.errors import BacktestInputError
 from ems.demand import DemandMeter
 from ems.model.racks import RacksReading
-from ems.model.readings import BmsReading, MeterReading, PcsMode, PcsReading
+from ems.model.readings import MeterReading, PcsMode
 from ems.model.snapshot import SiteSnapshot, unit_snapshot
 from ems.period import StepParams, StepState, step
 from ems.planning.builder import BatteryNow, PlanBuilder
 from ems.planning.lp import PlanError, plan_dispatch
 from ems.planning.runner import PlanningRunner
 from ems.planning.settings import planner_settings
+from ems.plant_read import UnitReader
 from ems.step_params import step_params
 from ems.tariff.model import Tariff
-from plant.battery import BessUnitModel
 from plant.config import PlantConfig, SimBessConfig
 from plant.plant import Plant
 
@@ -80,31 +80,6 @@ def plant_for_backtest(cfg: BacktestConfig, step_s: int) -> PlantConfig:
     bess = [SimBessConfig.model_validate(u.model_dump(exclude={"id"}) | {"heartbeat_timeout_s": 0.0})
             for u in cfg.battery_units]
     return PlantConfig(max_substep_s=float(step_s), bess=bess)
-
-
-class _UnitReader:
-    """One unit's BMS and PCS readings straight from the model. What cannot change during
-    a run (rating, nominal voltage, capacity, ramp) is read once: a year at 1 min asks a
-    million times."""
-
-    def __init__(self, u: BessUnitModel) -> None:
-        cfg = u.cfg
-        self.unit = u
-        self.soh = cfg.soh
-        self.nominal_voltage_v = cfg.nominal_voltage_v
-        self.rated_power_w = cfg.rated_power_w
-        self.ramp_w_per_s = cfg.ramp_w_per_s
-        self.capacity_wh = u.capacity_wh
-
-    def read(self, t: float) -> tuple[BmsReading, PcsReading]:
-        u = self.unit
-        charge_w, discharge_w = u.allowed_w()
-        # positional: a year at 1 min builds a million of each
-        bms = BmsReading(u.soc, self.soh, self.nominal_voltage_v, 0.0, u.temperature_c, 0.0, 0.0,
-                         charge_w, discharge_w, self.capacity_wh, u.alarms(), t)
-        pcs = PcsReading(u.power_w, u.setpoint_w, self.rated_power_w, u.mode_command, u.mode, True,
-                         u.faults, u.heartbeat, 0.0, self.ramp_w_per_s, t)
-        return bms, pcs
 
 
 def _planning(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, step_s: int,
@@ -149,7 +124,7 @@ def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, st
     units = [plant.units[uid] for uid in unit_ids]
     stale_after = cfg.control.bess_stale_after_s
     t0_local = (start - _EPOCH).total_seconds()
-    readers = [(uid, _UnitReader(u)) for uid, u in zip(unit_ids, units, strict=True)]
+    readers = [(uid, UnitReader(u)) for uid, u in zip(unit_ids, units, strict=True)]
     total_cap_wh = sum(r.capacity_wh for _, r in readers)
     rated_w = sum(r.rated_power_w for _, r in readers)
     for u in units:

@@ -105,17 +105,31 @@ def test_GPU_SMOOTHING() -> None:
     reading = racks(4)
     reading = replace(reading, rack_ids=(*reading.rack_ids[:3], "row02-rack01"),
                       row_of_rack=(*reading.row_of_rack[:3], "row02"))
-    profiles, why, state = gpu_smoothing.decide(0.0, 600e3, 200e3, reading, GPU, gpu_smoothing.GpuSmoothingState())
+    profiles, why, state = gpu_smoothing.decide(0.0, 600e3, 200e3, 0.0, reading, GPU, gpu_smoothing.GpuSmoothingState())
     assert why is Reason.GPU_SMOOTHING and state.engaged
     assert profiles["row01-rack01"] == SmoothingProfile(0.7 * 40e3, 2000.0)
     assert profiles["row02-rack01"] is None  # critical rows are never touched
     # the swing fits the battery again: released only after it has fitted for a while
-    _, why, state = gpu_smoothing.decide(10.0, 100e3, 300e3, reading, GPU, state)
+    _, why, state = gpu_smoothing.decide(10.0, 100e3, 300e3, 0.0, reading, GPU, state)
     assert why is Reason.GPU_SMOOTHING
-    profiles, why, state = gpu_smoothing.decide(80.0, 100e3, 300e3, reading, GPU, state)
+    profiles, why, state = gpu_smoothing.decide(80.0, 100e3, 300e3, 0.0, reading, GPU, state)
     assert why is None and not state.engaged and set(profiles.values()) == {None}
 
 
 def test_the_gpu_lever_stays_off_while_the_battery_holds_the_swing() -> None:
-    profiles, why, state = gpu_smoothing.decide(0.0, 400e3, 300e3, racks(4), GPU, gpu_smoothing.GpuSmoothingState())
+    profiles, why, state = gpu_smoothing.decide(0.0, 400e3, 300e3, 0.0, racks(4), GPU,
+                                                gpu_smoothing.GpuSmoothingState())
     assert why is None and not state.engaged and set(profiles.values()) == {None}
+
+
+def test_the_gpu_lever_engages_when_the_grid_oscillates_past_its_limit_all_the_same() -> None:
+    """The battery has the power but answers too late for the swing's edges: the grid's band
+    RMS is over the limit, so the floors go on, and stay on while the swing could break it."""
+    p = replace(GPU, oscillation_limit_w_rms=50e3)
+    _, why, state = gpu_smoothing.decide(0.0, 400e3, 1e6, 80e3, racks(4), p, gpu_smoothing.GpuSmoothingState())
+    assert why is Reason.GPU_SMOOTHING
+    _, why, state = gpu_smoothing.decide(100.0, 400e3, 1e6, 10e3, racks(4), p, state)  # the floors work
+    assert why is Reason.GPU_SMOOTHING  # half the swing (200 kW) could still break 50 kW unsmoothed
+    _, why, state = gpu_smoothing.decide(200.0, 60e3, 1e6, 10e3, racks(4), p, state)  # the jobs stopped
+    _, why, state = gpu_smoothing.decide(300.0, 60e3, 1e6, 10e3, racks(4), p, state)
+    assert why is None
