@@ -127,6 +127,8 @@ class SmoothingConfig(Strict):
     rate_hz: float = Field(default=20.0, ge=1, le=50, description="ticks a second of the fast loop")
     tau_s: float = Field(default=20.0, gt=0, le=3600,
                          description="low-pass time constant of the grid target: slower than the swings")
+    lead_ticks: float = Field(default=1.0, ge=0, le=5,
+                              description="answer the load this many ticks ahead: the loop's read-to-write latency")
     gpu: bool = Field(default=True, description="GPU power floors and ramps as the lever after the battery")
     gpu_floor_fraction: Fraction = Field(default=0.7, description="of a rack's nameplate, held while a job runs")
     gpu_ramp_w_per_s: float = Field(default=2000.0, gt=0, le=MAX_W, description="per rack")

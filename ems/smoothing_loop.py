@@ -27,7 +27,7 @@ import structlog
 from drivers.errors import DriverError
 from ems.band_rms import BandRms
 from ems.clock import Clock
-from ems.config import SiteConfig
+from ems.config import SiteConfig, SmoothingConfig
 from ems.gather import modbus_device
 from ems.model.reasons import Reason
 from policies import smoothing
@@ -185,12 +185,18 @@ class SmoothingLoop:
                 d.close()
 
 
+def smoothing_params(cfg: SiteConfig) -> smoothing.SmoothingParams:
+    """The fast core's parameters from a site file (defaults where `policies.smoothing` is absent)."""
+    sm = cfg.policies.smoothing or SmoothingConfig()
+    g = cfg.grid_connection
+    ramp = None if g.ramp_limit_w is None else g.ramp_limit_w / g.ramp_window_s
+    return smoothing.SmoothingParams(sm.tau_s, ramp, cfg.control.setpoint_deadband_w, sm.lead_ticks)
+
+
 def smoothing_loop(cfg: SiteConfig, clock: Clock) -> SmoothingLoop | None:
     """The fast loop a site file asks for (`policies.smoothing`), or None."""
     sm = cfg.policies.smoothing
     if sm is None or not sm.enabled:
         return None
-    g = cfg.grid_connection
-    ramp = None if g.ramp_limit_w is None else g.ramp_limit_w / g.ramp_window_s
-    return SmoothingLoop(cfg, clock, smoothing.SmoothingParams(sm.tau_s, ramp, cfg.control.setpoint_deadband_w),
-                         sm.rate_hz, band_low_hz=g.oscillation_band_hz[0])
+    return SmoothingLoop(cfg, clock, smoothing_params(cfg), sm.rate_hz,
+                         band_low_hz=cfg.grid_connection.oscillation_band_hz[0])

@@ -31,12 +31,14 @@ class SmoothingParams:
     tau_s: float  # low-pass time constant of the grid target (1 / (2 pi f_cut))
     ramp_w_per_s: float | None  # the grid ramp limit as a rate (limit / window)
     deadband_w: float = 1000.0  # below this the fast part is not worth a write
+    lead_ticks: float = 0.0  # answer the load this many ticks ahead (linear): the loop's own latency
 
 
 @dataclass(frozen=True, slots=True)
 class SmoothingState:
     grid_target_w: float | None = None  # G*; None until the first tick
     filtered_w: float | None = None  # low-pass of (P - B0)
+    last_load_w: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +64,10 @@ def tick(load_w: float, base_w: float, lo_w: float, hi_w: float, dt_s: float, p:
             most_w = p.ramp_w_per_s * dt_s
             step_w = min(most_w, max(-most_w, step_w))
         target = state.grid_target_w + step_w
-    want_w = load_w - target
+    # the command lands a tick or two after the reading (read, write, the PCS's own ramp): answer
+    # the load where it is heading, not where it was
+    lead_w = 0.0 if state.last_load_w is None else p.lead_ticks * (load_w - state.last_load_w)
+    want_w = load_w + lead_w - target
     battery_w = min(hi_w, max(lo_w, want_w))
     clipped = abs(battery_w - want_w) > p.deadband_w
     if clipped:
@@ -71,4 +76,4 @@ def tick(load_w: float, base_w: float, lo_w: float, hi_w: float, dt_s: float, p:
         target = load_w - battery_w
     fast = abs(battery_w - base_w) > p.deadband_w
     reason = Reason.SMOOTHING_CLIPPED if clipped else Reason.SMOOTHING_ACTIVE if fast else Reason.IDLE
-    return Tick(battery_w, target, clipped, reason), SmoothingState(target, filtered)
+    return Tick(battery_w, target, clipped, reason), SmoothingState(target, filtered, load_w)

@@ -89,6 +89,27 @@ def test_SMOOTHING_CLIPPED() -> None:
     assert np.ptp(grid[200:]) == pytest.approx(400e3, rel=0.05)  # what the bounds let through
 
 
+def test_the_lead_answers_a_battery_that_acts_one_tick_late() -> None:
+    """Live, the command lands a tick after the reading: without the lead the grid sees the swing's
+    change over one tick; with it (linear extrapolation) only its curvature."""
+    dt = 0.05
+    t = np.arange(0, 60, dt)
+    load = 1e6 + 300e3 * np.sin(2 * math.pi * 0.5 * t)
+
+    def late_grid(lead_ticks: float) -> float:
+        p = smoothing.SmoothingParams(tau_s=20.0, ramp_w_per_s=None, lead_ticks=lead_ticks)
+        state, acting_w, grid = smoothing.SmoothingState(), 0.0, []
+        for x in load:
+            grid.append(x - acting_w)  # the battery still answers the previous tick's command
+            tick, state = smoothing.tick(float(x), 0.0, -1e6, 1e6, dt, p, state)
+            acting_w = tick.battery_w
+        return float(np.ptp(np.array(grid[400:])))
+
+    without, with_lead = late_grid(0.0), late_grid(1.0)
+    assert without > 0.1 * np.ptp(load)  # 2 pi f dt of the swing gets through
+    assert with_lead < 0.3 * without
+
+
 def test_the_fast_core_follows_a_level_change_within_the_ramp_limit() -> None:
     dt = 0.05
     load = np.concatenate([np.full(400, 1e6), np.full(4000, 1.5e6)])

@@ -1,0 +1,121 @@
+"""The site's smoothing in fast time: the plant at tick resolution, the live functions on it.
+
+What `ems run` does with a fast loop beside the period loop, without sockets and faster
+than real time (benchmarks/bench_smoothing.py, docs/smoothing.md): every tick (1 /
+`policies.smoothing.rate_hz`) the plant's meter and units are read, the fast core
+(policies/smoothing.py) commands the battery around the period's base, split across units
+within their bounds (ems/smoothing_loop.py `split`); every control period the period step
+(ems/period.py) runs on a snapshot read from the plant, arms the fast core, and the GPU
+lever (ems/gpu_lever.py) decides the racks' smoothing profiles. A command takes effect from
+the next tick: the fast loop's latency. `smoothing=False` runs the same site with the
+period step alone, the comparison the figures need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from ems.band_rms import BandRms
+from ems.config import SiteConfig
+from ems.gpu_lever import gpu_lever
+from ems.model.racks import RacksReading
+from ems.model.readings import MeterReading, PcsMode
+from ems.model.snapshot import SiteSnapshot, unit_snapshot
+from ems.period import StepState, step
+from ems.plant_read import UnitReader
+from ems.smoothing_loop import Armed, smoothing_params, split
+from ems.step_params import step_params
+from plant.config import PlantConfig
+from plant.plant import Plant
+from policies import smoothing
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class FastRun:
+    tick_s: float
+    load_w: FloatArray  # the site with neither battery nor GPU smoothing (the counterfactual), per tick
+    grid_w: FloatArray  # per tick
+    battery_w: FloatArray
+    gpu_engaged_s: float  # time the GPU lever was engaged
+    filler_wh: float  # energy the GPU floors burned above the demand
+    held_back_wh: float  # demand the GPU ramps and caps did not serve then
+    discharged_wh: float
+    charged_wh: float
+    stored_change_wh: float  # energy in the battery at the end minus at the start
+    capacity_wh: float
+
+
+def simulate(cfg: SiteConfig, plant_cfg: PlantConfig, seconds: float, smoothing_on: bool = True) -> FastRun:
+    sm = cfg.policies.smoothing
+    rate = 20.0 if sm is None else sm.rate_hz
+    tick_s = 1.0 / rate
+    period_s = cfg.control.period_s
+    per_period = max(1, round(period_s / tick_s))
+    racks = cfg.racks
+    rack_ids = racks.rack_ids()
+    plant = Plant(plant_cfg.model_copy(update={"max_substep_s": tick_s}), [u.id for u in cfg.bess_units],
+                  rack_ids, [r.split("-")[0] for r in rack_ids], racks.nameplate_w)
+    for u in plant.units.values():
+        u.command_mode(PcsMode.GRID_FOLLOWING, 0.0)
+    readers = [(uid, UnitReader(u)) for uid, u in plant.units.items()]
+    stored0 = sum(u.soc * u.capacity_wh for u in plant.units.values())
+    params = step_params(cfg)
+    g = cfg.grid_connection
+    core = smoothing_params(cfg)
+    lever = gpu_lever(cfg) if smoothing_on else None
+    band = BandRms(g.oscillation_band_hz[0], 10.0)
+    loads: list[tuple[float, float]] = []
+    n = round(seconds / tick_s)
+    load_out, grid_out, batt_out = np.empty(n), np.empty(n), np.empty(n)
+    state, fast = StepState(), smoothing.SmoothingState()
+    armed: Armed | None = None
+    last_setpoint_w, gpu_s = 0.0, 0.0
+    nameplate = np.full(len(rack_ids), racks.nameplate_w)
+    for k in range(n):
+        t = k * tick_s
+        grid_w = plant.meter.grid_power_w
+        load_w = grid_w + plant.battery_power_w
+        if k % per_period == 0:
+            snaps = tuple(unit_snapshot(uid, *r.read(t), t, 3 * period_s) for uid, r in readers)
+            reading = RacksReading(tuple(rack_ids), tuple(r.split("-")[0] for r in rack_ids),
+                                   plant.racks.power_w.copy(), plant.racks.cap_w.copy(), nameplate,
+                                   np.zeros(len(nameplate)),
+                                   racks.telemetry_stale_after_s)
+            snap = SiteSnapshot(t, t, period_s, MeterReading(grid_w, 230.0, 50.0, 0.0, 0.0, t), snaps, reading,
+                                last_setpoint_w)
+            result = step(snap, params, state)
+            state = result.state
+            last_setpoint_w = result.setpoint_w
+            setpoints = result.unit_setpoints_w
+            if smoothing_on:
+                armed = Armed(t, dict(setpoints), dict(result.unit_bounds_w), g.import_limit_w, g.export_limit_w)
+            if lever is not None:
+                swing = max(w for _, w in loads) - min(w for _, w in loads) if len(loads) > 1 else 0.0
+                for rid, profile in lever.decide(snap, result, swing, band.rms).items():
+                    plant.racks.command_profile(plant.racks.index[rid], profile, t)
+                gpu_s += period_s if lever.reason is not None else 0.0
+        if armed is not None:
+            lo = sum(b[0] for b in armed.bounds_w.values())
+            hi = sum(b[1] for b in armed.bounds_w.values())
+            tick, fast = smoothing.tick(load_w, sum(armed.base_w.values()), lo, hi, tick_s, core, fast)
+            setpoints = split(tick.battery_w, armed)
+        for uid, w in setpoints.items():
+            plant.units[uid].command_setpoint(w)
+        band.add(t, grid_w, tick_s)
+        loads.append((t, load_w))
+        if len(loads) > 10.0 / tick_s:
+            loads.pop(0)
+        plant.step(tick_s)
+        load_out[k] = plant.grid_without_battery_w
+        grid_out[k] = plant.meter.grid_power_w
+        batt_out[k] = plant.battery_power_w
+    units = plant.units.values()
+    return FastRun(
+        tick_s, load_out, grid_out, batt_out, gpu_s, plant.racks.filler_wh, plant.racks.held_back_wh,
+        sum(u.energy_discharged_wh for u in units), sum(u.energy_charged_wh for u in units),
+        sum(u.soc * u.capacity_wh for u in units) - stored0, sum(u.capacity_wh for u in units))
