@@ -51,7 +51,8 @@ def arbitrate(decisions: Sequence[Decision]) -> Arbitration:
     elif setpoint < target and hi_by is not None:
         by = hi_by
     reason = Reason.IDLE if by is None else by.reason
-    if any(d.reason is Reason.PEAK_SHAVING_ACTIVE for d in overruled):
+    # a cap overruled is news, unless a ride-through holds the battery on purpose (it says so)
+    if reason is not Reason.RIDE_THROUGH and any(d.reason is Reason.PEAK_SHAVING_ACTIVE for d in overruled):
         reason = Reason.CAP_UNREACHABLE
     return Arbitration(
         setpoint_w=0.0 if setpoint == 0 else setpoint,

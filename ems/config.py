@@ -28,6 +28,7 @@ from ems.topology import (
     read_yaml_mapping,
     validated,
 )
+from policies import ride_through
 
 __all__ = ["BessUnitConfig", "ConfigError", "ModbusEndpoint", "MqttConfig", "RacksConfig"]
 
@@ -178,15 +179,62 @@ class GensetPolicyConfig(Strict):
                                     description="extra genset output to recharge the battery")
 
 
+class RideThroughRegionConfig(Strict):
+    """While the signal is in [low_pu, high_pu], stay connected for ride_s (null: indefinitely);
+    with ride_s_at_high the allowance runs linearly from ride_s at low_pu to it at high_pu."""
+
+    low_pu: float = Field(ge=0, le=10)
+    high_pu: float = Field(ge=0, le=10)
+    ride_s: float | None = Field(default=None, ge=0, le=MAX_S)
+    ride_s_at_high: float | None = Field(default=None, ge=0, le=MAX_S)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RideThroughRegionConfig:
+        if self.low_pu > self.high_pu:
+            raise ValueError("low_pu must not exceed high_pu")
+        if self.ride_s_at_high is not None and self.ride_s is None:
+            raise ValueError("ride_s_at_high needs ride_s")
+        return self
+
+    def region(self) -> ride_through.Region:
+        return ride_through.Region(self.low_pu, self.high_pu, self.ride_s, self.ride_s_at_high)
+
+
+def _regions(curve: ride_through.Curve) -> list[RideThroughRegionConfig]:
+    return [RideThroughRegionConfig(low_pu=r.low, high_pu=r.high, ride_s=r.ride_s, ride_s_at_high=r.ride_s_at_high)
+            for r in curve]
+
+
+class RideThroughConfig(Strict):
+    """The voltage and frequency ride-through curves (per unit of nominal; IEEE 1547-2018
+    category II by default). A disturbance inside them keeps the site connected; beyond them
+    the site islands. A curve of its continuous region alone islands on any excursion."""
+
+    voltage_pu: list[RideThroughRegionConfig] = Field(
+        default_factory=lambda: _regions(ride_through.CATEGORY_II_VOLTAGE), min_length=1)
+    frequency_pu: list[RideThroughRegionConfig] = Field(
+        default_factory=lambda: _regions(ride_through.CATEGORY_II_FREQUENCY), min_length=1)
+
+    @model_validator(mode="after")
+    def _nominal_is_continuous(self) -> RideThroughConfig:
+        for name, curve in (("voltage_pu", self.voltage_pu), ("frequency_pu", self.frequency_pu)):
+            if ride_through.allowance_s(tuple(r.region() for r in curve), 1.0) is not None:
+                raise ValueError(f"{name}: 1.0 pu (nominal) must lie in a region with no ride_s (continuous)")
+        return self
+
+    def curves(self) -> tuple[ride_through.Curve, ride_through.Curve]:
+        return tuple(r.region() for r in self.voltage_pu), tuple(r.region() for r in self.frequency_pu)
+
+
 class FailoverConfig(Strict):
     enabled: bool = True
     budget_s: float = Field(default=0.020, gt=0, le=MAX_S, description="grid loss -> last device commanded")
     detect_poll_s: float = Field(default=0.002, gt=0, le=1.0)
-    nominal_voltage_v: float = Field(default=230.0, gt=0)
-    nominal_frequency_hz: float = Field(default=50.0, gt=0)
-    voltage_band_pu: tuple[float, float] = (0.88, 1.10)
-    frequency_band_hz: tuple[float, float] = (47.5, 51.5)
-    debounce_samples: int = Field(default=2, ge=1, description="consecutive out-of-band samples (V, f)")
+    nominal_voltage_v: float = Field(default=230.0, gt=0, le=1e6)
+    nominal_frequency_hz: float = Field(default=50.0, gt=0, le=1e3)
+    ride_through: RideThroughConfig = RideThroughConfig()
+    debounce_samples: int = Field(default=2, ge=1, le=1000,
+                                  description="consecutive samples beyond the ride-through curve (V, f)")
     shed_order: list[str] = Field(default_factory=list, description="rows capped first .. last; critical rows last")
     min_cap_fraction: Fraction = Field(default=0.25, description="lowest cap a rack can be given")
     island_loading: Fraction = Field(default=0.9, description="plan to load the BESS up to this share")
@@ -195,16 +243,6 @@ class FailoverConfig(Strict):
     genset: GensetPolicyConfig = GensetPolicyConfig()
     reconnect_stable_s: float = Field(default=300.0, ge=0, le=MAX_S)
     cap_release_s: float = Field(default=60.0, ge=0, le=MAX_S, description="caps ramp back to nameplate over this")
-
-    @model_validator(mode="after")
-    def _bands(self) -> FailoverConfig:
-        lo, hi = self.voltage_band_pu
-        if not 0 < lo < 1 < hi:
-            raise ValueError("voltage_band_pu must be (low < 1 < high)")
-        flo, fhi = self.frequency_band_hz
-        if not flo < self.nominal_frequency_hz < fhi:
-            raise ValueError("frequency_band_hz must contain nominal_frequency_hz")
-        return self
 
 
 class GridConnectionConfig(Strict):

@@ -127,7 +127,8 @@ class Controller:
     async def period(self, lateness_s: float = 0.0) -> PeriodResult:
         t0 = time.perf_counter()
         fo = self.failover
-        snap = await self.reader.read(self.last_setpoint_w, None if fo is None else fo.grid_ok)
+        snap = await self.reader.read(self.last_setpoint_w, None if fo is None else fo.grid_ok,
+                                      None if fo is None else fo.riding_through)
         self.controls.observe_capability(snap)  # a forced setpoint beyond what the units can do is refused
         self.actions.apply_pending(self.controls)  # what operators asked since the last period (bounded)
         snap = self.controls.apply(snap)  # operator: units in maintenance, timed reverts

@@ -84,7 +84,8 @@ class SiteReader:
         self.health.ok(name)
         return value
 
-    async def read(self, last_setpoint_w: float, grid_ok: bool | None) -> SiteSnapshot:
+    async def read(self, last_setpoint_w: float, grid_ok: bool | None,
+                   riding_through: str | None = None) -> SiteSnapshot:
         now = self.clock.monotonic()
         reads = [self._read("meter", self.meter.read(now))]
         for u in self.units:
@@ -112,7 +113,7 @@ class SiteReader:
             meter=meter, meter_invalid=self.validity.meter_invalid,
             meter_invalid_since_s=self.validity.meter_invalid_since_s,
             units=tuple(unit_snaps), racks=self.store.reading(now), last_setpoint_w=last_setpoint_w,
-            genset=genset, grid_ok=grid_ok,
+            genset=genset, grid_ok=grid_ok, riding_through=riding_through,
         )
 
     def close(self) -> None:

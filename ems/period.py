@@ -9,7 +9,8 @@ parameters. In priority order:
 
 1. battery limits: each available unit's safety envelope (rating, BMS limits, SoC window,
    reserve floor, temperature derating, unit ramp), summed; the site ramp limit;
-   the grid connection's import and export limits;
+   the grid connection's import and export limits; while a grid disturbance is ridden
+   through, the setpoint held where it was;
 2. the reserve floor (arbitrage's and the outage reserve, the higher): no discharge below
    it, and a charge of its own back to it when under it; then the grid connection's ramp
    limit (the grid moves no more than its limit within its window);
@@ -47,6 +48,7 @@ from policies import (
     peak_shaving,
     plan_cap,
     reserve,
+    ride_through,
 )
 
 
@@ -119,6 +121,8 @@ def step(snap: SiteSnapshot, p: StepParams, state: StepState, plan: PlanView | N
     decisions = [battery_limits.decide(snap, p.limits, limits, reserve_soc)]
     if p.grid.configured:
         decisions += grid_limits.decide(snap, p.grid)
+    if (riding := ride_through.decide(snap)) is not None:
+        decisions.append(riding)
     if floor is not None:
         decisions.append(floor[0])
     if p.grid_ramp is not None and (ramp := grid_ramp.decide(snap, p.grid_ramp, state.ramp)) is not None:

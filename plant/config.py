@@ -96,10 +96,13 @@ class ScenarioEvent(_Model):
 
     at_s: float = Field(ge=0)
     action: Literal["rack_load", "rack_model", "pcs_fault", "pcs_clear_fault", "grid_loss", "grid_return",
-                    "genset_fail_next_start"]
+                    "grid_dip", "genset_fail_next_start"]
     fraction: Fraction | None = Field(default=None, description="rack_load: share of nameplate")
     rows: list[str] | None = Field(default=None, description="rack_load: limit to these rows")
     unit: str | None = Field(default=None, description="pcs_*: the BESS unit id")
+    voltage_pu: float = Field(default=1.0, ge=0, le=2, description="grid_dip: the grid's voltage meanwhile")
+    frequency_pu: float = Field(default=1.0, ge=0.5, le=1.5, description="grid_dip: its frequency")
+    duration_s: float = Field(default=1.0, gt=0, le=86_400, description="grid_dip: how long")
 
     @model_validator(mode="after")
     def _args(self) -> ScenarioEvent:

@@ -45,8 +45,20 @@ def holdup_s(cfg: SimGridConfig, power_w: np.ndarray, nameplate_w: np.ndarray) -
     return out
 
 
+@dataclass
+class DipRecord:
+    """A voltage or frequency disturbance the grid went through (the PCS still sees a grid),
+    and whether the site dropped off it (islanded itself while it lasted)."""
+
+    at_s: float
+    duration_s: float
+    voltage_pu: float
+    frequency_pu: float
+    site_islanded: bool = False
+
+
 class GridSide:
-    """The grid's presence, the island and every outage's record."""
+    """The grid's presence, its disturbances, the island and every outage's record."""
 
     def __init__(self, cfg: SimGridConfig) -> None:
         self.cfg = cfg
@@ -55,6 +67,8 @@ class GridSide:
         self.carried = True
         self.outage: OutageRecord | None = None
         self.outages: list[OutageRecord] = []
+        self.dip: DipRecord | None = None  # the disturbance under way
+        self.dips: list[DipRecord] = []
         self._overload_s: dict[str, float] = {}
 
     # --- events --------------------------------------------------------------------
@@ -75,6 +89,19 @@ class GridSide:
             if formed:
                 self.carried, self.outage.carried_ns = True, now_ns
 
+    def disturb(self, now_s: float, voltage_pu: float, frequency_pu: float, duration_s: float) -> None:
+        """The grid's voltage and frequency go to these (per unit) for `duration_s`."""
+        self.dip = DipRecord(now_s, duration_s, voltage_pu, frequency_pu)
+        self.dips.append(self.dip)
+
+    def voltage_frequency_pu(self, now_s: float) -> tuple[float, float]:
+        """What the meter sees of the grid now (0, 0 when it is gone)."""
+        if not self.grid_ok:
+            return 0.0, 0.0
+        if self.dip is not None and now_s >= self.dip.at_s + self.dip.duration_s:
+            self.dip = None
+        return (1.0, 1.0) if self.dip is None else (self.dip.voltage_pu, self.dip.frequency_pu)
+
     def restore(self, now_ns: int, units: dict[str, BessUnitModel]) -> None:
         if self.grid_ok:
             return
@@ -93,6 +120,13 @@ class GridSide:
                      units: dict[str, BessUnitModel], racks: RackFleet) -> None:
         """A PCS mode command arrived: it may form the island, or reconnect it."""
         if not self.islanded:
+            if mode is PcsMode.GRID_FORMING and self.dip is not None and unit.form_island():
+                # the controller islands the site on a disturbance: the breaker opens, the
+                # forming unit carries the racks at once (a planned transfer), the grid stays
+                self.dip.site_islanded = True
+                self.islanded, self.carried = True, True
+                self.outage = OutageRecord(now_ns, now_s, carried_ns=now_ns)
+                self.outages.append(self.outage)
             return
         if mode is PcsMode.GRID_FORMING and unit.form_island() and not self.carried:
             self._pick_up(now_s, now_ns, racks)

@@ -130,6 +130,8 @@ class Plant:
             self.lose_grid()
         elif ev.action == "grid_return":
             self.restore_grid()
+        elif ev.action == "grid_dip":
+            self.grid.disturb(self.now_s, ev.voltage_pu, ev.frequency_pu, ev.duration_s)
         elif ev.action == "genset_fail_next_start" and self.genset is not None:
             self.genset.fail_next_start = True
         self.events_applied.append((self.now_s, ev))
@@ -205,9 +207,9 @@ class Plant:
             m.export_wh -= grid_w * dt_s / 3600.0
         nominal_v, nominal_hz = self.cfg.grid.nominal_voltage_v, self.cfg.grid.nominal_frequency_hz
         # the meter sits on the grid side of the PCC breaker: it sees the grid, not the island
-        grid_there = 1.0 if self.grid.grid_ok else 0.0
-        m.voltage_v = grid_there * nominal_v * (1.0 + 0.005 * self._rng.standard_normal())
-        m.frequency_hz = grid_there * (nominal_hz + 0.01 * self._rng.standard_normal())
+        v_pu, f_pu = self.grid.voltage_frequency_pu(t)
+        m.voltage_v = v_pu * nominal_v * (1.0 + 0.005 * self._rng.standard_normal())
+        m.frequency_hz = f_pu * nominal_hz + (0.01 if f_pu else 0.0) * self._rng.standard_normal()
         s = self.stats
         s.peak_import_w = max(s.peak_import_w, grid_w)
         s.peak_import_without_battery_w = max(s.peak_import_without_battery_w, self.grid_without_battery_w)
@@ -239,6 +241,8 @@ class Plant:
             "heartbeat_timeouts": float(sum(u.heartbeat_timeouts for u in units)),
             "units_in_standby": float(sum(u.mode is PcsMode.STANDBY for u in units)),
             "outages": float(len(self.grid.outages)),
+            "grid_dips": float(len(self.grid.dips)),
+            "dropped_off_on_dips": float(sum(d.site_islanded for d in self.grid.dips)),
             "lost_racks": float(sum(o.lost_racks for o in self.grid.outages)),
             "pcs_trips": float(sum(o.pcs_trips for o in self.grid.outages)),
             "genset_fuel_l": 0.0 if self.genset is None else self.genset.fuel_l,

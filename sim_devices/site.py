@@ -33,6 +33,10 @@ from sim_devices.rack_agents import RowAgent
 
 log = structlog.get_logger("sim")
 
+# disturbances a HIL engineer can inject on the control topic: (voltage pu, frequency pu, seconds)
+DIPS = {"grid_dip": (0.70, 1.0, 2.0),  # inside IEEE 1547 category II: ridden through
+        "grid_dip_deep": (0.20, 1.0, 1.0),  # beyond it: the site islands
+        "grid_frequency_dip": (0.97, 0.97, 10.0)}  # 48.5 Hz at 50 Hz for 10 s: ridden through
 PLANT_USER = "sim-plant"  # MQTT user of the ground-truth publisher (config/mosquitto/acl)
 
 
@@ -132,6 +136,8 @@ class SimulatedSite:
             p.lose_grid()
         elif action == "grid_return":
             p.restore_grid()
+        elif action in DIPS:
+            p.grid.disturb(p.now_s, *DIPS[action])
         elif action == "genset_fail_next_start" and p.genset is not None:
             p.genset.fail_next_start = True
         elif action in ("meter_freeze", "meter_unfreeze"):

@@ -30,7 +30,7 @@ from ems.clock import Clock
 from ems.config import FailoverConfig, ModbusEndpoint, SiteConfig
 from ems.events import EventLog
 from ems.failover.fast_path import FastPath, Firing
-from ems.failover.watcher import GridVerdict, GridWatcher
+from ems.failover.watcher import Disturbance, GridVerdict, GridWatcher
 from ems.model.snapshot import SiteSnapshot
 from ems.mqtt_auth import client_kwargs
 from ems.mqtt_link import NotConnected
@@ -72,9 +72,10 @@ class FailoverManager:
         self.fast = FastPath(control, genset, self._publish, cfg.mqtt.topic_prefix, fc.budget_s, rows)
         sensor = cfg.bess_units[0].pcs
         self.watcher = GridWatcher(fc, _device(f"{cfg.bess_units[0].id}.pcs/watch", sensor),
-                                   _device("meter/watch", cfg.meter), self._on_change)
+                                   _device("meter/watch", cfg.meter), self._on_change, self._on_disturbance)
         self.state = island.IslandState()
         self.grid_ok = True
+        self.riding_through: str | None = None  # the disturbance's cause while the site rides it through
         self.plan: FailoverPlan | None = None
         self.firings: list[Firing] = []
         self.fired = asyncio.Event()  # set on the control loop's thread after each firing
@@ -191,7 +192,15 @@ class FailoverManager:
             self.state = after
         return actions
 
-    # --- the event ---------------------------------------------------------------------
+    # --- the events --------------------------------------------------------------------
+    async def _on_disturbance(self, d: Disturbance) -> None:
+        self.riding_through = d.cause if d.outcome == "riding" else None
+        worst = {"worst_voltage_pu": None if d.worst_voltage_pu is None else round(d.worst_voltage_pu, 3),
+                 "worst_frequency_pu": None if d.worst_frequency_pu is None else round(d.worst_frequency_pu, 4)}
+        kind = "ride_through" if d.outcome == "riding" else "ride_through_end"
+        self._on_main(self.events.record, kind, self.clock.wall(), "RIDE_THROUGH", cause=d.cause,
+                      outcome=d.outcome, duration_s=round(d.duration_s, 3), **worst)
+
     async def _on_change(self, verdict: GridVerdict) -> None:
         wall = self.clock.wall()
         if verdict.ok:
@@ -229,7 +238,8 @@ class FailoverManager:
     def status(self) -> dict[str, Any]:
         plan, last = self.plan, (self.firings[-1] if self.firings else None)
         return {
-            "grid_ok": self.grid_ok, "islanded": self.state.islanded,
+            "grid_ok": self.grid_ok, "islanded": self.state.islanded, "riding_through": self.riding_through,
+            "ridden_through": self.watcher.ridden_through,
             "armed": None if plan is None else {
                 "reason": plan.reason.code, "units": list(plan.units), "deliverable_w": round(plan.deliverable_w),
                 "island_load_w": round(plan.island_load_w), "racks_capped": len(plan.rack_caps_w),

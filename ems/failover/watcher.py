@@ -3,10 +3,11 @@
 Polls, every `detect_poll_s` on its own Modbus connections, the grid-status register of
 the sensing PCS (decoded by its profile's enum: any code but the one named `ok` is down)
 and the meter's voltage and frequency. The grid is lost when a PCS says so (at once) or
-when voltage or frequency stay outside their bands (IEEE 1547-style) for
-`debounce_samples` samples; it is back when every signal is in band again. A sensor that
-cannot be read (or sends a code its profile does not name) is not evidence either way: it
-keeps the last verdict.
+when voltage or frequency go beyond the ride-through curve (policies/ride_through.py) for
+`debounce_samples` samples; a disturbance inside the curve is ridden through (the site
+stays connected, `on_disturbance` is told when it starts and ends). The grid is back when
+every signal is in its continuous band again. A sensor that cannot be read (or sends a code
+its profile does not name) is not evidence either way: it keeps the last verdict.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from drivers.bess import grid_ok
 from drivers.errors import DriverError
 from drivers.modbus_device import ModbusDevice
 from ems.config import FailoverConfig
+from policies import ride_through
+from policies.ride_through import Excursion, Verdict
 
 log = structlog.get_logger("ems.failover.watcher")
 
@@ -36,31 +39,42 @@ class GridVerdict:
 OnChange = Callable[[GridVerdict], Awaitable[None]]
 
 
-def judge(cfg: FailoverConfig, pcs_down: bool | None, voltage_v: float | None,
-          frequency_hz: float | None) -> tuple[bool, str]:
-    """One sample -> (grid looks ok, cause). Unread signals (None) are ignored."""
+@dataclass(frozen=True, slots=True)
+class Disturbance:
+    """A voltage or frequency excursion inside the ride-through curve, as it starts and ends."""
+
+    cause: str  # "voltage" or "frequency"
+    outcome: str  # "riding" (it started), "back_in_band" (ridden through), "beyond_curve" (islanded)
+    duration_s: float
+    worst_voltage_pu: float | None
+    worst_frequency_pu: float | None
+
+
+OnDisturbance = Callable[[Disturbance], Awaitable[None]]
+
+
+def judge(cfg: FailoverConfig, pcs_down: bool | None, voltage_v: float | None, frequency_hz: float | None,
+          now_s: float = 0.0, excursion: Excursion | None = None) -> tuple[Verdict, str, Excursion | None]:
+    """One sample -> (verdict, cause, the excursion now). Unread signals (None) are ignored."""
     if pcs_down:
-        return False, "pcs_grid_status"
-    if voltage_v is not None:
-        lo, hi = cfg.voltage_band_pu
-        pu = voltage_v / cfg.nominal_voltage_v
-        if not lo <= pu <= hi:
-            return False, "voltage"
-    if frequency_hz is not None:
-        flo, fhi = cfg.frequency_band_hz
-        if not flo <= frequency_hz <= fhi:
-            return False, "frequency"
-    return True, "in_band"
+        return Verdict.BEYOND, "pcs_grid_status", excursion
+    v_curve, f_curve = cfg.ride_through.curves()
+    v_pu = None if voltage_v is None else voltage_v / cfg.nominal_voltage_v
+    f_pu = None if frequency_hz is None else frequency_hz / cfg.nominal_frequency_hz
+    return ride_through.judge(v_curve, f_curve, v_pu, f_pu, now_s, excursion)
 
 
 class GridWatcher:
     def __init__(self, cfg: FailoverConfig, pcs: ModbusDevice | None, meter: ModbusDevice | None,
-                 on_change: OnChange) -> None:
+                 on_change: OnChange, on_disturbance: OnDisturbance | None = None) -> None:
         self.cfg = cfg
         self.pcs = pcs
         self.meter = meter
         self.on_change = on_change
+        self.on_disturbance = on_disturbance
         self.ok = True
+        self.excursion: Excursion | None = None  # the disturbance being ridden through, if any
+        self.ridden_through = 0
         self.samples = 0
         self.read_failures = 0
         self._bad_in_a_row = 0
@@ -88,26 +102,53 @@ class GridWatcher:
                 raise r
         return down, (None if vf is None else vf[0]), (None if vf is None else vf[1])
 
+    async def _disturbance(self, outcome: str, excursion: Excursion, now_s: float) -> None:
+        if outcome == "back_in_band":
+            self.ridden_through += 1
+        log.warning("grid disturbance", cause=excursion.cause, outcome=outcome)
+        if self.on_disturbance is not None:
+            await self.on_disturbance(Disturbance(excursion.cause, outcome, now_s - excursion.since_s,
+                                                  excursion.worst_voltage_pu, excursion.worst_frequency_pu))
+
+    async def judge_sample(self, pcs_down: bool | None, voltage: float | None, frequency: float | None,
+                           now_s: float) -> None:
+        """Fold one sample into the verdict; tell the callbacks what changed."""
+        self.samples += 1
+        was = self.excursion
+        if pcs_down is None and voltage is None and frequency is None:
+            return  # nothing read: no evidence either way
+        verdict, cause, excursion = judge(self.cfg, pcs_down, voltage, frequency, now_s, was)
+        ok = verdict is not Verdict.BEYOND
+        if not ok and cause != "pcs_grid_status":
+            self._bad_in_a_row += 1
+            if self._bad_in_a_row < self.cfg.debounce_samples:
+                ok = self.ok  # not yet convincing
+        elif ok:
+            self._bad_in_a_row = 0
+        if self.ok:  # connected: a disturbance is ridden through or ends in a loss
+            if verdict is Verdict.RIDING and was is None and excursion is not None:
+                await self._disturbance("riding", excursion, now_s)
+            elif verdict is Verdict.IN_BAND and was is not None:
+                await self._disturbance("back_in_band", was, now_s)
+            elif not ok and was is not None:
+                await self._disturbance("beyond_curve", excursion or was, now_s)
+            # beyond the curve but not yet convincing (debounce): the excursion goes on
+            self.excursion = excursion if ok and (verdict is Verdict.RIDING or was is not None) else None
+        if self.ok and not ok:
+            self.ok = False
+            log.warning("grid lost", cause=cause)
+            await self.on_change(GridVerdict(False, cause, time.monotonic_ns()))
+        elif not self.ok and verdict is Verdict.IN_BAND:
+            self.ok = True
+            log.info("grid back")
+            await self.on_change(GridVerdict(True, cause, time.monotonic_ns()))
+
     async def run(self) -> None:
         period_s = self.cfg.detect_poll_s
         next_t = time.monotonic()
         while True:
             pcs_down, voltage, frequency = await self._sample()
-            self.samples += 1
-            ok, cause = judge(self.cfg, pcs_down, voltage, frequency)
-            if pcs_down is None and voltage is None and frequency is None:
-                ok, cause = self.ok, "unread"
-            if not ok and cause != "pcs_grid_status":
-                self._bad_in_a_row += 1
-                if self._bad_in_a_row < self.cfg.debounce_samples:
-                    ok = self.ok  # not yet convincing
-            elif ok:
-                self._bad_in_a_row = 0
-            if ok != self.ok:
-                self.ok = ok
-                verdict = GridVerdict(ok, cause, time.monotonic_ns())
-                log.warning("grid lost", cause=cause) if not ok else log.info("grid back")
-                await self.on_change(verdict)
+            await self.judge_sample(pcs_down, voltage, frequency, time.monotonic())
             next_t += period_s
             delay = next_t - time.monotonic()
             if delay < 0:

@@ -55,6 +55,7 @@ class Reason(IntEnum):
     SMOOTHING_ACTIVE = 43  # the fast loop moves the battery to keep training swings off the grid
     SMOOTHING_CLIPPED = 44  # the battery's bounds clip the smoothing: part of the swing reaches the grid
     GPU_SMOOTHING = 45  # GPU power floors and ramp limits engaged on racks: the battery alone cannot hold the swing
+    RIDE_THROUGH = 46  # a grid disturbance inside the ride-through curve: the site stays connected, the battery holds
 
     @property
     def code(self) -> str:

@@ -37,6 +37,7 @@ class SiteSnapshot:
     last_setpoint_w: float  # site battery setpoint commanded in the previous period
     genset: GensetReading | None = None
     grid_ok: bool | None = None  # the grid watcher's view; None without a watcher
+    riding_through: str | None = None  # "voltage" or "frequency": a disturbance inside the ride-through curve
     meter_invalid: Reason | None = None  # why `meter` is None (stale, frozen, implausible)
     meter_invalid_since_s: float | None = None
 

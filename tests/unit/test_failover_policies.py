@@ -9,14 +9,15 @@ import pytest
 
 from ems.backtest.config import BacktestConfig
 from ems.config import FailoverConfig
-from ems.failover.watcher import judge
+from ems.failover.watcher import GridWatcher, judge
 from ems.model.racks import RacksReading
 from ems.model.readings import GensetReading, GensetState
 from ems.model.reasons import Reason
 from ems.step_params import step_params
-from policies import island
+from policies import island, ride_through
 from policies.failover_plan import FailoverParams, arm, shed_sequence
 from policies.reserve import floor_soc
+from policies.ride_through import Verdict
 from tests.snapshots import snapshot, unit
 
 P = FailoverParams(shed_order=("row03",), critical_rows=frozenset({"row01"}), min_cap_fraction=0.25,
@@ -145,16 +146,94 @@ def test_after_reconnection_caps_ramp_back_and_genset_stops_after_min_run() -> N
     assert actions.genset is None and actions.caps_w == {}
 
 
-@pytest.mark.parametrize(("pcs_down", "v", "f", "ok", "cause"), [
-    (False, 230.0, 50.0, True, "in_band"),
-    (True, 230.0, 50.0, False, "pcs_grid_status"),
-    (False, 0.0, 0.0, False, "voltage"),
-    (False, 195.0, 50.0, False, "voltage"),  # 0.85 pu
-    (False, 230.0, 52.0, False, "frequency"),
-    (None, None, None, True, "in_band"),  # nothing read: no evidence
+@pytest.mark.parametrize(("pcs_down", "v", "f", "verdict", "cause"), [
+    (False, 230.0, 50.0, Verdict.IN_BAND, "in_band"),
+    (True, 230.0, 50.0, Verdict.BEYOND, "pcs_grid_status"),
+    (False, 0.0, 0.0, Verdict.BEYOND, "voltage"),  # in no region of the curve: at once
+    (False, 195.0, 50.0, Verdict.RIDING, "voltage"),  # 0.85 pu: 4.7 s to ride through
+    (False, 230.0, 48.5, Verdict.RIDING, "frequency"),  # 0.97 pu: 299 s
+    (False, 230.0, 52.0, Verdict.BEYOND, "frequency"),  # 1.04 pu: beyond
+    (None, None, None, Verdict.IN_BAND, "in_band"),  # nothing read: no evidence
 ])
-def test_grid_judgement(pcs_down, v, f, ok, cause) -> None:
-    assert judge(FailoverConfig(), pcs_down, v, f) == (ok, cause)
+def test_grid_judgement(pcs_down, v, f, verdict, cause) -> None:
+    assert judge(FailoverConfig(), pcs_down, v, f)[:2] == (verdict, cause)
+
+
+@pytest.mark.parametrize(("v_pu", "rides_s"), [
+    (0.87, 3.0 + 8.7 * 0.22), (0.65, 3.0), (0.5, 0.32), (0.35, 0.16), (0.2, 0.0), (1.12, 1.0), (1.19, 0.2),
+    (1.25, 0.0),
+])
+def test_category_ii_voltage_curve(v_pu, rides_s) -> None:
+    """IEEE 1547-2018 category II: how long a dip to v_pu is ridden through before the site islands."""
+    curve, freq = ride_through.CATEGORY_II_VOLTAGE, ride_through.CATEGORY_II_FREQUENCY
+    assert ride_through.allowance_s(curve, v_pu) == pytest.approx(rides_s)
+    ex, t = None, 0.0
+    while t < 10.0:
+        verdict, _, ex = ride_through.judge(curve, freq, v_pu, 1.0, t, ex)
+        if verdict is Verdict.BEYOND:
+            break
+        assert verdict is Verdict.RIDING
+        t += 0.01
+    assert t == pytest.approx(rides_s, abs=0.011)
+
+
+def test_an_excursion_is_judged_from_its_start_by_where_the_signal_is_now() -> None:
+    v, f = ride_through.CATEGORY_II_VOLTAGE, ride_through.CATEGORY_II_FREQUENCY
+    verdict, cause, ex = ride_through.judge(v, f, 0.5, 1.0, 0.0, None)
+    assert (verdict, cause) == (Verdict.RIDING, "voltage")
+    verdict, _, ex = ride_through.judge(v, f, 0.8, 1.0, 0.3, ex)  # recovering to 0.8 pu: 4.3 s from the start
+    assert verdict is Verdict.RIDING and ex.worst_voltage_pu == 0.5
+    assert ride_through.judge(v, f, 0.8, 1.0, 4.4, ex)[0] is Verdict.BEYOND
+    assert ride_through.judge(v, f, 1.0, 1.0, 4.0, ex) == (Verdict.IN_BAND, "in_band", None)
+
+
+def test_a_curve_must_keep_nominal_continuous() -> None:
+    with pytest.raises(ValueError, match=r"1\.0 pu"):
+        FailoverConfig.model_validate({"ride_through": {"voltage_pu": [{"low_pu": 0.9, "high_pu": 1.1, "ride_s": 5}]}})
+    with pytest.raises(ValueError, match="low_pu"):
+        FailoverConfig.model_validate({"ride_through": {"voltage_pu": [{"low_pu": 1.1, "high_pu": 0.9}]}})
+
+
+async def test_the_watcher_rides_through_inside_the_curve_and_islands_beyond() -> None:
+    changes, disturbances = [], []
+
+    async def on_change(v) -> None:
+        changes.append(v)
+
+    async def on_disturbance(d) -> None:
+        disturbances.append(d)
+
+    w = GridWatcher(FailoverConfig(debounce_samples=2), None, None, on_change, on_disturbance)
+    for i in range(100):  # 0.7 pu for 1 s: ridden through (3.4 s allowed)
+        await w.judge_sample(False, 161.0, 50.0, i * 0.01)
+    await w.judge_sample(False, 230.0, 50.0, 1.0)
+    assert changes == [] and [d.outcome for d in disturbances] == ["riding", "back_in_band"]
+    assert disturbances[1].duration_s == pytest.approx(1.0) and disturbances[1].worst_voltage_pu == pytest.approx(0.7)
+    assert w.ridden_through == 1 and w.excursion is None
+    for i in range(60):  # 0.5 pu: 0.32 s, then beyond the curve (after two samples)
+        await w.judge_sample(False, 115.0, 50.0, 2.0 + i * 0.01)
+    assert [c.ok for c in changes] == [False] and changes[0].cause == "voltage"
+    assert [d.outcome for d in disturbances][2:] == ["riding", "beyond_curve"]
+    assert disturbances[3].duration_s == pytest.approx(0.34, abs=0.011)
+    await w.judge_sample(False, 200.0, 50.0, 3.0)  # 0.87 pu: not yet back
+    assert len(changes) == 1
+    await w.judge_sample(False, 230.0, 50.0, 3.1)
+    assert [c.ok for c in changes] == [False, True]
+
+
+async def test_one_sample_beyond_is_not_yet_a_loss() -> None:
+    changes = []
+
+    async def on_change(v) -> None:
+        changes.append(v)
+
+    w = GridWatcher(FailoverConfig(debounce_samples=2), None, None, on_change)
+    await w.judge_sample(False, 0.0, 0.0, 0.0)  # a glitch
+    await w.judge_sample(False, 230.0, 50.0, 0.01)
+    assert changes == []
+    await w.judge_sample(False, 0.0, 0.0, 0.02)
+    await w.judge_sample(False, 0.0, 0.0, 0.03)
+    assert [c.cause for c in changes] == ["voltage"]
 
 
 def test_reserve_soc_from_critical_load() -> None:

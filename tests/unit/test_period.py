@@ -170,3 +170,17 @@ def test_a_forced_setpoint_the_site_cannot_deliver_says_what_held_it() -> None:
                          forced_w=900_000.0)
     assert status["forced"] == {"asked_w": 900_000.0, "written_w": 100_000.0, "held_by": "EXPORT_LIMIT"}
     assert status["battery_setpoint_w"] == 100_000.0  # what the units were given, never the wish
+
+
+def test_RIDE_THROUGH() -> None:
+    """While a dip is ridden through the battery holds what it had: the grid sees no step,
+    although peak shaving would discharge more, and the reserve would have it recharge."""
+    s = replace(snapshot(2_300_000, (unit("u1", soc=0.5), unit("u2", soc=0.5)), last_setpoint_w=100_000),
+                riding_through="voltage")
+    r = step(s, STACK, StepState())
+    assert r.reason is Reason.RIDE_THROUGH and r.setpoint_w == pytest.approx(100_000)
+    assert "peak_shaving" in r.arbitration.overruled
+    low = replace(s, units=(unit("u1", soc=0.15), unit("u2", soc=0.15)), last_setpoint_w=0.0)
+    r = step(low, replace(STACK, reserve=ReserveParams(0.3)), StepState())  # no recharge to the reserve yet
+    assert r.reason is Reason.RIDE_THROUGH and r.setpoint_w == 0.0
+    assert step(replace(s, riding_through=None), STACK, StepState()).setpoint_w == pytest.approx(300_000)
