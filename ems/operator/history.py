@@ -3,8 +3,9 @@
 The control loop may run a period every few milliseconds (100 ms on a site, ~28 ms in the
 720x demo); a browser needs a few points a second. Each sample covers the periods since
 the previous one and keeps their extremes (grid import max, rack load min and max), so a
-swing between two samples still shows. Rack load is a gap (None), never 0, while no rack
-has fresh telemetry. The recent samples are kept as they are (`keep` of them, the live
+swing between two samples still shows. Rack load is a gap (None) while any rack's
+telemetry is stale (as when the controller starts, before every rack has reported): a
+partial sum would read the stale racks as 0 W. The recent samples are kept as they are (`keep` of them, the live
 stream's); every sample also goes into a coarse sample per `coarse_s` of site time
 (`coarse_keep` of them, a day at one site second a second), so that the dashboard's longer
 time ranges have data. A window of both, merged down to a number of points, is what the
@@ -88,8 +89,8 @@ class History:
         w.periods += 1
         if grid is not None:
             w.grid_max_w = max(w.grid_max_w, grid)
-        # no rack with fresh telemetry: no rack load to show (a gap), never 0 W
-        racks = s.racks.reported_power_w if s.racks.stale_count < len(s.racks.rack_ids) else None
+        # the racks' sum only when every rack's telemetry is fresh: a stale rack is never read as 0 W
+        racks = s.racks.reported_power_w if s.racks.stale_count == 0 else None
         if racks is not None:
             w.racks_min_w, w.racks_max_w = min(w.racks_min_w, racks), max(w.racks_max_w, racks)
         now = time.monotonic()

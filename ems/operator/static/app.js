@@ -15,7 +15,7 @@ const pct = f => (f === null || f === undefined) ? "—" : (f * 100).toFixed(1) 
 const MODE = {grid_following: "GFL", grid_forming: "GFM", standby: "standby"};
 // each unit its own colour, dash and width, so that units given the same power all stay visible
 const UNIT_STYLES = [
-  {color: "#58a6ff", dash: [], width: 3.5},
+  {color: "#58a6ff", dash: [], width: 4.5},
   {color: "#f778ba", dash: [9, 5], width: 2},
   {color: "#3fb950", dash: [2, 4], width: 2.5},
   {color: "#e3b341", dash: [12, 4, 3, 4], width: 2},
@@ -44,13 +44,14 @@ const charts = {
     {key: s => s.cap_w, label: "import cap", color: "#f85149", dash: [6, 4], width: 1.5},
     {key: s => s.site_load_w, label: "import without the battery", color: "#8b98a5", dash: [2, 3], width: 1.5},
   ]}),
-  racks: new TimeChart($("c-racks"), {legend: $("l-racks"), series: [
-    {key: s => s.racks_w, label: "rack load (band: min to max between samples)", color: "#3fb950", width: 2,
+  racks: new TimeChart($("c-racks"), {legend: $("l-racks"), noValues: "no sample with every rack's telemetry fresh", series: [
+    {key: s => s.racks_w, label: "rack load, all racks reporting (band: min to max between samples)", color: "#3fb950", width: 2,
       band: [s => s.racks_min_w, s => s.racks_max_w]},
   ]}),
   batt: new TimeChart($("c-batt"), {legend: $("l-batt"), series: []}),
   soc: new TimeChart($("c-soc"), {legend: $("l-soc"), axis: "percent", yMin: 0, yMax: 1, series: []}),
 };
+ems.charts = charts;
 
 function setUnits(ids) {
   if (ids.join() === unitIds.join()) return;
@@ -189,7 +190,7 @@ function onStatus(s) {
   $("setpoint-reason").textContent = s.reason;
   $("decided-by").textContent = s.decided_by;
   $("t-grid").textContent = W(s.grid_power_w);
-  $("t-cap").textContent = W(s.grid_import_cap_w);
+  $("t-cap").textContent = s.grid_import_cap_w === null ? "none in force" : W(s.grid_import_cap_w);
   const bar = $("t-grid-bar");
   if (s.grid_import_cap_w && s.grid_power_w !== null) {
     const f = s.grid_power_w / s.grid_import_cap_w;

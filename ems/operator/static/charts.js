@@ -6,11 +6,14 @@
 const TIME_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200,
   86400, 172800, 604800];
 
-function niceStep(raw) {
-  if (!(raw > 0) || !isFinite(raw)) return 1;
-  const p = Math.pow(10, Math.floor(Math.log10(raw)));
-  const m = raw / p;
-  return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * p;
+// the smallest of 1, 2 or 5 times a power of ten that splits `span` into at most `most` steps
+function niceStep(span, most) {
+  if (!(span > 0) || !isFinite(span)) return 1;
+  let p = Math.pow(10, Math.floor(Math.log10(span / most)));
+  for (;;) {
+    for (const m of [1, 2, 5]) if (span / (m * p) <= most) return m * p;
+    p *= 10;
+  }
 }
 
 // axis label formatters: (value, step) -> text, precise enough that distinct ticks differ
@@ -41,7 +44,9 @@ function dashSwatch(color, dash, width) {
 class TimeChart {
   // series: [{key: s => value, label, color, dash?: [on, off, ...], width?, band?: [s => lo, s => hi]}]
   // axis: "watts" | "percent"; yMin, yMax: a fixed axis end (else from the data)
-  constructor(canvas, {series, axis = "watts", yMin = null, yMax = null, legend = null}) {
+  // noValues: what to say when there are samples but none has a value (all gaps)
+  constructor(canvas, {series, axis = "watts", yMin = null, yMax = null, legend = null, noValues = null}) {
+    this.noValues = noValues || "no values in this range";
     this.canvas = canvas;
     this.axis = axis;
     this.yMin = yMin;
@@ -53,6 +58,7 @@ class TimeChart {
     this.empty = "waiting for data…";
     this.pending = false;
     this.drawn = 0;  // frames drawn with data (for the tests)
+    this.axes = null;  // the last drawn axes: {lo, hi, y: labels, x: labels}
     this.setSeries(series);
     new ResizeObserver(() => this.schedule()).observe(canvas);
   }
@@ -105,7 +111,7 @@ class TimeChart {
     // padding never takes an axis across zero: a quantity that is not negative gets no negative axis
     if (dataLo >= 0 && lo < 0) lo = 0;
     if (dataHi <= 0 && hi > 0) hi = 0;
-    const step = niceStep((hi - lo) / 5);
+    const step = niceStep(hi - lo, 6);
     if (this.yMin === null) lo = Math.floor(lo / step + 1e-9) * step;
     if (this.yMax === null) hi = Math.ceil(hi / step - 1e-9) * step;
     if (dataLo >= 0 && lo < 0) lo = 0;
@@ -148,7 +154,8 @@ class TimeChart {
     const yr = this.yRange();
     if (!data.length || yr === null || this.t0 === null) {
       g.fillStyle = "#8b98a5"; g.textAlign = "center";
-      g.fillText(this.empty, w / 2, h / 2); g.textAlign = "left";
+      g.fillText(data.length ? this.noValues : this.empty, w / 2, h / 2); g.textAlign = "left";
+      this.axes = null;
       return;
     }
     const {lo, hi, step} = yr;
@@ -164,12 +171,11 @@ class TimeChart {
     const Y = v => pad.t + (1 - (v - lo) / (hi - lo)) * ph;
     // y grid and labels: each value once
     g.strokeStyle = "#2a3440"; g.fillStyle = "#8b98a5"; g.lineWidth = 1; g.textAlign = "right";
-    let lastLabel = null;
+    const axes = {lo, hi, y: [], x: []};  // what was drawn, for the tests
     yTicks.forEach((v, i) => {
       const y = Math.round(Y(v)) + 0.5;
       g.beginPath(); g.moveTo(pad.l, y); g.lineTo(w - pad.r, y); g.stroke();
-      if (yLabels[i] !== lastLabel) g.fillText(yLabels[i], pad.l - 6, y + fontPx / 3);
-      lastLabel = yLabels[i];
+      if (yLabels[i] !== axes.y[axes.y.length - 1]) { g.fillText(yLabels[i], pad.l - 6, y + fontPx / 3); axes.y.push(yLabels[i]); }
     });
     // time ticks on round times of the site zone, labels that do not collide nor repeat
     const sample = g.measureText(this.t1 - this.t0 > 3600 ? "28 Nov 00:00" : "00:00:00").width;
@@ -185,11 +191,12 @@ class TimeChart {
       g.beginPath(); g.moveTo(Math.round(x) + 0.5, pad.t + ph); g.lineTo(Math.round(x) + 0.5, pad.t + ph + 4); g.stroke();
       if (text !== prevText && left > prevRight + fontPx) {
         g.textAlign = "left"; g.fillText(text, left, h - fontPx * 0.45);
-        prevRight = left + tw; prevText = text;
+        prevRight = left + tw; prevText = text; axes.x.push(text);
       }
       prevT = t;
     }
     g.textAlign = "left";
+    this.axes = axes;
     g.save();
     g.beginPath(); g.rect(pad.l, pad.t - 2, pw, ph + 4); g.clip();
     // bands first, then lines on top, in series order (so a later, dashed line shows over an earlier one)
