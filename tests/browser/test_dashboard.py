@@ -8,13 +8,16 @@ and `chromium-driver` (.ci/run installs them); skipped, saying so, when they are
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -33,8 +36,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def demo() -> Iterator[str]:
-    """`ems demo` with its dashboard, in a process group of its own; yields the dashboard URL."""
+def demo() -> Iterator[tuple[str, list[str]]]:
+    """`ems demo` with its dashboard, in a process group of its own; yields the dashboard URL and
+    the lines it has printed so far (a list that grows)."""
     env = {**os.environ, "EMS_HTTP_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "ems.cli", "demo", "--duration", "600", "--http-port", "0"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -54,7 +58,7 @@ def demo() -> Iterator[str]:
     try:
         assert found.wait(60), "the demo did not print its dashboard URL:\n" + "".join(lines)
         url = next(ln for ln in lines if "operator dashboard" in ln).split("dashboard", 1)[1].split()[0]
-        yield url
+        yield url, lines
     finally:
         proc.send_signal(signal.SIGINT)  # as Ctrl-C would: the demo stops its site and prints its summary
         try:
@@ -85,7 +89,9 @@ def submit_param(driver: Any, name: str, value: str, reason: str, token: str) ->
     return str(msg.text)
 
 
-def test_dashboard_is_live_and_tuning_is_authenticated_validated_and_audited(demo: str, browser: Any) -> None:
+def test_dashboard_is_live_and_tuning_is_authenticated_validated_and_audited(
+        demo: tuple[str, list[str]], browser: Any) -> None:
+    demo, console = demo
     browser.get(demo + "?range=all")
     # the page loads, and its charts keep receiving data
     wait(browser, lambda d: js(d, "window.ems.statusReceived") > 2 and js(d, "window.ems.samplesReceived") > 10,
@@ -107,6 +113,14 @@ def test_dashboard_is_live_and_tuning_is_authenticated_validated_and_audited(dem
     assert shown_problems(browser) == []
     assert layout_problems(browser) == []
     assert browser.find_element(By.CSS_SELECTOR, '#range button[aria-pressed="true"]').text == "all kept"
+    # the console's site time and the page's are one clock (the controller's, accelerated 720x, in UTC):
+    # the page is at most a few site minutes past the console's latest line (printed every 5 real s)
+    wait(browser, lambda d: any(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC \|", ln) for ln in console), 15)
+    printed = [ln for ln in console if re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC \|", ln)][-1]
+    page = browser.find_element(By.ID, "site-time").text
+    ahead_s = (calendar.timegm(time.strptime(page, "%Y-%m-%d %H:%M:%S"))
+               - calendar.timegm(time.strptime(printed[:16], "%Y-%m-%d %H:%M")))
+    assert 0 <= ahead_s <= 3 * 3600, (printed, page)
 
     cap = "policies.peak_shaving.grid_import_cap_w"
     # no token: refused, with the reason on the page

@@ -16,22 +16,22 @@ function niceStep(span, most) {
   }
 }
 
-// axis label formatters: (value, step) -> text, precise enough that distinct ticks differ
+// axis label formatters: (lo, hi, step) -> (value -> text), precise enough that distinct ticks differ
 const AxisFormat = {
-  watts(lo, hi) {
+  watts(lo, hi, step) {
     const a = Math.max(Math.abs(lo), Math.abs(hi));
-    const [scale, unit] = a >= 1e6 ? [1e6, "MW"] : a >= 1e3 ? [1e3, "kW"] : [1, "W"];
-    return (v, step) => {
-      const dec = Math.max(0, Math.min(3, Math.ceil(-Math.log10(step / scale) - 1e-9)));
+    let scale = a >= 1e6 ? 1e6 : a >= 1e3 ? 1e3 : 1;
+    while (scale > 1 && step / scale < 1e-3) scale /= 1e3;  // a step finer than 3 decimals: a smaller unit
+    const unit = {1: "W", 1000: "kW", 1000000: "MW"}[scale];
+    const dec = Math.max(0, Math.min(3, Math.ceil(-Math.log10(step / scale) - 1e-9)));
+    return v => {
       const x = Math.abs(v / scale) < 0.5 * Math.pow(10, -dec) ? 0 : v / scale;
       return x.toFixed(dec) + " " + unit;
     };
   },
-  percent() {
-    return (v, step) => {
-      const dec = Math.max(0, Math.min(2, Math.ceil(-Math.log10(step * 100) - 1e-9)));
-      return (v * 100).toFixed(dec) + " %";
-    };
+  percent(lo, hi, step) {
+    const dec = Math.max(0, Math.min(2, Math.ceil(-Math.log10(step * 100) - 1e-9)));
+    return v => (v * 100).toFixed(dec) + " %";
   },
 };
 
@@ -110,7 +110,7 @@ class TimeChart {
     }
     // padding never takes an axis across zero: a quantity that is not negative gets no negative axis
     if (dataLo >= 0 && lo < 0) lo = 0;
-    if (dataHi <= 0 && hi > 0) hi = 0;
+    else if (dataHi <= 0 && hi > 0) hi = 0;
     const step = niceStep(hi - lo, 6);
     if (this.yMin === null) lo = Math.floor(lo / step + 1e-9) * step;
     if (this.yMax === null) hi = Math.ceil(hi / step - 1e-9) * step;
@@ -159,10 +159,10 @@ class TimeChart {
       return;
     }
     const {lo, hi, step} = yr;
-    const fmt = this.axis === "percent" ? AxisFormat.percent() : AxisFormat.watts(lo, hi);
+    const fmt = AxisFormat[this.axis](lo, hi, step);
     const yTicks = [];
-    for (let v = lo; v <= hi + step * 1e-6; v += step) yTicks.push(v);
-    const yLabels = yTicks.map(v => fmt(Math.abs(v) < step * 1e-6 ? 0 : v, step));
+    for (let i = 0; lo + i * step <= hi + step * 1e-6; i++) yTicks.push(lo + i * step);
+    const yLabels = yTicks.map(v => fmt(Math.abs(v) < step * 1e-6 ? 0 : v));
     const labelW = Math.max(...yLabels.map(t => g.measureText(t).width));
     const pad = {l: Math.ceil(labelW) + 10, r: 12, t: Math.round(fontPx * 0.7), b: Math.round(fontPx * 2)};
     const t0 = this.t0, t1 = this.t1 > this.t0 ? this.t1 : this.t0 + 1;
