@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench docs clean
+.PHONY: demo test lint bench docs screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ bench: $(STAMP)
 
 docs: $(STAMP)
 	$(BIN)/python -m drivers.profile_docs > docs/register-maps.md
+
+# the dashboard on the real-time HIL site, after its first paint and after a forced 0 W (headless Chromium)
+screenshots: $(STAMP)
+	EMS_DASHBOARD_SCREENSHOTS=docs $(BIN)/python -m pytest -q tests/browser/test_dashboard_hil.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

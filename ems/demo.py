@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from ems.clock import ScaledClock
 from ems.config import SiteConfig
 from ems.control_loop import Controller
 from ems.operator.auth import load_tokens
+from ems.planning.settings import site_tariff
 from sim_devices.config import parse_sim_config
 
 _SIM_START_DELAY_S = 2.0  # real seconds between launching the site and site time 0
@@ -63,15 +65,29 @@ def _pct(fraction: float | None) -> str:
     return " --" if fraction is None else f"{fraction * 100:3.0f}%"
 
 
-def status_line(ctl: Controller, start_hour: float) -> str:
+def site_epoch(now_wall: float, start_hour: float, zone: tzinfo) -> float:
+    """The wall time of site time 0: the latest instant, at or before `now_wall`, at which the
+    site's zone reads `start_hour` o'clock. The plant starts its day at `start_hour`; with this
+    epoch the site clock the controller keeps (its events, its dashboard, this console) reads
+    the same time of day as the plant."""
+    local = datetime.fromtimestamp(now_wall, zone)
+    start = local.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(hours=start_hour)
+    if start.timestamp() > now_wall:
+        start -= timedelta(days=1)
+    return start.timestamp()
+
+
+def status_line(ctl: Controller) -> str:
+    """One line of the last period, at the site time its dashboard shows (the controller's
+    wall clock, in the site's zone)."""
     r = ctl.last
     if r is None:
         return "waiting for the first control period..."
     s = r.status
-    hours = start_hour + r.snapshot.now_s / 3600.0
-    day, hh = int(hours // 24) + 1, hours % 24
+    zone = ctl.published.zone
+    when = datetime.fromtimestamp(r.snapshot.wall_s, zone).strftime("%Y-%m-%d %H:%M")
     units = "  ".join(f"{uid} {_pct(u['soc'])} {_mw(u['power_w'])}" for uid, u in s["units"].items())
-    return (f"day {day} {int(hh):02d}:{int(hh % 1 * 60):02d} | grid {_mw(s['grid_power_w'])} MW"
+    return (f"{when} {zone} | grid {_mw(s['grid_power_w'])} MW"
             f" / cap {_mw(s['grid_import_cap_w'])} | racks {_mw(s['racks']['reported_power_w'])} MW"
             f" | {units} MW | {s['reason']}")
 
@@ -113,7 +129,7 @@ async def run_demo(cfg: SiteConfig, args: argparse.Namespace) -> int:
             cfg_path, summary_path = Path(tmp) / "site.yaml", Path(tmp) / "truth.json"
             cfg_path.write_text(yaml.safe_dump(site_cfg.model_dump(mode="json")))
             anchor = time.monotonic() + _SIM_START_DELAY_S
-            epoch = time.time() + _SIM_START_DELAY_S
+            epoch = site_epoch(time.time() + _SIM_START_DELAY_S, sim.start_hour, site_tariff(cfg)[1])
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "ems.cli", "sim", "--config", str(cfg_path), "--speed", str(speed),
                 "--clock-anchor", repr(anchor), "--clock-epoch", repr(epoch),
@@ -138,7 +154,7 @@ async def run_demo(cfg: SiteConfig, args: argparse.Namespace) -> int:
             end = time.monotonic() + args.duration
             last_print = 0.0
             while not stop.is_set() and time.monotonic() < end and not task.done() and proc.returncode is None:
-                line = status_line(controller, sim.start_hour)
+                line = status_line(controller)
                 if tty:
                     print("\r" + line.ljust(150)[:150], end="", flush=True)
                 elif time.monotonic() - last_print >= 5.0:

@@ -3,7 +3,13 @@
 The control loop may run a period every few milliseconds (100 ms on a site, ~28 ms in the
 720x demo); a browser needs a few points a second. Each sample covers the periods since
 the previous one and keeps their extremes (grid import max, rack load min and max), so a
-swing between two samples still shows. The highest import of any period this month (months
+swing between two samples still shows. Rack load is a gap (None) while any rack's
+telemetry is stale (as when the controller starts, before every rack has reported): a
+partial sum would read the stale racks as 0 W. The recent samples are kept as they are (`keep` of them, the live
+stream's); every sample also goes into a coarse sample per `coarse_s` of site time
+(`coarse_keep` of them, a day at one site second a second), so that the dashboard's longer
+time ranges have data. A window of both, merged down to a number of points, is what the
+page asks for when it loads or changes its range (`window`). The highest import of any period this month (months
 of the tariff zone's wall clock, ems/tariff/calendar.py, as the controller's billing demand in
 ems/demand.py and the bill) is tracked on every period; it is kept in memory and starts again
 with the process, unlike the billing demand, which the controller persists.
@@ -14,6 +20,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from typing import TYPE_CHECKING, Any
@@ -53,18 +60,25 @@ class _Window:
 
 @dataclass
 class History:
-    """Samples at most every `sample_every_s` real seconds, the last `keep` of them."""
+    """Samples at most every `sample_every_s` real seconds, the last `keep` of them; and one
+    per `coarse_s` site seconds, the last `coarse_keep` of them."""
 
     sample_every_s: float = 0.25
     keep: int = 2400
+    coarse_s: float = 30.0
+    coarse_keep: int = 2880
     zone: tzinfo = UTC  # the tariff's, for the month's peak
     samples: deque[dict[str, Any]] = field(default_factory=deque)
+    coarse: deque[dict[str, Any]] = field(default_factory=deque)
     seq: int = 0
     _window: _Window = field(default_factory=_Window)
     _next_real_s: float = 0.0
+    _bucket: list[dict[str, Any]] = field(default_factory=list)  # the open coarse sample's members
+    _bucket_id: int = 0
 
     def __post_init__(self) -> None:
         self.samples = deque(maxlen=self.keep)
+        self.coarse = deque(maxlen=self.coarse_keep)
         self.peak = MonthPeak(zone=self.zone)
 
     def on_period(self, r: PeriodResult, cap_w: float | None) -> None:
@@ -75,14 +89,16 @@ class History:
         w.periods += 1
         if grid is not None:
             w.grid_max_w = max(w.grid_max_w, grid)
-        racks = s.racks.reported_power_w
-        w.racks_min_w, w.racks_max_w = min(w.racks_min_w, racks), max(w.racks_max_w, racks)
+        # the racks' sum only when every rack's telemetry is fresh: a stale rack is never read as 0 W
+        racks = s.racks.reported_power_w if s.racks.stale_count == 0 else None
+        if racks is not None:
+            w.racks_min_w, w.racks_max_w = min(w.racks_min_w, racks), max(w.racks_max_w, racks)
         now = time.monotonic()
         if now < self._next_real_s:
             return
         self._next_real_s = now + self.sample_every_s
         self.seq += 1
-        self.samples.append({
+        sample = {
             "seq": self.seq, "ts": round(s.wall_s, 3),
             "grid_w": _r(grid), "grid_max_w": _r(w.grid_max_w), "cap_w": _r(cap_w),
             "site_load_w": _r(s.site_load_w),
@@ -91,8 +107,70 @@ class History:
             "units": {u.unit_id: {"soc": None if u.bms is None else round(u.bms.soc, 4),
                                   "power_w": None if u.pcs is None else _r(u.pcs.power_w)} for u in s.units},
             "reason": r.step.reason.code, "periods": w.periods,
-        })
+        }
+        self.samples.append(sample)
+        self._coarse_add(sample)
         self._window = _Window()
 
     def since(self, seq: int) -> list[dict[str, Any]]:
         return [x for x in self.samples if x["seq"] > seq]
+
+    def window(self, range_s: float | None = None, points: int | None = None) -> list[dict[str, Any]]:
+        """The samples of the last `range_s` site seconds (all kept when None), oldest first:
+        coarse ones up to where the recent ones begin, then the recent ones; merged in runs
+        of consecutive samples down to at most `points`."""
+        fine = list(self.samples)
+        if not fine and not self.coarse:
+            return []
+        end = fine[-1]["ts"] if fine else self.coarse[-1]["ts"]
+        start = -math.inf if range_s is None else end - range_s
+        first_fine = fine[0]["ts"] if fine else math.inf
+        out = [c for c in self.coarse if start <= c["ts"] < first_fine]
+        out += [x for x in fine if x["ts"] >= start]
+        if points is not None and len(out) > points:
+            n = math.ceil(len(out) / points)
+            out = [merge_samples(out[i:i + n]) for i in range(0, len(out), n)]
+        return out
+
+    def _coarse_add(self, sample: dict[str, Any]) -> None:
+        bucket = math.floor(sample["ts"] / self.coarse_s)
+        if self._bucket and bucket != self._bucket_id:
+            self.coarse.append(merge_samples(self._bucket))
+            self._bucket = []
+        self._bucket_id = bucket
+        self._bucket.append(sample)
+
+
+def _mean(xs: list[float | None], nd: int = 1) -> float | None:
+    vals = [x for x in xs if x is not None]
+    return None if not vals else round(sum(vals) / len(vals), nd)
+
+
+def _ext(xs: list[float | None], pick: Callable[[list[float]], float]) -> float | None:
+    vals = [x for x in xs if x is not None]
+    return None if not vals else pick(vals)
+
+
+def merge_samples(group: list[dict[str, Any]]) -> dict[str, Any]:
+    """One sample for consecutive samples: at the last one's time and sequence number, means
+    of the values, extremes of the extremes, the last cap and reason, the periods summed."""
+    if len(group) == 1:
+        return group[0]
+    last = group[-1]
+
+    def col(key: str) -> list[float | None]:
+        return [x.get(key) for x in group]
+
+    units: dict[str, dict[str, float | None]] = {}
+    for uid in last["units"]:
+        rows = [x["units"].get(uid) or {} for x in group]
+        units[uid] = {"soc": _mean([r.get("soc") for r in rows], 4), "power_w": _mean([r.get("power_w") for r in rows])}
+    return {
+        "seq": last["seq"], "ts": last["ts"],
+        "grid_w": _mean(col("grid_w")), "grid_max_w": _ext(col("grid_max_w"), max), "cap_w": last["cap_w"],
+        "site_load_w": _mean(col("site_load_w")),
+        "racks_w": _mean(col("racks_w")), "racks_min_w": _ext(col("racks_min_w"), min),
+        "racks_max_w": _ext(col("racks_max_w"), max),
+        "battery_w": _mean(col("battery_w")), "setpoint_w": _mean(col("setpoint_w")),
+        "units": units, "reason": last["reason"], "periods": sum(int(x.get("periods") or 0) for x in group),
+    }

@@ -98,6 +98,13 @@ def build(*, site: str, params: list[str], units: list[str], max_force_s: float)
             {"name": "kind", "in": "query", "schema": {"type": "string", "pattern": r"^[a-z_]{1,64}$"}}]
     since = [{"name": "since", "in": "query", "description": "only samples after this sequence number",
               "schema": {"type": "integer", "minimum": 0, "maximum": 2**62}}]
+    window = [*since,
+              {"name": "range_s", "in": "query", "description": "instead of `since`: the samples of the last "
+               "range_s site seconds, recent and coarse (all kept without it)",
+               "schema": {"type": "integer", "minimum": 1, "maximum": 10**9}},
+              {"name": "points", "in": "query", "description": "instead of `since`: at most this many samples, "
+               "consecutive ones merged (means, extremes of the extremes)",
+               "schema": {"type": "integer", "minimum": 10, "maximum": 10_000}}]
     not_yet = {"503": _err("no control period has run yet")}
     bad = {"400": _err("malformed query parameter")}
     events_page = {"type": "object", "required": ["events", "next_before_id"], "properties": {
@@ -117,7 +124,8 @@ def build(*, site: str, params: list[str], units: list[str], max_force_s: float)
                                   _OBJECT, extra=not_yet),
             "/api/setpoints": _get("what the last period decided: each policy's bounds and target, the "
                                    "arbitration, unit setpoints, rack caps sent", _OBJECT, extra=not_yet),
-            "/api/history": _get("dashboard samples (newest last)", _OBJECT, params=since, extra=bad),
+            "/api/history": _get("dashboard samples (newest last): the recent ones after `since`, or a window "
+                                 "(`range_s`, `points`)", _OBJECT, params=window, extra=bad),
             "/api/events": _get("the event log, newest first, paged", events_page, params=page, extra=bad),
             "/api/config": _get("the site configuration, configured and in effect, secrets redacted", _OBJECT),
             "/api/params": _get("tunable parameters: value, configured value, bounds, override", _OBJECT),

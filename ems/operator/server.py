@@ -301,6 +301,7 @@ class OperatorSurface:
         body["operator"] = view.summary
         body["actions_enabled"] = self.tokens.configured
         body["wall_now_s"] = round(self.pub.clock.wall(), 3)
+        body["time_zone"] = str(self.pub.zone)  # the tariff's (IANA name, or UTC): the dashboard's clock
         self._status = (r.period, view, body)
         return body
 
@@ -312,7 +313,8 @@ class OperatorSurface:
         p = self.history.peak
         same = p.month == month
         return {"month": month or p.month or None, "peak_demand_15min_w": d.get("month_peak_w"),
-                "interval_average_w": d.get("interval_average_w"),
+                "interval_average_w": d.get("interval_average_w"), "interval_s": d.get("interval_s"),
+                "interval_start_wall_s": d.get("interval_start_wall_s"),
                 "peak_import_w": p.peak_w if same or not month else None,
                 "peak_at_wall_s": p.peak_at_wall_s if same or not month else None}
 
@@ -355,9 +357,21 @@ class OperatorSurface:
         })
 
     async def history_samples(self, request: web.Request) -> web.Response:
-        since = _query_int(request, "since", 0, 2**62) or 0
+        """The recent samples after `since`; or, with `range_s` or `points`, the window the
+        dashboard draws: the last `range_s` site seconds (all kept without it), coarse and
+        recent samples, merged down to at most `points`."""
+        since = _query_int(request, "since", 0, 2**62)
+        range_s = _query_int(request, "range_s", 1, 10**9)
+        points = _query_int(request, "points", 10, 10_000)
+        if range_s is None and points is None:
+            samples = self.history.since(since or 0)
+        else:
+            if since is not None:
+                raise ApiError(400, "since cannot be combined with range_s or points",
+                               ["since: the recent samples after a sequence number; range_s, points: a window"])
+            samples = self.history.window(range_s, points)
         r = self.pub.result
-        return _json({"samples": self.history.since(since), "seq": self.history.seq,
+        return _json({"samples": samples, "seq": self.history.seq,
                       "month_peak": None if r is None else self.month_peak(r)})
 
     async def events(self, request: web.Request) -> web.Response:

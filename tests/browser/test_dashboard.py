@@ -1,48 +1,44 @@
-"""The dashboard as an operator uses it: `ems demo` running, headless Chromium driving the page.
+"""The dashboard as an operator uses it: `ems demo` (a 720x clock) running, headless Chromium
+driving the page: live charts, tuning refused and applied, a failover timeline.
 
-Needs Debian's `chromium` and `chromium-driver` (.ci/run installs them); skipped, saying so,
-when they are missing. Set EMS_DASHBOARD_SCREENSHOT=path to keep a screenshot of the page.
+tests/browser/test_dashboard_hil.py opens it on the real-time HIL site (first paint, a
+forced action, layout, range and CSV, the screenshots in docs/). Needs Debian's `chromium`
+and `chromium-driver` (.ci/run installs them); skipped, saying so, when they are missing.
 """
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import json
 import os
-import shutil
+import re
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from tests.browser.conftest import MISSING, REPO, TOKEN, js, layout_problems, shown_problems, wait
+
+if MISSING:
+    pytest.skip(MISSING, allow_module_level=True)
+
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-TOKEN = "browser-test-token-0123456789"
-REPO = Path(__file__).resolve().parents[2]
-
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e .[dev])")
-if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-    pytest.skip("headless Chromium is not installed: apt-get install chromium chromium-driver",
-                allow_module_level=True)
-
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def demo() -> Iterator[str]:
-    """`ems demo` with its dashboard, in a process group of its own; yields the dashboard URL."""
+def demo() -> Iterator[tuple[str, list[str]]]:
+    """`ems demo` with its dashboard, in a process group of its own; yields the dashboard URL and
+    the lines it has printed so far (a list that grows)."""
     env = {**os.environ, "EMS_HTTP_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "ems.cli", "demo", "--duration", "600", "--http-port", "0"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -62,7 +58,7 @@ def demo() -> Iterator[str]:
     try:
         assert found.wait(60), "the demo did not print its dashboard URL:\n" + "".join(lines)
         url = next(ln for ln in lines if "operator dashboard" in ln).split("dashboard", 1)[1].split()[0]
-        yield url
+        yield url, lines
     finally:
         proc.send_signal(signal.SIGINT)  # as Ctrl-C would: the demo stops its site and prints its summary
         try:
@@ -73,31 +69,6 @@ def demo() -> Iterator[str]:
             reader.join(5)
     assert proc.returncode == 0, "".join(lines[-30:])
     assert "=== demo summary ===" in "".join(lines)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    profile = tempfile.mkdtemp(prefix="ems-chromium-")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--no-first-run", "--disable-sync", f"--user-data-dir={profile}",
-                "--window-size=1600,1400", "--hide-scrollbars"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
-
-
-def wait(driver: Any, cond: Callable[[Any], Any], timeout_s: float = 20.0, what: str = "") -> Any:
-    return WebDriverWait(driver, timeout_s, poll_frequency=0.2).until(cond, message=what)
-
-
-def js(driver: Any, expr: str) -> Any:
-    return driver.execute_script(f"return {expr};")
 
 
 def submit_param(driver: Any, name: str, value: str, reason: str, token: str) -> str:
@@ -118,8 +89,10 @@ def submit_param(driver: Any, name: str, value: str, reason: str, token: str) ->
     return str(msg.text)
 
 
-def test_dashboard_is_live_and_tuning_is_authenticated_validated_and_audited(demo: str, browser: Any) -> None:
-    browser.get(demo)
+def test_dashboard_is_live_and_tuning_is_authenticated_validated_and_audited(
+        demo: tuple[str, list[str]], browser: Any) -> None:
+    demo, console = demo
+    browser.get(demo + "?range=all")
     # the page loads, and its charts keep receiving data
     wait(browser, lambda d: js(d, "window.ems.statusReceived") > 2 and js(d, "window.ems.samplesReceived") > 10,
          what="no live data")
@@ -136,6 +109,18 @@ def test_dashboard_is_live_and_tuning_is_authenticated_validated_and_audited(dem
             const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
             let n = 0; for (let i = 3; i < px.length; i += 4) if (px[i] > 0) n++; return n; }})()""")
         assert painted > 1000, canvas
+    # on an accelerated clock too: nothing waiting, no raw epoch seconds, axes readable, nothing sideways
+    assert shown_problems(browser) == []
+    assert layout_problems(browser) == []
+    assert browser.find_element(By.CSS_SELECTOR, '#range button[aria-pressed="true"]').text == "all kept"
+    # the console's site time and the page's are one clock (the controller's, accelerated 720x, in UTC):
+    # the page is at most a few site minutes past the console's latest line (printed every 5 real s)
+    wait(browser, lambda d: any(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC \|", ln) for ln in console), 15)
+    printed = [ln for ln in console if re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC \|", ln)][-1]
+    page = browser.find_element(By.ID, "site-time").text
+    ahead_s = (calendar.timegm(time.strptime(page, "%Y-%m-%d %H:%M:%S"))
+               - calendar.timegm(time.strptime(printed[:16], "%Y-%m-%d %H:%M")))
+    assert 0 <= ahead_s <= 3 * 3600, (printed, page)
 
     cap = "policies.peak_shaving.grid_import_cap_w"
     # no token: refused, with the reason on the page
@@ -172,9 +157,3 @@ def test_dashboard_is_live_and_tuning_is_authenticated_validated_and_audited(dem
     assert [r.text.split("\n")[0] for r in rows] == ["bess-1.pcs grid_forming", "row02 caps", "genset start"]
     assert "7.90 ms" in rows[1].text and "error" in rows[2].text
     assert "last_ack_ms 7.9" in item.text and "FAILOVER_SHED" in item.text
-
-    if (shot := os.environ.get("EMS_DASHBOARD_SCREENSHOT")):
-        browser.execute_script("window.scrollTo(0, 0)")
-        with contextlib.suppress(Exception):
-            time.sleep(3)  # a few more seconds of chart
-        browser.save_screenshot(shot)

@@ -60,6 +60,12 @@ async def test_reads_report_the_running_controller(broker, make_site) -> None:
         async with client.get("/api/history") as r:
             hist = await r.json()
         assert hist["samples"] and hist["samples"][-1]["units"]["bess-1"]["soc"] is not None
+        async with client.get("/api/history", params={"range_s": "3600", "points": "10"}) as r:
+            window = await r.json()
+        assert 1 <= len(window["samples"]) <= 10 and window["seq"] >= hist["seq"]
+        async with client.get("/api/history", params={"since": "0", "points": "10"}) as r:
+            assert r.status == 400  # a resume point and a window are two different questions
+        assert status["time_zone"] == "UTC" and status["month_peak"]["interval_s"] == 900
         async with client.get("/api/events", params={"kind": "controller_started", "limit": "1"}) as r:
             page = await r.json()
         assert page["events"][0]["kind"] == "controller_started"
