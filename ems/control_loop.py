@@ -53,6 +53,7 @@ from ems.smoothing_loop import Armed, smoothing_loop
 from ems.status import site_status
 from ems.tariff.calendar import local_seconds
 from ems.transitions import TransitionObserver
+from policies import grid_ramp
 from policies.island import IslandActions
 
 log = structlog.get_logger("ems.loop")
@@ -232,8 +233,16 @@ class Controller:
             return None
         why = fast.reason
         gpu = None if self.gpu is None or self.gpu.reason is None else self.gpu.reason.code
+        g, ramp_p = self.cfg.grid_connection, self.controls.step_params.grid_ramp
+        allowed = None if ramp_p is None else grid_ramp.envelope(self.clock.monotonic(), ramp_p, self.step_state.ramp)
         return {"reason": None if why is None else why.code, "owns_setpoints": fast.owns_setpoints,
-                "swing_w": round(fast.swing_w, 1), "ticks": fast.ticks, "gpu": gpu}
+                "swing_w": round(fast.swing_w, 1), "ticks": fast.ticks, "gpu": gpu,
+                # the grid's and the load's (no battery) oscillation in the band, against the limit
+                "grid_band_rms_w": round(fast.grid_band.rms, 1), "load_band_rms_w": round(fast.load_band.rms, 1),
+                "oscillation_limit_w_rms": g.oscillation_limit_w_rms,
+                "ramp": None if ramp_p is None else {
+                    "limit_w": ramp_p.limit_w, "window_s": ramp_p.window_s,
+                    "allowed_w": None if allowed is None else [round(allowed[0], 1), round(allowed[1], 1)]}}
 
     async def _publish_retained(self, topic: str, payload: bytes) -> None:
         # retained and QoS 1: a row agent that subscribes late still gets the caps in force

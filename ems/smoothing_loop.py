@@ -78,6 +78,7 @@ class SmoothingLoop:
         self._loads: deque[tuple[float, float]] = deque()  # (site s, load W) over the swing window
         self.swing_window_s = swing_window_s
         self.grid_band = BandRms(band_low_hz, swing_window_s)  # the grid's oscillation, for the GPU lever
+        self.load_band = BandRms(band_low_hz, swing_window_s)  # the same without the battery, for operators
         self.ticks = self.write_failures = self.read_failures = 0
 
     # --- what the period loop sees ---------------------------------------------------------
@@ -106,6 +107,7 @@ class SmoothingLoop:
         """A sample of the site load and the grid: each tick's, or each period's where the
         site clock runs too fast for ticks (the GPU lever still sees the swing, coarsely)."""
         self.grid_band.add(now_s, grid_w, dt_s)
+        self.load_band.add(now_s, load_w, dt_s)
         self._loads.append((now_s, load_w))
         while self._loads and now_s - self._loads[0][0] > self.swing_window_s:
             self._loads.popleft()

@@ -32,12 +32,20 @@ class GridRampState:
     recent_grid: tuple[tuple[float, float], ...] = ()  # (site time s, grid W the period left)
 
 
+def envelope(now_s: float, p: GridRampParams, state: GridRampState) -> tuple[float, float] | None:
+    """The grid import the limit allows now (lowest, highest); None with no window yet."""
+    window = [w for t, w in state.recent_grid if now_s - t < p.window_s]
+    if not window:
+        return None
+    return max(window) - p.limit_w, min(window) + p.limit_w
+
+
 def decide(snap: SiteSnapshot, p: GridRampParams, state: GridRampState) -> Decision | None:
     load_w = snap.site_load_w
-    window = [w for t, w in state.recent_grid if snap.now_s - t < p.window_s]
-    if load_w is None or not window:
+    allowed = envelope(snap.now_s, p, state)
+    if load_w is None or allowed is None:
         return None  # nothing to hold against yet (or no meter: the safe action holds instead)
-    lo_grid, hi_grid = max(window) - p.limit_w, min(window) + p.limit_w
+    lo_grid, hi_grid = allowed
     return Decision(NAME, Reason.RAMP_LIMITED, min_w=load_w - hi_grid, max_w=load_w - lo_grid)
 
 

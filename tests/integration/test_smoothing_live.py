@@ -51,7 +51,11 @@ async def test_the_fast_loop_keeps_the_swing_off_the_grid(broker, make_site) -> 
         assert np.std(grid) < 0.35 * np.std(without)  # and the grid sees a fraction of it
         status = ctl.last.status if ctl.last is not None else {}
         assert status["smoothing"]["reason"] in ("SMOOTHING_ACTIVE", "SMOOTHING_CLIPPED")
-        assert status["smoothing"]["swing_w"] > 150e3
+        sm = status["smoothing"]
+        assert sm["swing_w"] > 150e3
+        assert sm["grid_band_rms_w"] < 0.5 * sm["load_band_rms_w"]  # what the dashboard shows, measured live
+        lo_w, hi_w = sm["ramp"]["allowed_w"]
+        assert hi_w - lo_w <= 2 * sm["ramp"]["limit_w"] and lo_w < np.mean(grid) < hi_w
         assert ctl.smoother.write_failures == 0
     assert all(u.setpoint_w == 0.0 for u in site.plant.units.values())  # stopped: the fast loop too
     assert site.plant.summary()["heartbeat_timeouts"] == 0
