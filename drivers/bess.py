@@ -79,6 +79,7 @@ def meter_reading(v: dict[str, float], now_s: float, device: str = "meter") -> M
     return MeterReading(
         grid_power_w=v["active_power"], voltage_v=v["voltage"], frequency_hz=v["frequency"],
         import_wh=v["import_energy"], export_wh=v["export_energy"], read_at_s=now_s,
+        average_w=v.get("active_power_avg"),  # not every meter offers one (the profile says)
     )
 
 

@@ -61,6 +61,10 @@ def _mw(w: float | None) -> str:
     return "   n/a" if w is None else f"{w / 1e6:6.2f}"
 
 
+def _kw(w: float | None) -> str:
+    return "-" if w is None else f"{w / 1e3:.0f}"
+
+
 def _pct(fraction: float | None) -> str:
     return " --" if fraction is None else f"{fraction * 100:3.0f}%"
 
@@ -103,6 +107,9 @@ def summary_text(truth: dict[str, Any], ctl: Controller, cap_w: float | None) ->
         f"(15-min demand)  {_mw(truth['peak_1min_without_battery_w'])} MW (1-min average)",
         f"peak import, with battery:    {_mw(truth['peak_demand_15min_w'])} MW "
         f"(15-min demand)  {_mw(truth['peak_1min_w'])} MW (1-min average)",
+        f"swing, minute to minute:      {_kw(truth['swing_1min_p95_without_battery_w'])} kW no battery, "
+        f"{_kw(truth['swing_1min_p95_w'])} kW with (95th percentile; largest "
+        f"{_kw(truth['swing_1min_max_without_battery_w'])} and {_kw(truth['swing_1min_max_w'])} kW)",
         f"energy through the battery:   {truth['battery_discharged_wh'] / 1e6:.2f} MWh out, "
         f"{truth['battery_charged_wh'] / 1e6:.2f} MWh in",
         f"SoC range:                    {truth['soc_min'] * 100:.1f} % .. {truth['soc_max'] * 100:.1f} %",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,14 +29,37 @@ class MeterState:
     frequency_hz: float = 50.0
     import_wh: float = 0.0
     export_wh: float = 0.0
+    average_w: float = 0.0  # grid power over the meter's averaging window
+
+
+class SlidingAverage:
+    """The average of a power over the last `window_s` (a meter's demand sub-interval)."""
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self._parts: deque[tuple[float, float]] = deque()  # (dt s, energy W s)
+        self._span_s = self._energy_ws = 0.0
+
+    def add(self, power_w: float, dt_s: float) -> float:
+        self._parts.append((dt_s, power_w * dt_s))
+        self._span_s += dt_s
+        self._energy_ws += power_w * dt_s
+        while len(self._parts) > 1 and self._span_s - self._parts[0][0] >= self.window_s - 1e-9:
+            dt, e = self._parts.popleft()
+            self._span_s -= dt
+            self._energy_ws -= e
+        return self._energy_ws / self._span_s if self._span_s > 0 else power_w
 
 
 class DemandTracker:
-    """Highest average import over fixed demand intervals (how utilities bill demand)."""
+    """Highest average import over fixed demand intervals (how utilities bill demand), and how
+    much the average moved from one interval to the next (the swing a ramp limit looks at)."""
 
-    def __init__(self, interval_s: float = 900.0) -> None:
+    def __init__(self, interval_s: float = 900.0, keep_steps: int = 50_000) -> None:
         self.interval_s = interval_s
         self.peak_w = 0.0
+        self.last_w: float | None = None
+        self.steps_w: deque[float] = deque(maxlen=keep_steps)  # |change| between consecutive intervals
         self._energy_ws = 0.0
         self._elapsed_s = 0.0
 
@@ -46,8 +70,16 @@ class DemandTracker:
             self._elapsed_s += take
             dt_s -= take
             if self._elapsed_s >= self.interval_s - 1e-9:
-                self.peak_w = max(self.peak_w, self._energy_ws / self.interval_s)
+                avg_w = self._energy_ws / self.interval_s
+                self.peak_w = max(self.peak_w, avg_w)
+                if self.last_w is not None:
+                    self.steps_w.append(abs(avg_w - self.last_w))
+                self.last_w = avg_w
                 self._energy_ws = self._elapsed_s = 0.0
+
+    def step_w(self, percentile: float) -> float:
+        """A percentile of the interval-to-interval change (0 before two intervals)."""
+        return float(np.percentile(self.steps_w, percentile)) if self.steps_w else 0.0
 
 
 @dataclass
@@ -87,6 +119,7 @@ class Plant:
         self.racks = RackFleet(rack_ids, row_of_rack, rack_nameplate_w, sim.racks, rng)
         self.racks.reboot_s = sim.grid.rack_reboot_s
         self.grid = GridSide(sim.grid)
+        self._meter_average = SlidingAverage(sim.meter_average_s)
         self.meter_frozen = False  # fault injection: the meter keeps reporting its last values
         self.genset = None if sim.genset is None else GensetModel(sim.genset)
         self.meter = MeterState(
@@ -201,6 +234,7 @@ class Plant:
         grid_w = 0.0 if islanded else site_net_w - self.battery_power_w
         m = MeterState() if self.meter_frozen else self.meter  # a frozen meter's registers do not move
         m.grid_power_w = grid_w
+        m.average_w = self._meter_average.add(grid_w, dt_s)
         if grid_w >= 0:
             m.import_wh += grid_w * dt_s / 3600.0
         else:
@@ -231,6 +265,10 @@ class Plant:
             "peak_import_without_battery_w": self.stats.peak_import_without_battery_w,
             "peak_1min_w": self.stats.minute.peak_w,
             "peak_1min_without_battery_w": self.stats.minute_without_battery.peak_w,
+            "swing_1min_p95_w": self.stats.minute.step_w(95),
+            "swing_1min_p95_without_battery_w": self.stats.minute_without_battery.step_w(95),
+            "swing_1min_max_w": self.stats.minute.step_w(100),
+            "swing_1min_max_without_battery_w": self.stats.minute_without_battery.step_w(100),
             "peak_demand_15min_w": self.stats.demand.peak_w,
             "peak_demand_15min_without_battery_w": self.stats.demand_without_battery.peak_w,
             "battery_discharged_wh": sum(u.energy_discharged_wh for u in units),

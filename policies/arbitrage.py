@@ -55,7 +55,7 @@ def decide(snap: SiteSnapshot, p: ArbitrageParams, plan: PlanView | None) -> Dec
         return Decision(NAME, Reason.PLAN_STALE)
     plan, k = current
     soc, capacity_wh = soc_cap
-    load_w = snap.site_load_w
+    load_w = snap.site_load_avg_w
     holds_cap = plan.battery_w[k] > p.hold_band_w and plan.grid_w[k] >= plan.import_cap_w[k] - p.at_cap_w
     if holds_cap and load_w is not None:
         need_w = max(load_w - plan.import_cap_w[k], 0.0)

@@ -41,7 +41,7 @@ def envelope(now_s: float, p: GridRampParams, state: GridRampState) -> tuple[flo
 
 
 def decide(snap: SiteSnapshot, p: GridRampParams, state: GridRampState) -> Decision | None:
-    load_w = snap.site_load_w
+    load_w = snap.site_load_avg_w
     allowed = envelope(snap.now_s, p, state)
     if load_w is None or allowed is None:
         return None  # nothing to hold against yet (or no meter: the safe action holds instead)
@@ -51,7 +51,7 @@ def decide(snap: SiteSnapshot, p: GridRampParams, state: GridRampState) -> Decis
 
 def record(snap: SiteSnapshot, p: GridRampParams, state: GridRampState, setpoint_w: float) -> GridRampState:
     """The grid value this period leaves: the site load now minus the battery setpoint written."""
-    load_w = snap.site_load_w
+    load_w = snap.site_load_avg_w
     if load_w is None:
         return state
     kept = tuple((t, w) for t, w in state.recent_grid if snap.now_s - t < p.window_s)

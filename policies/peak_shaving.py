@@ -40,7 +40,7 @@ def held_load(snap: SiteSnapshot, hold_s: float,
               state: PeakShavingState) -> tuple[float | None, PeakShavingState]:
     """The highest site load over the last `hold_s` (this period's alone with 0); None
     without a trusted meter (the window is kept for when it is back)."""
-    load_w = snap.site_load_w
+    load_w = snap.site_load_avg_w
     if load_w is None:
         return None, state
     window = tuple((t, w) for t, w in state.recent_load if snap.now_s - t < hold_s)

@@ -115,6 +115,7 @@ def genset_write(plant: Plant, genset: GensetModel, profile: DeviceProfile,
 def meter_values(meter: MeterState) -> dict[str, float]:
     return {
         "active_power": meter.grid_power_w / 1000.0,
+        "active_power_avg": meter.average_w / 1000.0,
         "voltage": meter.voltage_v,
         "frequency": meter.frequency_hz,
         "import_energy": meter.import_wh / 1000.0,

@@ -24,6 +24,7 @@ class MeterReading:
     import_wh: float
     export_wh: float
     read_at_s: float
+    average_w: float | None = None  # grid power over the meter's averaging window, where it offers one
 
 
 @dataclass(frozen=True, slots=True)

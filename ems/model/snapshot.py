@@ -48,10 +48,20 @@ class SiteSnapshot:
 
     @property
     def site_load_w(self) -> float | None:
-        """Grid import the site would have without the battery (grid + battery)."""
+        """Grid import the site would have without the battery (grid + battery), now."""
         if self.meter is None:
             return None
         return self.meter.grid_power_w + self.battery_power_w
+
+    @property
+    def site_load_avg_w(self) -> float | None:
+        """The same over the meter's averaging window where it offers one, else now. A period's
+        policies act on it: a swing faster than the period, sampled once a period, would come
+        back as noise the battery chases (aliasing); averaged, it is gone."""
+        if self.meter is None:
+            return None
+        grid_w = self.meter.grid_power_w if self.meter.average_w is None else self.meter.average_w
+        return grid_w + self.battery_power_w
 
 
 def unit_snapshot(unit_id: str, bms: BmsReading | None, pcs: PcsReading | None,
