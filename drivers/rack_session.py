@@ -95,7 +95,10 @@ async def _tick_every(client: aiomqtt.Client, tick: Tick, interval_s: float) -> 
         raise_if_cancelling()
         await tick(client)
         next_t += interval_s
-        await asyncio.sleep(max(0.0, next_t - time.monotonic()))
+        now = time.monotonic()
+        if now - next_t > interval_s:  # a tick ran long (a slow driver call): skip, never burst to catch up
+            next_t = now
+        await asyncio.sleep(max(0.0, next_t - now))
 
 
 async def _command_loop(client: aiomqtt.Client, commands: RackCommands) -> None:
