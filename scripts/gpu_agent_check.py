@@ -29,6 +29,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,24 +74,23 @@ def probe(gpu: Gpu) -> dict[str, Any]:
     return out
 
 
-def limits_w(gpus: list[Gpu]) -> list[float | str]:
-    out: list[float | str] = []
+def each(gpus: list[Gpu], read: Callable[[Gpu], object]) -> list[object]:
+    """`read` of every GPU; a failing read is reported in its place, not raised."""
+    out: list[object] = []
     for g in gpus:
         try:
-            out.append(g.limit_w())
+            out.append(read(g))
         except DriverError as exc:
             out.append(f"error: {exc}")
     return out
 
 
-def smoothing_on(gpus: list[Gpu]) -> list[bool | str | None]:
-    out: list[bool | str | None] = []
-    for g in gpus:
-        try:
-            out.append(g.smoothing_enabled())
-        except DriverError as exc:
-            out.append(f"error: {exc}")
-    return out
+def limits_w(gpus: list[Gpu]) -> list[object]:
+    return each(gpus, Gpu.limit_w)
+
+
+def smoothing_on(gpus: list[Gpu]) -> list[object]:
+    return each(gpus, Gpu.smoothing_enabled)
 
 
 async def check(gpus: list[Gpu], report: dict[str, Any]) -> bool:
