@@ -104,7 +104,7 @@ class GpuRack:
         self._logged: set[str] = set()
 
     def _once(self, key: str, event: str, **kw: object) -> None:
-        """Log a problem the first time only: a GPU without smoothing stays without it."""
+        """Log a problem once per GPU and kind: a GPU without smoothing or root stays without it."""
         if key not in self._logged:
             self._logged.add(key)
             log.warning(event, **kw)
@@ -123,7 +123,7 @@ class GpuRack:
                 return True
             targets = ([g.limits.default_w for g in self.gpus] if cap_w is None
                        else split_budget_w(cap_w - self.overhead_w, self._bounds()))
-            ok = all([self._set_limit(i, w) for i, w in enumerate(targets)])
+            ok = all([self._set_limit(i, w) for i, w in enumerate(targets)])  # a list: every GPU is tried
             self._state.cap = _Request(cap_w, ok)
             if ok:
                 self.counters.caps_applied += 1
