@@ -1,4 +1,4 @@
-"""Command line: `ems check-config`, `ems run`, `ems sim`, `ems demo`, `ems backtest`.
+"""Command line: `ems check-config`, `ems run`, `ems sim`, `ems demo`, `ems backtest`, `ems agent`.
 
 Bad input (a config that does not validate, a port that is taken) ends with a one-line
 reason on stderr and a non-zero exit status, never a traceback.
@@ -23,6 +23,8 @@ from ems.model.errors import ConfigError
 from ems.topology import read_yaml_mapping
 
 if TYPE_CHECKING:
+    from drivers.nvml import Gpu
+    from ems.agent.config import AgentConfig
     from ems.control_loop import Controller
     from sim_devices.config import SimSiteConfig
 
@@ -189,6 +191,41 @@ def cmd_sim(args: argparse.Namespace) -> int:
         return EXIT_RUNTIME
 
 
+def cmd_agent(args: argparse.Namespace) -> int:
+    from drivers.errors import DriverError
+    from drivers.nvml import NoGpu, close_gpus, open_gpus
+    from ems.agent.config import load_agent_config
+    from ems.mqtt_auth import client_kwargs
+
+    cfg = load_agent_config(args.config, args.mqtt_url)
+    try:
+        connect = client_kwargs(cfg.mqtt, identifier=cfg.client_id)
+    except ConfigError as exc:
+        raise ConfigError(f"{args.config}: {exc}") from None
+    logs.configure(args.log_format or cfg.logging.format, cfg.logging.level)
+    try:
+        gpus = open_gpus(indices=cfg.gpus)
+    except NoGpu as exc:
+        print(f"ems agent: no NVIDIA GPU here ({exc}); the agent runs on GPU nodes", file=sys.stderr)
+        return EXIT_CONFIG
+    except DriverError as exc:
+        print(f"ems agent: cannot open the GPUs: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    try:
+        return asyncio.run(_agent(cfg, gpus, connect))
+    finally:
+        close_gpus(gpus)
+
+
+async def _agent(cfg: AgentConfig, gpus: list[Gpu], connect: dict[str, Any]) -> int:
+    from ems.agent.agent import serve
+
+    stop = asyncio.Event()
+    _stop_on_signals(stop)  # SIGINT/SIGTERM: GPUs back to their defaults, then exit 0
+    await serve(cfg, gpus, connect, stop)
+    return 0
+
+
 def cmd_events(args: argparse.Namespace) -> int:
     """The persisted event log, newest first, as text or JSON lines."""
     import time
@@ -336,6 +373,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--before", type=int, help="page: only events with a smaller id")
     e.add_argument("--json", action="store_true", help="one JSON object per line")
     e.set_defaults(func=cmd_events)
+
+    a = sub.add_parser("agent", help="the rack agent of a GPU node: NVML power, caps and smoothing over MQTT "
+                                     "(docs/agent.md)")
+    a.add_argument("--config", required=True, type=Path, help="agent file (config/agent-example.yaml)")
+    a.add_argument("--mqtt-url", help="override mqtt.url from the agent file")
+    a.add_argument("--log-format", choices=["console", "json"])
+    a.set_defaults(func=cmd_agent)
 
     k = sub.add_parser("broker", help="an MQTT broker on loopback for `ems sim` and `ems run` (hardware-in-the-loop)")
     k.add_argument("--port", type=int, default=18830)
