@@ -8,7 +8,7 @@ import pytest
 from ems.model.readings import PcsMode
 from plant.battery import BessUnitModel
 from plant.config import PlantConfig, ScenarioEvent, SimBessConfig, SimRackLoadConfig
-from plant.plant import DemandTracker, Plant, pv_power_w
+from plant.plant import DemandTracker, Plant, SlidingAverage, pv_power_w
 from plant.racks import RackFleet
 
 
@@ -175,3 +175,40 @@ def test_demand_tracker_averages_over_intervals() -> None:
 def test_pv_is_zero_at_night_and_peaks_at_noon() -> None:
     assert pv_power_w(100.0, 6, 18, 3.0) == 0.0
     assert pv_power_w(100.0, 6, 18, 12.0) == pytest.approx(100.0)
+
+
+def test_the_meters_average_covers_its_window_and_no_more() -> None:
+    avg = SlidingAverage(20.0)
+    assert avg.add(1000.0, 1.0) == pytest.approx(1000.0)
+    for _ in range(19):
+        avg.add(1000.0, 1.0)
+    for _ in range(10):
+        out = avg.add(2000.0, 1.0)
+    assert out == pytest.approx(1500.0)  # half the window at each level
+    for _ in range(10):
+        out = avg.add(2000.0, 1.0)
+    assert out == pytest.approx(2000.0)  # the old level has left the window
+
+
+def test_the_swing_between_intervals_is_tracked() -> None:
+    d = DemandTracker(60.0)
+    for level in (100.0, 300.0, 250.0):
+        d.add(level, 60.0)
+    assert d.peak_w == 300.0 and d.step_w(100) == pytest.approx(200.0) and d.step_w(0) == pytest.approx(50.0)
+
+
+def test_the_plant_meter_averages_a_fast_swing_away() -> None:
+    cfg = PlantConfig.model_validate({"meter_average_s": 10.0, "max_substep_s": 0.02,
+                                      "racks": {"swing_hz_min": 1.0, "swing_hz_max": 1.0, "mean_idle_s": 1.0,
+                                                "ramp_s": 0.0, "mean_job_s": 1e6}})
+    ids = [f"row01-rack{i:02d}" for i in range(1, 9)]
+    plant = Plant(cfg, ["u1"], ids, ["row01"] * 8, 40_000.0)
+    instants, averages = [], []
+    for k in range(3000):
+        plant.advance_to(k * 0.02)
+        if k > 1500:  # training, the window full
+            instants.append(plant.meter.grid_power_w)
+            averages.append(plant.meter.average_w)
+    assert np.std(instants) > 20e3  # the racks swing
+    assert np.std(averages) < 0.2 * np.std(instants)
+    assert np.mean(averages) == pytest.approx(np.mean(instants), rel=0.05)
