@@ -23,6 +23,7 @@ from ems.clock import Clock
 from ems.config import ModbusEndpoint, SiteConfig
 from ems.model.readings import BmsReading, GensetReading, MeterReading, PcsReading
 from ems.model.snapshot import SiteSnapshot, fresh_meter, unit_snapshot
+from ems.time_average import TimeAverage
 from ems.validity import ValidityParams, ValidityTracker
 
 
@@ -65,6 +66,9 @@ class SiteReader:
         c = cfg.control
         site_max_w = c.meter_max_abs_w or 3.0 * cfg.racks.count * cfg.racks.nameplate_w + 1e7
         self.validity = ValidityTracker(ValidityParams(site_max_w, c.meter_frozen_s, c.bms_soc_max_c_rate / 3600.0))
+        # the battery's power over the meter's averaging window, to add to the meter's average
+        window_s = cfg.meter.average_s
+        self._battery_avg = None if window_s is None else TimeAverage(window_s)
 
     def reconfigure(self, cfg: SiteConfig) -> None:
         """A reloaded site file: new validity limits and stale times (devices stay)."""
@@ -105,6 +109,9 @@ class SiteReader:
             unit_snaps.append(self.validity.check_unit(
                 unit_snapshot(u.unit_id, u.last_bms, u.last_pcs, now, c.bess_stale_after_s)))
         meter = self.validity.check_meter(fresh_meter(self.last_meter, now, c.meter_stale_after_s), now)
+        battery_avg_w = None
+        if self._battery_avg is not None and meter is not None and meter.average_w is not None:
+            battery_avg_w = self._battery_avg.add(now, sum(u.pcs.power_w for u in unit_snaps if u.pcs is not None))
         genset = self.last_genset
         if genset is not None and now - genset.read_at_s > c.bess_stale_after_s:
             genset = None
@@ -113,7 +120,7 @@ class SiteReader:
             meter=meter, meter_invalid=self.validity.meter_invalid,
             meter_invalid_since_s=self.validity.meter_invalid_since_s,
             units=tuple(unit_snaps), racks=self.store.reading(now), last_setpoint_w=last_setpoint_w,
-            genset=genset, grid_ok=grid_ok, riding_through=riding_through,
+            genset=genset, grid_ok=grid_ok, riding_through=riding_through, battery_avg_w=battery_avg_w,
         )
 
     def close(self) -> None:

@@ -40,6 +40,13 @@ class ModbusEndpoint(Strict):
     timeout_s: float = Field(default=0.5, gt=0, le=10)
 
 
+class MeterEndpoint(ModbusEndpoint):
+    average_s: float | None = Field(
+        default=None, gt=0, le=3600,
+        description="the meter's averaging window for its averaged power register (active_power_avg): a "
+                    "period's policies then act on the site's load over it; none: on the instant reading")
+
+
 class BessUnitConfig(Strict):
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     bms: ModbusEndpoint
@@ -139,7 +146,7 @@ class SiteDevices(Strict):
 
     site: str = Field(default="site", pattern=r"^[A-Za-z0-9_.-]+$")
     mqtt: MqttConfig = MqttConfig()
-    meter: ModbusEndpoint
+    meter: MeterEndpoint
     bess_units: list[BessUnitConfig] = Field(min_length=1)
     genset: ModbusEndpoint | None = None
     racks: RacksConfig

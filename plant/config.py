@@ -116,8 +116,9 @@ class ScenarioEvent(_Model):
 class PlantConfig(_Model):
     seed: int = 1
     max_substep_s: float = Field(default=1.0, gt=0, description="longest plant integration step")
-    meter_average_s: float = Field(default=1.0, gt=0, le=3600,
-                                   description="the meter's averaging window (its active_power_avg register)")
+    meter_average_s: float = Field(
+        default=0.2, gt=0, le=3600,
+        description="the meter's averaging window (its active_power_avg register); 0.2 s: IEC 61000-4-30's 10 cycles")
     start_hour: float = Field(default=0.0, ge=0, lt=24, description="site time of day at start")
     pue: float = Field(default=1.25, ge=1.0, le=3.0)
     pue_daily_amplitude: float = Field(default=0.0, ge=0, le=1.0, description="peaks at 15:00")

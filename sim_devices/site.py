@@ -68,7 +68,10 @@ class SimulatedSite:
         racks = cfg.racks
         rack_ids = racks.rack_ids()
         rows = [rid.split("-")[0] for rid in rack_ids]
-        self.plant = Plant(self.sim.plant(), [u.id for u in cfg.bess_units], rack_ids, rows, racks.nameplate_w)
+        plant_cfg = self.sim.plant()
+        if cfg.meter.average_s is not None:  # the simulated meter averages as the site file says its meter does
+            plant_cfg = plant_cfg.model_copy(update={"meter_average_s": cfg.meter.average_s})
+        self.plant = Plant(plant_cfg, [u.id for u in cfg.bess_units], rack_ids, rows, racks.nameplate_w)
         self.devices: list[SimulatedModbusDevice] = []
         now = self.clock.monotonic
         profiles = _servable_profiles(cfg, source)

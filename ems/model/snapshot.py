@@ -40,6 +40,7 @@ class SiteSnapshot:
     riding_through: str | None = None  # "voltage" or "frequency": a disturbance inside the ride-through curve
     meter_invalid: Reason | None = None  # why `meter` is None (stale, frozen, implausible)
     meter_invalid_since_s: float | None = None
+    battery_avg_w: float | None = None  # battery power over the meter's averaging window, where configured
 
     @property
     def battery_power_w(self) -> float:
@@ -55,13 +56,15 @@ class SiteSnapshot:
 
     @property
     def site_load_avg_w(self) -> float | None:
-        """The same over the meter's averaging window where it offers one, else now. A period's
-        policies act on it: a swing faster than the period, sampled once a period, would come
-        back as noise the battery chases (aliasing); averaged, it is gone."""
+        """The same over the meter's averaging window where the site has one, else now. A
+        period's policies act on it: a swing faster than the period, sampled once a period,
+        would come back as noise the battery chases (aliasing); averaged, it is gone. The
+        battery's part is averaged over the same window, or the sum would mix two times."""
         if self.meter is None:
             return None
-        grid_w = self.meter.grid_power_w if self.meter.average_w is None else self.meter.average_w
-        return grid_w + self.battery_power_w
+        if self.meter.average_w is None or self.battery_avg_w is None:
+            return self.site_load_w
+        return self.meter.average_w + self.battery_avg_w
 
 
 def unit_snapshot(unit_id: str, bms: BmsReading | None, pcs: PcsReading | None,

@@ -190,12 +190,14 @@ def test_a_periods_policies_act_on_the_meters_average_and_the_limits_on_the_inst
     """A swing sampled at its crest reads 2.3 MW; its average over the period is 1.9 MW, under
     the 2 MW cap: nothing to shave. The export limit still holds the instant."""
     s = snap(0.5, grid_w=2_300_000)
-    avg = replace(s, meter=replace(s.meter, average_w=1_900_000))
+    avg = replace(s, meter=replace(s.meter, average_w=1_900_000), battery_avg_w=0.0)
     assert step(s, STACK, StepState()).setpoint_w == pytest.approx(300_000)
+    # without the battery's average over the same window the sum would mix two times: the instant stands
+    assert step(replace(avg, battery_avg_w=None), STACK, StepState()).setpoint_w == pytest.approx(300_000)
     r = step(avg, STACK, StepState())
     assert r.reason is not Reason.PEAK_SHAVING_ACTIVE and r.setpoint_w <= 0.0
     # the average asks for 300 kW of shaving; at this instant the site imports 50 kW only
-    low = replace(s, meter=replace(s.meter, grid_power_w=50_000, average_w=2_300_000))
+    low = replace(s, meter=replace(s.meter, grid_power_w=50_000, average_w=2_300_000), battery_avg_w=0.0)
     assert step(low, STACK, StepState()).setpoint_w == pytest.approx(300_000)
     r = step(low, replace(STACK, grid=GridLimitsParams(export_limit_w=0.0)), StepState())
     assert r.setpoint_w == pytest.approx(50_000)  # no export now, whatever the average says
