@@ -46,7 +46,7 @@ def site(gpu: bool = True) -> dict[str, Any]:
     return {
         "site": "bench-smoothing",
         "control": {"period_s": 1.0},
-        "meter": {"port": next(port), "profile": "meter_v1"},
+        "meter": {"port": next(port), "profile": "meter_v1", "average_s": 1.0},
         "bess_units": [{"id": f"bess-{i + 1}", "bms": {"port": next(port), "profile": "bms_v1"},
                         "pcs": {"port": next(port), "profile": "pcs_v1"}} for i in range(2)],
         "racks": {"rows": 4, "racks_per_row": 16, "nameplate_w": NAMEPLATE_W},

@@ -28,6 +28,7 @@ from ems.period import StepState, step
 from ems.plant_read import UnitReader
 from ems.smoothing_loop import Armed, smoothing_params, split
 from ems.step_params import step_params
+from ems.time_average import TimeAverage
 from plant.config import PlantConfig
 from plant.plant import Plant
 from policies import smoothing
@@ -58,8 +59,12 @@ def simulate(cfg: SiteConfig, plant_cfg: PlantConfig, seconds: float, smoothing_
     per_period = max(1, round(period_s / tick_s))
     racks = cfg.racks
     rack_ids = racks.rack_ids()
-    plant = Plant(plant_cfg.model_copy(update={"max_substep_s": tick_s}), [u.id for u in cfg.bess_units],
+    update: dict[str, float] = {"max_substep_s": tick_s}
+    if cfg.meter.average_s is not None:  # the meter averages as the site file says (as `ems sim` does)
+        update["meter_average_s"] = cfg.meter.average_s
+    plant = Plant(plant_cfg.model_copy(update=update), [u.id for u in cfg.bess_units],
                   rack_ids, [r.split("-")[0] for r in rack_ids], racks.nameplate_w)
+    battery_avg = None if cfg.meter.average_s is None else TimeAverage(cfg.meter.average_s)
     for u in plant.units.values():
         u.command_mode(PcsMode.GRID_FOLLOWING, 0.0)
     readers = [(uid, UnitReader(u)) for uid, u in plant.units.items()]
@@ -86,8 +91,13 @@ def simulate(cfg: SiteConfig, plant_cfg: PlantConfig, seconds: float, smoothing_
                                    plant.racks.power_w.copy(), plant.racks.cap_w.copy(), nameplate,
                                    np.zeros(len(nameplate)),
                                    racks.telemetry_stale_after_s)
-            snap = SiteSnapshot(t, t, period_s, MeterReading(grid_w, 230.0, 50.0, 0.0, 0.0, t), snaps, reading,
-                                last_setpoint_w)
+            # as the live loop's gather: the meter's average where configured, and the battery's
+            # over the same window from one sample a period
+            average_w = batt_avg_w = None
+            if battery_avg is not None:
+                average_w, batt_avg_w = plant.meter.average_w, battery_avg.add(t, plant.battery_power_w)
+            meter = MeterReading(grid_w, 230.0, 50.0, 0.0, 0.0, t, average_w)
+            snap = SiteSnapshot(t, t, period_s, meter, snaps, reading, last_setpoint_w, battery_avg_w=batt_avg_w)
             result = step(snap, params, state)
             state = result.state
             last_setpoint_w = result.setpoint_w

@@ -8,6 +8,11 @@ limit). The window is this policy's state: the grid values the previous periods 
 (what they aimed for, the site load then minus the setpoint written). Sub-period swings
 are the fast smoothing loop's (policies/smoothing.py); this bound keeps the periods'
 own steps, a backtest's included, inside the limit.
+
+A window whose values spread wider than twice the limit allows nothing at all (the battery
+could not hold a step, or something else moved the grid): it is no guide, and pressing on
+it would push the battery to a bound for a grid that never happened. The constraint then
+stands aside and the window starts again from the grid the meter measures.
 """
 
 from __future__ import annotations
@@ -46,13 +51,20 @@ def decide(snap: SiteSnapshot, p: GridRampParams, state: GridRampState) -> Decis
     if load_w is None or allowed is None:
         return None  # nothing to hold against yet (or no meter: the safe action holds instead)
     lo_grid, hi_grid = allowed
+    if lo_grid > hi_grid:
+        return None  # the window is no guide (see above); record() starts it again
     return Decision(NAME, Reason.RAMP_LIMITED, min_w=load_w - hi_grid, max_w=load_w - lo_grid)
 
 
 def record(snap: SiteSnapshot, p: GridRampParams, state: GridRampState, setpoint_w: float) -> GridRampState:
-    """The grid value this period leaves: the site load now minus the battery setpoint written."""
+    """The grid value this period leaves: the site load now minus the battery setpoint written
+    (or, where the window has become no guide, the grid the meter measures now)."""
     load_w = snap.site_load_avg_w
-    if load_w is None:
+    if load_w is None or snap.meter is None:
         return state
-    kept = tuple((t, w) for t, w in state.recent_grid if snap.now_s - t < p.window_s)
-    return GridRampState((*kept, (snap.now_s, load_w - setpoint_w)))
+    window = (*(tw for tw in state.recent_grid if snap.now_s - tw[0] < p.window_s), (snap.now_s, load_w - setpoint_w))
+    values = [w for _, w in window]
+    if max(values) - min(values) > 2.0 * p.limit_w:
+        measured_w = snap.meter.grid_power_w if snap.meter.average_w is None else snap.meter.average_w
+        return GridRampState(((snap.now_s, measured_w),))
+    return GridRampState(window)
