@@ -55,6 +55,22 @@ def test_the_ramp_limit_ranks_below_the_reserve_and_above_peak_shaving() -> None
     assert r.reason is Reason.RAMP_LIMITED and r.setpoint_w == pytest.approx(-200_000)
 
 
+def test_a_window_the_battery_could_not_hold_is_restarted_from_the_meter_not_pushed() -> None:
+    """The battery saturates (200 kW against a 600 kW jump): what the period aimed for left the
+    limit far behind. The constraint does not drive the battery to a bound for a grid that
+    never happened; it starts again from the measured grid."""
+    small = replace(RAMP, limits=BatteryLimitsParams(0.1, 0.95))
+    units = (unit("u1", max_discharge_w=100_000), unit("u2", max_discharge_w=100_000))
+    state = step(snapshot(800_000, units, now_s=0.0), small, StepState()).state
+    r = step(snapshot(1_400_000, units, now_s=1.0), small, state)
+    assert r.setpoint_w == pytest.approx(200_000)  # all it has: the grid goes to 1.2 MW anyway
+    assert r.state.ramp.recent_grid == ((1.0, 1_400_000.0),)  # no guide any more: restarted from the meter
+    # the next period lets the grid stay where the meter saw it, instead of charging for a grid 600 kW under it
+    units = (unit("u1", power_w=100_000, max_discharge_w=100_000), unit("u2", power_w=100_000, max_discharge_w=100_000))
+    r = step(snapshot(1_200_000, units, now_s=2.0, last_setpoint_w=200_000), small, r.state)
+    assert r.setpoint_w == 0.0 and r.reason is Reason.IDLE
+
+
 PARAMS = smoothing.SmoothingParams(tau_s=20.0, ramp_w_per_s=100_000 / 60)
 
 
