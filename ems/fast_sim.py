@@ -68,6 +68,7 @@ def simulate(cfg: SiteConfig, plant_cfg: PlantConfig, seconds: float, smoothing_
     for u in plant.units.values():
         u.command_mode(PcsMode.GRID_FOLLOWING, 0.0)
     readers = [(uid, UnitReader(u)) for uid, u in plant.units.items()]
+    plant.step(tick_s)  # the site runs before the controller starts: its meter has a reading
     stored0 = sum(u.soc * u.capacity_wh for u in plant.units.values())
     params = step_params(cfg)
     g = cfg.grid_connection
