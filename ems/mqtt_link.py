@@ -1,4 +1,4 @@
-"""The controller's MQTT session: rack telemetry in, caps and site status out.
+"""The controller's MQTT session: rack telemetry and job announcements in, caps and site status out.
 
 One connection, re-established after a broker loss with backoff. On every (re)connect
 it resubscribes and tells its listeners, so caps can be re-asserted. Whether it is
@@ -13,9 +13,11 @@ from collections.abc import Callable
 import aiomqtt
 
 from drivers import rack_protocol as rp
+from drivers import scheduler_protocol as sp
 from drivers.racks import RackTelemetryStore
 from ems.clock import Clock
 from ems.config import MqttConfig
+from ems.job_ramps import JobBook
 from ems.model.errors import EmsError
 from ems.mqtt_auth import client_kwargs
 
@@ -26,9 +28,10 @@ class NotConnected(EmsError):
 
 class MqttLink:
     def __init__(self, cfg: MqttConfig, store: RackTelemetryStore, clock: Clock,
-                 on_connect: Callable[[], None] | None = None) -> None:
+                 on_connect: Callable[[], None] | None = None, jobs: JobBook | None = None) -> None:
         self.cfg = cfg
         self.store = store
+        self.jobs = jobs  # the scheduler's announcements, where the site ramps job steps
         self.clock = clock
         self.on_connect = on_connect
         # resolved once, so a missing secret fails at start-up (MqttAuthError), not at a reconnect
@@ -56,6 +59,9 @@ class MqttLink:
                 async with aiomqtt.Client(**self._connect, timeout=5.0,
                                           max_queued_incoming_messages=100_000) as client:
                     await client.subscribe(rp.telemetry_wildcard(self.cfg.topic_prefix), qos=0)
+                    jobs_topic = sp.jobs_topic(self.cfg.topic_prefix)
+                    if self.jobs is not None:
+                        await client.subscribe(jobs_topic, qos=1)
                     self._client = client
                     self.connects += 1
                     self.connected.set()
@@ -66,7 +72,11 @@ class MqttLink:
                     ingest, now = self.store.ingest, self.clock.monotonic
                     async for message in client.messages:
                         payload = message.payload
-                        ingest(message.topic.value, payload if isinstance(payload, bytes) else b"", now())
+                        body = payload if isinstance(payload, bytes) else b""
+                        if self.jobs is not None and message.topic.value == jobs_topic:
+                            self.jobs.ingest(body, now(), self.clock.wall())
+                        else:
+                            ingest(message.topic.value, body, now())
             except aiomqtt.MqttError as exc:
                 self._client = None
                 self.connected.clear()

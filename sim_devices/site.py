@@ -19,6 +19,7 @@ from typing import Any
 import aiomqtt
 import structlog
 
+from drivers import scheduler_protocol as sp
 from drivers.errors import ProfileError
 from drivers.profile import DeviceProfile
 from ems.clock import Clock, ScaledClock
@@ -105,6 +106,7 @@ class SimulatedSite:
         for unit in self.plant.units.values():
             unit.last_heartbeat_s = self.clock.monotonic()
         self.step_overruns = 0
+        self._announced: set[tuple[str, str]] = set()  # job steps the scheduler stand-in has announced
         self._started = asyncio.Event()
 
     def _connect(self, user: str, identifier: str) -> dict[str, Any]:
@@ -161,6 +163,8 @@ class SimulatedSite:
                     async def publish() -> None:
                         while True:
                             await client.publish(plant_topic(prefix), json.dumps(self.ground_truth()), retain=True)
+                            for topic, body in self._announcements():
+                                await client.publish(topic, body, qos=1)
                             await asyncio.sleep(1.0)
 
                     async def take_commands() -> None:
@@ -178,6 +182,24 @@ class SimulatedSite:
                         tg.create_task(take_commands())
             except* aiomqtt.MqttError:
                 await asyncio.sleep(0.5)
+
+    def _announcements(self) -> list[tuple[str, bytes]]:
+        """The job starts and stops due soon, each announced once, as a cluster scheduler would
+        (its lead covers this session's publish interval on the accelerated clock)."""
+        lead_s = self.sim.announce_jobs_s
+        if lead_s <= 0:
+            return []
+        now = self.plant.now_s
+        offset = self.clock.wall() - self.clock.monotonic()
+        out = []
+        for t in self.plant.racks.upcoming(now, lead_s + 2.0 * self.sim.speed):
+            key = (t.job, t.event)
+            if key in self._announced:
+                continue
+            self._announced.add(key)
+            a = sp.JobAnnouncement(t.job, t.event, t.rack_ids, offset + t.at_s, t.step_w)
+            out.append((sp.jobs_topic(self.cfg.mqtt.topic_prefix), sp.encode(a, len(self._announced))))
+        return out
 
     def ground_truth(self) -> dict[str, object]:
         p = self.plant
