@@ -13,7 +13,9 @@ in which the grid's, or the load's, 1-s average moved more than the limit), band
 (grid RMS / load RMS in the band), energy_cost_share (battery losses and GPU floor filler
 over the site's energy), extra_equivalent_cycles (battery throughput smoothing adds, per
 day). Run three times: with the battery and the GPU lever, with the battery alone, and
-with the period step alone (the baseline of the costs). `--quick`: 40 minutes.
+with the period step alone (the baseline of the costs). Then steep job starts and stops
+with a small battery, announced by the scheduler and not (`job_steps`, 2 h). `--quick`:
+40 minutes (20 of the job steps).
 """
 
 from __future__ import annotations
@@ -58,15 +60,34 @@ def site(gpu: bool = True) -> dict[str, Any]:
     }
 
 
-def plant(seed: int = 11) -> PlantConfig:
+def plant(seed: int = 11, steep_jobs: bool = False) -> PlantConfig:
+    """The bench's plant; `steep_jobs`: jobs of 20 minutes that start and stop within a second,
+    and a battery of 2 x 100 kW too small to take such a step (the job-ramp scenario)."""
+    jobs = {"mean_job_s": 1200.0, "mean_idle_s": 600.0, "ramp_s": 1.0} if steep_jobs else \
+        {"mean_job_s": 4 * 3600.0, "mean_idle_s": 1800.0, "ramp_s": 60.0}
     return PlantConfig.model_validate({
         "seed": seed, "pue": PUE,
-        "bess": [{"capacity_wh": 4e6, "rated_power_w": 2e6, "initial_soc": 0.6, "ramp_w_per_s": 20e6,
-                  "heartbeat_timeout_s": 0.0}],
+        "bess": [{"capacity_wh": 4e6 if not steep_jobs else 400e3, "rated_power_w": 2e6 if not steep_jobs else 100e3,
+                  "initial_soc": 0.6, "ramp_w_per_s": 20e6, "heartbeat_timeout_s": 0.0}],
         "racks": {"model": "training", "racks_per_job": 16, "swing_low_fraction": 0.3, "swing_high_fraction": 1.0,
-                  "swing_hz_min": 0.2, "swing_hz_max": 3.0, "mean_job_s": 4 * 3600.0, "mean_idle_s": 1800.0,
-                  "ramp_s": 60.0, "checkpoint_every_s": 1800.0, "checkpoint_s": 30.0, "checkpoint_fraction": 0.3},
+                  "swing_hz_min": 0.2, "swing_hz_max": 3.0, "checkpoint_every_s": 1800.0, "checkpoint_s": 30.0,
+                  "checkpoint_fraction": 0.3, **jobs},
     })
+
+
+def job_steps(seconds: float) -> dict[str, Any]:
+    """Steep job starts and stops that the battery cannot take, announced by the scheduler or not."""
+    cfg = parse_config(site(gpu=True), "bench")
+    runs = {ann: simulate(cfg, plant(steep_jobs=True), seconds, announce_jobs=ann) for ann in (True, False)}
+    on, off = runs[True], runs[False]
+    grid_v, minutes = ramp_violations(on.grid_w, on.tick_s, RAMP_LIMIT_W)
+    return {
+        "seconds": seconds, "minutes": minutes, "grid_ramp_violations": grid_v,
+        "unannounced_grid_ramp_violations": ramp_violations(off.grid_w, off.tick_s, RAMP_LIMIT_W)[0],
+        "load_ramp_violations": ramp_violations(on.load_w, on.tick_s, RAMP_LIMIT_W)[0],
+        "jobs_ramped": on.job_ramps_gpu, "gpu_held_back_wh": on.held_back_wh,
+        "unannounced_gpu_held_back_wh": off.held_back_wh,
+    }
 
 
 def ramp_violations(power_w: np.ndarray, tick_s: float, limit_w: float) -> tuple[int, int]:
@@ -135,7 +156,7 @@ def _lines(f: dict[str, Any]) -> list[str]:
 def report(f: dict[str, Any], command: str, wall_s: float) -> str:
     hours = f["seconds"] / 3600.0
     span = f"{hours:g} h" if hours >= 1 else f"{f['seconds'] / 60:g} minutes"
-    b = f["battery_only"]
+    b, j = f["battery_only"], f["job_steps"]
     return "\n".join([
         "## Smoothing",
         "",
@@ -153,6 +174,14 @@ def report(f: dict[str, Any], command: str, wall_s: float) -> str:
         f"The 10 % band figure is reached only with GPU floors, at {100 * f['energy_cost_share']:.0f} % of the "
         f"site's energy; the battery alone leaves {100 * b['band_rms_ratio']:.0f} % (its PCS takes 100 ms to full "
         "power and the loop acts a tick after it reads: the edges of the compute/communication wave get through).",
+        "",
+        f"Job starts and stops (`job_steps` in the JSON): {j['seconds'] / 60:g} minutes of 20-minute jobs that start "
+        "and stop within a second (~700 kW each), with a battery of 2 x 100 kW that cannot take such a step and "
+        f"the GPU lever on. The scheduler announcing them: grid ramp limit exceeded in **{j['grid_ramp_violations']} "
+        f"of {j['minutes']} minutes** ({j['jobs_ramped']} steps ramped on their racks, GPU work held back "
+        f"{j['gpu_held_back_wh'] / 1e3:.0f} kWh, served later); not announced: "
+        f"{j['unannounced_grid_ramp_violations']} (held back {j['unannounced_gpu_held_back_wh'] / 1e3:.0f} kWh); "
+        f"the load alone: {j['load_ramp_violations']}.",
     ])
 
 
@@ -215,9 +244,10 @@ def main() -> int:
     on = simulate(parse_config(site(gpu=True), "bench"), plant(), seconds, smoothing_on=True)
     battery = simulate(parse_config(site(gpu=False), "bench"), plant(), seconds, smoothing_on=True)
     off = simulate(parse_config(site(gpu=False), "bench"), plant(), seconds, smoothing_on=False)
-    wall = time.perf_counter() - t0
     f = figures(on, off, seconds)
     f["battery_only"] = figures(battery, off, seconds)
+    f["job_steps"] = job_steps(1200.0 if args.quick else 2 * 3600.0)
+    wall = time.perf_counter() - t0
     command = "python benchmarks/bench_smoothing.py" + (" --quick" if args.quick else "")
     body = report(f, command, wall)
     print(body)
