@@ -14,7 +14,7 @@ period step alone, the comparison the figures need.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -54,6 +54,7 @@ class FastRun:
     capacity_wh: float
     job_ramps_gpu: int = 0  # announced job steps the racks ramped (the battery had not the room)
     job_ramps_battery: int = 0  # announced job steps the battery took
+    filler_load_wh: float = 0.0  # energy the filler load burned
 
 
 def simulate(cfg: SiteConfig, plant_cfg: PlantConfig, seconds: float, smoothing_on: bool = True,
@@ -79,6 +80,9 @@ def simulate(cfg: SiteConfig, plant_cfg: PlantConfig, seconds: float, smoothing_
     params = step_params(cfg)
     g = cfg.grid_connection
     core = smoothing_params(cfg)
+    filler = plant.filler if sm is not None and sm.filler else None
+    if filler is not None:
+        core = replace(core, filler_max_w=filler.cfg.rated_power_w)
     lever = gpu_lever(cfg) if smoothing_on else None
     jobs = job_ramps(cfg) if smoothing_on and announce_jobs else None
     commanded: dict[str, SmoothingProfile | None] = dict.fromkeys(rack_ids)
@@ -94,7 +98,7 @@ def simulate(cfg: SiteConfig, plant_cfg: PlantConfig, seconds: float, smoothing_
     for k in range(n):
         t = k * tick_s
         grid_w = plant.meter.grid_power_w
-        load_w = grid_w + plant.battery_power_w
+        load_w = grid_w + plant.battery_power_w - (0.0 if plant.filler is None else plant.filler.power_w)
         if k % per_period == 0:
             snaps = tuple(unit_snapshot(uid, *r.read(t), t, 3 * period_s) for uid, r in readers)
             reading = RacksReading(tuple(rack_ids), tuple(r.split("-")[0] for r in rack_ids),
@@ -136,6 +140,8 @@ def simulate(cfg: SiteConfig, plant_cfg: PlantConfig, seconds: float, smoothing_
             hi = sum(b[1] for b in armed.bounds_w.values())
             tick, fast = smoothing.tick(load_w, sum(armed.base_w.values()), lo, hi, tick_s, core, fast)
             setpoints = split(tick.battery_w, armed)
+            if filler is not None:
+                filler.command(tick.filler_w, t)
         for uid, w in setpoints.items():
             plant.units[uid].command_setpoint(w)
         band.add(t, grid_w, tick_s)
@@ -151,4 +157,4 @@ def simulate(cfg: SiteConfig, plant_cfg: PlantConfig, seconds: float, smoothing_
         tick_s, load_out, grid_out, batt_out, gpu_s, plant.racks.filler_wh, plant.racks.held_back_wh,
         sum(u.energy_discharged_wh for u in units), sum(u.energy_charged_wh for u in units),
         sum(u.soc * u.capacity_wh for u in units) - stored0, sum(u.capacity_wh for u in units),
-        job_ramps_gpu, job_ramps_battery)
+        job_ramps_gpu, job_ramps_battery, 0.0 if plant.filler is None else plant.filler.energy_wh)

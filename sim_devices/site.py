@@ -26,6 +26,7 @@ from ems.clock import Clock, ScaledClock
 from ems.devices import check_site_profiles
 from ems.model.errors import ConfigError
 from ems.mqtt_auth import client_kwargs_as
+from plant.config import SimFillerConfig
 from plant.plant import Plant
 from sim_devices import registers as regs
 from sim_devices.config import SimSiteConfig, SimulationConfig, simulator_passwords
@@ -72,6 +73,8 @@ class SimulatedSite:
         plant_cfg = self.sim.plant()
         if cfg.meter.average_s is not None:  # the simulated meter averages as the site file says its meter does
             plant_cfg = plant_cfg.model_copy(update={"meter_average_s": cfg.meter.average_s})
+        if cfg.filler is not None and plant_cfg.filler is None:  # a filler device: simulated with defaults
+            plant_cfg = plant_cfg.model_copy(update={"filler": SimFillerConfig()})
         self.plant = Plant(plant_cfg, [u.id for u in cfg.bess_units], rack_ids, rows, racks.nameplate_w)
         self.devices: list[SimulatedModbusDevice] = []
         now = self.clock.monotonic
@@ -95,6 +98,11 @@ class SimulatedSite:
             self.devices.append(SimulatedModbusDevice(
                 "genset", gp, functools.partial(regs.genset_values, genset, gp),
                 regs.genset_write(self.plant, genset, gp, now), g.host, g.port, g.unit_id))
+        if self.plant.filler is not None and cfg.filler is not None:
+            f, fp = cfg.filler, profiles["filler"]
+            self.devices.append(SimulatedModbusDevice(
+                "filler", fp, functools.partial(regs.filler_values, self.plant.filler),
+                regs.filler_write(self.plant.filler, now), f.host, f.port, f.unit_id))
         self._passwords = simulator_passwords(self.sim, [*racks.row_ids(), PLANT_USER])
         interval = max(self.sim.racks.telemetry_period_s / self.sim.speed, 0.05)
         self.row_agents = [
