@@ -6,6 +6,8 @@ charge any more (full, or at its power limit): the energy it burns is the cost.
 
 from __future__ import annotations
 
+from collections import deque
+
 from plant.config import SimFillerConfig
 
 
@@ -15,13 +17,15 @@ class FillerLoad:
         self.setpoint_w = 0.0
         self.power_w = 0.0
         self.energy_wh = 0.0
-        self._pending: tuple[float, float] | None = None  # (setpoint, effective at)
+        # commands in flight, (effective at, setpoint): a delay line, so that a command every tick
+        # lands each its response time later rather than pushing the last one back
+        self._pending: deque[tuple[float, float]] = deque(maxlen=10_000)
 
     def command(self, setpoint_w: float, now_s: float) -> None:
         self.setpoint_w = min(max(setpoint_w, 0.0), self.cfg.rated_power_w)
-        self._pending = (self.setpoint_w, now_s + self.cfg.response_s)
+        self._pending.append((now_s + self.cfg.response_s, self.setpoint_w))
 
     def step(self, now_s: float, dt_s: float) -> None:
-        if self._pending is not None and now_s >= self._pending[1]:
-            self.power_w, self._pending = self._pending[0], None
+        while self._pending and now_s >= self._pending[0][0]:
+            self.power_w = self._pending.popleft()[1]
         self.energy_wh += self.power_w * dt_s / 3600.0
