@@ -257,6 +257,7 @@ class Controller:
         allowed = None if ramp_p is None else grid_ramp.envelope(self.clock.monotonic(), ramp_p, self.step_state.ramp)
         return {"reason": None if why is None else why.code, "owns_setpoints": fast.owns_setpoints,
                 "swing_w": round(fast.swing_w, 1), "ticks": fast.ticks, "gpu": gpu,
+                "filler_w": None if fast.filler is None else round(fast.filler_written_w or 0.0, 1),
                 "jobs": None if jobs is None else {
                     "reason": None if jobs.reason is None else jobs.reason.code, "ramping": jobs.ramping,
                     "announced": jobs.book.received, "rejected": jobs.book.malformed + jobs.book.refused_full},
