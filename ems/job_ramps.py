@@ -104,4 +104,5 @@ def job_ramps(cfg: SiteConfig) -> JobRamps | None:
         return None
     rate = sm.job_ramp_share * g.ramp_limit_w / g.ramp_window_s
     return JobRamps(JobBook(tuple(cfg.racks.rack_ids()), cfg.racks.nameplate_w),
-                    job_ramp.JobRampParams(rate, sm.job_ramp_lead_s))
+                    job_ramp.JobRampParams(rate, sm.job_ramp_lead_s,
+                                           critical_rows=frozenset(cfg.racks.critical_rows)))

@@ -5,7 +5,7 @@ seconds. The scheduler announces it (drivers/scheduler_protocol.py); when the st
 the battery takes it first (the cheapest lever: the fast loop and the ramp constraint
 let the grid follow at the connection's rate while the battery covers the difference).
 Where the battery has not the room for it this period (its headroom that way, less half
-the swing it also holds), the job's racks are told to ramp (a smoothing profile with no
+the swing it also holds), the job's racks (never those of a critical row) are told to ramp (a smoothing profile with no
 floor and a ramp rate: their share of `rate_w_per_s`) from `lead_s` before the step
 (the racks' response time) until the step has had time to complete at that rate. The
 choice is made once per announcement, when its lead time begins, and kept until it ends.
@@ -38,6 +38,7 @@ class JobRampParams:
     rate_w_per_s: float  # what a job's step may move the grid by, per second (its share of the ramp limit)
     lead_s: float = 5.0  # the profile goes out this long before the step: the racks' response time
     settle_s: float = 10.0  # kept this long after the ramp should be done
+    critical_rows: frozenset[str] = frozenset()  # never ramped: their steps are the battery's alone
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +81,13 @@ def decide(now_s: float, steps: list[JobStep], racks: RacksReading, discharge_ro
         step_w = estimated_step_w(s, racks)
         room_w = (discharge_room_w if s.event == "start" else charge_room_w) - swing_w / 2
         duration_s = step_w / p.rate_w_per_s
-        if step_w <= room_w:
+        rampable = tuple(r for r in s.rack_ids if r.split("-", 1)[0] not in p.critical_rows)
+        if step_w <= room_w or not rampable:
             ramp = Ramp(s.job, s.event, "battery", s.rack_ids, step_w, s.at_s + duration_s + p.settle_s, None)
         else:
-            ramp = Ramp(s.job, s.event, "gpu", s.rack_ids, step_w, s.at_s + duration_s + p.settle_s,
-                        p.rate_w_per_s / max(len(s.rack_ids), 1))
+            # the racks that may ramp carry the whole step's rate between them (the critical ones step at once)
+            ramp = Ramp(s.job, s.event, "gpu", rampable, step_w, s.at_s + duration_s + p.settle_s,
+                        p.rate_w_per_s / len(rampable))
         ramps[(s.job, s.event)] = ramp
         began.append(ramp)
     profiles: dict[str, SmoothingProfile | None] = {}

@@ -64,6 +64,21 @@ def test_the_room_a_job_needs_is_what_the_swing_leaves_and_in_its_direction() ->
     assert began[0].lever == "battery" and began[0].step_w == 30_000
 
 
+def test_critical_rows_are_never_ramped() -> None:
+    ids = ("row01-rack01", "row01-rack02", "row02-rack01", "row02-rack02")
+    r = racks(4)
+    r = type(r)(ids, ("row01", "row01", "row02", "row02"), r.power_w, r.cap_w, r.nameplate_w, r.age_s,
+                r.stale_after_s)
+    p = job_ramp.JobRampParams(2_000.0, critical_rows=frozenset({"row01"}))
+    step = job_ramp.JobStep("j", "start", ids, 100.0, None)
+    profiles, _, began, _ = job_ramp.decide(98.0, [step], r, 0.0, 0.0, 0.0, p, job_ramp.JobRampState())
+    assert profiles == dict.fromkeys(ids[2:], SmoothingProfile(0.0, 1_000.0))  # the rate over the others
+    only_critical = job_ramp.JobStep("k", "start", ids[:2], 100.0, None)
+    profiles, reason, began, _ = job_ramp.decide(98.0, [only_critical], r, 0.0, 0.0, 0.0, p,
+                                                 job_ramp.JobRampState())
+    assert profiles == {} and reason is None and began[0].lever == "battery"
+
+
 def test_two_levers_on_one_rack_keep_the_higher_floor_and_the_slower_ramp() -> None:
     a, b = SmoothingProfile(28_000, 4_000), SmoothingProfile(0.0, 500)
     assert job_ramp.combine(a, b) == SmoothingProfile(28_000, 500)
