@@ -192,7 +192,7 @@ class Controller:
             # forced power, nor without a trusted meter (the safe action holds instead)
             self.smoother.arm(None if self.controls.force is not None or snap.meter is None else Armed(
                 snap.now_s, dict(result.unit_setpoints_w), dict(result.unit_bounds_w), g.import_limit_w,
-                g.export_limit_w))
+                g.export_limit_w, snap.site_load_avg_w))
         return result
 
     async def _apply_island(self, actions: IslandActions, snap: SiteSnapshot) -> int:
@@ -257,7 +257,9 @@ class Controller:
         allowed = None if ramp_p is None else grid_ramp.envelope(self.clock.monotonic(), ramp_p, self.step_state.ramp)
         return {"reason": None if why is None else why.code, "owns_setpoints": fast.owns_setpoints,
                 "swing_w": round(fast.swing_w, 1), "ticks": fast.ticks, "gpu": gpu,
-                "filler_w": None if fast.filler is None else round(fast.filler_written_w or 0.0, 1),
+                # what the filler was last told (null: none, or unknown after a failed write)
+                "filler_w": None if fast.filler is None or fast.filler_written_w is None
+                else round(fast.filler_written_w, 1),
                 "jobs": None if jobs is None else {
                     "reason": None if jobs.reason is None else jobs.reason.code, "ramping": jobs.ramping,
                     "announced": jobs.book.received, "rejected": jobs.book.malformed + jobs.book.refused_full},
