@@ -32,7 +32,7 @@ docs: $(STAMP)
 
 # the dashboard on the real-time HIL site, after its first paint and after a forced 0 W (headless Chromium)
 screenshots: $(STAMP)
-	EMS_DASHBOARD_SCREENSHOTS=docs $(BIN)/python -m pytest -q tests/browser/test_dashboard_hil.py
+	EMS_DASHBOARD_SCREENSHOTS=docs $(BIN)/python -m pytest -q tests/browser/test_dashboard_hil.py tests/browser/test_dashboard_smoothing.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

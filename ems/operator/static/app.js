@@ -310,8 +310,9 @@ function renderSmoothing(s) {
   $("tile-smoothing").classList.toggle("hidden", !sm);
   setGridSeries();
   if (!sm) return;
-  const codes = [...new Set([riding ? "RIDE_THROUGH" : null, s.reason in SMOOTHING_CODES ? s.reason : null, sm.gpu, sm.reason]
-    .filter(c => c))];
+  // the grid connection's codes only (the fast loop says IDLE when it has nothing to add)
+  const codes = [...new Set([riding ? "RIDE_THROUGH" : null, s.reason, sm.gpu, sm.reason]
+    .filter(c => c in SMOOTHING_CODES))];
   $("t-smooth").textContent = codes.length ? codes.join(" · ") : "none binding";
   $("t-smooth-why").textContent = codes.length ? SMOOTHING_CODES[codes[0]] || ""
     : "the grid's limits hold without the battery's help this period";
