@@ -217,7 +217,7 @@ class Controller:
             failover=None if self.failover is None else self.failover.status(), demand=self.demand,
             validity=self.reader.validity, periods_clamped=s.periods_clamped,
             forced_w=None if self.controls.force is None else self.controls.force.setpoint_w,
-            smoothing=self._smoothing_status())
+            smoothing=self._smoothing_status(snap))
         reader, act = self.reader, self.actuators
         read_at = {} if reader.last_meter is None else {"meter": reader.last_meter.read_at_s}
         for io in reader.units:
@@ -246,7 +246,7 @@ class Controller:
             observe(r)
         return r
 
-    def _smoothing_status(self) -> dict[str, Any] | None:
+    def _smoothing_status(self, snap: SiteSnapshot) -> dict[str, Any] | None:
         fast = self.smoother
         g, ramp_p = self.cfg.grid_connection, self.controls.step_params.grid_ramp
         if fast is None and ramp_p is None:
@@ -256,7 +256,8 @@ class Controller:
         why = None if fast is None else fast.reason
         gpu = None if self.gpu is None or self.gpu.reason is None else self.gpu.reason.code
         jobs = self.jobs
-        allowed = None if ramp_p is None else grid_ramp.envelope(self.clock.monotonic(), ramp_p, self.step_state.ramp)
+        # as of this period's time: on an accelerated clock a period's own work can outlast the window
+        allowed = None if ramp_p is None else grid_ramp.envelope(snap.now_s, ramp_p, self.step_state.ramp)
         return {"reason": None if why is None else why.code, "owns_setpoints": fast is not None and fast.owns_setpoints,
                 "swing_w": None if fast is None else round(fast.swing_w, 1), "ticks": 0 if fast is None else fast.ticks,
                 "gpu": gpu,
