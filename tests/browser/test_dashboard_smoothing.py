@@ -34,7 +34,8 @@ from selenium.webdriver.common.by import By
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120)]
 
 LIMIT_W = 75_000.0
-CODES = ("RIDE_THROUGH", "RAMP_LIMITED", "GPU_SMOOTHING", "SMOOTHING_CLIPPED", "SMOOTHING_ACTIVE")
+CODES = ("RIDE_THROUGH", "RAMP_LIMITED", "JOB_RAMP", "GPU_SMOOTHING", "FILLER_LOAD", "SMOOTHING_CLIPPED",
+         "SMOOTHING_ACTIVE")
 
 
 def _samples(url: str) -> list[dict[str, Any]]:

@@ -28,7 +28,9 @@ const UNIT_STYLES = [
 const SMOOTHING_CODES = {
   RIDE_THROUGH: "a grid disturbance inside the ride-through curve: the site stays connected, the battery holds",
   RAMP_LIMITED: "the grid connection's ramp limit holds the battery: the grid may not move faster",
+  JOB_RAMP: "an announced job start or stop the battery cannot take: its racks ramp at their share of the limit",
   GPU_SMOOTHING: "GPU power floors and ramps engaged: the battery alone cannot hold the swing",
+  FILLER_LOAD: "the filler load burns what the battery cannot absorb of a drop of the site's load",
   SMOOTHING_CLIPPED: "the battery's bounds clip the smoothing: part of the swing reaches the grid",
   SMOOTHING_ACTIVE: "the fast loop moves the battery to keep training swings off the grid",
 };
@@ -311,7 +313,7 @@ function renderSmoothing(s) {
   setGridSeries();
   if (!sm) return;
   // the grid connection's codes only (the fast loop says IDLE when it has nothing to add)
-  const codes = [...new Set([riding ? "RIDE_THROUGH" : null, s.reason, sm.gpu, sm.reason]
+  const codes = [...new Set([riding ? "RIDE_THROUGH" : null, s.reason, sm.jobs && sm.jobs.reason, sm.gpu, sm.reason]
     .filter(c => c in SMOOTHING_CODES))];
   $("t-smooth").textContent = codes.length ? codes.join(" · ") : "none binding";
   $("t-smooth-why").textContent = codes.length ? SMOOTHING_CODES[codes[0]] || ""
