@@ -12,7 +12,15 @@ from typing import TypeVar
 from drivers.errors import MalformedData, NotSupported, ProfileError
 from drivers.modbus_device import ModbusDevice
 from drivers.profile import DeviceProfile
-from ems.model.readings import BmsReading, GensetReading, GensetState, MeterReading, PcsMode, PcsReading
+from ems.model.readings import (
+    BmsReading,
+    FillerReading,
+    GensetReading,
+    GensetState,
+    MeterReading,
+    PcsMode,
+    PcsReading,
+)
 
 
 def _finite(values: dict[str, float], device: str) -> dict[str, float]:
@@ -90,6 +98,20 @@ def genset_reading(v: dict[str, float], now_s: float, profile: DeviceProfile, de
         rated_power_w=v["rated_power"], charge_request_w=v["charge_power_setpoint"],
         fuel_used_l=v["fuel_used"], run_s=v["run_time"], starts=int(v["starts"]), read_at_s=now_s,
     )
+
+
+MAX_FILLER_W = 100e6  # a rating beyond this is a garbled register, not a load bank
+
+
+def filler_reading(v: dict[str, float], now_s: float, device: str = "filler") -> FillerReading:
+    """A load bank's draw and rating; a rating no load bank has, or a draw beyond it, is refused."""
+    v = _finite(v, device)
+    draw_w, rating_w = v["active_power"], v["rated_power"]
+    if not 0.0 < rating_w <= MAX_FILLER_W:
+        raise MalformedData(f"{device}: rated power {rating_w:g} W is not a load bank's")
+    if not 0.0 <= draw_w <= 1.1 * rating_w:
+        raise MalformedData(f"{device}: draws {draw_w:g} W against a rating of {rating_w:g} W")
+    return FillerReading(draw_w, rating_w, now_s)
 
 
 def _code(device: ModbusDevice, register: str, name: str) -> float:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 
 import structlog
 
+from drivers.bess import filler_reading
 from drivers.errors import DriverError
 from ems.band_rms import BandRms
 from ems.clock import Clock
@@ -37,7 +38,6 @@ log = structlog.get_logger("ems.smoothing")
 
 MIN_REAL_TICK_S = 0.005  # a site clock so fast that a tick is shorter than this (720x): no fast loop
 FILLER_REFRESH_S = 1.0  # a burning filler's setpoint is written at least this often (its watchdog)
-MAX_FILLER_W = 100e6  # a rating beyond this is a garbled register, not a load bank
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,15 +172,11 @@ class SmoothingLoop:
         if self.filler is None:
             return None
         try:
-            v = await self.filler.read_registers_si(("active_power", "rated_power"))
-        except DriverError:
+            r = filler_reading(await self.filler.read_registers_si(("active_power", "rated_power")), 0.0)
+        except DriverError:  # unreachable, or a value no load bank has (MalformedData)
             self.filler_read_failures += 1
             return None
-        draw_w, rating_w = v["active_power"], v["rated_power"]
-        if not (0.0 < rating_w <= MAX_FILLER_W and 0.0 <= draw_w <= 1.1 * rating_w):
-            self.filler_read_failures += 1
-            return None
-        return draw_w, rating_w
+        return r.power_w, r.rated_power_w
 
     async def _write(self, setpoints_w: dict[str, float]) -> None:
         async def one(unit: str, w: float) -> None:

@@ -79,6 +79,13 @@ class GensetState(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class FillerReading:
+    power_w: float  # what the load bank draws
+    rated_power_w: float
+    read_at_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class GensetReading:
     state: GensetState
     power_w: float
