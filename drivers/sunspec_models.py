@@ -60,10 +60,11 @@ class ModelDef:
 def model_def(model_id: int) -> ModelDef:
     """The layout of one model as pysunspec2 defines it; NotSupported if it has none."""
     try:
-        model = ss_device.Model(model_id=model_id)
         gdef = ss_device.get_model_def(model_id)[ss_mdef.GROUP]
-    except ss_mdef.ModelDefinitionError as exc:
-        raise NotSupported(f"SunSpec model {model_id} has no definition in pysunspec2") from exc
+        # repeating groups (a bank's strings) counted by a point: laid out with none
+        model = ss_device.Model(model_id=model_id, data=_no_repeats(gdef))
+    except (ss_mdef.ModelDefinitionError, ss_device.ModelError) as exc:
+        raise NotSupported(f"SunSpec model {model_id} has no usable definition in pysunspec2: {exc}") from exc
     points: dict[str, PointDef] = {}
     for pdef in gdef.get(ss_mdef.POINTS, []):
         p = model.points.get(pdef[ss_mdef.NAME])
@@ -78,6 +79,12 @@ def model_def(model_id: int) -> ModelDef:
             symbols={int(s[ss_mdef.VALUE]): str(s[ss_mdef.NAME]) for s in pdef.get(ss_mdef.SYMBOLS, [])},
             mandatory=pdef.get(ss_mdef.MANDATORY) == ss_mdef.MANDATORY_TRUE)
     return ModelDef(model_id, str(gdef[ss_mdef.NAME]), model.len - 2, points)
+
+
+def _no_repeats(gdef: dict[str, Any]) -> dict[str, Any]:
+    """{count point: 0} for every repeating group counted by a point."""
+    return {str(g[ss_mdef.COUNT]): 0 for g in gdef.get(ss_mdef.GROUPS, [])
+            if isinstance(g.get(ss_mdef.COUNT), str) and not str(g[ss_mdef.COUNT]).isdigit()}
 
 
 def _words_to_bytes(words: list[int]) -> bytes:
@@ -101,7 +108,7 @@ def decode_model(model_id: int, words: list[int]) -> dict[str, PointValue]:
     n = words[1] + 2  # a device's model may be shorter (an older revision): its missing points are None
     if len(words) < n:
         raise MalformedData(f"SunSpec model {model_id}: {len(words)} registers, its length says {n}")
-    model = ss_device.Model(model_id=model_id, model_len=md.length, data=_words_to_bytes(words[: min(n, md.words)]))
+    model = ss_device.Model(model_id=model_id, model_len=words[1], data=_words_to_bytes(words[:n]))
     if "Error setting value" in model.error_info:
         raise MalformedData(f"SunSpec model {model_id}: {model.error_info.strip().splitlines()[0]}")
     raw: dict[str, Any] = {name: p.value for name, p in model.points.items()}
@@ -164,7 +171,8 @@ def build_model_words(model_id: int, values: dict[str, PointValue]) -> list[int]
     """A model image for a server: {point: raw register value (scale factor not applied), or
     None: not implemented} -> its words, ID and L included (the definition's fixed length)."""
     md = model_def(model_id)
-    data = {k: v for k, v in values.items() if v is not None}
+    data = _no_repeats(ss_device.get_model_def(model_id)[ss_mdef.GROUP])
+    data.update({k: v for k, v in values.items() if v is not None})
     data["ID"] = model_id
     data["L"] = md.length
     model = ss_device.Model(model_id=model_id, model_len=md.length, data=data)
