@@ -74,7 +74,8 @@ class SunSpecPcsDriver:
     async def read(self, now_s: float) -> PcsReading:
         await self._ensure()
         d, name = self.device, self.device.name
-        m701, m702, m704 = await d.read_model(701), await d.read_model(702), await d.read_model(704)
+        models = await d.read_models((701, 702, 704))
+        m701, m702, m704 = models[701], models[702], models[704]
         rated_w = need(m702, "WMaxRtg", name, 702)
         inv_st = int(need(m701, "InvSt", name, 701))
         enabled = m704.get("WSetEna") == ENABLED
@@ -134,7 +135,8 @@ class SunSpecBmsDriver:
         d, name = self.device, self.device.name
         if not d.discovered:
             await check_models(d, "bms")
-        b, bank = await d.read_model(802), await d.read_model(803)
+        models = await d.read_models((802, 803))
+        b, bank = models[802], models[803]
         soc = need(b, "SoC", name, 802) / 100.0
         if not 0.0 <= soc <= 1.0:
             raise MalformedData(f"{name}: SunSpec 802.SoC {soc * 100:g} % outside 0..100")

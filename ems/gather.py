@@ -14,21 +14,18 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any
 
-from drivers.bess import BmsDriver, GensetDriver, MeterDriver, PcsDriver
+from drivers.bess import GensetDriver
 from drivers.errors import DriverError
-from drivers.modbus_device import ModbusDevice
-from drivers.profile import load_profile
 from drivers.racks import RackTelemetryStore
 from ems.clock import Clock
-from ems.config import ModbusEndpoint, SiteConfig
+from ems.config import SiteConfig
+from ems.device_drivers import BmsReader, PcsControl, bms_driver, meter_driver, modbus_device, pcs_driver
 from ems.model.readings import BmsReading, GensetReading, MeterReading, PcsReading
 from ems.model.snapshot import SiteSnapshot, fresh_meter, unit_snapshot
 from ems.time_average import TimeAverage
 from ems.validity import ValidityParams, ValidityTracker
 
-
-def modbus_device(name: str, ep: ModbusEndpoint) -> ModbusDevice:
-    return ModbusDevice(name, load_profile(ep.profile), ep.host, ep.port, ep.unit_id, ep.timeout_s)
+__all__ = ["LinkHealth", "SiteReader", "UnitReadings", "modbus_device"]
 
 
 class LinkHealth:
@@ -47,7 +44,7 @@ class LinkHealth:
 
 
 class UnitReadings:
-    def __init__(self, unit_id: str, bms: BmsDriver, pcs: PcsDriver) -> None:
+    def __init__(self, unit_id: str, bms: BmsReader, pcs: PcsControl) -> None:
         self.unit_id, self.bms, self.pcs = unit_id, bms, pcs
         self.last_bms: BmsReading | None = None
         self.last_pcs: PcsReading | None = None
@@ -56,9 +53,9 @@ class UnitReadings:
 class SiteReader:
     def __init__(self, cfg: SiteConfig, clock: Clock, store: RackTelemetryStore) -> None:
         self.cfg, self.clock, self.store = cfg, clock, store
-        self.meter = MeterDriver(modbus_device("meter", cfg.meter))
-        self.units = [UnitReadings(u.id, BmsDriver(modbus_device(f"{u.id}.bms", u.bms)),
-                                   PcsDriver(modbus_device(f"{u.id}.pcs", u.pcs))) for u in cfg.bess_units]
+        self.meter = meter_driver("meter", cfg.meter)  # a reference map or SunSpec, as the profile says
+        self.units = [UnitReadings(u.id, bms_driver(f"{u.id}.bms", u.bms), pcs_driver(f"{u.id}.pcs", u.pcs))
+                      for u in cfg.bess_units]
         self.genset = None if cfg.genset is None else GensetDriver(modbus_device("genset", cfg.genset))
         self.last_meter: MeterReading | None = None
         self.last_genset: GensetReading | None = None
