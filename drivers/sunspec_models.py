@@ -179,6 +179,28 @@ def build_model_words(model_id: int, values: dict[str, PointValue]) -> list[int]
     return _bytes_to_words(model.get_mb())
 
 
+@cache
+def _template(model_id: int) -> tuple[int, ...]:
+    """The model with every point not implemented (pysunspec2's image of it)."""
+    return tuple(build_model_words(model_id, {}))
+
+
+def fast_model_words(model_id: int, values: dict[str, PointValue]) -> list[int]:
+    """`build_model_words`, point by point into pysunspec2's empty image of the model with its
+    own type encoders (a server answers many reads a second: a `Model` object per read is
+    too slow). The same words: tests/unit/test_sunspec_models.py compares them."""
+    md = model_def(model_id)
+    words = list(_template(model_id))
+    for name, v in values.items():
+        pd = md.points.get(name)
+        if pd is None or v is None or name in ("ID", "L"):
+            continue
+        info = ss_mb.point_type_info[pd.type]
+        data = info.to_data(v, pd.size * 2)
+        words[pd.offset : pd.offset + pd.size] = _bytes_to_words(data)
+    return words
+
+
 def raw_for(pd: PointDef, value: float, sf_exp: int | None) -> int | float:
     """A value in the point's unit -> the raw register value under scale factor `sf_exp`."""
     exp = pd.sf if isinstance(pd.sf, int) else sf_exp

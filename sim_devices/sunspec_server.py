@@ -29,7 +29,7 @@ from drivers.sunspec_models import (
     SUNS_MARKER,
     PointDef,
     PointValue,
-    build_model_words,
+    fast_model_words,
     model_def,
     raw_for,
 )
@@ -79,7 +79,7 @@ class SimulatedSunSpecDevice:
                 continue
             if values is None:
                 values = self.read_values()
-            out[addr] = build_model_words(m, raw_values(m, values.get(m, {})))
+            out[addr] = fast_model_words(m, raw_values(m, values.get(m, {})))
         return out
 
     async def _action(self, function_code: int, start_address: int, address: int, count: int,
