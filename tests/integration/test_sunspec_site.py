@@ -1,0 +1,87 @@
+"""A site whose BMS, PCS and meter all speak SunSpec: the simulator serves them, the
+controller peak-shaves through them as it does through the reference maps."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from ems.clock import ScaledClock
+from ems.config import load_config
+from ems.devices import check_site_profiles
+from ems.model.errors import ConfigError
+from ems.model.readings import PcsMode
+from ems.model.reasons import Reason
+from sim_devices.sunspec_server import SimulatedSunSpecDevice
+from tests.conftest import SHAVING_CAP_W, running_controller, running_site, shaving_site, wait_for
+
+pytestmark = pytest.mark.integration
+
+CAP_W = SHAVING_CAP_W
+HIGH_W = 32 * 40_000 * 0.9 * 1.25  # 1.44 MW
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _sunspec(cfg_dict_site):  # noqa: ANN001, ANN202 - a SiteConfig with SunSpec profiles
+    data = cfg_dict_site.model_dump(mode="json")
+    data["meter"]["profile"] = "sunspec_meter"
+    data["meter"]["average_s"] = None
+    for u in data["bess_units"]:
+        u["bms"]["profile"] = "sunspec_bms"
+        u["pcs"]["profile"] = "sunspec_pcs"
+    return type(cfg_dict_site).model_validate(data)
+
+
+async def test_a_sunspec_site_is_peak_shaved(broker, make_site) -> None:
+    cfg = _sunspec(shaving_site(make_site, broker.url, step_at_s=1.0))
+    clock = ScaledClock(1.0)
+    async with running_site(cfg, clock) as site, running_controller(cfg, clock) as ctl:
+        assert all(isinstance(d, SimulatedSunSpecDevice) for d in site.devices)
+        plant = site.plant
+        await wait_for(lambda: plant.now_s >= 1.0 and plant.grid_without_battery_w > CAP_W)
+        step_at = plant.now_s
+        await wait_for(lambda: plant.meter.grid_power_w <= CAP_W * 1.005, timeout_s=3.0)
+        samples = []
+        while plant.now_s < step_at + 3.0:
+            await asyncio.sleep(0.02)
+            if plant.now_s > step_at + 1.5:
+                samples.append(plant.meter.grid_power_w)
+        assert max(samples) <= CAP_W * 1.01
+        assert plant.battery_power_w == pytest.approx(HIGH_W - CAP_W, rel=0.05)
+        assert all(u.power_w > 100_000 and u.mode is PcsMode.GRID_FOLLOWING for u in plant.units.values())
+        assert ctl.last is not None and ctl.last.step.reason is Reason.PEAK_SHAVING_ACTIVE
+        # the heartbeat is 704's reversion timer, restarted every period: no unit reverted
+        assert all(p.reversions == 0 for p in site.sunspec_pcs.values())
+        assert all(p.deadline_s is not None for p in site.sunspec_pcs.values())
+
+
+async def test_a_stopped_controller_leaves_the_sunspec_pcs_to_revert(broker, make_site) -> None:
+    cfg = _sunspec(shaving_site(make_site, broker.url, step_at_s=0.2))
+    clock = ScaledClock(1.0)
+    async with running_site(cfg, clock) as site:
+        # the profile's reversion time is 10 s: a faster one for the test, as a site file would choose
+        async with running_controller(cfg, clock) as ctl:
+            for u in ctl.reader.units:
+                u.pcs.profile = u.pcs.profile.model_copy(update={"reversion_s": 1})  # type: ignore[attr-defined]
+            await wait_for(lambda: site.plant.battery_power_w > 100_000)
+            ctl.actuators.zero_all = _no_zeroing  # type: ignore[method-assign] # a controller that dies
+        await wait_for(lambda: all(p.reversions == 1 for p in site.sunspec_pcs.values()), timeout_s=3.0)
+        await wait_for(lambda: abs(site.plant.battery_power_w) < 1_000, timeout_s=3.0)
+
+
+async def _no_zeroing() -> list[str]:
+    return []
+
+
+def test_the_sunspec_example_site_checks() -> None:
+    cfg = load_config(ROOT / "config" / "sunspec-site.yaml")
+    profiles = check_site_profiles(cfg, "sunspec-site.yaml")
+    assert {p.name for p in profiles.values()} == {"sunspec_meter", "sunspec_bms", "sunspec_pcs_accelerated"}
+
+
+def test_failover_with_a_sunspec_pcs_is_refused(make_site) -> None:
+    cfg = _sunspec(make_site("mqtt://127.0.0.1:1883", failover={"enabled": True}))
+    with pytest.raises(ConfigError, match="failover: bess_units.0.pcs is a SunSpec PCS"):
+        check_site_profiles(cfg, "site.yaml")
