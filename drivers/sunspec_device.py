@@ -100,6 +100,10 @@ class SunSpecDevice(ModbusLink):
             words += await self.read_words(loc.address + len(words), count, f"read from model {loc.model_id}")
         return words
 
+    async def read_block_decoded(self, loc: ModelLocation) -> dict[str, PointValue]:
+        """One model where the device lists it (a second instance of an id included)."""
+        return self._decode(loc.model_id, await self.read_block(loc))
+
     async def read_model(self, model_id: int) -> dict[str, PointValue]:
         """The model's points, scaled, None where not implemented (MalformedData: refused)."""
         return (await self.read_models((model_id,)))[model_id]

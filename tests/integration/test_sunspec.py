@@ -287,3 +287,44 @@ async def test_the_reference_maps_still_work_through_the_shared_link() -> None:
         dev.close()
     finally:
         await srv.stop()
+
+
+async def test_scan_lists_models_and_points_and_writes_an_entry(site: Site, tmp_path) -> None:
+    from ems.scan import EXIT_SUNSPEC, scan, write_entry
+
+    code, lines, entry = await scan(site.pcs_srv.host, site.pcs_srv.port, 1)
+    text = "\n".join(lines)
+    assert code == EXIT_SUNSPEC
+    assert "SunSpec at 40000, 4 models: 1 701 702 704" in text
+    assert "  W                  -123400 W" in text  # scaled, in its unit
+    assert "PF " not in text and "points not implemented" in text  # missing: counted, never a number
+    assert entry is not None and entry["kind"] == "pcs" and entry["profile"] == "sunspec_pcs"
+    out = tmp_path / "entry.yaml"
+    write_entry(out, entry)
+    assert "profile: sunspec_pcs" in out.read_text()
+    code, lines, entry = await scan(site.bms_srv.host, site.bms_srv.port, 1, show_missing=True)
+    assert "SunSpec at 50000" in lines[0] and entry is not None and entry["kind"] == "bms"
+    assert any(line.startswith("  DoD ") and "(not implemented)" in line for line in lines)
+
+
+async def test_scan_says_a_device_is_not_sunspec_or_unreachable() -> None:
+    from ems.scan import EXIT_NOT_SUNSPEC, EXIT_UNREACHABLE, scan
+
+    profile = load_profile("pcs_v1")
+    srv = SimulatedModbusDevice("pcs", profile, lambda: {r.name: 0.0 for r in profile.registers},
+                                regs.read_only, "127.0.0.1", free_port())
+    await srv.start()
+    try:
+        code, lines, entry = await scan(srv.host, srv.port, 1)
+        assert code == EXIT_NOT_SUNSPEC and "not a SunSpec device" in lines[0] and entry is None
+    finally:
+        await srv.stop()
+    code, lines, _ = await scan("127.0.0.1", free_port(), 1, timeout_s=0.2)
+    assert code == EXIT_UNREACHABLE and "cannot reach" in lines[0]
+
+
+def test_scan_refuses_a_bad_target(capsys) -> None:
+    from ems.cli import main
+
+    assert main(["scan", "no-port-here"]) == 2
+    assert "is not HOST:PORT" in capsys.readouterr().err

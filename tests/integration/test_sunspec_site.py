@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ems.clock import ScaledClock
-from ems.config import load_config
+from ems.config import SiteConfig, load_config
 from ems.devices import check_site_profiles
 from ems.model.errors import ConfigError
 from ems.model.readings import PcsMode
@@ -24,14 +24,15 @@ HIGH_W = 32 * 40_000 * 0.9 * 1.25  # 1.44 MW
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _sunspec(cfg_dict_site):  # noqa: ANN001, ANN202 - a SiteConfig with SunSpec profiles
-    data = cfg_dict_site.model_dump(mode="json")
+def _sunspec(cfg: SiteConfig) -> SiteConfig:
+    """The same site with every BMS, PCS and the meter speaking SunSpec."""
+    data = cfg.model_dump(mode="json")
     data["meter"]["profile"] = "sunspec_meter"
     data["meter"]["average_s"] = None
     for u in data["bess_units"]:
         u["bms"]["profile"] = "sunspec_bms"
         u["pcs"]["profile"] = "sunspec_pcs"
-    return type(cfg_dict_site).model_validate(data)
+    return SiteConfig.model_validate(data)
 
 
 async def test_a_sunspec_site_is_peak_shaved(broker, make_site) -> None:
@@ -83,5 +84,5 @@ def test_the_sunspec_example_site_checks() -> None:
 
 def test_failover_with_a_sunspec_pcs_is_refused(make_site) -> None:
     cfg = _sunspec(make_site("mqtt://127.0.0.1:1883", failover={"enabled": True}))
-    with pytest.raises(ConfigError, match="failover: bess_units.0.pcs is a SunSpec PCS"):
+    with pytest.raises(ConfigError, match=r"failover: bess_units\.0\.pcs is a SunSpec PCS"):
         check_site_profiles(cfg, "site.yaml")
