@@ -18,7 +18,7 @@ from drivers.errors import MalformedData, NotSupported
 from drivers.sunspec_device import SunSpecDevice
 from drivers.sunspec_models import PointValue, model_def
 from drivers.sunspec_profile import KIND_MODELS, SunSpecProfile
-from ems.model.readings import BmsReading, MeterReading, PcsMode, PcsReading
+from ems.model.readings import BmsReading, MeterReading, PcsMode, PcsReading, PvReading
 
 METER_MODELS = (201, 202, 203, 204)
 ENABLED, DISABLED = 1, 0
@@ -181,3 +181,37 @@ class SunSpecMeterDriver:
             frequency_hz=need(v, "Hz", name, mid), import_wh=imp if sign > 0 else exp,
             export_wh=exp if sign > 0 else imp, read_at_s=now_s,
         )
+
+
+class SunSpecPvDriver:
+    """A PV inverter: 701 W, 702 WMaxRtg; curtailment through 704 WMaxLimPct (% of WMaxRtg)."""
+
+    def __init__(self, device: SunSpecDevice, profile: SunSpecProfile) -> None:
+        self.device, self.profile = device, profile
+        self._rated_w: float | None = None
+
+    async def read(self, now_s: float) -> PvReading:
+        d, name = self.device, self.device.name
+        if not d.discovered:
+            await check_models(d, "pv")
+        models = await d.read_models((701, 702, 704))
+        rated = need(models[702], "WMaxRtg", name, 702)
+        self._rated_w = rated
+        ctl = models[704]
+        pct = ctl.get("WMaxLimPct")
+        limited = ctl.get("WMaxLimPctEna") == ENABLED and isinstance(pct, int | float)
+        return PvReading(power_w=max(0.0, need(models[701], "W", name, 701)), rated_power_w=rated,
+                         limit_w=float(pct) / 100.0 * rated if limited and isinstance(pct, int | float) else None,
+                         read_at_s=now_s)
+
+    async def set_limit_w(self, limit_w: float | None) -> None:
+        """Limit the output to `limit_w` (None: no limit)."""
+        if limit_w is None:
+            await self.device.write_point(704, "WMaxLimPctEna", DISABLED)
+            return
+        if self._rated_w is None:
+            await self.read(0.0)
+        assert self._rated_w is not None
+        pct = min(100.0, max(0.0, limit_w / self._rated_w * 100.0))
+        await self.device.write_point(704, "WMaxLimPct", pct)
+        await self.device.write_point(704, "WMaxLimPctEna", ENABLED)

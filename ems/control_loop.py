@@ -145,6 +145,7 @@ class Controller:
         else:
             result = await self._step(snap)
             writes = await self.actuators.write_units(snap, result.unit_setpoints_w, islanded=False)
+            writes += await self.actuators.write_pv_limit(self.reader.pv, snap, result.pv_limit_w)
             if self.gpu is not None and self.smoother is not None:
                 writes += await self.actuators.sync_profiles(self.gpu.decide(snap, result, self.smoother.swing_w,
                                                                           self.smoother.grid_band.rms))

@@ -15,7 +15,13 @@ from drivers.bess import BmsDriver, MeterDriver, PcsDriver
 from drivers.modbus_device import ModbusDevice
 from drivers.modbus_link import ModbusLink
 from drivers.profile import load_profile
-from drivers.sunspec_drivers import SunSpecBmsDriver, SunSpecMeterDriver, SunSpecPcsDriver, sunspec_device
+from drivers.sunspec_drivers import (
+    SunSpecBmsDriver,
+    SunSpecMeterDriver,
+    SunSpecPcsDriver,
+    SunSpecPvDriver,
+    sunspec_device,
+)
 from drivers.sunspec_profile import is_sunspec_profile, load_sunspec_profile
 from ems.model.readings import BmsReading, MeterReading, PcsMode, PcsReading
 from ems.topology import ModbusEndpoint
@@ -75,3 +81,9 @@ def pcs_driver(name: str, ep: ModbusEndpoint) -> PcsControl:
         p = load_sunspec_profile(ep.profile)
         return SunSpecPcsDriver(sunspec_device(name, p, ep.host, ep.port, ep.unit_id, ep.timeout_s), p)
     return PcsDriver(modbus_device(name, ep))
+
+
+def pv_driver(name: str, ep: ModbusEndpoint) -> SunSpecPvDriver:
+    """A PV inverter speaks SunSpec (ems/devices.py refuses a register-map profile for it)."""
+    p = load_sunspec_profile(ep.profile)
+    return SunSpecPvDriver(sunspec_device(name, p, ep.host, ep.port, ep.unit_id, ep.timeout_s), p)

@@ -29,6 +29,9 @@ class SiteDevices(Protocol):
     @property
     def genset(self) -> ModbusEndpoint | None: ...
 
+    @property
+    def pv(self) -> ModbusEndpoint | None: ...
+
 
 def device_slots(cfg: SiteDevices) -> list[tuple[str, str, ModbusEndpoint]]:
     """(slot, kind it needs, endpoint) for every device the site file names; the slot is the
@@ -38,6 +41,8 @@ def device_slots(cfg: SiteDevices) -> list[tuple[str, str, ModbusEndpoint]]:
         slots += [(f"bess_units.{i}.bms", "bms", unit.bms), (f"bess_units.{i}.pcs", "pcs", unit.pcs)]
     if cfg.genset is not None:
         slots.append(("genset", "genset", cfg.genset))
+    if cfg.pv is not None:
+        slots.append(("pv", "pv", cfg.pv))
     return slots
 
 

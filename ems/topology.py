@@ -149,6 +149,9 @@ class SiteDevices(Strict):
     meter: MeterEndpoint
     bess_units: list[BessUnitConfig] = Field(min_length=1)
     genset: ModbusEndpoint | None = None
+    pv: ModbusEndpoint | None = Field(
+        default=None, description="the PV inverter, metered every period and curtailed when export is not allowed "
+                                  "(a SunSpec profile: sunspec_pv)")
     racks: RacksConfig
 
     @model_validator(mode="after")
@@ -159,6 +162,8 @@ class SiteDevices(Strict):
         endpoints = [(self.meter.host, self.meter.port, self.meter.unit_id)]
         if self.genset is not None:
             endpoints.append((self.genset.host, self.genset.port, self.genset.unit_id))
+        if self.pv is not None:
+            endpoints.append((self.pv.host, self.pv.port, self.pv.unit_id))
         for u in self.bess_units:
             endpoints += [(u.bms.host, u.bms.port, u.bms.unit_id), (u.pcs.host, u.pcs.port, u.pcs.unit_id)]
         if len(endpoints) != len(set(endpoints)):

@@ -31,7 +31,7 @@ from sim_devices import registers as regs
 from sim_devices.config import SimSiteConfig, SimulationConfig, simulator_passwords
 from sim_devices.modbus_server import SimulatedModbusDevice
 from sim_devices.rack_agents import RowAgent
-from sim_devices.sunspec_plant import SunSpecBms, SunSpecPcs, meter_values
+from sim_devices.sunspec_plant import SunSpecBms, SunSpecPcs, SunSpecPv, meter_values
 from sim_devices.sunspec_server import SimulatedSunSpecDevice
 
 log = structlog.get_logger("sim")
@@ -118,6 +118,15 @@ class SimulatedSite:
                 self.devices.append(SimulatedModbusDevice(
                     f"{u.id}.pcs", pcs, functools.partial(regs.pcs_values, unit, pcs),
                     regs.pcs_write(self.plant, unit, pcs, now), u.pcs.host, u.pcs.port, u.pcs.unit_id))
+        if cfg.pv is not None:
+            pv_ep, pv_profile = cfg.pv, profiles["pv"]
+            pv_cfg = self.sim.pv
+            if pv_cfg is None or not isinstance(pv_profile, SunSpecProfile):
+                raise ConfigError(f"{source}: pv: a simulated PV inverter needs simulation.pv and a SunSpec profile")
+            self.pv = SunSpecPv(self.plant, pv_cfg.peak_w)
+            self.devices.append(SimulatedSunSpecDevice(
+                "pv", [1, 701, 702, 704], self.pv.values, self.pv.write, pv_ep.host, pv_ep.port, pv_ep.unit_id,
+                base_address=pv_profile.base_address or 40000))
         genset = self.plant.genset
         if genset is not None and cfg.genset is not None:
             g, gp = cfg.genset, profiles["genset"]

@@ -186,15 +186,31 @@ def meter_values(meter: MeterState) -> Values:
     }
 
 
-def pv_values(plant: Plant, rated_w: float, limit_pct: Callable[[], float | None]) -> Values:
-    """A PV inverter: what the plant's PV produces now, its rating, its curtailment limit."""
-    pct = limit_pct()
-    return {
-        1: common("sunspec-pv", "pv"),
-        701: {"ACType": 2, "St": 1, "InvSt": INV_ST["running"] if plant.pv_w > 0 else INV_ST["standby"],
-              "ConnSt": 1, "Alrm": 0, "W": plant.pv_w, "Hz": plant.meter.frequency_hz, "LLV": 400.0,
-              "W_SF": 1, "Hz_SF": -2, "V_SF": 0},
-        702: {"WMaxRtg": rated_w, "WMax": rated_w, "W_SF": 1},
-        704: {"WMaxLimPctEna": ENABLED if pct is not None else DISABLED, "WMaxLimPct": pct or 100.0,
-              "WMaxLimPct_SF": -1, "WSet_SF": 0, "WSetPct_SF": -1},
-    }
+class SunSpecPv:
+    """A PV inverter: 701 what the plant's PV gives now, 702 its rating, 704 its curtailment
+    limit (WMaxLimPct, % of WMaxRtg, with WMaxLimPctEna) applied to the plant."""
+
+    def __init__(self, plant: Plant, rated_w: float) -> None:
+        self.plant, self.rated_w = plant, rated_w
+        self.ctl: dict[str, float] = {"WMaxLimPctEna": DISABLED, "WMaxLimPct": 100.0}
+
+    def write(self, model: int, point: str, value: float) -> None:
+        if model != 704 or point not in self.ctl:
+            raise ValueError(f"the simulated PV inverter does not act on {model}.{point}")
+        if point == "WMaxLimPct" and not 0.0 <= value <= 100.0:
+            raise ValueError("WMaxLimPct outside 0..100")
+        self.ctl[point] = value
+        enabled = self.ctl["WMaxLimPctEna"] == ENABLED
+        self.plant.pv_limit_w = self.ctl["WMaxLimPct"] / 100.0 * self.rated_w if enabled else None
+
+    def values(self) -> Values:
+        p = self.plant
+        return {
+            1: common("sunspec-pv", "pv"),
+            701: {"ACType": 2, "St": 1, "InvSt": INV_ST["throttled"] if p.pv_limit_w is not None else (
+                      INV_ST["running"] if p.pv_w > 0 else INV_ST["standby"]),
+                  "ConnSt": 1, "Alrm": 0, "W": p.pv_w, "Hz": p.meter.frequency_hz, "LLV": 400.0,
+                  "W_SF": 2, "Hz_SF": -2, "V_SF": 0},
+            702: {"WMaxRtg": self.rated_w, "WMax": self.rated_w, "W_SF": 2},
+            704: {**self.ctl, "WMaxLimPct_SF": -1, "WSet_SF": 0, "WSetPct_SF": -1},
+        }

@@ -14,6 +14,7 @@ Any third-party SunSpec client (pysunspec2's own) can read it.
 from __future__ import annotations
 
 import asyncio
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -91,7 +92,7 @@ class SimulatedSunSpecDevice:
         if set_values is None or function_code in _READ_CODES:
             try:
                 image = self._image(address, address + count)
-            except (DriverError, ValueError, ArithmeticError):
+            except (DriverError, ValueError, ArithmeticError, struct.error):  # a value that does not fit
                 return ExcCodes.DEVICE_FAILURE
             registers[0:2] = list(SUNS_MARKER)
             for addr, words in image.items():

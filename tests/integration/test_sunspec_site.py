@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from ems.broker import free_port
 from ems.clock import ScaledClock
 from ems.config import SiteConfig, load_config
 from ems.devices import check_site_profiles
@@ -86,3 +87,32 @@ def test_failover_with_a_sunspec_pcs_is_refused(make_site) -> None:
     cfg = _sunspec(make_site("mqtt://127.0.0.1:1883", failover={"enabled": True}))
     with pytest.raises(ConfigError, match=r"failover: bess_units\.0\.pcs is a SunSpec PCS"):
         check_site_profiles(cfg, "site.yaml")
+
+
+async def test_pv_is_metered_and_curtailed_when_export_is_not_allowed(broker, make_site) -> None:
+    """800 kW of racks under 2 MW of midday PV, the batteries full (soc_max): the site would
+    export 1.2 MW; with no export allowed the PV inverter is limited through 704."""
+    cfg = _sunspec(make_site(
+        broker.url, racks={"rows": 4, "racks_per_row": 8, "nameplate_w": 40_000.0},
+        pv={"port": free_port(), "profile": "sunspec_pv"},
+        grid_connection={"export_limit_w": 0.0},
+        policies={"battery": {"soc_min": 0.1, "soc_max": 0.95}},
+        simulation={"seed": 3, "speed": 1.0, "pue": 1.25, "start_hour": 12.0,
+                    "bess": [{"capacity_wh": 1_000_000, "rated_power_w": 500_000, "initial_soc": 0.95,
+                              "ramp_w_per_s": 2_000_000, "heartbeat_timeout_s": 2.0}],
+                    "racks": {"model": "steady", "steady_fraction": 0.5, "telemetry_period_s": 0.2},
+                    "pv": {"peak_w": 2_000_000.0}}))
+    clock = ScaledClock(1.0)
+    async with running_site(cfg, clock) as site, running_controller(cfg, clock) as ctl:
+        plant = site.plant
+        assert plant.pv_available_w > 1_900_000
+        await wait_for(lambda: plant.pv_limit_w is not None and plant.meter.grid_power_w > -20_000, timeout_s=5.0)
+        await asyncio.sleep(0.5)
+        assert plant.meter.grid_power_w > -20_000  # held at (about) zero export
+        assert plant.pv_w < 1_000_000  # the PV gives what the site uses
+        last = ctl.last
+        assert last is not None and last.snapshot.pv is not None
+        assert last.snapshot.pv.power_w == pytest.approx(plant.pv_w, abs=50_000)
+        assert last.snapshot.gross_load_w is not None
+        assert last.snapshot.gross_load_w == pytest.approx(800_000, rel=0.1)  # the racks' load, PV apart
+        assert last.step.pv_limit_w is not None
