@@ -80,7 +80,8 @@ async def _no_zeroing() -> list[str]:
 def test_the_sunspec_example_site_checks() -> None:
     cfg = load_config(ROOT / "config" / "sunspec-site.yaml")
     profiles = check_site_profiles(cfg, "sunspec-site.yaml")
-    assert {p.name for p in profiles.values()} == {"sunspec_meter", "sunspec_bms", "sunspec_pcs_accelerated", "sunspec_pv"}
+    names = {p.name for p in profiles.values()}
+    assert names == {"sunspec_meter", "sunspec_bms", "sunspec_pcs_accelerated", "sunspec_pv"}
 
 
 def test_failover_with_a_sunspec_pcs_is_refused(make_site) -> None:
