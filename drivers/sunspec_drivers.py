@@ -159,8 +159,14 @@ class SunSpecBmsDriver:
 
 
 class SunSpecMeterDriver:
+    """A SunSpec meter has no averaged power point; its energy registers give one: the net
+    energy between two reads over the time between them is the average import since the
+    last read (`average_w`: a period's policies act on the period's load, not on one instant
+    of a swing far faster than the period). Counters that went backwards give none."""
+
     def __init__(self, device: SunSpecDevice, profile: SunSpecProfile) -> None:
         self.device, self.profile = device, profile
+        self._last: tuple[float, float, float] | None = None  # (read at, import Wh, export Wh)
 
     def _model(self) -> int:
         return next(m for m in METER_MODELS if self.device.has(m))
@@ -175,11 +181,18 @@ class SunSpecMeterDriver:
         if volts is None:
             volts = v.get("PPV")
         imp, exp = need(v, "TotWhImp", name, mid), need(v, "TotWhExp", name, mid)
-        sign = self.profile.power_sign
+        if self.profile.power_sign < 0:
+            imp, exp = exp, imp
+        average_w = None
+        if self._last is not None:
+            t0, imp0, exp0 = self._last
+            if now_s > t0 and imp >= imp0 and exp >= exp0:
+                average_w = ((imp - imp0) - (exp - exp0)) * 3600.0 / (now_s - t0)
+        self._last = (now_s, imp, exp)
         return MeterReading(
-            grid_power_w=sign * need(v, "W", name, mid), voltage_v=need({"V": volts}, "V", name, mid),
-            frequency_hz=need(v, "Hz", name, mid), import_wh=imp if sign > 0 else exp,
-            export_wh=exp if sign > 0 else imp, read_at_s=now_s,
+            grid_power_w=self.profile.power_sign * need(v, "W", name, mid),
+            voltage_v=need({"V": volts}, "V", name, mid), frequency_hz=need(v, "Hz", name, mid),
+            import_wh=imp, export_wh=exp, read_at_s=now_s, average_w=average_w,
         )
 
 

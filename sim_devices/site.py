@@ -90,7 +90,8 @@ class SimulatedSite:
         mp = profiles["meter"]
         if isinstance(mp, SunSpecProfile):
             self.devices.append(SimulatedSunSpecDevice(
-                "meter", [1, 203], lambda: meter_values(self.plant.meter), _sunspec_read_only,
+                "meter", [1, 203], lambda: meter_values(self.plant.meter, self.clock.monotonic() - self.plant.now_s),
+                _sunspec_read_only,
                 m.host, m.port, m.unit_id, base_address=mp.base_address or 40000))
         else:
             self.devices.append(SimulatedModbusDevice(

@@ -168,9 +168,12 @@ class SunSpecBms:
         }
 
 
-def meter_values(meter: MeterState) -> Values:
-    """A three-phase wye meter (203): W positive on import."""
+def meter_values(meter: MeterState, ahead_s: float = 0.0) -> Values:
+    """A three-phase wye meter (203): W positive on import. Its energy registers count on
+    between plant steps as a real meter's do (`ahead_s`: site seconds since the last step),
+    so the energy between two reads is the energy of the time between them."""
     phase_w = meter.grid_power_w / 3.0
+    ahead_wh = meter.grid_power_w * max(ahead_s, 0.0) / 3600.0
     return {
         1: common("sunspec-meter", "meter"),
         203: {
@@ -179,7 +182,8 @@ def meter_values(meter: MeterState) -> Values:
             "PhV": meter.voltage_v, "PhVphA": meter.voltage_v, "PhVphB": meter.voltage_v,
             "PhVphC": meter.voltage_v, "PPV": None, "PhVphAB": None, "PhVphBC": None, "PhVphCA": None,
             "Hz": meter.frequency_hz, "W": meter.grid_power_w, "WphA": phase_w, "WphB": phase_w, "WphC": phase_w,
-            "TotWhExp": METER_ODOMETER_WH + meter.export_wh, "TotWhImp": METER_ODOMETER_WH + meter.import_wh,
+            "TotWhExp": METER_ODOMETER_WH + meter.export_wh + max(-ahead_wh, 0.0),
+            "TotWhImp": METER_ODOMETER_WH + meter.import_wh + max(ahead_wh, 0.0),
             "Evt": 0, "A_SF": 0, "V_SF": -1, "Hz_SF": -2, "W_SF": 2, "TotWh_SF": 0,
             "VA_SF": None, "VAR_SF": None, "PF_SF": None, "TotVAh_SF": None, "TotVArh_SF": None,
         },
