@@ -117,3 +117,6 @@ async def test_pv_is_metered_and_curtailed_when_export_is_not_allowed(broker, ma
         assert last.snapshot.gross_load_w is not None
         assert last.snapshot.gross_load_w == pytest.approx(800_000, rel=0.1)  # the racks' load, PV apart
         assert last.step.pv_limit_w is not None
+        pv_status = last.status["pv"]  # as published on PREFIX/site/status
+        assert pv_status["limit_w"] == pytest.approx(last.step.pv_limit_w, abs=0.1)
+        assert pv_status["rated_power_w"] == 2_000_000.0
