@@ -81,6 +81,11 @@ def model_def(model_id: int) -> ModelDef:
     return ModelDef(model_id, str(gdef[ss_mdef.NAME]), model.len - 2, points)
 
 
+def _gdef(model_id: int) -> dict[str, Any]:
+    gdef: dict[str, Any] = ss_device.get_model_def(model_id)[ss_mdef.GROUP]
+    return gdef
+
+
 def _no_repeats(gdef: dict[str, Any]) -> dict[str, Any]:
     """{count point: 0} for every repeating group counted by a point."""
     return {str(g[ss_mdef.COUNT]): 0 for g in gdef.get(ss_mdef.GROUPS, [])
@@ -108,10 +113,22 @@ def decode_model(model_id: int, words: list[int]) -> dict[str, PointValue]:
     n = words[1] + 2  # a device's model may be shorter (an older revision): its missing points are None
     if len(words) < n:
         raise MalformedData(f"SunSpec model {model_id}: {len(words)} registers, its length says {n}")
-    model = ss_device.Model(model_id=model_id, model_len=words[1], data=_words_to_bytes(words[:n]))
+    block = list(words[:n])
+    # repeating groups (a bank's strings) are not read: decoded with none, so a device's count
+    # cannot make the decoder build thousands of groups; the count itself is reported as read
+    counts = {name: block[md.points[name].offset] for name in _no_repeats(_gdef(model_id))
+              if name in md.points and md.points[name].offset < len(block)}
+    for name in counts:
+        block[md.points[name].offset] = 0
+    try:
+        model = ss_device.Model(model_id=model_id, model_len=words[1], data=_words_to_bytes(block))
+    except (ss_device.ModelError, ValueError, TypeError, IndexError, struct.error) as exc:
+        raise MalformedData(f"SunSpec model {model_id}: {exc}") from exc
     if "Error setting value" in model.error_info:
         raise MalformedData(f"SunSpec model {model_id}: {model.error_info.strip().splitlines()[0]}")
     raw: dict[str, Any] = {name: p.value for name, p in model.points.items()}
+    for name, count in counts.items():
+        raw[name] = None if count == 0xFFFF else count
     out: dict[str, PointValue] = {}
     for name, pd in md.points.items():
         out[name] = _scaled(pd, raw)
