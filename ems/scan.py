@@ -41,10 +41,14 @@ def parse_target(target: str) -> tuple[str, int]:
     return m.group(1), int(m.group(2))
 
 
-def kind_of(model_ids: list[int]) -> tuple[str, str] | None:
-    """(kind, profile) ems would take a device listing these models for, or None."""
+def kind_of(model_ids: list[int], capacity: dict[str, PointValue] | None = None) -> tuple[str, str] | None:
+    """(kind, profile) ems would take a device listing these models for, or None. An inverter
+    (701, 702, 704) that rates no charging (702 WChaRteMaxRtg) and lists no storage (713) is
+    taken for PV."""
     for kind, needs, profile in _KINDS:
         if all(m in model_ids for m in needs):
+            if kind == "pcs" and 713 not in model_ids and (capacity or {}).get("WChaRteMaxRtg") is None:
+                return "pv", "sunspec_pv"
             return kind, profile
     return None
 
@@ -100,6 +104,7 @@ async def scan(host: str, port: int, unit_id: int, timeout_s: float = 1.0,
             return EXIT_UNREACHABLE, [f"{where}: cannot reach the device: {exc}"], None
         base = locs[0].address - 2 if locs else "?"
         lines = [f"{where}: SunSpec at {base}, {len(locs)} models: {' '.join(str(loc.model_id) for loc in locs)}"]
+        capacity: dict[str, PointValue] | None = None
         for loc in locs:
             values: dict[str, PointValue] | None = None
             error = None
@@ -110,8 +115,10 @@ async def scan(host: str, port: int, unit_id: int, timeout_s: float = 1.0,
                 pass
             except DriverError as exc:
                 error = str(exc)
+            if loc.model_id == 702 and values is not None:
+                capacity = values
             lines += ["", *describe_model(loc.model_id, loc.address, loc.length, values, error, show_missing)]
-        kind = kind_of([loc.model_id for loc in locs])
+        kind = kind_of([loc.model_id for loc in locs], capacity)
         entry: dict[str, object] | None = None
         if kind is None:
             lines += ["", "ems has no SunSpec driver for a device with these models"]
@@ -130,8 +137,8 @@ def write_entry(path: Path, entry: dict[str, object]) -> str:
     (the other half left for the engineer to fill in)."""
     kind = entry["kind"]
     ep = {k: entry[k] for k in ("host", "port", "unit_id", "profile")}
-    if kind == "meter":
-        doc: dict[str, object] = {"meter": ep}
+    if kind in ("meter", "pv"):
+        doc: dict[str, object] = {str(kind): ep}
     else:
         other = "pcs" if kind == "bms" else "bms"
         doc = {"bess_units": [{"id": "bess-1", str(kind): ep,
