@@ -1,7 +1,8 @@
 """Which changes of the site file apply without a restart.
 
 Policy parameters, control tuning (except the period), failover tuning, logging and BESS
-units added or removed apply at the next period. Devices, racks, broker, HTTP, state directory and the arbitrage planner
+units added or removed apply at the next period (ems/unit_changes.py). Other devices, racks,
+broker, HTTP, state directory, the arbitrage planner and smoothing's fast loop and levers
 (built at start-up) need a restart: a reload that changes them is refused, and the running
 configuration stays.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 from ems.config import SiteConfig
 from ems.unit_changes import live_unit_change_refused
 
-_RESTART_SECTIONS = ("site", "meter", "genset", "racks", "mqtt", "http", "state", "simulation")
+_RESTART_SECTIONS = ("site", "meter", "genset", "filler", "pv", "racks", "mqtt", "http", "state", "simulation")
 
 
 def needs_restart(running: SiteConfig, new: SiteConfig) -> list[str]:
@@ -26,4 +27,9 @@ def needs_restart(running: SiteConfig, new: SiteConfig) -> list[str]:
         changed.append("failover (added or removed)")
     if running.policies.arbitrage != new.policies.arbitrage:
         changed.append("policies.arbitrage")
+    # the fast loop, the GPU lever, the job ramps and the filler are built at start-up with these
+    if running.policies.smoothing != new.policies.smoothing:
+        changed.append("policies.smoothing")
+    elif running.policies.smoothing is not None and running.grid_connection != new.grid_connection:
+        changed.append("grid_connection (the fast loop's limits)")
     return changed

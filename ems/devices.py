@@ -30,6 +30,9 @@ class SiteDevices(Protocol):
     def genset(self) -> ModbusEndpoint | None: ...
 
     @property
+    def filler(self) -> ModbusEndpoint | None: ...
+
+    @property
     def pv(self) -> ModbusEndpoint | None: ...
 
 
@@ -41,6 +44,8 @@ def device_slots(cfg: SiteDevices) -> list[tuple[str, str, ModbusEndpoint]]:
         slots += [(f"bess_units.{i}.bms", "bms", unit.bms), (f"bess_units.{i}.pcs", "pcs", unit.pcs)]
     if cfg.genset is not None:
         slots.append(("genset", "genset", cfg.genset))
+    if cfg.filler is not None:
+        slots.append(("filler", "filler", cfg.filler))
     if cfg.pv is not None:
         slots.append(("pv", "pv", cfg.pv))
     return slots
@@ -67,17 +72,19 @@ def check_site_profiles(cfg: SiteDevices, source: str) -> dict[str, DeviceProfil
 
 def _sunspec_fits_the_site(cfg: SiteDevices, profiles: dict[str, DeviceProfile | SunSpecProfile],
                            source: str) -> None:
-    """SunSpec 704 has no grid-forming command and no register map for the fast loop's reads:
-    a site whose PCS speaks SunSpec cannot ask for failover or the smoothing loop."""
-    sunspec_pcs = [slot for slot, p in profiles.items() if isinstance(p, SunSpecProfile) and p.kind == "pcs"]
-    if not sunspec_pcs:
+    """Failover and the smoothing loop read and write register maps on their own connections
+    (the watcher, the fast loop), and SunSpec 704 has no grid-forming command: a site whose
+    PCS or meter speaks SunSpec cannot ask for either."""
+    sunspec = [slot for slot, p in profiles.items()
+               if isinstance(p, SunSpecProfile) and p.kind in ("pcs", "meter")]
+    if not sunspec:
         return
     failover = getattr(cfg, "failover", None)
     if failover is not None and getattr(failover, "enabled", False):
-        raise ConfigError(f"{source}: failover: {sunspec_pcs[0]} is a SunSpec PCS, and SunSpec 704 has no "
-                          "grid-forming command; disable failover or use a register-map profile")
+        raise ConfigError(f"{source}: failover: {sunspec[0]} speaks SunSpec; failover needs register-map "
+                          "profiles for the meter and PCS (SunSpec 704 has no grid-forming command)")
     policies = getattr(cfg, "policies", None)
     smoothing = getattr(policies, "smoothing", None)
     if smoothing is not None and getattr(smoothing, "enabled", False):
-        raise ConfigError(f"{source}: policies.smoothing: {sunspec_pcs[0]} is a SunSpec PCS; the fast loop "
-                          "reads and writes register maps only")
+        raise ConfigError(f"{source}: policies.smoothing: {sunspec[0]} speaks SunSpec; the fast loop reads "
+                          "and writes register maps only")

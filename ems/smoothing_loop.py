@@ -18,9 +18,10 @@ the GPU lever (policies/gpu_smoothing.py) weighs against the battery's headroom.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 
@@ -69,6 +70,11 @@ class SmoothingLoop:
         self.period_s = 1.0 / rate_hz
         self.meter = modbus_device("meter/fast", cfg.meter)
         self.pcs = {u.id: modbus_device(f"{u.id}.pcs/fast", u.pcs) for u in cfg.bess_units}
+        sm = cfg.policies.smoothing
+        # the filler load, where the site file has one and allows it: its rating is read from it
+        self.filler = None if cfg.filler is None or sm is None or not sm.filler else \
+            modbus_device("filler/fast", cfg.filler)
+        self.filler_written_w: float | None = None
         self.stale_after_s = 3.0 * cfg.control.period_s  # armed by a period this recent, or idle
         self.armed: Armed | None = None
         self.state = smoothing.SmoothingState()
@@ -121,6 +127,8 @@ class SmoothingLoop:
     async def _tick(self, armed: Armed, dt_s: float) -> None:
         reads = [self.meter.read_registers_si(("active_power",))]
         reads += [d.read_registers_si(("active_power",)) for d in self.pcs.values()]
+        if self.filler is not None:
+            reads.append(self.filler.read_registers_si(("active_power", "rated_power")))
         results = await asyncio.gather(*reads, return_exceptions=True)
         for r in results:
             if isinstance(r, BaseException) and not isinstance(r, DriverError):
@@ -129,7 +137,13 @@ class SmoothingLoop:
             self.read_failures += 1
             return  # no load figure this tick: the setpoints stay as they are
         values = [r for r in results if isinstance(r, dict)]
-        load_w = values[0]["active_power"] + sum(v["active_power"] for v in values[1:])
+        filler_w, params = 0.0, self.params
+        if self.filler is not None:
+            filler = values.pop()
+            filler_w = filler["active_power"]
+            params = replace(params, filler_max_w=max(filler["rated_power"], 0.0))
+        # the site's own load: what the filler draws is the lever's, not the site's
+        load_w = values[0]["active_power"] + sum(v["active_power"] for v in values[1:]) - filler_w
         self.observe(self.clock.monotonic(), load_w, values[0]["active_power"], dt_s)
         lo = sum(b[0] for b in armed.bounds_w.values())
         hi = sum(b[1] for b in armed.bounds_w.values())
@@ -137,9 +151,9 @@ class SmoothingLoop:
             lo = max(lo, min(load_w - armed.import_limit_w, 0.0))
         if armed.export_limit_w is not None:
             hi = min(hi, max(load_w + armed.export_limit_w, 0.0))
-        t, self.state = smoothing.tick(load_w, sum(armed.base_w.values()), lo, hi, dt_s, self.params, self.state)
+        t, self.state = smoothing.tick(load_w, sum(armed.base_w.values()), lo, hi, dt_s, params, self.state)
         self.last = t
-        await self._write(split(t.battery_w, armed))
+        await asyncio.gather(self._write(split(t.battery_w, armed)), self._write_filler(t.filler_w))
 
     async def _write(self, setpoints_w: dict[str, float]) -> None:
         async def one(unit: str, w: float) -> None:
@@ -153,6 +167,17 @@ class SmoothingLoop:
                 self.written_w.pop(unit, None)
 
         await asyncio.gather(*(one(u, w) for u, w in setpoints_w.items()))
+
+    async def _write_filler(self, w: float) -> None:
+        if self.filler is None or (self.filler_written_w is not None
+                                   and abs(self.filler_written_w - w) < self.params.deadband_w):
+            return
+        try:
+            await self.filler.write_si("power_setpoint", w)
+            self.filler_written_w = w
+        except DriverError:
+            self.write_failures += 1
+            self.filler_written_w = None
 
     async def run(self) -> None:
         """Tick until cancelled; idle (no reads, no writes) while not armed by a recent period."""
@@ -175,6 +200,8 @@ class SmoothingLoop:
                 else:
                     self.state = smoothing.SmoothingState()  # start afresh when armed again
                     self.written_w.clear()
+                    if self.filler_written_w != 0.0:  # stood down: the filler stops burning
+                        await self._write_filler(0.0)
                 last_site = now_site
                 next_t += period_real
                 delay = next_t - time.monotonic()
@@ -182,6 +209,10 @@ class SmoothingLoop:
                     next_t = time.monotonic()
                 await asyncio.sleep(max(delay, 0.0))
         finally:
+            if self.filler is not None:  # stopped: the filler stops burning (bounded: never holds up a stop)
+                with contextlib.suppress(TimeoutError, DriverError):
+                    await asyncio.wait_for(self.filler.write_si("power_setpoint", 0.0), 1.0)
+                self.filler.close()
             self.meter.close()
             for d in self.pcs.values():
                 d.close()

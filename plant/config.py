@@ -91,6 +91,11 @@ class SimGensetConfig(_Model):
     fails_to_start: bool = False
 
 
+class SimFillerConfig(_Model):
+    rated_power_w: float = Field(default=500_000, gt=0)
+    response_s: float = Field(default=0.1, ge=0, le=60, description="from a setpoint to drawing it")
+
+
 class ScenarioEvent(_Model):
     """Something that happens to the plant at a site time (seconds after the sim starts)."""
 
@@ -127,4 +132,5 @@ class PlantConfig(_Model):
     pv: SimPvConfig | None = None
     grid: SimGridConfig = SimGridConfig()
     genset: SimGensetConfig | None = None
+    filler: SimFillerConfig | None = None
     scenario: list[ScenarioEvent] = Field(default_factory=list)

@@ -86,7 +86,7 @@ def test_the_sunspec_example_site_checks() -> None:
 
 def test_failover_with_a_sunspec_pcs_is_refused(make_site) -> None:
     cfg = _sunspec(make_site("mqtt://127.0.0.1:1883", failover={"enabled": True}))
-    with pytest.raises(ConfigError, match=r"failover: bess_units\.0\.pcs is a SunSpec PCS"):
+    with pytest.raises(ConfigError, match=r"failover: (meter|bess_units\.0\.pcs) speaks SunSpec"):
         check_site_profiles(cfg, "site.yaml")
 
 
