@@ -107,6 +107,9 @@ class BmsDriver:
     async def read(self, now_s: float) -> BmsReading:
         return bms_reading(await self.device.read_si(), now_s, self.device.profile, self.device.name)
 
+    async def beat(self, counter: int) -> None:
+        """The reference BMS map has no controller heartbeat (the PCS's is the unit's): nothing to write."""
+
 
 class PcsDriver:
     def __init__(self, device: ModbusDevice) -> None:

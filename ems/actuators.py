@@ -66,6 +66,11 @@ class Actuators:
     async def _write_unit(self, w: UnitWrites, snap: UnitSnapshot, setpoint_w: float, islanded: bool) -> int:
         pcs_driver = w.io.pcs
         writes = 0
+        try:  # a BMS that supervises its controller (SunSpec 802 CtrlHb) sees the same counter
+            await w.io.bms.beat((w.heartbeat + 1) % 65536)
+        except DriverError as exc:
+            self.write_failures += 1
+            self.health.failed(f"{w.io.unit_id}.bms", exc)
         try:
             w.heartbeat = (w.heartbeat + 1) % 65536
             await pcs_driver.beat(w.heartbeat)

@@ -40,6 +40,8 @@ class BmsReader(Protocol):
 
     async def read(self, now_s: float) -> BmsReading: ...
 
+    async def beat(self, counter: int) -> None: ...
+
 
 class PcsControl(Protocol):
     @property

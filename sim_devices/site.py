@@ -88,6 +88,7 @@ class SimulatedSite:
         self.plant = Plant(plant_cfg, [u.id for u in cfg.bess_units], rack_ids, rows, racks.nameplate_w)
         self.devices: list[SimulatedModbusDevice | SimulatedSunSpecDevice] = []
         self.sunspec_pcs: dict[str, SunSpecPcs] = {}  # unit id -> its SunSpec PCS (reversion timer)
+        self.sunspec_bms: dict[str, SunSpecBms] = {}
         now = self.clock.monotonic
         profiles = _servable_profiles(cfg, source)
         m = cfg.meter
@@ -105,6 +106,7 @@ class SimulatedSite:
             bms, pcs = profiles[f"bess_units.{i}.bms"], profiles[f"bess_units.{i}.pcs"]
             if isinstance(bms, SunSpecProfile):
                 sbms = SunSpecBms(unit)
+                self.sunspec_bms[u.id] = sbms
                 self.devices.append(SimulatedSunSpecDevice(
                     f"{u.id}.bms", [1, 802, 803, 713], sbms.values, sbms.write, u.bms.host, u.bms.port,
                     u.bms.unit_id, base_address=bms.base_address or 40000))

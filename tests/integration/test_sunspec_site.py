@@ -57,6 +57,9 @@ async def test_a_sunspec_site_is_peak_shaved(broker, make_site) -> None:
         # the heartbeat is 704's reversion timer, restarted every period: no unit reverted
         assert all(p.reversions == 0 for p in site.sunspec_pcs.values())
         assert all(p.deadline_s is not None for p in site.sunspec_pcs.values())
+        # and each BMS sees the controller's heartbeat move (802 CtrlHb)
+        beats = {uid: b.ctrl_hb for uid, b in site.sunspec_bms.items()}
+        await wait_for(lambda: all(b.ctrl_hb != beats[uid] for uid, b in site.sunspec_bms.items()))
 
 
 async def test_a_stopped_controller_leaves_the_sunspec_pcs_to_revert(broker, make_site) -> None:
