@@ -126,6 +126,8 @@ class SunSpecDevice(ModbusLink):
         return {m: self._decode(m, blocks[m]) for m in model_ids}
 
     def _decode(self, model_id: int, words: list[int]) -> dict[str, PointValue]:
+        if words[:1] != [model_id]:  # the map moved (a firmware update, a swapped device): find it again
+            self.model_list, self.models, self._sf = [], {}, {}
         try:
             values = decode_model(model_id, words)
         except MalformedData as exc:

@@ -328,3 +328,20 @@ def test_scan_refuses_a_bad_target(capsys) -> None:
 
     assert main(["scan", "no-port-here"]) == 2
     assert "is not HOST:PORT" in capsys.readouterr().err
+
+
+async def test_a_moved_map_is_malformed_once_then_found_again(site: Site) -> None:
+    pcs = _pcs(site.pcs_srv)
+    await pcs.read(now_s=0.0)
+    await site.pcs_srv.stop()  # the device comes back with its models in another order (a firmware update)
+    moved = SimulatedSunSpecDevice("u1.pcs", [1, 704, 702, 701], site.pcs.values, site.pcs.write,
+                                   site.pcs_srv.host, site.pcs_srv.port)
+    await moved.start()
+    try:
+        pcs.device.close()
+        with pytest.raises(MalformedData):
+            await pcs.read(now_s=1.0)
+        assert pcs.device.malformed == 1
+        assert (await pcs.read(now_s=2.0)).rated_power_w == pytest.approx(750_000.0)
+    finally:
+        await moved.stop()
