@@ -123,3 +123,15 @@ async def test_pv_is_metered_and_curtailed_when_export_is_not_allowed(broker, ma
         pv_status = last.status["pv"]  # as published on PREFIX/site/status
         assert pv_status["limit_w"] == pytest.approx(last.step.pv_limit_w, abs=0.1)
         assert pv_status["rated_power_w"] == 2_000_000.0
+
+
+def test_a_bad_sunspec_profile_names_the_slot_and_field(make_site, tmp_path) -> None:
+    bad = tmp_path / "pcs.yaml"
+    bad.write_text("name: x\nprotocol: sunspec\nkind: pcs\nwrite_function_code: 5\n")
+    data = _sunspec(make_site("mqtt://127.0.0.1:1883")).model_dump(mode="json")
+    data["bess_units"][0]["pcs"]["profile"] = str(bad)
+    with pytest.raises(ConfigError, match=r"bess_units\.0\.pcs: SunSpec profile .*write_function_code"):
+        check_site_profiles(SiteConfig.model_validate(data), "site.yaml")
+    data["bess_units"][0]["pcs"]["profile"] = "sunspec_meter"
+    with pytest.raises(ConfigError, match=r"bess_units\.0\.pcs: .* is a meter profile; this slot needs a pcs"):
+        check_site_profiles(SiteConfig.model_validate(data), "site.yaml")
