@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from drivers.bess import BmsDriver, MeterDriver, PcsDriver
+from drivers.bess import BmsDriver, MeterDriver, PcsDriver, PvDriver
 from drivers.modbus_device import ModbusDevice
 from drivers.modbus_link import ModbusLink
 from drivers.profile import load_profile
@@ -23,7 +23,7 @@ from drivers.sunspec_drivers import (
     sunspec_device,
 )
 from drivers.sunspec_profile import is_sunspec_profile, load_sunspec_profile
-from ems.model.readings import BmsReading, MeterReading, PcsMode, PcsReading
+from ems.model.readings import BmsReading, MeterReading, PcsMode, PcsReading, PvReading
 from ems.topology import ModbusEndpoint
 
 
@@ -85,7 +85,17 @@ def pcs_driver(name: str, ep: ModbusEndpoint) -> PcsControl:
     return PcsDriver(modbus_device(name, ep))
 
 
-def pv_driver(name: str, ep: ModbusEndpoint) -> SunSpecPvDriver:
-    """A PV inverter speaks SunSpec (ems/devices.py refuses a register-map profile for it)."""
-    p = load_sunspec_profile(ep.profile)
-    return SunSpecPvDriver(sunspec_device(name, p, ep.host, ep.port, ep.unit_id, ep.timeout_s), p)
+class PvControl(Protocol):
+    @property
+    def device(self) -> ModbusLink: ...
+
+    async def read(self, now_s: float) -> PvReading: ...
+
+    async def set_limit_w(self, limit_w: float | None) -> None: ...
+
+
+def pv_driver(name: str, ep: ModbusEndpoint) -> PvControl:
+    if is_sunspec(ep):
+        p = load_sunspec_profile(ep.profile)
+        return SunSpecPvDriver(sunspec_device(name, p, ep.host, ep.port, ep.unit_id, ep.timeout_s), p)
+    return PvDriver(modbus_device(name, ep))

@@ -153,7 +153,7 @@ class SiteDevices(Strict):
         default=None, description="a controllable filler load (load bank): smoothing's last lever, off by default")
     pv: ModbusEndpoint | None = Field(
         default=None, description="the PV inverter, metered every period and curtailed when export is not allowed "
-                                  "(a SunSpec profile: sunspec_pv)")
+                                  "(sunspec_pv, or a register map: pv_v1)")
     racks: RacksConfig
 
     @model_validator(mode="after")

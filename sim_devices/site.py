@@ -128,12 +128,17 @@ class SimulatedSite:
         if cfg.pv is not None:
             pv_ep, pv_profile = cfg.pv, profiles["pv"]
             pv_cfg = self.sim.pv
-            if pv_cfg is None or not isinstance(pv_profile, SunSpecProfile):
-                raise ConfigError(f"{source}: pv: a simulated PV inverter needs simulation.pv and a SunSpec profile")
-            self.pv = SunSpecPv(self.plant, pv_cfg.peak_w)
-            self.devices.append(SimulatedSunSpecDevice(
-                "pv", [1, 701, 702, 704], self.pv.values, self.pv.write, pv_ep.host, pv_ep.port, pv_ep.unit_id,
-                base_address=pv_profile.base_address or 40000))
+            if pv_cfg is None:
+                raise ConfigError(f"{source}: pv: a simulated PV inverter needs simulation.pv")
+            if isinstance(pv_profile, SunSpecProfile):
+                spv = SunSpecPv(self.plant, pv_cfg.peak_w)
+                self.devices.append(SimulatedSunSpecDevice(
+                    "pv", [1, 701, 702, 704], spv.values, spv.write, pv_ep.host, pv_ep.port, pv_ep.unit_id,
+                    base_address=pv_profile.base_address or 40000))
+            else:
+                self.devices.append(SimulatedModbusDevice(
+                    "pv", pv_profile, functools.partial(regs.pv_values, self.plant, pv_cfg.peak_w),
+                    regs.pv_write(self.plant, pv_cfg.peak_w), pv_ep.host, pv_ep.port, pv_ep.unit_id))
         genset = self.plant.genset
         if genset is not None and cfg.genset is not None:
             g, gp = cfg.genset, profiles["genset"]

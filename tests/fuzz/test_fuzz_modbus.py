@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pymodbus.constants import ExcCodes
 
-from drivers.bess import bms_reading, genset_reading, meter_reading, pcs_reading
+from drivers.bess import bms_reading, genset_reading, meter_reading, pcs_reading, pv_reading
 from drivers.errors import DriverError
 from drivers.profile import PROFILE_DIR, DeviceProfile, RegisterSpec, RegisterType, load_profile
 from ems.clock import ScaledClock
@@ -39,6 +39,7 @@ READERS: dict[str, Reading] = {
     "pcs": lambda v, now, p: pcs_reading(v, now, p),
     "meter": lambda v, now, p: meter_reading(v, now),
     "genset": lambda v, now, p: genset_reading(v, now, p),
+    "pv": lambda v, now, p: pv_reading(v, now),
 }
 word = st.integers(min_value=0, max_value=0xFFFF)
 # mostly what a device sends for a register: plain small numbers, all-ones, sign bits, NaN/inf

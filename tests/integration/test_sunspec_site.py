@@ -93,12 +93,15 @@ def test_failover_with_a_sunspec_pcs_is_refused(make_site) -> None:
         check_site_profiles(cfg, "site.yaml")
 
 
-async def test_pv_is_metered_and_curtailed_when_export_is_not_allowed(broker, make_site) -> None:
+@pytest.mark.parametrize("pv_profile", ["sunspec_pv", "pv_v1"])
+async def test_pv_is_metered_and_curtailed_when_export_is_not_allowed(broker, make_site, pv_profile) -> None:
     """800 kW of racks under 2 MW of midday PV, the batteries full (soc_max): the site would
-    export 1.2 MW; with no export allowed the PV inverter is limited through 704."""
-    cfg = _sunspec(make_site(
+    export 1.2 MW; with no export allowed the PV inverter is limited (SunSpec: through 704, with
+    the rest of the site SunSpec too; a register map: its power_limit, beside reference maps)."""
+    make = _sunspec if pv_profile == "sunspec_pv" else (lambda c: c)
+    cfg = make(make_site(
         broker.url, racks={"rows": 4, "racks_per_row": 8, "nameplate_w": 40_000.0},
-        pv={"port": free_port(), "profile": "sunspec_pv"},
+        pv={"port": free_port(), "profile": pv_profile},
         grid_connection={"export_limit_w": 0.0},
         policies={"battery": {"soc_min": 0.1, "soc_max": 0.95}},
         simulation={"seed": 3, "speed": 1.0, "pue": 1.25, "start_hour": 12.0,
