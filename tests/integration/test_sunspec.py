@@ -345,3 +345,34 @@ async def test_a_moved_map_is_malformed_once_then_found_again(site: Site) -> Non
         assert (await pcs.read(now_s=2.0)).rated_power_w == pytest.approx(750_000.0)
     finally:
         await moved.stop()
+
+
+@pytest.mark.parametrize("model_id", [201, 202, 203, 204])
+async def test_every_meter_model_reads_with_its_scale_factors(site: Site, model_id: int) -> None:
+    values = meter_values(site.plant.meter)[203]
+    srv = SimulatedSunSpecDevice("meter", [1, model_id], lambda: {model_id: values}, _read_only,
+                                 "127.0.0.1", free_port())
+    await srv.start()
+    try:
+        p = load_sunspec_profile("sunspec_meter")
+        meter = SunSpecMeterDriver(sunspec_device("meter", p, srv.host, srv.port), p)
+        r = await meter.read(now_s=1.0)
+        assert r.grid_power_w == pytest.approx(812_300.0) and r.frequency_hz == pytest.approx(50.02)
+        assert r.import_wh == METER_ODOMETER_WH + 5_000.0 and r.average_w is None  # an average needs two reads
+        site.plant.meter.import_wh += 250.0  # 250 Wh in 1 s of site time: 900 kW on average
+        values.update(meter_values(site.plant.meter)[203])
+        assert (await meter.read(now_s=2.0)).average_w == pytest.approx(900_000.0)
+        meter.device.close()
+    finally:
+        await srv.stop()
+
+
+async def test_713_storage_capacity_reads_with_its_scale_factors(site: Site) -> None:
+    unit = site.plant.units["u1"]
+    dev = SunSpecDevice("bms", site.bms_srv.host, site.bms_srv.port)
+    v = await dev.read_model(713)
+    assert v["WHRtg"] == pytest.approx(1_500_000.0)  # WH_SF = 3
+    assert v["WHAvail"] == pytest.approx(0.42 * unit.capacity_wh, abs=1000)
+    assert v["SoC"] == pytest.approx(42.0) and v["SoH"] == pytest.approx(98.0)  # Pct_SF = -1
+    assert v["Sta"] == 0
+    dev.close()
