@@ -20,6 +20,7 @@ from ems.model.readings import (
     MeterReading,
     PcsMode,
     PcsReading,
+    PvReading,
 )
 
 
@@ -114,6 +115,13 @@ def filler_reading(v: dict[str, float], now_s: float, device: str = "filler") ->
     return FillerReading(draw_w, rating_w, now_s)
 
 
+def pv_reading(v: dict[str, float], now_s: float, device: str = "pv") -> PvReading:
+    v = _finite(v, device)
+    rated, limit = v["rated_power"], v["power_limit"]
+    return PvReading(power_w=max(0.0, v["active_power"]), rated_power_w=rated,
+                     limit_w=None if limit >= rated else limit, read_at_s=now_s)
+
+
 def _code(device: ModbusDevice, register: str, name: str) -> float:
     """The code `device` uses for `name` in an enum register it is written."""
     try:
@@ -128,6 +136,9 @@ class BmsDriver:
 
     async def read(self, now_s: float) -> BmsReading:
         return bms_reading(await self.device.read_si(), now_s, self.device.profile, self.device.name)
+
+    async def beat(self, counter: int) -> None:
+        """The reference BMS map has no controller heartbeat (the PCS's is the unit's): nothing to write."""
 
 
 class PcsDriver:
@@ -170,3 +181,25 @@ class GensetDriver:
 
     async def set_charge_request_w(self, power_w: float) -> None:
         await self.device.write_si("charge_power_setpoint", power_w)
+
+
+class PvDriver:
+    """A PV inverter on a register map: its output, rating and power limit (curtailment)."""
+
+    def __init__(self, device: ModbusDevice) -> None:
+        self.device = device
+        self._rated_w: float | None = None
+
+    async def read(self, now_s: float) -> PvReading:
+        r = pv_reading(await self.device.read_si(), now_s, self.device.name)
+        self._rated_w = r.rated_power_w
+        return r
+
+    async def set_limit_w(self, limit_w: float | None) -> None:
+        """Limit the output to `limit_w`; None: no limit (the limit back at the rating)."""
+        if limit_w is None:
+            if self._rated_w is None:
+                await self.read(0.0)
+            assert self._rated_w is not None
+            limit_w = self._rated_w
+        await self.device.write_si("power_limit", limit_w)

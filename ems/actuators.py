@@ -36,6 +36,10 @@ class SetpointOwner(Protocol):
     def owns_setpoints(self) -> bool: ...
 
 
+class PvLimiter(Protocol):
+    async def set_limit_w(self, limit_w: float | None) -> None: ...
+
+
 class UnitWrites:
     """What was written to one PCS, so a write is skipped when it would change nothing."""
 
@@ -62,6 +66,11 @@ class Actuators:
     async def _write_unit(self, w: UnitWrites, snap: UnitSnapshot, setpoint_w: float, islanded: bool) -> int:
         pcs_driver = w.io.pcs
         writes = 0
+        try:  # a BMS that supervises its controller (SunSpec 802 CtrlHb) sees the same counter
+            await w.io.bms.beat((w.heartbeat + 1) % 65536)
+        except DriverError as exc:
+            self.write_failures += 1
+            self.health.failed(f"{w.io.unit_id}.bms", exc)
         try:
             w.heartbeat = (w.heartbeat + 1) % 65536
             await pcs_driver.beat(w.heartbeat)
@@ -88,6 +97,24 @@ class Actuators:
             w.written_w = None
             self.health.failed(f"{w.io.unit_id}.pcs", exc)
         return writes
+
+    async def write_pv_limit(self, pv: PvLimiter | None, snap: SiteSnapshot, limit_w: float | None) -> int:
+        """The PV inverter's curtailment limit, when it changed by more than the deadband (or
+        is lifted); what the inverter reports holding counts as written."""
+        if pv is None or snap.pv is None:
+            return 0
+        held = snap.pv.limit_w
+        if limit_w is None and held is None:
+            return 0
+        if limit_w is not None and held is not None and abs(limit_w - held) < self.deadband_w:
+            return 0
+        try:
+            await pv.set_limit_w(limit_w)
+        except DriverError as exc:
+            self.write_failures += 1
+            self.health.failed("pv", exc)
+            return 0
+        return 1
 
     async def write_units(self, snap: SiteSnapshot, setpoints_w: dict[str, float], islanded: bool) -> int:
         by_id = {u.unit_id: u for u in snap.units}

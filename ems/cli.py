@@ -419,7 +419,27 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", type=Path, default=Path("backtest-out"), help="output folder (default backtest-out)")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_backtest)
+
+    sc = sub.add_parser("scan", help="list a Modbus device's SunSpec models and points (or say it is not SunSpec)")
+    sc.add_argument("target", help="HOST:PORT")
+    sc.add_argument("--unit", type=int, default=1, help="Modbus unit id (default 1)")
+    sc.add_argument("--timeout", type=float, default=1.0, help="seconds per request")
+    sc.add_argument("--all", action="store_true", help="also list the points the device does not implement")
+    sc.add_argument("--entry", type=Path, help="write a starting site-file entry for the device here")
+    sc.set_defaults(func=cmd_scan)
     return p
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from ems.scan import parse_target, scan, write_entry
+
+    host, port = parse_target(args.target)
+    code, lines, entry = asyncio.run(scan(host, port, args.unit, args.timeout, args.all))
+    print("\n".join(lines))
+    if args.entry is not None and entry is not None:
+        write_entry(args.entry, entry)
+        print(f"site-file entry written to {args.entry}")
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:

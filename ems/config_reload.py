@@ -1,22 +1,26 @@
 """Which changes of the site file apply without a restart.
 
-Policy parameters, control tuning (except the period), failover tuning and logging apply at
-the next period. Devices, racks, broker, HTTP, state directory, the arbitrage planner and
-smoothing's fast loop and levers (built at start-up) need a restart: a reload that changes
-them is refused, and the running configuration stays.
+Policy parameters, control tuning (except the period), failover tuning, logging and BESS
+units added or removed apply at the next period (ems/unit_changes.py). Other devices, racks,
+broker, HTTP, state directory, the arbitrage planner and smoothing's fast loop and levers
+(built at start-up) need a restart: a reload that changes them is refused, and the running
+configuration stays.
 """
 
 from __future__ import annotations
 
 from ems.config import SiteConfig
+from ems.unit_changes import live_unit_change_refused
 
-_RESTART_SECTIONS = ("site", "meter", "bess_units", "genset", "filler", "racks", "mqtt", "http", "state",
-                     "simulation")
+_RESTART_SECTIONS = ("site", "meter", "genset", "filler", "pv", "racks", "mqtt", "http", "state", "simulation")
 
 
 def needs_restart(running: SiteConfig, new: SiteConfig) -> list[str]:
-    """The fields whose change a reload cannot apply (empty: the reload can apply)."""
+    """The fields whose change a reload cannot apply (empty: the reload can apply). BESS units
+    added or removed apply while running (ems/unit_changes.py); a unit changed does not."""
     changed = [name for name in _RESTART_SECTIONS if getattr(running, name) != getattr(new, name)]
+    if running.bess_units != new.bess_units and (why := live_unit_change_refused(running, new)) is not None:
+        changed.append(why)
     if running.control.period_s != new.control.period_s:
         changed.append("control.period_s")
     if (running.failover is None) != (new.failover is None):

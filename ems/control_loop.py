@@ -55,6 +55,7 @@ from ems.smoothing_loop import Armed, SmoothingLoop, smoothing_loop
 from ems.status import site_status
 from ems.tariff.calendar import local_seconds
 from ems.transitions import TransitionObserver
+from ems.unit_changes import apply_unit_changes, unit_changes
 from policies import grid_ramp, job_ramp
 from policies.island import IslandActions
 
@@ -122,6 +123,7 @@ class Controller:
         if self.gpu is not None or self.jobs is not None:
             self.actuators.profiles = SmoothingProfileWriter(cfg.mqtt.topic_prefix, rack_ids)
         self.restored = self.persisted.restore(self)
+        self._units_due = False  # a reload added or removed units: applied at the next period's start
 
     @property
     def last(self) -> PeriodResult | None:
@@ -131,6 +133,8 @@ class Controller:
     # --- one period ------------------------------------------------------------------
     async def period(self, lateness_s: float = 0.0) -> PeriodResult:
         t0 = time.perf_counter()
+        if self._units_due:
+            await self._apply_unit_changes()
         fo = self.failover
         snap = await self.reader.read(self.last_setpoint_w, None if fo is None else fo.grid_ok,
                                       None if fo is None else fo.riding_through)
@@ -149,6 +153,7 @@ class Controller:
         else:
             result = await self._step(snap)
             writes = await self.actuators.write_units(snap, result.unit_setpoints_w, islanded=False)
+            writes += await self.actuators.write_pv_limit(self.reader.pv, snap, result.pv_limit_w)
             if self.smoother is not None and self.actuators.profiles is not None:
                 writes += await self.actuators.sync_profiles(self._rack_profiles(snap, result, self.smoother))
             if fo is not None:  # after a reconnection: caps ramp back, the genset stops
@@ -311,12 +316,26 @@ class Controller:
         if self.failover is not None:
             self.failover.reconfigure(new)
         self.reader.reconfigure(new)
+        self._units_due = [u.unit_id for u in self.reader.units] != [u.id for u in new.bess_units]
         self.actuators.deadband_w = new.control.setpoint_deadband_w
         if applied is not None:
             applied(new)
         self.events.record("config_applied", wall, None, path=str(path))
         log.info("config reloaded", path=str(path))
         return True, "applied"
+
+    async def _apply_unit_changes(self) -> None:
+        """Units added (probed, 0 W) and removed (0 W, standby) as the reloaded file says; a unit
+        whose probe failed leaves the running configuration, so a later reload tries again."""
+        self._units_due = False
+        changes = unit_changes([u.unit_id for u in self.reader.units], self.cfg)
+        added = await apply_unit_changes(changes, self.reader, self.actuators, self.events,
+                                         self.clock.monotonic, self.clock.wall)
+        failed = {u.id for u in changes.added} - set(added)
+        if failed:
+            kept = [u for u in self.cfg.bess_units if u.id not in failed]
+            self.cfg = self.cfg.model_copy(update={"bess_units": kept})
+            self.reader.cfg = self.cfg
 
     # --- running ---------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:

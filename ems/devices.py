@@ -12,6 +12,7 @@ from typing import Protocol
 
 from drivers.errors import ProfileError
 from drivers.profile import DeviceProfile, load_profile
+from drivers.sunspec_profile import SunSpecProfile, is_sunspec_profile, load_sunspec_profile
 from ems.model.errors import ConfigError
 from ems.topology import BessUnitConfig, ModbusEndpoint
 
@@ -31,6 +32,9 @@ class SiteDevices(Protocol):
     @property
     def filler(self) -> ModbusEndpoint | None: ...
 
+    @property
+    def pv(self) -> ModbusEndpoint | None: ...
+
 
 def device_slots(cfg: SiteDevices) -> list[tuple[str, str, ModbusEndpoint]]:
     """(slot, kind it needs, endpoint) for every device the site file names; the slot is the
@@ -42,20 +46,45 @@ def device_slots(cfg: SiteDevices) -> list[tuple[str, str, ModbusEndpoint]]:
         slots.append(("genset", "genset", cfg.genset))
     if cfg.filler is not None:
         slots.append(("filler", "filler", cfg.filler))
+    if cfg.pv is not None:
+        slots.append(("pv", "pv", cfg.pv))
     return slots
 
 
-def check_site_profiles(cfg: SiteDevices, source: str) -> dict[str, DeviceProfile]:
-    """Every slot's profile, loaded and of the slot's kind -> {slot: profile}. ConfigError
-    (one line: the file, the slot, the profile and what is wrong) otherwise."""
-    profiles: dict[str, DeviceProfile] = {}
+def check_site_profiles(cfg: SiteDevices, source: str) -> dict[str, DeviceProfile | SunSpecProfile]:
+    """Every slot's profile (a register map, or SunSpec), loaded and of the slot's kind ->
+    {slot: profile}. ConfigError (one line: the file, the slot, the profile and what is
+    wrong) otherwise."""
+    profiles: dict[str, DeviceProfile | SunSpecProfile] = {}
     for slot, kind, ep in device_slots(cfg):
         try:
-            profile = load_profile(ep.profile)
+            profile: DeviceProfile | SunSpecProfile = (
+                load_sunspec_profile(ep.profile) if is_sunspec_profile(ep.profile) else load_profile(ep.profile))
         except ProfileError as exc:
             raise ConfigError(f"{source}: {slot}: {exc}") from None
         if profile.kind != kind:
             raise ConfigError(f"{source}: {slot}: profile {ep.profile!r} ({profile.name}) is a {profile.kind} "
                               f"profile; this slot needs a {kind} profile")
         profiles[slot] = profile
+    _sunspec_fits_the_site(cfg, profiles, source)
     return profiles
+
+
+def _sunspec_fits_the_site(cfg: SiteDevices, profiles: dict[str, DeviceProfile | SunSpecProfile],
+                           source: str) -> None:
+    """Failover and the smoothing loop read and write register maps on their own connections
+    (the watcher, the fast loop), and SunSpec 704 has no grid-forming command: a site whose
+    PCS or meter speaks SunSpec cannot ask for either."""
+    sunspec = [slot for slot, p in profiles.items()
+               if isinstance(p, SunSpecProfile) and p.kind in ("pcs", "meter")]
+    if not sunspec:
+        return
+    failover = getattr(cfg, "failover", None)
+    if failover is not None and getattr(failover, "enabled", False):
+        raise ConfigError(f"{source}: failover: {sunspec[0]} speaks SunSpec; failover needs register-map "
+                          "profiles for the meter and PCS (SunSpec 704 has no grid-forming command)")
+    policies = getattr(cfg, "policies", None)
+    smoothing = getattr(policies, "smoothing", None)
+    if smoothing is not None and getattr(smoothing, "enabled", False):
+        raise ConfigError(f"{source}: policies.smoothing: {sunspec[0]} speaks SunSpec; the fast loop reads "
+                          "and writes register maps only")

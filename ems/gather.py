@@ -14,21 +14,18 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any
 
-from drivers.bess import BmsDriver, GensetDriver, MeterDriver, PcsDriver
+from drivers.bess import GensetDriver
 from drivers.errors import DriverError
-from drivers.modbus_device import ModbusDevice
-from drivers.profile import load_profile
 from drivers.racks import RackTelemetryStore
 from ems.clock import Clock
-from ems.config import ModbusEndpoint, SiteConfig
-from ems.model.readings import BmsReading, GensetReading, MeterReading, PcsReading
+from ems.config import SiteConfig
+from ems.device_drivers import BmsReader, PcsControl, bms_driver, meter_driver, modbus_device, pcs_driver, pv_driver
+from ems.model.readings import BmsReading, GensetReading, MeterReading, PcsReading, PvReading
 from ems.model.snapshot import SiteSnapshot, fresh_meter, unit_snapshot
 from ems.time_average import TimeAverage
 from ems.validity import ValidityParams, ValidityTracker
 
-
-def modbus_device(name: str, ep: ModbusEndpoint) -> ModbusDevice:
-    return ModbusDevice(name, load_profile(ep.profile), ep.host, ep.port, ep.unit_id, ep.timeout_s)
+__all__ = ["LinkHealth", "SiteReader", "UnitReadings", "modbus_device"]
 
 
 class LinkHealth:
@@ -47,7 +44,7 @@ class LinkHealth:
 
 
 class UnitReadings:
-    def __init__(self, unit_id: str, bms: BmsDriver, pcs: PcsDriver) -> None:
+    def __init__(self, unit_id: str, bms: BmsReader, pcs: PcsControl) -> None:
         self.unit_id, self.bms, self.pcs = unit_id, bms, pcs
         self.last_bms: BmsReading | None = None
         self.last_pcs: PcsReading | None = None
@@ -56,10 +53,12 @@ class UnitReadings:
 class SiteReader:
     def __init__(self, cfg: SiteConfig, clock: Clock, store: RackTelemetryStore) -> None:
         self.cfg, self.clock, self.store = cfg, clock, store
-        self.meter = MeterDriver(modbus_device("meter", cfg.meter))
-        self.units = [UnitReadings(u.id, BmsDriver(modbus_device(f"{u.id}.bms", u.bms)),
-                                   PcsDriver(modbus_device(f"{u.id}.pcs", u.pcs))) for u in cfg.bess_units]
+        self.meter = meter_driver("meter", cfg.meter)  # a reference map or SunSpec, as the profile says
+        self.units = [UnitReadings(u.id, bms_driver(f"{u.id}.bms", u.bms), pcs_driver(f"{u.id}.pcs", u.pcs))
+                      for u in cfg.bess_units]
         self.genset = None if cfg.genset is None else GensetDriver(modbus_device("genset", cfg.genset))
+        self.pv = None if cfg.pv is None else pv_driver("pv", cfg.pv)
+        self.last_pv: PvReading | None = None
         self.last_meter: MeterReading | None = None
         self.last_genset: GensetReading | None = None
         self.health = LinkHealth()
@@ -97,7 +96,11 @@ class SiteReader:
             reads.append(self._read(f"{u.unit_id}.pcs", u.pcs.read(now)))
         if self.genset is not None:
             reads.append(self._read("genset", self.genset.read(now)))
+        if self.pv is not None:  # last of all: the indices above stay as they are
+            reads.append(self._read("pv", self.pv.read(now)))
         results = await asyncio.gather(*reads)
+        if self.pv is not None:
+            self.last_pv = results.pop() or self.last_pv
         self.last_meter = results[0] or self.last_meter
         if self.genset is not None:
             self.last_genset = results[-1] or self.last_genset
@@ -115,12 +118,15 @@ class SiteReader:
         genset = self.last_genset
         if genset is not None and now - genset.read_at_s > c.bess_stale_after_s:
             genset = None
+        pv = self.last_pv
+        if pv is not None and now - pv.read_at_s > c.bess_stale_after_s:
+            pv = None
         return SiteSnapshot(
             now_s=now, wall_s=self.clock.wall(), period_s=c.period_s,
             meter=meter, meter_invalid=self.validity.meter_invalid,
             meter_invalid_since_s=self.validity.meter_invalid_since_s,
             units=tuple(unit_snaps), racks=self.store.reading(now), last_setpoint_w=last_setpoint_w,
-            genset=genset, grid_ok=grid_ok, riding_through=riding_through, battery_avg_w=battery_avg_w,
+            genset=genset, grid_ok=grid_ok, riding_through=riding_through, battery_avg_w=battery_avg_w, pv=pv,
         )
 
     def close(self) -> None:
@@ -130,3 +136,5 @@ class SiteReader:
         self.meter.device.close()
         if self.genset is not None:
             self.genset.device.close()
+        if self.pv is not None:
+            self.pv.device.close()

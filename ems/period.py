@@ -47,6 +47,7 @@ from policies import (
     operator_force,
     peak_shaving,
     plan_cap,
+    pv_curtailment,
     reserve,
     ride_through,
 )
@@ -83,6 +84,7 @@ class StepResult:
     clamped: tuple[str, ...]  # units whose setpoint the envelope changed
     state: StepState
     unit_bounds_w: dict[str, tuple[float, float]] = field(default_factory=dict)  # each unit's (lo, hi) this period
+    pv_limit_w: float | None = None  # the metered PV inverter's limit (export not allowed); None: none
 
     @property
     def setpoint_w(self) -> float:
@@ -145,8 +147,11 @@ def step(snap: SiteSnapshot, p: StepParams, state: StepState, plan: PlanView | N
     if p.grid_ramp is not None:
         state = replace(state, ramp=grid_ramp.record(snap, p.grid_ramp, state.ramp, sum(out.values())))
     bounds = {lim.unit_id: (-lim.max_charge_w, lim.max_discharge_w) for lim in limits}
+    # what the battery cannot keep off the grid under an export limit comes off the PV
+    pv_params = pv_curtailment.PvCurtailmentParams(p.grid.export_limit_w)
+    pv_limit_w = pv_curtailment.decide(snap, sum(out.values()), pv_params)
     return StepResult(tuple(decisions), arb, out, reason, by, cap_w, reserve_soc, tuple(clamped), state,
-                      {u.unit_id: bounds.get(u.unit_id, (0.0, 0.0)) for u in snap.units})
+                      {u.unit_id: bounds.get(u.unit_id, (0.0, 0.0)) for u in snap.units}, pv_limit_w)
 
 
 def standing_down(snap: SiteSnapshot, reason: Reason, by: str, state: StepState) -> StepResult:

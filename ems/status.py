@@ -54,6 +54,10 @@ def site_status(site: str, period: int, snap: SiteSnapshot, step: StepResult, *,
                  "overruns": overruns, "devices_down": devices_down, "status_publish_failures": status_failures},
         "plan": plan,
         "failover": failover,
+        "pv": None if snap.pv is None else {
+            "power_w": round(snap.pv.power_w, 1), "rated_power_w": round(snap.pv.rated_power_w, 1),
+            "limit_w": None if step.pv_limit_w is None else round(step.pv_limit_w, 1),
+            "gross_load_w": None if snap.gross_load_w is None else round(snap.gross_load_w, 1)},
         "genset": None if snap.genset is None else {
             "state": snap.genset.state.value, "power_w": round(snap.genset.power_w, 1),
             "fuel_used_l": round(snap.genset.fuel_used_l, 2), "run_s": round(snap.genset.run_s)},

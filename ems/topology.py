@@ -151,6 +151,9 @@ class SiteDevices(Strict):
     genset: ModbusEndpoint | None = None
     filler: ModbusEndpoint | None = Field(
         default=None, description="a controllable filler load (load bank): smoothing's last lever, off by default")
+    pv: ModbusEndpoint | None = Field(
+        default=None, description="the PV inverter, metered every period and curtailed when export is not allowed "
+                                  "(sunspec_pv, or a register map: pv_v1)")
     racks: RacksConfig
 
     @model_validator(mode="after")
@@ -159,7 +162,7 @@ class SiteDevices(Strict):
         if len(ids) != len(set(ids)):
             raise ValueError("bess_units ids must be unique")
         endpoints = [(self.meter.host, self.meter.port, self.meter.unit_id)]
-        for ep in (self.genset, self.filler):
+        for ep in (self.genset, self.filler, self.pv):
             if ep is not None:
                 endpoints.append((ep.host, ep.port, ep.unit_id))
         for u in self.bess_units:

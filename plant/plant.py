@@ -130,6 +130,8 @@ class Plant:
         self.stats = PlantStats()
         self.now_s = 0.0
         self.pv_w = 0.0
+        self.pv_available_w = 0.0  # what the PV could give now, before any curtailment
+        self.pv_limit_w: float | None = None  # the PV inverter's curtailment limit, if one is set
         self.overhead_w = 0.0
         self.grid_without_battery_w = 0.0
         # set by a backtest: the site draws this (W, before PV and battery) instead of racks x PUE
@@ -209,9 +211,12 @@ class Plant:
             self._apply(self._pending.pop(0))
         pv_cfg = self.cfg.pv
         # PV inverters cease to energise on grid loss (anti-islanding): none while islanded
-        self.pv_w = 0.0 if pv_cfg is None or self.grid.islanded else pv_power_w(
+        self.pv_available_w = 0.0 if pv_cfg is None or self.grid.islanded else pv_power_w(
             pv_cfg.peak_w, pv_cfg.sunrise_h, pv_cfg.sunset_h, self.hour_of_day(t)
         )
+        # a curtailed inverter (its limit written by the controller) gives no more than its limit
+        limit = self.pv_limit_w
+        self.pv_w = self.pv_available_w if limit is None else min(self.pv_available_w, limit)
         if self.site_load_w is None:
             self.racks.step(t, dt_s)
             pue = self.pue()

@@ -139,3 +139,18 @@ def filler_write(filler: FillerLoad, now: NowFn) -> Callable[[str, float], None]
             filler.command(value * 1000.0, now())
 
     return write
+
+
+def pv_values(plant: Plant, rated_w: float) -> dict[str, float]:
+    limit = plant.pv_limit_w
+    return {"active_power": plant.pv_w / 1000.0, "rated_power": rated_w / 1000.0,
+            "power_limit": (rated_w if limit is None else limit) / 1000.0}
+
+
+def pv_write(plant: Plant, rated_w: float) -> Callable[[str, float], None]:
+    """A limit at or above the rating is none."""
+    def write(name: str, value: float) -> None:
+        if name == "power_limit":
+            plant.pv_limit_w = None if value * 1000.0 >= rated_w else value * 1000.0
+
+    return write

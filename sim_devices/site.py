@@ -22,6 +22,7 @@ import structlog
 from drivers import scheduler_protocol as sp
 from drivers.errors import ProfileError
 from drivers.profile import DeviceProfile
+from drivers.sunspec_profile import SunSpecProfile
 from ems.clock import Clock, ScaledClock
 from ems.devices import check_site_profiles
 from ems.model.errors import ConfigError
@@ -32,6 +33,8 @@ from sim_devices import registers as regs
 from sim_devices.config import SimSiteConfig, SimulationConfig, simulator_passwords
 from sim_devices.modbus_server import SimulatedModbusDevice
 from sim_devices.rack_agents import RowAgent
+from sim_devices.sunspec_plant import SunSpecBms, SunSpecPcs, SunSpecPv, meter_values
+from sim_devices.sunspec_server import SimulatedSunSpecDevice
 
 log = structlog.get_logger("sim")
 
@@ -42,16 +45,23 @@ DIPS = {"grid_dip": (0.70, 1.0, 2.0),  # inside IEEE 1547 category II: ridden th
 PLANT_USER = "sim-plant"  # MQTT user of the ground-truth publisher (config/mosquitto/acl)
 
 
-def _servable_profiles(cfg: SimSiteConfig, source: str) -> dict[str, DeviceProfile]:
+def _servable_profiles(cfg: SimSiteConfig, source: str) -> dict[str, DeviceProfile | SunSpecProfile]:
     """Each slot's profile (as the controller checks them), and able to encode what the plant
-    raises; ConfigError naming the slot otherwise."""
+    raises; ConfigError naming the slot otherwise. A SunSpec device serves its models."""
     profiles = check_site_profiles(cfg, source)
     for slot, profile in profiles.items():
+        if isinstance(profile, SunSpecProfile):
+            continue
         try:
             regs.check_servable(profile)
         except ProfileError as exc:
             raise ConfigError(f"{source}: {slot}: {exc}") from None
     return profiles
+
+
+def _sunspec_read_only(model: int, point: str, _value: float) -> None:
+    """Write handler of a SunSpec device without writable points the plant acts on."""
+    raise ValueError(f"{model}.{point} is not writable on this simulated device")
 
 
 def plant_topic(prefix: str) -> str:
@@ -76,30 +86,71 @@ class SimulatedSite:
         if cfg.filler is not None and plant_cfg.filler is None:  # a filler device: simulated with defaults
             plant_cfg = plant_cfg.model_copy(update={"filler": SimFillerConfig()})
         self.plant = Plant(plant_cfg, [u.id for u in cfg.bess_units], rack_ids, rows, racks.nameplate_w)
-        self.devices: list[SimulatedModbusDevice] = []
+        self.devices: list[SimulatedModbusDevice | SimulatedSunSpecDevice] = []
+        self.sunspec_pcs: dict[str, SunSpecPcs] = {}  # unit id -> its SunSpec PCS (reversion timer)
+        self.sunspec_bms: dict[str, SunSpecBms] = {}
         now = self.clock.monotonic
         profiles = _servable_profiles(cfg, source)
         m = cfg.meter
-        self.devices.append(SimulatedModbusDevice(
-            "meter", profiles["meter"], lambda: regs.meter_values(self.plant.meter),
-            regs.read_only, m.host, m.port, m.unit_id))
+        mp = profiles["meter"]
+        if isinstance(mp, SunSpecProfile):
+            self.devices.append(SimulatedSunSpecDevice(
+                "meter", [1, 203], lambda: meter_values(self.plant.meter, self.clock.monotonic() - self.plant.now_s),
+                _sunspec_read_only,
+                m.host, m.port, m.unit_id, base_address=mp.base_address or 40000))
+        else:
+            self.devices.append(SimulatedModbusDevice(
+                "meter", mp, lambda: regs.meter_values(self.plant.meter), regs.read_only, m.host, m.port, m.unit_id))
         for i, u in enumerate(cfg.bess_units):
             unit = self.plant.units[u.id]
             bms, pcs = profiles[f"bess_units.{i}.bms"], profiles[f"bess_units.{i}.pcs"]
-            self.devices.append(SimulatedModbusDevice(
-                f"{u.id}.bms", bms, functools.partial(regs.bms_values, unit, bms),
-                regs.read_only, u.bms.host, u.bms.port, u.bms.unit_id))
-            self.devices.append(SimulatedModbusDevice(
-                f"{u.id}.pcs", pcs, functools.partial(regs.pcs_values, unit, pcs),
-                regs.pcs_write(self.plant, unit, pcs, now), u.pcs.host, u.pcs.port, u.pcs.unit_id))
+            if isinstance(bms, SunSpecProfile):
+                sbms = SunSpecBms(unit)
+                self.sunspec_bms[u.id] = sbms
+                self.devices.append(SimulatedSunSpecDevice(
+                    f"{u.id}.bms", [1, 802, 803, 713], sbms.values, sbms.write, u.bms.host, u.bms.port,
+                    u.bms.unit_id, base_address=bms.base_address or 40000))
+            else:
+                self.devices.append(SimulatedModbusDevice(
+                    f"{u.id}.bms", bms, functools.partial(regs.bms_values, unit, bms),
+                    regs.read_only, u.bms.host, u.bms.port, u.bms.unit_id))
+            if isinstance(pcs, SunSpecProfile):
+                spcs = SunSpecPcs(self.plant, unit, now, lambda: self.plant.meter.frequency_hz)
+                self.sunspec_pcs[u.id] = spcs
+                self.devices.append(SimulatedSunSpecDevice(
+                    f"{u.id}.pcs", [1, 701, 702, 704], spcs.values, spcs.write, u.pcs.host, u.pcs.port,
+                    u.pcs.unit_id, base_address=pcs.base_address or 40000,
+                    accept_codes=frozenset({pcs.write_function_code})))
+            else:
+                self.devices.append(SimulatedModbusDevice(
+                    f"{u.id}.pcs", pcs, functools.partial(regs.pcs_values, unit, pcs),
+                    regs.pcs_write(self.plant, unit, pcs, now), u.pcs.host, u.pcs.port, u.pcs.unit_id))
+        if cfg.pv is not None:
+            pv_ep, pv_profile = cfg.pv, profiles["pv"]
+            pv_cfg = self.sim.pv
+            if pv_cfg is None:
+                raise ConfigError(f"{source}: pv: a simulated PV inverter needs simulation.pv")
+            if isinstance(pv_profile, SunSpecProfile):
+                spv = SunSpecPv(self.plant, pv_cfg.peak_w)
+                self.devices.append(SimulatedSunSpecDevice(
+                    "pv", [1, 701, 702, 704], spv.values, spv.write, pv_ep.host, pv_ep.port, pv_ep.unit_id,
+                    base_address=pv_profile.base_address or 40000))
+            else:
+                self.devices.append(SimulatedModbusDevice(
+                    "pv", pv_profile, functools.partial(regs.pv_values, self.plant, pv_cfg.peak_w),
+                    regs.pv_write(self.plant, pv_cfg.peak_w), pv_ep.host, pv_ep.port, pv_ep.unit_id))
         genset = self.plant.genset
         if genset is not None and cfg.genset is not None:
             g, gp = cfg.genset, profiles["genset"]
+            if not isinstance(gp, DeviceProfile):
+                raise ConfigError(f"{source}: genset: a simulated genset has a register-map profile")
             self.devices.append(SimulatedModbusDevice(
                 "genset", gp, functools.partial(regs.genset_values, genset, gp),
                 regs.genset_write(self.plant, genset, gp, now), g.host, g.port, g.unit_id))
         if self.plant.filler is not None and cfg.filler is not None:
             f, fp = cfg.filler, profiles["filler"]
+            if not isinstance(fp, DeviceProfile):
+                raise ConfigError(f"{source}: filler: a simulated filler load has a register-map profile")
             self.devices.append(SimulatedModbusDevice(
                 "filler", fp, functools.partial(regs.filler_values, self.plant.filler),
                 regs.filler_write(self.plant.filler, now), f.host, f.port, f.unit_id))
@@ -127,7 +178,7 @@ class SimulatedSite:
     def _row_command_received(self, row_id: str) -> None:
         self.plant.grid.receipt(f"row:{row_id}", time.monotonic_ns())
 
-    def device(self, name: str) -> SimulatedModbusDevice:
+    def device(self, name: str) -> SimulatedModbusDevice | SimulatedSunSpecDevice:
         return next(d for d in self.devices if d.name == name)
 
     async def _step_loop(self) -> None:
@@ -135,6 +186,8 @@ class SimulatedSite:
         next_t = time.monotonic()
         while True:
             self.plant.advance_to(self.clock.monotonic())
+            for pcs in self.sunspec_pcs.values():
+                pcs.tick()  # a SunSpec PCS's reversion timer runs whether or not it is read
             next_t += period
             delay = next_t - time.monotonic()
             if delay < 0:

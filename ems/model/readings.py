@@ -69,6 +69,16 @@ class PcsReading:
         return bool(self.faults)
 
 
+@dataclass(frozen=True, slots=True)
+class PvReading:
+    """A PV inverter: what it produces now (AC, >= 0), its rating, the limit it holds."""
+
+    power_w: float
+    rated_power_w: float
+    limit_w: float | None  # the curtailment limit in force; None: none
+    read_at_s: float
+
+
 class GensetState(StrEnum):
     STOPPED = "stopped"
     STARTING = "starting"

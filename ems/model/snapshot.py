@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ems.model.racks import RacksReading
-from ems.model.readings import BmsReading, GensetReading, MeterReading, PcsReading
+from ems.model.readings import BmsReading, GensetReading, MeterReading, PcsReading, PvReading
 from ems.model.reasons import Reason
 
 
@@ -41,6 +41,7 @@ class SiteSnapshot:
     meter_invalid: Reason | None = None  # why `meter` is None (stale, frozen, implausible)
     meter_invalid_since_s: float | None = None
     battery_avg_w: float | None = None  # battery power over the meter's averaging window, where configured
+    pv: PvReading | None = None  # the metered PV inverter, where the site file names one (fresh, else None)
 
     @property
     def battery_power_w(self) -> float:
@@ -53,6 +54,15 @@ class SiteSnapshot:
         if self.meter is None:
             return None
         return self.meter.grid_power_w + self.battery_power_w
+
+    @property
+    def gross_load_w(self) -> float | None:
+        """What the site consumes, PV apart: grid + battery + PV (None without a meter, or
+        with PV that is not metered now)."""
+        load_w = self.site_load_w
+        if load_w is None or self.pv is None:
+            return None
+        return load_w + self.pv.power_w
 
     @property
     def site_load_avg_w(self) -> float | None:

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ems.forecast import WEEK_S, load_forecast
+from ems.forecast import WEEK_S, load_forecast, pv_forecast
 from ems.model.plan import PlanView
 from ems.model.snapshot import SiteSnapshot
 from ems.planning.history import StepHistory
@@ -84,11 +84,32 @@ class PlanBuilder:
         self.s = settings
         keep = settings.history_weeks * round(WEEK_S / settings.step_s) + 1
         self.load = StepHistory(settings.step_s, keep)
+        self.pv = StepHistory(settings.step_s, keep)  # where a PV inverter is metered (the site file's pv:)
+        self.pv_metered = False
 
-    def observe(self, t_s: float, dt_s: float, net_load_w: float) -> None:
+    def observe(self, t_s: float, dt_s: float, net_load_w: float, pv_w: float | None = None) -> None:
         """The load the site would draw without the battery (net of PV: what the meter and
-        the battery say) over (t_s - dt_s, t_s]."""
+        the battery say) over (t_s - dt_s, t_s], and the metered PV output over it."""
         self.load.observe(t_s, net_load_w, dt_s)
+        if pv_w is not None:
+            self.pv.observe(t_s, pv_w, dt_s)
+            self.pv_metered = True
+
+    def _net_forecast(self, history: np.ndarray, start: float, n: int) -> np.ndarray:
+        """Net load ahead. With PV metered for long enough, the gross load (net + PV) and PV are
+        forecast apart (each with its own season: the load's week, the sun's day) and
+        netted; else the net load's history alone."""
+        s = self.s
+
+        def ahead(h: np.ndarray) -> np.ndarray:
+            return load_forecast(h, s.step_s, n, weeks=s.history_weeks, envelope_days=s.envelope_days,
+                                 correction_tau_s=s.correction_tau_s)
+
+        pv_hist = self.pv.complete_until(start) if self.pv_metered else np.zeros(0)
+        m = min(pv_hist.size, history.size)
+        if m * s.step_s < s.min_history_h * 3600.0:
+            return ahead(history)
+        return ahead(history[-m:] + pv_hist[-m:]) - pv_forecast(pv_hist[-m:], s.step_s, n)
 
     def request(self, now_local_s: float, battery: BatteryNow, peaks: PeaksSoFar,
                 max_steps: int | None = None) -> PlanRequest:
@@ -99,8 +120,7 @@ class PlanBuilder:
         if history.size * s.step_s < s.min_history_h * 3600.0:
             raise NotEnoughHistory(f"{history.size * s.step_s / 3600.0:.1f} h of load history, "
                                    f"{s.min_history_h:g} h needed before planning")
-        net_w = load_forecast(history, s.step_s, n, weeks=s.history_weeks, envelope_days=s.envelope_days,
-                              correction_tau_s=s.correction_tau_s)
+        net_w = self._net_forecast(history, start, n)
         net_w = np.where(net_w > 0, net_w * (1.0 + s.forecast_margin), net_w)
         start_dt = local_datetime(start)
         month_key = (start_dt.year, start_dt.month)

@@ -42,7 +42,8 @@ class LivePlanner:
         self._job: _Job | None = None  # the one in the worker, or waiting for it
         self._result: Plan | Exception | None = None
         self._solved = asyncio.Event()
-        self._opened: tuple[float, float | None] | None = None  # (site time s, load W) of the last period
+        # (site time s, net load W, metered PV W) of the last period
+        self._opened: tuple[float, float | None, float | None] | None = None
 
     async def step(self, snap: SiteSnapshot, wait_s: float = 0.0) -> PlanView | None:
         """One period: record the load, request a plan when due, take a finished solve.
@@ -51,9 +52,9 @@ class LivePlanner:
         if self._opened is not None:
             # the load read at a period's start stands for the period it opened, as the backtest
             # records each step's load once the step is done; a long gap is not evidence
-            opened_at_s, load_w = self._opened
-            self.runner.observe(local_s, min(snap.now_s - opened_at_s, 10 * snap.period_s), load_w)
-        self._opened = (snap.now_s, snap.site_load_w)
+            opened_at_s, load_w, pv_w = self._opened
+            self.runner.observe(local_s, min(snap.now_s - opened_at_s, 10 * snap.period_s), load_w, pv_w)
+        self._opened = (snap.now_s, snap.site_load_w, None if snap.pv is None else snap.pv.power_w)
         battery = battery_from_snapshot(snap)
         if self._job is None and battery is not None and self.runner.due(snap.now_s, battery.soc):
             req = self.runner.request(local_s, snap.now_s, battery)

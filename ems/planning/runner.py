@@ -48,9 +48,9 @@ class PlanningRunner:
         self.failures = 0
         self.last_error: str | None = None  # the kind of the last failure, None once a plan succeeds
 
-    def observe(self, local_s: float, dt_s: float, net_load_w: float | None) -> None:
+    def observe(self, local_s: float, dt_s: float, net_load_w: float | None, pv_w: float | None = None) -> None:
         if net_load_w is not None:
-            self.builder.observe(local_s, dt_s, net_load_w)
+            self.builder.observe(local_s, dt_s, net_load_w, pv_w)
 
     def due(self, now_s: float, soc: float | None = None) -> bool:
         """`replan_due` for this runner; without a SoC only the interval counts."""

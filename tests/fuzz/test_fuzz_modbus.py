@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pymodbus.constants import ExcCodes
 
-from drivers.bess import bms_reading, filler_reading, genset_reading, meter_reading, pcs_reading
+from drivers.bess import bms_reading, filler_reading, genset_reading, meter_reading, pcs_reading, pv_reading
 from drivers.errors import DriverError
 from drivers.profile import PROFILE_DIR, DeviceProfile, RegisterSpec, RegisterType, load_profile
 from ems.clock import ScaledClock
@@ -40,6 +40,7 @@ READERS: dict[str, Reading] = {
     "meter": lambda v, now, p: meter_reading(v, now),
     "genset": lambda v, now, p: genset_reading(v, now, p),
     "filler": lambda v, now, p: filler_reading(v, now),
+    "pv": lambda v, now, p: pv_reading(v, now),
 }
 word = st.integers(min_value=0, max_value=0xFFFF)
 # mostly what a device sends for a register: plain small numbers, all-ones, sign bits, NaN/inf

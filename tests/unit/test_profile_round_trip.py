@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from drivers.bess import bms_reading, genset_reading, grid_ok, meter_reading, pcs_reading
+from drivers.bess import bms_reading, genset_reading, grid_ok, meter_reading, pcs_reading, pv_reading
 from drivers.profile import PROFILE_DIR, DeviceProfile, RegisterSpec, device_kinds, load_profile
 from ems.model.readings import GensetState, PcsMode
 from plant.battery import BMS_ALARMS, PCS_FAULTS
@@ -165,8 +165,25 @@ def _filler(profile: DeviceProfile) -> None:
     assert si["rated_power"] == pytest.approx(600_000.0, abs=_step(profile, "rated_power"))
 
 
+def _pv(profile: DeviceProfile) -> None:
+    plant = _plant()
+    plant.pv_w = 234_500.0
+    si = _through_the_wire(profile, regs.pv_values(plant, 300_000.0))
+    r = pv_reading(si, NOW_S)
+    assert r.power_w == pytest.approx(234_500.0, abs=_step(profile, "active_power"))
+    assert r.rated_power_w == pytest.approx(300_000.0, abs=_step(profile, "rated_power")) and r.limit_w is None
+    write = regs.pv_write(plant, 300_000.0)
+    write("power_limit", _through_the_wire(profile, {"power_limit": 150.0})["power_limit"]
+          / profile.register("power_limit").si_factor)
+    assert plant.pv_limit_w == pytest.approx(150_000.0, abs=_step(profile, "power_limit"))
+    r = pv_reading(_through_the_wire(profile, regs.pv_values(plant, 300_000.0)), NOW_S)
+    assert r.limit_w == pytest.approx(150_000.0, abs=_step(profile, "power_limit"))
+    write("power_limit", 300.0)  # at the rating: no limit
+    assert plant.pv_limit_w is None
+
+
 ROUND_TRIPS: dict[str, Callable[[DeviceProfile], None]] = {"bms": _bms, "pcs": _pcs, "meter": _meter, "genset": _genset,
-                                                           "filler": _filler}
+                                                           "filler": _filler, "pv": _pv}
 
 
 def test_every_kind_has_a_round_trip() -> None:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from ems.demand import DemandMeter
+from ems.forecast import load_forecast, pv_forecast
 from ems.planning import PlanProblem, plan_dispatch
 from ems.planning.builder import BatteryNow, PlanBuilder, PlannerSettings
 from ems.planning.history import StepHistory
@@ -197,3 +198,22 @@ def test_a_plan_that_cannot_be_built_is_counted_with_its_kind(tariff) -> None:
     runner = PlanningRunner(PlanBuilder(tariff, SETTINGS), 900.0, DemandMeter(tariff))
     assert runner.request(0.0, 0.0, BatteryNow(0.5, 4e6, 2e6, 2e6)) is None  # no history yet
     assert runner.failures == 1 and runner.last_error == "NotEnoughHistory" and runner.view is None
+
+
+def test_plan_builder_forecasts_gross_load_and_pv_apart(tariff) -> None:
+    """With PV metered, the net load ahead is the gross load's forecast (net + PV, by the
+    load's week) less PV's own (by the sun's day), each from its own history."""
+    b = PlanBuilder(tariff, SETTINGS)
+    peaks = DemandMeter(tariff)
+    t0 = (datetime(2018, 7, 2) - datetime(1970, 1, 1)).total_seconds()
+    pv_w = np.array([500e3 if 40 <= k < 60 else 0.0 for k in range(96)])  # 10:00-15:00
+    gross_w = np.array([3e6 if 60 <= k < 80 else 2e6 for k in range(96)])
+    for k in range(96):
+        b.observe(t0 + (k + 1) * 900, 900, gross_w[k] - pv_w[k], pv_w=pv_w[k])
+    req = b.request(t0 + 86400 + 60.0, BatteryNow(0.5, 4e6, 2e6, 2e6), peaks)
+    s = SETTINGS
+    expected = load_forecast(gross_w, s.step_s, 96, weeks=s.history_weeks, envelope_days=s.envelope_days,
+                             correction_tau_s=s.correction_tau_s) - pv_forecast(pv_w, s.step_s, 96)
+    expected = np.where(expected > 0, expected * (1 + s.forecast_margin), expected)
+    assert req.problem.net_load_w == pytest.approx(expected)
+    assert req.problem.net_load_w[50] == pytest.approx((2e6 - 500e3) * (1 + s.forecast_margin), rel=1e-3)
