@@ -361,18 +361,23 @@ class DeviceProfile(BaseModel):
         return words
 
 
+def read_profile_yaml(path: Path, what: str) -> object:
+    """A profile file's YAML; ProfileError naming the file when it cannot be read or parsed."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ProfileError(f"cannot read {what} {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"{what} {path} is not valid YAML: {exc}") from exc
+
+
 def load_profile(name_or_path: str | Path) -> DeviceProfile:
     """Load a profile by file path or by bare name from `config/profiles/` (e.g. "pcs_v1"),
     checked against its kind. ProfileError names the file (and the profile) and what is wrong."""
     path = Path(name_or_path)
     if not path.suffix:
         path = PROFILE_DIR / f"{name_or_path}.yaml"
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ProfileError(f"cannot read device profile {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ProfileError(f"device profile {path} is not valid YAML: {exc}") from exc
+    data = read_profile_yaml(path, "device profile")
     label = str(path)
     if isinstance(data, dict) and isinstance(data.get("name"), str):
         label += f" ({data['name']})"

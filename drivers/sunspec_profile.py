@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from drivers.errors import ProfileError
+from drivers.profile import read_profile_yaml
 
 SUNSPEC_DIR = Path(__file__).resolve().parent.parent / "config" / "sunspec"
 
@@ -63,12 +64,7 @@ def load_sunspec_profile(name_or_path: str) -> SunSpecProfile:
     path = Path(name_or_path)
     if not path.suffix:
         path = SUNSPEC_DIR / f"{name_or_path}.yaml"
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ProfileError(f"cannot read SunSpec profile {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ProfileError(f"SunSpec profile {path} is not valid YAML: {exc}") from exc
+    data = read_profile_yaml(path, "SunSpec profile")
     try:
         return SunSpecProfile.model_validate(data)
     except ValidationError as exc:

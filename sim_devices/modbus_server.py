@@ -72,10 +72,8 @@ class SimulatedModbusDevice:
         registers: list[int],
         set_values: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
-        if self.delay_s > 0:
-            await asyncio.sleep(self.delay_s)
-        if self.fail_with is not None:
-            return self.fail_with
+        if (fault := await injected_fault(self.delay_s, self.fail_with)) is not None:
+            return fault
         if set_values is None or function_code in _READ_CODES:
             try:
                 words = self.profile.encode_block(self.read_values())
@@ -108,14 +106,26 @@ class SimulatedModbusDevice:
     async def start(self) -> None:
         """Bind and serve in the background; OSError if the address cannot be bound."""
         device = SimDevice(id=self.unit_id, simdata=self._blocks(), action=self._action)
-        self._server = ModbusTcpServer(device, address=(self.host, self.port))
-        try:
-            await self._server.serve_forever(background=True)
-        except RuntimeError as exc:  # pymodbus reports a failed bind this way
-            self._server = None
-            raise OSError(f"{self.name}: cannot listen on {self.host}:{self.port} (address in use?)") from exc
+        self._server = await serve(self.name, device, self.host, self.port)
 
     async def stop(self) -> None:
         if self._server is not None:
             await self._server.shutdown()  # type: ignore[no-untyped-call]
         self._server = None
+
+
+async def serve(name: str, device: SimDevice, host: str, port: int) -> ModbusTcpServer:
+    """`device` served on host:port in the background; OSError if the address cannot be bound."""
+    server = ModbusTcpServer(device, address=(host, port))
+    try:
+        await server.serve_forever(background=True)
+    except RuntimeError as exc:  # pymodbus reports a failed bind this way
+        raise OSError(f"{name}: cannot listen on {host}:{port} (address in use?)") from exc
+    return server
+
+
+async def injected_fault(delay_s: float, fail_with: ExcCodes | None) -> ExcCodes | None:
+    """What a test asked of the device: a slow answer, then an exception response."""
+    if delay_s > 0:
+        await asyncio.sleep(delay_s)
+    return fail_with

@@ -13,7 +13,6 @@ Any third-party SunSpec client (pysunspec2's own) can read it.
 
 from __future__ import annotations
 
-import asyncio
 import struct
 import time
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from drivers.sunspec_models import (
     model_def,
     raw_for,
 )
-from sim_devices.modbus_server import WriteRecord
+from sim_devices.modbus_server import WriteRecord, injected_fault, serve
 
 ValuesFn = Callable[[], dict[int, dict[str, PointValue]]]  # model -> {point: value in its unit, or an SF}
 WriteFn = Callable[[int, str, float], None]  # (model, point, value in its unit); ValueError: refused
@@ -85,10 +84,8 @@ class SimulatedSunSpecDevice:
 
     async def _action(self, function_code: int, start_address: int, address: int, count: int,
                       registers: list[int], set_values: list[int] | list[bool] | None) -> ExcCodes | None:
-        if self.delay_s > 0:
-            await asyncio.sleep(self.delay_s)
-        if self.fail_with is not None:
-            return self.fail_with
+        if (fault := await injected_fault(self.delay_s, self.fail_with)) is not None:
+            return fault
         if set_values is None or function_code in _READ_CODES:
             try:
                 image = self._image(address, address + count)
@@ -148,12 +145,7 @@ class SimulatedSunSpecDevice:
         block = SimData(self.base_address, count=self.end_address - self.base_address, values=0,
                         datatype=DataType.REGISTERS)
         device = SimDevice(id=self.unit_id, simdata=[block], action=self._action)
-        self._server = ModbusTcpServer(device, address=(self.host, self.port))
-        try:
-            await self._server.serve_forever(background=True)
-        except RuntimeError as exc:
-            self._server = None
-            raise OSError(f"{self.name}: cannot listen on {self.host}:{self.port} (address in use?)") from exc
+        self._server = await serve(self.name, device, self.host, self.port)
 
     async def stop(self) -> None:
         if self._server is not None:
