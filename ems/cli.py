@@ -301,6 +301,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         start=None if args.start is None else datetime.fromisoformat(args.start),
         series_start=None if args.series_start is None else datetime.fromisoformat(args.series_start),
         step_s=args.step_s, days=args.days, foresight=not args.no_foresight, peak_shaving_only=args.peak_shaving_only)
+    from ems.backtest.offgrid_run import is_offgrid
+    if is_offgrid(cfg):
+        return _backtest_offgrid(cfg, opts, args, progress)
     try:
         bt = run(cfg, opts, None if args.quiet else progress)
         files = write_outputs(args.out, bt, timeseries=args.timeseries)
@@ -323,6 +326,24 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print(f"payback {payback}, NPV {fin.npv:,.0f}, IRR {irr}, LCOS {lcos}")
     print(f"wall time {bt.trace.wall_time_s:.1f} s ({bt.trace.plans} plans); wrote "
           + ", ".join(str(f) for f in files))
+    return 0
+
+
+def _backtest_offgrid(cfg: Any, opts: Any, args: argparse.Namespace, progress: Any) -> int:
+    """An off-grid or weak-grid site: the run against diesel trucks alone (docs/off-grid.md)."""
+    from ems.backtest import BacktestError
+    from ems.backtest.offgrid_run import run_offgrid, summary_lines, write_offgrid
+
+    try:
+        _, result = run_offgrid(cfg, opts, None if args.quiet else progress)
+        path = write_offgrid(args.out, result)
+    except BacktestError as exc:
+        print(f"\nems backtest: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if not args.quiet:
+        print("", file=sys.stderr)
+    print("\n".join(summary_lines(result)))
+    print(f"wrote {path}")
     return 0
 
 
