@@ -1,0 +1,108 @@
+"""The off-grid and weak-grid backtest: the live step against the plant, the account of
+where power went, the diesel-only baseline and the comparison; the site file's section."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ems.backtest.config import load_backtest_config, parse_backtest_config
+from ems.backtest.diesel_baseline import diesel_only
+from ems.backtest.offgrid_run import run_series, with_battery_scale
+from ems.microgrid_config import GensetConfig
+from ems.model.errors import ConfigError
+from ems.model.reasons import Reason
+
+ROOT = Path(__file__).resolve().parents[2]
+MW = 1e6
+STEP = 900
+DAY = 86400 // STEP
+
+
+def site(**microgrid: Any) -> dict[str, Any]:
+    mg = {"mode": "off_grid", "gensets": [{"id": "g1", "rated_power_w": 1.5e6}, {"id": "g2", "rated_power_w": 1.5e6}],
+          "diesel_price_per_l": 1.2, "genset_rental_per_month": 10000} | microgrid
+    return {
+        "battery_units": [{"id": "b1", "capacity_wh": 8e6, "rated_power_w": 2e6, "initial_soc": 0.8},
+                          {"id": "b2", "capacity_wh": 8e6, "rated_power_w": 2e6, "initial_soc": 0.8}],
+        "grid_connection": {"import_limit_w": None, "export_limit_w": 0},
+        "microgrid": mg,
+    }
+
+
+def days_of_load(days: int, base_w: float = 1.5 * MW, swing_w: float = 0.5 * MW) -> tuple[np.ndarray, np.ndarray]:
+    h = (np.arange(days * DAY) * STEP / 3600.0) % 24
+    load = base_w + swing_w * np.sin(2 * np.pi * (h - 9) / 24)
+    pv = 2.5 * MW * np.maximum(0.0, np.sin(np.pi * (h - 6) / 12))
+    return load, pv
+
+
+def test_an_off_grid_week_with_pv_and_two_gensets_serves_every_kwh_on_less_diesel() -> None:
+    cfg = parse_backtest_config(site())
+    load, pv = days_of_load(7)
+    trace, r = run_series(cfg, datetime(2025, 6, 1), STEP, load, pv)
+    assert r["unserved_kwh"] == pytest.approx(0.0, abs=1e-6)
+    assert np.all(trace.grid_w == 0.0)
+    assert 0 < r["diesel_litres"] < 0.6 * r["baseline_diesel_litres"]
+    assert r["co2_saved_kg"] == pytest.approx(2.68 * r["diesel_saved_litres"])
+    assert r["genset_starts"] >= 1 and r["site"]["pv_self_consumption"] > 0.5
+    # each start and stop has its reason
+    assert trace.microgrid is not None and set(trace.microgrid.events) <= {
+        "GENSET_START_LOW_SOC", "GENSET_START_LOAD", "GENSET_STOP_SOC_RECOVERED", "GENSET_STOP_LOAD_FELL"}
+    assert trace.soc.min() >= 0.1 - 1e-9
+
+
+def test_a_design_too_small_shows_its_unserved_energy() -> None:
+    cfg = parse_backtest_config(site(gensets=[]))
+    load, _ = days_of_load(2)
+    trace, r = run_series(cfg, datetime(2025, 6, 1), STEP, load, None)
+    assert r["unserved_kwh"] > 1000.0
+    assert Reason.UNSERVED_LOAD.value in set(trace.reason.tolist())
+
+
+def test_a_bigger_battery_burns_no_more_diesel() -> None:
+    cfg = parse_backtest_config(site())
+    load, pv = days_of_load(7)
+    litres = [run_series(with_battery_scale(cfg, k), datetime(2025, 6, 1), STEP, load, pv)[1]["diesel_litres"]
+              for k in (0.5, 1.0, 2.0)]
+    assert litres[0] >= litres[1] >= litres[2]
+
+
+def test_on_a_weak_grid_import_stays_within_the_limit() -> None:
+    data = site(mode="weak_grid")
+    data["grid_connection"] = {"import_limit_w": 800e3, "export_limit_w": 0}
+    cfg = parse_backtest_config(data)
+    load, pv = days_of_load(5)
+    trace, r = run_series(cfg, datetime(2025, 6, 1), STEP, load, pv)
+    assert r["unserved_kwh"] == pytest.approx(0.0, abs=1e-6)
+    assert trace.grid_w.max() <= 800e3 + 1e-6 and trace.grid_w.min() >= -1e-6
+    assert r["site"]["grid_import_kwh"] > 0
+
+
+def test_the_diesel_baseline_is_sized_n_plus_1_and_burns_by_the_curve() -> None:
+    unit = GensetConfig(id="t", rated_power_w=1.5e6).spec()
+    b = diesel_only(np.full(96, 1.125e6), 900.0, unit)  # a day at 75 % of one unit
+    assert b.units == 2 and b.starts == 1
+    assert b.fuel_l == pytest.approx(24 * 294.6) and b.engine_h == pytest.approx(24.0)
+    peak = diesel_only(np.array([4.3e6, 1.0e6]), 3600.0, unit)
+    assert peak.units == 4
+
+
+def test_the_example_off_grid_site_file_loads() -> None:
+    cfg = load_backtest_config(ROOT / "config" / "offgrid-site.yaml")
+    assert cfg.microgrid is not None and len(cfg.microgrid.gensets) == 2
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"mode": "weak_grid"}, "import_limit_w"),
+    ({"start_soc": 0.9}, "start_soc"),
+    ({"gensets": [{"id": "g", "rated_power_w": 1e6, "fuel_l_per_h": [50, 40, 60, 70, 80]}]}, "fuel_l_per_h"),
+    ({"mode": "islanded"}, "mode"),
+])
+def test_a_bad_microgrid_section_names_the_field(change: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError, match=field):
+        parse_backtest_config(site(**change))
