@@ -208,6 +208,8 @@ def decide(x: DispatchInputs, p: DispatchParams, state: DispatchState) -> tuple[
             reason = Reason.GENSET_CHARGING
         for i in running:
             out[p.gensets[i].genset_id] = total * p.gensets[i].rated_w / rated
+    if held:
+        reason = Reason.GENSET_MIN_RUN_HOLD  # what runs now does so for its minimum run, not by choice
     dt = x.period_s
     new_units = []
     for u, g in zip(units, p.gensets, strict=True):

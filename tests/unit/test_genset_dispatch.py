@@ -101,6 +101,7 @@ def test_GENSET_MIN_RUN_HOLD() -> None:
     _, s = run(p, gd.initial_state(p), 0.0, 100.0, soc=0.25)
     d, s = gd.decide(inputs(100.0, soc=0.85), p, s)  # recovered after 30 s of running
     assert d.events == () and d.held == ("g1",) and d.phases["g1"] is gd.Phase.RUNNING
+    assert d.reason is Reason.GENSET_MIN_RUN_HOLD
 
 
 def test_GENSET_STOP_SOC_RECOVERED() -> None:
