@@ -81,8 +81,9 @@ class MicrogridConfig(Strict):
 
     def params(self, import_limit_w: float | None) -> microgrid.MicrogridParams | None:
         """The period step's parameters; None when grid-connected (today's behaviour)."""
-        if self.mode is microgrid.Mode.GRID_CONNECTED:
+        mode = microgrid.Mode(self.mode)
+        if mode is microgrid.Mode.GRID_CONNECTED:
             return None
         d = genset_dispatch.DispatchParams(tuple(g.spec() for g in self.gensets), self.start_soc, self.stop_soc,
                                            self.battery_margin, self.stage_down_load_fraction)
-        return microgrid.MicrogridParams(self.mode, d, import_limit_w or 0.0)
+        return microgrid.MicrogridParams(mode, d, import_limit_w or 0.0)
