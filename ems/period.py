@@ -160,8 +160,10 @@ def step(snap: SiteSnapshot, p: StepParams, state: StepState, plan: PlanView | N
     site_w = grid_limits.site_bounds(grid_snap, p.grid) if grid_on else (-math.inf, math.inf)
     out, clamped = clamp(shares, snap.units, envelope, holding, snap.period_s, site_w)
     reason, by = (Reason.ENVELOPE_CLAMP, "envelope") if clamped else (arb.reason, arb.decided_by)
-    if mg is not None and (short := microgrid.period_reason(mg, sum(out.values()))) is not None:
-        reason, by = short, microgrid.NAME
+    if mg is not None:
+        if (short := microgrid.period_reason(mg, sum(out.values()))) is not None:
+            reason, by = short, microgrid.NAME
+        state = replace(state, microgrid=microgrid.book(state.microgrid, mg, sum(out.values()), snap.period_s))
     if p.grid_ramp is not None:
         state = replace(state, ramp=grid_ramp.record(snap, p.grid_ramp, state.ramp, sum(out.values())))
     bounds = {lim.unit_id: (-lim.max_charge_w, lim.max_discharge_w) for lim in limits}

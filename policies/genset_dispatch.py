@@ -5,7 +5,9 @@ off -> starting (start delay) -> warm-up (no load) -> running -> cool-down (no l
 a start during cool-down takes it straight back to running (still warm, not a new start).
 
 * Energy: SoC at or under `start_soc` latches "recharge" (GENSET_START_LOW_SOC) until SoC
-  reaches `stop_soc` (hysteresis; GENSET_STOP_SOC_RECOVERED).
+  reaches `stop_soc` (hysteresis; GENSET_STOP_SOC_RECOVERED). While recharging, enough
+  gensets run to carry the whole deficit at their efficient load (the battery no longer
+  discharges); one stops only when the rest carry it at full rating.
 * Power: when the load less the grid's allowance exceeds what the battery can give (times
   `battery_margin`), the next genset is staged in (GENSET_START_LOAD); the last one staged
   in stops once the load fits on one fewer at `stage_down_load_fraction` of their rating
@@ -154,17 +156,21 @@ def decide(x: DispatchInputs, p: DispatchParams, state: DispatchState) -> tuple[
     deficit_w = x.demand_w - x.grid_allowance_w  # what the battery and gensets must give
     for_power_w = deficit_w - p.battery_margin * max(0.0, x.battery_discharge_w)
 
-    def needed(load_fraction: float) -> int:
-        n = 0
-        cap = 0.0
+    def needed(need_w: float, fraction: float | None) -> int:
+        """Gensets (largest first) to give `need_w` at `fraction` of rating (None: efficient load)."""
+        n, cap = 0, 0.0
         for i in sorted(range(len(p.gensets)), key=lambda j: p.gensets[j].rated_w, reverse=True):
-            if cap >= for_power_w:
+            if cap >= need_w:
                 break
-            cap += p.gensets[i].rated_w * load_fraction
+            g = p.gensets[i]
+            cap += g.rated_w * (g.efficient_load_fraction if fraction is None else fraction)
             n += 1
-        return max(n, 1 if recharge else 0) if for_power_w > 0 or recharge else 0
+        return n
 
-    n_up, n_keep = needed(1.0), needed(p.stage_down_load_fraction)
+    # power: what the battery cannot give; energy (recharging): the whole deficit at efficient load, so
+    # the battery stops discharging; a genset stops only when the rest carry it with a margin
+    n_up = max(needed(for_power_w, 1.0), max(1, needed(deficit_w, None)) if recharge else 0)
+    n_keep = max(needed(for_power_w, p.stage_down_load_fraction), max(1, needed(deficit_w, 1.0)) if recharge else 0)
     # stage in
     while len(order) < min(n_up, len(p.gensets)):
         idle = [i for i in range(len(p.gensets)) if not _online(units[i])]

@@ -16,7 +16,7 @@ served (UNSERVED_LOAD) or a surplus nowhere can take, which curtails PV (PV_CURT
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from ems.model.decision import Decision
@@ -39,12 +39,16 @@ class MicrogridParams:
     dispatch: genset_dispatch.DispatchParams
     import_limit_w: float = 0.0  # weak grid: what the grid may give (it gives all of it while the battery
     # can take the rest: the battery is charged from the grid's spare room)
+    co2_kg_per_l: float = 2.68  # diesel
 
 
 @dataclass(frozen=True, slots=True)
 class MicrogridState:
     gensets: genset_dispatch.DispatchState = field(default_factory=genset_dispatch.DispatchState)
     demand_w: float | None = None  # the last known demand, held while the meter is not trusted
+    served_wh: float = 0.0  # what the periods expected: the backtest measures the real thing
+    unserved_wh: float = 0.0
+    surplus_wh: float = 0.0  # curtailed (PV) or not taken
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,7 @@ class MicrogridOutcome:
     dispatch: genset_dispatch.Dispatch
     battery_target_w: float | None  # the balance asked of the battery (> 0 discharge)
     meter_shift_w: float  # how far the gensets' new output moves the meter from its reading
+    co2_kg_per_l: float = 2.68
 
 
 def grid_allowance_w(p: MicrogridParams) -> float:
@@ -75,14 +80,14 @@ def decide(snap: SiteSnapshot, p: MicrogridParams, state: MicrogridState, batter
         allowance if demand_w is None else demand_w,  # unknown demand: plan as if the grid carried it
         allowance, battery_discharge_w, battery_charge_w)
     dispatch, gensets = genset_dispatch.decide(x, p.dispatch, state.gensets)
-    new_state = MicrogridState(gensets, demand_w)
+    new_state = replace(state, gensets=gensets, demand_w=demand_w)
     shift_w = before_w - dispatch.total_w
     if demand_w is None:
-        return None, MicrogridOutcome(p.mode, None, allowance, dispatch, None, shift_w), new_state
+        return None, MicrogridOutcome(p.mode, None, allowance, dispatch, None, shift_w, p.co2_kg_per_l), new_state
     target_w = demand_w - dispatch.total_w - allowance
     why = dispatch.reason or Reason.MICROGRID_BALANCE
     d = Decision(NAME, why, min_w=target_w, max_w=target_w, target_w=target_w)
-    return d, MicrogridOutcome(p.mode, demand_w, allowance, dispatch, target_w, shift_w), new_state
+    return d, MicrogridOutcome(p.mode, demand_w, allowance, dispatch, target_w, shift_w, p.co2_kg_per_l), new_state
 
 
 def shortfall(outcome: MicrogridOutcome, setpoint_w: float) -> tuple[float, float]:
@@ -102,3 +107,12 @@ def period_reason(outcome: MicrogridOutcome, setpoint_w: float) -> Reason | None
     if surplus > 1000.0:
         return Reason.PV_CURTAILED
     return None
+
+
+def book(state: MicrogridState, outcome: MicrogridOutcome, setpoint_w: float, period_s: float) -> MicrogridState:
+    """The period's energy served, not served and in surplus, as expected at `setpoint_w`."""
+    unserved, surplus = shortfall(outcome, setpoint_w)
+    served = 0.0 if outcome.demand_w is None else max(outcome.demand_w, 0.0) - unserved
+    h = period_s / 3600.0
+    return replace(state, served_wh=state.served_wh + max(served, 0.0) * h,
+                   unserved_wh=state.unserved_wh + unserved * h, surplus_wh=state.surplus_wh + surplus * h)

@@ -219,3 +219,39 @@ def test_grid_connected_sites_run_as_before() -> None:
     base = StepParams(limits=LIMITS, envelope=EnvelopeParams(0.1, 0.95))
     r = step(snapshot(600e3), base, StepState())
     assert r.microgrid is None and r.reason is Reason.IDLE
+
+
+# --- live KPIs: the status section and /metrics, read from the period result ------------------
+def test_the_status_and_metrics_report_diesel_co2_hours_starts_and_energy() -> None:
+    from prometheus_client.core import CollectorRegistry
+    from prometheus_client.exposition import generate_latest
+    from prometheus_client.registry import Collector
+
+    from ems.microgrid_kpis import microgrid_metrics, microgrid_status
+
+    p = offgrid(spec(rated_w=1 * MW, start_delay_s=0.0, warmup_s=0.0))
+    low = (unit("u1", soc=0.28), unit("u2", soc=0.28))  # 360 kWh above soc_min: an hour of the load
+    r = step(snapshot(300e3, low, now_s=0.0, period_s=3600.0), p, StepState())
+    r = step(snapshot(300e3, low, now_s=3600.0, period_s=3600.0), p, r.state)
+    status = microgrid_status(r)
+    assert status is not None and status["mode"] == "off_grid" and status["genset_starts"] == 1
+    assert status["recharging"] and status["events"] == []  # its start was the period before
+    assert status["gensets"]["g1"] == {"phase": "running", "power_w": 750e3}
+    # an hour idling (starting), an hour at 75 % of a 1 MW unit (the default curve, scaled)
+    litres = (30.0 + 294.6) / 1.5
+    assert status["diesel_l"] == pytest.approx(litres, abs=0.01)
+    assert status["co2_kg"] == pytest.approx(2.68 * litres, abs=0.1) and status["genset_hours"] == pytest.approx(2.0)
+    assert status["served_kwh"] == pytest.approx(600.0) and status["unserved_kwh"] == 0.0
+
+    class Step(Collector):
+        def collect(self):  # type: ignore[no-untyped-def]
+            return microgrid_metrics(r)
+
+    reg = CollectorRegistry()
+    reg.register(Step())
+    text = generate_latest(reg).decode()
+    assert "ems_diesel_litres_total 216.4" in text and "ems_genset_starts_total 1.0" in text
+    assert 'ems_genset_power_watts{genset="g1"} 750000.0' in text
+    # a grid-connected site has no such section
+    assert microgrid_status(step(snapshot(0.0), StepParams(limits=LIMITS, envelope=EnvelopeParams(0.1, 0.95)),
+                                 StepState())) is None
