@@ -125,15 +125,16 @@ def initial_state(p: DispatchParams) -> DispatchState:
 
 
 def _advance(u: GensetUnitState, g: GensetSpec, now_s: float) -> GensetUnitState:
-    """Phases that end by time alone."""
+    """Phases that end by time alone, each at the instant it ends (a long period may pass several)."""
     since = now_s if u.since_s is None else u.since_s
     if u.phase is Phase.STARTING and now_s - since >= g.start_delay_s:
-        u = replace(u, phase=Phase.WARMUP, since_s=now_s)
-        since = now_s
+        since += g.start_delay_s
+        u = replace(u, phase=Phase.WARMUP, since_s=since)
     if u.phase is Phase.WARMUP and now_s - since >= g.warmup_s:
-        u = replace(u, phase=Phase.RUNNING, since_s=now_s, started_at_s=now_s)
+        since += g.warmup_s
+        u = replace(u, phase=Phase.RUNNING, since_s=since, started_at_s=since)
     if u.phase is Phase.COOLDOWN and now_s - since >= g.cooldown_s:
-        u = replace(u, phase=Phase.OFF, since_s=now_s)
+        u = replace(u, phase=Phase.OFF, since_s=since + g.cooldown_s)
     return u
 
 
