@@ -106,3 +106,28 @@ def test_the_example_off_grid_site_file_loads() -> None:
 def test_a_bad_microgrid_section_names_the_field(change: dict[str, Any], field: str) -> None:
     with pytest.raises(ConfigError, match=field):
         parse_backtest_config(site(**change))
+
+
+def test_ems_backtest_on_an_off_grid_site_compares_with_diesel_trucks(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    load, pv = days_of_load(3)
+    for name, series in (("load.csv", load), ("pv.csv", pv)):  # hourly, timestamped
+        rows = [f"2025-06-{1 + h // 24:02d}T{h % 24:02d}:00:00,{w / 1000:.1f}" for h, w in enumerate(series[::4])]
+        (tmp_path / name).write_text("timestamp,kW\n" + "\n".join(rows) + "\n")
+    cmd = [sys.executable, "-m", "ems.cli", "backtest", "--config", str(ROOT / "config" / "offgrid-site.yaml"),
+           "--load", str(tmp_path / "load.csv"), "--pv", str(tmp_path / "pv.csv"), "--out", str(tmp_path / "out"),
+           "--quiet"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert "diesel-only" in done.stdout
+    out = json.loads((tmp_path / "out" / "offgrid.json").read_text())
+    assert {"unserved_kwh", "diesel_litres", "baseline_diesel_litres", "co2_saved_kg", "genset_starts"} <= set(out)
+    assert out["baseline"]["units"] == 2  # a 2 MW peak on 2 MW trucks: N + 1
+    # a bad section: the field named, exit 2, no traceback
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((ROOT / "config" / "offgrid-site.yaml").read_text().replace("stop_soc: 0.80", "stop_soc: 0.20"))
+    done = subprocess.run([*cmd[:5], str(bad), *cmd[6:]], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 2 and "start_soc" in done.stderr and "Traceback" not in done.stderr
