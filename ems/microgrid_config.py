@@ -79,6 +79,16 @@ class MicrogridConfig(Strict):
             raise ValueError("gensets ids must be unique")
         return self
 
+    def live_refusal(self) -> str | None:
+        """Why `ems run` cannot run this section yet (None: it can). The period step computes the
+        dispatch everywhere, but the live loop does not yet write genset start/stop from it, nor run
+        the step while islanded: until it does, only a weak grid without gensets runs live."""
+        if self.mode == microgrid.Mode.OFF_GRID:
+            return "microgrid.mode: off_grid runs in `ems backtest` only for now (docs/off-grid.md)"
+        if self.mode == microgrid.Mode.WEAK_GRID and self.gensets:
+            return "microgrid.gensets: live genset dispatch is not built yet; `ems backtest` runs it (docs/off-grid.md)"
+        return None
+
     def params(self, import_limit_w: float | None) -> microgrid.MicrogridParams | None:
         """The period step's parameters; None when grid-connected (today's behaviour)."""
         mode = microgrid.Mode(self.mode)

@@ -16,6 +16,7 @@ from ems.backtest.offgrid_run import run_series, with_battery_scale
 from ems.microgrid_config import GensetConfig
 from ems.model.errors import ConfigError
 from ems.model.reasons import Reason
+from policies.microgrid import Mode
 
 ROOT = Path(__file__).resolve().parents[2]
 MW = 1e6
@@ -131,3 +132,23 @@ def test_ems_backtest_on_an_off_grid_site_compares_with_diesel_trucks(tmp_path: 
     bad.write_text((ROOT / "config" / "offgrid-site.yaml").read_text().replace("stop_soc: 0.80", "stop_soc: 0.20"))
     done = subprocess.run([*cmd[:5], str(bad), *cmd[6:]], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 2 and "start_soc" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_live_site_file_takes_the_section_and_ems_run_refuses_what_it_cannot_run_yet() -> None:
+    import yaml
+
+    from ems.config import parse_config
+    from ems.step_params import step_params
+
+    data = yaml.safe_load((ROOT / "config" / "hil-site.yaml").read_text())
+    data["grid_connection"] = {**data.get("grid_connection", {}), "import_limit_w": 500_000}
+    weak = parse_config(data | {"microgrid": {"mode": "weak_grid"}})
+    assert weak.microgrid is not None and weak.microgrid.live_refusal() is None
+    p = step_params(weak).microgrid
+    assert p is not None and p.mode is Mode.WEAK_GRID and p.import_limit_w == 500_000
+    with_gensets = parse_config(data | {"microgrid": {"mode": "weak_grid",
+                                                      "gensets": [{"id": "g", "rated_power_w": 1e6}]}})
+    assert "gensets" in (with_gensets.microgrid.live_refusal() or "")  # type: ignore[union-attr]
+    off = parse_config(data | {"microgrid": {"mode": "off_grid"}})
+    assert "off_grid" in (off.microgrid.live_refusal() or "")  # type: ignore[union-attr]
+    assert step_params(parse_config(data)).microgrid is None  # no section: today's behaviour
