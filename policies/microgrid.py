@@ -45,7 +45,7 @@ class MicrogridParams:
 @dataclass(frozen=True, slots=True)
 class MicrogridState:
     gensets: genset_dispatch.DispatchState = field(default_factory=genset_dispatch.DispatchState)
-    demand_w: float | None = None  # the last known demand, held while the meter is not trusted
+    demand_w: float | None = None  # the last known demand (for the status; never acted on once stale)
     served_wh: float = 0.0  # what the periods expected: the backtest measures the real thing
     unserved_wh: float = 0.0
     surplus_wh: float = 0.0  # curtailed (PV) or not taken
@@ -72,7 +72,8 @@ def decide(snap: SiteSnapshot, p: MicrogridParams, state: MicrogridState, batter
            battery_charge_w: float) -> tuple[Decision | None, MicrogridOutcome, MicrogridState]:
     before_w = sum(u.output_w for u in state.gensets.units)
     load_w = snap.site_load_w
-    demand_w = state.demand_w if load_w is None else load_w + before_w
+    # without a trusted meter the demand is unknown: no balance (never a guess); the gensets keep to SoC
+    demand_w = None if load_w is None else load_w + before_w
     soc = site_soc(snap)
     allowance = grid_allowance_w(p)
     x = genset_dispatch.DispatchInputs(
@@ -80,7 +81,7 @@ def decide(snap: SiteSnapshot, p: MicrogridParams, state: MicrogridState, batter
         allowance if demand_w is None else demand_w,  # unknown demand: plan as if the grid carried it
         allowance, battery_discharge_w, battery_charge_w)
     dispatch, gensets = genset_dispatch.decide(x, p.dispatch, state.gensets)
-    new_state = replace(state, gensets=gensets, demand_w=demand_w)
+    new_state = replace(state, gensets=gensets, demand_w=state.demand_w if demand_w is None else demand_w)
     shift_w = before_w - dispatch.total_w
     if demand_w is None:
         return None, MicrogridOutcome(p.mode, None, allowance, dispatch, None, shift_w, p.co2_kg_per_l), new_state

@@ -255,3 +255,13 @@ def test_the_status_and_metrics_report_diesel_co2_hours_starts_and_energy() -> N
     # a grid-connected site has no such section
     assert microgrid_status(step(snapshot(0.0), StepParams(limits=LIMITS, envelope=EnvelopeParams(0.1, 0.95)),
                                  StepState())) is None
+
+
+def test_without_a_trusted_meter_there_is_no_balance_and_gensets_keep_to_soc() -> None:
+    p = offgrid(spec())
+    low = (unit("u1", soc=0.2), unit("u2", soc=0.2))
+    r = step(snapshot(600e3, low), p, StepState())
+    r = step(snapshot(None, low, now_s=1.0), p, r.state)
+    assert "microgrid" not in {d.policy for d in r.decisions} and r.setpoint_w == 0.0
+    assert r.microgrid is not None and r.microgrid.battery_target_w is None
+    assert r.microgrid.dispatch.phases["g1"] is gd.Phase.STARTING  # the SoC latch still holds it on
