@@ -334,10 +334,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 def _backtest_offgrid(cfg: Any, opts: Any, args: argparse.Namespace, progress: Any) -> int:
     """An off-grid or weak-grid site: the run against diesel trucks alone (docs/off-grid.md)."""
     from ems.backtest import BacktestError
-    from ems.backtest.offgrid_run import run_offgrid, summary_lines, write_offgrid
+    from ems.backtest.offgrid_run import battery_sweep, run_offgrid, summary_lines, sweep_lines, write_offgrid
 
     try:
         _, result = run_offgrid(cfg, opts, None if args.quiet else progress)
+        if args.battery_sweep:
+            result["battery_sweep"] = battery_sweep(cfg, opts, args.battery_sweep)
         path = write_offgrid(args.out, result)
     except BacktestError as exc:
         print(f"\nems backtest: {exc}", file=sys.stderr)
@@ -345,8 +347,20 @@ def _backtest_offgrid(cfg: Any, opts: Any, args: argparse.Namespace, progress: A
     if not args.quiet:
         print("", file=sys.stderr)
     print("\n".join(summary_lines(result)))
+    if args.battery_sweep:
+        print("\n".join(sweep_lines(result["battery_sweep"])))
     print(f"wrote {path}")
     return 0
+
+
+def _scales(text: str) -> list[float]:
+    try:
+        out = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError("a comma-separated list of numbers, e.g. 0.5,1,2") from None
+    if not out or any(k <= 0 for k in out):
+        raise argparse.ArgumentTypeError("each scale must be > 0")
+    return out
 
 
 def plural(n: int, noun: str) -> str:
@@ -440,6 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-foresight", action="store_true", help="skip the perfect-foresight bound")
     b.add_argument("--timeseries", action="store_true", help="also write every step to timeseries.csv")
     b.add_argument("--out", type=Path, default=Path("backtest-out"), help="output folder (default backtest-out)")
+    b.add_argument("--battery-sweep", type=_scales, metavar="K,K,...",
+                   help="off-grid or weak-grid: also run with the battery's energy scaled by each K")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_backtest)
     return p

@@ -99,3 +99,19 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
         lines.append(f"storage: payback {payback}, NPV {fin['npv']:,.0f}")
     return lines
 
+
+
+def battery_sweep(cfg: BacktestConfig, opts: BacktestOptions, scales: list[float]) -> list[dict[str, Any]]:
+    """The same run with the battery's energy scaled by each of `scales`: how big must it be?"""
+    rows = []
+    for k in scales:
+        _, r = run_offgrid(with_battery_scale(cfg, k), opts)
+        rows.append({"scale": k, "battery_wh": r["run"]["battery_wh"],
+                     **{x: r[x] for x in ("unserved_kwh", "diesel_litres", "co2_saved_kg", "genset_starts",
+                                          "genset_hours", "cost_saved")}})
+    return rows
+
+
+def sweep_lines(rows: list[dict[str, Any]]) -> list[str]:
+    return [f"battery {r['battery_wh'] / 1e6:g} MWh: unserved {r['unserved_kwh']:,.1f} kWh, diesel "
+            f"{r['diesel_litres']:,.0f} l, starts {r['genset_starts']:.0f}, saved {r['cost_saved']:,.0f}" for r in rows]

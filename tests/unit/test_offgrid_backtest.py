@@ -121,12 +121,13 @@ def test_ems_backtest_on_an_off_grid_site_compares_with_diesel_trucks(tmp_path: 
     cmd = [sys.executable, "-m", "ems.cli", "backtest", "--config", str(ROOT / "config" / "offgrid-site.yaml"),
            "--load", str(tmp_path / "load.csv"), "--pv", str(tmp_path / "pv.csv"), "--out", str(tmp_path / "out"),
            "--quiet"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    done = subprocess.run([*cmd, "--battery-sweep", "0.5,2"], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert "diesel-only" in done.stdout
     out = json.loads((tmp_path / "out" / "offgrid.json").read_text())
     assert {"unserved_kwh", "diesel_litres", "baseline_diesel_litres", "co2_saved_kg", "genset_starts"} <= set(out)
     assert out["baseline"]["units"] == 2  # a 2 MW peak on 2 MW trucks: N + 1
+    assert [r["battery_wh"] for r in out["battery_sweep"]] == [6e6, 24e6] and "battery 24 MWh" in done.stdout
     # a bad section: the field named, exit 2, no traceback
     bad = tmp_path / "bad.yaml"
     bad.write_text((ROOT / "config" / "offgrid-site.yaml").read_text().replace("stop_soc: 0.80", "stop_soc: 0.20"))
