@@ -3,8 +3,10 @@
 `offgrid_kpis` is what the site did (diesel litres, genset hours and starts, CO2, energy
 served and not served, PV self-consumption and curtailment, PUE where the facility
 overhead is configured); `compare` adds the diesel-only baseline (the same load on gensets
-alone, sized N+1: ems/backtest/diesel_baseline.py), the savings, and the storage
-alternative's financials (payback, NPV, IRR, LCOS) from the site file's economics.
+alone, sized N+1: ems/backtest/diesel_baseline.py), the savings, and the storage's
+financials (payback, NPV, IRR, LCOS) from the site file's economics, on what the battery
+itself saves: against the same trucks with the same PV and no battery (PV's savings are
+PV's, and its cost is not in `economics`).
 """
 
 from __future__ import annotations
@@ -84,10 +86,20 @@ def compare(trace: Trace, mg: MicrogridConfig, econ: Economics | None = None) ->
         "co2_saved_t_per_year": saved_l * mg.co2_kg_per_l * to_year / 1000.0,
         "financials": None,
     }
+    # the battery's own part: against the same trucks with the same PV, no battery (PV is not the battery's)
+    ref = base
+    if site["pv_kwh"] > 0:
+        ref = diesel_only(m.load_w, float(trace.step_s), unit, pv_w=m.pv_w)
+        ref_cost = ref.fuel_l * fuel_price + ref.units * mg.genset_rental_per_month * months
+        out["baseline_with_pv"] = {**asdict(ref), "co2_kg": ref.fuel_l * mg.co2_kg_per_l, "cost": ref_cost}
+    else:
+        ref_cost = base_cost
+    out["battery_cost_saved_per_year"] = (ref_cost - site_cost) * to_year
+    out["battery_diesel_saved_litres"] = ref.fuel_l - site["diesel_litres"]
     if econ is not None:
         # what the battery charges is valued at the fuel it took to make: the site's fuel per genset kWh
         price = site["diesel_litres"] * fuel_price / site["genset_kwh"] if site["genset_kwh"] > 0 else 0.0
-        fin = financials(econ, out["cost_saved_per_year"], site["battery_charged_kwh"] * to_year,
+        fin = financials(econ, out["battery_cost_saved_per_year"], site["battery_charged_kwh"] * to_year,
                          site["battery_discharged_kwh"] * to_year, price)
         out["financials"] = asdict(fin)
     return out

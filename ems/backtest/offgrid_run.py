@@ -93,10 +93,13 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
         f"fuel and rental {r['site_cost']:,.0f} vs {b['cost']:,.0f}: saved {r['cost_saved']:,.0f} "
         f"({r['cost_saved_per_year']:,.0f} a year)",
     ]
+    if (pv := r.get("baseline_with_pv")) is not None:
+        lines.append(f"the same trucks with the same PV, no battery: {pv['fuel_l']:,.0f} l; the battery's part: "
+                     f"{r['battery_diesel_saved_litres']:,.0f} l, {r['battery_cost_saved_per_year']:,.0f} a year")
     fin = r["financials"]
     if fin is not None:
         payback = "never" if fin["simple_payback_years"] is None else f"{fin['simple_payback_years']:.1f} y"
-        lines.append(f"storage: payback {payback}, NPV {fin['npv']:,.0f}")
+        lines.append(f"storage (on the battery's part): payback {payback}, NPV {fin['npv']:,.0f}")
     return lines
 
 

@@ -49,6 +49,9 @@ def test_an_off_grid_week_with_pv_and_two_gensets_serves_every_kwh_on_less_diese
     assert r["unserved_kwh"] == pytest.approx(0.0, abs=1e-6)
     assert np.all(trace.grid_w == 0.0)
     assert 0 < r["diesel_litres"] < 0.6 * r["baseline_diesel_litres"]
+    # the battery's own part is judged against the same trucks with the same PV
+    assert r["baseline_diesel_litres"] > r["baseline_with_pv"]["fuel_l"] > r["diesel_litres"]
+    assert r["battery_diesel_saved_litres"] == pytest.approx(r["baseline_with_pv"]["fuel_l"] - r["diesel_litres"])
     assert r["co2_saved_kg"] == pytest.approx(2.68 * r["diesel_saved_litres"])
     assert r["genset_starts"] >= 1 and r["site"]["pv_self_consumption"] > 0.5
     # each start and stop has its reason
@@ -91,6 +94,11 @@ def test_the_diesel_baseline_is_sized_n_plus_1_and_burns_by_the_curve() -> None:
     assert b.fuel_l == pytest.approx(24 * 294.6) and b.engine_h == pytest.approx(24.0)
     peak = diesel_only(np.array([4.3e6, 1.0e6]), 3600.0, unit)
     assert peak.units == 4
+    # with PV and no battery: the trucks carry the load less PV, never under their minimum loading
+    sunny = diesel_only(np.full(4, 1.125e6), 3600.0, unit, pv_w=np.array([0.0, 0.5e6, 1.125e6, 2e6]))
+    at_min = unit.fuel.l_per_h(0.3)
+    assert sunny.units == 2 and sunny.fuel_l == pytest.approx(294.6 + unit.fuel.l_per_h(0.625e6 / 1.5e6)
+                                                              + 2 * at_min)
 
 
 def test_the_example_off_grid_site_file_loads() -> None:
