@@ -96,4 +96,5 @@ class MicrogridConfig(Strict):
             return None
         d = genset_dispatch.DispatchParams(tuple(g.spec() for g in self.gensets), self.start_soc, self.stop_soc,
                                            self.battery_margin, self.stage_down_load_fraction)
-        return microgrid.MicrogridParams(mode, d, import_limit_w or 0.0, self.co2_kg_per_l)
+        return microgrid.MicrogridParams(mode, d, import_limit_w or 0.0, self.co2_kg_per_l,
+                                         self.facility_overhead_w)

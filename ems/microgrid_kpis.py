@@ -16,7 +16,15 @@ from ems.period import StepResult
 from policies import genset_dispatch
 
 
-def microgrid_status(step: StepResult) -> dict[str, Any] | None:
+def pue(it_w: float, overhead_w: float | None) -> float | None:
+    """(IT + facility overhead) / IT, where the overhead is configured and the IT load known."""
+    if overhead_w is None or it_w <= 0:
+        return None
+    return (it_w + overhead_w) / it_w
+
+
+def microgrid_status(step: StepResult, racks_w: float = 0.0) -> dict[str, Any] | None:
+    """`racks_w`: the racks' load now (the IT load, for PUE)."""
     mg = step.microgrid
     if mg is None:
         return None
@@ -37,6 +45,7 @@ def microgrid_status(step: StepResult) -> dict[str, Any] | None:
         "genset_hours": round(hours, 3), "genset_starts": starts,
         "served_kwh": round(st.served_wh / 1000.0, 3), "unserved_kwh": round(st.unserved_wh / 1000.0, 3),
         "surplus_kwh": round(st.surplus_wh / 1000.0, 3),
+        "pue": None if (v := pue(racks_w, mg.facility_overhead_w)) is None else round(v, 3),
     }
 
 

@@ -55,7 +55,7 @@ def site_status(site: str, period: int, snap: SiteSnapshot, step: StepResult, *,
                  "overruns": overruns, "devices_down": devices_down, "status_publish_failures": status_failures},
         "plan": plan,
         "failover": failover,
-        "microgrid": microgrid_status(step),  # off-grid or weak-grid: gensets, diesel, CO2, unserved
+        "microgrid": microgrid_status(step, snap.racks.load_estimate_w),  # off-grid, weak grid: gensets, diesel
         "genset": None if snap.genset is None else {
             "state": snap.genset.state.value, "power_w": round(snap.genset.power_w, 1),
             "fuel_used_l": round(snap.genset.fuel_used_l, 2), "run_s": round(snap.genset.run_s)},

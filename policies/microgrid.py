@@ -40,6 +40,7 @@ class MicrogridParams:
     import_limit_w: float = 0.0  # weak grid: what the grid may give (it gives all of it while the battery
     # can take the rest: the battery is charged from the grid's spare room)
     co2_kg_per_l: float = 2.68  # diesel
+    facility_overhead_w: float | None = None  # cooling etc. beyond the racks, for PUE
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,7 @@ class MicrogridOutcome:
     battery_target_w: float | None  # the balance asked of the battery (> 0 discharge)
     meter_shift_w: float  # how far the gensets' new output moves the meter from its reading
     co2_kg_per_l: float = 2.68
+    facility_overhead_w: float | None = None
 
 
 def grid_allowance_w(p: MicrogridParams) -> float:
@@ -84,11 +86,13 @@ def decide(snap: SiteSnapshot, p: MicrogridParams, state: MicrogridState, batter
     new_state = replace(state, gensets=gensets, demand_w=state.demand_w if demand_w is None else demand_w)
     shift_w = before_w - dispatch.total_w
     if demand_w is None:
-        return None, MicrogridOutcome(p.mode, None, allowance, dispatch, None, shift_w, p.co2_kg_per_l), new_state
+        return None, MicrogridOutcome(p.mode, None, allowance, dispatch, None, shift_w, p.co2_kg_per_l,
+                                      p.facility_overhead_w), new_state
     target_w = demand_w - dispatch.total_w - allowance
     why = dispatch.reason or Reason.MICROGRID_BALANCE
     d = Decision(NAME, why, min_w=target_w, max_w=target_w, target_w=target_w)
-    return d, MicrogridOutcome(p.mode, demand_w, allowance, dispatch, target_w, shift_w, p.co2_kg_per_l), new_state
+    return d, MicrogridOutcome(p.mode, demand_w, allowance, dispatch, target_w, shift_w, p.co2_kg_per_l,
+                               p.facility_overhead_w), new_state
 
 
 def shortfall(outcome: MicrogridOutcome, setpoint_w: float) -> tuple[float, float]:

@@ -242,6 +242,10 @@ def test_the_status_and_metrics_report_diesel_co2_hours_starts_and_energy() -> N
     assert status["diesel_l"] == pytest.approx(litres, abs=0.01)
     assert status["co2_kg"] == pytest.approx(2.68 * litres, abs=0.1) and status["genset_hours"] == pytest.approx(2.0)
     assert status["served_kwh"] == pytest.approx(600.0) and status["unserved_kwh"] == 0.0
+    assert status["pue"] is None  # no facility overhead configured
+    with_overhead = replace(p, microgrid=replace(p.microgrid, facility_overhead_w=200e3))  # type: ignore[type-var]
+    r2 = step(snapshot(300e3, low, now_s=0.0, period_s=3600.0), with_overhead, StepState())
+    assert microgrid_status(r2, racks_w=800e3)["pue"] == pytest.approx(1.25)  # type: ignore[index]
 
     class Step(Collector):
         def collect(self):  # type: ignore[no-untyped-def]
