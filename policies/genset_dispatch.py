@@ -7,7 +7,8 @@ a start during cool-down takes it straight back to running (still warm, not a ne
 * Energy: SoC at or under `start_soc` latches "recharge" (GENSET_START_LOW_SOC) until SoC
   reaches `stop_soc` (hysteresis; GENSET_STOP_SOC_RECOVERED). While recharging, enough
   gensets run to carry the whole deficit at their efficient load (the battery no longer
-  discharges); one stops only when the rest carry it at full rating.
+  discharges); one stops only when the rest carry it at `stage_down_load_fraction` of their
+  efficient load.
 * Power: when the load less the grid's allowance exceeds what the battery can give (times
   `battery_margin`), the next genset is staged in (GENSET_START_LOAD); the last one staged
   in stops once the load fits on one fewer at `stage_down_load_fraction` of their rating
@@ -157,21 +158,23 @@ def decide(x: DispatchInputs, p: DispatchParams, state: DispatchState) -> tuple[
     deficit_w = x.demand_w - x.grid_allowance_w  # what the battery and gensets must give
     for_power_w = deficit_w - p.battery_margin * max(0.0, x.battery_discharge_w)
 
-    def needed(need_w: float, fraction: float | None) -> int:
-        """Gensets (largest first) to give `need_w` at `fraction` of rating (None: efficient load)."""
+    def needed(need_w: float, fraction: float | None, scale: float = 1.0) -> int:
+        """Gensets (largest first) to give `need_w` at `scale` x `fraction` of rating (None: efficient load)."""
         n, cap = 0, 0.0
         for i in sorted(range(len(p.gensets)), key=lambda j: p.gensets[j].rated_w, reverse=True):
             if cap >= need_w:
                 break
             g = p.gensets[i]
-            cap += g.rated_w * (g.efficient_load_fraction if fraction is None else fraction)
+            cap += g.rated_w * (g.efficient_load_fraction if fraction is None else fraction) * scale
             n += 1
         return n
 
     # power: what the battery cannot give; energy (recharging): the whole deficit at efficient load, so
-    # the battery stops discharging; a genset stops only when the rest carry it with a margin
+    # the battery stops discharging. A genset stops only when the rest carry it at a lower loading
+    # (`stage_down_load_fraction` of the loading that started it): hysteresis, no chatter
+    down = p.stage_down_load_fraction
     n_up = max(needed(for_power_w, 1.0), max(1, needed(deficit_w, None)) if recharge else 0)
-    n_keep = max(needed(for_power_w, p.stage_down_load_fraction), max(1, needed(deficit_w, 1.0)) if recharge else 0)
+    n_keep = max(needed(for_power_w, down), max(1, needed(deficit_w, None, down)) if recharge else 0)
     # stage in
     while len(order) < min(n_up, len(p.gensets)):
         idle = [i for i in range(len(p.gensets)) if not _online(units[i])]
