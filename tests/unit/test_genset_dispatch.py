@@ -269,3 +269,14 @@ def test_without_a_trusted_meter_there_is_no_balance_and_gensets_keep_to_soc() -
     assert "microgrid" not in {d.policy for d in r.decisions} and r.setpoint_w == 0.0
     assert r.microgrid is not None and r.microgrid.battery_target_w is None
     assert r.microgrid.dispatch.phases["g1"] is gd.Phase.STARTING  # the SoC latch still holds it on
+
+
+def test_while_recharging_a_second_genset_stops_only_well_below_the_load_that_started_it() -> None:
+    p = params(spec("g1", min_run_s=0.0), spec("g2", min_run_s=0.0))
+    # recharging: 1.3 MW is more than one 1.5 MW unit gives at its efficient 75 % (1.125 MW): both run
+    _, s = run(p, gd.initial_state(p), 0.0, 200.0, soc=0.25, demand_w=1.3 * MW)
+    assert [u.phase for u in s.units] == [gd.Phase.RUNNING, gd.Phase.RUNNING]
+    ds, s = run(p, s, 200.0, 400.0, soc=0.25, demand_w=1.0 * MW)  # under the start point: both keep running
+    assert all(d.events == () for d in ds)
+    d, s = gd.decide(inputs(400.0, soc=0.25, demand_w=0.7 * MW), p, s)  # under 70 % of it: the last in stops
+    assert [(e.genset_id, e.action, e.reason) for e in d.events] == [("g2", "stop", Reason.GENSET_STOP_LOAD_FELL)]
