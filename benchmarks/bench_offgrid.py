@@ -132,6 +132,8 @@ def main() -> int:
                 + "|---" * 11 + "|")
         fin = main_run["financials"]
         assert cfg.microgrid is not None
+        ok = [12 * k for k, v in sorted(sweep.items()) if v["unserved_kwh"] < 1.0]
+        feasible = f"{min(ok):g} MWh" if ok else "none of the sizes swept"
         gen_mw = cfg.microgrid.gensets[0].rated_power_w / 1e6
         fin_line = "" if fin is None else (
             f"The battery's own part (against the same trucks with the same PV and no battery; PV's savings and "
@@ -155,9 +157,9 @@ def main() -> int:
             row(f"weak grid ({WEAK_LIMIT_W / 1e6:g} MW import), 12 MWh", weak),
             *(row(f"off-grid, {12 * k:g} MWh", v) for k, v in sweep.items() if k != 1.0),
             "",
-            "Unserved energy is 0 for the 12 MWh design; smaller batteries run dry while a genset starts "
-            "and warms up. The storage site starts its gensets more often than the trucks (each start "
-            "has its reason in the events); fewer with a bigger battery.",
+            f"Unserved energy is 0 from {feasible} up; a smaller battery runs dry while a genset starts "
+            "and warms up (its SoC window at 15 min steps). The storage site starts its gensets more often "
+            "than the trucks (each start has its reason in the events); fewer with a bigger battery.",
             "",
             fin_line,
         ]))
