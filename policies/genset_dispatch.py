@@ -19,7 +19,8 @@ a start during cool-down takes it straight back to running (still warm, not a ne
   the battery (GENSET_CHARGING) as far as it can take it; never under `min_load_fraction`
   unless nothing could take the power (then `below_min_load_s` counts it: wet stacking).
 * Of the gensets that are off, the one with the fewest running hours starts first
-  (maintenance hours spread across the fleet).
+  (maintenance hours spread across the fleet). A genset that reports a failed start is out
+  (GENSET_START_FAILED) while it does, and the next one is staged in at once.
 
 Fuel, running hours and starts accumulate in the state, so live and backtest report them
 from the same numbers.
@@ -95,12 +96,13 @@ class DispatchInputs:
     grid_allowance_w: float  # what the grid may give (0 off-grid; the import limit on a weak grid)
     battery_discharge_w: float  # what the battery can give now
     battery_charge_w: float  # what it can take now
+    failed: frozenset[str] = frozenset()  # gensets that report a failed start: out of service while they do
 
 
 @dataclass(frozen=True, slots=True)
 class GensetEvent:
     genset_id: str
-    action: str  # "start" or "stop"
+    action: str  # "start", "stop" or "failed"
     reason: Reason
 
 
@@ -146,6 +148,11 @@ def _online(u: GensetUnitState) -> bool:
 def decide(x: DispatchInputs, p: DispatchParams, state: DispatchState) -> tuple[Dispatch, DispatchState]:
     units = list(state.units) if len(state.units) == len(p.gensets) else [GensetUnitState() for _ in p.gensets]
     units = [_advance(u, g, x.now_s) for u, g in zip(units, p.gensets, strict=True)]
+    events: list[GensetEvent] = []
+    for i, g in enumerate(p.gensets):  # a start that failed: out, and the next one staged in below
+        if g.genset_id in x.failed and _online(units[i]):
+            units[i] = replace(units[i], phase=Phase.OFF, since_s=x.now_s)
+            events.append(GensetEvent(g.genset_id, "failed", Reason.GENSET_START_FAILED))
     order = [i for i in state.stage_order if _online(units[i])]
     recharge = state.recharge
     if x.soc is not None:
@@ -153,7 +160,6 @@ def decide(x: DispatchInputs, p: DispatchParams, state: DispatchState) -> tuple[
             recharge = True
         elif x.soc >= p.stop_soc:
             recharge = False
-    events: list[GensetEvent] = []
     held: list[str] = []
     deficit_w = x.demand_w - x.grid_allowance_w  # what the battery and gensets must give
     for_power_w = deficit_w - p.battery_margin * max(0.0, x.battery_discharge_w)
@@ -177,7 +183,7 @@ def decide(x: DispatchInputs, p: DispatchParams, state: DispatchState) -> tuple[
     n_keep = max(needed(for_power_w, down), max(1, needed(deficit_w, None, down)) if recharge else 0)
     # stage in
     while len(order) < min(n_up, len(p.gensets)):
-        idle = [i for i in range(len(p.gensets)) if not _online(units[i])]
+        idle = [i for i in range(len(p.gensets)) if not _online(units[i]) and p.gensets[i].genset_id not in x.failed]
         if not idle:
             break
         # a warm one first (cool-down: no new start), then the fewest hours

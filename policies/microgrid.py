@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from ems.model.decision import Decision
+from ems.model.readings import GensetState
 from ems.model.reasons import Reason
 from ems.model.snapshot import SiteSnapshot, site_soc
 from policies import genset_dispatch
@@ -78,10 +79,13 @@ def decide(snap: SiteSnapshot, p: MicrogridParams, state: MicrogridState, batter
     demand_w = None if load_w is None else load_w + before_w
     soc = site_soc(snap)
     allowance = grid_allowance_w(p)
+    # the site's genset device, where it has one, is the first of the list
+    failed = frozenset(g.genset_id for g in p.dispatch.gensets[:1]
+                       if snap.genset is not None and snap.genset.state is GensetState.FAILED)
     x = genset_dispatch.DispatchInputs(
         snap.now_s, snap.period_s, None if soc is None else soc[0],
         allowance if demand_w is None else demand_w,  # unknown demand: plan as if the grid carried it
-        allowance, battery_discharge_w, battery_charge_w)
+        allowance, battery_discharge_w, battery_charge_w, failed)
     dispatch, gensets = genset_dispatch.decide(x, p.dispatch, state.gensets)
     new_state = replace(state, gensets=gensets, demand_w=state.demand_w if demand_w is None else demand_w)
     shift_w = before_w - dispatch.total_w

@@ -280,3 +280,29 @@ def test_while_recharging_a_second_genset_stops_only_well_below_the_load_that_st
     assert all(d.events == () for d in ds)
     d, s = gd.decide(inputs(400.0, soc=0.25, demand_w=0.7 * MW), p, s)  # under 70 % of it: the last in stops
     assert [(e.genset_id, e.action, e.reason) for e in d.events] == [("g2", "stop", Reason.GENSET_STOP_LOAD_FELL)]
+
+
+def test_a_genset_that_fails_to_start_is_out_and_the_next_one_starts_at_once() -> None:
+    p = params(spec("g1"), spec("g2"))
+    d, s = gd.decide(inputs(0.0, soc=0.2), p, gd.initial_state(p))
+    assert [e.genset_id for e in d.events] == ["g1"]
+    d, s = gd.decide(replace(inputs(20.0, soc=0.2), failed=frozenset({"g1"})), p, s)
+    assert [(e.genset_id, e.action, e.reason) for e in d.events] == [
+        ("g1", "failed", Reason.GENSET_START_FAILED), ("g2", "start", Reason.GENSET_START_LOW_SOC)]
+    # while it reports the failure it is not tried again, whatever the need
+    d, s = gd.decide(replace(inputs(30.0, soc=0.2, demand_w=5 * MW), failed=frozenset({"g1"})), p, s)
+    assert d.phases["g1"] is gd.Phase.OFF and all(e.genset_id != "g1" for e in d.events)
+
+
+def test_the_site_genset_device_reporting_a_failed_start_is_the_first_of_the_list() -> None:
+    from ems.model.readings import GensetReading, GensetState
+
+    p = offgrid(spec("g1"), spec("g2"))
+    low = (unit("u1", soc=0.2), unit("u2", soc=0.2))
+    r = step(snapshot(300e3, low), p, StepState())
+    failed = GensetReading(GensetState.FAILED, 0.0, 1.5 * MW, 0.0, 0.0, 0.0, 1, 20.0)
+    snap = replace(snapshot(300e3, low, now_s=20.0), genset=failed)
+    r = step(snap, p, r.state)
+    assert r.microgrid is not None
+    assert [(e.genset_id, e.reason) for e in r.microgrid.dispatch.events] == [
+        ("g1", Reason.GENSET_START_FAILED), ("g2", Reason.GENSET_START_LOW_SOC)]
