@@ -19,6 +19,7 @@ from drivers.rack_protocol import _load, _short
 
 EVENTS = frozenset({"start", "stop"})
 MAX_JOB_ID = 128  # characters: a job id is a label, not a document
+MAX_PAYLOAD_BYTES = 256 * 1024  # a job on every rack of a large site fits; a 30 MB document is refused unread
 
 
 def jobs_topic(prefix: str) -> str:
@@ -44,6 +45,8 @@ def encode(a: JobAnnouncement, seq: int) -> bytes:
 
 def decode(payload: bytes, rack_ids: tuple[str, ...], nameplate_w: float) -> JobAnnouncement:
     """One announcement, its racks checked against the site's (`racks` or whole `rows`)."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise MalformedData(f"job announcement of {len(payload)} bytes: at most {MAX_PAYLOAD_BYTES}")
     obj = _load(payload, "job announcement")
     if not isinstance(obj, dict):
         raise MalformedData("job announcement is not a JSON object")
@@ -51,7 +54,7 @@ def decode(payload: bytes, rack_ids: tuple[str, ...], nameplate_w: float) -> Job
     if not isinstance(job, str) or not 0 < len(job) <= MAX_JOB_ID:
         raise MalformedData(f"job must be a non-empty string of at most {MAX_JOB_ID} characters")
     event = obj.get("event")
-    if event not in EVENTS:
+    if not isinstance(event, str) or event not in EVENTS:
         raise MalformedData(f"event must be 'start' or 'stop', got {_short(event)}")
     racks = _racks(obj, rack_ids)
     at = _finite(obj.get("at"))
@@ -82,14 +85,15 @@ def _racks(obj: dict[str, object], rack_ids: tuple[str, ...]) -> tuple[str, ...]
     names = racks if racks is not None else rows
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names) \
             or len(names) > len(rack_ids):
-        raise MalformedData("racks or rows must be a non-empty list of ids")
+        raise MalformedData("racks or rows must be a non-empty list of ids, at most one per rack")
+    wanted = set(names)
     if racks is not None:
-        unknown = set(names) - set(rack_ids)
+        unknown = wanted.difference(rack_ids)
         if unknown:
             raise MalformedData(f"unknown rack {_short(sorted(unknown)[0])}")
         return tuple(dict.fromkeys(names))
-    chosen = tuple(r for r in rack_ids if r.split("-", 1)[0] in set(names))
-    unknown_rows = set(names) - {r.split("-", 1)[0] for r in chosen}
+    chosen = tuple(r for r in rack_ids if r.split("-", 1)[0] in wanted)
+    unknown_rows = wanted - {r.split("-", 1)[0] for r in chosen}
     if unknown_rows:
         raise MalformedData(f"unknown row {_short(sorted(unknown_rows)[0])}")
     return chosen

@@ -192,7 +192,7 @@ class Controller:
             # forced power, nor without a trusted meter (the safe action holds instead)
             self.smoother.arm(None if self.controls.force is not None or snap.meter is None else Armed(
                 snap.now_s, dict(result.unit_setpoints_w), dict(result.unit_bounds_w), g.import_limit_w,
-                g.export_limit_w))
+                g.export_limit_w, snap.site_load_avg_w))
         return result
 
     async def _apply_island(self, actions: IslandActions, snap: SiteSnapshot) -> int:
@@ -217,7 +217,7 @@ class Controller:
             failover=None if self.failover is None else self.failover.status(), demand=self.demand,
             validity=self.reader.validity, periods_clamped=s.periods_clamped,
             forced_w=None if self.controls.force is None else self.controls.force.setpoint_w,
-            smoothing=self._smoothing_status())
+            smoothing=self._smoothing_status(snap))
         reader, act = self.reader, self.actuators
         read_at = {} if reader.last_meter is None else {"meter": reader.last_meter.read_at_s}
         for io in reader.units:
@@ -246,23 +246,30 @@ class Controller:
             observe(r)
         return r
 
-    def _smoothing_status(self) -> dict[str, Any] | None:
+    def _smoothing_status(self, snap: SiteSnapshot) -> dict[str, Any] | None:
         fast = self.smoother
-        if fast is None:
+        g, ramp_p = self.cfg.grid_connection, self.controls.step_params.grid_ramp
+        if fast is None and ramp_p is None:
             return None
-        why = fast.reason
+        # a ramp limit without the fast loop (the 720x demo) still shows its envelope; the fast
+        # loop's own figures are null there
+        why = None if fast is None else fast.reason
         gpu = None if self.gpu is None or self.gpu.reason is None else self.gpu.reason.code
         jobs = self.jobs
-        g, ramp_p = self.cfg.grid_connection, self.controls.step_params.grid_ramp
-        allowed = None if ramp_p is None else grid_ramp.envelope(self.clock.monotonic(), ramp_p, self.step_state.ramp)
-        return {"reason": None if why is None else why.code, "owns_setpoints": fast.owns_setpoints,
-                "swing_w": round(fast.swing_w, 1), "ticks": fast.ticks, "gpu": gpu,
-                "filler_w": None if fast.filler is None else round(fast.filler_written_w or 0.0, 1),
+        # as of this period's time: on an accelerated clock a period's own work can outlast the window
+        allowed = None if ramp_p is None else grid_ramp.envelope(snap.now_s, ramp_p, self.step_state.ramp)
+        return {"reason": None if why is None else why.code, "owns_setpoints": fast is not None and fast.owns_setpoints,
+                "swing_w": None if fast is None else round(fast.swing_w, 1), "ticks": 0 if fast is None else fast.ticks,
+                "gpu": gpu,
+                # what the filler was last told (null: none, or unknown after a failed write)
+                "filler_w": None if fast is None or fast.filler is None or fast.filler_written_w is None
+                else round(fast.filler_written_w, 1),
                 "jobs": None if jobs is None else {
                     "reason": None if jobs.reason is None else jobs.reason.code, "ramping": jobs.ramping,
                     "announced": jobs.book.received, "rejected": jobs.book.malformed + jobs.book.refused_full},
                 # the grid's and the load's (no battery) oscillation in the band, against the limit
-                "grid_band_rms_w": round(fast.grid_band.rms, 1), "load_band_rms_w": round(fast.load_band.rms, 1),
+                "grid_band_rms_w": None if fast is None else round(fast.grid_band.rms, 1),
+                "load_band_rms_w": None if fast is None else round(fast.load_band.rms, 1),
                 "oscillation_limit_w_rms": g.oscillation_limit_w_rms,
                 "ramp": None if ramp_p is None else {
                     "limit_w": ramp_p.limit_w, "window_s": ramp_p.window_s,

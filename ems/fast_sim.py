@@ -28,7 +28,7 @@ from ems.model.readings import MeterReading, PcsMode
 from ems.model.snapshot import SiteSnapshot, unit_snapshot
 from ems.period import StepState, step
 from ems.plant_read import UnitReader
-from ems.smoothing_loop import Armed, smoothing_params, split
+from ems.smoothing_loop import Armed, site_bounds, smoothing_params, split
 from ems.step_params import step_params
 from ems.time_average import TimeAverage
 from plant.config import PlantConfig
@@ -117,7 +117,8 @@ def simulate(cfg: SiteConfig, plant_cfg: PlantConfig, seconds: float, smoothing_
             last_setpoint_w = result.setpoint_w
             setpoints = result.unit_setpoints_w
             if smoothing_on:
-                armed = Armed(t, dict(setpoints), dict(result.unit_bounds_w), g.import_limit_w, g.export_limit_w)
+                armed = Armed(t, dict(setpoints), dict(result.unit_bounds_w), g.import_limit_w, g.export_limit_w,
+                              snap.site_load_avg_w)
             swing = max(w for _, w in loads) - min(w for _, w in loads) if len(loads) > 1 else 0.0
             profiles: dict[str, SmoothingProfile | None] = dict.fromkeys(rack_ids)
             if lever is not None:
@@ -136,9 +137,9 @@ def simulate(cfg: SiteConfig, plant_cfg: PlantConfig, seconds: float, smoothing_
                     plant.racks.command_profile(plant.racks.index[rid], profile, t)
                     commanded[rid] = profile
         if armed is not None:
-            lo = sum(b[0] for b in armed.bounds_w.values())
-            hi = sum(b[1] for b in armed.bounds_w.values())
-            tick, fast = smoothing.tick(load_w, sum(armed.base_w.values()), lo, hi, tick_s, core, fast)
+            lo, hi = site_bounds(armed, load_w)
+            tick, fast = smoothing.tick(load_w, sum(armed.base_w.values()), lo, hi, tick_s, core, fast,
+                                        armed.start_load_w, armed.import_limit_w)
             setpoints = split(tick.battery_w, armed)
             if filler is not None:
                 filler.command(tick.filler_w, t)

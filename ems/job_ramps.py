@@ -55,10 +55,16 @@ class JobBook:
             log.info("job announcements valid again")
         self._expire(now_s)
         key = (a.job, a.event)
+        step = job_ramp.JobStep(a.job, a.event, a.rack_ids, now_s + ahead_s, a.step_w)
         if key not in self._steps and len(self._steps) >= MAX_PENDING:
+            # full: the announcement furthest ahead gives way (a flood of far-off ones cannot lock out the next)
+            furthest = max(self._steps, key=lambda k: self._steps[k].at_s)
+            if self._steps[furthest].at_s <= step.at_s:
+                self.refused_full += 1
+                return False
+            del self._steps[furthest]
             self.refused_full += 1
-            return False
-        self._steps[key] = job_ramp.JobStep(a.job, a.event, a.rack_ids, now_s + ahead_s, a.step_w)
+        self._steps[key] = step
         self.received += 1
         return True
 
@@ -104,4 +110,6 @@ def job_ramps(cfg: SiteConfig) -> JobRamps | None:
         return None
     rate = sm.job_ramp_share * g.ramp_limit_w / g.ramp_window_s
     return JobRamps(JobBook(tuple(cfg.racks.rack_ids()), cfg.racks.nameplate_w),
-                    job_ramp.JobRampParams(rate, sm.job_ramp_lead_s))
+                    job_ramp.JobRampParams(rate, sm.job_ramp_lead_s,
+                                           critical_rows=frozenset(cfg.racks.critical_rows),
+                                           period_s=cfg.control.period_s))

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Callable
 
 import aiomqtt
+import structlog
 
 from drivers import rack_protocol as rp
 from drivers import scheduler_protocol as sp
@@ -20,6 +21,8 @@ from ems.config import MqttConfig
 from ems.job_ramps import JobBook
 from ems.model.errors import EmsError
 from ems.mqtt_auth import client_kwargs
+
+log = structlog.get_logger("ems.mqtt")
 
 
 class NotConnected(EmsError):
@@ -52,6 +55,14 @@ class MqttLink:
             self.publish_failures += 1
             raise NotConnected(topic) from exc
 
+    def _take_job(self, jobs: JobBook, body: bytes) -> None:
+        """An announcement; whatever it holds, the session (and so the controller) carries on."""
+        try:
+            jobs.ingest(body, self.clock.monotonic(), self.clock.wall())
+        except Exception as exc:  # a decoder bug must cost one message, not the site's MQTT session
+            jobs.malformed += 1
+            log.error("job announcement could not be read", error=repr(exc)[:200])
+
     async def run(self) -> None:
         backoff_s = 0.2
         while True:
@@ -74,7 +85,7 @@ class MqttLink:
                         payload = message.payload
                         body = payload if isinstance(payload, bytes) else b""
                         if self.jobs is not None and message.topic.value == jobs_topic:
-                            self.jobs.ingest(body, now(), self.clock.wall())
+                            self._take_job(self.jobs, body)
                         else:
                             ingest(message.topic.value, body, now())
             except aiomqtt.MqttError as exc:

@@ -94,6 +94,7 @@ class SimGensetConfig(_Model):
 class SimFillerConfig(_Model):
     rated_power_w: float = Field(default=500_000, gt=0)
     response_s: float = Field(default=0.1, ge=0, le=60, description="from a setpoint to drawing it")
+    watchdog_s: float = Field(default=5.0, gt=0, le=3600, description="no setpoint for this long: back to 0 W")
 
 
 class ScenarioEvent(_Model):

@@ -54,14 +54,18 @@ class Tick:
 
 
 def tick(load_w: float, base_w: float, lo_w: float, hi_w: float, dt_s: float, p: SmoothingParams,
-         state: SmoothingState) -> tuple[Tick, SmoothingState]:
+         state: SmoothingState, start_load_w: float | None = None,
+         import_limit_w: float | None = None) -> tuple[Tick, SmoothingState]:
     """One fast tick: `load_w` the site load now (grid + battery - filler, measured), `base_w` the
-    period's setpoint, [`lo_w`, `hi_w`] the battery's bounds for this period. Where the battery
-    cannot charge as far as the target needs (a drop of the load while it is full, or at its
-    power limit), the filler load burns the rest, up to its rating."""
+    period's setpoint, [`lo_w`, `hi_w`] the battery's bounds for this period. A fresh core starts
+    from `start_load_w` (the period's averaged load) where given, not from one instant of a
+    swing. Where the battery cannot charge as far as the target needs (a drop of the load while
+    it is full, or at its power limit), the filler load burns the rest, up to its rating and
+    never past the grid's import limit."""
     desired = load_w - base_w
     if state.filtered_w is None or state.grid_target_w is None or not math.isfinite(state.filtered_w):
-        filtered, target = desired, desired
+        start = desired if start_load_w is None or not math.isfinite(start_load_w) else start_load_w - base_w
+        filtered, target = start, start
     else:
         alpha = 1.0 - math.exp(-max(dt_s, 0.0) / max(p.tau_s, 1e-9))
         filtered = state.filtered_w + alpha * (desired - state.filtered_w)
@@ -75,8 +79,12 @@ def tick(load_w: float, base_w: float, lo_w: float, hi_w: float, dt_s: float, p:
     lead_w = 0.0 if state.last_load_w is None else p.lead_ticks * (load_w - state.last_load_w)
     want_w = load_w + lead_w - target
     battery_w = min(hi_w, max(lo_w, want_w))
-    filler_w = min(max(lo_w - want_w, 0.0), p.filler_max_w)
-    clipped = abs(battery_w - filler_w - want_w) > p.deadband_w
+    # the filler burns what the battery at its bound leaves of a drop now (no lead: a load bank
+    # told the drop ahead would push the grid up), within its rating and the import limit
+    filler_w = min(max(lo_w - (load_w - target), 0.0), p.filler_max_w)
+    if import_limit_w is not None:
+        filler_w = min(filler_w, max(import_limit_w - load_w + battery_w, 0.0))
+    clipped = abs(battery_w - (want_w if filler_w == 0.0 else filler_w + load_w - target)) > p.deadband_w
     if clipped:
         # the battery cannot hold the target: the grid takes the rest, and the target
         # follows what the grid does so the filter does not wind up against the bound

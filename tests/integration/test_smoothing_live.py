@@ -109,7 +109,8 @@ async def test_an_announced_job_start_ramps_its_racks(broker, make_site) -> None
 async def test_the_filler_load_holds_a_drop_the_battery_cannot_absorb(broker, make_site) -> None:
     """16 racks drop from 90 % to 15 % of 40 kW (480 kW) at once; the battery may charge 100 kW.
     The fast loop has the simulated load bank (over Modbus) burn the rest, so the grid falls
-    slowly; at shutdown the load bank is told 0 W."""
+    slowly; a controller that stops tells it 0 W. When the load bank stops answering, the
+    battery carries on alone."""
     cfg = make_site(
         broker.url, rows=2, racks_per_row=8, period_s=0.5,
         filler={"port": free_port(), "profile": "filler_v1"},
@@ -134,4 +135,13 @@ async def test_the_filler_load_holds_a_drop_the_battery_cannot_absorb(broker, ma
             assert before_w - np.mean(without) > 400e3  # the load did drop
             assert before_w - grid.min() < 200e3  # the grid did not
             assert filler.power_w > 100e3 and filler.energy_wh > 0
-        await wait_for(lambda: filler.setpoint_w == 0.0, timeout_s=5)
+        assert filler.setpoint_w == 0.0  # stopped while it burned: told 0 W on the way out
+        async with running_controller(cfg, clock) as ctl:
+            # the load bank stops answering: the fast loop carries on with the battery alone
+            fast = ctl.smoother
+            assert fast is not None
+            await wait_for(lambda: fast.owns_setpoints, timeout_s=10)
+            await site.device("filler").stop()
+            ticks = fast.ticks
+            await wait_for(lambda: fast.filler_read_failures > 10 and fast.ticks > ticks + 10, timeout_s=5)
+            assert fast.owns_setpoints and fast.read_failures == 0

@@ -58,10 +58,51 @@ def test_the_room_a_job_needs_is_what_the_swing_leaves_and_in_its_direction() ->
     assert began[0].lever == "gpu" and began[0].step_w == 80_000
     _, _, began, _ = job_ramp.decide(98.0, [stop], RACKS, 1e6, 140_000, 100_000, PARAMS, job_ramp.JobRampState())
     assert began[0].lever == "battery"
-    # an announced step is believed over the estimate
-    _, _, began, _ = job_ramp.decide(98.0, [_start(step_w=30_000)], RACKS, 50_000, 0.0, 0.0, PARAMS,
+    # an announced step counts where it is larger than the estimate, never smaller
+    _, _, began, _ = job_ramp.decide(98.0, [_start(step_w=1.0)], RACKS, 50_000, 0.0, 0.0, PARAMS,
                                      job_ramp.JobRampState())
-    assert began[0].lever == "battery" and began[0].step_w == 30_000
+    assert began[0].lever == "gpu" and began[0].step_w == 80_000
+    _, _, began, _ = job_ramp.decide(98.0, [_start(step_w=150_000)], RACKS, 100_000, 0.0, 0.0, PARAMS,
+                                     job_ramp.JobRampState())
+    assert began[0].lever == "gpu" and began[0].step_w == 150_000
+
+
+def test_jobs_at_once_share_the_rate_and_the_battery_room() -> None:
+    other = job_ramp.JobStep("j2", "start", RACKS.rack_ids[:2], 100.0, None)
+    profiles, _, began, _ = job_ramp.decide(98.0, [_start(), other], RACKS, 0.0, 0.0, 0.0, PARAMS,
+                                            job_ramp.JobRampState())
+    assert [r.lever for r in began] == ["gpu", "gpu"]
+    # two jobs: each gets half the rate; a rack in both gets the slower of its two
+    assert profiles[RACKS.rack_ids[3]] == SmoothingProfile(0.0, 250.0)  # 2 kW/s / 2 jobs / 4 racks
+    assert profiles[RACKS.rack_ids[0]] == SmoothingProfile(0.0, 250.0)  # min(250, 2 kW/s / 2 / 2)
+    # the battery has room for one 80 kW step, not for two
+    a, b = _start(), job_ramp.JobStep("j3", "start", RACKS.rack_ids, 100.0, None)
+    _, _, began, _ = job_ramp.decide(98.0, [a, b], RACKS, 100_000, 0.0, 0.0, PARAMS, job_ramp.JobRampState())
+    assert [r.lever for r in began] == ["battery", "gpu"]
+
+
+def test_a_long_period_does_not_step_over_the_window_and_no_ramp_is_endless() -> None:
+    slow = job_ramp.JobRampParams(rate_w_per_s=0.01, lead_s=5.0, settle_s=10.0, period_s=60.0)
+    # a period that begins 50 s before the step (the lead is 5 s) still takes it
+    profiles, _, began, _ = job_ramp.decide(50.0, [_start()], RACKS, 0.0, 0.0, 0.0, slow, job_ramp.JobRampState())
+    assert len(began) == 1
+    assert began[0].until_s <= 100.0 + job_ramp.MAX_RAMP_S + 10.0  # not 80 kW / 0.01 W/s
+    assert all(p is not None and p.ramp_w_per_s >= job_ramp.MIN_RACK_RATE_W_PER_S for p in profiles.values())
+
+
+def test_critical_rows_are_never_ramped() -> None:
+    ids = ("row01-rack01", "row01-rack02", "row02-rack01", "row02-rack02")
+    r = racks(4)
+    r = type(r)(ids, ("row01", "row01", "row02", "row02"), r.power_w, r.cap_w, r.nameplate_w, r.age_s,
+                r.stale_after_s)
+    p = job_ramp.JobRampParams(2_000.0, critical_rows=frozenset({"row01"}))
+    step = job_ramp.JobStep("j", "start", ids, 100.0, None)
+    profiles, _, began, _ = job_ramp.decide(98.0, [step], r, 0.0, 0.0, 0.0, p, job_ramp.JobRampState())
+    assert profiles == dict.fromkeys(ids[2:], SmoothingProfile(0.0, 1_000.0))  # the rate over the others
+    only_critical = job_ramp.JobStep("k", "start", ids[:2], 100.0, None)
+    profiles, reason, began, _ = job_ramp.decide(98.0, [only_critical], r, 0.0, 0.0, 0.0, p,
+                                                 job_ramp.JobRampState())
+    assert profiles == {} and reason is None and began[0].lever == "battery"
 
 
 def test_two_levers_on_one_rack_keep_the_higher_floor_and_the_slower_ramp() -> None:
@@ -93,12 +134,13 @@ def test_an_announcement_round_trips_and_names_racks_or_whole_rows() -> None:
     ({"rows": ["row01"]}, "exactly one"), ({"racks": None}, "exactly one"), ({"racks": []}, "non-empty"),
     ({"racks": [1, 2]}, "non-empty"), ({"at": "soon"}, "at must"), ({"at": True}, "at must"),
     ({"at": 10**400}, "at must"), ({"step_w": -5}, "step_w"), ({"step_w": 1e9}, "step_w"),
-    ({"step_w": 10**400}, "step_w"),
+    ({"step_w": 10**400}, "step_w"), ({"event": ["start"]}, "event"), ({"event": {"a": 1}}, "event"),
+    ({"job": ["x"]}, "job"), ({"racks": [["row01-rack01"]]}, "non-empty"),
 ])
 def test_a_malformed_announcement_is_refused_saying_why(fields: dict[str, object], why: str) -> None:
     with pytest.raises(MalformedData, match=why):
         sp.decode(_payload(**fields), IDS, 40_000)
-    for raw in (b"{not json", b"[]", b"[" * 100_000):
+    for raw in (b"{not json", b"[]", b"[" * 100_000, b" " * (sp.MAX_PAYLOAD_BYTES + 1)):
         with pytest.raises(MalformedData):
             sp.decode(raw, IDS, 40_000)
 
@@ -117,11 +159,13 @@ def test_the_book_moves_announcements_onto_the_controller_clock_and_counts_what_
     assert book.steps(90.0 + 3_601.0) == []  # kept an hour after its step
 
 
-def test_a_flood_of_announcements_cannot_grow_the_book() -> None:
+def test_a_flood_of_announcements_cannot_grow_the_book_nor_lock_out_the_next() -> None:
     book = JobBook(IDS, 40_000)
-    for i in range(MAX_PENDING + 50):
-        book.ingest(_payload(job=f"j{i}", at=1_010.0), 0.0, 1_000.0)
+    for i in range(MAX_PENDING + 50):  # a day ahead, the furthest the book takes
+        book.ingest(_payload(job=f"far{i}", at=1_000.0 + 86_000.0), 0.0, 1_000.0)
     assert len(book.steps(0.0)) == MAX_PENDING and book.refused_full == 50
+    assert book.ingest(_payload(job="soon", at=1_010.0), 0.0, 1_000.0)  # a far one gives way
+    assert len(book.steps(0.0)) == MAX_PENDING and "soon" in {s.job for s in book.steps(0.0)}
 
 
 def test_the_simulated_scheduler_announces_what_the_plant_will_do() -> None:
