@@ -129,7 +129,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = _with_mqtt_url(load_config(args.config), args.mqtt_url)
     check_site_profiles(cfg, str(args.config))  # before the controller opens a connection, as check-config
-    if cfg.microgrid is not None and (why := cfg.microgrid.live_refusal()) is not None:
+    if cfg.microgrid is not None and (why := cfg.microgrid.live_refusal(
+            cfg.genset is not None, cfg.failover is not None and cfg.failover.enabled)) is not None:
         raise ConfigError(f"{args.config}: {why}")
     logs.configure(args.log_format or cfg.logging.format, cfg.logging.level)
     return asyncio.run(_run(cfg, args.speed, args.config, args.mqtt_url, args.log_format))

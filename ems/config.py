@@ -356,6 +356,16 @@ class SiteConfig(SiteDevices):
         return self
 
 
+def is_off_grid(cfg: SiteConfig) -> bool:
+    """No grid at all (`microgrid.mode: off_grid`): the battery forms the island, always."""
+    return cfg.microgrid is not None and cfg.microgrid.mode == "off_grid"
+
+
+def meter_frozen_s(cfg: SiteConfig) -> float:
+    """The frozen-meter check's time; off-grid the meter at the open PCC reads 0 W for ever: no check."""
+    return 0.0 if is_off_grid(cfg) else cfg.control.meter_frozen_s
+
+
 def check_microgrid(mg: MicrogridConfig | None, grid: GridConnectionConfig) -> None:
     """A weak grid needs its import limit."""
     if mg is not None and mg.mode == "weak_grid" and grid.import_limit_w is None:

@@ -79,14 +79,23 @@ class MicrogridConfig(Strict):
             raise ValueError("gensets ids must be unique")
         return self
 
-    def live_refusal(self) -> str | None:
-        """Why `ems run` cannot run this section yet (None: it can). The period step computes the
-        dispatch everywhere, but the live loop does not yet write genset start/stop from it, nor run
-        the step while islanded: until it does, only a weak grid without gensets runs live."""
+    def live_refusal(self, genset_device: bool, failover: bool) -> str | None:
+        """Why `ems run` cannot run this section (None: it can). `genset_device`: the site file
+        has a `genset` device (it is the first of the list); `failover`: failover is enabled.
+        Live, the loop drives one genset over that device; a weak grid's gensets would have to
+        run in parallel with the grid, which no genset map here does yet."""
+        n = len(self.gensets)
         if self.mode == microgrid.Mode.OFF_GRID:
-            return "microgrid.mode: off_grid runs in `ems backtest` only for now (docs/off-grid.md)"
-        if self.mode == microgrid.Mode.WEAK_GRID and self.gensets:
-            return "microgrid.gensets: live genset dispatch is not built yet; `ems backtest` runs it (docs/off-grid.md)"
+            if failover:
+                return "failover: an off_grid site has no grid to lose (remove the section or set enabled: false)"
+            if n > 1:
+                return (f"microgrid.gensets: `ems run` drives one genset (the site's `genset` device), {n} are listed;"
+                        " `ems backtest` runs them all (docs/off-grid.md)")
+            if n == 1 and not genset_device:
+                return "microgrid.gensets: the genset needs the site's `genset` device (its Modbus endpoint)"
+        if self.mode == microgrid.Mode.WEAK_GRID and n:
+            return ("microgrid.gensets: on a weak grid a genset runs in parallel with the grid, which `ems run` "
+                    "does not drive yet; `ems backtest` runs it (docs/off-grid.md)")
         return None
 
     def params(self, import_limit_w: float | None) -> microgrid.MicrogridParams | None:

@@ -71,9 +71,19 @@ def grid_allowance_w(p: MicrogridParams) -> float:
     return 0.0 if p.mode is Mode.OFF_GRID else p.import_limit_w
 
 
+def gensets_before_w(snap: SiteSnapshot, p: MicrogridParams, state: MicrogridState) -> float:
+    """What the gensets gave in the period before: the dispatch's own figures, but the site's
+    genset device (the first of the list) as it reports itself where its reading is fresh (live,
+    it follows the island's load, so what it gives is measured, not assumed)."""
+    expected = [u.output_w for u in state.gensets.units] or [0.0] * len(p.dispatch.gensets)
+    if snap.genset is not None and expected:
+        expected[0] = snap.genset.power_w
+    return sum(expected)
+
+
 def decide(snap: SiteSnapshot, p: MicrogridParams, state: MicrogridState, battery_discharge_w: float,
            battery_charge_w: float) -> tuple[Decision | None, MicrogridOutcome, MicrogridState]:
-    before_w = sum(u.output_w for u in state.gensets.units)
+    before_w = gensets_before_w(snap, p, state)
     load_w = snap.site_load_w
     # without a trusted meter the demand is unknown: no balance (never a guess); the gensets keep to SoC
     demand_w = None if load_w is None else load_w + before_w

@@ -143,7 +143,7 @@ def test_ems_backtest_on_an_off_grid_site_compares_with_diesel_trucks(tmp_path: 
     assert done.returncode == 2 and "start_soc" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_a_live_site_file_takes_the_section_and_ems_run_refuses_what_it_cannot_run_yet() -> None:
+def test_a_live_site_file_takes_the_section_and_ems_run_refuses_what_it_cannot_run() -> None:
     import yaml
 
     from ems.config import parse_config
@@ -152,12 +152,19 @@ def test_a_live_site_file_takes_the_section_and_ems_run_refuses_what_it_cannot_r
     data = yaml.safe_load((ROOT / "config" / "hil-site.yaml").read_text())
     data["grid_connection"] = {**data.get("grid_connection", {}), "import_limit_w": 500_000}
     weak = parse_config(data | {"microgrid": {"mode": "weak_grid"}})
-    assert weak.microgrid is not None and weak.microgrid.live_refusal() is None
+    assert weak.microgrid is not None and weak.microgrid.live_refusal(False, True) is None
     p = step_params(weak).microgrid
     assert p is not None and p.mode is Mode.WEAK_GRID and p.import_limit_w == 500_000
     with_gensets = parse_config(data | {"microgrid": {"mode": "weak_grid",
                                                       "gensets": [{"id": "g", "rated_power_w": 1e6}]}})
-    assert "gensets" in (with_gensets.microgrid.live_refusal() or "")  # type: ignore[union-attr]
-    off = parse_config(data | {"microgrid": {"mode": "off_grid"}})
-    assert "off_grid" in (off.microgrid.live_refusal() or "")  # type: ignore[union-attr]
+    assert "gensets" in (with_gensets.microgrid.live_refusal(True, False) or "")  # type: ignore[union-attr]
+    off = parse_config(data | {"microgrid": {"mode": "off_grid"}}).microgrid
+    assert off is not None and off.live_refusal(False, False) is None  # off-grid runs live
+    assert "failover" in (off.live_refusal(False, True) or "")  # no grid to lose
+    two = parse_config(data | {"microgrid": {"mode": "off_grid", "gensets": [
+        {"id": "g1", "rated_power_w": 1e6}, {"id": "g2", "rated_power_w": 1e6}]}}).microgrid
+    assert two is not None and "one genset" in (two.live_refusal(True, False) or "")
+    one = parse_config(data | {"microgrid": {"mode": "off_grid", "gensets": [{"id": "g1", "rated_power_w": 1e6}]}})
+    assert one.microgrid is not None and "`genset` device" in (one.microgrid.live_refusal(False, False) or "")
+    assert one.microgrid.live_refusal(True, False) is None
     assert step_params(parse_config(data)).microgrid is None  # no section: today's behaviour
