@@ -275,10 +275,15 @@ def cmd_broker(args: argparse.Namespace) -> int:
         return EXIT_RUNTIME
 
 
+DEMO_SCENARIOS = {"peak-shaving": "demo-site.yaml", "off-grid": "offgrid-sim-site.yaml"}
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from ems.demo import run_demo
     from ems.devices import check_site_profiles
 
+    if args.config is None:
+        args.config = Path(__file__).resolve().parent.parent / "config" / DEMO_SCENARIOS[args.scenario]
     cfg = load_config(args.config)
     check_site_profiles(cfg, str(args.config))
     logs.configure("console", "warning")
@@ -426,7 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(func=cmd_broker)
 
     d = sub.add_parser("demo", help="simulated site + controller, live, with a summary")
-    d.add_argument("--config", type=Path, default=Path(__file__).resolve().parent.parent / "config" / "demo-site.yaml")
+    d.add_argument("--config", type=Path, help="the site file (default: the scenario's)")
+    d.add_argument("--scenario", choices=sorted(DEMO_SCENARIOS), default="peak-shaving",
+                   help="peak-shaving (config/demo-site.yaml) or off-grid (config/offgrid-sim-site.yaml)")
     d.add_argument("--speed", type=float, help="site seconds per real second (default: the file's)")
     d.add_argument("--duration", type=float, default=120.0, help="real seconds to run (default 120)")
     d.add_argument("--mqtt-url", help="use this broker instead of starting one")

@@ -306,3 +306,18 @@ def test_the_site_genset_device_reporting_a_failed_start_is_the_first_of_the_lis
     assert r.microgrid is not None
     assert [(e.genset_id, e.reason) for e in r.microgrid.dispatch.events] == [
         ("g1", Reason.GENSET_START_FAILED), ("g2", Reason.GENSET_START_LOW_SOC)]
+
+
+def test_the_site_genset_device_s_measured_power_is_part_of_the_demand() -> None:
+    # live, the genset follows the island's load: what it gives is read off it, not assumed.
+    # The open PCC's meter reads 0 W, the battery gives 200 kW, the genset 400 kW: 600 kW of demand
+    from ems.model.readings import GensetReading, GensetState
+
+    p = offgrid(spec("g1"), spec("g2"))
+    genset = GensetReading(GensetState.RUNNING, 400e3, 1.5 * MW, 0.0, 0.0, 0.0, 1, 0.0)
+    units = (unit("u1", soc=0.6, power_w=100e3), unit("u2", soc=0.6, power_w=100e3))
+    r = step(replace(snapshot(0.0, units), genset=genset), p, StepState())
+    assert r.microgrid is not None and r.microgrid.demand_w == pytest.approx(600e3)
+    # without a reading, the dispatch's own figure of the period before (nothing yet)
+    r = step(snapshot(0.0, units), p, StepState())
+    assert r.microgrid is not None and r.microgrid.demand_w == pytest.approx(200e3)
