@@ -45,6 +45,7 @@ from ems.gpu_lever import gpu_lever
 from ems.job_ramps import job_ramps
 from ems.model.errors import ConfigError
 from ems.model.racks import SmoothingProfile
+from ems.model.readings import GensetState
 from ems.model.reasons import Reason
 from ems.model.snapshot import SiteSnapshot
 from ems.mqtt_link import MqttLink, NotConnected
@@ -58,7 +59,7 @@ from ems.smoothing_loop import Armed, SmoothingLoop, smoothing_loop
 from ems.status import site_status
 from ems.tariff.calendar import local_seconds
 from ems.transitions import TransitionObserver
-from policies import grid_ramp, job_ramp
+from policies import grid_ramp, job_ramp, offgrid_shed
 from policies.island import IslandActions
 
 log = structlog.get_logger("ems.loop")
@@ -108,6 +109,7 @@ class Controller:
         self.planner = live_planner(cfg, tariff, self.demand)  # None unless policies.arbitrage is configured
         fc = cfg.failover
         self.off_grid = is_off_grid(cfg)  # no grid to lose: no failover, the step runs every period
+        self._shedding = False  # off-grid: non-critical racks capped (the genset failed, the battery runs low)
         self.failover = (None if fc is None or not fc.enabled or self.off_grid
                          else FailoverManager(cfg, fc, clock, self.events))
         self.step_state = StepState()
@@ -161,6 +163,8 @@ class Controller:
                 writes += await self.actuators.sync_profiles(self._rack_profiles(snap, result, self.smoother))
             if fo is not None:  # after a reconnection: caps ramp back, the genset stops
                 writes += await self._apply_island(fo.island_step(snap), snap)
+            elif self.off_grid:
+                writes += await self.actuators.sync_caps(self._offgrid_caps(snap, result))
             else:
                 writes += await self.actuators.sync_caps({})  # after a (re)connect: re-assert or clear retained caps
         self.step_state = result.state
@@ -202,6 +206,19 @@ class Controller:
                 snap.now_s, dict(result.unit_setpoints_w), dict(result.unit_bounds_w), g.import_limit_w,
                 g.export_limit_w, snap.site_load_avg_w))
         return result
+
+    def _offgrid_caps(self, snap: SiteSnapshot, result: StepResult) -> dict[str, float | None]:
+        """Off-grid: the racks shed while the genset that should relieve the battery has failed."""
+        mg, mgc = result.microgrid, self.cfg.microgrid
+        failed = snap.genset is not None and snap.genset.state is GensetState.FAILED
+        needed = result.state.microgrid.gensets.recharge or result.reason is Reason.UNSERVED_LOAD
+        shed = mg is not None and failed and needed
+        if shed != self._shedding:
+            self._shedding = shed
+            self.events.record("offgrid_shed" if shed else "offgrid_shed_end", self.clock.wall(),
+                               Reason.GENSET_START_FAILED.code if shed else None)
+        fraction = 0.25 if mgc is None else mgc.min_cap_fraction
+        return offgrid_shed.caps(snap.racks, frozenset(self.cfg.racks.critical_rows), fraction, shed)
 
     async def _command_genset(self, snap: SiteSnapshot, result: StepResult) -> int:
         assert result.microgrid is not None

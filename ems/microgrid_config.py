@@ -69,6 +69,8 @@ class MicrogridConfig(Strict):
     genset_rental_per_month: float = Field(default=0.0, ge=0, description="per genset (trucks are rented)")
     facility_overhead_w: float | None = Field(default=None, ge=0, le=MAX_W,
                                               description="cooling etc. beyond the IT load, for PUE")
+    min_cap_fraction: Fraction = Field(
+        default=0.25, description="live: non-critical racks' cap when the battery runs low and the genset failed")
 
     @model_validator(mode="after")
     def _check(self) -> MicrogridConfig:

@@ -24,7 +24,7 @@ from tests.conftest import running_controller, running_site, wait_for
 pytestmark = pytest.mark.integration
 
 SPEED = 120.0
-RACKS = {"rows": 4, "racks_per_row": 8, "nameplate_w": 40_000.0}
+RACKS = {"rows": 4, "racks_per_row": 8, "nameplate_w": 40_000.0, "critical_rows": ["row01"]}
 # 32 racks x 40 kW x 0.4 x PUE 1.25 = 640 kW, day and night; the BESS is 2 x 500 kW / 100 kWh
 GENSET = {"start_delay_s": 10.0, "warmup_s": 20.0, "cooldown_s": 60.0}
 
@@ -98,8 +98,9 @@ async def test_a_day_with_pv_and_a_night_without(broker: Any, make_site: Any) ->
         assert s["pv_energy_wh"] > 0 and s["genset_energy_wh"] > 0
 
 
-async def test_a_genset_failing_to_start_is_left_out_and_the_battery_carries_on(broker: Any,
-                                                                                make_site: Any) -> None:
+async def test_a_genset_failing_to_start_sheds_the_non_critical_racks(broker: Any, make_site: Any) -> None:
+    # at 30 % the genset should relieve the battery; it fails: no relief is coming, so every
+    # non-critical rack goes to its minimum cap (25 % of 40 kW) and row01 (critical) is kept
     cfg = _cfg(make_site, broker.url, soc=0.32, start_hour=22.0, fails=True)
     clock = ScaledClock(SPEED)
     async with running_site(cfg, clock) as site, running_controller(cfg, clock) as ctl:
@@ -108,6 +109,13 @@ async def test_a_genset_failing_to_start_is_left_out_and_the_battery_carries_on(
         await wait_for(lambda: ctl.events.count("genset_failed") == 1, timeout_s=5)
         failed = ctl.events.query(kind="genset_failed")[0]
         assert failed.reason == Reason.GENSET_START_FAILED.code and failed.data["genset"] == "gen-1"
+        await wait_for(lambda: ctl.events.count("offgrid_shed") == 1, timeout_s=5)
+        racks = plant.racks
+        await wait_for(lambda: sum(c == c for c in racks.cap_w) == 24, timeout_s=5)
+        capped = [rid for rid, cap in zip(racks.rack_ids, racks.cap_w, strict=True) if cap == cap]  # not NaN
+        assert not any(rid.startswith("row01") for rid in capped) and len(capped) == 24
+        # 8 x 16 kW + 24 x 10 kW, x 1.25: the battery's load falls from 640 to 460 kW
+        await wait_for(lambda: plant.battery_power_w < 480_000, timeout_s=5)
         at = _soc(site)
         await wait_for(lambda: _soc(site) < at - 0.02, timeout_s=10)  # still the battery's night
         # not tried again while it reports the failure (a stop would acknowledge it): one start sent
