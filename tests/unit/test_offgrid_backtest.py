@@ -168,3 +168,20 @@ def test_a_live_site_file_takes_the_section_and_ems_run_refuses_what_it_cannot_r
     assert one.microgrid is not None and "`genset` device" in (one.microgrid.live_refusal(False, False) or "")
     assert one.microgrid.live_refusal(True, False) is None
     assert step_params(parse_config(data)).microgrid is None  # no section: today's behaviour
+
+
+def test_a_reload_cannot_change_the_mode_or_the_gensets_only_their_tuning() -> None:
+    import yaml
+
+    from ems.config import parse_config
+    from ems.config_reload import needs_restart
+
+    data = yaml.safe_load((ROOT / "config" / "offgrid-sim-site.yaml").read_text())
+    running = parse_config(data)
+    tuned = parse_config({**data, "microgrid": {**data["microgrid"], "start_soc": 0.25}})
+    assert needs_restart(running, tuned) == []
+    grid = parse_config({**data, "microgrid": {**data["microgrid"], "mode": "grid_connected"}})
+    assert "microgrid.mode" in needs_restart(running, grid)
+    two = parse_config({**data, "microgrid": {**data["microgrid"], "gensets": [
+        *data["microgrid"]["gensets"], {"id": "gen-2", "rated_power_w": 2e6}]}})
+    assert "microgrid.gensets (added or removed)" in needs_restart(running, two)
