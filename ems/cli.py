@@ -160,6 +160,17 @@ def sim_summary(truth: dict[str, Any]) -> str:
     def mw(w: float) -> str:
         return f"{w / 1e6:.2f} MW"
 
+    if truth.get("off_grid"):  # no grid: the island's own record
+        return "\n".join([
+            f"ems sim: {truth['site_time_s'] / 3600:.2f} h of site time simulated, off-grid",
+            f"  PV {truth['pv_energy_wh'] / 1e6:.3f} MWh used, {truth['pv_curtailed_wh'] / 1e6:.3f} MWh curtailed; "
+            f"genset {truth['genset_energy_wh'] / 1e6:.3f} MWh, {int(truth['genset_starts'])} starts, "
+            f"{truth['genset_fuel_l']:.0f} l",
+            f"  battery: {truth['battery_discharged_wh'] / 1e6:.3f} MWh out, "
+            f"{truth['battery_charged_wh'] / 1e6:.3f} MWh in; "
+            f"SoC {100 * truth['soc_min']:.1f} .. {100 * truth['soc_max']:.1f} %",
+            f"  PCS trips: {int(truth['pcs_trips'])}, racks lost: {int(truth['lost_racks'])}",
+        ])
     return "\n".join([
         f"ems sim: {truth['site_time_s'] / 3600:.2f} h of site time simulated",
         f"  peak import: {mw(truth['peak_import_w'])} "

@@ -327,4 +327,5 @@ class Plant:
             "genset_energy_wh": self.stats.genset_wh,
             "pv_energy_wh": self.stats.pv_wh,
             "pv_curtailed_wh": self.stats.pv_curtailed_wh,
+            "off_grid": float(self.grid.off_grid),
         }
