@@ -2,7 +2,8 @@
 
 Each period every PCS gets its heartbeat first (a PCS that just left standby starts its
 timeout), then grid-following mode where it has drifted out of it (never without the
-grid, nor while islanded: that would drop the island), then its setpoint if it changed
+grid, nor while islanded: that would drop the island; off-grid, grid-forming instead: the
+battery is the island's heart), then its setpoint if it changed
 by more than the deadband, drifted on the device, or must become exactly 0 W. Rack caps
 go as one retained message per row. A failed write marks the device down (the period
 result says so) and never stops the other writes.
@@ -20,6 +21,7 @@ from drivers.bess import GensetDriver
 from drivers.errors import DriverError
 from drivers.racks import RackCapWriter, RowWriter, SmoothingProfileWriter
 from ems.gather import LinkHealth, UnitReadings
+from ems.genset_commands import GensetCommand
 from ems.model.errors import EmsError
 from ems.model.racks import SmoothingProfile
 from ems.model.readings import PcsMode
@@ -63,7 +65,8 @@ class Actuators:
         self.fast: SetpointOwner | None = None  # while it owns them, only heartbeats and modes go from here
         self.profiles: SmoothingProfileWriter | None = None  # GPU smoothing profiles, where that lever is on
 
-    async def _write_unit(self, w: UnitWrites, snap: UnitSnapshot, setpoint_w: float, islanded: bool) -> int:
+    async def _write_unit(self, w: UnitWrites, snap: UnitSnapshot, setpoint_w: float, islanded: bool,
+                          forming: bool) -> int:
         pcs_driver = w.io.pcs
         writes = 0
         try:  # a BMS that supervises its controller (SunSpec 802 CtrlHb) sees the same counter
@@ -76,8 +79,13 @@ class Actuators:
             await pcs_driver.beat(w.heartbeat)
             writes += 1
             pcs = snap.pcs
-            gf = PcsMode.GRID_FOLLOWING
-            if (snap.available and pcs is not None and pcs.grid_ok and not islanded
+            gf, gfm = PcsMode.GRID_FOLLOWING, PcsMode.GRID_FORMING
+            if forming:  # off-grid: every unit that can forms the island
+                if (snap.available and pcs is not None and not pcs.fault
+                        and (pcs.mode is not gfm or pcs.mode_command is not gfm)):
+                    await pcs_driver.set_mode(gfm)
+                    writes += 1
+            elif (snap.available and pcs is not None and pcs.grid_ok and not islanded
                     and (pcs.mode is not gf or pcs.mode_command is not gf)):
                 await pcs_driver.set_mode(gf)
                 writes += 1
@@ -116,10 +124,11 @@ class Actuators:
             return 0
         return 1
 
-    async def write_units(self, snap: SiteSnapshot, setpoints_w: dict[str, float], islanded: bool) -> int:
+    async def write_units(self, snap: SiteSnapshot, setpoints_w: dict[str, float], islanded: bool,
+                          forming: bool = False) -> int:
         by_id = {u.unit_id: u for u in snap.units}
-        counts = await asyncio.gather(*(self._write_unit(w, by_id[w.io.unit_id], setpoints_w[w.io.unit_id], islanded)
-                                        for w in self.units))
+        counts = await asyncio.gather(*(self._write_unit(w, by_id[w.io.unit_id], setpoints_w[w.io.unit_id], islanded,
+                                                         forming) for w in self.units))
         return sum(counts)
 
     async def sync_caps(self, caps_w: dict[str, float | None]) -> int:
@@ -142,18 +151,8 @@ class Actuators:
         """Carry out what island supervision asked: caps, genset, reconnection. Returns the
         writes and the genset commands sent (for the event log)."""
         writes = await self.sync_caps(actions.caps_w)
-        sent: list[str] = []
-        try:
-            if self.genset is not None and actions.genset is not None:
-                await (self.genset.start() if actions.genset == "start" else self.genset.stop())
-                sent.append(actions.genset)
-                writes += 1
-            if self.genset is not None and actions.genset_charge_w is not None:
-                await self.genset.set_charge_request_w(actions.genset_charge_w)
-                writes += 1
-        except DriverError as exc:
-            self.write_failures += 1
-            self.health.failed("genset", exc)
+        n, sent = await self.command_genset(GensetCommand("genset", actions.genset, actions.genset_charge_w))
+        writes += n
         if actions.reconnect:
             # the planned transition back: every unit that can follows the grid again
             ready = [w for w, u in zip(self.units, snap.units, strict=True) if u.pcs is not None and not u.pcs.fault]
@@ -161,6 +160,25 @@ class Actuators:
                                            return_exceptions=True)
             writes += sum(1 for r in results if r is None)
             log.info("reconnected to the grid", units=len(ready))
+        return writes, sent
+
+    async def command_genset(self, cmd: GensetCommand) -> tuple[int, list[str]]:
+        """Start or stop the site's genset and set its charge request, as `cmd` says. Returns the
+        writes and the run commands sent (for the event log)."""
+        writes, sent = 0, list[str]()
+        if self.genset is None:
+            return writes, sent
+        try:
+            if cmd.run is not None:
+                await (self.genset.start() if cmd.run == "start" else self.genset.stop())
+                sent.append(cmd.run)
+                writes += 1
+            if cmd.charge_request_w is not None:
+                await self.genset.set_charge_request_w(cmd.charge_request_w)
+                writes += 1
+        except DriverError as exc:
+            self.write_failures += 1
+            self.health.failed("genset", exc)
         return writes, sent
 
     async def zero_all(self) -> list[str]:

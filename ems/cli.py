@@ -129,6 +129,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = _with_mqtt_url(load_config(args.config), args.mqtt_url)
     check_site_profiles(cfg, str(args.config))  # before the controller opens a connection, as check-config
+    if cfg.microgrid is not None and (why := cfg.microgrid.live_refusal(
+            cfg.genset is not None, cfg.failover is not None and cfg.failover.enabled)) is not None:
+        raise ConfigError(f"{args.config}: {why}")
     logs.configure(args.log_format or cfg.logging.format, cfg.logging.level)
     return asyncio.run(_run(cfg, args.speed, args.config, args.mqtt_url, args.log_format))
 
@@ -157,6 +160,17 @@ def sim_summary(truth: dict[str, Any]) -> str:
     def mw(w: float) -> str:
         return f"{w / 1e6:.2f} MW"
 
+    if truth.get("off_grid"):  # no grid: the island's own record
+        return "\n".join([
+            f"ems sim: {truth['site_time_s'] / 3600:.2f} h of site time simulated, off-grid",
+            f"  PV {truth['pv_energy_wh'] / 1e6:.3f} MWh used, {truth['pv_curtailed_wh'] / 1e6:.3f} MWh curtailed; "
+            f"genset {truth['genset_energy_wh'] / 1e6:.3f} MWh, {int(truth['genset_starts'])} starts, "
+            f"{truth['genset_fuel_l']:.0f} l",
+            f"  battery: {truth['battery_discharged_wh'] / 1e6:.3f} MWh out, "
+            f"{truth['battery_charged_wh'] / 1e6:.3f} MWh in; "
+            f"SoC {100 * truth['soc_min']:.1f} .. {100 * truth['soc_max']:.1f} %",
+            f"  PCS trips: {int(truth['pcs_trips'])}, racks lost: {int(truth['lost_racks'])}",
+        ])
     return "\n".join([
         f"ems sim: {truth['site_time_s'] / 3600:.2f} h of site time simulated",
         f"  peak import: {mw(truth['peak_import_w'])} "
@@ -272,10 +286,15 @@ def cmd_broker(args: argparse.Namespace) -> int:
         return EXIT_RUNTIME
 
 
+DEMO_SCENARIOS = {"peak-shaving": "demo-site.yaml", "off-grid": "offgrid-sim-site.yaml"}
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from ems.demo import run_demo
     from ems.devices import check_site_profiles
 
+    if args.config is None:
+        args.config = Path(__file__).resolve().parent.parent / "config" / DEMO_SCENARIOS[args.scenario]
     cfg = load_config(args.config)
     check_site_profiles(cfg, str(args.config))
     logs.configure("console", "warning")
@@ -301,6 +320,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         start=None if args.start is None else datetime.fromisoformat(args.start),
         series_start=None if args.series_start is None else datetime.fromisoformat(args.series_start),
         step_s=args.step_s, days=args.days, foresight=not args.no_foresight, peak_shaving_only=args.peak_shaving_only)
+    from ems.backtest.offgrid_run import is_offgrid
+    if is_offgrid(cfg):
+        return _backtest_offgrid(cfg, opts, args, progress)
     try:
         bt = run(cfg, opts, None if args.quiet else progress)
         files = write_outputs(args.out, bt, timeseries=args.timeseries)
@@ -324,6 +346,38 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     print(f"wall time {bt.trace.wall_time_s:.1f} s ({bt.trace.plans} plans); wrote "
           + ", ".join(str(f) for f in files))
     return 0
+
+
+def _backtest_offgrid(cfg: Any, opts: Any, args: argparse.Namespace, progress: Any) -> int:
+    """An off-grid or weak-grid site: the run against diesel trucks alone (docs/off-grid.md)."""
+    from ems.backtest import BacktestError
+    from ems.backtest.offgrid_run import battery_sweep, run_offgrid, summary_lines, sweep_lines, write_offgrid
+
+    try:
+        _, result = run_offgrid(cfg, opts, None if args.quiet else progress)
+        if args.battery_sweep:
+            result["battery_sweep"] = battery_sweep(cfg, opts, args.battery_sweep)
+        path = write_offgrid(args.out, result)
+    except BacktestError as exc:
+        print(f"\nems backtest: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if not args.quiet:
+        print("", file=sys.stderr)
+    print("\n".join(summary_lines(result)))
+    if args.battery_sweep:
+        print("\n".join(sweep_lines(result["battery_sweep"])))
+    print(f"wrote {path}")
+    return 0
+
+
+def _scales(text: str) -> list[float]:
+    try:
+        out = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError("a comma-separated list of numbers, e.g. 0.5,1,2") from None
+    if not out or any(k <= 0 for k in out):
+        raise argparse.ArgumentTypeError("each scale must be > 0")
+    return out
 
 
 def plural(n: int, noun: str) -> str:
@@ -388,7 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(func=cmd_broker)
 
     d = sub.add_parser("demo", help="simulated site + controller, live, with a summary")
-    d.add_argument("--config", type=Path, default=Path(__file__).resolve().parent.parent / "config" / "demo-site.yaml")
+    d.add_argument("--config", type=Path, help="the site file (default: the scenario's)")
+    d.add_argument("--scenario", choices=sorted(DEMO_SCENARIOS), default="peak-shaving",
+                   help="peak-shaving (config/demo-site.yaml) or off-grid (config/offgrid-sim-site.yaml)")
     d.add_argument("--speed", type=float, help="site seconds per real second (default: the file's)")
     d.add_argument("--duration", type=float, default=120.0, help="real seconds to run (default 120)")
     d.add_argument("--mqtt-url", help="use this broker instead of starting one")
@@ -417,6 +473,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-foresight", action="store_true", help="skip the perfect-foresight bound")
     b.add_argument("--timeseries", action="store_true", help="also write every step to timeseries.csv")
     b.add_argument("--out", type=Path, default=Path("backtest-out"), help="output folder (default backtest-out)")
+    b.add_argument("--battery-sweep", type=_scales, metavar="K,K,...",
+                   help="off-grid or weak-grid: also run with the battery's energy scaled by each K")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_backtest)
 

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, model_validator
 
+from ems.microgrid_config import MicrogridConfig
 from ems.model.errors import ConfigError
 from ems.topology import (
     MAX_S,
@@ -340,6 +341,7 @@ class SiteConfig(SiteDevices):
     failover: FailoverConfig | None = None
     simulation: dict[str, Any] | None = Field(default=None, description="the simulated plant (sim_devices/config.py)")
     economics: EconomicsConfig | None = None
+    microgrid: MicrogridConfig | None = None  # off-grid or weak-grid operation (docs/off-grid.md)
 
     @model_validator(mode="after")
     def _shed_rows_exist(self) -> SiteConfig:
@@ -350,7 +352,24 @@ class SiteConfig(SiteDevices):
         sm = self.policies.smoothing
         if sm is not None and sm.filler and self.filler is None:
             raise ValueError("policies.smoothing.filler needs a filler device (the site file's `filler` section)")
+        check_microgrid(self.microgrid, self.grid_connection)
         return self
+
+
+def is_off_grid(cfg: SiteConfig) -> bool:
+    """No grid at all (`microgrid.mode: off_grid`): the battery forms the island, always."""
+    return cfg.microgrid is not None and cfg.microgrid.mode == "off_grid"
+
+
+def meter_frozen_s(cfg: SiteConfig) -> float:
+    """The frozen-meter check's time; off-grid the meter at the open PCC reads 0 W for ever: no check."""
+    return 0.0 if is_off_grid(cfg) else cfg.control.meter_frozen_s
+
+
+def check_microgrid(mg: MicrogridConfig | None, grid: GridConnectionConfig) -> None:
+    """A weak grid needs its import limit."""
+    if mg is not None and mg.mode == "weak_grid" and grid.import_limit_w is None:
+        raise ValueError("microgrid.mode weak_grid needs grid_connection.import_limit_w")
 
 
 def parse_config(data: object, source: str = "<config>") -> SiteConfig:

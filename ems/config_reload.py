@@ -25,6 +25,12 @@ def needs_restart(running: SiteConfig, new: SiteConfig) -> list[str]:
         changed.append("control.period_s")
     if (running.failover is None) != (new.failover is None):
         changed.append("failover (added or removed)")
+    # off-grid is built at start-up (grid-forming units, no failover) and `ems run` checked what it can drive
+    rm, nm = running.microgrid, new.microgrid
+    if (None if rm is None else rm.mode) != (None if nm is None else nm.mode):
+        changed.append("microgrid.mode")
+    if (None if rm is None else [g.id for g in rm.gensets]) != (None if nm is None else [g.id for g in nm.gensets]):
+        changed.append("microgrid.gensets (added or removed)")
     if running.policies.arbitrage != new.policies.arbitrage:
         changed.append("policies.arbitrage")
     # the fast loop, the GPU lever, the job ramps and the filler are built at start-up with these

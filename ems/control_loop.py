@@ -5,10 +5,12 @@ period (ems/action_queue.py) are applied, then the operator state (maintenance, 
 reverts) applies to the snapshot; the period step (ems/period.py, the same the backtest
 runs) decides; the actuators (ems/actuators.py) write only what changed plus the PCS
 heartbeat; the result is published (status topic, observers, and `published` for readers
-in other threads: the operator server reads nothing else). While islanded, island
-supervision (ems/failover) takes the step's place. Background work (MQTT, failover fast
-path, planner worker) runs in one task group: if one fails the loop stops, every unit
-goes to 0 W and the daemon exits non-zero.
+in other threads: the operator server reads nothing else). While islanded by a grid loss,
+island supervision (ems/failover) takes the step's place; off-grid (no grid at all, the
+island is the steady state) the step runs every period with every PCS grid-forming, and
+the step's genset dispatch is carried out on the site's genset (ems/genset_commands.py).
+Background work (MQTT, failover fast path, planner worker) runs in one task group: if one
+fails the loop stops, every unit goes to 0 W and the daemon exits non-zero.
 """
 
 from __future__ import annotations
@@ -32,16 +34,18 @@ from drivers.racks import RackCapWriter, RackTelemetryStore, SmoothingProfileWri
 from ems.action_queue import ActionQueue
 from ems.actuators import Actuators
 from ems.clock import Clock
-from ems.config import SiteConfig, load_config
+from ems.config import SiteConfig, is_off_grid, load_config
 from ems.config_reload import needs_restart
 from ems.demand import DemandMeter
 from ems.events import EventLog
 from ems.failover.manager import FailoverManager
 from ems.gather import SiteReader
+from ems.genset_commands import command as genset_command
 from ems.gpu_lever import gpu_lever
 from ems.job_ramps import job_ramps
 from ems.model.errors import ConfigError
 from ems.model.racks import SmoothingProfile
+from ems.model.readings import GensetState
 from ems.model.reasons import Reason
 from ems.model.snapshot import SiteSnapshot
 from ems.mqtt_link import MqttLink, NotConnected
@@ -56,7 +60,7 @@ from ems.status import site_status
 from ems.tariff.calendar import local_seconds
 from ems.transitions import TransitionObserver
 from ems.unit_changes import apply_unit_changes, unit_changes
-from policies import grid_ramp, job_ramp
+from policies import grid_ramp, job_ramp, offgrid_shed
 from policies.island import IslandActions
 
 log = structlog.get_logger("ems.loop")
@@ -105,7 +109,10 @@ class Controller:
         self._demand_at_s: float | None = None
         self.planner = live_planner(cfg, tariff, self.demand)  # None unless policies.arbitrage is configured
         fc = cfg.failover
-        self.failover = None if fc is None or not fc.enabled else FailoverManager(cfg, fc, clock, self.events)
+        self.off_grid = is_off_grid(cfg)  # no grid to lose: no failover, the step runs every period
+        self._shedding = False  # off-grid: non-critical racks capped (the genset failed, the battery runs low)
+        self.failover = (None if fc is None or not fc.enabled or self.off_grid
+                         else FailoverManager(cfg, fc, clock, self.events))
         self.step_state = StepState()
         self.persisted = ControllerState(None if state_dir is None else state_dir / "state.db",
                                          cfg.state.persist_every_s)
@@ -152,12 +159,17 @@ class Controller:
             writes += await self._apply_island(actions, snap)
         else:
             result = await self._step(snap)
-            writes = await self.actuators.write_units(snap, result.unit_setpoints_w, islanded=False)
+            writes = await self.actuators.write_units(snap, result.unit_setpoints_w, islanded=False,
+                                                      forming=self.off_grid)
             writes += await self.actuators.write_pv_limit(self.reader.pv, snap, result.pv_limit_w)
+            if result.microgrid is not None:  # off-grid: the step's genset dispatch, on the genset device
+                writes += await self._command_genset(snap, result)
             if self.smoother is not None and self.actuators.profiles is not None:
                 writes += await self.actuators.sync_profiles(self._rack_profiles(snap, result, self.smoother))
             if fo is not None:  # after a reconnection: caps ramp back, the genset stops
                 writes += await self._apply_island(fo.island_step(snap), snap)
+            elif self.off_grid:
+                writes += await self.actuators.sync_caps(self._offgrid_caps(snap, result))
             else:
                 writes += await self.actuators.sync_caps({})  # after a (re)connect: re-assert or clear retained caps
         self.step_state = result.state
@@ -199,6 +211,29 @@ class Controller:
                 snap.now_s, dict(result.unit_setpoints_w), dict(result.unit_bounds_w), g.import_limit_w,
                 g.export_limit_w, snap.site_load_avg_w))
         return result
+
+    def _offgrid_caps(self, snap: SiteSnapshot, result: StepResult) -> dict[str, float | None]:
+        """Off-grid: the racks shed while the genset that should relieve the battery has failed."""
+        mg, mgc = result.microgrid, self.cfg.microgrid
+        failed = snap.genset is not None and snap.genset.state is GensetState.FAILED
+        needed = result.state.microgrid.gensets.recharge or result.reason is Reason.UNSERVED_LOAD
+        shed = mg is not None and failed and needed
+        if shed != self._shedding:
+            self._shedding = shed
+            self.events.record("offgrid_shed" if shed else "offgrid_shed_end", self.clock.wall(),
+                               Reason.GENSET_START_FAILED.code if shed else None)
+        fraction = 0.25 if mgc is None else mgc.min_cap_fraction
+        return offgrid_shed.caps(snap.racks, frozenset(self.cfg.racks.critical_rows), fraction, shed)
+
+    async def _command_genset(self, snap: SiteSnapshot, result: StepResult) -> int:
+        assert result.microgrid is not None
+        cmd = genset_command(result.microgrid, snap.genset)
+        if cmd is None:
+            return 0
+        writes, sent = await self.actuators.command_genset(cmd)
+        for c in sent:
+            self.events.record("genset_command", self.clock.wall(), None, genset=cmd.genset_id, command=c)
+        return writes
 
     async def _apply_island(self, actions: IslandActions, snap: SiteSnapshot) -> int:
         writes, genset = await self.actuators.apply_island(actions, snap)

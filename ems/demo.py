@@ -3,7 +3,9 @@
 The site and the controller share an accelerated site clock (both anchored on the
 system-wide monotonic clock), so a peak-shaving day fits in a couple of minutes. The
 summary compares the plant's own counterfactual (the same site without a battery) with
-what the meter saw.
+what the meter saw. `--scenario off-grid` runs config/offgrid-sim-site.yaml instead: no grid,
+the BESS forming the island, PV and a genset; its summary is the island's (PV used and
+curtailed, the genset's starts, hours and fuel, unserved energy, PCS trips, lost racks).
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ def with_free_ports(cfg: SiteConfig, mqtt_url: str) -> SiteConfig:
     units = [u.model_copy(update={"bms": move(u.bms), "pcs": move(u.pcs)}) for u in cfg.bess_units]
     return cfg.model_copy(update={
         "meter": move(cfg.meter), "bess_units": units,
+        "genset": None if cfg.genset is None else move(cfg.genset),
+        "filler": None if cfg.filler is None else move(cfg.filler),
         "mqtt": cfg.mqtt.model_copy(update={"url": mqtt_url}),
     })
 
@@ -91,6 +95,10 @@ def status_line(ctl: Controller) -> str:
     zone = ctl.published.zone
     when = datetime.fromtimestamp(r.snapshot.wall_s, zone).strftime("%Y-%m-%d %H:%M")
     units = "  ".join(f"{uid} {_pct(u['soc'])} {_mw(u['power_w'])}" for uid, u in s["units"].items())
+    if (mg := s.get("microgrid")) is not None and mg["mode"] == "off_grid":
+        gensets = "  ".join(f"{g} {v['phase']} {_mw(v['power_w'])}" for g, v in mg["gensets"].items())
+        return (f"{when} {zone} | demand {_mw(mg['demand_w'])} MW | {gensets} MW"
+                f" | {units} MW | {s['reason']}")
     return (f"{when} {zone} | grid {_mw(s['grid_power_w'])} MW"
             f" / cap {_mw(s['grid_import_cap_w'])} | racks {_mw(s['racks']['reported_power_w'])} MW"
             f" | {units} MW | {s['reason']}")
@@ -117,6 +125,31 @@ def summary_text(truth: dict[str, Any], ctl: Controller, cap_w: float | None) ->
         f"duration p50 {p.get('duration_p50_ms', 0):.2f} ms p99 {p.get('duration_p99_ms', 0):.2f} ms",
         f"PCS heartbeat timeouts:       {int(truth['heartbeat_timeouts'])}",
     ]
+    return "\n".join(lines)
+
+
+def offgrid_summary_text(truth: dict[str, Any], ctl: Controller) -> str:
+    """The island's day: the plant's ground truth, and the controller's own KPIs."""
+    mg = ctl.last.status.get("microgrid") if ctl.last is not None else None
+    pv, cut = truth["pv_energy_wh"], truth["pv_curtailed_wh"]
+    lines = [
+        "",
+        "=== off-grid demo summary ===",
+        f"site time simulated:          {truth['site_time_s'] / 3600:.1f} h",
+        f"PV:                           {pv / 1e6:.2f} MWh used, {cut / 1e6:.2f} MWh curtailed",
+        f"genset:                       {truth['genset_energy_wh'] / 1e6:.2f} MWh, "
+        f"{int(truth['genset_starts'])} starts, {truth['genset_fuel_l']:,.0f} l (the plant's fuel counter)",
+        f"energy through the battery:   {truth['battery_discharged_wh'] / 1e6:.2f} MWh out, "
+        f"{truth['battery_charged_wh'] / 1e6:.2f} MWh in",
+        f"SoC range:                    {truth['soc_min'] * 100:.1f} % .. {truth['soc_max'] * 100:.1f} %",
+        f"PCS trips, lost racks:        {int(truth['pcs_trips'])}, {int(truth['lost_racks'])}",
+        # the controller books its totals per period run: periods skipped on an overrun are not in them
+        f"control periods:              {ctl.stats.periods} (overruns {ctl.stats.overruns})",
+    ]
+    if mg is not None:
+        lines.append(f"controller's KPIs:            diesel {mg['diesel_l']:,.0f} l, CO2 {mg['co2_kg']:,.0f} kg, "
+                     f"{mg['genset_hours']:.1f} genset h, unserved {mg['unserved_kwh']:.1f} kWh, "
+                     f"surplus (PV curtailed) {mg['surplus_kwh']:,.0f} kWh")
     return "\n".join(lines)
 
 
@@ -188,6 +221,9 @@ async def run_demo(cfg: SiteConfig, args: argparse.Namespace) -> int:
                 print(f"ems demo: the simulated site exited with status {rc} and no summary", file=sys.stderr)
                 return 1
             truth = yaml.safe_load(summary_path.read_text())
+    if controller.off_grid:
+        print(offgrid_summary_text(truth, controller))
+        return 0
     ps = cfg.policies.peak_shaving
     print(summary_text(truth, controller, None if ps is None else ps.grid_import_cap_w))
     return 0

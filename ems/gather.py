@@ -18,7 +18,7 @@ from drivers.bess import GensetDriver
 from drivers.errors import DriverError
 from drivers.racks import RackTelemetryStore
 from ems.clock import Clock
-from ems.config import SiteConfig
+from ems.config import SiteConfig, meter_frozen_s
 from ems.device_drivers import BmsReader, PcsControl, bms_driver, meter_driver, modbus_device, pcs_driver, pv_driver
 from ems.model.readings import BmsReading, GensetReading, MeterReading, PcsReading, PvReading
 from ems.model.snapshot import SiteSnapshot, fresh_meter, unit_snapshot
@@ -64,7 +64,7 @@ class SiteReader:
         self.health = LinkHealth()
         c = cfg.control
         site_max_w = c.meter_max_abs_w or 3.0 * cfg.racks.count * cfg.racks.nameplate_w + 1e7
-        self.validity = ValidityTracker(ValidityParams(site_max_w, c.meter_frozen_s, c.bms_soc_max_c_rate / 3600.0))
+        self.validity = ValidityTracker(ValidityParams(site_max_w, meter_frozen_s(cfg), c.bms_soc_max_c_rate / 3600.0))
         # the battery's power over the meter's averaging window, to add to the meter's average
         window_s = cfg.meter.average_s
         self._battery_avg = None if window_s is None else TimeAverage(window_s)
@@ -74,7 +74,7 @@ class SiteReader:
         self.cfg = cfg
         c = cfg.control
         p = self.validity.p
-        self.validity.p = type(p)(c.meter_max_abs_w or p.meter_max_abs_w, c.meter_frozen_s,
+        self.validity.p = type(p)(c.meter_max_abs_w or p.meter_max_abs_w, meter_frozen_s(cfg),
                                   c.bms_soc_max_c_rate / 3600.0, p.soc_jump_slack, p.pcs_power_margin,
                                   p.temperature_range_c)
 

@@ -8,8 +8,10 @@ Rules enter as constraints in one ordered list, never by rewriting another polic
 parameters. In priority order:
 
 1. battery limits: each available unit's safety envelope (rating, BMS limits, SoC window,
-   reserve floor, temperature derating, unit ramp), summed; the site ramp limit;
-   the grid connection's import and export limits; while a grid disturbance is ridden
+   reserve floor, temperature derating, unit ramp), summed; the site ramp limit; on an
+   off-grid or weak-grid site (policies/microgrid.py) the balance (the load less the
+   gensets and the grid's allowance) with the gensets' dispatch; the grid connection's
+   import and export limits (none off-grid); while a grid disturbance is ridden
    through, the setpoint held where it was;
 2. the reserve floor (arbitrage's and the outage reserve, the higher): no discharge below
    it, and a charge of its own back to it when under it; then the grid connection's ramp
@@ -44,6 +46,7 @@ from policies import (
     grid_limits,
     grid_ramp,
     idle,
+    microgrid,
     operator_force,
     peak_shaving,
     plan_cap,
@@ -64,12 +67,14 @@ class StepParams:
     arbitrage: arbitrage.ArbitrageParams | None = None
     peak_hold_s: float = 0.0  # the held load window, for the plan's cap too
     meter_invalid_hold_s: float = 0.0
+    microgrid: microgrid.MicrogridParams | None = None  # off-grid or weak-grid: the balance and the gensets
 
 
 @dataclass(frozen=True, slots=True)
 class StepState:
     peak: peak_shaving.PeakShavingState = field(default_factory=peak_shaving.PeakShavingState)
     ramp: grid_ramp.GridRampState = field(default_factory=grid_ramp.GridRampState)
+    microgrid: microgrid.MicrogridState = field(default_factory=microgrid.MicrogridState)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +90,7 @@ class StepResult:
     state: StepState
     unit_bounds_w: dict[str, tuple[float, float]] = field(default_factory=dict)  # each unit's (lo, hi) this period
     pv_limit_w: float | None = None  # the metered PV inverter's limit (export not allowed); None: none
+    microgrid: microgrid.MicrogridOutcome | None = None  # the gensets' dispatch and the balance, where configured
 
     @property
     def setpoint_w(self) -> float:
@@ -121,8 +127,20 @@ def step(snap: SiteSnapshot, p: StepParams, state: StepState, plan: PlanView | N
     holding = {u.unit_id: None if u.pcs is None else u.pcs.setpoint_w for u in snap.units}
     limits = unit_limits(snap.units, envelope, holding, snap.period_s)
     decisions = [battery_limits.decide(snap, p.limits, limits, reserve_soc)]
-    if p.grid.configured:
-        decisions += grid_limits.decide(snap, p.grid)
+    mg: microgrid.MicrogridOutcome | None = None
+    grid_snap, grid_on = snap, p.grid.configured
+    if p.microgrid is not None:  # the balance outranks the grid limits: it is the island's physics
+        balance, mg, mg_state = microgrid.decide(snap, p.microgrid, state.microgrid,
+                                                 sum(lim.max_discharge_w for lim in limits),
+                                                 sum(lim.max_charge_w for lim in limits))
+        state = replace(state, microgrid=mg_state)
+        decisions += [] if balance is None else [balance]
+        grid_on = grid_on and p.microgrid.mode is not microgrid.Mode.OFF_GRID
+        if snap.meter is not None and mg.meter_shift_w:  # the grid as it will be with the gensets' new output
+            grid_snap = replace(snap, meter=replace(snap.meter, grid_power_w=snap.meter.grid_power_w + mg.meter_shift_w,
+                                                    average_w=None))
+    if grid_on:
+        decisions += grid_limits.decide(grid_snap, p.grid)
     if (riding := ride_through.decide(snap)) is not None:
         decisions.append(riding)
     if floor is not None:
@@ -141,9 +159,13 @@ def step(snap: SiteSnapshot, p: StepParams, state: StepState, plan: PlanView | N
     decisions.append(idle.decide())
     arb = arbitrate(decisions)
     shares = dispatch(arb.setpoint_w, limits, p.limits.soc_min, p.limits.soc_max)
-    site_w = grid_limits.site_bounds(snap, p.grid) if p.grid.configured else (-math.inf, math.inf)
+    site_w = grid_limits.site_bounds(grid_snap, p.grid) if grid_on else (-math.inf, math.inf)
     out, clamped = clamp(shares, snap.units, envelope, holding, snap.period_s, site_w)
     reason, by = (Reason.ENVELOPE_CLAMP, "envelope") if clamped else (arb.reason, arb.decided_by)
+    if mg is not None:
+        if (short := microgrid.period_reason(mg, sum(out.values()))) is not None:
+            reason, by = short, microgrid.NAME
+        state = replace(state, microgrid=microgrid.book(state.microgrid, mg, sum(out.values()), snap.period_s))
     if p.grid_ramp is not None:
         state = replace(state, ramp=grid_ramp.record(snap, p.grid_ramp, state.ramp, sum(out.values())))
     bounds = {lim.unit_id: (-lim.max_charge_w, lim.max_discharge_w) for lim in limits}
@@ -151,7 +173,7 @@ def step(snap: SiteSnapshot, p: StepParams, state: StepState, plan: PlanView | N
     pv_params = pv_curtailment.PvCurtailmentParams(p.grid.export_limit_w)
     pv_limit_w = pv_curtailment.decide(snap, sum(out.values()), pv_params)
     return StepResult(tuple(decisions), arb, out, reason, by, cap_w, reserve_soc, tuple(clamped), state,
-                      {u.unit_id: bounds.get(u.unit_id, (0.0, 0.0)) for u in snap.units}, pv_limit_w)
+                      {u.unit_id: bounds.get(u.unit_id, (0.0, 0.0)) for u in snap.units}, pv_limit_w, mg)
 
 
 def standing_down(snap: SiteSnapshot, reason: Reason, by: str, state: StepState) -> StepResult:

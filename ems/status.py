@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ems.demand import DemandMeter
+from ems.microgrid_kpis import microgrid_status
 from ems.model.snapshot import SiteSnapshot
 from ems.period import StepResult
 from ems.validity import ValidityTracker
@@ -58,6 +59,7 @@ def site_status(site: str, period: int, snap: SiteSnapshot, step: StepResult, *,
             "power_w": round(snap.pv.power_w, 1), "rated_power_w": round(snap.pv.rated_power_w, 1),
             "limit_w": None if step.pv_limit_w is None else round(step.pv_limit_w, 1),
             "gross_load_w": None if snap.gross_load_w is None else round(snap.gross_load_w, 1)},
+        "microgrid": microgrid_status(step, snap.racks.load_estimate_w),  # off-grid, weak grid: gensets, diesel
         "genset": None if snap.genset is None else {
             "state": snap.genset.state.value, "power_w": round(snap.genset.power_w, 1),
             "fuel_used_l": round(snap.genset.fuel_used_l, 2), "run_s": round(snap.genset.run_s)},

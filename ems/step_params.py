@@ -11,6 +11,7 @@ from typing import Protocol
 
 from ems.config import ControlConfig, FailoverConfig, GridConnectionConfig, PoliciesConfig
 from ems.envelope import EnvelopeParams
+from ems.microgrid_config import MicrogridConfig
 from ems.period import StepParams
 from policies import arbitrage, battery_limits, grid_limits, grid_ramp, peak_shaving, reserve
 
@@ -29,6 +30,9 @@ class SitePolicies(Protocol):
 
     @property
     def grid_connection(self) -> GridConnectionConfig: ...
+
+    @property
+    def microgrid(self) -> MicrogridConfig | None: ...
 
 
 def step_params(cfg: SitePolicies) -> StepParams:
@@ -54,4 +58,5 @@ def step_params(cfg: SitePolicies) -> StepParams:
         grid_ramp=None if g.ramp_limit_w is None else grid_ramp.GridRampParams(g.ramp_limit_w, g.ramp_window_s),
         peak_hold_s=hold_s,
         meter_invalid_hold_s=control.meter_invalid_hold_s,
+        microgrid=None if cfg.microgrid is None else cfg.microgrid.params(g.import_limit_w),
     )

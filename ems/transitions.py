@@ -1,7 +1,7 @@
 """Transitions, logged once: one observer compares consecutive period results.
 
 What it watches: the site's reason, each unit's availability, the meter's validity, the
-island, each device's link, the broker and the planner. Each change is logged once and
+island, each device's link, the broker, the planner, and each genset start and stop. Each change is logged once and
 recorded in the event log with a `Reason` (the state entered, or for a recovery the one
 that cleared). A site reason that flaps (peak shaving starting and standing down with
 every training swing) is recorded at most `max_reason_events_per_min` times a minute;
@@ -36,6 +36,9 @@ class TransitionObserver:
     def __call__(self, cur: PeriodResult) -> None:
         prev, self.last = self.last, cur
         wall = cur.snapshot.wall_s
+        if (mg := cur.step.microgrid) is not None:  # each genset start and stop, with its reason
+            for e in mg.dispatch.events:
+                self._record(f"genset_{e.action}", e.reason, wall, False, genset=e.genset_id)
         if prev is None:
             self._first(cur)
             return

@@ -78,6 +78,8 @@ class SimGridConfig(_Model):
     pcs_overload_s: float = Field(default=2.0, ge=0, description="how long a PCS carries up to that overload")
     psu_holdup_s: float = Field(default=0.010, gt=0, description="rack PSU hold-up at full load")
     rack_reboot_s: float = Field(default=120.0, ge=0, description="a lost rack is back this long after power")
+    connected: bool = Field(
+        default=True, description="False: an off-grid site: no grid at all, the BESS forms the island from the start")
 
 
 class SimGensetConfig(_Model):

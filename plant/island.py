@@ -62,11 +62,13 @@ class GridSide:
 
     def __init__(self, cfg: SimGridConfig) -> None:
         self.cfg = cfg
-        self.grid_ok = True
-        self.islanded = False
+        self.off_grid = not cfg.connected  # no grid at all: the island is the steady state
+        self.grid_ok = cfg.connected
+        self.islanded = self.off_grid
         self.carried = True
-        self.outage: OutageRecord | None = None
-        self.outages: list[OutageRecord] = []
+        # off-grid, the island's own record (PCS trips, lost racks) runs from the start
+        self.outage: OutageRecord | None = OutageRecord(0, 0.0, carried_ns=0) if self.off_grid else None
+        self.outages: list[OutageRecord] = [] if self.outage is None else [self.outage]
         self.dip: DipRecord | None = None  # the disturbance under way
         self.dips: list[DipRecord] = []
         self._overload_s: dict[str, float] = {}
@@ -103,7 +105,7 @@ class GridSide:
         return (1.0, 1.0) if self.dip is None else (self.dip.voltage_pu, self.dip.frequency_pu)
 
     def restore(self, now_ns: int, units: dict[str, BessUnitModel]) -> None:
-        if self.grid_ok:
+        if self.grid_ok or self.off_grid:  # off-grid there is no grid to come back
             return
         self.grid_ok = True
         for u in units.values():

@@ -3,6 +3,13 @@
 grid power = racks + facility overhead (cooling, as a PUE factor) - PV - battery.
 The plant also keeps the counterfactual (the same site with no battery) so a run can
 report what the battery changed.
+
+Off-grid (`simulation.grid.connected: false`) there is no grid at all: the BESS units form
+the island from the start (the site was black-started before the controller came up), the
+genset follows what the island needs beyond the battery, PV feeds the island and is
+curtailed (frequency-watt, as a grid-forming inverter's rising frequency makes PV inverters
+do) by what neither the load nor the forming units can take; the meter at the open PCC
+reads 0. PCS trips and lost racks count in the island's own outage record.
 """
 
 from __future__ import annotations
@@ -94,6 +101,9 @@ class PlantStats:
     soc_min: float = 1.0
     soc_max: float = 0.0
     steps: int = 0
+    pv_wh: float = 0.0  # PV energy fed in (after curtailment)
+    pv_curtailed_wh: float = 0.0  # off-grid: PV the island could not take
+    genset_wh: float = 0.0
 
 
 def pv_power_w(peak_w: float, sunrise_h: float, sunset_h: float, hour: float) -> float:
@@ -128,6 +138,11 @@ class Plant:
             voltage_v=sim.grid.nominal_voltage_v, frequency_hz=sim.grid.nominal_frequency_hz
         )
         self.stats = PlantStats()
+        if self.grid.off_grid:  # black-started: every unit forms the island, no grid behind the PCC
+            for u in self.units.values():
+                u.grid_ok = False
+                u.mode = u.mode_command = PcsMode.GRID_FORMING
+            self.meter.voltage_v = self.meter.frequency_hz = 0.0
         self.now_s = 0.0
         self.pv_w = 0.0
         self.pv_available_w = 0.0  # what the PV could give now, before any curtailment
@@ -210,8 +225,9 @@ class Plant:
         while self._pending and self._pending[0].at_s <= t:
             self._apply(self._pending.pop(0))
         pv_cfg = self.cfg.pv
-        # PV inverters cease to energise on grid loss (anti-islanding): none while islanded
-        self.pv_available_w = 0.0 if pv_cfg is None or self.grid.islanded else pv_power_w(
+        # PV inverters cease to energise on grid loss (anti-islanding): none while islanded, but
+        # off-grid they follow the island the BESS forms
+        self.pv_available_w = 0.0 if pv_cfg is None or (self.grid.islanded and not self.grid.off_grid) else pv_power_w(
             pv_cfg.peak_w, pv_cfg.sunrise_h, pv_cfg.sunset_h, self.hour_of_day(t)
         )
         # a curtailed inverter (its limit written by the controller) gives no more than its limit
@@ -236,6 +252,8 @@ class Plant:
         islanded = self.grid.islanded
         if self.genset is not None:
             self.genset.step(t, dt_s, site_net_w if islanded else None)
+        if self.grid.off_grid:
+            site_net_w += self._curtail_pv(site_net_w, dt_s)
         if islanded:
             genset_w = 0.0 if self.genset is None else self.genset.power_w
             self.grid.step(t, dt_s, time.monotonic_ns(), site_net_w - genset_w, self.units, self.racks)
@@ -265,7 +283,23 @@ class Plant:
             s.soc_min = min(s.soc_min, unit.soc)
             s.soc_max = max(s.soc_max, unit.soc)
         s.steps += 1
+        s.pv_wh += self.pv_w * dt_s / 3600.0
+        if self.genset is not None:
+            s.genset_wh += self.genset.power_w * dt_s / 3600.0
         self.now_s = t
+
+    def _curtail_pv(self, site_net_w: float, dt_s: float) -> float:
+        """Off-grid: the PV the island cannot take (after the genset, what the forming units can
+        charge) is curtailed; returns the W added back to the net load."""
+        genset_w = 0.0 if self.genset is None else self.genset.power_w
+        forming = [u for u in self.units.values() if u.mode is PcsMode.GRID_FORMING and not u.faults]
+        # a margin under what they can take, so no forming unit is ever asked for more (an overload)
+        room_w = 0.99 * sum(min(u.cfg.rated_power_w, u.allowed_charge_w()) for u in forming)
+        excess_w = -(site_net_w - genset_w) - room_w
+        cut_w = min(max(excess_w, 0.0), self.pv_w)
+        self.pv_w -= cut_w
+        self.stats.pv_curtailed_wh += cut_w * dt_s / 3600.0
+        return cut_w
 
     def summary(self) -> dict[str, float]:
         units = self.units.values()
@@ -294,4 +328,9 @@ class Plant:
             "lost_racks": float(sum(o.lost_racks for o in self.grid.outages)),
             "pcs_trips": float(sum(o.pcs_trips for o in self.grid.outages)),
             "genset_fuel_l": 0.0 if self.genset is None else self.genset.fuel_l,
+            "genset_starts": 0.0 if self.genset is None else float(self.genset.starts),
+            "genset_energy_wh": self.stats.genset_wh,
+            "pv_energy_wh": self.stats.pv_wh,
+            "pv_curtailed_wh": self.stats.pv_curtailed_wh,
+            "off_grid": float(self.grid.off_grid),
         }

@@ -19,8 +19,10 @@ from ems.config import (
     GridConnectionConfig,
     PoliciesConfig,
     SiteConfig,
+    check_microgrid,
     parse_config,
 )
+from ems.microgrid_config import MicrogridConfig
 from ems.model.errors import ConfigError
 from ems.topology import Strict, read_yaml_mapping, validated
 from plant.config import SimBessConfig
@@ -40,12 +42,14 @@ class BacktestConfig(Strict):
     grid_connection: GridConnectionConfig = GridConnectionConfig()
     failover: FailoverConfig | None = Field(default=None, description="only its reserve plays a part")
     economics: EconomicsConfig | None = None
+    microgrid: MicrogridConfig | None = None
 
     @model_validator(mode="after")
     def _unique(self) -> BacktestConfig:
         ids = [u.id for u in self.battery_units]
         if len(ids) != len(set(ids)):
             raise ValueError("battery_units ids must be unique")
+        check_microgrid(self.microgrid, self.grid_connection)
         return self
 
     @classmethod
@@ -62,6 +66,7 @@ class BacktestConfig(Strict):
             "policies": cfg.policies.model_dump(), "grid_connection": cfg.grid_connection.model_dump(),
             "failover": None if cfg.failover is None else cfg.failover.model_dump(),
             "economics": None if cfg.economics is None else cfg.economics.model_dump(),
+            "microgrid": None if cfg.microgrid is None else cfg.microgrid.model_dump(),
         }
         return parse_backtest_config(data, source)
 

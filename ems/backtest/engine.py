@@ -27,6 +27,7 @@ import numpy.typing as npt
 
 from ems.backtest.config import BacktestConfig
 from ems.backtest.errors import BacktestInputError
+from ems.backtest.microgrid_account import MicrogridAccount, MicrogridTrace
 from ems.demand import DemandMeter
 from ems.model.racks import RacksReading
 from ems.model.readings import MeterReading, PcsMode
@@ -72,6 +73,7 @@ class Trace:
     plan_failures: int
     plan_time_s: float
     wall_time_s: float
+    microgrid: MicrogridTrace | None = None  # off-grid or weak-grid: gensets, fuel, unserved, curtailed
 
 
 def plant_for_backtest(cfg: BacktestConfig, step_s: int) -> PlantConfig:
@@ -147,6 +149,9 @@ def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, st
     plan_time = 0.0
     report_every = max(1, n // 200)
     step_s_f = float(step_s)
+    account = None if params.microgrid is None else MicrogridAccount(params.microgrid,
+                                                                    cfg.grid_connection.export_limit_w)
+    pv_list: list[float] = [0.0] * n if pv_w is None else np.asarray(pv_w, dtype=np.float64).tolist()
     for k in range(n):
         t = float(k * step_s)
         local_t = t0_local + t
@@ -164,7 +169,9 @@ def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, st
                 plan_time += time.perf_counter() - t_plan
         load_k = net_list[k]
         # plant read
-        meter = MeterReading(load_k - battery_now_w, 230.0, 50.0, 0.0, 0.0, t)
+        # what the grid (off-grid: nothing) supplies of it; the gensets' part is theirs
+        genset_w = 0.0 if account is None else account.genset_now_w
+        meter = MeterReading(load_k - battery_now_w - genset_w, 230.0, 50.0, 0.0, 0.0, t)
         snaps = tuple(unit_snapshot(uid, *r.read(t), t, stale_after) for uid, r in readers)
         snap = SiteSnapshot(t, local_t, step_s, meter, snaps, _NO_RACKS, last_setpoint_w)
         # the period step
@@ -185,7 +192,8 @@ def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, st
         for u in units:
             u.step(t_end, step_s_f)
             battery_now_w += u.power_w
-        grid.append(load_k - battery_now_w)
+        grid.append(load_k - battery_now_w if account is None
+                    else account.settle(load_k, pv_list[k], battery_now_w, result))
         demand.add(grid[k], step_s_f, local_t + step_s_f)
         battery.append(battery_now_w)
         setpoints.append(last_setpoint_w)
@@ -207,4 +215,7 @@ def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, st
         capacity_wh=total_cap_wh, soc_initial=soc_initial,
         plans=0 if runner is None else runner.solves, plan_failures=0 if runner is None else runner.failures,
         plan_time_s=plan_time, wall_time_s=time.perf_counter() - t_wall,
+        microgrid=None if account is None else account.trace(
+            np.asarray(load_w, dtype=np.float64), np.zeros(n) if pv_w is None else np.asarray(pv_w, dtype=np.float64),
+            state.microgrid.gensets),
     )

@@ -19,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ems.events import Event
+from ems.microgrid_kpis import microgrid_metrics
 
 if TYPE_CHECKING:
     from ems.published import PeriodResult, Published
@@ -80,6 +81,7 @@ class _Live(Collector):
             yield from (soc, power, setp, avail)
             yield GaugeMetricFamily("ems_period_duration_last_seconds", "duration of the last period",
                                     value=r.duration_s)
+            yield from microgrid_metrics(r.step)
         age = GaugeMetricFamily("ems_telemetry_age_seconds", "site seconds since the last good reading",
                                 labels=["source"])
         if r is not None:

@@ -78,6 +78,26 @@ async def test_demo_runs_and_prints_a_summary(broker) -> None:
     assert "PCS heartbeat timeouts:       0" in text
 
 
+async def test_off_grid_demo_runs_and_prints_the_island_s_summary(broker) -> None:
+    demo = await _spawn("demo", "--scenario", "off-grid", "--duration", "6", "--mqtt-url", broker.url, "--no-http")
+    out, err = await asyncio.wait_for(demo.communicate(), 60)
+    text = out.decode()
+    assert demo.returncode == 0, err.decode()
+    assert "=== off-grid demo summary ===" in text and "PCS trips, lost racks:        0, 0" in text
+    assert "unserved 0.0 kWh" in text
+
+
+async def test_run_refuses_what_it_cannot_drive_off_grid_naming_the_field(tmp_path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    data = yaml.safe_load((root / "config" / "offgrid-sim-site.yaml").read_text())
+    data["microgrid"]["gensets"].append({"id": "gen-2", "rated_power_w": 2_000_000})
+    path = tmp_path / "two.yaml"
+    path.write_text(yaml.safe_dump(data))
+    run = await _spawn("run", "--config", str(path))
+    _, err = await asyncio.wait_for(run.communicate(), 60)
+    assert run.returncode == 2 and "microgrid.gensets" in err.decode() and "Traceback" not in err.decode()
+
+
 async def test_sim_with_taken_port_exits_nonzero_without_traceback(broker, tmp_path) -> None:
     d = site_dict(broker.url)
     blocker = await asyncio.start_server(lambda r, w: None, "127.0.0.1", d["meter"]["port"])

@@ -212,3 +212,46 @@ def test_the_plant_meter_averages_a_fast_swing_away() -> None:
     assert np.std(instants) > 20e3  # the racks swing
     assert np.std(averages) < 0.2 * np.std(instants)
     assert np.mean(averages) == pytest.approx(np.mean(instants), rel=0.05)
+
+
+def _offgrid(soc: float, start_hour: float, pv_w: float = 0.0, genset: bool = False) -> Plant:
+    sim = {"start_hour": start_hour, "pue": 1.25, "grid": {"connected": False},
+           "bess": [{"capacity_wh": 100_000, "rated_power_w": 500_000, "initial_soc": soc}],
+           "racks": {"model": "steady", "steady_fraction": 0.4}}
+    if pv_w:
+        sim["pv"] = {"peak_w": pv_w, "sunrise_h": 11.6, "sunset_h": 12.4}
+    if genset:
+        sim["genset"] = {"rated_power_w": 1_000_000, "start_delay_s": 1, "warmup_s": 1, "ramp_w_per_s": 1e6}
+    return Plant(PlantConfig.model_validate(sim), ["bess-1", "bess-2"], [f"r{i}" for i in range(32)],
+                 [f"row{i // 8 + 1:02d}" for i in range(32)], 40_000.0)
+
+
+def test_off_grid_the_bess_forms_the_island_and_the_grid_never_returns() -> None:
+    p = _offgrid(0.6, 0.0)
+    assert all(u.mode is PcsMode.GRID_FORMING for u in p.units.values())
+    p.restore_grid()  # there is no grid to come back
+    p.advance_to(60.0)
+    assert p.grid.islanded and p.meter.grid_power_w == 0.0
+    assert p.battery_power_w == pytest.approx(640_000, rel=0.01)  # 32 x 40 kW x 0.4 x 1.25
+    s = p.summary()
+    assert s["pcs_trips"] == 0 and s["lost_racks"] == 0 and s["outages"] == 1  # the island's own record
+
+
+def test_off_grid_pv_feeds_the_island_and_is_curtailed_when_the_battery_is_full() -> None:
+    p = _offgrid(0.9, 12.0, pv_w=1_200_000)
+    p.advance_to(60.0)
+    assert p.battery_power_w < -500_000 and p.stats.pv_curtailed_wh == 0  # charging from PV
+    p.advance_to(1800.0)
+    s = p.summary()
+    assert s["pv_curtailed_wh"] > 0 and s["pcs_trips"] == 0  # full: PV cut, never a charge overload
+    assert max(u.soc for u in p.units.values()) < 0.995
+
+
+def test_off_grid_the_genset_carries_the_load_and_its_charge_request() -> None:
+    p = _offgrid(0.3, 0.0, genset=True)
+    assert p.genset is not None
+    p.command_genset(True, 0.0)
+    p.genset.charge_request_w = 200_000
+    p.advance_to(30.0)
+    assert p.genset.power_w == pytest.approx(840_000, rel=0.01)
+    assert p.battery_power_w == pytest.approx(-200_000, rel=0.02)

@@ -82,3 +82,23 @@ def test_the_site_reason_is_recorded_on_change_and_rate_limited_when_it_flaps() 
     assert {e.reason for e in changes} == {"PEAK_SHAVING_ACTIVE", "IDLE"}
     assert 30 <= len(changes) <= 60  # 99 changes in 100 s: at most 30 a minute recorded
     assert any("not_recorded_since_last" in e.data for e in changes)
+
+
+def test_each_genset_start_and_stop_is_recorded_with_its_reason() -> None:
+    from policies import genset_dispatch as gd
+    from policies.fuel_curve import FuelCurve
+    from policies.microgrid import MicrogridParams, Mode
+
+    g = gd.GensetSpec("g1", 1e6, FuelCurve.default_for(1e6), start_delay_s=0.0, warmup_s=0.0, min_run_s=0.0)
+    params = StepParams(limits=BatteryLimitsParams(0.1, 0.95), envelope=EnvelopeParams(0.1, 0.95),
+                        microgrid=MicrogridParams(Mode.OFF_GRID, gd.DispatchParams((g,))))
+    state = StepState()
+    results = []
+    for n, soc in enumerate((0.6, 0.25, 0.5, 0.9)):
+        genset_w = sum(u.output_w for u in state.microgrid.gensets.units)  # the meter sees the load less it
+        snap = snapshot(200_000 - genset_w, (unit("u1", soc=soc), unit("u2", soc=soc)), now_s=float(n))
+        r = step(snap, params, state)
+        state = r.state
+        results.append(PeriodResult(n, snap, r, 0, 0.001, 0.0))
+    recorded = [k for k in kinds(observe(*results)) if k[0].startswith("genset")]
+    assert recorded == [("genset_start", "GENSET_START_LOW_SOC"), ("genset_stop", "GENSET_STOP_SOC_RECOVERED")]

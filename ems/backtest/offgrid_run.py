@@ -1,0 +1,120 @@
+"""`ems backtest` on an off-grid or weak-grid site: the run, the diesel-only baseline, the
+comparison (docs/off-grid.md). No tariff: the money is fuel and genset rental."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from ems.backtest.config import BacktestConfig
+from ems.backtest.engine import Progress, Trace, run_backtest
+from ems.backtest.errors import BacktestInputError
+from ems.backtest.financials import Economics
+from ems.backtest.offgrid_report import compare
+from ems.backtest.run import BacktestOptions
+from ems.backtest.series import read_power_csv, resample, window
+from policies.microgrid import Mode
+
+
+def is_offgrid(cfg: BacktestConfig) -> bool:
+    return cfg.microgrid is not None and cfg.microgrid.mode is not Mode.GRID_CONNECTED
+
+
+def economics(cfg: BacktestConfig) -> Economics | None:
+    e = cfg.economics
+    return None if e is None else Economics(e.capex, e.om_per_year, e.discount_rate, e.lifetime_years,
+                                            e.degradation_per_year, e.end_of_life_cost)
+
+
+def run_offgrid(cfg: BacktestConfig, opts: BacktestOptions,
+                progress: Progress | None = None) -> tuple[Trace, dict[str, Any]]:
+    mg = cfg.microgrid
+    if mg is None or not is_offgrid(cfg):
+        raise BacktestInputError("microgrid.mode must be off_grid or weak_grid")
+    step = opts.step_s or 900
+    if 3600 % step:
+        raise BacktestInputError(f"step {step} s must divide 3600")
+    unit: Literal["kw", "w"] = "w" if opts.unit == "w" else "kw"
+    load = resample(read_power_csv(opts.load_csv, unit=unit, scale=opts.load_scale, start=opts.series_start), step)
+    start = opts.start or load.start
+    n = load.values_w.size - round((start - load.start).total_seconds() / step)
+    if opts.days is not None:
+        n = min(n, round(opts.days * 86400 / step))
+    if n <= 0:
+        raise BacktestInputError("the load series has no steps from the start")
+    load_w = window(load, start, n)
+    pv_w = None
+    if opts.pv_csv is not None:
+        pv = resample(read_power_csv(opts.pv_csv, unit=unit, scale=opts.pv_scale, start=opts.series_start), step)
+        pv_w = window(pv, start, n)
+    return run_series(cfg, start, step, load_w, pv_w, progress)
+
+
+def run_series(cfg: BacktestConfig, start: datetime, step_s: int, load_w: np.ndarray, pv_w: np.ndarray | None,
+               progress: Progress | None = None) -> tuple[Trace, dict[str, Any]]:
+    assert cfg.microgrid is not None
+    trace = run_backtest(cfg, None, start, step_s, load_w, pv_w, progress=progress)
+    out = compare(trace, cfg.microgrid, economics(cfg))
+    out["run"] = {"start": start.isoformat(), "step_s": step_s, "steps": int(load_w.size),
+                  "days": load_w.size * step_s / 86400, "mode": cfg.microgrid.mode.value,
+                  "battery_wh": trace.capacity_wh, "wall_time_s": trace.wall_time_s}
+    return trace, out
+
+
+def with_battery_scale(cfg: BacktestConfig, scale: float) -> BacktestConfig:
+    """The site with every unit's energy (not power) scaled: a battery-size sweep."""
+    units = [u.model_copy(update={"capacity_wh": u.capacity_wh * scale}) for u in cfg.battery_units]
+    return cfg.model_copy(update={"battery_units": units})
+
+
+def write_offgrid(out_dir: Path, result: dict[str, Any]) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "offgrid.json"
+    path.write_text(json.dumps(result, indent=2, default=float))
+    return path
+
+
+def summary_lines(r: dict[str, Any]) -> list[str]:
+    b, s = r["baseline"], r["site"]
+    lines = [
+        f"{r['run']['mode']}: {r['run']['days']:.0f} days, unserved {r['unserved_kwh']:,.1f} kWh",
+        f"diesel {r['diesel_litres']:,.0f} l vs {r['baseline_diesel_litres']:,.0f} l diesel-only "
+        f"({b['units']} x {b['rated_w'] / 1e6:g} MW, N+1): saved {r['diesel_saved_litres']:,.0f} l "
+        f"({100 * r['diesel_saved_share']:.0f} %), CO2 {r['co2_saved_kg'] / 1000:,.1f} t",
+        f"genset hours {s['genset_hours']:,.0f} vs {b['engine_h']:,.0f}, starts {s['genset_starts']:.0f} "
+        f"vs {b['starts']}; PV used {100 * s['pv_self_consumption']:.0f} % "
+        f"(curtailed {s['pv_curtailed_kwh']:,.0f} kWh)" if s["pv_kwh"] > 0 else
+        f"genset hours {s['genset_hours']:,.0f} vs {b['engine_h']:,.0f}, starts {s['genset_starts']:.0f} "
+        f"vs {b['starts']}",
+        f"fuel and rental {r['site_cost']:,.0f} vs {b['cost']:,.0f}: saved {r['cost_saved']:,.0f} "
+        f"({r['cost_saved_per_year']:,.0f} a year)",
+    ]
+    if (pv := r.get("baseline_with_pv")) is not None:
+        lines.append(f"the same trucks with the same PV, no battery: {pv['fuel_l']:,.0f} l; the battery's part: "
+                     f"{r['battery_diesel_saved_litres']:,.0f} l, {r['battery_cost_saved_per_year']:,.0f} a year")
+    fin = r["financials"]
+    if fin is not None:
+        payback = "never" if fin["simple_payback_years"] is None else f"{fin['simple_payback_years']:.1f} y"
+        lines.append(f"storage (on the battery's part): payback {payback}, NPV {fin['npv']:,.0f}")
+    return lines
+
+
+
+def battery_sweep(cfg: BacktestConfig, opts: BacktestOptions, scales: list[float]) -> list[dict[str, Any]]:
+    """The same run with the battery's energy scaled by each of `scales`: how big must it be?"""
+    rows = []
+    for k in scales:
+        _, r = run_offgrid(with_battery_scale(cfg, k), opts)
+        rows.append({"scale": k, "battery_wh": r["run"]["battery_wh"],
+                     **{x: r[x] for x in ("unserved_kwh", "diesel_litres", "co2_saved_kg", "genset_starts",
+                                          "genset_hours", "cost_saved")}})
+    return rows
+
+
+def sweep_lines(rows: list[dict[str, Any]]) -> list[str]:
+    return [f"battery {r['battery_wh'] / 1e6:g} MWh: unserved {r['unserved_kwh']:,.1f} kWh, diesel "
+            f"{r['diesel_litres']:,.0f} l, starts {r['genset_starts']:.0f}, saved {r['cost_saved']:,.0f}" for r in rows]

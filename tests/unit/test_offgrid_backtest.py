@@ -1,0 +1,187 @@
+"""The off-grid and weak-grid backtest: the live step against the plant, the account of
+where power went, the diesel-only baseline and the comparison; the site file's section."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ems.backtest.config import load_backtest_config, parse_backtest_config
+from ems.backtest.diesel_baseline import diesel_only
+from ems.backtest.offgrid_run import run_series, with_battery_scale
+from ems.microgrid_config import GensetConfig
+from ems.model.errors import ConfigError
+from ems.model.reasons import Reason
+from policies.microgrid import Mode
+
+ROOT = Path(__file__).resolve().parents[2]
+MW = 1e6
+STEP = 900
+DAY = 86400 // STEP
+
+
+def site(**microgrid: Any) -> dict[str, Any]:
+    mg = {"mode": "off_grid", "gensets": [{"id": "g1", "rated_power_w": 1.5e6}, {"id": "g2", "rated_power_w": 1.5e6}],
+          "diesel_price_per_l": 1.2, "genset_rental_per_month": 10000} | microgrid
+    return {
+        "battery_units": [{"id": "b1", "capacity_wh": 8e6, "rated_power_w": 2e6, "initial_soc": 0.8},
+                          {"id": "b2", "capacity_wh": 8e6, "rated_power_w": 2e6, "initial_soc": 0.8}],
+        "grid_connection": {"import_limit_w": None, "export_limit_w": 0},
+        "microgrid": mg,
+    }
+
+
+def days_of_load(days: int, base_w: float = 1.5 * MW, swing_w: float = 0.5 * MW) -> tuple[np.ndarray, np.ndarray]:
+    h = (np.arange(days * DAY) * STEP / 3600.0) % 24
+    load = base_w + swing_w * np.sin(2 * np.pi * (h - 9) / 24)
+    pv = 2.5 * MW * np.maximum(0.0, np.sin(np.pi * (h - 6) / 12))
+    return load, pv
+
+
+def test_an_off_grid_week_with_pv_and_two_gensets_serves_every_kwh_on_less_diesel() -> None:
+    cfg = parse_backtest_config(site())
+    load, pv = days_of_load(7)
+    trace, r = run_series(cfg, datetime(2025, 6, 1), STEP, load, pv)
+    assert r["unserved_kwh"] == pytest.approx(0.0, abs=1e-6)
+    assert np.all(trace.grid_w == 0.0)
+    assert 0 < r["diesel_litres"] < 0.6 * r["baseline_diesel_litres"]
+    # the battery's own part is judged against the same trucks with the same PV
+    assert r["baseline_diesel_litres"] > r["baseline_with_pv"]["fuel_l"] > r["diesel_litres"]
+    assert r["battery_diesel_saved_litres"] == pytest.approx(r["baseline_with_pv"]["fuel_l"] - r["diesel_litres"])
+    assert r["co2_saved_kg"] == pytest.approx(2.68 * r["diesel_saved_litres"])
+    assert r["genset_starts"] >= 1 and r["site"]["pv_self_consumption"] > 0.5
+    # each start and stop has its reason
+    assert trace.microgrid is not None and set(trace.microgrid.events) <= {
+        "GENSET_START_LOW_SOC", "GENSET_START_LOAD", "GENSET_STOP_SOC_RECOVERED", "GENSET_STOP_LOAD_FELL"}
+    assert trace.soc.min() >= 0.1 - 1e-9
+
+
+def test_a_design_too_small_shows_its_unserved_energy() -> None:
+    cfg = parse_backtest_config(site(gensets=[]))
+    load, _ = days_of_load(2)
+    trace, r = run_series(cfg, datetime(2025, 6, 1), STEP, load, None)
+    assert r["unserved_kwh"] > 1000.0
+    assert Reason.UNSERVED_LOAD.value in set(trace.reason.tolist())
+
+
+def test_a_bigger_battery_burns_no_more_diesel() -> None:
+    cfg = parse_backtest_config(site())
+    load, pv = days_of_load(7)
+    litres = [run_series(with_battery_scale(cfg, k), datetime(2025, 6, 1), STEP, load, pv)[1]["diesel_litres"]
+              for k in (0.5, 1.0, 2.0)]
+    assert litres[0] >= litres[1] >= litres[2]
+
+
+def test_on_a_weak_grid_import_stays_within_the_limit() -> None:
+    data = site(mode="weak_grid")
+    data["grid_connection"] = {"import_limit_w": 800e3, "export_limit_w": 0}
+    cfg = parse_backtest_config(data)
+    load, pv = days_of_load(5)
+    trace, r = run_series(cfg, datetime(2025, 6, 1), STEP, load, pv)
+    assert r["unserved_kwh"] == pytest.approx(0.0, abs=1e-6)
+    assert trace.grid_w.max() <= 800e3 + 1e-6 and trace.grid_w.min() >= -1e-6
+    assert r["site"]["grid_import_kwh"] > 0
+
+
+def test_the_diesel_baseline_is_sized_n_plus_1_and_burns_by_the_curve() -> None:
+    unit = GensetConfig(id="t", rated_power_w=1.5e6).spec()
+    b = diesel_only(np.full(96, 1.125e6), 900.0, unit)  # a day at 75 % of one unit
+    assert b.units == 2 and b.starts == 1
+    assert b.fuel_l == pytest.approx(24 * 294.6) and b.engine_h == pytest.approx(24.0)
+    peak = diesel_only(np.array([4.3e6, 1.0e6]), 3600.0, unit)
+    assert peak.units == 4
+    # with PV and no battery: the trucks carry the load less PV, never under their minimum loading
+    sunny = diesel_only(np.full(4, 1.125e6), 3600.0, unit, pv_w=np.array([0.0, 0.5e6, 1.125e6, 2e6]))
+    at_min = unit.fuel.l_per_h(0.3)
+    assert sunny.units == 2 and sunny.fuel_l == pytest.approx(294.6 + unit.fuel.l_per_h(0.625e6 / 1.5e6)
+                                                              + 2 * at_min)
+
+
+def test_the_example_off_grid_site_file_loads() -> None:
+    cfg = load_backtest_config(ROOT / "config" / "offgrid-site.yaml")
+    assert cfg.microgrid is not None and len(cfg.microgrid.gensets) == 2
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"mode": "weak_grid"}, "import_limit_w"),
+    ({"start_soc": 0.9}, "start_soc"),
+    ({"gensets": [{"id": "g", "rated_power_w": 1e6, "fuel_l_per_h": [50, 40, 60, 70, 80]}]}, "fuel_l_per_h"),
+    ({"mode": "islanded"}, "mode"),
+])
+def test_a_bad_microgrid_section_names_the_field(change: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError, match=field):
+        parse_backtest_config(site(**change))
+
+
+def test_ems_backtest_on_an_off_grid_site_compares_with_diesel_trucks(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    load, pv = days_of_load(3)
+    for name, series in (("load.csv", load), ("pv.csv", pv)):  # hourly, timestamped
+        rows = [f"2025-06-{1 + h // 24:02d}T{h % 24:02d}:00:00,{w / 1000:.1f}" for h, w in enumerate(series[::4])]
+        (tmp_path / name).write_text("timestamp,kW\n" + "\n".join(rows) + "\n")
+    cmd = [sys.executable, "-m", "ems.cli", "backtest", "--config", str(ROOT / "config" / "offgrid-site.yaml"),
+           "--load", str(tmp_path / "load.csv"), "--pv", str(tmp_path / "pv.csv"), "--out", str(tmp_path / "out"),
+           "--quiet"]
+    done = subprocess.run([*cmd, "--battery-sweep", "0.5,2"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert "diesel-only" in done.stdout
+    out = json.loads((tmp_path / "out" / "offgrid.json").read_text())
+    assert {"unserved_kwh", "diesel_litres", "baseline_diesel_litres", "co2_saved_kg", "genset_starts"} <= set(out)
+    assert out["baseline"]["units"] == 2  # a 2 MW peak on 2 MW trucks: N + 1
+    assert [r["battery_wh"] for r in out["battery_sweep"]] == [6e6, 24e6] and "battery 24 MWh" in done.stdout
+    # a bad section: the field named, exit 2, no traceback
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((ROOT / "config" / "offgrid-site.yaml").read_text().replace("stop_soc: 0.80", "stop_soc: 0.20"))
+    done = subprocess.run([*cmd[:5], str(bad), *cmd[6:]], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 2 and "start_soc" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_live_site_file_takes_the_section_and_ems_run_refuses_what_it_cannot_run() -> None:
+    import yaml
+
+    from ems.config import parse_config
+    from ems.step_params import step_params
+
+    data = yaml.safe_load((ROOT / "config" / "hil-site.yaml").read_text())
+    data["grid_connection"] = {**data.get("grid_connection", {}), "import_limit_w": 500_000}
+    weak = parse_config(data | {"microgrid": {"mode": "weak_grid"}})
+    assert weak.microgrid is not None and weak.microgrid.live_refusal(False, True) is None
+    p = step_params(weak).microgrid
+    assert p is not None and p.mode is Mode.WEAK_GRID and p.import_limit_w == 500_000
+    with_gensets = parse_config(data | {"microgrid": {"mode": "weak_grid",
+                                                      "gensets": [{"id": "g", "rated_power_w": 1e6}]}})
+    assert "gensets" in (with_gensets.microgrid.live_refusal(True, False) or "")  # type: ignore[union-attr]
+    off = parse_config(data | {"microgrid": {"mode": "off_grid"}}).microgrid
+    assert off is not None and off.live_refusal(False, False) is None  # off-grid runs live
+    assert "failover" in (off.live_refusal(False, True) or "")  # no grid to lose
+    two = parse_config(data | {"microgrid": {"mode": "off_grid", "gensets": [
+        {"id": "g1", "rated_power_w": 1e6}, {"id": "g2", "rated_power_w": 1e6}]}}).microgrid
+    assert two is not None and "one genset" in (two.live_refusal(True, False) or "")
+    one = parse_config(data | {"microgrid": {"mode": "off_grid", "gensets": [{"id": "g1", "rated_power_w": 1e6}]}})
+    assert one.microgrid is not None and "`genset` device" in (one.microgrid.live_refusal(False, False) or "")
+    assert one.microgrid.live_refusal(True, False) is None
+    assert step_params(parse_config(data)).microgrid is None  # no section: today's behaviour
+
+
+def test_a_reload_cannot_change_the_mode_or_the_gensets_only_their_tuning() -> None:
+    import yaml
+
+    from ems.config import parse_config
+    from ems.config_reload import needs_restart
+
+    data = yaml.safe_load((ROOT / "config" / "offgrid-sim-site.yaml").read_text())
+    running = parse_config(data)
+    tuned = parse_config({**data, "microgrid": {**data["microgrid"], "start_soc": 0.25}})
+    assert needs_restart(running, tuned) == []
+    grid = parse_config({**data, "microgrid": {**data["microgrid"], "mode": "grid_connected"}})
+    assert "microgrid.mode" in needs_restart(running, grid)
+    two = parse_config({**data, "microgrid": {**data["microgrid"], "gensets": [
+        *data["microgrid"]["gensets"], {"id": "gen-2", "rated_power_w": 2e6}]}})
+    assert "microgrid.gensets (added or removed)" in needs_restart(running, two)
