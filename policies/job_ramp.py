@@ -16,7 +16,7 @@ Pure: the caller supplies the time, the announcements and the battery's room.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -55,7 +55,8 @@ class Ramp:
     rack_ids: tuple[str, ...]
     step_w: float
     until_s: float
-    rack_rate_w_per_s: float | None  # per rack, where the GPUs ramp
+    rack_rate_w_per_s: float | None  # per rack, where the GPUs ramp (when it began)
+    at_s: float = 0.0  # the step's time
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,13 +96,21 @@ def decide(now_s: float, steps: list[JobStep], racks: RacksReading, discharge_ro
         sharing = 1 + sum(r.lever == "gpu" for r in ramps.values())
         if step_w <= room_w or not rampable:
             until = s.at_s + min(step_w / p.rate_w_per_s, MAX_RAMP_S) + p.settle_s
-            ramp = Ramp(s.job, s.event, "battery", s.rack_ids, step_w, until, None)
+            ramp = Ramp(s.job, s.event, "battery", s.rack_ids, step_w, until, None, s.at_s)
         else:
             until = s.at_s + min(step_w * sharing / p.rate_w_per_s, MAX_RAMP_S) + p.settle_s
-            ramp = Ramp(s.job, s.event, "gpu", rampable, step_w, until, _rack_rate(p, sharing, len(rampable)))
+            ramp = Ramp(s.job, s.event, "gpu", rampable, step_w, until, _rack_rate(p, sharing, len(rampable)), s.at_s)
         ramps[(s.job, s.event)] = ramp
         began.append(ramp)
-    # jobs ramping at once share the rate: together they move the grid no faster than one
+    # jobs ramping at once share the rate: together they move the grid no faster than one; a ramp
+    # that now shares it is held at least as long as its whole step takes at its share (never
+    # shortened: racks let go before their step is done would jump at their own ramp)
+    gpu = [r for r in ramps.values() if r.lever == "gpu"]
+    for key, r in list(ramps.items()):
+        if r.lever == "gpu":
+            until = r.at_s + min(r.step_w * len(gpu) / p.rate_w_per_s, MAX_RAMP_S) + p.settle_s
+            if until > r.until_s:
+                ramps[key] = replace(r, until_s=until)
     gpu = [r for r in ramps.values() if r.lever == "gpu"]
     profiles: dict[str, SmoothingProfile | None] = {}
     for r in gpu:

@@ -81,6 +81,17 @@ def test_jobs_at_once_share_the_rate_and_the_battery_room() -> None:
     assert [r.lever for r in began] == ["battery", "gpu"]
 
 
+def test_a_ramp_that_comes_to_share_the_rate_is_held_longer_never_shorter() -> None:
+    _, _, _, state = job_ramp.decide(98.0, [_start()], RACKS, 0.0, 0.0, 0.0, PARAMS, job_ramp.JobRampState())
+    alone = state.ramps[("j1", "start")].until_s
+    assert alone == pytest.approx(100.0 + 80_000 / 2_000 + 10.0)
+    other = job_ramp.JobStep("j2", "start", RACKS.rack_ids[:2], 120.0, None)
+    _, _, _, state = job_ramp.decide(118.0, [_start(), other], RACKS, 0.0, 0.0, 0.0, PARAMS, state)
+    assert state.ramps[("j1", "start")].until_s == pytest.approx(100.0 + 2 * 80_000 / 2_000 + 10.0)
+    _, _, _, state = job_ramp.decide(170.0, [_start()], RACKS, 0.0, 0.0, 0.0, PARAMS, state)
+    assert state.ramps[("j1", "start")].until_s == pytest.approx(100.0 + 2 * 80_000 / 2_000 + 10.0)
+
+
 def test_a_long_period_does_not_step_over_the_window_and_no_ramp_is_endless() -> None:
     slow = job_ramp.JobRampParams(rate_w_per_s=0.01, lead_s=5.0, settle_s=10.0, period_s=60.0)
     # a period that begins 50 s before the step (the lead is 5 s) still takes it
