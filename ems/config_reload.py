@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ems.config import SiteConfig
 
-_RESTART_SECTIONS = ("site", "meter", "bess_units", "genset", "racks", "mqtt", "http", "state", "simulation")
+_RESTART_SECTIONS = ("site", "meter", "bess_units", "genset", "racks", "mqtt", "http", "state", "simulation", "ha")
 
 
 def needs_restart(running: SiteConfig, new: SiteConfig) -> list[str]:

@@ -19,7 +19,7 @@ import json
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ from ems.smoothing_loop import Armed, smoothing_loop
 from ems.status import site_status
 from ems.tariff.calendar import local_seconds
 from ems.transitions import TransitionObserver
+from ems.write_gate import WriteGate
 from policies import grid_ramp
 from policies.island import IslandActions
 
@@ -118,6 +119,8 @@ class Controller:
         if self.gpu is not None:
             self.actuators.profiles = SmoothingProfileWriter(cfg.mqtt.topic_prefix, rack_ids)
         self.restored = self.persisted.restore(self)
+        self.write_gate: WriteGate | None = None  # active/standby (ems/ha): no writes while it says no
+        self.jobs: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []  # more background tasks
 
     @property
     def last(self) -> PeriodResult | None:
@@ -134,7 +137,14 @@ class Controller:
         self.actions.apply_pending(self.controls)  # what operators asked since the last period (bounded)
         snap = self.controls.apply(snap)  # operator: units in maintenance, timed reverts
         islanded = fo is not None and fo.islanded
-        if fo is not None and islanded:
+        gate = self.write_gate
+        if gate is not None and not gate.may_write():
+            # standby (or an active whose lease could run out): decide, keep state warm, write nothing
+            result = await self._step(snap)
+            if self.smoother is not None:
+                self.smoother.arm(None)
+            writes = 0
+        elif fo is not None and islanded:
             # island: grid-trading policies stand down; grid-forming units balance the load
             if self.smoother is not None:
                 self.smoother.arm(None)
@@ -152,6 +162,8 @@ class Controller:
                 writes += await self._apply_island(fo.island_step(snap), snap)
             else:
                 writes += await self.actuators.sync_caps({})  # after a (re)connect: re-assert or clear retained caps
+        if gate is not None:
+            gate.note_writes(writes)
         self.step_state = result.state
         self.last_setpoint_w = result.setpoint_w
         self._account(snap)
@@ -199,6 +211,8 @@ class Controller:
             validity=self.reader.validity, periods_clamped=s.periods_clamped,
             forced_w=None if self.controls.force is None else self.controls.force.setpoint_w,
             smoothing=self._smoothing_status())
+        if self.write_gate is not None:
+            status["ha"] = self.write_gate.describe()
         reader, act = self.reader, self.actuators
         read_at = {} if reader.last_meter is None else {"meter": reader.last_meter.read_at_s}
         for io in reader.units:
@@ -303,6 +317,7 @@ class Controller:
                     background.append(tg.create_task(self.failover.run(), name="failover"))
                 if self.planner is not None:
                     background.append(tg.create_task(self.planner.run(), name="planner"))
+                background += [tg.create_task(job(), name=name) for name, job in self.jobs]
                 fast = None if self.smoother is None else tg.create_task(self.smoother.run(), name="smoothing")
                 try:
                     await self._periods(stop)  # cancelled by the group if a background task fails
@@ -334,7 +349,15 @@ class Controller:
                 await asyncio.wait_for(stop.wait(), next_t - time.perf_counter())
 
     async def shutdown(self) -> None:
-        """Leave every unit at 0 W and release rack caps; best effort, bounded in time."""
+        """Leave every unit at 0 W and release rack caps; best effort, bounded in time. A
+        standby (or an active that can no longer be sure of its lease) writes nothing."""
+        if self.write_gate is not None and not self.write_gate.may_write():
+            self.persisted.save(self)
+            self.events.record("controller_stopped", self.clock.wall(), None, writes=False)
+            self.reader.close()
+            if self.failover is not None:
+                self.failover.close()
+            return
         not_told = await self.actuators.zero_all()
         self.last_setpoint_w = 0.0
         self.persisted.save(self)
