@@ -88,6 +88,10 @@ async def _run(cfg: SiteConfig, speed: float, path: Path | None = None, mqtt_url
         from ems.ha.attach import attach
 
         attach(controller, cfg.ha, ha_id)
+    if cfg.fleet is not None:  # the site's link to the fleet (docs/fleet.md)
+        from ems.fleet.attach import attach_link
+
+        attach_link(controller, cfg.fleet)
     if path is not None:
         # SIGHUP re-reads the site file: applied at the next period, or refused with the reason
         # (an event and a log line) while the running configuration stays
@@ -124,6 +128,20 @@ def _run_status(controller: Controller) -> int:
     failure = controller.background_failure
     if failure is not None:
         print(f"ems run: stopped because a background task failed: {failure!r}", file=sys.stderr)
+        return EXIT_RUNTIME
+    return 0
+
+
+def cmd_fleet(args: argparse.Namespace) -> int:
+    from ems.fleet.service import FleetServiceError, serve
+    from ems.fleet.settings import load_fleet_config
+
+    cfg = load_fleet_config(args.config)
+    logs.configure("console", "info")
+    try:
+        asyncio.run(serve(cfg))
+    except FleetServiceError as exc:
+        print(f"ems fleet: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
     return 0
 
@@ -381,6 +399,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--before", type=int, help="page: only events with a smaller id")
     e.add_argument("--json", action="store_true", help="one JSON object per line")
     e.set_defaults(func=cmd_events)
+
+    f = sub.add_parser("fleet", help="the fleet service: JetStream -> PostgreSQL, and the fleet page/API "
+                       "(docs/fleet.md)")
+    f.add_argument("--config", required=True, type=Path)
+    f.set_defaults(func=cmd_fleet)
 
     a = sub.add_parser("agent", help="the rack agent of a GPU node: NVML power, caps and smoothing over MQTT "
                                      "(docs/agent.md)")

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from ems.config import SiteConfig
 
-_RESTART_SECTIONS = ("site", "meter", "bess_units", "genset", "racks", "mqtt", "http", "state", "simulation", "ha")
+_RESTART_SECTIONS = ("site", "meter", "bess_units", "genset", "racks", "mqtt", "http", "state", "simulation", "ha",
+                     "fleet")
 
 
 def needs_restart(running: SiteConfig, new: SiteConfig) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -86,7 +87,7 @@ def assert_one_writer_per_epoch(writes: list[tuple[float, str, int]]) -> None:
     assert all(len(h) == 1 for h in holders.values()), holders
     spans = {e: (min(t for t, _, ep in writes if ep == e), max(t for t, _, ep in writes if ep == e)) for e in holders}
     ordered = sorted(spans)
-    for a, b in zip(ordered, ordered[1:], strict=False):
+    for a, b in itertools.pairwise(ordered):
         assert spans[a][1] < spans[b][0], f"epoch {a} still wrote after epoch {b} began"
 
 

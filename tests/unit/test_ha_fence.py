@@ -43,7 +43,7 @@ def test_a_renewal_that_cannot_land_before_the_guard_is_refused() -> None:
 
 
 def test_bad_nats_url_names_the_field() -> None:
-    with pytest.raises(ConfigError, match="ha.nats_url"):
+    with pytest.raises(ConfigError, match=r"ha\.nats_url"):
         parse_config(site_dict("mqtt://127.0.0.1:1883", ha={"nats_url": "http://x"}))
 
 
