@@ -37,12 +37,12 @@ tick();setInterval(tick,2000);</script></body></html>"""
 
 def app(dsn: str, stale_after_s: float) -> web.Application:
     a = web.Application()
+    held: dict[str, psycopg.AsyncConnection[Any]] = {}  # the API's one connection, opened when first needed
 
     async def conn() -> psycopg.AsyncConnection[Any]:
-        c: psycopg.AsyncConnection[Any] | None = a.get("conn")
+        c = held.get("conn")
         if c is None or c.closed:
-            c = await psycopg.AsyncConnection.connect(dsn, connect_timeout=5, autocommit=True)
-            a["conn"] = c
+            c = held["conn"] = await psycopg.AsyncConnection.connect(dsn, connect_timeout=5, autocommit=True)
         return c
 
     async def fleet(_req: web.Request) -> web.Response:
@@ -53,7 +53,7 @@ def app(dsn: str, stale_after_s: float) -> web.Application:
                                   "ORDER BY site")
                 rows = await cur.fetchall()
         except psycopg.Error as exc:
-            a.pop("conn", None)
+            held.pop("conn", None)
             return web.json_response({"error": f"PostgreSQL: {exc}"}, status=503)
         now = dt.datetime.now(dt.UTC)
         sites = []
@@ -82,7 +82,7 @@ def app(dsn: str, stale_after_s: float) -> web.Application:
                     (req.match_info["site"], minutes))
                 rows = await cur.fetchall()
         except psycopg.Error as exc:
-            a.pop("conn", None)
+            held.pop("conn", None)
             return web.json_response({"error": f"PostgreSQL: {exc}"}, status=503)
         return web.json_response({"site": req.match_info["site"],
                                   "minutes": [{**r, "ts": r["ts"].timestamp()} for r in rows]})
@@ -90,8 +90,8 @@ def app(dsn: str, stale_after_s: float) -> web.Application:
     async def page(_req: web.Request) -> web.Response:
         return web.Response(text=_PAGE, content_type="text/html")
 
-    async def close(app_: web.Application) -> None:
-        c = app_.get("conn")
+    async def close(_app: web.Application) -> None:
+        c = held.get("conn")
         if c is not None:
             await c.close()
 
