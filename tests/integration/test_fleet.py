@@ -150,9 +150,9 @@ async def test_malformed_messages_are_kept_aside_and_the_rest_flows(fleet: Fleet
     nc = await nats.connect(fleet.nats_url)
     js = nc.jetstream()
     await fleet_stream_ready(fleet)
-    for raw in (b"not json", b"[1,2]", b'{"site": "x"}', json.dumps({"site": "x", "source": "s", "seq": "1",
-                                                                        "kind": "status", "ts": 1, "body": {}}).encode(),
-                json.dumps({"site": "x", "source": "s", "seq": 1, "kind": "status", "ts": 1e30, "body": {}}).encode()):
+    bad_seq = {"site": "x", "source": "s", "seq": "1", "kind": "status", "ts": 1, "body": {}}
+    bad_ts = {"site": "x", "source": "s", "seq": 1, "kind": "status", "ts": 1e30, "body": {}}
+    for raw in (b"not json", b"[1,2]", b'{"site": "x"}', json.dumps(bad_seq).encode(), json.dumps(bad_ts).encode()):
         await js.publish(f"{fleet.prefix}.x.status", raw)
     await nc.close()
     link = fleet.link("site-c", fleet.nats_url)
