@@ -121,6 +121,7 @@ class Controller:
         self.restored = self.persisted.restore(self)
         self.write_gate: WriteGate | None = None  # active/standby (ems/ha): no writes while it says no
         self.jobs: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []  # more background tasks
+        self.run_now = asyncio.Event()  # a period at once, not at the next tick (a standby just promoted)
 
     @property
     def last(self) -> PeriodResult | None:
@@ -345,8 +346,21 @@ class Controller:
             if now > next_t:  # overrun: skip the periods we missed, do not bunch up
                 self.stats.overruns += 1
                 next_t += math.ceil((now - next_t) / period_real) * period_real
+            await self._sleep(stop, next_t - time.perf_counter())
+
+    async def _sleep(self, stop: asyncio.Event, timeout_s: float) -> None:
+        """Until the next period, `stop`, or (under a lease, ems/ha) `run_now`."""
+        if self.write_gate is None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), next_t - time.perf_counter())
+                await asyncio.wait_for(stop.wait(), timeout_s)
+            return
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.run_now.wait())]
+        try:
+            await asyncio.wait(waits, timeout=max(timeout_s, 0.0), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        self.run_now.clear()
 
     async def shutdown(self) -> None:
         """Leave every unit at 0 W and release rack caps; best effort, bounded in time. A

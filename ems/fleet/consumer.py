@@ -15,7 +15,6 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 
-import nats
 import nats.errors
 import nats.js.errors
 import structlog
@@ -26,6 +25,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from ems.fleet.settings import FleetServiceConfig
 from ems.fleet.store import FleetStore, FleetStoreError, MalformedMessage, Row, parse
 from ems.fleet.subjects import ensure_stream
+from ems.nats_conn import connect
 
 log = structlog.get_logger("ems.fleet")
 
@@ -47,8 +47,7 @@ class FleetConsumer:
         self._nc: Client | None = None
 
     async def connect(self) -> None:
-        self._nc = await nats.connect(self.cfg.nats_url, allow_reconnect=True, max_reconnect_attempts=-1,
-                                      reconnect_time_wait=0.5, name="ems-fleet")
+        self._nc = await connect(self.cfg.nats_url, "ems-fleet", 5.0, 0.5)
         js = self._nc.jetstream(timeout=5.0)
         await ensure_stream(js, self.cfg.stream, self.cfg.subject_prefix, self.cfg.retention_days, 5.0)
 

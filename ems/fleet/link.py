@@ -17,7 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import nats
 import nats.errors
 import structlog
 from nats.aio.client import Client
@@ -28,6 +27,7 @@ from ems.fleet.settings import FleetLinkConfig
 from ems.fleet.subjects import ensure_stream, msg_id, subject
 from ems.fleet.summary import MinuteHistory, status_summary
 from ems.model.errors import EmsError
+from ems.nats_conn import connect
 from ems.published import PeriodResult
 
 log = structlog.get_logger("ems.fleet")
@@ -91,9 +91,8 @@ class FleetLink:
             return
         if self._nc is None:
             try:
-                self._nc = await nats.connect(self.cfg.nats_url, connect_timeout=self.cfg.request_timeout_s,
-                                              allow_reconnect=True, max_reconnect_attempts=-1,
-                                              reconnect_time_wait=0.5, name=f"ems-fleet-{self.site}")
+                self._nc = await connect(self.cfg.nats_url, f"ems-fleet-{self.site}", self.cfg.request_timeout_s,
+                                         0.5)
                 await ensure_stream(self._nc.jetstream(), self.cfg.stream, self.cfg.subject_prefix,
                                     self.cfg.retention_days, self.cfg.request_timeout_s)
             except (TimeoutError, nats.errors.Error, OSError) as exc:

@@ -100,6 +100,39 @@ def _text(v: Any) -> str | None:
     return v if isinstance(v, str) else None
 
 
+_INSERT = {
+    "status": "INSERT INTO fleet_status (site, source, seq, ts, grid_w, soc, mode, reason, flex_w, body) "
+              "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+    "events": "INSERT INTO fleet_events (site, source, seq, ts, kind, reason, data) VALUES (%s,%s,%s,%s,%s,%s,%s) "
+              "ON CONFLICT DO NOTHING",
+    "history": "INSERT INTO fleet_history (site, source, seq, ts, grid_avg_w, grid_max_w, soc_avg, battery_avg_w, "
+               "samples, reason) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+}
+_LATEST = ("INSERT INTO fleet_sites AS s (site, ts, grid_w, soc, mode, reason, alarms, flex_w, body) "
+           "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (site) DO UPDATE SET ts=EXCLUDED.ts, "
+           "grid_w=EXCLUDED.grid_w, soc=EXCLUDED.soc, mode=EXCLUDED.mode, reason=EXCLUDED.reason, "
+           "alarms=EXCLUDED.alarms, flex_w=EXCLUDED.flex_w, body=EXCLUDED.body, updated_at=clock_timestamp() "
+           "WHERE s.ts < EXCLUDED.ts")
+
+
+def _params(r: Row) -> tuple[Any, ...]:
+    b, key = r.body, (r.site, r.source, r.seq, r.ts)
+    if r.kind == "status":
+        return (*key, _num(b.get("grid_w")), _num(b.get("soc")), _text(b.get("mode")), _text(b.get("reason")),
+                _num(b.get("flex_w")), Jsonb(b))
+    if r.kind == "events":
+        return (*key, str(b.get("kind", "?")), _text(b.get("reason")), Jsonb(b.get("data") or {}))
+    return (*key, _num(b.get("grid_avg_w")), _num(b.get("grid_max_w")), _num(b.get("soc_avg")),
+            _num(b.get("battery_avg_w")), int(_num(b.get("samples")) or 0), _text(b.get("reason")))
+
+
+def _latest(r: Row) -> tuple[Any, ...]:
+    b = r.body
+    alarms = b.get("alarms") if isinstance(b.get("alarms"), list) else []
+    return (r.site, r.ts, _num(b.get("grid_w")), _num(b.get("soc")), _text(b.get("mode")), _text(b.get("reason")),
+            Jsonb(alarms), _num(b.get("flex_w")), Jsonb(b))
+
+
 class FleetStore:
     def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
         self.conn = conn
@@ -131,49 +164,27 @@ class FleetStore:
         self._partitions.add((table, day))
 
     async def store(self, rows: list[Row]) -> int:
-        """Insert a batch in one transaction; rows already stored are skipped. Returns the new ones."""
+        """Insert a batch in one transaction (one statement per kind, pipelined); rows already
+        stored are skipped; each site's latest status moves `fleet_sites`. Returns the new rows."""
         try:
             for r in rows:
                 await self._ensure_partition(f"fleet_{r.kind}", r.ts.date())
             new = 0
+            latest: dict[str, Row] = {}
             async with self.conn.transaction(), self.conn.cursor() as cur:
+                for kind in ("status", "events", "history"):
+                    batch = [r for r in rows if r.kind == kind]
+                    if batch:
+                        await cur.executemany(_INSERT[kind], [_params(r) for r in batch])
+                        new += max(cur.rowcount, 0)
                 for r in rows:
-                    new += await self._insert(cur, r)
+                    if r.kind == "status" and (r.site not in latest or latest[r.site].ts < r.ts):
+                        latest[r.site] = r
+                if latest:
+                    await cur.executemany(_LATEST, [_latest(r) for r in latest.values()])
             return new
         except psycopg.Error as exc:
             raise FleetStoreError(f"PostgreSQL: {exc}") from exc
-
-    async def _insert(self, cur: psycopg.AsyncCursor[Any], r: Row) -> int:
-        b, key = r.body, (r.site, r.source, r.seq, r.ts)
-        if r.kind == "status":
-            await cur.execute(
-                "INSERT INTO fleet_status (site, source, seq, ts, grid_w, soc, mode, reason, flex_w, body) "
-                "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
-                (*key, _num(b.get("grid_w")), _num(b.get("soc")), _text(b.get("mode")), _text(b.get("reason")),
-                 _num(b.get("flex_w")), Jsonb(b)))
-            inserted = cur.rowcount
-            alarms = b.get("alarms") if isinstance(b.get("alarms"), list) else []
-            await cur.execute(
-                "INSERT INTO fleet_sites AS s (site, ts, grid_w, soc, mode, reason, alarms, flex_w, body) "
-                "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (site) DO UPDATE SET ts=EXCLUDED.ts, "
-                "grid_w=EXCLUDED.grid_w, soc=EXCLUDED.soc, mode=EXCLUDED.mode, reason=EXCLUDED.reason, "
-                "alarms=EXCLUDED.alarms, flex_w=EXCLUDED.flex_w, body=EXCLUDED.body, updated_at=clock_timestamp() "
-                "WHERE s.ts < EXCLUDED.ts",
-                (r.site, r.ts, _num(b.get("grid_w")), _num(b.get("soc")), _text(b.get("mode")),
-                 _text(b.get("reason")), Jsonb(alarms), _num(b.get("flex_w")), Jsonb(b)))
-            return inserted
-        if r.kind == "events":
-            await cur.execute(
-                "INSERT INTO fleet_events (site, source, seq, ts, kind, reason, data) VALUES (%s,%s,%s,%s,%s,%s,%s) "
-                "ON CONFLICT DO NOTHING",
-                (*key, str(b.get("kind", "?")), _text(b.get("reason")), Jsonb(b.get("data") or {})))
-            return cur.rowcount
-        await cur.execute(
-            "INSERT INTO fleet_history (site, source, seq, ts, grid_avg_w, grid_max_w, soc_avg, battery_avg_w, samples,"
-            " reason) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
-            (*key, _num(b.get("grid_avg_w")), _num(b.get("grid_max_w")), _num(b.get("soc_avg")),
-             _num(b.get("battery_avg_w")), int(_num(b.get("samples")) or 0), _text(b.get("reason"))))
-        return cur.rowcount
 
     async def reject(self, subject: str, error: str, raw: bytes) -> None:
         try:

@@ -18,7 +18,6 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
@@ -27,6 +26,7 @@ from nats.js.kv import KeyValue
 
 from ems.ha.settings import HaConfig
 from ems.model.errors import EmsError
+from ems.nats_conn import connect
 
 KEY = "leader"
 STATE_KEY = "state"
@@ -76,9 +76,8 @@ class KvLease:
         creating them where they do not exist yet."""
         if self._nc is None:
             try:
-                self._nc = await nats.connect(self.cfg.nats_url, connect_timeout=max(self.cfg.request_timeout_s, 1.0),
-                                              allow_reconnect=True, max_reconnect_attempts=-1,
-                                              reconnect_time_wait=0.2, name=f"ems-ha-{self.holder}")
+                self._nc = await connect(self.cfg.nats_url, f"ems-ha-{self.holder}",
+                                         max(self.cfg.request_timeout_s, 1.0), 0.2)
             except (TimeoutError, nats.errors.Error, OSError) as exc:
                 raise LeaseUnavailable(f"cannot connect to {self.cfg.nats_url}: {exc}") from exc
         js = self._nc.jetstream(timeout=self.cfg.request_timeout_s)

@@ -101,12 +101,13 @@ async def test_lease_is_taken_once_and_passes_on_only_after_expiry() -> None:
         held = await a.try_acquire()
         assert held is not None
         assert await b.try_acquire() is None
-        held = await a.renew(held)
+        for _ in range(15):  # while a renews, for three TTLs, b never gets it
+            held = await a.renew(held)
+            assert await b.try_acquire() is None
+            await asyncio.sleep(0.1)
         assert (await b.current() or ({}, 0))[0]["holder"] == "a"
-        t0 = time.monotonic()
-        while (taken := await b.try_acquire()) is None:
+        while (taken := await b.try_acquire()) is None:  # a stops renewing: the server lets the key expire
             await asyncio.sleep(0.01)
-        assert time.monotonic() - t0 >= 0.5 * 0.9  # not before the TTL (server-side expiry)
         assert taken.epoch > held.epoch
         with pytest.raises(LeaseLost):
             await a.renew(held)
