@@ -61,12 +61,17 @@ class Kill:
 
 class HaPair:
     def __init__(self, folder: Path, mqtt_url: str, nats_url: str, period_s: float = 0.2,
-                 heartbeat_timeout_s: float = 2.0) -> None:
+                 heartbeat_timeout_s: float = 2.0, nats_urls: dict[str, str] | None = None) -> None:
+        """`nats_urls`: each controller's own way to NATS (a relay a campaign can cut), by holder."""
         self.folder = folder
         self.bucket = f"ems_bench_{uuid.uuid4().hex[:10]}"
         self.cfg = pair_site(mqtt_url, nats_url, self.bucket, period_s, heartbeat_timeout_s)
         self.site_path = folder / "site.yaml"
         self.site_path.write_text(yaml.safe_dump(self.cfg))
+        self.site_paths = {h: self.site_path for h in HOLDERS}
+        for h, url in (nats_urls or {}).items():  # the same site file but for the way to NATS
+            self.site_paths[h] = folder / f"site-{h}.yaml"
+            self.site_paths[h].write_text(yaml.safe_dump({**self.cfg, "ha": {**self.cfg["ha"], "nats_url": url}}))
         self.truth_path = folder / "truth.json"
         self.procs: dict[str, asyncio.subprocess.Process] = {}
         self.sim: asyncio.subprocess.Process | None = None
@@ -90,7 +95,7 @@ class HaPair:
         before = self.count(holder, "ha_nats_up")
         (self.folder / holder).mkdir(exist_ok=True)
         self.procs[holder] = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "ems.cli", "run", "--config", str(self.site_path), "--state-dir",
+            sys.executable, "-m", "ems.cli", "run", "--config", str(self.site_paths[holder]), "--state-dir",
             str(self.folder / holder), "--ha-id", holder, "--log-format", "json",
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         end = time.monotonic() + 20.0
@@ -147,8 +152,8 @@ class HaPair:
         return Kill(holder, epoch, wall, acked)
 
     async def takeover(self, kill: Kill, timeout_s: float = 10.0) -> tuple[float, int] | None:
-        """Seconds from the kill to the other controller's first write in a newer epoch, and
-        how many acknowledged events its log lacks."""
+        """Seconds from the kill (or cut) to the other controller's first write in a newer epoch,
+        and how many acknowledged events its log lacks."""
         other = next(h for h in HOLDERS if h != kill.holder)
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:
@@ -158,6 +163,23 @@ class HaPair:
                 return first[0]["wall_s"] - kill.wall_s, len(kill.acknowledged - have)
             await asyncio.sleep(0.01)
         return None
+
+    async def cut_active(self, relays: dict[str, Any]) -> Kill:
+        """Cut the lease holder off from NATS (its relay), the process left running."""
+        holder, epoch = await self.wait_active_writing()
+        state = await self.lease.get_state() or {}
+        relays[holder].cut()
+        return Kill(holder, epoch, time.time(), frozenset(str(e.get("origin")) for e in state.get("events") or []))
+
+    def fenced_before(self, kill: Kill) -> bool:
+        """The cut-off active's last write came before the other's first write in a newer epoch."""
+        other = next(h for h in HOLDERS if h != kill.holder)
+        fenced = [e for e in self.events(kill.holder, "ha_fenced") if e["data"].get("epoch") == kill.epoch]
+        first = [e for e in self.events(other, "ha_writing") if int(e["data"].get("epoch") or 0) > kill.epoch]
+        if not fenced or not first:
+            return False
+        last = fenced[-1]["data"].get("last_write_wall_s")
+        return last is None or float(last) < float(first[0]["wall_s"])
 
     def two_writer_epochs(self) -> int:
         """Epochs in which more than one controller wrote (from both event logs)."""

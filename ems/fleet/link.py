@@ -84,7 +84,18 @@ class FleetLink:
                     self._state(False, str(exc))
                     await asyncio.sleep(0.5)
         finally:
+            await self._flush(2.0)
             await self.close()
+
+    async def _flush(self, within_s: float) -> None:
+        """At a stop: what the outbox holds (the controller's last events), if the link is up;
+        what does not go now stays in the outbox for the next start."""
+        if self._nc is None or not self._nc.is_connected:
+            return
+        with contextlib.suppress(FleetLinkDown, TimeoutError):
+            async with asyncio.timeout(within_s):
+                while await self._send_batch():
+                    pass
 
     async def _connect(self) -> None:
         if self._nc is not None and self._nc.is_connected:
