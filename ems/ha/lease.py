@@ -111,6 +111,12 @@ class KvLease:
             revision = await self._call(kv.create(KEY, self._value(0)))
         except LeaseLost:
             return None
+        except LeaseUnavailable as exc:
+            # the key expired between create's two requests (the client re-reads a key it could not
+            # create): contended, not unreachable; the next poll tries again
+            if isinstance(exc.__cause__, nats.js.errors.KeyNotFoundError):
+                return None
+            raise
         # the epoch is the create's revision; written into the value with the first renewal
         return Holding(self.holder, revision, revision)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from typing import Any, Literal
 import structlog
 
 from ems.events import Event, EventLog
+from ems.ha import peer
 from ems.ha.fence import Fence
 from ems.ha.lease import Holding, KvLease, LeaseLost, LeaseUnavailable
 from ems.ha.settings import HaConfig
@@ -49,6 +51,9 @@ class HaRole:
         self._first_write_wall_s: float | None = None
         self._last_write_wall_s: float | None = None
         self._writing = False
+        self.no_promote_until_s = -math.inf  # promised to the active while NATS is down (ems/ha/peer.py)
+        self.failsafe = False  # writing on the standby's word while NATS does not answer
+        self._peer_server: asyncio.Server | None = None
         events.subscribe(self._on_event)
 
     # --- what the control loop asks --------------------------------------------------
@@ -81,11 +86,13 @@ class HaRole:
 
     def describe(self) -> dict[str, Any]:
         return {"role": self.role, "holder": self.holder, "epoch": self.epoch, "nats": self.nats_ok,
-                "writing": self._writing}
+                "writing": self._writing, "failsafe": self.failsafe}
 
     # --- the task ----------------------------------------------------------------------
     async def run(self) -> None:
         try:
+            if self.cfg.peer_listen is not None:
+                self._peer_server = await peer.serve(self.cfg.peer_listen, self._answer_peer)
             while True:
                 await self._once()
         finally:
@@ -104,9 +111,37 @@ class HaRole:
             self._nats(True, None)
         except LeaseUnavailable as exc:
             self._nats(False, str(exc))
-            await asyncio.sleep(self.cfg.poll_every_s)
+            if self.holding is not None and self.cfg.peer is not None:
+                await self._failsafe()
+            await asyncio.sleep(self.cfg.renew_every_s if self.holding is not None else self.cfg.poll_every_s)
+
+    async def _failsafe(self) -> None:
+        """NATS does not answer: ask the standby whether it sees NATS; write on only on its grant."""
+        assert self.holding is not None and self.cfg.peer is not None
+        sent = self.monotonic()
+        answer = await peer.ask(self.cfg.peer, {"holder": self.holder, "epoch": self.holding.epoch,
+                                                "ttl_s": self.cfg.lease_ttl_s}, self.cfg.request_timeout_s)
+        granted = answer is not None and answer.get("granted") is True
+        if granted:
+            self.fence.renewed(sent)
+        if granted != self.failsafe:
+            self.failsafe = granted
+            self.events.record("ha_failsafe" if granted else "ha_failsafe_refused", self.wall(), None,
+                               holder=self.holder, epoch=self.holding.epoch,
+                               peer=None if answer is None else answer.get("holder"))
+            log.warning("NATS down: writing on the standby's word" if granted else
+                        "NATS down and the standby does not vouch: stopping writes before the lease can expire")
+
+    def _answer_peer(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Grant the active a lease's time only if we cannot reach NATS either and are not active."""
+        granted = self.holding is None and self.nats_ok is False
+        if granted:
+            self.no_promote_until_s = max(self.no_promote_until_s, self.monotonic() + self.cfg.lease_ttl_s)
+        return {"holder": self.holder, "role": self.role, "nats_ok": self.nats_ok, "granted": granted}
 
     async def _try_promote(self) -> None:
+        if self.monotonic() < self.no_promote_until_s:
+            return  # promised to the active while NATS was down
         sent = self.monotonic()
         h = await self.lease.try_acquire()
         if h is None:
@@ -133,11 +168,30 @@ class HaRole:
         try:
             self.holding = await self.lease.renew(self.holding)
         except LeaseLost:
-            self._demote("lease_lost")
+            if not (self.failsafe and await self._retake()):
+                self._demote("lease_lost")
             return
+        if self.failsafe:
+            self.failsafe = False
+            self.events.record("ha_failsafe_end", self.wall(), None, holder=self.holder, epoch=self.holding.epoch)
         self.fence.renewed(sent)
         if self.fence.may_write(self.monotonic()):  # a handover that could land after expiry is not put
             await self.lease.put_state(self.handover())
+
+    async def _retake(self) -> bool:
+        """Back from a NATS outage written through on the standby's word: our key expired meanwhile.
+        Take it again (a new epoch) if nobody else has; the fence from the grant still runs."""
+        sent = self.monotonic()
+        h = await self.lease.try_acquire()
+        if h is None:
+            return False
+        self.fence.renewed(sent)
+        old, self.holding = self.holding, h
+        self.failsafe = False
+        self._writing = False  # the next write is the first of the new epoch
+        self.events.record("ha_retaken", self.wall(), None, holder=self.holder, epoch=h.epoch,
+                           previous_epoch=None if old is None else old.epoch)
+        return True
 
     def handover(self) -> dict[str, Any]:
         assert self.holding is not None
@@ -194,6 +248,8 @@ class HaRole:
     async def _stop(self) -> None:
         """A clean stop: release the lease so the standby takes over without waiting for the TTL.
         The caller has finished writing (the loop's shutdown ran first)."""
+        if self._peer_server is not None:
+            self._peer_server.close()
         h, self.holding = self.holding, None
         self.fence.revoke()
         if h is not None:

@@ -21,6 +21,10 @@ class HaConfig(Strict):
                            description="the active stops writing this long before its lease can expire")
     request_timeout_s: float = Field(default=0.2, gt=0, le=10, description="each NATS request")
     handover_events: int = Field(default=200, ge=0, le=10_000, description="recent events kept in the handover")
+    peer_listen: str | None = Field(default=None, pattern=r"^[^\s:]*:\d{1,5}$",
+                                    description="host:port where this controller answers its peer (NATS outage)")
+    peer: str | None = Field(default=None, pattern=r"^[^\s:]+:\d{1,5}$",
+                             description="host:port of the other controller's peer_listen")
 
     @model_validator(mode="after")
     def _renewal_fits(self) -> HaConfig:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from ems.broker import free_port
 from ems.events import EventLog
 from ems.ha.lease import KvLease, LeaseLost
 from ems.ha.role import HaRole
@@ -191,3 +192,51 @@ async def test_nats_down_promotes_nobody_and_the_active_says_so(pair: Pair, tmp_
     finally:
         await pair.close()
         server.stop()
+
+
+async def test_nats_down_with_a_peer_that_vouches_keeps_the_active_writing(pair: Pair, tmp_path: Path) -> None:
+    server = PrivateNats(tmp_path / "js")
+    server.start()
+    try:
+        bucket, pa, pb = unique("failsafe"), f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+        a = pair.add(ha_cfg(server.url, bucket, peer_listen=pa, peer=pb), "a")
+        await until(lambda: a.role == "active")
+        b = pair.add(ha_cfg(server.url, bucket, peer_listen=pb, peer=pa), "b")
+        await asyncio.sleep(0.3)
+        server.stop()
+        await until(lambda: a.failsafe, 5.0)  # b cannot see NATS either: it vouches
+        writes_before = sum(1 for _, h, _ in pair.writes if h == "a")
+        await asyncio.sleep(5 * a.cfg.lease_ttl_s)  # far beyond the lease: a still writes, b never promotes
+        assert sum(1 for _, h, _ in pair.writes if h == "a") > writes_before + 50
+        assert a.may_write() and b.role == "standby" and b.events.count("ha_promoted") == 0
+        assert a.events.count("ha_failsafe") == 1 and a.describe()["failsafe"] is True
+        server.start()  # back: a takes its expired key again (a new epoch) or b takes it; never both
+        await until(lambda: a.nats_ok is True and b.nats_ok is True, 10.0)
+        await until(lambda: [a.role, b.role].count("active") == 1 and not a.failsafe, 5.0)
+        await asyncio.sleep(0.5)
+        assert [a.role, b.role].count("active") == 1
+        assert_one_writer_per_epoch(pair.writes)
+    finally:
+        await pair.close()
+        server.stop()
+
+
+async def test_a_partition_with_a_peer_still_fences_the_active(pair: Pair) -> None:
+    url = shared_nats_or_skip()
+    relay = Relay(int(url.rsplit(":", 1)[1]))
+    await relay.start()
+    bucket, pa, pb = unique("partition_peer"), f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    try:
+        a = pair.add(ha_cfg(relay.url, bucket, peer_listen=pa, peer=pb), "a")
+        await until(lambda: a.role == "active" and any(h == "a" for _, h, _ in pair.writes))
+        b = pair.add(ha_cfg(url, bucket, peer_listen=pb, peer=pa), "b")
+        await asyncio.sleep(0.3)
+        relay.cut()  # a cannot see NATS, b can: b refuses to vouch
+        await until(lambda: b.role == "active", 3.0)
+        await until(lambda: any(h == "b" for _, h, _ in pair.writes), 2.0)
+        assert not a.failsafe and a.events.count("ha_failsafe") == 0
+        a_last = max(t for t, h, _ in pair.writes if h == "a")
+        assert a_last < min(t for t, h, _ in pair.writes if h == "b")
+        assert_one_writer_per_epoch(pair.writes)
+    finally:
+        await relay.close()
