@@ -54,6 +54,9 @@ class HaRole:
         self.no_promote_until_s = -math.inf  # promised to the active while NATS is down (ems/ha/peer.py)
         self.failsafe = False  # writing on the standby's word while NATS does not answer
         self._peer_server: asyncio.Server | None = None
+        # what our log already holds (after a restart too), so a handover never records an event twice
+        for e in events.query(limit=1000):
+            self.imported.add(str(e.data.get("origin") or f"{holder}:{e.id}"))
         events.subscribe(self._on_event)
 
     # --- what the control loop asks --------------------------------------------------
@@ -202,14 +205,17 @@ class HaRole:
         """The old active's acknowledged events, recorded here once each (keyed by origin)."""
         if state is None:
             return
+        items: list[tuple[str, float, str | None, dict[str, Any]]] = []
         for e in state.get("events") or []:
             origin = str(e.get("origin"))
             if origin in self.imported or not isinstance(e.get("data"), dict):
                 continue
             self.imported.add(origin)
             data = {k: v for k, v in e["data"].items() if k not in ("origin", "handed_over_from")}
-            self.events.record(str(e.get("kind")), float(e.get("wall_s", 0.0)), e.get("reason"), **data,
-                               origin=origin, handed_over_from=state.get("holder"))
+            reason = e.get("reason")
+            items.append((str(e.get("kind")), float(e.get("wall_s", 0.0)), reason if isinstance(reason, str) else None,
+                          {**data, "origin": origin, "handed_over_from": state.get("holder")}))
+        self.events.record_many(items)  # one commit for the lot: the first write must not wait on fsyncs
 
     def _on_event(self, event: Event) -> None:
         origin = event.data.get("origin") or f"{self.holder}:{event.id}"
