@@ -195,3 +195,25 @@ async def fleet_stream_ready(fleet: Fleet) -> None:
 
 async def _count(fleet: Fleet, table: str, n: int) -> bool:
     return (await fleet.rows(f"SELECT count(*) FROM {table}"))[0][0] >= n
+
+
+async def test_two_replicas_share_the_durable_consumer(fleet: Fleet) -> None:
+    fleet.service = fleet.service.model_copy(update={"batch": 20})  # many fetches: both replicas get some
+    first = await fleet.start_consumer()
+    second = FleetConsumer(fleet.service, await FleetStore.connect(fleet.dsn))
+    await second.connect()
+    fleet.tasks.append(asyncio.create_task(second.run(fleet.stop)))
+    try:
+        t0 = time.time()
+        for s in range(10):
+            link = fleet.link(f"site-{s}", fleet.nats_url)
+            for i in range(100):
+                link.outbox.append("status", t0 + i, status(i))
+        await until(lambda: _count(fleet, "fleet_status", 1000))
+        await asyncio.sleep(0.5)
+        assert await fleet.rows("SELECT count(*) FROM fleet_status") == [(1000,)]
+        assert first.stats.stored + second.stats.stored == 1000
+        assert first.stats.stored > 0 and second.stats.stored > 0  # JetStream shared the batches
+    finally:
+        await second.close()
+        await second.store.close()
