@@ -60,6 +60,9 @@ class EventLog:
         self._open_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._listeners: list[Callable[[Event], None]] = []
+        # added to the data of each event recorded (not of a batch handed over): the active's lease
+        # epoch while it writes (ems/ha), so every write it records carries the epoch it was made in
+        self.context: dict[str, Any] = {}
 
     def subscribe(self, listener: Callable[[Event], None]) -> Callable[[], None]:
         """Call `listener` with each event once it is durable (from the recording thread;
@@ -69,6 +72,8 @@ class EventLog:
 
     def record(self, kind: str, wall_s: float, reason: str | None = None, **data: Any) -> Event:
         """Append an event; durable when this returns."""
+        if self.context:
+            data = {**self.context, **data}
         body = json.dumps(data, default=str, separators=(",", ":"))
         with self._lock:
             cur = self._db.execute("INSERT INTO events (wall_s, kind, reason, data) VALUES (?, ?, ?, ?)",

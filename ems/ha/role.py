@@ -83,6 +83,7 @@ class HaRole:
             self._writing = True
             self._first_write_wall_s = wall
             self._writes_in_epoch = 0
+            self.events.context = {"ha_holder": self.holder, "ha_epoch": self.holding.epoch}
             self.events.record("ha_writing", wall, None, holder=self.holder, epoch=self.holding.epoch)
         self._writes_in_epoch += writes
         self._last_write_wall_s = wall
@@ -192,6 +193,7 @@ class HaRole:
         old, self.holding = self.holding, h
         self.failsafe = False
         self._writing = False  # the next write is the first of the new epoch
+        self.events.context = {}
         self.events.record("ha_retaken", self.wall(), None, holder=self.holder, epoch=h.epoch,
                            previous_epoch=None if old is None else old.epoch)
         return True
@@ -225,6 +227,7 @@ class HaRole:
 
     def _fenced(self, why: str) -> None:
         self._writing = False
+        self.events.context = {}
         self.events.record("ha_fenced", self.wall(), None, holder=self.holder,
                            epoch=None if self.holding is None else self.holding.epoch, why=why,
                            writes=self._writes_in_epoch, first_write_wall_s=self._first_write_wall_s,
