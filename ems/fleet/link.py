@@ -6,6 +6,9 @@ batches, each message with its id in `Nats-Msg-Id` (JetStream drops a duplicate 
 window; `ems fleet` drops any later one by its key), and deletes a batch once JetStream has
 acknowledged all of it. While NATS cannot be reached the outbox grows, and the link says
 so once (an event); when it is back, the backlog goes out in order before anything newer.
+How many messages are in flight adapts (additive increase, multiplicative decrease, as TCP):
+a batch that times out halves the window, a whole batch acknowledged widens it, so a hundred
+sites replaying at once after an outage do not time each other out for ever.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class FleetLink:
         self._nc: Client | None = None
         self.up: bool | None = None
         self.sent = 0
+        self.window = min(cfg.batch, 32)  # messages in flight, between 1 and cfg.batch
         self._wake = asyncio.Event()
         events.subscribe(self._on_event)
 
@@ -122,7 +126,7 @@ class FleetLink:
 
     async def _send_batch(self) -> int:
         """One batch from the head of the outbox; the number acknowledged."""
-        pending = self.outbox.head(self.cfg.batch)
+        pending = self.outbox.head(self.window)
         if not pending:
             return 0
         assert self._nc is not None
@@ -140,7 +144,10 @@ class FleetLink:
             self.sent += sum(1 for p in pending if p.seq <= acked)
         failed = next((r for r in results if isinstance(r, BaseException)), None)
         if failed is not None:
+            self.window = max(1, self.window // 2)
             raise FleetLinkDown(f"{type(failed).__name__}: {failed}")
+        if len(pending) == self.window:
+            self.window = min(self.cfg.batch, self.window + 8)
         return len(pending)
 
     def _state(self, up: bool, why: str | None) -> None:

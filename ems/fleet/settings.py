@@ -20,7 +20,7 @@ class FleetLinkConfig(Strict):
     subject_prefix: str = Field(default="ems.fleet", pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
     status_every_s: float = Field(default=1.0, gt=0, le=3600, description="site seconds between status messages")
     outbox_max: int = Field(default=2_000_000, ge=1000, le=100_000_000, description="messages kept while down")
-    batch: int = Field(default=256, ge=1, le=10_000, description="messages in flight while replaying")
+    batch: int = Field(default=256, ge=1, le=10_000, description="most messages in flight while replaying")
     request_timeout_s: float = Field(default=2.0, gt=0, le=60)
     retention_days: float = Field(default=7.0, gt=0, le=3650, description="the stream's max age, if it creates it")
 
