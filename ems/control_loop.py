@@ -120,7 +120,7 @@ class Controller:
             self.actuators.profiles = SmoothingProfileWriter(cfg.mqtt.topic_prefix, rack_ids)
         self.restored = self.persisted.restore(self)
         self.write_gate: WriteGate | None = None  # active/standby (ems/ha): no writes while it says no
-        self.jobs: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []  # more background tasks
+        self.side_tasks: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []  # more background tasks
         self.run_now = asyncio.Event()  # a period at once, not at the next tick (a standby just promoted)
 
     @property
@@ -318,7 +318,7 @@ class Controller:
                     background.append(tg.create_task(self.failover.run(), name="failover"))
                 if self.planner is not None:
                     background.append(tg.create_task(self.planner.run(), name="planner"))
-                background += [tg.create_task(job(), name=name) for name, job in self.jobs]
+                background += [tg.create_task(job(), name=name) for name, job in self.side_tasks]
                 fast = None if self.smoother is None else tg.create_task(self.smoother.run(), name="smoothing")
                 try:
                     await self._periods(stop)  # cancelled by the group if a background task fails

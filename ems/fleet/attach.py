@@ -18,5 +18,5 @@ def attach_link(ctl: Controller, cfg: FleetLinkConfig) -> FleetLink:
     link = FleetLink(cfg, ctl.cfg.site, None if state_dir is None else state_dir / "fleet_outbox.db", ctl.events,
                      ctl.clock.wall, (lambda: True) if gate is None else gate.may_write)
     ctl.observers.append(link.observe)
-    ctl.jobs.append(("fleet", link.run))
+    ctl.side_tasks.append(("fleet", link.run))
     return link

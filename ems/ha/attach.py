@@ -23,7 +23,7 @@ def attach(ctl: Controller, cfg: HaConfig, holder: str | None = None) -> HaRole:
     role = HaRole(cfg, ctl.cfg.site, holder or socket.gethostname(), ctl.events, ctl.clock.wall,
                   lambda: state_of(ctl), lambda state: _promoted(ctl, state))
     ctl.write_gate = role
-    ctl.jobs.append(("ha", role.run))
+    ctl.side_tasks.append(("ha", role.run))
     if ctl.failover is not None:
         ctl.failover.may_fire = role.may_write
     return role
