@@ -30,9 +30,10 @@ bench: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python -m drivers.profile_docs > docs/register-maps.md
 
-# the dashboard on the real-time HIL site, after its first paint and after a forced 0 W (headless Chromium)
+# the dashboard on the real-time HIL site, after its first paint and after a forced 0 W, and with the demo's
+# ramp limit and the fast smoothing loop (headless Chromium)
 screenshots: $(STAMP)
-	EMS_DASHBOARD_SCREENSHOTS=docs $(BIN)/python -m pytest -q tests/browser/test_dashboard_hil.py
+	EMS_DASHBOARD_SCREENSHOTS=docs $(BIN)/python -m pytest -q tests/browser/test_dashboard_hil.py tests/browser/test_dashboard_smoothing.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

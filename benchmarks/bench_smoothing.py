@@ -13,7 +13,9 @@ in which the grid's, or the load's, 1-s average moved more than the limit), band
 (grid RMS / load RMS in the band), energy_cost_share (battery losses and GPU floor filler
 over the site's energy), extra_equivalent_cycles (battery throughput smoothing adds, per
 day). Run three times: with the battery and the GPU lever, with the battery alone, and
-with the period step alone (the baseline of the costs). `--quick`: 40 minutes.
+with the period step alone (the baseline of the costs). Then steep job starts and stops
+with a small battery, announced by the scheduler and not (`job_steps`, 2 h). `--quick`:
+40 minutes (20 of the job steps).
 """
 
 from __future__ import annotations
@@ -41,9 +43,10 @@ OSC_LIMIT_W = 0.01 * RATING_W
 BAND_HZ = (0.1, 20.0)
 
 
-def site(gpu: bool = True) -> dict[str, Any]:
+def site(gpu: bool = True, filler: bool = False) -> dict[str, Any]:
     port = iter(range(20000, 20010))
-    return {
+    extra = {"filler": {"port": 20010, "profile": "filler_v1"}} if filler else {}
+    return {**extra,
         "site": "bench-smoothing",
         "control": {"period_s": 1.0},
         "meter": {"port": next(port), "profile": "meter_v1", "average_s": 1.0},
@@ -52,21 +55,50 @@ def site(gpu: bool = True) -> dict[str, Any]:
         "racks": {"rows": 4, "racks_per_row": 16, "nameplate_w": NAMEPLATE_W},
         "policies": {"battery": {"soc_min": 0.1, "soc_max": 0.95},
                      "smoothing": {"rate_hz": 50, "tau_s": 20.0, "gpu": gpu, "gpu_floor_fraction": 0.7,
-                                   "gpu_ramp_w_per_s": 4000.0}},
+                                   "gpu_ramp_w_per_s": 4000.0, "filler": filler}},
         "grid_connection": {"ramp_limit_w": RAMP_LIMIT_W, "ramp_window_s": 60.0,
                             "oscillation_limit_w_rms": OSC_LIMIT_W, "oscillation_band_hz": list(BAND_HZ)},
     }
 
 
-def plant(seed: int = 11) -> PlantConfig:
+def plant(seed: int = 11, steep_jobs: bool = False, filler_w: float | None = None) -> PlantConfig:
+    """The bench's plant; `steep_jobs`: jobs of 20 minutes that start and stop within a second,
+    and a battery of 2 x 100 kW too small to take such a step (the job-ramp scenario);
+    `filler_w`: a load bank of that rating."""
+    jobs = {"mean_job_s": 1200.0, "mean_idle_s": 600.0, "ramp_s": 1.0} if steep_jobs else \
+        {"mean_job_s": 4 * 3600.0, "mean_idle_s": 1800.0, "ramp_s": 60.0}
     return PlantConfig.model_validate({
         "seed": seed, "pue": PUE,
-        "bess": [{"capacity_wh": 4e6, "rated_power_w": 2e6, "initial_soc": 0.6, "ramp_w_per_s": 20e6,
-                  "heartbeat_timeout_s": 0.0}],
+        "filler": None if filler_w is None else {"rated_power_w": filler_w, "response_s": 0.1},
+        "bess": [{"capacity_wh": 4e6 if not steep_jobs else 400e3, "rated_power_w": 2e6 if not steep_jobs else 100e3,
+                  "initial_soc": 0.6, "ramp_w_per_s": 20e6, "heartbeat_timeout_s": 0.0}],
         "racks": {"model": "training", "racks_per_job": 16, "swing_low_fraction": 0.3, "swing_high_fraction": 1.0,
-                  "swing_hz_min": 0.2, "swing_hz_max": 3.0, "mean_job_s": 4 * 3600.0, "mean_idle_s": 1800.0,
-                  "ramp_s": 60.0, "checkpoint_every_s": 1800.0, "checkpoint_s": 30.0, "checkpoint_fraction": 0.3},
+                  "swing_hz_min": 0.2, "swing_hz_max": 3.0, "checkpoint_every_s": 1800.0, "checkpoint_s": 30.0,
+                  "checkpoint_fraction": 0.3, **jobs},
     })
+
+
+def job_steps(seconds: float) -> dict[str, Any]:
+    """Steep job starts and stops that the battery cannot take, announced by the scheduler or not."""
+    cfg = parse_config(site(gpu=True), "bench")
+    runs = {ann: simulate(cfg, plant(steep_jobs=True), seconds, announce_jobs=ann) for ann in (True, False)}
+    on, off = runs[True], runs[False]
+    # neither announced nor ramped: a load bank of 1 MW takes the stops (it cannot help a start)
+    filled = simulate(parse_config(site(gpu=True, filler=True), "bench"), plant(steep_jobs=True, filler_w=1e6),
+                      seconds, announce_jobs=False)
+    grid_v, minutes = ramp_violations(on.grid_w, on.tick_s, RAMP_LIMIT_W)
+    return {
+        "seconds": seconds, "minutes": minutes, "grid_ramp_violations": grid_v,
+        "unannounced_grid_ramp_violations": ramp_violations(off.grid_w, off.tick_s, RAMP_LIMIT_W)[0],
+        "load_ramp_violations": ramp_violations(on.load_w, on.tick_s, RAMP_LIMIT_W)[0],
+        "jobs_ramped": on.job_ramps_gpu, "gpu_held_back_wh": on.held_back_wh,
+        "unannounced_gpu_held_back_wh": off.held_back_wh,
+        "filler_grid_ramp_violations": ramp_violations(filled.grid_w, filled.tick_s, RAMP_LIMIT_W)[0],
+        "filler_falling_violations": falling_violations(filled.grid_w, filled.tick_s, RAMP_LIMIT_W),
+        "unannounced_falling_violations": falling_violations(off.grid_w, off.tick_s, RAMP_LIMIT_W),
+        "filler_load_wh": filled.filler_load_wh,
+        "filler_energy_share": filled.filler_load_wh / (float(np.mean(filled.load_w)) * seconds / 3600.0),
+    }
 
 
 def ramp_violations(power_w: np.ndarray, tick_s: float, limit_w: float) -> tuple[int, int]:
@@ -75,6 +107,14 @@ def ramp_violations(power_w: np.ndarray, tick_s: float, limit_w: float) -> tuple
     seconds = power_w[: power_w.size // per_s * per_s].reshape(-1, per_s).mean(axis=1)
     minutes = seconds[: seconds.size // 60 * 60].reshape(-1, 60)
     return int((minutes.max(axis=1) - minutes.min(axis=1) > limit_w).sum()), minutes.shape[0]
+
+
+def falling_violations(power_w: np.ndarray, tick_s: float, limit_w: float) -> int:
+    """Violating minutes in which power fell (the last 1-s average below the first)."""
+    per_s = round(1.0 / tick_s)
+    seconds = power_w[: power_w.size // per_s * per_s].reshape(-1, per_s).mean(axis=1)
+    minutes = seconds[: seconds.size // 60 * 60].reshape(-1, 60)
+    return int(((minutes.max(axis=1) - minutes.min(axis=1) > limit_w) & (minutes[:, -1] < minutes[:, 0])).sum())
 
 
 def band_rms(power_w: np.ndarray, tick_s: float, band_hz: tuple[float, float]) -> float:
@@ -135,7 +175,7 @@ def _lines(f: dict[str, Any]) -> list[str]:
 def report(f: dict[str, Any], command: str, wall_s: float) -> str:
     hours = f["seconds"] / 3600.0
     span = f"{hours:g} h" if hours >= 1 else f"{f['seconds'] / 60:g} minutes"
-    b = f["battery_only"]
+    b, j = f["battery_only"], f["job_steps"]
     return "\n".join([
         "## Smoothing",
         "",
@@ -153,6 +193,17 @@ def report(f: dict[str, Any], command: str, wall_s: float) -> str:
         f"The 10 % band figure is reached only with GPU floors, at {100 * f['energy_cost_share']:.0f} % of the "
         f"site's energy; the battery alone leaves {100 * b['band_rms_ratio']:.0f} % (its PCS takes 100 ms to full "
         "power and the loop acts a tick after it reads: the edges of the compute/communication wave get through).",
+        "",
+        f"Job starts and stops (`job_steps` in the JSON): {j['seconds'] / 60:g} minutes of 20-minute jobs that start "
+        "and stop within a second (~700 kW each), with a battery of 2 x 100 kW that cannot take such a step and "
+        f"the GPU lever on. The scheduler announcing them: grid ramp limit exceeded in **{j['grid_ramp_violations']} "
+        f"of {j['minutes']} minutes** ({j['jobs_ramped']} steps ramped on their racks, GPU work held back "
+        f"{j['gpu_held_back_wh'] / 1e3:.0f} kWh, served later); not announced: "
+        f"{j['unannounced_grid_ramp_violations']} (held back {j['unannounced_gpu_held_back_wh'] / 1e3:.0f} kWh); "
+        f"the load alone: {j['load_ramp_violations']}. Not announced, with a 1 MW filler load (off by default) "
+        f"instead: {j['filler_grid_ramp_violations']} minutes, {j['filler_falling_violations']} of them falling "
+        f"(without it {j['unannounced_falling_violations']}: the filler takes the stops, it cannot help a start), "
+        f"burning {j['filler_load_wh'] / 1e3:.0f} kWh ({100 * j['filler_energy_share']:.2f} % of the site's energy).",
     ])
 
 
@@ -215,9 +266,10 @@ def main() -> int:
     on = simulate(parse_config(site(gpu=True), "bench"), plant(), seconds, smoothing_on=True)
     battery = simulate(parse_config(site(gpu=False), "bench"), plant(), seconds, smoothing_on=True)
     off = simulate(parse_config(site(gpu=False), "bench"), plant(), seconds, smoothing_on=False)
-    wall = time.perf_counter() - t0
     f = figures(on, off, seconds)
     f["battery_only"] = figures(battery, off, seconds)
+    f["job_steps"] = job_steps(1200.0 if args.quick else 2 * 3600.0)
+    wall = time.perf_counter() - t0
     command = "python benchmarks/bench_smoothing.py" + (" --quick" if args.quick else "")
     body = report(f, command, wall)
     print(body)

@@ -136,6 +136,13 @@ class SmoothingConfig(Strict):
     gpu_floor_fraction: Fraction = Field(default=0.7, description="of a rack's nameplate, held while a job runs")
     gpu_ramp_w_per_s: float = Field(default=2000.0, gt=0, le=MAX_W, description="per rack")
     gpu_release_after_s: float = Field(default=300.0, ge=0, le=MAX_S)
+    job_ramp_share: Fraction = Field(
+        default=0.5, description="of the grid's ramp limit an announced job start or stop may use where the battery "
+        "cannot take it and its racks ramp instead (0: job steps are not ramped)")
+    job_ramp_lead_s: float = Field(default=5.0, ge=0, le=600,
+                                   description="racks are told to ramp this long before an announced step")
+    filler: bool = Field(default=False, description="the filler load (the site's `filler` device) as the last "
+                         "lever: burns what the battery cannot absorb of a drop; costs its energy")
 
 
 class PoliciesConfig(Strict):
@@ -344,6 +351,9 @@ class SiteConfig(SiteDevices):
             unknown = set(self.failover.shed_order) - set(self.racks.row_ids())
             if unknown:
                 raise ValueError(f"failover.shed_order names unknown rows: {sorted(unknown)}")
+        sm = self.policies.smoothing
+        if sm is not None and sm.filler and self.filler is None:
+            raise ValueError("policies.smoothing.filler needs a filler device (the site file's `filler` section)")
         return self
 
 

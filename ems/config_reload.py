@@ -1,17 +1,17 @@
 """Which changes of the site file apply without a restart.
 
 Policy parameters, control tuning (except the period), failover tuning and logging apply at
-the next period. Devices, racks, broker, HTTP, state directory and the arbitrage planner
-(built at start-up) need a restart: a reload that changes them is refused, and the running
-configuration stays.
+the next period. Devices, racks, broker, HTTP, state directory, the arbitrage planner and
+smoothing's fast loop and levers (built at start-up) need a restart: a reload that changes
+them is refused, and the running configuration stays.
 """
 
 from __future__ import annotations
 
 from ems.config import SiteConfig
 
-_RESTART_SECTIONS = ("site", "meter", "bess_units", "genset", "racks", "mqtt", "http", "state", "simulation", "ha",
-                     "fleet")
+_RESTART_SECTIONS = ("site", "meter", "bess_units", "genset", "filler", "racks", "mqtt", "http", "state",
+                     "simulation", "ha", "fleet")
 
 
 def needs_restart(running: SiteConfig, new: SiteConfig) -> list[str]:
@@ -23,4 +23,9 @@ def needs_restart(running: SiteConfig, new: SiteConfig) -> list[str]:
         changed.append("failover (added or removed)")
     if running.policies.arbitrage != new.policies.arbitrage:
         changed.append("policies.arbitrage")
+    # the fast loop, the GPU lever, the job ramps and the filler are built at start-up with these
+    if running.policies.smoothing != new.policies.smoothing:
+        changed.append("policies.smoothing")
+    elif running.policies.smoothing is not None and running.grid_connection != new.grid_connection:
+        changed.append("grid_connection (the fast loop's limits)")
     return changed

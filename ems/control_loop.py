@@ -39,7 +39,9 @@ from ems.events import EventLog
 from ems.failover.manager import FailoverManager
 from ems.gather import SiteReader
 from ems.gpu_lever import gpu_lever
+from ems.job_ramps import job_ramps
 from ems.model.errors import ConfigError
+from ems.model.racks import SmoothingProfile
 from ems.model.reasons import Reason
 from ems.model.snapshot import SiteSnapshot
 from ems.mqtt_link import MqttLink, NotConnected
@@ -49,12 +51,12 @@ from ems.persistence import ControllerState
 from ems.planning.live import live_planner
 from ems.planning.settings import site_tariff
 from ems.published import PeriodResult, Published
-from ems.smoothing_loop import Armed, smoothing_loop
+from ems.smoothing_loop import Armed, SmoothingLoop, smoothing_loop
 from ems.status import site_status
 from ems.tariff.calendar import local_seconds
 from ems.transitions import TransitionObserver
 from ems.write_gate import WriteGate
-from policies import grid_ramp
+from policies import grid_ramp, job_ramp
 from policies.island import IslandActions
 
 log = structlog.get_logger("ems.loop")
@@ -89,7 +91,9 @@ class Controller:
         self.store = RackTelemetryStore(rack_ids, cfg.racks.nameplate_w, cfg.racks.telemetry_stale_after_s)
         self.reader = SiteReader(cfg, clock, self.store)
         caps = RackCapWriter(cfg.mqtt.topic_prefix, rack_ids)
-        self.mqtt = MqttLink(cfg.mqtt, self.store, clock, on_connect=caps.forget)
+        self.jobs = job_ramps(cfg)  # announced job starts and stops ramped, where the site allows GPU levers
+        self.mqtt = MqttLink(cfg.mqtt, self.store, clock, on_connect=caps.forget,
+                             jobs=None if self.jobs is None else self.jobs.book)
         self.actuators = Actuators(self.reader.units, self.reader.genset, caps, self._publish_retained,
                                    self.reader.health, cfg.control.setpoint_deadband_w)
         overrides = cfg.http.overrides_file or (None if state_dir is None else state_dir / "overrides.json")
@@ -116,7 +120,7 @@ class Controller:
         self.smoother = smoothing_loop(cfg, clock)  # the fast loop, where the site file asks for smoothing
         self.actuators.fast = self.smoother
         self.gpu = gpu_lever(cfg)
-        if self.gpu is not None:
+        if self.gpu is not None or self.jobs is not None:
             self.actuators.profiles = SmoothingProfileWriter(cfg.mqtt.topic_prefix, rack_ids)
         self.restored = self.persisted.restore(self)
         self.write_gate: WriteGate | None = None  # active/standby (ems/ha): no writes while it says no
@@ -156,9 +160,8 @@ class Controller:
         else:
             result = await self._step(snap)
             writes = await self.actuators.write_units(snap, result.unit_setpoints_w, islanded=False)
-            if self.gpu is not None and self.smoother is not None:
-                writes += await self.actuators.sync_profiles(self.gpu.decide(snap, result, self.smoother.swing_w,
-                                                                          self.smoother.grid_band.rms))
+            if self.smoother is not None and self.actuators.profiles is not None:
+                writes += await self.actuators.sync_profiles(self._rack_profiles(snap, result, self.smoother))
             if fo is not None:  # after a reconnection: caps ramp back, the genset stops
                 writes += await self._apply_island(fo.island_step(snap), snap)
             else:
@@ -169,6 +172,22 @@ class Controller:
         self.last_setpoint_w = result.setpoint_w
         self._account(snap)
         return await self._publish(snap, result, writes, time.perf_counter() - t0, lateness_s, islanded)
+
+    def _rack_profiles(self, snap: SiteSnapshot, result: StepResult, fast: SmoothingLoop
+                       ) -> dict[str, SmoothingProfile | None]:
+        """The GPU lever's profiles and the job ramps', one per rack (the higher floor, the slower ramp)."""
+        profiles: dict[str, SmoothingProfile | None] = dict.fromkeys(snap.racks.rack_ids)
+        if self.gpu is not None:
+            profiles = self.gpu.decide(snap, result, fast.swing_w, fast.grid_band.rms)
+        if self.jobs is not None:
+            ramps, began = self.jobs.decide(snap, result, fast.swing_w)
+            for rid, p in ramps.items():
+                profiles[rid] = job_ramp.combine(profiles.get(rid), p)
+            for r in began:
+                self.events.record("job_ramp", self.clock.wall(), Reason.JOB_RAMP.code if r.lever == "gpu" else None,
+                                   job=r.job, job_event=r.event, lever=r.lever, racks=len(r.rack_ids),
+                                   step_w=round(r.step_w, 1), rack_ramp_w_per_s=r.rack_rate_w_per_s)
+        return profiles
 
     async def _step(self, snap: SiteSnapshot) -> StepResult:
         if self.failover is not None:
@@ -186,7 +205,7 @@ class Controller:
             # forced power, nor without a trusted meter (the safe action holds instead)
             self.smoother.arm(None if self.controls.force is not None or snap.meter is None else Armed(
                 snap.now_s, dict(result.unit_setpoints_w), dict(result.unit_bounds_w), g.import_limit_w,
-                g.export_limit_w))
+                g.export_limit_w, snap.site_load_avg_w))
         return result
 
     async def _apply_island(self, actions: IslandActions, snap: SiteSnapshot) -> int:
@@ -211,7 +230,7 @@ class Controller:
             failover=None if self.failover is None else self.failover.status(), demand=self.demand,
             validity=self.reader.validity, periods_clamped=s.periods_clamped,
             forced_w=None if self.controls.force is None else self.controls.force.setpoint_w,
-            smoothing=self._smoothing_status())
+            smoothing=self._smoothing_status(snap))
         if self.write_gate is not None:
             status["ha"] = self.write_gate.describe()
         reader, act = self.reader, self.actuators
@@ -242,18 +261,30 @@ class Controller:
             observe(r)
         return r
 
-    def _smoothing_status(self) -> dict[str, Any] | None:
+    def _smoothing_status(self, snap: SiteSnapshot) -> dict[str, Any] | None:
         fast = self.smoother
-        if fast is None:
-            return None
-        why = fast.reason
-        gpu = None if self.gpu is None or self.gpu.reason is None else self.gpu.reason.code
         g, ramp_p = self.cfg.grid_connection, self.controls.step_params.grid_ramp
-        allowed = None if ramp_p is None else grid_ramp.envelope(self.clock.monotonic(), ramp_p, self.step_state.ramp)
-        return {"reason": None if why is None else why.code, "owns_setpoints": fast.owns_setpoints,
-                "swing_w": round(fast.swing_w, 1), "ticks": fast.ticks, "gpu": gpu,
+        if fast is None and ramp_p is None:
+            return None
+        # a ramp limit without the fast loop (the 720x demo) still shows its envelope; the fast
+        # loop's own figures are null there
+        why = None if fast is None else fast.reason
+        gpu = None if self.gpu is None or self.gpu.reason is None else self.gpu.reason.code
+        jobs = self.jobs
+        # as of this period's time: on an accelerated clock a period's own work can outlast the window
+        allowed = None if ramp_p is None else grid_ramp.envelope(snap.now_s, ramp_p, self.step_state.ramp)
+        return {"reason": None if why is None else why.code, "owns_setpoints": fast is not None and fast.owns_setpoints,
+                "swing_w": None if fast is None else round(fast.swing_w, 1), "ticks": 0 if fast is None else fast.ticks,
+                "gpu": gpu,
+                # what the filler was last told (null: none, or unknown after a failed write)
+                "filler_w": None if fast is None or fast.filler is None or fast.filler_written_w is None
+                else round(fast.filler_written_w, 1),
+                "jobs": None if jobs is None else {
+                    "reason": None if jobs.reason is None else jobs.reason.code, "ramping": jobs.ramping,
+                    "announced": jobs.book.received, "rejected": jobs.book.malformed + jobs.book.refused_full},
                 # the grid's and the load's (no battery) oscillation in the band, against the limit
-                "grid_band_rms_w": round(fast.grid_band.rms, 1), "load_band_rms_w": round(fast.load_band.rms, 1),
+                "grid_band_rms_w": None if fast is None else round(fast.grid_band.rms, 1),
+                "load_band_rms_w": None if fast is None else round(fast.load_band.rms, 1),
                 "oscillation_limit_w_rms": g.oscillation_limit_w_rms,
                 "ramp": None if ramp_p is None else {
                     "limit_w": ramp_p.limit_w, "window_s": ramp_p.window_s,

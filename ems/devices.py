@@ -28,6 +28,9 @@ class SiteDevices(Protocol):
     @property
     def genset(self) -> ModbusEndpoint | None: ...
 
+    @property
+    def filler(self) -> ModbusEndpoint | None: ...
+
 
 def device_slots(cfg: SiteDevices) -> list[tuple[str, str, ModbusEndpoint]]:
     """(slot, kind it needs, endpoint) for every device the site file names; the slot is the
@@ -37,6 +40,8 @@ def device_slots(cfg: SiteDevices) -> list[tuple[str, str, ModbusEndpoint]]:
         slots += [(f"bess_units.{i}.bms", "bms", unit.bms), (f"bess_units.{i}.pcs", "pcs", unit.pcs)]
     if cfg.genset is not None:
         slots.append(("genset", "genset", cfg.genset))
+    if cfg.filler is not None:
+        slots.append(("filler", "filler", cfg.filler))
     return slots
 
 

@@ -6,14 +6,15 @@ than real time (benchmarks/bench_smoothing.py, docs/smoothing.md): every tick (1
 (policies/smoothing.py) commands the battery around the period's base, split across units
 within their bounds (ems/smoothing_loop.py `split`); every control period the period step
 (ems/period.py) runs on a snapshot read from the plant, arms the fast core, and the GPU
-lever (ems/gpu_lever.py) decides the racks' smoothing profiles. A command takes effect from
+lever (ems/gpu_lever.py) and the job ramps (ems/job_ramps.py, on the plant's own job
+schedule announced as a scheduler would) decide the racks' smoothing profiles. A command takes effect from
 the next tick: the fast loop's latency. `smoothing=False` runs the same site with the
 period step alone, the comparison the figures need.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -21,17 +22,19 @@ import numpy.typing as npt
 from ems.band_rms import BandRms
 from ems.config import SiteConfig
 from ems.gpu_lever import gpu_lever
-from ems.model.racks import RacksReading
+from ems.job_ramps import job_ramps
+from ems.model.racks import RacksReading, SmoothingProfile
 from ems.model.readings import MeterReading, PcsMode
 from ems.model.snapshot import SiteSnapshot, unit_snapshot
 from ems.period import StepState, step
 from ems.plant_read import UnitReader
-from ems.smoothing_loop import Armed, smoothing_params, split
+from ems.smoothing_loop import Armed, site_bounds, smoothing_params, split
 from ems.step_params import step_params
 from ems.time_average import TimeAverage
 from plant.config import PlantConfig
 from plant.plant import Plant
-from policies import smoothing
+from policies import job_ramp, smoothing
+from policies.job_ramp import JobStep
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -49,9 +52,13 @@ class FastRun:
     charged_wh: float
     stored_change_wh: float  # energy in the battery at the end minus at the start
     capacity_wh: float
+    job_ramps_gpu: int = 0  # announced job steps the racks ramped (the battery had not the room)
+    job_ramps_battery: int = 0  # announced job steps the battery took
+    filler_load_wh: float = 0.0  # energy the filler load burned
 
 
-def simulate(cfg: SiteConfig, plant_cfg: PlantConfig, seconds: float, smoothing_on: bool = True) -> FastRun:
+def simulate(cfg: SiteConfig, plant_cfg: PlantConfig, seconds: float, smoothing_on: bool = True,
+             announce_jobs: bool = True) -> FastRun:
     sm = cfg.policies.smoothing
     rate = 20.0 if sm is None else sm.rate_hz
     tick_s = 1.0 / rate
@@ -73,7 +80,12 @@ def simulate(cfg: SiteConfig, plant_cfg: PlantConfig, seconds: float, smoothing_
     params = step_params(cfg)
     g = cfg.grid_connection
     core = smoothing_params(cfg)
+    filler = plant.filler if sm is not None and sm.filler else None
+    if filler is not None:
+        core = replace(core, filler_max_w=filler.cfg.rated_power_w)
     lever = gpu_lever(cfg) if smoothing_on else None
+    jobs = job_ramps(cfg) if smoothing_on and announce_jobs else None
+    commanded: dict[str, SmoothingProfile | None] = dict.fromkeys(rack_ids)
     band = BandRms(g.oscillation_band_hz[0], 10.0)
     loads: list[tuple[float, float]] = []
     n = round(seconds / tick_s)
@@ -81,11 +93,12 @@ def simulate(cfg: SiteConfig, plant_cfg: PlantConfig, seconds: float, smoothing_
     state, fast = StepState(), smoothing.SmoothingState()
     armed: Armed | None = None
     last_setpoint_w, gpu_s = 0.0, 0.0
+    job_ramps_gpu = job_ramps_battery = 0
     nameplate = np.full(len(rack_ids), racks.nameplate_w)
     for k in range(n):
         t = k * tick_s
         grid_w = plant.meter.grid_power_w
-        load_w = grid_w + plant.battery_power_w
+        load_w = grid_w + plant.battery_power_w - (0.0 if plant.filler is None else plant.filler.power_w)
         if k % per_period == 0:
             snaps = tuple(unit_snapshot(uid, *r.read(t), t, 3 * period_s) for uid, r in readers)
             reading = RacksReading(tuple(rack_ids), tuple(r.split("-")[0] for r in rack_ids),
@@ -104,17 +117,32 @@ def simulate(cfg: SiteConfig, plant_cfg: PlantConfig, seconds: float, smoothing_
             last_setpoint_w = result.setpoint_w
             setpoints = result.unit_setpoints_w
             if smoothing_on:
-                armed = Armed(t, dict(setpoints), dict(result.unit_bounds_w), g.import_limit_w, g.export_limit_w)
+                armed = Armed(t, dict(setpoints), dict(result.unit_bounds_w), g.import_limit_w, g.export_limit_w,
+                              snap.site_load_avg_w)
+            swing = max(w for _, w in loads) - min(w for _, w in loads) if len(loads) > 1 else 0.0
+            profiles: dict[str, SmoothingProfile | None] = dict.fromkeys(rack_ids)
             if lever is not None:
-                swing = max(w for _, w in loads) - min(w for _, w in loads) if len(loads) > 1 else 0.0
-                for rid, profile in lever.decide(snap, result, swing, band.rms).items():
-                    plant.racks.command_profile(plant.racks.index[rid], profile, t)
+                profiles = lever.decide(snap, result, swing, band.rms)
                 gpu_s += period_s if lever.reason is not None else 0.0
+            if jobs is not None:  # the scheduler announces what is due within the lead (and a period)
+                for j in plant.racks.upcoming(t, jobs.params.lead_s + period_s):
+                    jobs.book.add(JobStep(j.job, j.event, j.rack_ids, j.at_s, j.step_w))
+                ramps, began = jobs.decide(snap, result, swing)
+                for rid, ramp in ramps.items():
+                    profiles[rid] = job_ramp.combine(profiles.get(rid), ramp)
+                job_ramps_gpu += sum(r.lever == "gpu" for r in began)
+                job_ramps_battery += sum(r.lever == "battery" for r in began)
+            for rid, profile in profiles.items():
+                if profile != commanded[rid]:
+                    plant.racks.command_profile(plant.racks.index[rid], profile, t)
+                    commanded[rid] = profile
         if armed is not None:
-            lo = sum(b[0] for b in armed.bounds_w.values())
-            hi = sum(b[1] for b in armed.bounds_w.values())
-            tick, fast = smoothing.tick(load_w, sum(armed.base_w.values()), lo, hi, tick_s, core, fast)
+            lo, hi = site_bounds(armed, load_w)
+            tick, fast = smoothing.tick(load_w, sum(armed.base_w.values()), lo, hi, tick_s, core, fast,
+                                        armed.start_load_w, armed.import_limit_w)
             setpoints = split(tick.battery_w, armed)
+            if filler is not None:
+                filler.command(tick.filler_w, t)
         for uid, w in setpoints.items():
             plant.units[uid].command_setpoint(w)
         band.add(t, grid_w, tick_s)
@@ -129,4 +157,5 @@ def simulate(cfg: SiteConfig, plant_cfg: PlantConfig, seconds: float, smoothing_
     return FastRun(
         tick_s, load_out, grid_out, batt_out, gpu_s, plant.racks.filler_wh, plant.racks.held_back_wh,
         sum(u.energy_discharged_wh for u in units), sum(u.energy_charged_wh for u in units),
-        sum(u.soc * u.capacity_wh for u in units) - stored0, sum(u.capacity_wh for u in units))
+        sum(u.soc * u.capacity_wh for u in units) - stored0, sum(u.capacity_wh for u in units),
+        job_ramps_gpu, job_ramps_battery, 0.0 if plant.filler is None else plant.filler.energy_wh)

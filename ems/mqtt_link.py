@@ -1,4 +1,4 @@
-"""The controller's MQTT session: rack telemetry in, caps and site status out.
+"""The controller's MQTT session: rack telemetry and job announcements in, caps and site status out.
 
 One connection, re-established after a broker loss with backoff. On every (re)connect
 it resubscribes and tells its listeners, so caps can be re-asserted. Whether it is
@@ -11,13 +11,18 @@ import asyncio
 from collections.abc import Callable
 
 import aiomqtt
+import structlog
 
 from drivers import rack_protocol as rp
+from drivers import scheduler_protocol as sp
 from drivers.racks import RackTelemetryStore
 from ems.clock import Clock
 from ems.config import MqttConfig
+from ems.job_ramps import JobBook
 from ems.model.errors import EmsError
 from ems.mqtt_auth import client_kwargs
+
+log = structlog.get_logger("ems.mqtt")
 
 
 class NotConnected(EmsError):
@@ -26,9 +31,10 @@ class NotConnected(EmsError):
 
 class MqttLink:
     def __init__(self, cfg: MqttConfig, store: RackTelemetryStore, clock: Clock,
-                 on_connect: Callable[[], None] | None = None) -> None:
+                 on_connect: Callable[[], None] | None = None, jobs: JobBook | None = None) -> None:
         self.cfg = cfg
         self.store = store
+        self.jobs = jobs  # the scheduler's announcements, where the site ramps job steps
         self.clock = clock
         self.on_connect = on_connect
         # resolved once, so a missing secret fails at start-up (MqttAuthError), not at a reconnect
@@ -49,6 +55,14 @@ class MqttLink:
             self.publish_failures += 1
             raise NotConnected(topic) from exc
 
+    def _take_job(self, jobs: JobBook, body: bytes) -> None:
+        """An announcement; whatever it holds, the session (and so the controller) carries on."""
+        try:
+            jobs.ingest(body, self.clock.monotonic(), self.clock.wall())
+        except Exception as exc:  # a decoder bug must cost one message, not the site's MQTT session
+            jobs.malformed += 1
+            log.error("job announcement could not be read", error=repr(exc)[:200])
+
     async def run(self) -> None:
         backoff_s = 0.2
         while True:
@@ -56,6 +70,9 @@ class MqttLink:
                 async with aiomqtt.Client(**self._connect, timeout=5.0,
                                           max_queued_incoming_messages=100_000) as client:
                     await client.subscribe(rp.telemetry_wildcard(self.cfg.topic_prefix), qos=0)
+                    jobs_topic = sp.jobs_topic(self.cfg.topic_prefix)
+                    if self.jobs is not None:
+                        await client.subscribe(jobs_topic, qos=1)
                     self._client = client
                     self.connects += 1
                     self.connected.set()
@@ -66,7 +83,11 @@ class MqttLink:
                     ingest, now = self.store.ingest, self.clock.monotonic
                     async for message in client.messages:
                         payload = message.payload
-                        ingest(message.topic.value, payload if isinstance(payload, bytes) else b"", now())
+                        body = payload if isinstance(payload, bytes) else b""
+                        if self.jobs is not None and message.topic.value == jobs_topic:
+                            self._take_job(self.jobs, body)
+                        else:
+                            ingest(message.topic.value, body, now())
             except aiomqtt.MqttError as exc:
                 self._client = None
                 self.connected.clear()

@@ -18,9 +18,10 @@ the GPU lever (policies/gpu_smoothing.py) weighs against the battery's headroom.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 
@@ -35,6 +36,8 @@ from policies import smoothing
 log = structlog.get_logger("ems.smoothing")
 
 MIN_REAL_TICK_S = 0.005  # a site clock so fast that a tick is shorter than this (720x): no fast loop
+FILLER_REFRESH_S = 1.0  # a burning filler's setpoint is written at least this often (its watchdog)
+MAX_FILLER_W = 100e6  # a rating beyond this is a garbled register, not a load bank
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,18 @@ class Armed:
     bounds_w: dict[str, tuple[float, float]]  # each unit's (lo, hi) this period
     import_limit_w: float | None
     export_limit_w: float | None
+    start_load_w: float | None = None  # the period's averaged site load: where a fresh core starts
+
+
+def site_bounds(armed: Armed, load_w: float) -> tuple[float, float]:
+    """The battery's bounds this tick: the units' for the period, within the grid's limits."""
+    lo = sum(b[0] for b in armed.bounds_w.values())
+    hi = sum(b[1] for b in armed.bounds_w.values())
+    if armed.import_limit_w is not None:
+        lo = max(lo, min(load_w - armed.import_limit_w, 0.0))
+    if armed.export_limit_w is not None:
+        hi = min(hi, max(load_w + armed.export_limit_w, 0.0))
+    return lo, hi
 
 
 def split(battery_w: float, armed: Armed) -> dict[str, float]:
@@ -69,6 +84,13 @@ class SmoothingLoop:
         self.period_s = 1.0 / rate_hz
         self.meter = modbus_device("meter/fast", cfg.meter)
         self.pcs = {u.id: modbus_device(f"{u.id}.pcs/fast", u.pcs) for u in cfg.bess_units}
+        sm = cfg.policies.smoothing
+        # the filler load, where the site file has one and allows it: its rating is read from it
+        self.filler = None if cfg.filler is None or sm is None or not sm.filler else \
+            modbus_device("filler/fast", cfg.filler)
+        self.filler_written_w: float | None = None  # None: unknown (never written, or a write failed)
+        self._filler_written_at = -float("inf")
+        self.filler_read_failures = 0
         self.stale_after_s = 3.0 * cfg.control.period_s  # armed by a period this recent, or idle
         self.armed: Armed | None = None
         self.state = smoothing.SmoothingState()
@@ -118,28 +140,47 @@ class SmoothingLoop:
         return self.period_s / self.clock.speed >= MIN_REAL_TICK_S
 
     # --- the loop --------------------------------------------------------------------------
-    async def _tick(self, armed: Armed, dt_s: float) -> None:
+    async def _tick(self, armed: Armed, dt_s: float) -> bool:
+        """One tick; False where the meter or a PCS could not be read (nothing written: after three
+        such ticks the period loop writes the setpoints again)."""
         reads = [self.meter.read_registers_si(("active_power",))]
         reads += [d.read_registers_si(("active_power",)) for d in self.pcs.values()]
-        results = await asyncio.gather(*reads, return_exceptions=True)
+        results = await asyncio.gather(*reads, self._read_filler(), return_exceptions=True)
         for r in results:
             if isinstance(r, BaseException) and not isinstance(r, DriverError):
                 raise r
-        if any(isinstance(r, BaseException) for r in results):
+        *needed, filler = results
+        if any(isinstance(r, BaseException) for r in needed):
             self.read_failures += 1
-            return  # no load figure this tick: the setpoints stay as they are
-        values = [r for r in results if isinstance(r, dict)]
-        load_w = values[0]["active_power"] + sum(v["active_power"] for v in values[1:])
+            return False
+        values = [r for r in needed if isinstance(r, dict)]
+        # the filler's draw is the lever's, not the site's load; unread, it is taken to draw what it
+        # was last told, and gets no more this tick
+        filler_w, rating_w = (self.filler_written_w or 0.0, 0.0) if not isinstance(filler, tuple) else filler
+        load_w = values[0]["active_power"] + sum(v["active_power"] for v in values[1:]) - filler_w
         self.observe(self.clock.monotonic(), load_w, values[0]["active_power"], dt_s)
-        lo = sum(b[0] for b in armed.bounds_w.values())
-        hi = sum(b[1] for b in armed.bounds_w.values())
-        if armed.import_limit_w is not None:
-            lo = max(lo, min(load_w - armed.import_limit_w, 0.0))
-        if armed.export_limit_w is not None:
-            hi = min(hi, max(load_w + armed.export_limit_w, 0.0))
-        t, self.state = smoothing.tick(load_w, sum(armed.base_w.values()), lo, hi, dt_s, self.params, self.state)
+        lo, hi = site_bounds(armed, load_w)
+        t, self.state = smoothing.tick(load_w, sum(armed.base_w.values()), lo, hi, dt_s,
+                                       replace(self.params, filler_max_w=rating_w), self.state,
+                                       armed.start_load_w, armed.import_limit_w)
         self.last = t
-        await self._write(split(t.battery_w, armed))
+        await asyncio.gather(self._write(split(t.battery_w, armed)), self._write_filler(t.filler_w))
+        return True
+
+    async def _read_filler(self) -> tuple[float, float] | None:
+        """The filler's draw and rating, or None (none, unreadable, or a value no load bank has)."""
+        if self.filler is None:
+            return None
+        try:
+            v = await self.filler.read_registers_si(("active_power", "rated_power"))
+        except DriverError:
+            self.filler_read_failures += 1
+            return None
+        draw_w, rating_w = v["active_power"], v["rated_power"]
+        if not (0.0 < rating_w <= MAX_FILLER_W and 0.0 <= draw_w <= 1.1 * rating_w):
+            self.filler_read_failures += 1
+            return None
+        return draw_w, rating_w
 
     async def _write(self, setpoints_w: dict[str, float]) -> None:
         async def one(unit: str, w: float) -> None:
@@ -153,6 +194,22 @@ class SmoothingLoop:
                 self.written_w.pop(unit, None)
 
         await asyncio.gather(*(one(u, w) for u, w in setpoints_w.items()))
+
+    async def _write_filler(self, w: float) -> None:
+        """On a change beyond the deadband, on 0 W exactly, and at least every FILLER_REFRESH_S
+        while it burns: the load bank's watchdog takes a setpoint not refreshed as lost."""
+        if self.filler is None:
+            return
+        last, now = self.filler_written_w, time.monotonic()
+        stale = now - self._filler_written_at >= FILLER_REFRESH_S / self.clock.speed and w > 0.0
+        if last is not None and not stale and (last == w or (w > 0.0 and abs(last - w) < self.params.deadband_w)):
+            return
+        try:
+            await self.filler.write_si("power_setpoint", w)
+            self.filler_written_w, self._filler_written_at = w, now
+        except DriverError:
+            self.write_failures += 1
+            self.filler_written_w = None  # unknown: shown as such, and written again next tick
 
     async def run(self) -> None:
         """Tick until cancelled; idle (no reads, no writes) while not armed by a recent period."""
@@ -169,12 +226,14 @@ class SmoothingLoop:
                 armed = self.armed
                 now_site = self.clock.monotonic()
                 if armed is not None and now_site - armed.at_s <= self.stale_after_s:
-                    await self._tick(armed, now_site - last_site)
-                    self.ticks += 1
-                    self.last_tick_real_s = time.monotonic()
+                    if await self._tick(armed, now_site - last_site):
+                        self.ticks += 1
+                        self.last_tick_real_s = time.monotonic()
                 else:
                     self.state = smoothing.SmoothingState()  # start afresh when armed again
                     self.written_w.clear()
+                    if self.filler_written_w != 0.0:  # stood down: the filler stops burning
+                        await self._write_filler(0.0)
                 last_site = now_site
                 next_t += period_real
                 delay = next_t - time.monotonic()
@@ -182,6 +241,10 @@ class SmoothingLoop:
                     next_t = time.monotonic()
                 await asyncio.sleep(max(delay, 0.0))
         finally:
+            if self.filler is not None:  # stopped: the filler stops burning (bounded: never holds up a stop)
+                with contextlib.suppress(TimeoutError, DriverError):
+                    await asyncio.wait_for(self.filler.write_si("power_setpoint", 0.0), 1.0)
+                self.filler.close()
             self.meter.close()
             for d in self.pcs.values():
                 d.close()

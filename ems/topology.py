@@ -149,6 +149,8 @@ class SiteDevices(Strict):
     meter: MeterEndpoint
     bess_units: list[BessUnitConfig] = Field(min_length=1)
     genset: ModbusEndpoint | None = None
+    filler: ModbusEndpoint | None = Field(
+        default=None, description="a controllable filler load (load bank): smoothing's last lever, off by default")
     racks: RacksConfig
 
     @model_validator(mode="after")
@@ -157,8 +159,9 @@ class SiteDevices(Strict):
         if len(ids) != len(set(ids)):
             raise ValueError("bess_units ids must be unique")
         endpoints = [(self.meter.host, self.meter.port, self.meter.unit_id)]
-        if self.genset is not None:
-            endpoints.append((self.genset.host, self.genset.port, self.genset.unit_id))
+        for ep in (self.genset, self.filler):
+            if ep is not None:
+                endpoints.append((ep.host, ep.port, ep.unit_id))
         for u in self.bess_units:
             endpoints += [(u.bms.host, u.bms.port, u.bms.unit_id), (u.pcs.host, u.pcs.port, u.pcs.unit_id)]
         if len(endpoints) != len(set(endpoints)):

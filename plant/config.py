@@ -91,6 +91,12 @@ class SimGensetConfig(_Model):
     fails_to_start: bool = False
 
 
+class SimFillerConfig(_Model):
+    rated_power_w: float = Field(default=500_000, gt=0)
+    response_s: float = Field(default=0.1, ge=0, le=60, description="from a setpoint to drawing it")
+    watchdog_s: float = Field(default=5.0, gt=0, le=3600, description="no setpoint for this long: back to 0 W")
+
+
 class ScenarioEvent(_Model):
     """Something that happens to the plant at a site time (seconds after the sim starts)."""
 
@@ -127,4 +133,5 @@ class PlantConfig(_Model):
     pv: SimPvConfig | None = None
     grid: SimGridConfig = SimGridConfig()
     genset: SimGensetConfig | None = None
+    filler: SimFillerConfig | None = None
     scenario: list[ScenarioEvent] = Field(default_factory=list)

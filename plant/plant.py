@@ -17,6 +17,7 @@ import numpy as np
 from ems.model.readings import PcsMode
 from plant.battery import BessUnitModel
 from plant.config import PlantConfig, ScenarioEvent
+from plant.filler import FillerLoad
 from plant.genset import GensetModel
 from plant.island import GridSide
 from plant.racks import RackFleet
@@ -122,6 +123,7 @@ class Plant:
         self._meter_average = SlidingAverage(sim.meter_average_s)
         self.meter_frozen = False  # fault injection: the meter keeps reporting its last values
         self.genset = None if sim.genset is None else GensetModel(sim.genset)
+        self.filler = None if sim.filler is None else FillerLoad(sim.filler)
         self.meter = MeterState(
             voltage_v=sim.grid.nominal_voltage_v, frequency_hz=sim.grid.nominal_frequency_hz
         )
@@ -223,6 +225,9 @@ class Plant:
             # the rack model and its PUE play no part, so they are not evaluated
             self.overhead_w = 0.0
             site_net_w = self.grid_without_battery_w = self.site_load_w - self.pv_w
+        if self.filler is not None:  # a smoothing lever like the battery: not in the counterfactual
+            self.filler.step(t, dt_s)
+            site_net_w += self.filler.power_w
         islanded = self.grid.islanded
         if self.genset is not None:
             self.genset.step(t, dt_s, site_net_w if islanded else None)

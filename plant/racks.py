@@ -13,6 +13,7 @@ step does not alias the swing.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import IntEnum
 
 import numpy as np
@@ -34,6 +35,15 @@ class JobState(IntEnum):
 
 _SQUARENESS = 3.0  # tanh sharpness of the compute/communication wave
 _MAX_WAVE_SAMPLES = 64  # samples per step when averaging a swing over a long step
+
+
+@dataclass(frozen=True, slots=True)
+class JobTransition:
+    job: str
+    event: str  # "start" or "stop"
+    at_s: float
+    rack_ids: tuple[str, ...]
+    step_w: float  # the job's mean training power above idle
 
 
 class RackFleet:
@@ -66,6 +76,7 @@ class RackFleet:
         self._job_since = -rng.uniform(0.0, cfg.checkpoint_every_s, n_jobs)
         self._job_until = rng.exponential(cfg.mean_job_s, n_jobs)
         self._job_next_ckpt = rng.uniform(0.0, cfg.checkpoint_every_s, n_jobs)
+        self._job_runs = np.zeros(n_jobs, dtype=np.int64)  # starts so far: a job's run is its id to the scheduler
         self.demand_w: FloatArray = np.zeros(n)
         self.floor_w: FloatArray = np.zeros(n)  # smoothing profile in effect (0, inf: none)
         self.ramp_w_per_s: FloatArray = np.full(n, np.inf)
@@ -109,6 +120,7 @@ class RackFleet:
                 nxt, dur = JobState.IDLE, rng.exponential(cfg.mean_idle_s)
             elif state is JobState.IDLE:
                 nxt, dur = JobState.RAMP_UP, cfg.ramp_s
+                self._job_runs[j] += 1
             else:
                 nxt, dur = JobState.TRAINING, rng.exponential(cfg.mean_job_s)
                 self._job_hz[j] = rng.uniform(cfg.swing_hz_min, cfg.swing_hz_max)
@@ -125,6 +137,28 @@ class RackFleet:
         end_ckpt = in_ckpt & (now_s - self._job_since >= cfg.checkpoint_s)
         self.job_state[end_ckpt] = JobState.TRAINING
         self._job_next_ckpt[end_ckpt] = now_s + cfg.checkpoint_every_s
+
+    def upcoming(self, now_s: float, horizon_s: float) -> list[JobTransition]:
+        """The job starts and stops due within `horizon_s`, as a cluster scheduler knows them
+        (it starts and stops the jobs): what the simulator announces (docs/topics.md)."""
+        cfg = self.cfg
+        if cfg.model == "steady":
+            return []
+        step_fraction = 0.5 * (cfg.swing_low_fraction + cfg.swing_high_fraction) - cfg.idle_fraction
+        out = []
+        for j in np.flatnonzero(self._job_until <= now_s + horizon_s):
+            state = JobState(self.job_state[j])
+            if state is JobState.IDLE:
+                event, run = "start", self._job_runs[j] + 1
+            elif state in (JobState.TRAINING, JobState.CHECKPOINT):
+                event, run = "stop", self._job_runs[j]
+            else:
+                continue
+            racks = np.flatnonzero(self.job_of_rack == j)
+            out.append(JobTransition(f"job{j}-run{run}", event, float(self._job_until[j]),
+                                     tuple(self.rack_ids[i] for i in racks),
+                                     float(step_fraction * self.nameplate_w[racks].sum())))
+        return out
 
     def _training_fraction(self, now_s: float, dt_s: float) -> FloatArray:
         """Average of each job's compute/communication wave over the step (t - dt, t],

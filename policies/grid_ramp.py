@@ -56,6 +56,16 @@ def decide(snap: SiteSnapshot, p: GridRampParams, state: GridRampState) -> Decis
     return Decision(NAME, Reason.RAMP_LIMITED, min_w=load_w - hi_grid, max_w=load_w - lo_grid)
 
 
+def allowed_grid(snap: SiteSnapshot, decisions: tuple[Decision, ...]) -> tuple[float, float] | None:
+    """The grid import this period's ramp constraint allowed (lowest, highest), read back from
+    its bounds on the battery; None where it did not bind (no limit, no window, no guide)."""
+    load_w = snap.site_load_avg_w
+    d = next((d for d in decisions if d.policy == NAME), None)
+    if d is None or load_w is None:
+        return None
+    return load_w - d.max_w, load_w - d.min_w
+
+
 def record(snap: SiteSnapshot, p: GridRampParams, state: GridRampState, setpoint_w: float) -> GridRampState:
     """The grid value this period leaves: the site load now minus the battery setpoint written
     (or, where the window has become no guide, the grid the meter measures now)."""

@@ -10,7 +10,9 @@ envelopes, the grid limits); the core adds the fast part:
     grid target G*  follows a low-pass of (P - B0), time constant `tau_s` (so the swing's
                     band is kept off the grid), never moving faster than the grid ramp
                     limit per tick;
-    battery B     = P - G*, clamped to [lo, hi].
+    battery B     = P - G*, clamped to [lo, hi];
+    filler F      = what B could not charge of it (lo - (P - G*)), up to the filler's rating,
+                    where the site has one and allows it (off by default).
 
 On average B is B0 (the low-pass tracks P's mean), so the slow policies keep their say;
 within a period the battery absorbs what the grid must not see. Where the bounds clip
@@ -32,6 +34,7 @@ class SmoothingParams:
     ramp_w_per_s: float | None  # the grid ramp limit as a rate (limit / window)
     deadband_w: float = 1000.0  # below this the fast part is not worth a write
     lead_ticks: float = 0.0  # answer the load this many ticks ahead (linear): the loop's own latency
+    filler_max_w: float = 0.0  # a filler load's rating, where the site may use one (0: none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,17 +48,24 @@ class SmoothingState:
 class Tick:
     battery_w: float  # site battery power to command (> 0 discharge)
     grid_target_w: float
+    filler_w: float  # the filler load's power to command (>= 0)
     clipped: bool  # the bounds kept the battery from holding the target
     reason: Reason
 
 
 def tick(load_w: float, base_w: float, lo_w: float, hi_w: float, dt_s: float, p: SmoothingParams,
-         state: SmoothingState) -> tuple[Tick, SmoothingState]:
-    """One fast tick: `load_w` the site load now (grid + battery, measured), `base_w` the
-    period's setpoint, [`lo_w`, `hi_w`] the battery's bounds for this period."""
+         state: SmoothingState, start_load_w: float | None = None,
+         import_limit_w: float | None = None) -> tuple[Tick, SmoothingState]:
+    """One fast tick: `load_w` the site load now (grid + battery - filler, measured), `base_w` the
+    period's setpoint, [`lo_w`, `hi_w`] the battery's bounds for this period. A fresh core starts
+    from `start_load_w` (the period's averaged load) where given, not from one instant of a
+    swing. Where the battery cannot charge as far as the target needs (a drop of the load while
+    it is full, or at its power limit), the filler load burns the rest, up to its rating and
+    never past the grid's import limit."""
     desired = load_w - base_w
     if state.filtered_w is None or state.grid_target_w is None or not math.isfinite(state.filtered_w):
-        filtered, target = desired, desired
+        start = desired if start_load_w is None or not math.isfinite(start_load_w) else start_load_w - base_w
+        filtered, target = start, start
     else:
         alpha = 1.0 - math.exp(-max(dt_s, 0.0) / max(p.tau_s, 1e-9))
         filtered = state.filtered_w + alpha * (desired - state.filtered_w)
@@ -69,11 +79,17 @@ def tick(load_w: float, base_w: float, lo_w: float, hi_w: float, dt_s: float, p:
     lead_w = 0.0 if state.last_load_w is None else p.lead_ticks * (load_w - state.last_load_w)
     want_w = load_w + lead_w - target
     battery_w = min(hi_w, max(lo_w, want_w))
-    clipped = abs(battery_w - want_w) > p.deadband_w
+    # the filler burns what the battery at its bound leaves of a drop now (no lead: a load bank
+    # told the drop ahead would push the grid up), within its rating and the import limit
+    filler_w = min(max(lo_w - (load_w - target), 0.0), p.filler_max_w)
+    if import_limit_w is not None:
+        filler_w = min(filler_w, max(import_limit_w - load_w + battery_w, 0.0))
+    clipped = abs(battery_w - (want_w if filler_w == 0.0 else filler_w + load_w - target)) > p.deadband_w
     if clipped:
         # the battery cannot hold the target: the grid takes the rest, and the target
         # follows what the grid does so the filter does not wind up against the bound
-        target = load_w - battery_w
+        target = load_w - battery_w + filler_w
     fast = abs(battery_w - base_w) > p.deadband_w
-    reason = Reason.SMOOTHING_CLIPPED if clipped else Reason.SMOOTHING_ACTIVE if fast else Reason.IDLE
-    return Tick(battery_w, target, clipped, reason), SmoothingState(target, filtered, load_w)
+    reason = Reason.SMOOTHING_CLIPPED if clipped else Reason.FILLER_LOAD if filler_w > p.deadband_w else \
+        Reason.SMOOTHING_ACTIVE if fast else Reason.IDLE
+    return Tick(battery_w, target, filler_w, clipped, reason), SmoothingState(target, filtered, load_w)

@@ -30,6 +30,9 @@ class SimulationConfig(PlantConfig):
     # never here: one password for all in an environment variable, or a file of `user:password` lines.
     mqtt_password_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     mqtt_passwords_file: Path | None = Field(default=None, description="lines of `user:password`")
+    announce_jobs_s: float = Field(
+        default=60.0, ge=0, le=86_400,
+        description="site seconds ahead the simulated scheduler announces job starts and stops (0: never)")
 
     def plant(self) -> PlantConfig:
         return PlantConfig.model_validate(self.model_dump(include=set(PlantConfig.model_fields)))
@@ -48,6 +51,8 @@ class SimSiteConfig(SiteDevices):
             raise ValueError("simulation.bess must have one entry or one per bess unit")
         if (self.simulation.genset is None) != (self.genset is None):
             raise ValueError("genset and simulation.genset must be both present or both absent")
+        if self.simulation.filler is not None and self.filler is None:
+            raise ValueError("simulation.filler needs a filler device in the site file")
         return self
 
 

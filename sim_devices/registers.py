@@ -15,6 +15,7 @@ from drivers.errors import ProfileError
 from drivers.profile import DeviceProfile
 from ems.model.readings import GensetState, PcsMode
 from plant.battery import BMS_ALARMS, PCS_FAULTS, BessUnitModel
+from plant.filler import FillerLoad
 from plant.genset import GensetModel
 from plant.plant import MeterState, Plant
 
@@ -125,3 +126,16 @@ def meter_values(meter: MeterState) -> dict[str, float]:
 
 def read_only(_name: str, _value: float) -> None:
     """Write handler of devices without writable registers (the server refuses first)."""
+
+
+def filler_values(filler: FillerLoad) -> dict[str, float]:
+    return {"power_setpoint": filler.setpoint_w / 1000.0, "active_power": filler.power_w / 1000.0,
+            "rated_power": filler.cfg.rated_power_w / 1000.0}
+
+
+def filler_write(filler: FillerLoad, now: NowFn) -> Callable[[str, float], None]:
+    def write(name: str, value: float) -> None:
+        if name == "power_setpoint":
+            filler.command(value * 1000.0, now())
+
+    return write

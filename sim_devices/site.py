@@ -19,12 +19,14 @@ from typing import Any
 import aiomqtt
 import structlog
 
+from drivers import scheduler_protocol as sp
 from drivers.errors import ProfileError
 from drivers.profile import DeviceProfile
 from ems.clock import Clock, ScaledClock
 from ems.devices import check_site_profiles
 from ems.model.errors import ConfigError
 from ems.mqtt_auth import client_kwargs_as
+from plant.config import SimFillerConfig
 from plant.plant import Plant
 from sim_devices import registers as regs
 from sim_devices.config import SimSiteConfig, SimulationConfig, simulator_passwords
@@ -71,6 +73,8 @@ class SimulatedSite:
         plant_cfg = self.sim.plant()
         if cfg.meter.average_s is not None:  # the simulated meter averages as the site file says its meter does
             plant_cfg = plant_cfg.model_copy(update={"meter_average_s": cfg.meter.average_s})
+        if cfg.filler is not None and plant_cfg.filler is None:  # a filler device: simulated with defaults
+            plant_cfg = plant_cfg.model_copy(update={"filler": SimFillerConfig()})
         self.plant = Plant(plant_cfg, [u.id for u in cfg.bess_units], rack_ids, rows, racks.nameplate_w)
         self.devices: list[SimulatedModbusDevice] = []
         now = self.clock.monotonic
@@ -94,6 +98,11 @@ class SimulatedSite:
             self.devices.append(SimulatedModbusDevice(
                 "genset", gp, functools.partial(regs.genset_values, genset, gp),
                 regs.genset_write(self.plant, genset, gp, now), g.host, g.port, g.unit_id))
+        if self.plant.filler is not None and cfg.filler is not None:
+            f, fp = cfg.filler, profiles["filler"]
+            self.devices.append(SimulatedModbusDevice(
+                "filler", fp, functools.partial(regs.filler_values, self.plant.filler),
+                regs.filler_write(self.plant.filler, now), f.host, f.port, f.unit_id))
         self._passwords = simulator_passwords(self.sim, [*racks.row_ids(), PLANT_USER])
         interval = max(self.sim.racks.telemetry_period_s / self.sim.speed, 0.05)
         self.row_agents = [
@@ -105,6 +114,7 @@ class SimulatedSite:
         for unit in self.plant.units.values():
             unit.last_heartbeat_s = self.clock.monotonic()
         self.step_overruns = 0
+        self._announced: set[tuple[str, str]] = set()  # job steps the scheduler stand-in has announced
         self._started = asyncio.Event()
 
     def _connect(self, user: str, identifier: str) -> dict[str, Any]:
@@ -161,6 +171,8 @@ class SimulatedSite:
                     async def publish() -> None:
                         while True:
                             await client.publish(plant_topic(prefix), json.dumps(self.ground_truth()), retain=True)
+                            for topic, body in self._announcements():
+                                await client.publish(topic, body, qos=1)
                             await asyncio.sleep(1.0)
 
                     async def take_commands() -> None:
@@ -178,6 +190,24 @@ class SimulatedSite:
                         tg.create_task(take_commands())
             except* aiomqtt.MqttError:
                 await asyncio.sleep(0.5)
+
+    def _announcements(self) -> list[tuple[str, bytes]]:
+        """The job starts and stops due soon, each announced once, as a cluster scheduler would
+        (its lead covers this session's publish interval on the accelerated clock)."""
+        lead_s = self.sim.announce_jobs_s
+        if lead_s <= 0:
+            return []
+        now = self.plant.now_s
+        offset = self.clock.wall() - self.clock.monotonic()
+        out = []
+        for t in self.plant.racks.upcoming(now, lead_s + 2.0 * self.sim.speed):
+            key = (t.job, t.event)
+            if key in self._announced:
+                continue
+            self._announced.add(key)
+            a = sp.JobAnnouncement(t.job, t.event, t.rack_ids, offset + t.at_s, t.step_w)
+            out.append((sp.jobs_topic(self.cfg.mqtt.topic_prefix), sp.encode(a, len(self._announced))))
+        return out
 
     def ground_truth(self) -> dict[str, object]:
         p = self.plant

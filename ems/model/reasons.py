@@ -56,6 +56,8 @@ class Reason(IntEnum):
     SMOOTHING_CLIPPED = 44  # the battery's bounds clip the smoothing: part of the swing reaches the grid
     GPU_SMOOTHING = 45  # GPU power floors and ramp limits engaged on racks: the battery alone cannot hold the swing
     RIDE_THROUGH = 46  # a grid disturbance inside the ride-through curve: the site stays connected, the battery holds
+    JOB_RAMP = 47  # an announced job start or stop the battery cannot take: its racks ramp at their share of the limit
+    FILLER_LOAD = 48  # the filler load burns what the battery cannot absorb of a drop of the site's load
 
     @property
     def code(self) -> str:

@@ -13,6 +13,13 @@ page asks for when it loads or changes its range (`window`). The highest import 
 of the tariff zone's wall clock, ems/tariff/calendar.py, as the controller's billing demand in
 ems/demand.py and the bill) is tracked on every period; it is kept in memory and starts again
 with the process, unlike the billing demand, which the controller persists.
+
+Where the grid connection has a ramp limit, a sample carries the grid import the limit
+allowed (`ramp_lo_w`, `ramp_hi_w`: the widest over its periods, so a grid outside it was
+outside every period's) and the meter's average import, which is what the limit holds (an
+instant reading catches a training swing mid-way). Where the site smooths, it carries the
+band RMS the fast loop measures: the grid's, the site's without the battery, and the limit.
+`riding_through` says the cause while any of its periods rode through a grid disturbance.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from datetime import UTC, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from ems.tariff.calendar import local_seconds, month_label, month_of
+from policies import grid_ramp
 
 if TYPE_CHECKING:
     from ems.published import PeriodResult
@@ -55,6 +63,9 @@ class _Window:
     grid_max_w: float = -math.inf
     racks_min_w: float = math.inf
     racks_max_w: float = -math.inf
+    ramp_lo_w: float = math.inf
+    ramp_hi_w: float = -math.inf
+    riding_through: str | None = None
     periods: int = 0
 
 
@@ -93,6 +104,9 @@ class History:
         racks = s.racks.reported_power_w if s.racks.stale_count == 0 else None
         if racks is not None:
             w.racks_min_w, w.racks_max_w = min(w.racks_min_w, racks), max(w.racks_max_w, racks)
+        if (allowed := grid_ramp.allowed_grid(s, r.step.decisions)) is not None:
+            w.ramp_lo_w, w.ramp_hi_w = min(w.ramp_lo_w, allowed[0]), max(w.ramp_hi_w, allowed[1])
+        w.riding_through = s.riding_through or w.riding_through
         now = time.monotonic()
         if now < self._next_real_s:
             return
@@ -107,6 +121,9 @@ class History:
             "units": {u.unit_id: {"soc": None if u.bms is None else round(u.bms.soc, 4),
                                   "power_w": None if u.pcs is None else _r(u.pcs.power_w)} for u in s.units},
             "reason": r.step.reason.code, "periods": w.periods,
+            "grid_avg_w": None if s.meter is None else _r(s.meter.average_w),
+            "ramp_lo_w": _r(w.ramp_lo_w), "ramp_hi_w": _r(w.ramp_hi_w),
+            **_band_rms(r.status.get("smoothing")), "riding_through": w.riding_through,
         }
         self.samples.append(sample)
         self._coarse_add(sample)
@@ -141,6 +158,13 @@ class History:
         self._bucket.append(sample)
 
 
+def _band_rms(smoothing: dict[str, Any] | None) -> dict[str, float | None]:
+    """The band RMS of the status's smoothing section (the fast loop's; None without one)."""
+    sm = smoothing or {}
+    return {"grid_rms_w": _r(sm.get("grid_band_rms_w")), "load_rms_w": _r(sm.get("load_band_rms_w")),
+            "rms_limit_w": _r(sm.get("oscillation_limit_w_rms"))}
+
+
 def _mean(xs: list[float | None], nd: int = 1) -> float | None:
     vals = [x for x in xs if x is not None]
     return None if not vals else round(sum(vals) / len(vals), nd)
@@ -153,7 +177,8 @@ def _ext(xs: list[float | None], pick: Callable[[list[float]], float]) -> float 
 
 def merge_samples(group: list[dict[str, Any]]) -> dict[str, Any]:
     """One sample for consecutive samples: at the last one's time and sequence number, means
-    of the values, extremes of the extremes, the last cap and reason, the periods summed."""
+    of the values, extremes of the extremes (the ramp's allowed range the widest), the last
+    cap, reason and oscillation limit, the periods summed, the last ride-through's cause."""
     if len(group) == 1:
         return group[0]
     last = group[-1]
@@ -173,4 +198,9 @@ def merge_samples(group: list[dict[str, Any]]) -> dict[str, Any]:
         "racks_max_w": _ext(col("racks_max_w"), max),
         "battery_w": _mean(col("battery_w")), "setpoint_w": _mean(col("setpoint_w")),
         "units": units, "reason": last["reason"], "periods": sum(int(x.get("periods") or 0) for x in group),
+        "grid_avg_w": _mean(col("grid_avg_w")),
+        "ramp_lo_w": _ext(col("ramp_lo_w"), min), "ramp_hi_w": _ext(col("ramp_hi_w"), max),
+        "grid_rms_w": _mean(col("grid_rms_w")), "load_rms_w": _mean(col("load_rms_w")),
+        "rms_limit_w": last.get("rms_limit_w"),
+        "riding_through": next((x["riding_through"] for x in reversed(group) if x.get("riding_through")), None),
     }

@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -22,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+
+from ems.broker import free_port
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -183,3 +187,39 @@ class Proc:
             if self.reader is not None:
                 self.reader.join(5)
         return self.proc.returncode
+
+
+@contextlib.contextmanager
+def hil_site(tmp: Path, adjust: Callable[[dict[str, Any]], None] | None = None) -> Iterator[str]:
+    """`ems broker`, `ems sim` and `ems run` as the README runs them, each in a process of its
+    own, on a copy of config/hil-site.yaml (changed by `adjust`) with the operator server on
+    and every port a free one; yields the dashboard URL. The controller must exit 0."""
+    cfg = yaml.safe_load((REPO / "config" / "hil-site.yaml").read_text())
+    broker_port = free_port()
+    cfg["mqtt"]["url"] = f"mqtt://127.0.0.1:{broker_port}"
+    cfg["meter"]["port"] = free_port()
+    for unit in cfg["bess_units"]:
+        unit["bms"]["port"], unit["pcs"]["port"] = free_port(), free_port()
+    cfg["http"] = {"enabled": True, "port": free_port()}
+    cfg["state"]["dir"] = str(tmp / "state")
+    if adjust is not None:
+        adjust(cfg)
+    site = tmp / "hil-site.yaml"
+    site.write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "EMS_HTTP_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
+    ems = [sys.executable, "-m", "ems.cli"]
+    procs: list[Proc] = []
+    try:
+        procs.append(Proc.start("ems broker", [*ems, "broker", "--port", str(broker_port)], cwd=tmp, env=env))
+        procs[-1].wait_for("ems broker:", 15)
+        procs.append(Proc.start("ems sim", [*ems, "sim", "--config", str(site)], cwd=tmp, env=env))
+        procs[-1].wait_for("simulated site up", 20)
+        procs.append(Proc.start("ems run", [*ems, "run", "--config", str(site)], cwd=tmp, env=env))
+        line = procs[-1].wait_for("operator server up", 20)
+        url = re.search(r"url=(\S+)", line).group(1)  # type: ignore[union-attr]
+        procs[-1].wait_for("first period", 20)
+        yield url
+    finally:
+        codes = {p.name: p.stop() for p in reversed(procs)}  # the controller first, then the site, the broker
+    run = procs[2].text() if len(procs) > 2 else ""
+    assert codes.get("ems run") == 0 and "Traceback" not in run, run[-3000:]

@@ -113,6 +113,16 @@ def test_dashboard_is_live_and_tuning_is_authenticated_validated_and_audited(
     assert shown_problems(browser) == []
     assert layout_problems(browser) == []
     assert browser.find_element(By.CSS_SELECTOR, '#range button[aria-pressed="true"]').text == "all kept"
+    # the demo's ramp limit (75 kW in 60 s) without the fast loop: its envelope drawn under the grid, the
+    # meter's 20 s average with it; no band RMS (nothing measures it at 720x), so no RMS chart
+    envelope = "ramp envelope: the import the limit allows (75.0 kW in 60 s)"
+    assert envelope in browser.find_element(By.ID, "l-grid").text
+    wait(browser, lambda d: js(d, f"window.ems.charts.grid.bands[{json.dumps(envelope)}]") > 10,
+         what="the ramp envelope is not drawn")
+    ramp = browser.find_element(By.ID, "t-ramp").text  # as of the period, even where a period outlasts the window
+    assert ramp.startswith("ramp limit 75.0 kW in 60 s · ") and ramp.endswith("allowed now"), ramp
+    assert browser.find_element(By.ID, "t-rms").text == "no fast loop: band RMS not measured"
+    assert not browser.find_element(By.ID, "panel-rms").is_displayed() and js(browser, "window.ems.charts.rms") is None
     # the console's site time and the page's are one clock (the controller's, accelerated 720x, in UTC):
     # the page is at most a few site minutes past the console's latest line (printed every 5 real s)
     wait(browser, lambda d: any(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC \|", ln) for ln in console), 15)

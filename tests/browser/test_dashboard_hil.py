@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -30,15 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from ems.broker import free_port
 from tests.browser.conftest import (
     MISSING,
-    REPO,
     TOKEN,
-    Proc,
     full_page_screenshot,
+    hil_site,
     js,
     layout_problems,
     shown_problems,
@@ -63,41 +59,15 @@ def _get(url: str) -> Any:
 
 
 @pytest.fixture(scope="module")
-def hil_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def hil_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Broker, simulated site and controller in processes of their own; yields the dashboard URL."""
-    tmp = tmp_path_factory.mktemp("hil")
-    cfg = yaml.safe_load((REPO / "config" / "hil-site.yaml").read_text())
-    broker_port = free_port()
-    cfg["mqtt"]["url"] = f"mqtt://127.0.0.1:{broker_port}"
-    cfg["meter"]["port"] = free_port()
-    for unit in cfg["bess_units"]:
-        unit["bms"]["port"], unit["pcs"]["port"] = free_port(), free_port()
-    cfg["http"] = {"enabled": True, "port": free_port()}
-    cfg["state"]["dir"] = str(tmp / "state")
-    site = tmp / "hil-site.yaml"
-    site.write_text(yaml.safe_dump(cfg))
-    env = {**os.environ, "EMS_HTTP_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
-    ems = [sys.executable, "-m", "ems.cli"]
-    procs: list[Proc] = []
-    try:
-        procs.append(Proc.start("ems broker", [*ems, "broker", "--port", str(broker_port)], cwd=tmp, env=env))
-        procs[-1].wait_for("ems broker:", 15)
-        procs.append(Proc.start("ems sim", [*ems, "sim", "--config", str(site)], cwd=tmp, env=env))
-        procs[-1].wait_for("simulated site up", 20)
-        procs.append(Proc.start("ems run", [*ems, "run", "--config", str(site)], cwd=tmp, env=env))
-        line = procs[-1].wait_for("operator server up", 20)
-        url = re.search(r"url=(\S+)", line).group(1)  # type: ignore[union-attr]
-        procs[-1].wait_for("first period", 20)
+    with hil_site(tmp_path_factory.mktemp("hil")) as url:
         yield url
-    finally:
-        codes = {p.name: p.stop() for p in reversed(procs)}  # the controller first, then the site, the broker
-    run = procs[2].text() if len(procs) > 2 else ""
-    assert codes.get("ems run") == 0 and "Traceback" not in run, run[-3000:]
 
 
-def test_first_paint_and_a_forced_action_on_the_real_time_hil_site(hil_site: str, browser: Any,
+def test_first_paint_and_a_forced_action_on_the_real_time_hil_site(hil_url: str, browser: Any,
                                                                     tmp_path: Path) -> None:
-    url = hil_site
+    url = hil_url
     # a few periods of history, so that the first paint has something to draw
     deadline = time.monotonic() + 40
     while len(_get(url + "api/history")["samples"]) < WARM_UP_SAMPLES:
@@ -132,6 +102,11 @@ def test_first_paint_and_a_forced_action_on_the_real_time_hil_site(hil_site: str
     assert units[0][1:] != units[1][1:] and units[0][2] != units[1][2]
     legend = browser.find_element(By.ID, "l-batt").text
     assert "bess-1" in legend and "bess-2" in legend
+    # no ramp limit and no smoothing on this site: no envelope drawn or named, no smoothing tile or RMS chart
+    assert "ramp envelope" not in browser.find_element(By.ID, "l-grid").text
+    assert js(browser, "window.ems.charts.grid.series.some(s => !s.key)") is False
+    assert not browser.find_element(By.ID, "tile-smoothing").is_displayed()
+    assert not browser.find_element(By.ID, "panel-rms").is_displayed() and js(browser, "window.ems.charts.rms") is None
     # rack load: an axis from near its lowest value, never below 0
     racks = js(browser, "window.ems.charts.racks.axes")
     low = min(s["racks_min_w"] for s in js(browser, "window.ems.view()") if s["racks_min_w"] is not None)

@@ -60,6 +60,8 @@ async def test_reads_report_the_running_controller(broker, make_site) -> None:
         async with client.get("/api/history") as r:
             hist = await r.json()
         assert hist["samples"] and hist["samples"][-1]["units"]["bess-1"]["soc"] is not None
+        # no ramp limit and no smoothing here: no such section, nothing of it in the samples
+        assert status["smoothing"] is None and hist["samples"][-1]["ramp_lo_w"] is None
         async with client.get("/api/history", params={"range_s": "3600", "points": "10"}) as r:
             window = await r.json()
         assert 1 <= len(window["samples"]) <= 10 and window["seq"] >= hist["seq"]
@@ -265,3 +267,29 @@ async def test_a_token_that_is_not_utf8_is_refused_and_recorded(broker, make_sit
         assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
         await wait_for(lambda: ctl.events.count("operator_refused") >= 1)
         assert ctl.events.query(kind="operator_refused")[0].data["status"] == 401
+
+
+async def test_a_ramp_limit_is_in_the_status_and_its_allowed_range_in_the_samples(broker, make_site) -> None:
+    # the racks step from 800 kW to 1.44 MW; the connection lets the grid move 100 kW in any 3 s
+    limit_w = 100_000.0
+    cfg = shaving_site(make_site, broker.url, grid_connection={"ramp_limit_w": limit_w, "ramp_window_s": 3.0})
+    async with operated(cfg) as (site, _ctl, client):
+        await wait_for(lambda: site.plant.battery_power_w > 300_000, timeout_s=10)  # the battery took the step
+        await asyncio.sleep(1.0)
+        async with client.get("/api/status") as r:
+            sm = (await r.json())["smoothing"]
+        async with client.get("/api/history") as r:
+            samples = (await r.json())["samples"]
+    # no fast loop on this site: its figures are null, the ramp's are there
+    assert (sm["reason"], sm["swing_w"], sm["ticks"], sm["grid_band_rms_w"], sm["load_band_rms_w"]) == (
+        None, None, 0, None, None)
+    lo_w, hi_w = sm["ramp"]["allowed_w"]
+    assert sm["ramp"]["limit_w"] == limit_w and sm["ramp"]["window_s"] == 3.0 and 0 <= hi_w - lo_w <= 2 * limit_w
+    # the samples: the range the limit allowed around the grid before the step, then the grid held at its top
+    before_w = samples[0]["grid_w"]
+    held = [s for s in samples if s["reason"] == "RAMP_LIMITED"]
+    assert held and held[0]["ramp_hi_w"] == pytest.approx(before_w + limit_w, abs=2_000)
+    last = samples[-1]
+    assert last["reason"] == "RAMP_LIMITED" and last["ramp_hi_w"] - last["ramp_lo_w"] <= 2 * limit_w
+    assert last["grid_w"] <= last["ramp_hi_w"] + 2_000 < last["site_load_w"] - 300_000  # the battery holds the rest
+    assert all(s["grid_rms_w"] is None and s["riding_through"] is None for s in samples)

@@ -101,3 +101,30 @@ async def test_row_caps_are_retained_for_a_row_agent_that_subscribes_late(broker
         assert set(writer.changes({})) == {"row01", "row02"}
     finally:
         task.cancel()
+
+
+async def test_job_announcements_reach_the_book_and_malformed_ones_are_counted(broker, make_site) -> None:
+    from drivers import scheduler_protocol as sp
+    from ems.job_ramps import JobBook
+
+    cfg = make_site(broker.url)
+    clock = ScaledClock(1.0)
+    ids = tuple(cfg.racks.rack_ids())
+    store = RackTelemetryStore(list(ids), cfg.racks.nameplate_w, stale_after_s=2.0)
+    book = JobBook(ids, cfg.racks.nameplate_w)
+    link = MqttLink(cfg.mqtt, store, clock, jobs=book)
+    task = asyncio.create_task(link.run())
+    try:
+        await asyncio.wait_for(link.connected.wait(), 5)
+        topic = sp.jobs_topic(cfg.mqtt.topic_prefix)
+        async with aiomqtt.Client(broker.host, broker.port) as scheduler:
+            await scheduler.publish(topic, b'{"job": "j1"}', qos=1)
+            a = sp.JobAnnouncement("j2", "start", ids[:2], clock.wall() + 30.0, None)
+            await scheduler.publish(topic, sp.encode(a, 1), qos=1)
+        await wait_for(lambda: book.received == 1 and book.malformed == 1)
+        [s] = book.steps(clock.monotonic())
+        assert s.job == "j2" and s.rack_ids == ids[:2]
+        assert s.at_s - clock.monotonic() == pytest.approx(30.0, abs=1.0)  # on the controller's clock
+        assert store.malformed == 0  # not mistaken for rack telemetry
+    finally:
+        task.cancel()

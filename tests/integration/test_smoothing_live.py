@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ems.clock import ScaledClock
-from tests.conftest import running_controller, running_site, wait_for
+from tests.conftest import free_port, running_controller, running_site, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -77,3 +77,71 @@ async def test_when_the_battery_cannot_hold_the_swing_the_gpus_flatten_it(broker
             assert site.plant.racks.filler_wh > 0  # what the floors cost
         # at shutdown the profiles are released with the caps
         await wait_for(lambda: bool((site.plant.racks.floor_w == 0).all()), timeout_s=5)
+
+
+async def test_an_announced_job_start_ramps_its_racks(broker, make_site) -> None:
+    """The simulator's scheduler announces each job start and stop over MQTT; with a battery of
+    2 x 50 kW against a 480 kW step, the controller has the job's racks ramp."""
+    cfg = make_site(
+        broker.url, rows=2, racks_per_row=8, period_s=0.5,
+        policies={"smoothing": {"rate_hz": 20, "job_ramp_lead_s": 2.0}},
+        grid_connection={"ramp_limit_w": 100_000.0, "ramp_window_s": 60.0},
+        simulation={"seed": 5, "speed": 1.0, "pue": 1.0,
+                    "bess": [{"capacity_wh": 200_000, "rated_power_w": 50_000, "initial_soc": 0.6,
+                              "heartbeat_timeout_s": 2.0}],
+                    "racks": {"model": "training", "racks_per_job": 16, "swing_low_fraction": 0.9,
+                              "swing_high_fraction": 0.9, "mean_job_s": 6.0, "mean_idle_s": 6.0, "ramp_s": 0.2,
+                              "checkpoint_every_s": 1e6, "telemetry_period_s": 0.5}})
+    clock = ScaledClock(1.0)
+    async with running_site(cfg, clock) as site, running_controller(cfg, clock) as ctl:
+        jobs = ctl.jobs
+        assert jobs is not None
+        await wait_for(lambda: jobs.book.received >= 1, timeout_s=10)
+        await wait_for(lambda: ctl.events.count("job_ramp") >= 1, timeout_s=30)
+        [event] = ctl.events.query(kind="job_ramp", limit=1)
+        assert event.data["lever"] == "gpu" and event.reason == "JOB_RAMP" and event.data["racks"] == 16
+        # 50 % of 100 kW a minute across 16 racks, taken by the simulated racks
+        await wait_for(lambda: bool(np.isclose(site.plant.racks.ramp_w_per_s, 0.5 * 100e3 / 60 / 16,
+                                               rtol=0.01).all()), timeout_s=5)  # (0.1 W on the wire)
+        assert jobs.book.malformed == 0
+
+
+async def test_the_filler_load_holds_a_drop_the_battery_cannot_absorb(broker, make_site) -> None:
+    """16 racks drop from 90 % to 15 % of 40 kW (480 kW) at once; the battery may charge 100 kW.
+    The fast loop has the simulated load bank (over Modbus) burn the rest, so the grid falls
+    slowly; a controller that stops tells it 0 W. When the load bank stops answering, the
+    battery carries on alone."""
+    cfg = make_site(
+        broker.url, rows=2, racks_per_row=8, period_s=0.5,
+        filler={"port": free_port(), "profile": "filler_v1"},
+        policies={"smoothing": {"rate_hz": 20, "gpu": False, "filler": True}},
+        grid_connection={"ramp_limit_w": 100_000.0, "ramp_window_s": 60.0},
+        simulation={"seed": 5, "speed": 1.0, "pue": 1.0,
+                    "bess": [{"capacity_wh": 200_000, "rated_power_w": 50_000, "initial_soc": 0.6,
+                              "heartbeat_timeout_s": 2.0}],
+                    "filler": {"rated_power_w": 600_000, "response_s": 0.1},
+                    "racks": {"model": "steady", "steady_fraction": 0.9, "telemetry_period_s": 0.5},
+                    "scenario": [{"at_s": 6.0, "action": "rack_load", "fraction": 0.15}]})
+    clock = ScaledClock(1.0)
+    async with running_site(cfg, clock) as site:
+        filler = site.plant.filler
+        assert filler is not None
+        async with running_controller(cfg, clock) as ctl:
+            await wait_for(lambda: ctl.smoother is not None and ctl.smoother.owns_setpoints, timeout_s=10)
+            await wait_for(lambda: site.plant.now_s > 5.5, timeout_s=10)
+            before_w = site.plant.meter.grid_power_w
+            await wait_for(lambda: site.plant.now_s > 9.0, timeout_s=10)
+            grid, without = await _sample(site, 2.0)
+            assert before_w - np.mean(without) > 400e3  # the load did drop
+            assert before_w - grid.min() < 200e3  # the grid did not
+            assert filler.power_w > 100e3 and filler.energy_wh > 0
+        assert filler.setpoint_w == 0.0  # stopped while it burned: told 0 W on the way out
+        async with running_controller(cfg, clock) as ctl:
+            # the load bank stops answering: the fast loop carries on with the battery alone
+            fast = ctl.smoother
+            assert fast is not None
+            await wait_for(lambda: fast.owns_setpoints, timeout_s=10)
+            await site.device("filler").stop()
+            ticks = fast.ticks
+            await wait_for(lambda: fast.filler_read_failures > 10 and fast.ticks > ticks + 10, timeout_s=5)
+            assert fast.owns_setpoints and fast.read_failures == 0

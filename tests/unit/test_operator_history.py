@@ -13,6 +13,7 @@ from ems.operator.history import History, merge_samples
 from ems.period import StepParams, StepState, step
 from ems.published import PeriodResult
 from policies.battery_limits import BatteryLimitsParams
+from policies.grid_ramp import GridRampParams
 from policies.peak_shaving import PeakShavingParams
 from tests.snapshots import racks, snapshot, unit
 
@@ -81,3 +82,91 @@ def test_merging_skips_gaps_and_keeps_a_gap_that_is_all_gap() -> None:
     assert (m["seq"], m["ts"], m["reason"], m["periods"], m["cap_w"]) == (2, 2.0, "B", 5, None)
     assert (m["grid_w"], m["grid_max_w"], m["site_load_w"], m["racks_w"]) == (10.0, 12.0, 6.0, None)
     assert m["units"] == {"u1": {"soc": 0.5, "power_w": 3.0}}
+
+
+# --- what the smoothing view draws: the ramp's allowed range, the band RMS, a ride-through ---------
+RAMP = replace(PARAMS, grid_ramp=GridRampParams(limit_w=75_000, window_s=60.0))
+
+
+def ramped(loads_w: list[float], params: StepParams = RAMP) -> list[PeriodResult]:
+    """Periods a second apart on a site whose load is `loads_w` (the battery at 0 W before each),
+    the step's state carried from one to the next as the controller does."""
+    out, state = [], StepState()
+    for n, load_w in enumerate(loads_w):
+        snap = snapshot(load_w, (unit("u1", soc=0.5), unit("u2", soc=0.7)), now_s=float(n))
+        res = step(snap, params, state)
+        state = res.state
+        out.append(PeriodResult(n, snap, res, 0, 0.001, 0.0))
+    return out
+
+
+def test_a_sample_carries_the_grid_import_the_ramp_limit_allowed_and_the_grid_stays_in_it() -> None:
+    h = History(sample_every_s=0.0)
+    periods = ramped([800_000.0] * 5 + [1_000_000.0])  # a job starts: +200 kW in one period
+    for r in periods:
+        h.on_period(r, 1_000_000)
+    first, *_, before, jump = h.samples
+    assert (first["ramp_lo_w"], first["ramp_hi_w"]) == (None, None)  # no window yet: nothing allowed or drawn
+    assert (before["ramp_lo_w"], before["ramp_hi_w"]) == (725_000.0, 875_000.0)  # 800 kW +- the limit
+    assert (jump["ramp_lo_w"], jump["ramp_hi_w"]) == (725_000.0, 875_000.0)
+    left_w = 1_000_000.0 - periods[-1].step.setpoint_w  # the grid the step left: the battery took the rest
+    assert periods[-1].step.reason.code == "RAMP_LIMITED" and left_w == 875_000.0
+    assert jump["reason"] == "RAMP_LIMITED"
+
+
+def test_a_sample_over_several_periods_keeps_the_widest_allowed_range() -> None:
+    h = History(sample_every_s=3600.0)  # one sample: the first period's; the rest go into the next
+    for r in ramped([800_000.0, 800_000.0, 850_000.0, 900_000.0]):
+        h.on_period(r, 1_000_000)
+    h.sample_every_s, h._next_real_s = 0.0, 0.0
+    h.on_period(ramped([800_000.0] * 5)[-1], 1_000_000)
+    s = h.samples[-1]
+    assert s["periods"] == 4
+    # after 800, 800 it allowed 725-875 kW; after 800, 800, 850 it allowed 775-875 (and held 900 to 875)
+    assert (s["ramp_lo_w"], s["ramp_hi_w"]) == (725_000.0, 875_000.0)
+
+
+def test_without_a_ramp_limit_or_smoothing_a_sample_has_nothing_to_draw() -> None:
+    h = History(sample_every_s=0.0)
+    for r in ramped([800_000.0, 1_000_000.0], params=PARAMS):
+        h.on_period(r, 1_000_000)
+    for s in h.samples:
+        assert {k: s[k] for k in ("ramp_lo_w", "ramp_hi_w", "grid_avg_w", "grid_rms_w", "load_rms_w",
+                                  "rms_limit_w", "riding_through")} == dict.fromkeys(
+            ("ramp_lo_w", "ramp_hi_w", "grid_avg_w", "grid_rms_w", "load_rms_w", "rms_limit_w", "riding_through"))
+
+
+def test_a_sample_carries_the_band_rms_with_and_without_the_battery_and_the_meters_average() -> None:
+    r = ramped([800_000.0])[0]
+    snap = replace(r.snapshot, meter=replace(r.snapshot.meter, average_w=790_000.0))
+    sm = {"grid_band_rms_w": 4_100.0, "load_band_rms_w": 61_000.0, "oscillation_limit_w_rms": 32_000.0}
+    h = History(sample_every_s=0.0)
+    h.on_period(replace(r, snapshot=snap, status={"smoothing": sm}), 1_000_000)
+    s = h.samples[-1]
+    assert (s["grid_rms_w"], s["load_rms_w"], s["rms_limit_w"], s["grid_avg_w"]) == (4_100.0, 61_000.0, 32_000.0,
+                                                                                      790_000.0)
+
+
+def test_a_ride_through_shows_on_the_sample_that_covers_it_and_survives_merging() -> None:
+    h = History(sample_every_s=3600.0)
+    r0, r1, r2 = ramped([800_000.0] * 3)
+    h.on_period(r0, 1e6)
+    h.on_period(replace(r1, snapshot=replace(r1.snapshot, riding_through="voltage")), 1e6)
+    h.sample_every_s, h._next_real_s = 0.0, 0.0
+    h.on_period(r2, 1e6)  # the dip is over by this period: the sample still covers it
+    first, second = h.samples
+    assert first["riding_through"] is None and second["riding_through"] == "voltage"
+    merged = merge_samples([first, second, {**first, "seq": 9, "ts": 9.0}])
+    assert merged["riding_through"] == "voltage"
+
+
+def test_merging_keeps_the_widest_allowed_range_and_averages_the_band_rms() -> None:
+    base = {"seq": 1, "ts": 1.0, "grid_w": 1.0, "grid_max_w": 1.0, "cap_w": None, "site_load_w": 1.0,
+            "racks_w": None, "racks_min_w": None, "racks_max_w": None, "battery_w": 0.0, "setpoint_w": 0.0,
+            "units": {}, "reason": "RAMP_LIMITED", "periods": 1, "grid_avg_w": 10.0, "ramp_lo_w": 5.0,
+            "ramp_hi_w": 15.0, "grid_rms_w": 2.0, "load_rms_w": 20.0, "rms_limit_w": 8.0, "riding_through": None}
+    m = merge_samples([base, {**base, "seq": 2, "ts": 2.0, "grid_avg_w": 14.0, "ramp_lo_w": None, "ramp_hi_w": None,
+                              "grid_rms_w": 4.0, "load_rms_w": 30.0},
+                       {**base, "seq": 3, "ts": 3.0, "ramp_lo_w": 9.0, "ramp_hi_w": 19.0}])
+    assert (m["ramp_lo_w"], m["ramp_hi_w"]) == (5.0, 19.0)
+    assert (m["grid_avg_w"], m["grid_rms_w"], m["load_rms_w"], m["rms_limit_w"]) == (11.3, 2.7, 23.3, 8.0)

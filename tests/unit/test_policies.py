@@ -243,5 +243,5 @@ def test_reason_codes_are_never_renumbered() -> None:
         "PLAN_CAP": 35, "RESERVE_RECOVERY": 36, "NO_PLAN": 37, "DEVICE_LOST": 38, "BROKER_LOST": 39,
         "IMPORT_LIMIT": 40, "EXPORT_LIMIT": 41, "RAMP_LIMITED": 42, "SMOOTHING_ACTIVE": 43, "SMOOTHING_CLIPPED": 44,
         "GPU_SMOOTHING": 45,
-        "RIDE_THROUGH": 46,
+        "RIDE_THROUGH": 46, "JOB_RAMP": 47, "FILLER_LOAD": 48,
     }

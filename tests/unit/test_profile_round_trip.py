@@ -16,7 +16,8 @@ from drivers.bess import bms_reading, genset_reading, grid_ok, meter_reading, pc
 from drivers.profile import PROFILE_DIR, DeviceProfile, RegisterSpec, device_kinds, load_profile
 from ems.model.readings import GensetState, PcsMode
 from plant.battery import BMS_ALARMS, PCS_FAULTS
-from plant.config import PlantConfig, SimBessConfig, SimGensetConfig
+from plant.config import PlantConfig, SimBessConfig, SimFillerConfig, SimGensetConfig
+from plant.filler import FillerLoad
 from plant.plant import MeterState, Plant
 from sim_devices import registers as regs
 
@@ -152,7 +153,20 @@ def _genset(profile: DeviceProfile) -> None:
     assert genset.state is GensetState.COOLDOWN
 
 
-ROUND_TRIPS: dict[str, Callable[[DeviceProfile], None]] = {"bms": _bms, "pcs": _pcs, "meter": _meter, "genset": _genset}
+def _filler(profile: DeviceProfile) -> None:
+    filler = FillerLoad(SimFillerConfig(rated_power_w=600_000, response_s=0.5))
+    write = regs.filler_write(filler, lambda: 5.0)
+    write("power_setpoint", _through_the_wire(profile, {"power_setpoint": 123.4})["power_setpoint"]
+          / profile.register("power_setpoint").si_factor)
+    assert filler.setpoint_w == pytest.approx(123_400.0, abs=_step(profile, "power_setpoint"))
+    filler.step(5.6, 0.1)  # after its response time it draws it
+    si = _through_the_wire(profile, regs.filler_values(filler))
+    assert si["active_power"] == pytest.approx(123_400.0, abs=_step(profile, "active_power"))
+    assert si["rated_power"] == pytest.approx(600_000.0, abs=_step(profile, "rated_power"))
+
+
+ROUND_TRIPS: dict[str, Callable[[DeviceProfile], None]] = {"bms": _bms, "pcs": _pcs, "meter": _meter, "genset": _genset,
+                                                           "filler": _filler}
 
 
 def test_every_kind_has_a_round_trip() -> None:

@@ -24,6 +24,16 @@ const UNIT_STYLES = [
   {color: "#ff7b72", dash: [14, 6], width: 1.5},
   {color: "#d2a8ff", dash: [6, 2, 1, 2], width: 2},
 ];
+// the codes of the grid connection's limits, with what each means (ems/model/reasons.py)
+const SMOOTHING_CODES = {
+  RIDE_THROUGH: "a grid disturbance inside the ride-through curve: the site stays connected, the battery holds",
+  RAMP_LIMITED: "the grid connection's ramp limit holds the battery: the grid may not move faster",
+  JOB_RAMP: "an announced job start or stop the battery cannot take: its racks ramp at their share of the limit",
+  GPU_SMOOTHING: "GPU power floors and ramps engaged: the battery alone cannot hold the swing",
+  FILLER_LOAD: "the filler load burns what the battery cannot absorb of a drop of the site's load",
+  SMOOTHING_CLIPPED: "the battery's bounds clip the smoothing: part of the swing reaches the grid",
+  SMOOTHING_ACTIVE: "the fast loop moves the battery to keep training swings off the grid",
+};
 const RANGES = [300, 900, 3600, 21600, 86400, 0];  // site seconds; 0: all the server keeps
 const MAX_POINTS = 1500;  // asked of the server for a range; the live buffer is refetched at twice that
 
@@ -38,12 +48,7 @@ let unitIds = [];
 let refetching = false;
 
 const charts = {
-  grid: new TimeChart($("c-grid"), {legend: $("l-grid"), series: [
-    {key: s => s.grid_w, label: "grid import (band: highest between samples)", color: "#58a6ff", width: 2,
-      band: [s => s.grid_w, s => s.grid_max_w]},
-    {key: s => s.cap_w, label: "import cap", color: "#f85149", dash: [6, 4], width: 1.5},
-    {key: s => s.site_load_w, label: "import without the battery", color: "#8b98a5", dash: [2, 3], width: 1.5},
-  ]}),
+  grid: new TimeChart($("c-grid"), {legend: $("l-grid"), series: gridSeries(null, false)}),
   racks: new TimeChart($("c-racks"), {legend: $("l-racks"), noValues: "no sample with every rack's telemetry fresh", series: [
     {key: s => s.racks_w, label: "rack load, all racks reporting (band: min to max between samples)", color: "#3fb950", width: 2,
       band: [s => s.racks_min_w, s => s.racks_max_w]},
@@ -52,6 +57,46 @@ const charts = {
   soc: new TimeChart($("c-soc"), {legend: $("l-soc"), axis: "percent", yMin: 0, yMax: 1, series: []}),
 };
 ems.charts = charts;
+
+// the grid chart: with a ramp limit, the import it allows as a band under the grid, and the
+// meter's average import where it has one (what the limit holds; an instant reading catches a
+// training swing mid-way); without one, neither is drawn nor named
+function gridSeries(ramp, average) {
+  const env = ramp ? [{key: null, label: `ramp envelope: the import the limit allows (${W(ramp.limit_w)} in ${ramp.window_s} s)`,
+    color: "#d29922", band: [s => s.ramp_lo_w, s => s.ramp_hi_w]}] : [];
+  const avg = average ? [{key: s => s.grid_avg_w, label: "grid import, the meter's average", color: "#e6edf3", width: 2}] : [];
+  return [...env,
+    {key: s => s.grid_w, label: "grid import (band: highest between samples)", color: "#58a6ff", width: 2,
+      band: [s => s.grid_w, s => s.grid_max_w]},
+    ...avg,
+    {key: s => s.cap_w, label: "import cap", color: "#f85149", dash: [6, 4], width: 1.5},
+    {key: s => s.site_load_w, label: "import without the battery", color: "#8b98a5", dash: [2, 3], width: 1.5},
+  ];
+}
+
+let gridShape = "";
+function setGridSeries() {
+  const sm = ems.status && ems.status.smoothing;
+  const ramp = sm && sm.ramp ? sm.ramp : null;
+  const average = samples.some(s => s.grid_avg_w !== null && s.grid_avg_w !== undefined);
+  const shape = JSON.stringify([ramp && [ramp.limit_w, ramp.window_s], average]);
+  if (shape === gridShape) return;
+  gridShape = shape;
+  charts.grid.setSeries(gridSeries(ramp, average));
+  $("h-grid").textContent = ramp ? "Grid import vs cap and ramp envelope" : "Grid import vs cap";
+}
+
+// the band RMS, where the site's fast loop measures it: made when the site first shows it
+function ensureRmsChart() {
+  if (charts.rms) return;
+  $("panel-rms").classList.remove("hidden");
+  charts.rms = new TimeChart($("c-rms"), {legend: $("l-rms"), yMin: 0, series: [
+    {key: s => s.grid_rms_w, label: "grid, with the battery", color: "#58a6ff", width: 2.5},
+    {key: s => s.load_rms_w, label: "site without the battery", color: "#8b98a5", dash: [2, 3], width: 2},
+    {key: s => s.rms_limit_w, label: "oscillation limit", color: "#f85149", dash: [6, 4], width: 1.5},
+  ]});
+  render();
+}
 
 function setUnits(ids) {
   if (ids.join() === unitIds.join()) return;
@@ -71,6 +116,7 @@ function render() {
   const t1 = last ? last.ts : null;
   const from = last && ems.rangeS ? t1 - ems.rangeS : -Infinity;
   view = samples.filter(s => s.ts >= from);
+  setGridSeries();
   const t0 = view.length ? view[0].ts : null;
   const empty = ems.status ? "no samples in this range yet" : "waiting for the first control period";
   for (const c of Object.values(charts)) c.setView(view, t0, t1, empty);
@@ -153,10 +199,15 @@ function csvText() {
   const head = ["time_utc", `site_time (${SiteTime.zone})`, "grid_import_w", "grid_import_max_w", "import_cap_w",
     "import_without_battery_w", "rack_load_w", "rack_load_min_w", "rack_load_max_w", "battery_w",
     "battery_setpoint_w", ...unitIds.flatMap(u => [`${u}_power_w`, `${u}_soc`]), "reason", "periods"];
+  // the grid connection's columns where the site has them (a ramp limit, the meter's average, smoothing)
+  const extra = [["grid_import_avg_w", "grid_avg_w"], ["ramp_allowed_low_w", "ramp_lo_w"], ["ramp_allowed_high_w", "ramp_hi_w"],
+    ["grid_band_rms_w", "grid_rms_w"], ["load_band_rms_w", "load_rms_w"], ["oscillation_limit_w_rms", "rms_limit_w"],
+    ["riding_through", "riding_through"]].filter(([, k]) => view.some(s => s[k] !== null && s[k] !== undefined));
+  head.push(...extra.map(([h]) => h));
   const rows = view.map(s => [new Date(s.ts * 1000).toISOString(), SiteTime.dateTime(s.ts), s.grid_w, s.grid_max_w,
     s.cap_w, s.site_load_w, s.racks_w, s.racks_min_w, s.racks_max_w, s.battery_w, s.setpoint_w,
     ...unitIds.flatMap(u => [s.units[u] ? s.units[u].power_w : null, s.units[u] ? s.units[u].soc : null]),
-    s.reason, s.periods]);
+    s.reason, s.periods, ...extra.map(([, k]) => s[k])]);
   return [head, ...rows].map(r => r.map(cell).join(",")).join("\n") + "\n";
 }
 
@@ -243,7 +294,44 @@ function onStatus(s) {
     banner.classList.remove("hidden");
   } else banner.classList.add("hidden");
   $("actions-disabled").classList.toggle("hidden", s.actions_enabled !== false);
+  renderSmoothing(s);
   firstPaint();
+}
+
+// the grid connection's limits: the codes in force with what they mean, the ramp's allowed
+// range now, the band RMS against the limit; and a banner while the site rides through a dip
+function renderSmoothing(s) {
+  const sm = s.smoothing, fo = s.failover || {};
+  const riding = fo.riding_through || (s.reason === "RIDE_THROUGH" ? "grid" : null);
+  const banner = $("ride-banner");
+  banner.classList.toggle("hidden", !riding);
+  if (riding) {
+    banner.textContent = `Riding through a ${riding} disturbance (RIDE_THROUGH): the site stays connected ` +
+      `and the battery holds its power; only a disturbance beyond the curve islands`;
+  }
+  $("tile-smoothing").classList.toggle("hidden", !sm);
+  setGridSeries();
+  if (!sm) return;
+  // the grid connection's codes only (the fast loop says IDLE when it has nothing to add)
+  const codes = [...new Set([riding ? "RIDE_THROUGH" : null, s.reason, sm.jobs && sm.jobs.reason, sm.gpu, sm.reason]
+    .filter(c => c in SMOOTHING_CODES))];
+  $("t-smooth").textContent = codes.length ? codes.join(" · ") : "none binding";
+  $("t-smooth-why").textContent = codes.length ? SMOOTHING_CODES[codes[0]] || ""
+    : "the grid's limits hold without the battery's help this period";
+  const r = sm.ramp;
+  let ramp = "no ramp limit";
+  if (r) {
+    const a = r.allowed_w;
+    const now = !a ? "no grid value in its window yet" : a[0] > a[1] ? "window restarting"
+      : `${W(a[0])} … ${W(a[1])} allowed now`;
+    ramp = `ramp limit ${W(r.limit_w)} in ${r.window_s} s · ${now}`;
+  }
+  $("t-ramp").textContent = ramp;
+  const fast = sm.grid_band_rms_w !== null && sm.grid_band_rms_w !== undefined;
+  $("t-rms").textContent = !fast ? "no fast loop: band RMS not measured" :
+    `band RMS ${W(sm.grid_band_rms_w)} grid · ${W(sm.load_band_rms_w)} without the battery · ` +
+    (sm.oscillation_limit_w_rms ? `limit ${W(sm.oscillation_limit_w_rms)}` : "no limit set");
+  if (fast) ensureRmsChart();
 }
 
 function renderPeak(s) {

@@ -35,6 +35,12 @@ const AxisFormat = {
   },
 };
 
+// a filled block for a series that is only a band (an allowed range, say)
+function bandSwatch(color) {
+  return `<svg width="26" height="10" aria-hidden="true"><rect x="1" y="1" width="24" height="8" fill="${color}" ` +
+    `fill-opacity="0.35" stroke="${color}" stroke-width="1"/></svg>`;
+}
+
 function dashSwatch(color, dash, width) {
   const d = dash && dash.length ? ` stroke-dasharray="${dash.join(" ")}"` : "";
   return `<svg width="26" height="10" aria-hidden="true"><line x1="1" y1="5" x2="25" y2="5" stroke="${color}" ` +
@@ -42,7 +48,8 @@ function dashSwatch(color, dash, width) {
 }
 
 class TimeChart {
-  // series: [{key: s => value, label, color, dash?: [on, off, ...], width?, band?: [s => lo, s => hi]}]
+  // series: [{key: s => value, label, color, dash?: [on, off, ...], width?, band?: [s => lo, s => hi]}];
+  // key null: the band alone (its edges drawn thin), a block in the legend
   // axis: "watts" | "percent"; yMin, yMax: a fixed axis end (else from the data)
   // noValues: what to say when there are samples but none has a value (all gaps)
   constructor(canvas, {series, axis = "watts", yMin = null, yMax = null, legend = null, noValues = null}) {
@@ -59,6 +66,7 @@ class TimeChart {
     this.pending = false;
     this.drawn = 0;  // frames drawn with data (for the tests)
     this.axes = null;  // the last drawn axes: {lo, hi, y: labels, x: labels}
+    this.bands = {};  // the last drawn bands: label -> points
     this.setSeries(series);
     new ResizeObserver(() => this.schedule()).observe(canvas);
   }
@@ -67,7 +75,7 @@ class TimeChart {
     this.series = series;
     if (this.legend) {
       this.legend.innerHTML = series.map(s =>
-        `<span>${dashSwatch(s.color, s.dash, s.width)}${s.label}</span>`).join("");
+        `<span>${s.key ? dashSwatch(s.color, s.dash, s.width) : bandSwatch(s.color)}${s.label}</span>`).join("");
     }
     this.schedule();
   }
@@ -92,7 +100,7 @@ class TimeChart {
     const take = v => { if (v !== null && v !== undefined && isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); } };
     for (const s of this.samples) {
       for (const se of this.series) {
-        take(se.key(s));
+        if (se.key) take(se.key(s));
         if (se.band) { take(se.band[0](s)); take(se.band[1](s)); }
       }
     }
@@ -200,16 +208,36 @@ class TimeChart {
     g.save();
     g.beginPath(); g.rect(pad.l, pad.t - 2, pw, ph + 4); g.clip();
     // bands first, then lines on top, in series order (so a later, dashed line shows over an earlier one)
+    const bands = {};  // points drawn in each series' band, for the tests
     for (const se of this.series) {
       if (!se.band) continue;
-      g.fillStyle = se.color + "33";
-      g.beginPath();
-      let started = false;
-      for (const s of data) { const v = se.band[1](s); if (v === null || v === undefined) continue; const x = X(s.ts), y = Y(v); started ? g.lineTo(x, y) : g.moveTo(x, y); started = true; }
-      for (let i = data.length - 1; i >= 0; i--) { const s = data[i]; const v = se.band[0](s); if (v === null || v === undefined) continue; g.lineTo(X(s.ts), Y(v)); }
-      g.closePath(); g.fill();
+      bands[se.label] = 0;
+      // one shape per run of samples with both ends: a gap (no range in force) is never bridged
+      const runs = [];
+      let run = [];
+      for (const s of data) {
+        const a = se.band[0](s), b = se.band[1](s);
+        if (a === null || a === undefined || b === null || b === undefined) { if (run.length) runs.push(run); run = []; continue; }
+        run.push([X(s.ts), Y(a), Y(b)]);
+      }
+      if (run.length) runs.push(run);
+      for (const r of runs) {
+        if (r.length === 1) r.push([r[0][0] + 1, r[0][1], r[0][2]]);  // a lone sample: a sliver, not nothing
+        g.fillStyle = se.color + "33";
+        g.beginPath();
+        r.forEach(([x, , y], i) => i ? g.lineTo(x, y) : g.moveTo(x, y));
+        for (let i = r.length - 1; i >= 0; i--) g.lineTo(r[i][0], r[i][1]);
+        g.closePath(); g.fill();
+        if (!se.key) {  // a band alone: its edges, so the range reads where the fill is faint
+          g.strokeStyle = se.color; g.lineWidth = 1; g.setLineDash([]);
+          for (const k of [1, 2]) { g.beginPath(); r.forEach((p, i) => i ? g.lineTo(p[0], p[k]) : g.moveTo(p[0], p[k])); g.stroke(); }
+        }
+        bands[se.label] += r.length;
+      }
     }
+    this.bands = bands;
     for (const se of this.series) {
+      if (!se.key) continue;
       g.strokeStyle = se.color; g.lineWidth = se.width || 2; g.setLineDash(se.dash || []);
       g.lineJoin = "round";
       g.beginPath();
