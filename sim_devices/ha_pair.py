@@ -86,8 +86,7 @@ class HaPair:
             str(self.truth_path), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         await asyncio.sleep(1.5)
         await self.lease.connect()
-        for h in HOLDERS:
-            await self.restart(h)
+        await asyncio.gather(*(self.restart(h) for h in HOLDERS))
         await self.wait_active_writing()
 
     async def restart(self, holder: str) -> None:
