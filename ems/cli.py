@@ -76,7 +76,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 async def _run(cfg: SiteConfig, speed: float, path: Path | None = None, mqtt_url: str | None = None,
-               log_format: str | None = None) -> int:
+               log_format: str | None = None, ha_id: str | None = None) -> int:
     from ems.control_loop import Controller
     from ems.sd_notify import Notifier
 
@@ -84,6 +84,14 @@ async def _run(cfg: SiteConfig, speed: float, path: Path | None = None, mqtt_url
     notifier = Notifier()  # systemd Type=notify; a no-op outside systemd (deploy/systemd/ems.service)
     _stop_on_signals(stop, notifier.stopping)
     controller = Controller(cfg, ScaledClock(speed))
+    if cfg.ha is not None:  # active/standby: writes only under the lease (docs/ha.md)
+        from ems.ha.attach import attach
+
+        attach(controller, cfg.ha, ha_id)
+    if cfg.fleet is not None:  # the site's link to the fleet (docs/fleet.md)
+        from ems.fleet.attach import attach_link
+
+        attach_link(controller, cfg.fleet)
     if path is not None:
         # SIGHUP re-reads the site file: applied at the next period, or refused with the reason
         # (an event and a log line) while the running configuration stays
@@ -124,16 +132,32 @@ def _run_status(controller: Controller) -> int:
     return 0
 
 
+def cmd_fleet(args: argparse.Namespace) -> int:
+    from ems.fleet.service import FleetServiceError, serve
+    from ems.fleet.settings import load_fleet_config
+
+    cfg = load_fleet_config(args.config)
+    logs.configure("console", "info")
+    try:
+        asyncio.run(serve(cfg))
+    except FleetServiceError as exc:
+        print(f"ems fleet: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from ems.devices import check_site_profiles
 
     cfg = _with_mqtt_url(load_config(args.config), args.mqtt_url)
+    if args.state_dir is not None:  # two controllers of one site on one machine (active/standby tests)
+        cfg = cfg.model_copy(update={"state": cfg.state.model_copy(update={"dir": args.state_dir})})
     check_site_profiles(cfg, str(args.config))  # before the controller opens a connection, as check-config
     if cfg.microgrid is not None and (why := cfg.microgrid.live_refusal(
             cfg.genset is not None, cfg.failover is not None and cfg.failover.enabled)) is not None:
         raise ConfigError(f"{args.config}: {why}")
     logs.configure(args.log_format or cfg.logging.format, cfg.logging.level)
-    return asyncio.run(_run(cfg, args.speed, args.config, args.mqtt_url, args.log_format))
+    return asyncio.run(_run(cfg, args.speed, args.config, args.mqtt_url, args.log_format, args.ha_id))
 
 
 async def _sim(cfg: SimSiteConfig, clock: ScaledClock, summary_json: Path | None, source: str) -> int:
@@ -407,6 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--mqtt-url", help="override mqtt.url from the site file")
     r.add_argument("--speed", type=float, default=1.0, help="site clock speed (only against a simulated site)")
     r.add_argument("--log-format", choices=["console", "json"])
+    r.add_argument("--state-dir", type=Path, help="override state.dir from the site file")
+    r.add_argument("--ha-id", help="this controller's name in the active/standby lease (default: the host name)")
     r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("sim", help="serve the simulated site alone (hardware-in-the-loop)")
@@ -427,6 +453,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--before", type=int, help="page: only events with a smaller id")
     e.add_argument("--json", action="store_true", help="one JSON object per line")
     e.set_defaults(func=cmd_events)
+
+    f = sub.add_parser("fleet", help="the fleet service: JetStream -> PostgreSQL, and the fleet page/API "
+                       "(docs/fleet.md)")
+    f.add_argument("--config", required=True, type=Path)
+    f.set_defaults(func=cmd_fleet)
 
     a = sub.add_parser("agent", help="the rack agent of a GPU node: NVML power, caps and smoothing over MQTT "
                                      "(docs/agent.md)")

@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, model_validator
 
+from ems.fleet.settings import FleetLinkConfig
+from ems.ha.settings import HaConfig
 from ems.microgrid_config import MicrogridConfig
 from ems.model.errors import ConfigError
 from ems.topology import (
@@ -342,6 +344,8 @@ class SiteConfig(SiteDevices):
     simulation: dict[str, Any] | None = Field(default=None, description="the simulated plant (sim_devices/config.py)")
     economics: EconomicsConfig | None = None
     microgrid: MicrogridConfig | None = None  # off-grid or weak-grid operation (docs/off-grid.md)
+    ha: HaConfig | None = None  # active/standby with a lease in NATS JetStream (docs/ha.md)
+    fleet: FleetLinkConfig | None = None  # status, events, history to the fleet on JetStream (docs/fleet.md)
 
     @model_validator(mode="after")
     def _shed_rows_exist(self) -> SiteConfig:

@@ -12,7 +12,8 @@ from __future__ import annotations
 from ems.config import SiteConfig
 from ems.unit_changes import live_unit_change_refused
 
-_RESTART_SECTIONS = ("site", "meter", "genset", "filler", "pv", "racks", "mqtt", "http", "state", "simulation")
+_RESTART_SECTIONS = ("site", "meter", "genset", "filler", "pv", "racks", "mqtt", "http", "state", "simulation",
+                     "ha", "fleet")
 
 
 def needs_restart(running: SiteConfig, new: SiteConfig) -> list[str]:

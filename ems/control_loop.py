@@ -21,7 +21,7 @@ import json
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,7 @@ from ems.status import site_status
 from ems.tariff.calendar import local_seconds
 from ems.transitions import TransitionObserver
 from ems.unit_changes import apply_unit_changes, unit_changes
+from ems.write_gate import WriteGate
 from policies import grid_ramp, job_ramp, offgrid_shed
 from policies.island import IslandActions
 
@@ -131,6 +132,9 @@ class Controller:
             self.actuators.profiles = SmoothingProfileWriter(cfg.mqtt.topic_prefix, rack_ids)
         self.restored = self.persisted.restore(self)
         self._units_due = False  # a reload added or removed units: applied at the next period's start
+        self.write_gate: WriteGate | None = None  # active/standby (ems/ha): no writes while it says no
+        self.side_tasks: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []  # more background tasks
+        self.run_now = asyncio.Event()  # a period at once, not at the next tick (a standby just promoted)
 
     @property
     def last(self) -> PeriodResult | None:
@@ -149,7 +153,14 @@ class Controller:
         self.actions.apply_pending(self.controls)  # what operators asked since the last period (bounded)
         snap = self.controls.apply(snap)  # operator: units in maintenance, timed reverts
         islanded = fo is not None and fo.islanded
-        if fo is not None and islanded:
+        gate = self.write_gate
+        if gate is not None and not gate.may_write():
+            # standby (or an active whose lease could run out): decide, keep state warm, write nothing
+            result = await self._step(snap)
+            if self.smoother is not None:
+                self.smoother.arm(None)
+            writes = 0
+        elif fo is not None and islanded:
             # island: grid-trading policies stand down; grid-forming units balance the load
             if self.smoother is not None:
                 self.smoother.arm(None)
@@ -172,6 +183,8 @@ class Controller:
                 writes += await self.actuators.sync_caps(self._offgrid_caps(snap, result))
             else:
                 writes += await self.actuators.sync_caps({})  # after a (re)connect: re-assert or clear retained caps
+        if gate is not None:
+            gate.note_writes(writes)
         self.step_state = result.state
         self.last_setpoint_w = result.setpoint_w
         self._account(snap)
@@ -258,6 +271,8 @@ class Controller:
             validity=self.reader.validity, periods_clamped=s.periods_clamped,
             forced_w=None if self.controls.force is None else self.controls.force.setpoint_w,
             smoothing=self._smoothing_status(snap))
+        if self.write_gate is not None:
+            status["ha"] = self.write_gate.describe()
         reader, act = self.reader, self.actuators
         read_at = {} if reader.last_meter is None else {"meter": reader.last_meter.read_at_s}
         for io in reader.units:
@@ -388,6 +403,7 @@ class Controller:
                     background.append(tg.create_task(self.failover.run(), name="failover"))
                 if self.planner is not None:
                     background.append(tg.create_task(self.planner.run(), name="planner"))
+                background += [tg.create_task(job(), name=name) for name, job in self.side_tasks]
                 fast = None if self.smoother is None else tg.create_task(self.smoother.run(), name="smoothing")
                 try:
                     await self._periods(stop)  # cancelled by the group if a background task fails
@@ -415,11 +431,32 @@ class Controller:
             if now > next_t:  # overrun: skip the periods we missed, do not bunch up
                 self.stats.overruns += 1
                 next_t += math.ceil((now - next_t) / period_real) * period_real
+            await self._sleep(stop, next_t - time.perf_counter())
+
+    async def _sleep(self, stop: asyncio.Event, timeout_s: float) -> None:
+        """Until the next period, `stop`, or (under a lease, ems/ha) `run_now`."""
+        if self.write_gate is None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), next_t - time.perf_counter())
+                await asyncio.wait_for(stop.wait(), timeout_s)
+            return
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.run_now.wait())]
+        try:
+            await asyncio.wait(waits, timeout=max(timeout_s, 0.0), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        self.run_now.clear()
 
     async def shutdown(self) -> None:
-        """Leave every unit at 0 W and release rack caps; best effort, bounded in time."""
+        """Leave every unit at 0 W and release rack caps; best effort, bounded in time. A
+        standby (or an active that can no longer be sure of its lease) writes nothing."""
+        if self.write_gate is not None and not self.write_gate.may_write():
+            self.persisted.save(self)
+            self.events.record("controller_stopped", self.clock.wall(), None, writes=False)
+            self.reader.close()
+            if self.failover is not None:
+                self.failover.close()
+            return
         not_told = await self.actuators.zero_all()
         self.last_setpoint_w = 0.0
         self.persisted.save(self)

@@ -60,6 +60,9 @@ class EventLog:
         self._open_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._listeners: list[Callable[[Event], None]] = []
+        # added to the data of each event recorded (not of a batch handed over): the active's lease
+        # epoch while it writes (ems/ha), so every write it records carries the epoch it was made in
+        self.context: dict[str, Any] = {}
 
     def subscribe(self, listener: Callable[[Event], None]) -> Callable[[], None]:
         """Call `listener` with each event once it is durable (from the recording thread;
@@ -69,6 +72,8 @@ class EventLog:
 
     def record(self, kind: str, wall_s: float, reason: str | None = None, **data: Any) -> Event:
         """Append an event; durable when this returns."""
+        if self.context:
+            data = {**self.context, **data}
         body = json.dumps(data, default=str, separators=(",", ":"))
         with self._lock:
             cur = self._db.execute("INSERT INTO events (wall_s, kind, reason, data) VALUES (?, ?, ?, ?)",
@@ -78,6 +83,30 @@ class EventLog:
         for listener in tuple(self._listeners):
             listener(event)
         return event
+
+    def record_many(self, items: list[tuple[str, float, str | None, dict[str, Any]]]) -> list[Event]:
+        """Append several events (kind, wall_s, reason, data) in one transaction: one commit, durable
+        when this returns (a handover of a few hundred events must not take a commit each)."""
+        if not items:
+            return []
+        rows = [(kind, wall_s, reason, json.dumps(data, default=str, separators=(",", ":")))
+                for kind, wall_s, reason, data in items]
+        events = []
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                for (kind, wall_s, reason, data), (_, _, _, body) in zip(items, rows, strict=True):
+                    cur = self._db.execute("INSERT INTO events (wall_s, kind, reason, data) VALUES (?, ?, ?, ?)",
+                                           (wall_s, kind, reason, body))
+                    events.append(Event(int(cur.lastrowid or 0), wall_s, kind, reason, data))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        for event in events:
+            for listener in tuple(self._listeners):
+                listener(event)
+        return events
 
     def _reader(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._readers, "db", None)

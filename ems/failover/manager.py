@@ -17,6 +17,7 @@ import contextlib
 import gc
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -78,6 +79,7 @@ class FailoverManager:
         self.riding_through: str | None = None  # the disturbance's cause while the site rides it through
         self.plan: FailoverPlan | None = None
         self.firings: list[Firing] = []
+        self.may_fire: Callable[[], bool] = lambda: True  # active/standby: only the lease holder fires
         self.fired = asyncio.Event()  # set on the control loop's thread after each firing
         self._main_loop: asyncio.AbstractEventLoop | None = None
         self._fast_loop: asyncio.AbstractEventLoop | None = None
@@ -218,6 +220,9 @@ class FailoverManager:
             self.state = island.on_grid_loss(self.state, self.clock.monotonic(),
                                              {} if plan is None else plan.rack_caps_w,
                                              plan is not None and plan.genset_start)
+        if not self.may_fire():  # a standby (ems/ha) arms its plan but never writes
+            self._on_main(self.events.record, "failover_standby", wall, verdict.cause)
+            return
         firing = await self.fast.fire(verdict.at_ns, verdict.cause)
         if firing is None:
             self._on_main(self.events.record, "failover", wall, "NO_PLAN", cause=verdict.cause)

@@ -1,0 +1,85 @@
+"""The site's fleet outbox: every message to the fleet is kept here (SQLite, WAL) until
+JetStream has acknowledged it, so a link that is down for hours loses nothing and the
+replay goes out in the order it was made.
+
+Each outbox has its own random `source` id, so the message ids (`SITE:SOURCE:SEQ`) of a site
+that lost its disk never collide with the ones it sent before. Bounded: beyond `max_rows`
+the oldest status messages go first (events and history are kept), and the count says so.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ems.sqlite_db import open_db
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, ts REAL NOT NULL,
+                                   body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    seq: int
+    kind: str
+    ts: float
+    body: dict[str, Any]
+
+
+class Outbox:
+    def __init__(self, path: Path | None, max_rows: int) -> None:
+        self._db, self.path = open_db(path)
+        # WAL with NORMAL: a commit survives the process dying (kill -9), not a power cut; it keeps an
+        # fsync out of every control period (the observer appends from the loop)
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._lock = threading.Lock()
+        self.max_rows = max_rows
+        self.dropped = 0
+        with self._lock:
+            self._db.executescript(_SCHEMA)
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'source'").fetchone()
+            if row is None:
+                row = (uuid.uuid4().hex[:12],)
+                self._db.execute("INSERT INTO meta (key, value) VALUES ('source', ?)", row)
+        self.source: str = row[0]
+        self._rows = self._count()
+
+    def _count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def append(self, kind: str, ts: float, body: dict[str, Any]) -> None:
+        text = json.dumps(body, default=str, separators=(",", ":"))
+        with self._lock:
+            self._db.execute("INSERT INTO outbox (kind, ts, body) VALUES (?, ?, ?)", (kind, ts, text))
+            self._rows += 1
+            if self._rows > self.max_rows:
+                cur = self._db.execute("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE kind = 'status' "
+                                       "ORDER BY seq LIMIT ?)", (self._rows - self.max_rows,))
+                self._rows -= cur.rowcount
+                self.dropped += cur.rowcount
+
+    def head(self, limit: int) -> list[Pending]:
+        """The oldest messages not yet acknowledged, in order."""
+        with self._lock:
+            rows = self._db.execute("SELECT seq, kind, ts, body FROM outbox ORDER BY seq LIMIT ?", (limit,)).fetchall()
+        return [Pending(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
+
+    def acknowledged(self, up_to_seq: int) -> None:
+        with self._lock:
+            cur = self._db.execute("DELETE FROM outbox WHERE seq <= ?", (up_to_seq,))
+            self._rows -= cur.rowcount
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

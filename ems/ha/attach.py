@@ -1,0 +1,29 @@
+"""Put a controller under the lease: its writes gated, the role task beside its loop."""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING, Any
+
+from ems.ha.handover import state_of, take_over
+from ems.ha.role import HaRole
+
+if TYPE_CHECKING:
+    from ems.control_loop import Controller
+    from ems.ha.settings import HaConfig
+
+
+def _promoted(ctl: Controller, state: dict[str, Any] | None) -> None:
+    take_over(ctl, state)
+    ctl.run_now.set()  # the first write at once, not at the next tick
+
+
+def attach(ctl: Controller, cfg: HaConfig, holder: str | None = None) -> HaRole:
+    """`holder` names this controller in the lease (default: the host name)."""
+    role = HaRole(cfg, ctl.cfg.site, holder or socket.gethostname(), ctl.events, ctl.clock.wall,
+                  lambda: state_of(ctl), lambda state: _promoted(ctl, state))
+    ctl.write_gate = role
+    ctl.side_tasks.append(("ha", role.run))
+    if ctl.failover is not None:
+        ctl.failover.may_fire = role.may_write
+    return role

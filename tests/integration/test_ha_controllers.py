@@ -1,0 +1,107 @@
+"""Two controllers in one process on one simulated site under one lease (real Modbus, MQTT and
+NATS): the standby reads and decides and writes nothing, not even on a grid loss; a clean
+stop of the active hands over at once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from ems.broker import Broker, free_port
+from ems.clock import ScaledClock
+from ems.config import SiteConfig
+from ems.control_loop import Controller
+from ems.ha.attach import attach
+from ems.ha.role import HaRole
+from ems.ha.settings import HaConfig
+from ems.published import PeriodResult
+from tests.conftest import running_site, shaving_site, wait_for
+from tests.nats_peer import shared_nats_or_skip, unique
+
+pytestmark = pytest.mark.integration
+
+
+class Run:
+    def __init__(self, ctl: Controller, role: HaRole) -> None:
+        self.ctl, self.role = ctl, role
+        self.results: list[PeriodResult] = []
+        ctl.observers.append(self.results.append)
+        self.stop = asyncio.Event()
+        self.task = asyncio.create_task(ctl.run(self.stop))
+
+    async def close(self) -> None:
+        self.stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(self.task, 10)
+
+
+@contextlib.asynccontextmanager
+async def pair(cfg: SiteConfig, clock: ScaledClock) -> AsyncIterator[Callable[[str], Run]]:
+    runs: list[Run] = []
+    ha = HaConfig(nats_url=shared_nats_or_skip(), bucket=unique("ctl"))
+
+    def start(holder: str) -> Run:
+        ctl = Controller(cfg, clock)
+        run = Run(ctl, attach(ctl, ha, holder))
+        runs.append(run)
+        return run
+
+    try:
+        yield start
+    finally:
+        for r in runs:
+            await r.close()
+
+
+async def test_the_standby_writes_nothing_and_takes_over_at_a_clean_stop(make_site: Any, broker: Broker) -> None:
+    cfg = shaving_site(make_site, broker.url)
+    clock = ScaledClock(1.0)
+    async with running_site(cfg, clock) as site, pair(cfg, clock) as start:
+        a = start("a")
+        await wait_for(lambda: a.role.role == "active" and any(r.writes for r in a.results))
+        b = start("b")
+        await wait_for(lambda: len(b.results) >= 20)
+        assert b.role.role == "standby"
+        assert all(r.writes == 0 for r in b.results)  # it decides every period and writes nothing
+        assert b.results[-1].status["ha"]["role"] == "standby"
+        assert b.results[-1].step.unit_setpoints_w  # ... and has its own decision ready
+        await a.close()  # a clean stop: units to 0 W, the lease released
+        await wait_for(lambda: b.role.role == "active" and b.results[-1].writes > 0, 5.0)
+        assert site.plant.summary()["heartbeat_timeouts"] == 0
+
+
+async def test_a_grid_loss_is_met_by_the_active_alone(make_site: Any, broker: Broker) -> None:
+    cfg = make_site(
+        broker.url, racks={"rows": 4, "racks_per_row": 8, "nameplate_w": 40_000.0}, period_s=0.1,
+        genset={"port": free_port(), "profile": "genset_v1"},
+        policies={"battery": {"soc_min": 0.1, "soc_max": 0.95},
+                  "peak_shaving": {"grid_import_cap_w": 1_300_000.0, "recharge_below_w": 600_000.0}},
+        failover={"detect_poll_s": 0.002, "shed_order": ["row04", "row03", "row02"], "reconnect_stable_s": 1.0,
+                  "cap_release_s": 0.5, "genset": {"start_after_s": 0.0, "min_run_s": 1.0}},
+        simulation={"seed": 3, "speed": 1.0, "pue": 1.25,
+                    "bess": [{"capacity_wh": 1_000_000, "rated_power_w": 500_000, "initial_soc": 0.7,
+                              "ramp_w_per_s": 2_000_000, "heartbeat_timeout_s": 2.0}],
+                    "racks": {"model": "steady", "steady_fraction": 0.5, "telemetry_period_s": 0.2,
+                              "cap_response_s": 0.1},
+                    "grid": {"seamless_transfer": True, "psu_holdup_s": 0.010, "pcs_overload_s": 2.0},
+                    "genset": {"rated_power_w": 1_200_000, "start_delay_s": 0.5, "warmup_s": 0.5,
+                               "ramp_w_per_s": 5_000_000, "cooldown_s": 0.3}})
+    clock = ScaledClock(1.0)
+    async with running_site(cfg, clock) as site, pair(cfg, clock) as start:
+        a = start("a")
+        await wait_for(lambda: a.role.role == "active" and any(r.writes for r in a.results))
+        b = start("b")
+        await wait_for(lambda: all(c.failover is not None and c.failover.plan is not None for c in (a.ctl, b.ctl)))
+        await asyncio.sleep(0.5)
+        site.control("grid_loss")
+        await wait_for(lambda: len(a.ctl.failover.firings) == 1 if a.ctl.failover else False, 5.0)
+        await wait_for(lambda: b.ctl.events.count("failover_standby") == 1, 5.0)
+        assert b.ctl.failover is not None and b.ctl.failover.firings == []
+        fired = a.ctl.events.query(kind="failover")
+        assert fired and fired[0].data["ha_epoch"] == a.role.epoch  # every write it records carries its epoch
+        assert all(r.writes == 0 for r in b.results)
+        assert site.plant.summary()["lost_racks"] == 0
