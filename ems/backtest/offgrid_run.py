@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -15,8 +15,7 @@ from ems.backtest.engine import Progress, Trace, run_backtest
 from ems.backtest.errors import BacktestInputError
 from ems.backtest.financials import Economics
 from ems.backtest.offgrid_report import compare
-from ems.backtest.run import BacktestOptions
-from ems.backtest.series import read_power_csv, resample, window
+from ems.backtest.run import BacktestOptions, load_series
 from policies.microgrid import Mode
 
 
@@ -36,21 +35,7 @@ def run_offgrid(cfg: BacktestConfig, opts: BacktestOptions,
     if mg is None or not is_offgrid(cfg):
         raise BacktestInputError("microgrid.mode must be off_grid or weak_grid")
     step = opts.step_s or 900
-    if 3600 % step:
-        raise BacktestInputError(f"step {step} s must divide 3600")
-    unit: Literal["kw", "w"] = "w" if opts.unit == "w" else "kw"
-    load = resample(read_power_csv(opts.load_csv, unit=unit, scale=opts.load_scale, start=opts.series_start), step)
-    start = opts.start or load.start
-    n = load.values_w.size - round((start - load.start).total_seconds() / step)
-    if opts.days is not None:
-        n = min(n, round(opts.days * 86400 / step))
-    if n <= 0:
-        raise BacktestInputError("the load series has no steps from the start")
-    load_w = window(load, start, n)
-    pv_w = None
-    if opts.pv_csv is not None:
-        pv = resample(read_power_csv(opts.pv_csv, unit=unit, scale=opts.pv_scale, start=opts.series_start), step)
-        pv_w = window(pv, start, n)
+    _, _, start, load_w, pv_w = load_series(opts, step)
     return run_series(cfg, start, step, load_w, pv_w, progress)
 
 

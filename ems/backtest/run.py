@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -14,7 +15,7 @@ from ems.backtest.errors import BacktestInputError
 from ems.backtest.financials import Economics
 from ems.backtest.foresight import BatteryModel, Foresight, perfect_foresight
 from ems.backtest.results import Result, evaluate
-from ems.backtest.series import PowerSeries, read_power_csv, resample, window
+from ems.backtest.series import FloatArray, PowerSeries, read_power_csv, resample, window
 from ems.backtest.setup import Setup, setup_of
 from ems.planning.settings import load_tariff, may_export
 from ems.step_params import step_params
@@ -50,6 +51,25 @@ class Backtest:
     foresight: Foresight | None
     tariff: Tariff
     setup: Setup  # what ran, for the report
+
+
+def load_series(opts: BacktestOptions, step: int
+                ) -> tuple[PowerSeries, PowerSeries | None, datetime, FloatArray, FloatArray | None]:
+    """The run's load and PV at `step` s as the options say: the whole series, the start, and
+    the run's window of each from its start."""
+    if 3600 % step:
+        raise BacktestInputError(f"step {step} s must divide 3600")
+    unit: Literal["kw", "w"] = "w" if opts.unit == "w" else "kw"
+    load = resample(read_power_csv(opts.load_csv, unit=unit, scale=opts.load_scale, start=opts.series_start), step)
+    start = opts.start or load.start
+    n = load.values_w.size - round((start - load.start).total_seconds() / step)
+    if opts.days is not None:
+        n = min(n, round(opts.days * 86400 / step))
+    if n <= 0:
+        raise BacktestInputError("the load series has no steps from the start")
+    pv = None if opts.pv_csv is None else resample(
+        read_power_csv(opts.pv_csv, unit=unit, scale=opts.pv_scale, start=opts.series_start), step)
+    return load, pv, start, window(load, start, n), None if pv is None else window(pv, start, n)
 
 
 def _warmup(series: PowerSeries, start: datetime, step_s: int) -> np.ndarray | None:
@@ -91,23 +111,10 @@ def run(cfg: BacktestConfig, opts: BacktestOptions, progress: Progress | None = 
         cfg = cfg.model_copy(update={"policies": cfg.policies.model_copy(update={"arbitrage": None})})
         arb = None
     step = opts.step_s or (arb.step_s if arb is not None else 900)
-    if 3600 % step:
-        raise BacktestInputError(f"step {step} s must divide 3600")
-    load = resample(read_power_csv(opts.load_csv, unit="w" if opts.unit == "w" else "kw",
-                                   scale=opts.load_scale, start=opts.series_start), step)
-    start = opts.start or load.start
-    n = load.values_w.size - round((start - load.start).total_seconds() / step)
-    if opts.days is not None:
-        n = min(n, round(opts.days * 86400 / step))
-    if n <= 0:
-        raise BacktestInputError("the load series has no steps from the start")
-    load_w = window(load, start, n)
-    pv_w = None
+    load, pv, start, load_w, pv_w = load_series(opts, step)
+    n = load_w.size
     warm = _warmup(load, start, step)
-    if opts.pv_csv is not None:
-        pv = resample(read_power_csv(opts.pv_csv, unit="w" if opts.unit == "w" else "kw", scale=opts.pv_scale,
-                                     start=opts.series_start), step)
-        pv_w = window(pv, start, n)
+    if pv is not None:
         pv_warm = _warmup(pv, start, step)
         warm = None if warm is None or pv_warm is None else warm - pv_warm
     trace = run_backtest(cfg, tariff, start, step, load_w, pv_w, progress=progress,

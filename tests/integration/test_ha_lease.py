@@ -167,6 +167,15 @@ async def test_partitioned_active_stops_writing_before_the_standby_writes(pair: 
         await relay.close()
 
 
+
+async def _one_active_again(pair: Pair, a: HaRole, b: HaRole, also: Callable[[], bool] = lambda: True) -> None:
+    """NATS back: both see it, exactly one of them is active, and no epoch had two writers."""
+    await until(lambda: a.nats_ok is True and b.nats_ok is True, 10.0)
+    await until(lambda: [a.role, b.role].count("active") == 1 and also(), 5.0)
+    await asyncio.sleep(0.5)
+    assert [a.role, b.role].count("active") == 1
+    assert_one_writer_per_epoch(pair.writes)
+
 async def test_nats_down_promotes_nobody_and_the_active_says_so(pair: Pair, tmp_path: Path) -> None:
     server = PrivateNats(tmp_path / "js")
     server.start()
@@ -184,11 +193,7 @@ async def test_nats_down_promotes_nobody_and_the_active_says_so(pair: Pair, tmp_
         assert a.events.count("ha_nats_down") == 1 and a.events.count("ha_fenced") == 1
         assert a.describe()["nats"] is False
         server.start()  # back: one of them holds the lease again, never both
-        await until(lambda: a.nats_ok is True and b.nats_ok is True, 10.0)
-        await until(lambda: [a.role, b.role].count("active") == 1, 5.0)
-        await asyncio.sleep(0.5)
-        assert [a.role, b.role].count("active") == 1
-        assert_one_writer_per_epoch(pair.writes)
+        await _one_active_again(pair, a, b)
     finally:
         await pair.close()
         server.stop()
@@ -211,11 +216,7 @@ async def test_nats_down_with_a_peer_that_vouches_keeps_the_active_writing(pair:
         assert a.may_write() and b.role == "standby" and b.events.count("ha_promoted") == 0
         assert a.events.count("ha_failsafe") == 1 and a.describe()["failsafe"] is True
         server.start()  # back: a takes its expired key again (a new epoch) or b takes it; never both
-        await until(lambda: a.nats_ok is True and b.nats_ok is True, 10.0)
-        await until(lambda: [a.role, b.role].count("active") == 1 and not a.failsafe, 5.0)
-        await asyncio.sleep(0.5)
-        assert [a.role, b.role].count("active") == 1
-        assert_one_writer_per_epoch(pair.writes)
+        await _one_active_again(pair, a, b, lambda: not a.failsafe)
     finally:
         await pair.close()
         server.stop()
