@@ -17,6 +17,17 @@ from sim_devices.config import parse_sim_config
 from sim_devices.site import SimulatedSite
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _shared_nats_left_clean() -> Any:
+    """At the end of the session, the streams and buckets the tests made on the shared NATS go."""
+    yield
+    from tests.nats_peer import NAMED, delete_named_streams
+
+    if NAMED:
+        with contextlib.suppress(Exception):  # NATS gone, or never there: nothing to clean
+            asyncio.run(asyncio.wait_for(delete_named_streams(), 20))
+
+
 @pytest.fixture
 async def broker() -> AsyncIterator[Broker]:
     """Mosquitto on a free port when the binary exists, else the embedded amqtt broker."""

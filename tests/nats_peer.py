@@ -19,8 +19,34 @@ __all__ = ["PrivateNats", "Relay", "shared_nats_or_skip", "unique"]
 SHARED_URL = os.environ.get("EMS_TEST_NATS_URL", "nats://127.0.0.1:4222")
 
 
+NAMED: set[str] = set()  # every name handed out this session: their streams are deleted at its end
+
+
 def unique(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    NAMED.add(name)
+    return name
+
+
+async def delete_named_streams(url: str = SHARED_URL) -> int:
+    """Delete the shared server's streams (KV buckets are streams) whose names hold a name
+    `unique` handed out: the tests' private buckets and streams do not pile up. Best effort."""
+    import nats
+
+    if not NAMED:
+        return 0
+    nc = await nats.connect(url, connect_timeout=1, max_reconnect_attempts=0)
+    try:
+        js = nc.jetstream()
+        gone = 0
+        for info in await js.streams_info():
+            name = info.config.name or ""
+            if any(n in name for n in NAMED):
+                await js.delete_stream(name)
+                gone += 1
+        return gone
+    finally:
+        await nc.close()
 
 
 def shared_nats_or_skip() -> str:
