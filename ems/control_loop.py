@@ -127,6 +127,9 @@ class Controller:
         self.background_failure: BaseException | None = None
         self.smoother = smoothing_loop(cfg, clock)  # the fast loop, where the site file asks for smoothing
         self.actuators.fast = self.smoother
+        if self.smoother is not None and self.failover is not None:
+            failover = self.failover
+            self.smoother.stand_down = lambda: failover.islanded
         self.gpu = gpu_lever(cfg)
         if self.gpu is not None or self.jobs is not None:
             self.actuators.profiles = SmoothingProfileWriter(cfg.mqtt.topic_prefix, rack_ids)

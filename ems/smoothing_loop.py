@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import structlog
@@ -102,6 +103,9 @@ class SmoothingLoop:
         self.grid_band = BandRms(band_low_hz, swing_window_s)  # the grid's oscillation, for the GPU lever
         self.load_band = BandRms(band_low_hz, swing_window_s)  # the same without the battery, for operators
         self.ticks = self.write_failures = self.read_failures = 0
+        # asked every tick: the failover fast path has islanded the site (its own thread sets it), so
+        # the fast loop stands down at once rather than at the next period (and the filler stops)
+        self.stand_down: Callable[[], bool] = lambda: False
 
     # --- what the period loop sees ---------------------------------------------------------
     def arm(self, armed: Armed | None) -> None:
@@ -221,7 +225,7 @@ class SmoothingLoop:
             while True:
                 armed = self.armed
                 now_site = self.clock.monotonic()
-                if armed is not None and now_site - armed.at_s <= self.stale_after_s:
+                if armed is not None and now_site - armed.at_s <= self.stale_after_s and not self.stand_down():
                     if await self._tick(armed, now_site - last_site):
                         self.ticks += 1
                         self.last_tick_real_s = time.monotonic()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -127,3 +129,28 @@ def test_a_job_that_stops_at_once_is_held_to_the_ramp_limit_by_the_filler() -> N
     assert load >= 2 * 60 and grid == 0 and burned_wh > 0
     grid_without, _, burned_wh = _falling_violations(filler=False)
     assert grid_without >= 2 and burned_wh == 0.0
+
+
+async def test_the_fast_loop_stands_down_at_once_when_told_the_site_islanded() -> None:
+    """No servers listen: a tick that runs tries to read and fails. Told to stand down (the
+    failover fast path islanded the site), the armed loop does not tick at all."""
+    import asyncio
+
+    from ems.clock import ScaledClock
+    from ems.smoothing_loop import Armed, SmoothingLoop, smoothing_params
+
+    cfg = parse_config(_site(False, device=False))
+    clock = ScaledClock(1.0)
+    results = {}
+    for islanded in (True, False):
+        loop = SmoothingLoop(cfg, clock, smoothing_params(cfg), 20.0)
+        loop.stand_down = lambda islanded=islanded: islanded
+        task = asyncio.create_task(loop.run())
+        for _ in range(10):  # re-armed as a period would
+            loop.arm(Armed(clock.monotonic(), {"bess-1": 0.0}, {"bess-1": (-1e5, 1e5)}, None, None))
+            await asyncio.sleep(0.03)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        results[islanded] = loop.read_failures
+    assert results[True] == 0 and results[False] > 0
