@@ -45,6 +45,11 @@ class MqttLink:
         self.publish_failures = 0
         self.last_error: str | None = None
 
+    def identify_as(self, client_id: str) -> None:
+        """Another MQTT client id (before `run`): two controllers of one site on one broker must
+        not share one, or the broker drops each whenever the other connects."""
+        self._connect["identifier"] = client_id
+
     async def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
         client = self._client
         if client is None:

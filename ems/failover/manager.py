@@ -83,6 +83,7 @@ class FailoverManager:
         self.fired = asyncio.Event()  # set on the control loop's thread after each firing
         self._main_loop: asyncio.AbstractEventLoop | None = None
         self._fast_loop: asyncio.AbstractEventLoop | None = None
+        self.client_id = cfg.mqtt.client_id  # its MQTT connection is `{client_id}-failover`
         self._fast_stop: asyncio.Event | None = None
         # the island state is written by the control loop each period and by the fast path on
         # a loss: a generation counter lets a period's update lose to a loss that came meanwhile
@@ -118,7 +119,7 @@ class FailoverManager:
 
     async def _mqtt_session(self) -> None:
         m = self.cfg.mqtt
-        connect = client_kwargs(m, identifier=f"{m.client_id}-failover")  # same user and TLS as the controller
+        connect = client_kwargs(m, identifier=f"{self.client_id}-failover")  # same user and TLS as the controller
         while True:
             try:
                 async with aiomqtt.Client(**connect, timeout=5.0) as client:

@@ -20,8 +20,15 @@ def _promoted(ctl: Controller, state: dict[str, Any] | None) -> None:
 
 def attach(ctl: Controller, cfg: HaConfig, holder: str | None = None) -> HaRole:
     """`holder` names this controller in the lease (default: the host name)."""
-    role = HaRole(cfg, ctl.cfg.site, holder or socket.gethostname(), ctl.events, ctl.clock.wall,
+    name = holder or socket.gethostname()
+    role = HaRole(cfg, ctl.cfg.site, name, ctl.events, ctl.clock.wall,
                   lambda: state_of(ctl), lambda state: _promoted(ctl, state))
+    # the pair shares a site file and a broker: each its own MQTT client ids, or the broker drops
+    # one of them whenever the other connects
+    client_id = f"{ctl.cfg.mqtt.client_id}-{name}"
+    ctl.mqtt.identify_as(client_id)
+    if ctl.failover is not None:
+        ctl.failover.client_id = client_id
     ctl.write_gate = role
     ctl.side_tasks.append(("ha", role.run))
     if ctl.failover is not None:

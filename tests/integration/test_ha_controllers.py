@@ -67,6 +67,8 @@ async def test_the_standby_writes_nothing_and_takes_over_at_a_clean_stop(make_si
         await wait_for(lambda: len(b.results) >= 20)
         assert b.role.role == "standby"
         assert all(r.writes == 0 for r in b.results)  # it decides every period and writes nothing
+        # one broker, one site file: each its own MQTT client id, so neither knocks the other off
+        assert a.ctl.events.count("broker_lost") == 0 and b.ctl.events.count("broker_lost") == 0
         assert b.results[-1].status["ha"]["role"] == "standby"
         assert b.results[-1].step.unit_setpoints_w  # ... and has its own decision ready
         await a.close()  # a clean stop: units to 0 W, the lease released
