@@ -72,3 +72,21 @@ async def spawn_site(cfg_dump: dict[str, Any], folder: Path, settle_s: float = 1
         "--summary-json", str(truth_path), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     await asyncio.sleep(max(0.0, anchor - time.monotonic()) + settle_s)
     return proc, anchor, truth_path
+
+
+def method_of(doc: str | None, stop_at: str | None = None) -> str:
+    """A benchmark's docstring after its first paragraph, on one line (cut at `stop_at`)."""
+    text = (doc or "").split("\n\n", 1)[-1]
+    if stop_at is not None:
+        text = text.split(stop_at)[0]
+    return text.replace("\n", " ").strip()
+
+
+def report_lines(name: str, title: str, setup: str, lines: list[str], method: str,
+                 json_path: Path | None, figures: dict[str, object], write: bool) -> None:
+    """Print a benchmark's lines, write its figures as JSON, and (unless a quick run) rewrite its
+    section of docs/benchmarks.md: title, set-up, the lines, the method."""
+    print("\n".join(lines))
+    write_json(json_path, figures)
+    if write:
+        update_section(name, f"## {title}\n\n{setup}\n\n" + "\n".join(lines) + f"\n\nMethod: {method}")

@@ -32,7 +32,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._report import machine, update_section, write_json
+from benchmarks._report import machine, method_of, report_lines
 from ems import logs
 from ems.broker import free_port
 from ems.events import EventLog
@@ -179,13 +179,9 @@ async def main(sites: int, backlog: int, run_s: float, outage_s: float, nats_url
         f"- {len(cut)} of them cut off for {outage_s:g} s and healed: {sum(made)} statuses made, lost {lost}, "
         f"duplicates {figures['duplicates']}",
     ]
-    print("\n".join(lines))
-    write_json(json_path, figures)
-    if write:
-        update_section("fleet", "## Fleet\n\n" + f"Machine: {machine()}, NATS {nats_url}, PostgreSQL 15. Command: "
-                       f"`python benchmarks/bench_fleet.py --sites {sites} --outage-s {outage_s:g}`.\n\n"
-                       + "\n".join(lines) + "\n\nMethod: " + (__doc__ or "").split("\n\n", 1)[1].split(
-                           "\nPrints")[0].replace("\n", " ").strip())
+    report_lines("fleet", "Fleet", f"Machine: {machine()}, NATS {nats_url}, PostgreSQL 15. Command: "
+                 f"`python benchmarks/bench_fleet.py --sites {sites} --outage-s {outage_s:g}`.", lines,
+                 method_of(__doc__, "\nPrints"), json_path, figures, write)
     return figures
 
 

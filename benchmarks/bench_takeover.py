@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._report import machine, update_section, write_json
+from benchmarks._report import machine, method_of, report_lines
 from ems.broker import private_broker
 from sim_devices.ha_pair import HaPair
 
@@ -69,13 +69,9 @@ async def main(kills: int, nats_url: str, json_path: Path | None, write: bool) -
         f"- epochs with two writers: {two_writers}; acknowledged events lost: {lost} "
         f"(of {acked} in the handovers at the kills)",
     ]
-    print("\n".join(lines))
-    write_json(json_path, figures)
-    if write:
-        update_section("takeover", "## Active/standby takeover\n\n" + f"Machine: {machine()}, NATS "
-                       f"{nats_url} (JetStream, file store). Command: `python benchmarks/bench_takeover.py "
-                       f"--kills {kills}`.\n\n" + "\n".join(lines) + "\n\nMethod: " + (__doc__ or "").split(
-                           "\n\n", 1)[1].replace("\n", " ").strip())
+    report_lines("takeover", "Active/standby takeover", f"Machine: {machine()}, NATS {nats_url} (JetStream, file "
+                 f"store). Command: `python benchmarks/bench_takeover.py --kills {kills}`.", lines,
+                 method_of(__doc__), json_path, figures, write)
     return figures
 
 

@@ -105,15 +105,12 @@ def decide(now_s: float, steps: list[JobStep], racks: RacksReading, discharge_ro
     # jobs ramping at once share the rate: together they move the grid no faster than one; a ramp
     # that now shares it is held at least as long as its whole step takes at its share (never
     # shortened: racks let go before their step is done would jump at their own ramp)
-    gpu = [r for r in ramps.values() if r.lever == "gpu"]
-    for key, r in list(ramps.items()):
-        if r.lever == "gpu":
-            until = r.at_s + min(r.step_w * len(gpu) / p.rate_w_per_s, MAX_RAMP_S) + p.settle_s
-            if until > r.until_s:
-                ramps[key] = replace(r, until_s=until)
-    gpu = [r for r in ramps.values() if r.lever == "gpu"]
+    gpu = [key for key, r in ramps.items() if r.lever == "gpu"]
     profiles: dict[str, SmoothingProfile | None] = {}
-    for r in gpu:
+    for key in gpu:
+        r = ramps[key]
+        until = r.at_s + min(r.step_w * len(gpu) / p.rate_w_per_s, MAX_RAMP_S) + p.settle_s
+        ramps[key] = replace(r, until_s=max(r.until_s, until))
         profile = SmoothingProfile(0.0, _rack_rate(p, len(gpu), len(r.rack_ids)))
         for rid in r.rack_ids:
             profiles[rid] = combine(profiles.get(rid), profile)
