@@ -65,7 +65,10 @@ class KvLease:
 
     async def _call(self, aw: Awaitable[T]) -> T:
         try:
-            return await asyncio.wait_for(aw, self.cfg.request_timeout_s)
+            # a timeout scope, not wait_for: no inner task is left to fail unobserved when the
+            # caller is cancelled (nats-py's create raised "never retrieved" at a controller's stop)
+            async with asyncio.timeout(self.cfg.request_timeout_s):
+                return await aw
         except (TimeoutError, nats.errors.Error, OSError) as exc:
             if isinstance(exc, nats.js.errors.KeyWrongLastSequenceError):
                 raise LeaseLost(str(exc)) from exc

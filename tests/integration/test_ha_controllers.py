@@ -105,6 +105,8 @@ async def test_a_grid_loss_is_met_by_the_active_alone(make_site: Any, broker: Br
         await wait_for(lambda: len(a.ctl.failover.firings) == 1 if a.ctl.failover else False, 5.0)
         await wait_for(lambda: b.ctl.events.count("failover_standby") == 1, 5.0)
         assert b.ctl.failover is not None and b.ctl.failover.firings == []
+        # the firing's event is recorded on the control loop's thread, after the firing itself
+        await wait_for(lambda: a.ctl.events.count("failover") == 1, 5.0)
         fired = a.ctl.events.query(kind="failover")
         assert fired and fired[0].data["ha_epoch"] == a.role.epoch  # every write it records carries its epoch
         assert all(r.writes == 0 for r in b.results)
