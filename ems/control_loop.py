@@ -382,8 +382,19 @@ class Controller:
         whose probe failed leaves the running configuration, so a later reload tries again."""
         self._units_due = False
         changes = unit_changes([u.unit_id for u in self.reader.units], self.cfg)
+        for uid in changes.removed:  # the fast loops let go of a unit before it is retired
+            if self.failover is not None:
+                self.failover.remove_unit(uid)
+            if self.smoother is not None:
+                self.smoother.remove_unit(uid)
         added = await apply_unit_changes(changes, self.reader, self.actuators, self.events,
                                          self.clock.monotonic, self.clock.wall)
+        for unit in changes.added:
+            if unit.id in added:
+                if self.failover is not None:
+                    self.failover.add_unit(unit)
+                if self.smoother is not None:
+                    self.smoother.add_unit(unit)
         failed = {u.id for u in changes.added} - set(added)
         if failed:
             kept = [u for u in self.cfg.bess_units if u.id not in failed]

@@ -110,6 +110,8 @@ class OperatorControls:
         self.capability_units = "not read yet"
         self.step_params = step_params(cfg)
         self.actions = 0
+        # re-reads the site file (Controller.reload_config): set where the controller runs on one
+        self.reload: Callable[[], tuple[bool, str]] | None = None
         self.on_change: Callable[[OperatorView], None] | None = None
         self.view = self._view()  # the state now; `on_change` gets each later change
         self._load()
@@ -155,6 +157,14 @@ class OperatorControls:
             del self.maintenance[unit_id]
         self._changed()
         return ev
+
+    def reload_site_file(self, by: str, why: str) -> Event:
+        if self.reload is None:
+            raise StateConflict("this controller runs without a site file to re-read")
+        applied, problem = self.reload()  # records config_applied or config_rejected itself
+        if not applied:
+            raise StateConflict(f"site file not applied, the running configuration stays: {problem}")
+        return self._record(ACTION, None, by, why, action="reload_site_file")
 
     def force_mode(self, mode: ForceMode, setpoint_w: float, timeout_s: float, by: str, why: str) -> Event:
         if not (0 < timeout_s <= self.max_force_s):
@@ -232,6 +242,11 @@ class OperatorControls:
         """The site file was reloaded: overrides go on top of it again; one that no longer
         validates is dropped and recorded, never half-applied."""
         self.configured = cfg
+        self.unit_ids = {u.id for u in cfg.bess_units}  # units added or removed with the file
+        for gone in [uid for uid in self.maintenance if uid not in self.unit_ids]:
+            m = self.maintenance.pop(gone)
+            self.events.record(REVERT, self.clock.wall(), None, by="controller", why="unit removed from the site file",
+                               action="maintenance_on", unit=gone, reverts_event=m.event_id)
         kept: dict[str, ov.ParamOverride] = {}
         for name, o in self.params.items():
             try:
