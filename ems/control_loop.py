@@ -117,6 +117,9 @@ class Controller:
         self.step_state = StepState()
         self.persisted = ControllerState(None if state_dir is None else state_dir / "state.db",
                                          cfg.state.persist_every_s)
+        for what, moved in (("events.db", self.events.set_aside), ("state.db", self.persisted.store.set_aside)):
+            if moved is not None:  # corrupt at start: moved aside, a new one begun (the month's peak from zero)
+                self.events.record("state_file_set_aside", clock.wall(), None, file=what, moved_to=str(moved))
         self.stats = LoopStats()
         self.status_failures = 0
         self.published = Published(cfg.site, clock, zone, self.events, self.actions, self.controls.view)
@@ -345,6 +348,7 @@ class Controller:
                             snap.wall_s)
         self._demand_at_s = snap.now_s
         self.persisted.maybe_save(self, snap.now_s)
+        self.events.flush()  # events the disk refused (full), written once it takes them
 
     # --- configuration ---------------------------------------------------------------
     def reload_config(self, path: Path, adjust: Callable[[SiteConfig], SiteConfig] | None = None,
