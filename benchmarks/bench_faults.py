@@ -7,7 +7,8 @@ Each round injects one fault for 1-3 s, clears it, and waits for normal operatio
 Modbus exception responses, timeouts and dropped connections (BMS, PCS, meter), a PCS
 trip, a frozen meter, an invalid config reload, a broker restart, a wall-clock step,
 a flood of operator actions, NATS down and back, the site cut off from NATS, PostgreSQL
-cut off from the fleet consumer, malformed JetStream messages. Then an active/standby pair
+cut off from the fleet consumer, malformed JetStream messages, the state directory's disk
+full (a tmpfs of its own, filled by a file), a restart that finds its state file corrupt. Then an active/standby pair
 of `ems run` processes (sim_devices/ha_pair.py): kill -9 of the active at a random phase
 (writes in flight or not), and the active cut off from NATS while the standby is not
 (a partition; a TCP relay stands for the network). A fault is survived
@@ -53,6 +54,7 @@ from ems.fleet.link import FleetLink
 from ems.fleet.settings import FleetServiceConfig
 from ems.fleet.store import FleetStore
 from ems.published import PeriodResult
+from sim_devices import disk
 from sim_devices.config import parse_sim_config
 from sim_devices.ha_pair import HaPair
 from sim_devices.nats_server import NatsServer
@@ -63,7 +65,9 @@ PG_ADMIN = "postgresql://127.0.0.1:5432/postgres"
 
 FAULTS = ["bms_exception", "pcs_timeout", "meter_drop", "pcs_trip", "meter_frozen", "bad_reload", "broker_restart",
           "bms_drop", "meter_exception", "pcs_drop", "pcs_exception", "meter_timeout", "bms_timeout", "clock_step",
-          "operator_flood", "nats_down", "nats_partition", "pg_down", "malformed_jetstream"]
+          "operator_flood", "nats_down", "nats_partition", "pg_down", "malformed_jetstream", "state_disk_full",
+          "corrupt_state_restart"]
+NEEDS_SMALL_DISK = ("state_disk_full",)
 PAIR_FAULTS = ["active_kill9", "controller_partition"]
 # a PCS the controller cannot reach for longer than its heartbeat timeout falls back to 0 W by design
 CUTS_PCS = ("pcs_timeout", "pcs_drop", "pcs_exception")
@@ -94,12 +98,13 @@ def site(port: int, nats_url: str, state_dir: Path) -> dict:
 class EnvelopeCheck:
     """Recomputes each unit's envelope from the period's own snapshot, independently of the loop."""
 
-    def __init__(self, ctl: Controller) -> None:
-        self.ctl = ctl
+    def __init__(self, ctl: Controller | None) -> None:
+        self.ctl = ctl  # the running controller (a new one after a restart)
         self.checked = 0
         self.outside = 0
 
     def __call__(self, r: PeriodResult) -> None:
+        assert self.ctl is not None
         b = self.ctl.cfg.policies.battery
         p = EnvelopeParams(b.soc_min, b.soc_max, r.step.reserve_soc, b.unit_ramp_w_per_s, b.temp_derate_start_c,
                            b.temp_max_c)
@@ -165,6 +170,14 @@ async def main(rounds: int, seed: int, json_path: Path | None = None, write: boo
     broker_cm = mosquitto(port)
     await broker_cm.__aenter__()
     tmp = Path(tempfile.mkdtemp())
+    # the state directory on a small disk of its own, to fill (root only: without it that kind is left out)
+    state_disk = contextlib.ExitStack()
+    try:
+        state_disk.enter_context(disk.small_disk(tmp / "state", "64m"))
+        faults = FAULTS
+    except disk.NoSmallDisk as exc:
+        print(f"  {exc}: {', '.join(NEEDS_SMALL_DISK)} left out", file=sys.stderr)
+        faults = [k for k in FAULTS if k not in NEEDS_SMALL_DISK]
     nats_server = NatsServer(tmp / "nats")
     nats_server.start()
     nats_relay = Relay(nats_server.port)
@@ -182,13 +195,20 @@ async def main(rounds: int, seed: int, json_path: Path | None = None, write: boo
     sim = SimulatedSite(parse_sim_config(cfg.model_dump(mode="json"), "bench"), clock)
     sim_task = asyncio.create_task(sim.run())
     await sim.wait_started()
-    ctl = Controller(cfg, clock)
     assert cfg.fleet is not None
-    link = attach_link(ctl, cfg.fleet)
-    check = EnvelopeCheck(ctl)
-    ctl.observers.append(check)
-    stop = asyncio.Event()
-    task = asyncio.create_task(ctl.run(stop))
+    fleet_cfg = cfg.fleet
+
+    def start_controller() -> tuple[Controller, FleetLink, asyncio.Event, asyncio.Task[None]]:
+        c = Controller(cfg, clock)
+        lk = attach_link(c, fleet_cfg)
+        check.ctl = c
+        c.observers.append(check)
+        s = asyncio.Event()
+        return c, lk, s, asyncio.create_task(c.run(s))
+
+    check = EnvelopeCheck(None)
+    ctl, link, stop, task = start_controller()
+    restarts = 0
     consumer = FleetConsumer(FleetServiceConfig(nats_url=nats_server.url, stream=cfg.fleet.stream,
                                                 subject_prefix=cfg.fleet.subject_prefix, postgres_dsn=dsn,
                                                 retention_days=1), await FleetStore.connect(dsn))
@@ -205,7 +225,7 @@ async def main(rounds: int, seed: int, json_path: Path | None = None, write: boo
     await wait_until(normal, 15)
     injected, survived, by_kind, fallbacks = 0, 0, {}, 0
     for i in range(rounds):
-        kind = FAULTS[i % len(FAULTS)] if i < len(FAULTS) else rng.choice(FAULTS)
+        kind = faults[i % len(faults)] if i < len(faults) else rng.choice(faults)
         unit = rng.choice(["bess-1", "bess-2"])
         lost0, hb0 = plant.summary()["lost_racks"], plant.summary()["heartbeat_timeouts"]
         periods0 = ctl.stats.periods
@@ -255,6 +275,17 @@ async def main(rounds: int, seed: int, json_path: Path | None = None, write: boo
             nats_relay.cut()
         elif kind == "pg_down":
             pg_relay.cut()
+        elif kind == "state_disk_full":  # events, state and outbox held in memory meanwhile
+            filler = disk.fill(tmp / "state")
+        elif kind == "corrupt_state_restart":  # a restart finds its state file corrupt: set aside, runs on
+            stop.set()
+            await task
+            restarts += 1
+            (tmp / "state" / "state.db").write_bytes(random.Random(i).randbytes(16384))
+            for side in ("-wal", "-shm"):
+                (tmp / "state" / f"state.db{side}").unlink(missing_ok=True)
+            periods0 = 0
+            ctl, link, stop, task = start_controller()
         elif kind == "malformed_jetstream":
             rejected0 = consumer.stats.rejected
             nc = await nats.connect(nats_server.url)
@@ -294,17 +325,24 @@ async def main(rounds: int, seed: int, json_path: Path | None = None, write: boo
             nats_relay.heal()
         elif kind == "pg_down":
             pg_relay.heal()
+        elif kind == "state_disk_full":
+            filler.unlink()
         cleared_at = ctl.stats.periods  # judged on a period that began after the fault cleared
         back = await wait_until(lambda: ctl.stats.periods > cleared_at + 1 and normal(), 15)  # noqa: B023
         if kind in ("nats_down", "nats_partition"):  # the link is back and its backlog went out
-            back = back and await wait_until(lambda: link.up is True and len(link.outbox) < 5, 30)
+            back = back and await wait_until(lambda: _drained(link), 30)  # noqa: B023
         if kind == "pg_down":
-            back = back and await wait_until(lambda: consumer.stats.store_failures > 0 and _drained(link), 30)
+            back = back and await wait_until(lambda: consumer.stats.store_failures > 0 and _drained(link), 30)  # noqa: B023
+        if kind == "state_disk_full":  # what was held went to disk, in order
+            back = back and await wait_until(
+                lambda: ctl.events.unwritten == 0 and not ctl.persisted.store.failing, 15)  # noqa: B023
+        if kind == "corrupt_state_restart":
+            back = back and ctl.events.count("state_file_set_aside") == restarts
         if kind == "malformed_jetstream":
             want = rejected0 + 6
             back = back and await wait_until(lambda: consumer.stats.rejected >= want, 15)  # noqa: B023
         if kind == "operator_flood":
-            back = back and refused > 0 and await wait_until(lambda: ctl.actions.pending() == 0, 15)
+            back = back and refused > 0 and await wait_until(lambda: ctl.actions.pending() == 0, 15)  # noqa: B023
         s = plant.summary()
         # a PCS the controller cannot reach for longer than its heartbeat timeout falls back to
         # 0 W standby by design: the safe outcome for that fault, not a failure, if it comes back
@@ -353,6 +391,8 @@ async def main(rounds: int, seed: int, json_path: Path | None = None, write: boo
     sim_task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await sim_task
+    ctl.events.close()
+    state_disk.close()
     await broker_cm.__aexit__(None, None, None)
     kinds = ", ".join(f"{k} {v[1]}/{v[0]}" for k, v in sorted(by_kind.items()))
     lines = [

@@ -287,25 +287,37 @@ class OperatorControls:
         """The forced mode in force, as the period step takes it."""
         return None if self.force is None else ForceParams(self.force.setpoint_w)
 
-    def _save(self) -> None:
-        if self.path is None:
-            return
+    def state(self) -> dict[str, Any]:
+        """The operators' decisions in force, as the override file keeps them (and ems/ha hands over)."""
         f = self.force
-        ov.write_file(self.path, {
+        return {
             "params": {k: ov.override_to_dict(o) for k, o in self.params.items()},
             "maintenance": {u: {"by": m.by, "why": m.why, "at_wall_s": m.at_wall_s, "event_id": m.event_id}
                             for u, m in self.maintenance.items()},
             "force": None if f is None else {"mode": f.mode, "setpoint_w": f.setpoint_w, "by": f.by, "why": f.why,
                                              "at_wall_s": f.at_wall_s, "until_wall_s": f.until_wall_s,
                                              "event_id": f.event_id},
-        })
+        }
+
+    def adopt(self, data: dict[str, Any]) -> None:
+        """A new active takes the old one's operator decisions in place of its own (ems/ha): a unit
+        someone put in maintenance stays out of service, an override and a forced mode hold on."""
+        self.params, self.maintenance, self.force = {}, {}, None
+        self._restore(data)
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        ov.write_file(self.path, self.state())
 
     def _load(self) -> None:
         """Re-apply what was saved; what no longer validates (the site file changed) is
         dropped and recorded, never half-applied."""
         if self.path is None:
             return
-        data = ov.read_file(self.path)
+        self._restore(ov.read_file(self.path))
+
+    def _restore(self, data: dict[str, Any]) -> None:
         wall = self.clock.wall()
         for raw in (data.get("params") or {}).values():
             o = ov.override_from_dict(raw)

@@ -4,9 +4,7 @@ a real (tiny) tmpfs, filled by a file, then freed. Nothing is lost, nothing stop
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from ems.clock import ScaledClock
 from ems.events import EventLog
 from ems.fleet.outbox import Outbox
 from ems.state_store import StateStore
+from sim_devices import disk
 from tests.conftest import running_controller, running_site, shaving_site, wait_for
 
 pytestmark = pytest.mark.integration
@@ -23,40 +22,22 @@ pytestmark = pytest.mark.integration
 
 @contextlib.contextmanager
 def small_disk(where: Path, size: str = "2m") -> Iterator[Path]:
-    where.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-def fill(disk: Path) -> Path:
-    """Write a file until the disk is full."""
-    filler = disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
-    try:
-        while True:
-            os.write(fd, b"\0" * 4096)
-    except OSError as exc:
-        assert exc.errno == errno.ENOSPC
-    finally:
-        os.close(fd)
-    return filler
+        with disk.small_disk(where, size) as mounted:
+            yield mounted
+    except disk.NoSmallDisk as exc:
+        pytest.skip(str(exc))
 
 
 def test_events_state_and_outbox_held_while_the_disk_is_full_then_written(tmp_path: Path) -> None:
-    with small_disk(tmp_path / "disk") as disk:
-        log = EventLog(disk / "events.db")
-        store = StateStore(disk / "state.db")
-        outbox = Outbox(disk / "outbox.db", max_rows=10_000)
+    with small_disk(tmp_path / "disk") as root:
+        log = EventLog(root / "events.db")
+        store = StateStore(root / "state.db")
+        outbox = Outbox(root / "outbox.db", max_rows=10_000)
         first = [log.record("before", float(i), None, i=i) for i in range(5)]
         assert store.save({"k": 1}, 0.0)
         outbox.append("events", 0.0, {"n": 0})
-        filler = fill(disk)
+        filler = disk.fill(root)
 
         during = [log.record("during", float(i), None, i=i, pad="x" * 2000) for i in range(200)]
         assert log.unwritten > 0  # the disk refused them: held, not raised into the caller
@@ -76,11 +57,11 @@ def test_events_state_and_outbox_held_while_the_disk_is_full_then_written(tmp_pa
         store.close()
         outbox.close()
 
-        again = EventLog(disk / "events.db")  # what is on disk: every event, in order, once
+        again = EventLog(root / "events.db")  # what is on disk: every event, in order, once
         stored = list(reversed(again.query(limit=1000)))
         assert [e.id for e in stored] == [e.id for e in first + during]
         assert [e.data["i"] for e in stored if e.kind == "during"] == list(range(200))
-        assert StateStore(disk / "state.db").load()["k"] == 99
+        assert StateStore(root / "state.db").load()["k"] == 99
         again.close()
 
 
@@ -106,7 +87,7 @@ async def test_a_controller_starts_on_a_corrupt_state_file_and_runs_through_a_fu
             set_aside = ctl.events.query(kind="state_file_set_aside")
             assert set_aside and set_aside[0].data["file"] == "state.db"
             await wait_for(lambda: site.plant.battery_power_w > 300_000)  # shaving
-            filler = fill(state)
+            filler = disk.fill(state)
             periods = ctl.stats.periods
             for i in range(30):
                 ctl.events.record("probe", clock.wall(), None, i=i, pad="p" * 4000)
