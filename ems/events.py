@@ -69,6 +69,7 @@ class EventLog:
         self._unwritten: list[Event] = []
         self.unwritten_dropped = 0
         self.write_failures = 0
+        self.failing = False
         self._readers = threading.local()
         self._open_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -125,16 +126,18 @@ class EventLog:
             if not write_failed(exc):
                 raise
             self.write_failures += 1
-            if self.write_failures == 1 or len(self._unwritten) == len(rows) == 1:
+            if not self.failing:  # once an outage (a nearly full disk may take some writes and not others)
                 log.error("event log: the disk refuses writes; events held in memory until it takes them",
                           path=str(self._file), error=str(exc), held=len(self._unwritten))
+            self.failing = True
             if len(self._unwritten) > MAX_UNWRITTEN:  # bounded: the oldest go, counted
                 gone = len(self._unwritten) - MAX_UNWRITTEN
                 del self._unwritten[:gone]
                 self.unwritten_dropped += gone
             return
-        if self.write_failures and len(rows) > 1:
+        if self.failing:
             log.warning("event log: the disk takes writes again; held events written", written=len(rows))
+        self.failing = False
         self._unwritten.clear()
 
     def flush(self) -> int:

@@ -58,6 +58,7 @@ class Outbox:
         self._rows = self._count()
         self._held: list[tuple[str, float, str]] = []  # refused by the disk, oldest first
         self.write_failures = 0
+        self.failing = False
 
     def _count(self) -> int:
         with self._lock:
@@ -87,8 +88,9 @@ class Outbox:
             if not write_failed(exc):
                 raise
             self.write_failures += 1
-            if self.write_failures == 1 or len(self._held) == 1:
+            if not self.failing:  # once an outage (a nearly full disk may take some writes and not others)
                 log.error("fleet outbox: the disk refuses writes; messages held in memory", error=str(exc))
+            self.failing = True
             statuses = [i for i, h in enumerate(self._held) if h[0] == "status"]
             over = len(self._held) - self.max_rows
             if over > 0:  # bounded like the table: the oldest statuses go first
@@ -98,6 +100,7 @@ class Outbox:
             return
         self._rows += len(self._held)
         self._held.clear()
+        self.failing = False
         if self._rows > self.max_rows:
             cur = self._db.execute("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE kind = 'status' "
                                    "ORDER BY seq LIMIT ?)", (self._rows - self.max_rows,))

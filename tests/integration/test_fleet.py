@@ -217,3 +217,21 @@ async def test_two_replicas_share_the_durable_consumer(fleet: Fleet) -> None:
     finally:
         await second.close()
         await second.store.close()
+
+
+async def test_events_handed_over_to_a_new_active_are_stored_once(fleet: Fleet) -> None:
+    """The old active sent its events; the new active was handed them over (ems/ha) and sends them
+    again from its own outbox, under its own ids: one row each, by origin."""
+    await fleet.start_consumer()
+    old, new = fleet.link("site-h", fleet.nats_url), fleet.link("site-h", fleet.nats_url)
+    old.events.context = {"ha_holder": "a", "ha_epoch": 3}
+    t0 = time.time()
+    sent = [old.events.record("operator_action", t0 + i, None, n=i) for i in range(5)]
+    new.events.record_many([(e.kind, e.wall_s, e.reason, {**e.data, "origin": f"a:{e.id}", "handed_over_from": "a"})
+                            for e in sent])
+    new.events.context = {"ha_holder": "b", "ha_epoch": 4}
+    new.events.record("ha_promoted", t0 + 10, None)
+    await until(lambda: _count(fleet, "fleet_events", 6))
+    await asyncio.sleep(0.5)  # nothing more arrives: the handed-over copies were not stored again
+    rows = await fleet.rows("SELECT origin, kind FROM fleet_events WHERE site = 'site-h' ORDER BY ts")
+    assert [r[0] for r in rows] == [f"a:{e.id}" for e in sent] + ["b:6"]
