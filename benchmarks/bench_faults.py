@@ -391,8 +391,6 @@ async def main(rounds: int, seed: int, json_path: Path | None = None, write: boo
     sim_task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await sim_task
-    ctl.events.close()
-    state_disk.close()
     await broker_cm.__aexit__(None, None, None)
     kinds = ", ".join(f"{k} {v[1]}/{v[0]}" for k, v in sorted(by_kind.items()))
     lines = [
@@ -418,6 +416,8 @@ async def main(rounds: int, seed: int, json_path: Path | None = None, write: boo
                            "heartbeat_fallbacks": fallbacks, "devices_lost": ctl.events.count("device_lost"),
                            "devices_recovered": ctl.events.count("device_recovered"),
                            "set_aside": dict(ctl.reader.validity.rejected)})
+    ctl.events.close()
+    state_disk.close()  # the state directory's own disk unmounted
     if not write:
         return
     update_section("faults", "## Fault campaign\n\n" + f"Machine: {machine()}. Command: "
