@@ -33,7 +33,7 @@ from ems.events import EventLog
 from ems.failover.fast_path import FastPath, Firing
 from ems.failover.watcher import Disturbance, GridVerdict, GridWatcher
 from ems.model.snapshot import SiteSnapshot
-from ems.mqtt_auth import client_kwargs
+from ems.mqtt_auth import client_kwargs, refreshed
 from ems.mqtt_link import NotConnected
 from ems.topology import BessUnitConfig
 from policies import island
@@ -122,6 +122,7 @@ class FailoverManager:
         m = self.cfg.mqtt
         connect = client_kwargs(m, identifier=f"{self.client_id}-failover")  # same user and TLS as the controller
         while True:
+            connect = refreshed(m, connect)  # rotated credentials and certificates
             try:
                 async with aiomqtt.Client(**connect, timeout=5.0) as client:
                     client.pending_calls_threshold = 1000  # one publish per row, all at once, is the design
