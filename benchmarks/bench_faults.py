@@ -9,9 +9,10 @@ trip, a frozen meter, an invalid config reload, a broker restart, a wall-clock s
 a flood of operator actions, NATS down and back, the site cut off from NATS, PostgreSQL
 cut off from the fleet consumer, malformed JetStream messages, the state directory's disk
 full (a tmpfs of its own, filled by a file), a restart that finds its state file corrupt. Then an active/standby pair
-of `ems run` processes (sim_devices/ha_pair.py): kill -9 of the active at a random phase
-(writes in flight or not), and the active cut off from NATS while the standby is not
-(a partition; a TCP relay stands for the network). A fault is survived
+of `ems run` processes (sim_devices/ha_pair.py), each in a network namespace of its own
+(sim_devices/netns.py; a TCP relay to NATS where namespaces cannot be made): kill -9 of the
+active at a random phase (writes in flight or not), and the active's machine cut off the
+network while the standby's is not (a partition). A fault is survived
 when during it no rack is lost and the loop keeps running, no PCS falls back on its
 heartbeat timeout unless the fault cut the controller off that PCS for longer than the
 timeout (then that fallback is the designed safe state), and after it every unit is back
@@ -31,6 +32,7 @@ import random
 import sys
 import tempfile
 import uuid
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import nats
@@ -58,6 +60,7 @@ from sim_devices import disk
 from sim_devices.config import parse_sim_config
 from sim_devices.ha_pair import HaPair
 from sim_devices.nats_server import NatsServer
+from sim_devices.netns import NoNetns, PairNetwork
 from sim_devices.site import SimulatedSite
 from sim_devices.tcp_relay import Relay
 
@@ -122,44 +125,71 @@ def _drained(link: FleetLink) -> bool:
     return link.up is True and len(link.outbox) < 5
 
 
-async def pair_rounds(n: int, rng: random.Random, mqtt_port: int) -> tuple[dict[str, list[int]], int, int, int]:
-    """kill -9 of the active, and the active cut off from NATS, `n` times each, on a pair of
-    `ems run` processes over a simulated site (the machine's NATS, a private bucket)."""
-    by_kind: dict[str, list[int]] = {k: [0, 0] for k in PAIR_FAULTS}
-    lost_total = 0
-    with tempfile.TemporaryDirectory(prefix="ems-faults-pair-") as tmp:
+@contextlib.asynccontextmanager
+async def pair_network(tmp: Path, mqtt_port: int
+                       ) -> AsyncIterator[tuple[HaPair, Callable[[str], None], Callable[[str], None], str]]:
+    """The pair on two network namespaces (a partition takes the active's machine off the network;
+    a private broker and NATS on the bridge), or, where they cannot be made (not root), on loopback
+    with a TCP relay to NATS per controller (a partition cuts the active's relay)."""
+    try:
+        net = PairNetwork(("a", "b")).up()
+    except NoNetns as exc:
+        print(f"  no network namespaces ({exc}): the partition cuts a TCP relay to NATS", file=sys.stderr)
         relays = {h: Relay(4222) for h in ("a", "b")}
         for r in relays.values():
             await r.start()
-        pair = HaPair(Path(tmp), f"mqtt://127.0.0.1:{mqtt_port}", "nats://127.0.0.1:4222",
-                      nats_urls={h: r.url for h, r in relays.items()})
         try:
-            await pair.start()
-            for i in range(2 * n):
-                kind = PAIR_FAULTS[i % 2]
-                await asyncio.sleep(rng.uniform(0.2, 1.2))  # any phase of a period: writes in flight or not
-                kill = await (pair.kill_active() if kind == "active_kill9" else pair.cut_active(relays))
-                got = await pair.takeover(kill)
-                ok = got is not None and got[1] == 0
-                if kind == "controller_partition":
-                    ok = ok and pair.fenced_before(kill)
-                    relays[kill.holder].heal()
-                else:
-                    await pair.restart(kill.holder)
-                lost_total += 0 if got is None else got[1]
-                by_kind[kind][0] += 1
-                by_kind[kind][1] += ok
-                print(f"  pair {kind:<21} {'survived' if ok else 'NOT survived'}", file=sys.stderr, flush=True)
-            two = pair.two_writer_epochs()
+            yield (HaPair(tmp, f"mqtt://127.0.0.1:{mqtt_port}", "nats://127.0.0.1:4222",
+                          nats_urls={h: r.url for h, r in relays.items()}),
+                   lambda h: relays[h].cut(), lambda h: relays[h].heal(), "a TCP relay to NATS cut")
         finally:
-            truth = await pair.stop()
             for r in relays.values():
                 await r.close()
+        return
+    nats_server = NatsServer(tmp / "nats", host=net.host_ip)
+    nats_server.start()
+    try:
+        async with mosquitto(free_port(), host=net.host_ip) as broker:
+            yield (HaPair(tmp, broker.url, nats_server.url, network=net), net.cut, net.heal,
+                   "the active's network namespace cut off the bridge")
+    finally:
+        nats_server.stop()
+        net.down()
+
+
+async def pair_rounds(n: int, rng: random.Random, mqtt_port: int
+                      ) -> tuple[dict[str, list[int]], int, int, int, str]:
+    """kill -9 of the active, and the active partitioned off, `n` times each, on a pair of
+    `ems run` processes over a simulated site (a private bucket)."""
+    by_kind: dict[str, list[int]] = {k: [0, 0] for k in PAIR_FAULTS}
+    lost_total = 0
+    with tempfile.TemporaryDirectory(prefix="ems-faults-pair-") as tmp:
+        async with pair_network(Path(tmp), mqtt_port) as (pair, cut, heal, partition):
+            try:
+                await pair.start()
+                for i in range(2 * n):
+                    kind = PAIR_FAULTS[i % 2]
+                    await asyncio.sleep(rng.uniform(0.2, 1.2))  # any phase of a period: writes in flight or not
+                    kill = await (pair.kill_active() if kind == "active_kill9" else pair.cut_active(cut))
+                    got = await pair.takeover(kill)
+                    ok = got is not None and got[1] == 0
+                    if kind == "controller_partition":
+                        ok = ok and pair.fenced_before(kill)
+                        heal(kill.holder)
+                    else:
+                        await pair.restart(kill.holder)
+                    lost_total += 0 if got is None else got[1]
+                    by_kind[kind][0] += 1
+                    by_kind[kind][1] += ok
+                    print(f"  pair {kind:<21} {'survived' if ok else 'NOT survived'}", file=sys.stderr, flush=True)
+                two = pair.two_writer_epochs()
+            finally:
+                truth = await pair.stop()
     fallbacks = int(truth.get("heartbeat_timeouts", 0))
     if fallbacks or two:  # the whole pair campaign fails if any PCS fell back or two wrote in one epoch
         for v in by_kind.values():
             v[1] = 0
-    return by_kind, fallbacks, two, lost_total
+    return by_kind, fallbacks, two, lost_total, partition
 
 
 async def main(rounds: int, seed: int, json_path: Path | None = None, write: bool = True,
@@ -377,7 +407,8 @@ async def main(rounds: int, seed: int, json_path: Path | None = None, write: boo
     await consumer_task
     await consumer.close()
     await consumer.store.close()
-    pair_by_kind, pair_fallbacks, pair_two_writers, pair_lost = await pair_rounds(pair_rounds_n, rng, port)
+    pair_by_kind, pair_fallbacks, pair_two_writers, pair_lost, partition = await pair_rounds(pair_rounds_n, rng,
+                                                                                          port)
     for k, v in pair_by_kind.items():
         by_kind[k] = v
         injected += v[0]
@@ -399,7 +430,8 @@ async def main(rounds: int, seed: int, json_path: Path | None = None, write: boo
         f"through the fleet link, {pending_events} wait in its outbox for the next start; the pair's handovers "
         f"lost {pair_lost}); statuses stored {stored_status}, "
         f"stored twice {dup_status}; malformed messages set aside {consumer.stats.rejected}",
-        f"- active/standby: PCS fallbacks {pair_fallbacks}, epochs with two writers {pair_two_writers}",
+        f"- active/standby: PCS fallbacks {pair_fallbacks}, epochs with two writers {pair_two_writers}; "
+        f"the partition: {partition}",
         f"- setpoints outside the safety envelope: {check.outside} of {check.checked} checked "
         f"({ctl.stats.periods} periods)",
         f"- lost racks: {plant.summary()['lost_racks']:.0f}; PCS fallbacks to 0 W standby on heartbeat timeout: "
