@@ -117,9 +117,6 @@ class Controller:
         self.step_state = StepState()
         self.persisted = ControllerState(None if state_dir is None else state_dir / "state.db",
                                          cfg.state.persist_every_s)
-        for what, moved in (("events.db", self.events.set_aside), ("state.db", self.persisted.store.set_aside)):
-            if moved is not None:  # corrupt at start: moved aside, a new one begun (the month's peak from zero)
-                self.events.record("state_file_set_aside", clock.wall(), None, file=what, moved_to=str(moved))
         self.stats = LoopStats()
         self.status_failures = 0
         self.published = Published(cfg.site, clock, zone, self.events, self.actions, self.controls.view)
@@ -410,6 +407,9 @@ class Controller:
         """Run periods until `stop` is set, then bring every unit to a safe 0 W. Background
         tasks run in one task group: one that fails stops the loop (`background_failure`)."""
         self.events.record("controller_started", self.clock.wall(), None, site=self.cfg.site)
+        for what, moved in (("events.db", self.events.set_aside), ("state.db", self.persisted.store.set_aside)):
+            if moved is not None:  # corrupt at start: moved aside, a new one begun (the month's peak from zero)
+                self.events.record("state_file_set_aside", self.clock.wall(), None, file=what, moved_to=str(moved))
         c = self.cfg
         log.info("controller started", site=c.site, units=len(c.bess_units), racks=c.racks.count,
                  period_s=c.control.period_s, broker=c.mqtt.url, planner=self.planner is not None,

@@ -182,10 +182,17 @@ class HaPair:
         cut(holder)
         return Kill(holder, epoch, time.time(), frozenset(str(e.get("origin")) for e in state.get("events") or []))
 
-    def fenced_before(self, kill: Kill) -> bool:
-        """The cut-off active's last write came before the other's first write in a newer epoch."""
+    async def fenced_before(self, kill: Kill, timeout_s: float = 10.0) -> bool:
+        """The cut-off active's last write came before the other's first write in a newer epoch. Its
+        own record of the fence may come late (cut off the network, each period waits out its
+        device timeouts before it gets to record anything): waited for up to `timeout_s`."""
         other = next(h for h in HOLDERS if h != kill.holder)
-        fenced = [e for e in self.events(kill.holder, "ha_fenced") if e["data"].get("epoch") == kill.epoch]
+        end = time.monotonic() + timeout_s
+        while True:
+            fenced = [e for e in self.events(kill.holder, "ha_fenced") if e["data"].get("epoch") == kill.epoch]
+            if fenced or time.monotonic() > end:
+                break
+            await asyncio.sleep(0.05)
         first = [e for e in self.events(other, "ha_writing") if int(e["data"].get("epoch") or 0) > kill.epoch]
         if not fenced or not first:
             return False

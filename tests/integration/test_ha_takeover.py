@@ -65,7 +65,7 @@ async def test_the_active_machine_cut_off_the_network_is_fenced_and_the_standby_
                 kill = await pair.cut_active(net.cut)
                 got = await pair.takeover(kill)
                 assert got is not None, "no takeover"
-                assert got[1] == 0 and pair.fenced_before(kill)
+                assert got[1] == 0 and await pair.fenced_before(kill)
                 net.heal(kill.holder)
                 await asyncio.sleep(3.0)  # back on the network: it finds the lease taken and stays standby
                 holder, epoch = await pair.wait_active_writing()

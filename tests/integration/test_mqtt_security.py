@@ -9,17 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import re
-import secrets
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiomqtt
 import numpy as np
@@ -27,11 +18,12 @@ import pytest
 
 from drivers import rack_protocol as rp
 from drivers.racks import RackTelemetryStore
-from ems.broker import free_port, mosquitto_path
 from ems.clock import ScaledClock
 from ems.config import MqttConfig, parse_config
 from ems.mqtt_auth import client_kwargs, client_kwargs_as
 from ems.mqtt_link import MqttLink
+from sim_devices.secure_broker import SecureBroker, tools_missing
+from sim_devices.secure_broker import secure_broker as make_secure_broker
 from sim_devices.site import PLANT_USER
 from tests.conftest import running_controller, running_site, site_dict, wait_for
 
@@ -42,84 +34,17 @@ PREFIX = "ems/sec"
 USERS = ["ems-controller", "ems-monitor", PLANT_USER, "row01", "row02", "row03", "row04"]
 
 
-@dataclass(frozen=True)
-class SecureBroker:
-    port: int
-    dir: Path
-    passwords: dict[str, str]
-
-    def mqtt(self, **kw: Any) -> MqttConfig:
-        """The controller's view: TLS against the test CA, password from a file."""
-        return MqttConfig(url=f"mqtts://127.0.0.1:{self.port}", topic_prefix=PREFIX,
-                          tls={"ca_file": self.dir / "ca.crt", "cert_file": self.dir / "ems-controller.crt",
-                               "key_file": self.dir / "ems-controller.key"},
-                          username="ems-controller", password_file=self.dir / "ems-controller.password", **kw)
-
-    def as_user(self, user: str, password: str | None = None, identifier: str | None = None) -> dict[str, Any]:
-        return client_kwargs_as(self.mqtt(), identifier=identifier or f"test-{user}-{secrets.token_hex(3)}",
-                                username=user, password_value=self.passwords[user] if password is None else password)
-
-
-def _tools_missing() -> str | None:
-    missing = [t for t, p in (("mosquitto", mosquitto_path()), ("mosquitto_passwd", shutil.which("mosquitto_passwd")),
-                              ("openssl", shutil.which("openssl"))) if p is None]
-    return ", ".join(missing) or None
-
-
-def _broker_dir(d: Path) -> SecureBroker:
-    """Certificates, passwords, the example ACL and config in `d`, for a free port."""
-    subprocess.run([str(ROOT / "scripts" / "make-dev-certs.sh"), str(d), "ems-controller"], check=True,
-                   capture_output=True)
-    passwords = {u: secrets.token_urlsafe(16) for u in USERS}
-    passwd = d / "passwd"
-    for i, (user, pw) in enumerate(passwords.items()):
-        subprocess.run(["mosquitto_passwd", *(["-c"] if i == 0 else []), "-b", str(passwd), user, pw], check=True,
-                       capture_output=True)
-    (d / "ems-controller.password").write_text(passwords["ems-controller"] + "\n")
-    (d / "sim-passwords").write_text("".join(f"{u}:{pw}\n" for u, pw in passwords.items()))
-    # the example files, pointed at the tmp dir, a free port and this test's topic prefix
-    (d / "acl").write_text(re.sub(r"(?m)^(topic|pattern) (read|write|readwrite) ems/", rf"\1 \2 {PREFIX}/",
-                                  (ROOT / "config" / "mosquitto" / "acl").read_text()))
-    port = free_port()
-    conf = (ROOT / "config" / "mosquitto" / "mosquitto.conf").read_text()
-    conf = conf.replace("/etc/mosquitto/ems", str(d)).replace("listener 8883", f"listener {port} 127.0.0.1")
-    if os.geteuid() == 0:
-        conf += "user root\n"  # as root Mosquitto would drop to user mosquitto, who cannot read the tmp key
-    (d / "mosquitto.conf").write_text(conf)
-    return SecureBroker(port, d, passwords)
-
-
-def _start(b: SecureBroker) -> subprocess.Popen[bytes]:
-    log = (b.dir / "mosquitto.log").open("ab")
-    proc = subprocess.Popen([str(mosquitto_path()), "-c", str(b.dir / "mosquitto.conf")], stdout=log, stderr=log)
-    log.close()
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", b.port), timeout=0.2).close()
-            return proc
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"mosquitto did not start: {(b.dir / 'mosquitto.log').read_text()}") from None
-            time.sleep(0.05)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    proc.wait(5)
-
-
 @pytest.fixture(scope="module")
 def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
-    missing = _tools_missing()
+    missing = tools_missing()
     if missing:
         pytest.skip(f"needs {missing} to run a TLS Mosquitto with a password file")
-    b = _broker_dir(tmp_path_factory.mktemp("mosquitto-tls"))
-    proc = _start(b)
+    b = make_secure_broker(tmp_path_factory.mktemp("mosquitto-tls"), PREFIX, USERS)
+    b.start()
     try:
         yield b
     finally:
-        _stop(proc)
+        b.stop()
 
 
 async def _next_message(client: aiomqtt.Client, timeout_s: float = 5.0) -> aiomqtt.Message:
@@ -233,74 +158,39 @@ async def test_site_and_controller_end_to_end_through_the_secured_broker(secure_
         assert str(status.topic) == rp.status_topic(PREFIX)
 
 
-_CA_CNF = """[ca]
-default_ca = dev
-[dev]
-database = index.txt
-new_certs_dir = .
-serial = serial
-default_md = sha256
-policy = any
-copy_extensions = none
-[any]
-commonName = supplied
-"""
-
-
-def _expired_server_cert(d: Path) -> None:
-    """server.crt replaced by one from the same CA and key that expired in 2020 (kept: server.crt.valid)."""
-    shutil.copy(d / "server.crt", d / "server.crt.valid")
-    (d / "ca.cnf").write_text(_CA_CNF)
-    (d / "index.txt").write_text("")
-    (d / "serial").write_text("1000\n")
-    (d / "s.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
-                             "keyUsage=critical,digitalSignature\n")
-    run = {"cwd": d, "check": True, "capture_output": True}
-    subprocess.run(["openssl", "req", "-new", "-key", "server.key", "-subj", "/CN=server", "-out", "s.csr"], **run)
-    subprocess.run(["openssl", "ca", "-batch", "-config", "ca.cnf", "-cert", "ca.crt", "-keyfile", "ca.key",
-                    "-startdate", "20200101000000Z", "-enddate", "20200102000000Z", "-extfile", "s.ext",
-                    "-in", "s.csr", "-out", "server.crt", "-notext"], **run)
-
-
 async def test_a_rotated_password_and_a_renewed_server_certificate_need_no_restart(tmp_path: Path) -> None:
     """The broker's certificate has expired: the controller's link says so and keeps trying; the
     certificate is renewed and, meanwhile, the controller's password rotated (the broker's file
     and the controller's `password_file`): the link reconnects with the new password, no restart."""
-    missing = _tools_missing()
+    missing = tools_missing()
     if missing:
         pytest.skip(f"needs {missing} to run a TLS Mosquitto with a password file")
-    b = _broker_dir(tmp_path)
-    _expired_server_cert(tmp_path)
-    proc = _start(b)
-    clock = ScaledClock(1.0)
-    link = MqttLink(b.mqtt(client_id="rotating"), RackTelemetryStore(["row01-rack01"], 40_000.0, 5.0), clock)
+    b = make_secure_broker(tmp_path, PREFIX, USERS)
+    b.expire_certificate()
+    b.start()
+    link = MqttLink(b.mqtt(client_id="rotating"), RackTelemetryStore(["row01-rack01"], 40_000.0, 5.0),
+                    ScaledClock(1.0))
     task = asyncio.create_task(link.run())
     try:
         await wait_for(lambda: link.last_error is not None, 10.0)
         assert link.connects == 0 and "certificate" in (link.last_error or "").lower()
 
-        _stop(proc)  # renewal: a valid certificate; rotation: a new password on both sides
-        shutil.copy(tmp_path / "server.crt.valid", tmp_path / "server.crt")
-        new_pw = secrets.token_urlsafe(16)
-        subprocess.run(["mosquitto_passwd", "-b", str(tmp_path / "passwd"), "ems-controller", new_pw], check=True,
-                       capture_output=True)
-        (tmp_path / "ems-controller.password").write_text(new_pw + "\n")
-        proc = _start(b)
+        b.stop()  # renewal: a valid certificate; rotation: a new password on both sides
+        b.renew_certificate()
+        first = b.rotate_password()
+        b.start()
         await wait_for(lambda: link.connects == 1, 20.0)  # the link's backoff is at most 5 s
 
-        _stop(proc)  # rotated again while connected: the next reconnect reads it
-        newer = secrets.token_urlsafe(16)
-        subprocess.run(["mosquitto_passwd", "-b", str(tmp_path / "passwd"), "ems-controller", newer], check=True,
-                       capture_output=True)
-        (tmp_path / "ems-controller.password").write_text(newer + "\n")
-        proc = _start(b)
+        b.stop()  # rotated again while connected: the next reconnect reads it
+        b.rotate_password()
+        b.start()
         await wait_for(lambda: link.connects == 2, 20.0)
-        # the old password no longer gets in: the link used the new one, not luck
+        # the previous password no longer gets in: the link used the new one, not luck
         with pytest.raises(aiomqtt.MqttError):
-            async with aiomqtt.Client(**b.as_user("ems-controller", password=new_pw)):
+            async with aiomqtt.Client(**b.as_user("ems-controller", password=first)):
                 pass
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        _stop(proc)
+        b.stop()

@@ -84,6 +84,7 @@ async def test_a_controller_starts_on_a_corrupt_state_file_and_runs_through_a_fu
         (state / "state.db").write_bytes(b"\x00garbage" * 512)
         clock = ScaledClock(1.0)
         async with running_site(cfg, clock) as site, running_controller(cfg, clock) as ctl:
+            await wait_for(lambda: ctl.events.count("state_file_set_aside") == 1)  # recorded as it starts
             set_aside = ctl.events.query(kind="state_file_set_aside")
             assert set_aside and set_aside[0].data["file"] == "state.db"
             await wait_for(lambda: site.plant.battery_power_w > 300_000)  # shaving
