@@ -100,7 +100,7 @@ class SecureBroker:
             shutil.copy(d / "server.crt", d / "server.crt.valid")
         (d / "ca.cnf").write_text(_CA_CNF)
         (d / "index.txt").write_text("")
-        (d / "serial").write_text(f"{secrets.randbelow(10**6) + 1000}\n")
+        (d / "serial").write_text(f"{secrets.randbelow(2**31) + 4096:08X}\n")  # hex, an even number of digits
         (d / "s.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
                                  "keyUsage=critical,digitalSignature\n")
         subprocess.run(["openssl", "req", "-new", "-key", "server.key", "-subj", "/CN=server", "-out", "s.csr"],
