@@ -431,7 +431,7 @@ async def main(rounds: int, seed: int, json_path: Path | None = None, write: boo
             back = back and await wait_until(lambda: ctl.mqtt.connects > connects0, 30)  # noqa: B023
         if kind == "state_disk_full":  # what was held went to disk, in order
             back = back and await wait_until(
-                lambda: ctl.events.unwritten == 0 and not ctl.persisted.store.failing, 15)  # noqa: B023
+                lambda: ctl.events.unwritten == 0 and not ctl.persisted.store.disk.failing, 15)  # noqa: B023
         if kind == "corrupt_state_restart":
             back = back and ctl.events.count("state_file_set_aside") == restarts
         if kind == "malformed_jetstream":

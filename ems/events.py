@@ -23,7 +23,7 @@ from typing import Any
 
 import structlog
 
-from ems.sqlite_db import open_db_checked, open_reader, write_failed
+from ems.sqlite_db import DiskRefusals, open_db_checked, open_reader, write_rows
 
 log = structlog.get_logger("ems.events")
 
@@ -68,8 +68,7 @@ class EventLog:
         self._next_id = int(self._db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]) + 1
         self._unwritten: list[Event] = []
         self.unwritten_dropped = 0
-        self.write_failures = 0
-        self.failing = False
+        self.disk = DiskRefusals("event log")
         self._readers = threading.local()
         self._open_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -112,32 +111,16 @@ class EventLog:
         """Write what is held, oldest first, in one transaction (under the lock)."""
         rows = [(e.id, e.wall_s, e.kind, e.reason, json.dumps(e.data, default=str, separators=(",", ":")))
                 for e in self._unwritten]
-        try:
-            self._db.execute("BEGIN")
-            try:
-                self._db.executemany("INSERT INTO events (id, wall_s, kind, reason, data) VALUES (?, ?, ?, ?, ?)",
-                                     rows)
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:  # SQLite may have rolled back itself (disk full)
-                    self._db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            if not write_failed(exc):
-                raise
-            self.write_failures += 1
-            if not self.failing:  # once an outage (a nearly full disk may take some writes and not others)
-                log.error("event log: the disk refuses writes; events held in memory until it takes them",
-                          path=str(self._file), error=str(exc), held=len(self._unwritten))
-            self.failing = True
+        refused = write_rows(self._db, "INSERT INTO events (id, wall_s, kind, reason, data) VALUES (?, ?, ?, ?, ?)",
+                             rows)
+        if refused is not None:
+            self.disk.refused(refused, path=str(self._file), held=len(self._unwritten))
             if len(self._unwritten) > MAX_UNWRITTEN:  # bounded: the oldest go, counted
                 gone = len(self._unwritten) - MAX_UNWRITTEN
                 del self._unwritten[:gone]
                 self.unwritten_dropped += gone
             return
-        if self.failing:
-            log.warning("event log: the disk takes writes again; held events written", written=len(rows))
-        self.failing = False
+        self.disk.taken(path=str(self._file), written=len(rows))
         self._unwritten.clear()
 
     def flush(self) -> int:

@@ -172,7 +172,7 @@ class SmoothingLoop:
         if any(isinstance(r, BaseException) for r in needed):
             self.read_failures += 1
             return False
-        values = [float(r) for r in needed if not isinstance(r, BaseException)]
+        values = [float(r) for r in needed if isinstance(r, int | float)]
         # the filler's draw is the lever's, not the site's load; unread, it is taken to draw what it
         # was last told, and gets no more this tick
         filler_w, rating_w = (self.filler_written_w or 0.0, 0.0) if not isinstance(filler, tuple) else filler

@@ -11,6 +11,7 @@ writer's connection.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
@@ -69,6 +70,48 @@ def open_db_checked(path: Path | str | None,
         log.error("database file could not be opened: set aside, a new one started", path=str(where),
                   set_aside=str(moved), error=str(exc))
         return _connect(where, durable), where, moved
+
+
+class DiskRefusals:
+    """Whether a store's disk refuses its writes now, logged once per outage (a nearly full disk
+    may take some writes and not others) and again when it takes them."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.failing = False
+        self.failures = 0
+
+    def refused(self, exc: sqlite3.Error, **about: object) -> None:
+        self.failures += 1
+        if not self.failing:
+            log.error(f"{self.what}: the disk refuses writes; held in memory until it takes them",
+                      error=str(exc), **about)
+        self.failing = True
+
+    def taken(self, **about: object) -> None:
+        if self.failing:
+            log.warning(f"{self.what}: the disk takes writes again", **about)
+        self.failing = False
+
+
+def write_rows(db: sqlite3.Connection, sql: str, rows: Sequence[Sequence[object]]) -> sqlite3.Error | None:
+    """`rows` through `sql` in one transaction, durable when it returns None. The disk's refusal
+    (full, I/O) is returned, not raised, for the caller to hold and try again; any other error
+    (a bug) is raised."""
+    try:
+        db.execute("BEGIN")
+        try:
+            db.executemany(sql, rows)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:  # SQLite may have rolled back itself (disk full)
+                db.execute("ROLLBACK")
+            raise
+    except sqlite3.Error as exc:
+        if not write_failed(exc):
+            raise
+        return exc
+    return None
 
 
 def write_failed(exc: sqlite3.Error) -> bool:

@@ -11,7 +11,6 @@ A message the disk refuses (full) is held in memory, in order, and written befor
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import uuid
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from ems.sqlite_db import open_db, write_failed
+from ems.sqlite_db import DiskRefusals, open_db, write_rows
 
 log = structlog.get_logger("ems.fleet")
 
@@ -57,8 +56,7 @@ class Outbox:
         self.source: str = row[0]
         self._rows = self._count()
         self._held: list[tuple[str, float, str]] = []  # refused by the disk, oldest first
-        self.write_failures = 0
-        self.failing = False
+        self.disk = DiskRefusals("fleet outbox")
 
     def _count(self) -> int:
         with self._lock:
@@ -75,22 +73,9 @@ class Outbox:
 
     def _write_held(self) -> None:
         """Write what is held, oldest first, in one transaction (under the lock)."""
-        try:
-            self._db.execute("BEGIN")
-            try:
-                self._db.executemany("INSERT INTO outbox (kind, ts, body) VALUES (?, ?, ?)", self._held)
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:  # SQLite may have rolled back itself (disk full)
-                    self._db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            if not write_failed(exc):
-                raise
-            self.write_failures += 1
-            if not self.failing:  # once an outage (a nearly full disk may take some writes and not others)
-                log.error("fleet outbox: the disk refuses writes; messages held in memory", error=str(exc))
-            self.failing = True
+        refused = write_rows(self._db, "INSERT INTO outbox (kind, ts, body) VALUES (?, ?, ?)", self._held)
+        if refused is not None:
+            self.disk.refused(refused, held=len(self._held))
             statuses = [i for i, h in enumerate(self._held) if h[0] == "status"]
             over = len(self._held) - self.max_rows
             if over > 0:  # bounded like the table: the oldest statuses go first
@@ -98,9 +83,9 @@ class Outbox:
                 self._held = [h for i, h in enumerate(self._held) if i not in gone]
                 self.dropped += len(gone)
             return
+        self.disk.taken()
         self._rows += len(self._held)
         self._held.clear()
-        self.failing = False
         if self._rows > self.max_rows:
             cur = self._db.execute("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE kind = 'status' "
                                    "ORDER BY seq LIMIT ?)", (self._rows - self.max_rows,))

@@ -44,14 +44,14 @@ def test_events_state_and_outbox_held_while_the_disk_is_full_then_written(tmp_pa
         assert log.count("during") == 200 and log.query(limit=1)[0].id == during[-1].id  # seen by queries
         assert [e.id for e in during] == list(range(first[-1].id + 1, first[-1].id + 201))
         saved = [store.save({"k": i, "pad": "y" * 5000}, 1.0) for i in range(50)]
-        assert not all(saved) and store.failing
+        assert not all(saved) and store.disk.failing
         for i in range(200):
             outbox.append("events", 1.0, {"n": i + 1, "pad": "z" * 2000})
         assert len(outbox) == 201
 
         filler.unlink()  # space again
         assert log.flush() == 0
-        assert store.save({"k": 99}, 2.0) and not store.failing
+        assert store.save({"k": 99}, 2.0) and not store.disk.failing
         assert [p.body["n"] for p in outbox.head(1000)] == list(range(201))  # in order, none lost
         log.close()
         store.close()
@@ -93,10 +93,10 @@ async def test_a_controller_starts_on_a_corrupt_state_file_and_runs_through_a_fu
             for i in range(30):
                 ctl.events.record("probe", clock.wall(), None, i=i, pad="p" * 4000)
             await wait_for(lambda: ctl.stats.periods > periods + 20)  # the loop goes on
-            assert ctl.events.unwritten > 0 and ctl.persisted.store.failing
+            assert ctl.events.unwritten > 0 and ctl.persisted.store.disk.failing
             assert site.plant.battery_power_w > 300_000  # still shaving
             filler.unlink()
-            await wait_for(lambda: ctl.events.unwritten == 0 and not ctl.persisted.store.failing)
+            await wait_for(lambda: ctl.events.unwritten == 0 and not ctl.persisted.store.disk.failing)
             assert ctl.events.count("probe") == 30
         again = EventLog(state / "events.db")
         assert again.count("probe") == 30 and again.count("controller_stopped") == 1

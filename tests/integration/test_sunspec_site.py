@@ -16,7 +16,7 @@ from ems.model.errors import ConfigError
 from ems.model.readings import PcsMode
 from ems.model.reasons import Reason
 from sim_devices.sunspec_server import SimulatedSunSpecDevice
-from tests.conftest import SHAVING_CAP_W, running_controller, running_site, shaving_site, wait_for
+from tests.conftest import SHAVING_CAP_W, running_controller, running_site, shaving_site, training_site, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -85,16 +85,7 @@ async def test_the_smoothing_loop_runs_on_sunspec_devices(broker, make_site) -> 
     rate, the training swing kept off the grid as on a register-map site."""
     import numpy as np
 
-    cfg = make_site(
-        broker.url, rows=2, racks_per_row=8, period_s=0.5,
-        policies={"battery": {"soc_min": 0.1, "soc_max": 0.95},
-                  "smoothing": {"rate_hz": 20, "tau_s": 10.0, "gpu": False}},
-        grid_connection={"ramp_limit_w": 100_000.0, "ramp_window_s": 60.0},
-        simulation={"seed": 4, "speed": 1.0, "pue": 1.25,
-                    "bess": [{"capacity_wh": 2_000_000, "rated_power_w": 1_000_000, "initial_soc": 0.6,
-                              "ramp_w_per_s": 20_000_000, "heartbeat_timeout_s": 2.0}],
-                    "racks": {"model": "training", "racks_per_job": 8, "swing_hz_min": 0.5, "swing_hz_max": 1.0,
-                              "mean_job_s": 1e6, "checkpoint_every_s": 1e6, "telemetry_period_s": 0.5}})
+    cfg = training_site(make_site, broker.url, gpu=False)
     cfg = _sunspec(cfg)
     clock = ScaledClock(1.0)
     async with running_site(cfg, clock) as site, running_controller(cfg, clock) as ctl:

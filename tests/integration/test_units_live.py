@@ -13,7 +13,7 @@ from ems.clock import ScaledClock
 from ems.config import SiteConfig
 from ems.model.readings import PcsMode
 from ems.published import PeriodResult
-from tests.conftest import running_controller, running_site, shaving_site, wait_for
+from tests.conftest import failover_site, running_controller, running_site, shaving_site, training_site, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -88,29 +88,9 @@ async def test_a_changed_unit_still_needs_a_restart(broker, make_site, tmp_path)
         assert not ok and "bess-1 changed" in why
 
 
-def _failover_site(make_site, url: str):  # type: ignore[no-untyped-def]
-    """Three units in the plant, a genset, failover armed every period (the grid-loss test's site)."""
-    from tests.conftest import free_port
-    return make_site(
-        url, units=3, racks={"rows": 4, "racks_per_row": 8, "nameplate_w": 40_000.0}, period_s=0.1,
-        genset={"port": free_port(), "profile": "genset_v1"},
-        policies={"battery": {"soc_min": 0.1, "soc_max": 0.95},
-                  "peak_shaving": {"grid_import_cap_w": 1_300_000.0, "recharge_below_w": 600_000.0}},
-        failover={"detect_poll_s": 0.002, "shed_order": ["row04", "row03", "row02"], "reconnect_stable_s": 1.0,
-                  "cap_release_s": 0.5, "genset": {"start_after_s": 0.0, "min_run_s": 1.0}},
-        simulation={"seed": 3, "speed": 1.0, "pue": 1.25,
-                    "bess": [{"capacity_wh": 1_000_000, "rated_power_w": 500_000, "initial_soc": 0.7,
-                              "ramp_w_per_s": 2_000_000, "heartbeat_timeout_s": 2.0}],
-                    "racks": {"model": "steady", "steady_fraction": 0.5, "telemetry_period_s": 0.2,
-                              "cap_response_s": 0.1},
-                    "grid": {"seamless_transfer": True, "psu_holdup_s": 0.010, "pcs_overload_s": 2.0},
-                    "genset": {"rated_power_w": 1_200_000, "start_delay_s": 0.5, "warmup_s": 0.5,
-                               "ramp_w_per_s": 5_000_000, "cooldown_s": 0.3}})
-
-
 async def test_with_failover_on_an_added_unit_joins_the_plan_and_forms_the_island(
         broker, make_site, tmp_path) -> None:
-    three = _failover_site(make_site, broker.url)
+    three = failover_site(make_site, broker.url, units=3)
     site_file = tmp_path / "site.yaml"
     two = _write(site_file, three, ["bess-1", "bess-2"])
     clock = ScaledClock(1.0)
@@ -147,17 +127,7 @@ async def test_with_failover_on_an_added_unit_joins_the_plan_and_forms_the_islan
 
 
 async def test_with_the_smoothing_loop_on_an_added_unit_is_written_by_its_ticks(broker, make_site, tmp_path) -> None:
-    # the smoothing tests' training site, three units of 1 MW in the plant
-    three = make_site(
-        broker.url, units=3, rows=2, racks_per_row=8, period_s=0.5,
-        policies={"battery": {"soc_min": 0.1, "soc_max": 0.95},
-                  "smoothing": {"rate_hz": 20, "tau_s": 10.0, "gpu": False}},
-        grid_connection={"ramp_limit_w": 100_000.0, "ramp_window_s": 60.0},
-        simulation={"seed": 4, "speed": 1.0, "pue": 1.25,
-                    "bess": [{"capacity_wh": 2_000_000, "rated_power_w": 1_000_000, "initial_soc": 0.6,
-                              "ramp_w_per_s": 20_000_000, "heartbeat_timeout_s": 2.0}],
-                    "racks": {"model": "training", "racks_per_job": 8, "swing_hz_min": 0.5, "swing_hz_max": 1.0,
-                              "mean_job_s": 1e6, "checkpoint_every_s": 1e6, "telemetry_period_s": 0.5}})
+    three = training_site(make_site, broker.url, units=3, gpu=False)  # three units of 1 MW in the plant
     site_file = tmp_path / "site.yaml"
     two = _write(site_file, three, ["bess-1", "bess-2"])
     clock = ScaledClock(1.0)
