@@ -154,7 +154,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         cfg = cfg.model_copy(update={"state": cfg.state.model_copy(update={"dir": args.state_dir})})
     check_site_profiles(cfg, str(args.config))  # before the controller opens a connection, as check-config
     if cfg.microgrid is not None and (why := cfg.microgrid.live_refusal(
-            cfg.genset is not None, cfg.failover is not None and cfg.failover.enabled)) is not None:
+            cfg.genset is not None, cfg.failover is not None and cfg.failover.enabled,
+            tuple(g.id for g in cfg.gensets))) is not None:
         raise ConfigError(f"{args.config}: {why}")
     logs.configure(args.log_format or cfg.logging.format, cfg.logging.level)
     return asyncio.run(_run(cfg, args.speed, args.config, args.mqtt_url, args.log_format, args.ha_id))

@@ -40,7 +40,7 @@ from ems.demand import DemandMeter
 from ems.events import EventLog
 from ems.failover.manager import FailoverManager
 from ems.gather import SiteReader
-from ems.genset_commands import command as genset_command
+from ems.genset_commands import commands as genset_commands
 from ems.gpu_lever import gpu_lever
 from ems.job_ramps import job_ramps
 from ems.model.errors import ConfigError
@@ -100,7 +100,7 @@ class Controller:
         self.mqtt = MqttLink(cfg.mqtt, self.store, clock, on_connect=caps.forget,
                              jobs=None if self.jobs is None else self.jobs.book)
         self.actuators = Actuators(self.reader.units, self.reader.genset, caps, self._publish_retained,
-                                   self.reader.health, cfg.control.setpoint_deadband_w)
+                                   self.reader.health, cfg.control.setpoint_deadband_w, self.reader.gensets)
         overrides = cfg.http.overrides_file or (None if state_dir is None else state_dir / "overrides.json")
         self.controls = OperatorControls(cfg, self.events, clock, overrides, cfg.http.max_force_s)
         self.actions: ActionQueue[OperatorControls] = ActionQueue(cfg.http.limits.action_queue,
@@ -243,12 +243,12 @@ class Controller:
 
     async def _command_genset(self, snap: SiteSnapshot, result: StepResult) -> int:
         assert result.microgrid is not None
-        cmd = genset_command(result.microgrid, snap.genset)
-        if cmd is None:
-            return 0
-        writes, sent = await self.actuators.command_genset(cmd)
-        for c in sent:
-            self.events.record("genset_command", self.clock.wall(), None, genset=cmd.genset_id, command=c)
+        writes = 0
+        for cmd in genset_commands(result.microgrid, snap.gensets):  # every device, by its dispatch id
+            n, sent = await self.actuators.command_genset(cmd)
+            writes += n
+            for c in sent:
+                self.events.record("genset_command", self.clock.wall(), None, genset=cmd.genset_id, command=c)
         return writes
 
     async def _apply_island(self, actions: IslandActions, snap: SiteSnapshot) -> int:

@@ -20,7 +20,8 @@ a start during cool-down takes it straight back to running (still warm, not a ne
   unless nothing could take the power (then `below_min_load_s` counts it: wet stacking).
 * Of the gensets that are off, the one with the fewest running hours starts first
   (maintenance hours spread across the fleet). A genset that reports a failed start is out
-  (GENSET_START_FAILED) while it does, and the next one is staged in at once.
+  (GENSET_START_FAILED; GENSET_TRIPPED when it had been running) while it does, and the
+  next one is staged in at once.
 
 Fuel, running hours and starts accumulate in the state, so live and backtest report them
 from the same numbers.
@@ -151,8 +152,10 @@ def decide(x: DispatchInputs, p: DispatchParams, state: DispatchState) -> tuple[
     events: list[GensetEvent] = []
     for i, g in enumerate(p.gensets):  # a start that failed: out, and the next one staged in below
         if g.genset_id in x.failed and _online(units[i]):
+            tripped = units[i].phase is Phase.RUNNING  # it had started: a trip, not a failed start
             units[i] = replace(units[i], phase=Phase.OFF, since_s=x.now_s)
-            events.append(GensetEvent(g.genset_id, "failed", Reason.GENSET_START_FAILED))
+            events.append(GensetEvent(g.genset_id, "failed",
+                                      Reason.GENSET_TRIPPED if tripped else Reason.GENSET_START_FAILED))
     order = [i for i in state.stage_order if _online(units[i])]
     recharge = state.recharge
     if x.soc is not None:

@@ -321,3 +321,38 @@ def test_the_site_genset_device_s_measured_power_is_part_of_the_demand() -> None
     # without a reading, the dispatch's own figure of the period before (nothing yet)
     r = step(snapshot(0.0, units), p, StepState())
     assert r.microgrid is not None and r.microgrid.demand_w == pytest.approx(200e3)
+
+
+# --- several genset devices live: each by its dispatch id -------------------------------------
+def _reading(state: str, power_w: float = 0.0) -> object:
+    from ems.model.readings import GensetReading, GensetState
+
+    return GensetReading(GensetState(state), power_w, 1.5 * MW, 0.0, 0.0, 0.0, 1, 0.0)
+
+
+def test_GENSET_TRIPPED() -> None:
+    # g1 runs and trips (its device reports `failed`): out of service, g2 staged in at once
+    p = offgrid(spec("g1", start_delay_s=0.0, warmup_s=0.0), spec("g2"))
+    low = (unit("u1", soc=0.2), unit("u2", soc=0.2))
+    r = step(snapshot(300e3, low), p, StepState())
+    r = step(snapshot(300e3, low, now_s=1.0), p, r.state)
+    assert r.microgrid is not None and r.microgrid.dispatch.phases["g1"] is gd.Phase.RUNNING
+    snap = replace(snapshot(300e3, low, now_s=2.0), gensets={"g1": _reading("failed"), "g2": _reading("stopped")})
+    r = step(snap, p, r.state)  # type: ignore[arg-type]
+    assert [(e.genset_id, e.action, e.reason) for e in r.microgrid.dispatch.events] == [  # type: ignore[union-attr]
+        ("g1", "failed", Reason.GENSET_TRIPPED), ("g2", "start", Reason.GENSET_START_LOW_SOC)]
+    # a start that fails (it never ran: still in its start delay) keeps its own reason
+    p = offgrid(spec("g1"), spec("g2"))
+    r = step(snapshot(300e3, low), p, StepState())
+    snap = replace(snapshot(300e3, low, now_s=5.0), gensets={"g1": _reading("failed")})
+    r = step(snap, p, r.state)  # type: ignore[arg-type]
+    assert r.microgrid is not None and r.microgrid.dispatch.events[0].reason is Reason.GENSET_START_FAILED
+
+
+def test_every_genset_device_s_measured_power_is_part_of_the_demand() -> None:
+    # two gensets share the island's load: 300 + 200 kW measured, the battery 100 kW: 600 kW
+    p = offgrid(spec("g1"), spec("g2"))
+    units = (unit("u1", soc=0.6, power_w=50e3), unit("u2", soc=0.6, power_w=50e3))
+    snap = replace(snapshot(0.0, units), gensets={"g1": _reading("running", 300e3), "g2": _reading("running", 200e3)})
+    r = step(snap, p, StepState())  # type: ignore[arg-type]
+    assert r.microgrid is not None and r.microgrid.demand_w == pytest.approx(600e3)

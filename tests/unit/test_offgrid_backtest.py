@@ -163,9 +163,13 @@ def test_a_live_site_file_takes_the_section_and_ems_run_refuses_what_it_cannot_r
     assert "failover" in (off.live_refusal(False, True) or "")  # no grid to lose
     two = parse_config(data | {"microgrid": {"mode": "off_grid", "gensets": [
         {"id": "g1", "rated_power_w": 1e6}, {"id": "g2", "rated_power_w": 1e6}]}}).microgrid
-    assert two is not None and "one genset" in (two.live_refusal(True, False) or "")
+    # several gensets run live, each on its own device: the site's `genset` the first, `gensets:` the others
+    assert two is not None and "g2 needs a genset device" in (two.live_refusal(True, False) or "")
+    assert two.live_refusal(True, False, ("g2",)) is None and two.live_refusal(False, False, ("g1", "g2")) is None
+    assert "g3 names no" in (two.live_refusal(True, False, ("g2", "g3")) or "")
+    assert "do not list it again" in (two.live_refusal(True, False, ("g1", "g2")) or "")
     one = parse_config(data | {"microgrid": {"mode": "off_grid", "gensets": [{"id": "g1", "rated_power_w": 1e6}]}})
-    assert one.microgrid is not None and "`genset` device" in (one.microgrid.live_refusal(False, False) or "")
+    assert one.microgrid is not None and "needs a genset device" in (one.microgrid.live_refusal(False, False) or "")
     assert one.microgrid.live_refusal(True, False) is None
     assert step_params(parse_config(data)).microgrid is None  # no section: today's behaviour
 
