@@ -45,7 +45,6 @@ from ems.gpu_lever import gpu_lever
 from ems.job_ramps import job_ramps
 from ems.model.errors import ConfigError
 from ems.model.racks import SmoothingProfile
-from ems.model.readings import GensetState
 from ems.model.reasons import Reason
 from ems.model.snapshot import SiteSnapshot
 from ems.mqtt_link import MqttLink, NotConnected
@@ -111,7 +110,7 @@ class Controller:
         self.planner = live_planner(cfg, tariff, self.demand)  # None unless policies.arbitrage is configured
         fc = cfg.failover
         self.off_grid = is_off_grid(cfg)  # no grid to lose: no failover, the step runs every period
-        self._shedding = False  # off-grid: non-critical racks capped (the genset failed, the battery runs low)
+        self._shed = offgrid_shed.ShedState()  # off-grid / weak grid: rows capped in shed order
         self.failover = (None if fc is None or not fc.enabled or self.off_grid
                          else FailoverManager(cfg, fc, clock, self.events))
         self.step_state = StepState()
@@ -182,7 +181,7 @@ class Controller:
                 writes += await self.actuators.sync_profiles(self._rack_profiles(snap, result, self.smoother))
             if fo is not None:  # after a reconnection: caps ramp back, the genset stops
                 writes += await self._apply_island(fo.island_step(snap), snap)
-            elif self.off_grid:
+            elif result.microgrid is not None:
                 writes += await self.actuators.sync_caps(self._offgrid_caps(snap, result))
             else:
                 writes += await self.actuators.sync_caps({})  # after a (re)connect: re-assert or clear retained caps
@@ -229,17 +228,23 @@ class Controller:
         return result
 
     def _offgrid_caps(self, snap: SiteSnapshot, result: StepResult) -> dict[str, float | None]:
-        """Off-grid: the racks shed while the genset that should relieve the battery has failed."""
-        mg, mgc = result.microgrid, self.cfg.microgrid
-        failed = snap.genset is not None and snap.genset.state is GensetState.FAILED
-        needed = result.state.microgrid.gensets.recharge or result.reason is Reason.UNSERVED_LOAD
-        shed = mg is not None and failed and needed
-        if shed != self._shedding:
-            self._shedding = shed
-            self.events.record("offgrid_shed" if shed else "offgrid_shed_end", self.clock.wall(),
-                               Reason.GENSET_START_FAILED.code if shed else None)
-        fraction = 0.25 if mgc is None else mgc.min_cap_fraction
-        return offgrid_shed.caps(snap.racks, frozenset(self.cfg.racks.critical_rows), fraction, shed)
+        """Off-grid or weak grid: rows capped in shed order, step by step, while the sources cannot
+        carry the load or the battery runs low with no genset coming; released in reverse."""
+        mg, mgc, mp = result.microgrid, self.cfg.microgrid, self.controls.step_params.microgrid
+        assert mg is not None and mgc is not None and mp is not None
+        fc = self.cfg.failover
+        p = offgrid_shed.ShedParams(
+            tuple(mgc.shed_order or ([] if fc is None else fc.shed_order)), frozenset(self.cfg.racks.critical_rows),
+            mgc.min_cap_fraction, mgc.shed_step_s, mgc.shed_release_s)
+        x = offgrid_shed.inputs(snap.now_s, mg, result.setpoint_w, sum(hi for _, hi in result.unit_bounds_w.values()),
+                                mp.dispatch.gensets, result.state.microgrid.gensets.recharge)
+        out, self._shed = offgrid_shed.decide(snap.racks, x, p, self._shed)
+        if out.change is not None:
+            shed = out.change is Reason.OFFGRID_SHED
+            self.events.record("offgrid_shed" if shed else "offgrid_shed_released", self.clock.wall(),
+                               out.change.code, row=out.row, rows=len(out.rows),
+                               unserved_w=round(x.unserved_w), no_relief=x.no_relief)
+        return out.caps_w
 
     async def _command_genset(self, snap: SiteSnapshot, result: StepResult) -> int:
         assert result.microgrid is not None

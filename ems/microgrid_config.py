@@ -70,7 +70,13 @@ class MicrogridConfig(Strict):
     facility_overhead_w: float | None = Field(default=None, ge=0, le=MAX_W,
                                               description="cooling etc. beyond the IT load, for PUE")
     min_cap_fraction: Fraction = Field(
-        default=0.25, description="live: non-critical racks' cap when the battery runs low and the genset failed")
+        default=0.25, description="live: a shed row's racks are capped at this share of their nameplate")
+    shed_order: list[str] = Field(
+        default_factory=list, description="live: rows capped first .. last (default: failover.shed_order, else "
+                                          "the last row backwards); critical rows never")
+    shed_step_s: float = Field(default=30.0, gt=0, le=MAX_S, description="live: one more row capped at most this often")
+    shed_release_s: float = Field(default=120.0, gt=0, le=MAX_S,
+                                  description="live: one row released at most this often, and this long after a change")
 
     @model_validator(mode="after")
     def _check(self) -> MicrogridConfig:

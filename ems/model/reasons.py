@@ -70,6 +70,8 @@ class Reason(IntEnum):
     UNSERVED_LOAD = 78  # battery, gensets and grid together cannot carry the load: energy not served
     # 79-89: off-grid and weak-grid sites, continued
     GENSET_TRIPPED = 79  # a running genset reports a failure (a trip): out of service, the next one staged in
+    OFFGRID_SHED = 80  # the sources cannot carry the load (or the battery runs low, no genset coming): next row capped
+    OFFGRID_SHED_RELEASED = 81  # the sources carry the load again with room to spare: the last row capped released
 
     @property
     def code(self) -> str:
