@@ -198,6 +198,25 @@ def test_on_a_weak_grid_the_grid_gives_its_limit_and_the_battery_the_rest() -> N
     assert r.setpoint_w == pytest.approx(-200e3)
 
 
+def test_on_a_weak_grid_a_genset_runs_in_parallel_for_what_battery_and_import_cannot_give() -> None:
+    # 2 MW of load, 300 kW of import, a battery that can give 1 MW: a genset is staged in for power,
+    # and once running carries what the grid and the battery do not; the import stays at its limit
+    p = offgrid(spec(rated_w=1.5 * MW, start_delay_s=0.0, warmup_s=0.0), mode=Mode.WEAK_GRID,
+                import_limit_w=300e3)
+    units = (unit("u1", soc=0.6), unit("u2", soc=0.6))
+    r = step(snapshot(2 * MW, units, now_s=0.0), p, StepState())
+    assert r.microgrid is not None
+    assert [e.reason for e in r.microgrid.dispatch.events] == [Reason.GENSET_START_LOAD]
+    assert r.setpoint_w == pytest.approx(1 * MW)  # meanwhile the battery gives all it can: 700 kW short
+    assert r.reason is Reason.UNSERVED_LOAD
+    r = step(snapshot(2 * MW, units, now_s=1.0), p, r.state)  # the meter: the load less battery and genset (both 0 W)
+    assert r.microgrid is not None and r.microgrid.dispatch.total_w >= 700e3
+    # the grid's import after the battery and the genset: at its limit, not beyond
+    grid_w = r.microgrid.demand_w - r.microgrid.dispatch.total_w - r.setpoint_w  # type: ignore[operator]
+    assert grid_w == pytest.approx(300e3)
+    assert r.reason in (Reason.MICROGRID_BALANCE, Reason.GENSET_CHARGING)
+
+
 def test_a_running_genset_carries_its_part_and_the_battery_takes_the_surplus() -> None:
     p = offgrid(spec(rated_w=1 * MW, start_delay_s=0.0, warmup_s=0.0))
     low = (unit("u1", soc=0.2), unit("u2", soc=0.2))
