@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from ems.model.decision import Decision
+from ems.model.plan import GensetSchedule
 from ems.model.readings import GensetReading, GensetState
 from ems.model.reasons import Reason
 from ems.model.snapshot import SiteSnapshot, site_soc
@@ -93,7 +94,8 @@ def gensets_before_w(snap: SiteSnapshot, p: MicrogridParams, state: MicrogridSta
 
 
 def decide(snap: SiteSnapshot, p: MicrogridParams, state: MicrogridState, battery_discharge_w: float,
-           battery_charge_w: float) -> tuple[Decision | None, MicrogridOutcome, MicrogridState]:
+           battery_charge_w: float, plan: GensetSchedule | None = None
+           ) -> tuple[Decision | None, MicrogridOutcome, MicrogridState]:
     before_w = gensets_before_w(snap, p, state)
     load_w = snap.site_load_w
     # without a trusted meter the demand is unknown: no balance (never a guess); the gensets keep to SoC
@@ -102,10 +104,12 @@ def decide(snap: SiteSnapshot, p: MicrogridParams, state: MicrogridState, batter
     allowance = grid_allowance_w(p)
     # a genset device that reports a failure (a failed start, a trip) is out of service while it does
     failed = frozenset(gid for gid, r in genset_readings(snap, p).items() if r.state is GensetState.FAILED)
+    k = None if plan is None else plan.step_at(snap.now_s)  # outside its horizon: the thresholds alone
     x = genset_dispatch.DispatchInputs(
         snap.now_s, snap.period_s, None if soc is None else soc[0],
         allowance if demand_w is None else demand_w,  # unknown demand: plan as if the grid carried it
-        allowance, battery_discharge_w, battery_charge_w, failed)
+        allowance, battery_discharge_w, battery_charge_w, failed,
+        None if plan is None or k is None else plan.on[k], None if plan is None or k is None else plan.power_w[k])
     dispatch, gensets = genset_dispatch.decide(x, p.dispatch, state.gensets)
     new_state = replace(state, gensets=gensets, demand_w=state.demand_w if demand_w is None else demand_w)
     shift_w = before_w - dispatch.total_w

@@ -14,8 +14,10 @@ from ems.backtest.config import BacktestConfig
 from ems.backtest.engine import Progress, Trace, run_backtest
 from ems.backtest.errors import BacktestInputError
 from ems.backtest.financials import Economics
+from ems.backtest.genset_planning import Forecast, GensetPlanning
 from ems.backtest.offgrid_report import compare
 from ems.backtest.run import BacktestOptions, load_series
+from ems.step_params import step_params
 from policies.microgrid import Mode
 
 
@@ -40,10 +42,23 @@ def run_offgrid(cfg: BacktestConfig, opts: BacktestOptions,
 
 
 def run_series(cfg: BacktestConfig, start: datetime, step_s: int, load_w: np.ndarray, pv_w: np.ndarray | None,
-               progress: Progress | None = None) -> tuple[Trace, dict[str, Any]]:
+               progress: Progress | None = None, genset_plan: Forecast | None = None) -> tuple[Trace, dict[str, Any]]:
+    """The run and its comparison. `genset_plan`: the gensets on the MILP's schedule from this
+    forecast (None: the SoC thresholds alone)."""
     assert cfg.microgrid is not None
-    trace = run_backtest(cfg, None, start, step_s, load_w, pv_w, progress=progress)
+    planning = None
+    if genset_plan is not None:
+        params = step_params(cfg).microgrid
+        assert params is not None
+        planning = GensetPlanning(cfg, params, step_s, np.asarray(load_w, dtype=np.float64),
+                                  np.zeros(load_w.size) if pv_w is None else np.asarray(pv_w, dtype=np.float64),
+                                  genset_plan)
+    trace = run_backtest(cfg, None, start, step_s, load_w, pv_w, progress=progress, genset_planning=planning)
     out = compare(trace, cfg.microgrid, economics(cfg))
+    out["genset_plan"] = None if planning is None else {
+        "forecast": planning.forecast, "solves": planning.solves, "failures": planning.failures,
+        "solve_time_s": planning.solve_time_s, "horizon_h": planning.horizon_s / 3600,
+        "every_h": planning.every_s / 3600}
     out["run"] = {"start": start.isoformat(), "step_s": step_s, "steps": int(load_w.size),
                   "days": load_w.size * step_s / 86400, "mode": cfg.microgrid.mode.value,
                   "battery_wh": trace.capacity_wh, "wall_time_s": trace.wall_time_s}

@@ -72,6 +72,8 @@ class Reason(IntEnum):
     GENSET_TRIPPED = 79  # a running genset reports a failure (a trip): out of service, the next one staged in
     OFFGRID_SHED = 80  # the sources cannot carry the load (or the battery runs low, no genset coming): next row capped
     OFFGRID_SHED_RELEASED = 81  # the sources carry the load again with room to spare: the last row capped released
+    GENSET_START_PLAN = 82  # the planner's genset schedule has one more genset on in this period: it starts
+    GENSET_STOP_PLAN = 83  # the planner's schedule has one fewer on and nothing else needs it: the last in stops
 
     @property
     def code(self) -> str:
