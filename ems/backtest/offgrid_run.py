@@ -31,14 +31,14 @@ def economics(cfg: BacktestConfig) -> Economics | None:
                                             e.degradation_per_year, e.end_of_life_cost)
 
 
-def run_offgrid(cfg: BacktestConfig, opts: BacktestOptions,
-                progress: Progress | None = None) -> tuple[Trace, dict[str, Any]]:
+def run_offgrid(cfg: BacktestConfig, opts: BacktestOptions, progress: Progress | None = None,
+                genset_plan: Forecast | None = None) -> tuple[Trace, dict[str, Any]]:
     mg = cfg.microgrid
     if mg is None or not is_offgrid(cfg):
         raise BacktestInputError("microgrid.mode must be off_grid or weak_grid")
     step = opts.step_s or 900
     _, _, start, load_w, pv_w = load_series(opts, step)
-    return run_series(cfg, start, step, load_w, pv_w, progress)
+    return run_series(cfg, start, step, load_w, pv_w, progress, genset_plan)
 
 
 def run_series(cfg: BacktestConfig, start: datetime, step_s: int, load_w: np.ndarray, pv_w: np.ndarray | None,
@@ -93,6 +93,10 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
         f"fuel and rental {r['site_cost']:,.0f} vs {b['cost']:,.0f}: saved {r['cost_saved']:,.0f} "
         f"({r['cost_saved_per_year']:,.0f} a year)",
     ]
+    if (gp := r.get("genset_plan")) is not None:
+        lines.append(f"gensets on the MILP schedule ({gp['forecast']} forecast, {gp['horizon_h']:g} h ahead every "
+                     f"{gp['every_h']:g} h): {gp['solves']} solves, {gp['failures']} failed, "
+                     f"{gp['solve_time_s']:.1f} s solving")
     if (pv := r.get("baseline_with_pv")) is not None:
         lines.append(f"the same trucks with the same PV, no battery: {pv['fuel_l']:,.0f} l; the battery's part: "
                      f"{r['battery_diesel_saved_litres']:,.0f} l, {r['battery_cost_saved_per_year']:,.0f} a year")
