@@ -117,7 +117,6 @@ class _Model:
         highs.setOptionValue("output_flag", False)
         highs.setOptionValue("mip_rel_gap", gap)
         highs.setOptionValue("time_limit", time_limit_s)
-        highs.setOptionValue("threads", 1)  # a few dozen binaries: threads cost more than they give
         t0 = time.perf_counter()
         if highs.passModel(lp) == highspy.HighsStatus.kError:
             raise PlanSolveError("HiGHS rejected the genset model")
