@@ -159,6 +159,14 @@ def test_ems_backtest_on_an_off_grid_site_compares_with_diesel_trucks(tmp_path: 
     assert {"unserved_kwh", "diesel_litres", "baseline_diesel_litres", "co2_saved_kg", "genset_starts"} <= set(out)
     assert out["baseline"]["units"] == 2  # a 2 MW peak on 2 MW trucks: N + 1
     assert [r["battery_wh"] for r in out["battery_sweep"]] == [6e6, 24e6] and "battery 24 MWh" in done.stdout
+    assert out["genset_plan"] is None
+    # the gensets on the planner's MILP schedule, from the day before's load and PV
+    done = subprocess.run([*cmd, "--genset-plan", "persistence"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    planned = json.loads((tmp_path / "out" / "offgrid.json").read_text())
+    assert planned["genset_plan"]["forecast"] == "persistence" and planned["genset_plan"]["solves"] >= 3 * 4
+    assert "MILP schedule (persistence forecast" in done.stdout, done.stdout
+    assert planned["unserved_kwh"] == pytest.approx(0.0, abs=1e-6)
     # a bad section: the field named, exit 2, no traceback
     bad = tmp_path / "bad.yaml"
     bad.write_text((ROOT / "config" / "offgrid-site.yaml").read_text().replace("stop_soc: 0.80", "stop_soc: 0.20"))
