@@ -51,6 +51,7 @@ from ems.mqtt_link import MqttLink, NotConnected
 from ems.operator.controls import OperatorControls
 from ems.period import StepResult, StepState, standing_down, step
 from ems.persistence import ControllerState
+from ems.planning.genset_live import genset_planner
 from ems.planning.live import live_planner
 from ems.planning.settings import site_tariff
 from ems.published import PeriodResult, Published
@@ -61,6 +62,7 @@ from ems.transitions import TransitionObserver
 from ems.unit_changes import apply_unit_changes, unit_changes
 from ems.write_gate import WriteGate
 from policies import grid_ramp, job_ramp, offgrid_shed
+from policies.genset_dispatch import DispatchState
 from policies.island import IslandActions
 
 log = structlog.get_logger("ems.loop")
@@ -114,6 +116,8 @@ class Controller:
         self.failover = (None if fc is None or not fc.enabled or self.off_grid
                          else FailoverManager(cfg, fc, clock, self.events))
         self.step_state = StepState()
+        self.genset_planner = genset_planner(cfg)  # off-grid / weak grid with microgrid.genset_plan
+        self._latest: tuple[SiteSnapshot, DispatchState] | None = None  # what the genset planner plans from
         self.persisted = ControllerState(None if state_dir is None else state_dir / "state.db",
                                          cfg.state.persist_every_s)
         self.stats = LoopStats()
@@ -214,7 +218,12 @@ class Controller:
         plan = None
         if self.planner is not None:
             plan = await self.planner.step(snap, wait_s=PLAN_WAIT_SHARE * snap.period_s / self.clock.speed)
-        result = step(snap, self.controls.step_params, self.step_state, plan, self.controls.force_params)
+        gp = self.genset_planner
+        result = step(snap, self.controls.step_params, self.step_state, plan, self.controls.force_params,
+                      None if gp is None else gp.schedule)
+        if gp is not None and result.microgrid is not None and result.microgrid.demand_w is not None:
+            gp.history.observe(snap.now_s, result.microgrid.demand_w, snap.period_s)
+            self._latest = (snap, result.state.microgrid.gensets)
         if (self.smoother is not None and not self.smoother.runs and snap.meter is not None
                 and snap.site_load_w is not None):
             self.smoother.observe(snap.now_s, snap.site_load_w, snap.meter.grid_power_w, snap.period_s)
@@ -411,6 +420,9 @@ class Controller:
                     background.append(tg.create_task(self.failover.run(), name="failover"))
                 if self.planner is not None:
                     background.append(tg.create_task(self.planner.run(), name="planner"))
+                if self.genset_planner is not None:
+                    background.append(tg.create_task(self.genset_planner.run(
+                        lambda: self._latest, c.control.period_s / self.clock.speed), name="genset_planner"))
                 background += [tg.create_task(job(), name=name) for name, job in self.side_tasks]
                 fast = None if self.smoother is None else tg.create_task(self.smoother.run(), name="smoothing")
                 try:

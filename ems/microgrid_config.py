@@ -57,6 +57,14 @@ class GensetConfig(Strict):
                                           self.start_delay_s, self.warmup_s, self.min_run_s, self.cooldown_s)
 
 
+class GensetPlanConfig(Strict):
+    """The gensets on the planner's MILP schedule (ems/planning/genset_milp.py), not the SoC
+    thresholds alone: live from a persistence forecast of the site's demand."""
+
+    every_s: float = Field(default=21600.0, ge=60, le=86400, description="re-solved this often")
+    horizon_s: float = Field(default=86400.0, ge=3600, le=172800, description="planned this far ahead")
+
+
 class MicrogridConfig(Strict):
     mode: microgrid.Mode = microgrid.Mode.GRID_CONNECTED
     gensets: list[GensetConfig] = Field(default_factory=list)
@@ -74,6 +82,8 @@ class MicrogridConfig(Strict):
     shed_order: list[str] = Field(
         default_factory=list, description="live: rows capped first .. last (default: failover.shed_order, else "
                                           "the last row backwards); critical rows never")
+    genset_plan: GensetPlanConfig | None = Field(
+        default=None, description="the gensets on the planner's MILP schedule (default: the SoC thresholds alone)")
     shed_step_s: float = Field(default=30.0, gt=0, le=MAX_S, description="live: one more row capped at most this often")
     shed_release_s: float = Field(default=120.0, gt=0, le=MAX_S,
                                   description="live: one row released at most this often, and this long after a change")

@@ -38,6 +38,8 @@ def run_offgrid(cfg: BacktestConfig, opts: BacktestOptions, progress: Progress |
         raise BacktestInputError("microgrid.mode must be off_grid or weak_grid")
     step = opts.step_s or 900
     _, _, start, load_w, pv_w = load_series(opts, step)
+    if genset_plan is None and mg.genset_plan is not None:  # the site plans its gensets live: so here
+        genset_plan = "persistence"
     return run_series(cfg, start, step, load_w, pv_w, progress, genset_plan)
 
 
@@ -53,6 +55,8 @@ def run_series(cfg: BacktestConfig, start: datetime, step_s: int, load_w: np.nda
         planning = GensetPlanning(cfg, params, step_s, np.asarray(load_w, dtype=np.float64),
                                   np.zeros(load_w.size) if pv_w is None else np.asarray(pv_w, dtype=np.float64),
                                   genset_plan)
+        if (gp := cfg.microgrid.genset_plan) is not None:  # the site file's timing, as live
+            planning.every_s, planning.horizon_s = gp.every_s, gp.horizon_s
     trace = run_backtest(cfg, None, start, step_s, load_w, pv_w, progress=progress, genset_planning=planning)
     out = compare(trace, cfg.microgrid, economics(cfg))
     out["genset_plan"] = None if planning is None else {

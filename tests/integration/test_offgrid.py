@@ -31,7 +31,7 @@ GENSET = {"start_delay_s": 10.0, "warmup_s": 20.0, "cooldown_s": 60.0}
 
 
 def _cfg(make_site: Any, url: str, *, soc: float, start_hour: float, pv_w: float = 0.0,
-         fails: bool = False, second: bool = False) -> Any:
+         fails: bool = False, second: bool = False, genset_plan: bool = False) -> Any:
     sim: dict[str, Any] = {
         "seed": 3, "speed": SPEED, "pue": 1.25, "start_hour": start_hour,
         "bess": [{"capacity_wh": 100_000, "rated_power_w": 500_000, "initial_soc": soc,
@@ -56,7 +56,8 @@ def _cfg(make_site: Any, url: str, *, soc: float, start_hour: float, pv_w: float
         genset={"port": free_port(), "profile": "genset_v1"},
         policies={"battery": {"soc_min": 0.1, "soc_max": 0.95}},
         grid_connection={"import_limit_w": None, "export_limit_w": 0},
-        microgrid={"mode": "off_grid", "start_soc": 0.3, "stop_soc": 0.6, "gensets": gensets, "shed_step_s": 20.0},
+        microgrid={"mode": "off_grid", "start_soc": 0.3, "stop_soc": 0.6, "gensets": gensets, "shed_step_s": 20.0,
+                   **({"genset_plan": {"every_s": 600.0}} if genset_plan else {})},
         simulation=sim, **more)
 
 
@@ -195,3 +196,25 @@ async def test_the_battery_near_empty_starts_the_genset_and_recovers(broker: Any
         assert ctl.last.step.reason is Reason.GENSET_CHARGING
         _no_damage(site)
         assert ctl.last.step.state.microgrid.unserved_wh == pytest.approx(0.0, abs=1.0)
+
+
+async def test_the_planner_s_milp_schedule_starts_the_genset_before_the_battery_runs_low(
+        broker: Any, make_site: Any) -> None:
+    # SoC 50 %: between the thresholds, which would let the battery run down to 30 % first. The
+    # planner (persistence: the demand of the moment, 640 kW, for 24 h) sees the 2 x 100 kWh battery
+    # cannot carry the hour: its schedule has the genset on now, and the step starts it on the plan
+    cfg = _cfg(make_site, broker.url, soc=0.5, start_hour=22.0, genset_plan=True)
+    clock = ScaledClock(SPEED)
+    async with running_site(cfg, clock) as site, running_controller(cfg, clock) as ctl:
+        plant = site.plant
+        assert ctl.genset_planner is not None
+        await wait_for(lambda: ctl.events.count("genset_start") == 1, timeout_s=10)
+        start = ctl.events.query(kind="genset_start")[0]
+        assert start.reason == Reason.GENSET_START_PLAN.code and start.data["genset"] == "gen-1"
+        assert ctl.genset_planner.solves >= 1 and ctl.genset_planner.schedule is not None
+        assert ctl.genset_planner.schedule.on[0] == 1
+        assert _soc(site) > 0.4  # long before the threshold
+        await wait_for(lambda: plant.genset.state is GensetState.RUNNING and plant.genset.power_w > 600_000,
+                       timeout_s=10)
+        assert ctl.last.step.state.microgrid.unserved_wh == pytest.approx(0.0, abs=1.0)
+        _no_damage(site)

@@ -108,3 +108,37 @@ def test_the_backtest_on_the_milp_schedule_burns_no_more_diesel_and_starts_less(
     assert milp["genset_starts"] < thresholds["genset_starts"]
     assert milp["genset_plan"]["solves"] >= 7 * 4 and milp["genset_plan"]["failures"] == 0
     assert trace.microgrid is not None and trace.microgrid.events.get("GENSET_START_PLAN", 0) >= 1
+
+
+def test_the_live_planner_forecasts_the_same_hour_a_day_before() -> None:
+    from ems.planning.genset_live import DemandHistory
+
+    h = DemandHistory()
+    assert h.latest_w is None
+    for k in range(0, 26 * 3600, 60):  # a day and two hours: 1 MW by day (06-18), 400 kW by night
+        hour = (k // 3600) % 24
+        h.observe(float(k), 1e6 if 6 <= hour < 18 else 400e3, 60.0)
+    fc = h.persistence(26 * 3600.0, 24)  # from 02:00 the next day
+    assert fc[0] == pytest.approx(400e3) and fc[4] == pytest.approx(1e6) and fc[16] == pytest.approx(400e3)
+    # an hour with no history yet repeats the latest demand
+    assert DemandHistory(latest_w=7.0).persistence(0.0, 2).tolist() == [7.0, 7.0]
+    assert len(h.sums) == 26  # hours 0..25
+    h.observe(30 * 3600.0, 5e5, 60.0)
+    assert min(h.sums) == 4  # a day and two hours kept, the older dropped
+
+
+def test_the_live_planner_is_the_site_file_s_choice() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    from ems.config import parse_config
+    from ems.planning.genset_live import genset_planner
+
+    data = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "offgrid-sim-site.yaml").read_text())
+    assert genset_planner(parse_config(data, "x")) is None  # the thresholds alone
+    data["microgrid"]["genset_plan"] = {"every_s": 3600}
+    gp = genset_planner(parse_config(data, "x"))
+    assert gp is not None and gp.every_s == 3600 and gp.horizon_s == 86400
+    with pytest.raises(Exception, match="every_s"):
+        parse_config(data | {"microgrid": {**data["microgrid"], "genset_plan": {"every_s": 1}}}, "x")
