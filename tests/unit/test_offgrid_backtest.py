@@ -220,3 +220,7 @@ def test_a_reload_cannot_change_the_mode_or_the_gensets_only_their_tuning() -> N
     two = parse_config({**data, "microgrid": {**data["microgrid"], "gensets": [
         *data["microgrid"]["gensets"], {"id": "gen-2", "rated_power_w": 2e6}]}})
     assert "microgrid.gensets (added or removed)" in needs_restart(running, two)
+    planned = parse_config({**data, "microgrid": {**data["microgrid"], "genset_plan": {}}})
+    assert needs_restart(running, planned) == ["microgrid.genset_plan"]
+    shed = parse_config({**data, "microgrid": {**data["microgrid"], "shed_step_s": 60, "shed_order": ["row04"]}})
+    assert needs_restart(running, shed) == []  # shedding's tuning applies at the next period
