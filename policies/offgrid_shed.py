@@ -4,8 +4,9 @@ Pure, each period, after the period step. Shedding is needed while
 
 * the battery, the running gensets and the grid's allowance cannot carry the load (the
   step expects load not served: UNSERVED_LOAD), or
-* the battery runs low (the dispatch's recharge latch) and no genset is on its way (each
-  failed, tripped or none at all): no relief is coming, so the battery's energy is stretched.
+* the battery runs low (the dispatch's recharge latch), it carries part of the load (more
+  than the grid's allowance), and no genset is on its way (each failed, tripped or none at
+  all): no relief is coming, so the battery's energy is stretched.
 
 While it is needed, one more row is capped every `step_s` (OFFGRID_SHED), in the shed order
 (`shed_order` first, then the other non-critical rows from the last backwards; critical rows
@@ -102,4 +103,6 @@ def inputs(now_s: float, outcome: MicrogridOutcome, setpoint_w: float, battery_m
     running_w = sum(g.rated_w for g in gensets if phases.get(g.genset_id) is Phase.RUNNING)
     headroom_w = (0.0 if outcome.demand_w is None else
                   battery_max_discharge_w + running_w + outcome.grid_allowance_w - outcome.demand_w)
-    return ShedInputs(now_s, unserved_w, recharging and not coming, headroom_w)
+    # the battery must be giving for its energy to need stretching (a weak grid may carry the load)
+    drawing = outcome.demand_w is not None and outcome.demand_w > outcome.grid_allowance_w
+    return ShedInputs(now_s, unserved_w, recharging and not coming and drawing, headroom_w)

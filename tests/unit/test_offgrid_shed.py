@@ -88,3 +88,6 @@ def test_the_inputs_come_from_the_step_s_outcome() -> None:
     starting = Dispatch({"g1": 0.0}, {"g1": Phase.STARTING}, ())
     got = shed.inputs(0.0, MicrogridOutcome(Mode.OFF_GRID, 500e3, 0.0, starting, 500e3, 0.0), 500e3, 700e3, (g,), True)
     assert not got.no_relief  # one is on its way
+    # a weak grid that carries the whole load (500 kW under its 800 kW allowance): nothing to stretch
+    weak = MicrogridOutcome(Mode.WEAK_GRID, 500e3, 800e3, off, -300e3, 0.0)
+    assert not shed.inputs(0.0, weak, -300e3, 700e3, (g,), recharging=True).no_relief
