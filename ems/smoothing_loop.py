@@ -33,6 +33,7 @@ from ems.clock import Clock
 from ems.config import SiteConfig, SmoothingConfig
 from ems.gather import modbus_device
 from ems.model.reasons import Reason
+from ems.topology import BessUnitConfig
 from policies import smoothing
 
 log = structlog.get_logger("ems.smoothing")
@@ -112,6 +113,19 @@ class SmoothingLoop:
         """What this period allows (None: stand down, the period loop writes setpoints)."""
         self.armed = armed
 
+    def add_unit(self, unit: BessUnitConfig) -> None:
+        """A unit added: read from the next tick, written once a period has armed it."""
+        self.pcs[unit.id] = modbus_device(f"{unit.id}.pcs/fast", unit.pcs)
+
+    def remove_unit(self, unit_id: str) -> None:
+        """A unit about to be retired: no tick writes it again. The fast loop stands down until
+        the next period arms it without the unit (this period's split still counts on it)."""
+        self.armed = None
+        device = self.pcs.pop(unit_id, None)
+        self.written_w.pop(unit_id, None)
+        if device is not None:
+            device.close()
+
     @property
     def owns_setpoints(self) -> bool:
         """Ticking and armed recently: the period loop leaves setpoints to it."""
@@ -184,10 +198,13 @@ class SmoothingLoop:
 
     async def _write(self, setpoints_w: dict[str, float]) -> None:
         async def one(unit: str, w: float) -> None:
+            device = self.pcs.get(unit)
+            if device is None:  # removed since this period armed it
+                return
             if abs(self.written_w.get(unit, float("nan")) - w) < self.params.deadband_w:
                 return
             try:
-                await self.pcs[unit].write_si("active_power_setpoint", w)
+                await device.write_si("active_power_setpoint", w)
                 self.written_w[unit] = w
             except DriverError:
                 self.write_failures += 1

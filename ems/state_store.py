@@ -7,29 +7,56 @@ once at start-up. Without a state directory it is kept in memory only.
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
 
-from ems.sqlite_db import open_db
+import structlog
+
+from ems.sqlite_db import open_db_checked, write_failed
+
+log = structlog.get_logger("ems.state")
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL, wall_s REAL NOT NULL)"
 
 
 class StateStore:
     def __init__(self, path: Path | str | None) -> None:
-        self._db, self.path = open_db(path)
+        self._db, self.path, self.set_aside = open_db_checked(path)  # set_aside: a corrupt file moved away
         self._lock = threading.Lock()
         self._db.execute(_SCHEMA)
+        self.write_failures = 0
+        self.failing = False
 
-    def save(self, values: dict[str, Any], wall_s: float) -> None:
-        """Write several keys in one transaction: durable when this returns."""
+    def save(self, values: dict[str, Any], wall_s: float) -> bool:
+        """Write several keys in one transaction: durable when this returns True. False: the disk
+        refused it (full); the caller's next save writes the values of then (logged once)."""
         rows = [(k, json.dumps(v, separators=(",", ":")), wall_s) for k, v in values.items()]
         with self._lock:
-            self._db.execute("BEGIN")
-            self._db.executemany("INSERT INTO state (key, value, wall_s) VALUES (?, ?, ?) "
-                                 "ON CONFLICT(key) DO UPDATE SET value=excluded.value, wall_s=excluded.wall_s", rows)
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("BEGIN")
+                try:
+                    self._db.executemany("INSERT INTO state (key, value, wall_s) VALUES (?, ?, ?) ON CONFLICT(key) "
+                                         "DO UPDATE SET value=excluded.value, wall_s=excluded.wall_s", rows)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:  # SQLite may have rolled back itself (disk full)
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                if not write_failed(exc):
+                    raise
+                self.write_failures += 1
+                if not self.failing:
+                    log.error("state: the disk refuses writes; kept in memory, saved when it takes them",
+                              path=str(self.path), error=str(exc))
+                self.failing = True
+                return False
+        if self.failing:
+            log.warning("state: the disk takes writes again", path=str(self.path))
+        self.failing = False
+        return True
 
     def load(self) -> dict[str, Any]:
         with self._lock:

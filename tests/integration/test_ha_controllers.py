@@ -111,3 +111,30 @@ async def test_a_grid_loss_is_met_by_the_active_alone(make_site: Any, broker: Br
         assert fired and fired[0].data["ha_epoch"] == a.role.epoch  # every write it records carries its epoch
         assert all(r.writes == 0 for r in b.results)
         assert site.plant.summary()["lost_racks"] == 0
+
+
+async def test_the_new_active_holds_the_old_ones_operator_decisions(make_site: Any, broker: Broker) -> None:
+    cfg = shaving_site(make_site, broker.url)
+    clock = ScaledClock(1.0)
+    cap = "policies.peak_shaving.grid_import_cap_w"
+    async with running_site(cfg, clock) as site, pair(cfg, clock) as start:
+        a = start("a")
+        await wait_for(lambda: a.role.role == "active" and any(r.writes for r in a.results))
+        b = start("b")
+        await wait_for(lambda: len(b.results) >= 5)
+        # an operator (through the action queue, as the API does) takes bess-2 out and lowers the cap
+        done = a.ctl.actions.submit(lambda c: c.set_maintenance("bess-2", True, "op", "inverter inspection"))
+        a.ctl.actions.submit(lambda c: c.set_param(cap, 900_000.0, "op", "trial"))
+        await asyncio.wrap_future(done)
+        await wait_for(lambda: abs(site.plant.units["bess-2"].power_w) < 1.0 and site.plant.units["bess-1"].power_w > 0)
+        await asyncio.sleep(0.5)  # a few renewals: the handover carries them
+        assert b.ctl.controls.maintenance == {}  # the standby's own state had none
+
+        await a.close()
+        await wait_for(lambda: b.role.role == "active" and b.results[-1].writes > 0, 5.0)
+        assert set(b.ctl.controls.maintenance) == {"bess-2"} and b.ctl.controls.params[cap].value == 900_000.0
+        assert b.ctl.events.count("operator_state_taken_over") == 1
+        await asyncio.sleep(1.0)
+        assert abs(site.plant.units["bess-2"].power_w) < 1.0  # never re-energised by the new active
+        assert site.plant.units["bess-1"].power_w > 0
+        assert b.results[-1].step.cap_w == 900_000.0
