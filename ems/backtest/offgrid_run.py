@@ -44,9 +44,11 @@ def run_offgrid(cfg: BacktestConfig, opts: BacktestOptions, progress: Progress |
 
 
 def run_series(cfg: BacktestConfig, start: datetime, step_s: int, load_w: np.ndarray, pv_w: np.ndarray | None,
-               progress: Progress | None = None, genset_plan: Forecast | None = None) -> tuple[Trace, dict[str, Any]]:
+               progress: Progress | None = None, genset_plan: Forecast | None = None,
+               plan_every_s: float | None = None) -> tuple[Trace, dict[str, Any]]:
     """The run and its comparison. `genset_plan`: the gensets on the MILP's schedule from this
-    forecast (None: the SoC thresholds alone)."""
+    forecast (None: the SoC thresholds alone), re-solved every `plan_every_s` (default: the site
+    file's `genset_plan`, else 6 h)."""
     assert cfg.microgrid is not None
     planning = None
     if genset_plan is not None:
@@ -57,6 +59,8 @@ def run_series(cfg: BacktestConfig, start: datetime, step_s: int, load_w: np.nda
                                   genset_plan)
         if (gp := cfg.microgrid.genset_plan) is not None:  # the site file's timing, as live
             planning.every_s, planning.horizon_s = gp.every_s, gp.horizon_s
+        if plan_every_s is not None:
+            planning.every_s = plan_every_s
     trace = run_backtest(cfg, None, start, step_s, load_w, pv_w, progress=progress, genset_planning=planning)
     out = compare(trace, cfg.microgrid, economics(cfg))
     out["genset_plan"] = None if planning is None else {
