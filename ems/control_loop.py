@@ -290,6 +290,12 @@ class Controller:
             smoothing=self._smoothing_status(snap))
         if self.write_gate is not None:
             status["ha"] = self.write_gate.describe()
+        if isinstance(mg := status.get("microgrid"), dict):  # the rows shed (in order) and the genset plan
+            mg["shed_rows"] = self._shed.rows
+            gp = self.genset_planner
+            mg["genset_plan"] = None if gp is None or gp.schedule is None else {
+                "solves": gp.solves, "failures": gp.failures, "on": list(gp.schedule.on),
+                "fuel_l": round(gp.schedule.fuel_l, 1)}
         reader, act = self.reader, self.actuators
         read_at = {} if reader.last_meter is None else {"meter": reader.last_meter.read_at_s}
         for io in reader.units:

@@ -126,6 +126,7 @@ async def test_a_genset_failing_to_start_sheds_row_by_row_in_shed_order(broker: 
         await wait_for(lambda: sum(c == c for c in racks.cap_w) == 24, timeout_s=5)
         capped = [rid for rid, cap in zip(racks.rack_ids, racks.cap_w, strict=True) if cap == cap]  # not NaN
         assert not any(rid.startswith("row01") for rid in capped) and len(capped) == 24
+        assert ctl.last.status["microgrid"]["shed_rows"] == 3
         # 8 x 16 kW + 24 x 10 kW, x 1.25: the battery's load falls from 640 to 460 kW
         await wait_for(lambda: plant.battery_power_w < 480_000, timeout_s=5)
         at = _soc(site)
@@ -213,6 +214,8 @@ async def test_the_planner_s_milp_schedule_starts_the_genset_before_the_battery_
         assert start.reason == Reason.GENSET_START_PLAN.code and start.data["genset"] == "gen-1"
         assert ctl.genset_planner.solves >= 1 and ctl.genset_planner.schedule is not None
         assert ctl.genset_planner.schedule.on[0] == 1
+        await wait_for(lambda: ctl.last.status["microgrid"]["genset_plan"] is not None, timeout_s=5)
+        assert ctl.last.status["microgrid"]["genset_plan"]["on"][0] == 1
         assert _soc(site) > 0.4  # long before the threshold
         await wait_for(lambda: plant.genset.state is GensetState.RUNNING and plant.genset.power_w > 600_000,
                        timeout_s=10)
