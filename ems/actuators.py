@@ -54,9 +54,10 @@ class UnitWrites:
 class Actuators:
     def __init__(self, units: list[UnitReadings], genset: GensetDriver | None, caps: RackCapWriter,
                  publish_caps: Callable[[str, bytes], Awaitable[None]],
-                 health: LinkHealth, deadband_w: float) -> None:
+                 health: LinkHealth, deadband_w: float, gensets: dict[str, GensetDriver] | None = None) -> None:
         self.units = [UnitWrites(u) for u in units]
         self.genset = genset
+        self.gensets = {} if gensets is None else gensets  # off-grid: every genset device by its dispatch id
         self.caps = caps
         self._publish_caps = publish_caps
         self.health = health
@@ -166,19 +167,20 @@ class Actuators:
         """Start or stop the site's genset and set its charge request, as `cmd` says. Returns the
         writes and the run commands sent (for the event log)."""
         writes, sent = 0, list[str]()
-        if self.genset is None:
+        driver = self.gensets.get(cmd.genset_id, self.genset if cmd.genset_id == "genset" else None)
+        if driver is None:
             return writes, sent
         try:
             if cmd.run is not None:
-                await (self.genset.start() if cmd.run == "start" else self.genset.stop())
+                await (driver.start() if cmd.run == "start" else driver.stop())
                 sent.append(cmd.run)
                 writes += 1
             if cmd.charge_request_w is not None:
-                await self.genset.set_charge_request_w(cmd.charge_request_w)
+                await driver.set_charge_request_w(cmd.charge_request_w)
                 writes += 1
         except DriverError as exc:
             self.write_failures += 1
-            self.health.failed("genset", exc)
+            self.health.failed("genset" if driver is self.genset else f"gensets.{cmd.genset_id}", exc)
         return writes, sent
 
     async def zero_all(self) -> list[str]:

@@ -157,7 +157,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         cfg = cfg.model_copy(update={"state": cfg.state.model_copy(update={"dir": args.state_dir})})
     check_site_profiles(cfg, str(args.config))  # before the controller opens a connection, as check-config
     if cfg.microgrid is not None and (why := cfg.microgrid.live_refusal(
-            cfg.genset is not None, cfg.failover is not None and cfg.failover.enabled)) is not None:
+            cfg.genset is not None, cfg.failover is not None and cfg.failover.enabled,
+            tuple(g.id for g in cfg.gensets))) is not None:
         raise ConfigError(f"{args.config}: {why}")
     logs.configure(args.log_format or cfg.logging.format, cfg.logging.level)
     return asyncio.run(_run(cfg, args.speed, args.config, args.mqtt_url, args.log_format, args.ha_id))
@@ -381,7 +382,7 @@ def _backtest_offgrid(cfg: Any, opts: Any, args: argparse.Namespace, progress: A
     from ems.backtest.offgrid_run import battery_sweep, run_offgrid, summary_lines, sweep_lines, write_offgrid
 
     try:
-        _, result = run_offgrid(cfg, opts, None if args.quiet else progress)
+        _, result = run_offgrid(cfg, opts, None if args.quiet else progress, args.genset_plan)
         if args.battery_sweep:
             result["battery_sweep"] = battery_sweep(cfg, opts, args.battery_sweep)
         path = write_offgrid(args.out, result)
@@ -509,6 +510,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", type=Path, default=Path("backtest-out"), help="output folder (default backtest-out)")
     b.add_argument("--battery-sweep", type=_scales, metavar="K,K,...",
                    help="off-grid or weak-grid: also run with the battery's energy scaled by each K")
+    b.add_argument("--genset-plan", choices=("persistence", "perfect"),
+                   help="off-grid or weak-grid: the gensets on the planner's MILP schedule from this forecast "
+                        "(default: the SoC thresholds alone)")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_backtest)
 

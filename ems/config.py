@@ -363,6 +363,8 @@ class SiteConfig(SiteDevices):
             unknown = set(self.failover.shed_order) - set(self.racks.row_ids())
             if unknown:
                 raise ValueError(f"failover.shed_order names unknown rows: {sorted(unknown)}")
+        if self.microgrid is not None and (unknown := set(self.microgrid.shed_order) - set(self.racks.row_ids())):
+            raise ValueError(f"microgrid.shed_order names unknown rows: {sorted(unknown)}")
         sm = self.policies.smoothing
         if sm is not None and sm.filler and self.filler is None:
             raise ValueError("policies.smoothing.filler needs a filler device (the site file's `filler` section)")

@@ -12,8 +12,8 @@ from __future__ import annotations
 from ems.config import SiteConfig
 from ems.unit_changes import live_unit_change_refused
 
-_RESTART_SECTIONS = ("site", "meter", "genset", "filler", "pv", "racks", "mqtt", "http", "state", "simulation",
-                     "ha", "fleet")
+_RESTART_SECTIONS = ("site", "meter", "genset", "gensets", "filler", "pv", "racks", "mqtt", "http", "state",
+                     "simulation", "ha", "fleet")
 
 
 def needs_restart(running: SiteConfig, new: SiteConfig) -> list[str]:
@@ -32,6 +32,8 @@ def needs_restart(running: SiteConfig, new: SiteConfig) -> list[str]:
         changed.append("microgrid.mode")
     if (None if rm is None else [g.id for g in rm.gensets]) != (None if nm is None else [g.id for g in nm.gensets]):
         changed.append("microgrid.gensets (added or removed)")
+    if (None if rm is None else rm.genset_plan) != (None if nm is None else nm.genset_plan):
+        changed.append("microgrid.genset_plan")  # the planner is built at start-up
     if running.policies.arbitrage != new.policies.arbitrage:
         changed.append("policies.arbitrage")
     # the fast loop, the GPU lever, the job ramps and the filler are built at start-up with these

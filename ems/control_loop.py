@@ -40,18 +40,18 @@ from ems.demand import DemandMeter
 from ems.events import EventLog
 from ems.failover.manager import FailoverManager
 from ems.gather import SiteReader
-from ems.genset_commands import command as genset_command
+from ems.genset_commands import commands as genset_commands
 from ems.gpu_lever import gpu_lever
 from ems.job_ramps import job_ramps
 from ems.model.errors import ConfigError
 from ems.model.racks import SmoothingProfile
-from ems.model.readings import GensetState
 from ems.model.reasons import Reason
 from ems.model.snapshot import SiteSnapshot
 from ems.mqtt_link import MqttLink, NotConnected
 from ems.operator.controls import OperatorControls
 from ems.period import StepResult, StepState, standing_down, step
 from ems.persistence import ControllerState
+from ems.planning.genset_live import genset_planner
 from ems.planning.live import live_planner
 from ems.planning.settings import site_tariff
 from ems.published import PeriodResult, Published
@@ -62,6 +62,7 @@ from ems.transitions import TransitionObserver
 from ems.unit_changes import apply_unit_changes, unit_changes
 from ems.write_gate import WriteGate
 from policies import grid_ramp, job_ramp, offgrid_shed
+from policies.genset_dispatch import DispatchState
 from policies.island import IslandActions
 
 log = structlog.get_logger("ems.loop")
@@ -100,7 +101,7 @@ class Controller:
         self.mqtt = MqttLink(cfg.mqtt, self.store, clock, on_connect=caps.forget,
                              jobs=None if self.jobs is None else self.jobs.book)
         self.actuators = Actuators(self.reader.units, self.reader.genset, caps, self._publish_retained,
-                                   self.reader.health, cfg.control.setpoint_deadband_w)
+                                   self.reader.health, cfg.control.setpoint_deadband_w, self.reader.gensets)
         overrides = cfg.http.overrides_file or (None if state_dir is None else state_dir / "overrides.json")
         self.controls = OperatorControls(cfg, self.events, clock, overrides, cfg.http.max_force_s)
         self.actions: ActionQueue[OperatorControls] = ActionQueue(cfg.http.limits.action_queue,
@@ -111,10 +112,12 @@ class Controller:
         self.planner = live_planner(cfg, tariff, self.demand)  # None unless policies.arbitrage is configured
         fc = cfg.failover
         self.off_grid = is_off_grid(cfg)  # no grid to lose: no failover, the step runs every period
-        self._shedding = False  # off-grid: non-critical racks capped (the genset failed, the battery runs low)
+        self._shed = offgrid_shed.ShedState()  # off-grid / weak grid: rows capped in shed order
         self.failover = (None if fc is None or not fc.enabled or self.off_grid
                          else FailoverManager(cfg, fc, clock, self.events))
         self.step_state = StepState()
+        self.genset_planner = genset_planner(cfg)  # off-grid / weak grid with microgrid.genset_plan
+        self._latest: tuple[SiteSnapshot, DispatchState] | None = None  # what the genset planner plans from
         self.persisted = ControllerState(None if state_dir is None else state_dir / "state.db",
                                          cfg.state.persist_every_s)
         self.stats = LoopStats()
@@ -182,7 +185,7 @@ class Controller:
                 writes += await self.actuators.sync_profiles(self._rack_profiles(snap, result, self.smoother))
             if fo is not None:  # after a reconnection: caps ramp back, the genset stops
                 writes += await self._apply_island(fo.island_step(snap), snap)
-            elif self.off_grid:
+            elif result.microgrid is not None:
                 writes += await self.actuators.sync_caps(self._offgrid_caps(snap, result))
             else:
                 writes += await self.actuators.sync_caps({})  # after a (re)connect: re-assert or clear retained caps
@@ -215,7 +218,12 @@ class Controller:
         plan = None
         if self.planner is not None:
             plan = await self.planner.step(snap, wait_s=PLAN_WAIT_SHARE * snap.period_s / self.clock.speed)
-        result = step(snap, self.controls.step_params, self.step_state, plan, self.controls.force_params)
+        gp = self.genset_planner
+        result = step(snap, self.controls.step_params, self.step_state, plan, self.controls.force_params,
+                      None if gp is None else gp.schedule)
+        if gp is not None and result.microgrid is not None and result.microgrid.demand_w is not None:
+            gp.history.observe(snap.now_s, result.microgrid.demand_w, snap.period_s)
+            self._latest = (snap, result.state.microgrid.gensets)
         if (self.smoother is not None and not self.smoother.runs and snap.meter is not None
                 and snap.site_load_w is not None):
             self.smoother.observe(snap.now_s, snap.site_load_w, snap.meter.grid_power_w, snap.period_s)
@@ -229,26 +237,32 @@ class Controller:
         return result
 
     def _offgrid_caps(self, snap: SiteSnapshot, result: StepResult) -> dict[str, float | None]:
-        """Off-grid: the racks shed while the genset that should relieve the battery has failed."""
-        mg, mgc = result.microgrid, self.cfg.microgrid
-        failed = snap.genset is not None and snap.genset.state is GensetState.FAILED
-        needed = result.state.microgrid.gensets.recharge or result.reason is Reason.UNSERVED_LOAD
-        shed = mg is not None and failed and needed
-        if shed != self._shedding:
-            self._shedding = shed
-            self.events.record("offgrid_shed" if shed else "offgrid_shed_end", self.clock.wall(),
-                               Reason.GENSET_START_FAILED.code if shed else None)
-        fraction = 0.25 if mgc is None else mgc.min_cap_fraction
-        return offgrid_shed.caps(snap.racks, frozenset(self.cfg.racks.critical_rows), fraction, shed)
+        """Off-grid or weak grid: rows capped in shed order, step by step, while the sources cannot
+        carry the load or the battery runs low with no genset coming; released in reverse."""
+        mg, mgc, mp = result.microgrid, self.cfg.microgrid, self.controls.step_params.microgrid
+        assert mg is not None and mgc is not None and mp is not None
+        fc = self.cfg.failover
+        p = offgrid_shed.ShedParams(
+            tuple(mgc.shed_order or ([] if fc is None else fc.shed_order)), frozenset(self.cfg.racks.critical_rows),
+            mgc.min_cap_fraction, mgc.shed_step_s, mgc.shed_release_s)
+        x = offgrid_shed.inputs(snap.now_s, mg, result.setpoint_w, sum(hi for _, hi in result.unit_bounds_w.values()),
+                                mp.dispatch.gensets, result.state.microgrid.gensets.recharge)
+        out, self._shed = offgrid_shed.decide(snap.racks, x, p, self._shed)
+        if out.change is not None:
+            shed = out.change is Reason.OFFGRID_SHED
+            self.events.record("offgrid_shed" if shed else "offgrid_shed_released", self.clock.wall(),
+                               out.change.code, row=out.row, rows=len(out.rows),
+                               unserved_w=round(x.unserved_w), no_relief=x.no_relief)
+        return out.caps_w
 
     async def _command_genset(self, snap: SiteSnapshot, result: StepResult) -> int:
         assert result.microgrid is not None
-        cmd = genset_command(result.microgrid, snap.genset)
-        if cmd is None:
-            return 0
-        writes, sent = await self.actuators.command_genset(cmd)
-        for c in sent:
-            self.events.record("genset_command", self.clock.wall(), None, genset=cmd.genset_id, command=c)
+        writes = 0
+        for cmd in genset_commands(result.microgrid, snap.gensets):  # every device, by its dispatch id
+            n, sent = await self.actuators.command_genset(cmd)
+            writes += n
+            for c in sent:
+                self.events.record("genset_command", self.clock.wall(), None, genset=cmd.genset_id, command=c)
         return writes
 
     async def _apply_island(self, actions: IslandActions, snap: SiteSnapshot) -> int:
@@ -276,6 +290,12 @@ class Controller:
             smoothing=self._smoothing_status(snap))
         if self.write_gate is not None:
             status["ha"] = self.write_gate.describe()
+        if isinstance(mg := status.get("microgrid"), dict):  # the rows shed (in order) and the genset plan
+            mg["shed_rows"] = self._shed.rows
+            gp = self.genset_planner
+            mg["genset_plan"] = None if gp is None or gp.schedule is None else {
+                "solves": gp.solves, "failures": gp.failures, "on": list(gp.schedule.on),
+                "fuel_l": round(gp.schedule.fuel_l, 1)}
         reader, act = self.reader, self.actuators
         read_at = {} if reader.last_meter is None else {"meter": reader.last_meter.read_at_s}
         for io in reader.units:
@@ -421,6 +441,9 @@ class Controller:
                     background.append(tg.create_task(self.failover.run(), name="failover"))
                 if self.planner is not None:
                     background.append(tg.create_task(self.planner.run(), name="planner"))
+                if self.genset_planner is not None:
+                    background.append(tg.create_task(self.genset_planner.run(
+                        lambda: self._latest, c.control.period_s / self.clock.speed), name="genset_planner"))
                 background += [tg.create_task(job(), name=name) for name, job in self.side_tasks]
                 fast = None if self.smoother is None else tg.create_task(self.smoother.run(), name="smoothing")
                 try:

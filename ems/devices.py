@@ -14,7 +14,7 @@ from drivers.errors import ProfileError
 from drivers.profile import DeviceProfile, load_profile
 from drivers.sunspec_profile import SunSpecProfile, is_sunspec_profile, load_sunspec_profile
 from ems.model.errors import ConfigError
-from ems.topology import BessUnitConfig, ModbusEndpoint
+from ems.topology import BessUnitConfig, GensetEndpoint, ModbusEndpoint
 
 
 class SiteDevices(Protocol):
@@ -28,6 +28,9 @@ class SiteDevices(Protocol):
 
     @property
     def genset(self) -> ModbusEndpoint | None: ...
+
+    @property
+    def gensets(self) -> Sequence[GensetEndpoint]: ...
 
     @property
     def filler(self) -> ModbusEndpoint | None: ...
@@ -44,6 +47,7 @@ def device_slots(cfg: SiteDevices) -> list[tuple[str, str, ModbusEndpoint]]:
         slots += [(f"bess_units.{i}.bms", "bms", unit.bms), (f"bess_units.{i}.pcs", "pcs", unit.pcs)]
     if cfg.genset is not None:
         slots.append(("genset", "genset", cfg.genset))
+    slots += [(f"gensets.{i}", "genset", g) for i, g in enumerate(cfg.gensets)]
     if cfg.filler is not None:
         slots.append(("filler", "filler", cfg.filler))
     if cfg.pv is not None:

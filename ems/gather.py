@@ -57,6 +57,12 @@ class SiteReader:
         self.units = [UnitReadings(u.id, bms_driver(f"{u.id}.bms", u.bms), pcs_driver(f"{u.id}.pcs", u.pcs))
                       for u in cfg.bess_units]
         self.genset = None if cfg.genset is None else GensetDriver(modbus_device("genset", cfg.genset))
+        # every genset device by its dispatch id: the site's `genset` is the first of microgrid.gensets
+        first = "genset" if cfg.microgrid is None or not cfg.microgrid.gensets else cfg.microgrid.gensets[0].id
+        self.gensets: dict[str, GensetDriver] = {} if self.genset is None else {first: self.genset}
+        for g in cfg.gensets:
+            self.gensets[g.id] = GensetDriver(modbus_device(f"gensets.{g.id}", g))
+        self.last_gensets: dict[str, GensetReading] = {}
         self.pv = None if cfg.pv is None else pv_driver("pv", cfg.pv)
         self.last_pv: PvReading | None = None
         self.last_meter: MeterReading | None = None
@@ -94,16 +100,19 @@ class SiteReader:
         for u in self.units:
             reads.append(self._read(f"{u.unit_id}.bms", u.bms.read(now)))
             reads.append(self._read(f"{u.unit_id}.pcs", u.pcs.read(now)))
-        if self.genset is not None:
-            reads.append(self._read("genset", self.genset.read(now)))
+        for gid, driver in self.gensets.items():
+            reads.append(self._read("genset" if driver is self.genset else f"gensets.{gid}", driver.read(now)))
         if self.pv is not None:  # last of all: the indices above stay as they are
             reads.append(self._read("pv", self.pv.read(now)))
         results = await asyncio.gather(*reads)
         if self.pv is not None:
             self.last_pv = results.pop() or self.last_pv
         self.last_meter = results[0] or self.last_meter
-        if self.genset is not None:
-            self.last_genset = results[-1] or self.last_genset
+        for gid, reading in zip(self.gensets, results[len(results) - len(self.gensets):], strict=True):
+            if reading is not None:
+                self.last_gensets[gid] = reading
+                if self.gensets[gid] is self.genset:
+                    self.last_genset = reading
         c = self.cfg.control
         unit_snaps = []
         for i, u in enumerate(self.units):
@@ -118,6 +127,7 @@ class SiteReader:
         genset = self.last_genset
         if genset is not None and now - genset.read_at_s > c.bess_stale_after_s:
             genset = None
+        gensets = {gid: r for gid, r in self.last_gensets.items() if now - r.read_at_s <= c.bess_stale_after_s}
         pv = self.last_pv
         if pv is not None and now - pv.read_at_s > c.bess_stale_after_s:
             pv = None
@@ -127,6 +137,7 @@ class SiteReader:
             meter_invalid_since_s=self.validity.meter_invalid_since_s,
             units=tuple(unit_snaps), racks=self.store.reading(now), last_setpoint_w=last_setpoint_w,
             genset=genset, grid_ok=grid_ok, riding_through=riding_through, battery_avg_w=battery_avg_w, pv=pv,
+            gensets=gensets,
         )
 
     def close(self) -> None:
@@ -134,7 +145,7 @@ class SiteReader:
             u.bms.device.close()
             u.pcs.device.close()
         self.meter.device.close()
-        if self.genset is not None:
-            self.genset.device.close()
+        for driver in self.gensets.values():
+            driver.device.close()
         if self.pv is not None:
             self.pv.device.close()

@@ -1,8 +1,9 @@
 """What the live loop tells the site's genset device from the period step's dispatch.
 
 The step's genset dispatch (policies/genset_dispatch.py) says which gensets should run and
-what each should give; live, the site's one `genset` device is the first of the list. Pure:
-from the dispatch and the device's fresh reading, the commands to send this period.
+what each should give; live, each genset device is named by its dispatch id (the site's
+`genset` device is the first of the list, `gensets:` the others). Pure: from the dispatch and
+each device's fresh reading, the commands to send this period.
 
 * run: start while the dispatch has it starting, warming up or running and the device is
   stopped or cooling down; stop while the dispatch has it off or cooling down and the device
@@ -10,9 +11,10 @@ from the dispatch and the device's fresh reading, the commands to send this peri
   next period. A device that reports a failed start is left as it is: the dispatch holds it
   out of service while it does (GENSET_START_FAILED), and a stop would acknowledge the
   failure and have it tried again at once; an operator acknowledges it on the genset.
-* charge request: the genset follows the island's load (isochronous) up to its rating; what
-  the dispatch plans beyond the site's demand (GENSET_CHARGING: the surplus that charges
-  the battery) is asked for on top, and 0 W otherwise.
+* charge request: the running gensets share the island's load (isochronous, by rating) up to
+  their rating; what the dispatch plans beyond the site's demand (GENSET_CHARGING: the
+  surplus that charges the battery) is asked for on top, each its share of it, and 0 W
+  otherwise.
 * Without a fresh reading, nothing is sent (never acting on a guess).
 """
 
@@ -36,12 +38,23 @@ class GensetCommand:
     charge_request_w: float | None = None  # None: unchanged
 
 
-def command(outcome: MicrogridOutcome, reading: GensetReading | None) -> GensetCommand | None:
-    """The commands for the site's genset device this period (None: no genset, or no reading)."""
+def commands(outcome: MicrogridOutcome, readings: dict[str, GensetReading]) -> list[GensetCommand]:
+    """The commands for every genset device with a fresh reading this period, in the dispatch's order."""
+    out = []
+    for gid in outcome.dispatch.phases:
+        cmd = command(outcome, readings.get(gid), gid)
+        if cmd is not None:
+            out.append(cmd)
+    return out
+
+
+def command(outcome: MicrogridOutcome, reading: GensetReading | None, gid: str | None = None) -> GensetCommand | None:
+    """The commands for one genset device this period (None: no genset, or no reading); `gid`:
+    its dispatch id (by default the first of the list, the site's `genset` device)."""
     phases = outcome.dispatch.phases
     if not phases or reading is None:
         return None
-    gid = next(iter(phases))  # the device is the first of the list
+    gid = next(iter(phases)) if gid is None else gid
     phase = phases[gid]
     if reading.state is GensetState.FAILED:
         return GensetCommand(gid)
@@ -51,7 +64,10 @@ def command(outcome: MicrogridOutcome, reading: GensetReading | None) -> GensetC
     elif phase not in _ON and reading.state in _DEVICE_ON:
         run = "stop"
     want_w = 0.0
-    if phase is Phase.RUNNING and outcome.demand_w is not None:
-        want_w = max(0.0, outcome.dispatch.output_w[gid] - max(outcome.demand_w - outcome.grid_allowance_w, 0.0))
+    total_w = outcome.dispatch.total_w
+    if phase is Phase.RUNNING and outcome.demand_w is not None and total_w > 0:
+        # the surplus over the demand, this genset's share of it (the dispatch shares by rating)
+        surplus_w = total_w - max(outcome.demand_w - outcome.grid_allowance_w, 0.0)
+        want_w = max(0.0, surplus_w * outcome.dispatch.output_w[gid] / total_w)
     charge = want_w if abs(want_w - reading.charge_request_w) > CHARGE_DEADBAND_W else None
     return GensetCommand(gid, run, charge)

@@ -57,6 +57,14 @@ class GensetConfig(Strict):
                                           self.start_delay_s, self.warmup_s, self.min_run_s, self.cooldown_s)
 
 
+class GensetPlanConfig(Strict):
+    """The gensets on the planner's MILP schedule (ems/planning/genset_milp.py), not the SoC
+    thresholds alone: live from a persistence forecast of the site's demand."""
+
+    every_s: float = Field(default=21600.0, ge=60, le=86400, description="re-solved this often")
+    horizon_s: float = Field(default=86400.0, ge=3600, le=172800, description="planned this far ahead")
+
+
 class MicrogridConfig(Strict):
     mode: microgrid.Mode = microgrid.Mode.GRID_CONNECTED
     gensets: list[GensetConfig] = Field(default_factory=list)
@@ -70,7 +78,15 @@ class MicrogridConfig(Strict):
     facility_overhead_w: float | None = Field(default=None, ge=0, le=MAX_W,
                                               description="cooling etc. beyond the IT load, for PUE")
     min_cap_fraction: Fraction = Field(
-        default=0.25, description="live: non-critical racks' cap when the battery runs low and the genset failed")
+        default=0.25, description="live: a shed row's racks are capped at this share of their nameplate")
+    shed_order: list[str] = Field(
+        default_factory=list, description="live: rows capped first .. last (default: failover.shed_order, else "
+                                          "the last row backwards); critical rows never")
+    genset_plan: GensetPlanConfig | None = Field(
+        default=None, description="the gensets on the planner's MILP schedule (default: the SoC thresholds alone)")
+    shed_step_s: float = Field(default=30.0, gt=0, le=MAX_S, description="live: one more row capped at most this often")
+    shed_release_s: float = Field(default=120.0, gt=0, le=MAX_S,
+                                  description="live: one row released at most this often, and this long after a change")
 
     @model_validator(mode="after")
     def _check(self) -> MicrogridConfig:
@@ -81,20 +97,25 @@ class MicrogridConfig(Strict):
             raise ValueError("gensets ids must be unique")
         return self
 
-    def live_refusal(self, genset_device: bool, failover: bool) -> str | None:
+    def live_refusal(self, genset_device: bool, failover: bool, more_devices: tuple[str, ...] = ()) -> str | None:
         """Why `ems run` cannot run this section (None: it can). `genset_device`: the site file
-        has a `genset` device (it is the first of the list); `failover`: failover is enabled.
-        Live, the loop drives one genset over that device; a weak grid's gensets would have to
-        run in parallel with the grid, which no genset map here does yet."""
+        has a `genset` device (it is the first of the list); `more_devices`: the ids of its
+        `gensets:` devices (the others, each by its id here); `failover`: failover is enabled.
+        A weak grid's gensets would have to run in parallel with the grid, which no genset map
+        here does yet."""
         n = len(self.gensets)
         if self.mode == microgrid.Mode.OFF_GRID:
             if failover:
                 return "failover: an off_grid site has no grid to lose (remove the section or set enabled: false)"
-            if n > 1:
-                return (f"microgrid.gensets: `ems run` drives one genset (the site's `genset` device), {n} are listed;"
-                        " `ems backtest` runs them all (docs/off-grid.md)")
-            if n == 1 and not genset_device:
-                return "microgrid.gensets: the genset needs the site's `genset` device (its Modbus endpoint)"
+            ids = [g.id for g in self.gensets]
+            devices = ([ids[0]] if genset_device and ids else []) + list(more_devices)
+            if unknown := sorted(set(more_devices) - set(ids)):
+                return f"gensets: {', '.join(unknown)} names no microgrid.gensets entry"
+            if missing := [g for g in ids if g not in devices]:
+                return (f"microgrid.gensets: {', '.join(missing)} needs a genset device (the site's `genset` for "
+                        "the first, a `gensets:` entry of that id for the others)")
+            if len(devices) != len(set(devices)):
+                return "gensets: the first genset is the site's `genset` device; do not list it again"
         if self.mode == microgrid.Mode.WEAK_GRID and n:
             return ("microgrid.gensets: on a weak grid a genset runs in parallel with the grid, which `ems run` "
                     "does not drive yet; `ems backtest` runs it (docs/off-grid.md)")

@@ -37,7 +37,7 @@ from ems.arbiter import Arbitration, arbitrate
 from ems.dispatcher import dispatch
 from ems.envelope import EnvelopeParams, clamp, unit_limits
 from ems.model.decision import Decision
-from ems.model.plan import PlanView
+from ems.model.plan import GensetSchedule, PlanView
 from ems.model.reasons import Reason
 from ems.model.snapshot import SiteSnapshot
 from policies import (
@@ -119,7 +119,7 @@ def _cap_decision(snap: SiteSnapshot, p: StepParams, plan: PlanView | None,
 
 
 def step(snap: SiteSnapshot, p: StepParams, state: StepState, plan: PlanView | None = None,
-         force: operator_force.ForceParams | None = None) -> StepResult:
+         force: operator_force.ForceParams | None = None, genset_plan: GensetSchedule | None = None) -> StepResult:
     floor = reserve.decide(snap, p.reserve)
     reserve_soc = 0.0 if floor is None else floor[1]
     envelope = p.envelope if reserve_soc == p.envelope.reserve_soc else replace(p.envelope, reserve_soc=reserve_soc)
@@ -132,7 +132,7 @@ def step(snap: SiteSnapshot, p: StepParams, state: StepState, plan: PlanView | N
     if p.microgrid is not None:  # the balance outranks the grid limits: it is the island's physics
         balance, mg, mg_state = microgrid.decide(snap, p.microgrid, state.microgrid,
                                                  sum(lim.max_discharge_w for lim in limits),
-                                                 sum(lim.max_charge_w for lim in limits))
+                                                 sum(lim.max_charge_w for lim in limits), genset_plan)
         state = replace(state, microgrid=mg_state)
         decisions += [] if balance is None else [balance]
         grid_on = grid_on and p.microgrid.mode is not microgrid.Mode.OFF_GRID

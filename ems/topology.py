@@ -47,6 +47,12 @@ class MeterEndpoint(ModbusEndpoint):
                     "period's policies then act on the site's load over it; none: on the instant reading")
 
 
+class GensetEndpoint(ModbusEndpoint):
+    """One more genset's device, named by the `microgrid.gensets` entry it carries out."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+
+
 class BessUnitConfig(Strict):
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     bms: ModbusEndpoint
@@ -149,6 +155,8 @@ class SiteDevices(Strict):
     meter: MeterEndpoint
     bess_units: list[BessUnitConfig] = Field(min_length=1)
     genset: ModbusEndpoint | None = None
+    gensets: list[GensetEndpoint] = Field(
+        default_factory=list, description="more gensets (off-grid), each named by its microgrid.gensets id")
     filler: ModbusEndpoint | None = Field(
         default=None, description="a controllable filler load (load bank): smoothing's last lever, off by default")
     pv: ModbusEndpoint | None = Field(
@@ -162,7 +170,10 @@ class SiteDevices(Strict):
         if len(ids) != len(set(ids)):
             raise ValueError("bess_units ids must be unique")
         endpoints = [(self.meter.host, self.meter.port, self.meter.unit_id)]
-        for ep in (self.genset, self.filler, self.pv):
+        gids = [g.id for g in self.gensets]
+        if len(gids) != len(set(gids)):
+            raise ValueError("gensets ids must be unique")
+        for ep in (self.genset, self.filler, self.pv, *self.gensets):
             if ep is not None:
                 endpoints.append((ep.host, ep.port, ep.unit_id))
         for u in self.bess_units:

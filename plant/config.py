@@ -104,13 +104,14 @@ class ScenarioEvent(_Model):
 
     at_s: float = Field(ge=0)
     action: Literal["rack_load", "rack_model", "pcs_fault", "pcs_clear_fault", "grid_loss", "grid_return",
-                    "grid_dip", "genset_fail_next_start"]
+                    "grid_dip", "genset_fail_next_start", "genset_trip"]
     fraction: Fraction | None = Field(default=None, description="rack_load: share of nameplate")
     rows: list[str] | None = Field(default=None, description="rack_load: limit to these rows")
     unit: str | None = Field(default=None, description="pcs_*: the BESS unit id")
     voltage_pu: float = Field(default=1.0, ge=0, le=2, description="grid_dip: the grid's voltage meanwhile")
     frequency_pu: float = Field(default=1.0, ge=0.5, le=1.5, description="grid_dip: its frequency")
     duration_s: float = Field(default=1.0, gt=0, le=86_400, description="grid_dip: how long")
+    genset: str | None = Field(default=None, description="genset_*: the genset device (default: the site's `genset`)")
 
     @model_validator(mode="after")
     def _args(self) -> ScenarioEvent:
@@ -135,5 +136,7 @@ class PlantConfig(_Model):
     pv: SimPvConfig | None = None
     grid: SimGridConfig = SimGridConfig()
     genset: SimGensetConfig | None = None
+    gensets: list[SimGensetConfig] = Field(
+        default_factory=list, description="more gensets, one per `gensets:` device of the site file, in order")
     filler: SimFillerConfig | None = None
     scenario: list[ScenarioEvent] = Field(default_factory=list)

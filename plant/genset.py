@@ -1,10 +1,11 @@
 """A diesel genset: start delay, warm-up, rated power, ramp, fuel, cool-down.
 
 stopped -> (start) starting -> warmup -> running -> (stop) cooldown -> stopped. A genset
-set to fail does so at the end of its start delay (state `failed` until reset by a stop
-command). It only carries load when the site is islanded (it is not paralleled with the
-grid): then it follows the island's net load plus an optional battery-charging request,
-ramp-limited, up to its rating.
+set to fail does so at the end of its start delay, and one tripped while running at once
+(state `failed` until reset by a stop command). It only carries load when the site is
+islanded (it is not paralleled with the grid): then it follows its share of the island's
+net load (the plant shares it by rating among the running gensets) plus an optional
+battery-charging request, ramp-limited, up to its rating.
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ class GensetModel:
             self.state, self.since_s = GensetState.COOLDOWN, now_s
         elif self.state is GensetState.FAILED:
             self.state, self.since_s = GensetState.STOPPED, now_s  # acknowledge the failure
+
+    def trip(self, now_s: float) -> None:
+        """A fault while running (or starting): off at once, `failed` until acknowledged."""
+        if self.state in (GensetState.STARTING, GensetState.WARMUP, GensetState.RUNNING):
+            self.state, self.since_s, self.power_w = GensetState.FAILED, now_s, 0.0
 
     def step(self, now_s: float, dt_s: float, island_net_load_w: float | None) -> None:
         """`island_net_load_w`: what the island needs from sources other than the battery

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ems.model.readings import PcsMode
+from ems.model.readings import GensetState, PcsMode
 from plant.battery import BessUnitModel
 from plant.config import PlantConfig, ScenarioEvent
 from plant.filler import FillerLoad
@@ -122,6 +122,7 @@ class Plant:
         rack_ids: list[str],
         row_of_rack: list[str],
         rack_nameplate_w: float,
+        genset_ids: list[str] | None = None,
     ) -> None:
         self.cfg = sim
         rng = np.random.default_rng(sim.seed)
@@ -132,7 +133,10 @@ class Plant:
         self.grid = GridSide(sim.grid)
         self._meter_average = SlidingAverage(sim.meter_average_s)
         self.meter_frozen = False  # fault injection: the meter keeps reporting its last values
-        self.genset = None if sim.genset is None else GensetModel(sim.genset)
+        # every genset by its device name: the site's `genset`, then `gensets:` (ids as the site file names them)
+        more = genset_ids or [f"genset-{i + 2}" for i in range(len(sim.gensets))]
+        self.gensets: dict[str, GensetModel] = {} if sim.genset is None else {"genset": GensetModel(sim.genset)}
+        self.gensets |= {gid: GensetModel(c) for gid, c in zip(more, sim.gensets, strict=True)}
         self.filler = None if sim.filler is None else FillerLoad(sim.filler)
         self.meter = MeterState(
             voltage_v=sim.grid.nominal_voltage_v, frequency_hz=sim.grid.nominal_frequency_hz
@@ -184,8 +188,10 @@ class Plant:
             self.restore_grid()
         elif ev.action == "grid_dip":
             self.grid.disturb(self.now_s, ev.voltage_pu, ev.frequency_pu, ev.duration_s)
-        elif ev.action == "genset_fail_next_start" and self.genset is not None:
-            self.genset.fail_next_start = True
+        elif ev.action == "genset_fail_next_start" and (g := self.gensets.get(ev.genset or "genset")) is not None:
+            g.fail_next_start = True
+        elif ev.action == "genset_trip" and (g := self.gensets.get(ev.genset or "genset")) is not None:
+            g.trip(self.now_s)
         self.events_applied.append((self.now_s, ev))
 
     # --- grid and commands that change the topology ----------------------------------
@@ -204,14 +210,24 @@ class Plant:
         self.grid.receipt(f"{unit_id}.pcs", now_ns)
         self.grid.mode_command(unit, mode, now_s, now_ns, self.units, self.racks)
 
-    def command_genset(self, start: bool, now_s: float) -> None:
-        if self.genset is None:
+    @property
+    def genset(self) -> GensetModel | None:
+        """The site's `genset` device's (the first)."""
+        return self.gensets.get("genset")
+
+    @property
+    def genset_power_w(self) -> float:
+        return sum(g.power_w for g in self.gensets.values())
+
+    def command_genset(self, start: bool, now_s: float, genset_id: str = "genset") -> None:
+        g = self.gensets.get(genset_id)
+        if g is None:
             return
-        self.grid.receipt("genset", time.monotonic_ns())
+        self.grid.receipt(genset_id, time.monotonic_ns())
         if start:
-            self.genset.command_start(now_s)
+            g.command_start(now_s)
         else:
-            self.genset.command_stop(now_s)
+            g.command_stop(now_s)
 
     # --- stepping --------------------------------------------------------------------
     def advance_to(self, now_s: float) -> None:
@@ -250,12 +266,16 @@ class Plant:
             self.filler.step(t, dt_s)
             site_net_w += self.filler.power_w
         islanded = self.grid.islanded
-        if self.genset is not None:
-            self.genset.step(t, dt_s, site_net_w if islanded else None)
+        # the running gensets share the island's net load by rating (isochronous load sharing)
+        running_w = sum(g.cfg.rated_power_w for g in self.gensets.values() if g.state is GensetState.RUNNING)
+        for g in self.gensets.values():
+            # one that comes to running in this step takes its share from the next (no double share)
+            share = g.cfg.rated_power_w / running_w if g.state is GensetState.RUNNING else 0.0
+            g.step(t, dt_s, site_net_w * share if islanded else None)
         if self.grid.off_grid:
             site_net_w += self._curtail_pv(site_net_w, dt_s)
         if islanded:
-            genset_w = 0.0 if self.genset is None else self.genset.power_w
+            genset_w = self.genset_power_w
             self.grid.step(t, dt_s, time.monotonic_ns(), site_net_w - genset_w, self.units, self.racks)
         for unit in self.units.values():
             unit.step(t, dt_s)
@@ -284,14 +304,13 @@ class Plant:
             s.soc_max = max(s.soc_max, unit.soc)
         s.steps += 1
         s.pv_wh += self.pv_w * dt_s / 3600.0
-        if self.genset is not None:
-            s.genset_wh += self.genset.power_w * dt_s / 3600.0
+        s.genset_wh += self.genset_power_w * dt_s / 3600.0
         self.now_s = t
 
     def _curtail_pv(self, site_net_w: float, dt_s: float) -> float:
         """Off-grid: the PV the island cannot take (after the genset, what the forming units can
         charge) is curtailed; returns the W added back to the net load."""
-        genset_w = 0.0 if self.genset is None else self.genset.power_w
+        genset_w = self.genset_power_w
         forming = [u for u in self.units.values() if u.mode is PcsMode.GRID_FORMING and not u.faults]
         # a margin under what they can take, so no forming unit is ever asked for more (an overload)
         room_w = 0.99 * sum(min(u.cfg.rated_power_w, u.allowed_charge_w()) for u in forming)
@@ -327,8 +346,8 @@ class Plant:
             "dropped_off_on_dips": float(sum(d.site_islanded for d in self.grid.dips)),
             "lost_racks": float(sum(o.lost_racks for o in self.grid.outages)),
             "pcs_trips": float(sum(o.pcs_trips for o in self.grid.outages)),
-            "genset_fuel_l": 0.0 if self.genset is None else self.genset.fuel_l,
-            "genset_starts": 0.0 if self.genset is None else float(self.genset.starts),
+            "genset_fuel_l": sum(g.fuel_l for g in self.gensets.values()),
+            "genset_starts": float(sum(g.starts for g in self.gensets.values())),
             "genset_energy_wh": self.stats.genset_wh,
             "pv_energy_wh": self.stats.pv_wh,
             "pv_curtailed_wh": self.stats.pv_curtailed_wh,

@@ -18,9 +18,14 @@ a start during cool-down takes it straight back to running (still warm, not a ne
   (`efficient_load_fraction`, the fuel curve's best point by default), the surplus charging
   the battery (GENSET_CHARGING) as far as it can take it; never under `min_load_fraction`
   unless nothing could take the power (then `below_min_load_s` counts it: wet stacking).
+* Where the planner's schedule is fresh (ems/planning/genset_milp.py), it decides the
+  energy: at least as many gensets run as it has on (GENSET_START_PLAN, GENSET_STOP_PLAN),
+  giving what it planned (at least the deficit); the power rule and the SoC latch stay as
+  backstops (a forecast can be wrong).
 * Of the gensets that are off, the one with the fewest running hours starts first
   (maintenance hours spread across the fleet). A genset that reports a failed start is out
-  (GENSET_START_FAILED) while it does, and the next one is staged in at once.
+  (GENSET_START_FAILED; GENSET_TRIPPED when it had been running) while it does, and the
+  next one is staged in at once.
 
 Fuel, running hours and starts accumulate in the state, so live and backtest report them
 from the same numbers.
@@ -97,6 +102,8 @@ class DispatchInputs:
     battery_discharge_w: float  # what the battery can give now
     battery_charge_w: float  # what it can take now
     failed: frozenset[str] = frozenset()  # gensets that report a failed start: out of service while they do
+    planned_on: int | None = None  # the planner's schedule: gensets on this period (None: no fresh plan)
+    planned_w: float | None = None  # ... and what they give together
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,8 +158,10 @@ def decide(x: DispatchInputs, p: DispatchParams, state: DispatchState) -> tuple[
     events: list[GensetEvent] = []
     for i, g in enumerate(p.gensets):  # a start that failed: out, and the next one staged in below
         if g.genset_id in x.failed and _online(units[i]):
+            tripped = units[i].phase is Phase.RUNNING  # it had started: a trip, not a failed start
             units[i] = replace(units[i], phase=Phase.OFF, since_s=x.now_s)
-            events.append(GensetEvent(g.genset_id, "failed", Reason.GENSET_START_FAILED))
+            events.append(GensetEvent(g.genset_id, "failed",
+                                      Reason.GENSET_TRIPPED if tripped else Reason.GENSET_START_FAILED))
     order = [i for i in state.stage_order if _online(units[i])]
     recharge = state.recharge
     if x.soc is not None:
@@ -179,8 +188,13 @@ def decide(x: DispatchInputs, p: DispatchParams, state: DispatchState) -> tuple[
     # the battery stops discharging. A genset stops only when the rest carry it at a lower loading
     # (`stage_down_load_fraction` of the loading that started it): hysteresis, no chatter
     down = p.stage_down_load_fraction
-    n_up = max(needed(for_power_w, 1.0), max(1, needed(deficit_w, None)) if recharge else 0)
-    n_keep = max(needed(for_power_w, down), max(1, needed(deficit_w, None, down)) if recharge else 0)
+    n_power_up, n_power_keep = needed(for_power_w, 1.0), needed(for_power_w, down)
+    n_up = max(n_power_up, max(1, needed(deficit_w, None)) if recharge else 0)
+    n_keep = max(n_power_keep, max(1, needed(deficit_w, None, down)) if recharge else 0)
+    # the planner's schedule, where fresh, decides the energy; power and the SoC latch stay backstops
+    plan_n = x.planned_on
+    if plan_n is not None:
+        n_up, n_keep = max(n_up, plan_n), max(n_keep, plan_n)
     # stage in
     while len(order) < min(n_up, len(p.gensets)):
         idle = [i for i in range(len(p.gensets)) if not _online(units[i]) and p.gensets[i].genset_id not in x.failed]
@@ -189,7 +203,12 @@ def decide(x: DispatchInputs, p: DispatchParams, state: DispatchState) -> tuple[
         # a warm one first (cool-down: no new start), then the fewest hours
         i = min(idle, key=lambda j: (units[j].phase is not Phase.COOLDOWN, units[j].run_s))
         u = units[i]
-        why = Reason.GENSET_START_LOAD if for_power_w > 0 else Reason.GENSET_START_LOW_SOC
+        if for_power_w > 0 and n_power_up > len(order):
+            why = Reason.GENSET_START_LOAD
+        elif plan_n is not None and plan_n > len(order) and not recharge:
+            why = Reason.GENSET_START_PLAN
+        else:
+            why = Reason.GENSET_START_LOW_SOC
         if u.phase is Phase.COOLDOWN:
             units[i] = replace(u, phase=Phase.RUNNING, since_s=x.now_s, started_for=why)
         else:
@@ -206,8 +225,12 @@ def decide(x: DispatchInputs, p: DispatchParams, state: DispatchState) -> tuple[
             break
         units[i] = replace(u, phase=Phase.COOLDOWN, since_s=x.now_s)
         order.pop()
-        why = (Reason.GENSET_STOP_SOC_RECOVERED if u.started_for is Reason.GENSET_START_LOW_SOC and not recharge
-               else Reason.GENSET_STOP_LOAD_FELL)
+        if u.started_for is Reason.GENSET_START_LOW_SOC and not recharge:
+            why = Reason.GENSET_STOP_SOC_RECOVERED
+        elif plan_n is not None and len(order) >= plan_n:
+            why = Reason.GENSET_STOP_PLAN
+        else:
+            why = Reason.GENSET_STOP_LOAD_FELL
         events.append(GensetEvent(g.genset_id, "stop", why))
     # share the power among those running
     running = [i for i in range(len(p.gensets)) if units[i].phase is Phase.RUNNING]
@@ -218,7 +241,10 @@ def decide(x: DispatchInputs, p: DispatchParams, state: DispatchState) -> tuple[
         efficient = sum(p.gensets[i].rated_w * p.gensets[i].efficient_load_fraction for i in running)
         floor = sum(p.gensets[i].rated_w * p.gensets[i].min_load_fraction for i in running)
         takers_w = max(0.0, deficit_w + max(0.0, x.battery_charge_w))  # what can be taken of them
-        total = min(rated, max(deficit_w, efficient), takers_w)
+        # the plan's power where it decides (its surplus charges the battery as far as it planned), else
+        # the efficient load
+        want_w = x.planned_w if plan_n is not None and x.planned_w is not None and not recharge else efficient
+        total = min(rated, max(deficit_w, want_w), takers_w)
         total = max(total, min(floor, takers_w))
         if total > max(deficit_w, 0.0) + 1.0:
             reason = Reason.GENSET_CHARGING

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from ems.model.decision import Decision
-from ems.model.readings import GensetState
+from ems.model.plan import GensetSchedule
+from ems.model.readings import GensetReading, GensetState
 from ems.model.reasons import Reason
 from ems.model.snapshot import SiteSnapshot, site_soc
 from policies import genset_dispatch
@@ -71,31 +72,44 @@ def grid_allowance_w(p: MicrogridParams) -> float:
     return 0.0 if p.mode is Mode.OFF_GRID else p.import_limit_w
 
 
+def genset_readings(snap: SiteSnapshot, p: MicrogridParams) -> dict[str, GensetReading]:
+    """Each genset device's fresh reading by its dispatch id (the site's `genset` device alone,
+    in a snapshot that has no others, is the first of the list)."""
+    if snap.gensets:
+        return snap.gensets
+    if snap.genset is not None and p.dispatch.gensets:
+        return {p.dispatch.gensets[0].genset_id: snap.genset}
+    return {}
+
+
 def gensets_before_w(snap: SiteSnapshot, p: MicrogridParams, state: MicrogridState) -> float:
-    """What the gensets gave in the period before: the dispatch's own figures, but the site's
-    genset device (the first of the list) as it reports itself where its reading is fresh (live,
-    it follows the island's load, so what it gives is measured, not assumed)."""
-    expected = [u.output_w for u in state.gensets.units] or [0.0] * len(p.dispatch.gensets)
-    if snap.genset is not None and expected:
-        expected[0] = snap.genset.power_w
-    return sum(expected)
+    """What the gensets gave in the period before: the dispatch's own figures, but each genset
+    device as it reports itself where its reading is fresh (live, they follow the island's load,
+    so what they give is measured, not assumed)."""
+    readings = genset_readings(snap, p)
+    units = state.gensets.units if len(state.gensets.units) == len(p.dispatch.gensets) else ()
+    expected = [u.output_w for u in units] or [0.0] * len(p.dispatch.gensets)
+    return sum(readings[g.genset_id].power_w if g.genset_id in readings else w
+               for g, w in zip(p.dispatch.gensets, expected, strict=True))
 
 
 def decide(snap: SiteSnapshot, p: MicrogridParams, state: MicrogridState, battery_discharge_w: float,
-           battery_charge_w: float) -> tuple[Decision | None, MicrogridOutcome, MicrogridState]:
+           battery_charge_w: float, plan: GensetSchedule | None = None
+           ) -> tuple[Decision | None, MicrogridOutcome, MicrogridState]:
     before_w = gensets_before_w(snap, p, state)
     load_w = snap.site_load_w
     # without a trusted meter the demand is unknown: no balance (never a guess); the gensets keep to SoC
     demand_w = None if load_w is None else load_w + before_w
     soc = site_soc(snap)
     allowance = grid_allowance_w(p)
-    # the site's genset device, where it has one, is the first of the list
-    failed = frozenset(g.genset_id for g in p.dispatch.gensets[:1]
-                       if snap.genset is not None and snap.genset.state is GensetState.FAILED)
+    # a genset device that reports a failure (a failed start, a trip) is out of service while it does
+    failed = frozenset(gid for gid, r in genset_readings(snap, p).items() if r.state is GensetState.FAILED)
+    k = None if plan is None else plan.step_at(snap.now_s)  # outside its horizon: the thresholds alone
     x = genset_dispatch.DispatchInputs(
         snap.now_s, snap.period_s, None if soc is None else soc[0],
         allowance if demand_w is None else demand_w,  # unknown demand: plan as if the grid carried it
-        allowance, battery_discharge_w, battery_charge_w, failed)
+        allowance, battery_discharge_w, battery_charge_w, failed,
+        None if plan is None or k is None else plan.on[k], None if plan is None or k is None else plan.power_w[k])
     dispatch, gensets = genset_dispatch.decide(x, p.dispatch, state.gensets)
     new_state = replace(state, gensets=gensets, demand_w=state.demand_w if demand_w is None else demand_w)
     shift_w = before_w - dispatch.total_w

@@ -51,6 +51,8 @@ class SimSiteConfig(SiteDevices):
             raise ValueError("simulation.bess must have one entry or one per bess unit")
         if (self.simulation.genset is None) != (self.genset is None):
             raise ValueError("genset and simulation.genset must be both present or both absent")
+        if len(self.simulation.gensets) != len(self.gensets):
+            raise ValueError("simulation.gensets must have one entry per `gensets:` device")
         if self.simulation.filler is not None and self.filler is None:
             raise ValueError("simulation.filler needs a filler device in the site file")
         return self

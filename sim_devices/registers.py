@@ -100,13 +100,14 @@ def genset_values(genset: GensetModel, profile: DeviceProfile) -> dict[str, floa
     }
 
 
-def genset_write(plant: Plant, genset: GensetModel, profile: DeviceProfile,
+def genset_write(plant: Plant, genset_id: str, profile: DeviceProfile,
                  now: NowFn) -> Callable[[str, float], None]:
     run_command = profile.register("run_command")
+    genset = plant.gensets[genset_id]
 
     def write(name: str, value: float) -> None:
         if name == "run_command":
-            plant.command_genset(run_command.enum_name(value) == "start", now())
+            plant.command_genset(run_command.enum_name(value) == "start", now(), genset_id)
         elif name == "charge_power_setpoint":
             genset.charge_request_w = value * 1000.0
 

@@ -90,7 +90,8 @@ class SimulatedSite:
             plant_cfg = plant_cfg.model_copy(update={"meter_average_s": cfg.meter.average_s})
         if cfg.filler is not None and plant_cfg.filler is None:  # a filler device: simulated with defaults
             plant_cfg = plant_cfg.model_copy(update={"filler": SimFillerConfig()})
-        self.plant = Plant(plant_cfg, [u.id for u in cfg.bess_units], rack_ids, rows, racks.nameplate_w)
+        self.plant = Plant(plant_cfg, [u.id for u in cfg.bess_units], rack_ids, rows, racks.nameplate_w,
+                           [g.id for g in cfg.gensets])
         self.devices: list[SimulatedModbusDevice | SimulatedSunSpecDevice] = []
         self.sunspec_pcs: dict[str, SunSpecPcs] = {}  # unit id -> its SunSpec PCS (reversion timer)
         self.sunspec_bms: dict[str, SunSpecBms] = {}
@@ -144,14 +145,15 @@ class SimulatedSite:
                 self.devices.append(SimulatedModbusDevice(
                     "pv", pv_profile, functools.partial(regs.pv_values, self.plant, pv_cfg.peak_w),
                     regs.pv_write(self.plant, pv_cfg.peak_w), pv_ep.host, pv_ep.port, pv_ep.unit_id))
-        genset = self.plant.genset
-        if genset is not None and cfg.genset is not None:
-            g, gp = cfg.genset, profiles["genset"]
+        served = ([("genset", "genset", cfg.genset)] if cfg.genset is not None else []) + [
+            (g.id, f"gensets.{i}", g) for i, g in enumerate(cfg.gensets)]
+        for gid, slot, g in served:
+            genset, gp = self.plant.gensets[gid], profiles[slot]
             if not isinstance(gp, DeviceProfile):
-                raise ConfigError(f"{source}: genset: a simulated genset has a register-map profile")
+                raise ConfigError(f"{source}: {slot}: a simulated genset has a register-map profile")
             self.devices.append(SimulatedModbusDevice(
-                "genset", gp, functools.partial(regs.genset_values, genset, gp),
-                regs.genset_write(self.plant, genset, gp, now), g.host, g.port, g.unit_id))
+                gid, gp, functools.partial(regs.genset_values, genset, gp),
+                regs.genset_write(self.plant, gid, gp, now), g.host, g.port, g.unit_id))
         if self.plant.filler is not None and cfg.filler is not None:
             f, fp = cfg.filler, profiles["filler"]
             if not isinstance(fp, DeviceProfile):
@@ -211,6 +213,8 @@ class SimulatedSite:
             p.grid.disturb(p.now_s, *DIPS[action])
         elif action == "genset_fail_next_start" and p.genset is not None:
             p.genset.fail_next_start = True
+        elif action == "genset_trip" and p.genset is not None:
+            p.genset.trip(p.now_s)
         elif action in ("meter_freeze", "meter_unfreeze"):
             p.meter_frozen = action == "meter_freeze"
         else:

@@ -27,6 +27,7 @@ import numpy.typing as npt
 
 from ems.backtest.config import BacktestConfig
 from ems.backtest.errors import BacktestInputError
+from ems.backtest.genset_planning import GensetPlanning
 from ems.backtest.microgrid_account import MicrogridAccount, MicrogridTrace
 from ems.demand import DemandMeter
 from ems.model.racks import RacksReading
@@ -108,11 +109,12 @@ def _planning(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, step_
 def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, step_s: int,
                  load_w: FloatArray, pv_w: FloatArray | None = None,
                  progress: Progress | None = None, params: StepParams | None = None,
-                 warmup_w: FloatArray | None = None) -> Trace:
+                 warmup_w: FloatArray | None = None, genset_planning: GensetPlanning | None = None) -> Trace:
     """Run the site's configured policies over `load_w` (W per step, before PV).
 
     `tariff` is needed when arbitrage is configured (the planner plans against it).
-    `warmup_w` (net load of the steps just before `start`) seeds the planner's history."""
+    `warmup_w` (net load of the steps just before `start`) seeds the planner's history.
+    `genset_planning`: off-grid or weak-grid, the gensets' MILP schedule, handed to the step."""
     t_wall = time.perf_counter()
     n = load_w.size
     net_w = load_w if pv_w is None else load_w - pv_w
@@ -175,7 +177,9 @@ def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, st
         snaps = tuple(unit_snapshot(uid, *r.read(t), t, stale_after) for uid, r in readers)
         snap = SiteSnapshot(t, local_t, step_s, meter, snaps, _NO_RACKS, last_setpoint_w)
         # the period step
-        result = step(snap, params, state, None if runner is None else runner.view)
+        schedule = (None if genset_planning is None
+                    else genset_planning.schedule_at(k, t, site_soc, state.microgrid.gensets))
+        result = step(snap, params, state, None if runner is None else runner.view, genset_plan=schedule)
         state = result.state
         # plant command; no heartbeat: its timeout is off here
         last_setpoint_w = 0.0

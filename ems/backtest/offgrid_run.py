@@ -14,8 +14,10 @@ from ems.backtest.config import BacktestConfig
 from ems.backtest.engine import Progress, Trace, run_backtest
 from ems.backtest.errors import BacktestInputError
 from ems.backtest.financials import Economics
+from ems.backtest.genset_planning import Forecast, GensetPlanning
 from ems.backtest.offgrid_report import compare
 from ems.backtest.run import BacktestOptions, load_series
+from ems.step_params import step_params
 from policies.microgrid import Mode
 
 
@@ -29,21 +31,42 @@ def economics(cfg: BacktestConfig) -> Economics | None:
                                             e.degradation_per_year, e.end_of_life_cost)
 
 
-def run_offgrid(cfg: BacktestConfig, opts: BacktestOptions,
-                progress: Progress | None = None) -> tuple[Trace, dict[str, Any]]:
+def run_offgrid(cfg: BacktestConfig, opts: BacktestOptions, progress: Progress | None = None,
+                genset_plan: Forecast | None = None) -> tuple[Trace, dict[str, Any]]:
     mg = cfg.microgrid
     if mg is None or not is_offgrid(cfg):
         raise BacktestInputError("microgrid.mode must be off_grid or weak_grid")
     step = opts.step_s or 900
     _, _, start, load_w, pv_w = load_series(opts, step)
-    return run_series(cfg, start, step, load_w, pv_w, progress)
+    if genset_plan is None and mg.genset_plan is not None:  # the site plans its gensets live: so here
+        genset_plan = "persistence"
+    return run_series(cfg, start, step, load_w, pv_w, progress, genset_plan)
 
 
 def run_series(cfg: BacktestConfig, start: datetime, step_s: int, load_w: np.ndarray, pv_w: np.ndarray | None,
-               progress: Progress | None = None) -> tuple[Trace, dict[str, Any]]:
+               progress: Progress | None = None, genset_plan: Forecast | None = None,
+               plan_every_s: float | None = None) -> tuple[Trace, dict[str, Any]]:
+    """The run and its comparison. `genset_plan`: the gensets on the MILP's schedule from this
+    forecast (None: the SoC thresholds alone), re-solved every `plan_every_s` (default: the site
+    file's `genset_plan`, else 6 h)."""
     assert cfg.microgrid is not None
-    trace = run_backtest(cfg, None, start, step_s, load_w, pv_w, progress=progress)
+    planning = None
+    if genset_plan is not None:
+        params = step_params(cfg).microgrid
+        assert params is not None
+        planning = GensetPlanning(cfg, params, step_s, np.asarray(load_w, dtype=np.float64),
+                                  np.zeros(load_w.size) if pv_w is None else np.asarray(pv_w, dtype=np.float64),
+                                  genset_plan)
+        if (gp := cfg.microgrid.genset_plan) is not None:  # the site file's timing, as live
+            planning.every_s, planning.horizon_s = gp.every_s, gp.horizon_s
+        if plan_every_s is not None:
+            planning.every_s = plan_every_s
+    trace = run_backtest(cfg, None, start, step_s, load_w, pv_w, progress=progress, genset_planning=planning)
     out = compare(trace, cfg.microgrid, economics(cfg))
+    out["genset_plan"] = None if planning is None else {
+        "forecast": planning.forecast, "solves": planning.solves, "failures": planning.failures,
+        "solve_time_s": planning.solve_time_s, "horizon_h": planning.horizon_s / 3600,
+        "every_h": planning.every_s / 3600}
     out["run"] = {"start": start.isoformat(), "step_s": step_s, "steps": int(load_w.size),
                   "days": load_w.size * step_s / 86400, "mode": cfg.microgrid.mode.value,
                   "battery_wh": trace.capacity_wh, "wall_time_s": trace.wall_time_s}
@@ -78,6 +101,10 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
         f"fuel and rental {r['site_cost']:,.0f} vs {b['cost']:,.0f}: saved {r['cost_saved']:,.0f} "
         f"({r['cost_saved_per_year']:,.0f} a year)",
     ]
+    if (gp := r.get("genset_plan")) is not None:
+        lines.append(f"gensets on the MILP schedule ({gp['forecast']} forecast, {gp['horizon_h']:g} h ahead every "
+                     f"{gp['every_h']:g} h): {gp['solves']} solves, {gp['failures']} failed, "
+                     f"{gp['solve_time_s']:.1f} s solving")
     if (pv := r.get("baseline_with_pv")) is not None:
         lines.append(f"the same trucks with the same PV, no battery: {pv['fuel_l']:,.0f} l; the battery's part: "
                      f"{r['battery_diesel_saved_litres']:,.0f} l, {r['battery_cost_saved_per_year']:,.0f} a year")

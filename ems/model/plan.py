@@ -24,3 +24,24 @@ class PlanView:
             return None
         k = int((now_s - self.start_s) // self.step_s)
         return k if k < len(self.battery_w) else None
+
+
+@dataclass(frozen=True, slots=True)
+class GensetSchedule:
+    """The gensets' planned schedule (ems/planning/genset_milp.py): how many run in each step
+    and what they give together; the period step holds at least that many on."""
+
+    start_s: float  # site time of step 0
+    step_s: float
+    on: tuple[int, ...]  # n: gensets on in step k
+    power_w: tuple[float, ...]  # n: their planned output together
+    soc: tuple[float, ...]  # n + 1: the battery's planned SoC at the start of each step
+    fuel_l: float  # the plan's litres over its horizon
+    solve_s: float = 0.0
+
+    def step_at(self, now_s: float) -> int | None:
+        """Index of the step containing `now_s`, or None outside the schedule."""
+        if now_s < self.start_s:
+            return None
+        k = int((now_s - self.start_s) // self.step_s)
+        return k if k < len(self.on) else None

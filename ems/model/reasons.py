@@ -58,7 +58,7 @@ class Reason(IntEnum):
     RIDE_THROUGH = 46  # a grid disturbance inside the ride-through curve: the site stays connected, the battery holds
     JOB_RAMP = 47  # an announced job start or stop the battery cannot take: its racks ramp at their share of the limit
     FILLER_LOAD = 48  # the filler load burns what the battery cannot absorb of a drop of the site's load
-    # 70-79: off-grid and weak-grid sites (policies/microgrid.py, policies/genset_dispatch.py)
+    # 70-78: off-grid and weak-grid sites (policies/microgrid.py, policies/genset_dispatch.py)
     MICROGRID_BALANCE = 70  # off-grid or weak-grid: the battery covers the load less gensets and the grid's allowance
     GENSET_START_LOW_SOC = 71  # SoC at or under the start threshold: a genset starts to recharge the battery
     GENSET_START_LOAD = 72  # battery and grid cannot carry the load: the next genset is staged in
@@ -68,6 +68,12 @@ class Reason(IntEnum):
     GENSET_MIN_RUN_HOLD = 76  # a genset is due to stop but has not run its minimum time: it keeps running
     PV_CURTAILED = 77  # a surplus the battery cannot take and the grid may not: PV curtailed
     UNSERVED_LOAD = 78  # battery, gensets and grid together cannot carry the load: energy not served
+    # 79-89: off-grid and weak-grid sites, continued
+    GENSET_TRIPPED = 79  # a running genset reports a failure (a trip): out of service, the next one staged in
+    OFFGRID_SHED = 80  # the sources cannot carry the load (or the battery runs low, no genset coming): next row capped
+    OFFGRID_SHED_RELEASED = 81  # the sources carry the load again with room to spare: the last row capped released
+    GENSET_START_PLAN = 82  # the planner's genset schedule has one more genset on in this period: it starts
+    GENSET_STOP_PLAN = 83  # the planner's schedule has one fewer on and nothing else needs it: the last in stops
 
     @property
     def code(self) -> str:

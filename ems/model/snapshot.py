@@ -7,7 +7,7 @@ unit that cannot take a setpoint says why.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ems.model.racks import RacksReading
 from ems.model.readings import BmsReading, GensetReading, MeterReading, PcsReading, PvReading
@@ -42,6 +42,8 @@ class SiteSnapshot:
     meter_invalid_since_s: float | None = None
     battery_avg_w: float | None = None  # battery power over the meter's averaging window, where configured
     pv: PvReading | None = None  # the metered PV inverter, where the site file names one (fresh, else None)
+    # off-grid: every genset device's fresh reading, by its microgrid.gensets id (`genset` among them)
+    gensets: dict[str, GensetReading] = field(default_factory=dict)
 
     @property
     def battery_power_w(self) -> float:

@@ -139,7 +139,7 @@ def _server(kind: str) -> SimulatedModbusDevice:
     assert plant.genset is not None
     genset, gp = plant.genset, load_profile("genset_v1")
     return SimulatedModbusDevice("genset", gp, lambda: regs.genset_values(genset, gp),
-                                 regs.genset_write(plant, genset, gp, clock.monotonic), "127.0.0.1", 1)
+                                 regs.genset_write(plant, "genset", gp, clock.monotonic), "127.0.0.1", 1)
 
 
 @pytest.mark.parametrize("kind", ["pcs", "genset"])

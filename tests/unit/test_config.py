@@ -93,6 +93,25 @@ def test_duplicate_unit_ids_and_ports_rejected() -> None:
         parse_config(data, "x")
 
 
+def test_more_genset_devices_are_checked_like_the_others() -> None:
+    data = yaml.safe_load((ROOT / "config" / "offgrid-sim-site.yaml").read_text())
+    data["gensets"] = [{"id": "gen-2", "port": 15130, "profile": "genset_v1"}]
+    data["microgrid"]["gensets"].append({"id": "gen-2", "rated_power_w": 2_000_000})
+    data["simulation"]["gensets"] = [{"rated_power_w": 2_000_000}]
+    cfg = parse_config(data, "x")
+    assert [g.id for g in cfg.gensets] == ["gen-2"] and len(parse_sim_config(data, "x").simulation.gensets) == 1
+    clash = {**data, "gensets": [{"id": "gen-2", "port": data["genset"]["port"], "profile": "genset_v1"}]}
+    with pytest.raises(ConfigError, match="share"):
+        parse_config(clash, "x")
+    twice = {**data, "gensets": data["gensets"] * 2}
+    with pytest.raises(ConfigError, match="gensets ids must be unique"):
+        parse_config(twice, "x")
+    with pytest.raises(ConfigError, match=r"simulation\.gensets"):
+        parse_sim_config({**data, "simulation": {**data["simulation"], "gensets": []}}, "x")
+    with pytest.raises(ConfigError, match="shed_order"):
+        parse_config({**data, "microgrid": {**data["microgrid"], "shed_order": ["row09"]}}, "x")
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "ems.cli", *args], capture_output=True, text=True, cwd=ROOT,
                           timeout=60)

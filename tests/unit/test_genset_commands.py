@@ -64,3 +64,21 @@ def test_the_charge_request_is_the_dispatch_s_surplus_over_the_demand() -> None:
               outcome(Phase.RUNNING, 0.9 * MW, demand_w=None)):
         cmd = command(o, reading(GensetState.RUNNING, 0.3 * MW))
         assert cmd is not None and cmd.charge_request_w == 0.0
+
+
+def test_several_devices_each_get_their_own_commands_and_share_the_surplus_by_rating() -> None:
+    from ems.genset_commands import commands
+
+    # gen-1 (1 MW) and gen-2 (0.5 MW) run at 900 + 450 kW against 1.05 MW of demand: 300 kW of surplus,
+    # 200 kW asked of gen-1 and 100 kW of gen-2; gen-3 is off and its device stopped: nothing sent
+    d = Dispatch({"gen-1": 0.9 * MW, "gen-2": 0.45 * MW, "gen-3": 0.0},
+                 {"gen-1": Phase.RUNNING, "gen-2": Phase.RUNNING, "gen-3": Phase.OFF}, (),
+                 reason=Reason.GENSET_CHARGING)
+    out = MicrogridOutcome(Mode.OFF_GRID, 1.05 * MW, 0.0, d, -0.3 * MW, 0.0)
+    cmds = commands(out, {"gen-1": reading(GensetState.RUNNING), "gen-2": reading(GensetState.STOPPED),
+                          "gen-3": reading(GensetState.STOPPED)})
+    assert [(c.genset_id, c.run) for c in cmds] == [("gen-1", None), ("gen-2", "start"), ("gen-3", None)]
+    assert cmds[0].charge_request_w == pytest.approx(0.2 * MW) and cmds[1].charge_request_w == pytest.approx(0.1 * MW)
+    assert cmds[2].charge_request_w is None  # 0 W asked, 0 W held: unchanged
+    # a device without a fresh reading is told nothing
+    assert [c.genset_id for c in commands(out, {"gen-2": reading(GensetState.STOPPED)})] == ["gen-2"]

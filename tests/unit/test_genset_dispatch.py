@@ -198,6 +198,25 @@ def test_on_a_weak_grid_the_grid_gives_its_limit_and_the_battery_the_rest() -> N
     assert r.setpoint_w == pytest.approx(-200e3)
 
 
+def test_on_a_weak_grid_a_genset_runs_in_parallel_for_what_battery_and_import_cannot_give() -> None:
+    # 2 MW of load, 300 kW of import, a battery that can give 1 MW: a genset is staged in for power,
+    # and once running carries what the grid and the battery do not; the import stays at its limit
+    p = offgrid(spec(rated_w=1.5 * MW, start_delay_s=0.0, warmup_s=0.0), mode=Mode.WEAK_GRID,
+                import_limit_w=300e3)
+    units = (unit("u1", soc=0.6), unit("u2", soc=0.6))
+    r = step(snapshot(2 * MW, units, now_s=0.0), p, StepState())
+    assert r.microgrid is not None
+    assert [e.reason for e in r.microgrid.dispatch.events] == [Reason.GENSET_START_LOAD]
+    assert r.setpoint_w == pytest.approx(1 * MW)  # meanwhile the battery gives all it can: 700 kW short
+    assert r.reason is Reason.UNSERVED_LOAD
+    r = step(snapshot(2 * MW, units, now_s=1.0), p, r.state)  # the meter: the load less battery and genset (both 0 W)
+    assert r.microgrid is not None and r.microgrid.dispatch.total_w >= 700e3
+    # the grid's import after the battery and the genset: at its limit, not beyond
+    grid_w = r.microgrid.demand_w - r.microgrid.dispatch.total_w - r.setpoint_w  # type: ignore[operator]
+    assert grid_w == pytest.approx(300e3)
+    assert r.reason in (Reason.MICROGRID_BALANCE, Reason.GENSET_CHARGING)
+
+
 def test_a_running_genset_carries_its_part_and_the_battery_takes_the_surplus() -> None:
     p = offgrid(spec(rated_w=1 * MW, start_delay_s=0.0, warmup_s=0.0))
     low = (unit("u1", soc=0.2), unit("u2", soc=0.2))
@@ -321,3 +340,38 @@ def test_the_site_genset_device_s_measured_power_is_part_of_the_demand() -> None
     # without a reading, the dispatch's own figure of the period before (nothing yet)
     r = step(snapshot(0.0, units), p, StepState())
     assert r.microgrid is not None and r.microgrid.demand_w == pytest.approx(200e3)
+
+
+# --- several genset devices live: each by its dispatch id -------------------------------------
+def _reading(state: str, power_w: float = 0.0) -> object:
+    from ems.model.readings import GensetReading, GensetState
+
+    return GensetReading(GensetState(state), power_w, 1.5 * MW, 0.0, 0.0, 0.0, 1, 0.0)
+
+
+def test_GENSET_TRIPPED() -> None:
+    # g1 runs and trips (its device reports `failed`): out of service, g2 staged in at once
+    p = offgrid(spec("g1", start_delay_s=0.0, warmup_s=0.0), spec("g2"))
+    low = (unit("u1", soc=0.2), unit("u2", soc=0.2))
+    r = step(snapshot(300e3, low), p, StepState())
+    r = step(snapshot(300e3, low, now_s=1.0), p, r.state)
+    assert r.microgrid is not None and r.microgrid.dispatch.phases["g1"] is gd.Phase.RUNNING
+    snap = replace(snapshot(300e3, low, now_s=2.0), gensets={"g1": _reading("failed"), "g2": _reading("stopped")})
+    r = step(snap, p, r.state)  # type: ignore[arg-type]
+    assert [(e.genset_id, e.action, e.reason) for e in r.microgrid.dispatch.events] == [  # type: ignore[union-attr]
+        ("g1", "failed", Reason.GENSET_TRIPPED), ("g2", "start", Reason.GENSET_START_LOW_SOC)]
+    # a start that fails (it never ran: still in its start delay) keeps its own reason
+    p = offgrid(spec("g1"), spec("g2"))
+    r = step(snapshot(300e3, low), p, StepState())
+    snap = replace(snapshot(300e3, low, now_s=5.0), gensets={"g1": _reading("failed")})
+    r = step(snap, p, r.state)  # type: ignore[arg-type]
+    assert r.microgrid is not None and r.microgrid.dispatch.events[0].reason is Reason.GENSET_START_FAILED
+
+
+def test_every_genset_device_s_measured_power_is_part_of_the_demand() -> None:
+    # two gensets share the island's load: 300 + 200 kW measured, the battery 100 kW: 600 kW
+    p = offgrid(spec("g1"), spec("g2"))
+    units = (unit("u1", soc=0.6, power_w=50e3), unit("u2", soc=0.6, power_w=50e3))
+    snap = replace(snapshot(0.0, units), gensets={"g1": _reading("running", 300e3), "g2": _reading("running", 200e3)})
+    r = step(snap, p, StepState())  # type: ignore[arg-type]
+    assert r.microgrid is not None and r.microgrid.demand_w == pytest.approx(600e3)

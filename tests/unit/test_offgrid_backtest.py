@@ -87,6 +87,29 @@ def test_on_a_weak_grid_import_stays_within_the_limit() -> None:
     assert r["site"]["grid_import_kwh"] > 0
 
 
+def test_on_a_weak_grid_the_gensets_run_in_parallel_and_cover_what_battery_and_import_cannot() -> None:
+    # 300 kW of import against 2-3 MW of load: the battery (2 x 500 kW) and the capped import cannot
+    # carry it, so gensets are staged in for power, in parallel with the grid; nothing unserved, the
+    # import never beyond its limit
+    data = site(mode="weak_grid")
+    data["grid_connection"] = {"import_limit_w": 300e3, "export_limit_w": 0}
+    for u in data["battery_units"]:
+        u["rated_power_w"] = 500e3
+    cfg = parse_backtest_config(data)
+    load, _ = days_of_load(3, base_w=2.5 * MW, swing_w=0.5 * MW)
+    trace, r = run_series(cfg, datetime(2025, 6, 1), STEP, load, None)
+    m = trace.microgrid
+    assert m is not None and m.events.get("GENSET_START_LOAD", 0) >= 1
+    # a cold start: the first genset is started in the first step and gives nothing in it (its start
+    # delay and warm-up); after that every kWh is served
+    assert m.unserved_w[0] > 0 and np.all(m.unserved_w[1:] == 0.0)
+    assert trace.grid_w.max() <= 300e3 + 1e-6
+    # the grid gives its limit nearly all the time; the gensets carry what it and the battery cannot
+    assert np.mean(trace.grid_w > 290e3) > 0.9
+    assert np.all(m.genset_w[1:] + 1 * MW + 300e3 >= m.load_w[1:] - 1.0)
+    assert r["site"]["grid_import_kwh"] == pytest.approx(np.sum(trace.grid_w) * STEP / 3.6e6, rel=1e-6)
+
+
 def test_the_diesel_baseline_is_sized_n_plus_1_and_burns_by_the_curve() -> None:
     unit = GensetConfig(id="t", rated_power_w=1.5e6).spec()
     b = diesel_only(np.full(96, 1.125e6), 900.0, unit)  # a day at 75 % of one unit
@@ -136,6 +159,14 @@ def test_ems_backtest_on_an_off_grid_site_compares_with_diesel_trucks(tmp_path: 
     assert {"unserved_kwh", "diesel_litres", "baseline_diesel_litres", "co2_saved_kg", "genset_starts"} <= set(out)
     assert out["baseline"]["units"] == 2  # a 2 MW peak on 2 MW trucks: N + 1
     assert [r["battery_wh"] for r in out["battery_sweep"]] == [6e6, 24e6] and "battery 24 MWh" in done.stdout
+    assert out["genset_plan"] is None
+    # the gensets on the planner's MILP schedule, from the day before's load and PV
+    done = subprocess.run([*cmd, "--genset-plan", "persistence"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    planned = json.loads((tmp_path / "out" / "offgrid.json").read_text())
+    assert planned["genset_plan"]["forecast"] == "persistence" and planned["genset_plan"]["solves"] >= 3 * 4
+    assert "MILP schedule (persistence forecast" in done.stdout, done.stdout
+    assert planned["unserved_kwh"] == pytest.approx(0.0, abs=1e-6)
     # a bad section: the field named, exit 2, no traceback
     bad = tmp_path / "bad.yaml"
     bad.write_text((ROOT / "config" / "offgrid-site.yaml").read_text().replace("stop_soc: 0.80", "stop_soc: 0.20"))
@@ -163,9 +194,13 @@ def test_a_live_site_file_takes_the_section_and_ems_run_refuses_what_it_cannot_r
     assert "failover" in (off.live_refusal(False, True) or "")  # no grid to lose
     two = parse_config(data | {"microgrid": {"mode": "off_grid", "gensets": [
         {"id": "g1", "rated_power_w": 1e6}, {"id": "g2", "rated_power_w": 1e6}]}}).microgrid
-    assert two is not None and "one genset" in (two.live_refusal(True, False) or "")
+    # several gensets run live, each on its own device: the site's `genset` the first, `gensets:` the others
+    assert two is not None and "g2 needs a genset device" in (two.live_refusal(True, False) or "")
+    assert two.live_refusal(True, False, ("g2",)) is None and two.live_refusal(False, False, ("g1", "g2")) is None
+    assert "g3 names no" in (two.live_refusal(True, False, ("g2", "g3")) or "")
+    assert "do not list it again" in (two.live_refusal(True, False, ("g1", "g2")) or "")
     one = parse_config(data | {"microgrid": {"mode": "off_grid", "gensets": [{"id": "g1", "rated_power_w": 1e6}]}})
-    assert one.microgrid is not None and "`genset` device" in (one.microgrid.live_refusal(False, False) or "")
+    assert one.microgrid is not None and "needs a genset device" in (one.microgrid.live_refusal(False, False) or "")
     assert one.microgrid.live_refusal(True, False) is None
     assert step_params(parse_config(data)).microgrid is None  # no section: today's behaviour
 
@@ -185,3 +220,7 @@ def test_a_reload_cannot_change_the_mode_or_the_gensets_only_their_tuning() -> N
     two = parse_config({**data, "microgrid": {**data["microgrid"], "gensets": [
         *data["microgrid"]["gensets"], {"id": "gen-2", "rated_power_w": 2e6}]}})
     assert "microgrid.gensets (added or removed)" in needs_restart(running, two)
+    planned = parse_config({**data, "microgrid": {**data["microgrid"], "genset_plan": {}}})
+    assert needs_restart(running, planned) == ["microgrid.genset_plan"]
+    shed = parse_config({**data, "microgrid": {**data["microgrid"], "shed_step_s": 60, "shed_order": ["row04"]}})
+    assert needs_restart(running, shed) == []  # shedding's tuning applies at the next period

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ems.model.readings import PcsMode
+from ems.model.readings import GensetState, PcsMode
 from plant.battery import BessUnitModel
 from plant.config import PlantConfig, ScenarioEvent, SimBessConfig, SimRackLoadConfig
 from plant.plant import DemandTracker, Plant, SlidingAverage, pv_power_w
@@ -255,3 +255,27 @@ def test_off_grid_the_genset_carries_the_load_and_its_charge_request() -> None:
     p.advance_to(30.0)
     assert p.genset.power_w == pytest.approx(840_000, rel=0.01)
     assert p.battery_power_w == pytest.approx(-200_000, rel=0.02)
+
+
+def test_off_grid_several_gensets_share_the_load_by_rating_and_one_can_trip() -> None:
+    sim = {"start_hour": 0.0, "pue": 1.25, "grid": {"connected": False},
+           "bess": [{"capacity_wh": 100_000, "rated_power_w": 500_000, "initial_soc": 0.5}],
+           "racks": {"model": "steady", "steady_fraction": 0.4},
+           "genset": {"rated_power_w": 1_000_000, "start_delay_s": 1, "warmup_s": 1, "ramp_w_per_s": 1e6},
+           "gensets": [{"rated_power_w": 500_000, "start_delay_s": 1, "warmup_s": 1, "ramp_w_per_s": 1e6}],
+           "scenario": [{"at_s": 60.0, "action": "genset_trip", "genset": "gen-2"}]}
+    p = Plant(PlantConfig.model_validate(sim), ["bess-1", "bess-2"], [f"r{i}" for i in range(32)],
+              [f"row{i // 8 + 1:02d}" for i in range(32)], 40_000.0, ["gen-2"])
+    assert set(p.gensets) == {"genset", "gen-2"}
+    p.command_genset(True, 0.0)
+    p.command_genset(True, 0.0, "gen-2")
+    p.advance_to(30.0)
+    # 640 kW shared 2:1 by rating; the battery gives nothing
+    assert p.gensets["genset"].power_w == pytest.approx(640_000 * 2 / 3, rel=0.01)
+    assert p.gensets["gen-2"].power_w == pytest.approx(640_000 / 3, rel=0.01)
+    assert abs(p.battery_power_w) < 5_000
+    p.advance_to(90.0)  # gen-2 tripped at 60 s: failed, its share on gen-1
+    assert p.gensets["gen-2"].state is GensetState.FAILED and p.gensets["gen-2"].power_w == 0.0
+    assert p.gensets["genset"].power_w == pytest.approx(640_000, rel=0.01)
+    s = p.summary()
+    assert s["genset_starts"] == 2 and s["pcs_trips"] == 0

@@ -144,7 +144,7 @@ def _genset(profile: DeviceProfile) -> None:
         assert r.starts == 4
     # start and stop, by the codes the profile gives them (drivers/bess.py GensetDriver)
     genset.state = GensetState.STOPPED
-    write = regs.genset_write(plant, genset, profile, lambda: 5.0)
+    write = regs.genset_write(plant, "genset", profile, lambda: 5.0)
     run_command = profile.register("run_command")
     write("run_command", float(run_command.enum_code("start")))
     assert genset.state is GensetState.STARTING
