@@ -101,3 +101,18 @@ async def test_a_controller_starts_on_a_corrupt_state_file_and_runs_through_a_fu
         again = EventLog(state / "events.db")
         assert again.count("probe") == 30 and again.count("controller_stopped") == 1
         again.close()
+
+
+def test_the_outbox_takes_acknowledgements_while_the_disk_is_full(tmp_path: Path) -> None:
+    with small_disk(tmp_path / "disk") as root:
+        outbox = Outbox(root / "outbox.db", max_rows=10_000)
+        for i in range(100):
+            outbox.append("events", 0.0, {"n": i})
+        assert len(outbox) == 100 and not outbox.disk.failing
+        filler = disk.fill(root)
+        outbox.acknowledged(outbox.head(50)[-1].seq)  # the stream has them: never raised into the link
+        assert [p.body["n"] for p in outbox.head(3)] == [50, 51, 52]  # and not sent again
+        filler.unlink()
+        outbox.acknowledged(outbox.head(10)[-1].seq)
+        assert len(outbox) == 40 and [p.body["n"] for p in outbox.head(1)] == [60]
+        outbox.close()
