@@ -116,3 +116,39 @@ def test_the_outbox_takes_acknowledgements_while_the_disk_is_full(tmp_path: Path
         outbox.acknowledged(outbox.head(10)[-1].seq)
         assert len(outbox) == 40 and [p.body["n"] for p in outbox.head(1)] == [60]
         outbox.close()
+
+
+def test_a_query_while_held_events_are_written_sees_each_once(tmp_path: Path) -> None:
+    """The operator server's thread pages the log while the loop's thread writes what the disk
+    held: the copy of what is held and the disk's rows must not both hold an event."""
+    import sys
+    import threading
+
+    with small_disk(tmp_path / "disk") as root:
+        log = EventLog(root / "events.db")
+        stop, seen_twice, queries = threading.Event(), [], [0]
+
+        def reader() -> None:
+            while not stop.is_set():
+                ids = [e.id for e in log.query(limit=1000)]
+                queries[0] += 1
+                if len(ids) != len(set(ids)) or log.count() > len(log.query(limit=1000)):
+                    seen_twice.append(ids)
+
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # the threads interleave often: the window is a few bytecodes wide
+        thread = threading.Thread(target=reader)
+        thread.start()
+        try:
+            for _ in range(30):
+                filler = disk.fill(root)
+                for _ in range(20):
+                    log.record("k", 1.0, None, pad="x" * 300)
+                filler.unlink()
+                log.flush()
+        finally:
+            stop.set()
+            thread.join()
+            sys.setswitchinterval(switch)
+        assert queries[0] > 0 and not seen_twice and log.count() == 600
+        log.close()
