@@ -60,14 +60,20 @@ class _Held:
 
 
 class EventLog:
-    def __init__(self, path: Path | str | None = None) -> None:
+    def __init__(self, path: Path | str | None = None, *, read_only: bool = False) -> None:
+        """`read_only`: a reader beside the controller that writes the file (`ems events`): it
+        never creates, changes or sets aside the controller's log."""
         self._scratch = None if path is not None else tempfile.TemporaryDirectory(prefix="ems-events-")
         file = Path(self._scratch.name) / "events.db" if self._scratch is not None else Path(path or "")
-        self._db, _, moved = open_db_checked(file, durable=self._scratch is None)
+        moved = None
+        if read_only and self._scratch is None:
+            self._db = open_reader(file)
+        else:
+            self._db, _, moved = open_db_checked(file, durable=self._scratch is None)
+            self._db.executescript(_SCHEMA)
         self._file = file
         self.path = None if self._scratch is not None else file  # None: not kept
         self._lock = threading.Lock()  # the writer's connection: record() from any thread
-        self._db.executescript(_SCHEMA)
         self.set_aside = moved  # a corrupt log found at start, moved out of the way (recorded below)
         # ids are given here, not by SQLite, so an event the disk refused keeps its place: it is held
         # in memory (in order, and seen by queries) and written before the next one that can be

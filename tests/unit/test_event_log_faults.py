@@ -85,3 +85,17 @@ def test_a_file_locked_by_another_is_not_set_aside(tmp_path: Path) -> None:
         holder.close()
     assert not any(n.startswith("state.db.corrupt") for n in os.listdir(tmp_path))
     assert StateStore(path).load() == {"month_peak_w": 1.0e6}
+
+
+def test_ems_events_beside_a_controller_never_sets_its_log_aside(tmp_path: Path) -> None:
+    """`ems events` reads the log a running controller writes: a file it finds broken is reported
+    and left where it is (moving it would split the controller's log in two)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "events.db"
+    path.write_bytes(b"this is not a database" * 300)
+    run = [sys.executable, "-m", "ems.cli", "events", "--state-dir", str(tmp_path)]
+    done = subprocess.run(run, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "cannot be read" in done.stderr and "Traceback" not in done.stderr
+    assert sorted(os.listdir(tmp_path)) == ["events.db"]
