@@ -112,6 +112,7 @@ class OperatorControls:
         self.actions = 0
         # re-reads the site file (Controller.reload_config): set where the controller runs on one
         self.reload: Callable[[], tuple[bool, str]] | None = None
+        self.unsaved = False  # the override file's disk refused the last change (full)
         self.on_change: Callable[[OperatorView], None] | None = None
         self.view = self._view()  # the state now; `on_change` gets each later change
         self._load()
@@ -204,6 +205,8 @@ class OperatorControls:
 
     def apply(self, snap: SiteSnapshot) -> SiteSnapshot:
         """Expire timed actions, then mark units in maintenance unavailable."""
+        if self.unsaved:
+            self._save()
         self._expire(snap.wall_s)
         if not self.maintenance:
             return snap
@@ -309,7 +312,17 @@ class OperatorControls:
     def _save(self) -> None:
         if self.path is None:
             return
-        ov.write_file(self.path, self.state())
+        try:
+            ov.write_file(self.path, self.state())
+        except OSError as exc:  # a full state disk: what is in force holds here, the file catches up
+            if not self.unsaved:  # logged once per outage; tried again each period (`apply`)
+                log.error("operator state: the override file cannot be written; in force, written when it can be",
+                          path=str(self.path), error=str(exc))
+            self.unsaved = True
+            return
+        if self.unsaved:
+            log.warning("operator state: the override file is written again", path=str(self.path))
+        self.unsaved = False
 
     def _load(self) -> None:
         """Re-apply what was saved; what no longer validates (the site file changed) is

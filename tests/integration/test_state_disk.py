@@ -152,3 +152,28 @@ def test_a_query_while_held_events_are_written_sees_each_once(tmp_path: Path) ->
             sys.setswitchinterval(switch)
         assert queries[0] > 0 and not seen_twice and log.count() == 600
         log.close()
+
+
+def test_operator_decisions_on_a_full_disk_hold_and_the_override_file_catches_up(tmp_path: Path) -> None:
+    """A forced mode that ends while the state disk is full (the override file cannot be
+    rewritten) used to raise OSError out of the period: the controller stopped."""
+    import json
+
+    from ems.clock import ManualClock
+    from ems.operator.controls import OperatorControls
+    from tests.snapshots import snapshot, unit
+    from tests.unit.test_operator_controls import EPOCH, _cfg
+
+    with small_disk(tmp_path / "disk") as root:
+        clock = ManualClock(epoch_wall=EPOCH)
+        controls = OperatorControls(_cfg(), EventLog(), clock, root / "overrides.json")
+        filler = disk.fill(root)
+        controls.force_mode("zero", 0.0, 60.0, "dave", "firmware")  # taken, in force, file behind
+        assert controls.force is not None and controls.unsaved
+        clock.advance(61.0)
+        controls.apply(snapshot(now_s=clock.now_s, units=(unit("bess-1"), unit("bess-2"))))  # its timeout
+        assert controls.force is None and not controls.view.force_active
+        filler.unlink()
+        controls.apply(snapshot(now_s=clock.now_s, units=(unit("bess-1"), unit("bess-2"))))
+        assert not controls.unsaved
+        assert json.loads((root / "overrides.json").read_text())["force"] is None
