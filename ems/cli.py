@@ -270,6 +270,7 @@ async def _agent(cfg: AgentConfig, gpus: list[Gpu], connect: dict[str, Any]) -> 
 
 def cmd_events(args: argparse.Namespace) -> int:
     """The persisted event log, newest first, as text or JSON lines."""
+    import sqlite3
     import time
 
     from ems.events import EventLog
@@ -282,8 +283,12 @@ def cmd_events(args: argparse.Namespace) -> int:
     path = Path(state_dir) / "events.db"
     if not path.exists():
         raise ConfigError(f"ems events: no event log at {path}")
-    log_ = EventLog(path)
-    for e in log_.query(limit=args.limit, kind=args.kind, before_id=args.before):
+    try:
+        log_ = EventLog(path, read_only=True)  # beside a running controller: never its writer
+        events = log_.query(limit=args.limit, kind=args.kind, before_id=args.before)
+    except sqlite3.DatabaseError as exc:  # corrupt: left as it is, the controller sets it aside at its start
+        raise ConfigError(f"ems events: {path} cannot be read: {exc}") from None
+    for e in events:
         if args.json:
             print(json.dumps(e.as_dict()))
         else:

@@ -138,6 +138,7 @@ class Controller:
             self.actuators.profiles = SmoothingProfileWriter(cfg.mqtt.topic_prefix, rack_ids)
         self.restored = self.persisted.restore(self)
         self._units_due = False  # a reload added or removed units: applied at the next period's start
+        self._units_running = list(self.cfg.bess_units)  # the units the reader and actuators hold (applied)
         self.write_gate: WriteGate | None = None  # active/standby (ems/ha): no writes while it says no
         self.side_tasks: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []  # more background tasks
         self.run_now = asyncio.Event()  # a period at once, not at the next tick (a standby just promoted)
@@ -378,7 +379,9 @@ class Controller:
             new = load_config(path)
             if adjust is not None:
                 new = adjust(new)
-            restart = needs_restart(self.cfg, new)
+            # against the units running, not a reload's still pending: a unit removed and put back
+            # changed before the next period must not slip past the changed-unit check
+            restart = needs_restart(self.cfg.model_copy(update={"bess_units": self._units_running}), new)
             if restart:
                 raise ConfigError("needs a restart to change: " + ", ".join(restart))
         except ConfigError as exc:
@@ -421,6 +424,7 @@ class Controller:
             kept = [u for u in self.cfg.bess_units if u.id not in failed]
             self.cfg = self.cfg.model_copy(update={"bess_units": kept})
             self.reader.cfg = self.cfg
+        self._units_running = list(self.cfg.bess_units)
 
     # --- running ---------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:

@@ -228,6 +228,8 @@ class DemandMeter:
             meter.clock_steps_back = int(d.get("clock_steps_back", 0))
             if d.get("month"):
                 meter._month, meter._peak_w = _month_key(d["month"]), float(d.get("month_peak_w", 0.0))
+            if not math.isfinite(meter._peak_w):  # an inf peak would end peak shaving for the month
+                raise ValueError(f"month_peak_w {meter._peak_w} is not a finite number")
             if fmt == 1:
                 return meter
             tou = [float(x) for x in d.get("tou_peak_w", [])]
@@ -242,6 +244,11 @@ class DemandMeter:
                 meter._start_s = int(d["interval_start_s"])
                 meter._period = meter._label(meter._start_s)[1]
                 meter._energy_ws, meter._observed_s = float(d["energy_ws"]), float(d["observed_s"])
+            peaks = [meter._peak_w, *meter._tou_peak_w, meter._energy_ws, meter._observed_s]
+            if meter.previous is not None:
+                peaks += [meter.previous.peak_w, *meter.previous.tou_peaks_w]
+            if not all(math.isfinite(x) for x in peaks):
+                raise ValueError("a peak or the open interval is not a finite number")
         except (KeyError, TypeError, ValueError) as exc:
             raise DemandMeterError(f"persisted demand state unreadable: {exc!r}") from exc
         return meter

@@ -17,7 +17,7 @@ import sqlite3
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,20 +53,32 @@ class Event:
         return {"id": self.id, "wall_s": self.wall_s, "kind": self.kind, "reason": self.reason, "data": self.data}
 
 
+@dataclass(frozen=True, slots=True)
+class _Held:
+    event: Event
+    body: str  # the data as written
+
+
 class EventLog:
-    def __init__(self, path: Path | str | None = None) -> None:
+    def __init__(self, path: Path | str | None = None, *, read_only: bool = False) -> None:
+        """`read_only`: a reader beside the controller that writes the file (`ems events`): it
+        never creates, changes or sets aside the controller's log."""
         self._scratch = None if path is not None else tempfile.TemporaryDirectory(prefix="ems-events-")
         file = Path(self._scratch.name) / "events.db" if self._scratch is not None else Path(path or "")
-        self._db, _, moved = open_db_checked(file, durable=self._scratch is None)
+        moved = None
+        if read_only and self._scratch is None:
+            self._db = open_reader(file)
+        else:
+            self._db, _, moved = open_db_checked(file, durable=self._scratch is None)
+            self._db.executescript(_SCHEMA)
         self._file = file
         self.path = None if self._scratch is not None else file  # None: not kept
         self._lock = threading.Lock()  # the writer's connection: record() from any thread
-        self._db.executescript(_SCHEMA)
         self.set_aside = moved  # a corrupt log found at start, moved out of the way (recorded below)
         # ids are given here, not by SQLite, so an event the disk refused keeps its place: it is held
         # in memory (in order, and seen by queries) and written before the next one that can be
         self._next_id = int(self._db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]) + 1
-        self._unwritten: list[Event] = []
+        self._unwritten: list[_Held] = []
         self.unwritten_dropped = 0
         self.disk = DiskRefusals("event log")
         self._readers = threading.local()
@@ -95,33 +107,52 @@ class EventLog:
         when this returns (a handover of a few hundred events must not take a commit each)."""
         if not items:
             return []
+        # serialised before it is held: data that cannot be written raises here, to its caller only,
+        # never staying at the head of what is held to fail every later record
+        bodies = [json.dumps(data, default=str, separators=(",", ":")) for _, _, _, data in items]
         with self._lock:
-            events = []
-            for kind, wall_s, reason, data in items:
-                events.append(Event(self._next_id, wall_s, kind, reason, data))
+            for (kind, wall_s, reason, data), body in zip(items, bodies, strict=True):
+                self._unwritten.append(_Held(Event(self._next_id, wall_s, kind, reason, data), body))
                 self._next_id += 1
-            self._unwritten.extend(events)
-            self._write_unwritten()
+            events = [h.event for h in self._write_unwritten()[-len(items):]]
         for event in events:
             for listener in tuple(self._listeners):
                 listener(event)
         return events
 
-    def _write_unwritten(self) -> None:
-        """Write what is held, oldest first, in one transaction (under the lock)."""
-        rows = [(e.id, e.wall_s, e.kind, e.reason, json.dumps(e.data, default=str, separators=(",", ":")))
-                for e in self._unwritten]
-        refused = write_rows(self._db, "INSERT INTO events (id, wall_s, kind, reason, data) VALUES (?, ?, ?, ?, ?)",
-                             rows)
+    def _write_unwritten(self) -> list[_Held]:
+        """Write what is held, oldest first, in one transaction (under the lock); returns what it
+        wrote or holds still (renumbered where another writer took those ids)."""
+        held = self._unwritten
+        try:
+            refused = self._insert(held)
+        except sqlite3.IntegrityError as exc:
+            # another writer on this file took these ids (two logs opened on one file): the held
+            # events move past what is on disk now, rather than failing every record from here on
+            self._next_id = int(self._db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]) + 1
+            log.error("event log: ids taken by another writer, held events renumbered", error=str(exc),
+                      first_id=self._next_id)
+            held = []
+            for h in self._unwritten:
+                held.append(_Held(replace(h.event, id=self._next_id), h.body))
+                self._next_id += 1
+            self._unwritten = held  # one assignment: a reader's copy is the old list or the new
+            refused = self._insert(held)
         if refused is not None:
-            self.disk.refused(refused, path=str(self._file), held=len(self._unwritten))
-            if len(self._unwritten) > MAX_UNWRITTEN:  # bounded: the oldest go, counted
-                gone = len(self._unwritten) - MAX_UNWRITTEN
-                del self._unwritten[:gone]
+            self.disk.refused(refused, path=str(self._file), held=len(held))
+            if len(held) > MAX_UNWRITTEN:  # bounded: the oldest go, counted
+                gone = len(held) - MAX_UNWRITTEN
+                del held[:gone]
                 self.unwritten_dropped += gone
-            return
-        self.disk.taken(path=str(self._file), written=len(rows))
-        self._unwritten.clear()
+            return held
+        self.disk.taken(path=str(self._file), written=len(held))
+        self._unwritten = []
+        return held
+
+    def _insert(self, held: list[_Held]) -> sqlite3.Error | None:
+        rows = [(h.event.id, h.event.wall_s, h.event.kind, h.event.reason, h.body) for h in held]
+        return write_rows(self._db, "INSERT INTO events (id, wall_s, kind, reason, data) VALUES (?, ?, ?, ?, ?)",
+                          rows)
 
     def flush(self) -> int:
         """Try again to write what the disk refused (each period); how many are still held."""
@@ -153,26 +184,37 @@ class EventLog:
         if kind is not None:
             sql += " AND kind = ?"
             args.append(kind)
-        sql += " ORDER BY id DESC LIMIT ?"
         n = max(1, min(limit, 1000))
+        # what is held is newer than anything on disk; a copy taken first, then the disk read only
+        # below its oldest id: an event written between the two is counted once, not twice
+        snapshot = self._held()
+        if snapshot:
+            sql += " AND id < ?"
+            args.append(snapshot[0].id)
+        sql += " ORDER BY id DESC LIMIT ?"
         args.append(n)
-        held = [e for e in reversed(self._held()) if (before_id is None or e.id < before_id)
-                and (kind is None or e.kind == kind)][:n]  # newer than any on disk
+        held = [e for e in reversed(snapshot) if (before_id is None or e.id < before_id)
+                and (kind is None or e.kind == kind)][:n]
         rows = self._reader().execute(sql, args).fetchall()
         return held + [Event(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows][:n - len(held)]
 
     def count(self, kind: str | None = None) -> int:
-        held = sum(1 for e in self._held() if kind is None or e.kind == kind)
-        if kind is None:
-            row = self._reader().execute("SELECT COUNT(*) FROM events").fetchone()
-        else:
-            row = self._reader().execute("SELECT COUNT(*) FROM events WHERE kind = ?", (kind,)).fetchone()
+        snapshot = self._held()
+        held = sum(1 for e in snapshot if kind is None or e.kind == kind)
+        sql, args = "SELECT COUNT(*) FROM events WHERE 1=1", list[int | str]()
+        if snapshot:  # as in query: the disk below the oldest held, so none is counted twice
+            sql += " AND id < ?"
+            args.append(snapshot[0].id)
+        if kind is not None:
+            sql += " AND kind = ?"
+            args.append(kind)
+        row = self._reader().execute(sql, args).fetchone()
         return int(row[0]) + held
 
     def _held(self) -> list[Event]:
-        # a copy without the writer's lock (a list copy is atomic under the GIL): a reader never
-        # waits for a commit, and never delays one
-        return list(self._unwritten)
+        # a copy without the writer's lock (the list is replaced, never changed in place, once
+        # written; a list copy is atomic under the GIL): a reader never waits for a commit
+        return [h.event for h in list(self._unwritten)]
 
     def close_reader(self) -> None:
         """Close the calling thread's read connection (a reader thread that ends)."""
@@ -190,6 +232,11 @@ class EventLog:
                 db.close()
             self._open_readers.clear()
         with self._lock:
+            if self._unwritten:  # a last try; what the disk still refuses is lost with the process
+                self._write_unwritten()
+                if self._unwritten:
+                    log.error("event log: closed with events the disk refused", lost=len(self._unwritten),
+                              first_id=self._unwritten[0].event.id)
             self._db.close()
         if self._scratch is not None:
             self._scratch.cleanup()

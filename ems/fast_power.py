@@ -49,10 +49,13 @@ class SunSpecPower:
         self.device = sunspec_device(name, self.profile, ep.host, ep.port, ep.unit_id, ep.timeout_s)
         self.kind = kind
         self.pcs = SunSpecPcsDriver(self.device, self.profile) if kind == "pcs" else None
+        self._checked = False  # the models passed the check (a device that failed it is checked again)
 
     async def read_w(self) -> float:
-        if not self.device.discovered:
-            await check_models(self.device, self.kind)
+        if not self.device.discovered or not self._checked:
+            self._checked = False
+            await check_models(self.device, self.kind)  # NotSupported for a device without the models
+            self._checked = True
         if self.kind == "pcs":
             return need(await self.device.read_model(701), "W", self.device.name, 701)
         model = next(m for m in METER_MODELS if self.device.has(m))

@@ -7,7 +7,8 @@ the clear sky over the daylight of the last `days` days (the array's size, orien
 the season's usual clouds), and the same fit over the last `recent_s` of daylight for the
 hours just ahead (today's weather), fading into the days' factor with `tau_s`. At night,
 and ahead in the dark, the forecast is 0; it never exceeds the largest output measured.
-Where the PV has given nothing in daylight yet, there is nothing to scale: None.
+Where the PV has given nothing in daylight yet, there is nothing to scale: None. A step of
+the history not measured (NaN) is left out, never spread over the whole forecast.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def clear_sky_w_m2(start_local_s: float, step_s: float, n_steps: int, loc: SiteL
 
 
 def _factor(measured_w: FloatArray, sky: FloatArray) -> float | None:
-    lit = sky > DAYLIGHT_W_M2
+    lit = (sky > DAYLIGHT_W_M2) & np.isfinite(measured_w)  # a step not measured (NaN) is left out of the fit
     den = float(np.sum(sky[lit] ** 2))
     if not lit.any() or den <= 0.0:
         return None
@@ -73,5 +74,5 @@ def pv_clear_sky_forecast(history_w: npt.ArrayLike, start_local_s: float, step_s
     ahead_s = (np.arange(n_steps, dtype=np.float64) + 0.5) * step_s
     fade = np.exp(-ahead_s / tau_s) if k_now is not None else np.zeros(n_steps)
     k = k_days + (0.0 if k_now is None else k_now - k_days) * fade
-    out: FloatArray = np.minimum(k * sky, float(history.max()))
+    out: FloatArray = np.minimum(k * sky, float(np.nanmax(history)))  # a fit was found: some is finite
     return out

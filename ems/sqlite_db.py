@@ -20,6 +20,10 @@ import structlog
 log = structlog.get_logger("ems.state")
 
 
+class CorruptDatabase(sqlite3.DatabaseError):
+    """The file opens as a database but its pages do not check."""
+
+
 def _connect(where: Path | None, durable: bool) -> sqlite3.Connection:
     db = sqlite3.connect(":memory:" if where is None else str(where), check_same_thread=False, isolation_level=None)
     try:
@@ -27,6 +31,10 @@ def _connect(where: Path | None, durable: bool) -> sqlite3.Connection:
             db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
         db.execute("SELECT count(*) FROM sqlite_master").fetchone()  # a file that is not a database fails here
+        if where is not None:  # a good header on broken pages: found now, not by a later write in the loop
+            problems = [str(r[0]) for r in db.execute("PRAGMA quick_check(3)").fetchall()]
+            if problems != ["ok"]:
+                raise CorruptDatabase("; ".join(problems))
     except sqlite3.DatabaseError:
         db.close()
         raise
@@ -63,6 +71,8 @@ def open_db_checked(path: Path | str | None,
         where.parent.mkdir(parents=True, exist_ok=True)
     try:
         return _connect(where, durable), where, None
+    except sqlite3.OperationalError:
+        raise  # locked, busy, cannot open, I/O: the file may be fine, never set aside for that
     except sqlite3.DatabaseError as exc:
         if where is None or not where.exists():
             raise
@@ -117,8 +127,11 @@ def write_rows(db: sqlite3.Connection, sql: str, rows: Sequence[Sequence[object]
 def write_failed(exc: sqlite3.Error) -> bool:
     """A write that failed for want of disk (full, I/O error, read-only): held and tried again,
     not a bug. Anything else (a malformed query) is raised."""
+    text = str(exc).lower()
+    if isinstance(exc, sqlite3.DatabaseError) and "malformed" in text:
+        return True  # pages broken while running: held like a full disk, never raised into the loop
     return isinstance(exc, sqlite3.OperationalError) and any(
-        s in str(exc).lower() for s in ("full", "disk i/o", "readonly", "read-only", "unable to open"))
+        s in text for s in ("full", "disk i/o", "readonly", "read-only", "unable to open"))
 
 
 def open_reader(path: Path) -> sqlite3.Connection:

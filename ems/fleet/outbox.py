@@ -11,6 +11,7 @@ A message the disk refuses (full) is held in memory, in order, and written befor
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import uuid
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import Any
 
 import structlog
 
-from ems.sqlite_db import DiskRefusals, open_db, write_rows
+from ems.sqlite_db import DiskRefusals, open_db, write_failed, write_rows
 
 log = structlog.get_logger("ems.fleet")
 
@@ -56,6 +57,7 @@ class Outbox:
         self.source: str = row[0]
         self._rows = self._count()
         self._held: list[tuple[str, float, str]] = []  # refused by the disk, oldest first
+        self._acked_seq = 0  # acknowledged by the stream; their delete the disk may refuse (full)
         self.disk = DiskRefusals("fleet outbox")
 
     def _count(self) -> int:
@@ -87,23 +89,37 @@ class Outbox:
         self._rows += len(self._held)
         self._held.clear()
         if self._rows > self.max_rows:
-            cur = self._db.execute("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE kind = 'status' "
-                                   "ORDER BY seq LIMIT ?)", (self._rows - self.max_rows,))
-            self._rows -= cur.rowcount
-            self.dropped += cur.rowcount
+            cur = self._delete("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE kind = 'status' "
+                               "ORDER BY seq LIMIT ?)", self._rows - self.max_rows)
+            if cur is not None:
+                self._rows -= cur.rowcount
+                self.dropped += cur.rowcount
+
+    def _delete(self, sql: str, arg: int) -> sqlite3.Cursor | None:
+        """A delete needs disk too (its WAL frames): refused, it is tried again at the next one."""
+        try:
+            return self._db.execute(sql, (arg,))
+        except sqlite3.Error as exc:
+            if not write_failed(exc):
+                raise
+            self.disk.refused(exc, held=len(self._held))
+            return None
 
     def head(self, limit: int) -> list[Pending]:
         """The oldest messages not yet acknowledged, in order (those the disk still refuses wait)."""
         with self._lock:
             if self._held:
                 self._write_held()
-            rows = self._db.execute("SELECT seq, kind, ts, body FROM outbox ORDER BY seq LIMIT ?", (limit,)).fetchall()
+            rows = self._db.execute("SELECT seq, kind, ts, body FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+                                    (self._acked_seq, limit)).fetchall()
         return [Pending(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
 
     def acknowledged(self, up_to_seq: int) -> None:
         with self._lock:
-            cur = self._db.execute("DELETE FROM outbox WHERE seq <= ?", (up_to_seq,))
-            self._rows -= cur.rowcount
+            self._acked_seq = max(self._acked_seq, up_to_seq)  # not sent again, even if not yet deleted
+            cur = self._delete("DELETE FROM outbox WHERE seq <= ?", self._acked_seq)
+            if cur is not None:
+                self._rows -= cur.rowcount
 
     def close(self) -> None:
         with self._lock:

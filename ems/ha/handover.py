@@ -43,13 +43,14 @@ def take_over(ctl: Controller, state: dict[str, Any] | None) -> None:
     operator = state.get("operator")
     if isinstance(operator, dict):
         try:
-            ctl.controls.adopt(operator)
+            refused = ctl.controls.adopt(operator)  # each entry checked: what is refused is named
         except (OverrideError, KeyError, TypeError, ValueError) as exc:
             log.warning("handover: operator state unusable, keeping ours", error=str(exc))
         else:
             c = ctl.controls
             ctl.events.record("operator_state_taken_over", ctl.clock.wall(), None, params=sorted(c.params),
-                              maintenance=sorted(c.maintenance), force=None if c.force is None else c.force.mode)
+                              maintenance=sorted(c.maintenance), force=None if c.force is None else c.force.mode,
+                              refused=refused)
     if not isinstance(state.get("demand"), dict):
         return
     try:

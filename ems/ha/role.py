@@ -204,19 +204,34 @@ class HaRole:
                 "events": list(self.recent), **self.state_of()}
 
     def _import(self, state: dict[str, Any] | None) -> None:
-        """The old active's acknowledged events, recorded here once each (keyed by origin)."""
+        """The old active's acknowledged events, recorded here once each (keyed by origin). An entry
+        of the wrong shape is skipped (counted, logged once), never an error in the promotion."""
         if state is None:
             return
         items: list[tuple[str, float, str | None, dict[str, Any]]] = []
-        for e in state.get("events") or []:
+        given = state.get("events")
+        skipped = 0 if isinstance(given, list) else int(given is not None)
+        for e in given if isinstance(given, list) else []:
+            if not isinstance(e, dict) or not isinstance(e.get("data"), dict):
+                skipped += 1
+                continue
             origin = str(e.get("origin"))
-            if origin in self.imported or not isinstance(e.get("data"), dict):
+            try:
+                wall_s = float(e.get("wall_s", 0.0))
+            except (TypeError, ValueError):
+                wall_s = math.nan
+            if not math.isfinite(wall_s):
+                skipped += 1
+                continue
+            if origin in self.imported:
                 continue
             self.imported.add(origin)
             data = {k: v for k, v in e["data"].items() if k not in ("origin", "handed_over_from")}
             reason = e.get("reason")
-            items.append((str(e.get("kind")), float(e.get("wall_s", 0.0)), reason if isinstance(reason, str) else None,
+            items.append((str(e.get("kind")), wall_s, reason if isinstance(reason, str) else None,
                           {**data, "origin": origin, "handed_over_from": state.get("holder")}))
+        if skipped:
+            log.warning("handover: events of the wrong shape skipped", skipped=skipped)
         self.events.record_many(items)  # one commit for the lot: the first write must not wait on fsyncs
 
     def _on_event(self, event: Event) -> None:

@@ -112,6 +112,7 @@ class OperatorControls:
         self.actions = 0
         # re-reads the site file (Controller.reload_config): set where the controller runs on one
         self.reload: Callable[[], tuple[bool, str]] | None = None
+        self.unsaved = False  # the override file's disk refused the last change (full)
         self.on_change: Callable[[OperatorView], None] | None = None
         self.view = self._view()  # the state now; `on_change` gets each later change
         self._load()
@@ -204,6 +205,8 @@ class OperatorControls:
 
     def apply(self, snap: SiteSnapshot) -> SiteSnapshot:
         """Expire timed actions, then mark units in maintenance unavailable."""
+        if self.unsaved:
+            self._save()
         self._expire(snap.wall_s)
         if not self.maintenance:
             return snap
@@ -299,16 +302,27 @@ class OperatorControls:
                                              "event_id": f.event_id},
         }
 
-    def adopt(self, data: dict[str, Any]) -> None:
+    def adopt(self, data: dict[str, Any]) -> list[str]:
         """A new active takes the old one's operator decisions in place of its own (ems/ha): a unit
-        someone put in maintenance stays out of service, an override and a forced mode hold on."""
+        someone put in maintenance stays out of service, an override and a forced mode hold on.
+        Each entry is checked as an operator's action would be; what is refused is returned."""
         self.params, self.maintenance, self.force = {}, {}, None
-        self._restore(data)
+        return self._restore(data)
 
     def _save(self) -> None:
         if self.path is None:
             return
-        ov.write_file(self.path, self.state())
+        try:
+            ov.write_file(self.path, self.state())
+        except OSError as exc:  # a full state disk: what is in force holds here, the file catches up
+            if not self.unsaved:  # logged once per outage; tried again each period (`apply`)
+                log.error("operator state: the override file cannot be written; in force, written when it can be",
+                          path=str(self.path), error=str(exc))
+            self.unsaved = True
+            return
+        if self.unsaved:
+            log.warning("operator state: the override file is written again", path=str(self.path))
+        self.unsaved = False
 
     def _load(self) -> None:
         """Re-apply what was saved; what no longer validates (the site file changed) is
@@ -317,10 +331,25 @@ class OperatorControls:
             return
         self._restore(ov.read_file(self.path))
 
-    def _restore(self, data: dict[str, Any]) -> None:
+    def _restore(self, data: Mapping[str, Any]) -> list[str]:
+        """Each entry on its own: a malformed or out-of-bounds one (a hand-edited file, a hostile
+        or broken handover) is refused, logged and returned, never applied nor fatal."""
         wall = self.clock.wall()
-        for raw in (data.get("params") or {}).values():
-            o = ov.override_from_dict(raw)
+        refused: list[str] = []
+
+        def refuse(what: str, why: object) -> None:
+            refused.append(f"{what}: {why}")
+            log.warning("operator state refused", entry=what, why=str(why))
+
+        for key, raw in _entries(data.get("params"), "params", refuse):
+            try:
+                o = ov.override_from_dict(raw)
+                _finite(o.at_wall_s, "at_wall_s")
+                if o.revert_at_wall_s is not None:
+                    _finite(o.revert_at_wall_s, "revert_at_wall_s")
+            except (KeyError, TypeError, ValueError) as exc:
+                refuse(f"params.{key}", exc)
+                continue
             try:
                 candidate = {**{k: p.value for k, p in self.params.items()}, o.name: o.value}
                 ov.apply_overrides(self.configured, candidate)
@@ -329,15 +358,64 @@ class OperatorControls:
                                    action="set_param", param=o.name, reverts_event=o.event_id)
                 continue
             self.params[o.name] = o
-        for unit, m in (data.get("maintenance") or {}).items():
-            if unit in self.unit_ids:
-                self.maintenance[unit] = Maintenance(unit, str(m["by"]), str(m["why"]), float(m["at_wall_s"]),
+        for unit, m in _entries(data.get("maintenance"), "maintenance", refuse):
+            if unit not in self.unit_ids:
+                refuse(f"maintenance.{unit}", "no such BESS unit")
+                continue
+            try:
+                self.maintenance[unit] = Maintenance(unit, str(m["by"]), str(m["why"]),
+                                                     _finite(float(m["at_wall_s"]), "at_wall_s"),
                                                      int(m.get("event_id", 0)))
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                refuse(f"maintenance.{unit}", exc)
         f = data.get("force")
-        if f is not None and float(f["until_wall_s"]) > wall:
-            self.force = Force(f["mode"], float(f["setpoint_w"]), str(f["by"]), str(f["why"]), float(f["at_wall_s"]),
-                               float(f["until_wall_s"]), int(f.get("event_id", 0)))
-        elif f is not None:  # it ran out while the controller was down: say so, as a timeout would
-            self.events.record(REVERT, wall, None, by="controller", why="timeout (while stopped)",
-                               action="force_mode", mode=f.get("mode"), reverts_event=int(f.get("event_id", 0)))
+        if f is not None:
+            try:
+                force = self._force_from(f, wall)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                refuse("force", exc)
+            else:
+                if force.until_wall_s > wall:
+                    self.force = force
+                else:  # it ran out while the controller was down: say so, as a timeout would
+                    self.events.record(REVERT, wall, None, by="controller", why="timeout (while stopped)",
+                                       action="force_mode", mode=force.mode, reverts_event=force.event_id)
         self._apply(ov.apply_overrides(self.configured, {k: o.value for k, o in self.params.items()}))
+        return refused
+
+    def _force_from(self, f: Mapping[str, Any], wall: float) -> Force:
+        """A forced mode as saved or handed over, within the bounds `force_mode` holds an operator to."""
+        mode = f["mode"]
+        if mode not in ("zero", "setpoint"):
+            raise ValueError(f"mode {mode!r} is neither 'zero' nor 'setpoint'")
+        setpoint_w = 0.0 if mode == "zero" else _finite(float(f["setpoint_w"]), "setpoint_w")
+        most_w = self.capability_w[0 if setpoint_w > 0 else 1]
+        if abs(setpoint_w) > most_w + 1.0:
+            raise ValueError(f"setpoint_w {setpoint_w:.0f} W is beyond the {most_w:.0f} W the site can do")
+        at_wall_s = _finite(float(f["at_wall_s"]), "at_wall_s")
+        until_wall_s = _finite(float(f["until_wall_s"]), "until_wall_s")
+        if until_wall_s > wall + self.max_force_s:
+            raise ValueError(f"until_wall_s is more than http.max_force_s ({self.max_force_s:g} s) ahead")
+        return Force(mode, setpoint_w, str(f["by"]), str(f["why"]), at_wall_s, until_wall_s, int(f.get("event_id", 0)))
+
+
+def _finite(x: float, name: str) -> float:
+    if not math.isfinite(x):
+        raise ValueError(f"{name} must be a finite number")
+    return x
+
+
+def _entries(section: object, name: str, refuse: Callable[[str, object], None]) -> list[tuple[str, Any]]:
+    """A section's (key, entry) pairs, each entry a mapping; anything else refused."""
+    if section is None:
+        return []
+    if not isinstance(section, Mapping):
+        refuse(name, f"not a mapping: {type(section).__name__}")
+        return []
+    out = []
+    for key, entry in section.items():
+        if isinstance(entry, Mapping):
+            out.append((str(key), entry))
+        else:
+            refuse(f"{name}.{key}", f"not a mapping: {type(entry).__name__}")
+    return out

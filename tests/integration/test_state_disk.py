@@ -101,3 +101,79 @@ async def test_a_controller_starts_on_a_corrupt_state_file_and_runs_through_a_fu
         again = EventLog(state / "events.db")
         assert again.count("probe") == 30 and again.count("controller_stopped") == 1
         again.close()
+
+
+def test_the_outbox_takes_acknowledgements_while_the_disk_is_full(tmp_path: Path) -> None:
+    with small_disk(tmp_path / "disk") as root:
+        outbox = Outbox(root / "outbox.db", max_rows=10_000)
+        for i in range(100):
+            outbox.append("events", 0.0, {"n": i})
+        assert len(outbox) == 100 and not outbox.disk.failing
+        filler = disk.fill(root)
+        outbox.acknowledged(outbox.head(50)[-1].seq)  # the stream has them: never raised into the link
+        assert [p.body["n"] for p in outbox.head(3)] == [50, 51, 52]  # and not sent again
+        filler.unlink()
+        outbox.acknowledged(outbox.head(10)[-1].seq)
+        assert len(outbox) == 40 and [p.body["n"] for p in outbox.head(1)] == [60]
+        outbox.close()
+
+
+def test_a_query_while_held_events_are_written_sees_each_once(tmp_path: Path) -> None:
+    """The operator server's thread pages the log while the loop's thread writes what the disk
+    held: the copy of what is held and the disk's rows must not both hold an event."""
+    import sys
+    import threading
+
+    with small_disk(tmp_path / "disk") as root:
+        log = EventLog(root / "events.db")
+        stop, seen_twice, queries = threading.Event(), [], [0]
+
+        def reader() -> None:
+            while not stop.is_set():
+                ids = [e.id for e in log.query(limit=1000)]
+                queries[0] += 1
+                if len(ids) != len(set(ids)) or log.count() > len(log.query(limit=1000)):
+                    seen_twice.append(ids)
+
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # the threads interleave often: the window is a few bytecodes wide
+        thread = threading.Thread(target=reader)
+        thread.start()
+        try:
+            for _ in range(30):
+                filler = disk.fill(root)
+                for _ in range(20):
+                    log.record("k", 1.0, None, pad="x" * 300)
+                filler.unlink()
+                log.flush()
+        finally:
+            stop.set()
+            thread.join()
+            sys.setswitchinterval(switch)
+        assert queries[0] > 0 and not seen_twice and log.count() == 600
+        log.close()
+
+
+def test_operator_decisions_on_a_full_disk_hold_and_the_override_file_catches_up(tmp_path: Path) -> None:
+    """A forced mode that ends while the state disk is full (the override file cannot be
+    rewritten) used to raise OSError out of the period: the controller stopped."""
+    import json
+
+    from ems.clock import ManualClock
+    from ems.operator.controls import OperatorControls
+    from tests.snapshots import snapshot, unit
+    from tests.unit.test_operator_controls import EPOCH, _cfg
+
+    with small_disk(tmp_path / "disk") as root:
+        clock = ManualClock(epoch_wall=EPOCH)
+        controls = OperatorControls(_cfg(), EventLog(), clock, root / "overrides.json")
+        filler = disk.fill(root)
+        controls.force_mode("zero", 0.0, 60.0, "dave", "firmware")  # taken, in force, file behind
+        assert controls.force is not None and controls.unsaved
+        clock.advance(61.0)
+        controls.apply(snapshot(now_s=clock.now_s, units=(unit("bess-1"), unit("bess-2"))))  # its timeout
+        assert controls.force is None and not controls.view.force_active
+        filler.unlink()
+        controls.apply(snapshot(now_s=clock.now_s, units=(unit("bess-1"), unit("bess-2"))))
+        assert not controls.unsaved
+        assert json.loads((root / "overrides.json").read_text())["force"] is None

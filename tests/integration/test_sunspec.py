@@ -390,3 +390,23 @@ async def test_713_storage_capacity_reads_with_its_scale_factors(site: Site) -> 
     assert v["SoC"] == pytest.approx(42.0) and v["SoH"] == pytest.approx(98.0)  # Pct_SF = -1
     assert v["Sta"] == 0
     dev.close()
+
+
+async def test_the_fast_loop_meter_without_a_20x_model_is_refused_at_each_read(site: Site) -> None:
+    """A SunSpec meter that lists no 201-204 (a wrong device at the address): each fast read is a
+    NotSupported the smoothing loop counts, never an error that ends its task."""
+    from ems.fast_power import fast_power
+    from ems.topology import ModbusEndpoint
+
+    srv = SimulatedSunSpecDevice("meter1", [1], lambda: meter_values(site.plant.meter), _read_only,
+                                 "127.0.0.1", free_port())
+    await srv.start()
+    try:
+        power = fast_power("meter/fast", ModbusEndpoint(host=srv.host, port=srv.port, profile="sunspec_meter"),
+                           "meter")
+        for _ in range(2):  # the second read finds the device already discovered
+            with pytest.raises(NotSupported, match="201 or 202 or 203 or 204"):
+                await power.read_w()
+        power.close()
+    finally:
+        await srv.stop()

@@ -88,6 +88,26 @@ async def test_a_changed_unit_still_needs_a_restart(broker, make_site, tmp_path)
         assert not ok and "bess-1 changed" in why
 
 
+async def test_a_unit_removed_and_put_back_changed_before_the_next_period_still_needs_a_restart(
+        broker, make_site, tmp_path) -> None:
+    """Two reloads between periods: the first removes bess-2 (pending), the second puts it back
+    on another port. The running bess-2 is the old one: the change is refused, never taken as
+    applied while the controller goes on with the old endpoint."""
+    cfg = shaving_site(make_site, broker.url, step_at_s=0.3)
+    site_file = tmp_path / "site.yaml"
+    clock = ScaledClock(1.0)
+    async with running_site(cfg, clock), running_controller(cfg, clock) as ctl:
+        await wait_for(lambda: ctl.last is not None)
+        _write(site_file, cfg, ["bess-1"])
+        first = ctl.reload_config(site_file)  # both in one go: no period runs in between
+        data = cfg.model_dump(mode="json")
+        data["bess_units"][1]["pcs"]["port"] += 1000
+        site_file.write_text(yaml.safe_dump(data))
+        ok, why = ctl.reload_config(site_file)
+        assert first[0] and not ok and "bess-2 changed" in why
+        await wait_for(lambda: ctl.last is not None and [u.unit_id for u in ctl.last.snapshot.units] == ["bess-1"])
+
+
 async def test_with_failover_on_an_added_unit_joins_the_plan_and_forms_the_island(
         broker, make_site, tmp_path) -> None:
     three = failover_site(make_site, broker.url, units=3)

@@ -286,7 +286,15 @@ def test_other_settings_keep_the_peaks_and_drop_the_open_interval(tariff) -> Non
 
 @pytest.mark.parametrize("bad", [{"format": 2, "month": "2026-13"}, {"format": 99},
                                  {"format": 2, "month": "2026-01", "interval_start_s": 0, "zone": "UTC",
-                                  "interval_s": 900}])
+                                  "interval_s": 900},
+                                 # a peak that is not a number (a broken file, a hostile handover): an inf
+                                 # month peak taken over would end peak shaving for the month
+                                 {"month": "2026-01", "month_peak_w": float("inf")},
+                                 {"format": 2, "month": "2026-01", "month_peak_w": float("nan")},
+                                 {"format": 2, "month": "2026-01",
+                                  "previous": {"month": "2025-12", "peak_w": float("inf"), "tou_peak_w": []}},
+                                 {"format": 2, "month": "2026-01", "interval_start_s": 0, "zone": "UTC",
+                                  "interval_s": 900, "energy_ws": float("nan"), "observed_s": 1.0}])
 def test_unreadable_state_is_a_typed_error(bad) -> None:
     with pytest.raises(DemandMeterError):
         DemandMeter.from_dict(bad)

@@ -225,3 +225,56 @@ def test_a_forced_setpoint_beyond_what_the_units_can_do_is_refused() -> None:
     assert c.force is None and c.events.count("operator_action") == 1  # only the maintenance
     c.force_mode("setpoint", 4e5, 600.0, "dave", "capacity test")  # within it: taken
     assert c.force is not None and c.force.setpoint_w == 4e5
+
+
+def _standby():
+    c = _controls()
+    c.observe_capability(c.apply(snapshot(units=(unit("bess-1"), unit("bess-2")))))  # 2 x 500 kW seen
+    return c
+
+
+def test_a_hostile_handover_is_refused_entry_by_entry() -> None:
+    """The old active's operator state reaches the new active over the network: each entry is
+    checked as an operator's action would be, the good ones held, the others named and dropped."""
+    a = _controls()
+    a.set_param(CAP, 8e5, "alice", "evening peak")
+    a.set_maintenance("bess-2", True, "carol", "fan")
+    good = a.state()
+    now = EPOCH
+    hostile = {
+        "params": {**good["params"], "broken": {"name": CAP}, "junk": 7},
+        "maintenance": {**good["maintenance"], "bess-9": {"by": "x", "why": "y", "at_wall_s": now},
+                        "bess-1": {"by": "x"}},
+        "force": {"mode": "setpoint", "setpoint_w": 5e6, "by": "mallory", "why": "w", "at_wall_s": now,
+                  "until_wall_s": now + 60},
+    }
+    c = _standby()
+    refused = c.adopt(hostile)
+    assert set(c.params) == {CAP} and set(c.maintenance) == {"bess-2"} and c.force is None
+    assert sorted(r.split(":")[0] for r in refused) == ["force", "maintenance.bess-1", "maintenance.bess-9",
+                                                         "params.broken", "params.junk"]
+    assert c.step_params.peak is not None and c.step_params.peak.grid_import_cap_w == 8e5
+
+
+@pytest.mark.parametrize("force", [
+    {"mode": "setpoint", "setpoint_w": float("nan")},
+    {"mode": "turbo", "setpoint_w": 1e5},
+    {"mode": "setpoint", "setpoint_w": 1e5, "until_wall_s": 1e18},  # beyond http.max_force_s
+    {"mode": "setpoint", "setpoint_w": -2e6},  # beyond what the units can charge at
+    {"mode": "setpoint", "setpoint_w": "lots"},
+])
+def test_a_forced_mode_out_of_bounds_is_not_taken_over(force) -> None:
+    f = {"by": "m", "why": "w", "at_wall_s": EPOCH, "until_wall_s": EPOCH + 600, **force}
+    c = _standby()
+    assert [r.split(":")[0] for r in c.adopt({"force": f})] == ["force"] and c.force is None
+    assert c.force_params is None
+
+
+@pytest.mark.parametrize("section", [[1, 2], "x", 5])
+def test_a_handover_section_of_the_wrong_shape_is_refused_not_a_crash(section) -> None:
+    c = _standby()
+    refused = c.adopt({"params": section, "maintenance": section})
+    assert [r.split(":")[0] for r in refused] == ["params", "maintenance"]
+    c.adopt({"force": {"mode": "setpoint", "setpoint_w": 1e5, "by": "m", "why": "w", "at_wall_s": EPOCH,
+                       "until_wall_s": EPOCH + 600}})  # a good one within the site: held
+    assert c.force is not None and c.force.setpoint_w == 1e5

@@ -45,6 +45,18 @@ def test_the_measured_scale_and_todays_weather_carry_into_the_forecast() -> None
     assert pv_clear_sky_forecast(np.zeros(3 * DAY), start, STEP_S, DAY, SITE) is None  # nothing to scale
 
 
+def test_steps_not_measured_are_left_out_not_spread_over_the_forecast() -> None:
+    start = local_s(2026, 6, 21, 12)
+    history = 2000.0 * clear_sky_w_m2(start - 3 * 86_400, STEP_S, 3 * DAY, SITE)
+    gaps = history.copy()
+    gaps[[40, 150, -3]] = np.nan  # a reading lost in daylight, today's among them
+    ahead, whole = pv_clear_sky_forecast(gaps, start, STEP_S, DAY, SITE), pv_clear_sky_forecast(
+        history, start, STEP_S, DAY, SITE)
+    assert ahead is not None and whole is not None and np.isfinite(ahead).all()
+    assert np.abs(ahead - whole).max() < 0.01 * whole.max()
+    assert pv_clear_sky_forecast(np.full(3 * DAY, np.nan), start, STEP_S, DAY, SITE) is None
+
+
 def test_the_clear_sky_beats_the_same_time_of_day_over_a_month_of_changing_weather() -> None:
     """Synthetic truth (no PV series in ../shared/data): the clear sky over the site times a
     day's cloudiness that drifts from day to day, with passing clouds inside the day."""
