@@ -108,6 +108,8 @@ class ArbitrageConfig(Strict):
                                       description="share of the demand rate charged on a peak that charging makes")
     demand_per_day: bool = Field(default=True, description="shave every day as if it set the monthly peak")
     replan_soc_deviation: Fraction | None = Field(default=0.05, description="re-plan early when SoC is this far off")
+    reuse_lp: bool = Field(default=True, description="keep the LP between solves and update it in place "
+                                                     "(false: build it anew for every plan, the old path)")
 
     @model_validator(mode="after")
     def _step_divides_hour(self) -> ArbitrageConfig:

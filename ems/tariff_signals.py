@@ -91,9 +91,17 @@ def _energy(tariff: Tariff, cal: Calendar, month_kwh: float) -> tuple[FloatArray
 
 
 def _groups(columns: list[IntArray]) -> tuple[IntArray, IntArray]:
-    """(group index per step, first step of each group) for the distinct rows of columns."""
-    rows = np.stack(columns, axis=1)
-    _, first, inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
+    """(group index per step, first step of each group) for the distinct rows of columns,
+    numbered in the rows' lexicographic order. The columns are packed into one int64 key
+    per step (mixed radix, in that order), so one 1-D unique does it: a row-wise unique
+    cost a planner a tenth of a millisecond per call."""
+    key = np.zeros(columns[0].size, dtype=np.int64)
+    for col in columns:
+        c = np.asarray(col, dtype=np.int64)
+        if c.size:
+            lo = int(c.min())
+            key = key * (int(c.max()) - lo + 1) + (c - lo)
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
     return inverse.reshape(-1).astype(np.int64), first
 
 

@@ -126,7 +126,7 @@ def run(cfg: BacktestConfig, opts: BacktestOptions, progress: Progress | None = 
         k = pf_step // step
         m = trace.load_w.size // k
         net = trace.load_w[: m * k].reshape(m, k).mean(axis=1)
-        fs = perfect_foresight(tariff, start, pf_step, net, model)
+        fs = perfect_foresight(tariff, start, pf_step, net, model, soc_final_min=float(trace.soc[-1]))
     e = cfg.economics
     econ = None if e is None else Economics(e.capex, e.om_per_year, e.discount_rate, e.lifetime_years,
                                             e.degradation_per_year, e.end_of_life_cost)

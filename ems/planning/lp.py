@@ -311,8 +311,11 @@ def _demand_cost(problem: PlanProblem, import_kw: FloatArray) -> float:
                for steps, rate, floor in _demand_groups(problem))
 
 
-def plan_dispatch(problem: PlanProblem) -> Plan:
-    """Solve the dispatch LP; raise `PlanInfeasible` or `PlanSolveError` on failure."""
+def plan_dispatch(problem: PlanProblem, *, presolve: bool = False) -> Plan:
+    """Solve the dispatch LP; raise `PlanInfeasible` or `PlanSolveError` on failure.
+
+    `presolve`: worth it on a long horizon (a year for the perfect-foresight bound), not
+    on a planner's day."""
     pb = problem
     n = pb.net_load_w.size
     dt_h = pb.step_s / 3600.0
@@ -418,12 +421,21 @@ def plan_dispatch(problem: PlanProblem) -> Plan:
     highs.setOptionValue("output_flag", False)
     # These LPs are small (~500 columns) and solved every few minutes: presolve costs more
     # than it saves (measured 4.6 -> 2.7 ms a solve, same optima).
-    highs.setOptionValue("presolve", "off")
-    t0 = time.perf_counter()
+    highs.setOptionValue("presolve", "on" if presolve else "off")
+    highs.setOptionValue("threads", 1)  # as the reused LP: a thread pool only adds waits at this size
     if highs.passModel(lp) == highspy.HighsStatus.kError:
         raise PlanSolveError("HiGHS rejected the model")
+    t0 = time.perf_counter()  # HiGHS's own solve, what the reused LP is compared with
     run_status = highs.run()
     solve_time = time.perf_counter() - t0
+    status = check_status(highs, run_status)
+
+    col = np.asarray(highs.getSolution().col_value, dtype=np.float64)
+    return plan_from_columns(pb, col, highs.modelStatusToString(status), solve_time)
+
+
+def check_status(highs: highspy.Highs, run_status: highspy.HighsStatus) -> highspy.HighsModelStatus:
+    """The model status of a finished run, or the error that says why there is no plan."""
     status = highs.getModelStatus()
     if status in (highspy.HighsModelStatus.kInfeasible,):
         raise PlanInfeasible("no dispatch meets the constraints (import limit, SoC, terminal)")
@@ -431,8 +443,16 @@ def plan_dispatch(problem: PlanProblem) -> Plan:
         raise PlanInfeasible("the problem is infeasible or unbounded")
     if run_status == highspy.HighsStatus.kError or status != highspy.HighsModelStatus.kOptimal:
         raise PlanSolveError(f"HiGHS stopped with {highs.modelStatusToString(status)}")
+    return status
 
-    col = np.asarray(highs.getSolution().col_value, dtype=np.float64)
+
+def plan_from_columns(pb: PlanProblem, col: FloatArray, status: str, solve_time: float) -> Plan:
+    """The plan from a solution whose first columns are c, d, g, x (n each) and e (n + 1),
+    the layout both the rebuilt and the reused LP keep."""
+    n = pb.net_load_w.size
+    dt_h = pb.step_s / 3600.0
+    cap_kwh = pb.capacity_wh / 1000.0
+    c0, d0, g0, x0, e0 = 0, n, 2 * n, 3 * n, 4 * n
     charge_kw = np.clip(col[c0 : c0 + n], 0.0, None)
     discharge_kw = np.clip(col[d0 : d0 + n], 0.0, None)
     import_kw = np.clip(col[g0 : g0 + n], 0.0, None)
@@ -464,7 +484,7 @@ def plan_dispatch(problem: PlanProblem) -> Plan:
         demand_cost=demand_cost,
         wear_cost=wear_cost,
         cost_without_battery=cost_without_battery(pb),
-        status=highs.modelStatusToString(status),
+        status=status,
         solve_time_s=solve_time,
         flat_peak_kw=flat_peak_kw,
     )
