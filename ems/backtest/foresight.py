@@ -15,8 +15,10 @@ before, let a live month beat its bound (Dec 117 %): the live run could end a mo
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -55,6 +57,10 @@ class Foresight:
     discharged_wh: float
     charged_wh: float
     solve_time_s: float
+    # per billing month, the bound with the month's ends pinned at the live run's SoC (see
+    # `month_bounds`): grid import (all months end to end) and discharged Wh per month
+    month_grid_w: FloatArray | None = None
+    month_discharged_wh: tuple[float, ...] = ()
 
 
 def month_slices(start: datetime, step_s: int, n: int) -> list[slice]:
@@ -120,3 +126,27 @@ def perfect_foresight(tariff: Tariff, start: datetime, step_s: int, net_load_w: 
                      discharged_wh=float(np.maximum(batt, 0).sum() * dt_h),
                      charged_wh=float(np.maximum(-batt, 0).sum() * dt_h),
                      solve_time_s=time.perf_counter() - t0)
+
+
+def month_bounds(tariff: Tariff, start: datetime, step_s: int, net_load_w: FloatArray, battery: BatteryModel,
+                 soc_at_edges: Sequence[float]) -> tuple[FloatArray, tuple[float, ...]]:
+    """Each billing month's own bound: its LP starts at the SoC the live run had at the
+    month's start and ends at least at the lower of that and the SoC the live run ended the
+    month with. The live month's dispatch is then feasible in it, so no live month beats
+    its bound. The run's bound (`perfect_foresight`) chooses the SoC at each month's end
+    freely and is at least the sum of these. `soc_at_edges`: the live SoC at each month
+    boundary (months + 1 values). Returns the grid import (months end to end) and the Wh
+    discharged per month."""
+    slices = month_slices(start, step_s, net_load_w.size)
+    if len(soc_at_edges) != len(slices) + 1:
+        raise ValueError(f"{len(soc_at_edges)} SoC values for {len(slices)} months")
+    grid = np.empty(net_load_w.size)
+    discharged = []
+    for i, sl in enumerate(slices):
+        model = dataclasses.replace(battery, soc_initial=float(np.clip(soc_at_edges[i], 0.0, 1.0)))
+        pb = year_problem(tariff, start + timedelta(seconds=sl.start * step_s), step_s, net_load_w[sl], model,
+                          soc_final_min=float(soc_at_edges[i + 1]))
+        plan = plan_dispatch(pb, presolve=True)
+        grid[sl] = plan.grid_w
+        discharged.append(float(np.maximum(plan.battery_w, 0).sum()) * step_s / 3600.0)
+    return grid, tuple(discharged)

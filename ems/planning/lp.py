@@ -264,6 +264,7 @@ class Plan:
     status: str
     solve_time_s: float
     flat_peak_kw: FloatArray = field(default_factory=lambda: np.zeros(0))  # per flat group
+    objective: float = float("nan")  # the LP's optimum, preferences (hold value, over-peak) included
 
     def import_cap_w(self, problem: PlanProblem) -> FloatArray:
         """Per step, the highest import the plan allows: the planned peak of the step's
@@ -431,7 +432,8 @@ def plan_dispatch(problem: PlanProblem, *, presolve: bool = False) -> Plan:
     status = check_status(highs, run_status)
 
     col = np.asarray(highs.getSolution().col_value, dtype=np.float64)
-    return plan_from_columns(pb, col, highs.modelStatusToString(status), solve_time)
+    return plan_from_columns(pb, col, highs.modelStatusToString(status), solve_time,
+                             highs.getInfo().objective_function_value)
 
 
 def check_status(highs: highspy.Highs, run_status: highspy.HighsStatus) -> highspy.HighsModelStatus:
@@ -446,7 +448,8 @@ def check_status(highs: highspy.Highs, run_status: highspy.HighsStatus) -> highs
     return status
 
 
-def plan_from_columns(pb: PlanProblem, col: FloatArray, status: str, solve_time: float) -> Plan:
+def plan_from_columns(pb: PlanProblem, col: FloatArray, status: str, solve_time: float,
+                      objective: float = float("nan")) -> Plan:
     """The plan from a solution whose first columns are c, d, g, x (n each) and e (n + 1),
     the layout both the rebuilt and the reused LP keep."""
     n = pb.net_load_w.size
@@ -487,4 +490,5 @@ def plan_from_columns(pb: PlanProblem, col: FloatArray, status: str, solve_time:
         status=status,
         solve_time_s=solve_time,
         flat_peak_kw=flat_peak_kw,
+        objective=objective,
     )

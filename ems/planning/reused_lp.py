@@ -220,7 +220,8 @@ class ReusedLp:
         col = np.asarray(highs.getSolution().col_value, dtype=np.float64)
         e_at = (start_step + np.arange(n + 1)) % m
         ordered = np.concatenate([col[lay.block(b) + where] for b in range(4)] + [col[lay.block(4) + e_at]])
-        return plan_from_columns(pb, ordered, highs.modelStatusToString(status), self.last_solve_s)
+        return plan_from_columns(pb, ordered, highs.modelStatusToString(status), self.last_solve_s,
+                                 highs.getInfo().objective_function_value)
 
     def _update(self, pb: PlanProblem, where: IntArray, label_slot: tuple[IntArray, IntArray],
                 step_slots: list[IntArray]) -> None:
