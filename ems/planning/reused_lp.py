@@ -26,7 +26,6 @@ import numpy as np
 import numpy.typing as npt
 
 from ems.planning.lp import (
-    FloatArray,
     IntArray,
     Plan,
     PlanInfeasible,
@@ -197,11 +196,14 @@ class ReusedLp:
         same = self._abs_step[where] == steps
         groups = (pb.periods, pb.flat_groups)
         rates = (pb.demand_rates, pb.flat_rates)
-        got = [_slots_for(groups[k], rates[k] > 0, where, self._peak_slot[k], same, lay.slots) for k in range(2)]
-        if got[0] is None or got[1] is None:  # more groups than slots: a model with room for twice as many
-            self._slots_hint = 2 * max(lay.slots, pb.demand_rates.size, pb.flat_rates.size)
-            self._build(pb, self._slots_hint)
-            return self.solve(pb, start_step)
+        got = []
+        for k in range(2):
+            slots = _slots_for(groups[k], rates[k] > 0, where, self._peak_slot[k], same, lay.slots)
+            if slots is None:  # more groups than slots: a model with room for twice as many
+                self._slots_hint = 2 * max(lay.slots, pb.demand_rates.size, pb.flat_rates.size)
+                self._build(pb, self._slots_hint)
+                return self.solve(pb, start_step)
+            got.append(slots)
         step_slots: list[IntArray] = []
         for k in range(2):
             per_slot = np.full(m, -1, dtype=np.int64)
@@ -289,5 +291,5 @@ class ReusedLp:
         highs.changeColsCost(lay.n_col, all_cols, cost)
         highs.changeColsBounds(lay.n_col, all_cols, lower, upper)
         all_rows = np.arange(lay.n_row, dtype=np.int32)
-        highs.changeRowsBounds(lay.n_row, all_rows, row_lower, row_upper)
+        highs.changeRowsBounds(lay.n_row, all_rows, row_lower, row_upper)  # type: ignore[attr-defined]
         highs.changeObjectiveOffset(offset)

@@ -79,7 +79,7 @@ def test_no_month_beats_its_bound_and_the_run_bound_holds_them_all(over_a_month_
 
 
 def test_the_rebuild_path_plans_the_same(two_weeks) -> None:
-    cfg, bt = two_weeks
+    cfg, _ = two_weeks
     arb = cfg.policies.arbitrage
     assert arb is not None and arb.reuse_lp
     rebuilt_cfg = cfg.model_copy(update={"policies": cfg.policies.model_copy(
