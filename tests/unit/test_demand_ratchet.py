@@ -7,7 +7,7 @@ which the bill engine takes as the demand measure).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -111,3 +111,33 @@ def test_bad_lookback_fields_name_the_field(fields: dict[str, Any], message: str
     rate.update(fields)
     with pytest.raises(TariffFormatError, match=message):
         load_urdb(rate)
+
+
+# --- the planner ---------------------------------------------------------------------------------
+
+
+def test_a_peak_billed_for_months_is_priced_for_them_and_past_peaks_set_a_floor() -> None:
+    from ems.demand import DemandMeter
+    from ems.tariff_signals import tariff_signals
+
+    flat = [10.0] * 12
+    plain = _monthly_rates(flat, DemandLookback(percent=0.8, range_months=0, months=(False,) * 11 + (True,)))
+    ranged = _monthly_rates(flat, DemandLookback(percent=0.8, range_months=11))
+    start = datetime(2022, 3, 10)  # one day: one flat group (per day)
+    kw = {"month_kwh": 1e6, "reference_peak_kw": 1000.0, "per_day": True}
+    # range 11: a March peak is billed at 80 % in each of the 11 months after it
+    sig = tariff_signals(ranged, start, 900, 96, **kw)
+    assert sig.flat_rates_per_kw == pytest.approx([10.0 + 0.8 * 10.0 * 11])
+    # months mode, only December flagged: a March peak sets no ratchet, a December one the rest
+    # of its year (nothing left after December)
+    assert tariff_signals(plain, start, 900, 96, **kw).flat_rates_per_kw == pytest.approx([10.0])
+    # the meter's closed months: a 2,000 kW January is 80 % of it in March, a floor the plan need not shave under
+    meter = DemandMeter(ranged)
+    jan = datetime(2022, 1, 20, tzinfo=UTC).timestamp()
+    for k in range(8):  # two hours at 2 MW on 20 January, then a step into February
+        meter.add(2e6, 900, jan + 900 * (k + 1))
+    meter.add(1e6, 900, datetime(2022, 2, 2, tzinfo=UTC).timestamp())
+    meter.add(1e6, 900, datetime(2022, 3, 2, tzinfo=UTC).timestamp())
+    assert meter.past_peaks_kw()[(2022, 1)] == pytest.approx(2000.0)
+    sig = tariff_signals(ranged, start, 900, 96, past_peaks_kw=meter.past_peaks_kw(), **kw)
+    assert sig.flat_floor_kw == pytest.approx([1600.0])
