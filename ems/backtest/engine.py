@@ -74,6 +74,7 @@ class Trace:
     plan_time_s: float
     wall_time_s: float
     solver_time_s: float = 0.0  # of plan_time_s, HiGHS's own solves
+    request_time_s: float = 0.0  # of plan_time_s, building the requests (forecast, tariff signals)
     microgrid: MicrogridTrace | None = None  # off-grid or weak-grid: gensets, fuel, unserved, curtailed
 
 
@@ -148,6 +149,7 @@ def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, st
     last_setpoint_w = 0.0
     battery_now_w = plant.battery_power_w
     plan_time = 0.0
+    request_time = 0.0  # of plan_time: building the requests (forecast, tariff signals)
     report_every = max(1, n // 200)
     step_s_f = float(step_s)
     account = None if params.microgrid is None else MicrogridAccount(params.microgrid,
@@ -162,6 +164,7 @@ def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, st
             if runner.due(t, site_soc):
                 t_plan = time.perf_counter()
                 req = runner.request(local_t, t, BatteryNow(site_soc, total_cap_wh, rated_w, rated_w))
+                request_time += time.perf_counter() - t_plan
                 if req is not None:
                     try:
                         runner.accept(req, runner.solve(req), local_t, t)
@@ -216,7 +219,7 @@ def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, st
         capacity_wh=total_cap_wh, soc_initial=soc_initial,
         plans=0 if runner is None else runner.solves, plan_failures=0 if runner is None else runner.failures,
         plan_time_s=plan_time, wall_time_s=time.perf_counter() - t_wall,
-        solver_time_s=0.0 if runner is None else runner.solver_time_s,
+        solver_time_s=0.0 if runner is None else runner.solver_time_s, request_time_s=request_time,
         microgrid=None if account is None else account.trace(
             np.asarray(load_w, dtype=np.float64), np.zeros(n) if pv_w is None else np.asarray(pv_w, dtype=np.float64),
             state.microgrid.gensets),
