@@ -270,13 +270,12 @@ class Plan:
         """Per step, the highest import the plan allows: the planned peak of the step's
         charged groups (TOU period and flat group); +inf where no demand charge applies."""
         cap_kw = np.full(problem.periods.size, np.inf)
-        for p, rate in enumerate(problem.demand_rates):
-            if rate > 0:
-                cap_kw[problem.periods == p] = self.peak_kw[p]
-        for f, rate in enumerate(problem.flat_rates):
-            if rate > 0:
-                mask = problem.flat_groups == f
-                cap_kw[mask] = np.minimum(cap_kw[mask], self.flat_peak_kw[f])
+        for labels, rates, peaks in ((problem.periods, problem.demand_rates, self.peak_kw),
+                                     (problem.flat_groups, problem.flat_rates, self.flat_peak_kw)):
+            if rates.size:
+                # per group its planned peak where charged, +inf otherwise; label -1 reads the spare +inf
+                by_group = np.append(np.where(rates > 0, peaks, np.inf), np.inf)
+                cap_kw = np.minimum(cap_kw, by_group[labels])
         return cap_kw * 1000.0
 
     @property
@@ -307,9 +306,23 @@ def _demand_groups(problem: PlanProblem) -> list[tuple[IntArray, float, float]]:
     return groups
 
 
+def group_max(labels: IntArray, n_groups: int, values: FloatArray) -> FloatArray:
+    """Per group, the highest of `values` over its steps (-inf for a group without steps;
+    label -1 is no group)."""
+    out = np.full(n_groups + 1, -np.inf)
+    np.maximum.at(out, labels, values)  # label -1 lands in the spare last slot
+    return out[:n_groups]
+
+
 def _demand_cost(problem: PlanProblem, import_kw: FloatArray) -> float:
-    return sum(rate * max(0.0, float(import_kw[steps].max()) - floor)
-               for steps, rate, floor in _demand_groups(problem))
+    """What the import's peaks add to the charged groups' peaks so far (one pass per grouping)."""
+    total = 0.0
+    for labels, rates, floors in ((problem.periods, problem.demand_rates, problem.peaks_so_far),
+                                  (problem.flat_groups, problem.flat_rates, problem.flat_peaks_so_far)):
+        if rates.size:
+            top = group_max(labels, rates.size, import_kw)
+            total += float(np.sum(np.where(np.isfinite(top), rates * np.maximum(top - floors, 0.0), 0.0)))
+    return total
 
 
 def plan_dispatch(problem: PlanProblem, *, presolve: bool = False) -> Plan:
@@ -462,13 +475,8 @@ def plan_from_columns(pb: PlanProblem, col: FloatArray, status: str, solve_time:
     export_kw = np.clip(col[x0 : x0 + n], 0.0, None)
     energy_kwh = col[e0 : e0 + n + 1]
     # planned peak per period: the peak so far, or what the plan imports at most in it
-    peak_kw = pb.peaks_so_far.copy()
-    flat_peak_kw = pb.flat_peaks_so_far.copy()
-    for labels, peaks in ((pb.periods, peak_kw), (pb.flat_groups, flat_peak_kw)):
-        for p in range(peaks.size):
-            steps = labels == p
-            if np.any(steps):
-                peaks[p] = max(peaks[p], float(import_kw[steps].max()))
+    peak_kw = np.maximum(pb.peaks_so_far, group_max(pb.periods, pb.peaks_so_far.size, import_kw))
+    flat_peak_kw = np.maximum(pb.flat_peaks_so_far, group_max(pb.flat_groups, pb.flat_peaks_so_far.size, import_kw))
 
     energy_cost = float(
         np.sum(pb.import_price_per_kwh * import_kw - pb.export_price_per_kwh * export_kw) * dt_h
