@@ -117,6 +117,7 @@ class ReusedLp:
         self._peak_slot: list[IntArray] = []  # per grouping, each step slot's peak slot (-1: none)
         self._abs_step: IntArray = np.zeros(0, dtype=np.int64)  # the absolute step each slot holds
         self.rebuilds = 0  # models built (first use, a new horizon length, more groups than slots)
+        self.recoveries = 0  # warm solves that ended without a verdict, solved again in a new model
         self.last_solve_s = 0.0
 
     def _build(self, pb: PlanProblem, slots: int) -> None:
@@ -179,7 +180,7 @@ class ReusedLp:
                     highs.changeCoeff(row, col0 + b, 1.0)
         self._peak_slot[k] = new
 
-    def solve(self, pb: PlanProblem, start_step: int = 0) -> Plan:
+    def solve(self, pb: PlanProblem, start_step: int = 0, _cold: bool = False) -> Plan:
         """Solve `pb` in the kept model. `start_step`: the window's first step counted on a
         fixed clock (e.g. local seconds / step_s); windows that overlap share their steps'
         columns, rows and basis. Always 0 still solves right, with less to reuse."""
@@ -218,6 +219,12 @@ class ReusedLp:
         t0 = time.perf_counter()
         run_status = highs.run()
         self.last_solve_s = time.perf_counter() - t0
+        if highs.getModelStatus() != highspy.HighsModelStatus.kOptimal and not _cold:
+            # A warm start can end without a verdict (HiGHS "Unknown": 4 plans in a year of
+            # 35,040 here); this one plan in a new model, from scratch, as the rebuild path would.
+            self.recoveries += 1
+            self._layout = None
+            return self.solve(pb, start_step, _cold=True)
         status = check_status(highs, run_status)
         col = np.asarray(highs.getSolution().col_value, dtype=np.float64)
         e_at = (start_step + np.arange(n + 1)) % m

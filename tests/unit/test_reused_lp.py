@@ -106,3 +106,21 @@ def test_an_unreachable_final_soc_is_infeasible_in_both(tariff: Tariff) -> None:
     # and the kept model still solves the next feasible window
     ok = _problem(tariff, 1, 8, 0.5)
     assert _same(lp.solve(ok, start_step=1).objective, plan_dispatch(ok).objective)
+
+
+def test_a_warm_solve_without_a_verdict_is_solved_again_from_scratch(tariff: Tariff) -> None:
+    # a year of 15-min plans had 4 warm solves end "Unknown"; here the kept model is made to
+    # stop at once (an iteration limit of 0), which a new model for the same window does not
+    lp = ReusedLp()
+    first = _problem(tariff, 0, 96, 0.5, **PREFERENCES)
+    lp.solve(first, start_step=0)
+    assert lp._highs is not None
+    lp._highs.setOptionValue("simplex_iteration_limit", 0)
+    nxt = _problem(tariff, 1, 96, 0.45, **PREFERENCES)
+    got = lp.solve(nxt, start_step=1)
+    assert lp.recoveries == 1
+    assert _same(got.objective, plan_dispatch(nxt).objective)
+    # and the new model goes on warm
+    again = _problem(tariff, 2, 96, 0.45, **PREFERENCES)
+    assert _same(lp.solve(again, start_step=2).objective, plan_dispatch(again).objective)
+    assert lp.recoveries == 1
