@@ -369,8 +369,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
           f"savings {t['savings']:,.2f} ({t['equivalent_full_cycles']:.1f} cycles; "
           f"peak {t['peak_without_kw']:,.0f} -> {t['peak_with_kw']:,.0f} kW)")
     if pf is not None:
-        print(f"perfect foresight savings {pf['savings']:,.2f}: captured {100 * pf['share_captured']:.1f} % "
-              f"({100 * pf['share_captured_net']:.1f} % net of wear)")
+        print(f"perfect foresight savings {pf['savings']:,.2f}: captured {100 * pf['share_captured_net']:.1f} % "
+              f"net of wear, the bound's own measure ({100 * pf['share_captured']:.1f} % of the bill savings; "
+              f"best month {100 * pf['max_month_share']:.1f} % of its bound)")
     if fin is not None:
         payback = "never" if fin.simple_payback_years is None else f"{fin.simple_payback_years:.1f} y"
         irr = "-" if fin.irr is None else f"{100 * fin.irr:.1f} %"

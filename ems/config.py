@@ -118,6 +118,8 @@ class ArbitrageConfig(Strict):
     replan_soc_deviation: Fraction | None = Field(default=0.05, description="re-plan early when SoC is this far off")
     pv_location: PvLocationConfig | None = Field(
         default=None, description="where the PV is: its forecast then follows the clear sky there (ems/pv_forecast.py)")
+    reuse_lp: bool = Field(default=True, description="keep the LP between solves and update it in place "
+                                                     "(false: build it anew for every plan, the old path)")
 
     @model_validator(mode="after")
     def _step_divides_hour(self) -> ArbitrageConfig:

@@ -20,6 +20,7 @@ billing month only moves forwards.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, tzinfo
 from typing import Any
@@ -93,6 +94,7 @@ class DemandMeter:
         self._energy_ws = 0.0
         self._observed_s = 0.0
         self._day: int | None = None  # the day _hours describes (tariff time, days since 1970-01-01)
+        self.history_kw: dict[MonthKey, float] = {}  # closed billing months' peaks (kW)
         self._hours: list[tuple[MonthKey, int | None]] = []
 
     # --- feeding ---------------------------------------------------------------------------
@@ -122,6 +124,8 @@ class DemandMeter:
         month, self._period = self._label(start_s)
         if self._month is None or month > self._month:
             self.previous = self.peaks()
+            if self.previous is not None:  # a demand ratchet looks back on closed months (in memory)
+                self.history_kw[self.previous.month] = self.previous.peak_w / 1000.0
             self._month, self._peak_w, self._tou_peak_w = month, 0.0, [0.0] * self._n_periods
         self._start_s, self._energy_ws, self._observed_s = start_s, 0.0, 0.0
 
@@ -192,6 +196,10 @@ class DemandMeter:
         other (a later month has none yet, an earlier one is not kept)."""
         peaks = self._month_peaks(key)
         return 0.0 if peaks is None else peaks.peak_w / 1000.0
+
+    def past_peaks_kw(self) -> Mapping[MonthKey, float]:
+        """The peaks of the billing months closed since the meter started (kW)."""
+        return self.history_kw
 
     def tou_peak_kw(self, key: TouKey) -> float:
         """Peak so far in kW of TOU demand period `key[2]` in month `key[:2]` (0 as `peak_kw`)."""

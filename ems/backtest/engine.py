@@ -35,7 +35,7 @@ from ems.model.readings import MeterReading, PcsMode
 from ems.model.snapshot import SiteSnapshot, unit_snapshot
 from ems.period import StepParams, StepState, step
 from ems.planning.builder import BatteryNow, PlanBuilder
-from ems.planning.lp import PlanError, plan_dispatch
+from ems.planning.lp import PlanError
 from ems.planning.runner import PlanningRunner
 from ems.planning.settings import planner_settings
 from ems.plant_read import UnitReader
@@ -74,6 +74,8 @@ class Trace:
     plan_failures: int
     plan_time_s: float
     wall_time_s: float
+    solver_time_s: float = 0.0  # of plan_time_s, HiGHS's own solves
+    request_time_s: float = 0.0  # of plan_time_s, building the requests (forecast, tariff signals)
     microgrid: MicrogridTrace | None = None  # off-grid or weak-grid: gensets, fuel, unserved, curtailed
 
 
@@ -98,7 +100,7 @@ def _planning(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, step_
     if settings.step_s % step_s:
         raise BacktestInputError(f"the planning step ({settings.step_s:g} s) must be a multiple of "
                                  f"the backtest step ({step_s} s)")
-    runner = PlanningRunner(PlanBuilder(tariff, settings), a.planning_interval_s, demand)
+    runner = PlanningRunner(PlanBuilder(tariff, settings), a.planning_interval_s, demand, reuse_lp=a.reuse_lp)
     t0 = (start - _EPOCH).total_seconds()
     if warmup_w is not None:
         for j, w in enumerate(warmup_w):
@@ -149,6 +151,7 @@ def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, st
     last_setpoint_w = 0.0
     battery_now_w = plant.battery_power_w
     plan_time = 0.0
+    request_time = 0.0  # of plan_time: building the requests (forecast, tariff signals)
     report_every = max(1, n // 200)
     step_s_f = float(step_s)
     account = None if params.microgrid is None else MicrogridAccount(params.microgrid,
@@ -163,9 +166,10 @@ def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, st
             if runner.due(t, site_soc):
                 t_plan = time.perf_counter()
                 req = runner.request(local_t, t, BatteryNow(site_soc, total_cap_wh, rated_w, rated_w))
+                request_time += time.perf_counter() - t_plan
                 if req is not None:
                     try:
-                        runner.accept(req, plan_dispatch(req.problem), local_t, t)
+                        runner.accept(req, runner.solve(req), local_t, t)
                     except PlanError as exc:  # the old plan goes stale; arbitrage stands down, as live
                         runner.failed(exc)
                 plan_time += time.perf_counter() - t_plan
@@ -219,6 +223,7 @@ def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, st
         capacity_wh=total_cap_wh, soc_initial=soc_initial,
         plans=0 if runner is None else runner.solves, plan_failures=0 if runner is None else runner.failures,
         plan_time_s=plan_time, wall_time_s=time.perf_counter() - t_wall,
+        solver_time_s=0.0 if runner is None else runner.solver_time_s, request_time_s=request_time,
         microgrid=None if account is None else account.trace(
             np.asarray(load_w, dtype=np.float64), np.zeros(n) if pv_w is None else np.asarray(pv_w, dtype=np.float64),
             state.microgrid.gensets),

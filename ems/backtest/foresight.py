@@ -1,16 +1,24 @@
-"""Perfect foresight: the best dispatch with the load and prices known, one LP per month.
+"""Perfect foresight: the best dispatch with the load and prices known, one LP for the whole run.
 
-The upper bound for what any dispatch of this battery could save: each billing month is
-one LP (`plan_dispatch`) over the actual net load, with the month's demand groups
-starting from zero, the energy tier the month's actual consumption lands in, and SoC
-carried from month to month. Every month must end at least at the SoC the run started
-with, so the optimum does not win by emptying the battery.
+The upper bound for what any dispatch of this battery could save: one LP
+(`plan_dispatch`) over the actual net load of the whole run, with each billing month's
+demand groups (per TOU period, and the flat monthly charge) starting from zero, each
+month's energy and demand at the tier its actual consumption and peak land in, and the
+SoC free from month to month: only the run's end is pinned, at the lower of the SoC it
+started with and the SoC the live run ended with. The live run's dispatch is then one of
+the LP's feasible points (same power, SoC window, reserve and efficiencies as the plant;
+the plant's charge derating above 92 % SoC only narrows it), so no dispatch the plant can
+make beats it, in any month or in total, on what the LP optimises (the bill net of the
+wear cost). Solving month by month with each month ending at the starting SoC, as
+before, let a live month beat its bound (Dec 117 %): the live run could end a month low.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -49,6 +57,10 @@ class Foresight:
     discharged_wh: float
     charged_wh: float
     solve_time_s: float
+    # per billing month, the bound with the month's ends pinned at the live run's SoC (see
+    # `month_bounds`): grid import (all months end to end) and discharged Wh per month
+    month_grid_w: FloatArray | None = None
+    month_discharged_wh: tuple[float, ...] = ()
 
 
 def month_slices(start: datetime, step_s: int, n: int) -> list[slice]:
@@ -60,44 +72,81 @@ def month_slices(start: datetime, step_s: int, n: int) -> list[slice]:
     return [slice(a, b) for a, b in itertools.pairwise(bounds)]
 
 
-def perfect_foresight(tariff: Tariff, start: datetime, step_s: int, net_load_w: FloatArray,
-                      battery: BatteryModel) -> Foresight:
-    t0 = time.perf_counter()
-    n = net_load_w.size
-    grid = np.empty(n)
-    batt = np.empty(n)
-    soc = np.empty(n)
-    soc_now = battery.soc_initial
-    floor = min(max(battery.soc_min, battery.reserve_soc), battery.soc_initial)
-    final = min(max(battery.soc_initial, floor), battery.soc_max)
-    for sl in month_slices(start, step_s, n):
+def year_problem(tariff: Tariff, start: datetime, step_s: int, net_load_w: FloatArray, battery: BatteryModel,
+                 soc_final_min: float | None = None) -> PlanProblem:
+    """The whole run as one LP: each month's prices at the tier its consumption lands in,
+    its demand groups from zero at the tier its peak lands in (the bill's accounting);
+    the groups of all months side by side, the SoC carried freely between them."""
+    prices: list[FloatArray] = []
+    sells: list[FloatArray] = []
+    tou: list[npt.NDArray[np.int64]] = []
+    flat: list[npt.NDArray[np.int64]] = []
+    tou_rates: list[float] = []
+    flat_rates: list[float] = []
+    for sl in month_slices(start, step_s, net_load_w.size):
         load = net_load_w[sl]
-        m_start = start + timedelta(seconds=sl.start * step_s)
-        sig = tariff_signals(tariff, m_start, step_s, load.size,
+        sig = tariff_signals(tariff, start + timedelta(seconds=sl.start * step_s), step_s, load.size,
                              month_kwh=float(np.maximum(load, 0).sum()) * step_s / 3.6e6,
                              reference_peak_kw=float(load.max()) / 1000.0)
-        pb = PlanProblem(
-            step_s=step_s, net_load_w=load,
-            import_price_per_kwh=sig.import_price_per_kwh, export_price_per_kwh=sig.export_price_per_kwh,
-            capacity_wh=battery.capacity_wh, soc_initial=soc_now,
-            max_charge_w=battery.max_charge_w, max_discharge_w=battery.max_discharge_w,
-            soc_min=battery.soc_min, soc_max=battery.soc_max,
-            reserve_soc=max(battery.reserve_soc, battery.soc_min),
-            charge_efficiency=battery.charge_efficiency, discharge_efficiency=battery.discharge_efficiency,
-            wear_cost_per_kwh=battery.wear_cost_per_kwh,
-            demand_charge_per_kw=sig.tou_rates_per_kw.tolist() if sig.tou_keys else 0.0,
-            peak_so_far_kw=0.0, demand_period=sig.tou_group if sig.tou_keys else None,
-            flat_group=sig.flat_group if sig.flat_keys else None,
-            flat_demand_charge_per_kw=sig.flat_rates_per_kw.tolist() if sig.flat_keys else 0.0,
-            allow_export=battery.allow_export, soc_final_min=max(final, 0.0),
-        )
-        plan = plan_dispatch(pb)
-        grid[sl] = plan.grid_w
-        batt[sl] = plan.battery_w
-        soc[sl] = plan.soc[1:]
-        soc_now = float(np.clip(plan.soc[-1], 0.0, 1.0))
-    dt_h = step_s / 3600.0
-    return Foresight(step_s=step_s, grid_w=grid, battery_w=batt, soc=soc,
+        prices.append(sig.import_price_per_kwh)
+        sells.append(sig.export_price_per_kwh)
+        tou.append(np.where(sig.tou_group >= 0, sig.tou_group + len(tou_rates), -1))
+        tou_rates += sig.tou_rates_per_kw.tolist()
+        flat.append(np.where(sig.flat_group >= 0, sig.flat_group + len(flat_rates), -1))
+        flat_rates += sig.flat_rates_per_kw.tolist()
+    floor = min(max(battery.soc_min, battery.reserve_soc), battery.soc_initial)
+    final = min(max(battery.soc_initial, floor), battery.soc_max)
+    if soc_final_min is not None:
+        final = max(min(final, soc_final_min), 0.0)
+    return PlanProblem(
+        step_s=step_s, net_load_w=net_load_w,
+        import_price_per_kwh=np.concatenate(prices), export_price_per_kwh=np.concatenate(sells),
+        capacity_wh=battery.capacity_wh, soc_initial=battery.soc_initial,
+        max_charge_w=battery.max_charge_w, max_discharge_w=battery.max_discharge_w,
+        soc_min=battery.soc_min, soc_max=battery.soc_max,
+        reserve_soc=max(battery.reserve_soc, battery.soc_min),
+        charge_efficiency=battery.charge_efficiency, discharge_efficiency=battery.discharge_efficiency,
+        wear_cost_per_kwh=battery.wear_cost_per_kwh,
+        demand_charge_per_kw=tou_rates or 0.0, peak_so_far_kw=0.0,
+        demand_period=np.concatenate(tou) if tou_rates else None,
+        flat_group=np.concatenate(flat) if flat_rates else None,
+        flat_demand_charge_per_kw=flat_rates or 0.0,
+        allow_export=battery.allow_export, soc_final_min=final,
+    )
+
+
+def perfect_foresight(tariff: Tariff, start: datetime, step_s: int, net_load_w: FloatArray,
+                      battery: BatteryModel, soc_final_min: float | None = None) -> Foresight:
+    """The bound over `net_load_w`; `soc_final_min` (e.g. the live run's final SoC) lowers
+    the end pin below the starting SoC, so a live run that ends lower is still feasible."""
+    t0 = time.perf_counter()
+    plan = plan_dispatch(year_problem(tariff, start, step_s, net_load_w, battery, soc_final_min), presolve=True)
+    batt, dt_h = plan.battery_w, step_s / 3600.0
+    return Foresight(step_s=step_s, grid_w=plan.grid_w, battery_w=batt, soc=plan.soc[1:],
                      discharged_wh=float(np.maximum(batt, 0).sum() * dt_h),
                      charged_wh=float(np.maximum(-batt, 0).sum() * dt_h),
                      solve_time_s=time.perf_counter() - t0)
+
+
+def month_bounds(tariff: Tariff, start: datetime, step_s: int, net_load_w: FloatArray, battery: BatteryModel,
+                 soc_at_edges: Sequence[float]) -> tuple[FloatArray, tuple[float, ...]]:
+    """Each billing month's own bound: its LP starts at the SoC the live run had at the
+    month's start and ends at least at the lower of that and the SoC the live run ended the
+    month with. The live month's dispatch is then feasible in it, so no live month beats
+    its bound. The run's bound (`perfect_foresight`) chooses the SoC at each month's end
+    freely and is at least the sum of these. `soc_at_edges`: the live SoC at each month
+    boundary (months + 1 values). Returns the grid import (months end to end) and the Wh
+    discharged per month."""
+    slices = month_slices(start, step_s, net_load_w.size)
+    if len(soc_at_edges) != len(slices) + 1:
+        raise ValueError(f"{len(soc_at_edges)} SoC values for {len(slices)} months")
+    grid = np.empty(net_load_w.size)
+    discharged = []
+    for i, sl in enumerate(slices):
+        model = dataclasses.replace(battery, soc_initial=float(np.clip(soc_at_edges[i], 0.0, 1.0)))
+        pb = year_problem(tariff, start + timedelta(seconds=sl.start * step_s), step_s, net_load_w[sl], model,
+                          soc_final_min=float(soc_at_edges[i + 1]))
+        plan = plan_dispatch(pb, presolve=True)
+        grid[sl] = plan.grid_w
+        discharged.append(float(np.maximum(plan.battery_w, 0).sum()) * step_s / 3600.0)
+    return grid, tuple(discharged)

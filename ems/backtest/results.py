@@ -33,7 +33,15 @@ class MonthRow:
     discharged_kwh: float
     charged_kwh: float
     equivalent_full_cycles: float
-    foresight_savings: float | None
+    foresight_savings: float | None  # the month's own bound (`month_bounds`), bill savings
+    net_savings: float = 0.0  # savings less the planner's wear cost on the kWh discharged
+    foresight_net_savings: float | None = None  # the month's bound net of the same wear cost: >= net_savings
+
+    @property
+    def share(self) -> float | None:
+        """Net savings / the month's bound net savings (what both optimise): at most 1."""
+        b = self.foresight_net_savings
+        return None if b is None or b <= 0 else self.net_savings / b
 
 
 @dataclass(frozen=True)
@@ -91,20 +99,30 @@ def evaluate(tariff: Tariff, trace: Trace, foresight: Foresight | None, econ: Ec
     without = compute_bill(tariff, trace.load_w / 1000.0, start=trace.start, step_s=step)
     with_b = compute_bill(tariff, trace.grid_w / 1000.0, start=trace.start, step_s=step)
     pf_bill: Bill | None = None
+    month_bill: Bill | None = None
     if foresight is not None:
         pf_bill = compute_bill(tariff, foresight.grid_w / 1000.0, start=trace.start, step_s=foresight.step_s)
+        if foresight.month_grid_w is not None:
+            month_bill = compute_bill(tariff, foresight.month_grid_w / 1000.0, start=trace.start,
+                                      step_s=foresight.step_s)
     slices = month_slices(trace.start, step, trace.grid_w.size)
     dis = _per_month(np.maximum(trace.battery_w, 0.0) * dt_h / 1000.0, slices)
     cha = _per_month(np.maximum(-trace.battery_w, 0.0) * dt_h / 1000.0, slices)
     cap_kwh = trace.capacity_wh / 1000.0
     months = []
     for i, (a, b) in enumerate(zip(without.months, with_b.months, strict=True)):
-        pf = None if pf_bill is None else pf_bill.months[i].total
+        bound = month_bill if month_bill is not None else pf_bill
+        pf = None if bound is None else bound.months[i].total
+        pf_dis_kwh = (foresight.month_discharged_wh[i] / 1000.0
+                      if foresight is not None and foresight.month_discharged_wh else None)
         months.append(MonthRow(
             month=f"{a.year:04d}-{a.month:02d}", bill_without=a.total, bill_with=b.total, savings=a.total - b.total,
             savings_by_component={c: _component(a, c) - _component(b, c) for c in COMPONENTS},
             peak_without_kw=a.peak_kw, peak_with_kw=b.peak_kw, discharged_kwh=dis[i], charged_kwh=cha[i],
             equivalent_full_cycles=dis[i] / cap_kwh, foresight_savings=None if pf is None else a.total - pf,
+            net_savings=a.total - b.total - wear_cost_per_kwh * dis[i],
+            foresight_net_savings=None if pf is None or pf_dis_kwh is None
+            else a.total - pf - wear_cost_per_kwh * pf_dis_kwh,
         ))
     discharged = sum(dis)
     savings = without.total - with_b.total
@@ -127,6 +145,7 @@ def evaluate(tariff: Tariff, trace: Trace, foresight: Foresight | None, econ: Ec
             "discharged_kwh": foresight.discharged_wh / 1000.0,
             "share_captured": savings / pf_save if pf_save > 0 else float("nan"),
             "share_captured_net": (savings - wear) / pf_net if pf_net > 0 else float("nan"),
+            "max_month_share": max((m.share for m in months if m.share is not None), default=float("nan")),
             "solve_time_s": foresight.solve_time_s,
         }
     fin = None

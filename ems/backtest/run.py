@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -13,7 +15,7 @@ from ems.backtest.config import BacktestConfig
 from ems.backtest.engine import Progress, Trace, run_backtest
 from ems.backtest.errors import BacktestInputError
 from ems.backtest.financials import Economics
-from ems.backtest.foresight import BatteryModel, Foresight, perfect_foresight
+from ems.backtest.foresight import BatteryModel, Foresight, month_bounds, month_slices, perfect_foresight
 from ems.backtest.results import Result, evaluate
 from ems.backtest.series import FloatArray, PowerSeries, read_power_csv, resample, window
 from ems.backtest.setup import Setup, setup_of
@@ -126,7 +128,12 @@ def run(cfg: BacktestConfig, opts: BacktestOptions, progress: Progress | None = 
         k = pf_step // step
         m = trace.load_w.size // k
         net = trace.load_w[: m * k].reshape(m, k).mean(axis=1)
-        fs = perfect_foresight(tariff, start, pf_step, net, model)
+        fs = perfect_foresight(tariff, start, pf_step, net, model, soc_final_min=float(trace.soc[-1]))
+        edges = [trace.soc_initial] + [float(trace.soc[sl.stop - 1]) for sl in month_slices(start, step, n)]
+        t0 = time.perf_counter()
+        month_grid, month_dis = month_bounds(tariff, start, pf_step, net, model, edges)
+        fs = dataclasses.replace(fs, month_grid_w=month_grid, month_discharged_wh=month_dis,
+                                 solve_time_s=fs.solve_time_s + time.perf_counter() - t0)
     e = cfg.economics
     econ = None if e is None else Economics(e.capex, e.om_per_year, e.discount_rate, e.lifetime_years,
                                             e.degradation_per_year, e.end_of_life_cost)

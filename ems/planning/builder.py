@@ -8,6 +8,7 @@ for the live loop and the backtest alike.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -34,6 +35,8 @@ class PeaksSoFar(Protocol):
     def peak_kw(self, key: MonthKey) -> float: ...
 
     def tou_peak_kw(self, key: TouKey) -> float: ...
+
+    def past_peaks_kw(self) -> Mapping[MonthKey, float]: ...
 
 
 @dataclass(frozen=True)
@@ -138,9 +141,10 @@ class PlanBuilder:
         month_key = (start_dt.year, start_dt.month)
         mean_kw = float(history.mean()) / 1000.0 if history.size else float(net_w.mean()) / 1000.0
         ref_peak_kw = max(peaks.peak_kw(month_key), float(net_w.max()) / 1000.0)
+        past = peaks.past_peaks_kw() if self.tariff.lookback is not None else None
         sig = tariff_signals(self.tariff, start_dt, s.step_s, n,
                              month_kwh=max(mean_kw, 0.0) * 730.0, reference_peak_kw=ref_peak_kw,
-                             per_day=s.demand_per_day)
+                             per_day=s.demand_per_day, past_peaks_kw=past)
         has_tou = bool(sig.tou_keys)
         has_flat = bool(sig.flat_keys)
         problem = PlanProblem(
@@ -156,7 +160,9 @@ class PlanBuilder:
             demand_period=sig.tou_group if has_tou else None,
             flat_group=sig.flat_group if has_flat else None,
             flat_demand_charge_per_kw=sig.flat_rates_per_kw.tolist() if has_flat else 0.0,
-            flat_peak_so_far_kw=[peaks.peak_kw(k) for k in sig.flat_keys] if has_flat else 0.0,
+            # below the ratchet's floor a lower peak saves nothing: the floor counts as billed already
+            flat_peak_so_far_kw=[max(peaks.peak_kw(k), floor) for k, floor
+                                 in zip(sig.flat_keys, sig.flat_floor_kw, strict=True)] if has_flat else 0.0,
             allow_export=s.allow_export, soc_final_min=self._terminal_soc(battery, n),
             hold_value_per_kwh_h=s.hold_value_per_kwh_h, over_peak_cost_per_kwh=s.over_peak_cost_per_kwh,
             charge_peak_weight=s.charge_peak_weight,
@@ -181,10 +187,10 @@ def plan_view(req: PlanRequest, plan: Plan, now_local_s: float, now_mono_s: floa
         made_at_s=now_mono_s,
         start_s=now_mono_s - (now_local_s - req.start_local_s),
         step_s=req.problem.step_s,
-        soc=tuple(float(x) for x in plan.soc),
-        battery_w=tuple(float(x) for x in plan.battery_w),
-        grid_w=tuple(float(x) for x in plan.grid_w),
-        import_cap_w=tuple(float(x) for x in plan.import_cap_w(req.problem)),
+        soc=tuple(plan.soc.tolist()),  # tolist: Python floats at C speed (a plan every period)
+        battery_w=tuple(plan.battery_w.tolist()),
+        grid_w=tuple(plan.grid_w.tolist()),
+        import_cap_w=tuple(plan.import_cap_w(req.problem).tolist()),
         expected_savings=plan.expected_savings,
     )
 

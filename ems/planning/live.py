@@ -20,7 +20,7 @@ from ems.demand import DemandMeter
 from ems.model.plan import PlanView
 from ems.model.snapshot import SiteSnapshot
 from ems.planning.builder import PlanBuilder, PlanRequest, battery_from_snapshot
-from ems.planning.lp import Plan, plan_dispatch
+from ems.planning.lp import Plan
 from ems.planning.runner import PlanningRunner
 from ems.planning.settings import planner_settings
 from ems.tariff.calendar import local_seconds
@@ -83,7 +83,7 @@ class LivePlanner:
         while True:
             job = await self._jobs.get()
             try:
-                self._result = await asyncio.to_thread(plan_dispatch, job.request.problem)
+                self._result = await asyncio.to_thread(self.runner.solve, job.request)
             except Exception as exc:  # a failed solve leaves arbitrage to go stale, never the loop
                 self._result = exc
             self._solved.set()
@@ -100,4 +100,5 @@ def live_planner(cfg: SiteConfig, tariff: Tariff | None, demand: DemandMeter) ->
     settings = planner_settings(cfg.policies, cfg.grid_connection)
     if a is None or settings is None or tariff is None:
         return None
-    return LivePlanner(PlanningRunner(PlanBuilder(tariff, settings), a.planning_interval_s, demand), demand.zone)
+    runner = PlanningRunner(PlanBuilder(tariff, settings), a.planning_interval_s, demand, reuse_lp=a.reuse_lp)
+    return LivePlanner(runner, demand.zone)

@@ -264,18 +264,18 @@ class Plan:
     status: str
     solve_time_s: float
     flat_peak_kw: FloatArray = field(default_factory=lambda: np.zeros(0))  # per flat group
+    objective: float = float("nan")  # the LP's optimum, preferences (hold value, over-peak) included
 
     def import_cap_w(self, problem: PlanProblem) -> FloatArray:
         """Per step, the highest import the plan allows: the planned peak of the step's
         charged groups (TOU period and flat group); +inf where no demand charge applies."""
         cap_kw = np.full(problem.periods.size, np.inf)
-        for p, rate in enumerate(problem.demand_rates):
-            if rate > 0:
-                cap_kw[problem.periods == p] = self.peak_kw[p]
-        for f, rate in enumerate(problem.flat_rates):
-            if rate > 0:
-                mask = problem.flat_groups == f
-                cap_kw[mask] = np.minimum(cap_kw[mask], self.flat_peak_kw[f])
+        for labels, rates, peaks in ((problem.periods, problem.demand_rates, self.peak_kw),
+                                     (problem.flat_groups, problem.flat_rates, self.flat_peak_kw)):
+            if rates.size:
+                # per group its planned peak where charged, +inf otherwise; label -1 reads the spare +inf
+                by_group = np.append(np.where(rates > 0, peaks, np.inf), np.inf)
+                cap_kw = np.minimum(cap_kw, by_group[labels])
         return cap_kw * 1000.0
 
     @property
@@ -306,13 +306,30 @@ def _demand_groups(problem: PlanProblem) -> list[tuple[IntArray, float, float]]:
     return groups
 
 
+def group_max(labels: IntArray, n_groups: int, values: FloatArray) -> FloatArray:
+    """Per group, the highest of `values` over its steps (-inf for a group without steps;
+    label -1 is no group)."""
+    out = np.full(n_groups + 1, -np.inf)
+    np.maximum.at(out, labels, values)  # label -1 lands in the spare last slot
+    return out[:n_groups]
+
+
 def _demand_cost(problem: PlanProblem, import_kw: FloatArray) -> float:
-    return sum(rate * max(0.0, float(import_kw[steps].max()) - floor)
-               for steps, rate, floor in _demand_groups(problem))
+    """What the import's peaks add to the charged groups' peaks so far (one pass per grouping)."""
+    total = 0.0
+    for labels, rates, floors in ((problem.periods, problem.demand_rates, problem.peaks_so_far),
+                                  (problem.flat_groups, problem.flat_rates, problem.flat_peaks_so_far)):
+        if rates.size:
+            top = group_max(labels, rates.size, import_kw)
+            total += float(np.sum(np.where(np.isfinite(top), rates * np.maximum(top - floors, 0.0), 0.0)))
+    return total
 
 
-def plan_dispatch(problem: PlanProblem) -> Plan:
-    """Solve the dispatch LP; raise `PlanInfeasible` or `PlanSolveError` on failure."""
+def plan_dispatch(problem: PlanProblem, *, presolve: bool = False) -> Plan:
+    """Solve the dispatch LP; raise `PlanInfeasible` or `PlanSolveError` on failure.
+
+    `presolve`: worth it on a long horizon (a year for the perfect-foresight bound), not
+    on a planner's day."""
     pb = problem
     n = pb.net_load_w.size
     dt_h = pb.step_s / 3600.0
@@ -418,12 +435,22 @@ def plan_dispatch(problem: PlanProblem) -> Plan:
     highs.setOptionValue("output_flag", False)
     # These LPs are small (~500 columns) and solved every few minutes: presolve costs more
     # than it saves (measured 4.6 -> 2.7 ms a solve, same optima).
-    highs.setOptionValue("presolve", "off")
-    t0 = time.perf_counter()
+    highs.setOptionValue("presolve", "on" if presolve else "off")
+    highs.setOptionValue("threads", 1)  # as the reused LP: a thread pool only adds waits at this size
     if highs.passModel(lp) == highspy.HighsStatus.kError:
         raise PlanSolveError("HiGHS rejected the model")
+    t0 = time.perf_counter()  # HiGHS's own solve, what the reused LP is compared with
     run_status = highs.run()
     solve_time = time.perf_counter() - t0
+    status = check_status(highs, run_status)
+
+    col = np.asarray(highs.getSolution().col_value, dtype=np.float64)
+    return plan_from_columns(pb, col, highs.modelStatusToString(status), solve_time,
+                             highs.getInfo().objective_function_value)
+
+
+def check_status(highs: highspy.Highs, run_status: highspy.HighsStatus) -> highspy.HighsModelStatus:
+    """The model status of a finished run, or the error that says why there is no plan."""
     status = highs.getModelStatus()
     if status in (highspy.HighsModelStatus.kInfeasible,):
         raise PlanInfeasible("no dispatch meets the constraints (import limit, SoC, terminal)")
@@ -431,21 +458,25 @@ def plan_dispatch(problem: PlanProblem) -> Plan:
         raise PlanInfeasible("the problem is infeasible or unbounded")
     if run_status == highspy.HighsStatus.kError or status != highspy.HighsModelStatus.kOptimal:
         raise PlanSolveError(f"HiGHS stopped with {highs.modelStatusToString(status)}")
+    return status
 
-    col = np.asarray(highs.getSolution().col_value, dtype=np.float64)
+
+def plan_from_columns(pb: PlanProblem, col: FloatArray, status: str, solve_time: float,
+                      objective: float = float("nan")) -> Plan:
+    """The plan from a solution whose first columns are c, d, g, x (n each) and e (n + 1),
+    the layout both the rebuilt and the reused LP keep."""
+    n = pb.net_load_w.size
+    dt_h = pb.step_s / 3600.0
+    cap_kwh = pb.capacity_wh / 1000.0
+    c0, d0, g0, x0, e0 = 0, n, 2 * n, 3 * n, 4 * n
     charge_kw = np.clip(col[c0 : c0 + n], 0.0, None)
     discharge_kw = np.clip(col[d0 : d0 + n], 0.0, None)
     import_kw = np.clip(col[g0 : g0 + n], 0.0, None)
     export_kw = np.clip(col[x0 : x0 + n], 0.0, None)
     energy_kwh = col[e0 : e0 + n + 1]
     # planned peak per period: the peak so far, or what the plan imports at most in it
-    peak_kw = pb.peaks_so_far.copy()
-    flat_peak_kw = pb.flat_peaks_so_far.copy()
-    for labels, peaks in ((pb.periods, peak_kw), (pb.flat_groups, flat_peak_kw)):
-        for p in range(peaks.size):
-            steps = labels == p
-            if np.any(steps):
-                peaks[p] = max(peaks[p], float(import_kw[steps].max()))
+    peak_kw = np.maximum(pb.peaks_so_far, group_max(pb.periods, pb.peaks_so_far.size, import_kw))
+    flat_peak_kw = np.maximum(pb.flat_peaks_so_far, group_max(pb.flat_groups, pb.flat_peaks_so_far.size, import_kw))
 
     energy_cost = float(
         np.sum(pb.import_price_per_kwh * import_kw - pb.export_price_per_kwh * export_kw) * dt_h
@@ -464,7 +495,8 @@ def plan_dispatch(problem: PlanProblem) -> Plan:
         demand_cost=demand_cost,
         wear_cost=wear_cost,
         cost_without_battery=cost_without_battery(pb),
-        status=highs.modelStatusToString(status),
+        status=status,
         solve_time_s=solve_time,
         flat_peak_kw=flat_peak_kw,
+        objective=objective,
     )

@@ -14,7 +14,8 @@ import numpy as np
 
 from ems.model.plan import PlanView
 from ems.planning.builder import BatteryNow, PeaksSoFar, PlanBuilder, PlanRequest, plan_view
-from ems.planning.lp import Plan, PlanError
+from ems.planning.lp import Plan, PlanError, plan_dispatch
+from ems.planning.reused_lp import ReusedLp
 from ems.tariff.calendar import local_datetime
 
 
@@ -36,8 +37,10 @@ def replan_due(view: PlanView | None, now_s: float, soc: float, last_s: float | 
 
 
 class PlanningRunner:
-    def __init__(self, builder: PlanBuilder, interval_s: float, peaks: PeaksSoFar) -> None:
+    def __init__(self, builder: PlanBuilder, interval_s: float, peaks: PeaksSoFar, reuse_lp: bool = True) -> None:
         self.builder = builder
+        self.lp = ReusedLp() if reuse_lp else None  # None: every plan's LP built anew
+        self.solver_time_s = 0.0  # HiGHS's own solve time, summed over the solves
         self.peaks = peaks  # the site's demand meter: this month's peaks so far
         self.interval_s = interval_s
         self.last_started_s: float | None = None
@@ -66,6 +69,17 @@ class PlanningRunner:
         except PlanError as exc:
             self.failed(exc)
             return None
+
+    def solve(self, req: PlanRequest) -> Plan:
+        """The plan for `req`: in the kept LP, moved on to the request's window (its steps
+        counted on the local clock, so overlapping windows share their columns), or in an LP
+        built for it. One solve at a time (the live planner has one worker)."""
+        if self.lp is None:
+            plan = plan_dispatch(req.problem)
+        else:
+            plan = self.lp.solve(req.problem, start_step=round(req.start_local_s / req.problem.step_s))
+        self.solver_time_s += plan.solve_time_s
+        return plan
 
     def accept(self, req: PlanRequest, plan: Plan, local_s: float, now_s: float) -> PlanView:
         self.solves += 1

@@ -7,7 +7,7 @@ independent reference for the arithmetic (tests/crosscheck/test_bill_vs_sam.py).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 
@@ -59,6 +59,7 @@ class MonthlyBill:
     minimum: float
     true_up_credit: float
     nm_surplus_kwh: float
+    ratchet_kw: float = 0.0  # the demand ratchet's floor; the flat charge bills max(peak_kw, this)
 
     @property
     def energy(self) -> float:
@@ -136,6 +137,7 @@ def compute_bill(
     step_s: int | None = None,
     timestamps: npt.ArrayLike | None = None,
     zone: tzinfo | None = None,
+    demand_history_kw: Mapping[tuple[int, int], float] | None = None,
 ) -> Bill:
     """Bill ``grid_power_kw`` (average kW per step; > 0 import, < 0 export) under ``tariff``.
 
@@ -147,6 +149,11 @@ def compute_bill(
     that spring skips not at all, as a utility's meter sees it.
     Billing months are the calendar months the series touches; partial months are billed
     without proration.
+
+    A demand ratchet (``tariff.lookback``) looks back on monthly peaks: the series' own, and
+    before it ``demand_history_kw`` ((year, month) -> peak kW). Without that history a series
+    of exactly 12 months is taken as a year that repeats (NREL REopt's convention: January
+    looks back on the same series' December); otherwise months before the series count as 0.
     """
     power = np.asarray(grid_power_kw, dtype=np.float64)
     if power.ndim != 1 or power.size == 0:
@@ -180,7 +187,7 @@ def compute_bill(
         if sell is not None:
             export_credit = export_credit + _sum_by(span.month_idx, e_export * sell, n_months)
 
-    peak_kw, tou_peak_kw, demand_tou, demand_flat = _demand(tariff, span, power)
+    peak_kw, tou_peak_kw, demand_tou, demand_flat, ratchet = _demand(tariff, span, power, demand_history_kw)
     true_up = _true_up_credit(tariff, span, import_kwh - export_kwh)
 
     fixed = np.full(n_months, tariff.fixed_monthly)
@@ -206,6 +213,7 @@ def compute_bill(
                 minimum=float(minimum[i]),
                 true_up_credit=float(true_up[i]),
                 nm_surplus_kwh=float(nm_surplus[i]),
+                ratchet_kw=float(ratchet[i]),
             )
         )
     return Bill(months=tuple(months))
@@ -410,9 +418,10 @@ def _align_prices(prices: PriceSeries, span: _Span) -> tuple[FloatArray, FloatAr
 
 
 def _demand(
-    tariff: Tariff, span: _Span, power_kw: FloatArray
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-    """Peaks and charges per month: (flat peak, TOU peaks [month, period], TOU, flat charge).
+    tariff: Tariff, span: _Span, power_kw: FloatArray, history_kw: Mapping[tuple[int, int], float] | None = None,
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Peaks and charges per month: (flat peak, TOU peaks [month, period], TOU, flat charge,
+    the ratchet's floor on the flat demand).
 
     The demand measure is the average import over clock-aligned intervals of
     ``demand_interval_s`` (partial intervals at the ends average what is there); with a
@@ -452,12 +461,47 @@ def _demand(
     else:
         tou_peak = np.zeros((n_months, 0))
 
+    ratchet = ratchet_floors_kw(tariff, span.month_keys, peak, history_kw)
     demand_flat = np.zeros(n_months)
     if tariff.flat_demand_periods:
         for i, key in enumerate(span.month_keys):
             structure = tariff.flat_demand_periods[tariff.flat_demand_months[int(key) % 12]]
-            demand_flat[i] = _demand_charge(float(peak[i]), structure)
-    return peak, tou_peak, demand_tou, demand_flat
+            demand_flat[i] = _demand_charge(max(float(peak[i]), float(ratchet[i])), structure)
+    return peak, tou_peak, demand_tou, demand_flat, ratchet
+
+
+def ratchet_floors_kw(tariff: Tariff, month_keys: IntArray, peak_kw: FloatArray,
+                      history_kw: Mapping[tuple[int, int], float] | None = None) -> FloatArray:
+    """Per month (months since 1970-01), the ratchet's floor on the billed flat demand: the
+    lookback percent of the highest peak looked back on (0 without a ratchet). Peaks come
+    from `peak_kw` (one per month key), then `history_kw`; see `compute_bill` for 12 months
+    without history."""
+    lb = tariff.lookback
+    floors = np.zeros(month_keys.size)
+    if lb is None:
+        return floors
+    known = {int(k): float(p) for k, p in zip(month_keys, peak_kw, strict=True)}
+    history = {(y - 1970) * 12 + m - 1: float(p) for (y, m), p in (history_kw or {}).items()}
+    keys = [int(k) for k in month_keys]
+    cyclic = history_kw is None and len(keys) == 12 and keys == list(range(keys[0], keys[0] + 12))
+
+    def peak_of(key: int) -> float:
+        if key in known:
+            return known[key]
+        if key in history:
+            return history[key]
+        if cyclic:  # the same month of the repeating year
+            return known.get(keys[0] + (key - keys[0]) % 12, 0.0)
+        return 0.0
+
+    for i, key in enumerate(keys):
+        if lb.range_months > 0:
+            looked = [peak_of(key - j) for j in range(1, lb.range_months + 1)]
+        else:  # the flagged months of the calendar year
+            first = key - key % 12
+            looked = [peak_of(first + m) for m in range(12) if lb.months[m]]
+        floors[i] = lb.percent * max(looked, default=0.0)
+    return floors
 
 
 # --- fixed, minimum, true-up -------------------------------------------------------------

@@ -9,6 +9,7 @@ the same billing month and period.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 
@@ -132,10 +133,18 @@ def calendar(start: datetime | np.datetime64, step_s: float, n_steps: int) -> Ca
 # --- schedules -----------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=64)
+def _schedule_array(schedule: Schedule) -> IntArray:
+    """A 12x24 schedule as an array, once per schedule (a planner asks every period)."""
+    out = np.asarray(schedule, dtype=np.int64)
+    out.setflags(write=False)
+    return out
+
+
 def period_at(weekday: Schedule, weekend: Schedule, cal: Calendar) -> IntArray:
     """Period index per instant from 12x24 [month][hour] weekday/weekend schedules."""
-    wd = np.asarray(weekday, dtype=np.int64)
-    we = np.asarray(weekend, dtype=np.int64)
+    wd = _schedule_array(weekday)
+    we = _schedule_array(weekend)
     return np.where(cal.weekend, we[cal.month - 1, cal.hour], wd[cal.month - 1, cal.hour])
 
 

@@ -160,6 +160,28 @@ class PriceSeries(BaseModel):
 _ZERO_SCHEDULE: Schedule = tuple(tuple(0 for _ in range(24)) for _ in range(12))
 
 
+class DemandLookback(BaseModel):
+    """A demand ratchet (URDB lookbackPercent, lookbackRange, lookbackMonths): a month's
+    billed flat demand is at least `percent` of the highest monthly peak looked back on.
+
+    With `range_months` > 0 that is the peaks of the `range_months` months before it; with
+    0, the peaks of the calendar year's months flagged in `months` (NREL REopt's reading of
+    lookbackMonths: the months whose peaks set the ratchet, applied in every month)."""
+
+    model_config = _FROZEN
+
+    percent: float = Field(gt=0, le=1)
+    range_months: int = Field(default=0, ge=0, le=36)
+    months: tuple[bool, ...] = (True,) * 12
+
+    @field_validator("months")
+    @classmethod
+    def _twelve(cls, value: tuple[bool, ...]) -> tuple[bool, ...]:
+        if len(value) != 12:
+            raise ValueError("months must be 12 flags (January first)")
+        return value
+
+
 class Tariff(BaseModel):
     """A complete tariff. Every charge is optional; an empty tariff bills zero."""
 
@@ -183,6 +205,7 @@ class Tariff(BaseModel):
     demand_weekend_schedule: Schedule = _ZERO_SCHEDULE
     flat_demand_periods: tuple[DemandPeriod, ...] = ()
     flat_demand_months: tuple[int, ...] = (0,) * 12
+    lookback: DemandLookback | None = None  # a ratchet on the flat demand (see DemandLookback)
     # fixed and minimum
     fixed_monthly: float = 0.0
     minimum_monthly: float = Field(default=0.0, ge=0)

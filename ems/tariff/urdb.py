@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ems.tariff.model import (
+    DemandLookback,
     DemandPeriod,
     DemandTier,
     EnergyPeriod,
@@ -39,9 +40,6 @@ _UNSUPPORTED = {
     "coincidentratestructure": "coincident demand charges",
     "coincidentrateschedule": "coincident demand charges",
     "coincidentrateunit": "coincident demand charges",
-    "lookbackpercent": "demand ratchet (lookbackpercent)",
-    "lookbackrange": "demand ratchet (lookbackrange)",
-    "lookbackmonths": "demand ratchet (lookbackmonths)",
     "demandratchetpercentage": "demand ratchet (demandratchetpercentage)",
     "demandreactivepowercharge": "reactive power charge",
     "fueladjustmentsmonthly": "monthly fuel adjustments",
@@ -226,7 +224,39 @@ def _demand(data: Mapping[str, Any]) -> dict[str, Any]:
             raise TariffFormatError("flatdemandmonths: period indices must be integers") from exc
     elif "flatdemandmonths" in data:
         raise TariffFormatError("flatdemandmonths given without flatdemandstructure")
+    lookback = _lookback(data)
+    if lookback is not None:
+        out["lookback"] = lookback
     return out
+
+
+def _lookback(data: Mapping[str, Any]) -> DemandLookback | None:
+    """The ratchet of lookbackpercent (a fraction, 0.35 = 35 %), lookbackrange (months) and
+    lookbackmonths (12 flags); None without a percent. A range or months without a percent
+    bill nothing and are refused rather than ignored."""
+    percent = data.get("lookbackpercent")
+    if not _present(percent):
+        for key in ("lookbackrange", "lookbackmonths"):
+            if _present(data.get(key)) and data.get(key) != [0] * 12 and data.get(key) != [False] * 12:
+                raise TariffFormatError(f"{key} given without lookbackpercent")
+        return None
+    value = _number(data, "lookbackpercent", "rate")
+    if not 0 < value <= 1:
+        raise TariffFormatError(f"lookbackpercent: expected a fraction in (0, 1], got {value!r}")
+    span = data.get("lookbackrange") or 0
+    if isinstance(span, bool) or not isinstance(span, int | float) or span < 0 or span != int(span) or span > 36:
+        raise TariffFormatError(f"lookbackrange: expected whole months 0..36, got {span!r}")
+    months = data.get("lookbackmonths")
+    flags: tuple[bool, ...]
+    if months in (None, []):
+        flags = (True,) * 12
+    elif not isinstance(months, list) or len(months) != 12 or any(m not in (0, 1, True, False) for m in months):
+        raise TariffFormatError("lookbackmonths: expected 12 flags (true/false or 1/0)")
+    else:
+        flags = tuple(bool(m) for m in months)
+    if int(span) == 0 and not any(flags):
+        raise TariffFormatError("lookbackmonths: no month flagged and no lookbackrange")
+    return DemandLookback(percent=value, range_months=int(span), months=flags)
 
 
 def _per_month(amount: float, units: object, field: str) -> float:

@@ -126,7 +126,6 @@ def test_net_billing_rule_maps() -> None:
     ("extra", "feature"),
     [
         ({"coincidentratestructure": [[{"rate": 3.0}]]}, "coincident"),
-        ({"lookbackpercent": 0.8, "lookbackrange": 11}, "ratchet"),
         ({"demandratchetpercentage": [0.5] * 12}, "ratchet"),
         ({"demandunit": "kVA"}, "kVA"),
         ({"flatdemandunit": "hp"}, "hp"),

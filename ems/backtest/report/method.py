@@ -45,9 +45,10 @@ def method_box(s: Setup, tariff: Tariff, run: Mapping[str, Any], start: datetime
                  f"charges are on the {duration(tariff.demand_interval_s)} average.")
     if s.foresight_step_s is not None:
         items.append(f"<b>Perfect foresight.</b> The most any dispatch of this battery could save knowing each "
-                     f"month's load in advance: one optimisation per billing month at {duration(s.foresight_step_s)}, "
-                     f"with the same limits. No real controller reaches it; the share captured says how close "
-                     f"this one came.")
+                     f"load in advance: one optimisation over the whole run at {duration(s.foresight_step_s)}, "
+                     f"with the same limits, each month billed as the bill engine bills it and the charge "
+                     f"carried freely from month to month. No real controller reaches it; the share captured "
+                     f"says how close this one came.")
     money = f"in {cur.code}, the tariff's currency" if cur.code else "in the tariff's units (it names no currency)"
     items.append(f"<b>Money</b> is {money}. Battery wear is priced at {number(s.wear_cost_per_kwh, 3)} "
                  f"{cur.per('kWh')} discharged in the plan only, not in the bills.")

@@ -75,8 +75,10 @@ def _key_results(bt: Backtest, cur: Currency) -> str:
              f"from {number(t['peak_without_kw'] * unit.per_kw, digits)} {unit.name} "
              f"({percent(-cut / t['peak_without_kw'])})"
              if t["peak_without_kw"] > 0 else ""),
-        _kpi("Share of perfect foresight captured", "\u2013" if pf is None else percent(pf["share_captured"]),
-             "not computed in this run" if pf is None else f"bound {cur.money(pf['savings'])}"),
+        _kpi("Share of perfect foresight captured", "\u2013" if pf is None else percent(pf["share_captured_net"]),
+             "not computed in this run" if pf is None
+             else f"net of wear; bound {cur.money(pf['net_savings'])}, bill savings alone "
+                  f"{percent(pf['share_captured'])}"),
         _kpi("Battery throughput", f"{number(t['discharged_kwh'])} kWh",
              f"{number(t['equivalent_full_cycles'], 1)} equivalent full cycles"),
     ]
@@ -123,8 +125,9 @@ def html_report(bt: Backtest) -> str:
         else "<h3>Savings</h3>", savings_chart(months, cur),
         monthly_table(months, cur),
         "<p class=note>Peaks are the billed 15-minute demand; the totals row gives the highest month's. "
-        "Perfect foresight bounds the whole run; a single month can exceed it, because each month's "
-        "optimisation must end as charged as it began and the live run need not.</p>",
+        "Each month's bound starts and ends as charged as the live run was at the month's ends, so no month "
+        "can exceed it on what both optimise, the bill net of the planner's wear cost; the run's own bound "
+        "(the key results) also chooses the charge at each month's end and is at least their sum.</p>",
         "<h3>Peak demand</h3>", peaks_chart(months),
         "<h3>Savings by bill component</h3>", components_chart(months, cur), components_table(months, cur),
         f"<p class=note>{hidden_note}Energy-charge savings are negative where the battery's losses cost more than "

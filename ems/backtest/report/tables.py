@@ -43,19 +43,22 @@ def monthly_table(months: Sequence[MonthRow], currency: Currency) -> str:
     cur = currency.unit
     columns = [Column("Month", numeric=False), Column(f"Bill without battery ({cur})"),
                Column(f"Bill with battery ({cur})"), Column(f"Savings ({cur})"),
-               Column(f"Perfect-foresight savings ({cur})"), Column("Share of the bound captured"),
+               Column(f"Perfect-foresight savings ({cur})"), Column("Share of the bound captured, net of wear"),
                Column("Peak without battery (kW)"), Column("Peak with battery (kW)"), Column("Peak reduction (kW)"),
                Column("Discharged (kWh)"), Column("Equivalent full cycles")]
     rows = [[month_label(m.month), number(m.bill_without), number(m.bill_with), number(m.savings),
-             number(m.foresight_savings), _share(m.savings, m.foresight_savings), number(m.peak_without_kw),
+             number(m.foresight_savings), "\u2013" if m.share is None else percent(m.share), number(m.peak_without_kw),
              number(m.peak_with_kw), number(m.peak_without_kw - m.peak_with_kw), number(m.discharged_kwh),
              number(m.equivalent_full_cycles, 1)] for m in months]
     pf = [m.foresight_savings for m in months]
     pf_total = None if any(p is None for p in pf) else sum(p for p in pf if p is not None)
+    pf_net = [m.foresight_net_savings for m in months]
+    pf_net_total = None if any(p is None for p in pf_net) else sum(p for p in pf_net if p is not None)
     saved = sum(m.savings for m in months)
     peak_without, peak_with = max(m.peak_without_kw for m in months), max(m.peak_with_kw for m in months)
     total = ["Total", number(sum(m.bill_without for m in months)), number(sum(m.bill_with for m in months)),
-             number(saved), number(pf_total), _share(saved, pf_total), number(peak_without), number(peak_with),
+             number(saved), number(pf_total), _share(sum(m.net_savings for m in months), pf_net_total),
+             number(peak_without), number(peak_with),
              number(peak_without - peak_with), number(sum(m.discharged_kwh for m in months)),
              number(sum(m.equivalent_full_cycles for m in months), 1)]
     return table(columns, rows, total)
