@@ -146,11 +146,35 @@ class SmoothingConfig(Strict):
                          "lever: burns what the battery cannot absorb of a drop; costs its energy")
 
 
+class DemandResponseConfig(Strict):
+    """Demand response (policies/demand_response.py, docs/demand-response.md): events hold
+    grid import at or under a target; the battery first, then GPU racks by flex tier."""
+
+    enabled: bool = True
+    flex_tiers: dict[str, int] = Field(
+        default_factory=dict, description="row -> flex tier 0-4 (0 never throttled, 1 up to 10 % of its "
+        "throughput, 2 up to 25 %, 3 up to 50 %, 4 may pause)")
+    default_flex_tier: int = Field(default=0, ge=0, le=4, description="the tier of rows flex_tiers does not name")
+    precharge_s: float = Field(default=3600.0, ge=0, le=MAX_S, description="charge for an event this long before it")
+    precharge_soc: Fraction = Field(default=0.95, description="the SoC the pre-charge aims for")
+    margin_fraction: float = Field(default=0.03, ge=0, le=0.5, description="aim this share under the target")
+    baseline_s: float = Field(default=900.0, gt=0, le=MAX_S,
+                              description="the site's own baseline: its import averaged over this before an event")
+
+    @model_validator(mode="after")
+    def _tiers_in_range(self) -> DemandResponseConfig:
+        bad = {row: t for row, t in self.flex_tiers.items() if not 0 <= t <= 4}
+        if bad:
+            raise ValueError(f"flex_tiers must be 0-4: {bad}")
+        return self
+
+
 class PoliciesConfig(Strict):
     battery: BatteryLimitsConfig = BatteryLimitsConfig()
     peak_shaving: PeakShavingConfig | None = None
     arbitrage: ArbitrageConfig | None = None
     smoothing: SmoothingConfig | None = None
+    demand_response: DemandResponseConfig | None = None
 
     @model_validator(mode="after")
     def _reserve_within_window(self) -> PoliciesConfig:
@@ -353,6 +377,9 @@ class SiteConfig(SiteDevices):
             unknown = set(self.failover.shed_order) - set(self.racks.row_ids())
             if unknown:
                 raise ValueError(f"failover.shed_order names unknown rows: {sorted(unknown)}")
+        dr = self.policies.demand_response
+        if dr is not None and (unknown := set(dr.flex_tiers) - set(self.racks.row_ids())):
+            raise ValueError(f"policies.demand_response.flex_tiers names unknown rows: {sorted(unknown)}")
         sm = self.policies.smoothing
         if sm is not None and sm.filler and self.filler is None:
             raise ValueError("policies.smoothing.filler needs a filler device (the site file's `filler` section)")

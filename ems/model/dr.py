@@ -1,0 +1,36 @@
+"""A demand-response event as the period step sees it: a window and what import it asks for.
+
+Whoever brought it (an OpenADR VTN, the site's aggregator over MQTT, an operator over
+HTTP, a backtest's CSV) it becomes this one value; the step (ems/period.py) turns it into
+constraints. Times are the site's wall clock (epoch seconds), as the programs state them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class DrEvent:
+    event_id: str
+    start_s: float  # wall clock, epoch seconds
+    end_s: float
+    target_import_w: float | None = None  # hold grid import at or under this ...
+    reduction_w: float | None = None  # ... or this much under the baseline
+    baseline_w: float | None = None  # the program's baseline; None: the site's own import before the event
+    price_per_kwh: float = 0.0  # what the program pays per kWh shifted below the baseline
+    price_per_kw: float = 0.0  # and per kW of average reduction over the window
+    source: str = "operator"  # openadr, mqtt, operator, backtest
+
+    def __post_init__(self) -> None:
+        if (self.target_import_w is None) == (self.reduction_w is None):
+            raise ValueError("a demand-response event needs exactly one of target_import_w and reduction_w")
+        if not self.end_s > self.start_s:
+            raise ValueError("a demand-response event must end after it starts")
+
+    def target_w(self, baseline_w: float) -> float:
+        """The import target, given the baseline in force."""
+        if self.target_import_w is not None:
+            return self.target_import_w
+        assert self.reduction_w is not None
+        return baseline_w - self.reduction_w
