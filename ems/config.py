@@ -146,6 +146,24 @@ class SmoothingConfig(Strict):
                          "lever: burns what the battery cannot absorb of a drop; costs its energy")
 
 
+class OpenAdrConfig(Strict):
+    """An OpenADR 2.0b VEN (ems/openadr_ven.py) polling the program's VTN."""
+
+    vtn_url: str = Field(pattern=r"^https?://[^\s]+$", description="the VTN's base URL (…/OpenADR2/Simple/2.0b)")
+    ven_name: str = Field(min_length=1, max_length=200)
+    ven_id: str | None = Field(default=None, max_length=200, description="default: the one the VTN assigns")
+    opt_in: bool = Field(default=True, description="opt in to events the site can act on (false: opt out of all)")
+    simple_levels: dict[int, Fraction] = Field(
+        default_factory=lambda: {1: 0.10, 2: 0.25, 3: 0.50},
+        description="SIMPLE signal level -> share of the baseline to cut (level 0: normal operation)")
+    power_scale_w: float = Field(default=1000.0, gt=0, description="W per unit of a power payload without a unit")
+    report_every_s: float = Field(default=10.0, ge=1, le=3600, description="telemetry offered at this rate")
+    cert: Path | None = Field(default=None, description="PEM certificate to sign messages (none: unsigned)")
+    key: Path | None = None
+    vtn_fingerprint: str | None = None
+    ca_file: Path | None = None
+
+
 class DemandResponseConfig(Strict):
     """Demand response (policies/demand_response.py, docs/demand-response.md): events hold
     grid import at or under a target; the battery first, then GPU racks by flex tier."""
@@ -160,6 +178,7 @@ class DemandResponseConfig(Strict):
     margin_fraction: float = Field(default=0.03, ge=0, le=0.5, description="aim this share under the target")
     baseline_s: float = Field(default=900.0, gt=0, le=MAX_S,
                               description="the site's own baseline: its import averaged over this before an event")
+    openadr: OpenAdrConfig | None = None
 
     @model_validator(mode="after")
     def _tiers_in_range(self) -> DemandResponseConfig:

@@ -306,3 +306,10 @@ def book(snap: SiteSnapshot, p: DrParams, state: DrState, battery_w: float) -> D
         t, duration_s=t.duration_s + dt, import_wh=t.import_wh + grid_w * dt / 3600.0,
         battery_wh=t.battery_wh + max(battery_w, 0.0) * dt / 3600.0, throttled_wh=throttled, tier_wh=tier_wh,
         minutes=minutes, minutes_at_target=at, minute_wh=minute_wh, minute_s=minute_s, seconds_to_target=first))
+
+
+def flexibility_w(racks: RacksReading, p: DrParams, battery_room_w: float) -> float:
+    """What the site could take off its import now: the battery's room and the racks' flex
+    tiers' share of what they draw (reported to the program, e.g. over OpenADR)."""
+    tiers = tier_of_racks(racks, p)
+    return battery_room_w + float((racks.conservative_power_w() * np.array(TIER_MAX_CUT)[tiers]).sum())

@@ -145,7 +145,7 @@ def test_a_reduction_is_from_the_sites_own_baseline() -> None:
 
 
 def test_an_event_needs_one_target() -> None:
-    with pytest.raises(ValueError, match="exactly one"):
+    with pytest.raises(ValueError, match="exactly one of"):
         DrEvent("x", 0, 10)
     with pytest.raises(ValueError, match="end after"):
         DrEvent("x", 10, 10, target_import_w=1.0)
