@@ -8,6 +8,7 @@ simulator (ems/topology.py); the `simulation:` section is the simulator's alone
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -164,6 +165,35 @@ class OpenAdrConfig(Strict):
     ca_file: Path | None = None
 
 
+class LoadTargetConfig(Strict):
+    """The load-target channel (ems/load_target.py): `grid.loadtarget.set` requests over MQTT
+    (`PREFIX/grid/loadtarget/set`) and the operator API, following DSX Flex."""
+
+    mqtt: bool = Field(default=True, description="take requests on PREFIX/grid/loadtarget/set")
+    secret_env: str | None = Field(default=None, description="env variable holding the JWS HS256 shared secret; "
+                                   "with a secret every request's data must be signed")
+    secret_file: Path | None = None
+    max_age_s: float = Field(default=300.0, gt=0, le=86400, description="refuse a request whose time is further off")
+    status_every_s: float = Field(default=10.0, ge=1, le=3600, description="status while an event runs")
+
+    def secret(self) -> bytes | None:
+        """The shared secret, read now (a missing one is a ConfigError naming the field)."""
+        if self.secret_env is not None:
+            value = os.environ.get(self.secret_env, "")
+            if not value:
+                raise ConfigError(f"policies.demand_response.load_target.secret_env: {self.secret_env} is not set")
+            return value.encode()
+        if self.secret_file is not None:
+            try:
+                text = self.secret_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"policies.demand_response.load_target.secret_file: {exc.strerror}") from None
+            if not text:
+                raise ConfigError("policies.demand_response.load_target.secret_file: empty")
+            return text.encode()
+        return None
+
+
 class DemandResponseConfig(Strict):
     """Demand response (policies/demand_response.py, docs/demand-response.md): events hold
     grid import at or under a target; the battery first, then GPU racks by flex tier."""
@@ -179,6 +209,7 @@ class DemandResponseConfig(Strict):
     baseline_s: float = Field(default=900.0, gt=0, le=MAX_S,
                               description="the site's own baseline: its import averaged over this before an event")
     openadr: OpenAdrConfig | None = None
+    load_target: LoadTargetConfig | None = None
 
     @model_validator(mode="after")
     def _tiers_in_range(self) -> DemandResponseConfig:

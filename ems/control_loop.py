@@ -44,6 +44,8 @@ from ems.gather import SiteReader
 from ems.genset_commands import command as genset_command
 from ems.gpu_lever import gpu_lever
 from ems.job_ramps import job_ramps
+from ems.load_target import LoadTargetDecoder
+from ems.load_target_mqtt import LoadTargetChannel
 from ems.model.errors import ConfigError
 from ems.model.racks import SmoothingProfile
 from ems.model.readings import GensetState
@@ -155,6 +157,14 @@ class Controller:
         if dr is not None and dr.enabled and dr.openadr is not None:
             self.ven = OpenAdrVen(dr.openadr, self.dr, self.published, self.controls.step_params.dr)
             self.side_tasks.append(("openadr", self.ven.run))
+        lt = None if dr is None or not dr.enabled else dr.load_target
+        # one decoder for MQTT and the operator API: a request replayed on the other is refused too
+        self.load_targets = None if lt is None else LoadTargetDecoder(lt.secret(), lt.max_age_s)
+        self.load_target_channel: LoadTargetChannel | None = None
+        if lt is not None and lt.mqtt and self.load_targets is not None:
+            self.load_target_channel = LoadTargetChannel(self.load_targets, self.dr, clock, self.mqtt, self.published,
+                                                         cfg.site, cfg.mqtt.topic_prefix, lt.status_every_s)
+            self.side_tasks.append(("load_target", self.load_target_channel.run))
 
     @property
     def last(self) -> PeriodResult | None:

@@ -53,6 +53,9 @@ class DrBook:
             self.opted_out.discard(eid)
         due = [e for e in self.events.values()
                if e.event_id not in self.opted_out and e.start_s - precharge_s <= wall_s]
+        active = [e for e in due if e.start_s <= wall_s]
+        if active:  # where events overlap, the higher priority, then the earlier
+            return min(active, key=lambda e: (-e.priority, e.start_s))
         return min(due, key=lambda e: e.start_s, default=None)
 
     def finished(self, summary: dict[str, object]) -> None:

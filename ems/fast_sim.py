@@ -22,6 +22,7 @@ import numpy.typing as npt
 
 from ems.band_rms import BandRms
 from ems.config import SiteConfig
+from ems.dr_book import DrBook
 from ems.gpu_lever import gpu_lever
 from ems.job_ramps import job_ramps
 from ems.model.dr import DrEvent
@@ -63,12 +64,6 @@ class FastRun:
     dr_held_back_wh: FloatArray | None = None  # ... and what the caps did not serve of it (the truth)
 
 
-def current_event(events: Sequence[DrEvent], wall_s: float, precharge_s: float) -> DrEvent | None:
-    """The event in force or next due within its pre-charge, as the live event book gives it."""
-    due = [e for e in events if e.end_s > wall_s and e.start_s - precharge_s <= wall_s]
-    return min(due, key=lambda e: e.start_s, default=None)
-
-
 def simulate(cfg: SiteConfig, plant_cfg: PlantConfig, seconds: float, smoothing_on: bool = True,
              announce_jobs: bool = True, dr_events: Sequence[DrEvent] = ()) -> FastRun:
     sm = cfg.policies.smoothing
@@ -107,6 +102,9 @@ def simulate(cfg: SiteConfig, plant_cfg: PlantConfig, seconds: float, smoothing_
     caps_sent: dict[str, float | None] = dict.fromkeys(rack_ids)
     dr_results: list[EventTally] = []
     precharge_s = 0.0 if params.dr is None else params.dr.precharge_s
+    book = DrBook()  # the live loop's event book, so the simulation picks the event it would
+    for e in dr_events:
+        book.add(e)
     state, fast = StepState(), smoothing.SmoothingState()
     armed: Armed | None = None
     last_setpoint_w, gpu_s = 0.0, 0.0
@@ -129,7 +127,7 @@ def simulate(cfg: SiteConfig, plant_cfg: PlantConfig, seconds: float, smoothing_
                 average_w, batt_avg_w = plant.meter.average_w, battery_avg.add(t, plant.battery_power_w)
             meter = MeterReading(grid_w, 230.0, 50.0, 0.0, 0.0, t, average_w)
             snap = SiteSnapshot(t, t, period_s, meter, snaps, reading, last_setpoint_w, battery_avg_w=batt_avg_w)
-            result = step(snap, params, state, dr=current_event(dr_events, t, precharge_s))
+            result = step(snap, params, state, dr=book.current(t, precharge_s))
             dr_active = result.dr is not None and result.dr.phase == "active"
             if result.dr is not None:  # the rack caps DR asks, as the live loop writes them
                 if result.dr.finished is not None:

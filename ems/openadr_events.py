@@ -110,8 +110,9 @@ def dr_events(event: Mapping[str, Any], levels: Mapping[int, float], power_scale
                 end = at + duration
                 if ask is not None:
                     uid = interval.get("uid", k)
-                    out.append(DrEvent(f"{event_id}:{uid}", at.timestamp(), end.timestamp(), source="openadr",
-                                       **ask))
+                    out.append(DrEvent(f"{event_id}:{uid}", at.timestamp(), end.timestamp(),
+                                       target_import_w=ask.get("target_import_w"), reduction_w=ask.get("reduction_w"),
+                                       reduction_fraction=ask.get("reduction_fraction"), source="openadr"))
                 at = end
         if not supported:
             raise Unsupported("no signal the site can act on")

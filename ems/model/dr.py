@@ -23,6 +23,7 @@ class DrEvent:
     price_per_kwh: float = 0.0  # what the program pays per kWh shifted below the baseline
     price_per_kw: float = 0.0  # and per kW of average reduction over the window
     source: str = "operator"  # openadr, mqtt, operator, backtest
+    priority: int = 0  # where events overlap, the higher one is in force
 
     def __post_init__(self) -> None:
         asks = [v for v in (self.target_import_w, self.reduction_w, self.reduction_fraction) if v is not None]
