@@ -160,6 +160,7 @@ class Controller:
         lt = None if dr is None or not dr.enabled else dr.load_target
         # one decoder for MQTT and the operator API: a request replayed on the other is refused too
         self.load_targets = None if lt is None else LoadTargetDecoder(lt.secret(), lt.max_age_s)
+        self.controls.dr_book, self.controls.load_targets = self.dr, self.load_targets
         self.load_target_channel: LoadTargetChannel | None = None
         if lt is not None and lt.mqtt and self.load_targets is not None:
             self.load_target_channel = LoadTargetChannel(self.load_targets, self.dr, clock, self.mqtt, self.published,
@@ -312,7 +313,7 @@ class Controller:
             smoothing=self._smoothing_status(snap))
         if self.write_gate is not None:
             status["ha"] = self.write_gate.describe()
-        status["dr"] = dr_status(self.dr, result.dr, result.state.dr.tally)
+        status["dr"] = dr_status(self.dr, result.dr, result.state.dr.tally, self.controls.step_params.dr)
         reader, act = self.reader, self.actuators
         read_at = {} if reader.last_meter is None else {"meter": reader.last_meter.read_at_s}
         for io in reader.units:

@@ -5,9 +5,9 @@
 user in config/mosquitto/acl) and, where the site file names a secret, each request's data
 must carry a valid HS256 signature. Every request gets a `grid.powerstate.status.v1` answer
 on `PREFIX/grid/loadtarget/status` (accepted, rejected with why, cancelled), echoing its
-correlation id; while one of its events runs a status every `status_every_s` (import, target,
-the event's figures so far) and at its end the result; a minute whose average import was
-over the target raises a `grid.powerbreach.alert.v1` on `PREFIX/grid/powerbreach/alert`.
+correlation id; while an event runs (from any channel) a status every `status_every_s`
+(import, target, the event's figures so far) and at the end of one of its own the result; a
+minute whose average import was over the target raises a `grid.powerbreach.alert.v1` on `PREFIX/grid/powerbreach/alert`.
 A malformed request is counted and logged once until a valid one comes. The outbox is
 bounded; answers are published by this channel's own task, never by the period.
 """
@@ -98,11 +98,11 @@ class LoadTargetChannel:
                        str(summary["event_id"]))
 
     def tick(self) -> None:
-        """While one of this channel's events runs: its status, and an alert for each minute over."""
+        """While an event runs: its status, and an alert for each minute over its target."""
         r = self.published.result
         dr = None if r is None else r.step.dr
         tally = None if r is None else r.step.state.dr.tally
-        if r is None or dr is None or tally is None or tally.source != "mqtt":
+        if r is None or dr is None or tally is None:  # whichever channel brought the event: the aggregator sees it
             return
         grid = None if r.snapshot.meter is None else r.snapshot.meter.grid_power_w
         self._send(status_topic(self.prefix), STATUS_TYPE, {

@@ -255,7 +255,7 @@ def decide(snap: SiteSnapshot, p: DrParams, state: DrState, event: DrEvent | Non
     assert peak is not None
     if load_w is None:  # no trusted meter: the cut is held; the cap's safe action holds the battery
         caps, _ = allocate(snap.racks, peak, state.cut_w, p)
-        return None, DrOutcome("active", event.event_id, target_w, caps, None, room, state.cut_w), replace(
+        return None, DrOutcome("active", event.event_id, target_w, caps, None, room, state.cut_w, finished), replace(
             state, capped=True, tally=tally)
     need_w = load_w - aim_w
     battery_w = snap.battery_avg_w if snap.battery_avg_w is not None else snap.battery_power_w
@@ -275,7 +275,7 @@ def decide(snap: SiteSnapshot, p: DrParams, state: DrState, event: DrEvent | Non
     d = Decision(NAME, reason, min_w=min(need_w, room), target_w=room)
     state = replace(state, cut_w=cut, shortfall_w=shortfall, capped=True,
                     tally=replace(tally, unreachable_s=tally.unreachable_s + (dt if unreachable else 0.0)))
-    return d, DrOutcome("active", event.event_id, target_w, caps, gpu, room, cut), state
+    return d, DrOutcome("active", event.event_id, target_w, caps, gpu, room, cut, finished), state
 
 
 def book(snap: SiteSnapshot, p: DrParams, state: DrState, battery_w: float) -> DrState:
