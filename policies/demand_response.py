@@ -128,6 +128,8 @@ class DrState:
     cut_w: float = 0.0  # the GPU cut asked, in cap terms (W under the racks' peaks)
     shortfall_w: float = 0.0  # smoothed: the grid's import over the aim
     capped: bool = False  # DR caps racks now
+    rack_capped: npt.NDArray[np.bool_] | None = None  # which racks DR caps now
+    baseline_s: float = 0.0  # how long the baseline has averaged (a plain mean until baseline_tau_s)
     tally: EventTally | None = None
 
 
@@ -193,6 +195,10 @@ def allocate(racks: RacksReading, peak_w: FloatArray, cut_w: float,
     return out, max(left, 0.0)
 
 
+def _mask(caps: dict[str, float | None]) -> npt.NDArray[np.bool_]:
+    return np.array([c is not None for c in caps.values()], dtype=bool)
+
+
 def room_w(max_discharge_w: float, energy_above_reserve_wh: float, remaining_s: float) -> float:
     """The battery's room: its power, and its energy spread over what is left of the window."""
     if remaining_s <= 0:
@@ -229,10 +235,11 @@ def decide(snap: SiteSnapshot, p: DrParams, state: DrState, event: DrEvent | Non
     if phase != "active":
         if phase is None and snap.meter is not None:  # the baseline: import without DR at work
             a = state.import_avg_w
-            k = _decay(dt, p.baseline_tau_s)
+            # a plain mean over what there is until the window is full, then exponential
+            w = max(1 - _decay(dt, p.baseline_tau_s), dt / (state.baseline_s + dt))
             g = snap.meter.grid_power_w
-            state = replace(state, import_avg_w=g if a is None else k * a + (1 - k) * g)
-        state = replace(state, cut_w=0.0, shortfall_w=0.0, capped=False, tally=None)
+            state = replace(state, import_avg_w=g if a is None else a + w * (g - a), baseline_s=state.baseline_s + dt)
+        state = replace(state, cut_w=0.0, shortfall_w=0.0, capped=False, rack_capped=None, tally=None)
         d = None
         if phase == "precharge" and event is not None and charge_to_soc_wh > 0:
             left_s = max(event.start_s - now, dt)
@@ -256,7 +263,7 @@ def decide(snap: SiteSnapshot, p: DrParams, state: DrState, event: DrEvent | Non
     if load_w is None:  # no trusted meter: the cut is held; the cap's safe action holds the battery
         caps, _ = allocate(snap.racks, peak, state.cut_w, p)
         return None, DrOutcome("active", event.event_id, target_w, caps, None, room, state.cut_w, finished), replace(
-            state, capped=True, tally=tally)
+            state, capped=True, rack_capped=_mask(caps), tally=tally)
     need_w = load_w - aim_w
     battery_w = snap.battery_avg_w if snap.battery_avg_w is not None else snap.battery_power_w
     # what the grid will still take over the aim once the battery gives its room: the GPU cut's
@@ -273,7 +280,7 @@ def decide(snap: SiteSnapshot, p: DrParams, state: DrState, event: DrEvent | Non
     # the battery gives its room steadily (the 1-minute average is what counts), more only to
     # hold the target, never more than its room: its energy lasts the window
     d = Decision(NAME, reason, min_w=min(need_w, room), target_w=room)
-    state = replace(state, cut_w=cut, shortfall_w=shortfall, capped=True,
+    state = replace(state, cut_w=cut, shortfall_w=shortfall, capped=True, rack_capped=_mask(caps),
                     tally=replace(tally, unreachable_s=tally.unreachable_s + (dt if unreachable else 0.0)))
     return d, DrOutcome("active", event.event_id, target_w, caps, gpu, room, cut, finished), state
 
@@ -288,8 +295,11 @@ def book(snap: SiteSnapshot, p: DrParams, state: DrState, battery_w: float) -> D
     grid_w = snap.meter.grid_power_w
     tiers = tier_of_racks(snap.racks, p)
     mean = state.rack_mean_w
-    # signed: a swinging rack is under its mean half the time capped or not; the sum is what the caps took
+    # signed: a swinging rack is under its mean half the time capped or not; the sum is what the caps
+    # took, over the periods a rack is capped
     given = mean - snap.racks.conservative_power_w()
+    if state.rack_capped is not None and len(state.rack_capped) == len(given):
+        given = np.where(state.rack_capped, given, 0.0)
     throttled = tuple(t.throttled_wh[k] + float(given[tiers == k].sum()) * dt / 3600.0 for k in range(TIERS))
     tier_wh = tuple(t.tier_wh[k] + float(mean[tiers == k].sum()) * dt / 3600.0 for k in range(TIERS))
     since_s = snap.wall_s - t.start_s
