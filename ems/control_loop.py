@@ -313,7 +313,8 @@ class Controller:
             smoothing=self._smoothing_status(snap))
         if self.write_gate is not None:
             status["ha"] = self.write_gate.describe()
-        status["dr"] = dr_status(self.dr, result.dr, result.state.dr.tally, self.controls.step_params.dr)
+        status["dr"] = dr_status(self.dr, result.dr, result.state.dr.tally, self.controls.step_params.dr,
+                                 snap.racks.rack_ids)
         reader, act = self.reader, self.actuators
         read_at = {} if reader.last_meter is None else {"meter": reader.last_meter.read_at_s}
         for io in reader.units:

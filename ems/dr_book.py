@@ -11,7 +11,7 @@ server's requests reach it through the action queue.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ems.model.dr import DrEvent
 from ems.model.errors import EmsError
@@ -67,13 +67,13 @@ class DrBook:
         return sorted(self.events.values(), key=lambda e: e.start_s)
 
 
-def row_budgets(outcome: DrOutcome, p: DrParams) -> dict[str, dict[str, object]]:
+def row_budgets(outcome: DrOutcome, p: DrParams, rack_ids: Sequence[str]) -> dict[str, dict[str, object]]:
     """Per row, what a scheduler follows: its flex tier and, while DR caps it, its racks' caps
     summed (null: the row is not capped; its racks may draw their nameplate)."""
     budget: dict[str, float | None] = {}
     capped: dict[str, int] = {}
-    for rid, cap in outcome.caps_w.items():
-        row = rid.split("-")[0]
+    for rid in rack_ids:
+        row, cap = rid.split("-")[0], outcome.caps_w.get(rid)
         have = budget.setdefault(row, None)
         capped[row] = capped.get(row, 0) + (cap is not None)
         if cap is not None:
@@ -84,7 +84,7 @@ def row_budgets(outcome: DrOutcome, p: DrParams) -> dict[str, dict[str, object]]
 
 
 def dr_status(book: DrBook, outcome: DrOutcome | None, tally: EventTally | None,
-              p: DrParams | None = None) -> dict[str, object] | None:
+              p: DrParams | None = None, rack_ids: Sequence[str] = ()) -> dict[str, object] | None:
     """The status's `dr` section: the phase, the target, the GPU cut and the event's figures so far."""
     if outcome is None:
         return None
@@ -92,7 +92,7 @@ def dr_status(book: DrBook, outcome: DrOutcome | None, tally: EventTally | None,
             "battery_room_w": round(outcome.battery_room_w, 1), "gpu_cut_w": round(outcome.cut_w, 1),
             "gpu": None if outcome.gpu_reason is None else outcome.gpu_reason.code,
             "racks_capped": sum(c is not None for c in outcome.caps_w.values()),
-            "rows": {} if p is None else row_budgets(outcome, p),
+            "rows": {} if p is None else row_budgets(outcome, p, rack_ids),
             "event": None if tally is None else tally.summary(),
             "pending": [{"event_id": e.event_id, "start_s": e.start_s, "end_s": e.end_s, "source": e.source,
                          "target_import_w": e.target_import_w, "reduction_w": e.reduction_w,
