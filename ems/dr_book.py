@@ -39,6 +39,10 @@ class DrBook:
         self.events[event.event_id] = event
         self.received += 1
 
+    def add_unbounded(self, event: DrEvent) -> None:
+        """A replay's events (a backtest's year of them): known in advance, no bound."""
+        self.events[event.event_id] = event
+
     def cancel(self, event_id: str) -> bool:
         return self.events.pop(event_id, None) is not None
 

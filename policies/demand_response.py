@@ -2,9 +2,9 @@
 
 Before the window (`precharge_s`) the battery charges towards `precharge_soc` (a soft
 target: an import cap or the grid's limits still bound it). During the window the battery
-covers what it can above the reserve: a hard bound, as peak shaving's, that it discharge at
-least the site load less the target; its room is its power, and its energy above the
-reserve spread over what is left of the window, so it does not run empty halfway. What it
+covers what it can above the reserve: the site's load over the aim (smoothed), as a bound
+and a target, up to its room: its power, and its energy above the reserve spread over what
+is left of the window, so it does not run empty halfway. What it
 cannot cover comes off the GPU racks by flex tier: tier 0 never, tier 1 gives up at most
 10 % of its throughput, tier 2 25 %, tier 3 50 %, tier 4 may pause; the most flexible tier
 first, critical rows last. A rack's cap never goes under (1 - its tier's share) of its
@@ -127,6 +127,7 @@ class DrState:
     rack_peak_w: FloatArray | None = None  # and its recent peak
     cut_w: float = 0.0  # the GPU cut asked, in cap terms (W under the racks' peaks)
     shortfall_w: float = 0.0  # smoothed: the grid's import over the aim
+    load_avg_w: float | None = None  # during an event: the site's load, smoothed
     capped: bool = False  # DR caps racks now
     rack_capped: npt.NDArray[np.bool_] | None = None  # which racks DR caps now
     baseline_s: float = 0.0  # how long the baseline has averaged (a plain mean until baseline_tau_s)
@@ -239,7 +240,8 @@ def decide(snap: SiteSnapshot, p: DrParams, state: DrState, event: DrEvent | Non
             w = max(1 - _decay(dt, p.baseline_tau_s), dt / (state.baseline_s + dt))
             g = snap.meter.grid_power_w
             state = replace(state, import_avg_w=g if a is None else a + w * (g - a), baseline_s=state.baseline_s + dt)
-        state = replace(state, cut_w=0.0, shortfall_w=0.0, capped=False, rack_capped=None, tally=None)
+        state = replace(state, cut_w=0.0, shortfall_w=0.0, load_avg_w=None, capped=False, rack_capped=None,
+                        tally=None)
         d = None
         if phase == "precharge" and event is not None and charge_to_soc_wh > 0:
             left_s = max(event.start_s - now, dt)
@@ -264,23 +266,23 @@ def decide(snap: SiteSnapshot, p: DrParams, state: DrState, event: DrEvent | Non
         caps, _ = allocate(snap.racks, peak, state.cut_w, p)
         return None, DrOutcome("active", event.event_id, target_w, caps, None, room, state.cut_w, finished), replace(
             state, capped=True, rack_capped=_mask(caps), tally=tally)
-    need_w = load_w - aim_w
-    battery_w = snap.battery_avg_w if snap.battery_avg_w is not None else snap.battery_power_w
-    # what the grid will still take over the aim once the battery gives its room: the GPU cut's
-    # error (the meter shows the battery's last setpoint; what it is about to add is not the racks' to give)
-    excess_w = load_w - battery_w - aim_w - max(room - battery_w, 0.0)
     k = _decay(dt, p.shortfall_tau_s)
-    shortfall = k * state.shortfall_w + (1 - k) * excess_w
+    load_avg = load_w if state.load_avg_w is None else k * state.load_avg_w + (1 - k) * load_w
+    # the battery covers the load over the aim, smoothed (the 1-minute average is what counts, and a
+    # battery chasing each swing is clipped at its room on the peaks), up to its room: its energy
+    # lasts the window, and what it does not need now is there later
+    battery_w = min(max(load_avg - aim_w, 0.0), room)
+    # what the grid will still take over the aim with the battery's part: the GPU cut's error
+    shortfall = k * state.shortfall_w + (1 - k) * (load_w - battery_w - aim_w)
     most_w = float((peak * np.array(TIER_MAX_CUT)[tier_of_racks(snap.racks, p)]).sum())  # every tier's room
     cut = min(max(state.cut_w + p.gain_per_s * dt * shortfall, 0.0), most_w)
     caps, _ = allocate(snap.racks, peak, cut, p)
-    unreachable = shortfall > 0 and cut >= most_w
+    # unreachable: every tier at its limit and the grid (smoothed) over the target itself, not just the aim
+    unreachable = shortfall > p.margin_fraction * abs(target_w) and cut >= most_w
     reason = Reason.DR_TARGET_UNREACHABLE if unreachable else Reason.DR_EVENT_ACTIVE
     gpu = None if cut <= 0 else (Reason.DR_TARGET_UNREACHABLE if unreachable else Reason.DR_GPU_THROTTLE)
-    # the battery gives its room steadily (the 1-minute average is what counts), more only to
-    # hold the target, never more than its room: its energy lasts the window
-    d = Decision(NAME, reason, min_w=min(need_w, room), target_w=room)
-    state = replace(state, cut_w=cut, shortfall_w=shortfall, capped=True, rack_capped=_mask(caps),
+    d = Decision(NAME, reason, min_w=battery_w, target_w=battery_w)
+    state = replace(state, cut_w=cut, shortfall_w=shortfall, load_avg_w=load_avg, capped=True, rack_capped=_mask(caps),
                     tally=replace(tally, unreachable_s=tally.unreachable_s + (dt if unreachable else 0.0)))
     return d, DrOutcome("active", event.event_id, target_w, caps, gpu, room, cut, finished), state
 

@@ -58,10 +58,13 @@ def test_DR_EVENT_ACTIVE() -> None:
 
 def test_the_battery_spreads_its_energy_over_the_window() -> None:
     # 10 % of SoC above soc_min in 2 x 1 MWh = 200 kWh over the hour left: about 200 kW, not 1 MW
-    res = step(snap(1.1e6, now_s=100, soc=0.2), step_params(), StepState(), dr=EVENT)
+    res = step(snap(1.4e6, now_s=100, soc=0.2), step_params(), StepState(), dr=EVENT)
     assert res.dr is not None
     assert res.dr.battery_room_w == pytest.approx(0.95 * 200e3, rel=0.01)
     assert res.setpoint_w == pytest.approx(0.95 * 200e3, rel=0.01)
+    # and no more than the load over the aim needs: what it does not give now is there later
+    res = step(snap(1.1e6, now_s=100, soc=0.2), step_params(), StepState(), dr=EVENT)
+    assert res.setpoint_w == pytest.approx(1.1e6 - 0.97e6, rel=0.01)
 
 
 def test_DR_PRECHARGE() -> None:
