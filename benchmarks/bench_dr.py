@@ -43,7 +43,7 @@ def site(tiers: dict[str, int], baseline_s: float, precharge_s: float) -> dict[s
     port = iter(range(20000, 20010))
     return {
         "site": "bench-dr", "control": {"period_s": 1.0},
-        "meter": {"port": next(port), "profile": "meter_v1"},
+        "meter": {"port": next(port), "profile": "meter_v1", "average_s": 1.0},  # averages a second, as meters do
         "bess_units": [{"id": "bess-1", "bms": {"port": next(port), "profile": "bms_v1"},
                         "pcs": {"port": next(port), "profile": "pcs_v1"}}],
         "racks": {"rows": ROWS, "racks_per_row": PER_ROW, "nameplate_w": NAMEPLATE_W, "critical_rows": ["row01"]},

@@ -2,21 +2,22 @@
 
 Before the window (`precharge_s`) the battery charges towards `precharge_soc` (a soft
 target: an import cap or the grid's limits still bound it). During the window the battery
-covers what it can above the reserve: the site's load over the aim (smoothed), as a bound
-and a target, up to its room: its power, and its energy above the reserve spread over what
-is left of the window, so it does not run empty halfway. What it
-cannot cover comes off the GPU racks by flex tier: tier 0 never, tier 1 gives up at most
+covers what it can above the reserve: the site's load over the aim (smoothed, and at once
+when the load rises), as a bound and a target, up to its room: its power, and its energy
+above the reserve spread over what is left of the window, so it does not run empty
+halfway. What it cannot cover comes off the GPU racks by flex tier: tier 0 never, tier 1 gives up at most
 10 % of its throughput, tier 2 25 %, tier 3 50 %, tier 4 may pause; the most flexible tier
 first, critical rows last. A rack's cap never goes under (1 - its tier's share) of its
 recent peak power, so whatever its job's swing, it is never served less than that share of
 its demand (throughput taken as proportional to the energy served: conservative, GPUs
 lose less work than power under a moderate cap).
 
-The GPU cut is an integral controller on what the grid still takes over the aim (smoothed),
-the battery doing what it can, not a one-shot guess: a cap under a rack's peak first clips
-only its peaks, and a battery that follows a fast swing is clipped at its bounds, so how much
-either saves is learnt from the meter, not assumed. The cut falls back while the grid is
-under the aim, so the battery's share is always the most it can give. Caps are
+The GPU cut is an integral controller on what the load over the aim leaves with the battery
+at its room (smoothed), not a one-shot guess: a cap under a rack's peak first clips only its
+peaks, so how much a cap saves is learnt from the meter, not assumed. The cut falls back
+while the battery has room to spare, so at rest the battery gives its room and the racks
+only the rest; where the grid as it will be (the metered load less the battery's part,
+smoothed) is over the target itself, that drives it too, for what the model misses. Caps are
 quantised (`cap_step_fraction` of nameplate) so a steady cut is not a new message per row
 every period. Pure: time comes in the snapshot, the caller books what the battery did.
 """
@@ -54,6 +55,7 @@ class DrParams:
     rack_tau_s: float = 300.0  # a rack's recent mean and peak power decay over this
     shortfall_tau_s: float = 10.0
     gain_per_s: float = 0.5  # the GPU cut's integral gain
+    release_per_s: float = 0.005  # the cut falls back by at most this share of the tiers' room a second
     cap_step_fraction: float = 0.02
 
 
@@ -128,6 +130,7 @@ class DrState:
     cut_w: float = 0.0  # the GPU cut asked, in cap terms (W under the racks' peaks)
     shortfall_w: float = 0.0  # smoothed: the grid's import over the aim
     load_avg_w: float | None = None  # during an event: the site's load, smoothed
+    grid_avg_w: float | None = None  # and the grid's import with the battery's part
     capped: bool = False  # DR caps racks now
     rack_capped: npt.NDArray[np.bool_] | None = None  # which racks DR caps now
     baseline_s: float = 0.0  # how long the baseline has averaged (a plain mean until baseline_tau_s)
@@ -240,7 +243,8 @@ def decide(snap: SiteSnapshot, p: DrParams, state: DrState, event: DrEvent | Non
             w = max(1 - _decay(dt, p.baseline_tau_s), dt / (state.baseline_s + dt))
             g = snap.meter.grid_power_w
             state = replace(state, import_avg_w=g if a is None else a + w * (g - a), baseline_s=state.baseline_s + dt)
-        state = replace(state, cut_w=0.0, shortfall_w=0.0, load_avg_w=None, capped=False, rack_capped=None,
+        state = replace(state, cut_w=0.0, shortfall_w=0.0, load_avg_w=None, grid_avg_w=None, capped=False,
+                        rack_capped=None,
                         tally=None)
         d = None
         if phase == "precharge" and event is not None and charge_to_soc_wh > 0:
@@ -272,17 +276,29 @@ def decide(snap: SiteSnapshot, p: DrParams, state: DrState, event: DrEvent | Non
     # battery chasing each swing is clipped at its room on the peaks), up to its room: its energy
     # lasts the window, and what it does not need now is there later
     battery_w = min(max(load_avg - aim_w, 0.0), room)
-    # what the grid will still take over the aim with the battery's part: the GPU cut's error
-    shortfall = k * state.shortfall_w + (1 - k) * (load_w - battery_w - aim_w)
+    at_least_w = min(load_w - aim_w, room)  # and a load coming back (from a checkpoint) at once
+    # the GPU cut's error: what the load over the aim leaves with the battery at its room. The cut
+    # grows while the battery cannot cover it and falls back while the battery has room to spare:
+    # at rest the battery gives its room and the racks only the rest
+    shortfall = k * state.shortfall_w + (1 - k) * (load_w - aim_w - room)
+    # and the grid as it will be with the battery's part (the load as metered, under the caps in
+    # force): where that is over the target itself (a swing the caps clip unevenly, a load coming
+    # back from a checkpoint faster than the smoothed load), the cut grows whatever the model says
+    grid_now = load_w - max(battery_w, at_least_w)
+    grid_avg = grid_now if state.grid_avg_w is None else k * state.grid_avg_w + (1 - k) * grid_now
+    error = max(shortfall, grid_avg - aim_w) if grid_avg > target_w else shortfall
     most_w = float((peak * np.array(TIER_MAX_CUT)[tier_of_racks(snap.racks, p)]).sum())  # every tier's room
-    cut = min(max(state.cut_w + p.gain_per_s * dt * shortfall, 0.0), most_w)
+    # released slowly: a checkpoint's dip must not undo the cut the load needs when it comes back
+    delta = max(p.gain_per_s * dt * error, -p.release_per_s * dt * most_w)
+    cut = min(max(state.cut_w + delta, 0.0), most_w)
     caps, _ = allocate(snap.racks, peak, cut, p)
     # unreachable: every tier at its limit and the grid (smoothed) over the target itself, not just the aim
-    unreachable = shortfall > p.margin_fraction * abs(target_w) and cut >= most_w
+    unreachable = error > p.margin_fraction * abs(target_w) and cut >= most_w
     reason = Reason.DR_TARGET_UNREACHABLE if unreachable else Reason.DR_EVENT_ACTIVE
     gpu = None if cut <= 0 else (Reason.DR_TARGET_UNREACHABLE if unreachable else Reason.DR_GPU_THROTTLE)
-    d = Decision(NAME, reason, min_w=battery_w, target_w=battery_w)
-    state = replace(state, cut_w=cut, shortfall_w=shortfall, load_avg_w=load_avg, capped=True, rack_capped=_mask(caps),
+    d = Decision(NAME, reason, min_w=max(battery_w, at_least_w), target_w=battery_w)
+    state = replace(state, cut_w=cut, shortfall_w=shortfall, load_avg_w=load_avg, grid_avg_w=grid_avg, capped=True,
+                    rack_capped=_mask(caps),
                     tally=replace(tally, unreachable_s=tally.unreachable_s + (dt if unreachable else 0.0)))
     return d, DrOutcome("active", event.event_id, target_w, caps, gpu, room, cut, finished), state
 
@@ -294,7 +310,8 @@ def book(snap: SiteSnapshot, p: DrParams, state: DrState, battery_w: float) -> D
     if t is None or snap.meter is None or state.rack_mean_w is None:
         return state
     dt = snap.period_s
-    grid_w = snap.meter.grid_power_w
+    # the meter's own average where it has one: one sample a period of a swing is not its energy
+    grid_w = snap.meter.grid_power_w if snap.meter.average_w is None else snap.meter.average_w
     tiers = tier_of_racks(snap.racks, p)
     mean = state.rack_mean_w
     # signed: a swinging rack is under its mean half the time capped or not; the sum is what the caps
@@ -311,9 +328,8 @@ def book(snap: SiteSnapshot, p: DrParams, state: DrState, battery_w: float) -> D
         minutes += 1
         at += minute_wh * 3600.0 / minute_s <= t.target_w
         minute_wh, minute_s = 0.0, 0.0
-    # the grid's import smoothed (the cut's error plus the aim) at or under the target
-    smoothed_w = state.shortfall_w + t.target_w - p.margin_fraction * abs(t.target_w)
-    first = t.seconds_to_target if t.seconds_to_target is not None or smoothed_w > t.target_w else since_s
+    # the first period whose metered import (averaged where the meter averages) is at or under the target
+    first = t.seconds_to_target if t.seconds_to_target is not None or grid_w > t.target_w else since_s
     return replace(state, tally=replace(
         t, duration_s=t.duration_s + dt, import_wh=t.import_wh + grid_w * dt / 3600.0,
         battery_wh=t.battery_wh + max(battery_w, 0.0) * dt / 3600.0, throttled_wh=throttled, tier_wh=tier_wh,
