@@ -200,3 +200,16 @@ def test_the_simulated_site_holds_the_target_by_the_minute() -> None:
     assert run2.dr_held_back_wh is not None and run2.dr_demand_wh is not None
     tier1 = run2.dr_held_back_wh[:8].sum() / run2.dr_demand_wh[:8].sum()
     assert tier1 <= 0.10
+
+
+def test_flex_tiers_reload_live_and_the_channels_need_a_restart() -> None:
+    from ems.config_reload import needs_restart
+    base = _site({"row01": 1})
+    running = parse_config(base)
+    tiers = parse_config({**base, "policies": {"demand_response": {"flex_tiers": {"row01": 4}}}})
+    assert needs_restart(running, tiers) == []
+    ven = parse_config({**base, "policies": {"demand_response": {"flex_tiers": {"row01": 1}, "openadr": {
+        "vtn_url": "http://127.0.0.1:1/OpenADR2/Simple/2.0b", "ven_name": "x"}}}})
+    assert needs_restart(running, ven) == ["policies.demand_response.openadr"]
+    assert "policies.demand_response (added, removed, enabled or disabled)" in needs_restart(
+        running, parse_config({**base, "policies": {}}))
