@@ -244,8 +244,7 @@ def decide(snap: SiteSnapshot, p: DrParams, state: DrState, event: DrEvent | Non
             g = snap.meter.grid_power_w
             state = replace(state, import_avg_w=g if a is None else a + w * (g - a), baseline_s=state.baseline_s + dt)
         state = replace(state, cut_w=0.0, shortfall_w=0.0, load_avg_w=None, grid_avg_w=None, capped=False,
-                        rack_capped=None,
-                        tally=None)
+                        rack_capped=None, tally=None)
         d = None
         if phase == "precharge" and event is not None and charge_to_soc_wh > 0:
             left_s = max(event.start_s - now, dt)
