@@ -7,10 +7,12 @@ Each round injects one fault for 1-3 s, clears it, and waits for normal operatio
 Modbus exception responses, timeouts and dropped connections (BMS, PCS, meter), a PCS
 trip, a frozen meter, an invalid config reload, a broker restart, a wall-clock step,
 a flood of operator actions, NATS down and back, the site cut off from NATS, PostgreSQL
-cut off from the fleet consumer, malformed JetStream messages. Then an active/standby pair
-of `ems run` processes (sim_devices/ha_pair.py): kill -9 of the active at a random phase
-(writes in flight or not), and the active cut off from NATS while the standby is not
-(a partition; a TCP relay stands for the network). A fault is survived
+cut off from the fleet consumer, malformed JetStream messages, the state directory's disk
+full (a tmpfs of its own, filled by a file), a restart that finds its state file corrupt. Then an active/standby pair
+of `ems run` processes (sim_devices/ha_pair.py), each in a network namespace of its own
+(sim_devices/netns.py; a TCP relay to NATS where namespaces cannot be made): kill -9 of the
+active at a random phase (writes in flight or not), and the active's machine cut off the
+network while the standby's is not (a partition). A fault is survived
 when during it no rack is lost and the loop keeps running, no PCS falls back on its
 heartbeat timeout unless the fault cut the controller off that PCS for longer than the
 timeout (then that fallback is the designed safe state), and after it every unit is back
@@ -30,6 +32,7 @@ import random
 import sys
 import tempfile
 import uuid
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import nats
@@ -53,28 +56,74 @@ from ems.fleet.link import FleetLink
 from ems.fleet.settings import FleetServiceConfig
 from ems.fleet.store import FleetStore
 from ems.published import PeriodResult
+from sim_devices import disk
 from sim_devices.config import parse_sim_config
 from sim_devices.ha_pair import HaPair
 from sim_devices.nats_server import NatsServer
-from sim_devices.site import SimulatedSite
+from sim_devices.netns import NoNetns, PairNetwork
+from sim_devices.secure_broker import secure_broker as make_secure_broker
+from sim_devices.secure_broker import tools_missing
+from sim_devices.site import PLANT_USER, SimulatedSite
 from sim_devices.tcp_relay import Relay
 
 PG_ADMIN = "postgresql://127.0.0.1:5432/postgres"
 
 FAULTS = ["bms_exception", "pcs_timeout", "meter_drop", "pcs_trip", "meter_frozen", "bad_reload", "broker_restart",
           "bms_drop", "meter_exception", "pcs_drop", "pcs_exception", "meter_timeout", "bms_timeout", "clock_step",
-          "operator_flood", "nats_down", "nats_partition", "pg_down", "malformed_jetstream"]
+          "operator_flood", "nats_down", "nats_partition", "pg_down", "malformed_jetstream", "state_disk_full",
+          "corrupt_state_restart", "tls_expired", "credential_rotation"]
+NEEDS_SMALL_DISK = ("state_disk_full",)
+NEEDS_SECURE_BROKER = ("tls_expired", "credential_rotation")
+PREFIX = "ems/faults"
+MQTT_USERS = ["ems-controller", PLANT_USER, "row01", "row02", "row03", "row04"]
+
+
+class CampaignBroker:
+    """The site's broker: TLS, passwords and the example ACL (sim_devices/secure_broker.py) where
+    mosquitto_passwd and openssl are here, else a plain loopback Mosquitto (and the TLS and
+    credential kinds left out)."""
+
+    def __init__(self, folder: Path) -> None:
+        missing = tools_missing()
+        folder.mkdir(parents=True, exist_ok=True)
+        self.secure = None if missing else make_secure_broker(folder, PREFIX, MQTT_USERS)
+        if missing:
+            print(f"  no TLS broker ({missing} missing): {', '.join(NEEDS_SECURE_BROKER)} left out", file=sys.stderr)
+        self.port = free_port() if self.secure is None else self.secure.port
+        self._plain: contextlib.AbstractAsyncContextManager[object] | None = None
+
+    async def start(self) -> None:
+        if self.secure is not None:
+            self.secure.start()
+        else:
+            self._plain = mosquitto(self.port)
+            await self._plain.__aenter__()
+
+    async def stop(self) -> None:
+        if self.secure is not None:
+            self.secure.stop()
+        elif self._plain is not None:
+            await self._plain.__aexit__(None, None, None)
+            self._plain = None
+
+    def site_mqtt(self) -> dict:
+        if self.secure is None:
+            return {"url": f"mqtt://127.0.0.1:{self.port}", "topic_prefix": PREFIX}
+        return self.secure.site_mqtt()
+
+    def sim_mqtt(self) -> dict:
+        return {} if self.secure is None else {"mqtt_passwords_file": str(self.secure.dir / "sim-passwords")}
 PAIR_FAULTS = ["active_kill9", "controller_partition"]
 # a PCS the controller cannot reach for longer than its heartbeat timeout falls back to 0 W by design
 CUTS_PCS = ("pcs_timeout", "pcs_drop", "pcs_exception")
 
 
-def site(port: int, nats_url: str, state_dir: Path) -> dict:
+def site(broker: CampaignBroker, nats_url: str, state_dir: Path) -> dict:
     return {
         "site": "bench-faults",
         "control": {"period_s": 0.1, "setpoint_deadband_w": 500.0, "bess_stale_after_s": 0.5,
                     "meter_stale_after_s": 0.5, "meter_frozen_s": 2.0, "meter_invalid_hold_s": 5.0},
-        "mqtt": {"url": f"mqtt://127.0.0.1:{port}", "topic_prefix": "ems/faults"},
+        "mqtt": broker.site_mqtt(),
         "meter": {"port": free_port(), "profile": "meter_v1"},
         "bess_units": [{"id": f"bess-{i + 1}", "bms": {"port": free_port(), "profile": "bms_v1"},
                         "pcs": {"port": free_port(), "profile": "pcs_v1"}} for i in range(2)],
@@ -84,7 +133,8 @@ def site(port: int, nats_url: str, state_dir: Path) -> dict:
         "simulation": {"speed": 1.0, "pue": 1.25,
                        "bess": [{"capacity_wh": 4e6, "rated_power_w": 500_000, "initial_soc": 0.8,
                                  "heartbeat_timeout_s": 2.0}],
-                       "racks": {"model": "steady", "steady_fraction": 0.9, "telemetry_period_s": 0.5}},
+                       "racks": {"model": "steady", "steady_fraction": 0.9, "telemetry_period_s": 0.5},
+                       **broker.sim_mqtt()},
         "state": {"dir": str(state_dir)},
         "fleet": {"nats_url": nats_url, "stream": "EMS_FLEET_FAULTS", "subject_prefix": "faults",
                   "retention_days": 1, "request_timeout_s": 0.5},
@@ -94,12 +144,13 @@ def site(port: int, nats_url: str, state_dir: Path) -> dict:
 class EnvelopeCheck:
     """Recomputes each unit's envelope from the period's own snapshot, independently of the loop."""
 
-    def __init__(self, ctl: Controller) -> None:
-        self.ctl = ctl
+    def __init__(self, ctl: Controller | None) -> None:
+        self.ctl = ctl  # the running controller (a new one after a restart)
         self.checked = 0
         self.outside = 0
 
     def __call__(self, r: PeriodResult) -> None:
+        assert self.ctl is not None
         b = self.ctl.cfg.policies.battery
         p = EnvelopeParams(b.soc_min, b.soc_max, r.step.reserve_soc, b.unit_ramp_w_per_s, b.temp_derate_start_c,
                            b.temp_max_c)
@@ -117,54 +168,93 @@ def _drained(link: FleetLink) -> bool:
     return link.up is True and len(link.outbox) < 5
 
 
-async def pair_rounds(n: int, rng: random.Random, mqtt_port: int) -> tuple[dict[str, list[int]], int, int, int]:
-    """kill -9 of the active, and the active cut off from NATS, `n` times each, on a pair of
-    `ems run` processes over a simulated site (the machine's NATS, a private bucket)."""
-    by_kind: dict[str, list[int]] = {k: [0, 0] for k in PAIR_FAULTS}
-    lost_total = 0
-    with tempfile.TemporaryDirectory(prefix="ems-faults-pair-") as tmp:
+@contextlib.asynccontextmanager
+async def pair_network(tmp: Path) -> AsyncIterator[tuple[HaPair, Callable[[str], None], Callable[[str], None], str]]:
+    """The pair on two network namespaces (a partition takes the active's machine off the network;
+    a private broker and NATS on the bridge), or, where they cannot be made (not root), on loopback
+    with a TCP relay to NATS per controller (a partition cuts the active's relay)."""
+    try:
+        net = PairNetwork(("a", "b")).up()
+    except NoNetns as exc:
+        print(f"  no network namespaces ({exc}): the partition cuts a TCP relay to NATS", file=sys.stderr)
         relays = {h: Relay(4222) for h in ("a", "b")}
         for r in relays.values():
             await r.start()
-        pair = HaPair(Path(tmp), f"mqtt://127.0.0.1:{mqtt_port}", "nats://127.0.0.1:4222",
-                      nats_urls={h: r.url for h, r in relays.items()})
         try:
-            await pair.start()
-            for i in range(2 * n):
-                kind = PAIR_FAULTS[i % 2]
-                await asyncio.sleep(rng.uniform(0.2, 1.2))  # any phase of a period: writes in flight or not
-                kill = await (pair.kill_active() if kind == "active_kill9" else pair.cut_active(relays))
-                got = await pair.takeover(kill)
-                ok = got is not None and got[1] == 0
-                if kind == "controller_partition":
-                    ok = ok and pair.fenced_before(kill)
-                    relays[kill.holder].heal()
-                else:
-                    await pair.restart(kill.holder)
-                lost_total += 0 if got is None else got[1]
-                by_kind[kind][0] += 1
-                by_kind[kind][1] += ok
-                print(f"  pair {kind:<21} {'survived' if ok else 'NOT survived'}", file=sys.stderr, flush=True)
-            two = pair.two_writer_epochs()
+            async with mosquitto(free_port()) as broker:
+                pair = HaPair(tmp, broker.url, "nats://127.0.0.1:4222", nats_urls={h: r.url for h, r in relays.items()})
+                yield (pair,
+                       lambda h: relays[h].cut(), lambda h: relays[h].heal(), "a TCP relay to NATS cut")
         finally:
-            truth = await pair.stop()
             for r in relays.values():
                 await r.close()
+        return
+    nats_server = NatsServer(tmp / "nats", host=net.host_ip)
+    nats_server.start()
+    try:
+        async with mosquitto(free_port(), host=net.host_ip) as broker:
+            yield (HaPair(tmp, broker.url, nats_server.url, network=net), net.cut, net.heal,
+                   "the active's network namespace cut off the bridge")
+    finally:
+        nats_server.stop()
+        net.down()
+
+
+async def pair_rounds(n: int, rng: random.Random) -> tuple[dict[str, list[int]], int, int, int, str]:
+    """kill -9 of the active, and the active partitioned off, `n` times each, on a pair of
+    `ems run` processes over a simulated site (a private bucket)."""
+    by_kind: dict[str, list[int]] = {k: [0, 0] for k in PAIR_FAULTS}
+    lost_total = 0
+    with tempfile.TemporaryDirectory(prefix="ems-faults-pair-") as tmp:
+        async with pair_network(Path(tmp)) as (pair, cut, heal, partition):
+            try:
+                await pair.start()
+                for i in range(2 * n):
+                    kind = PAIR_FAULTS[i % 2]
+                    await asyncio.sleep(rng.uniform(0.2, 1.2))  # any phase of a period: writes in flight or not
+                    fenced = True
+                    kill = await (pair.kill_active() if kind == "active_kill9" else pair.cut_active(cut))
+                    got = await pair.takeover(kill)
+                    ok = got is not None and got[1] == 0
+                    if kind == "controller_partition":
+                        fenced = await pair.fenced_before(kill)
+                        ok = ok and fenced
+                        heal(kill.holder)
+                    else:
+                        await pair.restart(kill.holder)
+                    lost_total += 0 if got is None else got[1]
+                    by_kind[kind][0] += 1
+                    by_kind[kind][1] += ok
+                    why = "" if ok else (f" (took over: {got is not None}, acknowledged events lost: "
+                                         f"{None if got is None else got[1]}, fenced first: {fenced})")
+                    print(f"  pair {kind:<21} {'survived' if ok else 'NOT survived'}{why}", file=sys.stderr, flush=True)
+                two = pair.two_writer_epochs()
+            finally:
+                truth = await pair.stop()
     fallbacks = int(truth.get("heartbeat_timeouts", 0))
     if fallbacks or two:  # the whole pair campaign fails if any PCS fell back or two wrote in one epoch
         for v in by_kind.values():
             v[1] = 0
-    return by_kind, fallbacks, two, lost_total
+    return by_kind, fallbacks, two, lost_total, partition
 
 
 async def main(rounds: int, seed: int, json_path: Path | None = None, write: bool = True,
                pair_rounds_n: int = 3, hold_s: tuple[float, float] = (1.0, 3.0)) -> None:
     logs.configure("console", "error")
     rng = random.Random(seed)
-    port = free_port()
-    broker_cm = mosquitto(port)
-    await broker_cm.__aenter__()
     tmp = Path(tempfile.mkdtemp())
+    broker = CampaignBroker(tmp / "mqtt")
+    await broker.start()
+    # the state directory on a small disk of its own, to fill (root only: without it that kind is left out)
+    state_disk = contextlib.ExitStack()
+    try:
+        state_disk.enter_context(disk.small_disk(tmp / "state", "64m"))
+        faults = FAULTS
+    except disk.NoSmallDisk as exc:
+        print(f"  {exc}: {', '.join(NEEDS_SMALL_DISK)} left out", file=sys.stderr)
+        faults = [k for k in FAULTS if k not in NEEDS_SMALL_DISK]
+    if broker.secure is None:
+        faults = [k for k in faults if k not in NEEDS_SECURE_BROKER]
     nats_server = NatsServer(tmp / "nats")
     nats_server.start()
     nats_relay = Relay(nats_server.port)
@@ -175,20 +265,27 @@ async def main(rounds: int, seed: int, json_path: Path | None = None, write: boo
     pg_relay = Relay(5432)
     await pg_relay.start()
     dsn = f"postgresql://127.0.0.1:{pg_relay.port}/{db}"
-    cfg = parse_config(site(port, nats_relay.url, tmp / "state"), "bench")
+    cfg = parse_config(site(broker, nats_relay.url, tmp / "state"), "bench")
     clock = ScaledClock(1.0)
     cfg_path = tmp / "site.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     sim = SimulatedSite(parse_sim_config(cfg.model_dump(mode="json"), "bench"), clock)
     sim_task = asyncio.create_task(sim.run())
     await sim.wait_started()
-    ctl = Controller(cfg, clock)
     assert cfg.fleet is not None
-    link = attach_link(ctl, cfg.fleet)
-    check = EnvelopeCheck(ctl)
-    ctl.observers.append(check)
-    stop = asyncio.Event()
-    task = asyncio.create_task(ctl.run(stop))
+    fleet_cfg = cfg.fleet
+
+    def start_controller() -> tuple[Controller, FleetLink, asyncio.Event, asyncio.Task[None]]:
+        c = Controller(cfg, clock)
+        lk = attach_link(c, fleet_cfg)
+        check.ctl = c
+        c.observers.append(check)
+        s = asyncio.Event()
+        return c, lk, s, asyncio.create_task(c.run(s))
+
+    check = EnvelopeCheck(None)
+    ctl, link, stop, task = start_controller()
+    restarts = periods_before = 0  # the periods of controllers stopped by a restart
     consumer = FleetConsumer(FleetServiceConfig(nats_url=nats_server.url, stream=cfg.fleet.stream,
                                                 subject_prefix=cfg.fleet.subject_prefix, postgres_dsn=dsn,
                                                 retention_days=1), await FleetStore.connect(dsn))
@@ -205,11 +302,11 @@ async def main(rounds: int, seed: int, json_path: Path | None = None, write: boo
     await wait_until(normal, 15)
     injected, survived, by_kind, fallbacks = 0, 0, {}, 0
     for i in range(rounds):
-        kind = FAULTS[i % len(FAULTS)] if i < len(FAULTS) else rng.choice(FAULTS)
+        kind = faults[i % len(faults)] if i < len(faults) else rng.choice(faults)
         unit = rng.choice(["bess-1", "bess-2"])
         lost0, hb0 = plant.summary()["lost_racks"], plant.summary()["heartbeat_timeouts"]
         periods0 = ctl.stats.periods
-        rejected0 = refused = 0
+        rejected0 = refused = connects0 = 0
         injected += 1
         if kind == "bms_exception":
             sim.device(f"{unit}.bms").fail_with = ExcCodes.DEVICE_FAILURE
@@ -232,7 +329,19 @@ async def main(rounds: int, seed: int, json_path: Path | None = None, write: boo
             bad_path.write_text(yaml.safe_dump(bad))
             ctl.reload_config(bad_path)
         elif kind == "broker_restart":
-            await broker_cm.__aexit__(None, None, None)
+            await broker.stop()
+        elif kind == "tls_expired":  # the broker comes back with an expired certificate: nobody gets in
+            assert broker.secure is not None
+            connects0 = ctl.mqtt.connects
+            await broker.stop()
+            broker.secure.expire_certificate()
+            await broker.start()
+        elif kind == "credential_rotation":  # the controller's password rotated on both sides, the broker restarted
+            assert broker.secure is not None
+            connects0 = ctl.mqtt.connects
+            await broker.stop()
+            broker.secure.rotate_password()
+            await broker.start()
         elif kind == "pcs_drop":
             await sim.device(f"{unit}.pcs").stop()
         elif kind == "pcs_exception":
@@ -255,6 +364,18 @@ async def main(rounds: int, seed: int, json_path: Path | None = None, write: boo
             nats_relay.cut()
         elif kind == "pg_down":
             pg_relay.cut()
+        elif kind == "state_disk_full":  # events, state and outbox held in memory meanwhile
+            filler = disk.fill(tmp / "state")
+        elif kind == "corrupt_state_restart":  # a restart finds its state file corrupt: set aside, runs on
+            stop.set()
+            await task
+            restarts += 1
+            periods_before += ctl.stats.periods
+            (tmp / "state" / "state.db").write_bytes(random.Random(i).randbytes(16384))
+            for side in ("-wal", "-shm"):
+                (tmp / "state" / f"state.db{side}").unlink(missing_ok=True)
+            periods0 = 0
+            ctl, link, stop, task = start_controller()
         elif kind == "malformed_jetstream":
             rejected0 = consumer.stats.rejected
             nc = await nats.connect(nats_server.url)
@@ -276,8 +397,12 @@ async def main(rounds: int, seed: int, json_path: Path | None = None, write: boo
         elif kind == "meter_frozen":
             sim.control("meter_unfreeze")
         elif kind == "broker_restart":
-            broker_cm = mosquitto(port)
-            await broker_cm.__aenter__()
+            await broker.start()
+        elif kind == "tls_expired":  # renewed
+            assert broker.secure is not None
+            await broker.stop()
+            broker.secure.renew_certificate()
+            await broker.start()
         elif kind == "pcs_drop":
             await sim.device(f"{unit}.pcs").start()
         elif kind == "pcs_exception":
@@ -294,17 +419,26 @@ async def main(rounds: int, seed: int, json_path: Path | None = None, write: boo
             nats_relay.heal()
         elif kind == "pg_down":
             pg_relay.heal()
+        elif kind == "state_disk_full":
+            filler.unlink()
         cleared_at = ctl.stats.periods  # judged on a period that began after the fault cleared
         back = await wait_until(lambda: ctl.stats.periods > cleared_at + 1 and normal(), 15)  # noqa: B023
         if kind in ("nats_down", "nats_partition"):  # the link is back and its backlog went out
-            back = back and await wait_until(lambda: link.up is True and len(link.outbox) < 5, 30)
+            back = back and await wait_until(lambda: _drained(link), 30)  # noqa: B023
         if kind == "pg_down":
-            back = back and await wait_until(lambda: consumer.stats.store_failures > 0 and _drained(link), 30)
+            back = back and await wait_until(lambda: consumer.stats.store_failures > 0 and _drained(link), 30)  # noqa: B023
+        if kind in NEEDS_SECURE_BROKER:  # connected again: with the renewed certificate, the new password
+            back = back and await wait_until(lambda: ctl.mqtt.connects > connects0, 30)  # noqa: B023
+        if kind == "state_disk_full":  # what was held went to disk, in order
+            back = back and await wait_until(
+                lambda: ctl.events.unwritten == 0 and not ctl.persisted.store.disk.failing, 15)  # noqa: B023
+        if kind == "corrupt_state_restart":
+            back = back and ctl.events.count("state_file_set_aside") == restarts
         if kind == "malformed_jetstream":
             want = rejected0 + 6
             back = back and await wait_until(lambda: consumer.stats.rejected >= want, 15)  # noqa: B023
         if kind == "operator_flood":
-            back = back and refused > 0 and await wait_until(lambda: ctl.actions.pending() == 0, 15)
+            back = back and refused > 0 and await wait_until(lambda: ctl.actions.pending() == 0, 15)  # noqa: B023
         s = plant.summary()
         # a PCS the controller cannot reach for longer than its heartbeat timeout falls back to
         # 0 W standby by design: the safe outcome for that fault, not a failure, if it comes back
@@ -339,7 +473,7 @@ async def main(rounds: int, seed: int, json_path: Path | None = None, write: boo
     await consumer_task
     await consumer.close()
     await consumer.store.close()
-    pair_by_kind, pair_fallbacks, pair_two_writers, pair_lost = await pair_rounds(pair_rounds_n, rng, port)
+    pair_by_kind, pair_fallbacks, pair_two_writers, pair_lost, partition = await pair_rounds(pair_rounds_n, rng)
     for k, v in pair_by_kind.items():
         by_kind[k] = v
         injected += v[0]
@@ -353,7 +487,7 @@ async def main(rounds: int, seed: int, json_path: Path | None = None, write: boo
     sim_task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await sim_task
-    await broker_cm.__aexit__(None, None, None)
+    await broker.stop()
     kinds = ", ".join(f"{k} {v[1]}/{v[0]}" for k, v in sorted(by_kind.items()))
     lines = [
         f"Fault campaign: {len(by_kind)} kinds, {injected} faults injected, {survived} survived ({kinds}).",
@@ -361,9 +495,10 @@ async def main(rounds: int, seed: int, json_path: Path | None = None, write: boo
         f"through the fleet link, {pending_events} wait in its outbox for the next start; the pair's handovers "
         f"lost {pair_lost}); statuses stored {stored_status}, "
         f"stored twice {dup_status}; malformed messages set aside {consumer.stats.rejected}",
-        f"- active/standby: PCS fallbacks {pair_fallbacks}, epochs with two writers {pair_two_writers}",
+        f"- active/standby: PCS fallbacks {pair_fallbacks}, epochs with two writers {pair_two_writers}; "
+        f"the partition: {partition}",
         f"- setpoints outside the safety envelope: {check.outside} of {check.checked} checked "
-        f"({ctl.stats.periods} periods)",
+        f"({periods_before + ctl.stats.periods} periods)",
         f"- lost racks: {plant.summary()['lost_racks']:.0f}; PCS fallbacks to 0 W standby on heartbeat timeout: "
         f"{fallbacks} (only by design: a PCS unreachable for longer than its 2 s timeout); devices lost and recovered: "
         f"{ctl.events.count('device_lost')} / {ctl.events.count('device_recovered')}",
@@ -374,10 +509,12 @@ async def main(rounds: int, seed: int, json_path: Path | None = None, write: boo
                            "events_lost": events_lost, "statuses_stored_twice": dup_status,
                            "pair_pcs_fallbacks": pair_fallbacks, "two_writer_epochs": pair_two_writers,
                            "setpoints_outside_envelope": check.outside, "setpoints_checked": check.checked,
-                           "periods": ctl.stats.periods, "lost_racks": plant.summary()["lost_racks"],
+                           "periods": periods_before + ctl.stats.periods, "lost_racks": plant.summary()["lost_racks"],
                            "heartbeat_fallbacks": fallbacks, "devices_lost": ctl.events.count("device_lost"),
                            "devices_recovered": ctl.events.count("device_recovered"),
                            "set_aside": dict(ctl.reader.validity.rejected)})
+    ctl.events.close()
+    state_disk.close()  # the state directory's own disk unmounted
     if not write:
         return
     update_section("faults", "## Fault campaign\n\n" + f"Machine: {machine()}. Command: "

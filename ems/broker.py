@@ -88,7 +88,7 @@ def mosquitto_path() -> str | None:
 
 
 @contextlib.asynccontextmanager
-async def mosquitto(port: int | None = None) -> AsyncIterator[Broker]:
+async def mosquitto(port: int | None = None, host: str = "127.0.0.1") -> AsyncIterator[Broker]:
     exe = mosquitto_path()
     if exe is None:
         raise FileNotFoundError("mosquitto is not installed")
@@ -96,17 +96,17 @@ async def mosquitto(port: int | None = None) -> AsyncIterator[Broker]:
     with tempfile.TemporaryDirectory(prefix="ems-mosquitto-") as tmp:
         conf = Path(tmp) / "mosquitto.conf"
         conf.write_text(
-            f"listener {port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
+            f"listener {port} {host}\nallow_anonymous true\nset_tcp_nodelay true\n"
             "persistence false\nmax_queued_messages 100000\nlog_dest none\n"
         )
         proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             try:
-                await _wait_listening("127.0.0.1", port, 10.0)
+                await _wait_listening(host, port, 10.0)
             except OSError as exc:
                 err = proc.stderr.read().decode() if proc.poll() is not None and proc.stderr else ""
                 raise RuntimeError(f"mosquitto did not start on port {port}: {err}") from exc
-            yield Broker("127.0.0.1", port, "mosquitto")
+            yield Broker(host, port, "mosquitto")
         finally:
             proc.terminate()
             try:

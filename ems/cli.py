@@ -98,8 +98,11 @@ async def _run(cfg: SiteConfig, speed: float, path: Path | None = None, mqtt_url
         def logging_of(new: SiteConfig) -> None:
             logs.configure(log_format or new.logging.format, new.logging.level)
 
-        asyncio.get_running_loop().add_signal_handler(
-            signal.SIGHUP, lambda: controller.reload_config(path, lambda c: _with_mqtt_url(c, mqtt_url), logging_of))
+        def reload() -> tuple[bool, str]:
+            return controller.reload_config(path, lambda c: _with_mqtt_url(c, mqtt_url), logging_of)
+
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
+        controller.controls.reload = reload  # the operator API's reload-site-file action, the same
     # READY=1 after the first period, WATCHDOG=1 after each: a hung loop stops petting the watchdog
     controller.observers.append(lambda _result: notifier.period_done())
     if not cfg.http.enabled:

@@ -82,6 +82,14 @@ class BatteryLimitsConfig(Strict):
         return self
 
 
+class PvLocationConfig(Strict):
+    """The PV array's place, for the sun's path over it."""
+
+    latitude_deg: float = Field(ge=-90, le=90)
+    longitude_deg: float = Field(ge=-180, le=180)
+    altitude_m: float = Field(default=0.0, ge=-500, le=9000)
+
+
 class ArbitrageConfig(Strict):
     """Plan against the tariff with an LP and follow the plan (policies/arbitrage.py)."""
 
@@ -109,6 +117,8 @@ class ArbitrageConfig(Strict):
                                       description="share of the demand rate charged on a peak that charging makes")
     demand_per_day: bool = Field(default=True, description="shave every day as if it set the monthly peak")
     replan_soc_deviation: Fraction | None = Field(default=0.05, description="re-plan early when SoC is this far off")
+    pv_location: PvLocationConfig | None = Field(
+        default=None, description="where the PV is: its forecast then follows the clear sky there (ems/pv_forecast.py)")
 
     @model_validator(mode="after")
     def _step_divides_hour(self) -> ArbitrageConfig:

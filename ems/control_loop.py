@@ -384,6 +384,7 @@ class Controller:
                             snap.wall_s)
         self._demand_at_s = snap.now_s
         self.persisted.maybe_save(self, snap.now_s)
+        self.events.flush()  # events the disk refused (full), written once it takes them
 
     # --- configuration ---------------------------------------------------------------
     def reload_config(self, path: Path, adjust: Callable[[SiteConfig], SiteConfig] | None = None,
@@ -421,8 +422,19 @@ class Controller:
         whose probe failed leaves the running configuration, so a later reload tries again."""
         self._units_due = False
         changes = unit_changes([u.unit_id for u in self.reader.units], self.cfg)
+        for uid in changes.removed:  # the fast loops let go of a unit before it is retired
+            if self.failover is not None:
+                self.failover.remove_unit(uid)
+            if self.smoother is not None:
+                self.smoother.remove_unit(uid)
         added = await apply_unit_changes(changes, self.reader, self.actuators, self.events,
                                          self.clock.monotonic, self.clock.wall)
+        for unit in changes.added:
+            if unit.id in added:
+                if self.failover is not None:
+                    self.failover.add_unit(unit)
+                if self.smoother is not None:
+                    self.smoother.add_unit(unit)
         failed = {u.id for u in changes.added} - set(added)
         if failed:
             kept = [u for u in self.cfg.bess_units if u.id not in failed]
@@ -434,6 +446,9 @@ class Controller:
         """Run periods until `stop` is set, then bring every unit to a safe 0 W. Background
         tasks run in one task group: one that fails stops the loop (`background_failure`)."""
         self.events.record("controller_started", self.clock.wall(), None, site=self.cfg.site)
+        for what, moved in (("events.db", self.events.set_aside), ("state.db", self.persisted.store.set_aside)):
+            if moved is not None:  # corrupt at start: moved aside, a new one begun (the month's peak from zero)
+                self.events.record("state_file_set_aside", self.clock.wall(), None, file=what, moved_to=str(moved))
         c = self.cfg
         log.info("controller started", site=c.site, units=len(c.bess_units), racks=c.racks.count,
                  period_s=c.control.period_s, broker=c.mqtt.url, planner=self.planner is not None,

@@ -72,9 +72,9 @@ def check_site_profiles(cfg: SiteDevices, source: str) -> dict[str, DeviceProfil
 
 def _sunspec_fits_the_site(cfg: SiteDevices, profiles: dict[str, DeviceProfile | SunSpecProfile],
                            source: str) -> None:
-    """Failover and the smoothing loop read and write register maps on their own connections
-    (the watcher, the fast loop), and SunSpec 704 has no grid-forming command: a site whose
-    PCS or meter speaks SunSpec cannot ask for either."""
+    """Failover's watcher and fast path read and write register maps on their own connections,
+    and SunSpec 704 has no grid-forming command: a site whose PCS or meter speaks SunSpec cannot
+    ask for failover. (The smoothing loop speaks both: ems/fast_power.py.)"""
     sunspec = [slot for slot, p in profiles.items()
                if isinstance(p, SunSpecProfile) and p.kind in ("pcs", "meter")]
     if not sunspec:
@@ -83,8 +83,4 @@ def _sunspec_fits_the_site(cfg: SiteDevices, profiles: dict[str, DeviceProfile |
     if failover is not None and getattr(failover, "enabled", False):
         raise ConfigError(f"{source}: failover: {sunspec[0]} speaks SunSpec; failover needs register-map "
                           "profiles for the meter and PCS (SunSpec 704 has no grid-forming command)")
-    policies = getattr(cfg, "policies", None)
-    smoothing = getattr(policies, "smoothing", None)
-    if smoothing is not None and getattr(smoothing, "enabled", False):
-        raise ConfigError(f"{source}: policies.smoothing: {sunspec[0]} speaks SunSpec; the fast loop reads "
-                          "and writes register maps only")
+

@@ -21,7 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ems.sqlite_db import open_db, open_reader
+import structlog
+
+from ems.sqlite_db import DiskRefusals, open_db_checked, open_reader, write_rows
+
+log = structlog.get_logger("ems.events")
+
+MAX_UNWRITTEN = 100_000  # events held in memory while the disk refuses them (~30 MB at most)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -51,11 +57,18 @@ class EventLog:
     def __init__(self, path: Path | str | None = None) -> None:
         self._scratch = None if path is not None else tempfile.TemporaryDirectory(prefix="ems-events-")
         file = Path(self._scratch.name) / "events.db" if self._scratch is not None else Path(path or "")
-        self._db, _ = open_db(file, durable=self._scratch is None)
+        self._db, _, moved = open_db_checked(file, durable=self._scratch is None)
         self._file = file
         self.path = None if self._scratch is not None else file  # None: not kept
         self._lock = threading.Lock()  # the writer's connection: record() from any thread
         self._db.executescript(_SCHEMA)
+        self.set_aside = moved  # a corrupt log found at start, moved out of the way (recorded below)
+        # ids are given here, not by SQLite, so an event the disk refused keeps its place: it is held
+        # in memory (in order, and seen by queries) and written before the next one that can be
+        self._next_id = int(self._db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]) + 1
+        self._unwritten: list[Event] = []
+        self.unwritten_dropped = 0
+        self.disk = DiskRefusals("event log")
         self._readers = threading.local()
         self._open_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -71,42 +84,55 @@ class EventLog:
         return lambda: self._listeners.remove(listener)
 
     def record(self, kind: str, wall_s: float, reason: str | None = None, **data: Any) -> Event:
-        """Append an event; durable when this returns."""
+        """Append an event; durable when this returns, unless the disk refuses it (full): then it
+        is held in memory and written, in order, as soon as the disk takes writes again."""
         if self.context:
             data = {**self.context, **data}
-        body = json.dumps(data, default=str, separators=(",", ":"))
-        with self._lock:
-            cur = self._db.execute("INSERT INTO events (wall_s, kind, reason, data) VALUES (?, ?, ?, ?)",
-                                   (wall_s, kind, reason, body))
-            event_id = int(cur.lastrowid or 0)
-        event = Event(event_id, wall_s, kind, reason, data)
-        for listener in tuple(self._listeners):
-            listener(event)
-        return event
+        return self.record_many([(kind, wall_s, reason, data)])[0]
 
     def record_many(self, items: list[tuple[str, float, str | None, dict[str, Any]]]) -> list[Event]:
         """Append several events (kind, wall_s, reason, data) in one transaction: one commit, durable
         when this returns (a handover of a few hundred events must not take a commit each)."""
         if not items:
             return []
-        rows = [(kind, wall_s, reason, json.dumps(data, default=str, separators=(",", ":")))
-                for kind, wall_s, reason, data in items]
-        events = []
         with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                for (kind, wall_s, reason, data), (_, _, _, body) in zip(items, rows, strict=True):
-                    cur = self._db.execute("INSERT INTO events (wall_s, kind, reason, data) VALUES (?, ?, ?, ?)",
-                                           (wall_s, kind, reason, body))
-                    events.append(Event(int(cur.lastrowid or 0), wall_s, kind, reason, data))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            events = []
+            for kind, wall_s, reason, data in items:
+                events.append(Event(self._next_id, wall_s, kind, reason, data))
+                self._next_id += 1
+            self._unwritten.extend(events)
+            self._write_unwritten()
         for event in events:
             for listener in tuple(self._listeners):
                 listener(event)
         return events
+
+    def _write_unwritten(self) -> None:
+        """Write what is held, oldest first, in one transaction (under the lock)."""
+        rows = [(e.id, e.wall_s, e.kind, e.reason, json.dumps(e.data, default=str, separators=(",", ":")))
+                for e in self._unwritten]
+        refused = write_rows(self._db, "INSERT INTO events (id, wall_s, kind, reason, data) VALUES (?, ?, ?, ?, ?)",
+                             rows)
+        if refused is not None:
+            self.disk.refused(refused, path=str(self._file), held=len(self._unwritten))
+            if len(self._unwritten) > MAX_UNWRITTEN:  # bounded: the oldest go, counted
+                gone = len(self._unwritten) - MAX_UNWRITTEN
+                del self._unwritten[:gone]
+                self.unwritten_dropped += gone
+            return
+        self.disk.taken(path=str(self._file), written=len(rows))
+        self._unwritten.clear()
+
+    def flush(self) -> int:
+        """Try again to write what the disk refused (each period); how many are still held."""
+        with self._lock:
+            if self._unwritten:
+                self._write_unwritten()
+            return len(self._unwritten)
+
+    @property
+    def unwritten(self) -> int:
+        return len(self._unwritten)
 
     def _reader(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._readers, "db", None)
@@ -128,16 +154,25 @@ class EventLog:
             sql += " AND kind = ?"
             args.append(kind)
         sql += " ORDER BY id DESC LIMIT ?"
-        args.append(max(1, min(limit, 1000)))
+        n = max(1, min(limit, 1000))
+        args.append(n)
+        held = [e for e in reversed(self._held()) if (before_id is None or e.id < before_id)
+                and (kind is None or e.kind == kind)][:n]  # newer than any on disk
         rows = self._reader().execute(sql, args).fetchall()
-        return [Event(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+        return held + [Event(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows][:n - len(held)]
 
     def count(self, kind: str | None = None) -> int:
+        held = sum(1 for e in self._held() if kind is None or e.kind == kind)
         if kind is None:
             row = self._reader().execute("SELECT COUNT(*) FROM events").fetchone()
         else:
             row = self._reader().execute("SELECT COUNT(*) FROM events WHERE kind = ?", (kind,)).fetchone()
-        return int(row[0])
+        return int(row[0]) + held
+
+    def _held(self) -> list[Event]:
+        # a copy without the writer's lock (a list copy is atomic under the GIL): a reader never
+        # waits for a commit, and never delays one
+        return list(self._unwritten)
 
     def close_reader(self) -> None:
         """Close the calling thread's read connection (a reader thread that ends)."""

@@ -4,7 +4,9 @@ The controller, its failover connection and the simulator's clients all build th
 `aiomqtt.Client` from `client_kwargs`, so TLS and credentials are handled in one place.
 Passwords are read from the environment or a file named in the site file, never from
 the site file itself. A secret that cannot be found is a `MqttAuthError` (a
-`ConfigError`: `ems run` reports it and exits 2 before connecting).
+`ConfigError`: `ems run` reports it and exits 2 before connecting). Each reconnect reads
+the password and TLS files again (`refreshed`), so credentials and certificates rotate
+without a restart.
 """
 
 from __future__ import annotations
@@ -15,8 +17,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from ems.model.errors import ConfigError
 from ems.topology import MqttConfig, MqttTlsConfig
+
+log = structlog.get_logger("ems.mqtt")
 
 
 class MqttAuthError(ConfigError):
@@ -84,6 +90,18 @@ def client_kwargs(cfg: MqttConfig, *, identifier: str, environ: Mapping[str, str
     """Keyword arguments for `aiomqtt.Client(**kwargs)` as the site's user (`mqtt.username`)."""
     return client_kwargs_as(cfg, identifier=identifier, username=cfg.username,
                             password_value=password(cfg, environ))
+
+
+def refreshed(cfg: MqttConfig, previous: dict[str, Any]) -> dict[str, Any]:
+    """The connection arguments again, just before a (re)connect: a password file or a TLS
+    certificate rotated on disk is used without a restart. Where the files cannot be read now
+    (half-way through a rotation), the previous arguments stay, and the next attempt reads again."""
+    try:
+        fresh = client_kwargs(cfg, identifier=str(previous["identifier"]))
+    except MqttAuthError as exc:
+        log.warning("mqtt: credentials or certificates unreadable; trying with the previous ones", error=str(exc))
+        return previous
+    return fresh
 
 
 def client_kwargs_as(cfg: MqttConfig, *, identifier: str, username: str | None,

@@ -20,7 +20,7 @@ from ems.clock import Clock
 from ems.config import MqttConfig
 from ems.job_ramps import JobBook
 from ems.model.errors import EmsError
-from ems.mqtt_auth import client_kwargs
+from ems.mqtt_auth import client_kwargs, refreshed
 
 log = structlog.get_logger("ems.mqtt")
 
@@ -79,6 +79,7 @@ class MqttLink:
     async def run(self) -> None:
         backoff_s = 0.2
         while True:
+            self._connect = refreshed(self.cfg, self._connect)  # rotated credentials and certificates
             try:
                 async with aiomqtt.Client(**self._connect, timeout=5.0,
                                           max_queued_incoming_messages=100_000) as client:

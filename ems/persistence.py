@@ -36,13 +36,14 @@ class ControllerState:
 
     def save(self, ctl: Controller) -> None:
         units = ctl.actuators.units
-        self.store.save({
+        saved = self.store.save({
             "demand": ctl.demand.to_dict(),
             "setpoints": {"site_w": ctl.last_setpoint_w, "units_w": {w.io.unit_id: w.written_w for w in units}},
             "heartbeats": {w.io.unit_id: w.heartbeat for w in units},
             "periods": ctl.stats.periods,
         }, ctl.clock.wall())
-        self._saved_at_s, self._saved_peak_w = ctl.clock.monotonic(), ctl.demand.month_peak_w
+        if saved:  # refused (disk full): tried again next period, with the values of then
+            self._saved_at_s, self._saved_peak_w = ctl.clock.monotonic(), ctl.demand.month_peak_w
 
     def restore(self, ctl: Controller) -> dict[str, Any]:
         """Resume from what a previous run saved: demand so far, setpoints, counters."""

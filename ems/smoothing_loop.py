@@ -31,8 +31,10 @@ from drivers.errors import DriverError
 from ems.band_rms import BandRms
 from ems.clock import Clock
 from ems.config import SiteConfig, SmoothingConfig
+from ems.fast_power import fast_power
 from ems.gather import modbus_device
 from ems.model.reasons import Reason
+from ems.topology import BessUnitConfig
 from policies import smoothing
 
 log = structlog.get_logger("ems.smoothing")
@@ -83,8 +85,8 @@ class SmoothingLoop:
         self.clock = clock
         self.params = params
         self.period_s = 1.0 / rate_hz
-        self.meter = modbus_device("meter/fast", cfg.meter)
-        self.pcs = {u.id: modbus_device(f"{u.id}.pcs/fast", u.pcs) for u in cfg.bess_units}
+        self.meter = fast_power("meter/fast", cfg.meter, "meter")
+        self.pcs = {u.id: fast_power(f"{u.id}.pcs/fast", u.pcs, "pcs") for u in cfg.bess_units}
         sm = cfg.policies.smoothing
         # the filler load, where the site file has one and allows it: its rating is read from it
         self.filler = None if cfg.filler is None or sm is None or not sm.filler else \
@@ -111,6 +113,19 @@ class SmoothingLoop:
     def arm(self, armed: Armed | None) -> None:
         """What this period allows (None: stand down, the period loop writes setpoints)."""
         self.armed = armed
+
+    def add_unit(self, unit: BessUnitConfig) -> None:
+        """A unit added: read from the next tick, written once a period has armed it."""
+        self.pcs[unit.id] = fast_power(f"{unit.id}.pcs/fast", unit.pcs, "pcs")
+
+    def remove_unit(self, unit_id: str) -> None:
+        """A unit about to be retired: no tick writes it again. The fast loop stands down until
+        the next period arms it without the unit (this period's split still counts on it)."""
+        self.armed = None
+        device = self.pcs.pop(unit_id, None)
+        self.written_w.pop(unit_id, None)
+        if device is not None:
+            device.close()
 
     @property
     def owns_setpoints(self) -> bool:
@@ -147,8 +162,8 @@ class SmoothingLoop:
     async def _tick(self, armed: Armed, dt_s: float) -> bool:
         """One tick; False where the meter or a PCS could not be read (nothing written: after three
         such ticks the period loop writes the setpoints again)."""
-        reads = [self.meter.read_registers_si(("active_power",))]
-        reads += [d.read_registers_si(("active_power",)) for d in self.pcs.values()]
+        reads = [self.meter.read_w()]
+        reads += [d.read_w() for d in self.pcs.values()]
         results = await asyncio.gather(*reads, self._read_filler(), return_exceptions=True)
         for r in results:
             if isinstance(r, BaseException) and not isinstance(r, DriverError):
@@ -157,12 +172,12 @@ class SmoothingLoop:
         if any(isinstance(r, BaseException) for r in needed):
             self.read_failures += 1
             return False
-        values = [r for r in needed if isinstance(r, dict)]
+        values = [float(r) for r in needed if isinstance(r, int | float)]
         # the filler's draw is the lever's, not the site's load; unread, it is taken to draw what it
         # was last told, and gets no more this tick
         filler_w, rating_w = (self.filler_written_w or 0.0, 0.0) if not isinstance(filler, tuple) else filler
-        load_w = values[0]["active_power"] + sum(v["active_power"] for v in values[1:]) - filler_w
-        self.observe(self.clock.monotonic(), load_w, values[0]["active_power"], dt_s)
+        load_w = values[0] + sum(values[1:]) - filler_w
+        self.observe(self.clock.monotonic(), load_w, values[0], dt_s)
         lo, hi = site_bounds(armed, load_w)
         t, self.state = smoothing.tick(load_w, sum(armed.base_w.values()), lo, hi, dt_s,
                                        replace(self.params, filler_max_w=rating_w), self.state,
@@ -184,10 +199,13 @@ class SmoothingLoop:
 
     async def _write(self, setpoints_w: dict[str, float]) -> None:
         async def one(unit: str, w: float) -> None:
+            device = self.pcs.get(unit)
+            if device is None:  # removed since this period armed it
+                return
             if abs(self.written_w.get(unit, float("nan")) - w) < self.params.deadband_w:
                 return
             try:
-                await self.pcs[unit].write_si("active_power_setpoint", w)
+                await device.write_w(w)
                 self.written_w[unit] = w
             except DriverError:
                 self.write_failures += 1

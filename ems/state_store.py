@@ -11,25 +11,34 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ems.sqlite_db import open_db
+import structlog
+
+from ems.sqlite_db import DiskRefusals, open_db_checked, write_rows
+
+log = structlog.get_logger("ems.state")
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL, wall_s REAL NOT NULL)"
 
 
 class StateStore:
     def __init__(self, path: Path | str | None) -> None:
-        self._db, self.path = open_db(path)
+        self._db, self.path, self.set_aside = open_db_checked(path)  # set_aside: a corrupt file moved away
         self._lock = threading.Lock()
         self._db.execute(_SCHEMA)
+        self.disk = DiskRefusals("state")
 
-    def save(self, values: dict[str, Any], wall_s: float) -> None:
-        """Write several keys in one transaction: durable when this returns."""
+    def save(self, values: dict[str, Any], wall_s: float) -> bool:
+        """Write several keys in one transaction: durable when this returns True. False: the disk
+        refused it (full); the caller's next save writes the values of then (logged once)."""
         rows = [(k, json.dumps(v, separators=(",", ":")), wall_s) for k, v in values.items()]
         with self._lock:
-            self._db.execute("BEGIN")
-            self._db.executemany("INSERT INTO state (key, value, wall_s) VALUES (?, ?, ?) "
-                                 "ON CONFLICT(key) DO UPDATE SET value=excluded.value, wall_s=excluded.wall_s", rows)
-            self._db.execute("COMMIT")
+            refused = write_rows(self._db, "INSERT INTO state (key, value, wall_s) VALUES (?, ?, ?) ON CONFLICT(key) "
+                                           "DO UPDATE SET value=excluded.value, wall_s=excluded.wall_s", rows)
+        if refused is not None:
+            self.disk.refused(refused, path=str(self.path))
+            return False
+        self.disk.taken(path=str(self.path))
+        return True
 
     def load(self) -> dict[str, Any]:
         with self._lock:

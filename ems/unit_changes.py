@@ -10,9 +10,13 @@ at the start of the next period:
   the writes and its connections closed. A unit that cannot be told is still dropped: its
   PCS falls back to 0 W on its own heartbeat timeout (the event says so).
 
-Neither touches the event log, the month's demand meter or the other units. A unit whose
-endpoints changed, and any unit change on a site with failover or the smoothing loop
-(their plans and connections are per unit, built at start), still need a restart.
+With failover on, an added unit gets its own control connection on the fast path and
+is in the failover plan from the next re-arm (the next period); a removed unit's is
+dropped before it is retired. The smoothing loop reads an added unit from its next tick
+and writes it once a period has armed it; at a removal it stands down until the next
+period. Neither touches the event log, the month's demand meter or the other units. A
+unit whose endpoints changed, and removing the unit whose PCS is the failover's grid
+sensor (the first), still need a restart.
 """
 
 from __future__ import annotations
@@ -59,11 +63,12 @@ def live_unit_change_refused(running: SiteConfig, new: SiteConfig) -> str | None
     changed = [u.id for u in new.bess_units if u.id in kept and kept[u.id] != u]
     if changed:
         return f"bess_units ({changed[0]} changed; only units added or removed apply while running)"
-    for cfg in (running, new):
-        if cfg.failover is not None and cfg.failover.enabled:
-            return "bess_units (with failover on, a unit change needs a restart)"
-        if cfg.policies.smoothing is not None and cfg.policies.smoothing.enabled:
-            return "bess_units (with the smoothing loop on, a unit change needs a restart)"
+    fo = running.failover
+    if fo is not None and fo.enabled and running.bess_units and \
+            running.bess_units[0].id not in {u.id for u in new.bess_units}:
+        # the grid watcher reads the first unit's PCS (ems/failover): it has no other sensor
+        return (f"bess_units ({running.bess_units[0].id}'s PCS is the failover's grid sensor; removing it "
+                "needs a restart)")
     return None
 
 

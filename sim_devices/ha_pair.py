@@ -17,6 +17,7 @@ import sqlite3
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,18 +27,22 @@ import yaml
 from ems.broker import free_port
 from ems.ha.lease import KvLease
 from ems.ha.settings import HaConfig
+from sim_devices.netns import PairNetwork
 
 HOLDERS = ("a", "b")
 
 
-def pair_site(mqtt_url: str, nats_url: str, bucket: str, period_s: float, heartbeat_timeout_s: float) -> dict[str, Any]:
+def pair_site(mqtt_url: str, nats_url: str, bucket: str, period_s: float, heartbeat_timeout_s: float,
+              devices_host: str = "127.0.0.1") -> dict[str, Any]:
+    def ep(profile: str) -> dict[str, Any]:
+        return {"host": devices_host, "port": free_port(), "profile": profile}
+
     return {
         "site": "ha-pair",
         "control": {"period_s": period_s, "setpoint_deadband_w": 500.0},
         "mqtt": {"url": mqtt_url, "topic_prefix": f"ems/ha{free_port()}"},
-        "meter": {"port": free_port(), "profile": "meter_v1"},
-        "bess_units": [{"id": f"bess-{i + 1}", "bms": {"port": free_port(), "profile": "bms_v1"},
-                        "pcs": {"port": free_port(), "profile": "pcs_v1"}} for i in range(2)],
+        "meter": ep("meter_v1"),
+        "bess_units": [{"id": f"bess-{i + 1}", "bms": ep("bms_v1"), "pcs": ep("pcs_v1")} for i in range(2)],
         "racks": {"rows": 2, "racks_per_row": 4, "nameplate_w": 40_000.0},
         "policies": {"battery": {"soc_min": 0.1, "soc_max": 0.95},
                      "peak_shaving": {"grid_import_cap_w": 250_000.0, "recharge_below_w": 150_000.0}},
@@ -61,11 +66,16 @@ class Kill:
 
 class HaPair:
     def __init__(self, folder: Path, mqtt_url: str, nats_url: str, period_s: float = 0.2,
-                 heartbeat_timeout_s: float = 2.0, nats_urls: dict[str, str] | None = None) -> None:
-        """`nats_urls`: each controller's own way to NATS (a relay a campaign can cut), by holder."""
+                 heartbeat_timeout_s: float = 2.0, nats_urls: dict[str, str] | None = None,
+                 network: PairNetwork | None = None) -> None:
+        """`nats_urls`: each controller's own way to NATS (a relay a campaign can cut), by holder.
+        `network`: each controller on a "machine" of its own (sim_devices/netns.py); the site's
+        devices then listen on the network's host address, as the broker and NATS must."""
         self.folder = folder
+        self.network = network
         self.bucket = f"ems_bench_{uuid.uuid4().hex[:10]}"
-        self.cfg = pair_site(mqtt_url, nats_url, self.bucket, period_s, heartbeat_timeout_s)
+        self.cfg = pair_site(mqtt_url, nats_url, self.bucket, period_s, heartbeat_timeout_s,
+                             "127.0.0.1" if network is None else network.host_ip)
         self.site_path = folder / "site.yaml"
         self.site_path.write_text(yaml.safe_dump(self.cfg))
         self.site_paths = {h: self.site_path for h in HOLDERS}
@@ -93,8 +103,9 @@ class HaPair:
         """Start (again) one controller and wait until it reaches NATS (its event log says so)."""
         before = self.count(holder, "ha_nats_up")
         (self.folder / holder).mkdir(exist_ok=True)
+        machine = [] if self.network is None else self.network.exec_prefix(holder)
         self.procs[holder] = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "ems.cli", "run", "--config", str(self.site_paths[holder]), "--state-dir",
+            *machine, sys.executable, "-m", "ems.cli", "run", "--config", str(self.site_paths[holder]), "--state-dir",
             str(self.folder / holder), "--ha-id", holder, "--log-format", "json",
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         end = time.monotonic() + 20.0
@@ -163,17 +174,25 @@ class HaPair:
             await asyncio.sleep(0.01)
         return None
 
-    async def cut_active(self, relays: dict[str, Any]) -> Kill:
-        """Cut the lease holder off from NATS (its relay), the process left running."""
+    async def cut_active(self, cut: Callable[[str], None]) -> Kill:
+        """Cut the lease holder off by `cut(holder)` (its machine off the network, or its way to NATS),
+        the process left running."""
         holder, epoch = await self.wait_active_writing()
         state = await self.lease.get_state() or {}
-        relays[holder].cut()
+        cut(holder)
         return Kill(holder, epoch, time.time(), frozenset(str(e.get("origin")) for e in state.get("events") or []))
 
-    def fenced_before(self, kill: Kill) -> bool:
-        """The cut-off active's last write came before the other's first write in a newer epoch."""
+    async def fenced_before(self, kill: Kill, timeout_s: float = 10.0) -> bool:
+        """The cut-off active's last write came before the other's first write in a newer epoch. Its
+        own record of the fence may come late (cut off the network, each period waits out its
+        device timeouts before it gets to record anything): waited for up to `timeout_s`."""
         other = next(h for h in HOLDERS if h != kill.holder)
-        fenced = [e for e in self.events(kill.holder, "ha_fenced") if e["data"].get("epoch") == kill.epoch]
+        end = time.monotonic() + timeout_s
+        while True:
+            fenced = [e for e in self.events(kill.holder, "ha_fenced") if e["data"].get("epoch") == kill.epoch]
+            if fenced or time.monotonic() > end:
+                break
+            await asyncio.sleep(0.05)
         first = [e for e in self.events(other, "ha_writing") if int(e["data"].get("epoch") or 0) > kill.epoch]
         if not fenced or not first:
             return False

@@ -20,21 +20,21 @@ def nats_binary() -> str | None:
 
 
 class NatsServer:
-    def __init__(self, store: Path) -> None:
+    def __init__(self, store: Path, host: str = "127.0.0.1") -> None:
         binary = nats_binary()
         if binary is None:
             raise RuntimeError("nats-server is not installed (apt-get install nats-server)")
-        self.binary, self.store, self.port = binary, store, free_port()
-        self.url = f"nats://127.0.0.1:{self.port}"
+        self.binary, self.store, self.port, self.host = binary, store, free_port(), host
+        self.url = f"nats://{host}:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([self.binary, "-a", "127.0.0.1", "-p", str(self.port), "-js",
+        self.proc = subprocess.Popen([self.binary, "-a", self.host, "-p", str(self.port), "-js",
                                       "-sd", str(self.store)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError):
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                socket.create_connection((self.host, self.port), timeout=0.2).close()
                 return
             time.sleep(0.02)
         raise RuntimeError("private nats-server did not start")

@@ -59,6 +59,11 @@ def _servable_profiles(cfg: SimSiteConfig, source: str) -> dict[str, DeviceProfi
     return profiles
 
 
+def _base(address: int | None) -> int:
+    """Where a simulated SunSpec map starts: the profile's address (0 too), else 40000."""
+    return 40000 if address is None else address
+
+
 def _sunspec_read_only(model: int, point: str, _value: float) -> None:
     """Write handler of a SunSpec device without writable points the plant acts on."""
     raise ValueError(f"{model}.{point} is not writable on this simulated device")
@@ -97,7 +102,7 @@ class SimulatedSite:
             self.devices.append(SimulatedSunSpecDevice(
                 "meter", [1, 203], lambda: meter_values(self.plant.meter, self.clock.monotonic() - self.plant.now_s),
                 _sunspec_read_only,
-                m.host, m.port, m.unit_id, base_address=mp.base_address or 40000))
+                m.host, m.port, m.unit_id, base_address=_base(mp.base_address)))
         else:
             self.devices.append(SimulatedModbusDevice(
                 "meter", mp, lambda: regs.meter_values(self.plant.meter), regs.read_only, m.host, m.port, m.unit_id))
@@ -109,7 +114,7 @@ class SimulatedSite:
                 self.sunspec_bms[u.id] = sbms
                 self.devices.append(SimulatedSunSpecDevice(
                     f"{u.id}.bms", [1, 802, 803, 713], sbms.values, sbms.write, u.bms.host, u.bms.port,
-                    u.bms.unit_id, base_address=bms.base_address or 40000))
+                    u.bms.unit_id, base_address=_base(bms.base_address)))
             else:
                 self.devices.append(SimulatedModbusDevice(
                     f"{u.id}.bms", bms, functools.partial(regs.bms_values, unit, bms),
@@ -119,7 +124,7 @@ class SimulatedSite:
                 self.sunspec_pcs[u.id] = spcs
                 self.devices.append(SimulatedSunSpecDevice(
                     f"{u.id}.pcs", [1, 701, 702, 704], spcs.values, spcs.write, u.pcs.host, u.pcs.port,
-                    u.pcs.unit_id, base_address=pcs.base_address or 40000,
+                    u.pcs.unit_id, base_address=_base(pcs.base_address),
                     accept_codes=frozenset({pcs.write_function_code})))
             else:
                 self.devices.append(SimulatedModbusDevice(
@@ -134,7 +139,7 @@ class SimulatedSite:
                 spv = SunSpecPv(self.plant, pv_cfg.peak_w)
                 self.devices.append(SimulatedSunSpecDevice(
                     "pv", [1, 701, 702, 704], spv.values, spv.write, pv_ep.host, pv_ep.port, pv_ep.unit_id,
-                    base_address=pv_profile.base_address or 40000))
+                    base_address=_base(pv_profile.base_address)))
             else:
                 self.devices.append(SimulatedModbusDevice(
                     "pv", pv_profile, functools.partial(regs.pv_values, self.plant, pv_cfg.peak_w),

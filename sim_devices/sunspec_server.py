@@ -1,7 +1,7 @@
 """A simulated SunSpec device served as a real pymodbus TCP server.
 
 The register image is built from pysunspec2's model definitions: "SunS" at the base
-address (40000 or 50000; a pymodbus data block cannot start at 0), then each model
+address (40000, 0 or 50000), then each model
 (model 1 first), then the end marker. Reads are answered from the device's values at
 the moment of the read (scaled with the device's scale factors; None goes out as the
 type's not-implemented pattern). Writes are decoded point by point: a read-only point
@@ -60,8 +60,8 @@ class SimulatedSunSpecDevice:
     _pending: dict[int, int] = field(default_factory=dict)  # words of points written in part (0x06)
 
     def __post_init__(self) -> None:
-        if self.base_address < 1:
-            raise ValueError("a simulated SunSpec map starts at 40000 or 50000 (a data block cannot start at 0)")
+        if self.base_address not in (0, 40000, 50000):
+            raise ValueError("a SunSpec map starts at 40000, 0 or 50000")
         self.layout: list[tuple[int, int]] = []  # (model id, address of its ID register)
         addr = self.base_address + 2
         for m in self.models:

@@ -86,6 +86,42 @@ def shaving_site(make_site: Callable[..., SiteConfig], url: str, *, step_at_s: f
         }, **kw)
 
 
+def failover_site(make_site: Callable[..., SiteConfig], url: str, **kw: Any) -> SiteConfig:
+    """32 racks at 50 % on a 1.3 MW cap, a genset, failover armed every period (0.1 s), seamless
+    transfer; 500 kW units (`units=` more in the plant)."""
+    return make_site(
+        url, racks={"rows": 4, "racks_per_row": 8, "nameplate_w": 40_000.0}, period_s=0.1,
+        genset={"port": free_port(), "profile": "genset_v1"},
+        policies={"battery": {"soc_min": 0.1, "soc_max": 0.95},
+                  "peak_shaving": {"grid_import_cap_w": 1_300_000.0, "recharge_below_w": 600_000.0}},
+        failover={"detect_poll_s": 0.002, "shed_order": ["row04", "row03", "row02"], "reconnect_stable_s": 1.0,
+                  "cap_release_s": 0.5, "genset": {"start_after_s": 0.0, "min_run_s": 1.0}},
+        simulation={"seed": 3, "speed": 1.0, "pue": 1.25,
+                    "bess": [{"capacity_wh": 1_000_000, "rated_power_w": 500_000, "initial_soc": 0.7,
+                              "ramp_w_per_s": 2_000_000, "heartbeat_timeout_s": 2.0}],
+                    "racks": {"model": "steady", "steady_fraction": 0.5, "telemetry_period_s": 0.2,
+                              "cap_response_s": 0.1},
+                    "grid": {"seamless_transfer": True, "psu_holdup_s": 0.010, "pcs_overload_s": 2.0},
+                    "genset": {"rated_power_w": 1_200_000, "start_delay_s": 0.5, "warmup_s": 0.5,
+                               "ramp_w_per_s": 5_000_000, "cooldown_s": 0.3}}, **kw)
+
+
+def training_site(make_site: Callable[..., SiteConfig], url: str, *, units: int = 2,
+                  **smoothing: Any) -> SiteConfig:
+    """16 racks of 40 kW training in jobs of 8, swinging 40-100 % at 0.5-1 Hz (~+-200 kW around
+    ~700 kW), the smoothing loop at 20 Hz, a 100 kW/min ramp limit; 1 MW units."""
+    return make_site(
+        url, units=units, rows=2, racks_per_row=8, period_s=0.5,
+        policies={"battery": {"soc_min": 0.1, "soc_max": 0.95},
+                  "smoothing": {"rate_hz": 20, "tau_s": 10.0, **smoothing}},
+        grid_connection={"ramp_limit_w": 100_000.0, "ramp_window_s": 60.0},
+        simulation={"seed": 4, "speed": 1.0, "pue": 1.25,
+                    "bess": [{"capacity_wh": 2_000_000, "rated_power_w": 1_000_000, "initial_soc": 0.6,
+                              "ramp_w_per_s": 20_000_000, "heartbeat_timeout_s": 2.0}],
+                    "racks": {"model": "training", "racks_per_job": 8, "swing_hz_min": 0.5, "swing_hz_max": 1.0,
+                              "mean_job_s": 1e6, "checkpoint_every_s": 1e6, "telemetry_period_s": 0.5}})
+
+
 @pytest.fixture
 def make_site() -> Callable[..., SiteConfig]:
     def make(mqtt_url: str, **kw: Any) -> SiteConfig:

@@ -33,8 +33,9 @@ from ems.events import EventLog
 from ems.failover.fast_path import FastPath, Firing
 from ems.failover.watcher import Disturbance, GridVerdict, GridWatcher
 from ems.model.snapshot import SiteSnapshot
-from ems.mqtt_auth import client_kwargs
+from ems.mqtt_auth import client_kwargs, refreshed
 from ems.mqtt_link import NotConnected
+from ems.topology import BessUnitConfig
 from policies import island
 from policies.failover_plan import FailoverParams, FailoverPlan, arm
 
@@ -121,6 +122,7 @@ class FailoverManager:
         m = self.cfg.mqtt
         connect = client_kwargs(m, identifier=f"{self.client_id}-failover")  # same user and TLS as the controller
         while True:
+            connect = refreshed(m, connect)  # rotated credentials and certificates
             try:
                 async with aiomqtt.Client(**connect, timeout=5.0) as client:
                     client.pending_calls_threshold = 1000  # one publish per row, all at once, is the design
@@ -178,6 +180,26 @@ class FailoverManager:
         for dev in (self.watcher.pcs, self.watcher.meter):
             if dev is not None:
                 dev.close()
+
+    # --- units added and removed while running (ems/unit_changes) -----------------------
+    def add_unit(self, unit: BessUnitConfig) -> None:
+        """A control connection for a unit added: it is in the plan from the next re-arm."""
+        # a new dict by one reference assignment, as the plan is handed over: the fast path's
+        # thread reads whichever it sees, never a dict being changed
+        self.fast.pcs = {**self.fast.pcs, unit.id: PcsDriver(_device(f"{unit.id}.pcs/control", unit.pcs))}
+
+    def remove_unit(self, unit_id: str) -> None:
+        """Drop a unit's control connection before it is retired (a firing meanwhile skips it)."""
+        driver = self.fast.pcs.get(unit_id)
+        if driver is None:
+            return
+        self.fast.pcs = {uid: d for uid, d in self.fast.pcs.items() if uid != unit_id}
+        loop = self._fast_loop  # its connection lives on the fast path's loop: closed there
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(driver.device.close)
+                return
+        driver.device.close()
 
     # --- each period -----------------------------------------------------------------
     def arm(self, snap: SiteSnapshot) -> FailoverPlan:

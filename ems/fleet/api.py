@@ -3,8 +3,10 @@
 GET /api/fleet: every site's latest grid import, SoC, mode, reason and alarms, and the
 fleet-wide flexibility (what the fresh sites could add in battery discharge now, for
 demand response; a site whose status is older than `stale_after_s` is listed as stale and
-not counted). GET /api/sites/{site}/history?minutes=N: its 1-minute history. GET /: the page.
-Reads only; bind to loopback or put a proxy with authentication in front.
+not counted). GET /api/sites/{site}/history?minutes=N: its 1-minute history. GET /: the page
+(it sends the token given once in the URL's fragment, `#token=...`, kept for the tab).
+Reads only. With tokens configured every /api/ read needs one (401 otherwise); without,
+the service must bind to loopback (ems/fleet/service.py refuses anything else).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import psycopg
 from aiohttp import web
 from psycopg.rows import dict_row
 
+from ems.operator.auth import Tokens
+
 _PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>ems fleet</title>
 <style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}td,th{padding:2px 8px;
 border-bottom:1px solid #ddd;text-align:right}td:first-child,th:first-child{text-align:left}
@@ -23,7 +27,13 @@ border-bottom:1px solid #ddd;text-align:right}td:first-child,th:first-child{text
 <h1>Fleet</h1><p id="sum"></p><table><thead><tr><th>site</th><th>grid import kW</th><th>SoC %</th>
 <th>mode</th><th>reason</th><th>flexibility kW</th><th>alarms</th><th>age s</th></tr></thead>
 <tbody id="rows"></tbody></table><script>
-async function tick(){const r=await fetch('api/fleet');const f=await r.json();
+const m=location.hash.match(/token=([^&]+)/);
+if(m){sessionStorage.setItem('fleetToken',m[1]);history.replaceState(null,'',location.pathname)}
+const tok=sessionStorage.getItem('fleetToken');const hdr=tok?{Authorization:'Bearer '+tok}:{};
+async function tick(){const r=await fetch('api/fleet',{headers:hdr});
+if(r.status===401){document.getElementById('sum').textContent=
+'a token is needed: open this page as .../#token=YOUR_TOKEN';return}
+const f=await r.json();
 document.getElementById('sum').textContent=`${f.sites.length} sites, ${f.stale} stale; `+
 `fleet flexibility now ${(f.flexibility_w/1e3).toFixed(0)} kW; grid import ${(f.grid_w/1e3).toFixed(0)} kW`;
 const tb=document.getElementById('rows');tb.replaceChildren();
@@ -35,8 +45,27 @@ tr.appendChild(td)}if(s.alarms.length)tr.lastChild.previousSibling.className='al
 tick();setInterval(tick,2000);</script></body></html>"""
 
 
-def app(dsn: str, stale_after_s: float) -> web.Application:
-    a = web.Application()
+@web.middleware
+async def _no_store(request: web.Request, handler: Any) -> web.StreamResponse:
+    resp: web.StreamResponse = await handler(request)
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def _auth(tokens: Tokens) -> Any:
+    @web.middleware
+    async def check(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path.startswith("/api/") and tokens.configured \
+                and tokens.operator(request.headers.get("Authorization")) is None:
+            return web.json_response({"error": "missing or wrong token (Authorization: Bearer <token>)"},
+                                     status=401, headers={"WWW-Authenticate": 'Bearer realm="ems-fleet"'})
+        resp: web.StreamResponse = await handler(request)
+        return resp
+    return check
+
+
+def app(dsn: str, stale_after_s: float, tokens: Tokens | None = None) -> web.Application:
+    a = web.Application(middlewares=[_auth(tokens or Tokens({})), _no_store])
     held: dict[str, psycopg.AsyncConnection[Any]] = {}  # the API's one connection, opened when first needed
 
     async def conn() -> psycopg.AsyncConnection[Any]:

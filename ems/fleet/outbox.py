@@ -5,6 +5,7 @@ replay goes out in the order it was made.
 Each outbox has its own random `source` id, so the message ids (`SITE:SOURCE:SEQ`) of a site
 that lost its disk never collide with the ones it sent before. Bounded: beyond `max_rows`
 the oldest status messages go first (events and history are kept), and the count says so.
+A message the disk refuses (full) is held in memory, in order, and written before the next.
 """
 
 from __future__ import annotations
@@ -16,7 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ems.sqlite_db import open_db
+import structlog
+
+from ems.sqlite_db import DiskRefusals, open_db, write_rows
+
+log = structlog.get_logger("ems.fleet")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, ts REAL NOT NULL,
@@ -50,28 +55,48 @@ class Outbox:
                 self._db.execute("INSERT INTO meta (key, value) VALUES ('source', ?)", row)
         self.source: str = row[0]
         self._rows = self._count()
+        self._held: list[tuple[str, float, str]] = []  # refused by the disk, oldest first
+        self.disk = DiskRefusals("fleet outbox")
 
     def _count(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
     def __len__(self) -> int:
-        return self._rows
+        return self._rows + len(self._held)
 
     def append(self, kind: str, ts: float, body: dict[str, Any]) -> None:
         text = json.dumps(body, default=str, separators=(",", ":"))
         with self._lock:
-            self._db.execute("INSERT INTO outbox (kind, ts, body) VALUES (?, ?, ?)", (kind, ts, text))
-            self._rows += 1
-            if self._rows > self.max_rows:
-                cur = self._db.execute("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE kind = 'status' "
-                                       "ORDER BY seq LIMIT ?)", (self._rows - self.max_rows,))
-                self._rows -= cur.rowcount
-                self.dropped += cur.rowcount
+            self._held.append((kind, ts, text))
+            self._write_held()
+
+    def _write_held(self) -> None:
+        """Write what is held, oldest first, in one transaction (under the lock)."""
+        refused = write_rows(self._db, "INSERT INTO outbox (kind, ts, body) VALUES (?, ?, ?)", self._held)
+        if refused is not None:
+            self.disk.refused(refused, held=len(self._held))
+            statuses = [i for i, h in enumerate(self._held) if h[0] == "status"]
+            over = len(self._held) - self.max_rows
+            if over > 0:  # bounded like the table: the oldest statuses go first
+                gone = set(statuses[:over])
+                self._held = [h for i, h in enumerate(self._held) if i not in gone]
+                self.dropped += len(gone)
+            return
+        self.disk.taken()
+        self._rows += len(self._held)
+        self._held.clear()
+        if self._rows > self.max_rows:
+            cur = self._db.execute("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE kind = 'status' "
+                                   "ORDER BY seq LIMIT ?)", (self._rows - self.max_rows,))
+            self._rows -= cur.rowcount
+            self.dropped += cur.rowcount
 
     def head(self, limit: int) -> list[Pending]:
-        """The oldest messages not yet acknowledged, in order."""
+        """The oldest messages not yet acknowledged, in order (those the disk still refuses wait)."""
         with self._lock:
+            if self._held:
+                self._write_held()
             rows = self._db.execute("SELECT seq, kind, ts, body FROM outbox ORDER BY seq LIMIT ?", (limit,)).fetchall()
         return [Pending(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
 

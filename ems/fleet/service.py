@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import signal
 
 import nats.errors
@@ -14,6 +15,7 @@ from ems.fleet.consumer import FleetConsumer
 from ems.fleet.settings import FleetServiceConfig
 from ems.fleet.store import FleetStore, FleetStoreError
 from ems.model.errors import EmsError
+from ems.operator.auth import TokenError, Tokens, tokens_from
 
 log = structlog.get_logger("ems.fleet")
 
@@ -22,7 +24,27 @@ class FleetServiceError(EmsError):
     """`ems fleet` cannot start: NATS or PostgreSQL unreachable, or the HTTP port taken."""
 
 
+def api_tokens(cfg: FleetServiceConfig) -> Tokens:
+    """The fleet API's tokens; none is allowed only on loopback (FleetServiceError otherwise)."""
+    try:
+        tokens = tokens_from(cfg.http.token_env, cfg.http.token_file)
+    except TokenError as exc:
+        raise FleetServiceError(f"http: {exc}") from None
+    if not tokens.configured and not _loopback(cfg.http.host):
+        raise FleetServiceError(f"http.host {cfg.http.host}: the fleet API would be open to the network; set a "
+                                f"token (${cfg.http.token_env} or http.token_file) or bind to 127.0.0.1")
+    return tokens
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 async def serve(cfg: FleetServiceConfig) -> None:
+    tokens = api_tokens(cfg)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -37,7 +59,7 @@ async def serve(cfg: FleetServiceConfig) -> None:
     except (TimeoutError, nats.errors.Error, OSError) as exc:
         await store.close()
         raise FleetServiceError(f"NATS {cfg.nats_url}: {exc}") from None
-    runner = web.AppRunner(app(cfg.postgres_dsn, cfg.stale_after_s))
+    runner = web.AppRunner(app(cfg.postgres_dsn, cfg.stale_after_s, tokens))
     await runner.setup()
     try:
         await web.TCPSite(runner, cfg.http.host, cfg.http.port).start()

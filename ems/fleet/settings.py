@@ -26,8 +26,14 @@ class FleetLinkConfig(Strict):
 
 
 class FleetHttpConfig(Strict):
+    """The fleet page and API. With a token (from `token_env` or `token_file`, as the operator
+    API's) every API read needs `Authorization: Bearer <token>`; without one they are open,
+    and only a loopback `host` is allowed."""
+
     host: str = "127.0.0.1"
     port: int = Field(default=8090, ge=0, le=65535)
+    token_env: str = Field(default="EMS_FLEET_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    token_file: Path | None = Field(default=None, description="lines of `token` or `name:token`")
 
 
 class FleetServiceConfig(Strict):

@@ -2,7 +2,9 @@
 
 `fleet_status`, `fleet_events`, `fleet_history` are partitioned by range on `ts`; their key
 (site, source, seq, ts) makes a message stored twice (a replay after the stream's duplicate
-window, a redelivery after a crash between commit and ack) a no-op. `fleet_sites` holds
+window, a redelivery after a crash between commit and ack) a no-op, and an event's origin
+(site, origin, ts) makes an event sent by an old active and again by the new one it was
+handed over to one row. `fleet_sites` holds
 each site's latest status for the fleet page, only ever moved forward in time.
 `fleet_rejected` keeps what could not be read (malformed messages), for an operator to see.
 Where TimescaleDB is installed, the three tables could be hypertables instead (docs/fleet.md).
@@ -39,6 +41,8 @@ CREATE TABLE IF NOT EXISTS fleet_history (
     battery_avg_w double precision, samples integer, reason text,
     stored_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (site, source, seq, ts)) PARTITION BY RANGE (ts);
+ALTER TABLE fleet_events ADD COLUMN IF NOT EXISTS origin text;
+CREATE UNIQUE INDEX IF NOT EXISTS fleet_events_origin ON fleet_events (site, origin, ts);
 CREATE TABLE IF NOT EXISTS fleet_sites (
     site text PRIMARY KEY, ts timestamptz NOT NULL, grid_w double precision, soc double precision, mode text,
     reason text, alarms jsonb NOT NULL, flex_w double precision, body jsonb NOT NULL,
@@ -103,8 +107,8 @@ def _text(v: Any) -> str | None:
 _INSERT = {
     "status": "INSERT INTO fleet_status (site, source, seq, ts, grid_w, soc, mode, reason, flex_w, body) "
               "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
-    "events": "INSERT INTO fleet_events (site, source, seq, ts, kind, reason, data) VALUES (%s,%s,%s,%s,%s,%s,%s) "
-              "ON CONFLICT DO NOTHING",
+    "events": "INSERT INTO fleet_events (site, source, seq, ts, kind, reason, data, origin) "
+              "VALUES (%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
     "history": "INSERT INTO fleet_history (site, source, seq, ts, grid_avg_w, grid_max_w, soc_avg, battery_avg_w, "
                "samples, reason) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
 }
@@ -121,9 +125,24 @@ def _params(r: Row) -> tuple[Any, ...]:
         return (*key, _num(b.get("grid_w")), _num(b.get("soc")), _text(b.get("mode")), _text(b.get("reason")),
                 _num(b.get("flex_w")), Jsonb(b))
     if r.kind == "events":
-        return (*key, str(b.get("kind", "?")), _text(b.get("reason")), Jsonb(b.get("data") or {}))
+        raw = b.get("data")
+        data: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        return (*key, str(b.get("kind", "?")), _text(b.get("reason")), Jsonb(data), event_origin(b.get("id"), data))
     return (*key, _num(b.get("grid_avg_w")), _num(b.get("grid_max_w")), _num(b.get("soc_avg")),
             _num(b.get("battery_avg_w")), int(_num(b.get("samples")) or 0), _text(b.get("reason")))
+
+
+def event_origin(event_id: Any, data: dict[str, Any]) -> str | None:
+    """Who recorded an event first, as ems/ha names it (`holder:id`): an event a new active was
+    handed over (data.origin) and the one its old active sent are one row, not two. None for
+    a site without active/standby (no holder): its events are unique by their key already."""
+    origin = data.get("origin")
+    if isinstance(origin, str):
+        return origin
+    holder = data.get("ha_holder")
+    if isinstance(holder, str) and isinstance(event_id, int) and not isinstance(event_id, bool):
+        return f"{holder}:{event_id}"
+    return None
 
 
 def _latest(r: Row) -> tuple[Any, ...]:

@@ -1,10 +1,12 @@
 """What the active hands over through the bucket, and how the new active takes it.
 
 The month's billing demand so far (the peak it held down: a standby that missed an
-interval of it must not think the month's peak lower), and the recent events (ems/ha/role.py
-adds them). The standby runs its own planner on the same readings, so it has a plan of its
-own at takeover; the old active's plan summary rides along for the audit only (a plan is in
-the process's monotonic time, which means nothing on another machine).
+interval of it must not think the month's peak lower), the operators' decisions in force
+(parameter overrides, units in maintenance, a forced mode: the new active holds them as the
+old one did), and the recent events (ems/ha/role.py adds them). The standby runs its own
+planner on the same readings, so it has a plan of its own at takeover; the old active's plan
+summary rides along for the audit only (a plan is in the process's monotonic time, which
+means nothing on another machine).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from ems.demand import DemandMeter, DemandMeterError
+from ems.operator.overrides import OverrideError
 
 if TYPE_CHECKING:
     from ems.control_loop import Controller
@@ -28,12 +31,26 @@ def state_of(ctl: Controller) -> dict[str, Any]:
         from ems.tariff.calendar import local_seconds
 
         plan = ctl.planner.runner.summary(now_s, local_seconds(ctl.clock.wall(), ctl.planner.zone))
-    return {"demand": ctl.demand.to_dict(), "plan": plan, "setpoint_w": ctl.last_setpoint_w}
+    return {"demand": ctl.demand.to_dict(), "plan": plan, "setpoint_w": ctl.last_setpoint_w,
+            "operator": ctl.controls.state()}
 
 
 def take_over(ctl: Controller, state: dict[str, Any] | None) -> None:
-    """Adopt the handed-over demand where it is the same month and a higher peak than ours."""
-    if state is None or not isinstance(state.get("demand"), dict):
+    """Adopt the handed-over operator decisions, and the demand where it is the same month and a
+    higher peak than ours."""
+    if state is None:
+        return
+    operator = state.get("operator")
+    if isinstance(operator, dict):
+        try:
+            ctl.controls.adopt(operator)
+        except (OverrideError, KeyError, TypeError, ValueError) as exc:
+            log.warning("handover: operator state unusable, keeping ours", error=str(exc))
+        else:
+            c = ctl.controls
+            ctl.events.record("operator_state_taken_over", ctl.clock.wall(), None, params=sorted(c.params),
+                              maintenance=sorted(c.maintenance), force=None if c.force is None else c.force.mode)
+    if not isinstance(state.get("demand"), dict):
         return
     try:
         theirs = DemandMeter.from_dict(state["demand"], ctl.demand.tariff, ctl.demand.zone, ctl.demand.interval_s)

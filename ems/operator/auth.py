@@ -75,18 +75,23 @@ def parse_token_file(text: str, source: str) -> dict[str, str]:
 
 def load_tokens(cfg: HttpConfig, environ: Mapping[str, str] | None = None) -> Tokens:
     """Tokens from `cfg.token_env` and `cfg.token_file`; none at all leaves actions disabled."""
+    return tokens_from(cfg.token_env, cfg.token_file, environ)
+
+
+def tokens_from(token_env: str, token_file: Path | None, environ: Mapping[str, str] | None = None) -> Tokens:
+    """Tokens from an environment variable (name "operator") and a token file (the fleet API's too)."""
     env = os.environ if environ is None else environ
     by_name: dict[str, str] = {}
-    if cfg.token_file is not None:
-        path = Path(cfg.token_file)
+    if token_file is not None:
+        path = Path(token_file)
         try:
             by_name.update(parse_token_file(path.read_text(), str(path)))
         except OSError as exc:
             raise TokenError(f"{path}: cannot read the token file: {exc.strerror}") from None
-    from_env = env.get(cfg.token_env, "").strip()
+    from_env = env.get(token_env, "").strip()
     if from_env:
-        name, token = _checked("operator", from_env, f"${cfg.token_env}")
+        name, token = _checked("operator", from_env, f"${token_env}")
         if name in by_name and by_name[name] != token:
-            raise TokenError(f"${cfg.token_env} and {cfg.token_file} both define operator {name!r}")
+            raise TokenError(f"${token_env} and {token_file} both define operator {name!r}")
         by_name[name] = token
     return Tokens(by_name)

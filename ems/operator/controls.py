@@ -112,6 +112,8 @@ class OperatorControls:
         self.capability_units = "not read yet"
         self.step_params = step_params(cfg)
         self.actions = 0
+        # re-reads the site file (Controller.reload_config): set where the controller runs on one
+        self.reload: Callable[[], tuple[bool, str]] | None = None
         self.dr_book: DrBook | None = None  # the controller's demand-response events (where it has them)
         self.load_targets: LoadTargetDecoder | None = None  # shared with the MQTT channel: one replay memory
         self.on_change: Callable[[OperatorView], None] | None = None
@@ -159,6 +161,14 @@ class OperatorControls:
             del self.maintenance[unit_id]
         self._changed()
         return ev
+
+    def reload_site_file(self, by: str, why: str) -> Event:
+        if self.reload is None:
+            raise StateConflict("this controller runs without a site file to re-read")
+        applied, problem = self.reload()  # records config_applied or config_rejected itself
+        if not applied:
+            raise StateConflict(f"site file not applied, the running configuration stays: {problem}")
+        return self._record(ACTION, None, by, why, action="reload_site_file")
 
     def force_mode(self, mode: ForceMode, setpoint_w: float, timeout_s: float, by: str, why: str) -> Event:
         if not (0 < timeout_s <= self.max_force_s):
@@ -269,6 +279,11 @@ class OperatorControls:
         """The site file was reloaded: overrides go on top of it again; one that no longer
         validates is dropped and recorded, never half-applied."""
         self.configured = cfg
+        self.unit_ids = {u.id for u in cfg.bess_units}  # units added or removed with the file
+        for gone in [uid for uid in self.maintenance if uid not in self.unit_ids]:
+            m = self.maintenance.pop(gone)
+            self.events.record(REVERT, self.clock.wall(), None, by="controller", why="unit removed from the site file",
+                               action="maintenance_on", unit=gone, reverts_event=m.event_id)
         kept: dict[str, ov.ParamOverride] = {}
         for name, o in self.params.items():
             try:
@@ -309,25 +324,37 @@ class OperatorControls:
         """The forced mode in force, as the period step takes it."""
         return None if self.force is None else ForceParams(self.force.setpoint_w)
 
-    def _save(self) -> None:
-        if self.path is None:
-            return
+    def state(self) -> dict[str, Any]:
+        """The operators' decisions in force, as the override file keeps them (and ems/ha hands over)."""
         f = self.force
-        ov.write_file(self.path, {
+        return {
             "params": {k: ov.override_to_dict(o) for k, o in self.params.items()},
             "maintenance": {u: {"by": m.by, "why": m.why, "at_wall_s": m.at_wall_s, "event_id": m.event_id}
                             for u, m in self.maintenance.items()},
             "force": None if f is None else {"mode": f.mode, "setpoint_w": f.setpoint_w, "by": f.by, "why": f.why,
                                              "at_wall_s": f.at_wall_s, "until_wall_s": f.until_wall_s,
                                              "event_id": f.event_id},
-        })
+        }
+
+    def adopt(self, data: dict[str, Any]) -> None:
+        """A new active takes the old one's operator decisions in place of its own (ems/ha): a unit
+        someone put in maintenance stays out of service, an override and a forced mode hold on."""
+        self.params, self.maintenance, self.force = {}, {}, None
+        self._restore(data)
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        ov.write_file(self.path, self.state())
 
     def _load(self) -> None:
         """Re-apply what was saved; what no longer validates (the site file changed) is
         dropped and recorded, never half-applied."""
         if self.path is None:
             return
-        data = ov.read_file(self.path)
+        self._restore(ov.read_file(self.path))
+
+    def _restore(self, data: dict[str, Any]) -> None:
         wall = self.clock.wall()
         for raw in (data.get("params") or {}).values():
             o = ov.override_from_dict(raw)

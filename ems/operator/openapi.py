@@ -77,7 +77,7 @@ def _action(summary: str, body_ref: str) -> dict[str, Any]:
 
 def build(*, site: str, params: list[str], units: list[str], max_force_s: float) -> dict[str, Any]:
     _, defs = models_json_schema(
-        [(m, "validation") for m in (rq.SetParam, rq.ResetParam, rq.SetMaintenance,
+        [(m, "validation") for m in (rq.SetParam, rq.ResetParam, rq.SetMaintenance, rq.ReloadSiteFile,
                                      rq.ForceZero, rq.ForceSetpoint, rq.ForceAuto, rq.LoadTargetSet, rq.DrOptOut)],
         ref_template=_REF)
     schemas: dict[str, Any] = defs.get("$defs", {})
@@ -135,6 +135,8 @@ def build(*, site: str, params: list[str], units: list[str], max_force_s: float)
                                                 "#/components/schemas/ResetParam"),
             "/api/actions/maintenance": _action("put a unit in maintenance or take it out",
                                                 "#/components/schemas/SetMaintenance"),
+            "/api/actions/reload-site-file": _action("re-read the site file (as SIGHUP): units added or removed "
+                                                     "without a restart", "#/components/schemas/ReloadSiteFile"),
             "/api/actions/force-mode": _action("force 0 W or a fixed battery power for a time, or end it",
                                                "#/components/schemas/ForceMode"),
             "/api/actions/load-target": _action("a load target for a window (grid.loadtarget.set.v1, as over MQTT), "

@@ -45,6 +45,14 @@ class SetMaintenance(_Body):
     reason: Why
 
 
+class ReloadSiteFile(_Body):
+    """Re-read the site file the controller was started with, as SIGHUP does: applied from
+    the next period (BESS units added or removed with it), or refused with the reason while
+    the running configuration stays."""
+
+    reason: Why
+
+
 class ForceZero(_Body):
     """Hold the battery at 0 W for `timeout_s`."""
 

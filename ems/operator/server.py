@@ -245,6 +245,7 @@ class OperatorSurface:
         r.add_post("/api/actions/reset-param", self.reset_param)
         r.add_post("/api/actions/maintenance", self.maintenance)
         r.add_post("/api/actions/force-mode", self.force_mode)
+        r.add_post("/api/actions/reload-site-file", self.reload_site_file)
         r.add_post("/api/actions/load-target", self.load_target)
         r.add_post("/api/actions/dr-opt-out", self.dr_opt_out)
         r.add_get("/api/dr", self.dr)
@@ -471,6 +472,9 @@ class OperatorSurface:
         return await self._act(request, _MAINTENANCE, lambda b, who: lambda c: c.set_maintenance(
             b.unit, b.in_maintenance, who, b.reason))
 
+    async def reload_site_file(self, request: web.Request) -> web.Response:
+        return await self._act(request, _RELOAD, lambda b, who: lambda c: c.reload_site_file(who, b.reason))
+
     async def force_mode(self, request: web.Request) -> web.Response:
         def act(b: rq.ForceZero | rq.ForceSetpoint | rq.ForceAuto, who: str) -> Callable[[OperatorControls], Event]:
             if isinstance(b, rq.ForceAuto):
@@ -577,6 +581,7 @@ def _fields(reading: Any) -> dict[str, Any]:
 _SET_PARAM = TypeAdapter(rq.SetParam)
 _RESET_PARAM = TypeAdapter(rq.ResetParam)
 _MAINTENANCE = TypeAdapter(rq.SetMaintenance)
+_RELOAD = TypeAdapter(rq.ReloadSiteFile)
 _FORCE: TypeAdapter[rq.ForceZero | rq.ForceSetpoint | rq.ForceAuto] = TypeAdapter(rq.ForceMode)
 _LOAD_TARGET: TypeAdapter[rq.LoadTargetSet] = TypeAdapter(rq.LoadTargetSet)
 _DR_OPT_OUT: TypeAdapter[rq.DrOptOut] = TypeAdapter(rq.DrOptOut)

@@ -13,11 +13,12 @@ from typing import Protocol
 
 import numpy as np
 
-from ems.forecast import WEEK_S, load_forecast, pv_forecast
+from ems.forecast import WEEK_S, FloatArray, load_forecast, pv_forecast
 from ems.model.plan import PlanView
 from ems.model.snapshot import SiteSnapshot
 from ems.planning.history import StepHistory
 from ems.planning.lp import Plan, PlanError, PlanProblem
+from ems.pv_forecast import SiteLocation, pv_clear_sky_forecast
 from ems.tariff.calendar import MonthKey, TouKey, local_datetime
 from ems.tariff.model import Tariff
 from ems.tariff_signals import TariffSignals, tariff_signals
@@ -57,6 +58,7 @@ class PlannerSettings:
     charge_peak_weight: float = 0.0  # demand rate share on a peak that charging makes (see lp.py)
     replan_soc_deviation: float | None = 0.05  # re-plan early when SoC is off the plan by this
     demand_per_day: bool = True  # see ems/tariff_signals.py
+    pv_location: SiteLocation | None = None  # PV ahead from the clear sky there (else: the same time of day)
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,17 @@ class PlanBuilder:
         m = min(pv_hist.size, history.size)
         if m * s.step_s < s.min_history_h * 3600.0:
             return ahead(history)
-        return ahead(history[-m:] + pv_hist[-m:]) - pv_forecast(pv_hist[-m:], s.step_s, n)
+        return ahead(history[-m:] + pv_hist[-m:]) - self._pv_ahead(pv_hist[-m:], start, n)
+
+    def _pv_ahead(self, pv_hist: np.ndarray, start: float, n: int) -> FloatArray:
+        """The clear sky at the site scaled by what was measured, where the site says where it is
+        (and the PV has given something in daylight); else the same time of day as before."""
+        s = self.s
+        if s.pv_location is not None:
+            sky = pv_clear_sky_forecast(pv_hist, start, s.step_s, n, s.pv_location)
+            if sky is not None:
+                return sky
+        return pv_forecast(pv_hist, s.step_s, n)
 
     def request(self, now_local_s: float, battery: BatteryNow, peaks: PeaksSoFar,
                 max_steps: int | None = None) -> PlanRequest:

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from ems.config import GridConnectionConfig, PoliciesConfig, SiteConfig
 from ems.model.errors import ConfigError
 from ems.planning.builder import PlannerSettings
+from ems.pv_forecast import SiteLocation
 from ems.tariff import TariffError, load_price_csv, load_urdb
 from ems.tariff.model import Tariff
 
@@ -46,6 +47,8 @@ def planner_settings(policies: PoliciesConfig, grid: GridConnectionConfig) -> Pl
         over_peak_cost_per_kwh=a.over_peak_cost_per_kwh, correction_tau_s=a.forecast_correction_tau_s,
         charge_peak_weight=a.charge_peak_weight,
         demand_per_day=a.demand_per_day, replan_soc_deviation=a.replan_soc_deviation,
+        pv_location=None if a.pv_location is None else SiteLocation(
+            a.pv_location.latitude_deg, a.pv_location.longitude_deg, a.pv_location.altitude_m, a.timezone),
     )
 
 

@@ -185,6 +185,39 @@ async def test_the_fleet_api_sums_the_flexibility_of_fresh_sites(fleet: Fleet) -
         await runner.cleanup()
 
 
+async def test_with_a_token_the_fleet_api_needs_it(fleet: Fleet, tmp_path: Path) -> None:
+    from ems.fleet.service import FleetServiceError, api_tokens
+    from ems.operator.auth import Tokens
+
+    await fleet.start_consumer()  # the tables
+    token = "fleet-token-0123456789abcdef"
+    runner = web.AppRunner(app(fleet.dsn, stale_after_s=30.0, tokens=Tokens({"noc": token})))
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            for path in ("/api/fleet", "/api/sites/s1/history"):
+                async with http.get(f"http://127.0.0.1:{port}{path}") as r:
+                    assert r.status == 401
+                async with http.get(f"http://127.0.0.1:{port}{path}", headers={"Authorization": "Bearer wrong"}) as r:
+                    assert r.status == 401
+                async with http.get(f"http://127.0.0.1:{port}{path}",
+                                    headers={"Authorization": f"Bearer {token}"}) as r:
+                    assert r.status == 200 and r.headers["Cache-Control"] == "no-store"
+    finally:
+        await runner.cleanup()
+    # an API open to the network is refused at start; on loopback, or with a token, it serves
+    open_to_all = fleet.service.model_copy(update={"http": fleet.service.http.model_copy(update={"host": "0.0.0.0"})})
+    with pytest.raises(FleetServiceError, match="open to the network"):
+        api_tokens(open_to_all)
+    token_file = tmp_path / "tokens"
+    token_file.write_text(f"noc:{token}\n")
+    with_token = open_to_all.model_copy(update={"http": open_to_all.http.model_copy(update={"token_file": token_file})})
+    assert api_tokens(with_token).operator(f"Bearer {token}") == "noc"
+    assert not api_tokens(fleet.service).configured  # loopback, no token: open reads, as before
+
+
 async def fleet_stream_ready(fleet: Fleet) -> None:
     nc = await nats.connect(fleet.nats_url)
     try:
@@ -217,3 +250,21 @@ async def test_two_replicas_share_the_durable_consumer(fleet: Fleet) -> None:
     finally:
         await second.close()
         await second.store.close()
+
+
+async def test_events_handed_over_to_a_new_active_are_stored_once(fleet: Fleet) -> None:
+    """The old active sent its events; the new active was handed them over (ems/ha) and sends them
+    again from its own outbox, under its own ids: one row each, by origin."""
+    await fleet.start_consumer()
+    old, new = fleet.link("site-h", fleet.nats_url), fleet.link("site-h", fleet.nats_url)
+    old.events.context = {"ha_holder": "a", "ha_epoch": 3}
+    t0 = time.time()
+    sent = [old.events.record("operator_action", t0 + i, None, n=i) for i in range(5)]
+    new.events.record_many([(e.kind, e.wall_s, e.reason, {**e.data, "origin": f"a:{e.id}", "handed_over_from": "a"})
+                            for e in sent])
+    new.events.context = {"ha_holder": "b", "ha_epoch": 4}
+    new.events.record("ha_promoted", t0 + 10, None)
+    await until(lambda: _count(fleet, "fleet_events", 6))
+    await asyncio.sleep(0.5)  # nothing more arrives: the handed-over copies were not stored again
+    rows = await fleet.rows("SELECT origin, kind FROM fleet_events WHERE site = 'site-h' ORDER BY ts")
+    assert [r[0] for r in rows] == [f"a:{e.id}" for e in sent] + ["b:6"]

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ems.broker import Broker, free_port
+from ems.broker import Broker
 from ems.clock import ScaledClock
 from ems.config import SiteConfig
 from ems.control_loop import Controller
@@ -19,7 +19,7 @@ from ems.ha.attach import attach
 from ems.ha.role import HaRole
 from ems.ha.settings import HaConfig
 from ems.published import PeriodResult
-from tests.conftest import running_site, shaving_site, wait_for
+from tests.conftest import failover_site, running_site, shaving_site, wait_for
 from tests.nats_peer import shared_nats_or_skip, unique
 
 pytestmark = pytest.mark.integration
@@ -79,21 +79,7 @@ async def test_the_standby_writes_nothing_and_takes_over_at_a_clean_stop(make_si
 
 
 async def test_a_grid_loss_is_met_by_the_active_alone(make_site: Any, broker: Broker) -> None:
-    cfg = make_site(
-        broker.url, racks={"rows": 4, "racks_per_row": 8, "nameplate_w": 40_000.0}, period_s=0.1,
-        genset={"port": free_port(), "profile": "genset_v1"},
-        policies={"battery": {"soc_min": 0.1, "soc_max": 0.95},
-                  "peak_shaving": {"grid_import_cap_w": 1_300_000.0, "recharge_below_w": 600_000.0}},
-        failover={"detect_poll_s": 0.002, "shed_order": ["row04", "row03", "row02"], "reconnect_stable_s": 1.0,
-                  "cap_release_s": 0.5, "genset": {"start_after_s": 0.0, "min_run_s": 1.0}},
-        simulation={"seed": 3, "speed": 1.0, "pue": 1.25,
-                    "bess": [{"capacity_wh": 1_000_000, "rated_power_w": 500_000, "initial_soc": 0.7,
-                              "ramp_w_per_s": 2_000_000, "heartbeat_timeout_s": 2.0}],
-                    "racks": {"model": "steady", "steady_fraction": 0.5, "telemetry_period_s": 0.2,
-                              "cap_response_s": 0.1},
-                    "grid": {"seamless_transfer": True, "psu_holdup_s": 0.010, "pcs_overload_s": 2.0},
-                    "genset": {"rated_power_w": 1_200_000, "start_delay_s": 0.5, "warmup_s": 0.5,
-                               "ramp_w_per_s": 5_000_000, "cooldown_s": 0.3}})
+    cfg = failover_site(make_site, broker.url)
     clock = ScaledClock(1.0)
     async with running_site(cfg, clock) as site, pair(cfg, clock) as start:
         a = start("a")
@@ -111,3 +97,30 @@ async def test_a_grid_loss_is_met_by_the_active_alone(make_site: Any, broker: Br
         assert fired and fired[0].data["ha_epoch"] == a.role.epoch  # every write it records carries its epoch
         assert all(r.writes == 0 for r in b.results)
         assert site.plant.summary()["lost_racks"] == 0
+
+
+async def test_the_new_active_holds_the_old_ones_operator_decisions(make_site: Any, broker: Broker) -> None:
+    cfg = shaving_site(make_site, broker.url)
+    clock = ScaledClock(1.0)
+    cap = "policies.peak_shaving.grid_import_cap_w"
+    async with running_site(cfg, clock) as site, pair(cfg, clock) as start:
+        a = start("a")
+        await wait_for(lambda: a.role.role == "active" and any(r.writes for r in a.results))
+        b = start("b")
+        await wait_for(lambda: len(b.results) >= 5)
+        # an operator (through the action queue, as the API does) takes bess-2 out and lowers the cap
+        done = a.ctl.actions.submit(lambda c: c.set_maintenance("bess-2", True, "op", "inverter inspection"))
+        a.ctl.actions.submit(lambda c: c.set_param(cap, 900_000.0, "op", "trial"))
+        await asyncio.wrap_future(done)
+        await wait_for(lambda: abs(site.plant.units["bess-2"].power_w) < 1.0 and site.plant.units["bess-1"].power_w > 0)
+        await asyncio.sleep(0.5)  # a few renewals: the handover carries them
+        assert b.ctl.controls.maintenance == {}  # the standby's own state had none
+
+        await a.close()
+        await wait_for(lambda: b.role.role == "active" and b.results[-1].writes > 0, 5.0)
+        assert set(b.ctl.controls.maintenance) == {"bess-2"} and b.ctl.controls.params[cap].value == 900_000.0
+        assert b.ctl.events.count("operator_state_taken_over") == 1
+        await asyncio.sleep(1.0)
+        assert abs(site.plant.units["bess-2"].power_w) < 1.0  # never re-energised by the new active
+        assert site.plant.units["bess-1"].power_w > 0
+        assert b.results[-1].step.cap_w == 900_000.0

@@ -3,6 +3,7 @@ with the dead active's acknowledged events, in a newer epoch (real processes, re
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -35,3 +36,44 @@ async def test_kill_9_of_the_active_hands_over_to_the_standby(broker: Broker, tm
     finally:
         truth = await pair.stop()
     assert truth["heartbeat_timeouts"] == 0
+
+
+@pytest.mark.timeout(180)
+async def test_the_active_machine_cut_off_the_network_is_fenced_and_the_standby_takes_over(tmp_path: Path) -> None:
+    """Each controller in its own network namespace; the active's link to the bridge goes down
+    (its NATS, broker, devices and peer all gone at once). It stops writing before the standby
+    starts, the standby takes over before any PCS falls back, and when the link returns the old
+    active comes back as the standby (no epoch with two writers)."""
+    from ems.broker import free_port, mosquitto
+    from sim_devices.nats_server import NatsServer, nats_binary
+    from sim_devices.netns import NoNetns, PairNetwork
+
+    if nats_binary() is None:
+        pytest.skip("nats-server is not installed")
+    try:
+        net = PairNetwork(("a", "b")).up()
+    except NoNetns as exc:
+        pytest.skip(f"no network namespaces here: {exc}")
+    nats_server = NatsServer(tmp_path / "nats", host=net.host_ip)
+    try:
+        nats_server.start()
+        async with mosquitto(free_port(), host=net.host_ip) as broker:
+            (tmp_path / "pair").mkdir()
+            pair = HaPair(tmp_path / "pair", broker.url, nats_server.url, network=net)
+            try:
+                await pair.start()
+                kill = await pair.cut_active(net.cut)
+                got = await pair.takeover(kill)
+                assert got is not None, "no takeover"
+                assert got[1] == 0 and await pair.fenced_before(kill)
+                net.heal(kill.holder)
+                await asyncio.sleep(3.0)  # back on the network: it finds the lease taken and stays standby
+                holder, epoch = await pair.wait_active_writing()
+                assert holder != kill.holder and epoch > kill.epoch
+                assert pair.two_writer_epochs() == 0
+            finally:
+                truth = await pair.stop()
+            assert truth["heartbeat_timeouts"] == 0
+    finally:
+        nats_server.stop()
+        net.down()

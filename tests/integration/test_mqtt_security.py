@@ -8,17 +8,9 @@ only with its paths, port and topic prefix pointed at a tmp dir; the certificate
 from __future__ import annotations
 
 import asyncio
-import os
-import re
-import secrets
-import shutil
-import socket
-import subprocess
-import time
+import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiomqtt
 import numpy as np
@@ -26,11 +18,12 @@ import pytest
 
 from drivers import rack_protocol as rp
 from drivers.racks import RackTelemetryStore
-from ems.broker import free_port, mosquitto_path
 from ems.clock import ScaledClock
 from ems.config import MqttConfig, parse_config
 from ems.mqtt_auth import client_kwargs, client_kwargs_as
 from ems.mqtt_link import MqttLink
+from sim_devices.secure_broker import SecureBroker, tools_missing
+from sim_devices.secure_broker import secure_broker as make_secure_broker
 from sim_devices.site import PLANT_USER
 from tests.conftest import running_controller, running_site, site_dict, wait_for
 
@@ -41,71 +34,17 @@ PREFIX = "ems/sec"
 USERS = ["ems-controller", "ems-monitor", "ems-aggregator", PLANT_USER, "row01", "row02", "row03", "row04"]
 
 
-@dataclass(frozen=True)
-class SecureBroker:
-    port: int
-    dir: Path
-    passwords: dict[str, str]
-
-    def mqtt(self, **kw: Any) -> MqttConfig:
-        """The controller's view: TLS against the test CA, password from a file."""
-        return MqttConfig(url=f"mqtts://127.0.0.1:{self.port}", topic_prefix=PREFIX,
-                          tls={"ca_file": self.dir / "ca.crt", "cert_file": self.dir / "ems-controller.crt",
-                               "key_file": self.dir / "ems-controller.key"},
-                          username="ems-controller", password_file=self.dir / "ems-controller.password", **kw)
-
-    def as_user(self, user: str, password: str | None = None, identifier: str | None = None) -> dict[str, Any]:
-        return client_kwargs_as(self.mqtt(), identifier=identifier or f"test-{user}-{secrets.token_hex(3)}",
-                                username=user, password_value=self.passwords[user] if password is None else password)
-
-
-def _tools_missing() -> str | None:
-    missing = [t for t, p in (("mosquitto", mosquitto_path()), ("mosquitto_passwd", shutil.which("mosquitto_passwd")),
-                              ("openssl", shutil.which("openssl"))) if p is None]
-    return ", ".join(missing) or None
-
-
 @pytest.fixture(scope="module")
 def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
-    missing = _tools_missing()
+    missing = tools_missing()
     if missing:
         pytest.skip(f"needs {missing} to run a TLS Mosquitto with a password file")
-    d = tmp_path_factory.mktemp("mosquitto-tls")
-    subprocess.run([str(ROOT / "scripts" / "make-dev-certs.sh"), str(d), "ems-controller"], check=True,
-                   capture_output=True)
-    passwords = {u: secrets.token_urlsafe(16) for u in USERS}
-    passwd = d / "passwd"
-    for i, (user, pw) in enumerate(passwords.items()):
-        subprocess.run(["mosquitto_passwd", *(["-c"] if i == 0 else []), "-b", str(passwd), user, pw], check=True,
-                       capture_output=True)
-    (d / "ems-controller.password").write_text(passwords["ems-controller"] + "\n")
-    (d / "sim-passwords").write_text("".join(f"{u}:{pw}\n" for u, pw in passwords.items()))
-    # the example files, pointed at the tmp dir, a free port and this test's topic prefix
-    (d / "acl").write_text(re.sub(r"(?m)^(topic|pattern) (read|write|readwrite) ems/", rf"\1 \2 {PREFIX}/",
-                                  (ROOT / "config" / "mosquitto" / "acl").read_text()))
-    port = free_port()
-    conf = (ROOT / "config" / "mosquitto" / "mosquitto.conf").read_text()
-    conf = conf.replace("/etc/mosquitto/ems", str(d)).replace("listener 8883", f"listener {port} 127.0.0.1")
-    if os.geteuid() == 0:
-        conf += "user root\n"  # as root Mosquitto would drop to user mosquitto, who cannot read the tmp key
-    (d / "mosquitto.conf").write_text(conf)
-    log = (d / "mosquitto.log").open("wb")
-    proc = subprocess.Popen([str(mosquitto_path()), "-c", str(d / "mosquitto.conf")], stdout=log, stderr=log)
+    b = make_secure_broker(tmp_path_factory.mktemp("mosquitto-tls"), PREFIX, USERS)
+    b.start()
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"mosquitto did not start: {(d / 'mosquitto.log').read_text()}") from None
-                time.sleep(0.05)
-        yield SecureBroker(port, d, passwords)
+        yield b
     finally:
-        proc.terminate()
-        proc.wait(5)
-        log.close()
+        b.stop()
 
 
 async def _next_message(client: aiomqtt.Client, timeout_s: float = 5.0) -> aiomqtt.Message:
@@ -238,3 +177,41 @@ async def test_only_the_aggregator_may_set_a_load_target(secure_broker: SecureBr
         assert got == [b'{"from": "aggregator"}']
     finally:
         task.cancel()
+
+
+async def test_a_rotated_password_and_a_renewed_server_certificate_need_no_restart(tmp_path: Path) -> None:
+    """The broker's certificate has expired: the controller's link says so and keeps trying; the
+    certificate is renewed and, meanwhile, the controller's password rotated (the broker's file
+    and the controller's `password_file`): the link reconnects with the new password, no restart."""
+    missing = tools_missing()
+    if missing:
+        pytest.skip(f"needs {missing} to run a TLS Mosquitto with a password file")
+    b = make_secure_broker(tmp_path, PREFIX, USERS)
+    b.expire_certificate()
+    b.start()
+    link = MqttLink(b.mqtt(client_id="rotating"), RackTelemetryStore(["row01-rack01"], 40_000.0, 5.0),
+                    ScaledClock(1.0))
+    task = asyncio.create_task(link.run())
+    try:
+        await wait_for(lambda: link.last_error is not None, 10.0)
+        assert link.connects == 0 and "certificate" in (link.last_error or "").lower()
+
+        b.stop()  # renewal: a valid certificate; rotation: a new password on both sides
+        b.renew_certificate()
+        first = b.rotate_password()
+        b.start()
+        await wait_for(lambda: link.connects == 1, 20.0)  # the link's backoff is at most 5 s
+
+        b.stop()  # rotated again while connected: the next reconnect reads it
+        b.rotate_password()
+        b.start()
+        await wait_for(lambda: link.connects == 2, 20.0)
+        # the previous password no longer gets in: the link used the new one, not luck
+        with pytest.raises(aiomqtt.MqttError):
+            async with aiomqtt.Client(**b.as_user("ems-controller", password=first)):
+                pass
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        b.stop()

@@ -9,23 +9,13 @@ import numpy as np
 import pytest
 
 from ems.clock import ScaledClock
-from tests.conftest import free_port, running_controller, running_site, wait_for
+from tests.conftest import free_port, running_controller, running_site, training_site, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 def _site(make_site, url: str, **policies):
-    # 16 racks of 40 kW training in jobs of 8, swinging 40-100 % at 0.5-1 Hz: ~+-200 kW around ~700 kW
-    return make_site(
-        url, rows=2, racks_per_row=8, period_s=0.5,
-        policies={"battery": {"soc_min": 0.1, "soc_max": 0.95},
-                  "smoothing": {"rate_hz": 20, "tau_s": 10.0, **policies}},
-        grid_connection={"ramp_limit_w": 100_000.0, "ramp_window_s": 60.0},
-        simulation={"seed": 4, "speed": 1.0, "pue": 1.25,
-                    "bess": [{"capacity_wh": 2_000_000, "rated_power_w": 1_000_000, "initial_soc": 0.6,
-                              "ramp_w_per_s": 20_000_000, "heartbeat_timeout_s": 2.0}],
-                    "racks": {"model": "training", "racks_per_job": 8, "swing_hz_min": 0.5, "swing_hz_max": 1.0,
-                              "mean_job_s": 1e6, "checkpoint_every_s": 1e6, "telemetry_period_s": 0.5}})
+    return training_site(make_site, url, **policies)
 
 
 async def _sample(site, seconds: float) -> tuple[np.ndarray, np.ndarray]:

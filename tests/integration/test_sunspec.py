@@ -95,6 +95,20 @@ async def test_discovery_finds_suns_at_40000_and_50000_and_lists_the_models(site
     bms.close()
 
 
+async def test_discovery_finds_suns_at_address_0(site: Site) -> None:
+    srv = SimulatedSunSpecDevice("meter0", [1, 203], lambda: meter_values(site.plant.meter), _read_only,
+                                 "127.0.0.1", free_port(), base_address=0)
+    await srv.start()
+    try:
+        dev = SunSpecDevice("meter0", srv.host, srv.port)  # looks at 40000 first, then 0
+        assert [m.model_id for m in await dev.discover()] == [1, 203] and dev.models[1].address == 2
+        meter = SunSpecMeterDriver(dev, load_sunspec_profile("sunspec_meter"))
+        assert (await meter.read(0.0)).grid_power_w == pytest.approx(812_345.0, abs=100.0)
+        dev.close()
+    finally:
+        await srv.stop()
+
+
 async def test_a_reference_map_device_is_not_sunspec() -> None:
     profile = load_profile("meter_v1")
     srv = SimulatedModbusDevice("meter", profile, lambda: {r.name: 0.0 for r in profile.registers},

@@ -16,7 +16,7 @@ from ems.model.errors import ConfigError
 from ems.model.readings import PcsMode
 from ems.model.reasons import Reason
 from sim_devices.sunspec_server import SimulatedSunSpecDevice
-from tests.conftest import SHAVING_CAP_W, running_controller, running_site, shaving_site, wait_for
+from tests.conftest import SHAVING_CAP_W, running_controller, running_site, shaving_site, training_site, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -78,6 +78,31 @@ async def test_a_stopped_controller_leaves_the_sunspec_pcs_to_revert(broker, mak
 
 async def _no_zeroing() -> list[str]:
     return []
+
+
+async def test_the_smoothing_loop_runs_on_sunspec_devices(broker, make_site) -> None:
+    """The fast loop reads the SunSpec meter (203 W) and PCS (701 W) and writes 704 WSet at its own
+    rate, the training swing kept off the grid as on a register-map site."""
+    import numpy as np
+
+    cfg = training_site(make_site, broker.url, gpu=False)
+    cfg = _sunspec(cfg)
+    clock = ScaledClock(1.0)
+    async with running_site(cfg, clock) as site, running_controller(cfg, clock) as ctl:
+        fast = ctl.smoother
+        assert fast is not None
+        await wait_for(lambda: fast.owns_setpoints and fast.ticks > 40, timeout_s=10)
+        await asyncio.sleep(3.0)
+        grid, without = [], []
+        for _ in range(250):
+            grid.append(site.plant.meter.grid_power_w)
+            without.append(site.plant.grid_without_battery_w)
+            await asyncio.sleep(0.02)
+        assert np.std(without) > 80e3 and np.std(grid) < 0.5 * np.std(without)
+        assert fast.write_failures == 0 and fast.read_failures < 5
+        writes = [w for p in site.devices if isinstance(p, SimulatedSunSpecDevice) for w in p.writes
+                  if w.register == "704.WSet"]
+        assert len(writes) > 100  # the ticks' writes, far more than one a period
 
 
 def test_the_sunspec_example_site_checks() -> None:

@@ -13,7 +13,7 @@ from ems.clock import ScaledClock
 from ems.config import SiteConfig
 from ems.model.readings import PcsMode
 from ems.published import PeriodResult
-from tests.conftest import running_controller, running_site, shaving_site, wait_for
+from tests.conftest import failover_site, running_controller, running_site, shaving_site, training_site, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -86,3 +86,115 @@ async def test_a_changed_unit_still_needs_a_restart(broker, make_site, tmp_path)
     async with running_site(cfg, clock), running_controller(cfg, clock) as ctl:
         ok, why = ctl.reload_config(site_file)
         assert not ok and "bess-1 changed" in why
+
+
+async def test_with_failover_on_an_added_unit_joins_the_plan_and_forms_the_island(
+        broker, make_site, tmp_path) -> None:
+    three = failover_site(make_site, broker.url, units=3)
+    site_file = tmp_path / "site.yaml"
+    two = _write(site_file, three, ["bess-1", "bess-2"])
+    clock = ScaledClock(1.0)
+    async with running_site(three, clock) as site, running_controller(two, clock) as ctl:
+        fo = ctl.failover
+        assert fo is not None
+        await wait_for(lambda: fo.plan is not None and set(fo.plan.units) == {"bess-1", "bess-2"})
+
+        # the first unit's PCS is the grid sensor: it cannot go without a restart
+        _write(site_file, three, ["bess-2"])
+        ok, why = ctl.reload_config(site_file)
+        assert not ok and "grid sensor" in why
+
+        _write(site_file, three, ["bess-1", "bess-2", "bess-3"])
+        ok, why = ctl.reload_config(site_file)
+        assert ok, why
+        await wait_for(lambda: fo.plan is not None and "bess-3" in fo.plan.units)  # at the next re-arm
+        assert "bess-3" in fo.fast.pcs
+
+        _write(site_file, three, ["bess-1", "bess-3"])  # bess-2 out: dropped from the fast path first
+        ok, why = ctl.reload_config(site_file)
+        assert ok, why
+        await wait_for(lambda: fo.plan is not None and set(fo.plan.units) == {"bess-1", "bess-3"})
+        assert set(fo.fast.pcs) == {"bess-1", "bess-3"}
+        assert site.plant.units["bess-2"].mode is PcsMode.STANDBY
+
+        site.control("grid_loss")
+        await wait_for(lambda: len(fo.firings) == 1, 5.0)
+        firing = fo.firings[0]
+        formed = {e.device for e in firing.entries if e.action == "grid_forming" and e.error is None}
+        assert formed == {"bess-1.pcs", "bess-3.pcs"}  # the added unit carries the island, the removed not
+        await wait_for(lambda: site.plant.units["bess-3"].mode is PcsMode.GRID_FORMING)
+        assert site.plant.summary()["lost_racks"] == 0
+
+
+async def test_with_the_smoothing_loop_on_an_added_unit_is_written_by_its_ticks(broker, make_site, tmp_path) -> None:
+    three = training_site(make_site, broker.url, units=3, gpu=False)  # three units of 1 MW in the plant
+    site_file = tmp_path / "site.yaml"
+    two = _write(site_file, three, ["bess-1", "bess-2"])
+    clock = ScaledClock(1.0)
+    async with running_site(three, clock) as site, running_controller(two, clock) as ctl:
+        fast = ctl.smoother
+        assert fast is not None
+        await wait_for(lambda: fast.owns_setpoints and fast.ticks > 20, timeout_s=10)
+        _write(site_file, three, ["bess-1", "bess-2", "bess-3"])
+        ok, why = ctl.reload_config(site_file)
+        assert ok, why
+        # the ticks swing the new unit's setpoint with the others' (the fast loop owns setpoints again)
+        await wait_for(lambda: "bess-3" in fast.written_w and fast.owns_setpoints, timeout_s=10)
+        seen = set()
+        for _ in range(40):
+            seen.add(round(site.plant.units["bess-3"].setpoint_w))
+            await asyncio.sleep(0.05)
+        assert len(seen) > 3
+
+        _write(site_file, three, ["bess-1", "bess-3"])
+        ok, why = ctl.reload_config(site_file)
+        assert ok, why
+        await wait_for(lambda: "bess-2" not in fast.pcs and fast.owns_setpoints, timeout_s=10)
+        await asyncio.sleep(1.0)  # ticks go on: none writes the retired unit
+        assert site.plant.units["bess-2"].setpoint_w == 0.0 and site.plant.units["bess-2"].mode is PcsMode.STANDBY
+        assert fast.write_failures == 0
+
+
+async def test_the_operator_api_re_reads_the_site_file_and_a_unit_joins(broker, make_site, tmp_path) -> None:
+    import aiohttp
+
+    from ems.config import HttpConfig
+    from ems.operator.auth import Tokens
+    from ems.operator.server import serve
+
+    three = shaving_site(make_site, broker.url, step_at_s=0.3, units=3)
+    site_file = tmp_path / "site.yaml"
+    two = _write(site_file, three, ["bess-1", "bess-2"])
+    clock = ScaledClock(1.0)
+    auth = {"Authorization": "Bearer test-token-0123456789abcdef"}
+    http = HttpConfig(enabled=True, port=0, stream_interval_s=0.1)
+    async with (running_site(three, clock) as site, running_controller(two, clock) as ctl,
+                serve(ctl, http, Tokens({"operator": auth["Authorization"][7:]})) as server,
+                aiohttp.ClientSession(server.url) as client):
+        body = {"reason": "cabinet 3 commissioned"}
+        async with client.post("/api/actions/reload-site-file", json=body) as r:
+            assert r.status == 401  # an action needs the operator token
+        async with client.post("/api/actions/reload-site-file", json=body, headers=auth) as r:
+            assert r.status == 409  # no site file wired: said, not pretended
+        ctl.controls.reload = lambda: ctl.reload_config(site_file)  # as `ems run FILE` wires it
+
+        _write(site_file, three, ["bess-1", "bess-2", "bess-3"])
+        async with client.post("/api/actions/reload-site-file", json=body, headers=auth) as r:
+            assert r.status == 200, await r.text()
+            answer = await r.json()
+        assert answer["event"]["data"]["action"] == "reload_site_file"
+        assert answer["event"]["data"]["by"] == "operator"
+        await wait_for(lambda: site.plant.units["bess-3"].power_w > 50_000)
+        # the new unit is the operator's like the others: maintenance on it is accepted
+        async with client.post("/api/actions/maintenance", headers=auth,
+                               json={"unit": "bess-3", "in_maintenance": True, "reason": "test"}) as r:
+            assert r.status == 200, await r.text()
+
+        data = yaml.safe_load(site_file.read_text())
+        data["bess_units"][0]["pcs"]["port"] += 1000  # an endpoint changed: needs a restart
+        site_file.write_text(yaml.safe_dump(data))
+        async with client.post("/api/actions/reload-site-file", json=body, headers=auth) as r:
+            assert r.status == 409
+            assert "bess-1 changed" in (await r.json())["error"]
+        assert ctl.events.count("config_rejected") == 1
+        assert ctl.events.count("controller_started") == 1

@@ -1,0 +1,103 @@
+"""The state directory's databases on a disk that fills up, and files found corrupt at start:
+a real (tiny) tmpfs, filled by a file, then freed. Nothing is lost, nothing stops the loop."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ems.clock import ScaledClock
+from ems.events import EventLog
+from ems.fleet.outbox import Outbox
+from ems.state_store import StateStore
+from sim_devices import disk
+from tests.conftest import running_controller, running_site, shaving_site, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@contextlib.contextmanager
+def small_disk(where: Path, size: str = "2m") -> Iterator[Path]:
+    try:
+        with disk.small_disk(where, size) as mounted:
+            yield mounted
+    except disk.NoSmallDisk as exc:
+        pytest.skip(str(exc))
+
+
+def test_events_state_and_outbox_held_while_the_disk_is_full_then_written(tmp_path: Path) -> None:
+    with small_disk(tmp_path / "disk") as root:
+        log = EventLog(root / "events.db")
+        store = StateStore(root / "state.db")
+        outbox = Outbox(root / "outbox.db", max_rows=10_000)
+        first = [log.record("before", float(i), None, i=i) for i in range(5)]
+        assert store.save({"k": 1}, 0.0)
+        outbox.append("events", 0.0, {"n": 0})
+        filler = disk.fill(root)
+
+        during = [log.record("during", float(i), None, i=i, pad="x" * 2000) for i in range(200)]
+        assert log.unwritten > 0  # the disk refused them: held, not raised into the caller
+        assert log.count("during") == 200 and log.query(limit=1)[0].id == during[-1].id  # seen by queries
+        assert [e.id for e in during] == list(range(first[-1].id + 1, first[-1].id + 201))
+        saved = [store.save({"k": i, "pad": "y" * 5000}, 1.0) for i in range(50)]
+        assert not all(saved) and store.disk.failing
+        for i in range(200):
+            outbox.append("events", 1.0, {"n": i + 1, "pad": "z" * 2000})
+        assert len(outbox) == 201
+
+        filler.unlink()  # space again
+        assert log.flush() == 0
+        assert store.save({"k": 99}, 2.0) and not store.disk.failing
+        assert [p.body["n"] for p in outbox.head(1000)] == list(range(201))  # in order, none lost
+        log.close()
+        store.close()
+        outbox.close()
+
+        again = EventLog(root / "events.db")  # what is on disk: every event, in order, once
+        stored = list(reversed(again.query(limit=1000)))
+        assert [e.id for e in stored] == [e.id for e in first + during]
+        assert [e.data["i"] for e in stored if e.kind == "during"] == list(range(200))
+        assert StateStore(root / "state.db").load()["k"] == 99
+        again.close()
+
+
+def test_a_corrupt_database_is_set_aside_and_a_new_one_begun(tmp_path: Path) -> None:
+    (tmp_path / "events.db").write_bytes(b"this is not a database" * 100)
+    (tmp_path / "state.db").write_bytes(os.urandom(8192))
+    log = EventLog(tmp_path / "events.db")
+    store = StateStore(tmp_path / "state.db")
+    assert log.set_aside == tmp_path / "events.db.corrupt-1" and log.set_aside.exists()
+    assert store.set_aside == tmp_path / "state.db.corrupt-1"
+    assert log.record("x", 0.0).id == 1 and store.load() == {}
+    log.close()
+    store.close()
+
+
+async def test_a_controller_starts_on_a_corrupt_state_file_and_runs_through_a_full_disk(
+        broker, make_site, tmp_path: Path) -> None:
+    with small_disk(tmp_path / "state", size="4m") as state:
+        cfg = shaving_site(make_site, broker.url, state={"dir": str(state), "persist_every_s": 0.2})
+        (state / "state.db").write_bytes(b"\x00garbage" * 512)
+        clock = ScaledClock(1.0)
+        async with running_site(cfg, clock) as site, running_controller(cfg, clock) as ctl:
+            await wait_for(lambda: ctl.events.count("state_file_set_aside") == 1)  # recorded as it starts
+            set_aside = ctl.events.query(kind="state_file_set_aside")
+            assert set_aside and set_aside[0].data["file"] == "state.db"
+            await wait_for(lambda: site.plant.battery_power_w > 300_000)  # shaving
+            filler = disk.fill(state)
+            periods = ctl.stats.periods
+            for i in range(30):
+                ctl.events.record("probe", clock.wall(), None, i=i, pad="p" * 4000)
+            await wait_for(lambda: ctl.stats.periods > periods + 20)  # the loop goes on
+            assert ctl.events.unwritten > 0 and ctl.persisted.store.disk.failing
+            assert site.plant.battery_power_w > 300_000  # still shaving
+            filler.unlink()
+            await wait_for(lambda: ctl.events.unwritten == 0 and not ctl.persisted.store.disk.failing)
+            assert ctl.events.count("probe") == 30
+        again = EventLog(state / "events.db")
+        assert again.count("probe") == 30 and again.count("controller_stopped") == 1
+        again.close()
