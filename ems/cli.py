@@ -352,7 +352,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         pv_scale=args.pv_scale, unit=args.unit,
         start=None if args.start is None else datetime.fromisoformat(args.start),
         series_start=None if args.series_start is None else datetime.fromisoformat(args.series_start),
-        step_s=args.step_s, days=args.days, foresight=not args.no_foresight, peak_shaving_only=args.peak_shaving_only)
+        step_s=args.step_s, days=args.days, foresight=not args.no_foresight, peak_shaving_only=args.peak_shaving_only,
+        dr_events_csv=args.dr_events)
     from ems.backtest.offgrid_run import is_offgrid
     if is_offgrid(cfg):
         return _backtest_offgrid(cfg, opts, args, progress)
@@ -377,6 +378,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         irr = "-" if fin.irr is None else f"{100 * fin.irr:.1f} %"
         lcos = "-" if fin.lcos_per_kwh is None else f"{fin.lcos_per_kwh:.3f}/kWh"
         print(f"payback {payback}, NPV {fin.npv:,.0f}, IRR {irr}, LCOS {lcos}")
+    dr = bt.result.run.get("dr")
+    if dr is not None:
+        share = dr["share_minutes_at_target"]
+        print(f"demand response: {dr['events']} events, revenue {dr['revenue']:,.2f}, shifted {dr['shifted_kwh']:,.0f} "
+              f"kWh (battery {dr['battery_kwh']:,.0f} kWh), "
+              f"{'-' if share is None else f'{100 * share:.1f} %'} of minutes at target")
     print(f"wall time {bt.trace.wall_time_s:.1f} s ({bt.trace.plans} plans); wrote "
           + ", ".join(str(f) for f in files))
     return 0
@@ -512,6 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--days", type=float, help="only this many days")
     b.add_argument("--peak-shaving-only", action="store_true", help="run without the arbitrage planner")
     b.add_argument("--no-foresight", action="store_true", help="skip the perfect-foresight bound")
+    b.add_argument("--dr-events", type=Path, help="demand-response events to replay (CSV: docs/demand-response.md)")
     b.add_argument("--timeseries", action="store_true", help="also write every step to timeseries.csv")
     b.add_argument("--out", type=Path, default=Path("backtest-out"), help="output folder (default backtest-out)")
     b.add_argument("--battery-sweep", type=_scales, metavar="K,K,...",

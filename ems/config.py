@@ -8,6 +8,7 @@ simulator (ems/topology.py); the `simulation:` section is the simulator's alone
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -158,11 +159,84 @@ class SmoothingConfig(Strict):
                          "lever: burns what the battery cannot absorb of a drop; costs its energy")
 
 
+class OpenAdrConfig(Strict):
+    """An OpenADR 2.0b VEN (ems/openadr_ven.py) polling the program's VTN."""
+
+    vtn_url: str = Field(pattern=r"^https?://[^\s]+$", description="the VTN's base URL (…/OpenADR2/Simple/2.0b)")
+    ven_name: str = Field(min_length=1, max_length=200)
+    ven_id: str | None = Field(default=None, max_length=200, description="default: the one the VTN assigns")
+    opt_in: bool = Field(default=True, description="opt in to events the site can act on (false: opt out of all)")
+    simple_levels: dict[int, Fraction] = Field(
+        default_factory=lambda: {1: 0.10, 2: 0.25, 3: 0.50},
+        description="SIMPLE signal level -> share of the baseline to cut (level 0: normal operation)")
+    power_scale_w: float = Field(default=1000.0, gt=0, description="W per unit of a power payload without a unit")
+    report_every_s: float = Field(default=10.0, ge=1, le=3600, description="telemetry offered at this rate")
+    cert: Path | None = Field(default=None, description="PEM certificate to sign messages (none: unsigned)")
+    key: Path | None = None
+    vtn_fingerprint: str | None = None
+    ca_file: Path | None = None
+
+
+class LoadTargetConfig(Strict):
+    """The load-target channel (ems/load_target.py): `grid.loadtarget.set` requests over MQTT
+    (`PREFIX/grid/loadtarget/set`) and the operator API, following DSX Flex."""
+
+    mqtt: bool = Field(default=True, description="take requests on PREFIX/grid/loadtarget/set")
+    secret_env: str | None = Field(default=None, description="env variable holding the JWS HS256 shared secret; "
+                                   "with a secret every request's data must be signed")
+    secret_file: Path | None = None
+    max_age_s: float = Field(default=300.0, gt=0, le=86400, description="refuse a request whose time is further off")
+    status_every_s: float = Field(default=10.0, ge=1, le=3600, description="status while an event runs")
+
+    def secret(self) -> bytes | None:
+        """The shared secret, read now (a missing one is a ConfigError naming the field)."""
+        if self.secret_env is not None:
+            value = os.environ.get(self.secret_env, "")
+            if not value:
+                raise ConfigError(f"policies.demand_response.load_target.secret_env: {self.secret_env} is not set")
+            return value.encode()
+        if self.secret_file is not None:
+            try:
+                text = self.secret_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"policies.demand_response.load_target.secret_file: {exc.strerror}") from None
+            if not text:
+                raise ConfigError("policies.demand_response.load_target.secret_file: empty")
+            return text.encode()
+        return None
+
+
+class DemandResponseConfig(Strict):
+    """Demand response (policies/demand_response.py, docs/demand-response.md): events hold
+    grid import at or under a target; the battery first, then GPU racks by flex tier."""
+
+    enabled: bool = True
+    flex_tiers: dict[str, int] = Field(
+        default_factory=dict, description="row -> flex tier 0-4 (0 never throttled, 1 up to 10 % of its "
+        "throughput, 2 up to 25 %, 3 up to 50 %, 4 may pause)")
+    default_flex_tier: int = Field(default=0, ge=0, le=4, description="the tier of rows flex_tiers does not name")
+    precharge_s: float = Field(default=3600.0, ge=0, le=MAX_S, description="charge for an event this long before it")
+    precharge_soc: Fraction = Field(default=0.95, description="the SoC the pre-charge aims for")
+    margin_fraction: float = Field(default=0.03, ge=0, le=0.5, description="aim this share under the target")
+    baseline_s: float = Field(default=900.0, gt=0, le=MAX_S,
+                              description="the site's own baseline: its import averaged over this before an event")
+    openadr: OpenAdrConfig | None = None
+    load_target: LoadTargetConfig | None = None
+
+    @model_validator(mode="after")
+    def _tiers_in_range(self) -> DemandResponseConfig:
+        bad = {row: t for row, t in self.flex_tiers.items() if not 0 <= t <= 4}
+        if bad:
+            raise ValueError(f"flex_tiers must be 0-4: {bad}")
+        return self
+
+
 class PoliciesConfig(Strict):
     battery: BatteryLimitsConfig = BatteryLimitsConfig()
     peak_shaving: PeakShavingConfig | None = None
     arbitrage: ArbitrageConfig | None = None
     smoothing: SmoothingConfig | None = None
+    demand_response: DemandResponseConfig | None = None
 
     @model_validator(mode="after")
     def _reserve_within_window(self) -> PoliciesConfig:
@@ -367,6 +441,9 @@ class SiteConfig(SiteDevices):
                 raise ValueError(f"failover.shed_order names unknown rows: {sorted(unknown)}")
         if self.microgrid is not None and (unknown := set(self.microgrid.shed_order) - set(self.racks.row_ids())):
             raise ValueError(f"microgrid.shed_order names unknown rows: {sorted(unknown)}")
+        dr = self.policies.demand_response
+        if dr is not None and (unknown := set(dr.flex_tiers) - set(self.racks.row_ids())):
+            raise ValueError(f"policies.demand_response.flex_tiers names unknown rows: {sorted(unknown)}")
         sm = self.policies.smoothing
         if sm is not None and sm.filler and self.filler is None:
             raise ValueError("policies.smoothing.filler needs a filler device (the site file's `filler` section)")

@@ -2,8 +2,8 @@
 
 Policy parameters, control tuning (except the period), failover tuning, logging and BESS
 units added or removed apply at the next period (ems/unit_changes.py). Other devices, racks,
-broker, HTTP, state directory, the arbitrage planner and smoothing's fast loop and levers
-(built at start-up) need a restart: a reload that changes them is refused, and the running
+broker, HTTP, state directory, the arbitrage planner, smoothing's fast loop and levers and
+demand response's channels (built at start-up) need a restart: a reload that changes them is refused, and the running
 configuration stays.
 """
 
@@ -37,6 +37,14 @@ def needs_restart(running: SiteConfig, new: SiteConfig) -> list[str]:
     if running.policies.arbitrage != new.policies.arbitrage:
         changed.append("policies.arbitrage")
     # the fast loop, the GPU lever, the job ramps and the filler are built at start-up with these
+    # the OpenADR VEN and the load-target channel are built at start-up; flex tiers and the
+    # pre-charge are step parameters and apply at the next period
+    rd, nd = running.policies.demand_response, new.policies.demand_response
+    for part in ("openadr", "load_target"):
+        if (None if rd is None else getattr(rd, part)) != (None if nd is None else getattr(nd, part)):
+            changed.append(f"policies.demand_response.{part}")
+    if (rd is None or not rd.enabled) != (nd is None or not nd.enabled):
+        changed.append("policies.demand_response (added, removed, enabled or disabled)")
     if running.policies.smoothing != new.policies.smoothing:
         changed.append("policies.smoothing")
     elif running.policies.smoothing is not None and running.grid_connection != new.grid_connection:

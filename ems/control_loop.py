@@ -22,7 +22,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +37,21 @@ from ems.clock import Clock
 from ems.config import SiteConfig, is_off_grid, load_config
 from ems.config_reload import needs_restart
 from ems.demand import DemandMeter
+from ems.dr_book import DrBook, dr_status
 from ems.events import EventLog
 from ems.failover.manager import FailoverManager
 from ems.gather import SiteReader
 from ems.genset_commands import commands as genset_commands
 from ems.gpu_lever import gpu_lever
 from ems.job_ramps import job_ramps
+from ems.load_target import LoadTargetDecoder
+from ems.load_target_mqtt import LoadTargetChannel
 from ems.model.errors import ConfigError
 from ems.model.racks import SmoothingProfile
 from ems.model.reasons import Reason
 from ems.model.snapshot import SiteSnapshot
 from ems.mqtt_link import MqttLink, NotConnected
+from ems.openadr_ven import OpenAdrVen
 from ems.operator.controls import OperatorControls
 from ems.period import StepResult, StepState, standing_down, step
 from ems.persistence import ControllerState
@@ -66,6 +70,15 @@ from policies.genset_dispatch import DispatchState
 from policies.island import IslandActions
 
 log = structlog.get_logger("ems.loop")
+
+
+def lower_caps(a: dict[str, float | None], b: dict[str, float | None]) -> dict[str, float | None]:
+    """Two levers' rack caps as one: the lower where both cap a rack (None: no cap)."""
+    out = dict(a)
+    for rid, cap in b.items():
+        have = out.get(rid)
+        out[rid] = cap if have is None else have if cap is None else min(have, cap)
+    return out
 
 # a plan solved within this share of a period is used in the same period, as the backtest does
 PLAN_WAIT_SHARE = 0.2
@@ -134,6 +147,7 @@ class Controller:
             failover = self.failover
             self.smoother.stand_down = lambda: failover.islanded
         self.gpu = gpu_lever(cfg)
+        self.dr = DrBook()  # demand-response events from OpenADR, MQTT and operators (used where configured)
         if self.gpu is not None or self.jobs is not None:
             self.actuators.profiles = SmoothingProfileWriter(cfg.mqtt.topic_prefix, rack_ids)
         self.restored = self.persisted.restore(self)
@@ -142,6 +156,20 @@ class Controller:
         self.write_gate: WriteGate | None = None  # active/standby (ems/ha): no writes while it says no
         self.side_tasks: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []  # more background tasks
         self.run_now = asyncio.Event()  # a period at once, not at the next tick (a standby just promoted)
+        dr = cfg.policies.demand_response
+        self.ven: OpenAdrVen | None = None
+        if dr is not None and dr.enabled and dr.openadr is not None:
+            self.ven = OpenAdrVen(dr.openadr, self.dr, self.published, self.controls.step_params.dr)
+            self.side_tasks.append(("openadr", self.ven.run))
+        lt = None if dr is None or not dr.enabled else dr.load_target
+        # one decoder for MQTT and the operator API: a request replayed on the other is refused too
+        self.load_targets = None if lt is None else LoadTargetDecoder(lt.secret(), lt.max_age_s)
+        self.controls.dr_book, self.controls.load_targets = self.dr, self.load_targets
+        self.load_target_channel: LoadTargetChannel | None = None
+        if lt is not None and lt.mqtt and self.load_targets is not None:
+            self.load_target_channel = LoadTargetChannel(self.load_targets, self.dr, clock, self.mqtt, self.published,
+                                                         cfg.site, cfg.mqtt.topic_prefix, lt.status_every_s)
+            self.side_tasks.append(("load_target", self.load_target_channel.run))
 
     @property
     def last(self) -> PeriodResult | None:
@@ -184,12 +212,15 @@ class Controller:
                 writes += await self._command_genset(snap, result)
             if self.smoother is not None and self.actuators.profiles is not None:
                 writes += await self.actuators.sync_profiles(self._rack_profiles(snap, result, self.smoother))
+            dr_caps = {} if result.dr is None else result.dr.caps_w
             if fo is not None:  # after a reconnection: caps ramp back, the genset stops
-                writes += await self._apply_island(fo.island_step(snap), snap)
+                actions = fo.island_step(snap)
+                writes += await self._apply_island(replace(actions, caps_w=lower_caps(actions.caps_w, dr_caps)), snap)
             elif result.microgrid is not None:
-                writes += await self.actuators.sync_caps(self._offgrid_caps(snap, result))
+                writes += await self.actuators.sync_caps(lower_caps(self._offgrid_caps(snap, result), dr_caps))
             else:
-                writes += await self.actuators.sync_caps({})  # after a (re)connect: re-assert or clear retained caps
+                # after a (re)connect: re-assert or clear retained caps; DR's caps where an event asks
+                writes += await self.actuators.sync_caps(dr_caps)
         if gate is not None:
             gate.note_writes(writes)
         self.step_state = result.state
@@ -220,11 +251,17 @@ class Controller:
         if self.planner is not None:
             plan = await self.planner.step(snap, wait_s=PLAN_WAIT_SHARE * snap.period_s / self.clock.speed)
         gp = self.genset_planner
-        result = step(snap, self.controls.step_params, self.step_state, plan, self.controls.force_params,
-                      None if gp is None else gp.schedule)
+        params = self.controls.step_params
+        event = None if params.dr is None else self.dr.current(snap.wall_s, params.dr.precharge_s)
+        result = step(snap, params, self.step_state, plan, self.controls.force_params,
+                      genset_plan=None if gp is None else gp.schedule, dr=event)
         if gp is not None and result.microgrid is not None and result.microgrid.demand_w is not None:
             gp.history.observe(snap.now_s, result.microgrid.demand_w, snap.period_s)
             self._latest = (snap, result.state.microgrid.gensets)
+        if result.dr is not None and result.dr.finished is not None:
+            summary = result.dr.finished.summary()
+            self.dr.finished(summary)
+            self.events.record("dr_event_result", self.clock.wall(), None, **summary)
         if (self.smoother is not None and not self.smoother.runs and snap.meter is not None
                 and snap.site_load_w is not None):
             self.smoother.observe(snap.now_s, snap.site_load_w, snap.meter.grid_power_w, snap.period_s)
@@ -297,6 +334,8 @@ class Controller:
             mg["genset_plan"] = None if gp is None or gp.schedule is None else {
                 "solves": gp.solves, "failures": gp.failures, "on": list(gp.schedule.on),
                 "fuel_l": round(gp.schedule.fuel_l, 1)}
+        status["dr"] = dr_status(self.dr, result.dr, result.state.dr.tally, self.controls.step_params.dr,
+                                 snap.racks.rack_ids)
         reader, act = self.reader, self.actuators
         read_at = {} if reader.last_meter is None else {"meter": reader.last_meter.read_at_s}
         for io in reader.units:

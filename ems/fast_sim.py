@@ -14,6 +14,7 @@ period step alone, the comparison the figures need.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -21,8 +22,10 @@ import numpy.typing as npt
 
 from ems.band_rms import BandRms
 from ems.config import SiteConfig
+from ems.dr_book import DrBook
 from ems.gpu_lever import gpu_lever
 from ems.job_ramps import job_ramps
+from ems.model.dr import DrEvent
 from ems.model.racks import RacksReading, SmoothingProfile
 from ems.model.readings import MeterReading, PcsMode
 from ems.model.snapshot import SiteSnapshot, unit_snapshot
@@ -34,6 +37,7 @@ from ems.time_average import TimeAverage
 from plant.config import PlantConfig
 from plant.plant import Plant
 from policies import job_ramp, smoothing
+from policies.demand_response import EventTally
 from policies.job_ramp import JobStep
 
 FloatArray = npt.NDArray[np.float64]
@@ -55,10 +59,13 @@ class FastRun:
     job_ramps_gpu: int = 0  # announced job steps the racks ramped (the battery had not the room)
     job_ramps_battery: int = 0  # announced job steps the battery took
     filler_load_wh: float = 0.0  # energy the filler load burned
+    dr_results: tuple[EventTally, ...] = ()  # each demand-response event's figures, as the step booked them
+    dr_demand_wh: FloatArray | None = None  # per rack, while a DR event is active: the demand ...
+    dr_held_back_wh: FloatArray | None = None  # ... and what the caps did not serve of it (the truth)
 
 
 def simulate(cfg: SiteConfig, plant_cfg: PlantConfig, seconds: float, smoothing_on: bool = True,
-             announce_jobs: bool = True) -> FastRun:
+             announce_jobs: bool = True, dr_events: Sequence[DrEvent] = ()) -> FastRun:
     sm = cfg.policies.smoothing
     rate = 20.0 if sm is None else sm.rate_hz
     tick_s = 1.0 / rate
@@ -90,6 +97,14 @@ def simulate(cfg: SiteConfig, plant_cfg: PlantConfig, seconds: float, smoothing_
     loads: list[tuple[float, float]] = []
     n = round(seconds / tick_s)
     load_out, grid_out, batt_out = np.empty(n), np.empty(n), np.empty(n)
+    dr_demand_wh, dr_held_wh = np.zeros(len(rack_ids)), np.zeros(len(rack_ids))
+    dr_active = False
+    caps_sent: dict[str, float | None] = dict.fromkeys(rack_ids)
+    dr_results: list[EventTally] = []
+    precharge_s = 0.0 if params.dr is None else params.dr.precharge_s
+    book = DrBook()  # the live loop's event book, so the simulation picks the event it would
+    for e in dr_events:
+        book.add(e)
     state, fast = StepState(), smoothing.SmoothingState()
     armed: Armed | None = None
     last_setpoint_w, gpu_s = 0.0, 0.0
@@ -112,7 +127,15 @@ def simulate(cfg: SiteConfig, plant_cfg: PlantConfig, seconds: float, smoothing_
                 average_w, batt_avg_w = plant.meter.average_w, battery_avg.add(t, plant.battery_power_w)
             meter = MeterReading(grid_w, 230.0, 50.0, 0.0, 0.0, t, average_w)
             snap = SiteSnapshot(t, t, period_s, meter, snaps, reading, last_setpoint_w, battery_avg_w=batt_avg_w)
-            result = step(snap, params, state)
+            result = step(snap, params, state, dr=book.current(t, precharge_s))
+            dr_active = result.dr is not None and result.dr.phase == "active"
+            if result.dr is not None:  # the rack caps DR asks, as the live loop writes them
+                if result.dr.finished is not None:
+                    dr_results.append(result.dr.finished)
+                for rid, cap in result.dr.caps_w.items():
+                    if cap != caps_sent[rid]:
+                        plant.racks.command_cap(plant.racks.index[rid], cap, t)
+                        caps_sent[rid] = cap
             state = result.state
             last_setpoint_w = result.setpoint_w
             setpoints = result.unit_setpoints_w
@@ -153,9 +176,14 @@ def simulate(cfg: SiteConfig, plant_cfg: PlantConfig, seconds: float, smoothing_
         load_out[k] = plant.grid_without_battery_w
         grid_out[k] = plant.meter.grid_power_w
         batt_out[k] = plant.battery_power_w
+        if dr_active:
+            r = plant.racks
+            dr_demand_wh += r.demand_w * tick_s / 3600.0
+            dr_held_wh += np.maximum(r.demand_w - r.power_w, 0.0) * tick_s / 3600.0
     units = plant.units.values()
     return FastRun(
         tick_s, load_out, grid_out, batt_out, gpu_s, plant.racks.filler_wh, plant.racks.held_back_wh,
         sum(u.energy_discharged_wh for u in units), sum(u.energy_charged_wh for u in units),
         sum(u.soc * u.capacity_wh for u in units) - stored0, sum(u.capacity_wh for u in units),
-        job_ramps_gpu, job_ramps_battery, 0.0 if plant.filler is None else plant.filler.energy_wh)
+        job_ramps_gpu, job_ramps_battery, 0.0 if plant.filler is None else plant.filler.energy_wh,
+        tuple(dr_results) if state.dr.tally is None else (*dr_results, state.dr.tally), dr_demand_wh, dr_held_wh)

@@ -44,6 +44,7 @@ class MqttLink:
         self.connects = 0
         self.publish_failures = 0
         self.last_error: str | None = None
+        self.commands: dict[str, Callable[[bytes], None]] = {}  # more command topics (QoS 1) and their readers
 
     def identify_as(self, client_id: str) -> None:
         """Another MQTT client id (before `run`): two controllers of one site on one broker must
@@ -68,6 +69,13 @@ class MqttLink:
             jobs.malformed += 1
             log.error("job announcement could not be read", error=repr(exc)[:200])
 
+    def _take(self, read: Callable[[bytes], None], body: bytes) -> None:
+        """A command; whatever it holds, the session carries on (its reader counts what it refuses)."""
+        try:
+            read(body)
+        except Exception as exc:  # a decoder bug must cost one message, not the site's MQTT session
+            log.error("command could not be read", error=repr(exc)[:200])
+
     async def run(self) -> None:
         backoff_s = 0.2
         while True:
@@ -79,6 +87,8 @@ class MqttLink:
                     jobs_topic = sp.jobs_topic(self.cfg.topic_prefix)
                     if self.jobs is not None:
                         await client.subscribe(jobs_topic, qos=1)
+                    for topic in self.commands:
+                        await client.subscribe(topic, qos=1)
                     self._client = client
                     self.connects += 1
                     self.connected.set()
@@ -92,6 +102,8 @@ class MqttLink:
                         body = payload if isinstance(payload, bytes) else b""
                         if self.jobs is not None and message.topic.value == jobs_topic:
                             self._take_job(self.jobs, body)
+                        elif (read := self.commands.get(message.topic.value)) is not None:
+                            self._take(read, body)
                         else:
                             ingest(message.topic.value, body, now())
             except aiomqtt.MqttError as exc:

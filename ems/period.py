@@ -16,11 +16,14 @@ parameters. In priority order:
 2. the reserve floor (arbitrage's and the outage reserve, the higher): no discharge below
    it, and a charge of its own back to it when under it; then the grid connection's ramp
    limit (the grid moves no more than its limit within its window);
-3. an operator's forced mode, while it lasts, in place of 4-5;
-4. the import cap: the fresh plan's cap, else the configured peak shaving; without a
+3. an operator's forced mode, while it lasts, in place of 4-7;
+4. a demand-response event's target (policies/demand_response.py): the battery covers
+   what it can above the reserve, GPU racks capped by flex tier for the rest;
+5. the import cap: the fresh plan's cap, else the configured peak shaving; without a
    trusted meter, the safe action (hold, then 0 W);
-5. arbitrage: the plan's SoC trajectory;
-6. idle: 0 W.
+6. a demand-response event due soon: the battery charges for it (a target, within 5);
+7. arbitrage: the plan's SoC trajectory;
+8. idle: 0 W.
 
 The arbiter narrows the feasible interval in that order (a lower priority never undoes a
 higher one); the dispatcher splits the setpoint across units within their envelopes; the
@@ -37,12 +40,14 @@ from ems.arbiter import Arbitration, arbitrate
 from ems.dispatcher import dispatch
 from ems.envelope import EnvelopeParams, clamp, unit_limits
 from ems.model.decision import Decision
+from ems.model.dr import DrEvent
 from ems.model.plan import GensetSchedule, PlanView
 from ems.model.reasons import Reason
-from ems.model.snapshot import SiteSnapshot
+from ems.model.snapshot import SiteSnapshot, site_soc
 from policies import (
     arbitrage,
     battery_limits,
+    demand_response,
     grid_limits,
     grid_ramp,
     idle,
@@ -54,6 +59,7 @@ from policies import (
     reserve,
     ride_through,
 )
+from policies.battery_limits import UnitLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +74,7 @@ class StepParams:
     peak_hold_s: float = 0.0  # the held load window, for the plan's cap too
     meter_invalid_hold_s: float = 0.0
     microgrid: microgrid.MicrogridParams | None = None  # off-grid or weak-grid: the balance and the gensets
+    dr: demand_response.DrParams | None = None  # demand response: flex tiers, pre-charge
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +82,7 @@ class StepState:
     peak: peak_shaving.PeakShavingState = field(default_factory=peak_shaving.PeakShavingState)
     ramp: grid_ramp.GridRampState = field(default_factory=grid_ramp.GridRampState)
     microgrid: microgrid.MicrogridState = field(default_factory=microgrid.MicrogridState)
+    dr: demand_response.DrState = field(default_factory=demand_response.DrState)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +99,7 @@ class StepResult:
     unit_bounds_w: dict[str, tuple[float, float]] = field(default_factory=dict)  # each unit's (lo, hi) this period
     pv_limit_w: float | None = None  # the metered PV inverter's limit (export not allowed); None: none
     microgrid: microgrid.MicrogridOutcome | None = None  # the gensets' dispatch and the balance, where configured
+    dr: demand_response.DrOutcome | None = None  # demand response, where configured: phase, rack caps
 
     @property
     def setpoint_w(self) -> float:
@@ -118,8 +127,26 @@ def _cap_decision(snap: SiteSnapshot, p: StepParams, plan: PlanView | None,
     return d, cap_w if math.isfinite(cap_w) else None, replace(state, peak=peak_state)
 
 
+def _dr_decision(snap: SiteSnapshot, p: StepParams, state: StepState, event: DrEvent | None,
+                 limits: list[UnitLimits], reserve_soc: float
+                 ) -> tuple[Decision | None, demand_response.DrOutcome | None, StepState]:
+    """A demand-response event's constraint, with what the battery has above the reserve."""
+    if p.dr is None:
+        return None, None, state
+    soc_cap = site_soc(snap)
+    soc, capacity_wh = (0.0, 0.0) if soc_cap is None else soc_cap
+    e = p.envelope
+    above_wh = max(soc - max(reserve_soc, p.limits.soc_min), 0.0) * capacity_wh * e.discharge_efficiency
+    to_fill_wh = max(min(p.dr.precharge_soc, p.limits.soc_max) - soc, 0.0) * capacity_wh / e.charge_efficiency
+    d, outcome, dr_state = demand_response.decide(
+        snap, p.dr, state.dr, event, sum(lim.max_discharge_w for lim in limits), above_wh,
+        sum(lim.max_charge_w for lim in limits), to_fill_wh)
+    return d, outcome, replace(state, dr=dr_state)
+
+
 def step(snap: SiteSnapshot, p: StepParams, state: StepState, plan: PlanView | None = None,
-         force: operator_force.ForceParams | None = None, genset_plan: GensetSchedule | None = None) -> StepResult:
+         force: operator_force.ForceParams | None = None, genset_plan: GensetSchedule | None = None,
+         dr: DrEvent | None = None) -> StepResult:
     floor = reserve.decide(snap, p.reserve)
     reserve_soc = 0.0 if floor is None else floor[1]
     envelope = p.envelope if reserve_soc == p.envelope.reserve_soc else replace(p.envelope, reserve_soc=reserve_soc)
@@ -148,12 +175,17 @@ def step(snap: SiteSnapshot, p: StepParams, state: StepState, plan: PlanView | N
     if p.grid_ramp is not None and (ramp := grid_ramp.decide(snap, p.grid_ramp, state.ramp)) is not None:
         decisions.append(ramp)
     cap_w: float | None = None
-    if force is not None:  # the operator has taken over: the cap and arbitrage stand down
+    dr_d, dr_out, state = _dr_decision(snap, p, state, dr, limits, reserve_soc)
+    if force is not None:  # the operator has taken over: the cap, DR's battery and arbitrage stand down
         decisions.append(operator_force.decide(force))
     else:
+        if dr_d is not None and dr_d.reason is not Reason.DR_PRECHARGE:
+            decisions.append(dr_d)
         cap, cap_w, state = _cap_decision(snap, p, plan, state)
         if cap is not None:
             decisions.append(cap)
+        if dr_d is not None and dr_d.reason is Reason.DR_PRECHARGE:
+            decisions.append(dr_d)
         if p.arbitrage is not None:
             decisions.append(arbitrage.decide(snap, p.arbitrage, plan))
     decisions.append(idle.decide())
@@ -166,6 +198,8 @@ def step(snap: SiteSnapshot, p: StepParams, state: StepState, plan: PlanView | N
         if (short := microgrid.period_reason(mg, sum(out.values()))) is not None:
             reason, by = short, microgrid.NAME
         state = replace(state, microgrid=microgrid.book(state.microgrid, mg, sum(out.values()), snap.period_s))
+    if p.dr is not None:
+        state = replace(state, dr=demand_response.book(snap, p.dr, state.dr, sum(out.values())))
     if p.grid_ramp is not None:
         state = replace(state, ramp=grid_ramp.record(snap, p.grid_ramp, state.ramp, sum(out.values())))
     bounds = {lim.unit_id: (-lim.max_charge_w, lim.max_discharge_w) for lim in limits}
@@ -173,7 +207,7 @@ def step(snap: SiteSnapshot, p: StepParams, state: StepState, plan: PlanView | N
     pv_params = pv_curtailment.PvCurtailmentParams(p.grid.export_limit_w)
     pv_limit_w = pv_curtailment.decide(snap, sum(out.values()), pv_params)
     return StepResult(tuple(decisions), arb, out, reason, by, cap_w, reserve_soc, tuple(clamped), state,
-                      {u.unit_id: bounds.get(u.unit_id, (0.0, 0.0)) for u in snap.units}, pv_limit_w, mg)
+                      {u.unit_id: bounds.get(u.unit_id, (0.0, 0.0)) for u in snap.units}, pv_limit_w, mg, dr_out)
 
 
 def standing_down(snap: SiteSnapshot, reason: Reason, by: str, state: StepState) -> StepResult:

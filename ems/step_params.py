@@ -9,11 +9,18 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ems.config import ControlConfig, FailoverConfig, GridConnectionConfig, PoliciesConfig
+from ems.config import (
+    ControlConfig,
+    DemandResponseConfig,
+    FailoverConfig,
+    GridConnectionConfig,
+    PoliciesConfig,
+    RacksConfig,
+)
 from ems.envelope import EnvelopeParams
 from ems.microgrid_config import MicrogridConfig
 from ems.period import StepParams
-from policies import arbitrage, battery_limits, grid_limits, grid_ramp, peak_shaving, reserve
+from policies import arbitrage, battery_limits, demand_response, grid_limits, grid_ramp, peak_shaving, reserve
 
 
 class SitePolicies(Protocol):
@@ -59,4 +66,15 @@ def step_params(cfg: SitePolicies) -> StepParams:
         peak_hold_s=hold_s,
         meter_invalid_hold_s=control.meter_invalid_hold_s,
         microgrid=None if cfg.microgrid is None else cfg.microgrid.params(g.import_limit_w),
+        # a backtest file has no racks: no GPU lever there, the battery alone
+        dr=dr_params(policies.demand_response, racks if isinstance(racks := getattr(cfg, "racks", None), RacksConfig)
+                     else None),
     )
+
+
+def dr_params(dr: DemandResponseConfig | None, racks: RacksConfig | None) -> demand_response.DrParams | None:
+    if dr is None or not dr.enabled:
+        return None
+    critical = frozenset() if racks is None else frozenset(racks.critical_rows)
+    return demand_response.DrParams(dict(dr.flex_tiers), dr.default_flex_tier, critical,
+                                    dr.precharge_s, dr.precharge_soc, dr.margin_fraction, baseline_tau_s=dr.baseline_s)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -30,6 +30,8 @@ from ems.backtest.errors import BacktestInputError
 from ems.backtest.genset_planning import GensetPlanning
 from ems.backtest.microgrid_account import MicrogridAccount, MicrogridTrace
 from ems.demand import DemandMeter
+from ems.dr_book import DrBook
+from ems.model.dr import DrEvent
 from ems.model.racks import RacksReading
 from ems.model.readings import MeterReading, PcsMode
 from ems.model.snapshot import SiteSnapshot, unit_snapshot
@@ -43,6 +45,7 @@ from ems.step_params import step_params
 from ems.tariff.model import Tariff
 from plant.config import PlantConfig, SimBessConfig
 from plant.plant import Plant
+from policies.demand_response import EventTally
 
 FloatArray = npt.NDArray[np.float64]
 Progress = Callable[[int, int], None]
@@ -77,6 +80,7 @@ class Trace:
     solver_time_s: float = 0.0  # of plan_time_s, HiGHS's own solves
     request_time_s: float = 0.0  # of plan_time_s, building the requests (forecast, tariff signals)
     microgrid: MicrogridTrace | None = None  # off-grid or weak-grid: gensets, fuel, unserved, curtailed
+    dr_results: tuple[EventTally, ...] = ()  # each demand-response event replayed (battery alone: no racks here)
 
 
 def plant_for_backtest(cfg: BacktestConfig, step_s: int) -> PlantConfig:
@@ -111,7 +115,8 @@ def _planning(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, step_
 def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, step_s: int,
                  load_w: FloatArray, pv_w: FloatArray | None = None,
                  progress: Progress | None = None, params: StepParams | None = None,
-                 warmup_w: FloatArray | None = None, genset_planning: GensetPlanning | None = None) -> Trace:
+                 warmup_w: FloatArray | None = None, genset_planning: GensetPlanning | None = None,
+                 dr_events: Sequence[DrEvent] = ()) -> Trace:
     """Run the site's configured policies over `load_w` (W per step, before PV).
 
     `tariff` is needed when arbitrage is configured (the planner plans against it).
@@ -148,6 +153,11 @@ def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, st
     soc_initial = site_soc = sum(r.unit.soc * r.capacity_wh for _, r in readers) / total_cap_wh
     net_list: list[float] = np.asarray(net_w, dtype=np.float64).tolist()
     state = StepState()
+    book = DrBook(keep_results=0)  # the live loop's event book: the same event in force
+    for e in dr_events:
+        book.add_unbounded(e)
+    dr_results: list[EventTally] = []
+    precharge_s = 0.0 if params.dr is None else params.dr.precharge_s
     last_setpoint_w = 0.0
     battery_now_w = plant.battery_power_w
     plan_time = 0.0
@@ -183,8 +193,11 @@ def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, st
         # the period step
         schedule = (None if genset_planning is None
                     else genset_planning.schedule_at(k, t, site_soc, state.microgrid.gensets))
-        result = step(snap, params, state, None if runner is None else runner.view, genset_plan=schedule)
+        event = None if params.dr is None else book.current(local_t, precharge_s)
+        result = step(snap, params, state, None if runner is None else runner.view, genset_plan=schedule, dr=event)
         state = result.state
+        if result.dr is not None and result.dr.finished is not None:
+            dr_results.append(result.dr.finished)
         # plant command; no heartbeat: its timeout is off here
         last_setpoint_w = 0.0
         for uid, r in readers:
@@ -227,4 +240,5 @@ def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, st
         microgrid=None if account is None else account.trace(
             np.asarray(load_w, dtype=np.float64), np.zeros(n) if pv_w is None else np.asarray(pv_w, dtype=np.float64),
             state.microgrid.gensets),
+        dr_results=tuple(dr_results) if state.dr.tally is None else (*dr_results, state.dr.tally),
     )

@@ -12,6 +12,7 @@ from typing import Literal
 import numpy as np
 
 from ems.backtest.config import BacktestConfig
+from ems.backtest.dr_events import load_dr_events
 from ems.backtest.engine import Progress, Trace, run_backtest
 from ems.backtest.errors import BacktestInputError
 from ems.backtest.financials import Economics
@@ -19,6 +20,7 @@ from ems.backtest.foresight import BatteryModel, Foresight, month_bounds, month_
 from ems.backtest.results import Result, evaluate
 from ems.backtest.series import FloatArray, PowerSeries, read_power_csv, resample, window
 from ems.backtest.setup import Setup, setup_of
+from ems.config import DemandResponseConfig
 from ems.planning.settings import load_tariff, may_export
 from ems.step_params import step_params
 from ems.tariff.model import Tariff
@@ -44,6 +46,7 @@ class BacktestOptions:
     days: float | None = None  # default: the whole series
     foresight: bool = True
     peak_shaving_only: bool = False  # run without arbitrage, whatever the site file says
+    dr_events_csv: Path | None = None  # demand-response events to replay (ems/backtest/dr_events.py)
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,18 @@ def battery_model(cfg: BacktestConfig, trace: Trace) -> BatteryModel:
     )
 
 
+def dr_summary(trace: Trace) -> dict[str, object]:
+    """The replayed events: revenue, energy shifted, the battery's part, minutes at target,
+    and each event's figures (GPU throughput: none here, a backtest site has no racks)."""
+    r = trace.dr_results
+    minutes = sum(t.minutes for t in r)
+    return {"events": len(r), "revenue": round(sum(t.revenue for t in r), 2),
+            "shifted_kwh": round(sum(t.shifted_wh for t in r) / 1e3, 1),
+            "battery_kwh": round(sum(t.battery_wh for t in r) / 1e3, 1),
+            "share_minutes_at_target": None if minutes == 0 else sum(t.minutes_at_target for t in r) / minutes,
+            "gpu_throttled_kwh": 0.0, "results": [t.summary() for t in r]}
+
+
 def run(cfg: BacktestConfig, opts: BacktestOptions, progress: Progress | None = None) -> Backtest:
     arb = cfg.policies.arbitrage
     tariff_path = opts.tariff or (None if arb is None else arb.tariff)
@@ -119,8 +134,12 @@ def run(cfg: BacktestConfig, opts: BacktestOptions, progress: Progress | None = 
     if pv is not None:
         pv_warm = _warmup(pv, start, step)
         warm = None if warm is None or pv_warm is None else warm - pv_warm
+    events = [] if opts.dr_events_csv is None else load_dr_events(opts.dr_events_csv)
+    if events and cfg.policies.demand_response is None:  # the replay needs the policy; its defaults will do
+        cfg = cfg.model_copy(update={"policies": cfg.policies.model_copy(
+            update={"demand_response": DemandResponseConfig()})})
     trace = run_backtest(cfg, tariff, start, step, load_w, pv_w, progress=progress,
-                         warmup_w=warm)
+                         warmup_w=warm, dr_events=events)
     fs = None
     model = battery_model(cfg, trace)
     if opts.foresight:
@@ -146,5 +165,7 @@ def run(cfg: BacktestConfig, opts: BacktestOptions, progress: Progress | None = 
         "plan_time_s": trace.plan_time_s, "wall_time_s": trace.wall_time_s,
         "load_csv": str(opts.load_csv), "load_scale": opts.load_scale, "tariff": str(tariff_path),
     })
+    if events:
+        result.run["dr"] = dr_summary(trace)
     setup = setup_of(cfg, step, model.reserve_soc, None if fs is None else fs.step_s, wear, econ)
     return Backtest(result, trace, fs, tariff, setup)

@@ -58,7 +58,12 @@ class Reason(IntEnum):
     RIDE_THROUGH = 46  # a grid disturbance inside the ride-through curve: the site stays connected, the battery holds
     JOB_RAMP = 47  # an announced job start or stop the battery cannot take: its racks ramp at their share of the limit
     FILLER_LOAD = 48  # the filler load burns what the battery cannot absorb of a drop of the site's load
-    # 70-78: off-grid and weak-grid sites (policies/microgrid.py, policies/genset_dispatch.py)
+    # 50-59: demand response (policies/demand_response.py)
+    DR_EVENT_ACTIVE = 50  # a demand-response event: the battery holds grid import at or under its target
+    DR_TARGET_UNREACHABLE = 51  # battery and every GPU rack its flex tier allows together cannot reach the target
+    DR_PRECHARGE = 52  # a demand-response event is due: the battery charges for it beforehand
+    DR_GPU_THROTTLE = 53  # the battery alone cannot hold the target: GPU racks capped by flex tier
+    # 70-89: off-grid and weak-grid sites (policies/microgrid.py, policies/genset_dispatch.py)
     MICROGRID_BALANCE = 70  # off-grid or weak-grid: the battery covers the load less gensets and the grid's allowance
     GENSET_START_LOW_SOC = 71  # SoC at or under the start threshold: a genset starts to recharge the battery
     GENSET_START_LOAD = 72  # battery and grid cannot carry the load: the next genset is staged in

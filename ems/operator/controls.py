@@ -29,7 +29,9 @@ import structlog
 
 from ems.clock import Clock
 from ems.config import SiteConfig
+from ems.dr_book import DrBook, DrBookFull
 from ems.events import Event, EventLog
+from ems.load_target import BadLoadTarget, LoadTargetDecoder
 from ems.model.reasons import Reason
 from ems.model.snapshot import SiteSnapshot
 from ems.operator import overrides as ov
@@ -113,6 +115,8 @@ class OperatorControls:
         # re-reads the site file (Controller.reload_config): set where the controller runs on one
         self.reload: Callable[[], tuple[bool, str]] | None = None
         self.unsaved = False  # the override file's disk refused the last change (full)
+        self.dr_book: DrBook | None = None  # the controller's demand-response events (where it has them)
+        self.load_targets: LoadTargetDecoder | None = None  # shared with the MQTT channel: one replay memory
         self.on_change: Callable[[OperatorView], None] | None = None
         self.view = self._view()  # the state now; `on_change` gets each later change
         self._load()
@@ -193,6 +197,39 @@ class OperatorControls:
         self.force = None
         self._apply(self.effective)
         return ev
+
+    def load_target(self, body: bytes, by: str) -> Event:
+        """A `grid.loadtarget.set.v1` request from the operator API (ems/load_target.py)."""
+        book, decoder = self.dr_book, self.load_targets
+        if book is None or decoder is None:
+            raise StateConflict("this site takes no load targets (policies.demand_response.load_target)")
+        try:
+            lt = decoder.decode(body, self.clock.wall(), "operator")
+        except BadLoadTarget as exc:
+            raise InvalidAction(str(exc)) from None
+        if lt.event is None:
+            if not book.cancel(lt.correlation_id):
+                raise StateConflict(f"no pending demand-response event {lt.correlation_id}")
+            return self._record(ACTION, None, by, f"load target cancelled ({lt.source})", action="load_target_cancel",
+                                event_id=lt.correlation_id)
+        try:
+            book.add(lt.event)
+        except DrBookFull as exc:
+            raise StateConflict(str(exc)) from None
+        e = lt.event
+        return self._record(ACTION, Reason.DR_EVENT_ACTIVE.code, by, f"load target ({lt.source})",
+                            action="load_target", event_id=e.event_id, target_w=e.target_import_w,
+                            start_wall_s=e.start_s, end_wall_s=e.end_s, priority=e.priority)
+
+    def dr_opt_out(self, event_id: str, opt_out: bool, by: str, why: str) -> Event:
+        book = self.dr_book
+        if book is None or event_id not in book.events:
+            raise StateConflict(f"no pending demand-response event {event_id}")
+        if opt_out:
+            book.opt_out(event_id)
+        else:
+            book.opted_out.discard(event_id)
+        return self._record(ACTION, None, by, why, action="dr_opt_out" if opt_out else "dr_opt_in", event_id=event_id)
 
     # --- each period -----------------------------------------------------------------
     def observe_capability(self, snap: SiteSnapshot) -> None:

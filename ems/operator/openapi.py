@@ -78,7 +78,7 @@ def _action(summary: str, body_ref: str) -> dict[str, Any]:
 def build(*, site: str, params: list[str], units: list[str], max_force_s: float) -> dict[str, Any]:
     _, defs = models_json_schema(
         [(m, "validation") for m in (rq.SetParam, rq.ResetParam, rq.SetMaintenance, rq.ReloadSiteFile,
-                                     rq.ForceZero, rq.ForceSetpoint, rq.ForceAuto)],
+                                     rq.ForceZero, rq.ForceSetpoint, rq.ForceAuto, rq.LoadTargetSet, rq.DrOptOut)],
         ref_template=_REF)
     schemas: dict[str, Any] = defs.get("$defs", {})
     force = TypeAdapter(rq.ForceMode).json_schema(ref_template=_REF)
@@ -139,6 +139,12 @@ def build(*, site: str, params: list[str], units: list[str], max_force_s: float)
                                                      "without a restart", "#/components/schemas/ReloadSiteFile"),
             "/api/actions/force-mode": _action("force 0 W or a fixed battery power for a time, or end it",
                                                "#/components/schemas/ForceMode"),
+            "/api/actions/load-target": _action("a load target for a window (grid.loadtarget.set.v1, as over MQTT), "
+                                                "or its cancellation", "#/components/schemas/LoadTargetSet"),
+            "/api/actions/dr-opt-out": _action("opt out of a demand-response event, or back in",
+                                               "#/components/schemas/DrOptOut"),
+            "/api/dr": _get("demand response: the event in force, pending events, the GPU budget per row, the last "
+                            "event's figures", _OBJECT, extra=not_yet),
             "/api/stream": {"get": {"summary": "server-sent events: `samples`, `status` and `event` messages",
                                     "tags": ["read"], "parameters": since,
                                     "responses": {"200": {"description": "an endless text/event-stream",

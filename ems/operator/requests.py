@@ -7,7 +7,7 @@ document unchanged, so the API and its documentation cannot disagree.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -79,3 +79,30 @@ class ForceAuto(_Body):
 
 
 ForceMode = Annotated[ForceZero | ForceSetpoint | ForceAuto, Field(discriminator="mode")]
+
+
+class LoadTargetSet(_Body):
+    """A `grid.loadtarget.set.v1` request (CloudEvents, as over MQTT; docs/demand-response.md):
+    `data` holds `target` ({value, unit} or null to cancel), `start`, `duration_s`, `priority`,
+    or is their JWS (HS256) where the site requires signed requests."""
+
+    model_config = ConfigDict(extra="forbid", strict=False, allow_inf_nan=False, frozen=True)
+    specversion: Literal["1.0", "1.0.2"]
+    id: str = Field(max_length=64, description="a UUID; a request whose id was seen before is refused")
+    source: str = Field(max_length=256)
+    type: Literal["grid.loadtarget.set.v1"]
+    time: str = Field(max_length=64, description="ISO 8601 with a zone; refused when too far from now")
+    datacontenttype: Literal["application/json"] = "application/json"
+    subject: str | None = Field(default=None, max_length=256)
+    correlationid: str | None = Field(default=None, max_length=64)
+    traceparent: str | None = Field(default=None, max_length=256)
+    tracestate: str | None = Field(default=None, max_length=512)
+    data: dict[str, Any] | str
+
+
+class DrOptOut(_Body):
+    """Opt the site out of a demand-response event (or back in): it is not acted on."""
+
+    event_id: str = Field(min_length=1, max_length=200)
+    opt_out: bool
+    reason: Why

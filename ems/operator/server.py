@@ -246,6 +246,9 @@ class OperatorSurface:
         r.add_post("/api/actions/maintenance", self.maintenance)
         r.add_post("/api/actions/force-mode", self.force_mode)
         r.add_post("/api/actions/reload-site-file", self.reload_site_file)
+        r.add_post("/api/actions/load-target", self.load_target)
+        r.add_post("/api/actions/dr-opt-out", self.dr_opt_out)
+        r.add_get("/api/dr", self.dr)
         r.add_get("/api/stream", self.stream)
         r.add_get("/metrics", self.prometheus)
         app.on_shutdown.append(self._on_shutdown)
@@ -481,6 +484,23 @@ class OperatorSurface:
 
         return await self._act(request, _FORCE, act)
 
+    async def load_target(self, request: web.Request) -> web.Response:
+        # validated here for the shape; decoded (signature, replay, times) on the loop's thread
+        return await self._act(request, _LOAD_TARGET, lambda b, who: lambda c: c.load_target(
+            b.model_dump_json(exclude_none=True).encode(), who))
+
+    async def dr_opt_out(self, request: web.Request) -> web.Response:
+        return await self._act(request, _DR_OPT_OUT, lambda b, who: lambda c: c.dr_opt_out(
+            b.event_id, b.opt_out, who, b.reason))
+
+    async def dr(self, request: web.Request) -> web.Response:
+        """Demand response as of the last period: the event in force, pending ones, the GPU
+        budget per row (what a scheduler follows), the last event's figures."""
+        r = self.pub.result
+        if r is None:
+            raise ApiError(503, "no control period has run yet")
+        return _json({"dr": r.status.get("dr")})
+
     # --- live stream -----------------------------------------------------------------
     async def stream(self, request: web.Request) -> web.StreamResponse:
         seq = _query_int(request, "since", 0, 2**62)
@@ -563,6 +583,8 @@ _RESET_PARAM = TypeAdapter(rq.ResetParam)
 _MAINTENANCE = TypeAdapter(rq.SetMaintenance)
 _RELOAD = TypeAdapter(rq.ReloadSiteFile)
 _FORCE: TypeAdapter[rq.ForceZero | rq.ForceSetpoint | rq.ForceAuto] = TypeAdapter(rq.ForceMode)
+_LOAD_TARGET: TypeAdapter[rq.LoadTargetSet] = TypeAdapter(rq.LoadTargetSet)
+_DR_OPT_OUT: TypeAdapter[rq.DrOptOut] = TypeAdapter(rq.DrOptOut)
 
 
 @dataclasses.dataclass

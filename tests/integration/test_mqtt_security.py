@@ -31,7 +31,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "ems/sec"
-USERS = ["ems-controller", "ems-monitor", PLANT_USER, "row01", "row02", "row03", "row04"]
+USERS = ["ems-controller", "ems-monitor", "ems-aggregator", PLANT_USER, "row01", "row02", "row03", "row04"]
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +156,27 @@ async def test_site_and_controller_end_to_end_through_the_secured_broker(secure_
         await wait_for(lambda: ctl.store.cap_w[0] == pytest.approx(12_000.0))  # reported back by row01
         status = await _next_message(monitor)
         assert str(status.topic) == rp.status_topic(PREFIX)
+
+
+async def test_only_the_aggregator_may_set_a_load_target(secure_broker: SecureBroker) -> None:
+    """A row agent's (valid) load target is dropped by the broker; the aggregator's reaches the controller."""
+    b = secure_broker
+    clock = ScaledClock(1.0)
+    link = MqttLink(b.mqtt(client_id="test-link-lt"), RackTelemetryStore(["row03-rack01"], 40_000.0, 60.0), clock)
+    got: list[bytes] = []
+    link.commands[f"{PREFIX}/grid/loadtarget/set"] = got.append
+    task = asyncio.create_task(link.run())
+    try:
+        await asyncio.wait_for(link.connected.wait(), 10)
+        async with aiomqtt.Client(**b.as_user("row03")) as row03, \
+                aiomqtt.Client(**b.as_user("ems-aggregator")) as agg:
+            await row03.publish(f"{PREFIX}/grid/loadtarget/set", b'{"from": "row03"}', qos=1)
+            await agg.publish(f"{PREFIX}/grid/loadtarget/set", b'{"from": "aggregator"}', qos=1)
+        await wait_for(lambda: len(got) >= 1)
+        await asyncio.sleep(0.3)
+        assert got == [b'{"from": "aggregator"}']
+    finally:
+        task.cancel()
 
 
 async def test_a_rotated_password_and_a_renewed_server_certificate_need_no_restart(tmp_path: Path) -> None:

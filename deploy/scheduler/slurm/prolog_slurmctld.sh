@@ -1,0 +1,23 @@
+#!/bin/sh
+# Slurm PrologSlurmctld (slurm.conf: PrologSlurmctld=/etc/ems/prolog_slurmctld.sh): a job that
+# must not be throttled (`sbatch --comment=flex_tier=0`) is not started on nodes whose GPU row
+# ems's demand response caps now or within the next 10 minutes: the script fails, and Slurm
+# requeues the batch job instead of starting it (it runs on the controller, so no node is
+# drained). Throttleable jobs start anywhere: their row's flex tier says how much they may
+# give up during an event (docs/demand-response.md).
+# /etc/ems/rows maps each node to its row, one `node row` pair a line.
+EMS_URL=${EMS_URL:-http://ems:8080}
+case "$(scontrol show job "$SLURM_JOB_ID" 2>/dev/null | tr ' ' '\n' | grep '^Comment=')" in
+  *flex_tier=0*) ;;
+  *) exit 0 ;;
+esac
+for node in $(scontrol show hostnames "$SLURM_JOB_NODELIST"); do
+  row=$(awk -v n="$node" '$1 == n {print $2}' /etc/ems/rows)
+  [ -n "$row" ] || continue
+  /usr/local/lib/ems/dr_budget.py --url "$EMS_URL" --row "$row" --ahead-s 600
+  if [ $? -eq 3 ]; then
+    echo "ems: $node's row $row is under a demand-response budget: tier-0 job $SLURM_JOB_ID requeued" >&2
+    exit 1
+  fi  # 0: free; 2: ems cannot be asked, do not block work on it
+done
+exit 0

@@ -1,0 +1,130 @@
+"""The site's OpenADR 2.0b VEN: openleadr's client, registered with the program's VTN.
+
+It registers, polls at the rate the VTN asks, turns each event into the site's events
+(ems/openadr_events.py) in the controller's book (ems/dr_book.py), opts in (or out: by
+configuration, for an event the site cannot act on, or one that is malformed) and offers a
+telemetry report with the site's grid import and the flexibility it has now (battery room
+above the reserve plus what the flex tiers allow the racks to give). Cancelled or completed
+events leave the book. Runs in the controller's task group; it reads only the published
+period result (never a device) and writes only to the book, on the loop's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from openleadr import OpenADRClient, enums
+
+from ems.config import OpenAdrConfig
+from ems.dr_book import DrBook, DrBookFull
+from ems.openadr_events import Malformed, Unsupported, dr_events
+from ems.published import Published
+from policies.demand_response import DrParams, flexibility_w
+
+log = structlog.get_logger("ems.openadr")
+OPT_IN, OPT_OUT = "optIn", "optOut"
+logging.getLogger("openleadr").setLevel(logging.WARNING)  # its own INFO lines for every poll
+
+
+class OpenAdrVen:
+    def __init__(self, cfg: OpenAdrConfig, book: DrBook, published: Published, params: DrParams | None) -> None:
+        self.cfg, self.book, self.published, self.params = cfg, book, published, params
+        self.client: OpenADRClient | None = None
+        self.opted_in: list[str] = []
+        self.opted_out: list[str] = []
+        self.malformed = 0
+        self.registered = False
+        self._logged: set[str] = set()
+
+    def import_w(self) -> float | None:
+        r = self.published.result
+        if r is None or r.snapshot.meter is None:
+            return None
+        return r.snapshot.meter.grid_power_w
+
+    def flexibility_w(self) -> float | None:
+        r = self.published.result
+        if r is None or self.params is None:
+            return None
+        hi_w = sum(b[1] for b in r.step.unit_bounds_w.values())
+        return flexibility_w(r.snapshot.racks, self.params, max(hi_w - r.step.setpoint_w, 0.0))
+
+    def on_event(self, event: dict[str, Any]) -> str:
+        desc = event.get("event_descriptor", {})
+        event_id, status = str(desc.get("event_id")), desc.get("event_status")
+        if status in (enums.EVENT_STATUS.CANCELLED, enums.EVENT_STATUS.COMPLETED):
+            for e in [e for e in self.book.pending() if e.event_id.startswith(f"{event_id}:")]:
+                self.book.cancel(e.event_id)
+            log.info("openadr event ended", event_id=event_id, status=status)
+            return OPT_IN
+        try:
+            events = dr_events(event, self.cfg.simple_levels, self.cfg.power_scale_w)
+        except (Unsupported, Malformed) as exc:
+            self.malformed += isinstance(exc, Malformed)
+            kind = type(exc).__name__
+            if kind not in self._logged:  # once per kind: a flood of bad events is counted, not logged
+                self._logged.add(kind)
+                log.warning("openadr event refused: opting out", event_id=event_id, why=str(exc))
+            self.opted_out.append(event_id)
+            return OPT_OUT
+        if not self.cfg.opt_in:
+            self.opted_out.append(event_id)
+            return OPT_OUT
+        for e in [e for e in self.book.pending() if e.event_id.startswith(f"{event_id}:")]:
+            self.book.cancel(e.event_id)  # a modified event replaces its intervals
+        try:
+            for e in events:
+                self.book.add(e)
+        except DrBookFull as exc:
+            log.warning("openadr event refused: opting out", event_id=event_id, why=str(exc))
+            self.opted_out.append(event_id)
+            return OPT_OUT
+        self.opted_in.append(event_id)
+        log.info("openadr event accepted", event_id=event_id, intervals=len(events),
+                 start=None if not events else events[0].start_s)
+        return OPT_IN
+
+    async def on_update_event(self, event: dict[str, Any]) -> str:
+        return self.on_event(event)
+
+    def _client(self) -> OpenADRClient:
+        c = self.cfg
+        client = OpenADRClient(
+            ven_name=c.ven_name, vtn_url=c.vtn_url, ven_id=c.ven_id,
+            cert=None if c.cert is None else str(c.cert), key=None if c.key is None else str(c.key),
+            vtn_fingerprint=c.vtn_fingerprint, ca_file=None if c.ca_file is None else str(c.ca_file),
+            disable_signature=c.cert is None, show_fingerprint=False, allow_jitter=False)
+        client.add_handler("on_event", self.on_event)
+        client.add_handler("on_update_event", self.on_update_event)
+        rate = timedelta(seconds=c.report_every_s)
+        for resource, read in (("site", self.import_w), ("flexibility", self.flexibility_w)):
+            client.add_report(callback=read, resource_id=resource, measurement=enums.MEASUREMENTS.REAL_POWER,
+                              report_specifier_id="ems-telemetry", r_id=f"{resource}-power",
+                              sampling_rate=rate, unit="W", scale="none")
+        return client
+
+    async def run(self) -> None:
+        """Register and keep polling until cancelled; a VTN that cannot be reached is retried."""
+        while True:
+            client = self._client()
+            self.client = client
+            try:
+                try:
+                    await client.run()
+                except Exception as exc:  # a third party's edge: whatever it raises, retry
+                    log.warning("openadr registration failed: retrying", vtn=self.cfg.vtn_url, error=repr(exc))
+                else:
+                    if client.registration_id is not None:
+                        self.registered = True
+                        log.info("openadr registered", vtn=self.cfg.vtn_url, ven_id=client.ven_id)
+                        await asyncio.Event().wait()  # openleadr's scheduler polls from here on
+                    log.warning("openadr registration refused: retrying", vtn=self.cfg.vtn_url)
+            finally:
+                with contextlib.suppress(Exception):
+                    await client.stop()
+            await asyncio.sleep(10.0)

@@ -1,0 +1,65 @@
+"""OpenADR events (as openleadr parses them) as the site's demand-response events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from ems.openadr_events import Malformed, Unsupported, dr_events
+
+START = datetime(2026, 7, 1, 16, 0, tzinfo=UTC)
+LEVELS = {1: 0.1, 2: 0.25, 3: 0.5}
+
+
+def event(name: str, kind: str, payloads: list[Any], measurement: dict[str, Any] | None = None) -> dict[str, Any]:
+    signal: dict[str, Any] = {"signal_name": name, "signal_type": kind, "intervals": [
+        {"duration": timedelta(minutes=30), "signal_payload": p, "uid": k} for k, p in enumerate(payloads)]}
+    if measurement is not None:
+        signal["measurement"] = measurement
+    return {"event_descriptor": {"event_id": "e9", "event_status": "far", "modification_number": 0},
+            "active_period": {"dtstart": START, "duration": timedelta(minutes=30 * len(payloads))},
+            "event_signals": [signal]}
+
+
+def test_simple_levels_cut_a_share_of_the_baseline_per_interval() -> None:
+    out = dr_events(event("SIMPLE", "level", [1, 0, 3]), LEVELS, 1000.0)
+    assert [(e.event_id, e.reduction_fraction) for e in out] == [("e9:0", 0.1), ("e9:2", 0.5)]
+    assert out[1].start_s == (START + timedelta(minutes=60)).timestamp()
+    assert out[1].end_s - out[1].start_s == 1800.0
+    assert all(e.source == "openadr" for e in out)
+
+
+def test_load_dispatch_setpoint_and_delta_with_their_scale() -> None:
+    [e] = dr_events(event("LOAD_DISPATCH", "setpoint", [2.5], {"name": "powerReal", "scale": "M"}), LEVELS, 1e3)
+    assert e.target_import_w == 2.5e6
+    [e] = dr_events(event("LOAD_DISPATCH", "setpoint", [400]), LEVELS, 1e3)  # no unit: the configured kW
+    assert e.target_import_w == 400e3
+    [e] = dr_events(event("LOAD_DISPATCH", "delta", [-300]), LEVELS, 1e3)
+    assert e.reduction_w == 300e3
+
+
+def test_load_control_capacity_and_percent() -> None:
+    [e] = dr_events(event("LOAD_CONTROL", "x-loadControlCapacity", [0.75]), LEVELS, 1e3)
+    assert e.reduction_fraction == pytest.approx(0.25)
+    [e] = dr_events(event("LOAD_CONTROL", "x-loadControlPercentOffset", [-20]), LEVELS, 1e3)
+    assert e.reduction_fraction == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize(("ev", "error"), [
+    (event("LOAD_DISPATCH", "delta", [50]), Unsupported),  # a load increase
+    (event("SIMPLE", "level", [7]), Unsupported),
+    (event("ELECTRICITY_PRICE", "price", [0.3]), Unsupported),
+    (event("LOAD_DISPATCH", "setpoint", [float("nan")]), Malformed),
+    (event("LOAD_DISPATCH", "setpoint", [-5]), Malformed),
+    (event("LOAD_DISPATCH", "setpoint", ["lots"]), Malformed),
+    (event("LOAD_CONTROL", "x-loadControlCapacity", [1.5]), Malformed),
+    (event("LOAD_DISPATCH", "setpoint", [1], {"scale": "zz"}), Malformed),
+    ({"event_descriptor": {"event_id": "x"}}, Malformed),
+    ({**event("SIMPLE", "level", [1]), "active_period": {"dtstart": datetime(2026, 1, 1), "duration": None}},
+     Malformed),  # no time zone
+])
+def test_what_the_site_cannot_act_on_is_refused_with_its_kind(ev, error) -> None:
+    with pytest.raises(error):
+        dr_events(ev, LEVELS, 1e3)
