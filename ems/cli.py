@@ -509,6 +509,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_backtest)
 
+    fe = sub.add_parser("forecast-eval", help="walk-forward scores of the load forecasts: MAE, skill, P90 coverage "
+                        "(docs/backtest.md)")
+    fe.add_argument("--load", required=True, type=Path, help="load CSV: one kW value a line, or timestamp,kW")
+    fe.add_argument("--load-scale", type=float, default=1.0)
+    fe.add_argument("--temperature", type=Path, help="temperature CSV (timestamp,°C, or one value a line for a year)")
+    fe.add_argument("--series-start", help="date of the first value of a series without timestamps "
+                    "(default 2018-01-01)")
+    fe.add_argument("--step-s", type=int, default=900, help="forecast step (default 900)")
+    fe.add_argument("--days", type=float, help="score only this many days")
+    fe.add_argument("--horizon-h", type=float, default=24.0, help="hours ahead per forecast (at most 24)")
+    fe.add_argument("--json", type=Path, help="also write the scores here")
+    fe.set_defaults(func=cmd_forecast_eval)
+
     sc = sub.add_parser("scan", help="list a Modbus device's SunSpec models and points (or say it is not SunSpec)")
     sc.add_argument("target", help="HOST:PORT")
     sc.add_argument("--unit", type=int, default=1, help="Modbus unit id (default 1)")
@@ -517,6 +530,33 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--entry", type=Path, help="write a starting site-file entry for the device here")
     sc.set_defaults(func=cmd_scan)
     return p
+
+
+def cmd_forecast_eval(args: argparse.Namespace) -> int:
+    import json
+    from datetime import datetime
+
+    from ems.backtest import BacktestError
+    from ems.forecast import ForecastInputError
+    from ems.forecast_eval import evaluate_year
+
+    try:
+        start = None if args.series_start is None else datetime.fromisoformat(args.series_start)
+        s = evaluate_year(args.load, load_scale=args.load_scale, step_s=args.step_s, temperature_csv=args.temperature,
+                          series_start=start, days=args.days, horizon_h=args.horizon_h)
+    except (BacktestError, ForecastInputError, ValueError) as exc:
+        print(f"ems forecast-eval: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"{s.forecasts} forecasts, {s.targets} targets on {s.window}")
+    print(f"MAE naive (same hour of week) {s.mae_naive_kw:,.1f} kW, configured (envelope + correction) "
+          f"{s.mae_configured_kw:,.1f} kW, learned P50 {s.mae_model_kw:,.1f} kW")
+    print(f"skill vs naive {100 * s.skill_vs_naive:.1f} %, vs configured {100 * s.skill_vs_configured:.1f} %; "
+          f"P90 coverage {100 * s.p90_coverage:.1f} % (0.9 is right)")
+    print("skill vs naive by lead: " + ", ".join(f"{k} h {100 * v:.0f} %" for k, v in s.skill_by_lead_h.items()))
+    print(f"{s.fits} fits, {s.fit_s:.1f} s fitting, {s.predict_ms_per_forecast:.2f} ms a forecast")
+    if args.json is not None:
+        args.json.write_text(json.dumps(s.as_dict(), indent=1) + "\n")
+    return 0
 
 
 def cmd_scan(args: argparse.Namespace) -> int:

@@ -65,7 +65,7 @@ def afternoon_mask(target_local_s: FloatArray) -> np.ndarray:
 
 def walk_forward(series_w: FloatArray, start_local_s: float, step_s: float, first_issue: int, *,
                  horizon_steps: int = 96, issue_every_s: float = 3600.0, refit_days: float = 7.0,
-                 temperature: TemperatureSeries | None = None, train_weeks: int = 8,
+                 temperature: TemperatureSeries | None = None, train_weeks: int = 8, max_iter: int = 100,
                  configured_envelope_days: int = 1, configured_tau_s: float = 43200.0) -> ForecastScores:
     """Score the three forecasts on `series_w` (naive local time from `start_local_s`),
     issuing from index `first_issue` (the steps before it are history only)."""
@@ -75,7 +75,7 @@ def walk_forward(series_w: FloatArray, start_local_s: float, step_s: float, firs
     first = first_issue + (-(first_issue + round(start_local_s / step_s)) % every)
     issues: IntArray = np.arange(first, series_w.size - horizon_steps + 1, every, dtype=np.int64)
     model = LoadModel(step_s, horizon_steps=horizon_steps, train_weeks=train_weeks, refit_s=refit_days * DAY_S,
-                      temperature=temperature)
+                      temperature=temperature, max_iter=max_iter)
     p50 = np.zeros((issues.size, horizon_steps))
     p90 = np.zeros((issues.size, horizon_steps))
     have = np.zeros(issues.size, dtype=bool)
@@ -103,7 +103,7 @@ def walk_forward(series_w: FloatArray, start_local_s: float, step_s: float, firs
     lead = np.arange(horizon_steps)
     target = issues[:, None] + lead[None, :]
     actual = series_w[target]
-    mask = afternoon_mask(start_local_s + target * step_s)
+    mask = afternoon_mask(start_local_s + target.astype(np.float64) * step_s)
 
     def mae(f: FloatArray, m: np.ndarray = mask) -> float:
         return float(np.abs(f - actual)[m].mean()) / 1000.0 if m.any() else math.nan
@@ -131,15 +131,21 @@ def evaluate_year(load_csv: Path, *, load_scale: float = 1.0, step_s: int = 900,
                   horizon_h: float = 24.0) -> ForecastScores:
     """The walk-forward scores on a load file as `ems backtest` reads it: a typical year lends
     its last 4 weeks as history before its start (wrapped), as the backtest's planner gets."""
+    from ems.backtest.errors import BacktestInputError
     from ems.backtest.series import read_power_csv, resample
 
     load = resample(read_power_csv(load_csv, scale=load_scale, start=series_start), step_s)
     warm = WARMUP_DAYS * round(DAY_S / step_s)
     values = load.values_w
-    if days is not None:
-        values = values[: warm + round(days * DAY_S / step_s)] if values.size > warm else values
-    series = np.concatenate([load.values_w[-warm:], values])
-    start_s = local_seconds(load.start) - warm * step_s
+    if values.size * step_s >= 364 * DAY_S:  # a typical year: its last weeks stand before its start
+        run = values if days is None else values[: round(days * DAY_S / step_s)]
+        series = np.concatenate([values[-warm:], run])
+        start_s = local_seconds(load.start) - warm * step_s
+    else:  # the first 4 weeks are history only
+        series = values if days is None else values[: warm + round(days * DAY_S / step_s)]
+        start_s = local_seconds(load.start)
+    if series.size <= warm + DAY_S / step_s:
+        raise BacktestInputError(f"{load_csv}: {WARMUP_DAYS} days of history and a day to score are needed")
     temp = None if temperature_csv is None else read_temperature_csv(temperature_csv, series_start)
     return walk_forward(series, start_s, float(step_s), warm, horizon_steps=round(horizon_h * 3600 / step_s),
                         temperature=temp)

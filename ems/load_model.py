@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 from sklearn.ensemble import HistGradientBoostingRegressor
+from threadpoolctl import threadpool_limits
 
 from ems.forecast import DAY_S, WEEK_S, ForecastInputError
 
@@ -73,7 +74,8 @@ def profile_all(x: FloatArray, n_total: int, week_steps: int, weeks: int) -> Flo
         ok = (idx >= 0) & (idx < x.size)
         total[ok] += x[idx[ok]]
         count[ok] += 1
-    return np.divide(total, count, out=np.full(n_total, np.nan), where=count > 0)
+    out: FloatArray = np.divide(total, count, out=np.full(n_total, np.nan), where=count > 0)
+    return out
 
 
 def _window_mean(cum: FloatArray, end: IntArray, length: IntArray) -> FloatArray:
@@ -100,8 +102,8 @@ def features(x: FloatArray, prof: FloatArray, issue: IntArray, lead: IntArray, s
     per_h = max(1, round(3600.0 / step_s))
     per_day = round(DAY_S / step_s)
     target = issue + lead
-    issue_s = start_local_s + issue * step_s
-    target_s = start_local_s + target * step_s
+    issue_s: FloatArray = start_local_s + issue.astype(np.float64) * step_s
+    target_s: FloatArray = start_local_s + target.astype(np.float64) * step_s
     cx = np.concatenate([[0.0], np.cumsum(x)])
     cp = np.concatenate([[0.0], np.nancumsum(prof[: x.size])])
     since_midnight = np.round((issue_s % DAY_S) / step_s).astype(np.int64)
@@ -144,8 +146,8 @@ class LoadModel:
     and `forecast` returns None: the caller keeps the naive forecast."""
 
     def __init__(self, step_s: float, *, weeks: int = 4, train_weeks: int = 8, horizon_steps: int = 96,
-                 refit_s: float = 7 * DAY_S, lead_stride: int = 2, min_train_days: float = 7.0,
-                 max_iter: int = 150, quantiles: tuple[float, float] = (0.5, 0.9),
+                 refit_s: float = 7 * DAY_S, lead_stride: int = 4, min_train_days: float = 7.0,
+                 max_iter: int = 100, quantiles: tuple[float, float] = (0.5, 0.9),
                  temperature: TemperatureSeries | None = None) -> None:
         if step_s <= 0 or DAY_S % step_s:
             raise ForecastInputError(f"step_s={step_s} must divide a day")
@@ -208,11 +210,12 @@ class LoadModel:
         xs, y = self.training_rows(x, end_local_s - x.size * self.step_s)
         if y.size < 100:
             return
-        models = tuple(
-            HistGradientBoostingRegressor(loss="quantile", quantile=q, max_iter=self.max_iter, learning_rate=0.1,
-                                          max_leaf_nodes=31, min_samples_leaf=40, early_stopping=False,
-                                          random_state=0).fit(xs, y)
-            for q in self.quantiles)
+        with threadpool_limits(1):  # small data: OpenMP threads cost more than they give, and the cores are shared
+            models = tuple(
+                HistGradientBoostingRegressor(loss="quantile", quantile=q, max_iter=self.max_iter, learning_rate=0.1,
+                                              max_leaf_nodes=31, min_samples_leaf=40, early_stopping=False,
+                                              random_state=0).fit(xs, y)
+                for q in self.quantiles)
         self.models = (models[0], models[1])
         self.fits += 1
 
@@ -232,7 +235,8 @@ class LoadModel:
         lead = np.arange(n_steps, dtype=np.int64)
         start = end_local_s - x.size * self.step_s
         xs = features(x, np.where(np.isfinite(prof), prof, x[-1]), issue, lead, start, self.step_s, self._temp())
-        lo, hi = (m.predict(xs) for m in self.models)
+        with threadpool_limits(1):
+            lo, hi = (m.predict(xs) for m in self.models)
         p50 = base * (1.0 + lo)
         p90 = np.maximum(base * (1.0 + hi), p50)  # quantile models can cross; P90 is at least P50
         return QuantileForecast(p50, p90)
@@ -247,7 +251,8 @@ class LoadModel:
         fill = np.where(np.isfinite(prof), prof, 0.0)
         xs = features(series_w, fill, ii, ll, start_local_s, self.step_s, self._temp())
         base = fill[ii + ll]
-        lo, hi = (m.predict(xs) for m in self.models)
+        with threadpool_limits(1):
+            lo, hi = (m.predict(xs) for m in self.models)
         p50 = base * (1.0 + lo)
         return p50.reshape(issues.size, n_steps), np.maximum(base * (1.0 + hi), p50).reshape(issues.size, n_steps)
 

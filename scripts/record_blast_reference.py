@@ -1,30 +1,62 @@
-"""Record BLAST-Lite 1.1.1's LFP-Gr 250 Ah model on a few year-long SoC profiles (15 min)."""
-import json, numpy as np, blast
+"""Record NREL BLAST-Lite's LFP-Gr 250 Ah model on year-long SoC profiles (15 min), 10 years.
+
+ems ports this model (ems/backtest/ageing.py) instead of depending on `blast-lite`: its
+1.1.1 pins numpy < 2, ems pins numpy >= 2. tests/unit/test_ageing.py checks the port against
+what this script wrote to tests/data/blast_lite_lfp_reference.json. To re-record, in a
+separate virtual environment: `pip install blast-lite==1.1.1` and run this script.
+The profiles must stay the same as in tests/unit/test_ageing.py (`reference_profiles`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
 from blast.models import Lfp_Gr_250AhPrismatic
-step = 900
-n = 365 * 96
-t = np.arange(n + 1) * float(step)
-h = (t / 3600.0) % 24
-def daily(lo, hi, ch=(0, 4), dis=(16, 19)):
-    soc = np.full(t.size, lo)
-    for i, x in enumerate(h):
-        if ch[0] <= x < ch[1]: soc[i] = lo + (hi - lo) * (x - ch[0]) / (ch[1] - ch[0])
-        elif ch[1] <= x < dis[0]: soc[i] = hi
-        elif dis[0] <= x < dis[1]: soc[i] = hi - (hi - lo) * (x - dis[0]) / (dis[1] - dis[0])
+
+STEP_S = 900
+T_S = np.arange(365 * 96 + 1) * float(STEP_S)
+
+
+def daily(lo: float, hi: float, charge_h: tuple[float, float] = (0, 4),
+          discharge_h: tuple[float, float] = (16, 19)) -> np.ndarray:
+    """Charge lo -> hi over charge_h, hold, discharge hi -> lo over discharge_h, every day."""
+    h = (T_S / 3600.0) % 24
+    soc = np.full(T_S.size, lo)
+    up = (h >= charge_h[0]) & (h < charge_h[1])
+    soc[up] = lo + (hi - lo) * (h[up] - charge_h[0]) / (charge_h[1] - charge_h[0])
+    soc[(h >= charge_h[1]) & (h < discharge_h[0])] = hi
+    down = (h >= discharge_h[0]) & (h < discharge_h[1])
+    soc[down] = hi - (hi - lo) * (h[down] - discharge_h[0]) / (discharge_h[1] - discharge_h[0])
     return soc
-profiles = {
-    "rest_50_25C": (np.full(t.size, 0.5), 25.0),
-    "rest_90_35C": (np.full(t.size, 0.9), 35.0),
-    "daily_20_90_25C": (daily(0.2, 0.9), 25.0),
-    "daily_50_70_25C": (daily(0.5, 0.7), 25.0),
-    "daily_10_95_35C": (daily(0.10, 0.95, dis=(14, 16)), 35.0),
-}
-out = {"model": "blast-lite 1.1.1 Lfp_Gr_250AhPrismatic", "step_s": step, "profiles": {}}
-for name, (soc, temp) in profiles.items():
-    m = Lfp_Gr_250AhPrismatic()
-    m.simulate_battery_life({"Time_s": t, "SOC": soc, "Temperature_C": np.full(t.size, temp)}, threshold_time=10)
-    days = m.stressors["t_days"]; q = m.outputs["q"]
-    rec = {str(y): float(np.interp(365 * y, days, q)) for y in (1, 5, 10)}
-    out["profiles"][name] = {"temperature_c": temp, "q_at_year": rec, "efc_10y": float(np.interp(3650, days, m.stressors["efc"]))}
-    print(name, rec, flush=True)
-json.dump(out, open("/tmp/blast_ref.json", "w"), indent=1)
+
+
+def reference_profiles() -> dict[str, tuple[np.ndarray, float]]:
+    return {
+        "rest_50_25C": (np.full(T_S.size, 0.5), 25.0),
+        "rest_90_35C": (np.full(T_S.size, 0.9), 35.0),
+        "daily_20_90_25C": (daily(0.2, 0.9), 25.0),
+        "daily_50_70_25C": (daily(0.5, 0.7), 25.0),
+        "daily_10_95_35C": (daily(0.10, 0.95, discharge_h=(14, 16)), 35.0),
+    }
+
+
+def main(out: Path) -> None:
+    result: dict[str, object] = {"model": "blast-lite 1.1.1 Lfp_Gr_250AhPrismatic", "step_s": STEP_S, "profiles": {}}
+    profiles: dict[str, object] = {}
+    for name, (soc, temp) in reference_profiles().items():
+        m = Lfp_Gr_250AhPrismatic()
+        m.simulate_battery_life({"Time_s": T_S, "SOC": soc, "Temperature_C": np.full(T_S.size, temp)},
+                                threshold_time=10)
+        days, q = m.stressors["t_days"], m.outputs["q"]
+        profiles[name] = {"temperature_c": temp,
+                          "q_at_year": {str(y): float(np.interp(365 * y, days, q)) for y in (1, 5, 10)},
+                          "efc_10y": float(np.interp(3650, days, m.stressors["efc"]))}
+    result["profiles"] = profiles
+    out.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("tests/data/blast_lite_lfp_reference.json"))

@@ -6,7 +6,10 @@ from datetime import UTC, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from ems.backtest.errors import BacktestInputError
 from ems.config import GridConnectionConfig, PoliciesConfig, SiteConfig
+from ems.forecast_eval import read_temperature_csv
+from ems.load_model import TemperatureSeries
 from ems.model.errors import ConfigError
 from ems.planning.builder import PlannerSettings
 from ems.tariff import TariffError, load_price_csv, load_urdb
@@ -46,7 +49,17 @@ def planner_settings(policies: PoliciesConfig, grid: GridConnectionConfig) -> Pl
         over_peak_cost_per_kwh=a.over_peak_cost_per_kwh, correction_tau_s=a.forecast_correction_tau_s,
         charge_peak_weight=a.charge_peak_weight,
         demand_per_day=a.demand_per_day, replan_soc_deviation=a.replan_soc_deviation,
+        forecast_model=a.forecast_model, cap_on_p90=a.cap_on_p90,
+        temperature=None if a.temperature_csv is None else load_temperature(a.temperature_csv),
     )
+
+
+def load_temperature(path: str | Path) -> TemperatureSeries:
+    """A temperature CSV for the learned forecast; errors as ConfigError naming the field."""
+    try:
+        return read_temperature_csv(Path(path))
+    except BacktestInputError as exc:
+        raise ConfigError(f"policies.arbitrage.temperature_csv: {exc}") from None
 
 
 def site_tariff(cfg: SiteConfig) -> tuple[Tariff | None, tzinfo]:
