@@ -367,6 +367,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         irr = "-" if fin.irr is None else f"{100 * fin.irr:.1f} %"
         lcos = "-" if fin.lcos_per_kwh is None else f"{fin.lcos_per_kwh:.3f}/kWh"
         print(f"payback {payback}, NPV {fin.npv:,.0f}, IRR {irr}, LCOS {lcos}")
+    ag = bt.result.ageing
+    if ag is not None:
+        repl = ", ".join(str(y) for y in ag["replacement_years"]) or "none"
+        print(f"ageing (LFP, {ag['temperature_c']:g} °C): SoH after 10 years {100 * ag['soh_10y']:.1f} %, "
+              f"{ag['efc_per_year']:.0f} cycles a year, replaced in year {repl}; wear "
+              f"{ag['wear_cost_per_kwh_at_run_dod']:.4f}/kWh at the run's depth {100 * ag['effective_dod']:.0f} %")
     print(f"wall time {bt.trace.wall_time_s:.1f} s ({bt.trace.plans} plans); wrote "
           + ", ".join(str(f) for f in files))
     return 0

@@ -169,6 +169,14 @@ class PoliciesConfig(Strict):
         return self
 
 
+class AgeingConfig(Strict):
+    """The LFP ageing model in place of a flat degradation (ems/backtest/ageing.py)."""
+
+    temperature_c: float = Field(default=25.0, ge=-20, le=60, description="cell temperature the HVAC holds")
+    end_of_life_soh: Fraction = Field(default=0.7, description="replace the battery at the end of a year below this")
+    replacement_cost: float | None = Field(default=None, ge=0, description="cost of a replacement (default: capex)")
+
+
 class EconomicsConfig(Strict):
     """What the battery costs, for `ems backtest`'s payback, NPV, IRR and LCOS (money in the
     tariff's currency)."""
@@ -179,6 +187,8 @@ class EconomicsConfig(Strict):
     lifetime_years: int = Field(default=15, ge=1, le=50)
     degradation_per_year: Fraction = Field(default=0.02, description="loss of usable energy per year")
     end_of_life_cost: float = Field(default=0.0, description="decommissioning (negative: salvage)")
+    ageing: AgeingConfig | None = Field(default=None, description="LFP ageing from the run's dispatch; "
+                                                                  "replaces degradation_per_year")
 
 
 class ReserveConfig(Strict):
