@@ -103,7 +103,8 @@ def recommended(points: Sequence[SizePoint]) -> SizePoint | None:
 @dataclass(frozen=True)
 class Sweep:
     points: tuple[SizePoint, ...]
-    wall_s: float
+    wall_s: float  # with the cluster's start and stop
+    compute_s: float  # from the first task submitted to the last result
     workers: int
     scheduler: str
 
@@ -113,7 +114,8 @@ class Sweep:
 
     def as_dict(self) -> dict[str, Any]:
         best = self.best
-        return {"points": [asdict(p) for p in self.points], "wall_s": self.wall_s, "workers": self.workers,
+        return {"points": [asdict(p) for p in self.points], "wall_s": self.wall_s, "compute_s": self.compute_s,
+                "workers": self.workers,
                 "scheduler": self.scheduler, "recommended": None if best is None else asdict(best),
                 "point_s_mean": sum(p.wall_s for p in self.points) / max(1, len(self.points))}
 
@@ -136,6 +138,7 @@ def sweep(cfg: BacktestConfig, opts: BacktestOptions, energies_kwh: Sequence[flo
         client = Client(scheduler)  # type: ignore[no-untyped-call]
     try:
         n_workers = len(client.scheduler_info().get("workers", {}))
+        t_submit = time.perf_counter()
         futures = {client.submit(run_point, cfg, opts, e, p, costs, planning_step_s, pure=False): i
                    for i, (e, p) in enumerate(grid)}
         results: list[SizePoint | None] = [None] * len(grid)
@@ -143,12 +146,13 @@ def sweep(cfg: BacktestConfig, opts: BacktestOptions, energies_kwh: Sequence[flo
             results[futures[fut]] = fut.result()
             if progress is not None:
                 progress(done, len(grid))
+        compute_s = time.perf_counter() - t_submit
     finally:
         client.close()  # type: ignore[no-untyped-call]
         if cluster is not None:
             cluster.close()
     points = tuple(p for p in results if p is not None)
-    return Sweep(points, time.perf_counter() - t0, n_workers, scheduler or "LocalCluster")
+    return Sweep(points, time.perf_counter() - t0, compute_s, n_workers, scheduler or "LocalCluster")
 
 
 def parse_grid(text: str, name: str) -> list[float]:

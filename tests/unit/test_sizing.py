@@ -67,7 +67,7 @@ def test_a_sweep_on_a_running_scheduler_writes_the_table_and_the_heatmap(dask_sc
     seen: list[tuple[int, int]] = []
     s = sweep(cfg, opts, [1000.0, 4000.0], [500.0, 2000.0], scheduler=dask_scheduler, planning_step_s=3600,
               progress=lambda d, n: seen.append((d, n)))
-    assert s.workers == 1 and s.scheduler == dask_scheduler
+    assert s.workers == 1 and s.scheduler == dask_scheduler and 0 < s.compute_s <= s.wall_s
     assert [(p.energy_kwh, p.power_kw) for p in s.points] == [(1000, 500), (1000, 2000), (4000, 500), (4000, 2000)]
     assert seen[-1] == (4, 4) and len(seen) == 4
     small, large = s.points[0], s.points[3]
