@@ -136,8 +136,8 @@ def main() -> int:
             f"{days:g} days from 2 July at a 1 h step with hourly re-plans, 2 LocalCluster workers: "
             f"**{s.wall_s:.0f} s** with the cluster's start ({s.compute_s / len(s.points):.1f} s a point); "
             f"recommended {rec}",
-            f"- a {'3-day span' if args.quick else 'whole year'} per point at 1 h, 4 points: {per[1]:.1f} s a point with "
-            f"1 worker, {per[2]:.1f} s with 2 (speed-up {per[1] / per[2]:.2f}x on 2 cores shared with other "
+            f"- a {'3-day span' if args.quick else 'whole year'} per point at 1 h, 4 points: {per[1]:.1f} s a "
+            f"point with 1 worker, {per[2]:.1f} s with 2 (speed-up {per[1] / per[2]:.2f}x on 2 cores shared with other "
             "work; the points are independent, so more workers on more cores scale it until the scheduler's "
             "few ms a task matter)",
         ]
