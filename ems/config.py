@@ -115,9 +115,14 @@ class ArbitrageConfig(Strict):
                                                         "against the upper quantile); needs forecast_model: learned")
     temperature_csv: Path | None = Field(default=None, description="timestamp,°C in the tariff's local time: "
                                                                    "the learned forecast's weather input")
+    latitude: float | None = Field(default=None, ge=-90, le=90, description="with longitude: metered PV is "
+                                   "forecast from pvlib's clear sky scaled by what was measured")
+    longitude: float | None = Field(default=None, ge=-180, le=180)
 
     @model_validator(mode="after")
     def _step_divides_hour(self) -> ArbitrageConfig:
+        if (self.latitude is None) != (self.longitude is None):
+            raise ValueError("latitude and longitude go together (the clear-sky PV forecast needs both)")
         if self.cap_on_p90 and self.forecast_model != "learned":
             raise ValueError("cap_on_p90 needs forecast_model: learned (the P90 comes from the learned model)")
         if 3600 % self.step_s:

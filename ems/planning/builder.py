@@ -19,6 +19,7 @@ from ems.model.plan import PlanView
 from ems.model.snapshot import SiteSnapshot
 from ems.planning.history import StepHistory
 from ems.planning.lp import Plan, PlanError, PlanProblem
+from ems.pv_clearsky import SiteSun, clearsky_pv_forecast
 from ems.tariff.calendar import MonthKey, TouKey, local_datetime
 from ems.tariff.model import Tariff
 from ems.tariff_signals import TariffSignals, tariff_signals
@@ -61,6 +62,7 @@ class PlannerSettings:
     forecast_model: str = "profile"  # "learned": ems/load_model.py's P50 for the first day ahead
     cap_on_p90: bool = False  # plan on the learned P90: the demand cap held against the upper quantile
     temperature: TemperatureSeries | None = None  # the learned model's weather input, where given
+    sun: SiteSun | None = None  # where given, metered PV is forecast from the clear sky (ems/pv_clearsky.py)
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,9 @@ class PlanBuilder:
         m = min(pv_hist.size, history.size)
         if m * s.step_s < s.min_history_h * 3600.0:
             return ahead(history)
-        return ahead(history[-m:] + pv_hist[-m:]) - pv_forecast(pv_hist[-m:], s.step_s, n)
+        pv_ahead = pv_forecast(pv_hist[-m:], s.step_s, n) if s.sun is None else \
+            clearsky_pv_forecast(pv_hist[-m:], start, s.step_s, n, s.sun)
+        return ahead(history[-m:] + pv_hist[-m:]) - pv_ahead
 
     def _learned(self, history: np.ndarray, start: float, naive: np.ndarray) -> np.ndarray:
         """The learned forecast over its first day (P50, or P90 with `cap_on_p90`), the naive

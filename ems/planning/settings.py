@@ -12,6 +12,7 @@ from ems.forecast_eval import read_temperature_csv
 from ems.load_model import TemperatureSeries
 from ems.model.errors import ConfigError
 from ems.planning.builder import PlannerSettings
+from ems.pv_clearsky import SiteSun
 from ems.tariff import TariffError, load_price_csv, load_urdb
 from ems.tariff.model import Tariff
 
@@ -51,6 +52,7 @@ def planner_settings(policies: PoliciesConfig, grid: GridConnectionConfig) -> Pl
         demand_per_day=a.demand_per_day, replan_soc_deviation=a.replan_soc_deviation,
         forecast_model=a.forecast_model, cap_on_p90=a.cap_on_p90,
         temperature=None if a.temperature_csv is None else load_temperature(a.temperature_csv),
+        sun=None if a.latitude is None or a.longitude is None else SiteSun(a.latitude, a.longitude, a.timezone),
     )
 
 
