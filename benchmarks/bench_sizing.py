@@ -82,6 +82,7 @@ def main() -> int:
             + f"; {fc.fits} fits, {fc.fit_s:.0f} s fitting, {fc.predict_ms_per_forecast:.1f} ms a forecast "
             f"(total {fc_s:.0f} s)",
         ]
+        print(lines[-1], flush=True)
 
     if "ageing" not in skip:
         assert cfg.economics is not None
@@ -109,6 +110,7 @@ def main() -> int:
             f"discharged (USD, replacement at CAPEX): {wear}; at the run's depth "
             f"({100 * a['effective_dod']:.0f} %) {a['wear_cost_per_kwh_at_run_dod']:.4f} ({age_s:.0f} s)",
         ]
+        print(lines[-1], flush=True)
 
     if "sizing" not in skip:
         n_e, n_p = (3, 3) if args.quick else (10, 10)

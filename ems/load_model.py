@@ -24,11 +24,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from sklearn.ensemble import HistGradientBoostingRegressor
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from ems.forecast import DAY_S, WEEK_S, ForecastInputError
 
@@ -38,6 +39,16 @@ IntArray = npt.NDArray[np.int64]
 TemperatureAt = Callable[[FloatArray], FloatArray]
 
 COOLING_BASE_C = 18.0
+_POOLS: ThreadpoolController | None = None
+
+
+def _one_thread() -> Any:
+    """A context on one OpenMP thread: small data, where threads cost more than they give and
+    the cores are shared. The controller is made once (making one per call costs ~3 ms)."""
+    global _POOLS
+    if _POOLS is None:
+        _POOLS = ThreadpoolController()
+    return _POOLS.limit(limits=1)
 _EPOCH_DOW = 3  # 1970-01-01 was a Thursday; Monday = 0
 
 
@@ -210,7 +221,7 @@ class LoadModel:
         xs, y = self.training_rows(x, end_local_s - x.size * self.step_s)
         if y.size < 100:
             return
-        with threadpool_limits(1):  # small data: OpenMP threads cost more than they give, and the cores are shared
+        with _one_thread():
             models = tuple(
                 HistGradientBoostingRegressor(loss="quantile", quantile=q, max_iter=self.max_iter, learning_rate=0.1,
                                               max_leaf_nodes=31, min_samples_leaf=40, early_stopping=False,
@@ -235,7 +246,7 @@ class LoadModel:
         lead = np.arange(n_steps, dtype=np.int64)
         start = end_local_s - x.size * self.step_s
         xs = features(x, np.where(np.isfinite(prof), prof, x[-1]), issue, lead, start, self.step_s, self._temp())
-        with threadpool_limits(1):
+        with _one_thread():
             lo, hi = (m.predict(xs) for m in self.models)
         p50 = base * (1.0 + lo)
         p90 = np.maximum(base * (1.0 + hi), p50)  # quantile models can cross; P90 is at least P50
@@ -251,7 +262,7 @@ class LoadModel:
         fill = np.where(np.isfinite(prof), prof, 0.0)
         xs = features(series_w, fill, ii, ll, start_local_s, self.step_s, self._temp())
         base = fill[ii + ll]
-        with threadpool_limits(1):
+        with _one_thread():
             lo, hi = (m.predict(xs) for m in self.models)
         p50 = base * (1.0 + lo)
         return p50.reshape(issues.size, n_steps), np.maximum(base * (1.0 + hi), p50).reshape(issues.size, n_steps)
