@@ -109,8 +109,9 @@ class ArbitrageConfig(Strict):
     demand_per_day: bool = Field(default=True, description="shave every day as if it set the monthly peak")
     replan_soc_deviation: Fraction | None = Field(default=0.05, description="re-plan early when SoC is this far off")
     # the learned load forecast (ems/load_model.py, docs/backtest.md "Forecast")
-    forecast_model: Literal["profile", "learned"] = Field(
-        default="profile", description="profile: same hour of week; learned: gradient boosting on the day so far")
+    forecast_model: Literal["profile", "learned", "learned_envelope"] = Field(
+        default="profile", description="profile: same hour of week; learned: gradient boosting on the day so far; "
+                                       "learned_envelope: the higher of the two")
     cap_on_p90: bool = Field(default=False, description="plan on the learned forecast's P90 (the demand cap held "
                                                         "against the upper quantile); needs forecast_model: learned")
     temperature_csv: Path | None = Field(default=None, description="timestamp,°C in the tariff's local time: "
@@ -123,8 +124,8 @@ class ArbitrageConfig(Strict):
     def _step_divides_hour(self) -> ArbitrageConfig:
         if (self.latitude is None) != (self.longitude is None):
             raise ValueError("latitude and longitude go together (the clear-sky PV forecast needs both)")
-        if self.cap_on_p90 and self.forecast_model != "learned":
-            raise ValueError("cap_on_p90 needs forecast_model: learned (the P90 comes from the learned model)")
+        if self.cap_on_p90 and self.forecast_model == "profile":
+            raise ValueError("cap_on_p90 needs forecast_model: learned or learned_envelope (the P90 is the learned model's)")
         if 3600 % self.step_s:
             raise ValueError("step_s must divide 3600 (tariff schedules are hourly)")
         if self.horizon_h * 3600 < self.step_s:

@@ -59,7 +59,8 @@ class PlannerSettings:
     charge_peak_weight: float = 0.0  # demand rate share on a peak that charging makes (see lp.py)
     replan_soc_deviation: float | None = 0.05  # re-plan early when SoC is off the plan by this
     demand_per_day: bool = True  # see ems/tariff_signals.py
-    forecast_model: str = "profile"  # "learned": ems/load_model.py's P50 for the first day ahead
+    forecast_model: str = "profile"  # "learned": ems/load_model.py's P50 for the first day ahead;
+    # "learned_envelope": the higher of that and the profile
     cap_on_p90: bool = False  # plan on the learned P90: the demand cap held against the upper quantile
     temperature: TemperatureSeries | None = None  # the learned model's weather input, where given
     sun: SiteSun | None = None  # where given, metered PV is forecast from the clear sky (ems/pv_clearsky.py)
@@ -91,7 +92,7 @@ class PlanBuilder:
         keep = settings.history_weeks * round(WEEK_S / settings.step_s) + 1
         self.naive_keep = keep
         self.model: LoadModel | None = None
-        if settings.forecast_model == "learned":
+        if settings.forecast_model in ("learned", "learned_envelope"):
             self.model = LoadModel(settings.step_s, weeks=settings.history_weeks,
                                    horizon_steps=min(settings.horizon_steps, round(DAY_S / settings.step_s)),
                                    temperature=settings.temperature)
@@ -139,7 +140,10 @@ class PlanBuilder:
             return naive
         out = naive.copy()
         out[:m] = q.p90_w if self.s.cap_on_p90 else q.p50_w
-        return out
+        if self.s.forecast_model == "learned_envelope":  # the profile's hedges kept: never below it
+            out = np.maximum(out, naive)
+        result: np.ndarray = out
+        return result
 
     def request(self, now_local_s: float, battery: BatteryNow, peaks: PeaksSoFar,
                 max_steps: int | None = None) -> PlanRequest:

@@ -145,7 +145,8 @@ def test_the_planner_plans_on_the_learned_p50_or_holds_its_cap_against_the_p90()
     load_h, _ = hot_days_load(45)
     load = np.repeat(load_h, 4)  # 15-min steps
     builders = {"profile": _builder(), "learned": _builder(forecast_model="learned"),
-                "p90": _builder(forecast_model="learned", cap_on_p90=True)}
+                "p90": _builder(forecast_model="learned", cap_on_p90=True),
+                "envelope": _builder(forecast_model="learned_envelope")}
     end_s = START_S + load.size * 900.0 + 12 * 3600.0  # plan from noon of the next day
     for b in builders.values():
         for k, w in enumerate(np.concatenate([load, load[-48:]])):
@@ -156,6 +157,7 @@ def test_the_planner_plans_on_the_learned_p50_or_holds_its_cap_against_the_p90()
     assert not np.allclose(net["learned"], net["profile"])
     assert np.all(net["p90"] >= net["learned"] - 1e-6)
     assert net["p90"].max() > net["learned"].max()  # a higher cap to hold
+    np.testing.assert_allclose(net["envelope"], np.maximum(net["learned"], net["profile"]))
 
 
 def test_cap_on_p90_needs_the_learned_model() -> None:
