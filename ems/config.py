@@ -125,7 +125,8 @@ class ArbitrageConfig(Strict):
         if (self.latitude is None) != (self.longitude is None):
             raise ValueError("latitude and longitude go together (the clear-sky PV forecast needs both)")
         if self.cap_on_p90 and self.forecast_model == "profile":
-            raise ValueError("cap_on_p90 needs forecast_model: learned or learned_envelope (the P90 is the learned model's)")
+            raise ValueError("cap_on_p90 needs forecast_model: learned or learned_envelope "
+                             "(the P90 is the learned model's)")
         if 3600 % self.step_s:
             raise ValueError("step_s must divide 3600 (tariff schedules are hourly)")
         if self.horizon_h * 3600 < self.step_s:
