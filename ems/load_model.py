@@ -28,8 +28,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.ensemble import HistGradientBoostingRegressor
-from threadpoolctl import ThreadpoolController
 
 from ems.forecast import DAY_S, WEEK_S, ForecastInputError
 
@@ -39,7 +37,7 @@ IntArray = npt.NDArray[np.int64]
 TemperatureAt = Callable[[FloatArray], FloatArray]
 
 COOLING_BASE_C = 18.0
-_POOLS: ThreadpoolController | None = None
+_POOLS: Any = None  # threadpoolctl's ThreadpoolController, made on first use
 
 
 def _one_thread() -> Any:
@@ -47,6 +45,8 @@ def _one_thread() -> Any:
     the cores are shared. The controller is made once (making one per call costs ~3 ms)."""
     global _POOLS
     if _POOLS is None:
+        from threadpoolctl import ThreadpoolController
+
         _POOLS = ThreadpoolController()
     return _POOLS.limit(limits=1)
 _EPOCH_DOW = 3  # 1970-01-01 was a Thursday; Monday = 0
@@ -173,7 +173,7 @@ class LoadModel:
         self.max_iter = max_iter
         self.quantiles = quantiles
         self.temperature = temperature
-        self.models: tuple[HistGradientBoostingRegressor, HistGradientBoostingRegressor] | None = None
+        self.models: tuple[Any, Any] | None = None  # HistGradientBoostingRegressor for the P50 and the P90
         self.fitted_at_s: float | None = None
         self.fits = 0
 
@@ -221,6 +221,9 @@ class LoadModel:
         xs, y = self.training_rows(x, end_local_s - x.size * self.step_s)
         if y.size < 100:
             return
+        # imported here: scikit-learn takes a second to load, and only a learned forecast needs it
+        from sklearn.ensemble import HistGradientBoostingRegressor
+
         with _one_thread():
             models = tuple(
                 HistGradientBoostingRegressor(loss="quantile", quantile=q, max_iter=self.max_iter, learning_rate=0.1,

@@ -18,8 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
-from pvlib.location import Location
 
 from ems.forecast import DAY_S, ForecastInputError
 
@@ -34,6 +32,9 @@ class SiteSun:
 
     def clearsky_ghi(self, start_local_s: float, step_s: float, n_steps: int) -> FloatArray:
         """Clear-sky GHI (W/m2) at the middle of each of `n_steps` steps from `start_local_s`."""
+        import pandas as pd  # imported here: pandas and pvlib take a second to load, only a PV site needs them
+        from pvlib.location import Location
+
         mid = pd.to_datetime(start_local_s + (np.arange(n_steps) + 0.5) * step_s, unit="s")
         times = pd.DatetimeIndex(mid).tz_localize(self.timezone, ambiguous="NaT", nonexistent="shift_forward")
         # an hour repeated at the autumn change: its instants are ambiguous; the hour before stands in
