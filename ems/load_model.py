@@ -176,6 +176,7 @@ class LoadModel:
         self.models: tuple[Any, Any] | None = None  # HistGradientBoostingRegressor for the P50 and the P90
         self.fitted_at_s: float | None = None
         self.fits = 0
+        self.p90_shift = 0.0  # ratio added to the P90 (see _calibrate)
 
     @property
     def keep_steps(self) -> int:
@@ -199,7 +200,8 @@ class LoadModel:
             self.fit(history_w, end_local_s)
         return self.models is not None
 
-    def training_rows(self, x: FloatArray, start_local_s: float) -> tuple[FloatArray, FloatArray]:
+    def training_rows(self, x: FloatArray, start_local_s: float) -> tuple[FloatArray, FloatArray, IntArray]:
+        """Features, targets (ratio to the profile) and each row's issue index."""
         prof = profile_all(x, x.size, self.week_steps, self.weeks)
         per_h = max(1, round(3600.0 / self.step_s))
         first = max(1, math.ceil(((-start_local_s) % 3600.0) / self.step_s))
@@ -211,16 +213,18 @@ class LoadModel:
         ii, ll = ii[keep], ll[keep]
         y = _ratio(x[ii + ll], prof[ii + ll])
         ok = np.isfinite(y)
-        return features(x, prof, ii[ok], ll[ok], start_local_s, self.step_s, self._temp()), y[ok]
+        return features(x, prof, ii[ok], ll[ok], start_local_s, self.step_s, self._temp()), y[ok], ii[ok]
 
     def fit(self, history_w: npt.ArrayLike, end_local_s: float) -> None:
         x = np.asarray(history_w, dtype=np.float64).reshape(-1)[-self.keep_steps:]
         self.fitted_at_s = end_local_s
         if x.size * self.step_s < (self.min_train_days * DAY_S + WEEK_S) or not np.all(np.isfinite(x)):
             return
-        xs, y = self.training_rows(x, end_local_s - x.size * self.step_s)
+        xs, y, issue = self.training_rows(x, end_local_s - x.size * self.step_s)
         if y.size < 100:
             return
+        if self.models is not None:
+            self._calibrate(xs, y, issue >= x.size - round(self.refit_s / self.step_s))
         # imported here: scikit-learn takes a second to load, and only a learned forecast needs it
         from sklearn.ensemble import HistGradientBoostingRegressor
 
@@ -232,6 +236,17 @@ class LoadModel:
                 for q in self.quantiles)
         self.models = (models[0], models[1])
         self.fits += 1
+
+    def _calibrate(self, xs: FloatArray, y: FloatArray, recent: npt.NDArray[np.bool_]) -> None:
+        """Widen (or narrow) the P90 by what the model in force needed on the forecasts made
+        since it was fitted, which it had not seen: quantile models fitted on a few weeks are
+        too narrow when the season turns. Half the new estimate, half the old."""
+        if self.models is None or recent.sum() < 100:
+            return
+        with _one_thread():
+            raw = self.models[1].predict(xs[recent])
+        need = float(np.quantile(y[recent] - raw, self.quantiles[1]))
+        self.p90_shift = 0.5 * self.p90_shift + 0.5 * need
 
     def forecast(self, history_w: npt.ArrayLike, end_local_s: float, n_steps: int) -> QuantileForecast | None:
         """P50 and P90 of the next `n_steps` steps after the history (None before a fit)."""
@@ -252,7 +267,7 @@ class LoadModel:
         with _one_thread():
             lo, hi = (m.predict(xs) for m in self.models)
         p50 = base * (1.0 + lo)
-        p90 = np.maximum(base * (1.0 + hi), p50)  # quantile models can cross; P90 is at least P50
+        p90 = np.maximum(base * (1.0 + hi + self.p90_shift), p50)  # quantile models can cross; P90 >= P50
         return QuantileForecast(p50, p90)
 
     def forecast_many(self, series_w: FloatArray, start_local_s: float, issues: IntArray,
@@ -268,5 +283,6 @@ class LoadModel:
         with _one_thread():
             lo, hi = (m.predict(xs) for m in self.models)
         p50 = base * (1.0 + lo)
-        return p50.reshape(issues.size, n_steps), np.maximum(base * (1.0 + hi), p50).reshape(issues.size, n_steps)
+        p90 = np.maximum(base * (1.0 + hi + self.p90_shift), p50)
+        return p50.reshape(issues.size, n_steps), p90.reshape(issues.size, n_steps)
 
