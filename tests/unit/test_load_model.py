@@ -183,3 +183,17 @@ def test_a_bad_temperature_file_names_the_field(tmp_path: Path) -> None:
     bad.write_text("timestamp,C\n2018-01-01T00:00,20\n2018-01-01T01:00,hot\n")
     with pytest.raises(ConfigError, match="temperature_csv"):
         load_temperature(bad)
+
+
+def test_the_p90_widens_when_the_week_since_the_last_fit_ran_wider_than_it_said() -> None:
+    rng = np.random.default_rng(3)
+    n = 8 * PER_WEEK
+    h = np.arange(n) % PER_DAY
+    base = 1.5e6 + 2e5 * np.sin(np.pi * np.clip(h - 7, 0, 12) / 12)
+    noise = np.where(np.arange(n) < 7 * PER_WEEK, 0.01, 0.15)  # the last week far noisier
+    load = base * (1.0 + noise * rng.standard_normal(n))
+    model = LoadModel(STEP_S, horizon_steps=PER_DAY, max_iter=40)
+    model.fit(load[: 7 * PER_WEEK], START_S + 7 * WEEK_S)
+    assert model.p90_shift == 0.0  # nothing to learn from before a first model
+    model.fit(load, START_S + 8 * WEEK_S)
+    assert model.p90_shift > 0.03  # the quiet model's P90 missed the noisy week: widened
