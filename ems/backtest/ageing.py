@@ -3,9 +3,9 @@
 The model is NREL BLAST-Lite's `Lfp_Gr_250AhPrismatic` (large-format prismatic LFP-graphite
 cells, >250 Ah; fitted to the ageing tests of https://doi.org/10.1016/j.est.2023.109042),
 ported here because `blast-lite` 1.1.1 pins numpy < 2 and ems pins numpy >= 2. Its
-equations and parameters are BLAST-Lite's (Apache-2.0, Copyright (c) 2023 Alliance for Energy Innovation,
-LLC); tests/unit/test_ageing.py checks the port against what
-BLAST-Lite itself computed (tests/data/blast_lite_lfp_reference.json, recorded by
+equations and parameters are BLAST-Lite's (Apache-2.0, Copyright (c) 2023 Alliance for
+Energy Innovation, LLC); tests/unit/test_ageing.py checks the port against what BLAST-Lite
+itself computed (tests/data/blast_lite_lfp_reference.json, recorded by
 scripts/record_blast_reference.py).
 
 * calendar fade: q_t = kcal * t_days^0.526, kcal = p1 exp(p2/T) exp(p3 Ua(SoC)/T): faster
