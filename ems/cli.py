@@ -384,6 +384,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print(f"demand response: {dr['events']} events, revenue {dr['revenue']:,.2f}, shifted {dr['shifted_kwh']:,.0f} "
               f"kWh (battery {dr['battery_kwh']:,.0f} kWh), "
               f"{'-' if share is None else f'{100 * share:.1f} %'} of minutes at target")
+    ag = bt.result.ageing
+    if ag is not None:
+        repl = ", ".join(str(y) for y in ag["replacement_years"]) or "none"
+        print(f"ageing (LFP, {ag['temperature_c']:g} °C): SoH after 10 years {100 * ag['soh_10y']:.1f} %, "
+              f"{ag['efc_per_year']:.0f} cycles a year, replaced in year {repl}; wear "
+              f"{ag['wear_cost_per_kwh_at_run_dod']:.4f}/kWh at the run's depth {100 * ag['effective_dod']:.0f} %")
     print(f"wall time {bt.trace.wall_time_s:.1f} s ({bt.trace.plans} plans); wrote "
           + ", ".join(str(f) for f in files))
     return 0
@@ -530,6 +536,40 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_backtest)
 
+    fe = sub.add_parser("forecast-eval", help="walk-forward scores of the load forecasts: MAE, skill, P90 coverage "
+                        "(docs/backtest.md)")
+    fe.add_argument("--load", required=True, type=Path, help="load CSV: one kW value a line, or timestamp,kW")
+    fe.add_argument("--load-scale", type=float, default=1.0)
+    fe.add_argument("--temperature", type=Path, help="temperature CSV (timestamp,°C, or one value a line for a year)")
+    fe.add_argument("--series-start", help="date of the first value of a series without timestamps "
+                    "(default 2018-01-01)")
+    fe.add_argument("--step-s", type=int, default=900, help="forecast step (default 900)")
+    fe.add_argument("--days", type=float, help="score only this many days")
+    fe.add_argument("--horizon-h", type=float, default=24.0, help="hours ahead per forecast (at most 24)")
+    fe.add_argument("--json", type=Path, help="also write the scores here")
+    fe.set_defaults(func=cmd_forecast_eval)
+
+    z = sub.add_parser("size", help="BESS energy x power sweep, each point a backtest, on Dask: NPV, payback, IRR, "
+                       "LCOS and the recommended size (docs/backtest.md)")
+    z.add_argument("--config", required=True, type=Path, help="backtest or site file (its economics: section prices "
+                   "each point per kWh)")
+    z.add_argument("--load", required=True, type=Path)
+    z.add_argument("--tariff", type=Path)
+    z.add_argument("--load-scale", type=float, default=1.0)
+    z.add_argument("--energy-kwh", required=True, help="a,b,c or start:stop:count (usable kWh)")
+    z.add_argument("--power-kw", required=True, help="a,b,c or start:stop:count")
+    z.add_argument("--capex-per-kwh", type=float, help="default: the site file's capex per usable kWh")
+    z.add_argument("--capex-per-kw", type=float, default=0.0)
+    z.add_argument("--step-s", type=int, help="backtest and planning step (default: the planning step); 3600 is "
+                   "4x faster than 900")
+    z.add_argument("--days", type=float, help="only this many days of the load (scaled to a year)")
+    z.add_argument("--start", help="ISO date of the first step")
+    z.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (default 2)")
+    z.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://host:8786) instead")
+    z.add_argument("--out", type=Path, default=Path("sizing-out"))
+    z.add_argument("--quiet", action="store_true", help="no progress line")
+    z.set_defaults(func=cmd_size)
+
     sc = sub.add_parser("scan", help="list a Modbus device's SunSpec models and points (or say it is not SunSpec)")
     sc.add_argument("target", help="HOST:PORT")
     sc.add_argument("--unit", type=int, default=1, help="Modbus unit id (default 1)")
@@ -538,6 +578,84 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--entry", type=Path, help="write a starting site-file entry for the device here")
     sc.set_defaults(func=cmd_scan)
     return p
+
+
+def cmd_size(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+    from datetime import datetime
+
+    from ems.backtest import BacktestError
+    from ems.backtest.config import load_backtest_config
+    from ems.backtest.run import BacktestOptions
+    from ems.planning.settings import load_tariff
+    from ems.sizing import CostModel, parse_grid, sweep, write_outputs
+
+    cfg = load_backtest_config(args.config)
+    energies, powers = parse_grid(args.energy_kwh, "--energy-kwh"), parse_grid(args.power_kw, "--power-kw")
+    if args.workers < 1:
+        raise ConfigError("--workers: at least 1")
+    costs = CostModel.from_config(cfg)
+    if args.capex_per_kwh is not None:
+        costs = replace(costs, capex_per_kwh=args.capex_per_kwh)
+    costs = replace(costs, capex_per_kw=args.capex_per_kw)
+    opts = BacktestOptions(load_csv=args.load, tariff=args.tariff, load_scale=args.load_scale, step_s=args.step_s,
+                           days=args.days, foresight=False,
+                           start=None if args.start is None else datetime.fromisoformat(args.start))
+    arb = cfg.policies.arbitrage
+    tariff_path = args.tariff or (None if arb is None else arb.tariff)
+    if tariff_path is None:
+        raise ConfigError("no tariff: pass --tariff or set policies.arbitrage.tariff")
+    currency = load_tariff(tariff_path).currency
+
+    def progress(done: int, total: int) -> None:
+        print(f"\rsize {done}/{total} points", end="", file=sys.stderr, flush=True)
+
+    try:
+        s = sweep(cfg, opts, energies, powers, costs=costs, workers=args.workers, scheduler=args.scheduler,
+                  planning_step_s=args.step_s, progress=None if args.quiet else progress)
+        files = write_outputs(args.out, s, currency)
+    except (BacktestError, OSError) as exc:
+        print(f"\nems size: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if not args.quiet:
+        print("", file=sys.stderr)
+    best = s.best
+    print(f"{len(s.points)} points in {s.wall_s:.1f} s on {s.workers} worker(s) ({s.scheduler})")
+    if best is None:
+        print("no size on the grid pays for itself (every NPV < 0)")
+    else:
+        payback = "never" if best.simple_payback_years is None else f"{best.simple_payback_years:.1f} y"
+        print(f"recommended {best.energy_kwh:,.0f} kWh / {best.power_kw:,.0f} kW: NPV {best.npv:,.0f}, "
+              f"payback {payback}, IRR {'-' if best.irr is None else f'{100 * best.irr:.1f} %'}")
+    print("wrote " + ", ".join(str(f) for f in files))
+    return 0
+
+
+def cmd_forecast_eval(args: argparse.Namespace) -> int:
+    import json
+    from datetime import datetime
+
+    from ems.backtest import BacktestError
+    from ems.forecast import ForecastInputError
+    from ems.forecast_eval import evaluate_year
+
+    try:
+        start = None if args.series_start is None else datetime.fromisoformat(args.series_start)
+        s = evaluate_year(args.load, load_scale=args.load_scale, step_s=args.step_s, temperature_csv=args.temperature,
+                          series_start=start, days=args.days, horizon_h=args.horizon_h)
+    except (BacktestError, ForecastInputError, ValueError) as exc:
+        print(f"ems forecast-eval: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"{s.forecasts} forecasts, {s.targets} targets on {s.window}")
+    print(f"MAE naive (same hour of week) {s.mae_naive_kw:,.1f} kW, configured (envelope + correction) "
+          f"{s.mae_configured_kw:,.1f} kW, learned P50 {s.mae_model_kw:,.1f} kW")
+    print(f"skill vs naive {100 * s.skill_vs_naive:.1f} %, vs configured {100 * s.skill_vs_configured:.1f} %; "
+          f"P90 coverage {100 * s.p90_coverage:.1f} % (0.9 is right)")
+    print("skill vs naive by lead: " + ", ".join(f"{k} h {100 * v:.0f} %" for k, v in s.skill_by_lead_h.items()))
+    print(f"{s.fits} fits, {s.fit_s:.1f} s fitting, {s.predict_ms_per_forecast:.2f} ms a forecast")
+    if args.json is not None:
+        args.json.write_text(json.dumps(s.as_dict(), indent=1) + "\n")
+    return 0
 
 
 def cmd_scan(args: argparse.Namespace) -> int:

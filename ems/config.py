@@ -121,9 +121,20 @@ class ArbitrageConfig(Strict):
         default=None, description="where the PV is: its forecast then follows the clear sky there (ems/pv_forecast.py)")
     reuse_lp: bool = Field(default=True, description="keep the LP between solves and update it in place "
                                                      "(false: build it anew for every plan, the old path)")
+    # the learned load forecast (ems/load_model.py, docs/backtest.md "Forecast")
+    forecast_model: Literal["profile", "learned", "learned_envelope"] = Field(
+        default="profile", description="profile: same hour of week; learned: gradient boosting on the day so far; "
+                                       "learned_envelope: the higher of the two")
+    cap_on_p90: bool = Field(default=False, description="plan on the learned forecast's P90 (the demand cap held "
+                                                        "against the upper quantile); needs forecast_model: learned")
+    temperature_csv: Path | None = Field(default=None, description="timestamp,°C in the tariff's local time: "
+                                                                   "the learned forecast's weather input")
 
     @model_validator(mode="after")
     def _step_divides_hour(self) -> ArbitrageConfig:
+        if self.cap_on_p90 and self.forecast_model == "profile":
+            raise ValueError("cap_on_p90 needs forecast_model: learned or learned_envelope "
+                             "(the P90 is the learned model's)")
         if 3600 % self.step_s:
             raise ValueError("step_s must divide 3600 (tariff schedules are hourly)")
         if self.horizon_h * 3600 < self.step_s:
@@ -246,6 +257,14 @@ class PoliciesConfig(Strict):
         return self
 
 
+class AgeingConfig(Strict):
+    """The LFP ageing model in place of a flat degradation (ems/backtest/ageing.py)."""
+
+    temperature_c: float = Field(default=25.0, ge=-20, le=60, description="cell temperature the HVAC holds")
+    end_of_life_soh: Fraction = Field(default=0.7, description="replace the battery at the end of a year below this")
+    replacement_cost: float | None = Field(default=None, ge=0, description="cost of a replacement (default: capex)")
+
+
 class EconomicsConfig(Strict):
     """What the battery costs, for `ems backtest`'s payback, NPV, IRR and LCOS (money in the
     tariff's currency)."""
@@ -256,6 +275,8 @@ class EconomicsConfig(Strict):
     lifetime_years: int = Field(default=15, ge=1, le=50)
     degradation_per_year: Fraction = Field(default=0.02, description="loss of usable energy per year")
     end_of_life_cost: float = Field(default=0.0, description="decommissioning (negative: salvage)")
+    ageing: AgeingConfig | None = Field(default=None, description="LFP ageing from the run's dispatch; "
+                                                                  "replaces degradation_per_year")
 
 
 class ReserveConfig(Strict):

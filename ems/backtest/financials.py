@@ -6,6 +6,10 @@ Conventions (money in the tariff's currency, years counted from commissioning):
   Schmidt et al. (Joule 2019), who discount EoL one year past the lifetime;
 * degradation shrinks usable energy by `degradation_per_year` a year (geometric), and
   with it the year's savings and throughput: year n has (1 - d)^(n - 1) of year 1's;
+  with an ageing model (ems/backtest/ageing.py) year n has instead its mean usable energy
+  relative to new, `capacity_by_year[n - 1]`, divided by year 1's (the backtest year ran
+  on a new battery), and a replacement costs `replacement_cost` at the end of each of
+  `replacement_years`;
 * LCOS (Schmidt 2019) = [CAPEX + sum_n (O&M_n + price_in * E_in,n) / (1+r)^n
   + EoL / (1+r)^(N+1)] / sum_n E_out,n / (1+r)^n, per kWh discharged;
 * simple payback = CAPEX / (year-1 savings - O&M), undiscounted, without degradation.
@@ -14,7 +18,7 @@ Conventions (money in the tariff's currency, years counted from commissioning):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ems.backtest.errors import BacktestInputError
 
@@ -27,6 +31,18 @@ class Economics:
     lifetime_years: int
     degradation_per_year: float
     end_of_life_cost: float
+    capacity_by_year: tuple[float, ...] | None = None  # from an ageing model: mean usable energy, years 1..N
+    replacement_cost: float = 0.0
+    replacement_years: tuple[int, ...] = field(default=())
+
+    def keep(self, year: int) -> float:
+        """Year `year`'s savings and throughput as a share of year 1's."""
+        if self.capacity_by_year is not None:
+            return self.capacity_by_year[year - 1] / self.capacity_by_year[0]
+        return (1.0 - self.degradation_per_year) ** (year - 1)
+
+    def replacement(self, year: int) -> float:
+        return self.replacement_cost * self.replacement_years.count(year)
 
 
 @dataclass(frozen=True)
@@ -74,12 +90,12 @@ def irr(cash_flows: Sequence[float], lo: float = -0.99, hi: float = 10.0, tol: f
 
 def lcos(e: Economics, e_in_kwh: float, e_out_kwh: float, charge_price_per_kwh: float) -> float | None:
     """Schmidt et al. 2019, with year-1 charged/discharged energy degraded year over year."""
-    r, n_years, keep = e.discount_rate, e.lifetime_years, 1.0 - e.degradation_per_year
+    r, n_years = e.discount_rate, e.lifetime_years
     cost = e.capex + e.end_of_life_cost / (1.0 + r) ** (n_years + 1)
     energy = 0.0
     for n in range(1, n_years + 1):
-        fade = keep ** (n - 1)
-        cost += (e.om_per_year + charge_price_per_kwh * e_in_kwh * fade) / (1.0 + r) ** n
+        fade = e.keep(n)
+        cost += (e.om_per_year + e.replacement(n) + charge_price_per_kwh * e_in_kwh * fade) / (1.0 + r) ** n
         energy += e_out_kwh * fade / (1.0 + r) ** n
     return None if energy <= 0 else cost / energy
 
@@ -87,9 +103,10 @@ def lcos(e: Economics, e_in_kwh: float, e_out_kwh: float, charge_price_per_kwh: 
 def financials(e: Economics, annual_savings: float, e_in_kwh: float, e_out_kwh: float,
                charge_price_per_kwh: float) -> Financials:
     """From year-1 figures (a backtest shorter than a year is scaled up by the caller)."""
-    keep = 1.0 - e.degradation_per_year
+    if e.capacity_by_year is not None and len(e.capacity_by_year) < e.lifetime_years:
+        raise BacktestInputError("the ageing path is shorter than the lifetime")
     flows = [-e.capex]
-    flows += [annual_savings * keep ** (n - 1) - e.om_per_year for n in range(1, e.lifetime_years + 1)]
+    flows += [annual_savings * e.keep(n) - e.om_per_year - e.replacement(n) for n in range(1, e.lifetime_years + 1)]
     flows.append(-e.end_of_life_cost)
     net_year1 = annual_savings - e.om_per_year
     return Financials(

@@ -51,10 +51,12 @@ class Result:
     foresight: dict[str, float] | None
     financials: Financials | None
     run: dict[str, Any] = field(default_factory=dict)
+    ageing: dict[str, Any] | None = None  # the LFP ageing model's lifetime, where economics.ageing is set
 
     def to_json(self) -> dict[str, Any]:
         return {"months": [asdict(m) for m in self.months], "total": self.total, "foresight": self.foresight,
-                "financials": None if self.financials is None else asdict(self.financials), "run": self.run}
+                "financials": None if self.financials is None else asdict(self.financials), "run": self.run,
+                "ageing": self.ageing}
 
 
 def _component(m: MonthlyBill, name: str) -> float:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
+from ems.backtest.ageing_run import lifetime_ageing
 from ems.backtest.config import BacktestConfig
 from ems.backtest.dr_events import load_dr_events
 from ems.backtest.engine import Progress, Trace, run_backtest
@@ -156,8 +157,16 @@ def run(cfg: BacktestConfig, opts: BacktestOptions, progress: Progress | None = 
     e = cfg.economics
     econ = None if e is None else Economics(e.capex, e.om_per_year, e.discount_rate, e.lifetime_years,
                                             e.degradation_per_year, e.end_of_life_cost)
+    lifetime = None
+    if e is not None and e.ageing is not None and econ is not None:
+        lifetime = lifetime_ageing(trace, e.ageing, e.lifetime_years, e.capex)
+        econ = replace(econ, capacity_by_year=lifetime.path.capacity_by_year(),
+                       replacement_cost=e.capex if e.ageing.replacement_cost is None else e.ageing.replacement_cost,
+                       replacement_years=lifetime.path.replacement_years)
     wear = DEFAULT_WEAR_PER_KWH if arb is None else arb.wear_cost_per_kwh
     result = evaluate(tariff, trace, fs, econ, wear)
+    if lifetime is not None:
+        result = replace(result, ageing=lifetime.summary())
     result.run.update({
         "start": start.isoformat(), "step_s": step, "steps": n, "days": n * step / 86400,
         "policies": "peak_shaving" if arb is None else "peak_shaving+arbitrage",

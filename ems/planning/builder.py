@@ -14,7 +14,8 @@ from typing import Protocol
 
 import numpy as np
 
-from ems.forecast import WEEK_S, FloatArray, load_forecast, pv_forecast
+from ems.forecast import DAY_S, WEEK_S, FloatArray, load_forecast, pv_forecast
+from ems.load_model import LoadModel, TemperatureSeries
 from ems.model.plan import PlanView
 from ems.model.snapshot import SiteSnapshot
 from ems.planning.history import StepHistory
@@ -61,6 +62,10 @@ class PlannerSettings:
     charge_peak_weight: float = 0.0  # demand rate share on a peak that charging makes (see lp.py)
     replan_soc_deviation: float | None = 0.05  # re-plan early when SoC is off the plan by this
     demand_per_day: bool = True  # see ems/tariff_signals.py
+    forecast_model: str = "profile"  # "learned": ems/load_model.py's P50 for the first day ahead;
+    # "learned_envelope": the higher of that and the profile
+    cap_on_p90: bool = False  # plan on the learned P90: the demand cap held against the upper quantile
+    temperature: TemperatureSeries | None = None  # the learned model's weather input, where given
     pv_location: SiteLocation | None = None  # PV ahead from the clear sky there (else: the same time of day)
 
 
@@ -88,6 +93,13 @@ class PlanBuilder:
         self.tariff = tariff
         self.s = settings
         keep = settings.history_weeks * round(WEEK_S / settings.step_s) + 1
+        self.naive_keep = keep
+        self.model: LoadModel | None = None
+        if settings.forecast_model in ("learned", "learned_envelope"):
+            self.model = LoadModel(settings.step_s, weeks=settings.history_weeks,
+                                   horizon_steps=min(settings.horizon_steps, round(DAY_S / settings.step_s)),
+                                   temperature=settings.temperature)
+            keep = max(keep, self.model.keep_steps)  # the model trains on weeks more
         self.load = StepHistory(settings.step_s, keep)
         self.pv = StepHistory(settings.step_s, keep)  # where a PV inverter is metered (the site file's pv:)
         self.pv_metered = False
@@ -107,8 +119,9 @@ class PlanBuilder:
         s = self.s
 
         def ahead(h: np.ndarray) -> np.ndarray:
-            return load_forecast(h, s.step_s, n, weeks=s.history_weeks, envelope_days=s.envelope_days,
-                                 correction_tau_s=s.correction_tau_s)
+            naive = load_forecast(h[-self.naive_keep:], s.step_s, n, weeks=s.history_weeks,
+                                  envelope_days=s.envelope_days, correction_tau_s=s.correction_tau_s)
+            return naive if self.model is None else self._learned(h, start, naive)
 
         pv_hist = self.pv.complete_until(start) if self.pv_metered else np.zeros(0)
         m = min(pv_hist.size, history.size)
@@ -126,6 +139,23 @@ class PlanBuilder:
                 return sky
         return pv_forecast(pv_hist, s.step_s, n)
 
+    def _learned(self, history: np.ndarray, start: float, naive: np.ndarray) -> np.ndarray:
+        """The learned forecast over its first day (P50, or P90 with `cap_on_p90`), the naive
+        one beyond it and until the model has had enough history to fit."""
+        assert self.model is not None
+        if not self.model.update(history, start):
+            return naive
+        m = min(naive.size, self.model.horizon_steps)
+        q = self.model.forecast(history, start, m)
+        if q is None:
+            return naive
+        out = naive.copy()
+        out[:m] = q.p90_w if self.s.cap_on_p90 else q.p50_w
+        if self.s.forecast_model == "learned_envelope":  # the profile's hedges kept: never below it
+            out = np.maximum(out, naive)
+        result: np.ndarray = out
+        return result
+
     def request(self, now_local_s: float, battery: BatteryNow, peaks: PeaksSoFar,
                 max_steps: int | None = None) -> PlanRequest:
         s = self.s
@@ -139,7 +169,8 @@ class PlanBuilder:
         net_w = np.where(net_w > 0, net_w * (1.0 + s.forecast_margin), net_w)
         start_dt = local_datetime(start)
         month_key = (start_dt.year, start_dt.month)
-        mean_kw = float(history.mean()) / 1000.0 if history.size else float(net_w.mean()) / 1000.0
+        recent = history[-self.naive_keep:]
+        mean_kw = float(recent.mean()) / 1000.0 if recent.size else float(net_w.mean()) / 1000.0
         ref_peak_kw = max(peaks.peak_kw(month_key), float(net_w.max()) / 1000.0)
         past = peaks.past_peaks_kw() if self.tariff.lookback is not None else None
         sig = tariff_signals(self.tariff, start_dt, s.step_s, n,

@@ -6,7 +6,10 @@ from datetime import UTC, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from ems.backtest.errors import BacktestInputError
 from ems.config import GridConnectionConfig, PoliciesConfig, SiteConfig
+from ems.forecast_eval import read_temperature_csv
+from ems.load_model import TemperatureSeries
 from ems.model.errors import ConfigError
 from ems.planning.builder import PlannerSettings
 from ems.pv_forecast import SiteLocation
@@ -49,7 +52,17 @@ def planner_settings(policies: PoliciesConfig, grid: GridConnectionConfig) -> Pl
         demand_per_day=a.demand_per_day, replan_soc_deviation=a.replan_soc_deviation,
         pv_location=None if a.pv_location is None else SiteLocation(
             a.pv_location.latitude_deg, a.pv_location.longitude_deg, a.pv_location.altitude_m, a.timezone),
+        forecast_model=a.forecast_model, cap_on_p90=a.cap_on_p90,
+        temperature=None if a.temperature_csv is None else load_temperature(a.temperature_csv),
     )
+
+
+def load_temperature(path: str | Path) -> TemperatureSeries:
+    """A temperature CSV for the learned forecast; errors as ConfigError naming the field."""
+    try:
+        return read_temperature_csv(Path(path))
+    except BacktestInputError as exc:
+        raise ConfigError(f"policies.arbitrage.temperature_csv: {exc}") from None
 
 
 def site_tariff(cfg: SiteConfig) -> tuple[Tariff | None, tzinfo]:

@@ -14,10 +14,10 @@ from ems.backtest.report.tables import Column, table
 
 def _pv(e: Economics, year1_savings: float) -> tuple[float, float, float]:
     """Present value of the savings, of O&M and of the end-of-life cost."""
-    r, keep = e.discount_rate, 1.0 - e.degradation_per_year
+    r = e.discount_rate
     years = range(1, e.lifetime_years + 1)
-    savings = sum(year1_savings * keep ** (n - 1) / (1.0 + r) ** n for n in years)
-    om = sum(e.om_per_year / (1.0 + r) ** n for n in years)
+    savings = sum(year1_savings * e.keep(n) / (1.0 + r) ** n for n in years)
+    om = sum((e.om_per_year + e.replacement(n)) / (1.0 + r) ** n for n in years)
     return savings, om, e.end_of_life_cost / (1.0 + r) ** (e.lifetime_years + 1)
 
 
@@ -82,7 +82,11 @@ def economics_section(e: Economics | None, fin: Financials | None, cur: Currency
         ["O&M", f"{cur.money(e.om_per_year)} per year"],
         ["Discount rate", f"{percent(e.discount_rate)} per year"],
         ["Lifetime", f"{e.lifetime_years} years"],
-        ["Degradation (usable energy and savings)", f"{percent(e.degradation_per_year)} per year"],
+        ["Degradation (usable energy and savings)", f"{percent(e.degradation_per_year)} per year"
+         if e.capacity_by_year is None else "LFP ageing model (year 10: "
+         f"{percent(e.capacity_by_year[min(9, len(e.capacity_by_year) - 1)])} of new)"
+         + (f", replaced at the end of year {', '.join(str(y) for y in e.replacement_years)} for "
+            f"{cur.money(e.replacement_cost)}" if e.replacement_years else "")],
         [f"End-of-life cost (year {e.lifetime_years + 1}; negative: salvage)", cur.money(e.end_of_life_cost)],
     ], caption="Inputs (site file, economics:)")
     scaled = run_days < 364.5

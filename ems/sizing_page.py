@@ -1,0 +1,72 @@
+"""The sizing sweep as one self-contained HTML page: NPV heatmap (energy x power), the
+recommended size, and a table of every point (NPV, payback, IRR, LCOS)."""
+
+from __future__ import annotations
+
+import html
+import math
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from ems.backtest.report.formatting import Currency, number, percent
+from ems.backtest.report.inline_svg import figure_svg
+from ems.backtest.report.tables import Column, table
+from ems.sizing import SizePoint, Sweep
+
+
+def _heatmap(s: Sweep, currency: Currency) -> str:
+    energies = sorted({p.energy_kwh for p in s.points})
+    powers = sorted({p.power_kw for p in s.points})
+    grid = np.full((len(energies), len(powers)), np.nan)
+    for p in s.points:
+        grid[energies.index(p.energy_kwh), powers.index(p.power_kw)] = p.npv / 1000.0
+    best = s.best
+
+    def draw(fig: Figure) -> None:
+        ax = fig.add_axes((0.1, 0.14, 0.72, 0.78))
+        lim = float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 1.0
+        im = ax.imshow(grid, origin="lower", aspect="auto", cmap="RdYlGn", vmin=-lim, vmax=lim)
+        ax.set_xticks(range(len(powers)), [number(x) for x in powers], rotation=45)
+        ax.set_yticks(range(len(energies)), [number(x) for x in energies])
+        ax.set_xlabel("BESS power (kW)")
+        ax.set_ylabel("BESS energy (kWh usable)")
+        if best is not None:
+            ax.plot(powers.index(best.power_kw), energies.index(best.energy_kwh), marker="*", color="black",
+                    markersize=14, linestyle="none")
+        cax = fig.add_axes((0.85, 0.14, 0.03, 0.78))
+        fig.colorbar(im, cax=cax).set_label(f"NPV (thousand {currency.unit})")
+
+    return figure_svg("NPV by battery energy and power", draw, 9.4, 5.2)
+
+
+def _years(x: float | None) -> str:
+    return "never" if x is None or not math.isfinite(x) else f"{x:.1f}"
+
+
+def sizing_page(s: Sweep, currency_code: str) -> str:
+    cur = Currency(currency_code)
+    best = s.best
+    if best is None:
+        verdict = "<p><strong>No size on this grid pays for itself</strong> (every NPV is negative).</p>"
+    else:
+        verdict = (f"<p><strong>Recommended: {number(best.energy_kwh)} kWh / {number(best.power_kw)} kW</strong>, "
+                   f"the highest NPV on the grid ({cur.money(best.npv)}; payback {_years(best.simple_payback_years)} "
+                   f"years, IRR {percent(best.irr)}, LCOS {cur.money(best.lcos_per_kwh, 3)}/kWh).</p>")
+
+    def row(p: SizePoint) -> list[str]:
+        return [number(p.energy_kwh), number(p.power_kw), cur.money(p.capex), cur.money(p.annual_savings),
+                cur.money(p.npv), _years(p.simple_payback_years), percent(p.irr),
+                cur.money(p.lcos_per_kwh, 3), number(p.equivalent_full_cycles), number(p.peak_with_kw),
+                "\u2013" if p.soh_10y is None else percent(p.soh_10y)]
+
+    cols = [Column(c) for c in ("Energy (kWh)", "Power (kW)", "CAPEX", "Year-1 savings", "NPV", "Payback (years)",
+                                "IRR", "LCOS per kWh", "Cycles a year", "Peak with (kW)", "SoH at 10 years")]
+    body = table(cols, [row(p) for p in sorted(s.points, key=lambda p: -p.npv)],
+                 caption="Every point, highest NPV first")
+    return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Battery sizing</title>"
+            "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;}table{border-collapse:collapse;}"
+            "td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right;}</style></head><body>"
+            f"<h1>Battery sizing: {len(s.points)} points</h1>{verdict}{_heatmap(s, cur)}{body}"
+            f"<p>{len(s.points)} backtests in {s.wall_s:.0f} s on {s.workers} Dask worker(s) "
+            f"({html.escape(s.scheduler)}).</p></body></html>")

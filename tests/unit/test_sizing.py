@@ -1,0 +1,90 @@
+"""`ems size` (ems/sizing.py): a grid of battery sizes, each a backtest, on Dask."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from ems.backtest.config import load_backtest_config
+from ems.backtest.run import BacktestOptions
+from ems.model.errors import ConfigError
+from ems.sizing import CostModel, SizePoint, parse_grid, recommended, sized, sweep, write_outputs
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = ROOT.parent / "shared" / "data"
+LOAD = SHARED / "loads" / "sam_sample_load_8760h.csv"
+URDB = SHARED / "tariffs" / "sam_urdbv7.json"
+SITE = ROOT / "config" / "backtest-site.yaml"
+
+
+def test_grids_parse_and_bad_ones_name_the_option() -> None:
+    assert parse_grid("1000:4000:4", "--energy-kwh") == [1000.0, 2000.0, 3000.0, 4000.0]
+    assert parse_grid("500, 1000", "--power-kw") == [500.0, 1000.0]
+    for bad in ("a,b", "1:2", "0,1", "1:5:0", "nan"):
+        with pytest.raises(ConfigError, match="--power-kw"):
+            parse_grid(bad, "--power-kw")
+
+
+def test_a_point_scales_every_unit_and_its_costs() -> None:
+    cfg = load_backtest_config(SITE)
+    costs = CostModel.from_config(cfg)
+    assert costs.capex_per_kwh == pytest.approx(400.0)  # 1.6 M for 4 MWh
+    big = sized(cfg, 8000.0, 1000.0, costs, planning_step_s=3600)
+    assert [u.capacity_wh for u in big.battery_units] == [4e6, 4e6]
+    assert [u.rated_power_w for u in big.battery_units] == [5e5, 5e5]
+    assert big.economics is not None and big.economics.capex == pytest.approx(3.2e6)
+    assert big.policies.arbitrage is not None and big.policies.arbitrage.step_s == 3600
+
+
+def test_the_recommended_size_is_the_best_paying_one() -> None:
+    def p(e: float, npv: float) -> SizePoint:
+        return SizePoint(e, 1.0, 1.0, 1.0, npv, None, None, None, 0.0, 0.0, 0.0)
+
+    assert recommended([p(1, -5), p(2, 3), p(3, 7), p(4, float("nan"))]) == p(3, 7)
+    assert recommended([p(1, -5)]) is None
+
+
+@pytest.fixture(scope="module")
+def dask_scheduler():  # type: ignore[no-untyped-def]
+    """A running Dask scheduler with one worker, as an operator's cluster would be."""
+    from distributed import LocalCluster
+
+    cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, scheduler_port=0,
+                           dashboard_address=None)
+    yield cluster.scheduler_address
+    cluster.close()
+
+
+def test_a_sweep_on_a_running_scheduler_writes_the_table_and_the_heatmap(dask_scheduler, tmp_path: Path) -> None:
+    if not LOAD.exists() or not URDB.exists():
+        pytest.skip("shared data not present")
+    cfg = load_backtest_config(SITE)
+    opts = BacktestOptions(load_csv=LOAD, tariff=URDB, load_scale=1000.0, start=datetime(2018, 7, 2), days=3,
+                           step_s=3600, foresight=False)
+    seen: list[tuple[int, int]] = []
+    s = sweep(cfg, opts, [1000.0, 4000.0], [500.0, 2000.0], scheduler=dask_scheduler, planning_step_s=3600,
+              progress=lambda d, n: seen.append((d, n)))
+    assert s.workers == 1 and s.scheduler == dask_scheduler and 0 < s.compute_s <= s.wall_s
+    assert [(p.energy_kwh, p.power_kw) for p in s.points] == [(1000, 500), (1000, 2000), (4000, 500), (4000, 2000)]
+    assert seen[-1] == (4, 4) and len(seen) == 4
+    small, large = s.points[0], s.points[3]
+    assert large.capex == pytest.approx(4 * small.capex)
+    assert large.peak_with_kw < small.peak_with_kw  # more battery holds a lower peak
+    files = write_outputs(tmp_path, s, "USD")
+    page = (tmp_path / "sizing.html").read_text()
+    assert "<svg" in page and "NPV" in page and "http" not in page.split("<svg")[0]
+    data = json.loads((tmp_path / "sizing.json").read_text())
+    assert len(data["points"]) == 4 and len(files) == 3
+    best = s.best
+    assert (data["recommended"] is None) == (best is None)
+
+
+def test_the_cli_refuses_a_bad_grid(capsys: pytest.CaptureFixture[str]) -> None:
+    from ems.cli import main
+
+    rc = main(["size", "--config", str(SITE), "--load", str(LOAD), "--energy-kwh", "x", "--power-kw", "1"])
+    assert rc == 2
+    assert "--energy-kwh" in capsys.readouterr().err
