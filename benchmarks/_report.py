@@ -13,6 +13,11 @@ from typing import Any
 import numpy as np
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+# the backtest benchmarks' inputs: the shared load and tariff (../shared/data), the example site
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+LOAD = SHARED / "loads" / "sam_sample_load_8760h.csv"
+URDB = SHARED / "tariffs" / "sam_urdbv7.json"
+SITE = Path(__file__).resolve().parent.parent / "config" / "backtest-site.yaml"
 _HEAD = "# Benchmarks\n\nNumbers from the scripts in `benchmarks/`; each script rewrites its own section.\n"
 
 

@@ -28,17 +28,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _report import machine, update_section, write_json  # noqa: E402
+from _report import LOAD, SITE, URDB, machine, update_section, write_json  # noqa: E402
 
 from ems.backtest.config import BacktestConfig, load_backtest_config  # noqa: E402
 from ems.backtest.results import Result  # noqa: E402
 from ems.backtest.run import BacktestOptions, run  # noqa: E402
 from ems.forecast_eval import afternoon_mae_skill  # noqa: E402
-
-SHARED = ROOT.parent / "shared" / "data"
-LOAD = SHARED / "loads" / "sam_sample_load_8760h.csv"
-URDB = SHARED / "tariffs" / "sam_urdbv7.json"
-SITE = ROOT / "config" / "backtest-site.yaml"
 
 
 def _met(ok: bool) -> str:

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _report import machine, update_section, write_json  # noqa: E402
+from _report import LOAD, SITE, URDB, machine, update_section, write_json  # noqa: E402
 
 from ems.backtest.config import load_backtest_config  # noqa: E402
 from ems.backtest.run import BacktestOptions, run  # noqa: E402
@@ -35,10 +35,6 @@ from ems.config import AgeingConfig  # noqa: E402
 from ems.forecast_eval import evaluate_year  # noqa: E402
 from ems.sizing import sweep  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "data"
-LOAD = SHARED / "loads" / "sam_sample_load_8760h.csv"
-URDB = SHARED / "tariffs" / "sam_urdbv7.json"
-SITE = ROOT / "config" / "backtest-site.yaml"
 JULY = datetime(2018, 7, 2)
 
 
