@@ -173,12 +173,14 @@ async def _sim(cfg: SimSiteConfig, clock: ScaledClock, summary_json: Path | None
     task = asyncio.create_task(site.run(), name="site")
     stopper = asyncio.create_task(stop.wait())
     await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    # the ground truth as it stands at the stop, written before the servers are torn down: a
+    # teardown held up by a client's dead connection (one cut off the network) must not lose it
     truth = site.ground_truth()
     if summary_json is not None:
         summary_json.write_text(json.dumps(truth, indent=2))
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
     print(sim_summary(truth), flush=True)
     return 0
 

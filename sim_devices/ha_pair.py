@@ -227,5 +227,7 @@ class HaPair:
                 await asyncio.wait_for(self.sim.wait(), 15)
             except TimeoutError:
                 self.sim.kill()
-        truth: dict[str, Any] = json.loads(self.truth_path.read_text()) if self.truth_path.exists() else {}
+        if not self.truth_path.exists():
+            raise RuntimeError("the simulator wrote no ground truth (it did not stop cleanly)")
+        truth: dict[str, Any] = json.loads(self.truth_path.read_text())
         return truth
