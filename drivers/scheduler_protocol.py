@@ -11,10 +11,10 @@ raises `MalformedData`; the caller counts and logs it.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 
 from drivers.errors import MalformedData
+from drivers.json_numbers import finite
 from drivers.rack_protocol import _load, _short
 
 EVENTS = frozenset({"start", "stop"})
@@ -57,25 +57,16 @@ def decode(payload: bytes, rack_ids: tuple[str, ...], nameplate_w: float) -> Job
     if not isinstance(event, str) or event not in EVENTS:
         raise MalformedData(f"event must be 'start' or 'stop', got {_short(event)}")
     racks = _racks(obj, rack_ids)
-    at = _finite(obj.get("at"))
+    at = finite(obj.get("at"))
     if at is None:
         raise MalformedData(f"at must be a finite time in seconds since the epoch, got {_short(obj.get('at'))}")
     step = obj.get("step_w")
-    step_w = _finite(step)
+    step_w = finite(step)
     if step is not None and (step_w is None or not 0 < step_w <= nameplate_w * len(racks)):
         raise MalformedData(f"step_w must be > 0 and at most the racks' nameplate, got {_short(step)}")
     return JobAnnouncement(job, str(event), racks, at, step_w)
 
 
-def _finite(value: object) -> float | None:
-    """A JSON number as a finite float, else None (a bool, a string, an integer too large for a float)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        f = float(value)
-    except OverflowError:
-        return None
-    return f if math.isfinite(f) else None
 
 
 def _racks(obj: dict[str, object], rack_ids: tuple[str, ...]) -> tuple[str, ...]:

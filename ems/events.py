@@ -114,7 +114,10 @@ class EventLog:
             for (kind, wall_s, reason, data), body in zip(items, bodies, strict=True):
                 self._unwritten.append(_Held(Event(self._next_id, wall_s, kind, reason, data), body))
                 self._next_id += 1
-            events = [h.event for h in self._write_unwritten()[-len(items):]]
+            # while the disk refuses writes, held only: `flush` (each period) tries the backlog again,
+            # not every record on the control loop's path
+            held = self._unwritten if self.disk.failing else self._write_unwritten()
+            events = [h.event for h in held[-len(items):]]
         for event in events:
             for listener in tuple(self._listeners):
                 listener(event)

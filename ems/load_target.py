@@ -20,7 +20,6 @@ import binascii
 import hashlib
 import hmac
 import json
-import math
 import re
 import uuid
 from collections import OrderedDict
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from drivers.json_numbers import finite
 from ems.model.dr import DrEvent
 from ems.model.errors import EmsError
 
@@ -99,10 +99,10 @@ def _verified(data: object, secret: bytes | None) -> dict[str, Any]:
 
 
 def _number(obj: dict[str, Any], key: str, lo: float, hi: float) -> float:
-    v = obj.get(key)
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or not lo <= v <= hi:
+    v = finite(obj.get(key))
+    if v is None or not lo <= v <= hi:
         raise BadLoadTarget(f"{key} must be a number within {lo:g}..{hi:g}")
-    return float(v)
+    return v
 
 
 def _time(value: object, key: str) -> float:

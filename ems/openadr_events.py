@@ -10,11 +10,11 @@ Pure: the VEN hands in what openleadr parsed and gets events or a typed error.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from drivers.json_numbers import finite
 from ems.model.dr import DrEvent
 from ems.model.errors import EmsError
 
@@ -41,9 +41,10 @@ def _scale_w(signal: Mapping[str, Any], default_w: float) -> float:
 
 
 def _number(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise Malformed(f"payload {value!r} is not a finite number")
-    return float(value)
+    f = finite(value)
+    if f is None:
+        raise Malformed(f"payload {str(value)[:40]!r} is not a finite number")
+    return f
 
 
 def _ask(name: str, kind: str, payload: float, scale_w: float,

@@ -24,14 +24,13 @@ import numpy.typing as npt
 
 from ems.backtest.config import BacktestConfig
 from ems.model.plan import GensetSchedule
-from ems.planning.genset_milp import GensetPlanProblem, plan_gensets
+from ems.planning.genset_milp import SOC_FLOOR_MARGIN, GensetPlanProblem, plan_gensets
 from ems.planning.lp import PlanError
 from policies import genset_dispatch
 from policies.microgrid import MicrogridParams, grid_allowance_w
 
 FloatArray = npt.NDArray[np.float64]
 Forecast = Literal["persistence", "perfect"]
-SOC_FLOOR_MARGIN = 0.02  # the plan keeps this above start_soc: the thresholds' latch stays a backstop
 
 
 @dataclass

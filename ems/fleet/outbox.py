@@ -71,16 +71,17 @@ class Outbox:
         text = json.dumps(body, default=str, separators=(",", ":"))
         with self._lock:
             self._held.append((kind, ts, text))
-            self._write_held()
+            if not self.disk.failing:  # while it refuses, `head` (the sender's next batch) tries again
+                self._write_held()
 
     def _write_held(self) -> None:
         """Write what is held, oldest first, in one transaction (under the lock)."""
         refused = write_rows(self._db, "INSERT INTO outbox (kind, ts, body) VALUES (?, ?, ?)", self._held)
         if refused is not None:
             self.disk.refused(refused, held=len(self._held))
-            statuses = [i for i, h in enumerate(self._held) if h[0] == "status"]
             over = len(self._held) - self.max_rows
             if over > 0:  # bounded like the table: the oldest statuses go first
+                statuses = [i for i, h in enumerate(self._held) if h[0] == "status"]
                 gone = set(statuses[:over])
                 self._held = [h for i, h in enumerate(self._held) if i not in gone]
                 self.dropped += len(gone)

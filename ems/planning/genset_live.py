@@ -24,7 +24,7 @@ import structlog
 from ems.config import SiteConfig
 from ems.model.plan import GensetSchedule
 from ems.model.snapshot import SiteSnapshot, site_soc
-from ems.planning.genset_milp import GensetPlanProblem, plan_gensets
+from ems.planning.genset_milp import SOC_FLOOR_MARGIN, GensetPlanProblem, plan_gensets
 from ems.planning.lp import PlanError
 from policies import genset_dispatch
 from policies.microgrid import MicrogridParams, grid_allowance_w
@@ -88,7 +88,7 @@ class LiveGensetPlanner:
                                    genset_dispatch.Phase.RUNNING) for u in gensets.units) or (False,) * len(d.gensets)
         return GensetPlanProblem(
             snap.now_s, HOUR_S, np.maximum(net_w, 0.0), np.maximum(-net_w, 0.0), d.gensets, on_now, soc[1], soc[0],
-            min(d.start_soc + 0.02, self.soc_max), self.soc_max, rated_w, rated_w,
+            min(d.start_soc + SOC_FLOOR_MARGIN, self.soc_max), self.soc_max, rated_w, rated_w,
             grid_allowance_w=grid_allowance_w(self.params))
 
     async def run(self, latest: Callable[[], tuple[SiteSnapshot, genset_dispatch.DispatchState] | None],

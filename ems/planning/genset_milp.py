@@ -42,6 +42,8 @@ FloatArray = npt.NDArray[np.float64]
 UNSERVED_L_PER_KWH = 20.0  # far above any genset's ~0.25 l/kWh: served whenever it can be
 
 
+SOC_FLOOR_MARGIN = 0.02  # the plan keeps this above start_soc: the thresholds' latch stays a backstop
+
 @dataclass(frozen=True)
 class GensetPlanProblem:
     start_s: float  # site time of step 0

@@ -83,3 +83,10 @@ def test_a_replay_and_a_stale_request_are_refused() -> None:
 def test_malformed_requests_are_refused(raw: bytes) -> None:
     with pytest.raises(BadLoadTarget):
         LoadTargetDecoder(None).decode(raw, NOW.timestamp())
+
+
+def test_a_number_too_large_for_a_float_is_refused_not_raised() -> None:
+    # JSON integers are unbounded: 10**400 overflows a float (it used to escape as OverflowError)
+    huge = request({"target": {"value": 10**400, "unit": "MW"}, "start": NOW.isoformat(), "duration_s": 60})
+    with pytest.raises(BadLoadTarget):
+        LoadTargetDecoder(None).decode(huge, NOW.timestamp())
