@@ -46,27 +46,48 @@ def seasonal_mean(history: FloatArray, offsets: npt.NDArray[np.int64], season_st
     """Mean of history[offset - k * season] for k = 1..seasons, per offset (offsets count
     from the end of history: 0 is the first step after it). Returns (mean, any found)."""
     h = history.size
-    total = np.zeros(offsets.size)
-    count = np.zeros(offsets.size)
-    for k in range(1, seasons + 1):
-        idx = h + offsets - k * season_steps
-        ok = (idx >= 0) & (idx < h)
-        total[ok] += history[idx[ok]]
-        count[ok] += 1
+    # all seasons at once (one index array, k = 1..seasons down the rows); the rows are summed
+    # in k order, as adding them one by one would
+    idx = h + offsets[None, :] - np.arange(1, seasons + 1, dtype=np.int64)[:, None] * season_steps
+    ok = (idx >= 0) & (idx < h)
+    if h == 0:
+        return np.zeros(offsets.size), np.zeros(offsets.size, dtype=bool)
+    total = np.where(ok, history.take(idx, mode="clip"), 0.0).sum(axis=0)
+    count = ok.sum(axis=0)
     found = count > 0
     return np.divide(total, count, out=np.zeros(offsets.size), where=found), found
+
+
+def _means(vals: FloatArray, ok: npt.NDArray[np.bool_], a: int, b: int) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+    """Rows a..b of gathered values as `seasonal_mean` gives them: summed in row order."""
+    total = vals[a:b].sum(axis=0)
+    count = ok[a:b].sum(axis=0)
+    found = count > 0
+    return np.divide(total, count, out=np.zeros(total.size), where=found), found
 
 
 def _profile(history: FloatArray, offsets: npt.NDArray[np.int64], step_s: float,
              weeks: int, days: int, envelope_days: int) -> FloatArray:
     day_steps = _season_steps(DAY_S, step_s)
-    week, found_w = seasonal_mean(history, offsets, _season_steps(WEEK_S, step_s), weeks)
-    day, found_d = seasonal_mean(history, offsets, day_steps, days)
-    last = history[-1] if history.size else 0.0
-    profile = np.where(found_w, week, np.where(found_d, day, last))
+    week_steps = _season_steps(WEEK_S, step_s)
+    h = history.size
+    if h == 0:
+        return np.zeros(offsets.size)
+    # seasonal_mean's three gathers (same hour of week, of day, the last days' envelope) in one:
+    # rows k = 1..weeks, then 1..days, then 1..envelope_days
+    back = np.concatenate([np.arange(1, weeks + 1) * week_steps, np.arange(1, days + 1) * day_steps])
+    idx = h + offsets[None, :] - back[:, None]
     if envelope_days > 0:
         # same time on the last days; a step further ahead than a day uses the day before
-        recent, found_r = seasonal_mean(history, offsets % day_steps, day_steps, envelope_days)
+        env = h + (offsets % day_steps)[None, :] - (np.arange(1, envelope_days + 1) * day_steps)[:, None]
+        idx = np.concatenate([idx, env])
+    ok = (idx >= 0) & (idx < h)
+    vals = np.where(ok, history.take(idx, mode="clip"), 0.0)
+    week, found_w = _means(vals, ok, 0, weeks)
+    day, found_d = _means(vals, ok, weeks, weeks + days)
+    profile = np.where(found_w, week, np.where(found_d, day, history[-1]))
+    if envelope_days > 0:
+        recent, found_r = _means(vals, ok, weeks + days, weeks + days + envelope_days)
         profile = np.where(found_r, np.maximum(profile, recent), profile)
     result: FloatArray = profile
     return result

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -70,40 +71,85 @@ def _aligned(prices: PriceSeries, values: tuple[float, ...], cal: Calendar) -> F
     return np.asarray(values, dtype=np.float64)[idx]
 
 
-def _energy(tariff: Tariff, cal: Calendar, month_kwh: float) -> tuple[FloatArray, FloatArray]:
-    n = cal.t_s.size
+@dataclass(frozen=True)
+class _Timeline:
+    """What a window's signals take from the calendar alone (not from the month's kWh or the
+    reference peak): per step the energy and demand periods, the dynamic prices, and the
+    keys that number the demand groups. Computed once for a span and sliced per plan."""
+
+    cal: Calendar
+    energy_period: IntArray | None  # None: no TOU energy rates apply
+    dyn_buy: FloatArray | None  # None: no dynamic prices
+    dyn_sell: FloatArray | None
+    demand_period: IntArray | None  # None: no TOU demand charges
+    tou_key: IntArray  # per step: (year, month, period[, day]) packed, lexicographic order kept
+    flat_key: IntArray  # per step: (year, month[, day]) packed
+
+    def window(self, a: int, b: int) -> _Timeline:
+        c = self.cal
+        cal = Calendar(t_s=c.t_s[a:b], day=c.day[a:b], year=c.year[a:b], month=c.month[a:b], hour=c.hour[a:b],
+                       weekend=c.weekend[a:b])
+
+        def cut(x: npt.NDArray[Any] | None) -> Any:
+            return None if x is None else x[a:b]
+
+        return _Timeline(cal, cut(self.energy_period), cut(self.dyn_buy), cut(self.dyn_sell),
+                         cut(self.demand_period), self.tou_key[a:b], self.flat_key[a:b])
+
+
+def _timeline(tariff: Tariff, cal: Calendar, per_day: bool) -> _Timeline:
+    dyn = tariff.dynamic_prices
+    energy = None
+    if tariff.energy_periods and (dyn is None or dyn.mode == "add"):
+        energy = energy_period(tariff, cal)
+    dyn_buy = dyn_sell = None
+    if dyn is not None:
+        dyn_buy = _aligned(dyn, dyn.buy_per_kwh, cal)
+        dyn_sell = np.zeros(cal.t_s.size) if dyn.sell_per_kwh is None else _aligned(dyn, dyn.sell_per_kwh, cal)
+    split = [cal.day] if per_day else []
+    period = demand_period(tariff, cal) if tariff.demand_periods else None
+    tou_key = _pack([cal.year, cal.month, period, *split]) if period is not None else np.zeros(0, dtype=np.int64)
+    flat_key = _pack([cal.year, cal.month, *split]) if tariff.flat_demand_periods else np.zeros(0, dtype=np.int64)
+    return _Timeline(cal, energy, dyn_buy, dyn_sell, period, tou_key, flat_key)
+
+
+def _energy(tariff: Tariff, tl: _Timeline, month_kwh: float) -> tuple[FloatArray, FloatArray]:
+    n = tl.cal.t_s.size
     buy = np.zeros(n)
     sell = np.zeros(n)
     dyn = tariff.dynamic_prices
-    if tariff.energy_periods and (dyn is None or dyn.mode == "add"):
-        period = energy_period(tariff, cal)
+    if tl.energy_period is not None:
         rates = np.array([_energy_tier_rates(p, month_kwh) for p in tariff.energy_periods])
-        buy = rates[period, 0]
+        buy = rates[tl.energy_period, 0]
         # net metering: an exported kWh cancels an imported one of the same period
-        sell = buy.copy() if tariff.metering == "net_metering" else rates[period, 1]
+        sell = buy.copy() if tariff.metering == "net_metering" else rates[tl.energy_period, 1]
     if dyn is not None:
-        dyn_buy = _aligned(dyn, dyn.buy_per_kwh, cal)
-        dyn_sell = np.zeros(n) if dyn.sell_per_kwh is None else _aligned(dyn, dyn.sell_per_kwh, cal)
+        assert tl.dyn_buy is not None and tl.dyn_sell is not None
         if dyn.mode == "replace":
-            buy, sell = dyn_buy, dyn_sell
+            buy, sell = tl.dyn_buy, tl.dyn_sell
         else:
-            buy = buy + dyn_buy
-            sell = sell + dyn_sell
+            buy = buy + tl.dyn_buy
+            sell = sell + tl.dyn_sell
     # never sell above the buy price: the LP would buy to sell at once (unbounded)
     return buy, np.minimum(sell, buy)
 
 
-def _groups(columns: list[IntArray]) -> tuple[IntArray, IntArray]:
-    """(group index per step, first step of each group) for the distinct rows of columns,
-    numbered in the rows' lexicographic order. The columns are packed into one int64 key
-    per step (mixed radix, in that order), so one 1-D unique does it: a row-wise unique
-    cost a planner a tenth of a millisecond per call."""
+def _pack(columns: list[IntArray]) -> IntArray:
+    """The columns packed into one int64 key per step (mixed radix, in that order): keys sort
+    as the rows do lexicographically, so one 1-D unique numbers the distinct rows (a
+    row-wise unique cost a planner a tenth of a millisecond per call)."""
     key = np.zeros(columns[0].size, dtype=np.int64)
     for col in columns:
         c = np.asarray(col, dtype=np.int64)
         if c.size:
             lo = int(c.min())
             key = key * (int(c.max()) - lo + 1) + (c - lo)
+    return key
+
+
+def _groups(key: IntArray) -> tuple[IntArray, IntArray]:
+    """(group index per step, first step of each group) for the distinct keys, numbered in
+    the keys' order (the rows' lexicographic order)."""
     _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
     return inverse.reshape(-1).astype(np.int64), first
 
@@ -121,16 +167,54 @@ def tariff_signals(tariff: Tariff, start: datetime, step_s: float, n_steps: int,
     own peak is higher pays that), and `past_peaks_kw` (closed months' peaks) gives each
     month the floor the ratchet already sets.
     """
-    cal = calendar(start, step_s, n_steps)
-    buy, sell = _energy(tariff, cal, month_kwh)
+    return _signals(tariff, _timeline(tariff, calendar(start, step_s, n_steps), per_day), month_kwh=month_kwh,
+                    reference_peak_kw=reference_peak_kw, past_peaks_kw=past_peaks_kw)
+
+
+class SignalCache:
+    """`tariff_signals` for a planner's overlapping windows: what the calendar alone gives
+    (periods, dynamic prices, group keys) is computed for `span_steps` at a time and sliced
+    per window, the rest (tiers by the month's kWh and the reference peak) per call. The
+    same signals as `tariff_signals` (tests/unit/test_signal_cache.py); a new tariff object
+    (e.g. new dynamic prices), step or `per_day` starts a new span."""
+
+    def __init__(self, span_steps: int = 8 * 96) -> None:
+        self.span_steps = span_steps
+        self._key: tuple[int, float, bool] | None = None
+        self._tariff: Tariff | None = None  # held so that its id stays its own
+        self._t0_s = 0
+        self._tl: _Timeline | None = None
+
+    def signals(self, tariff: Tariff, start: datetime, step_s: float, n_steps: int, *, month_kwh: float,
+                reference_peak_kw: float, per_day: bool = False,
+                past_peaks_kw: Mapping[MonthKey, float] | None = None) -> TariffSignals:
+        t_s = tariff_seconds(start)
+        key = (id(tariff), step_s, per_day)
+        tl = self._tl
+        a = round((t_s - self._t0_s) / step_s) if tl is not None else -1
+        if (tl is None or key != self._key or tariff is not self._tariff or a < 0
+                or self._t0_s + a * step_s != t_s or a + n_steps > tl.cal.t_s.size
+                or tl.cal.t_s[a] != t_s):
+            # a span from this window's start; the group keys' radix is the span's (same order)
+            span = calendar(start, step_s, max(n_steps, self.span_steps))
+            tl = self._tl = _timeline(tariff, span, per_day)
+            self._key, self._tariff, self._t0_s, a = key, tariff, t_s, 0
+        return _signals(tariff, tl.window(a, a + n_steps), month_kwh=month_kwh,
+                        reference_peak_kw=reference_peak_kw, past_peaks_kw=past_peaks_kw)
+
+
+def _signals(tariff: Tariff, tl: _Timeline, *, month_kwh: float, reference_peak_kw: float,
+             past_peaks_kw: Mapping[MonthKey, float] | None) -> TariffSignals:
+    cal = tl.cal
+    n_steps = cal.t_s.size
+    buy, sell = _energy(tariff, tl, month_kwh)
 
     tou_group = np.full(n_steps, -1, dtype=np.int64)
     tou_keys: list[TouKey] = []
     tou_rates: list[float] = []
-    split = [cal.day] if per_day else []
-    if tariff.demand_periods:
-        period = demand_period(tariff, cal)
-        tou_group, first = _groups([cal.year, cal.month, period, *split])
+    if tl.demand_period is not None:
+        period = tl.demand_period
+        tou_group, first = _groups(tl.tou_key)
         tou_keys = [(int(cal.year[i]), int(cal.month[i]), int(period[i])) for i in first]
         tou_rates = [marginal_demand_rate(tariff.demand_periods[p], reference_peak_kw) for _, _, p in tou_keys]
 
@@ -138,7 +222,7 @@ def tariff_signals(tariff: Tariff, start: datetime, step_s: float, n_steps: int,
     flat_keys: list[MonthKey] = []
     flat_rates: list[float] = []
     if tariff.flat_demand_periods:
-        flat_group, first = _groups([cal.year, cal.month, *split])
+        flat_group, first = _groups(tl.flat_key)
         flat_keys = [(int(cal.year[i]), int(cal.month[i])) for i in first]
         flat_rates = [marginal_demand_rate(tariff.flat_demand_periods[tariff.flat_demand_months[m - 1]],
                                            reference_peak_kw) + _ratchet_rate(tariff, y, m, reference_peak_kw)

@@ -23,7 +23,7 @@ from ems.planning.lp import Plan, PlanError, PlanProblem
 from ems.pv_forecast import SiteLocation, pv_clear_sky_forecast
 from ems.tariff.calendar import MonthKey, TouKey, local_datetime
 from ems.tariff.model import Tariff
-from ems.tariff_signals import TariffSignals, tariff_signals
+from ems.tariff_signals import SignalCache, TariffSignals
 
 
 class NotEnoughHistory(PlanError):
@@ -103,6 +103,7 @@ class PlanBuilder:
         self.load = StepHistory(settings.step_s, keep)
         self.pv = StepHistory(settings.step_s, keep)  # where a PV inverter is metered (the site file's pv:)
         self.pv_metered = False
+        self._signals = SignalCache()  # the calendar's part of the tariff signals, a span at a time
 
     def observe(self, t_s: float, dt_s: float, net_load_w: float, pv_w: float | None = None) -> None:
         """The load the site would draw without the battery (net of PV: what the meter and
@@ -173,9 +174,9 @@ class PlanBuilder:
         mean_kw = float(recent.mean()) / 1000.0 if recent.size else float(net_w.mean()) / 1000.0
         ref_peak_kw = max(peaks.peak_kw(month_key), float(net_w.max()) / 1000.0)
         past = peaks.past_peaks_kw() if self.tariff.lookback is not None else None
-        sig = tariff_signals(self.tariff, start_dt, s.step_s, n,
-                             month_kwh=max(mean_kw, 0.0) * 730.0, reference_peak_kw=ref_peak_kw,
-                             per_day=s.demand_per_day, past_peaks_kw=past)
+        sig = self._signals.signals(self.tariff, start_dt, s.step_s, n,
+                                    month_kwh=max(mean_kw, 0.0) * 730.0, reference_peak_kw=ref_peak_kw,
+                                    per_day=s.demand_per_day, past_peaks_kw=past)
         has_tou = bool(sig.tou_keys)
         has_flat = bool(sig.flat_keys)
         problem = PlanProblem(

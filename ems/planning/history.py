@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections import deque
 
 import numpy as np
 
@@ -11,11 +10,15 @@ import numpy as np
 class StepHistory:
     """Averages of a power over clock-aligned steps, the newest last (a bounded window).
 
-    A step with no observation (the loop was down) repeats the previous step's value."""
+    A step with no observation (the loop was down) repeats the previous step's value. The
+    values live in a buffer of twice the window, moved down when full: reading the window
+    is one slice (a planner reads weeks of steps every period)."""
 
     def __init__(self, step_s: float, keep_steps: int) -> None:
         self.step_s = step_s
-        self.values: deque[float] = deque(maxlen=keep_steps)
+        self.keep_steps = keep_steps
+        self._buf = np.zeros(2 * max(keep_steps, 1))
+        self._end = 0  # the values are _buf[max(0, _end - keep_steps):_end]
         self._bin: int | None = None
         self._sum_ws = 0.0
         self._time_s = 0.0
@@ -32,16 +35,25 @@ class StepHistory:
 
     def _close(self, new_bin: int) -> None:
         if self._time_s > 0:
-            self.values.append(self._sum_ws / self._time_s)
+            self._append(self._sum_ws / self._time_s)
         gap = new_bin - (new_bin if self._bin is None else self._bin) - 1
-        if self.values:
-            for _ in range(min(gap, self.values.maxlen or gap)):
-                self.values.append(self.values[-1])
+        if self._end:
+            last = float(self._buf[self._end - 1])
+            for _ in range(min(gap, self.keep_steps)):
+                self._append(last)
         self._bin, self._sum_ws, self._time_s = new_bin, 0.0, 0.0
+
+    def _append(self, value: float) -> None:
+        if self._end == self._buf.size:  # full: keep the window's last steps, at the front
+            keep = self.keep_steps
+            self._buf[:keep] = self._buf[self._end - keep:self._end]
+            self._end = keep
+        self._buf[self._end] = value
+        self._end += 1
 
     def complete_until(self, t_s: float) -> np.ndarray:
         """The completed steps, as an array, once every step before `t_s` is closed."""
         b = math.floor(t_s / self.step_s + 1e-9)
         if self._bin is not None and b > self._bin:
             self._close(b)
-        return np.fromiter(self.values, dtype=np.float64, count=len(self.values))
+        return self._buf[max(0, self._end - self.keep_steps):self._end].copy()
