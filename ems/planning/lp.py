@@ -314,15 +314,25 @@ def group_max(labels: IntArray, n_groups: int, values: FloatArray) -> FloatArray
     return out[:n_groups]
 
 
-def _demand_cost(problem: PlanProblem, import_kw: FloatArray) -> float:
-    """What the import's peaks add to the charged groups' peaks so far (one pass per grouping)."""
+def _group_tops(problem: PlanProblem, import_kw: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Per TOU period and per flat group, the highest of `import_kw` over its steps."""
+    return (group_max(problem.periods, problem.demand_rates.size, import_kw),
+            group_max(problem.flat_groups, problem.flat_rates.size, import_kw))
+
+
+def _demand_cost_of(problem: PlanProblem, tops: tuple[FloatArray, FloatArray]) -> float:
+    """What the groups' highest imports (`_group_tops`) add to their peaks so far."""
     total = 0.0
-    for labels, rates, floors in ((problem.periods, problem.demand_rates, problem.peaks_so_far),
-                                  (problem.flat_groups, problem.flat_rates, problem.flat_peaks_so_far)):
+    for rates, floors, top in ((problem.demand_rates, problem.peaks_so_far, tops[0]),
+                               (problem.flat_rates, problem.flat_peaks_so_far, tops[1])):
         if rates.size:
-            top = group_max(labels, rates.size, import_kw)
             total += float(np.sum(np.where(np.isfinite(top), rates * np.maximum(top - floors, 0.0), 0.0)))
     return total
+
+
+def _demand_cost(problem: PlanProblem, import_kw: FloatArray) -> float:
+    """What the import's peaks add to the charged groups' peaks so far (one pass per grouping)."""
+    return _demand_cost_of(problem, _group_tops(problem, import_kw))
 
 
 def plan_dispatch(problem: PlanProblem, *, presolve: bool = False) -> Plan:
@@ -475,13 +485,14 @@ def plan_from_columns(pb: PlanProblem, col: FloatArray, status: str, solve_time:
     export_kw = np.clip(col[x0 : x0 + n], 0.0, None)
     energy_kwh = col[e0 : e0 + n + 1]
     # planned peak per period: the peak so far, or what the plan imports at most in it
-    peak_kw = np.maximum(pb.peaks_so_far, group_max(pb.periods, pb.peaks_so_far.size, import_kw))
-    flat_peak_kw = np.maximum(pb.flat_peaks_so_far, group_max(pb.flat_groups, pb.flat_peaks_so_far.size, import_kw))
+    tops = _group_tops(pb, import_kw)  # once for the planned peaks and their cost
+    peak_kw = np.maximum(pb.peaks_so_far, tops[0])
+    flat_peak_kw = np.maximum(pb.flat_peaks_so_far, tops[1])
 
     energy_cost = float(
         np.sum(pb.import_price_per_kwh * import_kw - pb.export_price_per_kwh * export_kw) * dt_h
     )
-    demand_cost = _demand_cost(pb, import_kw)
+    demand_cost = _demand_cost_of(pb, tops)
     wear_cost = float(pb.wear_cost_per_kwh * np.sum(discharge_kw) * dt_h)
     return Plan(
         battery_w=(discharge_kw - charge_kw) * 1000.0,

@@ -159,6 +159,10 @@ class ReusedLp:
         highs.setOptionValue("output_flag", False)
         highs.setOptionValue("presolve", "off")  # small LPs; and presolve would drop the warm basis
         highs.setOptionValue("threads", 1)
+        # Devex pricing: a warm solve takes a few more (cheap) iterations but skips the dual
+        # steepest-edge weights HiGHS recomputes from scratch each run (a third of a solve
+        # of a few iterations); measured 15 % less solve time over January and July, same optima
+        highs.setOptionValue("simplex_dual_edge_weight_strategy", 1)
         if highs.passModel(lp) == highspy.HighsStatus.kError:
             raise PlanSolveError("HiGHS rejected the model")
         self._highs, self._layout = highs, lay
@@ -234,7 +238,7 @@ class ReusedLp:
         e_at = (start_step + np.arange(n + 1)) % m
         ordered = np.concatenate([col[lay.block(b) + where] for b in range(4)] + [col[lay.block(4) + e_at]])
         return plan_from_columns(pb, ordered, highs.modelStatusToString(status), self.last_solve_s,
-                                 highs.getInfo().objective_function_value)
+                                 highs.getObjectiveValue())
 
     def _update(self, pb: PlanProblem, where: IntArray, label_slot: tuple[IntArray, IntArray],
                 step_slots: list[IntArray]) -> None:
