@@ -88,14 +88,17 @@ def _slots_for(labels: IntArray, charged: npt.NDArray[np.bool_], where: IntArray
     of_label = np.full(charged.size, -1, dtype=np.int64)
     on = labels >= 0
     on[on] = charged[labels[on]]
-    present = np.unique(labels[on]).tolist()
+    # labels are small: counts per label instead of a sort (np.unique) give the same sorted lists
+    present = np.flatnonzero(np.bincount(labels[on], minlength=charged.size)).tolist()
     if len(present) > slots:
         return None
     taken: set[int] = set()
-    kept = same & on
     # each group's first step that was in the last window, and the peak slot it had there
-    kept_labels, first = np.unique(labels[kept], return_index=True)
-    for p, slot in zip(kept_labels.tolist(), old[where[kept]][first].tolist(), strict=True):
+    at = np.flatnonzero(same & on)
+    first_at = np.full(charged.size, -1, dtype=np.int64)
+    first_at[labels[at[::-1]]] = at[::-1]  # repeated labels: the last write, the first step, stays
+    kept_labels = np.flatnonzero(first_at >= 0)
+    for p, slot in zip(kept_labels.tolist(), old[where[first_at[kept_labels]]].tolist(), strict=True):
         if slot >= 0 and slot not in taken:
             of_label[p] = slot
             taken.add(slot)
