@@ -12,8 +12,8 @@ battery and policies: config/backtest-site.yaml (2 x 1 MW / 2 MWh).
 several minutes) and writes how far the captured share moves: one year's figure turns on
 a dozen peak days, so a setting is judged by the spread, not by one number.
 `--planning-only` runs just the two planning runs side by side (LP kept, LP rebuilt; no
-bound, no bills' foresight) and prints their times: the planning-speed figures alone, in
-less than half the time (docs left alone).
+perfect-foresight bound) and writes their times to their own section: the planning-speed
+figures alone, in about half the time of the whole benchmark.
 """
 
 from __future__ import annotations
@@ -105,19 +105,31 @@ def _planning_line(label: str, tr: Trace) -> str:
             f"{1e3 * tr.plan_time_s / max(tr.plans, 1):.2f} ms a plan")
 
 
-def planning_only(cfg: BacktestConfig, opts: BacktestOptions, what: str, json_path: Path | None) -> int:
-    """The kept and the rebuilt LP over the same span, one after the other in this process."""
+def planning_only(cfg: BacktestConfig, opts: BacktestOptions, what: str, json_path: Path | None,
+                  write: bool) -> int:
+    """The kept and the rebuilt LP over the same span, one after the other in this process;
+    the year's figures go to their own section of docs/benchmarks.md."""
     kept = run(cfg, opts).trace
     rebuilt = run(with_arbitrage(cfg, reuse_lp=False), opts).trace
     speedup = rebuilt.plan_time_s / kept.plan_time_s
     over_solver = kept.plan_time_s / kept.solver_time_s
     lp_over_solver = (kept.plan_time_s - kept.request_time_s) / kept.solver_time_s
-    print(f"Planning side by side, the {what} at 15 min, 15-min re-plans ({machine()}):")
-    print(_planning_line("LP kept", kept))
-    print(_planning_line("LP rebuilt", rebuilt))
-    print(f"- kept LP {speedup:.2f}x faster (target 5x: {_met(speedup >= 5)}); planning / HiGHS solve time "
-          f"{over_solver:.2f} (target 1.5: {_met(over_solver <= 1.5)}; without building the requests "
-          f"{lp_over_solver:.2f})")
+    cmd = "python benchmarks/bench_backtest.py --planning-only" + (" --quick" if what != "year" else "")
+    body = "\n".join([
+        "## Backtest: planning speed", "",
+        f"Machine: {machine()}. Command: `{cmd}`. The backtest of the section above (15-min steps and "
+        f"re-plans) over the {what}, planning only (no bound, no bills), run twice in one process: the "
+        "planner's LP kept and updated in place, then rebuilt for every plan. Method: docs/backtest.md, "
+        "\"Planning speed\".", "",
+        _planning_line("LP kept", kept),
+        _planning_line("LP rebuilt", rebuilt),
+        f"- kept LP **{speedup:.2f}x faster** (target 5x: {_met(speedup >= 5)}); planning / HiGHS solve time "
+        f"**{over_solver:.2f}** (target 1.5: {_met(over_solver <= 1.5)}; without building the requests "
+        f"{lp_over_solver:.2f})",
+    ])
+    print(body)
+    if write and what == "year":
+        update_section("backtest-planning", body)
     write_json(json_path, {
         "span": what, "year_15min_replan_s": kept.plan_time_s, "rebuild_15min_replan_s": rebuilt.plan_time_s,
         "planning_over_solver": over_solver, "lp_over_solver": lp_over_solver, "solver_s": kept.solver_time_s,
@@ -135,7 +147,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true",
                     help="July alone instead of the year (same figures, under a minute; docs left alone)")
     ap.add_argument("--planning-only", action="store_true",
-                    help="only the kept and the rebuilt LP side by side, timed (docs left alone)")
+                    help="only the kept and the rebuilt LP side by side, timed (own section of the docs)")
     args = ap.parse_args()
     cfg = load_backtest_config(SITE)
     span: dict[str, Any] = {"start": datetime(2018, 7, 1), "days": 31.0} if args.quick else {}
@@ -144,7 +156,7 @@ def main() -> int:
     opts = BacktestOptions(load_csv=LOAD, tariff=URDB, load_scale=1000.0, **span)
 
     if args.planning_only:
-        return planning_only(cfg, dataclasses.replace(opts, foresight=False), what, args.json)
+        return planning_only(cfg, dataclasses.replace(opts, foresight=False), what, args.json, not args.no_write)
     t0 = time.perf_counter()
     year = run(cfg, opts)
     year_total_s = time.perf_counter() - t0

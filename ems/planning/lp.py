@@ -89,7 +89,7 @@ class PlanSolveError(PlanError):
 
 def _floats(value: npt.ArrayLike, name: str) -> FloatArray:
     arr = np.array(value, dtype=np.float64, copy=True).reshape(-1)
-    if not np.all(np.isfinite(arr)):
+    if not np.isfinite(arr).all():
         raise PlanInputError(f"{name} contains NaN or infinite values")
     arr.setflags(write=False)
     return arr
@@ -157,7 +157,7 @@ class PlanProblem:
             if arr.size != n:
                 raise PlanInputError(f"{name} has {arr.size} steps, net_load_w has {n}")
             set_(self, name, arr)
-        if np.any(self.export_price_per_kwh > self.import_price_per_kwh + 1e-12):
+        if (self.export_price_per_kwh > self.import_price_per_kwh + 1e-12).any():
             # Otherwise importing to export at once is free money and the LP is unbounded.
             raise PlanInputError("export_price_per_kwh must not exceed import_price_per_kwh")
         self._check_scalars()
@@ -182,9 +182,9 @@ class PlanProblem:
                 peaks = np.full(n_p, peaks[0])
             if peaks.size != n_p:
                 raise PlanInputError("peak_so_far_kw needs one value per demand period")
-            if np.any(periods < -1) or np.any(periods >= n_p):
+            if (periods < -1).any() or (periods >= n_p).any():
                 raise PlanInputError("demand_period indices must be -1 or < the number of rates")
-        if np.any(rates < 0) or np.any(peaks < 0):
+        if (rates < 0).any() or (peaks < 0).any():
             raise PlanInputError("demand_charge_per_kw and peak_so_far_kw must be >= 0")
         periods.setflags(write=False)
         set_(self, "periods", periods)
@@ -196,7 +196,7 @@ class PlanProblem:
         rates = _floats(np.atleast_1d(self.flat_demand_charge_per_kw), "flat_demand_charge_per_kw")
         peaks = _floats(np.atleast_1d(self.flat_peak_so_far_kw), "flat_peak_so_far_kw")
         if self.flat_group is None:
-            groups = np.full(n, -1 if np.all(rates == 0) else 0, dtype=np.int64)
+            groups = np.full(n, -1 if (rates == 0).all() else 0, dtype=np.int64)
         else:
             groups = np.array(self.flat_group, dtype=np.int64).reshape(-1)
             if groups.size != n:
@@ -205,9 +205,9 @@ class PlanProblem:
             peaks = np.full(rates.size, peaks[0])
         if peaks.size != rates.size:
             raise PlanInputError("flat_peak_so_far_kw needs one value per flat group")
-        if np.any(groups < -1) or np.any(groups >= rates.size):
+        if (groups < -1).any() or (groups >= rates.size).any():
             raise PlanInputError("flat_group indices must be -1 or < the number of flat rates")
-        if np.any(rates < 0) or np.any(peaks < 0):
+        if (rates < 0).any() or (peaks < 0).any():
             raise PlanInputError("flat_demand_charge_per_kw and flat_peak_so_far_kw must be >= 0")
         groups.setflags(write=False)
         object.__setattr__(self, "flat_groups", groups)

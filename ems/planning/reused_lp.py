@@ -5,8 +5,10 @@ same model every 15 minutes with the window moved one step on. `ReusedLp` keeps 
 `Highs` object per horizon length and, per solve, changes only what moved: costs
 (prices, demand rates, wear), column bounds (power, SoC window, initial and final SoC,
 peaks so far), row bounds (the net load, the over-peak and charge-peak floors) and the
-few matrix entries that tie a step to its demand group. HiGHS then starts from the last
-optimal basis, shifted by the steps the window moved, instead of from scratch.
+few matrix entries that tie a step to its demand group, and sends HiGHS only the entries
+that differ from what it holds. HiGHS then starts from the last optimal basis, shifted by
+the steps the window moved, instead of from scratch, with Devex pricing (measured: less
+time than dual steepest edge, whose weights HiGHS recomputes at every run).
 
 The model is a superset of `plan_dispatch`'s with the same optimum: a row for every step
 and grouping (free where the step is in no charged group), and a fixed number of peak
