@@ -118,7 +118,7 @@ def planning_only(cfg: BacktestConfig, opts: BacktestOptions, what: str, json_pa
     body = "\n".join([
         "## Backtest: planning speed", "",
         f"Machine: {machine()}. Command: `{cmd}`. The backtest of the section above (15-min steps and "
-        f"re-plans) over the {what}, planning only (no bound, no bills), run twice in one process: the "
+        f"re-plans) over the {what} without the perfect-foresight bound, run twice in one process: the "
         "planner's LP kept and updated in place, then rebuilt for every plan. Method: docs/backtest.md, "
         "\"Planning speed\".", "",
         _planning_line("LP kept", kept),

@@ -176,7 +176,8 @@ class SignalCache:
     (periods, dynamic prices, group keys) is computed for `span_steps` at a time and sliced
     per window, the rest (tiers by the month's kWh and the reference peak) per call. The
     same signals as `tariff_signals` (tests/unit/test_signal_cache.py); a new tariff object
-    (e.g. new dynamic prices), step or `per_day` starts a new span."""
+    (e.g. new dynamic prices), step or `per_day` starts anew, with the window alone until
+    the same tariff comes again."""
 
     def __init__(self, span_steps: int = 8 * 96) -> None:
         self.span_steps = span_steps
@@ -195,9 +196,11 @@ class SignalCache:
         if (tl is None or key != self._key or tariff is not self._tariff or a < 0
                 or self._t0_s + a * step_s != t_s or a + n_steps > tl.cal.t_s.size
                 or tl.cal.t_s[a] != t_s):
-            # a span from this window's start; the group keys' radix is the span's (same order)
-            span = calendar(start, step_s, max(n_steps, self.span_steps))
-            tl = self._tl = _timeline(tariff, span, per_day)
+            # a span from this window's start (the group keys' radix is the span's: same order);
+            # for a tariff not seen before only the window: a live price feed hands the
+            # planner a new tariff object for every plan
+            steps = max(n_steps, self.span_steps) if tariff is self._tariff else n_steps
+            tl = self._tl = _timeline(tariff, calendar(start, step_s, steps), per_day)
             self._key, self._tariff, self._t0_s, a = key, tariff, t_s, 0
         return _signals(tariff, tl.window(a, a + n_steps), month_kwh=month_kwh,
                         reference_peak_kw=reference_peak_kw, past_peaks_kw=past_peaks_kw)

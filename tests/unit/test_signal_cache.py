@@ -81,6 +81,18 @@ def test_the_cache_gives_the_signals_of_each_window_alone(tariff: Tariff, per_da
         _same(cache.signals(t, start, STEP_S, n, **kw), tariff_signals(t, start, STEP_S, n, **kw))
 
 
+def test_a_new_tariff_object_every_plan_gets_its_own_signals(tariff: Tariff) -> None:
+    """A live price feed hands the planner a new tariff (new prices) for every plan."""
+    rng = np.random.default_rng(21)
+    cache = SignalCache()
+    for start, n in _windows(rng, datetime(2018, 7, 30, 20), 60):
+        prices = PriceSeries(start=start, step_s=STEP_S, buy_per_kwh=tuple(rng.uniform(0.05, 0.4, n).round(4)),
+                             mode="replace")
+        t = tariff.model_copy(update={"dynamic_prices": prices})
+        kw = {"month_kwh": 2e6, "reference_peak_kw": 4000.0, "per_day": True}
+        _same(cache.signals(t, start, STEP_S, n, **kw), tariff_signals(t, start, STEP_S, n, **kw))
+
+
 def _seasonal_mean_by_season(history: np.ndarray, offsets: npt.NDArray[np.int64], season: int,
                              seasons: int) -> tuple[np.ndarray, np.ndarray]:
     """The per-season sums the one-gather form replaced."""
