@@ -51,7 +51,7 @@ class Slurm:
     def job(self, job_id: int) -> dict[str, str]:
         """`scontrol show job` as fields (JobState, Restarts, Comment, ...)."""
         text = self._run("scontrol", "show", "job", str(job_id))
-        return dict(m.groups() for m in re.finditer(r"(\w+)=(\S*)", text))
+        return {m.group(1): m.group(2) for m in re.finditer(r"(\w+)=(\S*)", text)}
 
     def release(self, job_id: int) -> None:
         """Make a requeued job eligible now (Slurm holds one back for a while after a requeue)."""
