@@ -8,6 +8,7 @@ where they enter.
 
 from __future__ import annotations
 
+import warnings
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -47,8 +48,12 @@ class EntsoePrices:
     def fetch(self, start_utc_s: float, end_utc_s: float) -> FeedSeries:
         import pandas as pd
         import requests
+        from bs4 import XMLParsedAsHTMLWarning
         from entsoe.entsoe import EntsoePandasClient
         from entsoe.exceptions import NoMatchingDataError
+
+        # entsoe-py reads its XML with bs4's HTML parser on purpose (tag names lower-cased)
+        warnings.filterwarnings("ignore", category=XMLParsedAsHTMLWarning)
 
         # one try: the source retries at its next refresh, never inside a planning period
         client = EntsoePandasClient(api_key=self.token, retry_count=1, retry_delay=0,
@@ -88,8 +93,9 @@ class CaisoOasisPrices:
         def stamp(t: float) -> str:
             return datetime.fromtimestamp(3600 * (t // 3600), UTC).strftime("%Y%m%dT%H:%M-0000")
 
-        params: dict[str, str | int] = {"resultformat": 6, "queryname": "PRC_LMP", "version": 12, "market_run_id": "DAM",
-                  "node": self.node, "startdatetime": stamp(start_utc_s), "enddatetime": stamp(end_utc_s + 3599)}
+        params: dict[str, str | int] = {
+            "resultformat": 6, "queryname": "PRC_LMP", "version": 12, "market_run_id": "DAM", "node": self.node,
+            "startdatetime": stamp(start_utc_s), "enddatetime": stamp(end_utc_s + 3599)}
         try:
             r = requests.get(self.url, params=params, timeout=self.timeout_s)
             r.raise_for_status()
@@ -147,8 +153,11 @@ class NordPoolPrices:
                 raise FeedUnavailable(f"nordpool: {type(exc).__name__}: {exc}") from None
             except (ValueError, KeyError, TypeError) as exc:
                 raise FeedMalformed(f"nordpool: cannot parse the answer: {type(exc).__name__}: {exc}") from None
-            if data is None:
-                break  # not published yet (tomorrow before noon): the days so far
+            if data is None:  # no prices that day: before the window's data, or not published yet
+                if times:
+                    break  # (tomorrow before noon): the days so far
+                day += timedelta(days=1)
+                continue
             try:
                 for row in data["areas"][self.area]["values"]:
                     times.append(row["start"].timestamp())
