@@ -20,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import math
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
@@ -46,13 +48,17 @@ DAY_S = 86_400.0
 
 
 def local_to_utc_s(local_s: FloatArray, zone: str) -> FloatArray:
-    """Naive local seconds in `zone` as UTC seconds (the hour skipped in spring moves on; the
-    hour repeated in autumn is taken the first time)."""
-    import pandas as pd
-
-    idx = pd.to_datetime(np.asarray(local_s, dtype=np.float64), unit="s")
-    utc = idx.tz_localize(zone, ambiguous=np.ones(idx.size, dtype=bool), nonexistent="shift_forward")
-    out: FloatArray = utc.tz_convert("UTC").asi8.astype(np.float64) / 1e9
+    """Naive local seconds in `zone` as UTC seconds (the hour repeated in autumn taken the first
+    time). The offset is looked up once per local hour: a plan's day is 24 look-ups, and no
+    pandas on the event loop."""
+    z = ZoneInfo(zone)
+    t = np.asarray(local_s, dtype=np.float64)
+    hours = np.floor(t / 3600.0)
+    uniq, inverse = np.unique(hours, return_inverse=True)
+    epoch = datetime(1970, 1, 1)
+    offsets_s = np.array([((epoch + timedelta(hours=float(h))).replace(tzinfo=z).utcoffset()
+                           or timedelta(0)).total_seconds() for h in uniq], dtype=np.float64)
+    out: FloatArray = t - offsets_s[inverse.reshape(t.shape)]
     return out
 
 
@@ -79,6 +85,7 @@ class PlannerFeeds:
         self.base_tariff: Tariff | None = None  # the site's tariff, as the builder had it first
         self.priced_plans = 0  # plans made on the price feed's prices
         self.weather_plans = 0
+        self._temperature_of: tuple[FeedSeries, TemperatureSeries] | None = None  # made once per weather series
 
     @property
     def sources(self) -> list[FeedSource]:
@@ -124,11 +131,16 @@ class PlannerFeeds:
         return base.model_copy(update={"dynamic_prices": prices})
 
     def _temperature(self, w: FeedSeries) -> TemperatureSeries:
-        """The weather series' temperature on a local grid over its whole span."""
+        """The weather series' temperature on a local grid over its whole span (ten weeks of
+        hours: made again only when a new series came)."""
+        if self._temperature_of is not None and self._temperature_of[0] is w:
+            return self._temperature_of[1]
         local0 = math.floor(_utc_to_local_s(w.start_utc_s, self.zone) / w.step_s) * w.step_s
         n = w.n_steps + 2  # a daylight-saving change shifts the span by an hour
         local = local0 + np.arange(n, dtype=np.float64) * w.step_s
-        return TemperatureSeries(local0, w.step_s, w.at(TEMPERATURE, local_to_utc_s(local, self.zone)))
+        temp = TemperatureSeries(local0, w.step_s, w.at(TEMPERATURE, local_to_utc_s(local, self.zone)))
+        self._temperature_of = (w, temp)
+        return temp
 
     def _sky(self, w: FeedSeries) -> SkyFromForecast:
         return SkyFromForecast(w, GTI if self.use_gti and GTI in w.columns else GHI, self.zone)
@@ -139,9 +151,6 @@ class PlannerFeeds:
 
 
 def _utc_to_local_s(utc_s: float, zone: str) -> float:
-    from datetime import UTC, datetime
-    from zoneinfo import ZoneInfo
-
     d = datetime.fromtimestamp(utc_s, UTC).astimezone(ZoneInfo(zone)).replace(tzinfo=None)
     return (d - datetime(1970, 1, 1)).total_seconds()
 
@@ -189,7 +198,7 @@ def planner_feeds(price_cfg: PriceFeedConfig | None, weather_cfg: WeatherFeedCon
     if price_cfg is not None:
         price = PriceFeedUse(FeedSource(
             price_feed(price_cfg), cache, refresh_s=price_cfg.refresh_s, timeout_s=price_cfg.timeout_s,
-            min_ahead_s=price_cfg.min_ahead_h * 3600.0, fetch_ahead_s=2 * DAY_S, keep_s=2 * DAY_S), price_cfg)
+            min_ahead_s=price_cfg.min_ahead_h * 3600.0, fetch_ahead_s=2 * DAY_S, keep_s=DAY_S), price_cfg)
     weather = None
     if weather_cfg is not None:
         weather = FeedSource(

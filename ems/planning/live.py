@@ -102,6 +102,11 @@ class LivePlanner:
                 self._result = exc
             self._solved.set()
 
+    def summary(self, now_s: float, now_local_s: float) -> dict[str, object]:
+        """The plan for operators (`PlanningRunner.summary`), with each feed's counts where there are feeds."""
+        out = self.runner.summary(now_s, now_local_s)
+        return out if self.feeds is None else out | {"feeds": self.feeds.summary()}
+
     @property
     def busy(self) -> bool:
         return self._job is not None
