@@ -417,3 +417,33 @@ def test_nordpool_config_names_the_area_field() -> None:
 
     with pytest.raises(ValidationError, match="area 'XX'"):
         NordPoolFeedConfig(source="nordpool", area="XX")
+
+
+async def test_the_controller_runs_the_weather_feed_and_reports_it(served: Served, broker: Any, make_site: Any,
+                                                                   tmp_path: Path) -> None:
+    """`ems run`'s controller with a weather feed: fetched in its own task, cached under the state
+    dir, its counts in the site status. The recorded forecast is served with its hours moved to
+    now (the values as recorded)."""
+    from ems.clock import ScaledClock
+    from tests.conftest import running_controller, running_site, wait_for
+    from tests.unit.test_tariff_signals import URDB
+
+    if not URDB.exists():
+        pytest.skip("shared data not present")
+    doc = json.loads(OPEN_METEO_JSON.read_text())
+    shift = 3600 * (int(datetime.now(UTC).timestamp()) // 3600) - doc["hourly"]["time"][14 * 24]
+    doc["hourly"]["time"] = [t + shift for t in doc["hourly"]["time"]]
+    served.override["open_meteo"] = (200, json.dumps(doc).encode(), "application/json")
+    cfg = make_site(broker.url, state={"dir": str(tmp_path)}, policies={
+        "battery": {"soc_min": 0.1, "soc_max": 0.95},
+        "arbitrage": {"tariff": str(URDB), "pv_location": {"latitude_deg": 52.52, "longitude_deg": 13.41},
+                      "weather_feed": {"url": f"{served.base}/open-meteo/v1/forecast", "tilt_deg": 30}}})
+    clock = ScaledClock(1.0)
+    async with running_site(cfg, clock), running_controller(cfg, clock) as ctl:
+        assert ctl.planner is not None and ctl.planner.feeds is not None
+        await wait_for(lambda: ctl.last is not None and "feeds" in (ctl.last.status.get("plan") or {})
+                       and ctl.last.status["plan"]["feeds"]["open_meteo"]["fetches"] >= 1, timeout_s=15)
+        status = ctl.last.status["plan"]["feeds"]["open_meteo"]
+        assert status["failures"] == {} and status["error"] is None
+    cached = json.loads((tmp_path / "feeds" / "open_meteo.json").read_text())
+    assert cached["columns"]["temperature_c"][-1] == doc["hourly"]["temperature_2m"][-2]
