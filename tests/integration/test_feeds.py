@@ -41,6 +41,7 @@ pytestmark = pytest.mark.integration
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "feeds"
 ENTSOE_XML = DATA / "entsoe_a44_de_lu_2026-01-15.xml"
+ENTSOE_NO_DATA = DATA / "entsoe_acknowledgement_no_data.xml"
 NORDPOOL_JSON = DATA / "nordpool_fi_2025-05-07_60min.json"
 CAISO_ZIP = DATA / "caiso_oasis_prc_lmp_dam_2026-07-15.zip"
 CAISO_NO_DATA = DATA / "caiso_oasis_no_data.zip"
@@ -70,6 +71,8 @@ async def served() -> AsyncIterator[Served]:
 
     async def entsoe(request: web.Request) -> web.Response:
         s.queries.append(dict(request.query))
+        if request.query.get("offset", "0") != "0":  # entsoe-py pages by 100 documents until "no data"
+            return web.Response(status=200, body=ENTSOE_NO_DATA.read_bytes(), content_type="application/xml")
         return s.answer("entsoe", 200, ENTSOE_XML.read_bytes(), "application/xml")
 
     async def nordpool(request: web.Request) -> web.Response:
@@ -142,7 +145,8 @@ async def test_entsoe_day_ahead_prices_through_entsoe_py(clients_on_loopback: Se
     now = [utc_s(2026, 1, 15, 12)]
     src = source(EntsoePrices("DE_LU", "test-token", 10.0), FeedCache(tmp_path), now)
     assert await src.refresh()
-    q = clients_on_loopback.queries[-1]
+    assert [q["offset"] for q in clients_on_loopback.queries] == ["0", "100"]  # one page, then "no data"
+    q = clients_on_loopback.queries[0]
     assert q["documentType"] == "A44" and q["in_Domain"] == "10Y1001A1001A82H" and q["securityToken"] == "test-token"
     g = src.series(now[0], now[0] + 86_400.0)
     assert g is not None and g.step_s == 900.0
@@ -262,6 +266,13 @@ async def test_a_malformed_price_document_is_refused_and_counted(clients_on_loop
     assert not await src.refresh()
     assert sum(src.failures.values()) == 1 and src.failures["malformed"] + src.failures["not_covering"] == 1
     assert src.good is None
+
+
+async def test_entsoe_no_data_is_not_covering(clients_on_loopback: Served, tmp_path: Path) -> None:
+    clients_on_loopback.override["entsoe"] = (200, ENTSOE_NO_DATA.read_bytes(), "application/xml")
+    src = source(EntsoePrices("DE_LU", "test-token", 10.0), FeedCache(tmp_path), [utc_s(2026, 1, 15, 12)])
+    assert not await src.refresh()
+    assert src.failures == {"not_covering": 1}
 
 
 async def test_oasis_no_data_is_not_covering(served: Served, tmp_path: Path) -> None:
