@@ -107,3 +107,12 @@ class WeatherFeedConfig(Strict):
     refresh_s: float = Field(default=3600.0, ge=60, le=86_400)
     timeout_s: float = Field(default=30.0, gt=0, le=600)
     min_ahead_h: float = Field(default=24.0, ge=0, le=384, description="a forecast reaching less far is not used")
+
+    @model_validator(mode="after")
+    def _reaches(self) -> WeatherFeedConfig:
+        # the forecast ends at the last forecast day's midnight (UTC): from late in a day it
+        # reaches (forecast_days - 1) days ahead
+        if (self.forecast_days - 1) * 24 < self.min_ahead_h:
+            raise ValueError(f"forecast_days {self.forecast_days} cannot reach min_ahead_h {self.min_ahead_h:g} "
+                             f"ahead all day: at least {int(self.min_ahead_h // 24) + 2} days")
+        return self

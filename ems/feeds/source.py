@@ -65,7 +65,11 @@ class FeedSource:
         if self.fetched_utc_s is not None and self.clock() - self.fetched_utc_s < self.refresh_s:
             await asyncio.sleep(self.refresh_s - (self.clock() - self.fetched_utc_s))
         while True:
-            ok = await self.refresh()
+            try:
+                ok = await self.refresh()
+            except Exception as exc:  # a bug of ours past the fetch: the feed waits, the planner goes on
+                log.exception("feed refresh failed", feed=self.name, error=str(exc))
+                ok = False
             await asyncio.sleep(self.refresh_s if ok else self.retry_s)
 
     async def refresh(self) -> bool:

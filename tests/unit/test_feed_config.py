@@ -48,6 +48,13 @@ def test_a_bad_price_feed_names_the_field(change: dict, field: str) -> None:
         parse_config(data)
 
 
+def test_a_weather_forecast_too_short_for_min_ahead_names_the_fields() -> None:
+    data = _example()
+    data["policies"]["arbitrage"]["weather_feed"] = {"forecast_days": 1}
+    with pytest.raises(ConfigError, match=r"policies\.arbitrage\.weather_feed.*forecast_days 1 cannot reach"):
+        parse_config(data)
+
+
 def test_the_entsoe_token_comes_from_a_file_or_the_environment(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ENTSOE_API_KEY", raising=False)
