@@ -81,6 +81,8 @@ class FeedSource:
                 raise FeedUnavailable(f"{self.name}: the previous fetch is still running")
             self._thread = asyncio.ensure_future(asyncio.to_thread(
                 self.feed.fetch, now - self.keep_s, now + self.fetch_ahead_s))
+            # a fetch given up on may still fail later: its error is read here, not left unretrieved
+            self._thread.add_done_callback(lambda f: f.cancelled() or f.exception())
             try:
                 series = await asyncio.wait_for(asyncio.shield(self._thread), self.timeout_s)
             except TimeoutError:
@@ -96,7 +98,7 @@ class FeedSource:
             return False
         self.good = series.merged(self.good, now - self.keep_s)
         self.fetched_utc_s = now
-        self.cache.save(self.name, self.good, now)
+        await asyncio.to_thread(self.cache.save, self.name, self.good, now)  # an fsync: off the event loop
         if self._down:
             log.info("feed back", feed=self.name, failures=sum(self.failures.values()))
         self._down, self.last_error = False, None
