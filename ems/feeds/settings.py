@@ -44,6 +44,8 @@ class EntsoeFeedConfig(_PriceFeedBase):
 
         if self.bidding_zone not in Area.__members__:
             raise ValueError(f"bidding_zone {self.bidding_zone!r} is not an entsoe-py area (e.g. DE_LU, NL, FR)")
+        if self.token_env is None and self.token_file is None:
+            raise ValueError("the API token needs token_env or token_file")
         return self
 
     def token(self) -> str:

@@ -39,6 +39,7 @@ def test_the_example_passes_check_config() -> None:
     ({"source": "nordpool", "area": "SE3", "refresh_s": 5}, "policies.arbitrage.price_feed.nordpool.refresh_s"),
     ({"source": "caiso", "node": "A B"}, "policies.arbitrage.price_feed.caiso.node"),
     ({"source": "tibber"}, "policies.arbitrage.price_feed"),
+    ({"source": "entsoe", "bidding_zone": "NL", "token_env": None}, "policies.arbitrage.price_feed.entsoe"),
     ({"source": "nordpool", "area": "SE3", "aera": "SE4"}, "policies.arbitrage.price_feed.nordpool.aera"),
 ])
 def test_a_bad_price_feed_names_the_field(change: dict, field: str) -> None:
