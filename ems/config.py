@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, model_validator
 
+from ems.feeds.settings import PriceFeedConfig, WeatherFeedConfig
 from ems.fleet.settings import FleetLinkConfig
 from ems.ha.settings import HaConfig
 from ems.microgrid_config import MicrogridConfig
@@ -129,6 +130,11 @@ class ArbitrageConfig(Strict):
                                                         "against the upper quantile); needs forecast_model: learned")
     temperature_csv: Path | None = Field(default=None, description="timestamp,°C in the tariff's local time: "
                                                                    "the learned forecast's weather input")
+    # market prices and a weather forecast fetched live (ems/feeds/, docs/feeds.md)
+    price_feed: PriceFeedConfig | None = Field(default=None, description="day-ahead prices: entsoe, nordpool "
+                                               "or caiso (replace or add to the tariff's energy charge)")
+    weather_feed: WeatherFeedConfig | None = Field(default=None, description="Open-Meteo forecast: temperature "
+                                                   "for the learned load model, irradiance for the PV forecast")
 
     @model_validator(mode="after")
     def _step_divides_hour(self) -> ArbitrageConfig:

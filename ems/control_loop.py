@@ -277,7 +277,7 @@ class Controller:
         status = site_status(
             self.cfg.site, s.periods, snap, result, duration_s=duration_s, lateness_s=lateness_s,
             overruns=s.overruns, devices_down=sorted(down), status_failures=self.status_failures,
-            plan=None if self.planner is None else self.planner.runner.summary(
+            plan=None if self.planner is None else self.planner.summary(
                 snap.now_s, local_seconds(snap.wall_s, self.planner.zone)),
             failover=None if self.failover is None else self.failover.status(), demand=self.demand,
             validity=self.reader.validity, periods_clamped=s.periods_clamped,

@@ -20,7 +20,7 @@ from ems.model.plan import PlanView
 from ems.model.snapshot import SiteSnapshot
 from ems.planning.history import StepHistory
 from ems.planning.lp import Plan, PlanError, PlanProblem
-from ems.pv_forecast import SiteLocation, pv_clear_sky_forecast
+from ems.pv_forecast import SiteLocation, SkyAt, pv_clear_sky_forecast
 from ems.tariff.calendar import MonthKey, TouKey, local_datetime
 from ems.tariff.model import Tariff
 from ems.tariff_signals import TariffSignals, tariff_signals
@@ -103,6 +103,7 @@ class PlanBuilder:
         self.load = StepHistory(settings.step_s, keep)
         self.pv = StepHistory(settings.step_s, keep)  # where a PV inverter is metered (the site file's pv:)
         self.pv_metered = False
+        self.sky: SkyAt | None = None  # a weather forecast's irradiance for the PV ahead (ems/feeds/), else clear sky
 
     def observe(self, t_s: float, dt_s: float, net_load_w: float, pv_w: float | None = None) -> None:
         """The load the site would draw without the battery (net of PV: what the meter and
@@ -134,7 +135,7 @@ class PlanBuilder:
         (and the PV has given something in daylight); else the same time of day as before."""
         s = self.s
         if s.pv_location is not None:
-            sky = pv_clear_sky_forecast(pv_hist, start, s.step_s, n, s.pv_location)
+            sky = pv_clear_sky_forecast(pv_hist, start, s.step_s, n, s.pv_location, sky_at=self.sky)
             if sky is not None:
                 return sky
         return pv_forecast(pv_hist, s.step_s, n)
