@@ -29,7 +29,7 @@ def _series_from_pandas(s: Any, source: str) -> FeedSeries:
     idx = s.index
     if not isinstance(idx, pd.DatetimeIndex) or idx.tz is None:
         raise FeedMalformed(f"{source}: the prices are not on a time index with a zone")
-    times = idx.tz_convert("UTC").asi8 / 1e9
+    times = idx.tz_convert("UTC").as_unit("ns").asi8 / 1e9  # pandas 3 may hold them in us or s
     values = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
     return regular_series(times, {PRICE: values}, source)
 
