@@ -227,11 +227,15 @@ class Controller:
         if self.failover is not None:
             self.failover.arm(snap)
         plan = None
-        if self.planner is not None:
-            plan = await self.planner.step(snap, wait_s=PLAN_WAIT_SHARE * snap.period_s / self.clock.speed)
-        gp = self.genset_planner
         params = self.controls.step_params
+        if self.planner is not None:
+            ahead = [] if params.dr is None else self.dr.ahead(snap.wall_s, self.planner.horizon_s)
+            plan = await self.planner.step(snap, wait_s=PLAN_WAIT_SHARE * snap.period_s / self.clock.speed,
+                                           dr_events=ahead)
+        gp = self.genset_planner
         event = None if params.dr is None else self.dr.current(snap.wall_s, params.dr.precharge_s)
+        if self.planner is not None:  # the program's baseline where the event asks a reduction from it
+            event = self.planner.with_program_baseline(event, snap)
         result = step(snap, params, self.step_state, plan, self.controls.force_params,
                       genset_plan=None if gp is None else gp.schedule, dr=event)
         if gp is not None and result.microgrid is not None and result.microgrid.demand_w is not None:

@@ -158,6 +158,7 @@ def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, st
         book.add_unbounded(e)
     dr_results: list[EventTally] = []
     precharge_s = 0.0 if params.dr is None else params.dr.precharge_s
+    horizon_s = 0.0 if runner is None else runner.builder.s.horizon_steps * runner.builder.s.step_s
     last_setpoint_w = 0.0
     battery_now_w = plant.battery_power_w
     plan_time = 0.0
@@ -173,9 +174,10 @@ def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, st
         if runner is not None:
             if k > 0:  # the step just done, as the live planner records each period
                 runner.observe(local_t, step_s_f, net_list[k - 1])
-            if runner.due(t, site_soc):
+            ahead = [] if params.dr is None else book.ahead(local_t, horizon_s)  # the events the plan knows
+            if runner.due(t, site_soc, ahead):
                 t_plan = time.perf_counter()
-                req = runner.request(local_t, t, BatteryNow(site_soc, total_cap_wh, rated_w, rated_w))
+                req = runner.request(local_t, t, BatteryNow(site_soc, total_cap_wh, rated_w, rated_w), ahead)
                 request_time += time.perf_counter() - t_plan
                 if req is not None:
                     try:
@@ -194,6 +196,8 @@ def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, st
         schedule = (None if genset_planning is None
                     else genset_planning.schedule_at(k, t, site_soc, state.microgrid.gensets))
         event = None if params.dr is None else book.current(local_t, precharge_s)
+        if runner is not None:  # the program's baseline where the event asks a reduction from it
+            event = runner.with_program_baseline(event, local_t, 0.0)
         result = step(snap, params, state, None if runner is None else runner.view, genset_plan=schedule, dr=event)
         state = result.state
         if result.dr is not None and result.dr.finished is not None:

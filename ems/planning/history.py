@@ -39,6 +39,11 @@ class StepHistory:
                 self.values.append(self.values[-1])
         self._bin, self._sum_ws, self._time_s = new_bin, 0.0, 0.0
 
+    @property
+    def end_s(self) -> float | None:
+        """The end of the newest closed step (None: nothing observed yet)."""
+        return None if self._bin is None else self._bin * self.step_s
+
     def complete_until(self, t_s: float) -> np.ndarray:
         """The completed steps, as an array, once every step before `t_s` is closed."""
         b = math.floor(t_s / self.step_s + 1e-9)

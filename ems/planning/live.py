@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
 
 from ems.config import SiteConfig
 from ems.demand import DemandMeter
 from ems.feeds.planner_inputs import PlannerFeeds, planner_feeds
+from ems.model.dr import DrEvent
 from ems.model.plan import PlanView
 from ems.model.snapshot import SiteSnapshot
 from ems.planning.builder import PlanBuilder, PlanRequest, battery_from_snapshot
@@ -47,8 +49,10 @@ class LivePlanner:
         # (site time s, net load W, metered PV W) of the last period
         self._opened: tuple[float, float | None, float | None] | None = None
 
-    async def step(self, snap: SiteSnapshot, wait_s: float = 0.0) -> PlanView | None:
+    async def step(self, snap: SiteSnapshot, wait_s: float = 0.0, dr_events: Sequence[DrEvent] = ()
+                   ) -> PlanView | None:
         """One period: record the load, request a plan when due, take a finished solve.
+        `dr_events`: the demand-response events ahead the plan is to plan for.
         Returns the plan in force (fresh or not: the arbitrage policy judges)."""
         local_s = local_seconds(snap.wall_s, self.zone)
         if self._opened is not None:
@@ -58,10 +62,10 @@ class LivePlanner:
             self.runner.observe(local_s, min(snap.now_s - opened_at_s, 10 * snap.period_s), load_w, pv_w)
         self._opened = (snap.now_s, snap.site_load_w, None if snap.pv is None else snap.pv.power_w)
         battery = battery_from_snapshot(snap)
-        if self._job is None and battery is not None and self.runner.due(snap.now_s, battery.soc):
+        if self._job is None and battery is not None and self.runner.due(snap.now_s, battery.soc, dr_events):
             if self.feeds is not None:  # the last good series of each feed: no fetch on this path
                 self.feeds.apply(self.runner.builder, local_s)
-            req = self.runner.request(local_s, snap.now_s, battery)
+            req = self.runner.request(local_s, snap.now_s, battery, dr_events, local_s - snap.wall_s)
             if req is not None:
                 self._job = _Job(req, local_s, snap.now_s)
                 self._jobs.put_nowait(self._job)
@@ -70,6 +74,16 @@ class LivePlanner:
                 await asyncio.wait_for(self._solved.wait(), wait_s)
         self._collect()
         return self.runner.view
+
+    def with_program_baseline(self, event: DrEvent | None, snap: SiteSnapshot) -> DrEvent | None:
+        """The event in force with the program's baseline, from the planner's load history."""
+        local_s = local_seconds(snap.wall_s, self.zone)
+        return self.runner.with_program_baseline(event, local_s, local_s - snap.wall_s)
+
+    @property
+    def horizon_s(self) -> float:
+        s = self.runner.builder.s
+        return s.horizon_steps * s.step_s
 
     def _collect(self) -> None:
         job, result = self._job, self._result

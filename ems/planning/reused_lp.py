@@ -52,12 +52,12 @@ class _Layout:
     def m(self) -> int:
         return self.n + 1
 
-    def block(self, b: int) -> int:  # step blocks: 0 c, 1 d, 2 g, 3 x, 4 e, 5 s (m each)
+    def block(self, b: int) -> int:  # step blocks: 0 c, 1 d, 2 g, 3 x, 4 e, 5 s, 6 u (DR over target) (m each)
         return b * self.m
 
     @property
     def pk0(self) -> int:  # TOU slots, then flat slots
-        return 6 * self.m
+        return 7 * self.m
 
     @property
     def q0(self) -> int:  # charge-peak, one per slot
@@ -68,13 +68,13 @@ class _Layout:
         return self.q0 + 2 * self.slots
 
     # row blocks of m: 0 balance, 1 energy, 2 TOU peak, 3 flat peak, 4 over-peak,
-    # 5 TOU charge-peak, 6 flat charge-peak
+    # 5 TOU charge-peak, 6 flat charge-peak, 7 DR soft cap
     def row(self, b: int) -> int:
         return b * self.m
 
     @property
     def n_row(self) -> int:
-        return 7 * self.m
+        return 8 * self.m
 
 
 def _slots_for(labels: IntArray, charged: npt.NDArray[np.bool_], where: IntArray, old: IntArray,
@@ -127,17 +127,20 @@ class ReusedLp:
         m = lay.m
         dt_h = pb.step_s / 3600.0
         eta_c, eta_d = pb.charge_efficiency, pb.discharge_efficiency
-        c0, d0, g0, x0, e0, s0 = (lay.block(b) for b in range(6))
+        c0, d0, g0, x0, e0, s0, u0 = (lay.block(b) for b in range(7))
         j = np.arange(m)
         nxt = (j + 1) % m
         idx = [np.stack([g0 + j, x0 + j, c0 + j, d0 + j], axis=1).ravel(),
                np.stack([e0 + nxt, e0 + j, c0 + j, d0 + j], axis=1).ravel(),
                g0 + j, g0 + j,  # peak rows: "-g" until the step joins a group
                np.stack([s0 + j, g0 + j], axis=1).ravel(),
-               g0 + j, g0 + j]  # charge-peak rows likewise
+               g0 + j, g0 + j,  # charge-peak rows likewise
+               np.stack([u0 + j, g0 + j], axis=1).ravel()]  # DR soft cap: u - g >= -target
         val = [np.tile([1.0, -1.0, -1.0, 1.0], m), np.tile([1.0, -1.0, -eta_c * dt_h, dt_h / eta_d], m),
-               np.full(m, -1.0), np.full(m, -1.0), np.tile([1.0, -1.0], m), np.full(m, -1.0), np.full(m, -1.0)]
-        widths = np.concatenate([np.full(2 * m, 4), np.full(2 * m, 1), np.full(m, 2), np.full(2 * m, 1)])
+               np.full(m, -1.0), np.full(m, -1.0), np.tile([1.0, -1.0], m), np.full(m, -1.0), np.full(m, -1.0),
+               np.tile([1.0, -1.0], m)]
+        widths = np.concatenate([np.full(2 * m, 4), np.full(2 * m, 1), np.full(m, 2), np.full(2 * m, 1),
+                                 np.full(m, 2)])
         lp = highspy.HighsLp()
         lp.num_col_ = lay.n_col
         lp.num_row_ = lay.n_row
@@ -241,12 +244,16 @@ class ReusedLp:
         dt_h = pb.step_s / 3600.0
         net_kw = pb.net_load_w / 1000.0
         cap_kwh = pb.capacity_wh / 1000.0
-        c0, d0, g0, x0, e0, s0 = (lay.block(b) for b in range(6))
+        c0, d0, g0, x0, e0, s0, u0 = (lay.block(b) for b in range(7))
         cost = np.zeros(lay.n_col)
         lower = np.zeros(lay.n_col)
         upper = np.zeros(lay.n_col)  # the spare step slot and unused peak slots stay fixed at 0
         cost[d0 + where] = pb.wear_cost_per_kwh * dt_h
+        assert pb.dr_target_w is not None and pb.dr_over_cost_per_kwh is not None
         cost[g0 + where] = pb.import_price_per_kwh * dt_h
+        dr_i = pb.dr_over_steps()  # the DR soft cap's slack, free (and its row free) elsewhere
+        cost[u0 + where[dr_i]] = pb.dr_over_cost_per_kwh[dr_i] * dt_h
+        upper[u0 + where[dr_i]] = _INF
         cost[x0 + where] = -pb.export_price_per_kwh * dt_h
         upper[c0 + where] = pb.max_charge_w / 1000.0
         upper[d0 + where] = pb.max_discharge_w / 1000.0
@@ -294,6 +301,7 @@ class ReusedLp:
         row_lower[lay.row(4) + where[over]] = -floor_kw[over]
         row_lower[lay.row(0) + where] = row_upper[lay.row(0) + where] = net_kw
         row_lower[lay.row(1) + where] = row_upper[lay.row(1) + where] = 0.0
+        row_lower[lay.row(7) + where[dr_i]] = -pb.dr_target_w[dr_i] / 1000.0
         all_cols = np.arange(lay.n_col, dtype=np.int32)
         highs.changeColsCost(lay.n_col, all_cols, cost)
         highs.changeColsBounds(lay.n_col, all_cols, lower, upper)
