@@ -130,24 +130,29 @@ def test_bad_dr_arrays_name_the_field() -> None:
 
 # --- through the period step: the backtest engine, as live (ems/backtest/engine.py) ---------------
 
-def _site() -> BacktestConfig:
+RACKS = {"rows": 4, "racks_per_row": 8, "nameplate_w": 60e3, "gpu_share": 0.8}  # 32 racks at 50 kW
+TIERS = {"row01": 1, "row02": 2, "row03": 3, "row04": 4}
+
+
+def _site(racks: bool = False) -> BacktestConfig:
     """One 1 MW / 2 MWh unit at 25 % behind a flat 2 MW load, arbitrage on a flat 0.20 a kWh
     without its hold-value hedge (so nothing but an event could make charging pay), demand
-    response with its defaults."""
+    response with its defaults; with `racks`, 80 % of the load is 32 GPU racks in four tiers."""
     return BacktestConfig.model_validate({
+        "racks": RACKS if racks else None,
         "battery_units": [{"id": "b1", "capacity_wh": 2.0e6, "rated_power_w": 1.0e6, "initial_soc": 0.25,
                            "charge_efficiency": 0.96, "discharge_efficiency": 0.96}],
         "policies": {"battery": {"soc_min": 0.1, "soc_max": 0.95},
                      "arbitrage": {"tariff": "unused.json", "step_s": 900, "horizon_h": 24, "reserve_soc": 0.2,
                                    "hold_value_per_kwh_h": 0.0, "charge_efficiency": 0.96,
                                    "discharge_efficiency": 0.96},
-                     "demand_response": {}}})
+                     "demand_response": {"flex_tiers": TIERS if racks else {}}}})
 
 
-def _replay(event: DrEvent) -> tuple[Trace, EventTally]:
+def _replay(event: DrEvent, racks: bool = False) -> tuple[Trace, EventTally]:
     tariff = Tariff(energy_periods=(EnergyPeriod(tiers=(EnergyTier(rate_per_kwh=0.20),)),))
     load = 2.0e6 + 5e4 * np.sin(np.arange(2 * 1440) / 40.0)  # two days at 60 s, a small swing
-    trace = run_backtest(_site(), tariff, datetime(2018, 7, 2), 60, load, warmup_w=np.full(2 * 1440, 2.0e6),
+    trace = run_backtest(_site(racks), tariff, datetime(2018, 7, 2), 60, load, warmup_w=np.full(2 * 1440, 2.0e6),
                          dr_events=[event])
     (result,) = trace.dr_results
     return trace, result
@@ -176,3 +181,19 @@ def test_an_event_that_pays_nothing_is_not_charged_for() -> None:
     start = 40 * 60
     assert trace.soc[:start].max() <= 0.25 + 1e-3  # no charge at a loss, fixed pre-charge or not
     assert result.minutes_at_target < 10  # so the battery cannot hold the window: what the program asked
+
+
+def test_with_racks_the_charged_battery_holds_the_window_without_throttling_and_without_it_the_racks_give() -> None:
+    paid = DrEvent("paid", T0 + 40 * H, T0 + 42 * H, target_import_w=1.4e6, price_per_kwh=1.0)
+    trace, result = _replay(paid, racks=True)
+    assert result.minutes_at_target >= 118
+    assert sum(trace.gpu_held_wh_by_tier) < 1e3  # the plan's charge covered it: (next to) no GPU work given up
+    free = DrEvent("free", T0 + 40 * H, T0 + 42 * H, target_import_w=1.4e6)
+    trace, result = _replay(free, racks=True)
+    # nothing charged for it: the battery's 5 % above its reserve is soon spent, the racks hold the rest
+    held, demand = trace.gpu_held_wh_by_tier, trace.gpu_demand_wh_by_tier
+    assert result.minutes_at_target >= 110
+    assert held[4] > 500e3 and held[0] == 0.0
+    for tier, share in ((1, 0.10), (2, 0.25), (3, 0.50)):  # within each tier's share
+        assert held[tier] <= share * demand[tier] + 1.0
+    assert result.gpu_throttled_wh == pytest.approx(sum(held), rel=0.1)  # the controller's estimate
