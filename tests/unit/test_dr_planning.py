@@ -197,3 +197,48 @@ def test_with_racks_the_charged_battery_holds_the_window_without_throttling_and_
     for tier, share in ((1, 0.10), (2, 0.25), (3, 0.50)):  # within each tier's share
         assert held[tier] <= share * demand[tier] + 1.0
     assert result.gpu_throttled_wh == pytest.approx(sum(held), rel=0.1)  # the controller's estimate
+
+
+async def test_the_live_planner_replans_at_once_for_an_announced_event_in_a_zoned_clock() -> None:
+    """`ems run`'s planner: an event added to the book makes a plan due at once (not at the
+    next interval); its window, in the site's wall clock, lands on the local plan steps."""
+    import asyncio
+    from dataclasses import replace
+    from zoneinfo import ZoneInfo
+
+    from ems.demand import DemandMeter
+    from ems.planning.builder import PlanBuilder, PlannerSettings
+    from ems.planning.live import LivePlanner
+    from ems.planning.runner import PlanningRunner
+    from tests.snapshots import bms, snapshot, unit
+
+    tariff = Tariff(energy_periods=(EnergyPeriod(tiers=(EnergyTier(rate_per_kwh=0.20),)),))
+    settings = PlannerSettings(step_s=900.0, horizon_steps=96, soc_min=0.1, soc_max=0.95, reserve_soc=0.2,
+                               charge_efficiency=0.96, discharge_efficiency=0.96, wear_cost_per_kwh=0.01)
+    b = PlanBuilder(tariff, settings)
+    zone = ZoneInfo("Europe/Berlin")  # UTC+2 in July: local = wall + 7200
+    wall0 = (datetime(2018, 7, 3) - datetime(1970, 1, 1)).total_seconds()  # 00:00 UTC, 02:00 local
+    for k in range(96):
+        b.observe(wall0 + 7200 - 86400 + (k + 1) * 900, 900, 2e6)
+    lp = LivePlanner(PlanningRunner(b, 3600.0, DemandMeter(tariff, zone)), zone)
+    worker = asyncio.create_task(lp.run())
+
+    def snap(wall_s: float, now_s: float):  # 2 MW of load, 2 MWh at 25 %, 1 MW
+        units = (unit("u1", bms_reading=replace(bms(soc=0.25), capacity_wh=2e6), rated_w=1e6),)
+        return replace(snapshot(2e6, units, now_s=now_s, period_s=60.0), wall_s=wall_s)
+
+    try:
+        first = await lp.step(snap(wall0, 0.0), wait_s=5.0)
+        assert first is not None and first.dr_event_ids == () and not lp.runner.due(60.0, 0.25)
+        # 14:00-16:00 UTC = 16:00-18:00 local: plan steps 56-63 of a plan from 02:00 local
+        ev = DrEvent("ev", wall0 + 14 * H, wall0 + 16 * H, target_import_w=1.4e6, price_per_kwh=1.0)
+        assert lp.runner.due(60.0, 0.25, [ev])
+        view = await lp.step(snap(wall0 + 60.0, 60.0), wait_s=5.0, dr_events=[ev])
+        assert view is not None and view is not first and view.dr_event_ids == ("ev",)
+        req = lp.runner.request_in_force
+        assert req is not None
+        cap = req.problem.dr_target_w
+        assert np.isinf(cap[55]) and cap[56] == 1.4e6 and np.isinf(cap[64])
+        assert view.soc[56] > 0.6 and max(view.grid_w[56:64]) <= 1.4e6 + 1.0
+    finally:
+        worker.cancel()
