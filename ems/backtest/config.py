@@ -53,9 +53,8 @@ class BacktestConfig(Strict):
         ids = [u.id for u in self.battery_units]
         if len(ids) != len(set(ids)):
             raise ValueError("battery_units ids must be unique")
-        dr = self.policies.demand_response
-        rows = set() if self.racks is None else set(self.racks.row_ids())
-        if dr is not None and (unknown := set(dr.flex_tiers) - rows):
+        dr = self.policies.demand_response  # (without racks its tiers are moot: a live site file's, say)
+        if dr is not None and self.racks is not None and (unknown := set(dr.flex_tiers) - set(self.racks.row_ids())):
             raise ValueError(f"policies.demand_response.flex_tiers names unknown rows: {sorted(unknown)}")
         check_microgrid(self.microgrid, self.grid_connection)
         return self

@@ -108,7 +108,7 @@ def test_too_little_history_gives_none() -> None:
 @pytest.mark.parametrize(("kw", "field"), [({"top": 11}, "top"), ({"adjustment": "x"}, "adjustment"),
                                            ({"adjust_cap": 2.0}, "adjust_cap"), ({"days": 0}, "days")])
 def test_a_bad_rule_names_its_field(kw: dict[str, object], field: str) -> None:
-    with pytest.raises(BaselineRuleError, match=f"baseline.{field} "):
+    with pytest.raises(BaselineRuleError, match=rf"baseline\.{field} "):
         BaselineRule(**kw)  # type: ignore[arg-type]
 
 

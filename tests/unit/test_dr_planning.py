@@ -242,3 +242,24 @@ async def test_the_live_planner_replans_at_once_for_an_announced_event_in_a_zone
         assert view.soc[56] > 0.6 and max(view.grid_w[56:64]) <= 1.4e6 + 1.0
     finally:
         worker.cancel()
+
+
+def test_the_csv_carries_a_penalty_and_the_racks_name_known_rows(tmp_path) -> None:
+    from ems.backtest.dr_events import load_dr_events
+    from ems.model.errors import ConfigError
+    from ems.topology import validated
+
+    p = tmp_path / "e.csv"
+    p.write_text("start,end,target_kw,penalty_per_kwh\n2018-07-02T15:00,2018-07-02T16:00,100,0.75\n")
+    (e,) = load_dr_events(p)
+    assert e.penalty_per_kwh == 0.75 and over_cost_per_kwh(e) == 0.75
+    bad = _site(racks=True).model_dump() | {"policies": {"demand_response": {"flex_tiers": {"row09": 4}}}}
+    with pytest.raises(ConfigError, match="flex_tiers names unknown rows"):
+        validated(BacktestConfig, bad, "site.yaml", "backtest configuration")
+
+
+def test_an_unknown_baseline_rule_names_its_field() -> None:
+    from ems.config import DemandResponseConfig
+
+    with pytest.raises(ValueError, match=r"baseline\.rule"):
+        DemandResponseConfig.model_validate({"baseline": {"rule": "ten_of_ten"}})
