@@ -148,6 +148,7 @@ class PlanningRunner:
             "expected_savings": round(v.expected_savings, 2),
             "expected_cost": round(plan.expected_cost, 2),
             "solve_time_ms": round(plan.solve_time_s * 1e3, 1),
+            "dr_events": list(v.dr_event_ids),  # demand-response events the plan charges for
             "schedule": rows,
         }}
 

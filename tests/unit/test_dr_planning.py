@@ -240,6 +240,7 @@ async def test_the_live_planner_replans_at_once_for_an_announced_event_in_a_zone
         cap = req.problem.dr_target_w
         assert np.isinf(cap[55]) and cap[56] == 1.4e6 and np.isinf(cap[64])
         assert view.soc[56] > 0.6 and max(view.grid_w[56:64]) <= 1.4e6 + 1.0
+        assert lp.runner.summary(60.0, wall0 + 7260.0)["plan"]["dr_events"] == ["ev"]  # what operators see
     finally:
         worker.cancel()
 
