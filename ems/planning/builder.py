@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -122,6 +122,18 @@ class PlanBuilder:
         if pv_w is not None:
             self.pv.observe(t_s, pv_w, dt_s)
             self.pv_metered = True
+
+    def history_state(self) -> dict[str, Any] | None:
+        """The load (and metered PV) history to keep across a restart."""
+        load = self.load.state()
+        return None if load is None else {"load": load, "pv": self.pv.state() if self.pv_metered else None}
+
+    def restore_history(self, saved: object, now_local_s: float, max_gap_s: float) -> bool:
+        """A previous run's history (see StepHistory.restore); True where the load's was taken."""
+        if not isinstance(saved, dict) or not self.load.restore(saved.get("load"), now_local_s, max_gap_s):
+            return False
+        self.pv_metered = self.pv.restore(saved.get("pv"), now_local_s, max_gap_s)
+        return True
 
     def _net_forecast(self, history: np.ndarray, start: float, n: int) -> np.ndarray:
         """Net load ahead. With PV metered for long enough, the gross load (net + PV) and PV are

@@ -1,9 +1,11 @@
-"""Averages of a power over clock-aligned steps: the planner's load history."""
+"""Averages of a power over clock-aligned steps: the planner's load history (kept across a
+restart by ems/persistence.py, so a restarted controller plans at once, not a day later)."""
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from typing import Any
 
 import numpy as np
 
@@ -50,3 +52,28 @@ class StepHistory:
         if self._bin is not None and b > self._bin:
             self._close(b)
         return np.fromiter(self.values, dtype=np.float64, count=len(self.values))
+
+    def state(self) -> dict[str, Any] | None:
+        """The closed steps and where they end, for the state store (None: nothing yet)."""
+        if self._bin is None:
+            return None
+        return {"step_s": self.step_s, "bin": self._bin, "values": [round(v, 1) for v in self.values]}
+
+    def restore(self, saved: object, now_s: float, max_gap_s: float) -> bool:
+        """Take the closed steps a previous run saved, where they are this history's (same step)
+        and ended at most `max_gap_s` before `now_s` (a longer gap would be filled with one
+        value, a guess, not history). False, and nothing changed, otherwise."""
+        if not isinstance(saved, dict) or saved.get("step_s") != self.step_s:
+            return False
+        b, values = saved.get("bin"), saved.get("values")
+        if not isinstance(b, int) or isinstance(b, bool) or not isinstance(values, list) or not values:
+            return False
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+            return False
+        gap_s = now_s - b * self.step_s
+        if not 0 <= gap_s <= max_gap_s:
+            return False
+        self.values.clear()
+        self.values.extend(float(v) for v in values[-(self.values.maxlen or len(values)):])
+        self._bin, self._sum_ws, self._time_s = b, 0.0, 0.0
+        return True
