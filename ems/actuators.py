@@ -31,6 +31,15 @@ from policies.island import IslandActions
 log = structlog.get_logger("ems.actuators")
 T = TypeVar("T")
 
+
+def lower_caps(a: dict[str, float | None], b: dict[str, float | None]) -> dict[str, float | None]:
+    """Two levers' rack caps as one: the lower where both cap a rack (None: no cap)."""
+    out = dict(a)
+    for rid, cap in b.items():
+        have = out.get(rid)
+        out[rid] = cap if have is None else have if cap is None else min(have, cap)
+    return out
+
 class SetpointOwner(Protocol):
     """Something else that writes the setpoints while it can (the fast smoothing loop)."""
 

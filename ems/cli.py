@@ -70,6 +70,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             load_tokens(cfg.http)
         except TokenError as exc:
             raise ConfigError(f"{args.file}: http: {exc}") from None
+    feed = None if cfg.policies.arbitrage is None else cfg.policies.arbitrage.price_feed
+    if feed is not None and feed.source == "entsoe":
+        try:
+            feed.token()  # the ENTSO-E token must be there, as `ems run` will need it
+        except ConfigError as exc:
+            raise ConfigError(f"{args.file}: {exc}") from None
     print(f"{args.file}: OK (site {cfg.site}: {plural(len(cfg.bess_units), 'BESS unit')}, "
           f"{plural(cfg.racks.count, 'rack')}, period {cfg.control.period_s:g} s)")
     return 0
@@ -386,6 +392,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print(f"demand response: {dr['events']} events, revenue {dr['revenue']:,.2f}, shifted {dr['shifted_kwh']:,.0f} "
               f"kWh (battery {dr['battery_kwh']:,.0f} kWh), "
               f"{'-' if share is None else f'{100 * share:.1f} %'} of minutes at target")
+        if dr["throughput_given_up_by_tier"]:
+            tiers = ", ".join(f"tier {t} {100 * v:.1f} %" for t, v in dr["throughput_given_up_by_tier"].items())
+            print(f"  GPU energy held back {dr['gpu_throttled_kwh']:,.0f} kWh; throughput given up: {tiers}")
     ag = bt.result.ageing
     if ag is not None:
         repl = ", ".join(str(y) for y in ag["replacement_years"]) or "none"

@@ -9,12 +9,14 @@ simulator (ems/topology.py); the `simulation:` section is the simulator's alone
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, model_validator
 
+from ems.feeds.settings import PriceFeedConfig, WeatherFeedConfig
 from ems.fleet.settings import FleetLinkConfig
 from ems.ha.settings import HaConfig
 from ems.microgrid_config import MicrogridConfig
@@ -129,6 +131,11 @@ class ArbitrageConfig(Strict):
                                                         "against the upper quantile); needs forecast_model: learned")
     temperature_csv: Path | None = Field(default=None, description="timestamp,°C in the tariff's local time: "
                                                                    "the learned forecast's weather input")
+    # market prices and a weather forecast fetched live (ems/feeds/, docs/feeds.md)
+    price_feed: PriceFeedConfig | None = Field(default=None, description="day-ahead prices: entsoe, nordpool "
+                                               "or caiso (replace or add to the tariff's energy charge)")
+    weather_feed: WeatherFeedConfig | None = Field(default=None, description="Open-Meteo forecast: temperature "
+                                                   "for the learned load model, irradiance for the PV forecast")
 
     @model_validator(mode="after")
     def _step_divides_hour(self) -> ArbitrageConfig:
@@ -217,6 +224,16 @@ class LoadTargetConfig(Strict):
         return None
 
 
+class ProgramBaselineConfig(Strict):
+    """The program's baseline of an event that asks a reduction and brings no baseline
+    (ems/dr_baseline.py): N similar days, computed from the planner's load history."""
+
+    rule: Literal["caiso_10in10", "pjm_high4of5", "nyiso_high5of10"] = Field(
+        default="caiso_10in10", description="the program's rule (docs/demand-response.md)")
+    holidays: list[date] = Field(default_factory=list, max_length=1000,
+                                 description="days counted as weekend days, as the program's calendar says")
+
+
 class DemandResponseConfig(Strict):
     """Demand response (policies/demand_response.py, docs/demand-response.md): events hold
     grid import at or under a target; the battery first, then GPU racks by flex tier."""
@@ -231,6 +248,9 @@ class DemandResponseConfig(Strict):
     margin_fraction: float = Field(default=0.03, ge=0, le=0.5, description="aim this share under the target")
     baseline_s: float = Field(default=900.0, gt=0, le=MAX_S,
                               description="the site's own baseline: its import averaged over this before an event")
+    penalty_per_kwh: float = Field(default=0.0, ge=0, le=1e6, description="what the program charges per kWh "
+                                   "imported over an event's target where the event names none (the planner weighs it)")
+    baseline: ProgramBaselineConfig | None = None
     openadr: OpenAdrConfig | None = None
     load_target: LoadTargetConfig | None = None
 

@@ -20,19 +20,17 @@ import contextlib
 import json
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import structlog
 
 from drivers import rack_protocol as rp
 from drivers.racks import RackCapWriter, RackTelemetryStore, SmoothingProfileWriter
 from ems.action_queue import ActionQueue
-from ems.actuators import Actuators
+from ems.actuators import Actuators, lower_caps
 from ems.clock import Clock
 from ems.config import SiteConfig, is_off_grid, load_config
 from ems.config_reload import needs_restart
@@ -46,11 +44,13 @@ from ems.gpu_lever import gpu_lever
 from ems.job_ramps import job_ramps
 from ems.load_target import LoadTargetDecoder
 from ems.load_target_mqtt import LoadTargetChannel
+from ems.loop_stats import LoopStats
 from ems.model.errors import ConfigError
 from ems.model.racks import SmoothingProfile
 from ems.model.reasons import Reason
 from ems.model.snapshot import SiteSnapshot
 from ems.mqtt_link import MqttLink, NotConnected
+from ems.offgrid_rows import OffGridRows
 from ems.openadr_ven import OpenAdrVen
 from ems.operator.controls import OperatorControls
 from ems.period import StepResult, StepState, standing_down, step
@@ -60,45 +60,21 @@ from ems.planning.live import live_planner
 from ems.planning.settings import site_tariff
 from ems.published import PeriodResult, Published
 from ems.smoothing_loop import Armed, SmoothingLoop, smoothing_loop
+from ems.smoothing_status import smoothing_status
 from ems.status import site_status
 from ems.tariff.calendar import local_seconds
 from ems.transitions import TransitionObserver
 from ems.unit_changes import apply_unit_changes, unit_changes
 from ems.write_gate import WriteGate
-from policies import grid_ramp, job_ramp, offgrid_shed
+from policies import job_ramp
 from policies.genset_dispatch import DispatchState
 from policies.island import IslandActions
 
 log = structlog.get_logger("ems.loop")
 
 
-def lower_caps(a: dict[str, float | None], b: dict[str, float | None]) -> dict[str, float | None]:
-    """Two levers' rack caps as one: the lower where both cap a rack (None: no cap)."""
-    out = dict(a)
-    for rid, cap in b.items():
-        have = out.get(rid)
-        out[rid] = cap if have is None else have if cap is None else min(have, cap)
-    return out
-
 # a plan solved within this share of a period is used in the same period, as the backtest does
 PLAN_WAIT_SHARE = 0.2
-
-
-@dataclass
-class LoopStats:
-    periods: int = 0
-    overruns: int = 0
-    periods_clamped: int = 0
-    durations_s: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
-    lateness_s: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
-
-    def percentiles_ms(self) -> dict[str, float]:
-        if not self.durations_s:
-            return {}
-        d = np.array(self.durations_s) * 1e3
-        late = np.array(self.lateness_s) * 1e3
-        return {"duration_p50_ms": float(np.percentile(d, 50)), "duration_p99_ms": float(np.percentile(d, 99)),
-                "lateness_p50_ms": float(np.percentile(late, 50)), "lateness_p99_ms": float(np.percentile(late, 99))}
 
 
 class Controller:
@@ -125,7 +101,7 @@ class Controller:
         self.planner = live_planner(cfg, tariff, self.demand)  # None unless policies.arbitrage is configured
         fc = cfg.failover
         self.off_grid = is_off_grid(cfg)  # no grid to lose: no failover, the step runs every period
-        self._shed = offgrid_shed.ShedState()  # off-grid / weak grid: rows capped in shed order
+        self.shed = OffGridRows(cfg, self.events)  # off-grid / weak grid: rows capped in shed order
         self.failover = (None if fc is None or not fc.enabled or self.off_grid
                          else FailoverManager(cfg, fc, clock, self.events))
         self.step_state = StepState()
@@ -217,7 +193,10 @@ class Controller:
                 actions = fo.island_step(snap)
                 writes += await self._apply_island(replace(actions, caps_w=lower_caps(actions.caps_w, dr_caps)), snap)
             elif result.microgrid is not None:
-                writes += await self.actuators.sync_caps(lower_caps(self._offgrid_caps(snap, result), dr_caps))
+                mp = self.controls.step_params.microgrid
+                assert mp is not None
+                caps = self.shed.caps(snap, result, mp, self.clock.wall())
+                writes += await self.actuators.sync_caps(lower_caps(caps, dr_caps))
             else:
                 # after a (re)connect: re-assert or clear retained caps; DR's caps where an event asks
                 writes += await self.actuators.sync_caps(dr_caps)
@@ -248,11 +227,15 @@ class Controller:
         if self.failover is not None:
             self.failover.arm(snap)
         plan = None
-        if self.planner is not None:
-            plan = await self.planner.step(snap, wait_s=PLAN_WAIT_SHARE * snap.period_s / self.clock.speed)
-        gp = self.genset_planner
         params = self.controls.step_params
+        if self.planner is not None:
+            ahead = [] if params.dr is None else self.dr.ahead(snap.wall_s, self.planner.horizon_s)
+            plan = await self.planner.step(snap, wait_s=PLAN_WAIT_SHARE * snap.period_s / self.clock.speed,
+                                           dr_events=ahead)
+        gp = self.genset_planner
         event = None if params.dr is None else self.dr.current(snap.wall_s, params.dr.precharge_s)
+        if self.planner is not None:  # the program's baseline where the event asks a reduction from it
+            event = self.planner.with_program_baseline(event, snap)
         result = step(snap, params, self.step_state, plan, self.controls.force_params,
                       genset_plan=None if gp is None else gp.schedule, dr=event)
         if gp is not None and result.microgrid is not None and result.microgrid.demand_w is not None:
@@ -274,25 +257,6 @@ class Controller:
                 g.export_limit_w, snap.site_load_avg_w))
         return result
 
-    def _offgrid_caps(self, snap: SiteSnapshot, result: StepResult) -> dict[str, float | None]:
-        """Off-grid or weak grid: rows capped in shed order, step by step, while the sources cannot
-        carry the load or the battery runs low with no genset coming; released in reverse."""
-        mg, mgc, mp = result.microgrid, self.cfg.microgrid, self.controls.step_params.microgrid
-        assert mg is not None and mgc is not None and mp is not None
-        fc = self.cfg.failover
-        p = offgrid_shed.ShedParams(
-            tuple(mgc.shed_order or ([] if fc is None else fc.shed_order)), frozenset(self.cfg.racks.critical_rows),
-            mgc.min_cap_fraction, mgc.shed_step_s, mgc.shed_release_s)
-        x = offgrid_shed.inputs(snap.now_s, mg, result.setpoint_w, sum(hi for _, hi in result.unit_bounds_w.values()),
-                                mp.dispatch.gensets, result.state.microgrid.gensets.recharge)
-        out, self._shed = offgrid_shed.decide(snap.racks, x, p, self._shed)
-        if out.change is not None:
-            shed = out.change is Reason.OFFGRID_SHED
-            self.events.record("offgrid_shed" if shed else "offgrid_shed_released", self.clock.wall(),
-                               out.change.code, row=out.row, rows=len(out.rows),
-                               unserved_w=round(x.unserved_w), no_relief=x.no_relief)
-        return out.caps_w
-
     async def _command_genset(self, snap: SiteSnapshot, result: StepResult) -> int:
         assert result.microgrid is not None
         writes = 0
@@ -312,42 +276,31 @@ class Controller:
     async def _publish(self, snap: SiteSnapshot, result: StepResult, writes: int, duration_s: float,
                        lateness_s: float, islanded: bool) -> PeriodResult:
         s = self.stats
-        s.periods += 1
-        s.periods_clamped += bool(result.clamped)
-        s.durations_s.append(duration_s)
-        s.lateness_s.append(lateness_s)
+        s.count(bool(result.clamped), duration_s, lateness_s)
         down = dict(self.reader.health.down)
         status = site_status(
             self.cfg.site, s.periods, snap, result, duration_s=duration_s, lateness_s=lateness_s,
             overruns=s.overruns, devices_down=sorted(down), status_failures=self.status_failures,
-            plan=None if self.planner is None else self.planner.runner.summary(
+            plan=None if self.planner is None else self.planner.summary(
                 snap.now_s, local_seconds(snap.wall_s, self.planner.zone)),
             failover=None if self.failover is None else self.failover.status(), demand=self.demand,
             validity=self.reader.validity, periods_clamped=s.periods_clamped,
             forced_w=None if self.controls.force is None else self.controls.force.setpoint_w,
-            smoothing=self._smoothing_status(snap))
+            smoothing=smoothing_status(self.cfg, snap.now_s, self.controls.step_params.grid_ramp, self.step_state.ramp,
+                                       self.smoother, self.gpu, self.jobs))
         if self.write_gate is not None:
             status["ha"] = self.write_gate.describe()
         if isinstance(mg := status.get("microgrid"), dict):  # the rows shed (in order) and the genset plan
-            mg["shed_rows"] = self._shed.rows
-            gp = self.genset_planner
-            mg["genset_plan"] = None if gp is None or gp.schedule is None else {
-                "solves": gp.solves, "failures": gp.failures, "on": list(gp.schedule.on),
-                "fuel_l": round(gp.schedule.fuel_l, 1)}
+            mg["shed_rows"] = self.shed.rows
+            mg["genset_plan"] = None if self.genset_planner is None else self.genset_planner.describe()
         status["dr"] = dr_status(self.dr, result.dr, result.state.dr.tally, self.controls.step_params.dr,
                                  snap.racks.rack_ids)
         reader, act = self.reader, self.actuators
-        read_at = {} if reader.last_meter is None else {"meter": reader.last_meter.read_at_s}
-        for io in reader.units:
-            if io.last_bms is not None:
-                read_at[f"{io.unit_id}.bms"] = io.last_bms.read_at_s
-            if io.last_pcs is not None:
-                read_at[f"{io.unit_id}.pcs"] = io.last_pcs.read_at_s
         r = PeriodResult(s.periods, snap, result, writes, duration_s, lateness_s, islanded, down,
                          self.mqtt.connected.is_set(),
                          None if self.planner is None else self.planner.runner.last_error, status,
                          unit_written_w={w.io.unit_id: w.written_w for w in act.units},
-                         rack_caps_sent_w=dict(act.caps.sent), read_at_s=read_at,
+                         rack_caps_sent_w=dict(act.caps.sent), read_at_s=reader.read_at_s(),
                          driver_errors=dict(reader.health.errors), overruns=s.overruns,
                          write_failures=act.write_failures)
         if s.periods % self.cfg.control.status_every_periods == 0:
@@ -363,35 +316,6 @@ class Controller:
         for observe in self.observers:
             observe(r)
         return r
-
-    def _smoothing_status(self, snap: SiteSnapshot) -> dict[str, Any] | None:
-        fast = self.smoother
-        g, ramp_p = self.cfg.grid_connection, self.controls.step_params.grid_ramp
-        if fast is None and ramp_p is None:
-            return None
-        # a ramp limit without the fast loop (the 720x demo) still shows its envelope; the fast
-        # loop's own figures are null there
-        why = None if fast is None else fast.reason
-        gpu = None if self.gpu is None or self.gpu.reason is None else self.gpu.reason.code
-        jobs = self.jobs
-        # as of this period's time: on an accelerated clock a period's own work can outlast the window
-        allowed = None if ramp_p is None else grid_ramp.envelope(snap.now_s, ramp_p, self.step_state.ramp)
-        return {"reason": None if why is None else why.code, "owns_setpoints": fast is not None and fast.owns_setpoints,
-                "swing_w": None if fast is None else round(fast.swing_w, 1), "ticks": 0 if fast is None else fast.ticks,
-                "gpu": gpu,
-                # what the filler was last told (null: none, or unknown after a failed write)
-                "filler_w": None if fast is None or fast.filler is None or fast.filler_written_w is None
-                else round(fast.filler_written_w, 1),
-                "jobs": None if jobs is None else {
-                    "reason": None if jobs.reason is None else jobs.reason.code, "ramping": jobs.ramping,
-                    "announced": jobs.book.received, "rejected": jobs.book.malformed + jobs.book.refused_full},
-                # the grid's and the load's (no battery) oscillation in the band, against the limit
-                "grid_band_rms_w": None if fast is None else round(fast.grid_band.rms, 1),
-                "load_band_rms_w": None if fast is None else round(fast.load_band.rms, 1),
-                "oscillation_limit_w_rms": g.oscillation_limit_w_rms,
-                "ramp": None if ramp_p is None else {
-                    "limit_w": ramp_p.limit_w, "window_s": ramp_p.window_s,
-                    "allowed_w": None if allowed is None else [round(allowed[0], 1), round(allowed[1], 1)]}}
 
     async def _publish_retained(self, topic: str, payload: bytes) -> None:
         # retained and QoS 1: a row agent that subscribes late still gets the caps in force
@@ -432,6 +356,7 @@ class Controller:
         if self.failover is not None:
             self.failover.reconfigure(new)
         self.reader.reconfigure(new)
+        self.shed.reconfigure(new)
         self._units_due = [u.unit_id for u in self.reader.units] != [u.id for u in new.bess_units]
         self.actuators.deadband_w = new.control.setpoint_deadband_w
         if applied is not None:

@@ -62,6 +62,12 @@ class DrBook:
             return min(active, key=lambda e: (-e.priority, e.start_s))
         return min(due, key=lambda e: e.start_s, default=None)
 
+    def ahead(self, wall_s: float, horizon_s: float) -> list[DrEvent]:
+        """The events the site acts on that are not over and begin within `horizon_s`: what
+        the planner plans for."""
+        return [e for e in self.events.values() if e.event_id not in self.opted_out
+                and e.end_s > wall_s and e.start_s < wall_s + horizon_s]
+
     def finished(self, summary: dict[str, object]) -> None:
         self.results.append(summary)
         for tell in self.listeners:

@@ -140,6 +140,16 @@ class SiteReader:
             gensets=gensets,
         )
 
+    def read_at_s(self) -> dict[str, float]:
+        """When each device was last read (the meter, each unit's BMS and PCS), for the status."""
+        read_at = {} if self.last_meter is None else {"meter": self.last_meter.read_at_s}
+        for io in self.units:
+            if io.last_bms is not None:
+                read_at[f"{io.unit_id}.bms"] = io.last_bms.read_at_s
+            if io.last_pcs is not None:
+                read_at[f"{io.unit_id}.pcs"] = io.last_pcs.read_at_s
+        return read_at
+
     def close(self) -> None:
         for u in self.units:
             u.bms.device.close()

@@ -21,7 +21,8 @@ parameters. In priority order:
    what it can above the reserve, GPU racks capped by flex tier for the rest;
 5. the import cap: the fresh plan's cap, else the configured peak shaving; without a
    trusted meter, the safe action (hold, then 0 W);
-6. a demand-response event due soon: the battery charges for it (a target, within 5);
+6. a demand-response event due soon: the battery charges for it (a target, within 5),
+   unless the fresh plan has planned for the event (then 7 charges as the plan prices it);
 7. arbitrage: the plan's SoC trajectory;
 8. idle: 0 W.
 
@@ -144,6 +145,15 @@ def _dr_decision(snap: SiteSnapshot, p: StepParams, state: StepState, event: DrE
     return d, outcome, replace(state, dr=dr_state)
 
 
+def _plan_charges_for(snap: SiteSnapshot, p: StepParams, plan: PlanView | None, event: DrEvent | None) -> bool:
+    """The fresh plan has planned for this event (its charge before the window, priced against
+    the tariff): arbitrage follows it, and the fixed pre-charge stands down."""
+    if p.arbitrage is None or event is None:
+        return False
+    current = arbitrage.fresh_plan(snap, p.arbitrage, plan)
+    return current is not None and event.event_id in current[0].dr_event_ids
+
+
 def step(snap: SiteSnapshot, p: StepParams, state: StepState, plan: PlanView | None = None,
          force: operator_force.ForceParams | None = None, genset_plan: GensetSchedule | None = None,
          dr: DrEvent | None = None) -> StepResult:
@@ -184,7 +194,7 @@ def step(snap: SiteSnapshot, p: StepParams, state: StepState, plan: PlanView | N
         cap, cap_w, state = _cap_decision(snap, p, plan, state)
         if cap is not None:
             decisions.append(cap)
-        if dr_d is not None and dr_d.reason is Reason.DR_PRECHARGE:
+        if dr_d is not None and dr_d.reason is Reason.DR_PRECHARGE and not _plan_charges_for(snap, p, plan, dr):
             decisions.append(dr_d)
         if p.arbitrage is not None:
             decisions.append(arbitrage.decide(snap, p.arbitrage, plan))

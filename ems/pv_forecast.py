@@ -13,12 +13,17 @@ the history not measured (NaN) is left out, never spread over the whole forecast
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
+
+# irradiance (W/m², NaN where unknown) at the middle of each of n steps from a local second:
+# a weather forecast's in place of the clear sky (ems/feeds/planner_inputs.py)
+SkyAt = Callable[[float, float, int], FloatArray]
 
 DAYLIGHT_W_M2 = 50.0  # below this the clear sky says little about a panel (dawn, dusk)
 
@@ -58,19 +63,30 @@ def _factor(measured_w: FloatArray, sky: FloatArray) -> float | None:
 
 def pv_clear_sky_forecast(history_w: npt.ArrayLike, start_local_s: float, step_s: float, n_steps: int,
                           loc: SiteLocation, *, days: int = 3, recent_s: float = 3 * 3600.0,
-                          tau_s: float = 3 * 3600.0) -> FloatArray | None:
+                          tau_s: float = 3 * 3600.0, sky_at: SkyAt | None = None) -> FloatArray | None:
     """PV for the `n_steps` steps from `start_local_s`, from the measured `history_w` whose last
-    step ends at `start_local_s` (step averages, W)."""
+    step ends at `start_local_s` (step averages, W). With `sky_at` (a forecast's irradiance,
+    clouds included) the output follows it instead of the clear sky, fitted on its past hours
+    alike; where it has no value, the clear sky."""
+
+    def sky_w_m2(start: float, n: int) -> FloatArray:
+        clear = clear_sky_w_m2(start, step_s, n, loc)
+        if sky_at is None:
+            return clear
+        given = sky_at(start, step_s, n)
+        out: FloatArray = np.where(np.isfinite(given), given, clear)
+        return out
+
     history = np.asarray(history_w, dtype=np.float64).reshape(-1)[-round(days * 86_400 / step_s):]
     if history.size == 0:
         return None
-    past_sky = clear_sky_w_m2(start_local_s - history.size * step_s, step_s, history.size, loc)
+    past_sky = sky_w_m2(start_local_s - history.size * step_s, history.size)
     k_days = _factor(history, past_sky)
     if k_days is None or k_days == 0.0:
         return None
     r = max(1, round(recent_s / step_s))
     k_now = _factor(history[-r:], past_sky[-r:])
-    sky = clear_sky_w_m2(start_local_s, step_s, n_steps, loc)
+    sky = sky_w_m2(start_local_s, n_steps)
     ahead_s = (np.arange(n_steps, dtype=np.float64) + 0.5) * step_s
     fade = np.exp(-ahead_s / tau_s) if k_now is not None else np.zeros(n_steps)
     k = k_days + (0.0 if k_now is None else k_now - k_days) * fade

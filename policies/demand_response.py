@@ -287,8 +287,9 @@ def decide(snap: SiteSnapshot, p: DrParams, state: DrState, event: DrEvent | Non
     grid_avg = grid_now if state.grid_avg_w is None else k * state.grid_avg_w + (1 - k) * grid_now
     error = max(shortfall, grid_avg - aim_w) if grid_avg > target_w else shortfall
     most_w = float((peak * np.array(TIER_MAX_CUT)[tier_of_racks(snap.racks, p)]).sum())  # every tier's room
-    # released slowly: a checkpoint's dip must not undo the cut the load needs when it comes back
-    delta = max(p.gain_per_s * dt * error, -p.release_per_s * dt * most_w)
+    # released slowly: a checkpoint's dip must not undo the cut the load needs when it comes back. At
+    # most the whole error a period: a long period (a backtest's minute) must not overshoot into a limit cycle
+    delta = max(min(p.gain_per_s * dt, 1.0) * error, -p.release_per_s * dt * most_w)
     cut = min(max(state.cut_w + delta, 0.0), most_w)
     caps, _ = allocate(snap.racks, peak, cut, p)
     # unreachable: every tier at its limit and the grid (smoothed) over the target itself, not just the aim

@@ -1,7 +1,8 @@
 """What a backtest needs to know of a site: the battery, the policies, the reserve, the money.
 
 A backtest file names the battery units by their physics (the plant model's parameters)
-and nothing about Modbus endpoints or racks, which a backtest never opens. A live site
+and nothing about Modbus endpoints, which a backtest never opens; its optional `racks` are a
+share of the load series (ems/backtest/racks.py). A live site
 file works too: its units are its `bess_units`, their physics its `simulation.bess`.
 """
 
@@ -12,6 +13,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
+from ems.backtest.racks import BacktestRacksConfig
 from ems.config import (
     ControlConfig,
     EconomicsConfig,
@@ -43,12 +45,17 @@ class BacktestConfig(Strict):
     failover: FailoverConfig | None = Field(default=None, description="only its reserve plays a part")
     economics: EconomicsConfig | None = None
     microgrid: MicrogridConfig | None = None
+    racks: BacktestRacksConfig | None = Field(
+        default=None, description="GPU racks as a share of the load: demand response's caps act on it")
 
     @model_validator(mode="after")
     def _unique(self) -> BacktestConfig:
         ids = [u.id for u in self.battery_units]
         if len(ids) != len(set(ids)):
             raise ValueError("battery_units ids must be unique")
+        dr = self.policies.demand_response  # (without racks its tiers are moot: a live site file's, say)
+        if dr is not None and self.racks is not None and (unknown := set(dr.flex_tiers) - set(self.racks.row_ids())):
+            raise ValueError(f"policies.demand_response.flex_tiers names unknown rows: {sorted(unknown)}")
         check_microgrid(self.microgrid, self.grid_connection)
         return self
 

@@ -3,7 +3,7 @@
 CSV with a header; one event a row; times ISO 8601 in the load series' own clock (naive,
 as the tariff's local time). Columns: `start`, `end`, exactly one of `target_kw`,
 `reduction_kw`, `reduction_fraction`; optional `event_id`, `baseline_kw`, `price_per_kwh`,
-`price_per_kw`. A bad row names its line and column; the backtest exits 2.
+`price_per_kw`, `penalty_per_kwh`. A bad row names its line and column; the backtest exits 2.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def load_dr_events(path: Path) -> list[DrEvent]:
         if not row.get("start") or not row.get("end"):
             raise BacktestInputError(f"{where}: start and end are needed")
         kw = {k: _number(row, k, where) for k in ("target_kw", "reduction_kw", "reduction_fraction", "baseline_kw",
-                                                   "price_per_kwh", "price_per_kw")}
+                                                   "price_per_kwh", "price_per_kw", "penalty_per_kwh")}
         try:
             out.append(DrEvent(
                 (row.get("event_id") or "").strip() or f"dr-{n - 1}", _time(row["start"], f"{where}, start"),
@@ -68,7 +68,8 @@ def load_dr_events(path: Path) -> list[DrEvent]:
                 reduction_w=None if kw["reduction_kw"] is None else kw["reduction_kw"] * 1e3,
                 reduction_fraction=kw["reduction_fraction"],
                 baseline_w=None if kw["baseline_kw"] is None else kw["baseline_kw"] * 1e3,
-                price_per_kwh=kw["price_per_kwh"] or 0.0, price_per_kw=kw["price_per_kw"] or 0.0, source="backtest"))
+                price_per_kwh=kw["price_per_kwh"] or 0.0, price_per_kw=kw["price_per_kw"] or 0.0,
+                penalty_per_kwh=kw["penalty_per_kwh"] or 0.0, source="backtest"))
         except ValueError as exc:
             raise BacktestInputError(f"{where}: {exc}") from None
     return out

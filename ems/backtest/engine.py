@@ -3,7 +3,9 @@
 Per step of `step_s` (the control period of the backtest):
 
 1. plant read: a `SiteSnapshot` straight from the plant's units (no sockets): meter =
-   the step's load minus what the battery delivers now, BMS and PCS readings per unit.
+   the step's load minus what the battery delivers now, BMS and PCS readings per unit;
+   where the file names racks, their share of the load under the caps in force
+   (ems/backtest/racks.py), the caps the step decides holding back the step's load;
    The live loop runs every second and follows the load within a step; giving the step's
    load to the decision made at its start stands in for that;
 2. planning: the planning runner (ems/planning/runner.py, as live) records the step just
@@ -29,6 +31,7 @@ from ems.backtest.config import BacktestConfig
 from ems.backtest.errors import BacktestInputError
 from ems.backtest.genset_planning import GensetPlanning
 from ems.backtest.microgrid_account import MicrogridAccount, MicrogridTrace
+from ems.backtest.racks import ReplayedRacks
 from ems.demand import DemandMeter
 from ems.dr_book import DrBook
 from ems.model.dr import DrEvent
@@ -80,7 +83,10 @@ class Trace:
     solver_time_s: float = 0.0  # of plan_time_s, HiGHS's own solves
     request_time_s: float = 0.0  # of plan_time_s, building the requests (forecast, tariff signals)
     microgrid: MicrogridTrace | None = None  # off-grid or weak-grid: gensets, fuel, unserved, curtailed
-    dr_results: tuple[EventTally, ...] = ()  # each demand-response event replayed (battery alone: no racks here)
+    dr_results: tuple[EventTally, ...] = ()  # each demand-response event replayed
+    # where the file names racks: the GPU energy the caps held back and the racks' demand during events, by tier
+    gpu_held_wh_by_tier: tuple[float, ...] = ()
+    gpu_demand_wh_by_tier: tuple[float, ...] = ()
 
 
 def plant_for_backtest(cfg: BacktestConfig, step_s: int) -> PlantConfig:
@@ -158,6 +164,7 @@ def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, st
         book.add_unbounded(e)
     dr_results: list[EventTally] = []
     precharge_s = 0.0 if params.dr is None else params.dr.precharge_s
+    horizon_s = 0.0 if runner is None else runner.builder.s.horizon_steps * runner.builder.s.step_s
     last_setpoint_w = 0.0
     battery_now_w = plant.battery_power_w
     plan_time = 0.0
@@ -167,15 +174,21 @@ def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, st
     account = None if params.microgrid is None else MicrogridAccount(params.microgrid,
                                                                     cfg.grid_connection.export_limit_w)
     pv_list: list[float] = [0.0] * n if pv_w is None else np.asarray(pv_w, dtype=np.float64).tolist()
+    dr_p = params.dr
+    racks = None if cfg.racks is None else ReplayedRacks(
+        cfg.racks, {} if dr_p is None else dr_p.tier_of_row, 0 if dr_p is None else dr_p.default_tier)
+    gross_list: list[float] = np.asarray(load_w, dtype=np.float64).tolist()
+    served: list[float] = []  # the net load the site drew: less what the racks' caps held back
     for k in range(n):
         t = float(k * step_s)
         local_t = t0_local + t
         if runner is not None:
             if k > 0:  # the step just done, as the live planner records each period
-                runner.observe(local_t, step_s_f, net_list[k - 1])
-            if runner.due(t, site_soc):
+                runner.observe(local_t, step_s_f, served[k - 1])
+            ahead = [] if params.dr is None else book.ahead(local_t, horizon_s)  # the events the plan knows
+            if runner.due(t, site_soc, ahead):
                 t_plan = time.perf_counter()
-                req = runner.request(local_t, t, BatteryNow(site_soc, total_cap_wh, rated_w, rated_w))
+                req = runner.request(local_t, t, BatteryNow(site_soc, total_cap_wh, rated_w, rated_w), ahead)
                 request_time += time.perf_counter() - t_plan
                 if req is not None:
                     try:
@@ -185,19 +198,28 @@ def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, st
                 plan_time += time.perf_counter() - t_plan
         load_k = net_list[k]
         # plant read
-        # what the grid (off-grid: nothing) supplies of it; the gensets' part is theirs
+        # what the grid (off-grid: nothing) supplies of it; the gensets' part is theirs; the racks
+        # read (and the meter sees) the step's load under the caps in force
         genset_w = 0.0 if account is None else account.genset_now_w
-        meter = MeterReading(load_k - battery_now_w - genset_w, 230.0, 50.0, 0.0, 0.0, t)
+        held_w = 0.0 if racks is None else racks.held_w(gross_list[k])
+        meter = MeterReading(load_k - held_w - battery_now_w - genset_w, 230.0, 50.0, 0.0, 0.0, t)
         snaps = tuple(unit_snapshot(uid, *r.read(t), t, stale_after) for uid, r in readers)
-        snap = SiteSnapshot(t, local_t, step_s, meter, snaps, _NO_RACKS, last_setpoint_w)
+        snap = SiteSnapshot(t, local_t, step_s, meter, snaps, _NO_RACKS if racks is None else racks.reading(
+            gross_list[k]), last_setpoint_w)
         # the period step
         schedule = (None if genset_planning is None
                     else genset_planning.schedule_at(k, t, site_soc, state.microgrid.gensets))
         event = None if params.dr is None else book.current(local_t, precharge_s)
+        if runner is not None:  # the program's baseline where the event asks a reduction from it
+            event = runner.with_program_baseline(event, local_t, 0.0)
         result = step(snap, params, state, None if runner is None else runner.view, genset_plan=schedule, dr=event)
         state = result.state
         if result.dr is not None and result.dr.finished is not None:
             dr_results.append(result.dr.finished)
+        if racks is not None:  # the step's caps act on the step's load, as its setpoints on the battery
+            caps = {} if result.dr is None else result.dr.caps_w
+            load_k -= racks.apply(caps, gross_list[k], step_s_f, result.dr is not None and result.dr.phase == "active")
+        served.append(load_k)
         # plant command; no heartbeat: its timeout is off here
         last_setpoint_w = 0.0
         for uid, r in readers:
@@ -241,4 +263,6 @@ def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, st
             np.asarray(load_w, dtype=np.float64), np.zeros(n) if pv_w is None else np.asarray(pv_w, dtype=np.float64),
             state.microgrid.gensets),
         dr_results=tuple(dr_results) if state.dr.tally is None else (*dr_results, state.dr.tally),
+        gpu_held_wh_by_tier=() if racks is None else tuple(racks.held_wh.tolist()),
+        gpu_demand_wh_by_tier=() if racks is None else tuple(racks.demand_wh.tolist()),
     )

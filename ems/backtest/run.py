@@ -108,15 +108,22 @@ def battery_model(cfg: BacktestConfig, trace: Trace) -> BatteryModel:
 
 
 def dr_summary(trace: Trace) -> dict[str, object]:
-    """The replayed events: revenue, energy shifted, the battery's part, minutes at target,
-    and each event's figures (GPU throughput: none here, a backtest site has no racks)."""
+    """The replayed events: revenue, energy shifted, the battery's part, minutes at target, the
+    GPU energy the racks' caps held back and the throughput given up by tier (where the file
+    names racks: the replay's truth, and the controller's own estimate in each event's
+    figures), and each event's figures."""
     r = trace.dr_results
     minutes = sum(t.minutes for t in r)
+    held, demand = trace.gpu_held_wh_by_tier, trace.gpu_demand_wh_by_tier
     return {"events": len(r), "revenue": round(sum(t.revenue for t in r), 2),
             "shifted_kwh": round(sum(t.shifted_wh for t in r) / 1e3, 1),
             "battery_kwh": round(sum(t.battery_wh for t in r) / 1e3, 1),
             "share_minutes_at_target": None if minutes == 0 else sum(t.minutes_at_target for t in r) / minutes,
-            "gpu_throttled_kwh": 0.0, "results": [t.summary() for t in r]}
+            "gpu_throttled_kwh": round(sum(held) / 1e3, 1),
+            "gpu_throttled_kwh_by_tier": {str(k): round(w / 1e3, 1) for k, w in enumerate(held) if demand[k] > 0},
+            "throughput_given_up_by_tier": {str(k): round(held[k] / demand[k], 4)
+                                            for k in range(len(demand)) if demand[k] > 0},
+            "results": [t.summary() for t in r]}
 
 
 def run(cfg: BacktestConfig, opts: BacktestOptions, progress: Progress | None = None) -> Backtest:

@@ -162,7 +162,8 @@ class FleetLink:
             log.warning("fleet link down: buffering in the outbox", why=why, backlog=len(self.outbox))
 
     def describe(self) -> dict[str, Any]:
-        return {"up": self.up, "backlog": len(self.outbox), "sent": self.sent, "dropped": self.outbox.dropped}
+        return {"up": self.up, "backlog": len(self.outbox), "sent": self.sent, "dropped": self.outbox.dropped,
+                "dropped_events": self.outbox.dropped_events}
 
     async def close(self) -> None:
         nc, self._nc = self._nc, None

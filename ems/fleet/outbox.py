@@ -5,7 +5,9 @@ replay goes out in the order it was made.
 Each outbox has its own random `source` id, so the message ids (`SITE:SOURCE:SEQ`) of a site
 that lost its disk never collide with the ones it sent before. Bounded: beyond `max_rows`
 the oldest status messages go first (events and history are kept), and the count says so.
-A message the disk refuses (full) is held in memory, in order, and written before the next.
+A message the disk refuses (full) is held in memory, in order, and written before the next;
+held, it is bounded by `max_rows` too: statuses go first, then (a disk full for that long) the
+oldest events, counted in `dropped_events` and logged once per outage.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class Outbox:
         self._lock = threading.Lock()
         self.max_rows = max_rows
         self.dropped = 0
+        self.dropped_events = 0  # events and history lost while the disk refused them past the bound
         with self._lock:
             self._db.executescript(_SCHEMA)
             row = self._db.execute("SELECT value FROM meta WHERE key = 'source'").fetchone()
@@ -57,6 +60,7 @@ class Outbox:
         self.source: str = row[0]
         self._rows = self._count()
         self._held: list[tuple[str, float, str]] = []  # refused by the disk, oldest first
+        self._dropping = False  # events dropped in this outage (logged once)
         self._acked_seq = 0  # acknowledged by the stream; their delete the disk may refuse (full)
         self.disk = DiskRefusals("fleet outbox")
 
@@ -73,20 +77,18 @@ class Outbox:
             self._held.append((kind, ts, text))
             if not self.disk.failing:  # while it refuses, `head` (the sender's next batch) tries again
                 self._write_held()
+            else:
+                self._bound_held()
 
     def _write_held(self) -> None:
         """Write what is held, oldest first, in one transaction (under the lock)."""
         refused = write_rows(self._db, "INSERT INTO outbox (kind, ts, body) VALUES (?, ?, ?)", self._held)
         if refused is not None:
             self.disk.refused(refused, held=len(self._held))
-            over = len(self._held) - self.max_rows
-            if over > 0:  # bounded like the table: the oldest statuses go first
-                statuses = [i for i, h in enumerate(self._held) if h[0] == "status"]
-                gone = set(statuses[:over])
-                self._held = [h for i, h in enumerate(self._held) if i not in gone]
-                self.dropped += len(gone)
+            self._bound_held()
             return
         self.disk.taken()
+        self._dropping = False
         self._rows += len(self._held)
         self._held.clear()
         if self._rows > self.max_rows:
@@ -95,6 +97,28 @@ class Outbox:
             if cur is not None:
                 self._rows -= cur.rowcount
                 self.dropped += cur.rowcount
+
+    def _bound_held(self) -> None:
+        """Bounded like the table: the oldest statuses go first; memory is not the disk, so past
+        the bound with no status left to drop, the oldest events go too."""
+        over = len(self._held) - self.max_rows
+        if over <= 0:
+            return
+        statuses = [i for i, h in enumerate(self._held) if h[0] == "status"]
+        gone = set(statuses[:over])
+        if gone:
+            self._held = [h for i, h in enumerate(self._held) if i not in gone]
+            self.dropped += len(gone)
+        over = len(self._held) - self.max_rows
+        if over <= 0:
+            return
+        if not self._dropping:
+            log.warning("fleet outbox: the disk has refused writes past the bound; the oldest events are dropped",
+                        held=len(self._held), bound=self.max_rows)
+        self._dropping = True
+        del self._held[:over]
+        self.dropped += over
+        self.dropped_events += over
 
     def _delete(self, sql: str, arg: int) -> sqlite3.Cursor | None:
         """A delete needs disk too (its WAL frames): refused, it is tried again at the next one."""

@@ -59,6 +59,14 @@ def take_over(ctl: Controller, state: dict[str, Any] | None) -> None:
         log.warning("handover: demand state unusable, keeping ours", error=str(exc))
         return
     ours = ctl.demand
+    # finite but beyond what the meter can read: a hostile or broken handover, not a peak to defend
+    limit_w = ctl.reader.validity.p.meter_max_abs_w
+    if max((theirs.month_peak_w, *theirs.tou_peaks_w)) > limit_w:
+        log.warning("handover: month peak beyond what the meter can read, keeping ours",
+                    month_peak_w=theirs.month_peak_w, meter_max_abs_w=limit_w)
+        ctl.events.record("handover_demand_refused", ctl.clock.wall(), None, month_peak_w=theirs.month_peak_w,
+                          meter_max_abs_w=limit_w)
+        return
     if ours.month_key in (None, theirs.month_key) and theirs.month_peak_w > ours.month_peak_w:
         ctl.demand = theirs
         if ctl.planner is not None:

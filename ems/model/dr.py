@@ -22,6 +22,7 @@ class DrEvent:
     baseline_w: float | None = None  # the program's baseline; None: the site's own import before the event
     price_per_kwh: float = 0.0  # what the program pays per kWh shifted below the baseline
     price_per_kw: float = 0.0  # and per kW of average reduction over the window
+    penalty_per_kwh: float = 0.0  # what it charges per kWh imported over the target (the planner weighs it)
     source: str = "operator"  # openadr, mqtt, operator, backtest
     priority: int = 0  # where events overlap, the higher one is in force
 
@@ -30,7 +31,8 @@ class DrEvent:
         if len(asks) != 1:
             raise ValueError("a demand-response event needs exactly one of target_import_w, reduction_w and "
                              "reduction_fraction")
-        if not all(math.isfinite(v) for v in (*asks, self.start_s, self.end_s, self.price_per_kwh, self.price_per_kw)):
+        if not all(math.isfinite(v) for v in (*asks, self.start_s, self.end_s, self.price_per_kwh, self.price_per_kw,
+                                                   self.penalty_per_kwh)):
             raise ValueError("a demand-response event's numbers must be finite")
         if self.reduction_fraction is not None and not 0 <= self.reduction_fraction <= 1:
             raise ValueError("reduction_fraction must be within 0..1")

@@ -17,6 +17,8 @@ class PlanView:
     grid_w: tuple[float, ...]  # n planned grid imports
     import_cap_w: tuple[float, ...]  # n: highest grid import the plan allows in step k
     expected_savings: float  # plan's cost without battery - with battery, over the horizon
+    dr_event_ids: tuple[str, ...] = ()  # demand-response events the plan charges for (the step then
+    # leaves the pre-charge to it)
 
     def step_at(self, now_s: float) -> int | None:
         """Index of the step containing `now_s`, or None outside the plan."""

@@ -8,19 +8,23 @@ for the live loop and the backtest alike.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Protocol
 
 import numpy as np
 
+from ems.dr_baseline import BaselineRule, program_baseline
 from ems.forecast import DAY_S, WEEK_S, FloatArray, load_forecast, pv_forecast
 from ems.load_model import LoadModel, TemperatureSeries
+from ems.model.dr import DrEvent
 from ems.model.plan import PlanView
 from ems.model.snapshot import SiteSnapshot
+from ems.planning.dr_terms import dr_terms
 from ems.planning.history import StepHistory
 from ems.planning.lp import Plan, PlanError, PlanProblem
-from ems.pv_forecast import SiteLocation, pv_clear_sky_forecast
+from ems.pv_forecast import SiteLocation, SkyAt, pv_clear_sky_forecast
 from ems.tariff.calendar import MonthKey, TouKey, local_datetime
 from ems.tariff.model import Tariff
 from ems.tariff_signals import SignalCache, TariffSignals
@@ -67,6 +71,10 @@ class PlannerSettings:
     cap_on_p90: bool = False  # plan on the learned P90: the demand cap held against the upper quantile
     temperature: TemperatureSeries | None = None  # the learned model's weather input, where given
     pv_location: SiteLocation | None = None  # PV ahead from the clear sky there (else: the same time of day)
+    dr_margin_fraction: float = 0.0  # demand response: plan the targets this share under, as the step aims
+    dr_penalty_per_kwh: float = 0.0  # what a kWh over a target costs where the event names no penalty
+    dr_baseline: BaselineRule | None = None  # the program's baseline of a reduction (ems/dr_baseline.py)
+    dr_holidays: frozenset[date] = field(default_factory=frozenset)  # days the baseline counts as weekend days
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,7 @@ class PlanRequest:
     problem: PlanProblem
     signals: TariffSignals
     start_local_s: float  # start of step 0
+    dr_event_ids: tuple[str, ...] = ()  # the demand-response events the plan plans for
 
 
 class PlanBuilder:
@@ -104,6 +113,8 @@ class PlanBuilder:
         self.pv = StepHistory(settings.step_s, keep)  # where a PV inverter is metered (the site file's pv:)
         self.pv_metered = False
         self._signals = SignalCache()  # the calendar's part of the tariff signals, a span at a time
+        self.sky: SkyAt | None = None  # a weather forecast's irradiance for the PV ahead (ems/feeds/), else clear sky
+        self.dr_days: set[date] = set()  # days with a DR event: not "similar days" for a baseline
 
     def observe(self, t_s: float, dt_s: float, net_load_w: float, pv_w: float | None = None) -> None:
         """The load the site would draw without the battery (net of PV: what the meter and
@@ -112,6 +123,18 @@ class PlanBuilder:
         if pv_w is not None:
             self.pv.observe(t_s, pv_w, dt_s)
             self.pv_metered = True
+
+    def history_state(self) -> dict[str, Any] | None:
+        """The load (and metered PV) history to keep across a restart."""
+        load = self.load.state()
+        return None if load is None else {"load": load, "pv": self.pv.state() if self.pv_metered else None}
+
+    def restore_history(self, saved: object, now_local_s: float, max_gap_s: float) -> bool:
+        """A previous run's history (see StepHistory.restore); True where the load's was taken."""
+        if not isinstance(saved, dict) or not self.load.restore(saved.get("load"), now_local_s, max_gap_s):
+            return False
+        self.pv_metered = self.pv.restore(saved.get("pv"), now_local_s, max_gap_s)
+        return True
 
     def _net_forecast(self, history: np.ndarray, start: float, n: int) -> np.ndarray:
         """Net load ahead. With PV metered for long enough, the gross load (net + PV) and PV are
@@ -135,7 +158,7 @@ class PlanBuilder:
         (and the PV has given something in daylight); else the same time of day as before."""
         s = self.s
         if s.pv_location is not None:
-            sky = pv_clear_sky_forecast(pv_hist, start, s.step_s, n, s.pv_location)
+            sky = pv_clear_sky_forecast(pv_hist, start, s.step_s, n, s.pv_location, sky_at=self.sky)
             if sky is not None:
                 return sky
         return pv_forecast(pv_hist, s.step_s, n)
@@ -157,8 +180,26 @@ class PlanBuilder:
         result: np.ndarray = out
         return result
 
+    def program_baseline_w(self, now_local_s: float, start_local_s: float, end_local_s: float) -> float | None:
+        """The program's baseline of an event's window from the load history until now, or
+        until the window's start where that is earlier (None: no rule configured, or not
+        enough similar days yet)."""
+        rule = self.s.dr_baseline
+        if rule is None:
+            return None
+        history = self.load.complete_until(min(start_local_s, now_local_s))
+        end = self.load.end_s
+        if end is None:
+            return None
+        days = self.dr_days - {local_datetime(start_local_s).date()}
+        b = program_baseline(history, end, self.s.step_s, start_local_s, end_local_s, rule, days, self.s.dr_holidays)
+        return None if b is None else b.baseline_w
+
     def request(self, now_local_s: float, battery: BatteryNow, peaks: PeaksSoFar,
-                max_steps: int | None = None) -> PlanRequest:
+                max_steps: int | None = None, dr_events: Sequence[DrEvent] = (),
+                dr_offset_s: float = 0.0) -> PlanRequest:
+        """The next plan's problem. `dr_events`: the demand-response events the site acts on,
+        in wall-clock time `dr_offset_s` behind the local clock."""
         s = self.s
         start = math.floor(now_local_s / s.step_s + 1e-9) * s.step_s
         n = s.horizon_steps if max_steps is None else max(1, min(s.horizon_steps, max_steps))
@@ -168,6 +209,12 @@ class PlanBuilder:
                                    f"{s.min_history_h:g} h needed before planning")
         net_w = self._net_forecast(history, start, n)
         net_w = np.where(net_w > 0, net_w * (1.0 + s.forecast_margin), net_w)
+        self.dr_days.update(local_datetime(e.start_s + dr_offset_s).date() for e in dr_events)
+        if len(self.dr_days) > 400:  # bounded: a baseline looks back weeks, not years
+            self.dr_days = set(sorted(self.dr_days)[-366:])
+        dr = dr_terms(dr_events, dr_offset_s, start, s.step_s, net_w,
+                      lambda _, a, b: self.program_baseline_w(now_local_s, a, b),
+                      s.dr_margin_fraction, s.dr_penalty_per_kwh)
         start_dt = local_datetime(start)
         month_key = (start_dt.year, start_dt.month)
         recent = history[-self.naive_keep:]
@@ -198,8 +245,9 @@ class PlanBuilder:
             allow_export=s.allow_export, soc_final_min=self._terminal_soc(battery, n),
             hold_value_per_kwh_h=s.hold_value_per_kwh_h, over_peak_cost_per_kwh=s.over_peak_cost_per_kwh,
             charge_peak_weight=s.charge_peak_weight,
+            dr_target_w=dr.target_w, dr_over_cost_per_kwh=dr.over_cost_per_kwh,
         )
-        return PlanRequest(problem, sig, start)
+        return PlanRequest(problem, sig, start, dr.event_ids)
 
     def _terminal_soc(self, battery: BatteryNow, n: int) -> float | None:
         """At least the SoC now, and at least `terminal_soc` where the horizon allows the
@@ -224,6 +272,7 @@ def plan_view(req: PlanRequest, plan: Plan, now_local_s: float, now_mono_s: floa
         grid_w=tuple(plan.grid_w.tolist()),
         import_cap_w=tuple(plan.import_cap_w(req.problem).tolist()),
         expected_savings=plan.expected_savings,
+        dr_event_ids=req.dr_event_ids,
     )
 
 

@@ -91,6 +91,13 @@ class LiveGensetPlanner:
             min(d.start_soc + SOC_FLOOR_MARGIN, self.soc_max), self.soc_max, rated_w, rated_w,
             grid_allowance_w=grid_allowance_w(self.params))
 
+    def describe(self) -> dict[str, object] | None:
+        """The plan in force for the status (None: none solved yet)."""
+        if self.schedule is None:
+            return None
+        return {"solves": self.solves, "failures": self.failures, "on": list(self.schedule.on),
+                "fuel_l": round(self.schedule.fuel_l, 1)}
+
     async def run(self, latest: Callable[[], tuple[SiteSnapshot, genset_dispatch.DispatchState] | None],
                   poll_s: float) -> None:
         """Re-solve when due from the latest period (`latest`), off the loop's thread; runs until

@@ -1,8 +1,10 @@
-"""Averages of a power over clock-aligned steps: the planner's load history."""
+"""Averages of a power over clock-aligned steps: the planner's load history (kept across a
+restart by ems/persistence.py, so a restarted controller plans at once, not a day later)."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -51,9 +53,49 @@ class StepHistory:
         self._buf[self._end] = value
         self._end += 1
 
+    def _window(self) -> np.ndarray:
+        return self._buf[max(0, self._end - self.keep_steps):self._end]
+
+    @property
+    def values(self) -> list[float]:
+        """The closed steps, the newest last (a copy)."""
+        out: list[float] = self._window().tolist()
+        return out
+
+    @property
+    def end_s(self) -> float | None:
+        """The end of the newest closed step (None: nothing observed yet)."""
+        return None if self._bin is None else self._bin * self.step_s
+
     def complete_until(self, t_s: float) -> np.ndarray:
         """The completed steps, as an array, once every step before `t_s` is closed."""
         b = math.floor(t_s / self.step_s + 1e-9)
         if self._bin is not None and b > self._bin:
             self._close(b)
-        return self._buf[max(0, self._end - self.keep_steps):self._end].copy()
+        return self._window().copy()
+
+    def state(self) -> dict[str, Any] | None:
+        """The closed steps and where they end, for the state store (None: nothing yet)."""
+        if self._bin is None:
+            return None
+        return {"step_s": self.step_s, "bin": self._bin, "values": [round(v, 1) for v in self.values]}
+
+    def restore(self, saved: object, now_s: float, max_gap_s: float) -> bool:
+        """Take the closed steps a previous run saved, where they are this history's (same step)
+        and ended at most `max_gap_s` before `now_s` (a longer gap would be filled with one
+        value, a guess, not history). False, and nothing changed, otherwise."""
+        if not isinstance(saved, dict) or saved.get("step_s") != self.step_s:
+            return False
+        b, values = saved.get("bin"), saved.get("values")
+        if not isinstance(b, int) or isinstance(b, bool) or not isinstance(values, list) or not values:
+            return False
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+            return False
+        gap_s = now_s - b * self.step_s
+        if not 0 <= gap_s <= max_gap_s:
+            return False
+        kept = [float(v) for v in values[-self.keep_steps:]] if self.keep_steps else []
+        self._buf[:len(kept)] = kept
+        self._end = len(kept)
+        self._bin, self._sum_ws, self._time_s = b, 0.0, 0.0
+        return True

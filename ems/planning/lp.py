@@ -32,6 +32,13 @@ Model, per step ``i`` of ``step_s`` (internally kW and kWh, which keeps the LP w
   would excuse it is not (at a month's start, when the peak so far is near zero, a plan
   without it charged up to a forecast evening peak at midnight and so set the month's
   peak itself).
+* demand response (optional, per step of an event's window): ``+ dr_over_cost_i * u_i * dt``
+  with ``u_i >= g_i - dr_target_i``, a soft cap: a kWh imported over the event's target
+  costs what the program pays for a kWh of reduction (and a per-kW payment spread over the
+  window's hours) plus what it charges for a kWh short. Under the target nothing more is
+  earned, as the period step holds the import at the target, not below it. Money the plan
+  weighs against the tariff: it charges before the window only where what the window
+  earns pays for the charge and its losses.
 """
 
 from __future__ import annotations
@@ -134,6 +141,10 @@ class PlanProblem:
     flat_group: IntArray | None = None
     flat_demand_charge_per_kw: float | Sequence[float] = 0.0
     flat_peak_so_far_kw: float | Sequence[float] = 0.0
+    # demand response, per step (ems/planning/dr_terms.py): target import (+inf: none), and
+    # what a kWh over it costs (forfeited payment and penalty)
+    dr_target_w: FloatArray | None = None
+    dr_over_cost_per_kwh: FloatArray | None = None
     # normalised per-period views, filled in __post_init__
     demand_rates: FloatArray = field(init=False, repr=False)
     peaks_so_far: FloatArray = field(init=False, repr=False)
@@ -161,6 +172,7 @@ class PlanProblem:
             # Otherwise importing to export at once is free money and the LP is unbounded.
             raise PlanInputError("export_price_per_kwh must not exceed import_price_per_kwh")
         self._check_scalars()
+        self._normalise_dr(n)
 
         if self.demand_period is None:
             periods = np.zeros(n, dtype=np.int64)
@@ -214,6 +226,23 @@ class PlanProblem:
         object.__setattr__(self, "flat_rates", rates)
         object.__setattr__(self, "flat_peaks_so_far", peaks)
 
+    def _normalise_dr(self, n: int) -> None:
+        """The DR arrays, one value a step: no target is +inf, no cost 0."""
+        for name, absent in (("dr_target_w", np.inf), ("dr_over_cost_per_kwh", 0.0)):
+            raw = getattr(self, name)
+            arr = np.full(n, absent) if raw is None else np.array(raw, dtype=np.float64, copy=True).reshape(-1)
+            if arr.size != n:
+                raise PlanInputError(f"{name} has {arr.size} steps, net_load_w has {n}")
+            if np.any(np.isnan(arr)) or np.any(arr < 0) or (absent == 0.0 and not np.all(np.isfinite(arr))):
+                raise PlanInputError(f"{name} must be >= 0 and not NaN" + ("" if absent else " or infinite"))
+            arr.setflags(write=False)
+            object.__setattr__(self, name, arr)
+
+    def dr_over_steps(self) -> IntArray:
+        """The steps whose import over a DR target costs something (each gets a soft-cap slack)."""
+        assert self.dr_target_w is not None and self.dr_over_cost_per_kwh is not None
+        return np.flatnonzero(np.isfinite(self.dr_target_w) & (self.dr_over_cost_per_kwh > 0))
+
     def _check_scalars(self) -> None:
         def need(ok: bool, name: str, rule: str) -> None:
             if not ok:
@@ -265,6 +294,7 @@ class Plan:
     solve_time_s: float
     flat_peak_kw: FloatArray = field(default_factory=lambda: np.zeros(0))  # per flat group
     objective: float = float("nan")  # the LP's optimum, preferences (hold value, over-peak) included
+    dr_cost: float = 0.0  # import over DR targets at its cost (outside expected_cost: the program's money)
 
     def import_cap_w(self, problem: PlanProblem) -> FloatArray:
         """Per step, the highest import the plan allows: the planned peak of the step's
@@ -361,11 +391,15 @@ def plan_dispatch(problem: PlanProblem, *, presolve: bool = False) -> Plan:
     s0 = pk0 + len(groups)
     q0 = s0 + over_i.size
     q_groups = groups if pb.charge_peak_weight > 0 else []
-    n_col = q0 + len(q_groups)
+    u0 = q0 + len(q_groups)  # u: import over a DR target, one per step where that costs
+    dr_i = pb.dr_over_steps()
+    n_col = u0 + dr_i.size
 
     cost = np.zeros(n_col)
     cost[d0 : d0 + n] = pb.wear_cost_per_kwh * dt_h
+    assert pb.dr_target_w is not None and pb.dr_over_cost_per_kwh is not None
     cost[g0 : g0 + n] = pb.import_price_per_kwh * dt_h
+    cost[u0:] = pb.dr_over_cost_per_kwh[dr_i] * dt_h
     cost[x0 : x0 + n] = -pb.export_price_per_kwh * dt_h
     cost[e0 + 1 : e0 + n + 1] = -pb.hold_value_per_kwh_h * dt_h
     lower = np.zeros(n_col)
@@ -416,8 +450,10 @@ def plan_dispatch(problem: PlanProblem, *, presolve: bool = False) -> Plan:
     q_floor = np.concatenate([np.maximum(f, net_kw[steps]) for steps, _, f in q_groups] or [np.zeros(0)])
     ov_idx = np.concatenate([np.stack([s0 + np.arange(over_i.size), g0 + over_i], axis=1),
                              np.stack([q_col, g0 + q_i], axis=1)])
-    ov_val = np.tile([1.0, -1.0], (over_i.size + q_i.size, 1))
-    n_ov = over_i.size + q_i.size
+    # DR soft cap: u_i - g_i >= -target_i
+    ov_idx = np.concatenate([ov_idx, np.stack([u0 + np.arange(dr_i.size), g0 + dr_i], axis=1)])
+    ov_val = np.tile([1.0, -1.0], (over_i.size + q_i.size + dr_i.size, 1))
+    n_ov = over_i.size + q_i.size + dr_i.size
 
     lp = highspy.HighsLp()
     lp.num_col_ = n_col
@@ -426,7 +462,8 @@ def plan_dispatch(problem: PlanProblem, *, presolve: bool = False) -> Plan:
     lp.col_lower_ = lower
     lp.col_upper_ = upper
     lp.offset_ = offset
-    lp.row_lower_ = np.concatenate([net_kw, np.zeros(n), np.zeros(pk_i.size), -floor_kw[over_i], -q_floor])
+    lp.row_lower_ = np.concatenate([net_kw, np.zeros(n), np.zeros(pk_i.size), -floor_kw[over_i], -q_floor,
+                                     -pb.dr_target_w[dr_i] / 1000.0])
     lp.row_upper_ = np.concatenate([net_kw, np.zeros(n), np.full(pk_i.size + n_ov, inf)])
     lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
     lp.a_matrix_.num_col_ = n_col
@@ -494,6 +531,9 @@ def plan_from_columns(pb: PlanProblem, col: FloatArray, status: str, solve_time:
     )
     demand_cost = _demand_cost_of(pb, tops)
     wear_cost = float(pb.wear_cost_per_kwh * np.sum(discharge_kw) * dt_h)
+    assert pb.dr_target_w is not None and pb.dr_over_cost_per_kwh is not None
+    over_kw = np.maximum(import_kw - pb.dr_target_w / 1000.0, 0.0)
+    dr_cost = float(np.sum(pb.dr_over_cost_per_kwh * over_kw) * dt_h)
     return Plan(
         battery_w=(discharge_kw - charge_kw) * 1000.0,
         charge_w=charge_kw * 1000.0,
@@ -510,4 +550,5 @@ def plan_from_columns(pb: PlanProblem, col: FloatArray, status: str, solve_time:
         solve_time_s=solve_time,
         flat_peak_kw=flat_peak_kw,
         objective=objective,
+        dr_cost=dr_cost,
     )

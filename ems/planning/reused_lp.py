@@ -15,7 +15,9 @@ and grouping (free where the step is in no charged group), and a fixed number of
 columns ("slots") per grouping, each carrying one demand group while the window holds it
 (an unused slot is fixed at 0). Columns c, d, g, x, e come first in the same order, so
 `plan_from_columns` reads both. A group keeps its slot while it stays in the window, so a
-step's matrix entries change only where it crosses into another group.
+step's matrix entries change only where it crosses into another group. The demand-response
+soft cap (a column and a row a step slot, last) is built in once a problem has needed it,
+so a site without events solves the model it solved before.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class _Layout:
 
     n: int
     slots: int  # peak columns per grouping (TOU periods, flat groups)
+    dr: bool = False  # with the demand-response soft cap: a column and a row a step, last
 
     @property
     def m(self) -> int:
@@ -67,17 +70,21 @@ class _Layout:
         return self.pk0 + 2 * self.slots
 
     @property
-    def n_col(self) -> int:
+    def u0(self) -> int:  # DR: import over the target, one a step slot (where `dr`)
         return self.q0 + 2 * self.slots
 
+    @property
+    def n_col(self) -> int:
+        return self.u0 + (self.m if self.dr else 0)
+
     # row blocks of m: 0 balance, 1 energy, 2 TOU peak, 3 flat peak, 4 over-peak,
-    # 5 TOU charge-peak, 6 flat charge-peak
+    # 5 TOU charge-peak, 6 flat charge-peak, 7 DR soft cap (where `dr`)
     def row(self, b: int) -> int:
         return b * self.m
 
     @property
     def n_row(self) -> int:
-        return 7 * self.m
+        return (8 if self.dr else 7) * self.m
 
 
 def _slots_for(labels: IntArray, charged: npt.NDArray[np.bool_], where: IntArray, old: IntArray,
@@ -127,11 +134,14 @@ class ReusedLp:
         self.rebuilds = 0  # models built (first use, a new horizon length, more groups than slots)
         self.recoveries = 0  # warm solves that ended without a verdict, solved again in a new model
         self.last_solve_s = 0.0
+        self._dr_hint = False  # once a problem has had DR terms, models are built with their block
 
     def _build(self, pb: PlanProblem, slots: int) -> None:
-        """A model with this problem's shape and no demand groups yet (every peak row free)."""
+        """A model with this problem's shape and no demand groups yet (every peak row free).
+        The DR block only once a problem has needed it: without events the model (and its
+        solve time) is as before."""
         n = pb.net_load_w.size
-        lay = _Layout(n, slots)
+        lay = _Layout(n, slots, self._dr_hint)
         m = lay.m
         dt_h = pb.step_s / 3600.0
         eta_c, eta_d = pb.charge_efficiency, pb.discharge_efficiency
@@ -145,7 +155,11 @@ class ReusedLp:
                g0 + j, g0 + j]  # charge-peak rows likewise
         val = [np.tile([1.0, -1.0, -1.0, 1.0], m), np.tile([1.0, -1.0, -eta_c * dt_h, dt_h / eta_d], m),
                np.full(m, -1.0), np.full(m, -1.0), np.tile([1.0, -1.0], m), np.full(m, -1.0), np.full(m, -1.0)]
-        widths = np.concatenate([np.full(2 * m, 4), np.full(2 * m, 1), np.full(m, 2), np.full(2 * m, 1)])
+        widths = [np.full(2 * m, 4), np.full(2 * m, 1), np.full(m, 2), np.full(2 * m, 1)]
+        if lay.dr:  # DR soft cap: u - g >= -target
+            idx.append(np.stack([lay.u0 + j, g0 + j], axis=1).ravel())
+            val.append(np.tile([1.0, -1.0], m))
+            widths.append(np.full(m, 2))
         lp = highspy.HighsLp()
         lp.num_col_ = lay.n_col
         lp.num_row_ = lay.n_row
@@ -157,7 +171,7 @@ class ReusedLp:
         lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
         lp.a_matrix_.num_col_ = lay.n_col
         lp.a_matrix_.num_row_ = lay.n_row
-        lp.a_matrix_.start_ = np.concatenate([[0], np.cumsum(widths)]).astype(np.int32)
+        lp.a_matrix_.start_ = np.concatenate([[0], np.cumsum(np.concatenate(widths))]).astype(np.int32)
         lp.a_matrix_.index_ = np.concatenate(idx).astype(np.int32)
         lp.a_matrix_.value_ = np.concatenate(val)
         highs = highspy.Highs()  # type: ignore[no-untyped-call]
@@ -200,7 +214,9 @@ class ReusedLp:
         n = pb.net_load_w.size
         key = (pb.step_s, pb.charge_efficiency, pb.discharge_efficiency)
         lay = self._layout
-        if lay is None or lay.n != n or self._key != key:
+        if pb.dr_over_steps().size and not self._dr_hint:
+            self._dr_hint = True
+        if lay is None or lay.n != n or self._key != key or lay.dr != self._dr_hint:
             self._build(pb, self._slots_hint)
         lay = self._layout
         assert lay is not None
@@ -259,7 +275,12 @@ class ReusedLp:
         lower = np.zeros(lay.n_col)
         upper = np.zeros(lay.n_col)  # the spare step slot and unused peak slots stay fixed at 0
         cost[d0 + where] = pb.wear_cost_per_kwh * dt_h
+        assert pb.dr_target_w is not None and pb.dr_over_cost_per_kwh is not None
         cost[g0 + where] = pb.import_price_per_kwh * dt_h
+        dr_i = pb.dr_over_steps()  # the DR soft cap's slack, fixed at 0 (and its row free) elsewhere
+        if lay.dr:
+            cost[lay.u0 + where[dr_i]] = pb.dr_over_cost_per_kwh[dr_i] * dt_h
+            upper[lay.u0 + where[dr_i]] = _INF
         cost[x0 + where] = -pb.export_price_per_kwh * dt_h
         upper[c0 + where] = pb.max_charge_w / 1000.0
         upper[d0 + where] = pb.max_discharge_w / 1000.0
@@ -307,6 +328,8 @@ class ReusedLp:
         row_lower[lay.row(4) + where[over]] = -floor_kw[over]
         row_lower[lay.row(0) + where] = row_upper[lay.row(0) + where] = net_kw
         row_lower[lay.row(1) + where] = row_upper[lay.row(1) + where] = 0.0
+        if lay.dr:
+            row_lower[lay.row(7) + where[dr_i]] = -pb.dr_target_w[dr_i] / 1000.0
         self._send(cost, lower, upper, row_lower, row_upper)
         highs.changeObjectiveOffset(offset)
 

@@ -9,9 +9,12 @@ follows. The backtest solves each request at once; the live planner
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
+from ems.model.dr import DrEvent
 from ems.model.plan import PlanView
 from ems.planning.builder import BatteryNow, PeaksSoFar, PlanBuilder, PlanRequest, plan_view
 from ems.planning.lp import Plan, PlanError, plan_dispatch
@@ -50,25 +53,53 @@ class PlanningRunner:
         self.solves = 0
         self.failures = 0
         self.last_error: str | None = None  # the kind of the last failure, None once a plan succeeds
+        self._dr_asked: frozenset[DrEvent] = frozenset()  # the DR events the last request planned for
+        self._baselines: dict[str, float] = {}  # per event, the program baseline fixed at its start
 
     def observe(self, local_s: float, dt_s: float, net_load_w: float | None, pv_w: float | None = None) -> None:
         if net_load_w is not None:
             self.builder.observe(local_s, dt_s, net_load_w, pv_w)
 
-    def due(self, now_s: float, soc: float | None = None) -> bool:
-        """`replan_due` for this runner; without a SoC only the interval counts."""
+    def due(self, now_s: float, soc: float | None = None, dr_events: Sequence[DrEvent] = ()) -> bool:
+        """`replan_due` for this runner; without a SoC only the interval counts. A demand-response
+        event announced, moved or cancelled since the last request is due at once."""
+        if _dr_key(dr_events) != self._dr_asked:
+            return True
         s = self.builder.s
         deviation = None if soc is None else s.replan_soc_deviation
         return replan_due(self.view, now_s, soc or 0.0, self.last_started_s, self.interval_s, deviation, s.step_s)
 
-    def request(self, local_s: float, now_s: float, battery: BatteryNow) -> PlanRequest | None:
-        """The next plan's problem, or None (counted, with its kind) when it cannot be built."""
+    def request(self, local_s: float, now_s: float, battery: BatteryNow, dr_events: Sequence[DrEvent] = (),
+                dr_offset_s: float = 0.0) -> PlanRequest | None:
+        """The next plan's problem, or None (counted, with its kind) when it cannot be built.
+        `dr_events`: the demand-response events the site acts on, their wall clock `dr_offset_s`
+        behind the local one."""
         self.last_started_s = now_s
+        self._dr_asked = _dr_key(dr_events)
         try:
-            return self.builder.request(local_s, battery, self.peaks)
+            return self.builder.request(local_s, battery, self.peaks, dr_events=dr_events, dr_offset_s=dr_offset_s)
         except PlanError as exc:
             self.failed(exc)
             return None
+
+    def with_program_baseline(self, event: DrEvent | None, local_s: float, dr_offset_s: float) -> DrEvent | None:
+        """The event in force with the program's baseline (ems/dr_baseline.py) where it asks a
+        reduction and brings no baseline of its own: fixed once the window has begun, from the
+        history before it, so the step's target and the plan's are the program's."""
+        if event is None or event.baseline_w is not None or event.target_import_w is not None:
+            return event
+        start = event.start_s + dr_offset_s
+        w = self._baselines.get(event.event_id)
+        if w is None:
+            if local_s < start:
+                return event
+            w = self.builder.program_baseline_w(local_s, start, event.end_s + dr_offset_s)
+            if w is None:
+                return event
+            if len(self._baselines) >= 256:  # bounded: only the events in force need theirs
+                self._baselines.clear()
+            self._baselines[event.event_id] = w
+        return replace(event, baseline_w=w)
 
     def solve(self, req: PlanRequest) -> Plan:
         """The plan for `req`: in the kept LP, moved on to the request's window (its steps
@@ -117,5 +148,10 @@ class PlanningRunner:
             "expected_savings": round(v.expected_savings, 2),
             "expected_cost": round(plan.expected_cost, 2),
             "solve_time_ms": round(plan.solve_time_s * 1e3, 1),
+            "dr_events": list(v.dr_event_ids),  # demand-response events the plan charges for
             "schedule": rows,
         }}
+
+
+def _dr_key(events: Sequence[DrEvent]) -> frozenset[DrEvent]:
+    return frozenset(events)

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from ems.backtest.errors import BacktestInputError
 from ems.config import GridConnectionConfig, PoliciesConfig, SiteConfig
+from ems.dr_baseline import PRESETS
 from ems.forecast_eval import read_temperature_csv
 from ems.load_model import TemperatureSeries
 from ems.model.errors import ConfigError
@@ -41,6 +42,7 @@ def planner_settings(policies: PoliciesConfig, grid: GridConnectionConfig) -> Pl
     if a is None or not a.enabled:
         return None
     b = policies.battery
+    dr = policies.demand_response if policies.demand_response is not None and policies.demand_response.enabled else None
     return PlannerSettings(
         step_s=float(a.step_s), horizon_steps=max(1, round(a.horizon_h * 3600 / a.step_s)),
         soc_min=b.soc_min, soc_max=b.soc_max, reserve_soc=a.reserve_soc,
@@ -54,6 +56,10 @@ def planner_settings(policies: PoliciesConfig, grid: GridConnectionConfig) -> Pl
             a.pv_location.latitude_deg, a.pv_location.longitude_deg, a.pv_location.altitude_m, a.timezone),
         forecast_model=a.forecast_model, cap_on_p90=a.cap_on_p90,
         temperature=None if a.temperature_csv is None else load_temperature(a.temperature_csv),
+        dr_margin_fraction=0.0 if dr is None else dr.margin_fraction,
+        dr_penalty_per_kwh=0.0 if dr is None else dr.penalty_per_kwh,
+        dr_baseline=None if dr is None or dr.baseline is None else PRESETS[dr.baseline.rule],
+        dr_holidays=frozenset() if dr is None or dr.baseline is None else frozenset(dr.baseline.holidays),
     )
 
 

@@ -118,6 +118,22 @@ def test_the_outbox_takes_acknowledgements_while_the_disk_is_full(tmp_path: Path
         outbox.close()
 
 
+def test_held_outbox_messages_stay_bounded_while_the_disk_stays_full(tmp_path: Path) -> None:
+    """Memory is bounded like the table: statuses go first, then the oldest events, counted."""
+    with small_disk(tmp_path / "disk") as root:
+        outbox = Outbox(root / "outbox.db", max_rows=50)
+        filler = disk.fill(root)
+        for i in range(40):
+            outbox.append("status", float(i), {"i": i, "pad": "s" * 2000})
+        for i in range(80):
+            outbox.append("events", float(i), {"n": i, "pad": "e" * 2000})
+        assert outbox.disk.failing
+        assert len(outbox) == 50 and outbox.dropped == 70 and outbox.dropped_events == 30
+        filler.unlink()
+        assert [p.body["n"] for p in outbox.head(100)] == list(range(30, 80))  # the newest, in order
+        outbox.close()
+
+
 def test_a_query_while_held_events_are_written_sees_each_once(tmp_path: Path) -> None:
     """The operator server's thread pages the log while the loop's thread writes what the disk
     held: the copy of what is held and the disk's rows must not both hold an event."""

@@ -1,13 +1,19 @@
 """What a new active takes from the handover it reads from the lease's bucket (written by
-whoever holds it, or by anyone who can reach NATS): each event entry checked on its own."""
+whoever holds it, or by anyone who can reach NATS): each event entry checked on its own, the
+month's peak only where the meter could have read it."""
 
 from __future__ import annotations
 
 import time
 
+from ems.clock import ManualClock
+from ems.config import parse_config
+from ems.control_loop import Controller
 from ems.events import EventLog
+from ems.ha.handover import take_over
 from ems.ha.role import HaRole
 from ems.ha.settings import HaConfig
+from tests.conftest import site_dict
 
 
 def _role() -> HaRole:
@@ -27,3 +33,19 @@ def test_events_of_the_wrong_shape_are_skipped_the_others_recorded() -> None:
     role._import({"holder": "a", "events": {"a:1": good}})  # not a list: nothing, no error
     role._import({"holder": "a", "events": [good]})  # already recorded: once
     assert role.events.count() == 1
+
+
+def _controller() -> Controller:
+    return Controller(parse_config(site_dict("mqtt://127.0.0.1:1"), "test"), ManualClock())
+
+
+def test_a_handed_over_month_peak_beyond_the_meter_is_refused_a_higher_real_one_taken() -> None:
+    ctl, peer = _controller(), _controller()
+    t0 = 1_790_000_000.0
+    for i in range(0, 3600, 10):  # an hour at 900 kW: closed 15-minute intervals at 900 kW
+        peer.demand.add(900e3, 10.0, t0 + i)
+    absurd = peer.demand.to_dict() | {"month_peak_w": 1e300}
+    take_over(ctl, {"demand": absurd})
+    assert ctl.demand.month_peak_w == 0.0 and ctl.events.count("handover_demand_refused") == 1
+    take_over(ctl, {"demand": peer.demand.to_dict()})
+    assert ctl.demand.month_peak_w == 900e3

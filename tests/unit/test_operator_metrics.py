@@ -57,3 +57,4 @@ def test_month_peak_restarts_with_the_month() -> None:
     p.observe(1_767_225_600.0 + 120, None)  # no reading: no change, never a 0
     p.observe(1_767_225_600.0 + 180, 1.5e6)
     assert p.peak_w == 1.5e6 and p.peak_at_wall_s == 1_767_225_600.0 + 180
+

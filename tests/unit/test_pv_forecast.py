@@ -103,3 +103,25 @@ def test_the_planner_uses_the_clear_sky_where_the_site_says_where_it_is() -> Non
         built[name] = b._net_forecast(b.load.complete_until(start), start, DAY)
     # the cloud now: less PV expected in the next hour, so more net load than the days' average says
     assert built["sky"][0] > built["naive"][0] + 100_000.0
+
+
+def test_a_forecast_sky_with_clouds_ahead_lowers_the_pv_where_the_clear_sky_would_not() -> None:
+    # a weather forecast's irradiance (ems/feeds/): the clear sky over the past days, tomorrow
+    # afternoon under clouds (40 %), nothing known beyond tomorrow (NaN: the clear sky there)
+    start = local_s(2026, 6, 21, 0)
+    cloud_from, cloud_to = start + 86_400 + 12 * 3600, start + 86_400 + 18 * 3600
+
+    def sky_at(t0: float, step_s: float, n: int) -> np.ndarray:
+        clear = clear_sky_w_m2(t0, step_s, n, SITE)
+        mids = t0 + (np.arange(n) + 0.5) * step_s
+        out = np.where((mids >= cloud_from) & (mids < cloud_to), 0.4 * clear, clear)
+        return np.where(mids >= start + 2 * 86_400, np.nan, out)
+
+    history = 2000.0 * clear_sky_w_m2(start - 3 * 86_400, STEP_S, 3 * DAY, SITE)
+    plain = pv_clear_sky_forecast(history, start, STEP_S, 3 * DAY, SITE)
+    forecast = pv_clear_sky_forecast(history, start, STEP_S, 3 * DAY, SITE, sky_at=sky_at)
+    assert plain is not None and forecast is not None
+    cloudy = slice(DAY + 48, DAY + 72)  # tomorrow 12:00-18:00
+    np.testing.assert_allclose(forecast[cloudy], 0.4 * plain[cloudy], rtol=0.02)
+    np.testing.assert_allclose(forecast[:DAY], plain[:DAY], rtol=0.02)  # today: clear in both
+    np.testing.assert_allclose(forecast[2 * DAY:], plain[2 * DAY:], rtol=0.02)  # beyond it: the clear sky

@@ -1,0 +1,72 @@
+"""The last good series of each feed, on disk under the state dir: it survives a restart.
+
+One JSON file per feed (`<state dir>/feeds/<name>.json`), written whole to a temporary
+file and renamed over the old one, so a crash leaves the old or the new, never half. The
+file is bounded: the series is cut to the days the source keeps (a week or two of hours).
+A file that cannot be read is ignored (logged): the feed then starts with nothing cached.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import structlog
+
+from ems.feeds.series import FeedSeries
+
+log = structlog.get_logger("ems.feeds")
+
+MAX_FILE_BYTES = 4 << 20  # a larger file is not ours (a year of 15-minute steps is ~1 MB)
+
+
+class FeedCache:
+    """Last good series by feed name; `dir` None keeps them in memory only."""
+
+    def __init__(self, dir: Path | None) -> None:
+        self.dir = dir
+        self.write_errors = 0
+
+    def _path(self, name: str) -> Path | None:
+        return None if self.dir is None else self.dir / f"{name}.json"
+
+    def load(self, name: str) -> tuple[FeedSeries, float] | None:
+        """(series, fetched at UTC s), or None when there is none (or it cannot be read)."""
+        path = self._path(name)
+        if path is None or not path.exists():
+            return None
+        try:
+            if path.stat().st_size > MAX_FILE_BYTES:
+                raise ValueError(f"larger than {MAX_FILE_BYTES} bytes")
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            cols = {str(k): np.asarray(v, dtype=np.float64) for k, v in doc["columns"].items()}
+            sizes = {v.size for v in cols.values()}
+            if len(sizes) != 1 or float(doc["step_s"]) <= 0:
+                raise ValueError("columns of different lengths or a bad step")
+            series = FeedSeries(float(doc["start_utc_s"]), float(doc["step_s"]), cols)
+            return series, float(doc["fetched_utc_s"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning("feed cache unreadable, ignored", feed=name, path=str(path), error=str(exc))
+            return None
+
+    def save(self, name: str, series: FeedSeries, fetched_utc_s: float) -> None:
+        path = self._path(name)
+        if path is None:
+            return
+        # NaN (an hour neither fetch had) as null: JSON has no NaN
+        doc = {"start_utc_s": series.start_utc_s, "step_s": series.step_s, "fetched_utc_s": fetched_utc_s,
+               "columns": {k: [None if not np.isfinite(x) else float(x) for x in v] for k, v in series.columns.items()}}
+        tmp = path.with_suffix(".tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tmp.open("w", encoding="utf-8") as f:
+                json.dump(doc, f, separators=(",", ":"))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:  # a full or read-only disk: the series still serves from memory
+            self.write_errors += 1
+            if self.write_errors == 1:
+                log.warning("feed cache not written", feed=name, path=str(path), error=str(exc))

@@ -1,0 +1,120 @@
+"""The site file's feed sections: `policies.arbitrage.price_feed` and `.weather_feed`.
+
+Strict pydantic models (a typo is an error naming the field); the secrets (ENTSO-E's token)
+come from an environment variable or a file, as the other secrets of the site file do.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from ems.model.errors import ConfigError
+from ems.topology import Strict
+
+_FIELD = "policies.arbitrage.price_feed"
+
+
+class _PriceFeedBase(Strict):
+    refresh_s: float = Field(default=3600.0, ge=60, le=86_400, description="fetch this often (5 min after a failure)")
+    timeout_s: float = Field(default=30.0, gt=0, le=600, description="a fetch taking longer counts as failed")
+    min_ahead_h: float = Field(default=10.0, ge=0, le=168, description="a series reaching less far ahead is not used "
+                               "(day-ahead prices reach 11 to 35 h ahead)")
+    mode: Literal["replace", "add"] = Field(default="replace", description="replace the tariff's energy charge, "
+                                            "or add to it (see docs/tariffs.md, dynamic prices)")
+    adder_per_kwh: float = Field(default=0.0, description="added to every price (grid fees, taxes)")
+    export_at_price: bool = Field(default=False, description="export is paid the feed's price (else nothing)")
+
+
+class EntsoeFeedConfig(_PriceFeedBase):
+    """ENTSO-E Transparency Platform day-ahead prices (entsoe-py)."""
+
+    source: Literal["entsoe"]
+    bidding_zone: str = Field(min_length=2, description="entsoe-py area code, e.g. DE_LU, NL, FR, NO_1")
+    token_env: str | None = Field(default="ENTSOE_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                  description="env variable holding the API token")
+    token_file: Path | None = Field(default=None, description="file holding the API token (before token_env)")
+
+    @model_validator(mode="after")
+    def _known_zone(self) -> EntsoeFeedConfig:
+        from entsoe.mappings import Area
+
+        if self.bidding_zone not in Area.__members__:
+            raise ValueError(f"bidding_zone {self.bidding_zone!r} is not an entsoe-py area (e.g. DE_LU, NL, FR)")
+        if self.token_env is None and self.token_file is None:
+            raise ValueError("the API token needs token_env or token_file")
+        return self
+
+    def token(self) -> str:
+        """The API token, read now (a missing one is a ConfigError naming the field)."""
+        if self.token_file is not None:
+            try:
+                text = self.token_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"{_FIELD}.token_file: {exc.strerror}") from None
+            if not text:
+                raise ConfigError(f"{_FIELD}.token_file: empty")
+            return text
+        value = os.environ.get(self.token_env or "", "")
+        if not value:
+            raise ConfigError(f"{_FIELD}.token_env: {self.token_env} is not set (the ENTSO-E API token)")
+        return value
+
+
+class CaisoFeedConfig(_PriceFeedBase):
+    """CAISO day-ahead hourly LMP at a node, from OASIS (the query gridstatus makes)."""
+
+    source: Literal["caiso"]
+    node: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$",
+                      description="pricing node or trading hub, e.g. TH_NP15_GEN-APND")
+    url: str = Field(default="https://oasis.caiso.com/oasisapi/SingleZip", pattern=r"^https?://")
+
+
+class NordPoolFeedConfig(_PriceFeedBase):
+    """Nord Pool day-ahead prices for a delivery area (the `nordpool` package)."""
+
+    source: Literal["nordpool"]
+    area: str = Field(min_length=2, description="delivery area, e.g. SE3, NO1, FI, DK1")
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    resolution_min: Literal[15, 30, 60] = 60
+
+    @model_validator(mode="after")
+    def _known_area(self) -> NordPoolFeedConfig:
+        from nordpool.elspot import Prices
+
+        if self.area not in Prices.AREAS:
+            raise ValueError(f"area {self.area!r} is not a Nord Pool delivery area ({', '.join(Prices.AREAS)})")
+        return self
+
+
+PriceFeedConfig = Annotated[EntsoeFeedConfig | CaisoFeedConfig | NordPoolFeedConfig,
+                            Field(discriminator="source")]
+
+
+class WeatherFeedConfig(Strict):
+    """Open-Meteo's forecast: temperature for the learned load model, irradiance for the PV."""
+
+    source: Literal["open_meteo"] = "open_meteo"
+    latitude_deg: float | None = Field(default=None, ge=-90, le=90, description="default: pv_location's")
+    longitude_deg: float | None = Field(default=None, ge=-180, le=180, description="default: pv_location's")
+    tilt_deg: float | None = Field(default=None, ge=0, le=90, description="the array's tilt: its plane's irradiance")
+    azimuth_deg: float = Field(default=0.0, ge=-180, le=180, description="Open-Meteo's: 0 south, -90 east, 90 west")
+    past_days: int = Field(default=14, ge=0, le=92, description="past hours fetched for the load model's training")
+    forecast_days: int = Field(default=3, ge=1, le=16)
+    url: str = Field(default="https://api.open-meteo.com/v1/forecast", pattern=r"^https?://",
+                     description="the forecast API (a self-hosted Open-Meteo, or the commercial one)")
+    refresh_s: float = Field(default=3600.0, ge=60, le=86_400)
+    timeout_s: float = Field(default=30.0, gt=0, le=600)
+    min_ahead_h: float = Field(default=24.0, ge=0, le=384, description="a forecast reaching less far is not used")
+
+    @model_validator(mode="after")
+    def _reaches(self) -> WeatherFeedConfig:
+        # the forecast ends at the last forecast day's midnight (UTC): from late in a day it
+        # reaches (forecast_days - 1) days ahead
+        if (self.forecast_days - 1) * 24 < self.min_ahead_h:
+            raise ValueError(f"forecast_days {self.forecast_days} cannot reach min_ahead_h {self.min_ahead_h:g} "
+                             f"ahead all day: at least {int(self.min_ahead_h // 24) + 2} days")
+        return self

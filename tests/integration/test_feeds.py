@@ -1,0 +1,457 @@
+"""Price and weather feeds on recorded responses, served by an HTTP server on loopback.
+
+The third-party clients (entsoe-py, nordpool) are pointed at the server through their own URL
+constants; the CAISO OASIS and Open-Meteo adapters take the URL from the site file. The
+bodies are in tests/data/feeds/ (README there says where each comes from). Each test reads
+the values it expects from the fixture itself, never a number typed in here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import math
+import xml.etree.ElementTree as ET
+import zipfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from aiohttp import web
+
+from ems.broker import free_port
+from ems.feeds.cache import FeedCache
+from ems.feeds.planner_inputs import PlannerFeeds, PriceFeedUse, planner_feeds
+from ems.feeds.prices import PRICE, CaisoOasisPrices, EntsoePrices, NordPoolPrices
+from ems.feeds.settings import CaisoFeedConfig, EntsoeFeedConfig, NordPoolFeedConfig, WeatherFeedConfig
+from ems.feeds.source import FeedSource
+from ems.feeds.weather import GHI, GTI, TEMPERATURE, OpenMeteoWeather
+from ems.load_model import LoadModel
+from ems.planning.builder import PlanBuilder, PlannerSettings
+from ems.tariff.calendar import tariff_seconds
+from ems.tariff.model import Tariff
+
+pytestmark = pytest.mark.integration
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "feeds"
+ENTSOE_XML = DATA / "entsoe_a44_de_lu_2026-01-15.xml"
+ENTSOE_NO_DATA = DATA / "entsoe_acknowledgement_no_data.xml"
+NORDPOOL_JSON = DATA / "nordpool_fi_2025-05-07_60min.json"
+CAISO_ZIP = DATA / "caiso_oasis_prc_lmp_dam_2026-07-15.zip"
+CAISO_NO_DATA = DATA / "caiso_oasis_no_data.zip"
+OPEN_METEO_JSON = DATA / "open_meteo_forecast_berlin_2026-06-15.json"
+
+
+def utc_s(*args: int) -> float:
+    return datetime(*args, tzinfo=UTC).timestamp()
+
+
+@dataclass
+class Served:
+    """What the server answers per source: the recorded body, or a failure set by a test."""
+
+    base: str = ""
+    override: dict[str, tuple[int, bytes, str]] = field(default_factory=dict)  # source -> (status, body, type)
+    queries: list[dict[str, str]] = field(default_factory=list)
+    hang_s: float = 0.0  # answer this late
+
+    def answer(self, source: str, status: int, body: bytes, content_type: str) -> web.Response:
+        status, body, content_type = self.override.get(source, (status, body, content_type))
+        return web.Response(status=status, body=body, content_type=content_type)
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[Served]:
+    s = Served()
+
+    async def entsoe(request: web.Request) -> web.Response:
+        s.queries.append(dict(request.query))
+        if request.query.get("offset", "0") != "0":  # entsoe-py pages by 100 documents until "no data"
+            return web.Response(status=200, body=ENTSOE_NO_DATA.read_bytes(), content_type="application/xml")
+        return s.answer("entsoe", 200, ENTSOE_XML.read_bytes(), "application/xml")
+
+    async def nordpool(request: web.Request) -> web.Response:
+        s.queries.append(dict(request.query))
+        if request.query.get("date") != "2025-05-07":  # the one day recorded: others not published
+            return s.answer("nordpool", 204, b"", "application/json")
+        return s.answer("nordpool", 200, NORDPOOL_JSON.read_bytes(), "application/json")
+
+    async def caiso(request: web.Request) -> web.Response:
+        s.queries.append(dict(request.query))
+        resp = s.answer("caiso", 200, CAISO_ZIP.read_bytes(), "application/x-zip-compressed")
+        resp.headers["Content-Disposition"] = "inline; filename=20260715_20260717_PRC_LMP_DAM_LMP_v12.csv.zip;"
+        return resp
+
+    async def open_meteo(request: web.Request) -> web.Response:
+        s.queries.append(dict(request.query))
+        await asyncio.sleep(s.hang_s)
+        return s.answer("open_meteo", 200, OPEN_METEO_JSON.read_bytes(), "application/json")
+
+    app = web.Application()
+    app.router.add_get("/entsoe/api", entsoe)
+    app.router.add_get("/nordpool/api/DayAheadPriceIndices", nordpool)
+    app.router.add_get("/caiso/SingleZip", caiso)
+    app.router.add_get("/open-meteo/v1/forecast", open_meteo)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    s.base = f"http://127.0.0.1:{port}"
+    try:
+        yield s
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+def clients_on_loopback(served: Served, monkeypatch: pytest.MonkeyPatch) -> Served:
+    """entsoe-py and nordpool read their endpoint from a module constant: point it at the server."""
+    import entsoe.entsoe
+    from nordpool import elspot
+
+    monkeypatch.setattr(entsoe.entsoe, "URL", f"{served.base}/entsoe/api")
+    monkeypatch.setattr(elspot.Prices, "API_URL", f"{served.base}/nordpool/api")
+    return served
+
+
+def source(feed: Any, cache: FeedCache, now: list[float], min_ahead_h: float = 10.0) -> FeedSource:
+    return FeedSource(feed, cache, refresh_s=3600.0, timeout_s=10.0, min_ahead_s=min_ahead_h * 3600.0,
+                      fetch_ahead_s=2 * 86_400.0, keep_s=2 * 86_400.0, clock=lambda: now[0])
+
+
+def entsoe_points() -> list[tuple[float, float]]:
+    """(UTC s, EUR/MWh) of every 15-minute step in the recorded document, A03 gaps repeated."""
+    ns = {"m": "urn:iec62325.351:tc57wg16:451-3:publicationdocument:7:3"}
+    out: list[tuple[float, float]] = []
+    for period in ET.parse(ENTSOE_XML).getroot().iterfind(".//m:Period", ns):
+        start = datetime.fromisoformat(period.findtext("m:timeInterval/m:start", namespaces=ns) or "").timestamp()
+        pts = {int(p.findtext("m:position", namespaces=ns) or 0): float(p.findtext("m:price.amount", namespaces=ns)
+                                                                         or "nan")
+               for p in period.iterfind("m:Point", ns)}
+        value = math.nan
+        for pos in range(1, 97):
+            value = pts.get(pos, value)
+            out.append((start + (pos - 1) * 900.0, value))
+    return out
+
+
+# --- a good fetch from each source --------------------------------------------------------------
+
+async def test_entsoe_day_ahead_prices_through_entsoe_py(clients_on_loopback: Served, tmp_path: Path) -> None:
+    now = [utc_s(2026, 1, 15, 12)]
+    src = source(EntsoePrices("DE_LU", "test-token", 10.0), FeedCache(tmp_path), now)
+    assert await src.refresh()
+    assert [q["offset"] for q in clients_on_loopback.queries] == ["0", "100"]  # one page, then "no data"
+    q = clients_on_loopback.queries[0]
+    assert q["documentType"] == "A44" and q["in_Domain"] == "10Y1001A1001A82H" and q["securityToken"] == "test-token"
+    g = src.series(now[0], now[0] + 86_400.0)
+    assert g is not None and g.step_s == 900.0
+    expected = entsoe_points()
+    assert g.start_utc_s == expected[0][0] and g.n_steps == len(expected)
+    np.testing.assert_allclose(g.columns[PRICE], [v for _, v in expected])
+    assert src.failures == {} and src.last_error is None
+
+
+async def test_nordpool_day_ahead_prices_on_its_recorded_answer(clients_on_loopback: Served, tmp_path: Path) -> None:
+    now = [utc_s(2025, 5, 7, 6)]
+    src = source(NordPoolPrices("FI", "EUR", 60, 10.0), FeedCache(tmp_path), now)
+    assert await src.refresh()
+    rec = json.loads(NORDPOOL_JSON.read_text())["multiIndexEntries"]
+    g = src.good
+    assert g is not None and g.step_s == 3600.0
+    assert g.start_utc_s == datetime.fromisoformat(rec[0]["deliveryStart"]).timestamp()
+    np.testing.assert_allclose(g.columns[PRICE], [e["entryPerArea"]["FI"] for e in rec])
+    asked = {q["date"] for q in clients_on_loopback.queries}
+    assert "2025-05-07" in asked and all(q["indexNames"] == "FI" for q in clients_on_loopback.queries)
+
+
+async def test_caiso_day_ahead_lmp_from_oasis(served: Served, tmp_path: Path) -> None:
+    now = [utc_s(2026, 7, 15, 14)]
+    src = source(CaisoOasisPrices("TH_NP15_GEN-APND", 10.0, f"{served.base}/caiso/SingleZip"), FeedCache(tmp_path), now)
+    assert await src.refresh()
+    q = served.queries[-1]
+    assert q["queryname"] == "PRC_LMP" and q["market_run_id"] == "DAM" and q["node"] == "TH_NP15_GEN-APND"
+    with zipfile.ZipFile(CAISO_ZIP) as z:
+        rows = list(csv.DictReader(io.TextIOWrapper(z.open(z.namelist()[0]), encoding="utf-8")))
+    lmp = [float(r["MW"]) for r in rows if r["LMP_TYPE"] == "LMP"]  # not the energy, congestion, loss parts
+    g = src.good
+    assert g is not None and g.step_s == 3600.0
+    np.testing.assert_allclose(g.columns[PRICE], lmp)
+
+
+async def test_open_meteo_temperature_and_irradiance(served: Served, tmp_path: Path) -> None:
+    now = [utc_s(2026, 6, 15, 9)]
+    feed = OpenMeteoWeather(52.52, 13.41, tilt_deg=30.0, azimuth_deg=0.0, past_days=14, forecast_days=3,
+                            url=f"{served.base}/open-meteo/v1/forecast", timeout_s=10.0)
+    src = FeedSource(feed, FeedCache(tmp_path), refresh_s=3600.0, timeout_s=10.0, min_ahead_s=24 * 3600.0,
+                     fetch_ahead_s=3 * 86_400.0, keep_s=70 * 86_400.0, clock=lambda: now[0])
+    assert await src.refresh()
+    q = served.queries[-1]
+    assert q["hourly"] == "temperature_2m,shortwave_radiation,global_tilted_irradiance" and q["tilt"] == "30.0"
+    rec = json.loads(OPEN_METEO_JSON.read_text())["hourly"]
+    g = src.good
+    assert g is not None and g.start_utc_s == rec["time"][0] and g.n_steps == len(rec["time"]) - 1
+    np.testing.assert_allclose(g.columns[TEMPERATURE], rec["temperature_2m"][:-1])
+    # Open-Meteo's radiation is the hour before its time: it holds for the step one earlier here
+    np.testing.assert_allclose(g.columns[GHI], rec["shortwave_radiation"][1:])
+    np.testing.assert_allclose(g.columns[GTI], rec["global_tilted_irradiance"][1:])
+
+
+# --- failures: counted, logged once, the last good series stays ---------------------------------
+
+async def test_a_failing_feed_falls_back_to_the_last_good_series(clients_on_loopback: Served, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    now = [utc_s(2026, 1, 15, 12)]
+    src = source(EntsoePrices("DE_LU", "test-token", 10.0), FeedCache(tmp_path), now)
+    assert await src.refresh()
+    good = src.good
+    clients_on_loopback.override["entsoe"] = (503, b"<html>Service Unavailable</html>", "text/html")
+    for _ in range(3):
+        now[0] += 3600.0
+        assert not await src.refresh()
+    assert src.failures == {"unavailable": 3} and src.last_error == "unavailable"
+    assert src.series(now[0], now[0] + 86_400.0) is good  # still covering: in force
+    assert capsys.readouterr().out.count("feed failed") == 1  # once per outage
+    clients_on_loopback.override.clear()
+    now[0] += 3600.0
+    assert await src.refresh() and src.last_error is None
+    assert "feed back" in capsys.readouterr().out
+
+
+async def test_a_source_that_hangs_is_cut_off_by_the_timeout(served: Served, tmp_path: Path) -> None:
+    served.hang_s = 1.0  # the server answers after 1 s; the source waits 0.2 s
+    feed = OpenMeteoWeather(52.52, 13.41, url=f"{served.base}/open-meteo/v1/forecast", timeout_s=10.0)
+    src = FeedSource(feed, FeedCache(tmp_path), refresh_s=3600.0, timeout_s=0.2, min_ahead_s=0.0,
+                     fetch_ahead_s=0.0, keep_s=0.0, clock=lambda: utc_s(2026, 6, 15, 9))
+    assert not await src.refresh()
+    assert src.failures == {"unavailable": 1} and src.last_error == "unavailable"
+    assert not await src.refresh()  # the stuck fetch still runs: no second one on top of it
+    assert src.failures == {"unavailable": 2} and len(served.queries) == 1
+    await asyncio.sleep(1.2)  # the stuck one ends (its thread cannot be killed): then fetches go on
+    served.hang_s = 0.0
+    assert await src.refresh() and src.good is not None
+
+
+@pytest.mark.parametrize(("field_name", "bad"), [("temperature_2m", None), ("shortwave_radiation", "NaN")])
+async def test_a_non_finite_weather_answer_is_refused_and_counted(served: Served, tmp_path: Path,
+                                                                  field_name: str, bad: Any) -> None:
+    now = [utc_s(2026, 6, 15, 9)]
+    doc = json.loads(OPEN_METEO_JSON.read_text())
+    doc["hourly"][field_name][200] = bad
+    served.override["open_meteo"] = (200, json.dumps(doc).encode(), "application/json")
+    feed = OpenMeteoWeather(52.52, 13.41, url=f"{served.base}/open-meteo/v1/forecast", timeout_s=10.0)
+    src = source(feed, FeedCache(tmp_path), now)
+    assert not await src.refresh()
+    assert src.failures == {"malformed": 1} and src.good is None
+
+
+@pytest.mark.parametrize("body", [
+    b"<Publication_MarketDocument><TimeSeries><curveType>A01</curveType></TimeSeries>",
+    ENTSOE_XML.read_bytes().replace(b"<price.amount>", b"<price.amount>x", 1),
+])
+async def test_a_malformed_price_document_is_refused_and_counted(clients_on_loopback: Served, tmp_path: Path,
+                                                                 body: bytes) -> None:
+    now = [utc_s(2026, 1, 15, 12)]
+    clients_on_loopback.override["entsoe"] = (200, body, "application/xml")
+    src = source(EntsoePrices("DE_LU", "test-token", 10.0), FeedCache(tmp_path), now)
+    assert not await src.refresh()
+    assert sum(src.failures.values()) == 1 and src.failures["malformed"] + src.failures["not_covering"] == 1
+    assert src.good is None
+
+
+async def test_entsoe_no_data_is_not_covering(clients_on_loopback: Served, tmp_path: Path) -> None:
+    clients_on_loopback.override["entsoe"] = (200, ENTSOE_NO_DATA.read_bytes(), "application/xml")
+    src = source(EntsoePrices("DE_LU", "test-token", 10.0), FeedCache(tmp_path), [utc_s(2026, 1, 15, 12)])
+    assert not await src.refresh()
+    assert src.failures == {"not_covering": 1}
+
+
+async def test_oasis_no_data_is_not_covering(served: Served, tmp_path: Path) -> None:
+    served.override["caiso"] = (200, CAISO_NO_DATA.read_bytes(), "application/x-zip-compressed")
+    src = source(CaisoOasisPrices("TH_NP15_GEN-APND", 10.0, f"{served.base}/caiso/SingleZip"), FeedCache(tmp_path),
+                 [utc_s(2026, 7, 15, 14)])
+    assert not await src.refresh()
+    assert src.failures == {"not_covering": 1}
+
+
+async def test_a_series_that_does_not_reach_far_enough_is_refused(clients_on_loopback: Served,
+                                                                  tmp_path: Path) -> None:
+    # at 14:00 UTC on the 16th the recorded prices reach 9 h ahead: less than the 10 h asked
+    now = [utc_s(2026, 1, 16, 14)]
+    src = source(EntsoePrices("DE_LU", "test-token", 10.0), FeedCache(tmp_path), now)
+    assert not await src.refresh()
+    assert src.failures == {"not_covering": 1} and src.good is None
+
+
+async def test_a_stale_series_is_not_used_and_the_planner_takes_the_tariff(clients_on_loopback: Served,
+                                                                           tmp_path: Path) -> None:
+    now = [utc_s(2026, 1, 15, 12)]
+    src = source(EntsoePrices("DE_LU", "test-token", 10.0), FeedCache(tmp_path), now)
+    assert await src.refresh()
+    cfg = EntsoeFeedConfig(source="entsoe", bidding_zone="DE_LU", adder_per_kwh=0.1)
+    feeds = PlannerFeeds("Europe/Berlin", PriceFeedUse(src, cfg), None)
+    b = builder()
+    base = b.tariff
+    feeds.apply(b, local_s(now[0], "Europe/Berlin"))
+    assert b.tariff is not base and b.tariff.dynamic_prices is not None
+    # the feed goes down for 26 h: the last good series no longer reaches 10 h ahead (9 h)
+    clients_on_loopback.override["entsoe"] = (500, b"", "text/plain")
+    now[0] += 26 * 3600.0
+    assert not await src.refresh()
+    feeds.apply(b, local_s(now[0], "Europe/Berlin"))
+    feeds.apply(b, local_s(now[0] + 900.0, "Europe/Berlin"))
+    assert b.tariff is base and src.stale == 1  # counted once for the stretch
+
+
+# --- the planner's inputs -----------------------------------------------------------------------
+
+def local_s(utc: float, zone: str) -> float:
+    from zoneinfo import ZoneInfo
+
+    return tariff_seconds(datetime.fromtimestamp(utc, UTC).astimezone(ZoneInfo(zone)).replace(tzinfo=None))
+
+
+def builder(forecast_model: str = "profile") -> PlanBuilder:
+    tariff = Tariff.model_validate({"name": "flat", "energy_periods": [{"tiers": [{"rate_per_kwh": 0.2}]}]})
+    return PlanBuilder(tariff, PlannerSettings(step_s=900.0, horizon_steps=96, soc_min=0.1, soc_max=0.9,
+                                               reserve_soc=0.0, charge_efficiency=0.95, discharge_efficiency=0.95,
+                                               wear_cost_per_kwh=0.0, forecast_model=forecast_model))
+
+
+async def test_the_planner_prices_on_the_feed_in_local_time(clients_on_loopback: Served, tmp_path: Path) -> None:
+    now = [utc_s(2026, 1, 15, 12, 5)]
+    src = source(EntsoePrices("DE_LU", "test-token", 10.0), FeedCache(tmp_path), now)
+    assert await src.refresh()
+    cfg = EntsoeFeedConfig(source="entsoe", bidding_zone="DE_LU", adder_per_kwh=0.1, export_at_price=True)
+    feeds = PlannerFeeds("Europe/Berlin", PriceFeedUse(src, cfg), None)
+    b = builder()
+    feeds.apply(b, local_s(now[0], "Europe/Berlin"))
+    dyn = b.tariff.dynamic_prices
+    assert dyn is not None and dyn.mode == "replace" and dyn.step_s == 900 and len(dyn.buy_per_kwh) == 96
+    assert dyn.start == datetime(2026, 1, 15, 13, 0)  # the plan's first step: 12:00 UTC is 13:00 in Berlin
+    prices = dict(entsoe_points())
+    t0 = utc_s(2026, 1, 15, 12)
+    for k in (0, 40, 95):
+        t = t0 + k * 900.0
+        # past the recorded end (23:00 UTC on the 16th) the last published day repeats
+        want = prices[t] if t in prices else prices[t - 86_400.0]
+        assert dyn.buy_per_kwh[k] == pytest.approx(want / 1000.0 + 0.1)
+    assert dyn.sell_per_kwh == dyn.buy_per_kwh and feeds.priced_plans == 1
+
+
+async def test_the_weather_feeds_the_load_model_and_the_pv_sky(served: Served, tmp_path: Path) -> None:
+    now = [utc_s(2026, 6, 15, 9)]
+    cfg = WeatherFeedConfig(tilt_deg=30.0, url=f"{served.base}/open-meteo/v1/forecast")
+    feeds = planner_feeds(None, cfg, "Europe/Berlin", tmp_path, (52.52, 13.41))
+    assert feeds is not None and feeds.weather is not None
+    feeds.weather.clock = lambda: now[0]
+    assert await feeds.weather.refresh()
+    b = builder("learned")
+    assert isinstance(b.model, LoadModel)
+    feeds.apply(b, local_s(now[0], "Europe/Berlin"))
+    rec = json.loads(OPEN_METEO_JSON.read_text())["hourly"]
+    temp = b.model.temperature
+    assert temp is not None
+    # 11:00 in Berlin on the 15th is 09:00 UTC: the recorded temperature of that hour
+    k = rec["time"].index(int(now[0]))
+    assert temp.at(np.array([local_s(now[0], "Europe/Berlin")]))[0] == pytest.approx(rec["temperature_2m"][k])
+    assert b.sky is not None
+    sky = b.sky(local_s(now[0], "Europe/Berlin"), 900.0, 4)  # the plane's irradiance of the hour from 09:00 UTC
+    np.testing.assert_allclose(sky, rec["global_tilted_irradiance"][k + 1])
+    assert (tmp_path / "feeds" / "open_meteo.json").exists()
+
+
+async def test_the_cache_survives_a_restart(clients_on_loopback: Served, tmp_path: Path) -> None:
+    now = [utc_s(2026, 1, 15, 12)]
+    first = source(EntsoePrices("DE_LU", "test-token", 10.0), FeedCache(tmp_path), now)
+    assert await first.refresh()
+    # restarted while the source is down: the series from disk is in force at once
+    clients_on_loopback.override["entsoe"] = (500, b"", "text/plain")
+    again = source(EntsoePrices("DE_LU", "test-token", 10.0), FeedCache(tmp_path), now)
+    assert again.fetched_utc_s == now[0] and again.fetches == 0
+    g = again.series(now[0] + 3600.0, now[0] + 86_400.0)
+    assert g is not None and first.good is not None
+    np.testing.assert_array_equal(g.columns[PRICE], first.good.columns[PRICE])
+    assert g.start_utc_s == first.good.start_utc_s and g.step_s == first.good.step_s
+    assert not await again.refresh() and again.series(now[0], now[0] + 86_400.0) is g
+
+
+def test_an_unreadable_cache_file_is_ignored(tmp_path: Path) -> None:
+    (tmp_path / "entsoe.json").write_text("{not json")
+    assert FeedCache(tmp_path).load("entsoe") is None
+
+
+async def test_the_live_planner_runs_the_feeds_beside_its_worker(served: Served, tmp_path: Path) -> None:
+    from ems.planning.live import LivePlanner
+    from ems.planning.runner import PlanningRunner
+
+    cfg = CaisoFeedConfig(source="caiso", node="TH_NP15_GEN-APND", url=f"{served.base}/caiso/SingleZip",
+                          refresh_s=60.0, min_ahead_h=0.0)
+    feeds = planner_feeds(cfg, None, "America/Los_Angeles", tmp_path, None)
+    assert feeds is not None and feeds.price is not None
+
+    class Peaks:
+        def peak_kw(self, key: Any) -> float:
+            return 0.0
+
+        def tou_peak_kw(self, key: Any) -> float:
+            return 0.0
+
+        def past_peaks_kw(self) -> dict[Any, float]:
+            return {}
+
+    live = LivePlanner(PlanningRunner(builder(), 900.0, Peaks()), UTC, feeds)
+    task = asyncio.create_task(live.run())
+    try:
+        for _ in range(200):
+            if feeds.price.source.fetches:
+                break
+            await asyncio.sleep(0.02)
+        assert feeds.price.source.fetches >= 1  # fetched in its own task, not on a control period
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+def test_nordpool_config_names_the_area_field() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="area 'XX'"):
+        NordPoolFeedConfig(source="nordpool", area="XX")
+
+
+async def test_the_controller_runs_the_weather_feed_and_reports_it(served: Served, broker: Any, make_site: Any,
+                                                                   tmp_path: Path) -> None:
+    """`ems run`'s controller with a weather feed: fetched in its own task, cached under the state
+    dir, its counts in the site status. The recorded forecast is served with its hours moved to
+    now (the values as recorded)."""
+    from ems.clock import ScaledClock
+    from tests.conftest import running_controller, running_site, wait_for
+    from tests.unit.test_tariff_signals import URDB
+
+    if not URDB.exists():
+        pytest.skip("shared data not present")
+    doc = json.loads(OPEN_METEO_JSON.read_text())
+    shift = 3600 * (int(datetime.now(UTC).timestamp()) // 3600) - doc["hourly"]["time"][14 * 24]
+    doc["hourly"]["time"] = [t + shift for t in doc["hourly"]["time"]]
+    served.override["open_meteo"] = (200, json.dumps(doc).encode(), "application/json")
+    cfg = make_site(broker.url, state={"dir": str(tmp_path)}, policies={
+        "battery": {"soc_min": 0.1, "soc_max": 0.95},
+        "arbitrage": {"tariff": str(URDB), "pv_location": {"latitude_deg": 52.52, "longitude_deg": 13.41},
+                      "weather_feed": {"url": f"{served.base}/open-meteo/v1/forecast", "tilt_deg": 30}}})
+    clock = ScaledClock(1.0)
+    async with running_site(cfg, clock), running_controller(cfg, clock) as ctl:
+        assert ctl.planner is not None and ctl.planner.feeds is not None
+        await wait_for(lambda: ctl.last is not None and "feeds" in (ctl.last.status.get("plan") or {})
+                       and ctl.last.status["plan"]["feeds"]["open_meteo"]["fetches"] >= 1, timeout_s=15)
+        status = ctl.last.status["plan"]["feeds"]["open_meteo"]
+        assert status["failures"] == {} and status["error"] is None
+    cached = json.loads((tmp_path / "feeds" / "open_meteo.json").read_text())
+    assert cached["columns"]["temperature_c"][-1] == doc["hourly"]["temperature_2m"][-2]

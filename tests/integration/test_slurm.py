@@ -1,0 +1,119 @@
+"""The Slurm example against a real Slurm (Debian's slurmctld and slurmd, private, on loopback):
+its PrologSlurmctld (deploy/scheduler/slurm/prolog_slurmctld.sh) asks the real controller's
+operator API, on the simulated site, whether the job's row is under a demand-response budget.
+A tier-0 job is started before the event is announced and requeued (not started) while one is
+due on its row; a job that may be throttled starts regardless."""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import sys
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from ems.clock import ScaledClock
+from ems.config import HttpConfig
+from ems.operator.auth import Tokens
+from ems.operator.server import serve
+from sim_devices.slurm import NoSlurm, Slurm, private_slurm
+from tests.conftest import running_controller, running_site, wait_for
+
+pytestmark = pytest.mark.integration
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "scheduler"
+TOKEN = "test-token-0123456789abcdef"
+
+
+def _prolog(d: Path, ems_url: str, slurm_conf: Path, node: str, row: str) -> Path:
+    """The site's prolog as an operator would install it: the example script, its settings."""
+    (d / "rows").write_text(f"{node} {row}\n", encoding="utf-8")
+    budget = f"{shlex.quote(sys.executable)} {shlex.quote(str(DEPLOY / 'dr_budget.py'))}"
+    wrapper = d / "prolog.sh"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f"export EMS_URL={shlex.quote(ems_url)} EMS_ROWS={shlex.quote(str(d / 'rows'))} "
+        f"SLURM_CONF={shlex.quote(str(slurm_conf))}\n"
+        f"export EMS_DR_BUDGET={shlex.quote(budget)}\n"
+        f"exec {shlex.quote(str(DEPLOY / 'slurm' / 'prolog_slurmctld.sh'))}\n", encoding="utf-8")
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+async def _until(check: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while asyncio.get_running_loop().time() < deadline:
+        if await asyncio.to_thread(check):
+            return True
+        await asyncio.sleep(0.3)
+    return False
+
+
+def _ran(out: Path) -> Callable[[], bool]:
+    return out.exists
+
+
+def _requeued(slurm: Slurm, job: int) -> Callable[[], bool]:
+    return lambda: int(slurm.job(job).get("Restarts", "0")) >= 1
+
+
+@pytest.mark.timeout(180)
+async def test_a_real_slurm_keeps_tier_0_work_off_a_row_an_event_will_cap(broker, make_site, tmp_path: Path) -> None:
+    cfg = make_site(
+        broker.url, rows=2, racks_per_row=4, period_s=0.2, units=1, control={"meter_frozen_s": 0.0},
+        policies={"battery": {"soc_min": 0.1, "soc_max": 0.95},
+                  "demand_response": {"flex_tiers": {"row01": 0, "row02": 4}, "precharge_s": 0.0,
+                                      "load_target": {"mqtt": False}}},
+        simulation={"seed": 3, "speed": 1.0, "pue": 1.25,
+                    "bess": [{"capacity_wh": 100_000, "rated_power_w": 20_000, "initial_soc": 0.6,
+                              "heartbeat_timeout_s": 2.0}],
+                    "racks": {"model": "steady", "steady_fraction": 0.6, "telemetry_period_s": 0.2,
+                              "cap_response_s": 0.05}})
+    clock = ScaledClock(1.0)
+    async with (running_site(cfg, clock), running_controller(cfg, clock) as ctl,
+                serve(ctl, HttpConfig(enabled=True, port=0), Tokens({"operator": TOKEN})) as server,
+                aiohttp.ClientSession(server.url) as web):
+        await wait_for(lambda: ctl.last is not None)
+        prolog = _prolog(tmp_path, server.url.rstrip("/"), tmp_path / "slurm" / "slurm.conf", "gpu01", "row02")
+        try:
+            cm = private_slurm(tmp_path / "slurm", prolog, node="gpu01")
+            slurm = await asyncio.to_thread(cm.__enter__)
+        except NoSlurm as exc:
+            pytest.skip(str(exc))
+        try:
+            before = tmp_path / "before.out"
+            await asyncio.to_thread(slurm.sbatch, "--comment=flex_tier=0", "--wrap", f"touch {before}")
+            assert await _until(_ran(before), 30), "a tier-0 job with no event due must start"
+
+            start = datetime.now(UTC) + timedelta(seconds=120)  # due within the prolog's 10 minutes
+            body = {"specversion": "1.0", "id": str(uuid.uuid4()), "source": "//grid/v1/isv/test",
+                    "time": datetime.now(UTC).isoformat(), "type": "grid.loadtarget.set.v1",
+                    "data": {"target": {"value": 150, "unit": "kW"}, "start": start.isoformat(), "duration_s": 60}}
+            async with web.post("/api/actions/load-target", json=body,
+                                headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+                assert r.status == 200, await r.text()
+            await wait_for(lambda: bool((ctl.last.status.get("dr") or {}).get("pending")), timeout_s=5)
+
+            held, free = tmp_path / "held.out", tmp_path / "free.out"
+            await asyncio.to_thread(slurm.sbatch, "--wrap", f"touch {free}")
+            assert await _until(_ran(free), 30), "a job that may be throttled starts during the warning"
+            tier0 = await asyncio.to_thread(slurm.sbatch, "--comment=flex_tier=0", "--wrap", f"touch {held}")
+            assert await _until(_requeued(slurm, tier0), 30), "the prolog must fail the tier-0 job: requeued"
+            assert not held.exists() and slurm.job(tier0)["JobState"] == "PENDING"
+
+            # the event withdrawn (opted out), the requeued job released: the prolog lets it through
+            event_id = ctl.last.status["dr"]["pending"][0]["event_id"]
+            async with web.post("/api/actions/dr-opt-out", json={"event_id": event_id, "opt_out": True,
+                                                                 "reason": "test"},
+                                headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+                assert r.status == 200, await r.text()
+            await wait_for(lambda: all(e["opted_out"] for e in ctl.last.status["dr"]["pending"]), timeout_s=5)
+            await asyncio.to_thread(slurm.release, tier0)
+            assert await _until(_ran(held), 60), "released once no event is due, the tier-0 job runs"
+        finally:
+            await asyncio.to_thread(cm.__exit__, None, None, None)

@@ -1,0 +1,33 @@
+"""What every feed returns (ems/feeds/series.py): refused when not regular or not finite, and
+merged with the series before it so a weather feed's past hours stay."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ems.feeds.series import FeedMalformed, FeedSeries, regular_series
+
+
+def test_irregular_steps_and_values_that_are_not_finite_are_refused() -> None:
+    with pytest.raises(FeedMalformed, match="regular step"):
+        regular_series([0.0, 3600.0, 9000.0], {"x": [1.0, 2.0, 3.0]}, "src")
+    with pytest.raises(FeedMalformed, match=r"src: x is not finite at 1 of 3 steps"):
+        regular_series([0.0, 3600.0, 7200.0], {"x": [1.0, float("inf"), 3.0]}, "src")
+    with pytest.raises(FeedMalformed, match="no rows"):
+        regular_series([], {"x": []}, "src")
+    with pytest.raises(FeedMalformed, match="2 values for 3 timestamps"):
+        regular_series([0.0, 3600.0, 7200.0], {"x": [1.0, 2.0]}, "src")
+
+
+def test_a_new_series_keeps_the_hours_before_it_and_is_cut_at_the_kept_span() -> None:
+    old = FeedSeries(0.0, 3600.0, {"t": np.arange(10, dtype=np.float64)})  # hours 0..9
+    new = FeedSeries(12 * 3600.0, 3600.0, {"t": np.arange(100, 105, dtype=np.float64)})  # hours 12..16
+    m = new.merged(old, keep_from_utc_s=3 * 3600.0)
+    assert m.start_utc_s == 3 * 3600.0 and m.step_s == 3600.0
+    # hours 3..9 from the old one, 10 and 11 nobody had (NaN), then the new one
+    np.testing.assert_array_equal(m.columns["t"], [3, 4, 5, 6, 7, 8, 9, np.nan, np.nan, 100, 101, 102, 103, 104])
+    overlap = FeedSeries(5 * 3600.0, 3600.0, {"t": np.full(3, 50.0)})  # the new one wins where both are
+    np.testing.assert_array_equal(overlap.merged(old, 0.0).columns["t"], [0, 1, 2, 3, 4, 50, 50, 50])
+    other_grid = FeedSeries(5 * 3600.0 + 900.0, 3600.0, {"t": np.ones(2)})  # not on the same grid: new alone
+    assert other_grid.merged(old, 0.0).start_utc_s == 5 * 3600.0 + 900.0
