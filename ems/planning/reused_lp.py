@@ -104,9 +104,9 @@ def _slots_for(labels: IntArray, charged: npt.NDArray[np.bool_], where: IntArray
     taken: set[int] = set()
     # each group's first step that was in the last window, and the peak slot it had there
     at = np.flatnonzero(same & on)
-    first_at = np.full(charged.size, -1, dtype=np.int64)
-    first_at[labels[at[::-1]]] = at[::-1]  # repeated labels: the last write, the first step, stays
-    kept_labels = np.flatnonzero(first_at >= 0)
+    first_at = np.full(charged.size, labels.size, dtype=np.int64)
+    np.minimum.at(first_at, labels[at], at)  # per label its first such step (labels.size: none)
+    kept_labels = np.flatnonzero(first_at < labels.size)
     for p, slot in zip(kept_labels.tolist(), old[where[first_at[kept_labels]]].tolist(), strict=True):
         if slot >= 0 and slot not in taken:
             of_label[p] = slot
