@@ -9,7 +9,8 @@ Synchronous training is periodic (compute, communication, compute...), so the lo
 change from tick to tick is well predicted by a linear combination of its last changes
 (an autoregressive model: a sum of periodic waves is what such a model represents). This
 predictor fits one by least squares over the last `window` ticks, once every `refit`
-ticks, and predicts the change `lead` ticks ahead by running the model forward. It is
+ticks (on what there is until the window is full), and predicts the change `lead`
+ticks ahead by running the model forward. It is
 used only where, over the window it was fitted on, it predicts the next change better
 than linear extrapolation does; otherwise (too little history, a steady load, a job
 start or a checkpoint dip the model has not seen) the predictor falls back to linear
@@ -65,11 +66,13 @@ class LoadPredictor:
         i = self._n % self._cap
         self._buf[i] = self._buf[i + self._cap] = load_w
         self._n += 1
-        if self.taps > 0 and self._n % self.refit == 0 and self._n >= self._cap:
+        if self.taps > 0 and self._n % self.refit == 0 and self._n >= 5 * self.taps + 2:
             self._fit()
 
     def _fit(self) -> None:
-        d = np.diff(self._history(self._cap))  # window + taps + 1 changes
+        # the window's changes and the taps before them, or what there is of them yet (at least 4
+        # rows a tap: a fresh loop predicts within seconds rather than a window)
+        d = np.diff(self._history(min(self._n, self._cap)))
         # rows: the `taps` changes up to j, newest first; target: the change at j + 1
         rows = np.lib.stride_tricks.sliding_window_view(d[:-1], self.taps)[:, ::-1]
         y = d[self.taps:]
