@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from ems.model.racks import RacksReading, SmoothingProfile
 from ems.model.reasons import Reason
 
-
 RELEASE_SHARE = 0.75  # of the oscillation limit: the battery alone must hold this for the floors to go
 
 

@@ -74,15 +74,19 @@ class LoadPredictor:
         # rows a tap: a fresh loop predicts within seconds rather than a window)
         d = np.diff(self._history(min(self._n, self._cap)))
         # rows: the `taps` changes up to j, newest first; target: the change at j + 1
-        rows = np.lib.stride_tricks.sliding_window_view(d[:-1], self.taps)[:, ::-1]
+        rows = np.ascontiguousarray(np.lib.stride_tricks.sliding_window_view(d[:-1], self.taps)[:, ::-1])
         y = d[self.taps:]
         gram = rows.T @ rows
         scale = float(np.trace(gram)) / self.taps
         self.fits += 1
-        if scale <= 0.0:  # a load that does not move: nothing to model
+        if not 0.0 < scale < math.inf:  # a load that does not move (or absurd values): nothing to model
             self._coef = None
             return
-        coef = np.linalg.solve(gram + _RIDGE * scale * np.eye(self.taps), rows.T @ y)
+        try:
+            coef = np.asarray(np.linalg.solve(gram + _RIDGE * scale * np.eye(self.taps), rows.T @ y), np.float64)
+        except np.linalg.LinAlgError:
+            self._coef = None
+            return
         err_model = float(np.sum((y - rows @ coef) ** 2))
         err_linear = float(np.sum((y - rows[:, 0]) ** 2))
         if np.all(np.isfinite(coef)) and err_model < _BETTER * err_linear:
@@ -103,12 +107,11 @@ class LoadPredictor:
         if coef is None or self._n < self.taps + 1:
             prev = float(self._history(2)[0])
             return last + lead * (last - prev)
-        changes = list(np.diff(self._history(self.taps + 1))[::-1])  # newest first
+        changes = np.diff(self._history(self.taps + 1))[::-1]  # newest first
         level, left = last, lead
-        while left > 0.0:
-            step = float(np.dot(coef, changes[:self.taps]))
-            step = min(self._most_w, max(-self._most_w, step))
+        while left > 0.0:  # the model run forward, a tick at a time (the last one in part)
+            step = min(self._most_w, max(-self._most_w, float(coef @ changes)))
             level += step * min(left, 1.0)
-            changes.insert(0, step)
+            changes = np.concatenate(([step], changes[:-1]))
             left -= 1.0
         return level
