@@ -233,7 +233,7 @@ class Controller:
         """The GPU lever's profiles and the job ramps', one per rack (the higher floor, the slower ramp)."""
         profiles: dict[str, SmoothingProfile | None] = dict.fromkeys(snap.racks.rack_ids)
         if self.gpu is not None:
-            profiles = self.gpu.decide(snap, result, fast.swing_w, fast.grid_band.rms, fast.load_band.rms)
+            profiles = self.gpu.decide(snap, result, fast.swing_w, fast.grid_band.rms)
         if self.jobs is not None:
             ramps, began = self.jobs.decide(snap, result, fast.swing_w)
             for rid, p in ramps.items():

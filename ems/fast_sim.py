@@ -94,8 +94,7 @@ def simulate(cfg: SiteConfig, plant_cfg: PlantConfig, seconds: float, smoothing_
     lever = gpu_lever(cfg) if smoothing_on else None
     jobs = job_ramps(cfg) if smoothing_on and announce_jobs else None
     commanded: dict[str, SmoothingProfile | None] = dict.fromkeys(rack_ids)
-    band = BandRms(g.oscillation_band_hz[0], 10.0)  # the grid's and the load's, as the fast loop measures them
-    load_band = BandRms(g.oscillation_band_hz[0], 10.0)
+    band = BandRms(g.oscillation_band_hz[0], 10.0)
     loads: list[tuple[float, float]] = []
     n = round(seconds / tick_s)
     load_out, grid_out, batt_out = np.empty(n), np.empty(n), np.empty(n)
@@ -147,7 +146,7 @@ def simulate(cfg: SiteConfig, plant_cfg: PlantConfig, seconds: float, smoothing_
             swing = max(w for _, w in loads) - min(w for _, w in loads) if len(loads) > 1 else 0.0
             profiles: dict[str, SmoothingProfile | None] = dict.fromkeys(rack_ids)
             if lever is not None:
-                profiles = lever.decide(snap, result, swing, band.rms, load_band.rms)
+                profiles = lever.decide(snap, result, swing, band.rms)
                 gpu_s += period_s if lever.reason is not None else 0.0
             if jobs is not None:  # the scheduler announces what is due within the lead (and a period)
                 for j in plant.racks.upcoming(t, jobs.params.lead_s + period_s):
@@ -169,7 +168,6 @@ def simulate(cfg: SiteConfig, plant_cfg: PlantConfig, seconds: float, smoothing_
         for uid, w in setpoints.items():
             plant.units[uid].command_setpoint(w)
         band.add(t, grid_w, tick_s)
-        load_band.add(t, load_w, tick_s)
         loads.append((t, load_w))
         if len(loads) > 10.0 / tick_s:
             loads.pop(0)

@@ -17,14 +17,13 @@ class GpuLever:
         self.state = gpu_smoothing.GpuSmoothingState()
         self.reason: Reason | None = None
 
-    def decide(self, snap: SiteSnapshot, result: StepResult, swing_w: float, grid_band_rms_w: float,
-               load_band_rms_w: float | None = None) -> dict[str, SmoothingProfile | None]:
+    def decide(self, snap: SiteSnapshot, result: StepResult, swing_w: float,
+               grid_band_rms_w: float) -> dict[str, SmoothingProfile | None]:
         lo = sum(b[0] for b in result.unit_bounds_w.values())
         hi = sum(b[1] for b in result.unit_bounds_w.values())
         base = result.setpoint_w
         profiles, self.reason, self.state = gpu_smoothing.decide(
-            snap.now_s, swing_w, min(hi - base, base - lo), grid_band_rms_w, snap.racks, self.params, self.state,
-            load_band_rms_w)
+            snap.now_s, swing_w, min(hi - base, base - lo), grid_band_rms_w, snap.racks, self.params, self.state)
         return profiles
 
 

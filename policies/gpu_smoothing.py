@@ -8,14 +8,15 @@ engaged only when the battery cannot hold the swing: when half the swing the fas
 measured exceeds the battery's headroom around its base power this period (its room to
 discharge and to charge), or when the grid's oscillation (its RMS in the band) is over
 the connection's limit all the same (the battery answers too late for the swing's
-edges). It is released when the swing fits in half that headroom and the battery would
-hold the limit alone, for `release_after_s` (hysteresis: floors do not flap). The battery
-would hold it alone where the swing could not break the limit even unsmoothed (half of
-it, the RMS of a square wave that size, within the limit), or where what the battery
-leaves of the floored load's band RMS (grid / load, measured now), applied to the load's
-band RMS when the floors went on, is within 3/4 of the limit: the floors then cost energy
-for an oscillation the battery would keep off the grid anyway. Critical rows are never
-touched.
+edges). It is released when the swing fits in half that headroom and the grid's band RMS
+has stayed within 3/4 of the limit for `release_after_s` (hysteresis: floors do not
+flap): a trial of the battery alone, since under the floors nothing measures what it
+would leave of the unfloored swing. A trial that fails (the lever is needed again within
+`release_after_s` of the release) doubles the calm the next release waits for, up to
+2**HOLD_DOUBLINGS times `release_after_s`; one that holds resets it. So floors engaged
+for a transient (the fast loop's first seconds, before its predictor has history; a job's
+new swing) do not stay on for a swing the battery holds, and a swing it cannot hold is
+let through rarely and briefly. Critical rows are never touched.
 Pure: the caller supplies the swing, the headroom and the time.
 """
 
@@ -26,7 +27,8 @@ from dataclasses import dataclass
 from ems.model.racks import RacksReading, SmoothingProfile
 from ems.model.reasons import Reason
 
-RELEASE_SHARE = 0.75  # of the oscillation limit: the battery alone must hold this for the floors to go
+RELEASE_SHARE = 0.75  # of the oscillation limit: the grid's band RMS within this to count as calm
+HOLD_DOUBLINGS = 6  # failed trials double the calm a release waits for, at most this many times
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,35 +44,27 @@ class GpuSmoothingParams:
 class GpuSmoothingState:
     engaged: bool = False
     fits_since_s: float | None = None  # since when the swing fits the battery's headroom
-    unfloored_load_rms_w: float | None = None  # the load's band RMS when the floors went on
-
-
-def battery_holds(grid_band_rms_w: float, load_band_rms_w: float | None, unfloored_load_rms_w: float | None,
-                  limit_w: float) -> bool:
-    """Whether the battery alone would keep the unfloored load's band RMS within 3/4 of the limit,
-    at the share of the load's it leaves now (False where that is not measured)."""
-    if load_band_rms_w is None or unfloored_load_rms_w is None or load_band_rms_w <= 0.0:
-        return False
-    return grid_band_rms_w / load_band_rms_w * unfloored_load_rms_w <= RELEASE_SHARE * limit_w
+    hold_s: float | None = None  # the calm the next release waits for (None: release_after_s)
+    released_at_s: float | None = None  # when the floors last went: a trial of the battery alone
 
 
 def decide(now_s: float, swing_w: float, headroom_w: float, grid_band_rms_w: float, racks: RacksReading,
-           p: GpuSmoothingParams, state: GpuSmoothingState, load_band_rms_w: float | None = None
+           p: GpuSmoothingParams, state: GpuSmoothingState
            ) -> tuple[dict[str, SmoothingProfile | None], Reason | None, GpuSmoothingState]:
-    """Each rack's profile (None: no profile) and the reason when engaged. `load_band_rms_w`: the
-    site load's band RMS without the battery, as the fast loop measures it (None: unknown)."""
+    """Each rack's profile (None: no profile) and the reason when engaged."""
     limit = p.oscillation_limit_w_rms
     need = swing_w / 2 > headroom_w or (limit is not None and grid_band_rms_w > limit)
-    fits = swing_w / 2 <= headroom_w / 2 and (
-        limit is None or swing_w / 2 <= limit
-        or battery_holds(grid_band_rms_w, load_band_rms_w, state.unfloored_load_rms_w, limit))
+    fits = swing_w / 2 <= headroom_w / 2 and (limit is None or grid_band_rms_w <= RELEASE_SHARE * limit)
+    hold = p.release_after_s if state.hold_s is None else state.hold_s
     if need:
-        unfloored = state.unfloored_load_rms_w if state.engaged else load_band_rms_w
-        state = GpuSmoothingState(True, None, unfloored)
+        if not state.engaged:  # a trial that failed soon after the release waits longer next time
+            failed = state.released_at_s is not None and now_s - state.released_at_s < p.release_after_s
+            hold = min(2 * hold, 2**HOLD_DOUBLINGS * p.release_after_s) if failed else p.release_after_s
+        state = GpuSmoothingState(True, None, hold, state.released_at_s)
     elif state.engaged:
         since = state.fits_since_s if fits and state.fits_since_s is not None else (now_s if fits else None)
-        engaged = since is None or now_s - since < p.release_after_s
-        state = GpuSmoothingState(engaged, since, state.unfloored_load_rms_w if engaged else None)
+        engaged = since is None or now_s - since < hold
+        state = GpuSmoothingState(engaged, since, hold, state.released_at_s if engaged else now_s)
     if not state.engaged:
         return dict.fromkeys(racks.rack_ids), None, state
     profiles: dict[str, SmoothingProfile | None] = {}

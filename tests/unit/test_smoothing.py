@@ -162,15 +162,28 @@ def test_the_gpu_lever_stays_off_while_the_battery_holds_the_swing() -> None:
 
 def test_the_gpu_lever_engages_when_the_grid_oscillates_past_its_limit_all_the_same() -> None:
     """The battery has the power but answers too late for the swing's edges: the grid's band
-    RMS is over the limit, so the floors go on, and stay on while the swing could break it."""
+    RMS is over the limit, so the floors go on. Once the grid has been calm for the hold, they
+    go: a trial of the battery alone. It fails (over the limit again at once), so the floors
+    come back and the next trial waits twice as long; a trial that holds resets the hold."""
     p = replace(GPU, oscillation_limit_w_rms=50e3)
     _, why, state = gpu_smoothing.decide(0.0, 400e3, 1e6, 80e3, racks(4), p, gpu_smoothing.GpuSmoothingState())
     assert why is Reason.GPU_SMOOTHING
     _, why, state = gpu_smoothing.decide(100.0, 400e3, 1e6, 10e3, racks(4), p, state)  # the floors work
-    assert why is Reason.GPU_SMOOTHING  # half the swing (200 kW) could still break 50 kW unsmoothed
-    _, why, state = gpu_smoothing.decide(200.0, 60e3, 1e6, 10e3, racks(4), p, state)  # the jobs stopped
-    _, why, state = gpu_smoothing.decide(300.0, 60e3, 1e6, 10e3, racks(4), p, state)
+    assert why is Reason.GPU_SMOOTHING
+    _, why, state = gpu_smoothing.decide(130.0, 400e3, 1e6, 45e3, racks(4), p, state)  # over 3/4: not calm
+    _, why, state = gpu_smoothing.decide(180.0, 400e3, 1e6, 10e3, racks(4), p, state)
+    assert why is Reason.GPU_SMOOTHING  # calm since 180 only
+    _, why, state = gpu_smoothing.decide(240.0, 400e3, 1e6, 10e3, racks(4), p, state)
+    assert why is None and state.released_at_s == 240.0  # the trial
+    _, why, state = gpu_smoothing.decide(250.0, 400e3, 1e6, 80e3, racks(4), p, state)  # the battery cannot
+    assert why is Reason.GPU_SMOOTHING and state.hold_s == 120.0
+    _, why, state = gpu_smoothing.decide(260.0, 400e3, 1e6, 10e3, racks(4), p, state)
+    _, why, state = gpu_smoothing.decide(330.0, 400e3, 1e6, 10e3, racks(4), p, state)
+    assert why is Reason.GPU_SMOOTHING  # 70 s calm: not the 120 it now waits for
+    _, why, state = gpu_smoothing.decide(380.0, 400e3, 1e6, 10e3, racks(4), p, state)
     assert why is None
+    _, why, state = gpu_smoothing.decide(1000.0, 400e3, 1e6, 80e3, racks(4), p, state)  # long after: held
+    assert why is Reason.GPU_SMOOTHING and state.hold_s == 60.0
 
 
 def _training_swing(t: np.ndarray) -> np.ndarray:
@@ -277,24 +290,3 @@ def test_a_predicted_change_is_never_steeper_than_any_seen() -> None:
     for x in (load[-1] - 600e3, load[-1] - 600e3):  # a checkpoint's dip
         p.add(float(x))
         assert abs(p.ahead_w(1.0) - x) <= most + 1e-6
-
-
-def test_the_gpu_floors_go_once_the_battery_would_hold_the_band_alone() -> None:
-    """Engaged on a grid oscillation over the limit (a swing the predictor had not learned yet).
-    Under the floors, the battery leaves 2.5 % of the floored load's band RMS: applied to the
-    load's RMS when the floors went on (400 kW) that is 10 kW, within 3/4 of the 50 kW limit, so
-    the floors go after `release_after_s`. Where it leaves 10 % (40 kW), they stay."""
-    p = replace(GPU, oscillation_limit_w_rms=50e3)
-    fresh = gpu_smoothing.GpuSmoothingState()
-    _, why, state = gpu_smoothing.decide(0.0, 400e3, 1e6, 80e3, racks(4), p, fresh, load_band_rms_w=400e3)
-    assert why is Reason.GPU_SMOOTHING and state.unfloored_load_rms_w == 400e3
-    held = state
-    _, why, held = gpu_smoothing.decide(10.0, 200e3, 1e6, 5e3, racks(4), p, held, load_band_rms_w=200e3)
-    assert why is Reason.GPU_SMOOTHING  # not before the hysteresis
-    profiles, why, held = gpu_smoothing.decide(80.0, 200e3, 1e6, 5e3, racks(4), p, held, load_band_rms_w=200e3)
-    assert why is None and set(profiles.values()) == {None} and held.unfloored_load_rms_w is None
-    short = state
-    for now_s in (10.0, 80.0, 400.0):
-        _, why, short = gpu_smoothing.decide(now_s, 200e3, 1e6, 20e3, racks(4), p, short, load_band_rms_w=200e3)
-        assert why is Reason.GPU_SMOOTHING
-    assert short.unfloored_load_rms_w == 400e3  # re-engaging keeps what the load was without floors
