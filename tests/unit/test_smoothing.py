@@ -162,28 +162,45 @@ def test_the_gpu_lever_stays_off_while_the_battery_holds_the_swing() -> None:
 
 def test_the_gpu_lever_engages_when_the_grid_oscillates_past_its_limit_all_the_same() -> None:
     """The battery has the power but answers too late for the swing's edges: the grid's band
-    RMS is over the limit, so the floors go on. Once the grid has been calm for the hold, they
-    go: a trial of the battery alone. It fails (over the limit again at once), so the floors
+    RMS stays over the limit (PERSIST_S: longer than one step holds the window up), so the
+    floors go on. Once the grid has been calm for the hold, they go: a trial of the battery
+    alone, given TRIAL_GRACE_S to settle. It fails (over the limit after that), so the floors
     come back and the next trial waits twice as long; a trial that holds resets the hold."""
     p = replace(GPU, oscillation_limit_w_rms=50e3)
     _, why, state = gpu_smoothing.decide(0.0, 400e3, 1e6, 80e3, racks(4), p, gpu_smoothing.GpuSmoothingState())
+    assert why is None  # one step in the window would do that too
+    _, why, state = gpu_smoothing.decide(15.0, 400e3, 1e6, 80e3, racks(4), p, state)
+    assert why is Reason.GPU_SMOOTHING and state.swing_before_w == 400e3
+    _, why, state = gpu_smoothing.decide(100.0, 150e3, 1e6, 10e3, racks(4), p, state)  # the floors work
     assert why is Reason.GPU_SMOOTHING
-    _, why, state = gpu_smoothing.decide(100.0, 400e3, 1e6, 10e3, racks(4), p, state)  # the floors work
-    assert why is Reason.GPU_SMOOTHING
-    _, why, state = gpu_smoothing.decide(130.0, 400e3, 1e6, 45e3, racks(4), p, state)  # over 3/4: not calm
-    _, why, state = gpu_smoothing.decide(180.0, 400e3, 1e6, 10e3, racks(4), p, state)
+    _, why, state = gpu_smoothing.decide(130.0, 150e3, 1e6, 45e3, racks(4), p, state)  # over 3/4: not calm
+    _, why, state = gpu_smoothing.decide(180.0, 150e3, 1e6, 10e3, racks(4), p, state)
     assert why is Reason.GPU_SMOOTHING  # calm since 180 only
-    _, why, state = gpu_smoothing.decide(240.0, 400e3, 1e6, 10e3, racks(4), p, state)
+    _, why, state = gpu_smoothing.decide(240.0, 150e3, 1e6, 10e3, racks(4), p, state)
     assert why is None and state.released_at_s == 240.0  # the trial
-    _, why, state = gpu_smoothing.decide(250.0, 400e3, 1e6, 80e3, racks(4), p, state)  # the battery cannot
+    _, why, state = gpu_smoothing.decide(250.0, 400e3, 1e6, 80e3, racks(4), p, state)
+    assert why is None  # settling: the predictor learns the unfloored swing
+    _, why, state = gpu_smoothing.decide(270.0, 400e3, 1e6, 80e3, racks(4), p, state)  # the battery cannot
     assert why is Reason.GPU_SMOOTHING and state.hold_s == 120.0
-    _, why, state = gpu_smoothing.decide(260.0, 400e3, 1e6, 10e3, racks(4), p, state)
-    _, why, state = gpu_smoothing.decide(330.0, 400e3, 1e6, 10e3, racks(4), p, state)
+    _, why, state = gpu_smoothing.decide(280.0, 150e3, 1e6, 10e3, racks(4), p, state)
+    _, why, state = gpu_smoothing.decide(350.0, 150e3, 1e6, 10e3, racks(4), p, state)
     assert why is Reason.GPU_SMOOTHING  # 70 s calm: not the 120 it now waits for
-    _, why, state = gpu_smoothing.decide(380.0, 400e3, 1e6, 10e3, racks(4), p, state)
+    _, why, state = gpu_smoothing.decide(400.0, 150e3, 1e6, 10e3, racks(4), p, state)
     assert why is None
-    _, why, state = gpu_smoothing.decide(1000.0, 400e3, 1e6, 80e3, racks(4), p, state)  # long after: held
+    _, why, state = gpu_smoothing.decide(1000.0, 400e3, 1e6, 80e3, racks(4), p, state)
+    _, why, state = gpu_smoothing.decide(1015.0, 400e3, 1e6, 80e3, racks(4), p, state)  # long after: held
     assert why is Reason.GPU_SMOOTHING and state.hold_s == 60.0
+
+
+def test_floors_the_battery_has_not_the_power_for_are_not_tried_without() -> None:
+    """The floors went on for a swing twice the battery's headroom: under them the swing and the
+    grid are calm, but that says nothing of the battery alone; they stay while the swing could
+    break the oscillation limit unsmoothed."""
+    p = replace(GPU, oscillation_limit_w_rms=50e3)
+    _, why, state = gpu_smoothing.decide(0.0, 800e3, 300e3, 80e3, racks(4), p, gpu_smoothing.GpuSmoothingState())
+    for now_s in (10.0, 100.0, 1000.0):
+        _, why, state = gpu_smoothing.decide(now_s, 200e3, 300e3, 5e3, racks(4), p, state)
+        assert why is Reason.GPU_SMOOTHING
 
 
 def _training_swing(t: np.ndarray) -> np.ndarray:
