@@ -160,7 +160,7 @@ class SmoothingConfig(Strict):
     predict_s: float = Field(default=1.0, ge=0, le=10,
                              description="load history the predictor of the load `lead_ticks` ahead weighs "
                              "(0: linear extrapolation of the last change)")
-    predict_fit_s: float = Field(default=10.0, ge=1, le=600,
+    predict_fit_s: float = Field(default=30.0, ge=1, le=600,
                                  description="history the predictor is fitted on (once a second): at least 4 x "
                                  "predict_s")
     gpu: bool = Field(default=True, description="GPU power floors and ramps as the lever after the battery")
