@@ -54,7 +54,8 @@ async def test_the_fast_loop_keeps_the_swing_off_the_grid(broker, make_site) -> 
 async def test_the_live_loop_learns_the_swing_and_answers_it_ahead(broker, make_site) -> None:
     """The fast loop fits its predictor on the load it reads over Modbus (a short history here so
     the test need not wait 30 s): the model of the periodic swing wins over extrapolation, and
-    the grid sees less of the swing than with extrapolation alone (the first test's bound)."""
+    the grid's band RMS, as the loop measures it, is a small share of the load's (about 4 % on
+    this machine; extrapolation alone leaves over 20 %)."""
     cfg = _site(make_site, broker.url, gpu=False, predict_s=0.5, predict_fit_s=4.0)
     clock = ScaledClock(1.0)
     async with running_site(cfg, clock) as site, running_controller(cfg, clock) as ctl:
@@ -65,6 +66,10 @@ async def test_the_live_loop_learns_the_swing_and_answers_it_ahead(broker, make_
         assert np.std(without) > 80e3  # the racks do swing
         assert fast.predictor.modelled and fast.predictor.used > 0.5 * fast.predictor.fits
         assert np.std(grid) < 0.35 * np.std(without)
+        await asyncio.sleep(4.0)  # the band window (10 s) holds only ticks the model answered
+        status = ctl.last.status if ctl.last is not None else {}
+        sm = status["smoothing"]
+        assert sm["grid_band_rms_w"] < 0.12 * sm["load_band_rms_w"]
         assert fast.write_failures == 0
 
 
