@@ -3,7 +3,8 @@
 Each period arms it with the step's result: the battery's base power (what the slow
 policies decided) and each unit's bounds for the period (its safety envelope). Each
 tick it reads the grid meter's power and every PCS's power on connections of its own,
-runs the pure core (policies/smoothing.py) on the site load they add up to, splits the
+runs the pure core (policies/smoothing.py) on the site load they add up to, answering the
+load its predictor (policies/load_predictor.py) expects when the command lands, splits the
 battery command across the units within their bounds (the change from base in
 proportion to each unit's room that way) and writes each PCS setpoint. While it ticks,
 it owns the setpoints: the period loop writes only heartbeats and modes

@@ -307,3 +307,15 @@ def test_a_predicted_change_is_never_steeper_than_any_seen() -> None:
     for x in (load[-1] - 600e3, load[-1] - 600e3):  # a checkpoint's dip
         p.add(float(x))
         assert abs(p.ahead_w(1.0) - x) <= most + 1e-6
+
+
+def test_a_prediction_never_takes_the_battery_past_its_bounds() -> None:
+    """The predicted load moves the command, never the envelope: the period's bounds (the units'
+    limits, the reserve, the grid's import and export limits) clamp it as before."""
+    p = smoothing.SmoothingParams(tau_s=20.0, ramp_w_per_s=None, lead_ticks=1.0)
+    _, s = smoothing.tick(1e6, 0.0, -200e3, 300e3, 0.02, p, smoothing.SmoothingState())
+    for predicted in (1e9, -1e9, math.nan):
+        tick, _ = smoothing.tick(1e6, 0.0, -200e3, 300e3, 0.02, p, s, predicted_w=predicted)
+        assert -200e3 <= tick.battery_w <= 300e3
+    assert smoothing.tick(1e6, 0.0, -200e3, 300e3, 0.02, p, s, predicted_w=1e9)[0].battery_w == 300e3
+    assert smoothing.tick(1e6, 0.0, -200e3, 300e3, 0.02, p, s, predicted_w=-1e9)[0].battery_w == -200e3
