@@ -157,12 +157,12 @@ class SmoothingConfig(Strict):
                          description="low-pass time constant of the grid target: slower than the swings")
     lead_ticks: float = Field(default=1.0, ge=0, le=5,
                               description="answer the load this many ticks ahead: the loop's read-to-write latency")
-    predict_s: float = Field(default=1.0, ge=0, le=10,
+    predict_s: float = Field(default=1.0, ge=0, le=2,
                              description="load history the predictor of the load `lead_ticks` ahead weighs "
                              "(0: linear extrapolation of the last change)")
-    predict_fit_s: float = Field(default=30.0, ge=1, le=600,
-                                 description="history the predictor is fitted on (once a second): at least 4 x "
-                                 "predict_s")
+    predict_fit_s: float = Field(default=30.0, ge=1, le=120,
+                                 description="history the predictor is fitted on (once a second, within the "
+                                 "tick: the bounds keep a fit to ~10 ms): at least 4 x predict_s")
     gpu: bool = Field(default=True, description="GPU power floors and ramps as the lever after the battery")
     gpu_floor_fraction: Fraction = Field(default=0.7, description="of a rack's nameplate, held while a job runs")
     gpu_ramp_w_per_s: float = Field(default=2000.0, gt=0, le=MAX_W, description="per rack")
