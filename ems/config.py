@@ -164,6 +164,12 @@ class SmoothingConfig(Strict):
                          description="low-pass time constant of the grid target: slower than the swings")
     lead_ticks: float = Field(default=1.0, ge=0, le=5,
                               description="answer the load this many ticks ahead: the loop's read-to-write latency")
+    predict_s: float = Field(default=1.0, ge=0, le=2,
+                             description="load history the predictor of the load `lead_ticks` ahead weighs "
+                             "(0: linear extrapolation of the last change)")
+    predict_fit_s: float = Field(default=30.0, ge=1, le=120,
+                                 description="history the predictor is fitted on (once a second, within the "
+                                 "tick: the bounds keep a fit to ~10 ms): at least 4 x predict_s")
     gpu: bool = Field(default=True, description="GPU power floors and ramps as the lever after the battery")
     gpu_floor_fraction: Fraction = Field(default=0.7, description="of a rack's nameplate, held while a job runs")
     gpu_ramp_w_per_s: float = Field(default=2000.0, gt=0, le=MAX_W, description="per rack")
@@ -175,6 +181,12 @@ class SmoothingConfig(Strict):
                                    description="racks are told to ramp this long before an announced step")
     filler: bool = Field(default=False, description="the filler load (the site's `filler` device) as the last "
                          "lever: burns what the battery cannot absorb of a drop; costs its energy")
+
+    @model_validator(mode="after")
+    def _fit_holds_history(self) -> SmoothingConfig:
+        if self.predict_fit_s < 4 * self.predict_s:
+            raise ValueError("predict_fit_s must be at least 4 x predict_s (the fit needs more rows than taps)")
+        return self
 
 
 class OpenAdrConfig(Strict):

@@ -31,7 +31,7 @@ from ems.model.readings import MeterReading, PcsMode
 from ems.model.snapshot import SiteSnapshot, unit_snapshot
 from ems.period import StepState, step
 from ems.plant_read import UnitReader
-from ems.smoothing_loop import Armed, site_bounds, smoothing_params, split
+from ems.smoothing_loop import Armed, core_tick, load_predictor, smoothing_params, split
 from ems.step_params import step_params
 from ems.time_average import TimeAverage
 from plant.config import PlantConfig
@@ -87,6 +87,7 @@ def simulate(cfg: SiteConfig, plant_cfg: PlantConfig, seconds: float, smoothing_
     params = step_params(cfg)
     g = cfg.grid_connection
     core = smoothing_params(cfg)
+    predictor = load_predictor(cfg)
     filler = plant.filler if sm is not None and sm.filler else None
     if filler is not None:
         core = replace(core, filler_max_w=filler.cfg.rated_power_w)
@@ -160,9 +161,7 @@ def simulate(cfg: SiteConfig, plant_cfg: PlantConfig, seconds: float, smoothing_
                     plant.racks.command_profile(plant.racks.index[rid], profile, t)
                     commanded[rid] = profile
         if armed is not None:
-            lo, hi = site_bounds(armed, load_w)
-            tick, fast = smoothing.tick(load_w, sum(armed.base_w.values()), lo, hi, tick_s, core, fast,
-                                        armed.start_load_w, armed.import_limit_w)
+            tick, fast = core_tick(load_w, armed, tick_s, core, fast, predictor)
             setpoints = split(tick.battery_w, armed)
             if filler is not None:
                 filler.command(tick.filler_w, t)

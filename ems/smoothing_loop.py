@@ -3,7 +3,8 @@
 Each period arms it with the step's result: the battery's base power (what the slow
 policies decided) and each unit's bounds for the period (its safety envelope). Each
 tick it reads the grid meter's power and every PCS's power on connections of its own,
-runs the pure core (policies/smoothing.py) on the site load they add up to, splits the
+runs the pure core (policies/smoothing.py) on the site load they add up to, answering the
+load its predictor (policies/load_predictor.py) expects when the command lands, splits the
 battery command across the units within their bounds (the change from base in
 proportion to each unit's room that way) and writes each PCS setpoint. While it ticks,
 it owns the setpoints: the period loop writes only heartbeats and modes
@@ -36,6 +37,7 @@ from ems.gather import modbus_device
 from ems.model.reasons import Reason
 from ems.topology import BessUnitConfig
 from policies import smoothing
+from policies.load_predictor import LoadPredictor
 
 log = structlog.get_logger("ems.smoothing")
 
@@ -79,9 +81,21 @@ def split(battery_w: float, armed: Armed) -> dict[str, float]:
     return out
 
 
+def core_tick(load_w: float, armed: Armed, dt_s: float, params: smoothing.SmoothingParams,
+              state: smoothing.SmoothingState,
+              predictor: LoadPredictor) -> tuple[smoothing.Tick, smoothing.SmoothingState]:
+    """One tick of the fast core on the measured site load, answering the load the predictor
+    expects when the command lands: what the live loop and the fast-time simulation both run."""
+    predictor.add(load_w)
+    lo, hi = site_bounds(armed, load_w)
+    return smoothing.tick(load_w, sum(armed.base_w.values()), lo, hi, dt_s, params, state, armed.start_load_w,
+                          armed.import_limit_w, predictor.ahead_w(params.lead_ticks))
+
+
 class SmoothingLoop:
     def __init__(self, cfg: SiteConfig, clock: Clock, params: smoothing.SmoothingParams, rate_hz: float,
-                 swing_window_s: float = 10.0, band_low_hz: float = 0.1) -> None:
+                 swing_window_s: float = 10.0, band_low_hz: float = 0.1,
+                 predictor: LoadPredictor | None = None) -> None:
         self.clock = clock
         self.params = params
         self.period_s = 1.0 / rate_hz
@@ -97,6 +111,7 @@ class SmoothingLoop:
         self.stale_after_s = 3.0 * cfg.control.period_s  # armed by a period this recent, or idle
         self.armed: Armed | None = None
         self.state = smoothing.SmoothingState()
+        self.predictor = predictor or LoadPredictor(0, 0, 1)  # the load a lead ahead (none: linear)
         self.last: smoothing.Tick | None = None
         self.last_tick_real_s = -1.0
         self.written_w: dict[str, float] = {}
@@ -178,10 +193,8 @@ class SmoothingLoop:
         filler_w, rating_w = (self.filler_written_w or 0.0, 0.0) if not isinstance(filler, tuple) else filler
         load_w = values[0] + sum(values[1:]) - filler_w
         self.observe(self.clock.monotonic(), load_w, values[0], dt_s)
-        lo, hi = site_bounds(armed, load_w)
-        t, self.state = smoothing.tick(load_w, sum(armed.base_w.values()), lo, hi, dt_s,
-                                       replace(self.params, filler_max_w=rating_w), self.state,
-                                       armed.start_load_w, armed.import_limit_w)
+        t, self.state = core_tick(load_w, armed, dt_s, replace(self.params, filler_max_w=rating_w), self.state,
+                                  self.predictor)
         self.last = t
         await asyncio.gather(self._write(split(t.battery_w, armed)), self._write_filler(t.filler_w))
         return True
@@ -249,6 +262,7 @@ class SmoothingLoop:
                         self.last_tick_real_s = time.monotonic()
                 else:
                     self.state = smoothing.SmoothingState()  # start afresh when armed again
+                    self.predictor.reset()
                     self.written_w.clear()
                     if self.filler_written_w != 0.0:  # stood down: the filler stops burning
                         await self._write_filler(0.0)
@@ -276,10 +290,18 @@ def smoothing_params(cfg: SiteConfig) -> smoothing.SmoothingParams:
     return smoothing.SmoothingParams(sm.tau_s, ramp, cfg.control.setpoint_deadband_w, sm.lead_ticks)
 
 
+def load_predictor(cfg: SiteConfig) -> LoadPredictor:
+    """The fast core's predictor of the load from a site file: `predict_s` of history weighed,
+    fitted on `predict_fit_s`, once a second."""
+    sm = cfg.policies.smoothing or SmoothingConfig()
+    taps = round(sm.predict_s * sm.rate_hz)
+    return LoadPredictor(taps, max(round(sm.predict_fit_s * sm.rate_hz), 4 * taps), max(round(sm.rate_hz), 1))
+
+
 def smoothing_loop(cfg: SiteConfig, clock: Clock) -> SmoothingLoop | None:
     """The fast loop a site file asks for (`policies.smoothing`), or None."""
     sm = cfg.policies.smoothing
     if sm is None or not sm.enabled:
         return None
     return SmoothingLoop(cfg, clock, smoothing_params(cfg), sm.rate_hz,
-                         band_low_hz=cfg.grid_connection.oscillation_band_hz[0])
+                         band_low_hz=cfg.grid_connection.oscillation_band_hz[0], predictor=load_predictor(cfg))

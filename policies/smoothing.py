@@ -10,7 +10,8 @@ envelopes, the grid limits); the core adds the fast part:
     grid target G*  follows a low-pass of (P - B0), time constant `tau_s` (so the swing's
                     band is kept off the grid), never moving faster than the grid ramp
                     limit per tick;
-    battery B     = P - G*, clamped to [lo, hi];
+    battery B     = P(t + lead) - G*, clamped to [lo, hi]: the load where it will be when
+                    the command lands (policies/load_predictor.py);
     filler F      = what B could not charge of it (lo - (P - G*)), up to the filler's rating,
                     where the site has one and allows it (off by default).
 
@@ -33,7 +34,7 @@ class SmoothingParams:
     tau_s: float  # low-pass time constant of the grid target (1 / (2 pi f_cut))
     ramp_w_per_s: float | None  # the grid ramp limit as a rate (limit / window)
     deadband_w: float = 1000.0  # below this the fast part is not worth a write
-    lead_ticks: float = 0.0  # answer the load this many ticks ahead (linear): the loop's own latency
+    lead_ticks: float = 0.0  # answer the load this many ticks ahead: the loop's own latency
     filler_max_w: float = 0.0  # a filler load's rating, where the site may use one (0: none)
 
 
@@ -55,13 +56,14 @@ class Tick:
 
 def tick(load_w: float, base_w: float, lo_w: float, hi_w: float, dt_s: float, p: SmoothingParams,
          state: SmoothingState, start_load_w: float | None = None,
-         import_limit_w: float | None = None) -> tuple[Tick, SmoothingState]:
+         import_limit_w: float | None = None, predicted_w: float | None = None) -> tuple[Tick, SmoothingState]:
     """One fast tick: `load_w` the site load now (grid + battery - filler, measured), `base_w` the
     period's setpoint, [`lo_w`, `hi_w`] the battery's bounds for this period. A fresh core starts
     from `start_load_w` (the period's averaged load) where given, not from one instant of a
     swing. Where the battery cannot charge as far as the target needs (a drop of the load while
     it is full, or at its power limit), the filler load burns the rest, up to its rating and
-    never past the grid's import limit."""
+    never past the grid's import limit. `predicted_w`: the load `lead_ticks` ahead where a
+    predictor (policies/load_predictor.py) gives it; otherwise the last change is extrapolated."""
     desired = load_w - base_w
     if state.filtered_w is None or state.grid_target_w is None or not math.isfinite(state.filtered_w):
         start = desired if start_load_w is None or not math.isfinite(start_load_w) else start_load_w - base_w
@@ -76,7 +78,10 @@ def tick(load_w: float, base_w: float, lo_w: float, hi_w: float, dt_s: float, p:
         target = state.grid_target_w + step_w
     # the command lands a tick or two after the reading (read, write, the PCS's own ramp): answer
     # the load where it is heading, not where it was
-    lead_w = 0.0 if state.last_load_w is None else p.lead_ticks * (load_w - state.last_load_w)
+    if predicted_w is not None and math.isfinite(predicted_w):
+        lead_w = predicted_w - load_w
+    else:
+        lead_w = 0.0 if state.last_load_w is None else p.lead_ticks * (load_w - state.last_load_w)
     want_w = load_w + lead_w - target
     battery_w = min(hi_w, max(lo_w, want_w))
     # the filler burns what the battery at its bound leaves of a drop now (no lead: a load bank

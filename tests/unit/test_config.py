@@ -245,3 +245,10 @@ def test_check_site_profiles_names_each_slot(tmp_path) -> None:
     data["meter"]["profile"] = "bms_v1"
     with pytest.raises(ConfigError, match=r"^site\.yaml: meter: profile 'bms_v1' \(ems-bms-v1\) is a bms profile"):
         check_site_profiles(parse_config(data, "site.yaml"), "site.yaml")
+
+
+def test_a_predictor_fitted_on_too_little_history_is_refused() -> None:
+    data = _demo()
+    data["policies"]["smoothing"] = {"predict_s": 2.0, "predict_fit_s": 5.0}
+    with pytest.raises(ConfigError, match=r"policies\.smoothing.*predict_fit_s"):
+        parse_config(data, "site.yaml")

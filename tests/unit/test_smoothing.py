@@ -15,6 +15,7 @@ from ems.period import StepParams, StepState, step
 from policies import gpu_smoothing, smoothing
 from policies.battery_limits import BatteryLimitsParams
 from policies.grid_ramp import GridRampParams
+from policies.load_predictor import LoadPredictor
 from policies.peak_shaving import PeakShavingParams
 from tests.snapshots import racks, snapshot, unit
 
@@ -161,12 +162,160 @@ def test_the_gpu_lever_stays_off_while_the_battery_holds_the_swing() -> None:
 
 def test_the_gpu_lever_engages_when_the_grid_oscillates_past_its_limit_all_the_same() -> None:
     """The battery has the power but answers too late for the swing's edges: the grid's band
-    RMS is over the limit, so the floors go on, and stay on while the swing could break it."""
+    RMS stays over the limit (PERSIST_S: longer than one step holds the window up), so the
+    floors go on. Once the grid has been calm for the hold, they go: a trial of the battery
+    alone, given TRIAL_GRACE_S to settle. It fails (over the limit after that), so the floors
+    come back and the next trial waits twice as long; a trial that holds resets the hold."""
     p = replace(GPU, oscillation_limit_w_rms=50e3)
     _, why, state = gpu_smoothing.decide(0.0, 400e3, 1e6, 80e3, racks(4), p, gpu_smoothing.GpuSmoothingState())
+    assert why is None  # one step in the window would do that too
+    _, why, state = gpu_smoothing.decide(15.0, 400e3, 1e6, 80e3, racks(4), p, state)
+    assert why is Reason.GPU_SMOOTHING and state.swing_before_w == 400e3
+    _, why, state = gpu_smoothing.decide(100.0, 150e3, 1e6, 10e3, racks(4), p, state)  # the floors work
     assert why is Reason.GPU_SMOOTHING
-    _, why, state = gpu_smoothing.decide(100.0, 400e3, 1e6, 10e3, racks(4), p, state)  # the floors work
-    assert why is Reason.GPU_SMOOTHING  # half the swing (200 kW) could still break 50 kW unsmoothed
-    _, why, state = gpu_smoothing.decide(200.0, 60e3, 1e6, 10e3, racks(4), p, state)  # the jobs stopped
-    _, why, state = gpu_smoothing.decide(300.0, 60e3, 1e6, 10e3, racks(4), p, state)
+    _, why, state = gpu_smoothing.decide(130.0, 150e3, 1e6, 45e3, racks(4), p, state)  # over 3/4: not calm
+    _, why, state = gpu_smoothing.decide(180.0, 150e3, 1e6, 10e3, racks(4), p, state)
+    assert why is Reason.GPU_SMOOTHING  # calm since 180 only
+    _, why, state = gpu_smoothing.decide(240.0, 150e3, 1e6, 10e3, racks(4), p, state)
+    assert why is None and state.released_at_s == 240.0  # the trial
+    _, why, state = gpu_smoothing.decide(250.0, 400e3, 1e6, 80e3, racks(4), p, state)
+    assert why is None  # settling: the predictor learns the unfloored swing
+    _, why, state = gpu_smoothing.decide(270.0, 400e3, 1e6, 80e3, racks(4), p, state)  # the battery cannot
+    assert why is Reason.GPU_SMOOTHING and state.hold_s == 120.0
+    _, why, state = gpu_smoothing.decide(280.0, 150e3, 1e6, 10e3, racks(4), p, state)
+    _, why, state = gpu_smoothing.decide(350.0, 150e3, 1e6, 10e3, racks(4), p, state)
+    assert why is Reason.GPU_SMOOTHING  # 70 s calm: not the 120 it now waits for
+    _, why, state = gpu_smoothing.decide(400.0, 150e3, 1e6, 10e3, racks(4), p, state)
     assert why is None
+    _, why, state = gpu_smoothing.decide(1000.0, 400e3, 1e6, 80e3, racks(4), p, state)
+    _, why, state = gpu_smoothing.decide(1015.0, 400e3, 1e6, 80e3, racks(4), p, state)  # long after: held
+    assert why is Reason.GPU_SMOOTHING and state.hold_s == 60.0
+
+
+def test_floors_the_battery_has_not_the_power_for_are_not_tried_without() -> None:
+    """The floors went on for a swing twice the battery's headroom: under them the swing and the
+    grid are calm, but that says nothing of the battery alone; they stay while the swing could
+    break the oscillation limit unsmoothed."""
+    p = replace(GPU, oscillation_limit_w_rms=50e3)
+    _, why, state = gpu_smoothing.decide(0.0, 800e3, 300e3, 80e3, racks(4), p, gpu_smoothing.GpuSmoothingState())
+    for now_s in (10.0, 100.0, 1000.0):
+        _, why, state = gpu_smoothing.decide(now_s, 200e3, 300e3, 5e3, racks(4), p, state)
+        assert why is Reason.GPU_SMOOTHING
+
+
+def _training_swing(t: np.ndarray) -> np.ndarray:
+    """Two jobs' compute/communication waves (tanh-squared, fast edges) at unrelated rates."""
+    def wave(hz: float, phase: float) -> np.ndarray:
+        return 0.5 + 0.5 * np.tanh(3.0 * np.sin(2 * math.pi * (hz * t + phase))) / np.tanh(3.0)
+
+    return 1e6 + 300e3 * wave(0.7, 0.1) + 250e3 * wave(2.3, 0.6)
+
+
+def _band_rms(x: np.ndarray, dt_s: float, low_hz: float = 0.1) -> float:
+    spectrum = np.fft.rfft(x - x.mean())
+    freqs = np.fft.rfftfreq(x.size, dt_s)
+    return float(np.sqrt(2.0 * np.sum(np.abs(spectrum[freqs >= low_hz]) ** 2)) / x.size)
+
+
+def _late_grid(load: np.ndarray, dt_s: float, lead_ticks: float, predictor: LoadPredictor | None) -> np.ndarray:
+    """The grid with a battery that answers each command a tick late (the fast loop's latency)."""
+    p = smoothing.SmoothingParams(tau_s=20.0, ramp_w_per_s=None, lead_ticks=lead_ticks)
+    state, acting_w, grid = smoothing.SmoothingState(), 0.0, []
+    for x in load:
+        grid.append(x - acting_w)
+        predicted = None
+        if predictor is not None:
+            predictor.add(float(x))
+            predicted = predictor.ahead_w(lead_ticks)
+        tick, state = smoothing.tick(float(x), 0.0, -1e6, 1e6, dt_s, p, state, predicted_w=predicted)
+        acting_w = tick.battery_w
+    return np.array(grid)
+
+
+def test_the_predictor_answers_a_periodic_swing_a_tick_ahead_better_than_extrapolation() -> None:
+    """A training swing with edges, a battery a tick late: extrapolating the last change leaves
+    the edges on the grid; the predictor, fitted on the swing's own history, anticipates them."""
+    dt = 0.02
+    t = np.arange(0, 120, dt)
+    load = _training_swing(t)
+    settled = slice(round(60 / dt), None)  # once the predictor has history to fit on
+    load_rms = _band_rms(load[settled], dt)
+    none = _band_rms(_late_grid(load, dt, 0.0, None)[settled], dt)
+    linear = _band_rms(_late_grid(load, dt, 1.0, None)[settled], dt)
+    predictor = LoadPredictor(taps=50, window=1500, refit=50)
+    predicted = _band_rms(_late_grid(load, dt, 1.0, predictor)[settled], dt)
+    assert none > 0.2 * load_rms  # a tick late, the edges get through
+    assert linear < none
+    assert predicted < 0.3 * linear and predicted < 0.05 * load_rms  # anticipated
+    assert predictor.modelled and predictor.used == predictor.fits  # the model won every fit
+
+
+def test_the_predictor_predicts_two_ticks_ahead_where_the_loop_is_slower() -> None:
+    dt = 0.02
+    t = np.arange(0, 90, dt)
+    load = _training_swing(t)
+    p = LoadPredictor(taps=50, window=1500, refit=50)
+    errors, linear_errors = [], []
+    for k, x in enumerate(load[:-2]):
+        p.add(float(x))
+        if k > round(40 / dt):
+            errors.append(p.ahead_w(2.0) - load[k + 2])
+            linear_errors.append(x + 2 * (x - load[k - 1]) - load[k + 2])
+    assert np.sqrt(np.mean(np.square(errors))) < 0.3 * np.sqrt(np.mean(np.square(linear_errors)))
+
+
+def test_the_predictor_learns_what_the_load_does_and_keeps_extrapolation_where_that_is_exact() -> None:
+    """A job's ramp is a straight line: extrapolation is exact and no model is used. A random
+    walk has no pattern: the model learns that the last change says nothing of the next
+    (extrapolating it would double the error). A steady load gives nothing to fit; a bad
+    sample is ignored."""
+    p = LoadPredictor(taps=20, window=400, refit=50)
+    assert math.isnan(p.ahead_w(1.0))  # nothing seen yet
+    for x in np.linspace(1e6, 2e6, 1000):
+        p.add(float(x))
+    assert p.fits > 0 and not p.modelled and p.ahead_w(2.0) == pytest.approx(2e6 + 2 * 1e6 / 999)
+    rng = np.random.default_rng(3)
+    walk = 1e6 + np.cumsum(rng.normal(0.0, 5e3, 3000))
+    model_err, linear_err = [], []
+    for k, x in enumerate(walk[:-1]):
+        p.add(float(x))
+        if k > 1000:
+            model_err.append(p.ahead_w(1.0) - walk[k + 1])
+            linear_err.append(2 * x - walk[k - 1] - walk[k + 1])
+    assert p.modelled and np.std(model_err) < 0.8 * np.std(linear_err)
+    steady = LoadPredictor(taps=20, window=400, refit=50)
+    for _ in range(1000):
+        steady.add(1e6)
+    steady.add(math.nan)
+    assert steady.fits > 0 and not steady.modelled and steady.ahead_w(1.0) == 1e6
+    steady.reset()
+    assert math.isnan(steady.ahead_w(1.0))
+    with pytest.raises(ValueError, match="window"):
+        LoadPredictor(taps=20, window=40, refit=50)
+
+
+def test_a_predicted_change_is_never_steeper_than_any_seen() -> None:
+    """A load step after a periodic swing: whatever the model makes of it, the prediction moves
+    no further a tick than the steepest change in the window it was fitted on."""
+    dt = 0.02
+    t = np.arange(0, 60, dt)
+    load = _training_swing(t)
+    p = LoadPredictor(taps=50, window=1500, refit=50)
+    for x in load:
+        p.add(float(x))
+    most = float(np.max(np.abs(np.diff(load[-1550:]))))
+    for x in (load[-1] - 600e3, load[-1] - 600e3):  # a checkpoint's dip
+        p.add(float(x))
+        assert abs(p.ahead_w(1.0) - x) <= most + 1e-6
+
+
+def test_a_prediction_never_takes_the_battery_past_its_bounds() -> None:
+    """The predicted load moves the command, never the envelope: the period's bounds (the units'
+    limits, the reserve, the grid's import and export limits) clamp it as before."""
+    p = smoothing.SmoothingParams(tau_s=20.0, ramp_w_per_s=None, lead_ticks=1.0)
+    _, s = smoothing.tick(1e6, 0.0, -200e3, 300e3, 0.02, p, smoothing.SmoothingState())
+    for predicted in (1e9, -1e9, math.nan):
+        tick, _ = smoothing.tick(1e6, 0.0, -200e3, 300e3, 0.02, p, s, predicted_w=predicted)
+        assert -200e3 <= tick.battery_w <= 300e3
+    assert smoothing.tick(1e6, 0.0, -200e3, 300e3, 0.02, p, s, predicted_w=1e9)[0].battery_w == 300e3
+    assert smoothing.tick(1e6, 0.0, -200e3, 300e3, 0.02, p, s, predicted_w=-1e9)[0].battery_w == -200e3
