@@ -8,6 +8,7 @@ import asyncio
 import json
 import sys
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import aiohttp
 import pytest
 
 from ems.clock import ScaledClock
-from ems.config import HttpConfig
+from ems.config import HttpConfig, SiteConfig
 from ems.operator.auth import Tokens
 from ems.operator.server import serve
 from tests.conftest import free_port, running_controller, running_site, wait_for
@@ -35,10 +36,11 @@ async def budget(url: str, row: str, ahead_s: float = 0.0) -> tuple[int, dict[st
     return proc.returncode, json.loads(out) if out.strip() else {}
 
 
-@pytest.mark.timeout(120)
-async def test_the_budget_script_sees_an_event_coming_and_the_rows_it_caps(broker, make_site) -> None:
-    cfg = make_site(
-        broker.url, rows=2, racks_per_row=4, period_s=0.2, units=1, control={"meter_frozen_s": 0.0},
+def two_row_dr_site(make_site: Callable[..., SiteConfig], broker_url: str) -> SiteConfig:
+    """Two rows of four racks, row01 never throttled (tier 0), row02 tier 4; events through the
+    operator API; a battery too small to meet a target alone."""
+    return make_site(
+        broker_url, rows=2, racks_per_row=4, period_s=0.2, units=1, control={"meter_frozen_s": 0.0},
         policies={"battery": {"soc_min": 0.1, "soc_max": 0.95},
                   "demand_response": {"flex_tiers": {"row01": 0, "row02": 4}, "precharge_s": 0.0,
                                       "load_target": {"mqtt": False}}},
@@ -47,6 +49,11 @@ async def test_the_budget_script_sees_an_event_coming_and_the_rows_it_caps(broke
                               "heartbeat_timeout_s": 2.0}],
                     "racks": {"model": "steady", "steady_fraction": 0.6, "telemetry_period_s": 0.2,
                               "cap_response_s": 0.05}})
+
+
+@pytest.mark.timeout(120)
+async def test_the_budget_script_sees_an_event_coming_and_the_rows_it_caps(broker, make_site) -> None:
+    cfg = two_row_dr_site(make_site, broker.url)
     clock = ScaledClock(1.0)
     async with (running_site(cfg, clock), running_controller(cfg, clock) as ctl,
                 serve(ctl, HttpConfig(enabled=True, port=0), Tokens({"operator": TOKEN})) as server,

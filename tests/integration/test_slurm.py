@@ -23,6 +23,7 @@ from ems.operator.auth import Tokens
 from ems.operator.server import serve
 from sim_devices.slurm import NoSlurm, Slurm, private_slurm
 from tests.conftest import running_controller, running_site, wait_for
+from tests.integration.test_dr_scheduler import two_row_dr_site
 
 pytestmark = pytest.mark.integration
 
@@ -64,16 +65,7 @@ def _requeued(slurm: Slurm, job: int) -> Callable[[], bool]:
 
 @pytest.mark.timeout(180)
 async def test_a_real_slurm_keeps_tier_0_work_off_a_row_an_event_will_cap(broker, make_site, tmp_path: Path) -> None:
-    cfg = make_site(
-        broker.url, rows=2, racks_per_row=4, period_s=0.2, units=1, control={"meter_frozen_s": 0.0},
-        policies={"battery": {"soc_min": 0.1, "soc_max": 0.95},
-                  "demand_response": {"flex_tiers": {"row01": 0, "row02": 4}, "precharge_s": 0.0,
-                                      "load_target": {"mqtt": False}}},
-        simulation={"seed": 3, "speed": 1.0, "pue": 1.25,
-                    "bess": [{"capacity_wh": 100_000, "rated_power_w": 20_000, "initial_soc": 0.6,
-                              "heartbeat_timeout_s": 2.0}],
-                    "racks": {"model": "steady", "steady_fraction": 0.6, "telemetry_period_s": 0.2,
-                              "cap_response_s": 0.05}})
+    cfg = two_row_dr_site(make_site, broker.url)
     clock = ScaledClock(1.0)
     async with (running_site(cfg, clock), running_controller(cfg, clock) as ctl,
                 serve(ctl, HttpConfig(enabled=True, port=0), Tokens({"operator": TOKEN})) as server,
