@@ -27,6 +27,10 @@ def smoothing_status(cfg: SiteConfig, now_s: float, ramp_p: grid_ramp.GridRampPa
     return {"reason": None if why is None else why.code, "owns_setpoints": fast is not None and fast.owns_setpoints,
             "swing_w": None if fast is None else round(fast.swing_w, 1), "ticks": 0 if fast is None else fast.ticks,
             "gpu": None if gpu is None or gpu.reason is None else gpu.reason.code,
+            # how the fast loop sees the load a command delay ahead: the fitted model (periodic
+            # swings), else the last change carried on; with its fits and the share the model won
+            "predictor": None if fast is None or fast.predictor.taps == 0 else {
+                "model": fast.predictor.modelled, "fits": fast.predictor.fits, "model_won": fast.predictor.used},
             # what the filler was last told (null: none, or unknown after a failed write)
             "filler_w": None if fast is None or fast.filler is None or fast.filler_written_w is None
             else round(fast.filler_written_w, 1),

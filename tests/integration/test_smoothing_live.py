@@ -70,6 +70,7 @@ async def test_the_live_loop_learns_the_swing_and_answers_it_ahead(broker, make_
         status = ctl.last.status if ctl.last is not None else {}
         sm = status["smoothing"]
         assert sm["grid_band_rms_w"] < 0.12 * sm["load_band_rms_w"]
+        assert sm["predictor"]["model"] is True and sm["predictor"]["model_won"] > 0  # operators see it
         assert fast.write_failures == 0
 
 
