@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from ems.feeds.answer import bounded_body, checked_zip
 from ems.feeds.series import FeedMalformed, FeedNotCovering, FeedSeries, FeedUnavailable, regular_series
 
 PRICE = "price_per_mwh"
@@ -97,13 +98,14 @@ class CaisoOasisPrices:
             "resultformat": 6, "queryname": "PRC_LMP", "version": 12, "market_run_id": "DAM", "node": self.node,
             "startdatetime": stamp(start_utc_s), "enddatetime": stamp(end_utc_s + 3599)}
         try:
-            r = requests.get(self.url, params=params, timeout=self.timeout_s)
+            r = requests.get(self.url, params=params, timeout=self.timeout_s, stream=True)
             r.raise_for_status()
+            body = bounded_body(r, "caiso")
         except requests.RequestException as exc:
             raise FeedUnavailable(f"caiso: {type(exc).__name__}: {exc}") from None
         try:
-            z = zipfile.ZipFile(io.BytesIO(r.content))
-            names = z.namelist()
+            z = zipfile.ZipFile(io.BytesIO(body))
+            names = checked_zip(z, "caiso")
             if any(n.endswith(".xml") for n in names):  # OASIS answers "no data" or an error as a zipped XML
                 text = z.read(names[0]).decode("utf-8", "replace")
                 code = text.split("<m:ERR_CODE>")[1].split("<")[0] if "<m:ERR_CODE>" in text else "?"

@@ -9,8 +9,10 @@ back (the last hour, whose radiation is not given, is dropped).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from ems.feeds.answer import bounded_body
 from ems.feeds.series import FeedMalformed, FeedSeries, FeedUnavailable, regular_series
 
 TEMPERATURE = "temperature_c"
@@ -52,11 +54,12 @@ class OpenMeteoWeather:
         import requests
 
         try:
-            r = requests.get(self.url, params=self.params(), timeout=self.timeout_s)
+            r = requests.get(self.url, params=self.params(), timeout=self.timeout_s, stream=True)
             if r.status_code in (400, 429):  # Open-Meteo says why in {"error": true, "reason": ...}
-                raise FeedUnavailable(f"open_meteo: HTTP {r.status_code}: {r.text[:200]}")
+                why = bounded_body(r, "open_meteo").decode("utf-8", "replace")[:200]
+                raise FeedUnavailable(f"open_meteo: HTTP {r.status_code}: {why}")
             r.raise_for_status()
-            doc = r.json()
+            doc = json.loads(bounded_body(r, "open_meteo"))
         except requests.RequestException as exc:
             raise FeedUnavailable(f"open_meteo: {type(exc).__name__}: {exc}") from None
         except ValueError as exc:

@@ -29,6 +29,7 @@ from ems.broker import free_port
 from ems.feeds.cache import FeedCache
 from ems.feeds.planner_inputs import PlannerFeeds, PriceFeedUse, planner_feeds
 from ems.feeds.prices import PRICE, CaisoOasisPrices, EntsoePrices, NordPoolPrices
+from ems.feeds.series import FeedMalformed
 from ems.feeds.settings import CaisoFeedConfig, EntsoeFeedConfig, NordPoolFeedConfig, WeatherFeedConfig
 from ems.feeds.source import FeedSource
 from ems.feeds.weather import GHI, GTI, TEMPERATURE, OpenMeteoWeather
@@ -455,3 +456,29 @@ async def test_the_controller_runs_the_weather_feed_and_reports_it(served: Serve
         assert status["failures"] == {} and status["error"] is None
     cached = json.loads((tmp_path / "feeds" / "open_meteo.json").read_text())
     assert cached["columns"]["temperature_c"][-1] == doc["hourly"]["temperature_2m"][-2]
+
+
+def _zip_of(member: bytes) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("PRC_LMP_DAM.csv", member)
+    return buf.getvalue()
+
+
+async def test_a_zip_bomb_or_an_oversized_answer_is_refused_before_it_is_read(served: Served) -> None:
+    from ems.feeds.answer import MAX_ANSWER_BYTES, MAX_UNZIPPED_BYTES
+
+    feed = CaisoOasisPrices("TH_NP15_GEN-APND", 10.0, f"{served.base}/caiso/SingleZip")
+    window = (utc_s(2026, 7, 15, 0), utc_s(2026, 7, 17, 0))
+    bomb = _zip_of(b"INTERVALSTARTTIME_GMT,NODE,LMP_TYPE,MW\n" + b"0" * MAX_UNZIPPED_BYTES)
+    assert len(bomb) < 100_000  # a small answer that would unpack past the bound
+    served.override["caiso"] = (200, bomb, "application/x-zip-compressed")
+    with pytest.raises(FeedMalformed, match="caiso: the zip would unpack to"):
+        await asyncio.to_thread(feed.fetch, *window)
+    served.override["caiso"] = (200, b"\0" * (MAX_ANSWER_BYTES + 1), "application/x-zip-compressed")
+    with pytest.raises(FeedMalformed, match="caiso: the answer is larger than"):
+        await asyncio.to_thread(feed.fetch, *window)
+    weather = OpenMeteoWeather(52.52, 13.41, url=f"{served.base}/open-meteo/v1/forecast", timeout_s=10.0)
+    served.override["open_meteo"] = (200, b" " * (MAX_ANSWER_BYTES + 1), "application/json")
+    with pytest.raises(FeedMalformed, match="open_meteo: the answer is larger than"):
+        await asyncio.to_thread(weather.fetch, *window)
