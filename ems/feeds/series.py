@@ -76,6 +76,12 @@ class FeedSeries:
         `keep_from_utc_s`: a weather feed's past hours stay for the learned load model."""
         start = self.start_utc_s
         cols = dict(self.columns)
+        if older is not None and older.step_s == self.step_s and older.start_utc_s < keep_from_utc_s:
+            # cut first: the gap filled below is then within the kept span, not back to an old (or
+            # crafted) cache file's start, whatever its distance
+            skip = math.floor((keep_from_utc_s - older.start_utc_s) / self.step_s)
+            older = None if skip >= older.n_steps else FeedSeries(
+                older.start_utc_s + skip * self.step_s, self.step_s, {k: v[skip:] for k, v in older.columns.items()})
         if (older is not None and older.step_s == self.step_s and older.start_utc_s < start
                 and (start - older.start_utc_s) % self.step_s == 0 and set(older.columns) == set(cols)):
             head = min(older.n_steps, round((start - older.start_utc_s) / self.step_s))
