@@ -388,6 +388,36 @@ def test_an_unreadable_cache_file_is_ignored(tmp_path: Path) -> None:
     assert FeedCache(tmp_path).load("entsoe") is None
 
 
+@pytest.mark.parametrize("bad", [{"step_s": 1e-300}, {"step_s": float("inf")}, {"step_s": float("nan")},
+                                 {"start_utc_s": float("nan")}, {"fetched_utc_s": float("inf")},
+                                 {"columns": {PRICE: [1.0, None]}}, {"columns": {PRICE: [1.0, float("inf"), 2.0]}},
+                                 {"columns": {PRICE: []}}])
+def test_a_cache_file_that_is_no_series_of_ours_is_ignored(tmp_path: Path, bad: dict[str, Any]) -> None:
+    doc = {"start_utc_s": 1.7e9, "step_s": 3600.0, "fetched_utc_s": 1.7e9, "columns": {PRICE: [1.0, 2.0]}}
+    (tmp_path / "entsoe.json").write_text(json.dumps(doc))
+    assert FeedCache(tmp_path).load("entsoe") is not None
+    (tmp_path / "entsoe.json").write_text(json.dumps(doc | bad))  # json writes NaN and Infinity
+    assert FeedCache(tmp_path).load("entsoe") is None
+
+
+async def test_a_cache_fetched_in_the_future_does_not_put_the_feed_to_sleep(served: Served, tmp_path: Path) -> None:
+    now = [utc_s(2026, 6, 15, 9)]
+    feed = OpenMeteoWeather(52.52, 13.41, url=f"{served.base}/open-meteo/v1/forecast", timeout_s=10.0)
+    first = source(feed, FeedCache(tmp_path), now)
+    assert await first.refresh() and first.good is not None
+    FeedCache(tmp_path).save(feed.name, first.good, now[0] + 365 * 86_400.0)  # a clock set back a year since
+    again = source(feed, FeedCache(tmp_path), now)
+    task = asyncio.create_task(again.run())
+    try:
+        for _ in range(500):  # fetched at once (not after a year's sleep)
+            if again.fetches:
+                break
+            await asyncio.sleep(0.01)
+        assert again.fetches >= 1
+    finally:
+        task.cancel()
+
+
 async def test_the_live_planner_runs_the_feeds_beside_its_worker(served: Served, tmp_path: Path) -> None:
     from ems.planning.live import LivePlanner
     from ems.planning.runner import PlanningRunner
