@@ -43,7 +43,10 @@ def test_the_history_round_trips_and_bad_or_old_ones_are_refused() -> None:
     assert not fresh.restore(saved, saved["bin"] * STEP_S - 3600.0, 86_400.0)  # from the future
     assert not StepHistory(300.0, 10).restore(saved, now, 86_400.0)  # another step
     for bad in (None, [], {**saved, "values": [1.0, float("nan")]}, {**saved, "values": ["1"]},
-                {**saved, "bin": 1.5}, {**saved, "bin": True}, {**saved, "values": []}):
+                {**saved, "bin": 1.5}, {**saved, "bin": True}, {**saved, "values": []},
+                # written by someone with write access to state.db: refused, not an OverflowError at start-up
+                {**saved, "bin": 10**400}, {**saved, "values": [1.0, 10**400]}, {**saved, "values": [1e300]},
+                {**saved, "values": [1.0, float("inf")]}):
         assert not fresh.restore(bad, now, 86_400.0)
     assert fresh.end_s is None and not fresh.values
 
