@@ -17,6 +17,9 @@ from ems.feeds.answer import bounded_body, checked_zip
 from ems.feeds.series import FeedMalformed, FeedNotCovering, FeedSeries, FeedUnavailable, regular_series
 
 PRICE = "price_per_mwh"
+# past any market's price cap in any currency it is published in (EU day-ahead +-4000 EUR/MWh,
+# ~46 000 SEK; CAISO's bid cap 2000 $/MWh): a price beyond is a broken answer, not a market
+PRICE_RANGE = {PRICE: (-1e6, 1e6)}
 
 
 def _series_from_pandas(s: Any, source: str) -> FeedSeries:
@@ -32,7 +35,7 @@ def _series_from_pandas(s: Any, source: str) -> FeedSeries:
         raise FeedMalformed(f"{source}: the prices are not on a time index with a zone")
     times = idx.tz_convert("UTC").as_unit("ns").asi8 / 1e9  # pandas 3 may hold them in us or s
     values = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
-    return regular_series(times, {PRICE: values}, source)
+    return regular_series(times, {PRICE: values}, source, PRICE_RANGE)
 
 
 class EntsoePrices:
@@ -124,7 +127,7 @@ class CaisoOasisPrices:
             raise FeedMalformed(f"caiso: unexpected row: {type(exc).__name__}: {exc}") from None
         if not times:
             raise FeedNotCovering(f"caiso: no day-ahead LMP for {self.node} in the answer")
-        return regular_series(times, {PRICE: values}, "caiso")
+        return regular_series(times, {PRICE: values}, "caiso", PRICE_RANGE)
 
 
 class NordPoolPrices:
@@ -169,4 +172,4 @@ class NordPoolPrices:
             day += timedelta(days=1)
         if not times:
             raise FeedNotCovering(f"nordpool: no day-ahead prices for {self.area} in the window")
-        return regular_series(times, {PRICE: values}, "nordpool")
+        return regular_series(times, {PRICE: values}, "nordpool", PRICE_RANGE)

@@ -95,9 +95,10 @@ class FeedSeries:
 
 
 def regular_series(times_utc_s: Sequence[float] | FloatArray, columns: Mapping[str, Sequence[float] | FloatArray],
-                   source: str) -> FeedSeries:
+                   source: str, ranges: Mapping[str, tuple[float, float]] | None = None) -> FeedSeries:
     """A `FeedSeries` from timestamps and values; FeedMalformed (naming the source and the
-    column) unless the steps are regular and every value is finite."""
+    column) unless the steps are regular and every value is finite (and within its column's
+    `ranges`, where given: a finite 1e300 would reach the planner's LP as a price)."""
     t = np.asarray(times_utc_s, dtype=np.float64)
     if t.size == 0:
         raise FeedMalformed(f"{source}: no rows")
@@ -114,5 +115,10 @@ def regular_series(times_utc_s: Sequence[float] | FloatArray, columns: Mapping[s
         bad = ~np.isfinite(v)
         if bad.any():
             raise FeedMalformed(f"{source}: {name} is not finite at {int(bad.sum())} of {v.size} steps")
+        lo, hi = (ranges or {}).get(name, (-math.inf, math.inf))
+        out_of = (v < lo) | (v > hi)
+        if out_of.any():
+            raise FeedMalformed(f"{source}: {name} is outside {lo:g}..{hi:g} at {int(out_of.sum())} of {v.size} "
+                                f"steps (e.g. {v[out_of][0]:g})")
         out[name] = v
     return FeedSeries(float(t[0]), step, out)

@@ -19,6 +19,9 @@ TEMPERATURE = "temperature_c"
 GHI = "ghi_w_m2"  # global horizontal (shortwave_radiation)
 GTI = "gti_w_m2"  # on the array's plane (global_tilted_irradiance), where its tilt is given
 
+# beyond what Earth's air and sun give (the records: -89 and 57 C; ~1400 W/m2 at the ground)
+RANGES = {TEMPERATURE: (-100.0, 70.0), GHI: (-10.0, 2000.0), GTI: (-10.0, 2000.0)}
+
 OPEN_METEO_URL = "https://api.open-meteo.com/v1/forecast"
 
 
@@ -84,4 +87,4 @@ class OpenMeteoWeather:
         for name in (GHI, GTI):
             if name in cols:
                 cols[name] = [*cols[name][1:], 0.0]  # the hour before each time: one step back
-        return regular_series(times[:-1], {k: v[:-1] for k, v in cols.items()}, "open_meteo")
+        return regular_series(times[:-1], {k: v[:-1] for k, v in cols.items()}, "open_meteo", RANGES)

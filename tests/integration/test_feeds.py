@@ -252,6 +252,37 @@ async def test_a_non_finite_weather_answer_is_refused_and_counted(served: Served
     assert src.failures == {"malformed": 1} and src.good is None
 
 
+@pytest.mark.parametrize(("field_name", "bad"), [("temperature_2m", 1e30), ("shortwave_radiation", -5000.0)])
+async def test_a_weather_value_no_sky_gives_is_refused_and_counted(served: Served, tmp_path: Path,
+                                                                   field_name: str, bad: float) -> None:
+    now = [utc_s(2026, 6, 15, 9)]
+    doc = json.loads(OPEN_METEO_JSON.read_text())
+    doc["hourly"][field_name][200] = bad
+    served.override["open_meteo"] = (200, json.dumps(doc).encode(), "application/json")
+    feed = OpenMeteoWeather(52.52, 13.41, url=f"{served.base}/open-meteo/v1/forecast", timeout_s=10.0)
+    src = source(feed, FeedCache(tmp_path), now)
+    assert not await src.refresh()
+    assert src.failures == {"malformed": 1} and src.good is None
+
+
+async def test_a_price_past_any_market_cap_is_refused(served: Served, tmp_path: Path) -> None:
+    # a finite 1e300 $/MWh would reach the planner's LP as a price
+    with zipfile.ZipFile(CAISO_ZIP) as z:
+        name = z.namelist()[0]
+        rows = list(csv.DictReader(io.TextIOWrapper(z.open(name), encoding="utf-8")))
+    first = next(r for r in rows if r["LMP_TYPE"] == "LMP")
+    first["MW"] = "1e300"
+    text = io.StringIO()
+    w = csv.DictWriter(text, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+    served.override["caiso"] = (200, _zip_of(text.getvalue().encode()), "application/x-zip-compressed")
+    src = source(CaisoOasisPrices("TH_NP15_GEN-APND", 10.0, f"{served.base}/caiso/SingleZip"), FeedCache(tmp_path),
+                 [utc_s(2026, 7, 15, 14)])
+    assert not await src.refresh()
+    assert src.failures == {"malformed": 1} and src.good is None
+
+
 @pytest.mark.parametrize("body", [
     b"<Publication_MarketDocument><TimeSeries><curveType>A01</curveType></TimeSeries>",
     ENTSOE_XML.read_bytes().replace(b"<price.amount>", b"<price.amount>x", 1),

@@ -14,6 +14,8 @@ def test_irregular_steps_and_values_that_are_not_finite_are_refused() -> None:
         regular_series([0.0, 3600.0, 9000.0], {"x": [1.0, 2.0, 3.0]}, "src")
     with pytest.raises(FeedMalformed, match=r"src: x is not finite at 1 of 3 steps"):
         regular_series([0.0, 3600.0, 7200.0], {"x": [1.0, float("inf"), 3.0]}, "src")
+    with pytest.raises(FeedMalformed, match=r"src: x is outside -10..10 at 1 of 3 steps \(e.g. 1e\+300\)"):
+        regular_series([0.0, 3600.0, 7200.0], {"x": [1.0, 1e300, 3.0]}, "src", {"x": (-10.0, 10.0)})
     with pytest.raises(FeedMalformed, match="no rows"):
         regular_series([], {"x": []}, "src")
     with pytest.raises(FeedMalformed, match="2 values for 3 timestamps"):
