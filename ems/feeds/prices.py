@@ -121,7 +121,9 @@ class CaisoOasisPrices:
         try:
             for row in sorted((r for r in rows if r["LMP_TYPE"] == "LMP" and r["NODE"] == self.node),
                               key=lambda r: r["INTERVALSTARTTIME_GMT"]):
-                times.append(datetime.fromisoformat(row["INTERVALSTARTTIME_GMT"]).timestamp())
+                start = datetime.fromisoformat(row["INTERVALSTARTTIME_GMT"])
+                # the column is GMT by its name: a stamp without an offset is UTC, not this machine's zone
+                times.append((start if start.tzinfo is not None else start.replace(tzinfo=UTC)).timestamp())
                 values.append(float(row["MW"]))  # OASIS names the price column MW ($/MWh)
         except (KeyError, ValueError) as exc:
             raise FeedMalformed(f"caiso: unexpected row: {type(exc).__name__}: {exc}") from None

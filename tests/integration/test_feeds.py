@@ -265,6 +265,24 @@ async def test_a_weather_value_no_sky_gives_is_refused_and_counted(served: Serve
     assert src.failures == {"malformed": 1} and src.good is None
 
 
+async def test_oasis_stamps_without_an_offset_are_gmt_not_the_machines_zone(served: Served, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.setenv("TZ", "America/Los_Angeles")  # the machine's zone, which the stamps must not take
+    time.tzset()
+    try:
+        with zipfile.ZipFile(CAISO_ZIP) as z:
+            text = z.read(z.namelist()[0]).replace(b"-00:00", b"")
+        served.override["caiso"] = (200, _zip_of(text), "application/x-zip-compressed")
+        feed = CaisoOasisPrices("TH_NP15_GEN-APND", 10.0, f"{served.base}/caiso/SingleZip")
+        g = await asyncio.to_thread(feed.fetch, utc_s(2026, 7, 15, 0), utc_s(2026, 7, 17, 0))
+        assert g.start_utc_s == utc_s(2026, 7, 15, 7)  # OASIS's first hour: 07:00 GMT (midnight in California)
+    finally:
+        monkeypatch.undo()  # the zone as it was, for the tests after this one
+        time.tzset()
+
+
 async def test_a_price_past_any_market_cap_is_refused(served: Served, tmp_path: Path) -> None:
     # a finite 1e300 $/MWh would reach the planner's LP as a price
     with zipfile.ZipFile(CAISO_ZIP) as z:
