@@ -56,7 +56,7 @@ class FeedCache:
                 raise ValueError("a value is infinite or the last one is missing")
             series = FeedSeries(float(doc["start_utc_s"]), float(doc["step_s"]), cols)
             return series, float(doc["fetched_utc_s"])
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:  # nested past depth
             log.warning("feed cache unreadable, ignored", feed=name, path=str(path), error=str(exc))
             return None
 

@@ -435,6 +435,8 @@ async def test_the_cache_survives_a_restart(clients_on_loopback: Served, tmp_pat
 def test_an_unreadable_cache_file_is_ignored(tmp_path: Path) -> None:
     (tmp_path / "entsoe.json").write_text("{not json")
     assert FeedCache(tmp_path).load("entsoe") is None
+    (tmp_path / "entsoe.json").write_text("[" * 200_000)  # nested past the parser's depth: RecursionError
+    assert FeedCache(tmp_path).load("entsoe") is None
 
 
 @pytest.mark.parametrize("bad", [{"step_s": 1e-300}, {"step_s": float("inf")}, {"step_s": float("nan")},
