@@ -374,6 +374,23 @@ def builder(forecast_model: str = "profile") -> PlanBuilder:
                                                wear_cost_per_kwh=0.0, forecast_model=forecast_model))
 
 
+def test_a_cached_series_without_the_feeds_column_leaves_the_plan_on_the_sites_tariff(tmp_path: Path) -> None:
+    # a cache file crafted (or left) with another column: read back, it is a series, but not of prices;
+    # applied, it raised KeyError inside the control period, which stops the controller
+    now = utc_s(2026, 1, 15, 12, 5)
+    doc = {"start_utc_s": now - 86_400.0, "step_s": 3600.0, "fetched_utc_s": now,
+           "columns": {"temperature_c": [5.0] * 96}}
+    (tmp_path / "entsoe.json").write_text(json.dumps(doc))
+    src = source(EntsoePrices("DE_LU", "test-token", 10.0), FeedCache(tmp_path), [now])
+    assert src.good is not None
+    feeds = PlannerFeeds("Europe/Berlin", PriceFeedUse(src, EntsoeFeedConfig(source="entsoe", bidding_zone="DE_LU")),
+                         None)
+    b = builder()
+    site_tariff = b.tariff
+    feeds.apply(b, local_s(now, "Europe/Berlin"))
+    assert b.tariff is site_tariff and feeds.apply_errors == 1 and feeds.priced_plans == 0
+
+
 async def test_the_planner_prices_on_the_feed_in_local_time(clients_on_loopback: Served, tmp_path: Path) -> None:
     now = [utc_s(2026, 1, 15, 12, 5)]
     src = source(EntsoePrices("DE_LU", "test-token", 10.0), FeedCache(tmp_path), now)
