@@ -41,9 +41,17 @@ class StateStore:
         return True
 
     def load(self) -> dict[str, Any]:
+        """The values by key; a value that is not JSON (or nested past the parser's depth: a
+        crafted row) is left out and logged, naming its key: its owner starts without it."""
         with self._lock:
             rows = self._db.execute("SELECT key, value FROM state").fetchall()
-        return {k: json.loads(v) for k, v in rows}
+        out: dict[str, Any] = {}
+        for k, v in rows:
+            try:
+                out[k] = json.loads(v)
+            except (ValueError, TypeError, RecursionError) as exc:
+                log.warning("state value unreadable, not restored", key=k, error=f"{type(exc).__name__}: {exc}"[:200])
+        return out
 
     def close(self) -> None:
         with self._lock:

@@ -45,8 +45,9 @@ class Slurm:
         return out.stdout
 
     def sbatch(self, *args: str) -> int:
-        """Submit a batch job; its id."""
-        return int(self._run("sbatch", "--parsable", *args).strip().split(";")[0])
+        """Submit a batch job; its id. Its output goes to the private folder, not the caller's cwd."""
+        out = f"--output={self.dir / 'log' / 'slurm-%j.out'}"
+        return int(self._run("sbatch", "--parsable", out, *args).strip().split(";")[0])
 
     def job(self, job_id: int) -> dict[str, str]:
         """`scontrol show job` as fields (JobState, Restarts, Comment, ...)."""

@@ -9,6 +9,7 @@ A file that cannot be read is ignored (logged): the feed then starts with nothin
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from ems.feeds.series import FeedSeries
 log = structlog.get_logger("ems.feeds")
 
 MAX_FILE_BYTES = 4 << 20  # a larger file is not ours (a year of 15-minute steps is ~1 MB)
+MIN_STEP_S, MAX_STEP_S = 60.0, 86_400.0  # the steps feeds come in (15 min, an hour) and then some
 
 
 class FeedCache:
@@ -43,11 +45,18 @@ class FeedCache:
             doc = json.loads(path.read_text(encoding="utf-8"))
             cols = {str(k): np.asarray(v, dtype=np.float64) for k, v in doc["columns"].items()}
             sizes = {v.size for v in cols.values()}
-            if len(sizes) != 1 or float(doc["step_s"]) <= 0:
-                raise ValueError("columns of different lengths or a bad step")
+            if len(sizes) != 1 or sizes == {0}:
+                raise ValueError("columns of different lengths, or empty")
+            if not MIN_STEP_S <= float(doc["step_s"]) <= MAX_STEP_S:  # NaN fails too
+                raise ValueError(f"step_s not within {MIN_STEP_S:g}..{MAX_STEP_S:g}")
+            if not (math.isfinite(float(doc["start_utc_s"])) and math.isfinite(float(doc["fetched_utc_s"]))):
+                raise ValueError("start_utc_s or fetched_utc_s is not a time")
+            # only a gap neither fetch had is saved as null (NaN); the newest value is a fetched one
+            if any(np.isinf(v).any() or not np.isfinite(v[-1]) for v in cols.values()):
+                raise ValueError("a value is infinite or the last one is missing")
             series = FeedSeries(float(doc["start_utc_s"]), float(doc["step_s"]), cols)
             return series, float(doc["fetched_utc_s"])
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:  # nested past depth
             log.warning("feed cache unreadable, ignored", feed=name, path=str(path), error=str(exc))
             return None
 

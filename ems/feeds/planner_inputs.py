@@ -25,6 +25,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import structlog
 
 from ems.feeds.cache import FeedCache
 from ems.feeds.prices import PRICE, CaisoOasisPrices, EntsoePrices, NordPoolPrices
@@ -45,6 +46,8 @@ from ems.tariff.calendar import local_datetime
 from ems.tariff.model import PriceSeries, Tariff
 
 DAY_S = 86_400.0
+
+log = structlog.get_logger("ems.feeds")
 
 
 def local_to_utc_s(local_s: FloatArray, zone: str) -> FloatArray:
@@ -85,6 +88,7 @@ class PlannerFeeds:
         self.base_tariff: Tariff | None = None  # the site's tariff, as the builder had it first
         self.priced_plans = 0  # plans made on the price feed's prices
         self.weather_plans = 0
+        self.apply_errors = 0  # plans whose feeds could not be applied (the site's own inputs used)
         self._temperature_of: tuple[FeedSeries, TemperatureSeries] | None = None  # made once per weather series
 
     @property
@@ -98,10 +102,25 @@ class PlannerFeeds:
                 tg.create_task(source.run(), name=f"feed-{source.name}")
 
     def apply(self, builder: PlanBuilder, now_local_s: float) -> None:
-        """Set the builder's prices, temperature and sky for the plan starting at `now_local_s`."""
-        s = builder.s
+        """Set the builder's prices, temperature and sky for the plan starting at `now_local_s`.
+        A series that cannot be used (a cache file crafted with another column, say) must not
+        stop the control loop this runs in: the plan then takes the site's own inputs (counted,
+        logged once)."""
         if self.base_tariff is None:
             self.base_tariff = builder.tariff
+        try:
+            self._apply(builder, now_local_s)
+        except Exception as exc:
+            self.apply_errors += 1
+            if self.apply_errors == 1:
+                log.exception("feeds not applied: the plan takes the site's tariff and inputs", error=str(exc))
+            builder.tariff = self.base_tariff
+            if builder.model is not None:
+                builder.model.temperature = builder.s.temperature
+            builder.sky = None
+
+    def _apply(self, builder: PlanBuilder, now_local_s: float) -> None:
+        s = builder.s
         start = math.floor(now_local_s / s.step_s + 1e-9) * s.step_s
         local = start + np.arange(s.horizon_steps, dtype=np.float64) * s.step_s
         utc = local_to_utc_s(local, self.zone)
@@ -147,7 +166,8 @@ class PlannerFeeds:
 
     def summary(self) -> dict[str, object]:
         return {s.name: s.summary() for s in self.sources} | {"priced_plans": self.priced_plans,
-                                                              "weather_plans": self.weather_plans}
+                                                              "weather_plans": self.weather_plans,
+                                                              "apply_errors": self.apply_errors}
 
 
 def _utc_to_local_s(utc_s: float, zone: str) -> float:

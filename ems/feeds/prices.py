@@ -13,9 +13,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from ems.feeds.answer import bounded_body, checked_zip
 from ems.feeds.series import FeedMalformed, FeedNotCovering, FeedSeries, FeedUnavailable, regular_series
 
 PRICE = "price_per_mwh"
+# past any market's price cap in any currency it is published in (EU day-ahead +-4000 EUR/MWh,
+# ~46 000 SEK; CAISO's bid cap 2000 $/MWh): a price beyond is a broken answer, not a market
+PRICE_RANGE = {PRICE: (-1e6, 1e6)}
 
 
 def _series_from_pandas(s: Any, source: str) -> FeedSeries:
@@ -31,7 +35,7 @@ def _series_from_pandas(s: Any, source: str) -> FeedSeries:
         raise FeedMalformed(f"{source}: the prices are not on a time index with a zone")
     times = idx.tz_convert("UTC").as_unit("ns").asi8 / 1e9  # pandas 3 may hold them in us or s
     values = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
-    return regular_series(times, {PRICE: values}, source)
+    return regular_series(times, {PRICE: values}, source, PRICE_RANGE)
 
 
 class EntsoePrices:
@@ -97,13 +101,14 @@ class CaisoOasisPrices:
             "resultformat": 6, "queryname": "PRC_LMP", "version": 12, "market_run_id": "DAM", "node": self.node,
             "startdatetime": stamp(start_utc_s), "enddatetime": stamp(end_utc_s + 3599)}
         try:
-            r = requests.get(self.url, params=params, timeout=self.timeout_s)
+            r = requests.get(self.url, params=params, timeout=self.timeout_s, stream=True)
             r.raise_for_status()
+            body = bounded_body(r, "caiso")
         except requests.RequestException as exc:
             raise FeedUnavailable(f"caiso: {type(exc).__name__}: {exc}") from None
         try:
-            z = zipfile.ZipFile(io.BytesIO(r.content))
-            names = z.namelist()
+            z = zipfile.ZipFile(io.BytesIO(body))
+            names = checked_zip(z, "caiso")
             if any(n.endswith(".xml") for n in names):  # OASIS answers "no data" or an error as a zipped XML
                 text = z.read(names[0]).decode("utf-8", "replace")
                 code = text.split("<m:ERR_CODE>")[1].split("<")[0] if "<m:ERR_CODE>" in text else "?"
@@ -116,13 +121,15 @@ class CaisoOasisPrices:
         try:
             for row in sorted((r for r in rows if r["LMP_TYPE"] == "LMP" and r["NODE"] == self.node),
                               key=lambda r: r["INTERVALSTARTTIME_GMT"]):
-                times.append(datetime.fromisoformat(row["INTERVALSTARTTIME_GMT"]).timestamp())
+                start = datetime.fromisoformat(row["INTERVALSTARTTIME_GMT"])
+                # the column is GMT by its name: a stamp without an offset is UTC, not this machine's zone
+                times.append((start if start.tzinfo is not None else start.replace(tzinfo=UTC)).timestamp())
                 values.append(float(row["MW"]))  # OASIS names the price column MW ($/MWh)
         except (KeyError, ValueError) as exc:
             raise FeedMalformed(f"caiso: unexpected row: {type(exc).__name__}: {exc}") from None
         if not times:
             raise FeedNotCovering(f"caiso: no day-ahead LMP for {self.node} in the answer")
-        return regular_series(times, {PRICE: values}, "caiso")
+        return regular_series(times, {PRICE: values}, "caiso", PRICE_RANGE)
 
 
 class NordPoolPrices:
@@ -167,4 +174,4 @@ class NordPoolPrices:
             day += timedelta(days=1)
         if not times:
             raise FeedNotCovering(f"nordpool: no day-ahead prices for {self.area} in the window")
-        return regular_series(times, {PRICE: values}, "nordpool")
+        return regular_series(times, {PRICE: values}, "nordpool", PRICE_RANGE)

@@ -76,6 +76,12 @@ class FeedSeries:
         `keep_from_utc_s`: a weather feed's past hours stay for the learned load model."""
         start = self.start_utc_s
         cols = dict(self.columns)
+        if older is not None and older.step_s == self.step_s and older.start_utc_s < keep_from_utc_s:
+            # cut first: the gap filled below is then within the kept span, not back to an old (or
+            # crafted) cache file's start, whatever its distance
+            skip = math.floor((keep_from_utc_s - older.start_utc_s) / self.step_s)
+            older = None if skip >= older.n_steps else FeedSeries(
+                older.start_utc_s + skip * self.step_s, self.step_s, {k: v[skip:] for k, v in older.columns.items()})
         if (older is not None and older.step_s == self.step_s and older.start_utc_s < start
                 and (start - older.start_utc_s) % self.step_s == 0 and set(older.columns) == set(cols)):
             head = min(older.n_steps, round((start - older.start_utc_s) / self.step_s))
@@ -89,9 +95,10 @@ class FeedSeries:
 
 
 def regular_series(times_utc_s: Sequence[float] | FloatArray, columns: Mapping[str, Sequence[float] | FloatArray],
-                   source: str) -> FeedSeries:
+                   source: str, ranges: Mapping[str, tuple[float, float]] | None = None) -> FeedSeries:
     """A `FeedSeries` from timestamps and values; FeedMalformed (naming the source and the
-    column) unless the steps are regular and every value is finite."""
+    column) unless the steps are regular and every value is finite (and within its column's
+    `ranges`, where given: a finite 1e300 would reach the planner's LP as a price)."""
     t = np.asarray(times_utc_s, dtype=np.float64)
     if t.size == 0:
         raise FeedMalformed(f"{source}: no rows")
@@ -108,5 +115,10 @@ def regular_series(times_utc_s: Sequence[float] | FloatArray, columns: Mapping[s
         bad = ~np.isfinite(v)
         if bad.any():
             raise FeedMalformed(f"{source}: {name} is not finite at {int(bad.sum())} of {v.size} steps")
+        lo, hi = (ranges or {}).get(name, (-math.inf, math.inf))
+        out_of = (v < lo) | (v > hi)
+        if out_of.any():
+            raise FeedMalformed(f"{source}: {name} is outside {lo:g}..{hi:g} at {int(out_of.sum())} of {v.size} "
+                                f"steps (e.g. {v[out_of][0]:g})")
         out[name] = v
     return FeedSeries(float(t[0]), step, out)

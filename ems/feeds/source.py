@@ -62,8 +62,10 @@ class FeedSource:
 
     async def run(self) -> None:
         """Refresh until cancelled: at once (unless the cache is fresh), then on the cadence."""
-        if self.fetched_utc_s is not None and self.clock() - self.fetched_utc_s < self.refresh_s:
-            await asyncio.sleep(self.refresh_s - (self.clock() - self.fetched_utc_s))
+        # a fetch time ahead of the clock (a clock set back, a crafted file) is not fresh: fetched now
+        age_s = None if self.fetched_utc_s is None else self.clock() - self.fetched_utc_s
+        if age_s is not None and 0 <= age_s < self.refresh_s:
+            await asyncio.sleep(self.refresh_s - age_s)
         while True:
             try:
                 ok = await self.refresh()

@@ -9,13 +9,18 @@ back (the last hour, whose radiation is not given, is dropped).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from ems.feeds.answer import bounded_body
 from ems.feeds.series import FeedMalformed, FeedSeries, FeedUnavailable, regular_series
 
 TEMPERATURE = "temperature_c"
 GHI = "ghi_w_m2"  # global horizontal (shortwave_radiation)
 GTI = "gti_w_m2"  # on the array's plane (global_tilted_irradiance), where its tilt is given
+
+# beyond what Earth's air and sun give (the records: -89 and 57 C; ~1400 W/m2 at the ground)
+RANGES = {TEMPERATURE: (-100.0, 70.0), GHI: (-10.0, 2000.0), GTI: (-10.0, 2000.0)}
 
 OPEN_METEO_URL = "https://api.open-meteo.com/v1/forecast"
 
@@ -52,11 +57,12 @@ class OpenMeteoWeather:
         import requests
 
         try:
-            r = requests.get(self.url, params=self.params(), timeout=self.timeout_s)
+            r = requests.get(self.url, params=self.params(), timeout=self.timeout_s, stream=True)
             if r.status_code in (400, 429):  # Open-Meteo says why in {"error": true, "reason": ...}
-                raise FeedUnavailable(f"open_meteo: HTTP {r.status_code}: {r.text[:200]}")
+                why = bounded_body(r, "open_meteo").decode("utf-8", "replace")[:200]
+                raise FeedUnavailable(f"open_meteo: HTTP {r.status_code}: {why}")
             r.raise_for_status()
-            doc = r.json()
+            doc = json.loads(bounded_body(r, "open_meteo"))
         except requests.RequestException as exc:
             raise FeedUnavailable(f"open_meteo: {type(exc).__name__}: {exc}") from None
         except ValueError as exc:
@@ -81,4 +87,4 @@ class OpenMeteoWeather:
         for name in (GHI, GTI):
             if name in cols:
                 cols[name] = [*cols[name][1:], 0.0]  # the hour before each time: one step back
-        return regular_series(times[:-1], {k: v[:-1] for k, v in cols.items()}, "open_meteo")
+        return regular_series(times[:-1], {k: v[:-1] for k, v in cols.items()}, "open_meteo", RANGES)

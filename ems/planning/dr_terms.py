@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import tzinfo
 
 import numpy as np
 
 from ems.forecast import FloatArray
 from ems.model.dr import DrEvent
+from ems.tariff.calendar import local_seconds
 
 # the program's baseline of an event's window (local seconds), None where it cannot be had
 BaselineOf = Callable[[DrEvent, float, float], float | None]
@@ -73,3 +75,17 @@ def dr_terms(events: Sequence[DrEvent], local_offset_s: float, start_local_s: fl
         cost[i:j] = over_cost_per_kwh(e, default_penalty_per_kwh) * np.clip(share, 0.0, 1.0)
         planned.append(e.event_id)
     return DrTerms(target, cost, tuple(sorted(planned)))
+
+
+def on_local_clock(events: Sequence[DrEvent], zone: tzinfo, local_offset_s: float) -> list[DrEvent]:
+    """The events with their windows moved so that `start_s + local_offset_s` (now's offset) is
+    the local time of their start on the zone's clock then: an event past a daylight-saving
+    change lands on its own local hours, not an hour off. An event whose local window would not
+    run forwards (within the autumn's repeated hour) stays as it is."""
+    out = []
+    for e in events:
+        start_s = local_seconds(e.start_s, zone) - local_offset_s
+        end_s = local_seconds(e.end_s, zone) - local_offset_s
+        moved = (start_s, end_s) != (e.start_s, e.end_s) and end_s > start_s
+        out.append(replace(e, start_s=start_s, end_s=end_s) if moved else e)
+    return out

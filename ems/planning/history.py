@@ -89,7 +89,9 @@ class StepHistory:
         b, values = saved.get("bin"), saved.get("values")
         if not isinstance(b, int) or isinstance(b, bool) or not isinstance(values, list) or not values:
             return False
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+        # JSON ints have no bound: one past a float's range would raise (OverflowError) in the
+        # arithmetic below, at start-up; a value past any site's power is not a history of one
+        if not abs(b) < 2**53 or not all(_power(v) for v in values):
             return False
         gap_s = now_s - b * self.step_s
         if not 0 <= gap_s <= max_gap_s:
@@ -99,3 +101,11 @@ class StepHistory:
         self._end = len(kept)
         self._bin, self._sum_ws, self._time_s = b, 0.0, 0.0
         return True
+
+
+MAX_ABS_W = 1e10  # 10 GW: past any site's meter
+
+
+def _power(v: object) -> bool:
+    """A saved step's value is a number of watts a site can have (not NaN, inf, or 10**400)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) <= MAX_ABS_W

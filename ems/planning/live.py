@@ -23,6 +23,7 @@ from ems.model.dr import DrEvent
 from ems.model.plan import PlanView
 from ems.model.snapshot import SiteSnapshot
 from ems.planning.builder import PlanBuilder, PlanRequest, battery_from_snapshot
+from ems.planning.dr_terms import on_local_clock
 from ems.planning.lp import Plan
 from ems.planning.runner import PlanningRunner
 from ems.planning.settings import planner_settings
@@ -62,6 +63,7 @@ class LivePlanner:
             self.runner.observe(local_s, min(snap.now_s - opened_at_s, 10 * snap.period_s), load_w, pv_w)
         self._opened = (snap.now_s, snap.site_load_w, None if snap.pv is None else snap.pv.power_w)
         battery = battery_from_snapshot(snap)
+        dr_events = on_local_clock(dr_events, self.zone, local_s - snap.wall_s)
         if self._job is None and battery is not None and self.runner.due(snap.now_s, battery.soc, dr_events):
             if self.feeds is not None:  # the last good series of each feed: no fetch on this path
                 self.feeds.apply(self.runner.builder, local_s)

@@ -29,6 +29,7 @@ from ems.broker import free_port
 from ems.feeds.cache import FeedCache
 from ems.feeds.planner_inputs import PlannerFeeds, PriceFeedUse, planner_feeds
 from ems.feeds.prices import PRICE, CaisoOasisPrices, EntsoePrices, NordPoolPrices
+from ems.feeds.series import FeedMalformed
 from ems.feeds.settings import CaisoFeedConfig, EntsoeFeedConfig, NordPoolFeedConfig, WeatherFeedConfig
 from ems.feeds.source import FeedSource
 from ems.feeds.weather import GHI, GTI, TEMPERATURE, OpenMeteoWeather
@@ -251,6 +252,55 @@ async def test_a_non_finite_weather_answer_is_refused_and_counted(served: Served
     assert src.failures == {"malformed": 1} and src.good is None
 
 
+@pytest.mark.parametrize(("field_name", "bad"), [("temperature_2m", 1e30), ("shortwave_radiation", -5000.0)])
+async def test_a_weather_value_no_sky_gives_is_refused_and_counted(served: Served, tmp_path: Path,
+                                                                   field_name: str, bad: float) -> None:
+    now = [utc_s(2026, 6, 15, 9)]
+    doc = json.loads(OPEN_METEO_JSON.read_text())
+    doc["hourly"][field_name][200] = bad
+    served.override["open_meteo"] = (200, json.dumps(doc).encode(), "application/json")
+    feed = OpenMeteoWeather(52.52, 13.41, url=f"{served.base}/open-meteo/v1/forecast", timeout_s=10.0)
+    src = source(feed, FeedCache(tmp_path), now)
+    assert not await src.refresh()
+    assert src.failures == {"malformed": 1} and src.good is None
+
+
+async def test_oasis_stamps_without_an_offset_are_gmt_not_the_machines_zone(served: Served, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.setenv("TZ", "America/Los_Angeles")  # the machine's zone, which the stamps must not take
+    time.tzset()
+    try:
+        with zipfile.ZipFile(CAISO_ZIP) as z:
+            text = z.read(z.namelist()[0]).replace(b"-00:00", b"")
+        served.override["caiso"] = (200, _zip_of(text), "application/x-zip-compressed")
+        feed = CaisoOasisPrices("TH_NP15_GEN-APND", 10.0, f"{served.base}/caiso/SingleZip")
+        g = await asyncio.to_thread(feed.fetch, utc_s(2026, 7, 15, 0), utc_s(2026, 7, 17, 0))
+        assert g.start_utc_s == utc_s(2026, 7, 15, 7)  # OASIS's first hour: 07:00 GMT (midnight in California)
+    finally:
+        monkeypatch.undo()  # the zone as it was, for the tests after this one
+        time.tzset()
+
+
+async def test_a_price_past_any_market_cap_is_refused(served: Served, tmp_path: Path) -> None:
+    # a finite 1e300 $/MWh would reach the planner's LP as a price
+    with zipfile.ZipFile(CAISO_ZIP) as z:
+        name = z.namelist()[0]
+        rows = list(csv.DictReader(io.TextIOWrapper(z.open(name), encoding="utf-8")))
+    first = next(r for r in rows if r["LMP_TYPE"] == "LMP")
+    first["MW"] = "1e300"
+    text = io.StringIO()
+    w = csv.DictWriter(text, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+    served.override["caiso"] = (200, _zip_of(text.getvalue().encode()), "application/x-zip-compressed")
+    src = source(CaisoOasisPrices("TH_NP15_GEN-APND", 10.0, f"{served.base}/caiso/SingleZip"), FeedCache(tmp_path),
+                 [utc_s(2026, 7, 15, 14)])
+    assert not await src.refresh()
+    assert src.failures == {"malformed": 1} and src.good is None
+
+
 @pytest.mark.parametrize("body", [
     b"<Publication_MarketDocument><TimeSeries><curveType>A01</curveType></TimeSeries>",
     ENTSOE_XML.read_bytes().replace(b"<price.amount>", b"<price.amount>x", 1),
@@ -324,6 +374,23 @@ def builder(forecast_model: str = "profile") -> PlanBuilder:
                                                wear_cost_per_kwh=0.0, forecast_model=forecast_model))
 
 
+def test_a_cached_series_without_the_feeds_column_leaves_the_plan_on_the_sites_tariff(tmp_path: Path) -> None:
+    # a cache file crafted (or left) with another column: read back, it is a series, but not of prices;
+    # applied, it raised KeyError inside the control period, which stops the controller
+    now = utc_s(2026, 1, 15, 12, 5)
+    doc = {"start_utc_s": now - 86_400.0, "step_s": 3600.0, "fetched_utc_s": now,
+           "columns": {"temperature_c": [5.0] * 96}}
+    (tmp_path / "entsoe.json").write_text(json.dumps(doc))
+    src = source(EntsoePrices("DE_LU", "test-token", 10.0), FeedCache(tmp_path), [now])
+    assert src.good is not None
+    feeds = PlannerFeeds("Europe/Berlin", PriceFeedUse(src, EntsoeFeedConfig(source="entsoe", bidding_zone="DE_LU")),
+                         None)
+    b = builder()
+    site_tariff = b.tariff
+    feeds.apply(b, local_s(now, "Europe/Berlin"))
+    assert b.tariff is site_tariff and feeds.apply_errors == 1 and feeds.priced_plans == 0
+
+
 async def test_the_planner_prices_on_the_feed_in_local_time(clients_on_loopback: Served, tmp_path: Path) -> None:
     now = [utc_s(2026, 1, 15, 12, 5)]
     src = source(EntsoePrices("DE_LU", "test-token", 10.0), FeedCache(tmp_path), now)
@@ -385,6 +452,38 @@ async def test_the_cache_survives_a_restart(clients_on_loopback: Served, tmp_pat
 def test_an_unreadable_cache_file_is_ignored(tmp_path: Path) -> None:
     (tmp_path / "entsoe.json").write_text("{not json")
     assert FeedCache(tmp_path).load("entsoe") is None
+    (tmp_path / "entsoe.json").write_text("[" * 200_000)  # nested past the parser's depth: RecursionError
+    assert FeedCache(tmp_path).load("entsoe") is None
+
+
+@pytest.mark.parametrize("bad", [{"step_s": 1e-300}, {"step_s": float("inf")}, {"step_s": float("nan")},
+                                 {"start_utc_s": float("nan")}, {"fetched_utc_s": float("inf")},
+                                 {"columns": {PRICE: [1.0, None]}}, {"columns": {PRICE: [1.0, float("inf"), 2.0]}},
+                                 {"columns": {PRICE: []}}])
+def test_a_cache_file_that_is_no_series_of_ours_is_ignored(tmp_path: Path, bad: dict[str, Any]) -> None:
+    doc = {"start_utc_s": 1.7e9, "step_s": 3600.0, "fetched_utc_s": 1.7e9, "columns": {PRICE: [1.0, 2.0]}}
+    (tmp_path / "entsoe.json").write_text(json.dumps(doc))
+    assert FeedCache(tmp_path).load("entsoe") is not None
+    (tmp_path / "entsoe.json").write_text(json.dumps(doc | bad))  # json writes NaN and Infinity
+    assert FeedCache(tmp_path).load("entsoe") is None
+
+
+async def test_a_cache_fetched_in_the_future_does_not_put_the_feed_to_sleep(served: Served, tmp_path: Path) -> None:
+    now = [utc_s(2026, 6, 15, 9)]
+    feed = OpenMeteoWeather(52.52, 13.41, url=f"{served.base}/open-meteo/v1/forecast", timeout_s=10.0)
+    first = source(feed, FeedCache(tmp_path), now)
+    assert await first.refresh() and first.good is not None
+    FeedCache(tmp_path).save(feed.name, first.good, now[0] + 365 * 86_400.0)  # a clock set back a year since
+    again = source(feed, FeedCache(tmp_path), now)
+    task = asyncio.create_task(again.run())
+    try:
+        for _ in range(500):  # fetched at once (not after a year's sleep)
+            if again.fetches:
+                break
+            await asyncio.sleep(0.01)
+        assert again.fetches >= 1
+    finally:
+        task.cancel()
 
 
 async def test_the_live_planner_runs_the_feeds_beside_its_worker(served: Served, tmp_path: Path) -> None:
@@ -455,3 +554,29 @@ async def test_the_controller_runs_the_weather_feed_and_reports_it(served: Serve
         assert status["failures"] == {} and status["error"] is None
     cached = json.loads((tmp_path / "feeds" / "open_meteo.json").read_text())
     assert cached["columns"]["temperature_c"][-1] == doc["hourly"]["temperature_2m"][-2]
+
+
+def _zip_of(member: bytes) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("PRC_LMP_DAM.csv", member)
+    return buf.getvalue()
+
+
+async def test_a_zip_bomb_or_an_oversized_answer_is_refused_before_it_is_read(served: Served) -> None:
+    from ems.feeds.answer import MAX_ANSWER_BYTES, MAX_UNZIPPED_BYTES
+
+    feed = CaisoOasisPrices("TH_NP15_GEN-APND", 10.0, f"{served.base}/caiso/SingleZip")
+    window = (utc_s(2026, 7, 15, 0), utc_s(2026, 7, 17, 0))
+    bomb = _zip_of(b"INTERVALSTARTTIME_GMT,NODE,LMP_TYPE,MW\n" + b"0" * MAX_UNZIPPED_BYTES)
+    assert len(bomb) < 100_000  # a small answer that would unpack past the bound
+    served.override["caiso"] = (200, bomb, "application/x-zip-compressed")
+    with pytest.raises(FeedMalformed, match="caiso: the zip would unpack to"):
+        await asyncio.to_thread(feed.fetch, *window)
+    served.override["caiso"] = (200, b"\0" * (MAX_ANSWER_BYTES + 1), "application/x-zip-compressed")
+    with pytest.raises(FeedMalformed, match="caiso: the answer is larger than"):
+        await asyncio.to_thread(feed.fetch, *window)
+    weather = OpenMeteoWeather(52.52, 13.41, url=f"{served.base}/open-meteo/v1/forecast", timeout_s=10.0)
+    served.override["open_meteo"] = (200, b" " * (MAX_ANSWER_BYTES + 1), "application/json")
+    with pytest.raises(FeedMalformed, match="open_meteo: the answer is larger than"):
+        await asyncio.to_thread(weather.fetch, *window)

@@ -3,7 +3,8 @@ at what the program pays and charges (ems/planning/dr_terms.py, ems/planning/lp.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from ems.backtest.config import BacktestConfig
 from ems.backtest.engine import Trace, run_backtest
 from ems.model.dr import DrEvent
 from ems.model.reasons import Reason
-from ems.planning.dr_terms import dr_terms, over_cost_per_kwh
+from ems.planning.dr_terms import dr_terms, on_local_clock, over_cost_per_kwh
 from ems.planning.lp import PlanInputError, PlanProblem, plan_dispatch
 from ems.planning.reused_lp import ReusedLp
 from ems.tariff import EnergyPeriod, EnergyTier, Tariff
@@ -264,3 +265,24 @@ def test_an_unknown_baseline_rule_names_its_field() -> None:
 
     with pytest.raises(ValueError, match=r"baseline\.rule"):
         DemandResponseConfig.model_validate({"baseline": {"rule": "ten_of_ten"}})
+
+
+
+def test_an_event_past_a_daylight_saving_change_is_planned_on_its_own_local_hours() -> None:
+    # planned on Saturday 2026-03-28 22:00 in Berlin (CET, +1 h); the event is Sunday 17:00-18:00
+    # local, after the clocks went forward (CEST, +2 h): 15:00-16:00 UTC
+    zone = ZoneInfo("Europe/Berlin")
+    now_wall_s = datetime(2026, 3, 28, 21, 0, tzinfo=UTC).timestamp()
+    offset_s = 3600.0  # the local clock's lead now
+    start_local_s = now_wall_s + offset_s
+    step_s, n = 900.0, 96
+    ev = DrEvent("ev", datetime(2026, 3, 29, 15, 0, tzinfo=UTC).timestamp(),
+                 datetime(2026, 3, 29, 16, 0, tzinfo=UTC).timestamp(), target_import_w=5e5)
+    terms = dr_terms(on_local_clock([ev], zone, offset_s), offset_s, start_local_s, step_s,
+                     np.full(n, 1e6), lambda *_: None)
+    capped = np.flatnonzero(np.isfinite(terms.target_w))
+    # the plan's steps count naive local time from Saturday 22:00: Sunday 17:00 is 19 h on
+    assert capped.tolist() == list(range(19 * 4, 20 * 4))
+    # an event that does not cross a change is the same event (its key for re-plans unchanged)
+    same = DrEvent("same", now_wall_s + 3600.0, now_wall_s + 7200.0, target_import_w=5e5)
+    assert on_local_clock([same], zone, offset_s) == [same]

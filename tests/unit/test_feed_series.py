@@ -14,6 +14,8 @@ def test_irregular_steps_and_values_that_are_not_finite_are_refused() -> None:
         regular_series([0.0, 3600.0, 9000.0], {"x": [1.0, 2.0, 3.0]}, "src")
     with pytest.raises(FeedMalformed, match=r"src: x is not finite at 1 of 3 steps"):
         regular_series([0.0, 3600.0, 7200.0], {"x": [1.0, float("inf"), 3.0]}, "src")
+    with pytest.raises(FeedMalformed, match=r"src: x is outside -10..10 at 1 of 3 steps \(e.g. 1e\+300\)"):
+        regular_series([0.0, 3600.0, 7200.0], {"x": [1.0, 1e300, 3.0]}, "src", {"x": (-10.0, 10.0)})
     with pytest.raises(FeedMalformed, match="no rows"):
         regular_series([], {"x": []}, "src")
     with pytest.raises(FeedMalformed, match="2 values for 3 timestamps"):
@@ -31,3 +33,15 @@ def test_a_new_series_keeps_the_hours_before_it_and_is_cut_at_the_kept_span() ->
     np.testing.assert_array_equal(overlap.merged(old, 0.0).columns["t"], [0, 1, 2, 3, 4, 50, 50, 50])
     other_grid = FeedSeries(5 * 3600.0 + 900.0, 3600.0, {"t": np.ones(2)})  # not on the same grid: new alone
     assert other_grid.merged(old, 0.0).start_utc_s == 5 * 3600.0 + 900.0
+
+
+def test_an_older_series_far_in_the_past_is_cut_before_the_gap_is_filled() -> None:
+    # a cache file (crafted, or left by a run long ago) starting 10^12 hours back on the same grid:
+    # filled from its start, the gap would be 8 TB of NaN; cut at the kept span first, it is nothing
+    new = FeedSeries(1e16, 3600.0, {"t": np.arange(5, dtype=np.float64)})
+    old = FeedSeries(1e16 - 3600.0 * 1e12, 3600.0, {"t": np.ones(3)})
+    m = new.merged(old, keep_from_utc_s=1e16 - 2 * 3600.0)
+    assert m.start_utc_s == 1e16 and m.n_steps == 5
+    recent = FeedSeries(1e16 - 3 * 3600.0, 3600.0, {"t": np.full(2, 7.0)})  # within the span: kept, gap NaN
+    m = new.merged(recent, keep_from_utc_s=1e16 - 2 * 3600.0)
+    np.testing.assert_array_equal(m.columns["t"], [7, np.nan, 0, 1, 2, 3, 4])

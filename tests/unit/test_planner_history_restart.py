@@ -5,6 +5,7 @@ step or unreadable is not taken."""
 from __future__ import annotations
 
 import math
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,10 @@ def test_the_history_round_trips_and_bad_or_old_ones_are_refused() -> None:
     assert not fresh.restore(saved, saved["bin"] * STEP_S - 3600.0, 86_400.0)  # from the future
     assert not StepHistory(300.0, 10).restore(saved, now, 86_400.0)  # another step
     for bad in (None, [], {**saved, "values": [1.0, float("nan")]}, {**saved, "values": ["1"]},
-                {**saved, "bin": 1.5}, {**saved, "bin": True}, {**saved, "values": []}):
+                {**saved, "bin": 1.5}, {**saved, "bin": True}, {**saved, "values": []},
+                # written by someone with write access to state.db: refused, not an OverflowError at start-up
+                {**saved, "bin": 10**400}, {**saved, "values": [1.0, 10**400]}, {**saved, "values": [1e300]},
+                {**saved, "values": [1.0, float("inf")]}):
         assert not fresh.restore(bad, now, 86_400.0)
     assert fresh.end_s is None and not fresh.values
 
@@ -83,3 +87,27 @@ def test_a_restarted_controller_plans_at_once_from_its_saved_history(tmp_path: P
     assert late.planner is not None
     with pytest.raises(NotEnoughHistory):
         late.planner.runner.builder.request(local_seconds(clock.wall(), zone), battery, late.demand)
+
+
+def test_a_controller_starts_on_a_planner_history_row_crafted_to_break_the_parser(tmp_path: Path) -> None:
+    if not URDB.exists():
+        pytest.skip("shared data not present")
+    d = site_dict("mqtt://127.0.0.1:1", state={"dir": str(tmp_path)})
+    d["policies"]["arbitrage"] = {"tariff": str(URDB)}
+    cfg = parse_config(d, "test")
+    clock = ManualClock()
+    ctl = Controller(cfg, clock)
+    ctl.persisted.save(ctl)  # the demand so far, as a run leaves it
+    ctl.persisted.store.close()
+    ctl.events.close()
+    db = sqlite3.connect(tmp_path / "state.db")  # someone with write access to the state dir
+    with db:
+        db.execute("INSERT INTO state (key, value, wall_s) VALUES ('planner_history', ?, 0) ON CONFLICT(key) "
+                   "DO UPDATE SET value=excluded.value", ("[" * 200_000,))  # past the JSON parser's depth
+        db.execute("UPDATE state SET value = '{\"bin\": ' WHERE key = 'periods'")  # not JSON
+    db.close()
+    again = Controller(cfg, clock)  # starts: the unreadable values are left out, the rest restored
+    assert again.planner is not None and again.planner.runner.builder.load.end_s is None
+    assert "demand" in again.persisted.store.load()
+    again.persisted.store.close()
+    again.events.close()

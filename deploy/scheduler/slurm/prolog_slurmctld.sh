@@ -20,7 +20,9 @@ esac
 for node in $(scontrol show hostnames "$SLURM_JOB_NODELIST"); do
   row=$(awk -v n="$node" '$1 == n {print $2}' "$EMS_ROWS")
   [ -n "$row" ] || continue
-  $EMS_DR_BUDGET --url "$EMS_URL" --row "$row" --ahead-s "$EMS_AHEAD_S"
+  # EMS_DR_BUDGET is a command line (an interpreter and the script): split on purpose; the row
+  # joined to its option, so a row name that starts with "-" is not read as an option
+  $EMS_DR_BUDGET --url="$EMS_URL" --row="$row" --ahead-s="$EMS_AHEAD_S"
   if [ $? -eq 3 ]; then
     echo "ems: $node's row $row is under a demand-response budget: tier-0 job $SLURM_JOB_ID requeued" >&2
     exit 1
