@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ems.clock import ManualClock
-from ems.config import parse_config
+from ems.config import SiteConfig, parse_config
 from ems.control_loop import Controller
 from ems.planning.builder import BatteryNow, NotEnoughHistory
 from ems.planning.history import StepHistory
@@ -52,12 +52,16 @@ def test_the_history_round_trips_and_bad_or_old_ones_are_refused() -> None:
     assert fresh.end_s is None and not fresh.values
 
 
-def test_a_restarted_controller_plans_at_once_from_its_saved_history(tmp_path: Path) -> None:
+def _arbitrage_site(state_dir: Path) -> SiteConfig:
     if not URDB.exists():
         pytest.skip("shared data not present")
-    d = site_dict("mqtt://127.0.0.1:1", state={"dir": str(tmp_path)})
+    d = site_dict("mqtt://127.0.0.1:1", state={"dir": str(state_dir)})
     d["policies"]["arbitrage"] = {"tariff": str(URDB)}
-    cfg = parse_config(d, "test")
+    return parse_config(d, "test")
+
+
+def test_a_restarted_controller_plans_at_once_from_its_saved_history(tmp_path: Path) -> None:
+    cfg = _arbitrage_site(tmp_path)
     clock = ManualClock()
     ctl = Controller(cfg, clock)
     assert ctl.planner is not None
@@ -90,11 +94,7 @@ def test_a_restarted_controller_plans_at_once_from_its_saved_history(tmp_path: P
 
 
 def test_a_controller_starts_on_a_planner_history_row_crafted_to_break_the_parser(tmp_path: Path) -> None:
-    if not URDB.exists():
-        pytest.skip("shared data not present")
-    d = site_dict("mqtt://127.0.0.1:1", state={"dir": str(tmp_path)})
-    d["policies"]["arbitrage"] = {"tariff": str(URDB)}
-    cfg = parse_config(d, "test")
+    cfg = _arbitrage_site(tmp_path)
     clock = ManualClock()
     ctl = Controller(cfg, clock)
     ctl.persisted.save(ctl)  # the demand so far, as a run leaves it
