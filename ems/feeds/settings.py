@@ -21,11 +21,12 @@ _FIELD = "policies.arbitrage.price_feed"
 class _PriceFeedBase(Strict):
     refresh_s: float = Field(default=3600.0, ge=60, le=86_400, description="fetch this often (5 min after a failure)")
     timeout_s: float = Field(default=30.0, gt=0, le=600, description="a fetch taking longer counts as failed")
-    min_ahead_h: float = Field(default=10.0, ge=0, le=168, description="a series reaching less far ahead is not used "
+    # day-ahead prices reach 11 to 35 h ahead: a series asked to reach further could never be used
+    min_ahead_h: float = Field(default=10.0, ge=0, le=35, description="a series reaching less far ahead is not used "
                                "(day-ahead prices reach 11 to 35 h ahead)")
     mode: Literal["replace", "add"] = Field(default="replace", description="replace the tariff's energy charge, "
                                             "or add to it (see docs/tariffs.md, dynamic prices)")
-    adder_per_kwh: float = Field(default=0.0, description="added to every price (grid fees, taxes)")
+    adder_per_kwh: float = Field(default=0.0, ge=-1000, le=1000, description="added to every price (grid fees, taxes)")
     export_at_price: bool = Field(default=False, description="export is paid the feed's price (else nothing)")
 
 

@@ -41,6 +41,10 @@ def test_the_example_passes_check_config() -> None:
     ({"source": "tibber"}, "policies.arbitrage.price_feed"),
     ({"source": "entsoe", "bidding_zone": "NL", "token_env": None}, "policies.arbitrage.price_feed.entsoe"),
     ({"source": "nordpool", "area": "SE3", "aera": "SE4"}, "policies.arbitrage.price_feed.nordpool.aera"),
+    # day-ahead prices never reach 48 h ahead: such a feed would never be used
+    ({"source": "nordpool", "area": "SE3", "min_ahead_h": 48}, "policies.arbitrage.price_feed.nordpool.min_ahead_h"),
+    ({"source": "nordpool", "area": "SE3", "adder_per_kwh": 1e300},
+     "policies.arbitrage.price_feed.nordpool.adder_per_kwh"),
 ])
 def test_a_bad_price_feed_names_the_field(change: dict, field: str) -> None:
     data = _example()
