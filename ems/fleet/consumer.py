@@ -22,6 +22,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from ems import nats_conn
 from ems.fleet.settings import FleetServiceConfig
 from ems.fleet.store import FleetStore, FleetStoreError, MalformedMessage, Row, parse
 from ems.fleet.subjects import ensure_stream
@@ -115,5 +116,4 @@ class FleetConsumer:
     async def close(self) -> None:
         nc, self._nc = self._nc, None
         if nc is not None:
-            with contextlib.suppress(TimeoutError, nats.errors.Error, OSError):
-                await asyncio.wait_for(nc.close(), 2.0)
+            await nats_conn.close(nc)

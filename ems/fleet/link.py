@@ -24,6 +24,7 @@ import nats.errors
 import structlog
 from nats.aio.client import Client
 
+from ems import nats_conn
 from ems.events import Event, EventLog
 from ems.fleet.outbox import Outbox, Pending
 from ems.fleet.settings import FleetLinkConfig
@@ -167,11 +168,8 @@ class FleetLink:
 
     async def close(self) -> None:
         nc, self._nc = self._nc, None
-        if nc is not None:
-            try:
-                await asyncio.wait_for(nc.close(), 2.0)
-            except (TimeoutError, nats.errors.Error, OSError):
-                log.debug("fleet link: close did not finish")
+        if nc is not None and not await nats_conn.close(nc):
+            log.debug("fleet link: close did not finish")
 
 
 async def _wait(event: asyncio.Event, timeout_s: float) -> None:

@@ -12,7 +12,6 @@ reached or did not answer in time) and `LeaseLost` (someone else holds the lease
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from nats.aio.client import Client
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
+from ems import nats_conn
 from ems.ha.settings import HaConfig
 from ems.model.errors import EmsError
 from ems.nats_conn import connect
@@ -176,5 +176,4 @@ class KvLease:
     async def close(self) -> None:
         nc, self._nc, self._kv, self._state = self._nc, None, None, None
         if nc is not None:
-            with contextlib.suppress(TimeoutError, nats.errors.Error, OSError):
-                await asyncio.wait_for(nc.close(), 2.0)
+            await nats_conn.close(nc)

@@ -103,7 +103,8 @@ async def test_telemetry_is_accepted_by_the_controller_and_its_caps_reach_the_gp
     nvml = two_gpus()
     async with running(broker, nvml) as (agent, ctl):
         await wait_for(ctl.fresh)
-        assert ctl.power_w() == pytest.approx(2 * 350.0 + OVERHEAD_W)
+        # power from the GPUs' energy counters (whole mJ) over the agent's own clock: within 1 W
+        assert ctl.power_w() == pytest.approx(2 * 350.0 + OVERHEAD_W, abs=1.0)
         assert np.isnan(ctl.cap_w())
         assert ctl.store.malformed == 0
 
@@ -111,7 +112,7 @@ async def test_telemetry_is_accepted_by_the_controller_and_its_caps_reach_the_gp
         await ctl.cap({RACK: 1_500.0, "row01-rack01": 20_000.0})
         await wait_for(lambda: [g.limit_mw for g in nvml.gpus] == [250_000, 250_000])
         await wait_for(lambda: ctl.cap_w() == pytest.approx(1_500.0))
-        await wait_for(lambda: ctl.power_w() == pytest.approx(2 * 250.0 + OVERHEAD_W))
+        await wait_for(lambda: ctl.power_w() == pytest.approx(2 * 250.0 + OVERHEAD_W, abs=1.0))
 
         await ctl.cap({RACK: None})
         await wait_for(lambda: [g.limit_mw for g in nvml.gpus] == [700_000, 700_000])
