@@ -5,10 +5,11 @@ during a demand-response event."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 
 from ems.clock import ScaledClock
 from ems.config import HttpConfig, SiteConfig
+from ems.control_loop import Controller
 from ems.operator.auth import Tokens
 from ems.operator.server import serve
 from tests.conftest import free_port, running_controller, running_site, wait_for
@@ -51,15 +53,20 @@ def two_row_dr_site(make_site: Callable[..., SiteConfig], broker_url: str) -> Si
                               "cap_response_s": 0.05}})
 
 
-@pytest.mark.timeout(120)
-async def test_the_budget_script_sees_an_event_coming_and_the_rows_it_caps(broker, make_site) -> None:
-    cfg = two_row_dr_site(make_site, broker.url)
+@contextlib.asynccontextmanager
+async def controlled_with_api(cfg: SiteConfig) -> AsyncIterator[tuple[Controller, str, aiohttp.ClientSession]]:
+    """The simulated site under the controller, its operator API served: (controller, API url, a session)."""
     clock = ScaledClock(1.0)
     async with (running_site(cfg, clock), running_controller(cfg, clock) as ctl,
                 serve(ctl, HttpConfig(enabled=True, port=0), Tokens({"operator": TOKEN})) as server,
                 aiohttp.ClientSession(server.url) as web):
         await wait_for(lambda: ctl.last is not None)
-        url = server.url.rstrip("/")
+        yield ctl, server.url.rstrip("/"), web
+
+
+@pytest.mark.timeout(120)
+async def test_the_budget_script_sees_an_event_coming_and_the_rows_it_caps(broker, make_site) -> None:
+    async with controlled_with_api(two_row_dr_site(make_site, broker.url)) as (ctl, url, web):
         assert (await budget(url, "row02", ahead_s=600))[0] == 0  # nothing announced
         start = datetime.now(UTC) + timedelta(seconds=6)
         body = {"specversion": "1.0", "id": str(uuid.uuid4()), "source": "//grid/v1/isv/test", "time":

@@ -14,21 +14,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import aiohttp
 import pytest
 
-from ems.clock import ScaledClock
-from ems.config import HttpConfig
-from ems.operator.auth import Tokens
-from ems.operator.server import serve
 from sim_devices.slurm import NoSlurm, Slurm, private_slurm
-from tests.conftest import running_controller, running_site, wait_for
-from tests.integration.test_dr_scheduler import two_row_dr_site
+from tests.conftest import wait_for
+from tests.integration.test_dr_scheduler import TOKEN, controlled_with_api, two_row_dr_site
 
 pytestmark = pytest.mark.integration
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "scheduler"
-TOKEN = "test-token-0123456789abcdef"
 
 
 def _prolog(d: Path, ems_url: str, slurm_conf: Path, node: str, row: str) -> Path:
@@ -65,13 +59,8 @@ def _requeued(slurm: Slurm, job: int) -> Callable[[], bool]:
 
 @pytest.mark.timeout(180)
 async def test_a_real_slurm_keeps_tier_0_work_off_a_row_an_event_will_cap(broker, make_site, tmp_path: Path) -> None:
-    cfg = two_row_dr_site(make_site, broker.url)
-    clock = ScaledClock(1.0)
-    async with (running_site(cfg, clock), running_controller(cfg, clock) as ctl,
-                serve(ctl, HttpConfig(enabled=True, port=0), Tokens({"operator": TOKEN})) as server,
-                aiohttp.ClientSession(server.url) as web):
-        await wait_for(lambda: ctl.last is not None)
-        prolog = _prolog(tmp_path, server.url.rstrip("/"), tmp_path / "slurm" / "slurm.conf", "gpu01", "row02")
+    async with controlled_with_api(two_row_dr_site(make_site, broker.url)) as (ctl, url, web):
+        prolog = _prolog(tmp_path, url, tmp_path / "slurm" / "slurm.conf", "gpu01", "row02")
         try:
             cm = private_slurm(tmp_path / "slurm", prolog, node="gpu01")
             slurm = await asyncio.to_thread(cm.__enter__)
