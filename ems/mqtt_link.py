@@ -16,6 +16,7 @@ import structlog
 from drivers import rack_protocol as rp
 from drivers import scheduler_protocol as sp
 from drivers.racks import RackTelemetryStore
+from ems.cancel_guard import checkpoint
 from ems.clock import Clock
 from ems.config import MqttConfig
 from ems.job_ramps import JobBook
@@ -79,6 +80,7 @@ class MqttLink:
     async def run(self) -> None:
         backoff_s = 0.2
         while True:
+            checkpoint()  # a stop a library swallowed (ems/cancel_guard)
             self._connect = refreshed(self.cfg, self._connect)  # rotated credentials and certificates
             try:
                 async with aiomqtt.Client(**self._connect, timeout=5.0,

@@ -27,6 +27,7 @@ import structlog
 from drivers.bess import GensetDriver, PcsDriver
 from drivers.modbus_device import ModbusDevice
 from drivers.profile import load_profile
+from ems.cancel_guard import checkpoint
 from ems.clock import Clock
 from ems.config import FailoverConfig, ModbusEndpoint, SiteConfig
 from ems.events import EventLog
@@ -122,6 +123,7 @@ class FailoverManager:
         m = self.cfg.mqtt
         connect = client_kwargs(m, identifier=f"{self.client_id}-failover")  # same user and TLS as the controller
         while True:
+            checkpoint()  # a stop a library swallowed (ems/cancel_guard)
             connect = refreshed(m, connect)  # rotated credentials and certificates
             try:
                 async with aiomqtt.Client(**connect, timeout=5.0) as client:

@@ -25,6 +25,7 @@ import structlog
 from nats.aio.client import Client
 
 from ems import nats_conn
+from ems.cancel_guard import checkpoint
 from ems.events import Event, EventLog
 from ems.fleet.outbox import Outbox, Pending
 from ems.fleet.settings import FleetLinkConfig
@@ -79,6 +80,7 @@ class FleetLink:
     async def run(self) -> None:
         try:
             while True:
+                checkpoint()  # a stop a library swallowed (ems/cancel_guard)
                 try:
                     await self._connect()
                     if await self._send_batch() == 0:

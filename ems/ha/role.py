@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import structlog
 
+from ems.cancel_guard import checkpoint
 from ems.events import Event, EventLog
 from ems.ha import peer
 from ems.ha.fence import Fence
@@ -98,6 +99,7 @@ class HaRole:
             if self.cfg.peer_listen is not None:
                 self._peer_server = await peer.serve(self.cfg.peer_listen, self._answer_peer)
             while True:
+                checkpoint()  # a stop a library swallowed (ems/cancel_guard)
                 await self._once()
         finally:
             await self._stop()

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
 
+from ems.cancel_guard import checkpoint
 from ems.config import SiteConfig
 from ems.demand import DemandMeter
 from ems.feeds.planner_inputs import PlannerFeeds, planner_feeds
@@ -111,6 +112,7 @@ class LivePlanner:
 
     async def _solve_forever(self) -> None:
         while True:
+            checkpoint()  # a stop a library swallowed (ems/cancel_guard)
             job = await self._jobs.get()
             try:
                 self._result = await asyncio.to_thread(self.runner.solve, job.request)
