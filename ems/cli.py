@@ -401,6 +401,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print(f"ageing (LFP, {ag['temperature_c']:g} °C): SoH after 10 years {100 * ag['soh_10y']:.1f} %, "
               f"{ag['efc_per_year']:.0f} cycles a year, replaced in year {repl}; wear "
               f"{ag['wear_cost_per_kwh_at_run_dod']:.4f}/kWh at the run's depth {100 * ag['effective_dod']:.0f} %")
+        if ag["wear_depth_cost_per_kwh"]:
+            print("  planner's wear by depth from the model (policies.arbitrage.wear_depth_cost_per_kwh, "
+                  "with wear_cost_per_kwh: 0): [" + ", ".join(f"{c:.4f}" for c in ag["wear_depth_cost_per_kwh"]) + "]")
     print(f"wall time {bt.trace.wall_time_s:.1f} s ({bt.trace.plans} plans); wrote "
           + ", ".join(str(f) for f in files))
     return 0

@@ -21,6 +21,7 @@ from ems.fleet.settings import FleetLinkConfig
 from ems.ha.settings import HaConfig
 from ems.microgrid_config import MicrogridConfig
 from ems.model.errors import ConfigError
+from ems.planning.depth_wear import MAX_SEGMENTS, check_costs
 from ems.topology import (
     MAX_S,
     MAX_W,
@@ -103,6 +104,11 @@ class ArbitrageConfig(Strict):
     step_s: int = Field(default=900, ge=60, le=3600, description="planning step; must divide 3600")
     horizon_h: float = Field(default=24.0, ge=1, le=168)
     wear_cost_per_kwh: float = Field(default=0.01, ge=0, description="charged per kWh discharged")
+    wear_depth_cost_per_kwh: list[float] = Field(
+        default_factory=list, max_length=MAX_SEGMENTS,
+        description="per SoC segment from the top of the battery's window down, a further cost per kWh drawn "
+                    "from it: wear that grows with the depth of discharge (ems/planning/depth_wear.py; "
+                    "`ems backtest` with economics.ageing suggests values)")
     reserve_soc: Fraction = Field(default=0.0, description="never discharge below this for money")
     charge_efficiency: float = Field(default=0.95, gt=0, le=1)
     discharge_efficiency: float = Field(default=0.95, gt=0, le=1)
@@ -144,6 +150,8 @@ class ArbitrageConfig(Strict):
                              "(the P90 is the learned model's)")
         if 3600 % self.step_s:
             raise ValueError("step_s must divide 3600 (tariff schedules are hourly)")
+        if (why := check_costs(self.wear_depth_cost_per_kwh)) is not None:
+            raise ValueError(f"wear_depth_cost_per_kwh: {why}")
         if self.horizon_h * 3600 < self.step_s:
             raise ValueError("horizon_h must hold at least one step")
         try:

@@ -3,6 +3,7 @@ cost per kWh by depth of discharge (ems/backtest/ageing.py has the model)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ class Lifetime:
     wear_by_dod: dict[float, float]  # per kWh discharged
     wear_at_run_dod: float
     tiled: bool  # a run shorter than a year was repeated to make one
+    wear_by_segment: tuple[float, ...] = ()  # the planner's `wear_depth_cost_per_kwh` from the model
 
     def summary(self) -> dict[str, Any]:
         p = self.path
@@ -38,12 +40,15 @@ class Lifetime:
             "effective_dod": self.effective_dod, "c_rate": self.c_rate,
             "wear_cost_per_kwh_by_dod": {f"{k:g}": v for k, v in self.wear_by_dod.items()},
             "wear_cost_per_kwh_at_run_dod": self.wear_at_run_dod, "year_tiled_from_shorter_run": self.tiled,
+            "wear_depth_cost_per_kwh": list(self.wear_by_segment),
         }
 
 
-def lifetime_ageing(trace: Trace, cfg: AgeingConfig, lifetime_years: int, capex: float) -> Lifetime:
+def lifetime_ageing(trace: Trace, cfg: AgeingConfig, lifetime_years: int, capex: float,
+                    soc_window: tuple[float, float] = (0.0, 1.0), segments: int = 4) -> Lifetime:
     """Age a new battery over the lifetime with the run's SoC repeated year after year (a
-    run shorter than a year is repeated to a year first: say so in the report)."""
+    run shorter than a year is repeated to a year first: say so in the report). Also the
+    planner's wear by depth: `segments` equal parts of `soc_window` (soc_min, soc_max)."""
     step = trace.step_s
     soc = np.concatenate([[trace.soc_initial], trace.soc])
     year_steps = YEAR_S // step
@@ -66,4 +71,16 @@ def lifetime_ageing(trace: Trace, cfg: AgeingConfig, lifetime_years: int, capex:
                                  replacement_cost_per_kwh=replacement, end_of_life_soh=cfg.end_of_life_soh)
 
     return Lifetime(path, cfg.temperature_c, cfg.end_of_life_soh, eff_dod, c_rate,
-                    {d: wear(d) for d in DOD_TABLE}, wear(eff_dod), tiled)
+                    {d: wear(d) for d in DOD_TABLE}, wear(eff_dod), tiled,
+                    segment_costs(wear, soc_window[1] - soc_window[0], segments))
+
+
+def segment_costs(wear: Callable[[float], float], window: float, segments: int) -> tuple[float, ...]:
+    """Per kWh drawn from each depth segment (top first), from the model's cost per kWh of a
+    cycle of depth D, A(D): a cycle to D costs D A(D) per kWh of capacity, so the segment from
+    D1 to D2 adds (D2 A(D2) - D1 A(D1)) / (D2 - D1) per kWh: the marginal cost of depth
+    (B. Xu et al. 2018, depth_wear.py). Never falling with depth, as the LP needs."""
+    edges = np.linspace(0.0, window, segments + 1)
+    total = [d * wear(d) if d > 0 else 0.0 for d in edges]
+    out = [(total[j + 1] - total[j]) / (edges[j + 1] - edges[j]) for j in range(segments)] if window > 0 else []
+    return tuple(float(x) for x in np.maximum.accumulate(out)) if out else ()

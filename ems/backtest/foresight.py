@@ -46,6 +46,7 @@ class BatteryModel:
     soc_initial: float
     wear_cost_per_kwh: float
     allow_export: bool = False
+    wear_depth_cost_per_kwh: tuple[float, ...] = ()  # by SoC segment, top first (depth_wear.py)
 
 
 @dataclass(frozen=True)
@@ -57,10 +58,12 @@ class Foresight:
     discharged_wh: float
     charged_wh: float
     solve_time_s: float
+    wear_cost: float = 0.0  # the planner's wear cost of the bound's dispatch (flat and by depth)
     # per billing month, the bound with the month's ends pinned at the live run's SoC (see
-    # `month_bounds`): grid import (all months end to end) and discharged Wh per month
+    # `month_bounds`): grid import (all months end to end), discharged Wh and wear per month
     month_grid_w: FloatArray | None = None
     month_discharged_wh: tuple[float, ...] = ()
+    month_wear_cost: tuple[float, ...] = ()
 
 
 def month_slices(start: datetime, step_s: int, n: int) -> list[slice]:
@@ -106,7 +109,7 @@ def year_problem(tariff: Tariff, start: datetime, step_s: int, net_load_w: Float
         soc_min=battery.soc_min, soc_max=battery.soc_max,
         reserve_soc=max(battery.reserve_soc, battery.soc_min),
         charge_efficiency=battery.charge_efficiency, discharge_efficiency=battery.discharge_efficiency,
-        wear_cost_per_kwh=battery.wear_cost_per_kwh,
+        wear_cost_per_kwh=battery.wear_cost_per_kwh, wear_depth_cost_per_kwh=battery.wear_depth_cost_per_kwh,
         demand_charge_per_kw=tou_rates or 0.0, peak_so_far_kw=0.0,
         demand_period=np.concatenate(tou) if tou_rates else None,
         flat_group=np.concatenate(flat) if flat_rates else None,
@@ -125,23 +128,23 @@ def perfect_foresight(tariff: Tariff, start: datetime, step_s: int, net_load_w: 
     return Foresight(step_s=step_s, grid_w=plan.grid_w, battery_w=batt, soc=plan.soc[1:],
                      discharged_wh=float(np.maximum(batt, 0).sum() * dt_h),
                      charged_wh=float(np.maximum(-batt, 0).sum() * dt_h),
-                     solve_time_s=time.perf_counter() - t0)
+                     solve_time_s=time.perf_counter() - t0, wear_cost=plan.wear_cost)
 
 
 def month_bounds(tariff: Tariff, start: datetime, step_s: int, net_load_w: FloatArray, battery: BatteryModel,
-                 soc_at_edges: Sequence[float]) -> tuple[FloatArray, tuple[float, ...]]:
+                 soc_at_edges: Sequence[float]) -> tuple[FloatArray, tuple[float, ...], tuple[float, ...]]:
     """Each billing month's own bound: its LP starts at the SoC the live run had at the
     month's start and ends at least at the lower of that and the SoC the live run ended the
     month with. The live month's dispatch is then feasible in it, so no live month beats
     its bound. The run's bound (`perfect_foresight`) chooses the SoC at each month's end
     freely and is at least the sum of these. `soc_at_edges`: the live SoC at each month
-    boundary (months + 1 values). Returns the grid import (months end to end) and the Wh
-    discharged per month."""
+    boundary (months + 1 values). Returns the grid import (months end to end), and the Wh
+    discharged and the planner's wear cost per month."""
     slices = month_slices(start, step_s, net_load_w.size)
     if len(soc_at_edges) != len(slices) + 1:
         raise ValueError(f"{len(soc_at_edges)} SoC values for {len(slices)} months")
     grid = np.empty(net_load_w.size)
-    discharged = []
+    discharged, wear = [], []
     for i, sl in enumerate(slices):
         model = dataclasses.replace(battery, soc_initial=float(np.clip(soc_at_edges[i], 0.0, 1.0)))
         pb = year_problem(tariff, start + timedelta(seconds=sl.start * step_s), step_s, net_load_w[sl], model,
@@ -149,4 +152,5 @@ def month_bounds(tariff: Tariff, start: datetime, step_s: int, net_load_w: Float
         plan = plan_dispatch(pb, presolve=True)
         grid[sl] = plan.grid_w
         discharged.append(float(np.maximum(plan.battery_w, 0).sum()) * step_s / 3600.0)
-    return grid, tuple(discharged)
+        wear.append(plan.wear_cost)
+    return grid, tuple(discharged), tuple(wear)

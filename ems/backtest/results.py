@@ -13,6 +13,7 @@ import numpy.typing as npt
 from ems.backtest.engine import Trace
 from ems.backtest.financials import Economics, Financials, financials
 from ems.backtest.foresight import Foresight, month_slices
+from ems.planning.depth_wear import WearPrice
 from ems.tariff.bill import Bill, MonthlyBill, compute_bill
 from ems.tariff.model import Tariff
 from ems.tariff_signals import tariff_signals
@@ -95,7 +96,9 @@ def annual_savings(months: tuple[MonthRow, ...] | list[MonthRow], to_year: float
 
 
 def evaluate(tariff: Tariff, trace: Trace, foresight: Foresight | None, econ: Economics | None,
-             wear_cost_per_kwh: float) -> Result:
+             wear_price: WearPrice) -> Result:
+    """The run's bills and savings; savings net of wear priced as the planner prices it (the
+    bound's wear is its own plan's)."""
     step = trace.step_s
     dt_h = step / 3600.0
     without = compute_bill(tariff, trace.load_w / 1000.0, start=trace.start, step_s=step)
@@ -108,27 +111,28 @@ def evaluate(tariff: Tariff, trace: Trace, foresight: Foresight | None, econ: Ec
             month_bill = compute_bill(tariff, foresight.month_grid_w / 1000.0, start=trace.start,
                                       step_s=foresight.step_s)
     slices = month_slices(trace.start, step, trace.grid_w.size)
-    dis = _per_month(np.maximum(trace.battery_w, 0.0) * dt_h / 1000.0, slices)
+    dis_kwh = np.maximum(trace.battery_w, 0.0) * dt_h / 1000.0
+    dis = _per_month(dis_kwh, slices)
+    soc_before = np.concatenate([[trace.soc_initial], trace.soc[:-1]])
+    wear_month = _per_month(wear_price.per_step(dis_kwh, soc_before, trace.soc), slices)
     cha = _per_month(np.maximum(-trace.battery_w, 0.0) * dt_h / 1000.0, slices)
     cap_kwh = trace.capacity_wh / 1000.0
     months = []
     for i, (a, b) in enumerate(zip(without.months, with_b.months, strict=True)):
         bound = month_bill if month_bill is not None else pf_bill
         pf = None if bound is None else bound.months[i].total
-        pf_dis_kwh = (foresight.month_discharged_wh[i] / 1000.0
-                      if foresight is not None and foresight.month_discharged_wh else None)
+        pf_wear = foresight.month_wear_cost[i] if foresight is not None and foresight.month_wear_cost else None
         months.append(MonthRow(
             month=f"{a.year:04d}-{a.month:02d}", bill_without=a.total, bill_with=b.total, savings=a.total - b.total,
             savings_by_component={c: _component(a, c) - _component(b, c) for c in COMPONENTS},
             peak_without_kw=a.peak_kw, peak_with_kw=b.peak_kw, discharged_kwh=dis[i], charged_kwh=cha[i],
             equivalent_full_cycles=dis[i] / cap_kwh, foresight_savings=None if pf is None else a.total - pf,
-            net_savings=a.total - b.total - wear_cost_per_kwh * dis[i],
-            foresight_net_savings=None if pf is None or pf_dis_kwh is None
-            else a.total - pf - wear_cost_per_kwh * pf_dis_kwh,
+            net_savings=a.total - b.total - wear_month[i],
+            foresight_net_savings=None if pf is None or pf_wear is None else a.total - pf - pf_wear,
         ))
     discharged = sum(dis)
     savings = without.total - with_b.total
-    wear = wear_cost_per_kwh * discharged
+    wear = sum(wear_month)
     total = {
         "bill_without": without.total, "bill_with": with_b.total, "savings": savings,
         **{f"savings_{c}": sum(m.savings_by_component[c] for m in months) for c in COMPONENTS},
@@ -141,7 +145,7 @@ def evaluate(tariff: Tariff, trace: Trace, foresight: Foresight | None, econ: Ec
     pf_summary = None
     if foresight is not None and pf_bill is not None:
         pf_save = without.total - pf_bill.total
-        pf_net = pf_save - wear_cost_per_kwh * foresight.discharged_wh / 1000.0
+        pf_net = pf_save - foresight.wear_cost
         pf_summary = {
             "bill": pf_bill.total, "savings": pf_save, "net_savings": pf_net,
             "discharged_kwh": foresight.discharged_wh / 1000.0,

@@ -22,6 +22,7 @@ from ems.backtest.results import Result, evaluate
 from ems.backtest.series import FloatArray, PowerSeries, read_power_csv, resample, window
 from ems.backtest.setup import Setup, setup_of
 from ems.config import DemandResponseConfig
+from ems.planning.depth_wear import WearPrice
 from ems.planning.settings import load_tariff, may_export
 from ems.step_params import step_params
 from ems.tariff.model import Tariff
@@ -103,6 +104,7 @@ def battery_model(cfg: BacktestConfig, trace: Trace) -> BatteryModel:
         soc_min=b.soc_min, soc_max=b.soc_max, reserve_soc=floor_soc(step_params(cfg).reserve, trace.capacity_wh),
         soc_initial=trace.soc_initial,
         wear_cost_per_kwh=DEFAULT_WEAR_PER_KWH if a is None else a.wear_cost_per_kwh,
+        wear_depth_cost_per_kwh=() if a is None else tuple(a.wear_depth_cost_per_kwh),
         allow_export=may_export(cfg.policies, cfg.grid_connection),
     )
 
@@ -158,20 +160,23 @@ def run(cfg: BacktestConfig, opts: BacktestOptions, progress: Progress | None = 
         fs = perfect_foresight(tariff, start, pf_step, net, model, soc_final_min=float(trace.soc[-1]))
         edges = [trace.soc_initial] + [float(trace.soc[sl.stop - 1]) for sl in month_slices(start, step, n)]
         t0 = time.perf_counter()
-        month_grid, month_dis = month_bounds(tariff, start, pf_step, net, model, edges)
-        fs = dataclasses.replace(fs, month_grid_w=month_grid, month_discharged_wh=month_dis,
+        month_grid, month_dis, month_wear = month_bounds(tariff, start, pf_step, net, model, edges)
+        fs = dataclasses.replace(fs, month_grid_w=month_grid, month_discharged_wh=month_dis, month_wear_cost=month_wear,
                                  solve_time_s=fs.solve_time_s + time.perf_counter() - t0)
     e = cfg.economics
     econ = None if e is None else Economics(e.capex, e.om_per_year, e.discount_rate, e.lifetime_years,
                                             e.degradation_per_year, e.end_of_life_cost)
     lifetime = None
     if e is not None and e.ageing is not None and econ is not None:
-        lifetime = lifetime_ageing(trace, e.ageing, e.lifetime_years, e.capex)
+        lifetime = lifetime_ageing(trace, e.ageing, e.lifetime_years, e.capex,
+                                   (cfg.policies.battery.soc_min, cfg.policies.battery.soc_max))
         econ = replace(econ, capacity_by_year=lifetime.path.capacity_by_year(),
                        replacement_cost=e.capex if e.ageing.replacement_cost is None else e.ageing.replacement_cost,
                        replacement_years=lifetime.path.replacement_years)
     wear = DEFAULT_WEAR_PER_KWH if arb is None else arb.wear_cost_per_kwh
-    result = evaluate(tariff, trace, fs, econ, wear)
+    b = cfg.policies.battery
+    price = WearPrice(wear, () if arb is None else tuple(arb.wear_depth_cost_per_kwh), b.soc_min, b.soc_max)
+    result = evaluate(tariff, trace, fs, econ, price)
     if lifetime is not None:
         result = replace(result, ageing=lifetime.summary())
     result.run.update({
@@ -183,5 +188,5 @@ def run(cfg: BacktestConfig, opts: BacktestOptions, progress: Progress | None = 
     })
     if events:
         result.run["dr"] = dr_summary(trace)
-    setup = setup_of(cfg, step, model.reserve_soc, None if fs is None else fs.step_s, wear, econ)
+    setup = setup_of(cfg, step, model.reserve_soc, None if fs is None else fs.step_s, price, econ)
     return Backtest(result, trace, fs, tariff, setup)

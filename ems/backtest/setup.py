@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from ems.backtest.config import BacktestConfig
 from ems.backtest.financials import Economics
+from ems.planning.depth_wear import WearPrice
 
 
 @dataclass(frozen=True)
@@ -28,10 +29,11 @@ class Setup:
     foresight_step_s: int | None  # None: no perfect-foresight bound
     wear_cost_per_kwh: float
     economics: Economics | None
+    wear_depth_cost_per_kwh: tuple[float, ...] = ()  # by SoC segment, top first (depth_wear.py)
 
 
 def setup_of(cfg: BacktestConfig, step_s: int, reserve_soc: float, foresight_step_s: int | None,
-             wear_cost_per_kwh: float, economics: Economics | None) -> Setup:
+             wear: WearPrice, economics: Economics | None) -> Setup:
     """`cfg` as it ran: arbitrage already removed for a peak-shaving-only run."""
     units = cfg.battery_units
     arb, ps = cfg.policies.arbitrage, cfg.policies.peak_shaving
@@ -46,5 +48,6 @@ def setup_of(cfg: BacktestConfig, step_s: int, reserve_soc: float, foresight_ste
         step_s=step_s, planning_interval_s=None if plan is None else plan.planning_interval_s,
         horizon_h=None if plan is None else plan.horizon_h,
         fixed_cap_kw=ps.grid_import_cap_w / 1000.0 if ps is not None and ps.enabled else None,
-        foresight_step_s=foresight_step_s, wear_cost_per_kwh=wear_cost_per_kwh, economics=economics,
+        foresight_step_s=foresight_step_s, wear_cost_per_kwh=wear.flat_per_kwh, economics=economics,
+        wear_depth_cost_per_kwh=wear.costs,
     )

@@ -55,6 +55,7 @@ class PlannerSettings:
     discharge_efficiency: float
     wear_cost_per_kwh: float
     allow_export: bool = False
+    wear_depth_cost_per_kwh: tuple[float, ...] = ()  # by SoC segment, top first (depth_wear.py)
     history_weeks: int = 4
     min_history_h: float = 24.0
     envelope_days: int = 1
@@ -233,7 +234,7 @@ class PlanBuilder:
             max_charge_w=battery.max_charge_w, max_discharge_w=battery.max_discharge_w,
             soc_min=s.soc_min, soc_max=s.soc_max, reserve_soc=max(s.reserve_soc, s.soc_min),
             charge_efficiency=s.charge_efficiency, discharge_efficiency=s.discharge_efficiency,
-            wear_cost_per_kwh=s.wear_cost_per_kwh,
+            wear_cost_per_kwh=s.wear_cost_per_kwh, wear_depth_cost_per_kwh=s.wear_depth_cost_per_kwh,
             demand_charge_per_kw=sig.tou_rates_per_kw.tolist() if has_tou else 0.0,
             peak_so_far_kw=[peaks.tou_peak_kw(k) for k in sig.tou_keys] if has_tou else 0.0,
             demand_period=sig.tou_group if has_tou else None,

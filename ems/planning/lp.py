@@ -54,6 +54,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ems.model.errors import EmsError
+from ems.planning.depth_wear import Segments, check_costs, segment_block, wear_from_columns
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -129,6 +130,9 @@ class PlanProblem:
     charge_efficiency: float = 0.95
     discharge_efficiency: float = 0.95
     wear_cost_per_kwh: float = 0.0
+    # per SoC segment, from the top of soc_min..soc_max down, a further cost per kWh drawn from
+    # it: wear that grows with the depth of discharge (ems/planning/depth_wear.py); () for none
+    wear_depth_cost_per_kwh: Sequence[float] = ()
     demand_charge_per_kw: float | Sequence[float] = 0.0
     peak_so_far_kw: float | Sequence[float] = 0.0
     demand_period: IntArray | None = None
@@ -173,6 +177,10 @@ class PlanProblem:
             raise PlanInputError("export_price_per_kwh must not exceed import_price_per_kwh")
         self._check_scalars()
         self._normalise_dr(n)
+        depth = tuple(float(c) for c in self.wear_depth_cost_per_kwh)
+        if (why := check_costs(depth)) is not None:
+            raise PlanInputError(f"wear_depth_cost_per_kwh: {why}")
+        set_(self, "wear_depth_cost_per_kwh", depth)
 
         if self.demand_period is None:
             periods = np.zeros(n, dtype=np.int64)
@@ -394,12 +402,19 @@ def plan_dispatch(problem: PlanProblem, *, presolve: bool = False) -> Plan:
     u0 = q0 + len(q_groups)  # u: import over a DR target, one per step where that costs
     dr_i = pb.dr_over_steps()
     n_col = u0 + dr_i.size
+    depth = pb.wear_depth_cost_per_kwh
+    seg = None
+    if depth:  # segment columns last (depth_wear.py): they replace the energy rows below
+        seg = segment_block(depth, Segments.of(cap_kwh, pb.soc_min, pb.soc_max, pb.soc_initial,
+                                                             len(depth)),
+                               n, n_col, (c0, d0, e0), dt_h, eta_c, eta_d)
+        n_col += seg.cost.size
 
     cost = np.zeros(n_col)
     cost[d0 : d0 + n] = pb.wear_cost_per_kwh * dt_h
     assert pb.dr_target_w is not None and pb.dr_over_cost_per_kwh is not None
     cost[g0 : g0 + n] = pb.import_price_per_kwh * dt_h
-    cost[u0:] = pb.dr_over_cost_per_kwh[dr_i] * dt_h
+    cost[u0 : u0 + dr_i.size] = pb.dr_over_cost_per_kwh[dr_i] * dt_h
     cost[x0 : x0 + n] = -pb.export_price_per_kwh * dt_h
     cost[e0 + 1 : e0 + n + 1] = -pb.hold_value_per_kwh_h * dt_h
     lower = np.zeros(n_col)
@@ -427,6 +442,9 @@ def plan_dispatch(problem: PlanProblem, *, presolve: bool = False) -> Plan:
         offset -= rate * group_floor_kw
     for k, (_, rate, _) in enumerate(q_groups):
         cost[q0 + k] = pb.charge_peak_weight * rate
+    if seg is not None:
+        tail = slice(n_col - seg.cost.size, n_col)
+        cost[tail], lower[tail], upper[tail] = seg.cost, seg.lower, seg.upper
 
     # Rows, built row-wise: balance (n), energy (n), peak (one per step in a charged period),
     # over-peak and charge-peak (one per step each, when their cost is on).
@@ -455,24 +473,34 @@ def plan_dispatch(problem: PlanProblem, *, presolve: bool = False) -> Plan:
     ov_val = np.tile([1.0, -1.0], (over_i.size + q_i.size + dr_i.size, 1))
     n_ov = over_i.size + q_i.size + dr_i.size
 
+    n_soc = 0 if seg is not None else n  # with depth segments their rows keep the energy balance
+    row_lower = [net_kw, np.zeros(n_soc), np.zeros(pk_i.size), -floor_kw[over_i], -q_floor,
+                 -pb.dr_target_w[dr_i] / 1000.0]
+    row_upper = [net_kw, np.zeros(n_soc), np.full(pk_i.size + n_ov, inf)]
+    widths = [np.full(n + n_soc, 4), np.full(pk_i.size + n_ov, 2)]
+    index = [bal_idx.ravel(), soc_idx[:n_soc].ravel(), pk_idx.ravel(), ov_idx.ravel()]
+    value = [bal_val.ravel(), soc_val[:n_soc].ravel(), pk_val.ravel(), ov_val.ravel()]
+    if seg is not None:
+        row_lower.append(seg.row_lower)
+        row_upper.append(seg.row_upper)
+        widths.append(seg.widths)
+        index.append(seg.index)
+        value.append(seg.value)
     lp = highspy.HighsLp()
     lp.num_col_ = n_col
-    lp.num_row_ = 2 * n + pk_i.size + n_ov
     lp.col_cost_ = cost
     lp.col_lower_ = lower
     lp.col_upper_ = upper
     lp.offset_ = offset
-    lp.row_lower_ = np.concatenate([net_kw, np.zeros(n), np.zeros(pk_i.size), -floor_kw[over_i], -q_floor,
-                                     -pb.dr_target_w[dr_i] / 1000.0])
-    lp.row_upper_ = np.concatenate([net_kw, np.zeros(n), np.full(pk_i.size + n_ov, inf)])
+    lp.row_lower_ = np.concatenate(row_lower)
+    lp.row_upper_ = np.concatenate(row_upper)
+    lp.num_row_ = sum(r.size for r in row_lower)
     lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
     lp.a_matrix_.num_col_ = n_col
     lp.a_matrix_.num_row_ = lp.num_row_
-    widths = np.concatenate([np.full(2 * n, 4), np.full(pk_i.size + n_ov, 2)])
-    lp.a_matrix_.start_ = np.concatenate([[0], np.cumsum(widths)]).astype(np.int32)
-    lp.a_matrix_.index_ = np.concatenate(
-        [bal_idx.ravel(), soc_idx.ravel(), pk_idx.ravel(), ov_idx.ravel()]).astype(np.int32)
-    lp.a_matrix_.value_ = np.concatenate([bal_val.ravel(), soc_val.ravel(), pk_val.ravel(), ov_val.ravel()])
+    lp.a_matrix_.start_ = np.concatenate([[0], np.cumsum(np.concatenate(widths))]).astype(np.int32)
+    lp.a_matrix_.index_ = np.concatenate(index).astype(np.int32)
+    lp.a_matrix_.value_ = np.concatenate(value)
 
     if np.any(lower > upper):
         # Only the terminal bound can cross (soc_final_min above the SoC ceiling).
@@ -511,7 +539,8 @@ def check_status(highs: highspy.Highs, run_status: highspy.HighsStatus) -> highs
 def plan_from_columns(pb: PlanProblem, col: FloatArray, status: str, solve_time: float,
                       objective: float = float("nan")) -> Plan:
     """The plan from a solution whose first columns are c, d, g, x (n each) and e (n + 1),
-    the layout both the rebuilt and the reused LP keep."""
+    the layout both the rebuilt and the reused LP keep (and, with depth wear, whose last
+    are the segments': only the rebuilt LP has them)."""
     n = pb.net_load_w.size
     dt_h = pb.step_s / 3600.0
     cap_kwh = pb.capacity_wh / 1000.0
@@ -531,6 +560,7 @@ def plan_from_columns(pb: PlanProblem, col: FloatArray, status: str, solve_time:
     )
     demand_cost = _demand_cost_of(pb, tops)
     wear_cost = float(pb.wear_cost_per_kwh * np.sum(discharge_kw) * dt_h)
+    wear_cost += wear_from_columns(pb.wear_depth_cost_per_kwh, col, n, dt_h)
     assert pb.dr_target_w is not None and pb.dr_over_cost_per_kwh is not None
     over_kw = np.maximum(import_kw - pb.dr_target_w / 1000.0, 0.0)
     dr_cost = float(np.sum(pb.dr_over_cost_per_kwh * over_kw) * dt_h)

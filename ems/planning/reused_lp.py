@@ -34,6 +34,7 @@ from ems.planning.lp import (
     IntArray,
     Plan,
     PlanInfeasible,
+    PlanInputError,
     PlanProblem,
     PlanSolveError,
     check_status,
@@ -211,6 +212,8 @@ class ReusedLp:
         """Solve `pb` in the kept model. `start_step`: the window's first step counted on a
         fixed clock (e.g. local seconds / step_s); windows that overlap share their steps'
         columns, rows and basis. Always 0 still solves right, with less to reuse."""
+        if pb.wear_depth_cost_per_kwh:
+            raise PlanInputError("the kept LP has no depth-of-discharge segments: plan_dispatch builds them")
         n = pb.net_load_w.size
         key = (pb.step_s, pb.charge_efficiency, pb.discharge_efficiency)
         lay = self._layout

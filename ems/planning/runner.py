@@ -104,8 +104,9 @@ class PlanningRunner:
     def solve(self, req: PlanRequest) -> Plan:
         """The plan for `req`: in the kept LP, moved on to the request's window (its steps
         counted on the local clock, so overlapping windows share their columns), or in an LP
-        built for it. One solve at a time (the live planner has one worker)."""
-        if self.lp is None:
+        built for it. One solve at a time (the live planner has one worker). The kept LP has no
+        depth-of-discharge segments: with them every plan is built anew."""
+        if self.lp is None or req.problem.wear_depth_cost_per_kwh:
             plan = plan_dispatch(req.problem)
         else:
             plan = self.lp.solve(req.problem, start_step=round(req.start_local_s / req.problem.step_s))

@@ -99,6 +99,11 @@ def test_a_backtest_with_ageing_reports_soh_and_prices_the_years_on_it() -> None
     assert len(a["soh_by_year"]) == cfg.economics.lifetime_years  # type: ignore[union-attr]
     wear = list(a["wear_cost_per_kwh_by_dod"].values())
     assert wear == sorted(wear) and wear[0] > 0  # deeper costs more per kWh
+    # the planner's segments (4 over the 10-95 % window): each at least the one above, the
+    # deepest dearer than the average cost of a full-window cycle
+    seg = a["wear_depth_cost_per_kwh"]
+    assert len(seg) == 4 and seg == sorted(seg) and seg[-1] > seg[0] > 0
+    assert seg[-1] > a["wear_cost_per_kwh_by_dod"]["0.8"]
     # year 2's savings are year 1's times the capacity the model leaves, not a flat 2 %
     keep2 = fin.cash_flows[2] + cfg.economics.om_per_year  # type: ignore[union-attr]
     keep1 = fin.cash_flows[1] + cfg.economics.om_per_year  # type: ignore[union-attr]

@@ -304,6 +304,8 @@ def _site(**policies) -> dict:
     ({"tariff": "t.json", "step_s": 420}, "step_s must divide 3600"),
     ({"tariff": "t.json", "timezone": "Mars/Olympus"}, "timezone"),
     ({"tariff": "t.json", "wear_cost_per_kwh": -1}, "wear_cost_per_kwh"),
+    ({"tariff": "t.json", "wear_depth_cost_per_kwh": [0.05, 0.01]}, "wear_depth_cost_per_kwh: .*not fall"),
+    ({"tariff": "t.json", "wear_depth_cost_per_kwh": [0.01] * 11}, "wear_depth_cost_per_kwh"),
     ({"tariff": "t.json", "typo": 1}, "typo"),
 ])
 def test_arbitrage_config_errors_name_the_field(arbitrage, field) -> None:

@@ -50,8 +50,12 @@ def method_box(s: Setup, tariff: Tariff, run: Mapping[str, Any], start: datetime
                      f"carried freely from month to month. No real controller reaches it; the share captured "
                      f"says how close this one came.")
     money = f"in {cur.code}, the tariff's currency" if cur.code else "in the tariff's units (it names no currency)"
+    depth = ""
+    if s.wear_depth_cost_per_kwh:
+        depth = (f", plus by the depth it is drawn from ({len(s.wear_depth_cost_per_kwh)} equal parts of the SoC "
+                 f"window, from the top down: {', '.join(number(c, 3) for c in s.wear_depth_cost_per_kwh)}),")
     items.append(f"<b>Money</b> is {money}. Battery wear is priced at {number(s.wear_cost_per_kwh, 3)} "
-                 f"{cur.per('kWh')} discharged in the plan only, not in the bills.")
+                 f"{cur.per('kWh')} discharged{depth} in the plan only, not in the bills.")
     items.append("<b>Details:</b> docs/backtest.md in the ems repository.")
     return ("<aside class=method><h2>Method and assumptions</h2><ul>" +
             "".join(f"<li>{i}</li>" for i in items) + "</ul></aside>")
