@@ -578,6 +578,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "4x faster than 900")
     z.add_argument("--days", type=float, help="only this many days of the load (scaled to a year)")
     z.add_argument("--start", help="ISO date of the first step")
+    z.add_argument("--pv", type=Path, help="the site's PV series (CSV as the load's): as given, or scaled to "
+                   "each --pv-kw")
+    z.add_argument("--pv-kw", help="PV sizes to sweep too (kW of panels; 0: none): a,b,c or start:stop:count")
+    z.add_argument("--pv-series-kw", type=float, help="kW of panels the --pv series was measured on (with --pv-kw)")
+    z.add_argument("--pv-capex-per-kw", type=float, help="PV installed cost per kW (with --pv-kw)")
+    z.add_argument("--pv-om-per-kw-year", type=float, default=0.0)
+    z.add_argument("--pv-degradation", type=float, default=0.005, help="PV yield lost a year (default 0.005)")
     z.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (default 2)")
     z.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://host:8786) instead")
     z.add_argument("--out", type=Path, default=Path("sizing-out"))
@@ -602,7 +609,7 @@ def cmd_size(args: argparse.Namespace) -> int:
     from ems.backtest.config import load_backtest_config
     from ems.backtest.run import BacktestOptions
     from ems.planning.settings import load_tariff
-    from ems.sizing import CostModel, parse_grid, sweep, write_outputs
+    from ems.sizing import CostModel, PvCosts, parse_grid, sweep, write_outputs
 
     cfg = load_backtest_config(args.config)
     energies, powers = parse_grid(args.energy_kwh, "--energy-kwh"), parse_grid(args.power_kw, "--power-kw")
@@ -612,8 +619,14 @@ def cmd_size(args: argparse.Namespace) -> int:
     if args.capex_per_kwh is not None:
         costs = replace(costs, capex_per_kwh=args.capex_per_kwh)
     costs = replace(costs, capex_per_kw=args.capex_per_kw)
+    pv_kws, pv = None, None
+    if args.pv_kw is not None:
+        if args.pv is None or args.pv_series_kw is None or args.pv_capex_per_kw is None:
+            raise ConfigError("--pv-kw needs --pv (the PV series), --pv-series-kw and --pv-capex-per-kw")
+        pv_kws = parse_grid(args.pv_kw, "--pv-kw", allow_zero=True)
+        pv = PvCosts(args.pv_series_kw, args.pv_capex_per_kw, args.pv_om_per_kw_year, args.pv_degradation)
     opts = BacktestOptions(load_csv=args.load, tariff=args.tariff, load_scale=args.load_scale, step_s=args.step_s,
-                           days=args.days, foresight=False,
+                           days=args.days, foresight=False, pv_csv=args.pv,
                            start=None if args.start is None else datetime.fromisoformat(args.start))
     arb = cfg.policies.arbitrage
     tariff_path = args.tariff or (None if arb is None else arb.tariff)
@@ -626,7 +639,7 @@ def cmd_size(args: argparse.Namespace) -> int:
 
     try:
         s = sweep(cfg, opts, energies, powers, costs=costs, workers=args.workers, scheduler=args.scheduler,
-                  planning_step_s=args.step_s, progress=None if args.quiet else progress)
+                  planning_step_s=args.step_s, progress=None if args.quiet else progress, pv_kws=pv_kws, pv=pv)
         files = write_outputs(args.out, s, currency)
     except (BacktestError, OSError) as exc:
         print(f"\nems size: {exc}", file=sys.stderr)
@@ -639,7 +652,8 @@ def cmd_size(args: argparse.Namespace) -> int:
         print("no size on the grid pays for itself (every NPV < 0)")
     else:
         payback = "never" if best.simple_payback_years is None else f"{best.simple_payback_years:.1f} y"
-        print(f"recommended {best.energy_kwh:,.0f} kWh / {best.power_kw:,.0f} kW: NPV {best.npv:,.0f}, "
+        with_pv = "" if best.pv_kw is None else f" with {best.pv_kw:,.0f} kW of PV"
+        print(f"recommended {best.energy_kwh:,.0f} kWh / {best.power_kw:,.0f} kW{with_pv}: NPV {best.npv:,.0f}, "
               f"payback {payback}, IRR {'-' if best.irr is None else f'{100 * best.irr:.1f} %'}")
     print("wrote " + ", ".join(str(f) for f in files))
     return 0

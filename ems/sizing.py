@@ -15,13 +15,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ems.backtest.config import BacktestConfig
 from ems.backtest.errors import BacktestInputError
-from ems.backtest.run import BacktestOptions, run
+from ems.backtest.financials import irr, npv
+from ems.backtest.results import savings_per_year
+from ems.backtest.run import Backtest, BacktestOptions, load_series, run
 from ems.model.errors import ConfigError
 
 Progress = Callable[[int, int], None]
@@ -43,7 +45,39 @@ class CostModel:
 
 
 @dataclass(frozen=True)
+class PvCosts:
+    """PV as a third dimension: the given PV series is `series_kw` of panels, scaled to each
+    point's size; priced per kW, its yield fading `degradation_per_year` (0.5 %/year: a
+    common figure for crystalline modules)."""
+
+    series_kw: float
+    capex_per_kw: float
+    om_per_kw_year: float = 0.0
+    degradation_per_year: float = 0.005
+
+    def __post_init__(self) -> None:
+        if not (self.series_kw > 0 and math.isfinite(self.series_kw)):
+            raise ConfigError("--pv-series-kw: the PV series' rating, a number > 0")
+        for name in ("capex_per_kw", "om_per_kw_year"):
+            v = getattr(self, name)
+            if not (v >= 0 and math.isfinite(v)):
+                raise ConfigError(f"--pv-{name.replace('_', '-')}: a number >= 0")
+        if not 0.0 <= self.degradation_per_year < 1.0:
+            raise ConfigError("--pv-degradation: a share of the yield a year, 0 to 1")
+
+    def cash_flows(self, pv_kw: float, annual_savings: float, lifetime_years: int) -> list[float]:
+        """Year 0 to the year after the lifetime, as the battery's (financials.py)."""
+        flows = [-self.capex_per_kw * pv_kw]
+        flows += [annual_savings * (1.0 - self.degradation_per_year) ** (n - 1) - self.om_per_kw_year * pv_kw
+                  for n in range(1, lifetime_years + 1)]
+        return [*flows, 0.0]
+
+
+@dataclass(frozen=True)
 class SizePoint:
+    """One size. With PV swept, CAPEX, savings, NPV, payback and IRR are the battery's and
+    the PV's together (the PV's savings against the site without it); LCOS is the battery's."""
+
     energy_kwh: float
     power_kw: float
     capex: float
@@ -56,6 +90,9 @@ class SizePoint:
     peak_with_kw: float
     wall_s: float
     soh_10y: float | None = None
+    pv_kw: float | None = None  # None: PV not swept (the site's PV, if any, as given)
+    pv_annual_savings: float = 0.0
+    battery_npv: float | None = None  # the battery's alone, next to the PV of this point
 
 
 def sized(cfg: BacktestConfig, energy_kwh: float, power_kw: float, costs: CostModel,
@@ -80,18 +117,49 @@ def sized(cfg: BacktestConfig, energy_kwh: float, power_kw: float, costs: CostMo
 
 
 def run_point(cfg: BacktestConfig, opts: BacktestOptions, energy_kwh: float, power_kw: float,
-              costs: CostModel, planning_step_s: int | None) -> SizePoint:
-    """One grid point: a backtest of the scaled site (runs on a Dask worker)."""
+              costs: CostModel, planning_step_s: int | None, pv_kw: float | None = None,
+              pv: PvCosts | None = None) -> SizePoint:
+    """One grid point: a backtest of the scaled site (runs on a Dask worker); with `pv_kw`,
+    the PV series scaled to it and priced by `pv`."""
     t0 = time.perf_counter()
     point_cfg = sized(cfg, energy_kwh, power_kw, costs, planning_step_s)
-    r = run(point_cfg, opts).result
+    if pv_kw is not None:
+        if pv is None or opts.pv_csv is None:
+            raise BacktestInputError("a PV size needs the PV series and its costs")
+        opts = replace(opts, pv_scale=opts.pv_scale * pv_kw / pv.series_kw)
+    bt = run(point_cfg, opts)
+    r, e = bt.result, point_cfg.economics
     fin = r.financials
-    if fin is None or point_cfg.economics is None:
+    if fin is None or e is None:
         raise BacktestInputError("no economics: cannot size")
-    return SizePoint(energy_kwh, power_kw, point_cfg.economics.capex, fin.annual_savings, fin.npv,
-                     fin.simple_payback_years, fin.irr, fin.lcos_per_kwh, r.total["equivalent_full_cycles"],
-                     r.total["peak_with_kw"], time.perf_counter() - t0,
-                     None if r.ageing is None else float(r.ageing["soh_10y"]))
+    point = SizePoint(energy_kwh, power_kw, e.capex, fin.annual_savings, fin.npv,
+                      fin.simple_payback_years, fin.irr, fin.lcos_per_kwh, r.total["equivalent_full_cycles"],
+                      r.total["peak_with_kw"], 0.0, None if r.ageing is None else float(r.ageing["soh_10y"]))
+    if pv_kw is not None and pv is not None:
+        point = with_pv(point, pv, pv_kw, pv_savings(bt, opts), e.lifetime_years, e.discount_rate, e.om_per_year,
+                        fin.cash_flows)
+    return replace(point, wall_s=time.perf_counter() - t0)
+
+
+def pv_savings(bt: Backtest, opts: BacktestOptions) -> float:
+    """What the run's PV saves a year: the bill of the load without it against the load with
+    it, both without the battery."""
+    t = bt.trace
+    _, _, _, gross_w, _ = load_series(opts, t.step_s)
+    return savings_per_year(bt.tariff, gross_w[: t.load_w.size], t.load_w, t.start, t.step_s)
+
+
+def with_pv(point: SizePoint, pv: PvCosts, pv_kw: float, pv_annual_savings: float, lifetime_years: int,
+            discount_rate: float, battery_om_per_year: float, battery_flows: Sequence[float]) -> SizePoint:
+    """The point as one project: the battery's cash flows and the PV's added year by year."""
+    pv_flows = pv.cash_flows(pv_kw, pv_annual_savings, lifetime_years)
+    flows = [a + b for a, b in zip(battery_flows, pv_flows, strict=True)]
+    capex = point.capex + pv.capex_per_kw * pv_kw
+    net_year1 = point.annual_savings + pv_annual_savings - battery_om_per_year - pv.om_per_kw_year * pv_kw
+    return replace(point, capex=capex, annual_savings=point.annual_savings + pv_annual_savings,
+                   npv=npv(discount_rate, flows), irr=irr(flows),
+                   simple_payback_years=capex / net_year1 if net_year1 > 0 else None,
+                   pv_kw=pv_kw, pv_annual_savings=pv_annual_savings, battery_npv=point.npv)
 
 
 def recommended(points: Sequence[SizePoint]) -> SizePoint | None:
@@ -122,12 +190,15 @@ class Sweep:
 
 def sweep(cfg: BacktestConfig, opts: BacktestOptions, energies_kwh: Sequence[float], powers_kw: Sequence[float], *,
           costs: CostModel | None = None, workers: int = 2, scheduler: str | None = None,
-          planning_step_s: int | None = None, progress: Progress | None = None) -> Sweep:
-    """Every (energy, power) of the grid as a Dask task; results in grid order."""
+          planning_step_s: int | None = None, progress: Progress | None = None,
+          pv_kws: Sequence[float] | None = None, pv: PvCosts | None = None) -> Sweep:
+    """Every (energy, power) of the grid, and PV size where `pv_kws` is given, as a Dask
+    task; results in grid order."""
     from distributed import Client, LocalCluster, as_completed
 
     costs = costs or CostModel.from_config(cfg)
-    grid = [(e, p) for e in energies_kwh for p in powers_kw]
+    pv_grid: Sequence[float | None] = [None] if pv_kws is None else pv_kws
+    grid = [(e, p, k) for e in energies_kwh for p in powers_kw for k in pv_grid]
     t0 = time.perf_counter()
     cluster = None
     if scheduler is None:
@@ -139,8 +210,8 @@ def sweep(cfg: BacktestConfig, opts: BacktestOptions, energies_kwh: Sequence[flo
     try:
         n_workers = len(client.scheduler_info().get("workers", {}))
         t_submit = time.perf_counter()
-        futures = {client.submit(run_point, cfg, opts, e, p, costs, planning_step_s, pure=False): i
-                   for i, (e, p) in enumerate(grid)}
+        futures = {client.submit(run_point, cfg, opts, e, p, costs, planning_step_s, k, pv, pure=False): i
+                   for i, (e, p, k) in enumerate(grid)}
         results: list[SizePoint | None] = [None] * len(grid)
         for done, fut in enumerate(as_completed(futures), start=1):  # type: ignore[no-untyped-call]
             results[futures[fut]] = fut.result()
@@ -155,8 +226,9 @@ def sweep(cfg: BacktestConfig, opts: BacktestOptions, energies_kwh: Sequence[flo
     return Sweep(points, time.perf_counter() - t0, compute_s, n_workers, scheduler or "LocalCluster")
 
 
-def parse_grid(text: str, name: str) -> list[float]:
-    """`a,b,c` or `start:stop:count` (inclusive, evenly spaced); every value > 0."""
+def parse_grid(text: str, name: str, allow_zero: bool = False) -> list[float]:
+    """`a,b,c` or `start:stop:count` (inclusive, evenly spaced); every value > 0 (or >= 0
+    with `allow_zero`: a PV size of 0 is the site without PV)."""
     try:
         if ":" in text:
             a, b, n = text.split(":")
@@ -168,8 +240,8 @@ def parse_grid(text: str, name: str) -> list[float]:
             out = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise ConfigError(f"{name}: give a,b,c or start:stop:count with numbers, not {text!r}") from None
-    if not out or any(not math.isfinite(v) or v <= 0 for v in out):
-        raise ConfigError(f"{name}: every value must be a number > 0 ({text!r})")
+    if not out or any(not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero) for v in out):
+        raise ConfigError(f"{name}: every value must be a number {'>=' if allow_zero else '>'} 0 ({text!r})")
     return out
 
 

@@ -16,12 +16,15 @@ from ems.sizing import SizePoint, Sweep
 
 
 def _heatmap(s: Sweep, currency: Currency) -> str:
-    energies = sorted({p.energy_kwh for p in s.points})
-    powers = sorted({p.power_kw for p in s.points})
-    grid = np.full((len(energies), len(powers)), np.nan)
-    for p in s.points:
-        grid[energies.index(p.energy_kwh), powers.index(p.power_kw)] = p.npv / 1000.0
     best = s.best
+    # with PV swept: the points at the recommended PV size (else the first)
+    pv_kw = best.pv_kw if best is not None else (s.points[0].pv_kw if s.points else None)
+    points = [p for p in s.points if p.pv_kw == pv_kw]
+    energies = sorted({p.energy_kwh for p in points})
+    powers = sorted({p.power_kw for p in points})
+    grid = np.full((len(energies), len(powers)), np.nan)
+    for p in points:
+        grid[energies.index(p.energy_kwh), powers.index(p.power_kw)] = p.npv / 1000.0
 
     def draw(fig: Figure) -> None:
         ax = fig.add_axes((0.1, 0.14, 0.72, 0.78))
@@ -37,7 +40,8 @@ def _heatmap(s: Sweep, currency: Currency) -> str:
         cax = fig.add_axes((0.85, 0.14, 0.03, 0.78))
         fig.colorbar(im, cax=cax).set_label(f"NPV (thousand {currency.unit})")
 
-    return figure_svg("NPV by battery energy and power", draw, 9.4, 5.2)
+    title = "NPV by battery energy and power" + ("" if pv_kw is None else f", with {number(pv_kw)} kW of PV")
+    return figure_svg(title, draw, 9.4, 5.2)
 
 
 def _years(x: float | None) -> str:
@@ -50,18 +54,24 @@ def sizing_page(s: Sweep, currency_code: str) -> str:
     if best is None:
         verdict = "<p><strong>No size on this grid pays for itself</strong> (every NPV is negative).</p>"
     else:
-        verdict = (f"<p><strong>Recommended: {number(best.energy_kwh)} kWh / {number(best.power_kw)} kW</strong>, "
+        pv = "" if best.pv_kw is None else f" with {number(best.pv_kw)} kW of PV"
+        verdict = (f"<p><strong>Recommended: {number(best.energy_kwh)} kWh / {number(best.power_kw)} kW{pv}</strong>, "
                    f"the highest NPV on the grid ({cur.money(best.npv)}; payback {_years(best.simple_payback_years)} "
                    f"years, IRR {percent(best.irr)}, LCOS {cur.money(best.lcos_per_kwh, 3)}/kWh).</p>")
 
+    swept_pv = any(p.pv_kw is not None for p in s.points)
+
     def row(p: SizePoint) -> list[str]:
-        return [number(p.energy_kwh), number(p.power_kw), cur.money(p.capex), cur.money(p.annual_savings),
+        pv = [number(p.pv_kw or 0.0), cur.money(p.pv_annual_savings), cur.money(p.battery_npv)] if swept_pv else []
+        return [number(p.energy_kwh), number(p.power_kw), *pv, cur.money(p.capex), cur.money(p.annual_savings),
                 cur.money(p.npv), _years(p.simple_payback_years), percent(p.irr),
                 cur.money(p.lcos_per_kwh, 3), number(p.equivalent_full_cycles), number(p.peak_with_kw),
                 "\u2013" if p.soh_10y is None else percent(p.soh_10y)]
 
-    cols = [Column(c) for c in ("Energy (kWh)", "Power (kW)", "CAPEX", "Year-1 savings", "NPV", "Payback (years)",
-                                "IRR", "LCOS per kWh", "Cycles a year", "Peak with (kW)", "SoH at 10 years")]
+    pv_cols = ("PV (kW)", "PV's year-1 savings", "Battery's NPV") if swept_pv else ()
+    cols = [Column(c) for c in ("Energy (kWh)", "Power (kW)", *pv_cols, "CAPEX", "Year-1 savings", "NPV",
+                                "Payback (years)", "IRR", "LCOS per kWh", "Cycles a year", "Peak with (kW)",
+                                "SoH at 10 years")]
     body = table(cols, [row(p) for p in sorted(s.points, key=lambda p: -p.npv)],
                  caption="Every point, highest NPV first")
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Battery sizing</title>"

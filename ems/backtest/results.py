@@ -19,6 +19,7 @@ from ems.tariff.model import Tariff
 from ems.tariff_signals import tariff_signals
 
 FloatArray = npt.NDArray[np.float64]
+YEAR_S = 365.0 * 86400.0
 COMPONENTS = ("energy", "demand_tou", "demand_flat", "fixed", "minimum")
 
 
@@ -95,6 +96,20 @@ def annual_savings(months: tuple[MonthRow, ...] | list[MonthRow], to_year: float
     return by_time * to_year + by_month * 12.0 / len(months)
 
 
+def savings_per_year(tariff: Tariff, before_w: FloatArray, after_w: FloatArray, start: datetime,
+                     step_s: int) -> float:
+    """Year-1 savings of moving the site's import from `before_w` to `after_w` (W per step; a
+    run shorter than a year scaled up as `annual_savings` does): e.g. what PV saves."""
+    a = compute_bill(tariff, before_w / 1000.0, start=start, step_s=step_s)
+    b = compute_bill(tariff, after_w / 1000.0, start=start, step_s=step_s)
+    rows = [MonthRow(month="", bill_without=x.total, bill_with=y.total, savings=x.total - y.total,
+                     savings_by_component={c: _component(x, c) - _component(y, c) for c in COMPONENTS},
+                     peak_without_kw=x.peak_kw, peak_with_kw=y.peak_kw, discharged_kwh=0.0, charged_kwh=0.0,
+                     equivalent_full_cycles=0.0, foresight_savings=None)
+            for x, y in zip(a.months, b.months, strict=True)]
+    return annual_savings(rows, YEAR_S / (before_w.size * step_s))
+
+
 def evaluate(tariff: Tariff, trace: Trace, foresight: Foresight | None, econ: Economics | None,
              wear_price: WearPrice) -> Result:
     """The run's bills and savings; savings net of wear priced as the planner prices it (the
@@ -156,7 +171,7 @@ def evaluate(tariff: Tariff, trace: Trace, foresight: Foresight | None, econ: Ec
         }
     fin = None
     if econ is not None:
-        scale = 365.0 * 86400.0 / (trace.grid_w.size * step)  # to one year
+        scale = YEAR_S / (trace.grid_w.size * step)  # to one year
         price = charge_price(tariff, trace.start, step, trace.battery_w, trace.load_w)
         fin = financials(econ, annual_savings(months, scale), sum(cha) * scale, discharged * scale, price)
     return Result(tuple(months), total, pf_summary, fin)

@@ -88,3 +88,92 @@ def test_the_cli_refuses_a_bad_grid(capsys: pytest.CaptureFixture[str]) -> None:
     rc = main(["size", "--config", str(SITE), "--load", str(LOAD), "--energy-kwh", "x", "--power-kw", "1"])
     assert rc == 2
     assert "--energy-kwh" in capsys.readouterr().err
+
+
+# --- PV as a third dimension -------------------------------------------------------------------
+PV_SERIES_KW = 1000.0
+
+
+def _pv_csv(tmp_path: Path) -> Path:
+    """A year of hours from a 1,000 kW array on clear days (a half sine, 6 to 18 h)."""
+    import math
+
+    hours = [h % 24 for h in range(8760)]
+    kw = [0.8 * PV_SERIES_KW * max(0.0, math.sin(math.pi * (h - 6) / 12)) for h in hours]
+    path = tmp_path / "pv.csv"
+    path.write_text("PV (kW)\n" + "\n".join(f"{v:.3f}" for v in kw) + "\n")
+    return path
+
+
+def _three_days(pv_csv: Path | None) -> BacktestOptions:
+    return BacktestOptions(load_csv=LOAD, tariff=URDB, load_scale=1000.0, start=datetime(2018, 7, 2), days=3,
+                           step_s=3600, foresight=False, pv_csv=pv_csv)
+
+
+def test_pv_sizes_price_the_pv_and_the_battery_as_one_project(tmp_path: Path) -> None:
+    from ems.backtest.financials import npv
+    from ems.backtest.results import savings_per_year
+    from ems.backtest.run import run
+    from ems.sizing import PvCosts, run_point
+
+    if not LOAD.exists() or not URDB.exists():
+        pytest.skip("shared data not present")
+    cfg = load_backtest_config(SITE)
+    costs = CostModel.from_config(cfg)
+    pv = PvCosts(PV_SERIES_KW, capex_per_kw=900.0, om_per_kw_year=15.0)
+    opts = _three_days(_pv_csv(tmp_path))
+    alone = run_point(cfg, _three_days(None), 4000.0, 2000.0, costs, 3600)
+    none = run_point(cfg, opts, 4000.0, 2000.0, costs, 3600, 0.0, pv)
+    some = run_point(cfg, opts, 4000.0, 2000.0, costs, 3600, 2000.0, pv)
+    # 0 kW of PV is the site without PV: the same battery run, nothing added
+    assert none.pv_annual_savings == 0.0 and none.pv_kw == 0.0
+    assert none.npv == pytest.approx(alone.npv, rel=1e-12) and none.battery_npv == pytest.approx(alone.npv, rel=1e-12)
+    # 2 MW of PV saves on its own, costs 900 a kW, and adds its NPV to the battery's
+    assert some.pv_annual_savings > 0 and some.capex == pytest.approx(alone.capex + 900.0 * 2000.0)
+    e = cfg.economics
+    assert e is not None and some.battery_npv is not None
+    pv_npv = npv(e.discount_rate, pv.cash_flows(2000.0, some.pv_annual_savings, e.lifetime_years))
+    assert some.npv == pytest.approx(some.battery_npv + pv_npv, rel=1e-9)
+    # the year-1 figure is the backtest's own annualisation: its battery savings come out the same way
+    bt = run(sized(cfg, 4000.0, 2000.0, costs, 3600), _three_days(None))
+    t = bt.trace
+    assert bt.result.financials is not None
+    assert savings_per_year(bt.tariff, t.load_w, t.grid_w, t.start, t.step_s) == pytest.approx(
+        bt.result.financials.annual_savings, rel=1e-9)
+
+
+def test_pv_costs_and_the_pv_grid_are_checked() -> None:
+    from ems.sizing import PvCosts
+
+    assert parse_grid("0,500", "--pv-kw", allow_zero=True) == [0.0, 500.0]
+    with pytest.raises(ConfigError, match="--pv-kw"):
+        parse_grid("-1", "--pv-kw", allow_zero=True)
+    for bad in ({"series_kw": 0.0, "capex_per_kw": 1.0}, {"series_kw": 1.0, "capex_per_kw": float("nan")},
+                {"series_kw": 1.0, "capex_per_kw": 1.0, "degradation_per_year": 1.5}):
+        with pytest.raises(ConfigError, match="--pv-"):
+            PvCosts(**bad)
+
+
+def test_the_cli_needs_the_pv_series_and_its_costs_to_size_pv(capsys: pytest.CaptureFixture[str]) -> None:
+    from ems.cli import main
+
+    rc = main(["size", "--config", str(SITE), "--load", str(LOAD), "--energy-kwh", "1000", "--power-kw", "500",
+               "--pv-kw", "0,500"])
+    assert rc == 2
+    assert "--pv-kw needs --pv" in capsys.readouterr().err
+
+
+def test_a_sweep_with_pv_sizes_writes_them(dask_scheduler, tmp_path: Path) -> None:
+    from ems.sizing import PvCosts
+
+    if not LOAD.exists() or not URDB.exists():
+        pytest.skip("shared data not present")
+    cfg = load_backtest_config(SITE)
+    s = sweep(cfg, _three_days(_pv_csv(tmp_path)), [4000.0], [2000.0], scheduler=dask_scheduler,
+              planning_step_s=3600, pv_kws=[0.0, 1000.0], pv=PvCosts(PV_SERIES_KW, 900.0))
+    assert [p.pv_kw for p in s.points] == [0.0, 1000.0]
+    write_outputs(tmp_path / "out", s, "USD")
+    page = (tmp_path / "out" / "sizing.html").read_text()
+    assert "PV (kW)" in page and "kW of PV" in page
+    rows = json.loads((tmp_path / "out" / "sizing.json").read_text())["points"]
+    assert [r["pv_kw"] for r in rows] == [0.0, 1000.0] and rows[1]["pv_annual_savings"] > 0
