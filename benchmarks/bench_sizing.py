@@ -26,14 +26,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "scripts"))
 
 from _report import LOAD, SITE, URDB, machine, update_section, write_json  # noqa: E402
+from pv_from_tmy import DEFAULT_TMY  # noqa: E402
 
-from ems.backtest.config import load_backtest_config  # noqa: E402
+from ems.backtest.config import BacktestConfig, load_backtest_config  # noqa: E402
 from ems.backtest.run import BacktestOptions, run  # noqa: E402
 from ems.config import AgeingConfig  # noqa: E402
 from ems.forecast_eval import evaluate_year  # noqa: E402
-from ems.sizing import sweep  # noqa: E402
+from ems.sizing import PvCosts, sweep  # noqa: E402
 
 JULY = datetime(2018, 7, 2)
 
@@ -48,7 +50,7 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="write the figures here")
     ap.add_argument("--quick", action="store_true", help="shorter spans, same figures (docs left alone)")
     ap.add_argument("--size-days", type=float, default=28.0, help="days each of the 100 points runs")
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: forecast,ageing,sizing")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: forecast,ageing,sizing,pv")
     args = ap.parse_args()
     skip = set(args.skip.split(","))
     cfg = load_backtest_config(SITE)
@@ -139,12 +141,63 @@ def main() -> int:
             "work; the points are independent, so more workers on more cores scale it until the scheduler's "
             "few ms a task matter)",
         ]
+    if "pv" not in skip:
+        pv_body = pv_sweep(cfg, args.quick, figures)
+        print(pv_body)
+        if not args.no_write and not args.quick:
+            update_section("sizing-pv", pv_body)
     body = "\n".join(lines)
-    print(body)
     write_json(args.json, figures)
-    if not args.no_write and not args.quick:
-        update_section("forecast-ageing-sizing", body)
+    if len(lines) > 4:  # not every part skipped
+        print(body)
+        if not args.no_write and not args.quick:
+            update_section("forecast-ageing-sizing", body)
     return 0
+
+
+def pv_sweep(cfg: BacktestConfig, quick: bool, figures: dict[str, object]) -> str:
+    """`ems size` with PV as a third dimension: a PV series from pvlib's TMY3 year of Greensboro,
+    NC (scripts/pv_from_tmy.py), priced per kW; the whole year per point at 1 h."""
+    import tempfile
+
+    from pv_from_tmy import pv_kw
+
+    series_kw, capex_per_kw, om = 1000.0, 1100.0, 15.0
+    pv = PvCosts(series_kw, capex_per_kw, om)
+    energies, powers, pv_kws = ([4000.0], [2000.0], [0.0, 2000.0]) if quick else \
+        ([2000.0, 4000.0, 8000.0], [1000.0, 2000.0], [0.0, 1000.0, 2000.0, 4000.0])
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = Path(tmp) / "pv.csv"
+        kw = pv_kw(DEFAULT_TMY, series_kw, 25.0, 180.0)
+        csv.write_text("PV AC (kW)\n" + "\n".join(f"{v:.3f}" for v in kw) + "\n", encoding="utf-8")
+        opts = BacktestOptions(load_csv=LOAD, tariff=URDB, load_scale=1000.0, step_s=3600, foresight=False,
+                               pv_csv=csv, **({"start": JULY, "days": 3.0} if quick else {}))
+        s = sweep(cfg, opts, energies, powers, workers=2, planning_step_s=3600, pv_kws=pv_kws, pv=pv,
+                  progress=lambda d, n: print(f"\rsize+pv {d}/{n}", end="", file=sys.stderr, flush=True))
+    print("", file=sys.stderr)
+    best = s.best
+    by_pv = {k: max((p for p in s.points if p.pv_kw == k), key=lambda p: p.npv) for k in pv_kws}
+    figures |= {"size_pv_points": len(s.points), "size_pv_s": s.wall_s,
+                "size_pv_recommended": None if best is None else [best.energy_kwh, best.power_kw, best.pv_kw],
+                "size_pv_best_npv_by_pv_kw": {f"{k:g}": p.npv for k, p in by_pv.items()},
+                "pv_kwh_per_kw_year": float(kw.sum() / series_kw)}
+    rec = "none pays" if best is None else (f"{best.energy_kwh:,.0f} kWh / {best.power_kw:,.0f} kW with "
+                                            f"{best.pv_kw or 0:,.0f} kW of PV (NPV {best.npv:,.0f})")
+    rows = "; ".join(f"{k:,.0f} kW: NPV {p.npv:,.0f} ({p.energy_kwh:,.0f} kWh / {p.power_kw:,.0f} kW; PV saves "
+                     f"{p.pv_annual_savings:,.0f} a year, the battery's own NPV {p.battery_npv or 0:,.0f})"
+                     for k, p in by_pv.items())
+    return "\n".join([
+        "## Sizing with PV", "",
+        f"Machine: {machine()}. Command: `python benchmarks/bench_sizing.py --skip forecast,ageing,sizing`. "
+        "Load: shared SAM sample load x1000; tariff: shared URDB rate; site: config/backtest-site.yaml. PV: "
+        f"pvlib's TMY3 year of Greensboro, NC (NSRDB station 723170; scripts/pv_from_tmy.py: fixed 25 ° south, "
+        f"PVWatts, 14 % losses), {kw.sum() / series_kw:,.0f} kWh a kW a year; {capex_per_kw:,.0f} a kW "
+        f"installed, {om:g} a kW a year, 0.5 %/year yield fade. Method: docs/backtest.md (Sizing).", "",
+        f"- {len(s.points)} points ({len(energies)} energies x {len(powers)} powers x {len(pv_kws)} PV sizes), "
+        f"{'3 July days' if quick else 'the whole year'} each at 1 h, 2 workers: {s.wall_s:.0f} s; "
+        f"recommended {rec}",
+        f"- the best battery for each PV size: {rows}",
+    ])
 
 
 if __name__ == "__main__":
