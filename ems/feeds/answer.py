@@ -1,15 +1,19 @@
 """A network answer read with a bound: a feed's body (and what a zip of it unpacks to) is
-refused past a size no real answer reaches, before it is held whole in memory."""
+refused past a size no real answer reaches, before it is held whole in memory.
+
+Our own requests read their body with `bounded_body`; the clients that make their own
+(entsoe-py, nordpool) are given `bounded_session`, whose adapter reads every answer the same way.
+"""
 
 from __future__ import annotations
 
 import zipfile
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ems.feeds.series import FeedMalformed
 
 if TYPE_CHECKING:
-    from requests import Response
+    from requests import PreparedRequest, Response, Session
 
 MAX_ANSWER_BYTES = 8 << 20  # the largest real answer (ten weeks of Open-Meteo hours) is ~100 kB
 MAX_UNZIPPED_BYTES = 32 << 20  # OASIS's zipped CSV of three days at one node unpacks to ~100 kB
@@ -18,6 +22,10 @@ MAX_UNZIPPED_BYTES = 32 << 20  # OASIS's zipped CSV of three days at one node un
 def bounded_body(r: Response, source: str, limit: int | None = None) -> bytes:
     """The whole body of an answer asked for with stream=True; FeedMalformed past `limit` bytes, read no further."""
     limit = MAX_ANSWER_BYTES if limit is None else limit
+    declared = r.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:  # said up front: not a byte of it read
+        r.close()
+        raise FeedMalformed(f"{source}: the answer is larger than {limit} bytes ({declared} declared)")
     parts: list[bytes] = []
     size = 0
     try:
@@ -29,6 +37,28 @@ def bounded_body(r: Response, source: str, limit: int | None = None) -> bytes:
     finally:
         r.close()
     return b"".join(parts)
+
+
+def bounded_session(source: str, limit: int | None = None) -> Session:
+    """A requests.Session whose adapter reads every answer (a redirect's too) through
+    `bounded_body` before the client sees it: FeedMalformed past the limit, out of the client's
+    own `session.get`. For a client that takes a session (entsoe-py) or an HTTP client of ours
+    (nordpool's AioPrices)."""
+    from requests import Session
+    from requests.adapters import HTTPAdapter  # requests only when a feed fetches, as everywhere here
+
+    class BoundedAdapter(HTTPAdapter):
+        def send(self, request: PreparedRequest, *args: Any, **kwargs: Any) -> Response:
+            r = super().send(request, *args, **kwargs)  # an adapter always streams: nothing read yet
+            # held as the body the session (or a caller that streams) reads from here on
+            r._content = bounded_body(r, source, limit)
+            return r
+
+    s = Session()
+    adapter = BoundedAdapter(max_retries=0)  # one try: the feed source retries at its next refresh
+    s.mount("http://", adapter)
+    s.mount("https://", adapter)
+    return s
 
 
 def checked_zip(z: zipfile.ZipFile, source: str, limit: int | None = None) -> list[str]:

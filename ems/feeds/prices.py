@@ -1,9 +1,11 @@
 """Day-ahead price feeds: ENTSO-E (entsoe-py), Nord Pool (nordpool), CAISO OASIS (a US ISO).
 
-Each adapter is synchronous (the clients are; the source runs it in a worker thread with a
-timeout, ems/feeds/source.py) and returns `price_per_mwh` (the market's currency per MWh, as
+Each adapter is synchronous (the source runs it in a worker thread with a timeout,
+ems/feeds/source.py; nordpool's client that takes an HTTP client is async, so it runs on a loop
+of its own in that thread) and returns `price_per_mwh` (the market's currency per MWh, as
 the markets publish it) on the market's own step. The clients' errors become FeedErrors here,
-where they enter.
+where they enter. The clients make their own requests, so each is handed a session of ours that
+reads every answer with the bound the other feeds have (ems/feeds/answer.py).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ems.feeds.answer import bounded_body, checked_zip
+from ems.feeds.answer import bounded_body, bounded_session, checked_zip
 from ems.feeds.series import FeedMalformed, FeedNotCovering, FeedSeries, FeedUnavailable, regular_series
 
 PRICE = "price_per_mwh"
@@ -60,17 +62,19 @@ class EntsoePrices:
         warnings.filterwarnings("ignore", category=XMLParsedAsHTMLWarning)
 
         # one try: the source retries at its next refresh, never inside a planning period
-        client = EntsoePandasClient(api_key=self.token, retry_count=1, retry_delay=0,
-                                    timeout=max(1, round(self.timeout_s)))
-        try:
-            s = client.query_day_ahead_prices(self.bidding_zone, start=pd.Timestamp(start_utc_s, unit="s", tz="UTC"),
-                                              end=pd.Timestamp(end_utc_s, unit="s", tz="UTC"))
-        except NoMatchingDataError:
-            raise FeedNotCovering(f"entsoe: no day-ahead prices for {self.bidding_zone} in the window") from None
-        except (requests.RequestException, OSError) as exc:
-            raise FeedUnavailable(f"entsoe: {type(exc).__name__}: {exc}") from None
-        except (ValueError, KeyError, AttributeError, TypeError, NotImplementedError) as exc:
-            raise FeedMalformed(f"entsoe: cannot parse the answer: {type(exc).__name__}: {exc}") from None
+        with bounded_session("entsoe") as session:
+            client = EntsoePandasClient(api_key=self.token, session=session, retry_count=1, retry_delay=0,
+                                        timeout=max(1, round(self.timeout_s)))
+            try:
+                s = client.query_day_ahead_prices(
+                    self.bidding_zone, start=pd.Timestamp(start_utc_s, unit="s", tz="UTC"),
+                    end=pd.Timestamp(end_utc_s, unit="s", tz="UTC"))
+            except NoMatchingDataError:
+                raise FeedNotCovering(f"entsoe: no day-ahead prices for {self.bidding_zone} in the window") from None
+            except (requests.RequestException, OSError) as exc:
+                raise FeedUnavailable(f"entsoe: {type(exc).__name__}: {exc}") from None
+            except (ValueError, KeyError, AttributeError, TypeError, NotImplementedError) as exc:
+                raise FeedMalformed(f"entsoe: cannot parse the answer: {type(exc).__name__}: {exc}") from None
         return _series_from_pandas(s, "entsoe")
 
 
@@ -132,6 +136,32 @@ class CaisoOasisPrices:
         return regular_series(times, {PRICE: values}, "caiso", PRICE_RANGE)
 
 
+class _SessionClient:
+    """The HTTP client nordpool's AioPrices asks through (its sync `Prices` calls the module's
+    `requests.get`, which takes no session): a bounded session, called in this worker thread."""
+
+    def __init__(self, session: Any, timeout_s: float) -> None:
+        self.session = session
+        self.timeout_s = timeout_s
+
+    async def get(self, url: str, params: dict[str, Any]) -> _Answer:
+        import json
+
+        r = self.session.get(url, params=params, timeout=self.timeout_s)
+        r.raise_for_status()
+        # 204: no prices that day, as the sync client takes it (AioPrices then finds no areas: None);
+        # json.loads: a body that is no JSON is a ValueError (malformed), not requests' (unavailable)
+        return _Answer({} if r.status_code == 204 else json.loads(r.content))
+
+
+class _Answer:
+    def __init__(self, doc: Any) -> None:
+        self.doc = doc
+
+    def json(self) -> Any:
+        return self.doc
+
+
 class NordPoolPrices:
     """Nord Pool day-ahead prices for one delivery area, through the `nordpool` package."""
 
@@ -145,20 +175,26 @@ class NordPoolPrices:
         self.timeout_s = timeout_s
 
     def fetch(self, start_utc_s: float, end_utc_s: float) -> FeedSeries:
+        import asyncio
+
+        with bounded_session("nordpool") as session:
+            return asyncio.run(self._fetch(_SessionClient(session, self.timeout_s), start_utc_s, end_utc_s))
+
+    async def _fetch(self, http: _SessionClient, start_utc_s: float, end_utc_s: float) -> FeedSeries:
         import requests
         from nordpool import elspot
 
-        client = elspot.Prices(currency=self.currency, timeout=self.timeout_s)
+        client = elspot.AioPrices(self.currency, http)
         day = datetime.fromtimestamp(start_utc_s, UTC).astimezone(self.ZONE).date()
         last = datetime.fromtimestamp(end_utc_s, UTC).astimezone(self.ZONE).date()
         times: list[float] = []
         values: list[float] = []
         while day <= last:
             try:
-                data = client.fetch(end_date=day, areas=[self.area], resolution=self.resolution_min)
+                data = await client.fetch(end_date=day, areas=[self.area], resolution=self.resolution_min)
             except requests.RequestException as exc:
                 raise FeedUnavailable(f"nordpool: {type(exc).__name__}: {exc}") from None
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:  # AttributeError: a document not an object
                 raise FeedMalformed(f"nordpool: cannot parse the answer: {type(exc).__name__}: {exc}") from None
             if data is None:  # no prices that day: before the window's data, or not published yet
                 if times:

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import functools
+import gzip
 import io
 import json
 import math
+import tracemalloc
 import xml.etree.ElementTree as ET
 import zipfile
 from collections.abc import AsyncIterator
@@ -47,6 +50,7 @@ NORDPOOL_JSON = DATA / "nordpool_fi_2025-05-07_60min.json"
 CAISO_ZIP = DATA / "caiso_oasis_prc_lmp_dam_2026-07-15.zip"
 CAISO_NO_DATA = DATA / "caiso_oasis_no_data.zip"
 OPEN_METEO_JSON = DATA / "open_meteo_forecast_berlin_2026-06-15.json"
+FLOOD_CAP_BYTES = 256 << 20  # the most a flooding answer sends: 32 times the bound, never reached while it holds
 
 
 def utc_s(*args: int) -> float:
@@ -61,6 +65,30 @@ class Served:
     override: dict[str, tuple[int, bytes, str]] = field(default_factory=dict)  # source -> (status, body, type)
     queries: list[dict[str, str]] = field(default_factory=list)
     hang_s: float = 0.0  # answer this late
+    flood: dict[str, str] = field(default_factory=dict)  # source -> "endless" | "declared" | "gzip"
+    flooded_bytes: int = 0  # what a flood got into the connection before the client hung up
+    hung_up: bool = False  # the client closed the connection while the flood was still coming
+
+    async def flooded(self, request: web.Request, mode: str) -> web.StreamResponse:
+        """An answer that never ends (chunked, no length), that declares 64 GiB and sends for
+        ever, or a small gzip that decodes past the bound."""
+        if mode == "gzip":
+            return web.Response(body=gzip_bomb(), headers={"Content-Encoding": "gzip"},
+                                content_type="application/octet-stream")
+        resp = web.StreamResponse()
+        if mode == "declared":
+            resp.content_length = 64 << 30
+        else:
+            resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        chunk = b"0" * (64 << 10)
+        try:
+            while self.flooded_bytes < FLOOD_CAP_BYTES:
+                await resp.write(chunk)
+                self.flooded_bytes += len(chunk)
+        except ConnectionError:
+            self.hung_up = True
+        return resp
 
     def answer(self, source: str, status: int, body: bytes, content_type: str) -> web.Response:
         status, body, content_type = self.override.get(source, (status, body, content_type))
@@ -71,14 +99,18 @@ class Served:
 async def served() -> AsyncIterator[Served]:
     s = Served()
 
-    async def entsoe(request: web.Request) -> web.Response:
+    async def entsoe(request: web.Request) -> web.StreamResponse:
         s.queries.append(dict(request.query))
+        if "entsoe" in s.flood:
+            return await s.flooded(request, s.flood["entsoe"])
         if request.query.get("offset", "0") != "0":  # entsoe-py pages by 100 documents until "no data"
             return web.Response(status=200, body=ENTSOE_NO_DATA.read_bytes(), content_type="application/xml")
         return s.answer("entsoe", 200, ENTSOE_XML.read_bytes(), "application/xml")
 
-    async def nordpool(request: web.Request) -> web.Response:
+    async def nordpool(request: web.Request) -> web.StreamResponse:
         s.queries.append(dict(request.query))
+        if "nordpool" in s.flood:
+            return await s.flooded(request, s.flood["nordpool"])
         if request.query.get("date") != "2025-05-07":  # the one day recorded: others not published
             return s.answer("nordpool", 204, b"", "application/json")
         return s.answer("nordpool", 200, NORDPOOL_JSON.read_bytes(), "application/json")
@@ -119,6 +151,13 @@ def clients_on_loopback(served: Served, monkeypatch: pytest.MonkeyPatch) -> Serv
     monkeypatch.setattr(entsoe.entsoe, "URL", f"{served.base}/entsoe/api")
     monkeypatch.setattr(elspot.Prices, "API_URL", f"{served.base}/nordpool/api")
     return served
+
+
+@functools.cache
+def gzip_bomb() -> bytes:
+    from ems.feeds.answer import MAX_ANSWER_BYTES
+
+    return gzip.compress(b"0" * (4 * MAX_ANSWER_BYTES), compresslevel=9)
 
 
 def source(feed: Any, cache: FeedCache, now: list[float], min_ahead_h: float = 10.0) -> FeedSource:
@@ -570,3 +609,46 @@ async def test_a_zip_bomb_or_an_oversized_answer_is_refused_before_it_is_read(se
     served.override["open_meteo"] = (200, b" " * (MAX_ANSWER_BYTES + 1), "application/json")
     with pytest.raises(FeedMalformed, match="open_meteo: the answer is larger than"):
         await asyncio.to_thread(weather.fetch, *window)
+
+
+@pytest.mark.parametrize("mode", ["endless", "declared", "gzip"])
+@pytest.mark.parametrize("name", ["entsoe", "nordpool"])
+async def test_the_price_clients_answers_are_refused_past_the_bound_unread(clients_on_loopback: Served,
+                                                                           tmp_path: Path, name: str,
+                                                                           mode: str) -> None:
+    """entsoe-py and nordpool make their own requests: through the bounded session we hand them,
+    an answer that never ends, that declares 64 GiB, or that decodes past the bound is refused
+    (malformed), the connection dropped, and never more than the bound held in memory."""
+    from ems.feeds.answer import MAX_ANSWER_BYTES
+
+    served = clients_on_loopback
+    served.flood[name] = mode
+    feed = EntsoePrices("DE_LU", "test-token", 10.0) if name == "entsoe" else NordPoolPrices("FI", "EUR", 60, 10.0)
+    window = (utc_s(2025, 5, 7, 0), utc_s(2025, 5, 8, 0))
+    gzip_bomb()  # built before memory is traced: the server's, not the client's
+    tracemalloc.start()
+    try:
+        with pytest.raises(FeedMalformed, match=f"{name}: the answer is larger than {MAX_ANSWER_BYTES} bytes") as e:
+            await asyncio.to_thread(feed.fetch, *window)
+        _, peak_bytes = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak_bytes < 3 * MAX_ANSWER_BYTES  # unbounded, the client would hold all of it
+    assert ("declared" in str(e.value)) == (mode == "declared")  # a declared size: refused before a byte is read
+    if mode != "gzip":
+        for _ in range(200):  # the server sees the hang-up at its next write
+            if served.hung_up:
+                break
+            await asyncio.sleep(0.05)
+        assert served.hung_up and served.flooded_bytes < FLOOD_CAP_BYTES
+    assert len(served.queries) == 1  # one try: refused, not retried
+    src = source(feed, FeedCache(tmp_path), [window[0]])  # the feed source counts it like any malformed answer
+    assert not await src.refresh()
+    assert src.failures == {"malformed": 1} and src.last_error == "malformed" and src.good is None
+
+
+async def test_a_nordpool_answer_that_is_no_json_is_malformed(clients_on_loopback: Served, tmp_path: Path) -> None:
+    clients_on_loopback.override["nordpool"] = (200, b"<html>maintenance</html>", "text/html")
+    src = source(NordPoolPrices("FI", "EUR", 60, 10.0), FeedCache(tmp_path), [utc_s(2025, 5, 7, 6)])
+    assert not await src.refresh()
+    assert src.failures == {"malformed": 1}
