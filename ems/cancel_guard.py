@@ -17,7 +17,10 @@ def checkpoint() -> None:
     """Raise CancelledError when this task was asked to stop and is still running.
 
     Balanced timeout scopes (`asyncio.timeout`) take back their own cancellations on exit, so
-    outside them a non-zero count is a stop request that nobody honoured."""
+    outside them a non-zero count is a stop request that nobody honoured. Not so after a
+    3.11 `asyncio.TaskGroup` whose body had ended when a task of it failed: it cancels its
+    parent and never takes that back (cancelling() stays 1), so a loop whose turn holds such
+    a group (drivers/rack_session.py's) must not call this."""
     task = asyncio.current_task()
     if task is not None and task.cancelling() > 0:
         raise asyncio.CancelledError("a cancellation swallowed on the way was honoured here")

@@ -31,6 +31,7 @@ from drivers import rack_protocol as rp
 from drivers.racks import RackCapWriter, RackTelemetryStore, SmoothingProfileWriter
 from ems.action_queue import ActionQueue
 from ems.actuators import Actuators, lower_caps
+from ems.cancel_guard import checkpoint
 from ems.clock import Clock
 from ems.config import SiteConfig, is_off_grid, load_config
 from ems.config_reload import needs_restart
@@ -433,6 +434,7 @@ class Controller:
         period_real = self.cfg.control.period_s / self.clock.speed
         next_t = time.perf_counter()
         while not stop.is_set():
+            checkpoint()  # a cancel (the task group's, on a background failure) a library swallowed
             late = time.perf_counter() - next_t
             await self.period(max(late, 0.0))
             next_t += period_real

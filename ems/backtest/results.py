@@ -129,7 +129,9 @@ def evaluate(tariff: Tariff, trace: Trace, foresight: Foresight | None, econ: Ec
     dis_kwh = np.maximum(trace.battery_w, 0.0) * dt_h / 1000.0
     dis = _per_month(dis_kwh, slices)
     soc_before = np.concatenate([[trace.soc_initial], trace.soc[:-1]])
-    wear_month = _per_month(wear_price.per_step(dis_kwh, soc_before, trace.soc), slices)
+    # each month from its own start, as its bound's LP prices it (segments filled from the
+    # bottom there): no month's dispatch is then priced below what its bound could pay for it
+    wear_month = [float(np.sum(wear_price.per_step(dis_kwh[sl], soc_before[sl], trace.soc[sl]))) for sl in slices]
     cha = _per_month(np.maximum(-trace.battery_w, 0.0) * dt_h / 1000.0, slices)
     cap_kwh = trace.capacity_wh / 1000.0
     months = []

@@ -6,8 +6,11 @@ the SoC it leaves from (a product of two variables), so the SoC window is cut in
 equal segments, each with its own charge, discharge and energy columns, and a kWh drawn
 from a deeper segment costs more (B. Xu et al., "Factoring the cycle aging cost of
 batteries participating in electricity markets", IEEE Trans. Power Syst. 33(2), 2018).
-With costs that do not fall with depth the LP draws the shallow segments first, so the
-segments' energy is the SoC's depth and the cost is the depth's.
+With costs that do not fall with depth the LP draws the shallow segments first. Nothing
+ties a segment to a SoC level after the start, though: a charge goes into the cheapest
+segment with room (the top), so a cycle low in the window is priced as the same depth from
+the top, a cycle's depth rather than the SoC it passed through (`segment_cost_per_kwh`
+prices a path the LP's way; the backtest uses it).
 
 The segments split `soc_min..soc_max` (the battery's window, the same for every plan, so
 a depth means the same thing in every plan), listed from the top; a start outside the
@@ -162,7 +165,59 @@ class WearPrice:
     soc_max: float = 1.0
 
     def per_step(self, discharged_kwh: FloatArray, soc_before: FloatArray, soc_after: FloatArray) -> FloatArray:
-        """The wear of each step's discharge, the SoC it passed through priced by segment."""
-        per_kwh = self.flat_per_kwh + cost_along(self.costs, soc_before, soc_after, self.soc_min, self.soc_max)
+        """The wear of each step's discharge as the LP prices that SoC path from its first
+        step (`segment_fills`): the flat part and the segments it is drawn from."""
+        per_kwh = self.flat_per_kwh + segment_cost_per_kwh(self.costs, soc_before, soc_after, self.soc_min,
+                                                           self.soc_max)
         out: FloatArray = discharged_kwh * per_kwh
         return out
+
+
+def segment_cost_per_kwh(costs: Sequence[float], soc_before: FloatArray, soc_after: FloatArray, soc_min: float,
+                         soc_max: float) -> FloatArray:
+    """Per kWh discharged in each step, the segments' cost as the LP charges it for this SoC
+    path. Nothing in the LP ties a segment to a SoC level once the plan starts: a charge may
+    go into any segment with room, so the LP puts it in the cheapest (the top), and a
+    discharge draws the cheapest energy first. The path's cheapest allocation, the LP's own,
+    is then the greedy one: the segments filled from the bottom at the first step
+    (`Segments.of`), each rise into the top-most segment with room, each drop from the
+    top-most with energy. A cycle low in the window (10 % -> 50 % -> 10 %) thus costs what
+    the same depth costs from the top, not the deep segments the SoC passed through
+    (`cost_along`). A step that did not fall pays the top-most segment with energy."""
+    c = np.asarray(costs, dtype=np.float64)
+    n = np.asarray(soc_before).size
+    out = np.zeros(n)
+    if c.size == 0 or n == 0:
+        return out
+    seg = Segments.of(1.0, soc_min, soc_max, float(soc_before[0]), c.size)
+    size = [float(x) for x in seg.size_kwh]  # in SoC, top first
+    fill = [float(x) for x in seg.initial_kwh]
+    base = seg.base_kwh
+    for t in range(n):
+        move = float(soc_after[t]) - float(soc_before[t])
+        if move > 0:
+            for j in range(c.size):
+                take = min(move, size[j] - fill[j])
+                fill[j] += take
+                move -= take
+            if move > 0:  # above the window's top: the top segment widens, as a plan starting there
+                size[0] += move
+                fill[0] += move
+            nonempty = [j for j in range(c.size) if fill[j] > 1e-12]
+            out[t] = c[nonempty[0]] if nonempty else c[-1]
+        elif move < 0:
+            need, paid = -move, 0.0
+            for j in range(c.size):
+                take = min(need, fill[j])
+                fill[j] -= take
+                need -= take
+                paid += take * c[j]
+            if need > 0:  # below the window's bottom: the bottom segment widens
+                base -= need
+                size[-1] += need
+                paid += need * c[-1]
+            out[t] = paid / -move
+        else:
+            nonempty = [j for j in range(c.size) if fill[j] > 1e-12]
+            out[t] = c[nonempty[0]] if nonempty else c[-1]
+    return out

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from ems.planning import PlanInputError, plan_dispatch
-from ems.planning.depth_wear import Segments, cost_along
+from ems.planning.depth_wear import Segments, WearPrice, cost_along, segment_cost_per_kwh
+from ems.planning.lp import PlanProblem
 from ems.planning.reused_lp import ReusedLp
 from tests.unit.test_planner_lp import DAY, N_DAY, NIGHT, assert_invariants, problem
 
@@ -54,6 +55,33 @@ def test_the_plan_wear_is_the_depth_each_kwh_left_from() -> None:
     along = cost_along(costs, plan.soc[:-1], plan.soc[1:], pb.soc_min, pb.soc_max)
     rolled = float(np.sum(dis_kwh * (pb.wear_cost_per_kwh + along)))
     assert plan.wear_cost == pytest.approx(rolled, rel=1e-6)
+
+
+def test_the_backtest_prices_a_plans_path_at_the_plans_own_wear() -> None:
+    """From 10 %, two cheap-dear cycles of ~29 % each (window 0..1 in two halves: 0 above
+    50 %, 0.02 below): the LP refills the empty top half and draws it again, so it prices
+    the cycles as that depth from the top. The backtest's price of the plan's own path
+    (`WearPrice.per_step`) is the plan's wear, or net savings and the bound disagree."""
+    costs = (0.0, 0.02)
+    pb = PlanProblem(step_s=3600.0, net_load_w=np.full(8, 50e3), import_price_per_kwh=np.tile([0.1, 0.1, 0.5, 0.5], 2),
+                     export_price_per_kwh=0.0, capacity_wh=100e3, soc_initial=0.1, max_charge_w=15e3,
+                     max_discharge_w=15e3, wear_cost_per_kwh=0.005, wear_depth_cost_per_kwh=costs)
+    plan = plan_dispatch(pb)
+    dis_kwh = plan.discharge_w / 1000.0
+    assert dis_kwh.sum() > 50 and plan.soc.max() < 0.5  # it cycles, low in the window
+    price = WearPrice(pb.wear_cost_per_kwh, costs, pb.soc_min, pb.soc_max)
+    assert float(price.per_step(dis_kwh, plan.soc[:-1], plan.soc[1:]).sum()) == pytest.approx(plan.wear_cost,
+                                                                                              rel=1e-9)
+    assert plan.wear_cost == pytest.approx(0.005 * dis_kwh.sum(), rel=1e-9)  # the top half's: no depth cost
+
+
+def test_a_cycle_low_in_the_window_costs_the_top_segments() -> None:
+    """Window 0..1 in two halves (0 above 50 %, 0.1 below), from 10 %: up to 50 % and back
+    goes through the top half in the LP's allocation; the first drop, from the energy the
+    battery started with, is the bottom half's."""
+    before, after = np.array([0.1, 0.5, 0.1, 0.1]), np.array([0.5, 0.1, 0.1, 0.05])
+    got = segment_cost_per_kwh((0.0, 0.1), before, after, 0.0, 1.0)
+    np.testing.assert_allclose(got, [0.0, 0.0, 0.1, 0.1])
 
 
 def test_cost_along_a_step_averages_the_segments_it_crosses() -> None:
@@ -116,6 +144,7 @@ def test_a_backtest_plans_and_prices_its_wear_by_depth() -> None:
     from datetime import datetime
 
     from ems.backtest.config import load_backtest_config
+    from ems.backtest.foresight import month_slices
     from ems.backtest.run import BacktestOptions, run
     from tests.unit.test_backtest import LOAD, SITE, URDB
 
@@ -134,7 +163,9 @@ def test_a_backtest_plans_and_prices_its_wear_by_depth() -> None:
     b = cfg.policies.battery
     dis_kwh = np.maximum(tr.battery_w, 0.0) * tr.step_s / 3.6e6
     soc_before = np.concatenate([[tr.soc_initial], tr.soc[:-1]])
-    along = cost_along(costs, soc_before, tr.soc, b.soc_min, b.soc_max)
+    # each month priced from its own start, as its bound's LP
+    along = np.concatenate([segment_cost_per_kwh(costs, soc_before[sl], tr.soc[sl], b.soc_min, b.soc_max)
+                            for sl in month_slices(tr.start, tr.step_s, tr.soc.size)])
     assert total["wear_cost"] == pytest.approx(float(np.sum(dis_kwh * along)), rel=1e-9)
     assert costs[0] * total["discharged_kwh"] < total["wear_cost"] < costs[-1] * total["discharged_kwh"]
     for m in bt.result.months:
