@@ -66,28 +66,6 @@ class Segments:
         return Segments(float(edges[-1] * capacity_kwh), size, filled_from_bottom[::-1].copy())
 
 
-def cost_along(costs: Sequence[float], soc_before: FloatArray, soc_after: FloatArray, soc_min: float,
-               soc_max: float) -> FloatArray:
-    """Per kWh discharged in each step, the segments' cost averaged over the SoC the step
-    passed through (from `soc_before` to `soc_after`): what the LP charges for a discharge
-    that draws the shallowest energy first. A step that did not move the SoC pays for the
-    segment it is in."""
-    c = np.asarray(costs, dtype=np.float64)
-    hi = np.maximum(soc_before, soc_after)
-    lo = np.minimum(soc_before, soc_after)
-    if c.size == 0:
-        return np.zeros(hi.shape)
-    edges = np.linspace(soc_max, soc_min, c.size + 1)  # top first
-    edges[0], edges[-1] = np.inf, -np.inf  # outside the window: the outer segments
-    top, bottom = edges[:-1][None, :], edges[1:][None, :]
-    span = np.clip(np.minimum(hi[:, None], top) - np.maximum(lo[:, None], bottom), 0.0, None)
-    moved = hi - lo
-    inside = (lo[:, None] < top) & (lo[:, None] >= bottom)  # the segment a step that did not move is in
-    weights = np.where(moved[:, None] > 1e-12, span / np.maximum(moved, 1e-12)[:, None], inside)
-    out: FloatArray = weights @ c
-    return out
-
-
 @dataclass(frozen=True)
 class Block:
     """The segment columns and rows appended to the dispatch LP (row-wise, like lp.py's)."""
@@ -182,8 +160,8 @@ def segment_cost_per_kwh(costs: Sequence[float], soc_before: FloatArray, soc_aft
     is then the greedy one: the segments filled from the bottom at the first step
     (`Segments.of`), each rise into the top-most segment with room, each drop from the
     top-most with energy. A cycle low in the window (10 % -> 50 % -> 10 %) thus costs what
-    the same depth costs from the top, not the deep segments the SoC passed through
-    (`cost_along`). A step that did not fall pays the top-most segment with energy."""
+    the same depth costs from the top, not the deep segments the SoC passed through. A
+    step that did not fall pays the top-most segment with energy."""
     c = np.asarray(costs, dtype=np.float64)
     n = np.asarray(soc_before).size
     out = np.zeros(n)

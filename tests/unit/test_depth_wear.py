@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ems.planning import PlanInputError, plan_dispatch
-from ems.planning.depth_wear import Segments, WearPrice, cost_along, segment_cost_per_kwh
+from ems.planning.depth_wear import Segments, WearPrice, segment_cost_per_kwh
 from ems.planning.lp import PlanProblem
 from ems.planning.reused_lp import ReusedLp
 from tests.unit.test_planner_lp import DAY, N_DAY, NIGHT, assert_invariants, problem
@@ -43,8 +43,8 @@ def test_a_deep_kwh_that_costs_more_than_it_earns_stays_in_the_battery() -> None
 
 
 def test_the_plan_wear_is_the_depth_each_kwh_left_from() -> None:
-    """Rolled out along the plan, each step's discharge priced at the segment of its SoC
-    gives the LP's own wear cost: the LP draws the shallowest energy first."""
+    """A discharge from near the top, rolled out along the plan: each step priced at the
+    segments it draws (the shallowest first) gives the LP's own wear cost."""
     costs = (0.0, 0.01, 0.03, 0.06)
     pb = problem(import_price_per_kwh=SPIKE, soc_initial=0.9, reserve_soc=0.05, wear_cost_per_kwh=0.005,
                  wear_depth_cost_per_kwh=costs, max_discharge_w=2.5e5)
@@ -52,8 +52,8 @@ def test_the_plan_wear_is_the_depth_each_kwh_left_from() -> None:
     dt_h = pb.step_s / 3600.0
     dis_kwh = plan.discharge_w / 1000.0 * dt_h
     assert dis_kwh.sum() > 100  # it does discharge
-    along = cost_along(costs, plan.soc[:-1], plan.soc[1:], pb.soc_min, pb.soc_max)
-    rolled = float(np.sum(dis_kwh * (pb.wear_cost_per_kwh + along)))
+    price = WearPrice(pb.wear_cost_per_kwh, costs, pb.soc_min, pb.soc_max)
+    rolled = float(price.per_step(dis_kwh, plan.soc[:-1], plan.soc[1:]).sum())
     assert plan.wear_cost == pytest.approx(rolled, rel=1e-6)
 
 
@@ -82,12 +82,6 @@ def test_a_cycle_low_in_the_window_costs_the_top_segments() -> None:
     before, after = np.array([0.1, 0.5, 0.1, 0.1]), np.array([0.5, 0.1, 0.1, 0.05])
     got = segment_cost_per_kwh((0.0, 0.1), before, after, 0.0, 1.0)
     np.testing.assert_allclose(got, [0.0, 0.0, 0.1, 0.1])
-
-
-def test_cost_along_a_step_averages_the_segments_it_crosses() -> None:
-    costs = (0.0, 0.1)  # window 0.1..0.9: the top segment 0.5..0.9
-    got = cost_along(costs, np.array([0.6, 0.7, 0.3, 0.95, 0.05]), np.array([0.4, 0.7, 0.3, 0.92, 0.02]), 0.1, 0.9)
-    np.testing.assert_allclose(got, [0.05, 0.0, 0.1, 0.0, 0.1])
 
 
 def test_segments_fill_from_the_bottom_and_widen_for_a_start_outside_the_window() -> None:
