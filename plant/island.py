@@ -129,6 +129,13 @@ class GridSide:
                 self.islanded, self.carried = True, True
                 self.outage = OutageRecord(now_ns, now_s, carried_ns=now_ns)
                 self.outages.append(self.outage)
+                if self.cfg.seamless_transfer:
+                    # the open breaker is a grid loss to the other units too: with the hardware
+                    # transfer they form with this one, as in lose(). Otherwise the first command to
+                    # land left this unit alone with the whole site until the others' arrived (sent
+                    # together, but a plant step between them trips it on a loaded machine)
+                    for u in units.values():
+                        u.form_island()
             return
         if mode is PcsMode.GRID_FORMING and unit.form_island() and not self.carried:
             self._pick_up(now_s, now_ns, racks)

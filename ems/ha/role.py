@@ -44,6 +44,7 @@ class HaRole:
         self.lease = KvLease(cfg, site, holder)
         self.fence = Fence(cfg.lease_ttl_s, cfg.guard_s)
         self.holding: Holding | None = None
+        self._acquired: Holding | None = None  # won, its handover still being read: released on a stop
         self.nats_ok: bool | None = None  # None until the first attempt
         self.recent: deque[dict[str, Any]] = deque(maxlen=cfg.handover_events)
         self.imported: set[str] = set()
@@ -140,7 +141,7 @@ class HaRole:
 
     def _answer_peer(self, request: dict[str, Any]) -> dict[str, Any]:
         """Grant the active a lease's time only if we cannot reach NATS either and are not active."""
-        granted = self.holding is None and self.nats_ok is False
+        granted = self.holding is None and self._acquired is None and self.nats_ok is False
         if granted:
             self.no_promote_until_s = max(self.no_promote_until_s, self.monotonic() + self.cfg.lease_ttl_s)
         return {"holder": self.holder, "role": self.role, "nats_ok": self.nats_ok, "granted": granted}
@@ -152,12 +153,15 @@ class HaRole:
         h = await self.lease.try_acquire()
         if h is None:
             return
-        self.fence.renewed(sent)
-        self.holding = h
+        # active (and may_write) only once the handover is in: a period that ran while get_state was
+        # awaited would have written from the standby's own state, before take_over
+        self._acquired = h
         try:
             state = await self.lease.get_state()
         except LeaseUnavailable:
             state = None  # the handover cannot be read: start from our own warm state, and say so
+        self.fence.renewed(sent)
+        self.holding, self._acquired = h, None
         self.promotions += 1
         self._import(state)
         self.on_promote(state)
@@ -276,7 +280,7 @@ class HaRole:
         The caller has finished writing (the loop's shutdown ran first)."""
         if self._peer_server is not None:
             self._peer_server.close()
-        h, self.holding = self.holding, None
+        h, self.holding = self.holding or self._acquired, None
         self.fence.revoke()
         if h is not None:
             with contextlib.suppress(LeaseUnavailable, LeaseLost):

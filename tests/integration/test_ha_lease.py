@@ -204,9 +204,15 @@ async def test_nats_down_with_a_peer_that_vouches_keeps_the_active_writing(pair:
     server.start()
     try:
         bucket, pa, pb = unique("failsafe"), f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-        a = pair.add(ha_cfg(server.url, bucket, peer_listen=pa, peer=pb), "a")
+        # While NATS is down a grant must come back within ttl - guard of the last one, and a turn is
+        # the failing NATS request, the ask and renew_every: with the defaults (0.6 s, 0.2 s
+        # timeouts) that leaves 0.1 s, and an ask over a timeout is no grant. Both roles share one
+        # event loop here, which a loaded 2-core machine starves for longer than that: a lapse
+        # (a second ha_failsafe) then says nothing about the failsafe, so the timings have room.
+        timings = {"lease_ttl_s": 1.5, "request_timeout_s": 0.5, "guard_s": 0.2}
+        a = pair.add(ha_cfg(server.url, bucket, peer_listen=pa, peer=pb, **timings), "a")
         await until(lambda: a.role == "active")
-        b = pair.add(ha_cfg(server.url, bucket, peer_listen=pb, peer=pa), "b")
+        b = pair.add(ha_cfg(server.url, bucket, peer_listen=pb, peer=pa, **timings), "b")
         await asyncio.sleep(0.3)
         server.stop()
         await until(lambda: a.failsafe, 5.0)  # b cannot see NATS either: it vouches

@@ -23,7 +23,9 @@ async def test_a_dip_inside_the_curve_is_ridden_through(broker, make_site) -> No
         await _armed(ctl)
         plant = site.plant
         before_w = plant.battery_power_w
-        plant.grid.disturb(plant.now_s, 0.70, 1.0, 1.5)  # 0.7 pu: 3.4 s allowed
+        # from the site clock's now: plant.now_s is the last step's time, behind it by however
+        # late the step loop runs on a loaded machine, and the dip would be that much shorter
+        plant.grid.disturb(site.clock.monotonic(), 0.70, 1.0, 1.5)  # 0.7 pu: 3.4 s allowed
         await wait_for(lambda: ctl.failover.riding_through == "voltage", timeout_s=2)
         await wait_for(lambda: ctl.last.step.reason is Reason.RIDE_THROUGH, timeout_s=2)
         assert abs(plant.battery_power_w - before_w) < 0.1 * abs(before_w) + 20_000  # held, not chasing
@@ -45,7 +47,7 @@ async def test_a_dip_beyond_the_curve_islands_and_the_site_reconnects(broker, ma
     async with running_site(cfg, clock) as site, running_controller(cfg, clock) as ctl:
         await _armed(ctl)
         plant = site.plant
-        plant.grid.disturb(plant.now_s, voltage_pu, 1.0, 1.0)
+        plant.grid.disturb(site.clock.monotonic(), voltage_pu, 1.0, 1.0)
         await asyncio.wait_for(ctl.failover.fired.wait(), 3)
         await wait_for(lambda: ctl.events.query(kind="failover"), timeout_s=1)
         assert ctl.events.query(kind="failover")[0].data["cause"] == "voltage"
@@ -55,7 +57,10 @@ async def test_a_dip_beyond_the_curve_islands_and_the_site_reconnects(broker, ma
             assert ended == []
         else:  # 0.5 pu: ridden for 0.32 s, then beyond the curve
             assert ended[0].data["outcome"] == "beyond_curve"
-            assert ended[0].data["duration_s"] == pytest.approx(rode_s, abs=0.05)
+            # never before the curve's 0.32 s (the region below allows 0.16 s); after it, by the
+            # debounce's samples (2 ms apart idle), which a loaded 2-core machine delays by tens of
+            # ms (0.38 s seen): 0.15 s of room, still far from the dip's end (1 s) or 0.65 pu's 3 s
+            assert rode_s <= ended[0].data["duration_s"] < rode_s + 0.15
         # the grid is back in band after 1 s; 1 s of stable grid later the site reconnects
         await wait_for(lambda: not plant.grid.islanded, timeout_s=6)
         _no_damage(site)
