@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from ems.broker import free_port
+from tests.hil_config import hil_site_on_free_ports
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -194,12 +195,7 @@ def hil_site(tmp: Path, adjust: Callable[[dict[str, Any]], None] | None = None) 
     """`ems broker`, `ems sim` and `ems run` as the README runs them, each in a process of its
     own, on a copy of config/hil-site.yaml (changed by `adjust`) with the operator server on
     and every port a free one; yields the dashboard URL. The controller must exit 0."""
-    cfg = yaml.safe_load((REPO / "config" / "hil-site.yaml").read_text())
-    broker_port = free_port()
-    cfg["mqtt"]["url"] = f"mqtt://127.0.0.1:{broker_port}"
-    cfg["meter"]["port"] = free_port()
-    for unit in cfg["bess_units"]:
-        unit["bms"]["port"], unit["pcs"]["port"] = free_port(), free_port()
+    cfg, broker_port = hil_site_on_free_ports()
     cfg["http"] = {"enabled": True, "port": free_port()}
     cfg["state"]["dir"] = str(tmp / "state")
     if adjust is not None:

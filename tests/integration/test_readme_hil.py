@@ -32,8 +32,8 @@ import yaml
 from drivers.bess import PcsDriver
 from drivers.modbus_device import ModbusDevice
 from drivers.profile import load_profile
-from ems.broker import free_port
 from ems.cli import build_parser
+from tests.hil_config import hil_site_on_free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -62,12 +62,7 @@ def test_the_readme_broker_listens_where_the_hil_site_file_looks() -> None:
 def _free_ports_site(tmp: Path) -> tuple[int, list[int]]:
     """config/hil-site.yaml, copied into tmp/config with every port a free one; the broker's
     port and the PCS ports."""
-    cfg = yaml.safe_load((ROOT / "config" / "hil-site.yaml").read_text())
-    broker_port = free_port()
-    cfg["mqtt"]["url"] = f"mqtt://127.0.0.1:{broker_port}"
-    cfg["meter"]["port"] = free_port()
-    for unit in cfg["bess_units"]:
-        unit["bms"]["port"], unit["pcs"]["port"] = free_port(), free_port()
+    cfg, broker_port = hil_site_on_free_ports()
     (tmp / "config").mkdir()
     (tmp / "config" / "hil-site.yaml").write_text(yaml.safe_dump(cfg))
     return broker_port, [u["pcs"]["port"] for u in cfg["bess_units"]]
