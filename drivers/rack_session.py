@@ -20,6 +20,7 @@ import structlog
 
 from drivers import rack_protocol as rp
 from drivers.errors import MalformedData
+from ems.model.cancel_guard import checkpoint
 from ems.model.racks import SmoothingProfile
 
 log = structlog.get_logger("drivers.rack_session")
@@ -79,20 +80,12 @@ class RackCommands:
                 await self.on_profile(rack_id, profile)
 
 
-def raise_if_cancelling() -> None:
-    """Python 3.11's wait_for (inside aiomqtt's publish) can swallow a cancellation that races
-    with the publish completing; a loop that publishes calls this, or a shutdown waits forever."""
-    me = asyncio.current_task()
-    if me is not None and me.cancelling():
-        raise asyncio.CancelledError
-
-
 async def _tick_every(client: aiomqtt.Client, tick: Tick, interval_s: float) -> None:
     # racks are not phase-locked on a real site: start each session at its own offset in the period
     next_t = time.monotonic() + random.uniform(0.0, interval_s)
     await asyncio.sleep(max(0.0, next_t - time.monotonic()))
     while True:
-        raise_if_cancelling()
+        checkpoint()  # a cancel aiomqtt's publish swallowed (ems/model/cancel_guard)
         await tick(client)
         next_t += interval_s
         now = time.monotonic()

@@ -31,7 +31,6 @@ from drivers import rack_protocol as rp
 from drivers.racks import RackCapWriter, RackTelemetryStore, SmoothingProfileWriter
 from ems.action_queue import ActionQueue
 from ems.actuators import Actuators, lower_caps
-from ems.cancel_guard import checkpoint
 from ems.clock import Clock
 from ems.config import SiteConfig, is_off_grid, load_config
 from ems.config_reload import needs_restart
@@ -46,6 +45,7 @@ from ems.job_ramps import job_ramps
 from ems.load_target import LoadTargetDecoder
 from ems.load_target_mqtt import LoadTargetChannel
 from ems.loop_stats import LoopStats
+from ems.model.cancel_guard import checkpoint
 from ems.model.errors import ConfigError
 from ems.model.racks import SmoothingProfile
 from ems.model.reasons import Reason

@@ -19,10 +19,10 @@ from typing import Any
 
 import structlog
 
-from ems.cancel_guard import checkpoint
 from ems.clock import Clock
 from ems.dr_book import DrBook, DrBookFull
 from ems.load_target import ALERT_TYPE, STATUS_TYPE, BadLoadTarget, LoadTargetDecoder, cloud_event
+from ems.model.cancel_guard import checkpoint
 from ems.mqtt_link import MqttLink, NotConnected
 from ems.published import Published
 
@@ -120,7 +120,7 @@ class LoadTargetChannel:
         loop = asyncio.get_running_loop()
         next_tick = loop.time() + self.status_every_s
         while True:
-            checkpoint()  # a stop a library swallowed (ems/cancel_guard)
+            checkpoint()  # a stop a library swallowed (ems/model/cancel_guard)
             try:
                 topic, body = await asyncio.wait_for(self.outbox.get(), max(next_tick - loop.time(), 0.0))
             except TimeoutError:

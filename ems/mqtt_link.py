@@ -16,10 +16,10 @@ import structlog
 from drivers import rack_protocol as rp
 from drivers import scheduler_protocol as sp
 from drivers.racks import RackTelemetryStore
-from ems.cancel_guard import checkpoint
 from ems.clock import Clock
 from ems.config import MqttConfig
 from ems.job_ramps import JobBook
+from ems.model.cancel_guard import checkpoint
 from ems.model.errors import EmsError
 from ems.mqtt_auth import client_kwargs, refreshed
 
@@ -80,7 +80,7 @@ class MqttLink:
     async def run(self) -> None:
         backoff_s = 0.2
         while True:
-            checkpoint()  # a stop a library swallowed (ems/cancel_guard)
+            checkpoint()  # a stop a library swallowed (ems/model/cancel_guard)
             self._connect = refreshed(self.cfg, self._connect)  # rotated credentials and certificates
             try:
                 async with aiomqtt.Client(**self._connect, timeout=5.0,

@@ -20,9 +20,9 @@ from typing import Any
 import structlog
 from openleadr import OpenADRClient, enums
 
-from ems.cancel_guard import checkpoint
 from ems.config import OpenAdrConfig
 from ems.dr_book import DrBook, DrBookFull
+from ems.model.cancel_guard import checkpoint
 from ems.openadr_events import Malformed, Unsupported, dr_events
 from ems.published import Published
 from policies.demand_response import DrParams, flexibility_w
@@ -112,7 +112,7 @@ class OpenAdrVen:
     async def run(self) -> None:
         """Register and keep polling until cancelled; a VTN that cannot be reached is retried."""
         while True:
-            checkpoint()  # a stop a library swallowed (ems/cancel_guard)
+            checkpoint()  # a stop a library swallowed (ems/model/cancel_guard)
             client = self._client()
             self.client = client
             try:

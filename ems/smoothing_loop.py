@@ -30,11 +30,11 @@ import structlog
 from drivers.bess import filler_reading
 from drivers.errors import DriverError
 from ems.band_rms import BandRms
-from ems.cancel_guard import checkpoint
 from ems.clock import Clock
 from ems.config import SiteConfig, SmoothingConfig
 from ems.fast_power import fast_power
 from ems.gather import modbus_device
+from ems.model.cancel_guard import checkpoint
 from ems.model.reasons import Reason
 from ems.topology import BessUnitConfig
 from policies import smoothing
@@ -255,7 +255,7 @@ class SmoothingLoop:
         last_site = self.clock.monotonic()
         try:
             while True:
-                checkpoint()  # a stop a library swallowed (ems/cancel_guard)
+                checkpoint()  # a stop a library swallowed (ems/model/cancel_guard)
                 armed = self.armed
                 now_site = self.clock.monotonic()
                 if armed is not None and now_site - armed.at_s <= self.stale_after_s and not self.stand_down():

@@ -25,6 +25,7 @@ from drivers.profile import DeviceProfile
 from drivers.sunspec_profile import SunSpecProfile
 from ems.clock import Clock, ScaledClock
 from ems.devices import check_site_profiles
+from ems.model.cancel_guard import checkpoint
 from ems.model.errors import ConfigError
 from ems.mqtt_auth import client_kwargs_as
 from plant.config import SimFillerConfig
@@ -232,6 +233,7 @@ class SimulatedSite:
 
                     async def publish() -> None:
                         while True:
+                            checkpoint()  # a qos-1 publish can swallow the group's cancel (ems/model/cancel_guard)
                             await client.publish(plant_topic(prefix), json.dumps(self.ground_truth()), retain=True)
                             for topic, body in self._announcements():
                                 await client.publish(topic, body, qos=1)

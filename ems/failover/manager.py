@@ -27,12 +27,12 @@ import structlog
 from drivers.bess import GensetDriver, PcsDriver
 from drivers.modbus_device import ModbusDevice
 from drivers.profile import load_profile
-from ems.cancel_guard import checkpoint
 from ems.clock import Clock
 from ems.config import FailoverConfig, ModbusEndpoint, SiteConfig
 from ems.events import EventLog
 from ems.failover.fast_path import FastPath, Firing
 from ems.failover.watcher import Disturbance, GridVerdict, GridWatcher
+from ems.model.cancel_guard import checkpoint
 from ems.model.snapshot import SiteSnapshot
 from ems.mqtt_auth import client_kwargs, refreshed
 from ems.mqtt_link import NotConnected
@@ -123,7 +123,7 @@ class FailoverManager:
         m = self.cfg.mqtt
         connect = client_kwargs(m, identifier=f"{self.client_id}-failover")  # same user and TLS as the controller
         while True:
-            checkpoint()  # a stop a library swallowed (ems/cancel_guard)
+            checkpoint()  # a stop a library swallowed (ems/model/cancel_guard)
             connect = refreshed(m, connect)  # rotated credentials and certificates
             try:
                 async with aiomqtt.Client(**connect, timeout=5.0) as client:

@@ -22,8 +22,8 @@ import structlog
 from drivers.bess import grid_ok
 from drivers.errors import DriverError
 from drivers.modbus_device import ModbusDevice
-from ems.cancel_guard import checkpoint
 from ems.config import FailoverConfig
+from ems.model.cancel_guard import checkpoint
 from policies import ride_through
 from policies.ride_through import Excursion, Verdict
 
@@ -148,7 +148,7 @@ class GridWatcher:
         period_s = self.cfg.detect_poll_s
         next_t = time.monotonic()
         while True:
-            checkpoint()  # a stop a library swallowed (ems/cancel_guard)
+            checkpoint()  # a stop a library swallowed (ems/model/cancel_guard)
             pcs_down, voltage, frequency = await self._sample()
             await self.judge_sample(pcs_down, voltage, frequency, time.monotonic())
             next_t += period_s

@@ -19,9 +19,9 @@ from typing import Protocol
 
 import structlog
 
-from ems.cancel_guard import checkpoint
 from ems.feeds.cache import FeedCache
 from ems.feeds.series import FeedError, FeedMalformed, FeedNotCovering, FeedSeries, FeedUnavailable
+from ems.model.cancel_guard import checkpoint
 
 log = structlog.get_logger("ems.feeds")
 
@@ -68,7 +68,7 @@ class FeedSource:
         if age_s is not None and 0 <= age_s < self.refresh_s:
             await asyncio.sleep(self.refresh_s - age_s)
         while True:
-            checkpoint()  # a stop a library swallowed (ems/cancel_guard)
+            checkpoint()  # a stop a library swallowed (ems/model/cancel_guard)
             try:
                 ok = await self.refresh()
             except Exception as exc:  # a bug of ours past the fetch: the feed waits, the planner goes on

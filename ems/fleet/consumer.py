@@ -23,10 +23,10 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from ems import nats_conn
-from ems.cancel_guard import checkpoint
 from ems.fleet.settings import FleetServiceConfig
 from ems.fleet.store import FleetStore, FleetStoreError, MalformedMessage, Row, parse
 from ems.fleet.subjects import ensure_stream
+from ems.model.cancel_guard import checkpoint
 from ems.nats_conn import connect
 
 log = structlog.get_logger("ems.fleet")
@@ -84,7 +84,7 @@ class FleetConsumer:
                 await self._reject(m, str(exc))
         if rows:
             while True:
-                checkpoint()  # a stop a library swallowed (ems/cancel_guard)
+                checkpoint()  # a stop a library swallowed (ems/model/cancel_guard)
                 try:
                     new = await self.store.store(rows)
                     break

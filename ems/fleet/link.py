@@ -25,12 +25,12 @@ import structlog
 from nats.aio.client import Client
 
 from ems import nats_conn
-from ems.cancel_guard import checkpoint
 from ems.events import Event, EventLog
 from ems.fleet.outbox import Outbox, Pending
 from ems.fleet.settings import FleetLinkConfig
 from ems.fleet.subjects import ensure_stream, msg_id, subject
 from ems.fleet.summary import MinuteHistory, status_summary
+from ems.model.cancel_guard import checkpoint
 from ems.model.errors import EmsError
 from ems.nats_conn import connect
 from ems.published import PeriodResult
@@ -80,7 +80,7 @@ class FleetLink:
     async def run(self) -> None:
         try:
             while True:
-                checkpoint()  # a stop a library swallowed (ems/cancel_guard)
+                checkpoint()  # a stop a library swallowed (ems/model/cancel_guard)
                 try:
                     await self._connect()
                     if await self._send_batch() == 0:

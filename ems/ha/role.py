@@ -22,12 +22,12 @@ from typing import Any, Literal
 
 import structlog
 
-from ems.cancel_guard import checkpoint
 from ems.events import Event, EventLog
 from ems.ha import peer
 from ems.ha.fence import Fence
 from ems.ha.lease import Holding, KvLease, LeaseLost, LeaseUnavailable
 from ems.ha.settings import HaConfig
+from ems.model.cancel_guard import checkpoint
 
 log = structlog.get_logger("ems.ha")
 
@@ -100,7 +100,7 @@ class HaRole:
             if self.cfg.peer_listen is not None:
                 self._peer_server = await peer.serve(self.cfg.peer_listen, self._answer_peer)
             while True:
-                checkpoint()  # a stop a library swallowed (ems/cancel_guard)
+                checkpoint()  # a stop a library swallowed (ems/model/cancel_guard)
                 await self._once()
         finally:
             await self._stop()

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import structlog
 
-from ems.cancel_guard import checkpoint
 from ems.config import SiteConfig
+from ems.model.cancel_guard import checkpoint
 from ems.model.plan import GensetSchedule
 from ems.model.snapshot import SiteSnapshot, site_soc
 from ems.planning.genset_milp import SOC_FLOOR_MARGIN, GensetPlanProblem, plan_gensets
@@ -104,7 +104,7 @@ class LiveGensetPlanner:
         """Re-solve when due from the latest period (`latest`), off the loop's thread; runs until
         cancelled. A failed solve is counted and logged, and the schedule before it kept."""
         while True:
-            checkpoint()  # a stop a library swallowed (ems/cancel_guard)
+            checkpoint()  # a stop a library swallowed (ems/model/cancel_guard)
             got = latest()
             if got is not None and self.due(got[0].now_s) and (pb := self.problem(*got)) is not None:
                 try:

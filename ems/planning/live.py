@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
 
-from ems.cancel_guard import checkpoint
 from ems.config import SiteConfig
 from ems.demand import DemandMeter
 from ems.feeds.planner_inputs import PlannerFeeds, planner_feeds
+from ems.model.cancel_guard import checkpoint
 from ems.model.dr import DrEvent
 from ems.model.plan import PlanView
 from ems.model.snapshot import SiteSnapshot
@@ -112,7 +112,7 @@ class LivePlanner:
 
     async def _solve_forever(self) -> None:
         while True:
-            checkpoint()  # a stop a library swallowed (ems/cancel_guard)
+            checkpoint()  # a stop a library swallowed (ems/model/cancel_guard)
             job = await self._jobs.get()
             try:
                 self._result = await asyncio.to_thread(self.runner.solve, job.request)

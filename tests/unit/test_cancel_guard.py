@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ems.cancel_guard import checkpoint
+from ems.model.cancel_guard import checkpoint
 
 
 async def _swallowing_call() -> None:

@@ -20,7 +20,8 @@ def checkpoint() -> None:
     outside them a non-zero count is a stop request that nobody honoured. Not so after a
     3.11 `asyncio.TaskGroup` whose body had ended when a task of it failed: it cancels its
     parent and never takes that back (cancelling() stays 1), so a loop whose turn holds such
-    a group (drivers/rack_session.py's) must not call this."""
+    a group must not call this; the tasks inside the group may (drivers/rack_session.py's and
+    the simulator's publishing loops do)."""
     task = asyncio.current_task()
     if task is not None and task.cancelling() > 0:
         raise asyncio.CancelledError("a cancellation swallowed on the way was honoured here")
