@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ems.broker import free_port
 from ems.clock import ScaledClock
 from ems.config import SiteConfig
 from ems.model.readings import PcsMode
@@ -80,7 +81,7 @@ async def test_a_changed_unit_still_needs_a_restart(broker, make_site, tmp_path)
     cfg = shaving_site(make_site, broker.url, step_at_s=0.3)
     site_file = tmp_path / "site.yaml"
     data = cfg.model_dump(mode="json")
-    data["bess_units"][0]["pcs"]["port"] += 1000
+    data["bess_units"][0]["pcs"]["port"] = free_port()  # (+1000 could land on another device's port)
     site_file.write_text(yaml.safe_dump(data))
     clock = ScaledClock(1.0)
     async with running_site(cfg, clock), running_controller(cfg, clock) as ctl:
@@ -101,7 +102,7 @@ async def test_a_unit_removed_and_put_back_changed_before_the_next_period_still_
         _write(site_file, cfg, ["bess-1"])
         first = ctl.reload_config(site_file)  # both in one go: no period runs in between
         data = cfg.model_dump(mode="json")
-        data["bess_units"][1]["pcs"]["port"] += 1000
+        data["bess_units"][1]["pcs"]["port"] = free_port()
         site_file.write_text(yaml.safe_dump(data))
         ok, why = ctl.reload_config(site_file)
         assert first[0] and not ok and "bess-2 changed" in why
@@ -211,7 +212,8 @@ async def test_the_operator_api_re_reads_the_site_file_and_a_unit_joins(broker, 
             assert r.status == 200, await r.text()
 
         data = yaml.safe_load(site_file.read_text())
-        data["bess_units"][0]["pcs"]["port"] += 1000  # an endpoint changed: needs a restart
+        # an endpoint changed: needs a restart (a free port: +1000 could land on another device's)
+        data["bess_units"][0]["pcs"]["port"] = free_port()
         site_file.write_text(yaml.safe_dump(data))
         async with client.post("/api/actions/reload-site-file", json=body, headers=auth) as r:
             assert r.status == 409
