@@ -583,8 +583,8 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--pv-kw", help="PV sizes to sweep too (kW of panels; 0: none): a,b,c or start:stop:count")
     z.add_argument("--pv-series-kw", type=float, help="kW of panels the --pv series was measured on (with --pv-kw)")
     z.add_argument("--pv-capex-per-kw", type=float, help="PV installed cost per kW (with --pv-kw)")
-    z.add_argument("--pv-om-per-kw-year", type=float, default=0.0)
-    z.add_argument("--pv-degradation", type=float, default=0.005, help="PV yield lost a year (default 0.005)")
+    z.add_argument("--pv-om-per-kw-year", type=float, help="PV O&M per kW a year (default 0; with --pv-kw)")
+    z.add_argument("--pv-degradation", type=float, help="PV yield lost a year (default 0.005; with --pv-kw)")
     z.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (default 2)")
     z.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://host:8786) instead")
     z.add_argument("--out", type=Path, default=Path("sizing-out"))
@@ -620,14 +620,23 @@ def cmd_size(args: argparse.Namespace) -> int:
         costs = replace(costs, capex_per_kwh=args.capex_per_kwh)
     costs = replace(costs, capex_per_kw=args.capex_per_kw)
     pv_kws, pv = None, None
+    pv_prices = {"--pv-series-kw": args.pv_series_kw, "--pv-capex-per-kw": args.pv_capex_per_kw,
+                 "--pv-om-per-kw-year": args.pv_om_per_kw_year, "--pv-degradation": args.pv_degradation}
+    if args.pv_kw is None and any(v is not None for v in pv_prices.values()):
+        given = ", ".join(k for k, v in pv_prices.items() if v is not None)
+        raise ConfigError(f"{given}: these price PV sizes; give the sizes with --pv-kw")
     if args.pv_kw is not None:
         if args.pv is None or args.pv_series_kw is None or args.pv_capex_per_kw is None:
             raise ConfigError("--pv-kw needs --pv (the PV series), --pv-series-kw and --pv-capex-per-kw")
         pv_kws = parse_grid(args.pv_kw, "--pv-kw", allow_zero=True)
-        pv = PvCosts(args.pv_series_kw, args.pv_capex_per_kw, args.pv_om_per_kw_year, args.pv_degradation)
+        pv = PvCosts(args.pv_series_kw, args.pv_capex_per_kw,
+                     *(v for v in (args.pv_om_per_kw_year, args.pv_degradation) if v is not None))
+    try:
+        start = None if args.start is None else datetime.fromisoformat(args.start)
+    except ValueError:
+        raise ConfigError(f"--start: an ISO date or time, not {args.start!r}") from None
     opts = BacktestOptions(load_csv=args.load, tariff=args.tariff, load_scale=args.load_scale, step_s=args.step_s,
-                           days=args.days, foresight=False, pv_csv=args.pv,
-                           start=None if args.start is None else datetime.fromisoformat(args.start))
+                           days=args.days, foresight=False, pv_csv=args.pv, start=start)
     arb = cfg.policies.arbitrage
     tariff_path = args.tariff or (None if arb is None else arb.tariff)
     if tariff_path is None:

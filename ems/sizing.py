@@ -24,9 +24,12 @@ from ems.backtest.errors import BacktestInputError
 from ems.backtest.financials import irr, npv
 from ems.backtest.results import savings_per_year
 from ems.backtest.run import Backtest, BacktestOptions, load_series, run
+from ems.backtest.series import read_power_csv
 from ems.model.errors import ConfigError
 
 Progress = Callable[[int, int], None]
+# 10 GW: past any one site; PV far beyond it overflows the planner's sums (a traceback, not an answer)
+MAX_PV_KW = 1e7
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,21 @@ def pv_savings(bt: Backtest, opts: BacktestOptions) -> float:
     return savings_per_year(bt.tariff, gross_w[: t.load_w.size], t.load_w, t.start, t.step_s)
 
 
+def check_pv(opts: BacktestOptions, pv_kws: Sequence[float], pv: PvCosts) -> None:
+    """Before any point runs: the PV series is generation (a series signed as the meter sees
+    export, < 0, would price panels as a yearly cost) and each size's peak a site's."""
+    if opts.pv_csv is None:
+        raise ConfigError("--pv-kw needs --pv, the PV series")
+    series = read_power_csv(opts.pv_csv, unit="w" if opts.unit == "w" else "kw", scale=opts.pv_scale,
+                            start=opts.series_start)
+    if float(series.values_w.sum()) < 0:
+        raise BacktestInputError(f"{opts.pv_csv}: the PV series sums to less than 0; PV is generation, > 0")
+    peak_kw = float(series.values_w.max()) / 1000.0 * max(pv_kws, default=0.0) / pv.series_kw
+    if peak_kw > MAX_PV_KW:
+        raise ConfigError(f"--pv-kw, --pv-series-kw: the largest PV size peaks at {peak_kw:,.3g} kW, past "
+                          f"{MAX_PV_KW:,.0f} kW (10 GW)")
+
+
 def with_pv(point: SizePoint, pv: PvCosts, pv_kw: float, pv_annual_savings: float, lifetime_years: int,
             discount_rate: float, battery_om_per_year: float, battery_flows: Sequence[float]) -> SizePoint:
     """The point as one project: the battery's cash flows and the PV's added year by year."""
@@ -197,6 +215,10 @@ def sweep(cfg: BacktestConfig, opts: BacktestOptions, energies_kwh: Sequence[flo
     from distributed import Client, LocalCluster, as_completed
 
     costs = costs or CostModel.from_config(cfg)
+    if pv_kws is not None:
+        if pv is None:
+            raise ConfigError("--pv-kw needs the PV's costs")
+        check_pv(opts, pv_kws, pv)
     pv_grid: Sequence[float | None] = [None] if pv_kws is None else pv_kws
     grid = [(e, p, k) for e in energies_kwh for p in powers_kw for k in pv_grid]
     t0 = time.perf_counter()

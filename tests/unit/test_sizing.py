@@ -177,3 +177,38 @@ def test_a_sweep_with_pv_sizes_writes_them(dask_scheduler, tmp_path: Path) -> No
     assert "PV (kW)" in page and "kW of PV" in page
     rows = json.loads((tmp_path / "out" / "sizing.json").read_text())["points"]
     assert [r["pv_kw"] for r in rows] == [0.0, 1000.0] and rows[1]["pv_annual_savings"] > 0
+
+
+def test_the_cli_refuses_odd_pv_input_with_a_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Each ends in a one-line message and exit 2, before any backtest: a PV size past any site
+    (overflowed the planner's history into a traceback), PV costs without PV sizes (were
+    silently dropped) and a start that is not a date (a ValueError traceback)."""
+    from ems.cli import main
+
+    base = ["size", "--config", str(SITE), "--load", str(LOAD), "--energy-kwh", "1000", "--power-kw", "500",
+            "--out", str(tmp_path / "out"), "--quiet"]
+    pv = ["--pv", str(_pv_csv(tmp_path)), "--pv-series-kw", "1000", "--pv-capex-per-kw", "900"]
+    tiny = [*pv[:3], "1e-300", *pv[4:]]  # the same series said to come from 1e-300 kW of panels
+    for extra, says in ((["--pv-kw", "0,1e303", *pv], "--pv-kw"), (["--pv-kw", "0,1000", *tiny], "--pv-series-kw"),
+                        (pv, "--pv-series-kw"),
+                        (["--start", "July"], "--start")):
+        assert main([*base, *extra]) == 2, extra
+        assert says in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_pv_series_of_the_wrong_sign_is_refused(tmp_path: Path) -> None:
+    """PV is generation, > 0: a series recorded as negative (the meter's sign) priced its
+    panels as costing money every year, and the sweep quietly recommended none."""
+    from ems.backtest.errors import BacktestInputError
+    from ems.sizing import PvCosts
+
+    if not LOAD.exists() or not URDB.exists():
+        pytest.skip("shared data not present")
+    src = _pv_csv(tmp_path).read_text().splitlines()
+    neg = tmp_path / "neg.csv"
+    neg.write_text("\n".join([src[0], *(f"{-float(v):.3f}" for v in src[1:])]) + "\n")
+    cfg = load_backtest_config(SITE)
+    with pytest.raises(BacktestInputError, match="PV series sums to less than 0"):
+        sweep(cfg, _three_days(neg), [4000.0], [2000.0], planning_step_s=3600, pv_kws=[0.0, 1000.0],
+              pv=PvCosts(PV_SERIES_KW, 900.0))
