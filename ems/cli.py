@@ -585,6 +585,8 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--pv-capex-per-kw", type=float, help="PV installed cost per kW (with --pv-kw)")
     z.add_argument("--pv-om-per-kw-year", type=float, help="PV O&M per kW a year (default 0; with --pv-kw)")
     z.add_argument("--pv-degradation", type=float, help="PV yield lost a year (default 0.005; with --pv-kw)")
+    z.add_argument("--pv-lifetime-years", type=int, help="years the PV earns (default: the battery's lifetime; "
+                   "with --pv-kw)")
     z.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (default 2)")
     z.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://host:8786) instead")
     z.add_argument("--out", type=Path, default=Path("sizing-out"))
@@ -621,7 +623,8 @@ def cmd_size(args: argparse.Namespace) -> int:
     costs = replace(costs, capex_per_kw=args.capex_per_kw)
     pv_kws, pv = None, None
     pv_prices = {"--pv-series-kw": args.pv_series_kw, "--pv-capex-per-kw": args.pv_capex_per_kw,
-                 "--pv-om-per-kw-year": args.pv_om_per_kw_year, "--pv-degradation": args.pv_degradation}
+                 "--pv-om-per-kw-year": args.pv_om_per_kw_year, "--pv-degradation": args.pv_degradation,
+                 "--pv-lifetime-years": args.pv_lifetime_years}
     if args.pv_kw is None and any(v is not None for v in pv_prices.values()):
         given = ", ".join(k for k, v in pv_prices.items() if v is not None)
         raise ConfigError(f"{given}: these price PV sizes; give the sizes with --pv-kw")
@@ -629,8 +632,10 @@ def cmd_size(args: argparse.Namespace) -> int:
         if args.pv is None or args.pv_series_kw is None or args.pv_capex_per_kw is None:
             raise ConfigError("--pv-kw needs --pv (the PV series), --pv-series-kw and --pv-capex-per-kw")
         pv_kws = parse_grid(args.pv_kw, "--pv-kw", allow_zero=True)
-        pv = PvCosts(args.pv_series_kw, args.pv_capex_per_kw,
-                     *(v for v in (args.pv_om_per_kw_year, args.pv_degradation) if v is not None))
+        pv_given: dict[str, Any] = {"om_per_kw_year": args.pv_om_per_kw_year,
+                                    "degradation_per_year": args.pv_degradation,
+                                    "lifetime_years": args.pv_lifetime_years}
+        pv = PvCosts(args.pv_series_kw, args.pv_capex_per_kw, **{k: v for k, v in pv_given.items() if v is not None})
     try:
         start = None if args.start is None else datetime.fromisoformat(args.start)
     except ValueError:

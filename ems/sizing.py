@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,7 @@ class PvCosts:
     capex_per_kw: float
     om_per_kw_year: float = 0.0
     degradation_per_year: float = 0.005
+    lifetime_years: int | None = None  # None: the battery's (panels often outlast it: 25 years and more)
 
     def __post_init__(self) -> None:
         if not (self.series_kw > 0 and math.isfinite(self.series_kw)):
@@ -67,12 +69,15 @@ class PvCosts:
                 raise ConfigError(f"--pv-{name.replace('_', '-')}: a number >= 0")
         if not 0.0 <= self.degradation_per_year < 1.0:
             raise ConfigError("--pv-degradation: a share of the yield a year, 0 to 1")
+        if self.lifetime_years is not None and not 1 <= self.lifetime_years <= 100:
+            raise ConfigError("--pv-lifetime-years: 1 to 100 years")
 
     def cash_flows(self, pv_kw: float, annual_savings: float, lifetime_years: int) -> list[float]:
-        """Year 0 to the year after the lifetime, as the battery's (financials.py)."""
+        """Year 0 to the year after the lifetime (its own, else the battery's `lifetime_years`),
+        as the battery's (financials.py)."""
         flows = [-self.capex_per_kw * pv_kw]
         flows += [annual_savings * (1.0 - self.degradation_per_year) ** (n - 1) - self.om_per_kw_year * pv_kw
-                  for n in range(1, lifetime_years + 1)]
+                  for n in range(1, (self.lifetime_years or lifetime_years) + 1)]
         return [*flows, 0.0]
 
 
@@ -169,9 +174,10 @@ def check_pv(opts: BacktestOptions, pv_kws: Sequence[float], pv: PvCosts) -> Non
 
 def with_pv(point: SizePoint, pv: PvCosts, pv_kw: float, pv_annual_savings: float, lifetime_years: int,
             discount_rate: float, battery_om_per_year: float, battery_flows: Sequence[float]) -> SizePoint:
-    """The point as one project: the battery's cash flows and the PV's added year by year."""
+    """The point as one project: the battery's cash flows and the PV's added year by year (the
+    shorter-lived one earns nothing past its end-of-life year: it is not replaced)."""
     pv_flows = pv.cash_flows(pv_kw, pv_annual_savings, lifetime_years)
-    flows = [a + b for a, b in zip(battery_flows, pv_flows, strict=True)]
+    flows = [a + b for a, b in zip_longest(battery_flows, pv_flows, fillvalue=0.0)]
     capex = point.capex + pv.capex_per_kw * pv_kw
     net_year1 = point.annual_savings + pv_annual_savings - battery_om_per_year - pv.om_per_kw_year * pv_kw
     return replace(point, capex=capex, annual_savings=point.annual_savings + pv_annual_savings,

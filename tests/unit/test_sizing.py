@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -212,3 +213,23 @@ def test_a_pv_series_of_the_wrong_sign_is_refused(tmp_path: Path) -> None:
     with pytest.raises(BacktestInputError, match="PV series sums to less than 0"):
         sweep(cfg, _three_days(neg), [4000.0], [2000.0], planning_step_s=3600, pv_kws=[0.0, 1000.0],
               pv=PvCosts(PV_SERIES_KW, 900.0))
+
+
+def test_panels_that_outlast_the_battery_earn_their_own_years() -> None:
+    """PV's flows ran only the battery's lifetime (15 years in the site file) with nothing after:
+    panels earning 25 years lost 10 years of savings. With their own lifetime they run on,
+    the battery ended (not replaced), and the project's NPV is the two NPVs added."""
+    from ems.backtest.financials import npv
+    from ems.sizing import PvCosts, with_pv
+
+    battery = [-1000.0, *[150.0] * 15, -50.0]
+    point = SizePoint(1000.0, 500.0, 1000.0, 160.0, npv(0.07, battery), None, None, None, 1.0, 1.0, 0.0)
+    pv = PvCosts(1000.0, 1000.0, 10.0, 0.005, lifetime_years=25)
+    flows = pv.cash_flows(1000.0, 150_000.0, 15)
+    assert len(flows) == 27 and flows[25] > 0 and flows[26] == 0.0
+    both = with_pv(point, pv, 1000.0, 150_000.0, 15, 0.07, 10.0, battery)
+    assert both.npv == pytest.approx(point.npv + npv(0.07, flows), rel=1e-12)
+    assert both.npv > with_pv(point, replace(pv, lifetime_years=None), 1000.0, 150_000.0, 15, 0.07, 10.0,
+                              battery).npv
+    with pytest.raises(ConfigError, match="--pv-lifetime-years"):
+        PvCosts(1000.0, 1000.0, lifetime_years=0)
