@@ -163,7 +163,7 @@ def pv_sweep(cfg: BacktestConfig, quick: bool, figures: dict[str, object]) -> st
     from pv_from_tmy import pv_kw
 
     series_kw, capex_per_kw, om = 1000.0, 1100.0, 15.0
-    pv = PvCosts(series_kw, capex_per_kw, om)
+    pv = PvCosts(series_kw, capex_per_kw, om, lifetime_years=25)  # panels outlive the battery
     energies, powers, pv_kws = ([4000.0], [2000.0], [0.0, 2000.0]) if quick else \
         ([2000.0, 4000.0, 8000.0], [1000.0, 2000.0], [0.0, 1000.0, 2000.0, 4000.0])
     with tempfile.TemporaryDirectory() as tmp:
@@ -192,7 +192,8 @@ def pv_sweep(cfg: BacktestConfig, quick: bool, figures: dict[str, object]) -> st
         "Load: shared SAM sample load x1000; tariff: shared URDB rate; site: config/backtest-site.yaml. PV: "
         f"pvlib's TMY3 year of Greensboro, NC (NSRDB station 723170; scripts/pv_from_tmy.py: fixed 25 ° south, "
         f"PVWatts, 14 % losses), {kw.sum() / series_kw:,.0f} kWh a kW a year; {capex_per_kw:,.0f} a kW "
-        f"installed, {om:g} a kW a year, 0.5 %/year yield fade. Method: docs/backtest.md (Sizing).", "",
+        f"installed, {om:g} a kW a year, 0.5 %/year yield fade, 25 years (the battery's 15, not "
+        "replaced). Method: docs/backtest.md (Sizing).", "",
         f"- {len(s.points)} points ({len(energies)} energies x {len(powers)} powers x {len(pv_kws)} PV sizes), "
         f"{'3 July days' if quick else 'the whole year'} each at 1 h, 2 workers: {s.wall_s:.0f} s; "
         f"recommended {rec}",
