@@ -63,6 +63,7 @@ class FleetConsumer:
             config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL, ack_wait=30.0,
                                   max_ack_pending=max(10_000, 4 * self.cfg.batch)))
         while stop is None or not stop.is_set():
+            checkpoint()  # a cancel nats-py's fetch swallowed: without a stop event nothing else ends this
             try:
                 msgs = await sub.fetch(self.cfg.batch, timeout=1.0)
             except (TimeoutError, nats.errors.TimeoutError):
