@@ -24,7 +24,7 @@ from ems.backtest.config import BacktestConfig
 from ems.backtest.errors import BacktestInputError
 from ems.backtest.financials import irr, npv
 from ems.backtest.results import savings_per_year
-from ems.backtest.run import Backtest, BacktestOptions, load_series, run
+from ems.backtest.run import Backtest, BacktestOptions, run
 from ems.backtest.series import read_power_csv
 from ems.model.errors import ConfigError
 
@@ -144,17 +144,18 @@ def run_point(cfg: BacktestConfig, opts: BacktestOptions, energy_kwh: float, pow
                       fin.simple_payback_years, fin.irr, fin.lcos_per_kwh, r.total["equivalent_full_cycles"],
                       r.total["peak_with_kw"], 0.0, None if r.ageing is None else float(r.ageing["soh_10y"]))
     if pv_kw is not None and pv is not None:
-        point = with_pv(point, pv, pv_kw, pv_savings(bt, opts), e.lifetime_years, e.discount_rate, e.om_per_year,
+        point = with_pv(point, pv, pv_kw, pv_savings(bt), e.lifetime_years, e.discount_rate, e.om_per_year,
                         fin.cash_flows)
     return replace(point, wall_s=time.perf_counter() - t0)
 
 
-def pv_savings(bt: Backtest, opts: BacktestOptions) -> float:
+def pv_savings(bt: Backtest) -> float:
     """What the run's PV saves a year: the bill of the load without it against the load with
     it, both without the battery."""
     t = bt.trace
-    _, _, _, gross_w, _ = load_series(opts, t.step_s)
-    return savings_per_year(bt.tariff, gross_w[: t.load_w.size], t.load_w, t.start, t.step_s)
+    if bt.pv_w is None:
+        return 0.0
+    return savings_per_year(bt.tariff, t.load_w + bt.pv_w, t.load_w, t.start, t.step_s)
 
 
 def check_pv(opts: BacktestOptions, pv_kws: Sequence[float], pv: PvCosts) -> None:

@@ -60,9 +60,8 @@ class Foresight:
     solve_time_s: float
     wear_cost: float = 0.0  # the planner's wear cost of the bound's dispatch (flat and by depth)
     # per billing month, the bound with the month's ends pinned at the live run's SoC (see
-    # `month_bounds`): grid import (all months end to end), discharged Wh and wear per month
+    # `month_bounds`): grid import (all months end to end) and the planner's wear per month
     month_grid_w: FloatArray | None = None
-    month_discharged_wh: tuple[float, ...] = ()
     month_wear_cost: tuple[float, ...] = ()
 
 
@@ -132,25 +131,24 @@ def perfect_foresight(tariff: Tariff, start: datetime, step_s: int, net_load_w: 
 
 
 def month_bounds(tariff: Tariff, start: datetime, step_s: int, net_load_w: FloatArray, battery: BatteryModel,
-                 soc_at_edges: Sequence[float]) -> tuple[FloatArray, tuple[float, ...], tuple[float, ...]]:
+                 soc_at_edges: Sequence[float]) -> tuple[FloatArray, tuple[float, ...]]:
     """Each billing month's own bound: its LP starts at the SoC the live run had at the
     month's start and ends at least at the lower of that and the SoC the live run ended the
     month with. The live month's dispatch is then feasible in it, so no live month beats
     its bound. The run's bound (`perfect_foresight`) chooses the SoC at each month's end
     freely and is at least the sum of these. `soc_at_edges`: the live SoC at each month
-    boundary (months + 1 values). Returns the grid import (months end to end), and the Wh
-    discharged and the planner's wear cost per month."""
+    boundary (months + 1 values). Returns the grid import (months end to end) and the
+    planner's wear cost per month (its net savings are the bill's less that)."""
     slices = month_slices(start, step_s, net_load_w.size)
     if len(soc_at_edges) != len(slices) + 1:
         raise ValueError(f"{len(soc_at_edges)} SoC values for {len(slices)} months")
     grid = np.empty(net_load_w.size)
-    discharged, wear = [], []
+    wear = []
     for i, sl in enumerate(slices):
         model = dataclasses.replace(battery, soc_initial=float(np.clip(soc_at_edges[i], 0.0, 1.0)))
         pb = year_problem(tariff, start + timedelta(seconds=sl.start * step_s), step_s, net_load_w[sl], model,
                           soc_final_min=float(soc_at_edges[i + 1]))
         plan = plan_dispatch(pb, presolve=True)
         grid[sl] = plan.grid_w
-        discharged.append(float(np.maximum(plan.battery_w, 0).sum()) * step_s / 3600.0)
         wear.append(plan.wear_cost)
-    return grid, tuple(discharged), tuple(wear)
+    return grid, tuple(wear)

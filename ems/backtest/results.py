@@ -92,8 +92,11 @@ def annual_savings(months: tuple[MonthRow, ...] | list[MonthRow], to_year: float
     per-month charges x 12 / months billed, the rest x `to_year`. Scaling everything by
     time would count a partial month's whole demand charge as if it recurred every few days."""
     by_month = sum(m.savings_by_component[c] for m in months for c in PER_MONTH)
-    by_time = sum(m.savings for m in months) - by_month
-    return by_time * to_year + by_month * 12.0 / len(months)
+    return _to_year(sum(m.savings for m in months), by_month, len(months), to_year)
+
+
+def _to_year(total: float, by_month: float, months: int, to_year: float) -> float:
+    return (total - by_month) * to_year + by_month * 12.0 / months
 
 
 def savings_per_year(tariff: Tariff, before_w: FloatArray, after_w: FloatArray, start: datetime,
@@ -102,12 +105,9 @@ def savings_per_year(tariff: Tariff, before_w: FloatArray, after_w: FloatArray, 
     run shorter than a year scaled up as `annual_savings` does): e.g. what PV saves."""
     a = compute_bill(tariff, before_w / 1000.0, start=start, step_s=step_s)
     b = compute_bill(tariff, after_w / 1000.0, start=start, step_s=step_s)
-    rows = [MonthRow(month="", bill_without=x.total, bill_with=y.total, savings=x.total - y.total,
-                     savings_by_component={c: _component(x, c) - _component(y, c) for c in COMPONENTS},
-                     peak_without_kw=x.peak_kw, peak_with_kw=y.peak_kw, discharged_kwh=0.0, charged_kwh=0.0,
-                     equivalent_full_cycles=0.0, foresight_savings=None)
-            for x, y in zip(a.months, b.months, strict=True)]
-    return annual_savings(rows, YEAR_S / (before_w.size * step_s))
+    by_month = sum(_component(x, c) - _component(y, c) for x, y in zip(a.months, b.months, strict=True)
+                   for c in PER_MONTH)
+    return _to_year(a.total - b.total, by_month, len(a.months), YEAR_S / (before_w.size * step_s))
 
 
 def evaluate(tariff: Tariff, trace: Trace, foresight: Foresight | None, econ: Economics | None,

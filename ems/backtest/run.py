@@ -58,6 +58,7 @@ class Backtest:
     foresight: Foresight | None
     tariff: Tariff
     setup: Setup  # what ran, for the report
+    pv_w: FloatArray | None = None  # the run's PV per step (the trace's load is net of it)
 
 
 def load_series(opts: BacktestOptions, step: int
@@ -160,8 +161,8 @@ def run(cfg: BacktestConfig, opts: BacktestOptions, progress: Progress | None = 
         fs = perfect_foresight(tariff, start, pf_step, net, model, soc_final_min=float(trace.soc[-1]))
         edges = [trace.soc_initial] + [float(trace.soc[sl.stop - 1]) for sl in month_slices(start, step, n)]
         t0 = time.perf_counter()
-        month_grid, month_dis, month_wear = month_bounds(tariff, start, pf_step, net, model, edges)
-        fs = dataclasses.replace(fs, month_grid_w=month_grid, month_discharged_wh=month_dis, month_wear_cost=month_wear,
+        month_grid, month_wear = month_bounds(tariff, start, pf_step, net, model, edges)
+        fs = dataclasses.replace(fs, month_grid_w=month_grid, month_wear_cost=month_wear,
                                  solve_time_s=fs.solve_time_s + time.perf_counter() - t0)
     e = cfg.economics
     econ = None if e is None else Economics(e.capex, e.om_per_year, e.discount_rate, e.lifetime_years,
@@ -189,4 +190,4 @@ def run(cfg: BacktestConfig, opts: BacktestOptions, progress: Progress | None = 
     if events:
         result.run["dr"] = dr_summary(trace)
     setup = setup_of(cfg, step, model.reserve_soc, None if fs is None else fs.step_s, price, econ)
-    return Backtest(result, trace, fs, tariff, setup)
+    return Backtest(result, trace, fs, tariff, setup, pv_w)

@@ -144,7 +144,7 @@ class WearPrice:
 
     def per_step(self, discharged_kwh: FloatArray, soc_before: FloatArray, soc_after: FloatArray) -> FloatArray:
         """The wear of each step's discharge as the LP prices that SoC path from its first
-        step (`segment_fills`): the flat part and the segments it is drawn from."""
+        step (`segment_cost_per_kwh`): the flat part and the segments it is drawn from."""
         per_kwh = self.flat_per_kwh + segment_cost_per_kwh(self.costs, soc_before, soc_after, self.soc_min,
                                                            self.soc_max)
         out: FloatArray = discharged_kwh * per_kwh
@@ -170,32 +170,24 @@ def segment_cost_per_kwh(costs: Sequence[float], soc_before: FloatArray, soc_aft
     seg = Segments.of(1.0, soc_min, soc_max, float(soc_before[0]), c.size)
     size = [float(x) for x in seg.size_kwh]  # in SoC, top first
     fill = [float(x) for x in seg.initial_kwh]
-    base = seg.base_kwh
     for t in range(n):
         move = float(soc_after[t]) - float(soc_before[t])
-        if move > 0:
-            for j in range(c.size):
-                take = min(move, size[j] - fill[j])
-                fill[j] += take
-                move -= take
-            if move > 0:  # above the window's top: the top segment widens, as a plan starting there
-                size[0] += move
-                fill[0] += move
-            nonempty = [j for j in range(c.size) if fill[j] > 1e-12]
-            out[t] = c[nonempty[0]] if nonempty else c[-1]
-        elif move < 0:
+        if move < 0:
             need, paid = -move, 0.0
             for j in range(c.size):
                 take = min(need, fill[j])
                 fill[j] -= take
                 need -= take
                 paid += take * c[j]
-            if need > 0:  # below the window's bottom: the bottom segment widens
-                base -= need
-                size[-1] += need
-                paid += need * c[-1]
-            out[t] = paid / -move
-        else:
-            nonempty = [j for j in range(c.size) if fill[j] > 1e-12]
-            out[t] = c[nonempty[0]] if nonempty else c[-1]
+            # below the window's bottom: the bottom segment widens (as a plan starting there)
+            size[-1] += need
+            out[t] = (paid + need * c[-1]) / -move
+            continue
+        for j in range(c.size):  # a rise fills the top-most segments with room
+            take = min(move, size[j] - fill[j])
+            fill[j] += take
+            move -= take
+        size[0] += move  # above the window's top: the top segment widens
+        fill[0] += move
+        out[t] = c[next((j for j in range(c.size) if fill[j] > 1e-12), c.size - 1)]
     return out

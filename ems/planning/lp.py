@@ -405,9 +405,8 @@ def plan_dispatch(problem: PlanProblem, *, presolve: bool = False) -> Plan:
     depth = pb.wear_depth_cost_per_kwh
     seg = None
     if depth:  # segment columns last (depth_wear.py): they replace the energy rows below
-        seg = segment_block(depth, Segments.of(cap_kwh, pb.soc_min, pb.soc_max, pb.soc_initial,
-                                                             len(depth)),
-                               n, n_col, (c0, d0, e0), dt_h, eta_c, eta_d)
+        segments = Segments.of(cap_kwh, pb.soc_min, pb.soc_max, pb.soc_initial, len(depth))
+        seg = segment_block(depth, segments, n, n_col, (c0, d0, e0), dt_h, eta_c, eta_d)
         n_col += seg.cost.size
 
     cost = np.zeros(n_col)
