@@ -361,7 +361,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         start=None if args.start is None else datetime.fromisoformat(args.start),
         series_start=None if args.series_start is None else datetime.fromisoformat(args.series_start),
         step_s=args.step_s, days=args.days, foresight=not args.no_foresight, peak_shaving_only=args.peak_shaving_only,
-        dr_events_csv=args.dr_events)
+        dr_events_csv=args.dr_events, known_load_ahead_h=args.known_load_ahead_h)
     from ems.backtest.offgrid_run import is_offgrid
     if is_offgrid(cfg):
         return _backtest_offgrid(cfg, opts, args, progress)
@@ -429,6 +429,16 @@ def _backtest_offgrid(cfg: Any, opts: Any, args: argparse.Namespace, progress: A
         print("\n".join(sweep_lines(result["battery_sweep"])))
     print(f"wrote {path}")
     return 0
+
+
+def _hours(text: str) -> float:
+    try:
+        h = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of hours: {text!r}") from None
+    if not 0 < h <= 8784:  # math.isfinite too: nan fails both comparisons
+        raise argparse.ArgumentTypeError("hours must be > 0 and at most a year (8784)")
+    return h
 
 
 def _scales(text: str) -> list[float]:
@@ -547,6 +557,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--genset-plan", choices=("persistence", "perfect"),
                    help="off-grid or weak-grid: the gensets on the planner's MILP schedule from this forecast "
                         "(default: the SoC thresholds alone)")
+    b.add_argument("--known-load-ahead-h", type=_hours, metavar="H",
+                   help="a diagnostic: the planner sees the true load H hours ahead instead of its forecast "
+                        "(what a better forecast is worth; docs/backtest.md)")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_backtest)
 

@@ -118,16 +118,35 @@ def _planning(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, step_
     return runner
 
 
+def known_ahead(net_w: FloatArray, t0_local_s: float, step_s: int, plan_step_s: float, ahead_h: float
+                ) -> Callable[[float, FloatArray], FloatArray]:
+    """A diagnostic, not a forecast: the true net load laid over the first `ahead_h` hours of
+    each plan's forecast (each plan step the mean of its backtest steps), so a run prices
+    what a forecast that good would be worth (docs/backtest.md, "What a better forecast is worth")."""
+    per = max(1, round(plan_step_s / step_s))
+    steps = round(ahead_h * 3600.0 / plan_step_s)
+
+    def overlay(start_local_s: float, forecast_w: FloatArray) -> FloatArray:
+        i0 = round((start_local_s - t0_local_s) / step_s)
+        m = min(steps, forecast_w.size, max(0, (net_w.size - i0) // per))
+        out = forecast_w.copy()
+        if m > 0 and i0 >= 0:
+            out[:m] = net_w[i0: i0 + m * per].reshape(m, per).mean(axis=1)
+        return out
+    return overlay
+
+
 def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, step_s: int,
                  load_w: FloatArray, pv_w: FloatArray | None = None,
                  progress: Progress | None = None, params: StepParams | None = None,
                  warmup_w: FloatArray | None = None, genset_planning: GensetPlanning | None = None,
-                 dr_events: Sequence[DrEvent] = ()) -> Trace:
+                 dr_events: Sequence[DrEvent] = (), known_load_ahead_h: float | None = None) -> Trace:
     """Run the site's configured policies over `load_w` (W per step, before PV).
 
     `tariff` is needed when arbitrage is configured (the planner plans against it).
     `warmup_w` (net load of the steps just before `start`) seeds the planner's history.
-    `genset_planning`: off-grid or weak-grid, the gensets' MILP schedule, handed to the step."""
+    `genset_planning`: off-grid or weak-grid, the gensets' MILP schedule, handed to the step.
+    `known_load_ahead_h`: a diagnostic: the planner sees the true net load that far ahead."""
     t_wall = time.perf_counter()
     n = load_w.size
     net_w = load_w if pv_w is None else load_w - pv_w
@@ -135,6 +154,9 @@ def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, st
     # the site's demand meter, in naive tariff time (the series' own clock)
     demand = DemandMeter(tariff) if tariff is not None else DemandMeter()
     runner = _planning(cfg, tariff, start, step_s, warmup_w, demand)
+    if runner is not None and known_load_ahead_h is not None:
+        runner.builder.known_ahead = known_ahead(net_w, (start - _EPOCH).total_seconds(), step_s,
+                                                 runner.builder.s.step_s, known_load_ahead_h)
 
     unit_ids = [u.id for u in cfg.battery_units]
     plant = Plant(plant_for_backtest(cfg, step_s), unit_ids, [], [], 1.0)

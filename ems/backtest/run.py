@@ -49,6 +49,8 @@ class BacktestOptions:
     foresight: bool = True
     peak_shaving_only: bool = False  # run without arbitrage, whatever the site file says
     dr_events_csv: Path | None = None  # demand-response events to replay (ems/backtest/dr_events.py)
+    # a diagnostic: the planner sees the true load this many hours ahead (what a forecast is worth)
+    known_load_ahead_h: float | None = None
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,7 @@ def run(cfg: BacktestConfig, opts: BacktestOptions, progress: Progress | None = 
         cfg = cfg.model_copy(update={"policies": cfg.policies.model_copy(
             update={"demand_response": DemandResponseConfig()})})
     trace = run_backtest(cfg, tariff, start, step, load_w, pv_w, progress=progress,
-                         warmup_w=warm, dr_events=events)
+                         warmup_w=warm, dr_events=events, known_load_ahead_h=opts.known_load_ahead_h)
     fs = None
     model = battery_model(cfg, trace)
     if opts.foresight:

@@ -8,7 +8,7 @@ for the live loop and the backtest alike.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Protocol
@@ -116,6 +116,9 @@ class PlanBuilder:
         self._signals = SignalCache()  # the calendar's part of the tariff signals, a span at a time
         self.sky: SkyAt | None = None  # a weather forecast's irradiance for the PV ahead (ems/feeds/), else clear sky
         self.dr_days: set[date] = set()  # days with a DR event: not "similar days" for a baseline
+        # a backtest's diagnostic only (`known_load_ahead_h`): the true net load over the first
+        # steps of a window, laid over the forecast, to price what a better forecast is worth
+        self.known_ahead: Callable[[float, FloatArray], FloatArray] | None = None
 
     def observe(self, t_s: float, dt_s: float, net_load_w: float, pv_w: float | None = None) -> None:
         """The load the site would draw without the battery (net of PV: what the meter and
@@ -210,6 +213,8 @@ class PlanBuilder:
                                    f"{s.min_history_h:g} h needed before planning")
         net_w = self._net_forecast(history, start, n)
         net_w = np.where(net_w > 0, net_w * (1.0 + s.forecast_margin), net_w)
+        if self.known_ahead is not None:
+            net_w = self.known_ahead(start, net_w)
         self.dr_days.update(local_datetime(e.start_s + dr_offset_s).date() for e in dr_events)
         if len(self.dr_days) > 400:  # bounded: a baseline looks back weeks, not years
             self.dr_days = set(sorted(self.dr_days)[-366:])

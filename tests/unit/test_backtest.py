@@ -19,6 +19,7 @@ import pytest
 
 from ems.backtest import BacktestInputError
 from ems.backtest.config import load_backtest_config, parse_backtest_config
+from ems.backtest.engine import known_ahead
 from ems.backtest.report import html_report, write_outputs
 from ems.backtest.results import MonthRow, annual_savings
 from ems.backtest.run import BacktestOptions, run
@@ -92,6 +93,40 @@ def test_the_rebuild_path_plans_the_same(two_weeks) -> None:
     # dispatch is compared as what it costs
     assert reused.result.total["savings"] == pytest.approx(rebuilt.result.total["savings"], rel=2e-3)
     assert 0 < reused.trace.solver_time_s <= reused.trace.plan_time_s
+
+
+def test_known_load_ahead_lays_the_true_load_over_the_first_hours() -> None:
+    net_w = np.arange(40, dtype=np.float64) * 1000.0  # 450-s steps, planned at 900 s: pairs averaged
+    overlay = known_ahead(net_w, 1000.0, 450, 900.0, ahead_h=1.0)  # 4 plan steps
+    forecast_w = np.full(10, -1.0)
+    out = overlay(1000.0 + 2 * 450, forecast_w)
+    assert out[:4].tolist() == [2500.0, 4500.0, 6500.0, 8500.0]  # means of net steps 2-3, 4-5, ...
+    assert (out[4:] == -1.0).all() and (forecast_w == -1.0).all()  # the forecast beyond; the input untouched
+    near_end = overlay(1000.0 + 36 * 450, forecast_w)  # two plan steps left in the series
+    assert near_end[:2].tolist() == [36500.0, 38500.0] and (near_end[2:] == -1.0).all()
+
+
+def test_a_planner_that_knows_the_load_ahead_saves_more(two_weeks) -> None:
+    """The diagnostic prices a better forecast: the same two weeks with the true load 6 h
+    ahead save more than on the forecast (July's peaks are what the forecast misses)."""
+    cfg, bt = two_weeks
+    opts = BacktestOptions(load_csv=LOAD, tariff=URDB, load_scale=1000.0, start=datetime(2018, 7, 2), days=14,
+                           foresight=False, known_load_ahead_h=6.0)
+    known = run(cfg, opts)
+    assert known.trace.plans == bt.trace.plans
+    assert known.result.total["savings"] > bt.result.total["savings"]
+    assert known.result.total["peak_with_kw"] <= bt.result.total["peak_with_kw"]
+
+
+def test_known_load_ahead_is_checked_on_the_command_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "ems.cli", "backtest", "--config", str(SITE), "--load", str(LOAD),
+           "--out", str(tmp_path), "--quiet", "--known-load-ahead-h"]
+    for bad in ("0", "nan", "-3", "six"):
+        done = subprocess.run([*cmd, bad], capture_output=True, text=True, timeout=60, cwd=ROOT)
+        assert done.returncode == 2 and "--known-load-ahead-h" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_soc_stays_in_its_window_and_above_the_reserve(two_weeks) -> None:
