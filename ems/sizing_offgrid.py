@@ -29,6 +29,7 @@ from ems.topology import MAX_W
 
 # load left unserved below this is float dust in the account, not load (1 Wh)
 UNSERVED_TOLERANCE_KWH = 1e-3
+MIN_GENSET_KW = 1.0  # a smaller one is a typo, not an engine
 
 
 @dataclass(frozen=True)
@@ -63,10 +64,15 @@ def check_gensets(cfg: BacktestConfig, genset_kws: Sequence[float]) -> None:
     if fleet_kw(cfg) <= 0:
         raise ConfigError("--genset-kw: the site file configures no gensets to scale (microgrid.gensets)")
     assert cfg.microgrid is not None
-    biggest_w = max(g.rated_power_w for g in cfg.microgrid.gensets) * max(genset_kws, default=0.0) / fleet_kw(cfg)
+    shares = [g.rated_power_w / (fleet_kw(cfg) * 1000.0) for g in cfg.microgrid.gensets]  # of the fleet
+    biggest_w = max(shares) * max(genset_kws, default=0.0) * 1000.0
     if biggest_w > MAX_W:
         raise ConfigError(f"--genset-kw: {max(genset_kws):,.3g} kW makes a genset of {biggest_w / 1000:,.3g} kW, "
                           f"past {MAX_W / 1000:,.0f} kW (10 GW)")
+    smallest_kw = min((k for k in genset_kws if k > 0), default=None)
+    if smallest_kw is not None and min(shares) * smallest_kw < MIN_GENSET_KW:
+        raise ConfigError(f"--genset-kw: {smallest_kw:,.3g} kW makes a genset of {min(shares) * smallest_kw:,.3g} "
+                          f"kW, under {MIN_GENSET_KW:g} kW (0 sizes the site without gensets)")
 
 
 def with_gensets(cfg: BacktestConfig, genset_kw: float) -> BacktestConfig:
