@@ -687,6 +687,9 @@ def cmd_size(args: argparse.Namespace) -> int:
     best = s.best
     print(f"{len(s.points)} points in {s.wall_s:.1f} s on {s.workers} worker(s) ({s.scheduler})")
     dark = sum(not p.serves_load for p in s.points)
+    if cfg.microgrid is not None and cfg.microgrid.mode.value == "weak_grid":
+        print("weak grid: what it imports is not priced (as in `ems backtest`: the money is fuel and rent); "
+              "NPV reads high by the import's cost")
     if dark:
         print(f"{dark} point(s) leave load unserved: never recommended")
     if best is None:

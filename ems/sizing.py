@@ -175,12 +175,20 @@ def run_point(cfg: BacktestConfig, opts: BacktestOptions, energy_kwh: float, pow
         point, flows = _with_pv(point, pv, pv_kw, pv_saved, e.lifetime_years, e.discount_rate, om_year1, flows)
         om_year1 += pv.om_per_kw_year * pv_kw
     if genset_kw is not None:
-        g = gensets or GensetCosts()
-        point, flows = _joined(replace(point, battery_npv=point.battery_npv if point.battery_npv is not None
-                                       else point.npv, genset_kw=genset_kw),
-                               flows, g.cash_flows(genset_kw, e.lifetime_years), g.capex_per_kw * genset_kw,
-                               0.0, om_year1 + g.om_per_kw_year * genset_kw, e.discount_rate)
+        point, flows = _with_genset_costs(point, gensets or GensetCosts(), genset_kw, e.lifetime_years,
+                                          e.discount_rate, om_year1, flows)
     return replace(point, wall_s=time.perf_counter() - t0)
+
+
+def _with_genset_costs(point: SizePoint, g: GensetCosts, genset_kw: float, lifetime_years: int,
+                       discount_rate: float, om_per_year: float, flows: Sequence[float]
+                       ) -> tuple[SizePoint, list[float]]:
+    """A bought fleet's CAPEX and O&M added to the project (its fuel and rent are in the run's
+    savings already); the battery's NPV kept beside it, as the off-grid backtest reports it."""
+    battery_npv = point.npv if point.battery_npv is None else point.battery_npv
+    point = replace(point, genset_kw=genset_kw, battery_npv=battery_npv)
+    return _joined(point, flows, g.cash_flows(genset_kw, lifetime_years), g.capex_per_kw * genset_kw, 0.0,
+                   om_per_year + g.om_per_kw_year * genset_kw, discount_rate)
 
 
 def pv_savings(bt: Backtest) -> float:
