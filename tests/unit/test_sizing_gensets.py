@@ -4,6 +4,7 @@ the gensets as a dimension, unserved load shown and never recommended."""
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -168,3 +169,30 @@ def test_the_cli_sizes_an_off_grid_site_without_a_tariff(tmp_path: Path, capsys:
         (row,) = list(csv.DictReader(fh))
     assert row["genset_kw"] == "" and float(row["unserved_kwh"]) < 1e-3 and float(row["diesel_l_per_year"]) > 0
     assert float(row["npv"]) < 0 and "pays for itself" in out  # 4.8 M of battery against two days' fuel
+
+
+def test_pv_on_an_off_grid_site_is_priced_against_the_trucks(tmp_path: Path) -> None:
+    """PV's savings off-grid are the trucks' fuel and rent without it less with it (no bill)."""
+    import math
+
+    from ems.backtest.financials import npv
+    from ems.sizing import PvCosts
+
+    if not LOAD.exists():
+        pytest.skip("shared data not present")
+    pv_csv = tmp_path / "pv.csv"
+    kw = [800.0 * max(0.0, math.sin(math.pi * ((h % 24) - 6) / 12)) for h in range(8760)]  # 1 MW of panels
+    pv_csv.write_text("PV (kW)\n" + "\n".join(f"{v:.3f}" for v in kw) + "\n")
+    cfg = load_backtest_config(OFFGRID)
+    costs, pv = CostModel.from_config(cfg), PvCosts(1000.0, capex_per_kw=900.0)
+    opts = BacktestOptions(load_csv=LOAD, load_scale=1000.0, start=datetime(2018, 1, 8), days=7, step_s=900,
+                           foresight=False, pv_csv=pv_csv)
+    p = run_point(cfg, opts, 12000.0, 3000.0, costs, None, 2000.0, pv, genset_kw=4000.0)
+    _, r = run_offgrid(sized(cfg, 12000.0, 3000.0, costs), replace(opts, pv_scale=2.0))
+    to_year = 365.0 / 7.0
+    assert p.pv_annual_savings == pytest.approx((r["baseline"]["cost"] - r["baseline_with_pv"]["cost"]) * to_year)
+    assert p.pv_annual_savings > 0 and p.serves_load
+    e = cfg.economics
+    assert e is not None and p.battery_npv == pytest.approx(r["financials"]["npv"], rel=1e-9)
+    pv_npv = npv(e.discount_rate, pv.cash_flows(2000.0, p.pv_annual_savings, e.lifetime_years))
+    assert p.npv == pytest.approx(p.battery_npv + pv_npv, rel=1e-9)
