@@ -12,7 +12,9 @@ Sizing runs each point at a 1 h step and hourly re-plans (the planner's step set
 the 100 points run over `--size-days` (default 28, four July weeks; scaled to a year the
 way `ems backtest` scales a short run), the per-point timings with 1 and 2 workers over
 the whole year. `--quick`: 35 days of forecast, 2 weeks of ageing dispatch, 9 points of
-3 days: same figures, about a minute on the shared 2-core machine.
+3 days: same figures, about a minute on the shared 2-core machine. `--gensets`: also
+"Sizing with gensets" on config/offgrid-site.yaml (the off-grid backtest per point; alone:
+`--skip forecast,ageing,sizing,pv --gensets`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from ems.backtest.config import BacktestConfig, load_backtest_config  # noqa: E4
 from ems.backtest.run import BacktestOptions, run  # noqa: E402
 from ems.config import AgeingConfig  # noqa: E402
 from ems.forecast_eval import evaluate_year  # noqa: E402
-from ems.sizing import PvCosts, sweep  # noqa: E402
+from ems.sizing import CostModel, PvCosts, sweep  # noqa: E402
+from ems.sizing_offgrid import fleet_kw  # noqa: E402
 
 JULY = datetime(2018, 7, 2)
 
@@ -51,6 +54,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="shorter spans, same figures (docs left alone)")
     ap.add_argument("--size-days", type=float, default=28.0, help="days each of the 100 points runs")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: forecast,ageing,sizing,pv")
+    ap.add_argument("--gensets", action="store_true", help="also size gensets on the off-grid example site")
     args = ap.parse_args()
     skip = set(args.skip.split(","))
     cfg = load_backtest_config(SITE)
@@ -146,6 +150,11 @@ def main() -> int:
         print(pv_body)
         if not args.no_write and not args.quick:
             update_section("sizing-pv", pv_body)
+    if args.gensets:
+        genset_body = genset_sweep(args.quick, figures)
+        print(genset_body)
+        if not args.no_write and not args.quick:
+            update_section("sizing-gensets", genset_body)
     body = "\n".join(lines)
     write_json(args.json, figures)
     if len(lines) > 4:  # not every part skipped
@@ -198,6 +207,76 @@ def pv_sweep(cfg: BacktestConfig, quick: bool, figures: dict[str, object]) -> st
         f"{'3 July days' if quick else 'the whole year'} each at 1 h, 2 workers: {s.wall_s:.0f} s; "
         f"recommended {rec}",
         f"- the best battery for each PV size: {rows}",
+    ])
+
+
+
+def genset_sweep(quick: bool, figures: dict[str, object]) -> str:
+    """`ems size` on config/offgrid-site.yaml with the gensets as a dimension: the whole year
+    at 15 min per point (off-grid dispatch at 1 h leaves load unserved that 15 min serves),
+    with bench_offgrid.py's synthetic 4 MWp of PV as given (not swept)."""
+    import tempfile
+
+    from bench_offgrid import PV_PEAK_W, synthetic_pv_w
+    from bench_offgrid import SITE as OFFGRID_SITE
+
+    cfg = load_backtest_config(OFFGRID_SITE)
+    mg, costs = cfg.microgrid, CostModel.from_config(cfg)
+    assert mg is not None
+    energies, powers, genset_kws = ([12000.0], [3000.0], [0.0, 4000.0]) if quick else \
+        ([6000.0, 12000.0, 24000.0], [1500.0, 3000.0], [0.0, 2000.0, 3000.0, 4000.0, 6000.0])
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = Path(tmp) / "pv.csv"
+        csv.write_text("PV (kW)\n" + "\n".join(f"{v / 1000:.3f}" for v in synthetic_pv_w(365, PV_PEAK_W)) + "\n",
+                       encoding="utf-8")
+        opts = BacktestOptions(load_csv=LOAD, load_scale=1000.0, step_s=900, foresight=False, pv_csv=csv,
+                               **({"start": JULY, "days": 7.0} if quick else {}))
+        s = sweep(cfg, opts, energies, powers, workers=2, genset_kws=genset_kws,
+                  progress=lambda d, n: print(f"\rsize+gensets {d}/{n}", end="", file=sys.stderr, flush=True))
+    print("", file=sys.stderr)
+    best = s.best
+    dark = [p for p in s.points if not p.serves_load]
+    by_kw = {k: [p for p in s.points if p.genset_kw == k] for k in genset_kws}
+    lit = {k: [p for p in ps if p.serves_load] for k, ps in by_kw.items()}
+    figures |= {"size_genset_points": len(s.points), "size_genset_s": s.wall_s,
+                "size_genset_unserved_points": len(dark),
+                "size_genset_recommended": None if best is None else [best.energy_kwh, best.power_kw, best.genset_kw],
+                "size_genset_best_npv_by_genset_kw": {f"{k:g}": None if not ps else max(p.npv for p in ps)
+                                                      for k, ps in lit.items()},
+                "size_genset_table": [{"energy_kwh": p.energy_kwh, "power_kw": p.power_kw, "genset_kw": p.genset_kw,
+                                       "unserved_kwh": p.unserved_kwh, "diesel_l_per_year": p.diesel_l_per_year,
+                                       "npv": p.npv} for p in s.points]}
+    rec = "none serves the load and pays" if best is None else (
+        f"{best.energy_kwh:,.0f} kWh / {best.power_kw:,.0f} kW with {best.genset_kw or 0:,.0f} kW of gensets (NPV "
+        f"{best.npv:,.0f}; diesel {best.diesel_l_per_year or 0:,.0f} l a year)")
+
+    def at(k: float) -> str:
+        if not lit[k]:
+            worst = min(by_kw[k], key=lambda p: p.unserved_kwh or 0.0)
+            return (f"{k:,.0f} kW: every battery leaves load unserved (at least {worst.unserved_kwh or 0:,.0f} kWh, "
+                    f"{worst.energy_kwh:,.0f} kWh / {worst.power_kw:,.0f} kW)")
+        p = max(lit[k], key=lambda p: p.npv)
+        return (f"{k:,.0f} kW: NPV {p.npv:,.0f} ({p.energy_kwh:,.0f} kWh / {p.power_kw:,.0f} kW; diesel "
+                f"{p.diesel_l_per_year or 0:,.0f} l a year; {len(lit[k])} of {len(by_kw[k])} batteries serve "
+                "every kWh)")
+
+    return "\n".join([
+        "## Sizing with gensets", "",
+        f"Machine: {machine()}. Command: `python benchmarks/bench_sizing.py --skip forecast,ageing,sizing,pv "
+        "--gensets`. Load: shared SAM sample load x1000 (peak 4.3 MW); site: config/offgrid-site.yaml (off-grid, "
+        f"two {fleet_kw(cfg) / 2:,.0f} kW gensets rented at {mg.genset_rental_per_month:,.0f} a month each, diesel "
+        f"{mg.diesel_price_per_l:g} a litre; battery {costs.capex_per_kwh:,.0f} a kWh, "
+        f"{costs.om_per_kwh_year:g} a kWh a year); {PV_PEAK_W / 1e6:g} MWp of synthetic PV as "
+        "benchmarks/bench_offgrid.py's, as given. Each point is the off-grid backtest at 15 min, its money the "
+        "storage's against the site file's diesel trucks (N+1, no battery) with the same PV; the gensets scaled "
+        "together, their rent with them. Method: docs/backtest.md (Sizing).", "",
+        f"- {len(s.points)} points ({len(energies)} energies x {len(powers)} powers x {len(genset_kws)} genset "
+        f"fleets), {'7 July days' if quick else 'the whole year'} each, 2 workers: {s.wall_s:.0f} s; "
+        f"{len(dark)} leave load unserved (never recommended); recommended {rec}",
+        "- the best battery for each genset fleet: " + "; ".join(at(k) for k in genset_kws),
+        "- unserved where some battery serves every kWh with that fleet: " + ("; ".join(
+            f"{p.energy_kwh:,.0f} kWh / {p.power_kw:,.0f} kW with {p.genset_kw or 0:,.0f} kW of gensets "
+            f"{p.unserved_kwh or 0:,.1f} kWh" for p in dark if lit[p.genset_kw or 0.0]) or "none"),
     ])
 
 

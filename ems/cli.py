@@ -576,8 +576,8 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("--json", type=Path, help="also write the scores here")
     fe.set_defaults(func=cmd_forecast_eval)
 
-    z = sub.add_parser("size", help="BESS energy x power sweep, each point a backtest, on Dask: NPV, payback, IRR, "
-                       "LCOS and the recommended size (docs/backtest.md)")
+    z = sub.add_parser("size", help="BESS energy x power sweep (and PV, gensets off-grid), each point a backtest, on "
+                       "Dask: NPV, payback, IRR, LCOS and the recommended size (docs/backtest.md)")
     z.add_argument("--config", required=True, type=Path, help="backtest or site file (its economics: section prices "
                    "each point per kWh)")
     z.add_argument("--load", required=True, type=Path)
@@ -600,6 +600,12 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--pv-degradation", type=float, help="PV yield lost a year (default 0.005; with --pv-kw)")
     z.add_argument("--pv-lifetime-years", type=int, help="years the PV earns (default: the battery's lifetime; "
                    "with --pv-kw)")
+    z.add_argument("--genset-kw", help="off-grid or weak-grid: genset fleet ratings to sweep too (kW, the site "
+                   "file's gensets scaled together; 0: none): a,b,c or start:stop:count")
+    z.add_argument("--genset-capex-per-kw", type=float, help="a bought fleet's cost per kW (default 0: the site "
+                   "file's rent; with --genset-kw)")
+    z.add_argument("--genset-om-per-kw-year", type=float, help="its O&M per kW a year (default 0; with --genset-kw)")
+    z.add_argument("--currency", help="ISO code for the page (default: the tariff's; off-grid: none)")
     z.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (default 2)")
     z.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://host:8786) instead")
     z.add_argument("--out", type=Path, default=Path("sizing-out"))
@@ -622,9 +628,11 @@ def cmd_size(args: argparse.Namespace) -> int:
 
     from ems.backtest import BacktestError
     from ems.backtest.config import load_backtest_config
+    from ems.backtest.offgrid_run import is_offgrid
     from ems.backtest.run import BacktestOptions
     from ems.planning.settings import load_tariff
     from ems.sizing import CostModel, PvCosts, parse_grid, sweep, write_outputs
+    from ems.sizing_offgrid import GensetCosts
 
     cfg = load_backtest_config(args.config)
     energies, powers = parse_grid(args.energy_kwh, "--energy-kwh"), parse_grid(args.power_kw, "--power-kw")
@@ -649,6 +657,15 @@ def cmd_size(args: argparse.Namespace) -> int:
                                     "degradation_per_year": args.pv_degradation,
                                     "lifetime_years": args.pv_lifetime_years}
         pv = PvCosts(args.pv_series_kw, args.pv_capex_per_kw, **{k: v for k, v in pv_given.items() if v is not None})
+    genset_kws, gensets = None, None
+    genset_prices = {"--genset-capex-per-kw": args.genset_capex_per_kw,
+                     "--genset-om-per-kw-year": args.genset_om_per_kw_year}
+    if args.genset_kw is None and any(v is not None for v in genset_prices.values()):
+        given = ", ".join(k for k, v in genset_prices.items() if v is not None)
+        raise ConfigError(f"{given}: these price genset sizes; give the sizes with --genset-kw")
+    if args.genset_kw is not None:
+        genset_kws = parse_grid(args.genset_kw, "--genset-kw", allow_zero=True)
+        gensets = GensetCosts(args.genset_capex_per_kw or 0.0, args.genset_om_per_kw_year or 0.0)
     try:
         start = None if args.start is None else datetime.fromisoformat(args.start)
     except ValueError:
@@ -656,17 +673,24 @@ def cmd_size(args: argparse.Namespace) -> int:
     opts = BacktestOptions(load_csv=args.load, tariff=args.tariff, load_scale=args.load_scale, step_s=args.step_s,
                            days=args.days, foresight=False, pv_csv=args.pv, start=start)
     arb = cfg.policies.arbitrage
-    tariff_path = args.tariff or (None if arb is None else arb.tariff)
-    if tariff_path is None:
-        raise ConfigError("no tariff: pass --tariff or set policies.arbitrage.tariff")
-    currency = load_tariff(tariff_path).currency
+    if is_offgrid(cfg):  # fuel and rent, no bill (ems/sizing_offgrid.py)
+        if args.tariff is not None:
+            raise ConfigError("--tariff: an off_grid or weak_grid site is sized on fuel and genset rent "
+                              "(microgrid), not a bill; leave it out")
+        currency = args.currency or ""
+    else:
+        tariff_path = args.tariff or (None if arb is None else arb.tariff)
+        if tariff_path is None:
+            raise ConfigError("no tariff: pass --tariff or set policies.arbitrage.tariff")
+        currency = args.currency or load_tariff(tariff_path).currency
 
     def progress(done: int, total: int) -> None:
         print(f"\rsize {done}/{total} points", end="", file=sys.stderr, flush=True)
 
     try:
         s = sweep(cfg, opts, energies, powers, costs=costs, workers=args.workers, scheduler=args.scheduler,
-                  planning_step_s=args.step_s, progress=None if args.quiet else progress, pv_kws=pv_kws, pv=pv)
+                  planning_step_s=args.step_s, progress=None if args.quiet else progress, pv_kws=pv_kws, pv=pv,
+                  genset_kws=genset_kws, gensets=gensets)
         files = write_outputs(args.out, s, currency)
     except (BacktestError, OSError) as exc:
         print(f"\nems size: {exc}", file=sys.stderr)
@@ -675,11 +699,19 @@ def cmd_size(args: argparse.Namespace) -> int:
         print("", file=sys.stderr)
     best = s.best
     print(f"{len(s.points)} points in {s.wall_s:.1f} s on {s.workers} worker(s) ({s.scheduler})")
+    dark = sum(not p.serves_load for p in s.points)
+    if cfg.microgrid is not None and cfg.microgrid.mode.value == "weak_grid":
+        print("weak grid: what it imports is not priced (as in `ems backtest`: the money is fuel and rent); "
+              "NPV reads high by the import's cost")
+    if dark:
+        print(f"{dark} point(s) leave load unserved: never recommended")
     if best is None:
-        print("no size on the grid pays for itself (every NPV < 0)")
+        print("no size on the grid serves the whole load" if dark == len(s.points)
+              else "no size on the grid pays for itself (every NPV < 0)")
     else:
         payback = "never" if best.simple_payback_years is None else f"{best.simple_payback_years:.1f} y"
         with_pv = "" if best.pv_kw is None else f" with {best.pv_kw:,.0f} kW of PV"
+        with_pv += "" if best.genset_kw is None else f" and {best.genset_kw:,.0f} kW of gensets"
         print(f"recommended {best.energy_kwh:,.0f} kWh / {best.power_kw:,.0f} kW{with_pv}: NPV {best.npv:,.0f}, "
               f"payback {payback}, IRR {'-' if best.irr is None else f'{100 * best.irr:.1f} %'}")
     print("wrote " + ", ".join(str(f) for f in files))

@@ -1,5 +1,7 @@
-"""`ems size`: which battery, how big, does it pay? A grid of BESS energy x power, each
-point a backtest with the live period step (ems/backtest/run.py), on Dask.
+"""`ems size`: which battery, how big, does it pay? A grid of BESS energy x power (and PV
+size, and genset size on an off-grid site), each point a backtest with the live period step
+(ems/backtest/run.py; off-grid and weak-grid ems/backtest/offgrid_run.py: ems/sizing_offgrid.py),
+on Dask.
 
 Each point scales the site file's battery units to the point's energy and power (every
 unit keeps its share, its efficiencies, SoC and ramp) and its economics: CAPEX and O&M
@@ -7,7 +9,7 @@ per kWh and per kW (`CostModel`; by default the site file's CAPEX and O&M per us
 kWh, nothing per kW). The points run as Dask tasks: on a `distributed.LocalCluster` of
 `workers` processes (one thread each: a backtest is single-threaded Python) or on a
 running scheduler (`scheduler` address: many machines). The recommended size is the
-point with the highest NPV among those whose NPV is positive.
+point with the highest NPV among those whose NPV is positive and that serve the whole load.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from typing import Any
 from ems.backtest.config import BacktestConfig
 from ems.backtest.errors import BacktestInputError
 from ems.backtest.financials import irr, npv
+from ems.backtest.offgrid_run import is_offgrid
 from ems.backtest.results import savings_per_year
 from ems.backtest.run import Backtest, BacktestOptions, run
 from ems.backtest.series import read_power_csv
 from ems.model.errors import ConfigError
+from ems.sizing_offgrid import UNSERVED_TOLERANCE_KWH, GensetCosts, check_gensets, run_offgrid_point, with_gensets
 
 Progress = Callable[[int, int], None]
 # 10 GW: past any one site; PV far beyond it overflows the planner's sums (a traceback, not an answer)
@@ -84,7 +88,9 @@ class PvCosts:
 @dataclass(frozen=True)
 class SizePoint:
     """One size. With PV swept, CAPEX, savings, NPV, payback and IRR are the battery's and
-    the PV's together (the PV's savings against the site without it); LCOS is the battery's."""
+    the PV's together (the PV's savings against the site without it); with gensets swept,
+    their CAPEX and O&M too (their fuel and rent are in the off-grid run's savings already);
+    LCOS is the battery's. Off-grid, `peak_with_kw` is a weak grid's import peak (0 off-grid)."""
 
     energy_kwh: float
     power_kw: float
@@ -100,7 +106,14 @@ class SizePoint:
     soh_10y: float | None = None
     pv_kw: float | None = None  # None: PV not swept (the site's PV, if any, as given)
     pv_annual_savings: float = 0.0
-    battery_npv: float | None = None  # the battery's alone, next to the PV of this point
+    battery_npv: float | None = None  # the battery's alone, next to the PV (and gensets) of this point
+    genset_kw: float | None = None  # the gensets' fleet rating; None: not swept (the site file's, if any)
+    unserved_kwh: float | None = None  # off-grid and weak-grid: load not served over the run; None: grid-tied
+    diesel_l_per_year: float | None = None  # off-grid and weak-grid: the site's gensets' fuel
+
+    @property
+    def serves_load(self) -> bool:
+        return self.unserved_kwh is None or self.unserved_kwh <= UNSERVED_TOLERANCE_KWH
 
 
 def sized(cfg: BacktestConfig, energy_kwh: float, power_kw: float, costs: CostModel,
@@ -126,27 +139,56 @@ def sized(cfg: BacktestConfig, energy_kwh: float, power_kw: float, costs: CostMo
 
 def run_point(cfg: BacktestConfig, opts: BacktestOptions, energy_kwh: float, power_kw: float,
               costs: CostModel, planning_step_s: int | None, pv_kw: float | None = None,
-              pv: PvCosts | None = None) -> SizePoint:
+              pv: PvCosts | None = None, genset_kw: float | None = None,
+              gensets: GensetCosts | None = None) -> SizePoint:
     """One grid point: a backtest of the scaled site (runs on a Dask worker); with `pv_kw`,
-    the PV series scaled to it and priced by `pv`."""
+    the PV series scaled to it and priced by `pv`; with `genset_kw` (off-grid), the site's
+    gensets scaled to it and priced by `gensets`."""
     t0 = time.perf_counter()
     point_cfg = sized(cfg, energy_kwh, power_kw, costs, planning_step_s)
+    if genset_kw is not None:
+        point_cfg = with_gensets(point_cfg, genset_kw)
     if pv_kw is not None:
         if pv is None or opts.pv_csv is None:
             raise BacktestInputError("a PV size needs the PV series and its costs")
         opts = replace(opts, pv_scale=opts.pv_scale * pv_kw / pv.series_kw)
-    bt = run(point_cfg, opts)
-    r, e = bt.result, point_cfg.economics
-    fin = r.financials
-    if fin is None or e is None:
+    e = point_cfg.economics
+    if e is None:
         raise BacktestInputError("no economics: cannot size")
-    point = SizePoint(energy_kwh, power_kw, e.capex, fin.annual_savings, fin.npv,
-                      fin.simple_payback_years, fin.irr, fin.lcos_per_kwh, r.total["equivalent_full_cycles"],
-                      r.total["peak_with_kw"], 0.0, None if r.ageing is None else float(r.ageing["soh_10y"]))
+    if is_offgrid(cfg):
+        o = run_offgrid_point(point_cfg, cfg, opts)
+        point = SizePoint(energy_kwh, power_kw, e.capex, o.annual_savings, o.npv, o.simple_payback_years, o.irr,
+                          o.lcos_per_kwh, o.equivalent_full_cycles, o.grid_peak_kw, 0.0,
+                          unserved_kwh=o.unserved_kwh, diesel_l_per_year=o.diesel_l_per_year)
+        flows, pv_saved = list(o.cash_flows), o.pv_annual_savings
+    else:
+        bt = run(point_cfg, opts)
+        r, fin = bt.result, bt.result.financials
+        if fin is None:
+            raise BacktestInputError("no economics: cannot size")
+        point = SizePoint(energy_kwh, power_kw, e.capex, fin.annual_savings, fin.npv,
+                          fin.simple_payback_years, fin.irr, fin.lcos_per_kwh, r.total["equivalent_full_cycles"],
+                          r.total["peak_with_kw"], 0.0, None if r.ageing is None else float(r.ageing["soh_10y"]))
+        flows, pv_saved = list(fin.cash_flows), 0.0 if pv_kw is None else pv_savings(bt)
+    om_year1 = e.om_per_year
     if pv_kw is not None and pv is not None:
-        point = with_pv(point, pv, pv_kw, pv_savings(bt), e.lifetime_years, e.discount_rate, e.om_per_year,
-                        fin.cash_flows)
+        point, flows = _with_pv(point, pv, pv_kw, pv_saved, e.lifetime_years, e.discount_rate, om_year1, flows)
+        om_year1 += pv.om_per_kw_year * pv_kw
+    if genset_kw is not None:
+        point, flows = _with_genset_costs(point, gensets or GensetCosts(), genset_kw, e.lifetime_years,
+                                          e.discount_rate, om_year1, flows)
     return replace(point, wall_s=time.perf_counter() - t0)
+
+
+def _with_genset_costs(point: SizePoint, g: GensetCosts, genset_kw: float, lifetime_years: int,
+                       discount_rate: float, om_per_year: float, flows: Sequence[float]
+                       ) -> tuple[SizePoint, list[float]]:
+    """A bought fleet's CAPEX and O&M added to the project (its fuel and rent are in the run's
+    savings already); the battery's NPV kept beside it, as the off-grid backtest reports it."""
+    battery_npv = point.npv if point.battery_npv is None else point.battery_npv
+    point = replace(point, genset_kw=genset_kw, battery_npv=battery_npv)
+    return _joined(point, flows, g.cash_flows(genset_kw, lifetime_years), g.capex_per_kw * genset_kw, 0.0,
+                   om_per_year + g.om_per_kw_year * genset_kw, discount_rate)
 
 
 def pv_savings(bt: Backtest) -> float:
@@ -177,19 +219,33 @@ def with_pv(point: SizePoint, pv: PvCosts, pv_kw: float, pv_annual_savings: floa
             discount_rate: float, battery_om_per_year: float, battery_flows: Sequence[float]) -> SizePoint:
     """The point as one project: the battery's cash flows and the PV's added year by year (the
     shorter-lived one earns nothing past its end-of-life year: it is not replaced)."""
+    return _with_pv(point, pv, pv_kw, pv_annual_savings, lifetime_years, discount_rate, battery_om_per_year,
+                    battery_flows)[0]
+
+
+def _with_pv(point: SizePoint, pv: PvCosts, pv_kw: float, pv_annual_savings: float, lifetime_years: int,
+             discount_rate: float, om_per_year: float, flows: Sequence[float]) -> tuple[SizePoint, list[float]]:
     pv_flows = pv.cash_flows(pv_kw, pv_annual_savings, lifetime_years)
-    flows = [a + b for a, b in zip_longest(battery_flows, pv_flows, fillvalue=0.0)]
-    capex = point.capex + pv.capex_per_kw * pv_kw
-    net_year1 = point.annual_savings + pv_annual_savings - battery_om_per_year - pv.om_per_kw_year * pv_kw
-    return replace(point, capex=capex, annual_savings=point.annual_savings + pv_annual_savings,
-                   npv=npv(discount_rate, flows), irr=irr(flows),
-                   simple_payback_years=capex / net_year1 if net_year1 > 0 else None,
-                   pv_kw=pv_kw, pv_annual_savings=pv_annual_savings, battery_npv=point.npv)
+    point = replace(point, pv_kw=pv_kw, pv_annual_savings=pv_annual_savings, battery_npv=point.npv)
+    return _joined(point, flows, pv_flows, pv.capex_per_kw * pv_kw, pv_annual_savings,
+                   om_per_year + pv.om_per_kw_year * pv_kw, discount_rate)
+
+
+def _joined(point: SizePoint, flows: Sequence[float], more: Sequence[float], more_capex: float,
+            more_savings: float, om_year1: float, discount_rate: float) -> tuple[SizePoint, list[float]]:
+    """The point with a part's cash flows added year by year (`om_year1`: the whole project's
+    O&M in year 1, for the simple payback), and the summed flows."""
+    total = [a + b for a, b in zip_longest(flows, more, fillvalue=0.0)]
+    capex, savings = point.capex + more_capex, point.annual_savings + more_savings
+    net_year1 = savings - om_year1
+    return replace(point, capex=capex, annual_savings=savings, npv=npv(discount_rate, total), irr=irr(total),
+                   simple_payback_years=capex / net_year1 if net_year1 > 0 else None), total
 
 
 def recommended(points: Sequence[SizePoint]) -> SizePoint | None:
-    """The highest NPV among the points that pay (NPV > 0); None when none does."""
-    paying = [p for p in points if p.npv > 0 and math.isfinite(p.npv)]
+    """The highest NPV among the points that pay (NPV > 0) and serve the whole load (off-grid:
+    a point that saves money by leaving load dark is no design); None when none does."""
+    paying = [p for p in points if p.npv > 0 and math.isfinite(p.npv) and p.serves_load]
     return max(paying, key=lambda p: p.npv) if paying else None
 
 
@@ -216,9 +272,11 @@ class Sweep:
 def sweep(cfg: BacktestConfig, opts: BacktestOptions, energies_kwh: Sequence[float], powers_kw: Sequence[float], *,
           costs: CostModel | None = None, workers: int = 2, scheduler: str | None = None,
           planning_step_s: int | None = None, progress: Progress | None = None,
-          pv_kws: Sequence[float] | None = None, pv: PvCosts | None = None) -> Sweep:
-    """Every (energy, power) of the grid, and PV size where `pv_kws` is given, as a Dask
-    task; results in grid order."""
+          pv_kws: Sequence[float] | None = None, pv: PvCosts | None = None,
+          genset_kws: Sequence[float] | None = None, gensets: GensetCosts | None = None) -> Sweep:
+    """Every (energy, power) of the grid, and PV size where `pv_kws` is given, and genset
+    fleet rating where `genset_kws` is (off-grid or weak-grid with gensets), as a Dask task;
+    results in grid order."""
     from distributed import Client, LocalCluster, as_completed
 
     costs = costs or CostModel.from_config(cfg)
@@ -226,8 +284,11 @@ def sweep(cfg: BacktestConfig, opts: BacktestOptions, energies_kwh: Sequence[flo
         if pv is None:
             raise ConfigError("--pv-kw needs the PV's costs")
         check_pv(opts, pv_kws, pv)
+    if genset_kws is not None:
+        check_gensets(cfg, genset_kws)
     pv_grid: Sequence[float | None] = [None] if pv_kws is None else pv_kws
-    grid = [(e, p, k) for e in energies_kwh for p in powers_kw for k in pv_grid]
+    genset_grid: Sequence[float | None] = [None] if genset_kws is None else genset_kws
+    grid = [(e, p, k, g) for e in energies_kwh for p in powers_kw for k in pv_grid for g in genset_grid]
     t0 = time.perf_counter()
     cluster = None
     if scheduler is None:
@@ -239,8 +300,9 @@ def sweep(cfg: BacktestConfig, opts: BacktestOptions, energies_kwh: Sequence[flo
     try:
         n_workers = len(client.scheduler_info().get("workers", {}))
         t_submit = time.perf_counter()
-        futures = {client.submit(run_point, cfg, opts, e, p, costs, planning_step_s, k, pv, pure=False): i
-                   for i, (e, p, k) in enumerate(grid)}
+        futures = {client.submit(run_point, cfg, opts, e, p, costs, planning_step_s, k, pv, g, gensets,
+                                 pure=False): i
+                   for i, (e, p, k, g) in enumerate(grid)}
         results: list[SizePoint | None] = [None] * len(grid)
         for done, fut in enumerate(as_completed(futures), start=1):  # type: ignore[no-untyped-call]
             results[futures[fut]] = fut.result()
@@ -257,7 +319,7 @@ def sweep(cfg: BacktestConfig, opts: BacktestOptions, energies_kwh: Sequence[flo
 
 def parse_grid(text: str, name: str, allow_zero: bool = False) -> list[float]:
     """`a,b,c` or `start:stop:count` (inclusive, evenly spaced); every value > 0 (or >= 0
-    with `allow_zero`: a PV size of 0 is the site without PV)."""
+    with `allow_zero`: a PV size of 0 is the site without PV, a genset size of 0 without gensets)."""
     try:
         if ":" in text:
             a, b, n = text.split(":")

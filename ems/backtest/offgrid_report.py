@@ -55,26 +55,32 @@ def offgrid_kpis(trace: Trace, mg: MicrogridConfig) -> dict[str, float]:
     return out
 
 
-def compare(trace: Trace, mg: MicrogridConfig, econ: Economics | None = None) -> dict[str, Any]:
-    """The run against diesel only, per run and per year, with the financials of storage."""
+def compare(trace: Trace, mg: MicrogridConfig, econ: Economics | None = None,
+            trucks: MicrogridConfig | None = None) -> dict[str, Any]:
+    """The run against diesel only, per run and per year, with the financials of storage.
+    `trucks`: the section whose first genset and rent make the diesel-only baseline (default
+    `mg`; a sizing point whose gensets were scaled keeps the site file's trucks as the owner's
+    alternative)."""
     m = trace.microgrid
     if m is None:
         raise BacktestInputError("not an off-grid or weak-grid run (microgrid.mode is grid_connected)")
     site = offgrid_kpis(trace, mg)
-    unit = (mg.gensets[0] if mg.gensets else TRUCK).spec()
+    trucks = trucks or mg
+    unit = (trucks.gensets[0] if trucks.gensets else TRUCK).spec()
     base = diesel_only(m.load_w, float(trace.step_s), unit)
     run_s = trace.grid_w.size * trace.step_s
     months = run_s / MONTH_S
     fuel_price = mg.diesel_price_per_l
     site_cost = site["diesel_litres"] * fuel_price + len(mg.gensets) * mg.genset_rental_per_month * months
-    base_cost = base.fuel_l * fuel_price + base.units * mg.genset_rental_per_month * months
+    truck_rent = trucks.genset_rental_per_month
+    base_cost = base.fuel_l * fuel_price + base.units * truck_rent * months
     to_year = YEAR_S / run_s
     saved_l = base.fuel_l - site["diesel_litres"]
     out: dict[str, Any] = {
         "site": site,
         "baseline": {**asdict(base), "co2_kg": base.fuel_l * mg.co2_kg_per_l, "cost": base_cost,
                      "fuel_cost": base.fuel_l * fuel_price,
-                     "rental_cost": base.units * mg.genset_rental_per_month * months},
+                     "rental_cost": base.units * truck_rent * months},
         "site_cost": site_cost,
         "unserved_kwh": site["unserved_kwh"], "diesel_litres": site["diesel_litres"],
         "baseline_diesel_litres": base.fuel_l, "diesel_saved_litres": saved_l,
@@ -90,7 +96,7 @@ def compare(trace: Trace, mg: MicrogridConfig, econ: Economics | None = None) ->
     ref = base
     if site["pv_kwh"] > 0:
         ref = diesel_only(m.load_w, float(trace.step_s), unit, pv_w=m.pv_w)
-        ref_cost = ref.fuel_l * fuel_price + ref.units * mg.genset_rental_per_month * months
+        ref_cost = ref.fuel_l * fuel_price + ref.units * truck_rent * months
         out["baseline_with_pv"] = {**asdict(ref), "co2_kg": ref.fuel_l * mg.co2_kg_per_l, "cost": ref_cost}
     else:
         ref_cost = base_cost

@@ -17,6 +17,7 @@ from ems.backtest.financials import Economics
 from ems.backtest.genset_planning import Forecast, GensetPlanning
 from ems.backtest.offgrid_report import compare
 from ems.backtest.run import BacktestOptions, load_series
+from ems.microgrid_config import MicrogridConfig
 from ems.step_params import step_params
 from policies.microgrid import Mode
 
@@ -32,7 +33,9 @@ def economics(cfg: BacktestConfig) -> Economics | None:
 
 
 def run_offgrid(cfg: BacktestConfig, opts: BacktestOptions, progress: Progress | None = None,
-                genset_plan: Forecast | None = None) -> tuple[Trace, dict[str, Any]]:
+                genset_plan: Forecast | None = None, trucks: MicrogridConfig | None = None
+                ) -> tuple[Trace, dict[str, Any]]:
+    """`trucks`: the diesel-only baseline's section (default the site's: `compare`)."""
     mg = cfg.microgrid
     if mg is None or not is_offgrid(cfg):
         raise BacktestInputError("microgrid.mode must be off_grid or weak_grid")
@@ -40,12 +43,13 @@ def run_offgrid(cfg: BacktestConfig, opts: BacktestOptions, progress: Progress |
     _, _, start, load_w, pv_w = load_series(opts, step)
     if genset_plan is None and mg.genset_plan is not None:  # the site plans its gensets live: so here
         genset_plan = "persistence"
-    return run_series(cfg, start, step, load_w, pv_w, progress, genset_plan)
+    return run_series(cfg, start, step, load_w, pv_w, progress, genset_plan, trucks=trucks)
 
 
 def run_series(cfg: BacktestConfig, start: datetime, step_s: int, load_w: np.ndarray, pv_w: np.ndarray | None,
                progress: Progress | None = None, genset_plan: Forecast | None = None,
-               plan_every_s: float | None = None) -> tuple[Trace, dict[str, Any]]:
+               plan_every_s: float | None = None, trucks: MicrogridConfig | None = None
+               ) -> tuple[Trace, dict[str, Any]]:
     """The run and its comparison. `genset_plan`: the gensets on the MILP's schedule from this
     forecast (None: the SoC thresholds alone), re-solved every `plan_every_s` (default: the site
     file's `genset_plan`, else 6 h)."""
@@ -62,7 +66,7 @@ def run_series(cfg: BacktestConfig, start: datetime, step_s: int, load_w: np.nda
         if plan_every_s is not None:
             planning.every_s = plan_every_s
     trace = run_backtest(cfg, None, start, step_s, load_w, pv_w, progress=progress, genset_planning=planning)
-    out = compare(trace, cfg.microgrid, economics(cfg))
+    out = compare(trace, cfg.microgrid, economics(cfg), trucks)
     out["genset_plan"] = None if planning is None else {
         "forecast": planning.forecast, "solves": planning.solves, "failures": planning.failures,
         "solve_time_s": planning.solve_time_s, "horizon_h": planning.horizon_s / 3600,
