@@ -6,11 +6,14 @@ live policies capture (net of wear, against a bound that no month can beat).
 Load: the shared SAM sample load x1000 (peak ~4.3 MW); tariff: the shared URDB rate;
 battery and policies: config/backtest-site.yaml (2 x 1 MW / 2 MWh).
 
-    python benchmarks/bench_backtest.py [--no-write] [--sensitivity] [--quick] [--json PATH] [--planning-only]
+    python benchmarks/bench_backtest.py [--no-write] [--sensitivity] [--quick] [--json PATH]
+                                         [--planning-only] [--forecast-value]
 
 `--sensitivity` also runs the year with single policy settings changed (two at a time,
 several minutes) and writes how far the captured share moves: one year's figure turns on
 a dozen peak days, so a setting is judged by the spread, not by one number.
+`--forecast-value` runs the year again with the planner shown the true load 1, 3, 6 and 24 h
+ahead (a diagnostic: what a better forecast is worth, by lead) and writes its own section.
 `--planning-only` runs just the two planning runs side by side (LP kept, LP rebuilt; no
 perfect-foresight bound) and writes their times to their own section: the planning-speed
 figures alone, in about half the time of the whole benchmark.
@@ -94,6 +97,46 @@ def sensitivity(base: Result) -> str:
     return "\n".join(lines)
 
 
+KNOWN_AHEAD_H = (1.0, 3.0, 6.0, 24.0)
+
+
+def _run_known(args: tuple[float | None, dict[str, Any]]) -> tuple[float, list[float], float]:
+    ahead_h, span = args
+    cfg = load_backtest_config(SITE)
+    bt = run(cfg, BacktestOptions(load_csv=LOAD, tariff=URDB, load_scale=1000.0, known_load_ahead_h=ahead_h, **span))
+    share, months = _shares(bt.result)
+    return share, months, bt.result.total["savings"]
+
+
+def forecast_value(span: dict[str, Any], what: str, json_path: Path | None, write: bool) -> int:
+    """The same run with the planner shown the true load 1, 3, 6 and 24 h ahead instead of
+    its forecast (`--known-load-ahead-h`): what a better forecast would be worth, by lead."""
+    todo: list[tuple[float | None, dict[str, Any]]] = [(None, span), *((h, span) for h in KNOWN_AHEAD_H)]
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(_run_known, todo))
+    cmd = "python benchmarks/bench_backtest.py --forecast-value" + (" --quick" if what != "year" else "")
+    lines = ["## Backtest: what a better forecast is worth", "",
+             f"Machine: {machine()}. Command: `{cmd}`. The backtest of the section above over the {what} "
+             "(15-min re-plans, everything as configured), run again with the planner shown the true "
+             "load the given hours ahead instead of its forecast (`ems backtest --known-load-ahead-h H`: a "
+             "diagnostic, not a forecast). Captured: net of wear, against the perfect-foresight bound; per "
+             "month against its own bound, %.", "",
+             "| the planner's load ahead | captured | savings | per month |", "|---|---|---|---|"]
+    figures: dict[str, Any] = {"span": what}
+    for (ahead_h, _), (share, months, savings) in zip(todo, results, strict=True):
+        label = "its forecast (as configured)" if ahead_h is None else f"true for {ahead_h:g} h, then forecast"
+        if ahead_h is not None and ahead_h >= 24:
+            label = f"true over the horizon ({ahead_h:g} h)"
+        lines.append(f"| {label} | {100 * share:.1f} % | {savings:,.0f} | {' '.join(f'{m:.0f}' for m in months)} |")
+        figures["forecast_share" if ahead_h is None else f"known_{ahead_h:g}h_share"] = share
+    body = "\n".join(lines)
+    print(body)
+    if write and what == "year":
+        update_section("backtest-forecast-value", body)
+    write_json(json_path, figures)
+    return 0
+
+
 def _share_months(result: Result) -> str:
     return " ".join(f"{m.month[5:]} {100 * m.share:.0f}" for m in result.months if m.share is not None)
 
@@ -148,6 +191,8 @@ def main() -> int:
                     help="July alone instead of the year (same figures, under a minute; docs left alone)")
     ap.add_argument("--planning-only", action="store_true",
                     help="only the kept and the rebuilt LP side by side, timed (own section of the docs)")
+    ap.add_argument("--forecast-value", action="store_true",
+                    help="only the year with the true load known 1, 3, 6, 24 h ahead (own section of the docs)")
     args = ap.parse_args()
     cfg = load_backtest_config(SITE)
     span: dict[str, Any] = {"start": datetime(2018, 7, 1), "days": 31.0} if args.quick else {}
@@ -155,6 +200,8 @@ def main() -> int:
     steps_1min = 31 * 1440 if args.quick else 525_600
     opts = BacktestOptions(load_csv=LOAD, tariff=URDB, load_scale=1000.0, **span)
 
+    if args.forecast_value:
+        return forecast_value(span, what, args.json, not args.no_write)
     if args.planning_only:
         return planning_only(cfg, dataclasses.replace(opts, foresight=False), what, args.json, not args.no_write)
     t0 = time.perf_counter()
