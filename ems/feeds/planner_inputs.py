@@ -144,6 +144,7 @@ class PlannerFeeds:
     def _tariff(self, utc: FloatArray, start_local_s: float, step_s: float, end_utc_s: float) -> Tariff:
         base = self.base_tariff
         assert base is not None
+        self.realtime_steps = 0
         if self.price is None:
             return base
         series = self.price.source.series(float(utc[0]), end_utc_s)
