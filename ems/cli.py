@@ -70,12 +70,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             load_tokens(cfg.http)
         except TokenError as exc:
             raise ConfigError(f"{args.file}: http: {exc}") from None
-    feed = None if cfg.policies.arbitrage is None else cfg.policies.arbitrage.price_feed
-    if feed is not None and feed.source == "entsoe":
-        try:
-            feed.token()  # the ENTSO-E token must be there, as `ems run` will need it
-        except ConfigError as exc:
-            raise ConfigError(f"{args.file}: {exc}") from None
+    a = cfg.policies.arbitrage
+    for feed in () if a is None else (a.price_feed, a.realtime_price_feed):
+        if feed is not None and feed.source == "entsoe":
+            try:
+                feed.token()  # the ENTSO-E token must be there, as `ems run` will need it
+            except ConfigError as exc:
+                raise ConfigError(f"{args.file}: {exc}") from None
     print(f"{args.file}: OK (site {cfg.site}: {plural(len(cfg.bess_units), 'BESS unit')}, "
           f"{plural(cfg.racks.count, 'rack')}, period {cfg.control.period_s:g} s)")
     return 0

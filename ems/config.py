@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, model_validator
 
-from ems.feeds.settings import PriceFeedConfig, WeatherFeedConfig
+from ems.feeds.settings import PriceFeedConfig, RealtimePriceFeedConfig, WeatherFeedConfig, realtime_mismatch
 from ems.fleet.settings import FleetLinkConfig
 from ems.ha.settings import HaConfig
 from ems.microgrid_config import MicrogridConfig
@@ -140,6 +140,9 @@ class ArbitrageConfig(Strict):
     # market prices and a weather forecast fetched live (ems/feeds/, docs/feeds.md)
     price_feed: PriceFeedConfig | None = Field(default=None, description="day-ahead prices: entsoe, nordpool "
                                                "or caiso (replace or add to the tariff's energy charge)")
+    realtime_price_feed: RealtimePriceFeedConfig | None = Field(
+        default=None, description="real-time prices laid over the day-ahead ones where they are known: "
+                                  "entsoe (intraday auctions) or caiso (RTPD, RTM)")
     weather_feed: WeatherFeedConfig | None = Field(default=None, description="Open-Meteo forecast: temperature "
                                                    "for the learned load model, irradiance for the PV forecast")
 
@@ -150,6 +153,8 @@ class ArbitrageConfig(Strict):
                              "(the P90 is the learned model's)")
         if 3600 % self.step_s:
             raise ValueError("step_s must divide 3600 (tariff schedules are hourly)")
+        if (why := realtime_mismatch(self.price_feed, self.realtime_price_feed)) is not None:
+            raise ValueError(why)
         if (why := check_costs(self.wear_depth_cost_per_kwh)) is not None:
             raise ValueError(f"wear_depth_cost_per_kwh: {why}")
         if self.horizon_h * 3600 < self.step_s:

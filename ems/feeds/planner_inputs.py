@@ -5,7 +5,9 @@ on the plan builder, from the last good series of each feed,
 
 * the tariff's dynamic prices (`Tariff.dynamic_prices`, as a price CSV would) on the plan's
   own local grid; beyond the series' end the last published day repeats. Without a good
-  series covering the window: the site's own tariff;
+  series covering the window: the site's own tariff. Where a real-time feed has a price for a
+  whole planning step (the intraday auctions', the 15- or 5-minute market's), it replaces the
+  day-ahead's there: it cleared later for the same interval, so it is the newest known;
 * the learned load model's temperature (past days and forecast), instead of
   `temperature_csv` (which stays where the feed has nothing);
 * the PV forecast's sky: the forecast irradiance (on the array's plane where its tilt is
@@ -28,14 +30,18 @@ import numpy as np
 import structlog
 
 from ems.feeds.cache import FeedCache
-from ems.feeds.prices import PRICE, CaisoOasisPrices, EntsoePrices, NordPoolPrices
+from ems.feeds.prices import PRICE, CaisoOasisPrices, EntsoeIntradayPrices, EntsoePrices, NordPoolPrices
 from ems.feeds.series import FeedSeries, FloatArray
 from ems.feeds.settings import (
     CaisoFeedConfig,
+    CaisoRealtimeFeedConfig,
     EntsoeFeedConfig,
+    EntsoeIntradayFeedConfig,
     NordPoolFeedConfig,
     PriceFeedConfig,
+    RealtimePriceFeedConfig,
     WeatherFeedConfig,
+    realtime_mismatch,
 )
 from ems.feeds.source import Feed, FeedSource
 from ems.feeds.weather import GHI, GTI, TEMPERATURE, OpenMeteoWeather
@@ -80,20 +86,24 @@ class PriceFeedUse:
 
 class PlannerFeeds:
     def __init__(self, zone: str, price: PriceFeedUse | None, weather: FeedSource | None,
-                 use_gti: bool = False) -> None:
+                 use_gti: bool = False, realtime: FeedSource | None = None) -> None:
         self.zone = zone
         self.price = price
         self.weather = weather
         self.use_gti = use_gti
+        self.realtime = realtime  # laid over the day-ahead prices where it has them (needs `price`)
         self.base_tariff: Tariff | None = None  # the site's tariff, as the builder had it first
         self.priced_plans = 0  # plans made on the price feed's prices
+        self.realtime_plans = 0  # of those, plans with at least one step at a real-time price
+        self.realtime_steps = 0  # the last priced plan's steps at a real-time price
         self.weather_plans = 0
         self.apply_errors = 0  # plans whose feeds could not be applied (the site's own inputs used)
         self._temperature_of: tuple[FeedSeries, TemperatureSeries] | None = None  # made once per weather series
 
     @property
     def sources(self) -> list[FeedSource]:
-        return [s for s in (None if self.price is None else self.price.source, self.weather) if s is not None]
+        return [s for s in (None if self.price is None else self.price.source, self.realtime, self.weather)
+                if s is not None]
 
     async def run(self) -> None:
         """Every feed's refresh task, until cancelled."""
@@ -134,6 +144,7 @@ class PlannerFeeds:
     def _tariff(self, utc: FloatArray, start_local_s: float, step_s: float, end_utc_s: float) -> Tariff:
         base = self.base_tariff
         assert base is not None
+        self.realtime_steps = 0
         if self.price is None:
             return base
         series = self.price.source.series(float(utc[0]), end_utc_s)
@@ -142,12 +153,29 @@ class PlannerFeeds:
         cfg = self.price.cfg
         per_mwh = repeat_last_day(series, PRICE, utc)
         per_mwh = np.where(np.isfinite(per_mwh), per_mwh, series.columns[PRICE][-1])
+        newer = self._realtime_per_mwh(utc, step_s, end_utc_s)
+        known = np.isfinite(newer)
+        per_mwh = np.where(known, newer, per_mwh)
         buy = per_mwh / 1000.0 + cfg.adder_per_kwh
         self.priced_plans += 1
+        self.realtime_steps = int(known.sum())
+        self.realtime_plans += self.realtime_steps > 0
         prices = PriceSeries(start=local_datetime(start_local_s), step_s=round(step_s),
                              buy_per_kwh=tuple(buy.tolist()),
                              sell_per_kwh=tuple(buy.tolist()) if cfg.export_at_price else None, mode=cfg.mode)
         return base.model_copy(update={"dynamic_prices": prices})
+
+    def _realtime_per_mwh(self, utc: FloatArray, step_s: float, end_utc_s: float) -> FloatArray:
+        """The real-time price of each planning step (the mean of its market intervals); NaN
+        where the real-time series does not cover the whole step, or there is none."""
+        series = None if self.realtime is None else self.realtime.series(float(utc[0]), end_utc_s)
+        if series is None:
+            return np.full(utc.shape, np.nan)
+        # a 15-minute plan step holds three 5-minute prices; an interval longer than the step, one
+        n_sub = max(1, round(step_s / series.step_s))
+        at = utc[:, None] + np.arange(n_sub, dtype=np.float64)[None, :] * (step_s / n_sub)
+        per_mwh: FloatArray = series.at(PRICE, at).mean(axis=1)  # NaN when any interval is unknown
+        return per_mwh
 
     def _temperature(self, w: FeedSeries) -> TemperatureSeries:
         """The weather series' temperature on a local grid over its whole span (ten weeks of
@@ -166,6 +194,8 @@ class PlannerFeeds:
 
     def summary(self) -> dict[str, object]:
         return {s.name: s.summary() for s in self.sources} | {"priced_plans": self.priced_plans,
+                                                              "realtime_plans": self.realtime_plans,
+                                                              "realtime_steps": self.realtime_steps,
                                                               "weather_plans": self.weather_plans,
                                                               "apply_errors": self.apply_errors}
 
@@ -198,6 +228,13 @@ def price_feed(cfg: PriceFeedConfig) -> Feed:
     return NordPoolPrices(cfg.area, cfg.currency, cfg.resolution_min, cfg.timeout_s)
 
 
+def realtime_feed(cfg: RealtimePriceFeedConfig) -> Feed:
+    if isinstance(cfg, EntsoeIntradayFeedConfig):
+        return EntsoeIntradayPrices(cfg.bidding_zone, cfg.token(), cfg.timeout_s, cfg.auctions)
+    assert isinstance(cfg, CaisoRealtimeFeedConfig)
+    return CaisoOasisPrices(cfg.node, cfg.timeout_s, cfg.url, market=cfg.market)
+
+
 def weather_feed(cfg: WeatherFeedConfig, pv_lat_lon: tuple[float, float] | None) -> OpenMeteoWeather:
     lat = cfg.latitude_deg if cfg.latitude_deg is not None else None if pv_lat_lon is None else pv_lat_lon[0]
     lon = cfg.longitude_deg if cfg.longitude_deg is not None else None if pv_lat_lon is None else pv_lat_lon[1]
@@ -209,8 +246,11 @@ def weather_feed(cfg: WeatherFeedConfig, pv_lat_lon: tuple[float, float] | None)
 
 
 def planner_feeds(price_cfg: PriceFeedConfig | None, weather_cfg: WeatherFeedConfig | None, zone: str,
-                  state_dir: Path | None, pv_lat_lon: tuple[float, float] | None) -> PlannerFeeds | None:
+                  state_dir: Path | None, pv_lat_lon: tuple[float, float] | None,
+                  realtime_cfg: RealtimePriceFeedConfig | None = None) -> PlannerFeeds | None:
     """The feeds a site's arbitrage section names (None without any); cached under the state dir."""
+    if (why := realtime_mismatch(price_cfg, realtime_cfg)) is not None:
+        raise ConfigError(f"policies.arbitrage: {why}")
     if price_cfg is None and weather_cfg is None:
         return None
     cache = FeedCache(None if state_dir is None else state_dir / "feeds")
@@ -219,6 +259,13 @@ def planner_feeds(price_cfg: PriceFeedConfig | None, weather_cfg: WeatherFeedCon
         price = PriceFeedUse(FeedSource(
             price_feed(price_cfg), cache, refresh_s=price_cfg.refresh_s, timeout_s=price_cfg.timeout_s,
             min_ahead_s=price_cfg.min_ahead_h * 3600.0, fetch_ahead_s=2 * DAY_S, keep_s=DAY_S), price_cfg)
+    realtime = None
+    if realtime_cfg is not None:
+        # min_ahead 0: a real-time series covers now and the next intervals only. What it kept
+        # from before now is of no use to a plan: six hours, against a restart's gap
+        realtime = FeedSource(
+            realtime_feed(realtime_cfg), cache, refresh_s=realtime_cfg.refresh_s, timeout_s=realtime_cfg.timeout_s,
+            min_ahead_s=0.0, fetch_ahead_s=DAY_S, keep_s=6 * 3600.0)
     weather = None
     if weather_cfg is not None:
         weather = FeedSource(
@@ -227,4 +274,5 @@ def planner_feeds(price_cfg: PriceFeedConfig | None, weather_cfg: WeatherFeedCon
             fetch_ahead_s=weather_cfg.forecast_days * DAY_S,
             # kept longer than fetched: the learned load model trains on ten weeks of temperatures
             keep_s=max(weather_cfg.past_days + 1, 70) * DAY_S)
-    return PlannerFeeds(zone, price, weather, use_gti=weather_cfg is not None and weather_cfg.tilt_deg is not None)
+    return PlannerFeeds(zone, price, weather, use_gti=weather_cfg is not None and weather_cfg.tilt_deg is not None,
+                        realtime=realtime)

@@ -1,4 +1,6 @@
-"""Day-ahead price feeds: ENTSO-E (entsoe-py), Nord Pool (nordpool), CAISO OASIS (a US ISO).
+"""Price feeds: day-ahead from ENTSO-E (entsoe-py), Nord Pool (nordpool), CAISO OASIS (a US ISO);
+real-time (known sooner than day-ahead, for the intervals they cover) from ENTSO-E's intraday
+auctions and CAISO's real-time markets (ems/feeds/planner_inputs.py lays them over the day-ahead).
 
 Each adapter is synchronous (the source runs it in a worker thread with a timeout,
 ems/feeds/source.py; nordpool's client that takes an HTTP client is async, so it runs on a loop
@@ -14,6 +16,8 @@ import warnings
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
+
+import numpy as np
 
 from ems.feeds.answer import bounded_body, bounded_session, checked_zip
 from ems.feeds.series import FeedMalformed, FeedNotCovering, FeedSeries, FeedUnavailable, regular_series
@@ -52,44 +56,118 @@ class EntsoePrices:
         self.timeout_s = timeout_s
 
     def fetch(self, start_utc_s: float, end_utc_s: float) -> FeedSeries:
-        import pandas as pd
-        import requests
-        from bs4 import XMLParsedAsHTMLWarning
-        from entsoe.entsoe import EntsoePandasClient
-        from entsoe.exceptions import NoMatchingDataError
-
-        # entsoe-py reads its XML with bs4's HTML parser on purpose (tag names lower-cased)
-        warnings.filterwarnings("ignore", category=XMLParsedAsHTMLWarning)
-
-        # one try: the source retries at its next refresh, never inside a planning period
         with bounded_session("entsoe") as session:
-            client = EntsoePandasClient(api_key=self.token, session=session, retry_count=1, retry_delay=0,
-                                        timeout=max(1, round(self.timeout_s)))
-            try:
-                s = client.query_day_ahead_prices(
-                    self.bidding_zone, start=pd.Timestamp(start_utc_s, unit="s", tz="UTC"),
-                    end=pd.Timestamp(end_utc_s, unit="s", tz="UTC"))
-            except NoMatchingDataError:
-                raise FeedNotCovering(f"entsoe: no day-ahead prices for {self.bidding_zone} in the window") from None
-            except (requests.RequestException, OSError) as exc:
-                raise FeedUnavailable(f"entsoe: {type(exc).__name__}: {exc}") from None
-            except (ValueError, KeyError, AttributeError, TypeError, NotImplementedError) as exc:
-                raise FeedMalformed(f"entsoe: cannot parse the answer: {type(exc).__name__}: {exc}") from None
+            s = _entsoe_query(_entsoe_client(session, self.token, self.timeout_s).query_day_ahead_prices,
+                              self.bidding_zone, start_utc_s, end_utc_s, "entsoe", "day-ahead prices")
+        if s is None:
+            raise FeedNotCovering(f"entsoe: no day-ahead prices for {self.bidding_zone} in the window")
         return _series_from_pandas(s, "entsoe")
 
 
-class CaisoOasisPrices:
-    """CAISO day-ahead hourly LMP at one node or trading hub, from OASIS (query PRC_LMP, the
-    zipped CSV): the query gridstatus makes for its `lmp_day_ahead_hourly`. gridstatus itself
-    cannot be installed beside openleadr (see docs/feeds.md), so the query is made here."""
+def _entsoe_client(session: Any, token: str, timeout_s: float) -> Any:
+    """entsoe-py's pandas client on a bounded session, making one try per query (the source
+    retries at its next refresh, never inside a planning period)."""
+    from bs4 import XMLParsedAsHTMLWarning
+    from entsoe.entsoe import EntsoePandasClient
 
-    name = "caiso"
+    # entsoe-py reads its XML with bs4's HTML parser on purpose (tag names lower-cased)
+    warnings.filterwarnings("ignore", category=XMLParsedAsHTMLWarning)
+    return EntsoePandasClient(api_key=token, session=session, retry_count=1, retry_delay=0,
+                              timeout=max(1, round(timeout_s)))
+
+
+def _entsoe_query(query: Any, zone: str, start_utc_s: float, end_utc_s: float, source: str, what: str,
+                  **kwargs: Any) -> Any:
+    """One of entsoe-py's queries for [start, end); None when the platform has no data for it.
+    The client's errors become FeedErrors."""
+    import pandas as pd
+    import requests
+    from entsoe.exceptions import NoMatchingDataError
+
+    try:
+        return query(zone, start=pd.Timestamp(start_utc_s, unit="s", tz="UTC"),
+                     end=pd.Timestamp(end_utc_s, unit="s", tz="UTC"), **kwargs)
+    except NoMatchingDataError:
+        return None
+    except (requests.RequestException, OSError) as exc:
+        raise FeedUnavailable(f"{source}: {type(exc).__name__}: {exc}") from None
+    except (ValueError, KeyError, AttributeError, TypeError, NotImplementedError) as exc:
+        raise FeedMalformed(f"{source}: cannot parse the {what}: {type(exc).__name__}: {exc}") from None
+
+
+class EntsoeIntradayPrices:
+    """ENTSO-E intraday auction prices (SIDC IDA1, IDA2, IDA3: document A44, contract type A07)
+    for a bidding zone, through entsoe-py's `query_intraday_prices`, one query per auction.
+
+    The auctions clear after the day-ahead for the same quarter hours: IDA1 at 15:00 and IDA2
+    at 22:00 (CET) the day before, IDA3 at 10:00 for 12:00-24:00. A later auction's price
+    replaces an earlier one's; a quarter hour none of them priced (a day not auctioned yet)
+    stays a gap, where the planner keeps the day-ahead price."""
+
+    name = "entsoe_intraday"
+
+    def __init__(self, bidding_zone: str, token: str, timeout_s: float, auctions: tuple[int, ...] = (1, 2, 3)) -> None:
+        self.bidding_zone = bidding_zone
+        self.token = token
+        self.timeout_s = timeout_s
+        self.auctions = tuple(sorted(auctions))  # the later auction last: its prices win
+
+    def fetch(self, start_utc_s: float, end_utc_s: float) -> FeedSeries:
+        parts: list[FeedSeries] = []
+        with bounded_session(self.name) as session:
+            client = _entsoe_client(session, self.token, self.timeout_s)
+            for seq in self.auctions:
+                s = _entsoe_query(client.query_intraday_prices, self.bidding_zone, start_utc_s, end_utc_s,
+                                  self.name, f"IDA{seq} prices", sequence=seq)
+                if s is not None:  # None: not held yet (IDA3 before 10:00), or not published for the zone
+                    parts.append(_series_from_pandas(s, f"{self.name} IDA{seq}"))
+        if not parts:
+            raise FeedNotCovering(f"{self.name}: no intraday auction prices for {self.bidding_zone} in the window")
+        return overlaid(parts, self.name)
+
+
+def overlaid(parts: list[FeedSeries], source: str) -> FeedSeries:
+    """The series laid one over the other, a later one's value winning, on one grid from the
+    first start to the last end; a step none of them has is NaN (a gap: not a price)."""
+    step = parts[0].step_s
+    if any(p.step_s != step or (p.start_utc_s - parts[0].start_utc_s) % step for p in parts):
+        raise FeedMalformed(f"{source}: the auctions' prices are not on one grid "
+                            f"(steps {sorted({p.step_s for p in parts})} s)")
+    start = min(p.start_utc_s for p in parts)
+    n = round((max(p.end_utc_s for p in parts) - start) / step)
+    values = np.full(n, np.nan)
+    for p in parts:
+        k = round((p.start_utc_s - start) / step)
+        values[k:k + p.n_steps] = p.columns[PRICE]
+    return FeedSeries(start, step, {PRICE: values})
+
+
+# OASIS's query per CAISO market, and the column its price is in: as gridstatus asks and reads
+# them (`lmp_day_ahead_hourly`, `lmp_real_time_15_min`, `lmp_real_time_5_min`)
+OASIS_QUERIES = {
+    "DAM": ("PRC_LMP", 12, "MW"),  # the day-ahead market, hourly
+    "RTPD": ("PRC_RTPD_LMP", 3, "PRC"),  # the 15-minute market (FMM), run ~37 min before its interval
+    "RTM": ("PRC_INTVL_LMP", 3, "VALUE"),  # the 5-minute real-time dispatch
+}
+
+
+class CaisoOasisPrices:
+    """CAISO LMP at one node or trading hub, from OASIS (the zipped CSV): the day-ahead market
+    (DAM, hourly) or a real-time one (RTPD 15-minute, RTM 5-minute), the queries gridstatus makes
+    for its `get_lmp`. gridstatus itself cannot be installed beside openleadr (see
+    docs/feeds.md), so the query is made here."""
+
     OASIS_URL = "https://oasis.caiso.com/oasisapi/SingleZip"
 
-    def __init__(self, node: str, timeout_s: float, url: str = OASIS_URL) -> None:
+    def __init__(self, node: str, timeout_s: float, url: str = OASIS_URL, market: str = "DAM") -> None:
+        if market not in OASIS_QUERIES:
+            raise ValueError(f"market {market!r} is not one of {', '.join(OASIS_QUERIES)}")
         self.node = node
         self.timeout_s = timeout_s
         self.url = url
+        self.market = market
+        # the cache file is named after the feed: the day-ahead keeps its name, the real-time its own
+        self.name = "caiso" if market == "DAM" else f"caiso_{market.lower()}"
 
     def fetch(self, start_utc_s: float, end_utc_s: float) -> FeedSeries:
         import csv
@@ -101,25 +179,26 @@ class CaisoOasisPrices:
         def stamp(t: float) -> str:
             return datetime.fromtimestamp(3600 * (t // 3600), UTC).strftime("%Y%m%dT%H:%M-0000")
 
+        queryname, version, price_column = OASIS_QUERIES[self.market]
         params: dict[str, str | int] = {
-            "resultformat": 6, "queryname": "PRC_LMP", "version": 12, "market_run_id": "DAM", "node": self.node,
-            "startdatetime": stamp(start_utc_s), "enddatetime": stamp(end_utc_s + 3599)}
+            "resultformat": 6, "queryname": queryname, "version": version, "market_run_id": self.market,
+            "node": self.node, "startdatetime": stamp(start_utc_s), "enddatetime": stamp(end_utc_s + 3599)}
         try:
             r = requests.get(self.url, params=params, timeout=self.timeout_s, stream=True)
             r.raise_for_status()
-            body = bounded_body(r, "caiso")
+            body = bounded_body(r, self.name)
         except requests.RequestException as exc:
-            raise FeedUnavailable(f"caiso: {type(exc).__name__}: {exc}") from None
+            raise FeedUnavailable(f"{self.name}: {type(exc).__name__}: {exc}") from None
         try:
             z = zipfile.ZipFile(io.BytesIO(body))
-            names = checked_zip(z, "caiso")
+            names = checked_zip(z, self.name)
             if any(n.endswith(".xml") for n in names):  # OASIS answers "no data" or an error as a zipped XML
                 text = z.read(names[0]).decode("utf-8", "replace")
                 code = text.split("<m:ERR_CODE>")[1].split("<")[0] if "<m:ERR_CODE>" in text else "?"
-                raise FeedNotCovering(f"caiso: OASIS error {code} for {self.node}")
+                raise FeedNotCovering(f"{self.name}: OASIS error {code} for {self.node}")
             rows = [row for n in names for row in csv.DictReader(io.TextIOWrapper(z.open(n), encoding="utf-8"))]
         except (zipfile.BadZipFile, UnicodeDecodeError, csv.Error, KeyError) as exc:
-            raise FeedMalformed(f"caiso: the answer is not OASIS's zipped CSV: {exc}") from None
+            raise FeedMalformed(f"{self.name}: the answer is not OASIS's zipped CSV: {exc}") from None
         times: list[float] = []
         values: list[float] = []
         try:
@@ -128,12 +207,12 @@ class CaisoOasisPrices:
                 start = datetime.fromisoformat(row["INTERVALSTARTTIME_GMT"])
                 # the column is GMT by its name: a stamp without an offset is UTC, not this machine's zone
                 times.append((start if start.tzinfo is not None else start.replace(tzinfo=UTC)).timestamp())
-                values.append(float(row["MW"]))  # OASIS names the price column MW ($/MWh)
+                values.append(float(row[price_column]))  # $/MWh, whatever OASIS names the column
         except (KeyError, ValueError) as exc:
-            raise FeedMalformed(f"caiso: unexpected row: {type(exc).__name__}: {exc}") from None
+            raise FeedMalformed(f"{self.name}: unexpected row: {type(exc).__name__}: {exc}") from None
         if not times:
-            raise FeedNotCovering(f"caiso: no day-ahead LMP for {self.node} in the answer")
-        return regular_series(times, {PRICE: values}, "caiso", PRICE_RANGE)
+            raise FeedNotCovering(f"{self.name}: no {self.market} LMP for {self.node} in the answer")
+        return regular_series(times, {PRICE: values}, self.name, PRICE_RANGE)
 
 
 class _SessionClient:

@@ -1,4 +1,5 @@
-"""The site file's feed sections: `policies.arbitrage.price_feed` and `.weather_feed`.
+"""The site file's feed sections: `policies.arbitrage.price_feed`, `.realtime_price_feed` and
+`.weather_feed`.
 
 Strict pydantic models (a typo is an error naming the field); the secrets (ENTSO-E's token)
 come from an environment variable or a file, as the other secrets of the site file do.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -30,17 +31,17 @@ class _PriceFeedBase(Strict):
     export_at_price: bool = Field(default=False, description="export is paid the feed's price (else nothing)")
 
 
-class EntsoeFeedConfig(_PriceFeedBase):
-    """ENTSO-E Transparency Platform day-ahead prices (entsoe-py)."""
+class _EntsoeToken(Strict):
+    """ENTSO-E's API token and bidding zone, for its day-ahead and intraday prices alike."""
 
-    source: Literal["entsoe"]
     bidding_zone: str = Field(min_length=2, description="entsoe-py area code, e.g. DE_LU, NL, FR, NO_1")
     token_env: str | None = Field(default="ENTSOE_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
                                   description="env variable holding the API token")
     token_file: Path | None = Field(default=None, description="file holding the API token (before token_env)")
+    _field: ClassVar[str] = _FIELD  # where the token's fields are, for a missing token's message
 
     @model_validator(mode="after")
-    def _known_zone(self) -> EntsoeFeedConfig:
+    def _known_zone(self) -> _EntsoeToken:
         from entsoe.mappings import Area
 
         if self.bidding_zone not in Area.__members__:
@@ -55,14 +56,24 @@ class EntsoeFeedConfig(_PriceFeedBase):
             try:
                 text = self.token_file.read_text().strip()
             except OSError as exc:
-                raise ConfigError(f"{_FIELD}.token_file: {exc.strerror}") from None
+                raise ConfigError(f"{self._field}.token_file: {exc.strerror}") from None
             if not text:
-                raise ConfigError(f"{_FIELD}.token_file: empty")
+                raise ConfigError(f"{self._field}.token_file: empty")
             return text
         value = os.environ.get(self.token_env or "", "")
         if not value:
-            raise ConfigError(f"{_FIELD}.token_env: {self.token_env} is not set (the ENTSO-E API token)")
+            raise ConfigError(f"{self._field}.token_env: {self.token_env} is not set (the ENTSO-E API token)")
         return value
+
+
+class EntsoeFeedConfig(_EntsoeToken, _PriceFeedBase):
+    """ENTSO-E Transparency Platform day-ahead prices (entsoe-py)."""
+
+    source: Literal["entsoe"]
+
+    @property
+    def currency(self) -> str:
+        return "EUR"
 
 
 class CaisoFeedConfig(_PriceFeedBase):
@@ -72,6 +83,10 @@ class CaisoFeedConfig(_PriceFeedBase):
     node: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$",
                       description="pricing node or trading hub, e.g. TH_NP15_GEN-APND")
     url: str = Field(default="https://oasis.caiso.com/oasisapi/SingleZip", pattern=r"^https?://")
+
+    @property
+    def currency(self) -> str:
+        return "USD"
 
 
 class NordPoolFeedConfig(_PriceFeedBase):
@@ -93,6 +108,68 @@ class NordPoolFeedConfig(_PriceFeedBase):
 
 PriceFeedConfig = Annotated[EntsoeFeedConfig | CaisoFeedConfig | NordPoolFeedConfig,
                             Field(discriminator="source")]
+
+_RT_FIELD = "policies.arbitrage.realtime_price_feed"
+
+
+class _RealtimeFeedBase(Strict):
+    # the real-time markets clear every 5 to 60 minutes (the intraday auctions three times a day)
+    refresh_s: float = Field(default=900.0, ge=60, le=86_400, description="fetch this often (5 min after a failure)")
+    timeout_s: float = Field(default=30.0, gt=0, le=600, description="a fetch taking longer counts as failed")
+
+
+class EntsoeIntradayFeedConfig(_EntsoeToken, _RealtimeFeedBase):
+    """ENTSO-E's intraday auction prices (SIDC IDA1-3, entsoe-py `query_intraday_prices`)."""
+
+    source: Literal["entsoe"]
+    auctions: tuple[Literal[1, 2, 3], ...] = Field(
+        default=(1, 2, 3), min_length=1, description="IDA1 (15:00 the day before), IDA2 (22:00 the day before), "
+                                                     "IDA3 (10:00, for 12:00-24:00); a later one's price wins")
+    _field: ClassVar[str] = _RT_FIELD
+
+    @property
+    def currency(self) -> str:
+        return "EUR"
+
+    @model_validator(mode="after")
+    def _distinct(self) -> EntsoeIntradayFeedConfig:
+        if len(set(self.auctions)) != len(self.auctions):
+            raise ValueError(f"auctions {list(self.auctions)} names one twice")
+        return self
+
+
+class CaisoRealtimeFeedConfig(_RealtimeFeedBase):
+    """CAISO's real-time LMP at a node from OASIS: the 15-minute market (RTPD) or the 5-minute
+    dispatch (RTM), the queries gridstatus makes for `lmp_real_time_15_min` and `_5_min`."""
+
+    source: Literal["caiso"]
+    node: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$",
+                      description="pricing node or trading hub, e.g. TH_NP15_GEN-APND")
+    market: Literal["RTPD", "RTM"] = Field(default="RTPD", description="RTPD: the 15-minute market; "
+                                                                       "RTM: the 5-minute dispatch")
+    url: str = Field(default="https://oasis.caiso.com/oasisapi/SingleZip", pattern=r"^https?://")
+
+    @property
+    def currency(self) -> str:
+        return "USD"
+
+
+RealtimePriceFeedConfig = Annotated[EntsoeIntradayFeedConfig | CaisoRealtimeFeedConfig,
+                                    Field(discriminator="source")]
+
+
+def realtime_mismatch(day_ahead: PriceFeedConfig | None, realtime: RealtimePriceFeedConfig | None) -> str | None:
+    """Why a real-time feed cannot be laid over the day-ahead one (None when it can): it needs
+    one, in the same currency (the merged series is priced as the day-ahead's, per MWh)."""
+    if realtime is None:
+        return None
+    if day_ahead is None:
+        return ("realtime_price_feed needs a price_feed: real-time prices reach minutes to hours ahead, "
+                "the plan a day (the day-ahead prices fill the rest)")
+    if realtime.currency != day_ahead.currency:
+        return (f"realtime_price_feed.source {realtime.source}: prices in {realtime.currency}, "
+                f"the price_feed's ({day_ahead.source}) in {day_ahead.currency}")
+    return None
 
 
 class WeatherFeedConfig(Strict):

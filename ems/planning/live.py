@@ -140,5 +140,5 @@ def live_planner(cfg: SiteConfig, tariff: Tariff | None, demand: DemandMeter) ->
     runner = PlanningRunner(PlanBuilder(tariff, settings), a.planning_interval_s, demand, reuse_lp=a.reuse_lp)
     loc = a.pv_location
     feeds = planner_feeds(a.price_feed, a.weather_feed, a.timezone, cfg.state.dir,
-                          None if loc is None else (loc.latitude_deg, loc.longitude_deg))
+                          None if loc is None else (loc.latitude_deg, loc.longitude_deg), a.realtime_price_feed)
     return LivePlanner(runner, demand.zone, feeds)

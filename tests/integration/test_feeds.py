@@ -31,9 +31,15 @@ from aiohttp import web
 from ems.broker import free_port
 from ems.feeds.cache import FeedCache
 from ems.feeds.planner_inputs import PlannerFeeds, PriceFeedUse, planner_feeds
-from ems.feeds.prices import PRICE, CaisoOasisPrices, EntsoePrices, NordPoolPrices
+from ems.feeds.prices import PRICE, CaisoOasisPrices, EntsoeIntradayPrices, EntsoePrices, NordPoolPrices
 from ems.feeds.series import FeedMalformed
-from ems.feeds.settings import CaisoFeedConfig, EntsoeFeedConfig, NordPoolFeedConfig, WeatherFeedConfig
+from ems.feeds.settings import (
+    CaisoFeedConfig,
+    CaisoRealtimeFeedConfig,
+    EntsoeFeedConfig,
+    NordPoolFeedConfig,
+    WeatherFeedConfig,
+)
 from ems.feeds.source import FeedSource
 from ems.feeds.weather import GHI, GTI, TEMPERATURE, OpenMeteoWeather
 from ems.load_model import LoadModel
@@ -49,6 +55,9 @@ ENTSOE_NO_DATA = DATA / "entsoe_acknowledgement_no_data.xml"
 NORDPOOL_JSON = DATA / "nordpool_fi_2025-05-07_60min.json"
 CAISO_ZIP = DATA / "caiso_oasis_prc_lmp_dam_2026-07-15.zip"
 CAISO_NO_DATA = DATA / "caiso_oasis_no_data.zip"
+ENTSOE_IDA = {"1": DATA / "entsoe_a44_ida1_de_lu_2026-01-15.xml", "3": DATA / "entsoe_a44_ida3_de_lu_2026-01-15.xml"}
+CAISO_RT_ZIP = {"RTPD": DATA / "caiso_oasis_prc_rtpd_lmp_2026-07-15.zip",
+                "RTM": DATA / "caiso_oasis_prc_intvl_lmp_2026-07-15.zip"}
 OPEN_METEO_JSON = DATA / "open_meteo_forecast_berlin_2026-06-15.json"
 FLOOD_CAP_BYTES = 256 << 20  # the most a flooding answer sends: 32 times the bound, never reached while it holds
 
@@ -101,10 +110,16 @@ async def served() -> AsyncIterator[Served]:
 
     async def entsoe(request: web.Request) -> web.StreamResponse:
         s.queries.append(dict(request.query))
-        if "entsoe" in s.flood:
-            return await s.flooded(request, s.flood["entsoe"])
+        # contract type A07: an intraday auction's prices (its number in classificationSequence)
+        name = "entsoe_intraday" if request.query.get("contract_MarketAgreement.type") == "A07" else "entsoe"
+        if name in s.flood:
+            return await s.flooded(request, s.flood[name])
         if request.query.get("offset", "0") != "0":  # entsoe-py pages by 100 documents until "no data"
             return web.Response(status=200, body=ENTSOE_NO_DATA.read_bytes(), content_type="application/xml")
+        if name == "entsoe_intraday":
+            ida = ENTSOE_IDA.get(request.query.get("classificationSequence_AttributeInstanceComponent.position", ""))
+            body = ENTSOE_NO_DATA if ida is None else ida  # IDA2 not recorded: "no data", as the platform says
+            return s.answer(name, 200, body.read_bytes(), "application/xml")
         return s.answer("entsoe", 200, ENTSOE_XML.read_bytes(), "application/xml")
 
     async def nordpool(request: web.Request) -> web.StreamResponse:
@@ -117,8 +132,12 @@ async def served() -> AsyncIterator[Served]:
 
     async def caiso(request: web.Request) -> web.Response:
         s.queries.append(dict(request.query))
-        resp = s.answer("caiso", 200, CAISO_ZIP.read_bytes(), "application/x-zip-compressed")
-        resp.headers["Content-Disposition"] = "inline; filename=20260715_20260717_PRC_LMP_DAM_LMP_v12.csv.zip;"
+        market = request.query.get("market_run_id", "DAM")
+        if market == "DAM":
+            resp = s.answer("caiso", 200, CAISO_ZIP.read_bytes(), "application/x-zip-compressed")
+        else:  # the real-time markets' answers, failed together by a test ("caiso_rt")
+            resp = s.answer("caiso_rt", 200, CAISO_RT_ZIP[market].read_bytes(), "application/x-zip-compressed")
+        resp.headers["Content-Disposition"] = f"inline; filename=20260715_20260717_{market}_LMP.csv.zip;"
         return resp
 
     async def open_meteo(request: web.Request) -> web.Response:
@@ -165,17 +184,18 @@ def source(feed: Any, cache: FeedCache, now: list[float], min_ahead_h: float = 1
                       fetch_ahead_s=2 * 86_400.0, keep_s=2 * 86_400.0, clock=lambda: now[0])
 
 
-def entsoe_points() -> list[tuple[float, float]]:
-    """(UTC s, EUR/MWh) of every 15-minute step in the recorded document, A03 gaps repeated."""
+def entsoe_points(path: Path = ENTSOE_XML) -> list[tuple[float, float]]:
+    """(UTC s, EUR/MWh) of every 15-minute step in a recorded document, A03 gaps repeated."""
     ns = {"m": "urn:iec62325.351:tc57wg16:451-3:publicationdocument:7:3"}
     out: list[tuple[float, float]] = []
-    for period in ET.parse(ENTSOE_XML).getroot().iterfind(".//m:Period", ns):
+    for period in ET.parse(path).getroot().iterfind(".//m:Period", ns):
         start = datetime.fromisoformat(period.findtext("m:timeInterval/m:start", namespaces=ns) or "").timestamp()
+        end = datetime.fromisoformat(period.findtext("m:timeInterval/m:end", namespaces=ns) or "").timestamp()
         pts = {int(p.findtext("m:position", namespaces=ns) or 0): float(p.findtext("m:price.amount", namespaces=ns)
                                                                          or "nan")
                for p in period.iterfind("m:Point", ns)}
         value = math.nan
-        for pos in range(1, 97):
+        for pos in range(1, round((end - start) / 900.0) + 1):
             value = pts.get(pos, value)
             out.append((start + (pos - 1) * 900.0, value))
     return out
@@ -612,18 +632,21 @@ async def test_a_zip_bomb_or_an_oversized_answer_is_refused_before_it_is_read(se
 
 
 @pytest.mark.parametrize("mode", ["endless", "declared", "gzip"])
-@pytest.mark.parametrize("name", ["entsoe", "nordpool"])
+@pytest.mark.parametrize("name", ["entsoe", "entsoe_intraday", "nordpool"])
 async def test_the_price_clients_answers_are_refused_past_the_bound_unread(clients_on_loopback: Served,
                                                                            tmp_path: Path, name: str,
                                                                            mode: str) -> None:
-    """entsoe-py and nordpool make their own requests: through the bounded session we hand them,
-    an answer that never ends, that declares 64 GiB, or that decodes past the bound is refused
-    (malformed), the connection dropped, and never more than the bound held in memory."""
+    """entsoe-py (day-ahead and intraday) and nordpool make their own requests: through the
+    bounded session we hand them, an answer that never ends, that declares 64 GiB, or that
+    decodes past the bound is refused (malformed), the connection dropped, and never more than
+    the bound held in memory."""
     from ems.feeds.answer import MAX_ANSWER_BYTES
 
     served = clients_on_loopback
     served.flood[name] = mode
-    feed = EntsoePrices("DE_LU", "test-token", 10.0) if name == "entsoe" else NordPoolPrices("FI", "EUR", 60, 10.0)
+    feed = {"entsoe": EntsoePrices("DE_LU", "test-token", 10.0),
+            "entsoe_intraday": EntsoeIntradayPrices("DE_LU", "test-token", 10.0),
+            "nordpool": NordPoolPrices("FI", "EUR", 60, 10.0)}[name]
     window = (utc_s(2025, 5, 7, 0), utc_s(2025, 5, 8, 0))
     gzip_bomb()  # built before memory is traced: the server's, not the client's
     tracemalloc.start()
@@ -652,3 +675,158 @@ async def test_a_nordpool_answer_that_is_no_json_is_malformed(clients_on_loopbac
     src = source(NordPoolPrices("FI", "EUR", 60, 10.0), FeedCache(tmp_path), [utc_s(2025, 5, 7, 6)])
     assert not await src.refresh()
     assert src.failures == {"malformed": 1}
+
+
+# --- real-time prices laid over the day-ahead -----------------------------------------------------
+
+def oasis_lmp(path: Path, column: str) -> dict[float, float]:
+    """UTC s -> $/MWh of the LMP rows (not its energy, congestion, loss, GHG parts) of a recorded answer."""
+    with zipfile.ZipFile(path) as z:
+        rows = list(csv.DictReader(io.TextIOWrapper(z.open(z.namelist()[0]), encoding="utf-8")))
+    return {datetime.fromisoformat(r["INTERVALSTARTTIME_GMT"]).timestamp(): float(r[column])
+            for r in rows if r["LMP_TYPE"] == "LMP"}
+
+
+def realtime_source(feed: Any, cache: FeedCache, now: list[float]) -> FeedSource:
+    """As planner_feeds makes one: nothing required ahead of now, six hours kept."""
+    return FeedSource(feed, cache, refresh_s=900.0, timeout_s=10.0, min_ahead_s=0.0, fetch_ahead_s=86_400.0,
+                      keep_s=6 * 3600.0, clock=lambda: now[0])
+
+
+async def test_entsoe_intraday_auctions_a_later_one_wins(clients_on_loopback: Served, tmp_path: Path) -> None:
+    now = [utc_s(2026, 1, 15, 8, 5)]
+    src = realtime_source(EntsoeIntradayPrices("DE_LU", "test-token", 10.0), FeedCache(tmp_path), now)
+    assert await src.refresh()
+    first_pages = [q for q in clients_on_loopback.queries if q["offset"] == "0"]
+    assert {q["contract_MarketAgreement.type"] for q in first_pages} == {"A07"}
+    assert [q["classificationSequence_AttributeInstanceComponent.position"] for q in first_pages] == ["1", "2", "3"]
+    g = src.good
+    assert g is not None and g.step_s == 900.0
+    ida1, ida3 = dict(entsoe_points(ENTSOE_IDA["1"])), dict(entsoe_points(ENTSOE_IDA["3"]))
+    assert g.end_utc_s == max(ida1) + 900.0
+    ts = g.start_utc_s + np.arange(g.n_steps) * 900.0
+    want = [ida3.get(t, ida1[t]) for t in ts]  # IDA3 (10:00 on the day) over IDA1 (15:00 the day before)
+    np.testing.assert_allclose(g.at(PRICE, ts), want)
+    assert any(t in ida3 and ida3[t] != ida1[t] for t in ts)  # the fixture tells the two apart
+    assert src.failures == {} and (tmp_path / "entsoe_intraday.json").exists()
+
+
+async def test_entsoe_intraday_without_any_auction_is_not_covering(clients_on_loopback: Served,
+                                                                   tmp_path: Path) -> None:
+    src = realtime_source(EntsoeIntradayPrices("DE_LU", "test-token", 10.0, auctions=(2,)), FeedCache(tmp_path),
+                          [utc_s(2026, 1, 15, 8, 5)])
+    assert not await src.refresh()
+    assert src.failures == {"not_covering": 1} and src.good is None
+
+
+@pytest.mark.parametrize(("market", "query", "column", "step_s"), [
+    ("RTPD", "PRC_RTPD_LMP", "PRC", 900.0), ("RTM", "PRC_INTVL_LMP", "VALUE", 300.0)])
+async def test_caiso_realtime_lmp_from_oasis(served: Served, tmp_path: Path, market: str, query: str, column: str,
+                                             step_s: float) -> None:
+    now = [utc_s(2026, 7, 15, 14, 5)]
+    feed = CaisoOasisPrices("TH_NP15_GEN-APND", 10.0, f"{served.base}/caiso/SingleZip", market=market)
+    src = realtime_source(feed, FeedCache(tmp_path), now)
+    assert await src.refresh()
+    q = served.queries[-1]
+    assert q["queryname"] == query and q["market_run_id"] == market and q["version"] == "3"
+    lmp = oasis_lmp(CAISO_RT_ZIP[market], column)
+    g = src.good
+    assert g is not None and g.step_s == step_s and g.start_utc_s == min(lmp)
+    np.testing.assert_allclose(g.columns[PRICE], [lmp[t] for t in sorted(lmp)])
+    assert feed.name == f"caiso_{market.lower()}" and (tmp_path / f"{feed.name}.json").exists()
+
+
+async def test_the_planner_takes_the_intraday_price_where_there_is_one(clients_on_loopback: Served,
+                                                                       tmp_path: Path) -> None:
+    now = [utc_s(2026, 1, 15, 8, 5)]
+    cache = FeedCache(tmp_path)
+    day_ahead = source(EntsoePrices("DE_LU", "test-token", 10.0), cache, now)
+    intraday = realtime_source(EntsoeIntradayPrices("DE_LU", "test-token", 10.0), cache, now)
+    assert await day_ahead.refresh() and await intraday.refresh()
+    cfg = EntsoeFeedConfig(source="entsoe", bidding_zone="DE_LU", adder_per_kwh=0.1)
+    feeds = PlannerFeeds("Europe/Berlin", PriceFeedUse(day_ahead, cfg), None, realtime=intraday)
+    b = builder()
+    feeds.apply(b, local_s(now[0], "Europe/Berlin"))
+    dyn = b.tariff.dynamic_prices
+    assert dyn is not None and len(dyn.buy_per_kwh) == 96
+    da = dict(entsoe_points())
+    ida1, ida3 = dict(entsoe_points(ENTSOE_IDA["1"])), dict(entsoe_points(ENTSOE_IDA["3"]))
+    t0 = utc_s(2026, 1, 15, 8)
+    got = np.array(dyn.buy_per_kwh) * 1000.0 - 100.0
+    want = [ida3.get(t, ida1.get(t, da[t])) for t in t0 + np.arange(96) * 900.0]
+    np.testing.assert_allclose(got, want)
+    # 08:00 to 23:00 UTC from the auctions (IDA3 from 11:00), the rest the next day's day-ahead
+    assert feeds.realtime_steps == 60 and feeds.realtime_plans == 1 and feeds.priced_plans == 1
+    assert set(feeds.summary()) >= {"entsoe", "entsoe_intraday", "realtime_plans"}
+
+
+async def test_five_minute_prices_are_averaged_over_a_planning_step(served: Served, tmp_path: Path) -> None:
+    now = [utc_s(2026, 7, 15, 14, 5)]
+    cache = FeedCache(tmp_path)
+    url = f"{served.base}/caiso/SingleZip"
+    day_ahead = source(CaisoOasisPrices("TH_NP15_GEN-APND", 10.0, url), cache, now)
+    rtm = realtime_source(CaisoOasisPrices("TH_NP15_GEN-APND", 10.0, url, market="RTM"), cache, now)
+    assert await day_ahead.refresh() and await rtm.refresh()
+    feeds = PlannerFeeds("America/Los_Angeles",
+                         PriceFeedUse(day_ahead, CaisoFeedConfig(source="caiso", node="TH_NP15_GEN-APND")), None,
+                         realtime=rtm)
+    b = builder()
+    feeds.apply(b, local_s(now[0], "America/Los_Angeles"))
+    dyn = b.tariff.dynamic_prices
+    assert dyn is not None
+    five = oasis_lmp(CAISO_RT_ZIP["RTM"], "VALUE")
+    dam = oasis_lmp(CAISO_ZIP, "MW")
+    t0 = utc_s(2026, 7, 15, 14)
+    got = np.array(dyn.buy_per_kwh) * 1000.0
+    for k in range(4):  # 14:00 to 15:00: the mean of each quarter hour's three 5-minute prices
+        assert got[k] == pytest.approx(np.mean([five[t0 + k * 900.0 + j * 300.0] for j in range(3)]))
+    assert got[4] == pytest.approx(dam[t0 + 3600.0])  # past the real-time series: the day-ahead hour
+    assert feeds.realtime_steps == 4
+
+
+async def test_a_failing_realtime_feed_keeps_its_last_series_then_the_day_ahead(served: Served,
+                                                                                tmp_path: Path) -> None:
+    now = [utc_s(2026, 7, 15, 14, 5)]
+    cache = FeedCache(tmp_path)
+    url = f"{served.base}/caiso/SingleZip"
+    day_ahead = source(CaisoOasisPrices("TH_NP15_GEN-APND", 10.0, url), cache, now)
+    rtpd = realtime_source(CaisoOasisPrices("TH_NP15_GEN-APND", 10.0, url, market="RTPD"), cache, now)
+    assert await day_ahead.refresh() and await rtpd.refresh()
+    feeds = PlannerFeeds("America/Los_Angeles",
+                         PriceFeedUse(day_ahead, CaisoFeedConfig(source="caiso", node="TH_NP15_GEN-APND")), None,
+                         realtime=rtpd)
+    fifteen = oasis_lmp(CAISO_RT_ZIP["RTPD"], "PRC")
+    dam = oasis_lmp(CAISO_ZIP, "MW")
+    served.override["caiso_rt"] = (503, b"", "text/plain")
+    now[0] = utc_s(2026, 7, 15, 14, 35)
+    assert not await rtpd.refresh()
+    assert rtpd.failures == {"unavailable": 1} and rtpd.last_error == "unavailable"
+    b = builder()
+    feeds.apply(b, local_s(now[0], "America/Los_Angeles"))
+    dyn = b.tariff.dynamic_prices
+    assert dyn is not None
+    t = utc_s(2026, 7, 15, 14, 30)
+    # the last good real-time series still has 14:30 and 14:45 (the spike among them)
+    assert dyn.buy_per_kwh[:2] == pytest.approx([fifteen[t] / 1000.0, fifteen[t + 900.0] / 1000.0])
+    assert dyn.buy_per_kwh[2] == pytest.approx(dam[t + 1800.0] / 1000.0)
+    # past its end (15:00) the plan is priced on the day-ahead alone, the real-time counted stale once
+    now[0] = utc_s(2026, 7, 15, 15, 5)
+    feeds.apply(b, local_s(now[0], "America/Los_Angeles"))
+    feeds.apply(b, local_s(now[0] + 900.0, "America/Los_Angeles"))
+    dyn = b.tariff.dynamic_prices
+    assert dyn is not None and dyn.buy_per_kwh[0] == pytest.approx(dam[utc_s(2026, 7, 15, 15)] / 1000.0)
+    assert rtpd.stale == 1 and feeds.realtime_steps == 0 and feeds.realtime_plans == 1
+    # after a restart the real-time series comes back from its own cache file, beside the day-ahead's
+    again = realtime_source(CaisoOasisPrices("TH_NP15_GEN-APND", 10.0, url, market="RTPD"), FeedCache(tmp_path), now)
+    assert again.good is not None and again.good.end_utc_s == max(fifteen) + 900.0
+    assert {p.name for p in tmp_path.iterdir()} == {"caiso.json", "caiso_rtpd.json"}
+
+
+def test_planner_feeds_makes_the_realtime_source_from_the_site_file(tmp_path: Path) -> None:
+    feeds = planner_feeds(CaisoFeedConfig(source="caiso", node="TH_SP15_GEN-APND"), None, "America/Los_Angeles",
+                          tmp_path, None, CaisoRealtimeFeedConfig(source="caiso", node="TH_SP15_GEN-APND",
+                                                                  market="RTM", refresh_s=300))
+    assert feeds is not None and feeds.realtime is not None
+    rt = feeds.realtime
+    assert rt.name == "caiso_rtm" and rt.refresh_s == 300 and rt.min_ahead_s == 0.0
+    assert [s.name for s in feeds.sources] == ["caiso", "caiso_rtm"]

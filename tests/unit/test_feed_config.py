@@ -91,3 +91,56 @@ def test_a_weather_feed_needs_a_place() -> None:
         planner_feeds(None, WeatherFeedConfig(), "UTC", None, None)
     feeds = planner_feeds(None, WeatherFeedConfig(), "UTC", None, (59.3, 18.1))
     assert feeds is not None and feeds.weather is not None and feeds.weather.cache.dir is None
+
+
+@pytest.mark.parametrize(("price_feed", "change", "field"), [
+    ({"source": "caiso", "node": "TH_NP15_GEN-APND"}, {"source": "caiso", "node": "X", "market": "DAM"},
+     r"policies\.arbitrage\.realtime_price_feed\.caiso\.market"),
+    ({"source": "caiso", "node": "TH_NP15_GEN-APND"}, {"source": "caiso", "node": "X", "refresh_s": 10},
+     r"policies\.arbitrage\.realtime_price_feed\.caiso\.refresh_s"),
+    (None, {"source": "entsoe", "bidding_zone": "NL", "auctions": [4]},
+     r"policies\.arbitrage\.realtime_price_feed\.entsoe\.auctions"),
+    (None, {"source": "entsoe", "bidding_zone": "NL", "auctions": [1, 1]},
+     r"policies\.arbitrage\.realtime_price_feed\.entsoe.*auctions \[1, 1\] names one twice"),
+    (None, {"source": "entsoe", "bidding_zone": "ATLANTIS"}, r"policies\.arbitrage\.realtime_price_feed\.entsoe"),
+    (None, {"source": "nordpool", "area": "SE3"}, r"policies\.arbitrage\.realtime_price_feed"),  # none offered
+    # the example's day-ahead is Nord Pool in EUR: CAISO's real-time prices are in USD
+    (None, {"source": "caiso", "node": "TH_NP15_GEN-APND"},
+     r"policies\.arbitrage.*realtime_price_feed\.source caiso: prices in USD, the price_feed's \(nordpool\) in EUR"),
+    ("none", {"source": "caiso", "node": "TH_NP15_GEN-APND"},
+     r"policies\.arbitrage.*realtime_price_feed needs a price_feed"),
+])
+def test_a_bad_realtime_price_feed_names_the_field(price_feed: dict | str | None, change: dict, field: str) -> None:
+    data = _example()
+    a = data["policies"]["arbitrage"]
+    if price_feed == "none":
+        del a["price_feed"]
+    elif price_feed is not None:
+        a["price_feed"] = price_feed
+    a["realtime_price_feed"] = change
+    with pytest.raises(ConfigError, match=field):
+        parse_config(data)
+
+
+def test_a_realtime_feed_in_the_day_aheads_currency_passes() -> None:
+    data = _example()
+    a = data["policies"]["arbitrage"]
+    a["price_feed"]["currency"] = "SEK"
+    a["realtime_price_feed"] = {"source": "entsoe", "bidding_zone": "SE_3", "token_env": "ENTSOE_API_KEY"}
+    with pytest.raises(ConfigError, match=r"prices in EUR, the price_feed's \(nordpool\) in SEK"):
+        parse_config(data)
+    a["price_feed"]["currency"] = "EUR"
+    rt = parse_config(data).policies.arbitrage.realtime_price_feed  # type: ignore[union-attr]
+    assert rt is not None and rt.source == "entsoe" and rt.auctions == (1, 2, 3) and rt.refresh_s == 900
+
+
+def test_check_config_refuses_an_intraday_feed_without_its_token(tmp_path: Path) -> None:
+    data = _example()
+    data["policies"]["arbitrage"]["realtime_price_feed"] = {"source": "entsoe", "bidding_zone": "SE_3",
+                                                            "token_env": "EMS_TEST_NO_SUCH_TOKEN"}
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(data))
+    out = subprocess.run([sys.executable, "-m", "ems.cli", "check-config", str(path)],
+                         capture_output=True, text=True, cwd=ROOT / "config", timeout=60)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert "realtime_price_feed.token_env: EMS_TEST_NO_SUCH_TOKEN is not set" in out.stderr + out.stdout

@@ -3,9 +3,13 @@ merged with the series before it so a weather feed's past hours stay."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from ems.feeds.cache import FeedCache
+from ems.feeds.prices import PRICE, overlaid
 from ems.feeds.series import FeedMalformed, FeedSeries, regular_series
 
 
@@ -45,3 +49,23 @@ def test_an_older_series_far_in_the_past_is_cut_before_the_gap_is_filled() -> No
     recent = FeedSeries(1e16 - 3 * 3600.0, 3600.0, {"t": np.full(2, 7.0)})  # within the span: kept, gap NaN
     m = new.merged(recent, keep_from_utc_s=1e16 - 2 * 3600.0)
     np.testing.assert_array_equal(m.columns["t"], [7, np.nan, 0, 1, 2, 3, 4])
+
+
+def test_auctions_overlaid_a_later_one_wins_and_a_day_none_priced_stays_a_gap(tmp_path: Path) -> None:
+    q = 900.0
+    ida1 = FeedSeries(0.0, q, {PRICE: np.array([10.0, 11.0, 12.0, 13.0])})
+    ida3 = FeedSeries(2 * q, q, {PRICE: np.array([30.0, 31.0])})
+    next_day = FeedSeries(6 * q, q, {PRICE: np.array([50.0])})  # 4q and 5q: no auction priced them
+    out = overlaid([ida1, ida3, next_day], "ida")
+    assert out.start_utc_s == 0.0 and out.step_s == q
+    np.testing.assert_array_equal(out.columns[PRICE], [10.0, 11.0, 30.0, 31.0, np.nan, np.nan, 50.0])
+    # the gap survives the cache (as null), the planner sees NaN there and keeps the day-ahead
+    cache = FeedCache(tmp_path)
+    cache.save("ida", out, 1.0)
+    back = cache.load("ida")
+    assert back is not None
+    np.testing.assert_array_equal(back[0].columns[PRICE], out.columns[PRICE])
+    with pytest.raises(FeedMalformed, match=r"ida: the auctions' prices are not on one grid \(steps \[900.0, 3600.0\]"):
+        overlaid([ida1, FeedSeries(0.0, 3600.0, {PRICE: np.array([1.0])})], "ida")
+    with pytest.raises(FeedMalformed, match="not on one grid"):
+        overlaid([ida1, FeedSeries(300.0, q, {PRICE: np.array([1.0])})], "ida")
