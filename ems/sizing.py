@@ -147,7 +147,7 @@ def run_point(cfg: BacktestConfig, opts: BacktestOptions, energy_kwh: float, pow
     t0 = time.perf_counter()
     point_cfg = sized(cfg, energy_kwh, power_kw, costs, planning_step_s)
     if genset_kw is not None:
-        point_cfg = with_gensets(point_cfg, genset_kw)
+        point_cfg = with_gensets(point_cfg, genset_kw, rented=gensets is None or not gensets.bought)
     if pv_kw is not None:
         if pv is None or opts.pv_csv is None:
             raise BacktestInputError("a PV size needs the PV series and its costs")
