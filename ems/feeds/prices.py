@@ -142,12 +142,12 @@ def overlaid(parts: list[FeedSeries], source: str) -> FeedSeries:
     return FeedSeries(start, step, {PRICE: values})
 
 
-# OASIS's query per CAISO market, and the column its price is in: as gridstatus asks and reads
-# them (`lmp_day_ahead_hourly`, `lmp_real_time_15_min`, `lmp_real_time_5_min`)
+# OASIS's query per CAISO market, the column its price is in (as gridstatus asks and reads
+# them: `lmp_day_ahead_hourly`, `lmp_real_time_15_min`, `lmp_real_time_5_min`) and its step
 OASIS_QUERIES = {
-    "DAM": ("PRC_LMP", 12, "MW"),  # the day-ahead market, hourly
-    "RTPD": ("PRC_RTPD_LMP", 3, "PRC"),  # the 15-minute market (FMM), run ~37 min before its interval
-    "RTM": ("PRC_INTVL_LMP", 3, "VALUE"),  # the 5-minute real-time dispatch
+    "DAM": ("PRC_LMP", 12, "MW", 3600.0),  # the day-ahead market, hourly
+    "RTPD": ("PRC_RTPD_LMP", 3, "PRC", 900.0),  # the 15-minute market (FMM), run ~37 min before its interval
+    "RTM": ("PRC_INTVL_LMP", 3, "VALUE", 300.0),  # the 5-minute real-time dispatch
 }
 
 
@@ -179,7 +179,7 @@ class CaisoOasisPrices:
         def stamp(t: float) -> str:
             return datetime.fromtimestamp(3600 * (t // 3600), UTC).strftime("%Y%m%dT%H:%M-0000")
 
-        queryname, version, price_column = OASIS_QUERIES[self.market]
+        queryname, version, price_column, step_s = OASIS_QUERIES[self.market]
         params: dict[str, str | int] = {
             "resultformat": 6, "queryname": queryname, "version": version, "market_run_id": self.market,
             "node": self.node, "startdatetime": stamp(start_utc_s), "enddatetime": stamp(end_utc_s + 3599)}
@@ -212,7 +212,7 @@ class CaisoOasisPrices:
             raise FeedMalformed(f"{self.name}: unexpected row: {type(exc).__name__}: {exc}") from None
         if not times:
             raise FeedNotCovering(f"{self.name}: no {self.market} LMP for {self.node} in the answer")
-        return regular_series(times, {PRICE: values}, self.name, PRICE_RANGE)
+        return regular_series(times, {PRICE: values}, self.name, PRICE_RANGE, step_s)
 
 
 class _SessionClient:

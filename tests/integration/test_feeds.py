@@ -830,3 +830,49 @@ def test_planner_feeds_makes_the_realtime_source_from_the_site_file(tmp_path: Pa
     rt = feeds.realtime
     assert rt.name == "caiso_rtm" and rt.refresh_s == 300 and rt.min_ahead_s == 0.0
     assert [s.name for s in feeds.sources] == ["caiso", "caiso_rtm"]
+
+
+def _rtm_answer(starts_utc_s: list[float], price: float) -> bytes:
+    """An OASIS RTM answer with one LMP row at each interval start (its other columns as recorded)."""
+    with zipfile.ZipFile(CAISO_RT_ZIP["RTM"]) as z:
+        rows = list(csv.DictReader(io.TextIOWrapper(z.open(z.namelist()[0]), encoding="utf-8")))
+    lmp = next(r for r in rows if r["LMP_TYPE"] == "LMP")
+    text = io.StringIO()
+    w = csv.DictWriter(text, fieldnames=list(lmp))
+    w.writeheader()
+    for t in starts_utc_s:
+        stamp = datetime.fromtimestamp(t, UTC).isoformat(timespec="microseconds")
+        w.writerow(lmp | {"INTERVALSTARTTIME_GMT": stamp, "VALUE": f"{price}"})
+    return _zip_of(text.getvalue().encode())
+
+
+async def test_a_realtime_answer_off_its_markets_step_is_not_stretched_over_the_plan(served: Served,
+                                                                                     tmp_path: Path) -> None:
+    """The step was read off the answer: one 5-minute row became an hour's price (a single row
+    was taken as hourly), and rows 1/64 s apart made each plan step the mean of 57,600 samples,
+    computed in the control period (half a second a plan)."""
+    now = [utc_s(2026, 7, 15, 14, 5)]
+    url = f"{served.base}/caiso/SingleZip"
+    day_ahead = source(CaisoOasisPrices("TH_NP15_GEN-APND", 10.0, url), FeedCache(tmp_path), now)
+    assert await day_ahead.refresh()
+    dam = oasis_lmp(CAISO_ZIP, "MW")
+    t0 = utc_s(2026, 7, 15, 14)
+    # one 5-minute interval: the market's step, so it prices no whole 15-minute plan step
+    served.override["caiso_rt"] = (200, _rtm_answer([t0], 900.0), "application/x-zip-compressed")
+    rtm = realtime_source(CaisoOasisPrices("TH_NP15_GEN-APND", 10.0, url, market="RTM"), FeedCache(tmp_path), now)
+    assert await rtm.refresh()
+    assert rtm.good is not None and rtm.good.step_s == 300.0
+    feeds = PlannerFeeds("America/Los_Angeles",
+                         PriceFeedUse(day_ahead, CaisoFeedConfig(source="caiso", node="TH_NP15_GEN-APND")), None,
+                         realtime=rtm)
+    b = builder()
+    feeds.apply(b, local_s(now[0], "America/Los_Angeles"))
+    dyn = b.tariff.dynamic_prices
+    assert dyn is not None and feeds.realtime_steps == 0
+    assert dyn.buy_per_kwh[:4] == pytest.approx([dam[t0] / 1000.0] * 4)
+    # rows an hour apart, or 1/64 s apart, are not the 5-minute market: malformed, the last good series kept
+    for starts in ([t0 - 3600.0, t0], list(t0 + np.arange(19_200) / 64.0)):
+        served.override["caiso_rt"] = (200, _rtm_answer(starts, 700.0), "application/x-zip-compressed")
+        assert not await rtm.refresh()
+        assert rtm.good is not None and rtm.good.step_s == 300.0
+    assert rtm.failures == {"malformed": 2}
