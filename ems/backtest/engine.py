@@ -154,7 +154,10 @@ def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, st
     # the site's demand meter, in naive tariff time (the series' own clock)
     demand = DemandMeter(tariff) if tariff is not None else DemandMeter()
     runner = _planning(cfg, tariff, start, step_s, warmup_w, demand)
-    if runner is not None and known_load_ahead_h is not None:
+    if known_load_ahead_h is not None:
+        if runner is None:  # else ignored: the run would read as "knowing the load is worth nothing"
+            raise BacktestInputError("--known-load-ahead-h: no arbitrage planner reads a load forecast in this run "
+                                     "(policies.arbitrage is not configured, or --peak-shaving-only)")
         runner.builder.known_ahead = known_ahead(net_w, (start - _EPOCH).total_seconds(), step_s,
                                                  runner.builder.s.step_s, known_load_ahead_h)
 

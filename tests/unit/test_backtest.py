@@ -129,6 +129,22 @@ def test_known_load_ahead_is_checked_on_the_command_line(tmp_path: Path) -> None
         assert done.returncode == 2 and "--known-load-ahead-h" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_known_load_ahead_without_a_planner_to_inform_is_refused(tmp_path: Path) -> None:
+    """Off-grid, or peak shaving only, no arbitrage planner reads a forecast: the flag was
+    ignored, and the run, the same as without it, read as 'knowing the load is worth nothing'."""
+    import subprocess
+    import sys
+
+    offgrid = ROOT / "config" / "offgrid-site.yaml"
+    for config, extra in ((offgrid, []), (SITE, ["--peak-shaving-only"])):
+        cmd = [sys.executable, "-m", "ems.cli", "backtest", "--config", str(config), "--load", str(LOAD),
+               "--load-scale", "1000", "--days", "1", "--out", str(tmp_path), "--quiet", "--known-load-ahead-h", "6",
+               *extra]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
+        assert done.returncode == 2, (config, done.stdout, done.stderr)
+        assert "--known-load-ahead-h" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_soc_stays_in_its_window_and_above_the_reserve(two_weeks) -> None:
     cfg, bt = two_weeks
     b, a = cfg.policies.battery, cfg.policies.arbitrage
