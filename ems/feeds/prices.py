@@ -186,7 +186,7 @@ class CaisoOasisPrices:
         try:
             r = requests.get(self.url, params=params, timeout=self.timeout_s, stream=True)
             r.raise_for_status()
-            body = bounded_body(r, self.name)
+            body = bounded_body(r, self.name, timeout_s=self.timeout_s)
         except requests.RequestException as exc:
             raise FeedUnavailable(f"{self.name}: {type(exc).__name__}: {exc}") from None
         try:

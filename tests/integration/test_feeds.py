@@ -74,22 +74,31 @@ class Served:
     override: dict[str, tuple[int, bytes, str]] = field(default_factory=dict)  # source -> (status, body, type)
     queries: list[dict[str, str]] = field(default_factory=list)
     hang_s: float = 0.0  # answer this late
-    flood: dict[str, str] = field(default_factory=dict)  # source -> "endless" | "declared" | "gzip"
+    flood: dict[str, str] = field(default_factory=dict)  # "endless" | "declared" | "gzip" | "drip" | "drip-declared"
     flooded_bytes: int = 0  # what a flood got into the connection before the client hung up
     hung_up: bool = False  # the client closed the connection while the flood was still coming
 
     async def flooded(self, request: web.Request, mode: str) -> web.StreamResponse:
         """An answer that never ends (chunked, no length), that declares 64 GiB and sends for
-        ever, or a small gzip that decodes past the bound."""
+        ever, a small gzip that decodes past the bound, or a byte every 50 ms (for a minute:
+        never a read's timeout)."""
         if mode == "gzip":
             return web.Response(body=gzip_bomb(), headers={"Content-Encoding": "gzip"},
                                 content_type="application/octet-stream")
         resp = web.StreamResponse()
-        if mode == "declared":
-            resp.content_length = 64 << 30
+        if mode in ("declared", "drip-declared"):
+            resp.content_length = 64 << 30 if mode == "declared" else 1200
         else:
             resp.enable_chunked_encoding()
         await resp.prepare(request)
+        if mode.startswith("drip"):
+            try:
+                for _ in range(1200):
+                    await resp.write(b"0")
+                    await asyncio.sleep(0.05)
+            except ConnectionError:
+                self.hung_up = True
+            return resp
         chunk = b"0" * (64 << 10)
         try:
             while self.flooded_bytes < FLOOD_CAP_BYTES:
@@ -130,9 +139,11 @@ async def served() -> AsyncIterator[Served]:
             return s.answer("nordpool", 204, b"", "application/json")
         return s.answer("nordpool", 200, NORDPOOL_JSON.read_bytes(), "application/json")
 
-    async def caiso(request: web.Request) -> web.Response:
+    async def caiso(request: web.Request) -> web.StreamResponse:
         s.queries.append(dict(request.query))
         market = request.query.get("market_run_id", "DAM")
+        if market != "DAM" and "caiso_rt" in s.flood:
+            return await s.flooded(request, s.flood["caiso_rt"])
         if market == "DAM":
             resp = s.answer("caiso", 200, CAISO_ZIP.read_bytes(), "application/x-zip-compressed")
         else:  # the real-time markets' answers, failed together by a test ("caiso_rt")
@@ -876,3 +887,26 @@ async def test_a_realtime_answer_off_its_markets_step_is_not_stretched_over_the_
         assert not await rtm.refresh()
         assert rtm.good is not None and rtm.good.step_s == 300.0
     assert rtm.failures == {"malformed": 2}
+
+
+@pytest.mark.parametrize("mode", ["drip", "drip-declared"])  # chunked, or a Content-Length not yet reached
+@pytest.mark.parametrize("name", ["entsoe_intraday", "caiso_rt"])
+async def test_an_answer_dripped_under_each_reads_timeout_is_given_up_on(clients_on_loopback: Served,
+                                                                         name: str, mode: str) -> None:
+    """A byte every 50 ms never trips a read's timeout: the fetch's thread was held until the
+    drip ended (a minute here; for ever from a hostile server), the feed refusing every refresh
+    meanwhile ("the previous fetch is still running"), and a stopping controller (Python 3.11's
+    asyncio.run) waiting on that thread. The answer's whole time is bounded by the timeout now."""
+    from ems.feeds.series import FeedUnavailable
+
+    served = clients_on_loopback
+    served.flood[name] = mode
+    feed: Any = (EntsoeIntradayPrices("DE_LU", "test-token", 1.0) if name == "entsoe_intraday" else
+                 CaisoOasisPrices("TH_NP15_GEN-APND", 1.0, f"{served.base}/caiso/SingleZip", market="RTM"))
+    with pytest.raises(FeedUnavailable, match="within 1 s"):
+        await asyncio.to_thread(feed.fetch, utc_s(2026, 7, 15, 8), utc_s(2026, 7, 16, 8))
+    for _ in range(40):  # the server sees the hang-up at its next byte
+        if served.hung_up:
+            break
+        await asyncio.sleep(0.05)
+    assert served.hung_up
