@@ -28,8 +28,8 @@ PRICE = "price_per_mwh"
 PRICE_RANGE = {PRICE: (-1e6, 1e6)}
 
 
-def _series_from_pandas(s: Any, source: str) -> FeedSeries:
-    """A pandas Series of prices on a tz-aware index as a FeedSeries."""
+def _series_from_pandas(s: Any, source: str, step_s: float | None = None) -> FeedSeries:
+    """A pandas Series of prices on a tz-aware index as a FeedSeries (`step_s`: the market's, where known)."""
     import pandas as pd
 
     if not isinstance(s, pd.Series) or s.empty:
@@ -41,7 +41,7 @@ def _series_from_pandas(s: Any, source: str) -> FeedSeries:
         raise FeedMalformed(f"{source}: the prices are not on a time index with a zone")
     times = idx.tz_convert("UTC").as_unit("ns").asi8 / 1e9  # pandas 3 may hold them in us or s
     values = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
-    return regular_series(times, {PRICE: values}, source, PRICE_RANGE)
+    return regular_series(times, {PRICE: values}, source, PRICE_RANGE, step_s)
 
 
 class EntsoePrices:
@@ -120,7 +120,8 @@ class EntsoeIntradayPrices:
                 s = _entsoe_query(client.query_intraday_prices, self.bidding_zone, start_utc_s, end_utc_s,
                                   self.name, f"IDA{seq} prices", sequence=seq)
                 if s is not None:  # None: not held yet (IDA3 before 10:00), or not published for the zone
-                    parts.append(_series_from_pandas(s, f"{self.name} IDA{seq}"))
+                    # entsoe-py gives the auctions' quarter hours (its '15min' series): one row is one too
+                    parts.append(_series_from_pandas(s, f"{self.name} IDA{seq}", 900.0))
         if not parts:
             raise FeedNotCovering(f"{self.name}: no intraday auction prices for {self.bidding_zone} in the window")
         return overlaid(parts, self.name)

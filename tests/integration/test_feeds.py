@@ -910,3 +910,15 @@ async def test_an_answer_dripped_under_each_reads_timeout_is_given_up_on(clients
             break
         await asyncio.sleep(0.05)
     assert served.hung_up
+
+
+async def test_an_intraday_auction_with_one_quarter_hour_in_the_window_is_a_quarter_hour(
+        clients_on_loopback: Served) -> None:
+    """IDA3 prices 12:00-24:00: each morning, from 05:30 to 05:45 in Berlin, the window kept (six
+    hours back) holds only its last quarter hour. One row's step was taken as an hour: that
+    price stretched over four (or, beside IDA1's quarter hours, the auctions "not on one grid")."""
+    feed = EntsoeIntradayPrices("DE_LU", "test-token", 10.0)
+    start = utc_s(2026, 1, 15, 22, 40)  # 23:40 in Berlin: IDA1's and IDA3's last quarter hour, 22:45 UTC
+    g = await asyncio.to_thread(feed.fetch, start, start + 86_400.0)
+    assert g.step_s == 900.0 and g.n_steps == 1 and g.start_utc_s == utc_s(2026, 1, 15, 22, 45)
+    assert g.columns[PRICE][0] == pytest.approx(dict(entsoe_points(ENTSOE_IDA["3"]))[g.start_utc_s])
