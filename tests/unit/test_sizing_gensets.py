@@ -95,6 +95,27 @@ def test_the_cli_refuses_odd_genset_input_with_a_message(tmp_path: Path, capsys:
     assert not (tmp_path / "out").exists()
 
 
+def test_a_load_that_cannot_be_read_ends_before_any_worker_starts(tmp_path: Path) -> None:
+    """A NaN in the load: each worker failed on it, and Dask printed the point's traceback before
+    the CLI's message."""
+    import subprocess
+    import sys
+
+    if not LOAD.exists():
+        pytest.skip("shared data not present")
+    lines = LOAD.read_text().splitlines()
+    lines[200] = "nan"
+    bad = tmp_path / "load.csv"
+    bad.write_text("\n".join(lines) + "\n")
+    cmd = [sys.executable, "-m", "ems.cli", "size", "--config", str(OFFGRID), "--load", str(bad),
+           "--load-scale", "1000", "--energy-kwh", "12000", "--power-kw", "3000", "--days", "2", "--workers", "1",
+           "--quiet",
+           "--out", str(tmp_path / "out")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 2 and "not a number" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def _week() -> BacktestOptions:
     """A January week of the shared load x1000 (peak about 2.9 MW) at 15 min."""
     return BacktestOptions(load_csv=LOAD, load_scale=1000.0, start=datetime(2018, 1, 8), days=7, step_s=900,
