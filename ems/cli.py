@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import re
 import signal
 import sys
 from collections.abc import Callable
@@ -667,6 +668,9 @@ def cmd_size(args: argparse.Namespace) -> int:
     if args.genset_kw is not None:
         genset_kws = parse_grid(args.genset_kw, "--genset-kw", allow_zero=True)
         gensets = GensetCosts(args.genset_capex_per_kw or 0.0, args.genset_om_per_kw_year or 0.0)
+    if args.currency is not None and not re.fullmatch("[A-Z]{3}", args.currency):
+        # as a tariff's `currency`: it is written into the page as it is
+        raise ConfigError(f"--currency: an ISO 4217 code, three capitals (e.g. USD), not {args.currency!r}")
     try:
         start = None if args.start is None else datetime.fromisoformat(args.start)
     except ValueError:

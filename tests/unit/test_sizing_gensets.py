@@ -85,7 +85,10 @@ def test_the_cli_refuses_odd_genset_input_with_a_message(tmp_path: Path, capsys:
                         (["--genset-kw", "1e15"], "--genset-kw"), (["--genset-kw", "0.001"], "--genset-kw"),
                         (["--genset-capex-per-kw", "300"], "--genset-kw"),
                         (["--genset-kw", "2000", "--genset-om-per-kw-year", "-1"], "--genset-om-per-kw-year"),
-                        (["--tariff", str(tmp_path / "any.json")], "--tariff")):
+                        (["--tariff", str(tmp_path / "any.json")], "--tariff"),
+                        # went into the page's HTML as given: a currency is three capitals, as a tariff's
+                        (["--currency", "<img src=x onerror=alert(1)>"], "--currency"),
+                        (["--currency", "usd"], "--currency")):
         assert main([*base, *extra]) == 2, extra
         assert says in capsys.readouterr().err
     grid_tied = ["size", "--config", str(GRID_TIED), "--load", str(LOAD), "--energy-kwh", "1000", "--power-kw", "500",
