@@ -45,11 +45,14 @@ def bounded_body(r: Response, source: str, limit: int | None = None, timeout_s: 
     size = 0
     try:
         if late is not None:
+            late.daemon = True  # never what a stopping process waits for
             late.start()
         for chunk in r.iter_content(64 << 10):  # decoded: a gzip bomb is bounded too
             size += len(chunk)
             if size > limit:
                 raise FeedMalformed(f"{source}: the answer is larger than {limit} bytes")
+            if expired.is_set():  # where there was no socket to shut down: at the next chunk
+                break
             parts.append(chunk)
     except Exception:
         if not expired.is_set():
