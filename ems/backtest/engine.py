@@ -124,7 +124,7 @@ def known_ahead(net_w: FloatArray, t0_local_s: float, step_s: int, plan_step_s: 
     each plan's forecast (each plan step the mean of its backtest steps), so a run prices
     what a forecast that good would be worth (docs/backtest.md, "What a better forecast is worth")."""
     per = max(1, round(plan_step_s / step_s))
-    steps = round(ahead_h * 3600.0 / plan_step_s)
+    steps = max(1, round(ahead_h * 3600.0 / plan_step_s))  # under a step: the first (else none, silently)
 
     def overlay(start_local_s: float, forecast_w: FloatArray) -> FloatArray:
         i0 = round((start_local_s - t0_local_s) / step_s)

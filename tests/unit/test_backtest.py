@@ -104,6 +104,9 @@ def test_known_load_ahead_lays_the_true_load_over_the_first_hours() -> None:
     assert (out[4:] == -1.0).all() and (forecast_w == -1.0).all()  # the forecast beyond; the input untouched
     near_end = overlay(1000.0 + 36 * 450, forecast_w)  # two plan steps left in the series
     assert near_end[:2].tolist() == [36500.0, 38500.0] and (near_end[2:] == -1.0).all()
+    # less than a plan step ahead (0.1 h of 15-min steps) rounded to none: the run was the plain one
+    short = known_ahead(net_w, 1000.0, 450, 900.0, ahead_h=0.1)(1000.0, forecast_w)
+    assert short[0] == 500.0 and (short[1:] == -1.0).all()
 
 
 def test_a_planner_that_knows_the_load_ahead_saves_more(two_weeks) -> None:
