@@ -605,7 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--genset-kw", help="off-grid or weak-grid: genset fleet ratings to sweep too (kW, the site "
                    "file's gensets scaled together; 0: none): a,b,c or start:stop:count")
     z.add_argument("--genset-capex-per-kw", type=float, help="a bought fleet's cost per kW (default 0: the site "
-                   "file's rent; with --genset-kw)")
+                   "file's rent; given, or its O&M, the fleet pays no rent; with --genset-kw)")
     z.add_argument("--genset-om-per-kw-year", type=float, help="its O&M per kW a year (default 0; with --genset-kw)")
     z.add_argument("--currency", help="ISO code for the page (default: the tariff's; off-grid: none)")
     z.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (default 2)")
