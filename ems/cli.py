@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import re
 import signal
 import sys
 from collections.abc import Callable
@@ -610,7 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--genset-kw", help="off-grid or weak-grid: genset fleet ratings to sweep too (kW, the site "
                    "file's gensets scaled together; 0: none): a,b,c or start:stop:count")
     z.add_argument("--genset-capex-per-kw", type=float, help="a bought fleet's cost per kW (default 0: the site "
-                   "file's rent; with --genset-kw)")
+                   "file's rent; given, or its O&M, the fleet pays no rent; with --genset-kw)")
     z.add_argument("--genset-om-per-kw-year", type=float, help="its O&M per kW a year (default 0; with --genset-kw)")
     z.add_argument("--currency", help="ISO code for the page (default: the tariff's; off-grid: none)")
     z.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (default 2)")
@@ -673,6 +674,9 @@ def cmd_size(args: argparse.Namespace) -> int:
     if args.genset_kw is not None:
         genset_kws = parse_grid(args.genset_kw, "--genset-kw", allow_zero=True)
         gensets = GensetCosts(args.genset_capex_per_kw or 0.0, args.genset_om_per_kw_year or 0.0)
+    if args.currency is not None and not re.fullmatch("[A-Z]{3}", args.currency):
+        # as a tariff's `currency`: it is written into the page as it is
+        raise ConfigError(f"--currency: an ISO 4217 code, three capitals (e.g. USD), not {args.currency!r}")
     try:
         start = None if args.start is None else datetime.fromisoformat(args.start)
     except ValueError:

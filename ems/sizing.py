@@ -147,7 +147,7 @@ def run_point(cfg: BacktestConfig, opts: BacktestOptions, energy_kwh: float, pow
     t0 = time.perf_counter()
     point_cfg = sized(cfg, energy_kwh, power_kw, costs, planning_step_s)
     if genset_kw is not None:
-        point_cfg = with_gensets(point_cfg, genset_kw)
+        point_cfg = with_gensets(point_cfg, genset_kw, rented=gensets is None or not gensets.bought)
     if pv_kw is not None:
         if pv is None or opts.pv_csv is None:
             raise BacktestInputError("a PV size needs the PV series and its costs")
@@ -280,6 +280,10 @@ def sweep(cfg: BacktestConfig, opts: BacktestOptions, energies_kwh: Sequence[flo
     from distributed import Client, LocalCluster, as_completed
 
     costs = costs or CostModel.from_config(cfg)
+    # a series that cannot be read ends here with its message, not in every worker (Dask printing its traceback)
+    for path, scale in ((opts.load_csv, opts.load_scale), (opts.pv_csv, opts.pv_scale)):
+        if path is not None:
+            read_power_csv(path, unit="w" if opts.unit == "w" else "kw", scale=scale, start=opts.series_start)
     if pv_kws is not None:
         if pv is None:
             raise ConfigError("--pv-kw needs the PV's costs")

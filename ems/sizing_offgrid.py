@@ -9,7 +9,7 @@ file's whatever the point's gensets are: they are the owner's alternative, not t
 The gensets are a dimension where the site file configures them: the fleet scaled to each
 `--genset-kw` (every genset keeps its share; its fuel curve and rent scale with it; 0 kW:
 no gensets), its fuel and rent in the backtest's own cost, and a bought fleet's CAPEX and
-O&M per kW (`GensetCosts`) added as cash flows over the battery's lifetime. A point that
+O&M per kW (`GensetCosts`; it then pays no rent) added as cash flows over the battery's lifetime. A point that
 leaves load unserved is never recommended (ems/sizing.py `recommended`).
 """
 
@@ -46,6 +46,11 @@ class GensetCosts:
             if not (v >= 0 and math.isfinite(v)):
                 raise ConfigError(f"--genset-{name.replace('_', '-')}: a number >= 0")
 
+    @property
+    def bought(self) -> bool:
+        """Priced as owned: the fleet then pays no rent (else its CAPEX came on top of the rent)."""
+        return self.capex_per_kw > 0 or self.om_per_kw_year > 0
+
     def cash_flows(self, genset_kw: float, lifetime_years: int) -> list[float]:
         """Year 0 to the year after the lifetime, as the battery's (financials.py)."""
         return [-self.capex_per_kw * genset_kw, *[-self.om_per_kw_year * genset_kw] * lifetime_years, 0.0]
@@ -75,11 +80,12 @@ def check_gensets(cfg: BacktestConfig, genset_kws: Sequence[float]) -> None:
                           f"kW, under {MIN_GENSET_KW:g} kW (0 sizes the site without gensets)")
 
 
-def with_gensets(cfg: BacktestConfig, genset_kw: float) -> BacktestConfig:
+def with_gensets(cfg: BacktestConfig, genset_kw: float, rented: bool = True) -> BacktestConfig:
     """The site with its gensets scaled together to `genset_kw` of rating (0: none). Each keeps
     its share of the fleet; a datasheet fuel curve scales with the rating (the same litres per
     kWh at each loading: a bigger engine of the same family; the default curve is scaled from
-    the rating anyway), and so does the rent per genset (a bigger truck rents for more)."""
+    the rating anyway), and so does the rent per genset (a bigger truck rents for more); a
+    fleet not `rented` (bought: `GensetCosts`) pays none."""
     mg = cfg.microgrid
     if mg is None or fleet_kw(cfg) <= 0:
         raise BacktestInputError("no gensets to scale")
@@ -89,7 +95,7 @@ def with_gensets(cfg: BacktestConfig, genset_kw: float) -> BacktestConfig:
                              "fuel_l_per_h": None if g.fuel_l_per_h is None else tuple(v * k for v in g.fuel_l_per_h)})
         for g in mg.gensets]
     return cfg.model_copy(update={"microgrid": mg.model_copy(update={
-        "gensets": gensets, "genset_rental_per_month": mg.genset_rental_per_month * k})})
+        "gensets": gensets, "genset_rental_per_month": mg.genset_rental_per_month * k if rented else 0.0})})
 
 
 @dataclass(frozen=True)

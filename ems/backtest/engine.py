@@ -124,7 +124,7 @@ def known_ahead(net_w: FloatArray, t0_local_s: float, step_s: int, plan_step_s: 
     each plan's forecast (each plan step the mean of its backtest steps), so a run prices
     what a forecast that good would be worth (docs/backtest.md, "What a better forecast is worth")."""
     per = max(1, round(plan_step_s / step_s))
-    steps = round(ahead_h * 3600.0 / plan_step_s)
+    steps = max(1, round(ahead_h * 3600.0 / plan_step_s))  # under a step: the first (else none, silently)
 
     def overlay(start_local_s: float, forecast_w: FloatArray) -> FloatArray:
         i0 = round((start_local_s - t0_local_s) / step_s)
@@ -154,7 +154,10 @@ def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, st
     # the site's demand meter, in naive tariff time (the series' own clock)
     demand = DemandMeter(tariff) if tariff is not None else DemandMeter()
     runner = _planning(cfg, tariff, start, step_s, warmup_w, demand)
-    if runner is not None and known_load_ahead_h is not None:
+    if known_load_ahead_h is not None:
+        if runner is None:  # else ignored: the run would read as "knowing the load is worth nothing"
+            raise BacktestInputError("--known-load-ahead-h: no arbitrage planner reads a load forecast in this run "
+                                     "(policies.arbitrage is not configured, or --peak-shaving-only)")
         runner.builder.known_ahead = known_ahead(net_w, (start - _EPOCH).total_seconds(), step_s,
                                                  runner.builder.s.step_s, known_load_ahead_h)
 

@@ -39,6 +39,9 @@ def run_offgrid(cfg: BacktestConfig, opts: BacktestOptions, progress: Progress |
     mg = cfg.microgrid
     if mg is None or not is_offgrid(cfg):
         raise BacktestInputError("microgrid.mode must be off_grid or weak_grid")
+    if opts.known_load_ahead_h is not None:
+        raise BacktestInputError("--known-load-ahead-h: an off_grid or weak_grid run has no arbitrage planner "
+                                 "reading a load forecast (its gensets plan on their own: --genset-plan)")
     step = opts.step_s or 900
     _, _, start, load_w, pv_w = load_series(opts, step)
     if genset_plan is None and mg.genset_plan is not None:  # the site plans its gensets live: so here

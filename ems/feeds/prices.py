@@ -28,8 +28,8 @@ PRICE = "price_per_mwh"
 PRICE_RANGE = {PRICE: (-1e6, 1e6)}
 
 
-def _series_from_pandas(s: Any, source: str) -> FeedSeries:
-    """A pandas Series of prices on a tz-aware index as a FeedSeries."""
+def _series_from_pandas(s: Any, source: str, step_s: float | None = None) -> FeedSeries:
+    """A pandas Series of prices on a tz-aware index as a FeedSeries (`step_s`: the market's, where known)."""
     import pandas as pd
 
     if not isinstance(s, pd.Series) or s.empty:
@@ -41,7 +41,7 @@ def _series_from_pandas(s: Any, source: str) -> FeedSeries:
         raise FeedMalformed(f"{source}: the prices are not on a time index with a zone")
     times = idx.tz_convert("UTC").as_unit("ns").asi8 / 1e9  # pandas 3 may hold them in us or s
     values = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
-    return regular_series(times, {PRICE: values}, source, PRICE_RANGE)
+    return regular_series(times, {PRICE: values}, source, PRICE_RANGE, step_s)
 
 
 class EntsoePrices:
@@ -120,7 +120,8 @@ class EntsoeIntradayPrices:
                 s = _entsoe_query(client.query_intraday_prices, self.bidding_zone, start_utc_s, end_utc_s,
                                   self.name, f"IDA{seq} prices", sequence=seq)
                 if s is not None:  # None: not held yet (IDA3 before 10:00), or not published for the zone
-                    parts.append(_series_from_pandas(s, f"{self.name} IDA{seq}"))
+                    # entsoe-py gives the auctions' quarter hours (its '15min' series): one row is one too
+                    parts.append(_series_from_pandas(s, f"{self.name} IDA{seq}", 900.0))
         if not parts:
             raise FeedNotCovering(f"{self.name}: no intraday auction prices for {self.bidding_zone} in the window")
         return overlaid(parts, self.name)
@@ -142,12 +143,12 @@ def overlaid(parts: list[FeedSeries], source: str) -> FeedSeries:
     return FeedSeries(start, step, {PRICE: values})
 
 
-# OASIS's query per CAISO market, and the column its price is in: as gridstatus asks and reads
-# them (`lmp_day_ahead_hourly`, `lmp_real_time_15_min`, `lmp_real_time_5_min`)
+# OASIS's query per CAISO market, the column its price is in (as gridstatus asks and reads
+# them: `lmp_day_ahead_hourly`, `lmp_real_time_15_min`, `lmp_real_time_5_min`) and its step
 OASIS_QUERIES = {
-    "DAM": ("PRC_LMP", 12, "MW"),  # the day-ahead market, hourly
-    "RTPD": ("PRC_RTPD_LMP", 3, "PRC"),  # the 15-minute market (FMM), run ~37 min before its interval
-    "RTM": ("PRC_INTVL_LMP", 3, "VALUE"),  # the 5-minute real-time dispatch
+    "DAM": ("PRC_LMP", 12, "MW", 3600.0),  # the day-ahead market, hourly
+    "RTPD": ("PRC_RTPD_LMP", 3, "PRC", 900.0),  # the 15-minute market (FMM), run ~37 min before its interval
+    "RTM": ("PRC_INTVL_LMP", 3, "VALUE", 300.0),  # the 5-minute real-time dispatch
 }
 
 
@@ -179,14 +180,14 @@ class CaisoOasisPrices:
         def stamp(t: float) -> str:
             return datetime.fromtimestamp(3600 * (t // 3600), UTC).strftime("%Y%m%dT%H:%M-0000")
 
-        queryname, version, price_column = OASIS_QUERIES[self.market]
+        queryname, version, price_column, step_s = OASIS_QUERIES[self.market]
         params: dict[str, str | int] = {
             "resultformat": 6, "queryname": queryname, "version": version, "market_run_id": self.market,
             "node": self.node, "startdatetime": stamp(start_utc_s), "enddatetime": stamp(end_utc_s + 3599)}
         try:
             r = requests.get(self.url, params=params, timeout=self.timeout_s, stream=True)
             r.raise_for_status()
-            body = bounded_body(r, self.name)
+            body = bounded_body(r, self.name, timeout_s=self.timeout_s)
         except requests.RequestException as exc:
             raise FeedUnavailable(f"{self.name}: {type(exc).__name__}: {exc}") from None
         try:
@@ -212,7 +213,7 @@ class CaisoOasisPrices:
             raise FeedMalformed(f"{self.name}: unexpected row: {type(exc).__name__}: {exc}") from None
         if not times:
             raise FeedNotCovering(f"{self.name}: no {self.market} LMP for {self.node} in the answer")
-        return regular_series(times, {PRICE: values}, self.name, PRICE_RANGE)
+        return regular_series(times, {PRICE: values}, self.name, PRICE_RANGE, step_s)
 
 
 class _SessionClient:

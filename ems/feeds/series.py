@@ -95,18 +95,23 @@ class FeedSeries:
 
 
 def regular_series(times_utc_s: Sequence[float] | FloatArray, columns: Mapping[str, Sequence[float] | FloatArray],
-                   source: str, ranges: Mapping[str, tuple[float, float]] | None = None) -> FeedSeries:
+                   source: str, ranges: Mapping[str, tuple[float, float]] | None = None,
+                   step_s: float | None = None) -> FeedSeries:
     """A `FeedSeries` from timestamps and values; FeedMalformed (naming the source and the
     column) unless the steps are regular and every value is finite (and within its column's
-    `ranges`, where given: a finite 1e300 would reach the planner's LP as a price)."""
+    `ranges`, where given: a finite 1e300 would reach the planner's LP as a price). `step_s`:
+    the market's own step, where the source knows it: a single row's, and any other is malformed
+    (read off the answer, one 5-minute row would price an hour)."""
     t = np.asarray(times_utc_s, dtype=np.float64)
     if t.size == 0:
         raise FeedMalformed(f"{source}: no rows")
     if not np.all(np.isfinite(t)):
         raise FeedMalformed(f"{source}: a timestamp is not a time")
-    step = float(t[1] - t[0]) if t.size > 1 else 3600.0
+    step = float(t[1] - t[0]) if t.size > 1 else 3600.0 if step_s is None else step_s
     if step <= 0 or (t.size > 1 and not np.all(np.diff(t) == step)):
         raise FeedMalformed(f"{source}: timestamps are not at a regular step")
+    if step_s is not None and step != step_s:
+        raise FeedMalformed(f"{source}: timestamps {step:g} s apart, not the market's {step_s:g} s")
     out: dict[str, FloatArray] = {}
     for name, values in columns.items():
         v = np.asarray(values, dtype=np.float64).reshape(-1)

@@ -160,7 +160,8 @@ RealtimePriceFeedConfig = Annotated[EntsoeIntradayFeedConfig | CaisoRealtimeFeed
 
 def realtime_mismatch(day_ahead: PriceFeedConfig | None, realtime: RealtimePriceFeedConfig | None) -> str | None:
     """Why a real-time feed cannot be laid over the day-ahead one (None when it can): it needs
-    one, in the same currency (the merged series is priced as the day-ahead's, per MWh)."""
+    one, in the same currency (the merged series is priced as the day-ahead's, per MWh), of the
+    same bidding zone or node where both name one."""
     if realtime is None:
         return None
     if day_ahead is None:
@@ -169,6 +170,13 @@ def realtime_mismatch(day_ahead: PriceFeedConfig | None, realtime: RealtimePrice
     if realtime.currency != day_ahead.currency:
         return (f"realtime_price_feed.source {realtime.source}: prices in {realtime.currency}, "
                 f"the price_feed's ({day_ahead.source}) in {day_ahead.currency}")
+    # the same market's prices, cleared later: another zone's or node's would price a spread no one pays
+    if isinstance(realtime, EntsoeIntradayFeedConfig) and isinstance(day_ahead, EntsoeFeedConfig) \
+            and realtime.bidding_zone != day_ahead.bidding_zone:
+        return f"realtime_price_feed.bidding_zone {realtime.bidding_zone}: the price_feed's is {day_ahead.bidding_zone}"
+    if isinstance(realtime, CaisoRealtimeFeedConfig) and isinstance(day_ahead, CaisoFeedConfig) \
+            and realtime.node != day_ahead.node:
+        return f"realtime_price_feed.node {realtime.node}: the price_feed's is {day_ahead.node}"
     return None
 
 

@@ -59,10 +59,10 @@ class OpenMeteoWeather:
         try:
             r = requests.get(self.url, params=self.params(), timeout=self.timeout_s, stream=True)
             if r.status_code in (400, 429):  # Open-Meteo says why in {"error": true, "reason": ...}
-                why = bounded_body(r, "open_meteo").decode("utf-8", "replace")[:200]
+                why = bounded_body(r, "open_meteo", timeout_s=self.timeout_s).decode("utf-8", "replace")[:200]
                 raise FeedUnavailable(f"open_meteo: HTTP {r.status_code}: {why}")
             r.raise_for_status()
-            doc = json.loads(bounded_body(r, "open_meteo"))
+            doc = json.loads(bounded_body(r, "open_meteo", timeout_s=self.timeout_s))
         except requests.RequestException as exc:
             raise FeedUnavailable(f"open_meteo: {type(exc).__name__}: {exc}") from None
         except ValueError as exc:

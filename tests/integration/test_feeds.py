@@ -74,22 +74,31 @@ class Served:
     override: dict[str, tuple[int, bytes, str]] = field(default_factory=dict)  # source -> (status, body, type)
     queries: list[dict[str, str]] = field(default_factory=list)
     hang_s: float = 0.0  # answer this late
-    flood: dict[str, str] = field(default_factory=dict)  # source -> "endless" | "declared" | "gzip"
+    flood: dict[str, str] = field(default_factory=dict)  # "endless" | "declared" | "gzip" | "drip" | "drip-declared"
     flooded_bytes: int = 0  # what a flood got into the connection before the client hung up
     hung_up: bool = False  # the client closed the connection while the flood was still coming
 
     async def flooded(self, request: web.Request, mode: str) -> web.StreamResponse:
         """An answer that never ends (chunked, no length), that declares 64 GiB and sends for
-        ever, or a small gzip that decodes past the bound."""
+        ever, a small gzip that decodes past the bound, or a byte every 50 ms (for a minute:
+        never a read's timeout)."""
         if mode == "gzip":
             return web.Response(body=gzip_bomb(), headers={"Content-Encoding": "gzip"},
                                 content_type="application/octet-stream")
         resp = web.StreamResponse()
-        if mode == "declared":
-            resp.content_length = 64 << 30
+        if mode in ("declared", "drip-declared"):
+            resp.content_length = 64 << 30 if mode == "declared" else 1200
         else:
             resp.enable_chunked_encoding()
         await resp.prepare(request)
+        if mode.startswith("drip"):
+            try:
+                for _ in range(1200):
+                    await resp.write(b"0")
+                    await asyncio.sleep(0.05)
+            except ConnectionError:
+                self.hung_up = True
+            return resp
         chunk = b"0" * (64 << 10)
         try:
             while self.flooded_bytes < FLOOD_CAP_BYTES:
@@ -130,9 +139,11 @@ async def served() -> AsyncIterator[Served]:
             return s.answer("nordpool", 204, b"", "application/json")
         return s.answer("nordpool", 200, NORDPOOL_JSON.read_bytes(), "application/json")
 
-    async def caiso(request: web.Request) -> web.Response:
+    async def caiso(request: web.Request) -> web.StreamResponse:
         s.queries.append(dict(request.query))
         market = request.query.get("market_run_id", "DAM")
+        if market != "DAM" and "caiso_rt" in s.flood:
+            return await s.flooded(request, s.flood["caiso_rt"])
         if market == "DAM":
             resp = s.answer("caiso", 200, CAISO_ZIP.read_bytes(), "application/x-zip-compressed")
         else:  # the real-time markets' answers, failed together by a test ("caiso_rt")
@@ -830,3 +841,84 @@ def test_planner_feeds_makes_the_realtime_source_from_the_site_file(tmp_path: Pa
     rt = feeds.realtime
     assert rt.name == "caiso_rtm" and rt.refresh_s == 300 and rt.min_ahead_s == 0.0
     assert [s.name for s in feeds.sources] == ["caiso", "caiso_rtm"]
+
+
+def _rtm_answer(starts_utc_s: list[float], price: float) -> bytes:
+    """An OASIS RTM answer with one LMP row at each interval start (its other columns as recorded)."""
+    with zipfile.ZipFile(CAISO_RT_ZIP["RTM"]) as z:
+        rows = list(csv.DictReader(io.TextIOWrapper(z.open(z.namelist()[0]), encoding="utf-8")))
+    lmp = next(r for r in rows if r["LMP_TYPE"] == "LMP")
+    text = io.StringIO()
+    w = csv.DictWriter(text, fieldnames=list(lmp))
+    w.writeheader()
+    for t in starts_utc_s:
+        stamp = datetime.fromtimestamp(t, UTC).isoformat(timespec="microseconds")
+        w.writerow(lmp | {"INTERVALSTARTTIME_GMT": stamp, "VALUE": f"{price}"})
+    return _zip_of(text.getvalue().encode())
+
+
+async def test_a_realtime_answer_off_its_markets_step_is_not_stretched_over_the_plan(served: Served,
+                                                                                     tmp_path: Path) -> None:
+    """The step was read off the answer: one 5-minute row became an hour's price (a single row
+    was taken as hourly), and rows 1/64 s apart made each plan step the mean of 57,600 samples,
+    computed in the control period (half a second a plan)."""
+    now = [utc_s(2026, 7, 15, 14, 5)]
+    url = f"{served.base}/caiso/SingleZip"
+    day_ahead = source(CaisoOasisPrices("TH_NP15_GEN-APND", 10.0, url), FeedCache(tmp_path), now)
+    assert await day_ahead.refresh()
+    dam = oasis_lmp(CAISO_ZIP, "MW")
+    t0 = utc_s(2026, 7, 15, 14)
+    # one 5-minute interval: the market's step, so it prices no whole 15-minute plan step
+    served.override["caiso_rt"] = (200, _rtm_answer([t0], 900.0), "application/x-zip-compressed")
+    rtm = realtime_source(CaisoOasisPrices("TH_NP15_GEN-APND", 10.0, url, market="RTM"), FeedCache(tmp_path), now)
+    assert await rtm.refresh()
+    assert rtm.good is not None and rtm.good.step_s == 300.0
+    feeds = PlannerFeeds("America/Los_Angeles",
+                         PriceFeedUse(day_ahead, CaisoFeedConfig(source="caiso", node="TH_NP15_GEN-APND")), None,
+                         realtime=rtm)
+    b = builder()
+    feeds.apply(b, local_s(now[0], "America/Los_Angeles"))
+    dyn = b.tariff.dynamic_prices
+    assert dyn is not None and feeds.realtime_steps == 0
+    assert dyn.buy_per_kwh[:4] == pytest.approx([dam[t0] / 1000.0] * 4)
+    # rows an hour apart, or 1/64 s apart, are not the 5-minute market: malformed, the last good series kept
+    for starts in ([t0 - 3600.0, t0], list(t0 + np.arange(19_200) / 64.0)):
+        served.override["caiso_rt"] = (200, _rtm_answer(starts, 700.0), "application/x-zip-compressed")
+        assert not await rtm.refresh()
+        assert rtm.good is not None and rtm.good.step_s == 300.0
+    assert rtm.failures == {"malformed": 2}
+
+
+@pytest.mark.parametrize("mode", ["drip", "drip-declared"])  # chunked, or a Content-Length not yet reached
+@pytest.mark.parametrize("name", ["entsoe_intraday", "caiso_rt"])
+async def test_an_answer_dripped_under_each_reads_timeout_is_given_up_on(clients_on_loopback: Served,
+                                                                         name: str, mode: str) -> None:
+    """A byte every 50 ms never trips a read's timeout: the fetch's thread was held until the
+    drip ended (a minute here; for ever from a hostile server), the feed refusing every refresh
+    meanwhile ("the previous fetch is still running"), and a stopping controller (Python 3.11's
+    asyncio.run) waiting on that thread. The answer's whole time is bounded by the timeout now."""
+    from ems.feeds.series import FeedUnavailable
+
+    served = clients_on_loopback
+    served.flood[name] = mode
+    feed: Any = (EntsoeIntradayPrices("DE_LU", "test-token", 1.0) if name == "entsoe_intraday" else
+                 CaisoOasisPrices("TH_NP15_GEN-APND", 1.0, f"{served.base}/caiso/SingleZip", market="RTM"))
+    with pytest.raises(FeedUnavailable, match="within 1 s"):
+        await asyncio.to_thread(feed.fetch, utc_s(2026, 7, 15, 8), utc_s(2026, 7, 16, 8))
+    for _ in range(40):  # the server sees the hang-up at its next byte
+        if served.hung_up:
+            break
+        await asyncio.sleep(0.05)
+    assert served.hung_up
+
+
+async def test_an_intraday_auction_with_one_quarter_hour_in_the_window_is_a_quarter_hour(
+        clients_on_loopback: Served) -> None:
+    """IDA3 prices 12:00-24:00: each morning, from 05:30 to 05:45 in Berlin, the window kept (six
+    hours back) holds only its last quarter hour. One row's step was taken as an hour: that
+    price stretched over four (or, beside IDA1's quarter hours, the auctions "not on one grid")."""
+    feed = EntsoeIntradayPrices("DE_LU", "test-token", 10.0)
+    start = utc_s(2026, 1, 15, 22, 40)  # 23:40 in Berlin: IDA1's and IDA3's last quarter hour, 22:45 UTC
+    g = await asyncio.to_thread(feed.fetch, start, start + 86_400.0)
+    assert g.step_s == 900.0 and g.n_steps == 1 and g.start_utc_s == utc_s(2026, 1, 15, 22, 45)
+    assert g.columns[PRICE][0] == pytest.approx(dict(entsoe_points(ENTSOE_IDA["3"]))[g.start_utc_s])

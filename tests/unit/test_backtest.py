@@ -104,6 +104,9 @@ def test_known_load_ahead_lays_the_true_load_over_the_first_hours() -> None:
     assert (out[4:] == -1.0).all() and (forecast_w == -1.0).all()  # the forecast beyond; the input untouched
     near_end = overlay(1000.0 + 36 * 450, forecast_w)  # two plan steps left in the series
     assert near_end[:2].tolist() == [36500.0, 38500.0] and (near_end[2:] == -1.0).all()
+    # less than a plan step ahead (0.1 h of 15-min steps) rounded to none: the run was the plain one
+    short = known_ahead(net_w, 1000.0, 450, 900.0, ahead_h=0.1)(1000.0, forecast_w)
+    assert short[0] == 500.0 and (short[1:] == -1.0).all()
 
 
 def test_a_planner_that_knows_the_load_ahead_saves_more(two_weeks) -> None:
@@ -130,6 +133,22 @@ def test_known_load_ahead_is_checked_on_the_command_line(tmp_path: Path) -> None
     # a run without the planner has no forecast to replace: refused, not silently ignored
     done = subprocess.run([*cmd, "6", "--peak-shaving-only"], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 2 and "has none" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_known_load_ahead_without_a_planner_to_inform_is_refused(tmp_path: Path) -> None:
+    """Off-grid, or peak shaving only, no arbitrage planner reads a forecast: the flag was
+    ignored, and the run, the same as without it, read as 'knowing the load is worth nothing'."""
+    import subprocess
+    import sys
+
+    offgrid = ROOT / "config" / "offgrid-site.yaml"
+    for config, extra in ((offgrid, []), (SITE, ["--peak-shaving-only"])):
+        cmd = [sys.executable, "-m", "ems.cli", "backtest", "--config", str(config), "--load", str(LOAD),
+               "--load-scale", "1000", "--days", "1", "--out", str(tmp_path), "--quiet", "--known-load-ahead-h", "6",
+               *extra]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
+        assert done.returncode == 2, (config, done.stdout, done.stderr)
+        assert "--known-load-ahead-h" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_soc_stays_in_its_window_and_above_the_reserve(two_weeks) -> None:

@@ -144,3 +144,21 @@ def test_check_config_refuses_an_intraday_feed_without_its_token(tmp_path: Path)
                          capture_output=True, text=True, cwd=ROOT / "config", timeout=60)
     assert out.returncode != 0 and "Traceback" not in out.stderr
     assert "realtime_price_feed.token_env: EMS_TEST_NO_SUCH_TOKEN is not set" in out.stderr + out.stdout
+
+
+@pytest.mark.parametrize(("price_feed", "realtime", "field"), [
+    ({"source": "entsoe", "bidding_zone": "DE_LU"}, {"source": "entsoe", "bidding_zone": "FR"},
+     r"realtime_price_feed\.bidding_zone FR: the price_feed's is DE_LU"),
+    ({"source": "caiso", "node": "TH_NP15_GEN-APND"}, {"source": "caiso", "node": "TH_SP15_GEN-APND"},
+     r"realtime_price_feed\.node TH_SP15_GEN-APND: the price_feed's is TH_NP15_GEN-APND"),
+])
+def test_a_realtime_feed_of_another_zone_or_node_is_refused(price_feed: dict, realtime: dict, field: str) -> None:
+    """Both in one currency, they passed: another market's prices laid over some steps of the
+    day-ahead make a spread between the steps that no one pays (the plan then arbitrages it)."""
+    data = _example()
+    a = data["policies"]["arbitrage"]
+    a["price_feed"], a["realtime_price_feed"] = price_feed, realtime
+    with pytest.raises(ConfigError, match=field):
+        parse_config(data)
+    a["realtime_price_feed"] = realtime | {k: price_feed[k] for k in ("bidding_zone", "node") if k in price_feed}
+    assert parse_config(data).policies.arbitrage is not None

@@ -16,7 +16,7 @@ from ems.backtest.offgrid_run import run_offgrid
 from ems.backtest.run import BacktestOptions
 from ems.model.errors import ConfigError
 from ems.sizing import CostModel, SizePoint, recommended, run_point, sized, sweep, write_outputs
-from ems.sizing_offgrid import GensetCosts, check_gensets, fleet_kw, with_gensets
+from ems.sizing_offgrid import GensetCosts, check_gensets, fleet_kw, run_offgrid_point, with_gensets
 
 ROOT = Path(__file__).resolve().parents[2]
 LOAD = ROOT.parent / "shared" / "data" / "loads" / "sam_sample_load_8760h.csv"
@@ -85,13 +85,37 @@ def test_the_cli_refuses_odd_genset_input_with_a_message(tmp_path: Path, capsys:
                         (["--genset-kw", "1e15"], "--genset-kw"), (["--genset-kw", "0.001"], "--genset-kw"),
                         (["--genset-capex-per-kw", "300"], "--genset-kw"),
                         (["--genset-kw", "2000", "--genset-om-per-kw-year", "-1"], "--genset-om-per-kw-year"),
-                        (["--tariff", str(tmp_path / "any.json")], "--tariff")):
+                        (["--tariff", str(tmp_path / "any.json")], "--tariff"),
+                        # went into the page's HTML as given: a currency is three capitals, as a tariff's
+                        (["--currency", "<img src=x onerror=alert(1)>"], "--currency"),
+                        (["--currency", "usd"], "--currency")):
         assert main([*base, *extra]) == 2, extra
         assert says in capsys.readouterr().err
     grid_tied = ["size", "--config", str(GRID_TIED), "--load", str(LOAD), "--energy-kwh", "1000", "--power-kw", "500",
                  "--genset-kw", "1000", "--out", str(tmp_path / "out"), "--quiet"]
     assert main(grid_tied) == 2
     assert "--genset-kw" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_load_that_cannot_be_read_ends_before_any_worker_starts(tmp_path: Path) -> None:
+    """A NaN in the load: each worker failed on it, and Dask printed the point's traceback before
+    the CLI's message."""
+    import subprocess
+    import sys
+
+    if not LOAD.exists():
+        pytest.skip("shared data not present")
+    lines = LOAD.read_text().splitlines()
+    lines[200] = "nan"
+    bad = tmp_path / "load.csv"
+    bad.write_text("\n".join(lines) + "\n")
+    cmd = [sys.executable, "-m", "ems.cli", "size", "--config", str(OFFGRID), "--load", str(bad),
+           "--load-scale", "1000", "--energy-kwh", "12000", "--power-kw", "3000", "--days", "2", "--workers", "1",
+           "--quiet",
+           "--out", str(tmp_path / "out")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 2 and "not a number" in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -145,12 +169,18 @@ def test_a_bought_fleet_adds_its_capex_and_om_to_the_project() -> None:
     g = GensetCosts(capex_per_kw=350.0, om_per_kw_year=12.0)
     rented = run_point(cfg, _week(), 12000.0, 3000.0, costs, None, genset_kw=2000.0)
     bought = run_point(cfg, _week(), 12000.0, 3000.0, costs, None, genset_kw=2000.0, gensets=g)
+    # a bought fleet pays no rent: it ran as the same fleet rent-free (the trucks it is weighed against keep theirs)
+    assert cfg.microgrid is not None and cfg.microgrid.genset_rental_per_month > 0
+    owned = cfg.model_copy(update={"microgrid": cfg.microgrid.model_copy(update={"genset_rental_per_month": 0.0})})
+    free = run_offgrid_point(with_gensets(sized(owned, 12000.0, 3000.0, costs), 2000.0), cfg, _week())
     e = cfg.economics
     assert e is not None
     assert bought.capex == pytest.approx(rented.capex + 350.0 * 2000.0)
-    assert bought.npv == pytest.approx(rented.npv + npv(e.discount_rate, g.cash_flows(2000.0, e.lifetime_years)),
+    assert bought.annual_savings == pytest.approx(free.annual_savings, rel=1e-12)
+    assert bought.annual_savings > rented.annual_savings  # the rent it no longer pays
+    assert bought.npv == pytest.approx(free.npv + npv(e.discount_rate, g.cash_flows(2000.0, e.lifetime_years)),
                                        rel=1e-9)
-    assert bought.battery_npv == pytest.approx(rented.npv, rel=1e-12)  # the storage's, as `ems backtest` prints it
+    assert bought.battery_npv == pytest.approx(free.npv, rel=1e-12)  # the storage's, as `ems backtest` prints it
 
 
 def test_the_cli_sizes_an_off_grid_site_without_a_tariff(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
