@@ -365,12 +365,6 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         step_s=args.step_s, days=args.days, foresight=not args.no_foresight, peak_shaving_only=args.peak_shaving_only,
         dr_events_csv=args.dr_events, known_load_ahead_h=args.known_load_ahead_h)
     from ems.backtest.offgrid_run import is_offgrid
-    arb = cfg.policies.arbitrage
-    if args.known_load_ahead_h is not None and (is_offgrid(cfg) or args.peak_shaving_only or arb is None
-                                                or not arb.enabled):
-        print("ems backtest: --known-load-ahead-h shows the arbitrage planner the load ahead: this run has none "
-              "(off-grid, --peak-shaving-only or no policies.arbitrage)", file=sys.stderr)
-        return EXIT_CONFIG
     if is_offgrid(cfg):
         return _backtest_offgrid(cfg, opts, args, progress)
     try:

@@ -130,9 +130,6 @@ def test_known_load_ahead_is_checked_on_the_command_line(tmp_path: Path) -> None
     for bad in ("0", "nan", "-3", "six"):
         done = subprocess.run([*cmd, bad], capture_output=True, text=True, timeout=60, cwd=ROOT)
         assert done.returncode == 2 and "--known-load-ahead-h" in done.stderr and "Traceback" not in done.stderr
-    # a run without the planner has no forecast to replace: refused, not silently ignored
-    done = subprocess.run([*cmd, "6", "--peak-shaving-only"], capture_output=True, text=True, timeout=60, cwd=ROOT)
-    assert done.returncode == 2 and "has none" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_known_load_ahead_without_a_planner_to_inform_is_refused(tmp_path: Path) -> None:
