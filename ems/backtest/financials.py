@@ -64,13 +64,16 @@ def npv(rate: float, cash_flows: Sequence[float]) -> float:
 
 
 def irr(cash_flows: Sequence[float], lo: float = -0.99, hi: float = 10.0, tol: float = 1e-10) -> float | None:
-    """The rate that makes NPV zero, nearest to 0 % when there are several; None if NPV does
-    not change sign in [lo, hi]. Scans a grid for sign changes, then bisects."""
+    """The rate at which NPV falls through zero (an investment's: money out first), nearest to
+    0 % when there are several; None if it does not in [lo, hi]. Scans a grid for sign
+    changes, then bisects. A root where NPV rises through zero is not a return: flows that end
+    negative (an end-of-life cost) have one near -100 %, which a return above `hi` left as
+    the only root (a sizing point saving far more than it cost read -95 %)."""
     grid: list[float] = sorted({lo, hi, *(lo + (0.0 - lo) * i / 200 for i in range(201)),
                    *(1e-4 * (hi / 1e-4) ** (i / 400) for i in range(401))})
     values = [npv(r, cash_flows) for r in grid]
     brackets = [(a, b, fa) for a, b, fa, fb in zip(grid, grid[1:], values, values[1:], strict=False)
-                if fa == 0.0 or fa * fb < 0]
+                if fa == 0.0 or fa > 0.0 > fb]
     if not brackets:
         return None
     a, b, fa = (float(x) for x in min(brackets, key=lambda br: min(abs(br[0]), abs(br[1]))))

@@ -23,6 +23,11 @@ def test_irr_of_a_simple_loan() -> None:
     assert irr([-100.0, 0.0, 121.0]) == pytest.approx(0.10)
     assert irr([-100.0, 10.0]) == pytest.approx(-0.9)  # loses 90 %
     assert irr([-100.0, -10.0]) is None  # no rate makes it zero
+    # an end-of-life cost makes NPV rise through zero near -100 %: not a return. A project that
+    # returns far beyond the search (20x a year) has no IRR in it, not -95 %
+    assert irr([-1e6, *[2e7] * 15, -1e6]) is None
+    moderate = irr([-1e6, *[2e5] * 15, -4e4])
+    assert moderate is not None and 0.17 < moderate < 0.19
 
 
 def test_lcos_with_no_discounting_is_cost_over_energy() -> None:
