@@ -704,6 +704,21 @@ def realtime_source(feed: Any, cache: FeedCache, now: list[float]) -> FeedSource
                       keep_s=6 * 3600.0, clock=lambda: now[0])
 
 
+async def caiso_feeds(served: Served, tmp_path: Path, now: list[float], market: str
+                      ) -> tuple[PlannerFeeds, FeedSource]:
+    """CAISO's day-ahead and its real-time `market` from the loopback OASIS, both fetched once,
+    as the planner meets them; and the real-time source."""
+    cache = FeedCache(tmp_path)
+    url = f"{served.base}/caiso/SingleZip"
+    day_ahead = source(CaisoOasisPrices("TH_NP15_GEN-APND", 10.0, url), cache, now)
+    rt = realtime_source(CaisoOasisPrices("TH_NP15_GEN-APND", 10.0, url, market=market), cache, now)
+    assert await day_ahead.refresh() and await rt.refresh()
+    feeds = PlannerFeeds("America/Los_Angeles",
+                         PriceFeedUse(day_ahead, CaisoFeedConfig(source="caiso", node="TH_NP15_GEN-APND")), None,
+                         realtime=rt)
+    return feeds, rt
+
+
 async def test_entsoe_intraday_auctions_a_later_one_wins(clients_on_loopback: Served, tmp_path: Path) -> None:
     now = [utc_s(2026, 1, 15, 8, 5)]
     src = realtime_source(EntsoeIntradayPrices("DE_LU", "test-token", 10.0), FeedCache(tmp_path), now)
@@ -773,14 +788,7 @@ async def test_the_planner_takes_the_intraday_price_where_there_is_one(clients_o
 
 async def test_five_minute_prices_are_averaged_over_a_planning_step(served: Served, tmp_path: Path) -> None:
     now = [utc_s(2026, 7, 15, 14, 5)]
-    cache = FeedCache(tmp_path)
-    url = f"{served.base}/caiso/SingleZip"
-    day_ahead = source(CaisoOasisPrices("TH_NP15_GEN-APND", 10.0, url), cache, now)
-    rtm = realtime_source(CaisoOasisPrices("TH_NP15_GEN-APND", 10.0, url, market="RTM"), cache, now)
-    assert await day_ahead.refresh() and await rtm.refresh()
-    feeds = PlannerFeeds("America/Los_Angeles",
-                         PriceFeedUse(day_ahead, CaisoFeedConfig(source="caiso", node="TH_NP15_GEN-APND")), None,
-                         realtime=rtm)
+    feeds, _ = await caiso_feeds(served, tmp_path, now, "RTM")
     b = builder()
     feeds.apply(b, local_s(now[0], "America/Los_Angeles"))
     dyn = b.tariff.dynamic_prices
@@ -798,14 +806,7 @@ async def test_five_minute_prices_are_averaged_over_a_planning_step(served: Serv
 async def test_a_failing_realtime_feed_keeps_its_last_series_then_the_day_ahead(served: Served,
                                                                                 tmp_path: Path) -> None:
     now = [utc_s(2026, 7, 15, 14, 5)]
-    cache = FeedCache(tmp_path)
-    url = f"{served.base}/caiso/SingleZip"
-    day_ahead = source(CaisoOasisPrices("TH_NP15_GEN-APND", 10.0, url), cache, now)
-    rtpd = realtime_source(CaisoOasisPrices("TH_NP15_GEN-APND", 10.0, url, market="RTPD"), cache, now)
-    assert await day_ahead.refresh() and await rtpd.refresh()
-    feeds = PlannerFeeds("America/Los_Angeles",
-                         PriceFeedUse(day_ahead, CaisoFeedConfig(source="caiso", node="TH_NP15_GEN-APND")), None,
-                         realtime=rtpd)
+    feeds, rtpd = await caiso_feeds(served, tmp_path, now, "RTPD")
     fifteen = oasis_lmp(CAISO_RT_ZIP["RTPD"], "PRC")
     dam = oasis_lmp(CAISO_ZIP, "MW")
     served.override["caiso_rt"] = (503, b"", "text/plain")
@@ -828,6 +829,7 @@ async def test_a_failing_realtime_feed_keeps_its_last_series_then_the_day_ahead(
     assert dyn is not None and dyn.buy_per_kwh[0] == pytest.approx(dam[utc_s(2026, 7, 15, 15)] / 1000.0)
     assert rtpd.stale == 1 and feeds.realtime_steps == 0 and feeds.realtime_plans == 1
     # after a restart the real-time series comes back from its own cache file, beside the day-ahead's
+    url = f"{served.base}/caiso/SingleZip"
     again = realtime_source(CaisoOasisPrices("TH_NP15_GEN-APND", 10.0, url, market="RTPD"), FeedCache(tmp_path), now)
     assert again.good is not None and again.good.end_utc_s == max(fifteen) + 900.0
     assert {p.name for p in tmp_path.iterdir()} == {"caiso.json", "caiso_rtpd.json"}

@@ -74,16 +74,17 @@ def test_the_entsoe_token_comes_from_a_file_or_the_environment(tmp_path: Path,
         EntsoeFeedConfig(source="entsoe", bidding_zone="NL", token_file=tmp_path / "missing").token()
 
 
-def test_check_config_refuses_an_entsoe_feed_without_its_token(tmp_path: Path) -> None:
+@pytest.mark.parametrize("section", ["price_feed", "realtime_price_feed"])
+def test_check_config_refuses_an_entsoe_feed_without_its_token(tmp_path: Path, section: str) -> None:
     data = _example()
-    data["policies"]["arbitrage"]["price_feed"] = {"source": "entsoe", "bidding_zone": "SE_3",
-                                                   "token_env": "EMS_TEST_NO_SUCH_TOKEN"}
+    feed = {"source": "entsoe", "bidding_zone": "SE_3", "token_env": "EMS_TEST_NO_SUCH_TOKEN"}
+    data["policies"]["arbitrage"][section] = feed
     path = tmp_path / "site.yaml"
     path.write_text(yaml.safe_dump(data))
     out = subprocess.run([sys.executable, "-m", "ems.cli", "check-config", str(path)],
                          capture_output=True, text=True, cwd=ROOT / "config", timeout=60)
     assert out.returncode != 0 and "Traceback" not in out.stderr
-    assert "price_feed.token_env: EMS_TEST_NO_SUCH_TOKEN is not set" in out.stderr + out.stdout
+    assert f"{section}.token_env: EMS_TEST_NO_SUCH_TOKEN is not set" in out.stderr + out.stdout
 
 
 def test_a_weather_feed_needs_a_place() -> None:
@@ -132,18 +133,6 @@ def test_a_realtime_feed_in_the_day_aheads_currency_passes() -> None:
     a["price_feed"]["currency"] = "EUR"
     rt = parse_config(data).policies.arbitrage.realtime_price_feed  # type: ignore[union-attr]
     assert rt is not None and rt.source == "entsoe" and rt.auctions == (1, 2, 3) and rt.refresh_s == 900
-
-
-def test_check_config_refuses_an_intraday_feed_without_its_token(tmp_path: Path) -> None:
-    data = _example()
-    data["policies"]["arbitrage"]["realtime_price_feed"] = {"source": "entsoe", "bidding_zone": "SE_3",
-                                                            "token_env": "EMS_TEST_NO_SUCH_TOKEN"}
-    path = tmp_path / "site.yaml"
-    path.write_text(yaml.safe_dump(data))
-    out = subprocess.run([sys.executable, "-m", "ems.cli", "check-config", str(path)],
-                         capture_output=True, text=True, cwd=ROOT / "config", timeout=60)
-    assert out.returncode != 0 and "Traceback" not in out.stderr
-    assert "realtime_price_feed.token_env: EMS_TEST_NO_SUCH_TOKEN is not set" in out.stderr + out.stdout
 
 
 @pytest.mark.parametrize(("price_feed", "realtime", "field"), [
