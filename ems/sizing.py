@@ -30,7 +30,14 @@ from ems.backtest.results import savings_per_year
 from ems.backtest.run import Backtest, BacktestOptions, run
 from ems.backtest.series import read_power_csv
 from ems.model.errors import ConfigError
-from ems.sizing_offgrid import UNSERVED_TOLERANCE_KWH, GensetCosts, check_gensets, run_offgrid_point, with_gensets
+from ems.sizing_offgrid import (
+    UNSERVED_TOLERANCE_KWH,
+    GensetCosts,
+    check_gensets,
+    check_price_per_kw,
+    run_offgrid_point,
+    with_gensets,
+)
 
 Progress = Callable[[int, int], None]
 # 10 GW: past any one site; PV far beyond it overflows the planner's sums (a traceback, not an answer)
@@ -68,9 +75,7 @@ class PvCosts:
         if not (self.series_kw > 0 and math.isfinite(self.series_kw)):
             raise ConfigError("--pv-series-kw: the PV series' rating, a number > 0")
         for name in ("capex_per_kw", "om_per_kw_year"):
-            v = getattr(self, name)
-            if not (v >= 0 and math.isfinite(v)):
-                raise ConfigError(f"--pv-{name.replace('_', '-')}: a number >= 0")
+            check_price_per_kw(f"--pv-{name.replace('_', '-')}", getattr(self, name))
         if not 0.0 <= self.degradation_per_year < 1.0:
             raise ConfigError("--pv-degradation: a share of the yield a year, 0 to 1")
         if self.lifetime_years is not None and not 1 <= self.lifetime_years <= 100:

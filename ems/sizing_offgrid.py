@@ -15,7 +15,6 @@ leaves load unserved is never recommended (ems/sizing.py `recommended`).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,6 +29,13 @@ from ems.topology import MAX_W
 # load left unserved below this is float dust in the account, not load (1 Wh)
 UNSERVED_TOLERANCE_KWH = 1e-3
 MIN_GENSET_KW = 1.0  # a smaller one is a typo, not an engine
+# a price per kW past any equipment's; far beyond, the sums overflow (Infinity in sizing.json)
+MAX_PRICE_PER_KW = 1e6
+
+
+def check_price_per_kw(option: str, value: float) -> None:
+    if not 0.0 <= value <= MAX_PRICE_PER_KW:  # NaN fails too
+        raise ConfigError(f"{option}: a number from 0 to {MAX_PRICE_PER_KW:,.0f}")
 
 
 @dataclass(frozen=True)
@@ -42,9 +48,7 @@ class GensetCosts:
 
     def __post_init__(self) -> None:
         for name in ("capex_per_kw", "om_per_kw_year"):
-            v = getattr(self, name)
-            if not (v >= 0 and math.isfinite(v)):
-                raise ConfigError(f"--genset-{name.replace('_', '-')}: a number >= 0")
+            check_price_per_kw(f"--genset-{name.replace('_', '-')}", getattr(self, name))
 
     @property
     def bought(self) -> bool:

@@ -150,7 +150,8 @@ def test_pv_costs_and_the_pv_grid_are_checked() -> None:
     with pytest.raises(ConfigError, match="--pv-kw"):
         parse_grid("-1", "--pv-kw", allow_zero=True)
     for bad in ({"series_kw": 0.0, "capex_per_kw": 1.0}, {"series_kw": 1.0, "capex_per_kw": float("nan")},
-                {"series_kw": 1.0, "capex_per_kw": 1.0, "degradation_per_year": 1.5}):
+                {"series_kw": 1.0, "capex_per_kw": 1.0, "degradation_per_year": 1.5},
+                {"series_kw": 1.0, "capex_per_kw": 1e308}):  # past any price: Infinity in sizing.json
         with pytest.raises(ConfigError, match="--pv-"):
             PvCosts(**bad)
 

@@ -60,7 +60,8 @@ def test_genset_sizes_and_prices_are_checked_before_any_run() -> None:
     with pytest.raises(ConfigError, match="off_grid or weak_grid"):
         check_gensets(load_backtest_config(GRID_TIED), [1000.0])
     for bad, name in (({"capex_per_kw": -1.0}, "--genset-capex-per-kw"),
-                      ({"om_per_kw_year": float("nan")}, "--genset-om-per-kw-year")):
+                      ({"om_per_kw_year": float("nan")}, "--genset-om-per-kw-year"),
+                      ({"capex_per_kw": 1e308}, "--genset-capex-per-kw")):
         with pytest.raises(ConfigError, match=name):
             GensetCosts(**bad)
 
