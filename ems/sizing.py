@@ -26,7 +26,7 @@ from ems.backtest.config import BacktestConfig
 from ems.backtest.errors import BacktestInputError
 from ems.backtest.financials import irr, npv
 from ems.backtest.offgrid_run import is_offgrid
-from ems.backtest.results import savings_per_year
+from ems.backtest.results import YEAR_S, savings_per_year
 from ems.backtest.run import Backtest, BacktestOptions, run
 from ems.backtest.series import read_power_csv
 from ems.model.errors import ConfigError
@@ -105,7 +105,7 @@ class SizePoint:
     simple_payback_years: float | None
     irr: float | None
     lcos_per_kwh: float | None
-    equivalent_full_cycles: float
+    equivalent_full_cycles: float  # a year (a shorter run's scaled by its length)
     peak_with_kw: float
     wall_s: float
     soh_10y: float | None = None
@@ -171,8 +171,9 @@ def run_point(cfg: BacktestConfig, opts: BacktestOptions, energy_kwh: float, pow
         r, fin = bt.result, bt.result.financials
         if fin is None:
             raise BacktestInputError("no economics: cannot size")
-        point = SizePoint(energy_kwh, power_kw, e.capex, fin.annual_savings, fin.npv,
-                          fin.simple_payback_years, fin.irr, fin.lcos_per_kwh, r.total["equivalent_full_cycles"],
+        to_year = YEAR_S / (bt.trace.grid_w.size * bt.trace.step_s)
+        point = SizePoint(energy_kwh, power_kw, e.capex, fin.annual_savings, fin.npv, fin.simple_payback_years,
+                          fin.irr, fin.lcos_per_kwh, r.total["equivalent_full_cycles"] * to_year,
                           r.total["peak_with_kw"], 0.0, None if r.ageing is None else float(r.ageing["soh_10y"]))
         flows, pv_saved = list(fin.cash_flows), 0.0 if pv_kw is None else pv_savings(bt)
     om_year1 = e.om_per_year

@@ -112,7 +112,7 @@ class OffgridRun:
     simple_payback_years: float | None
     irr: float | None
     lcos_per_kwh: float | None
-    equivalent_full_cycles: float  # over the run, as the grid-tied point's
+    equivalent_full_cycles: float  # a year (the run's, scaled by its length)
     grid_peak_kw: float  # a weak grid's import peak; 0 off-grid
     unserved_kwh: float  # over the run
     diesel_l_per_year: float
@@ -129,6 +129,6 @@ def run_offgrid_point(point_cfg: BacktestConfig, site_cfg: BacktestConfig, opts:
     ref = r.get("baseline_with_pv")
     pv_saved = 0.0 if ref is None else (r["baseline"]["cost"] - ref["cost"]) * to_year
     return OffgridRun(fin["annual_savings"], tuple(fin["cash_flows"]), fin["npv"], fin["simple_payback_years"],
-                      fin["irr"], fin["lcos_per_kwh"], trace.discharged_wh / trace.capacity_wh,
+                      fin["irr"], fin["lcos_per_kwh"], trace.discharged_wh / trace.capacity_wh * to_year,
                       float(max(trace.grid_w.max(initial=0.0), 0.0)) / 1000.0, r["unserved_kwh"],
                       r["diesel_litres"] * to_year, pv_saved)

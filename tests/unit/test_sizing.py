@@ -143,6 +143,21 @@ def test_pv_sizes_price_the_pv_and_the_battery_as_one_project(tmp_path: Path) ->
         bt.result.financials.annual_savings, rel=1e-9)
 
 
+def test_a_point_gives_cycles_a_year_on_a_short_run() -> None:
+    """The table's 'Cycles a year' on a 3-day run is that run's cycles scaled to 365 days,
+    as its savings are scaled to a year (it gave the 3 days' count)."""
+    from ems.backtest.run import run
+    from ems.sizing import run_point
+
+    cfg = load_backtest_config(SITE)
+    costs = CostModel.from_config(cfg)
+    point = run_point(cfg, _three_days(None), 4000.0, 2000.0, costs, 3600)
+    direct = run(sized(cfg, 4000.0, 2000.0, costs, 3600), _three_days(None))
+    cycles_3_days = direct.result.total["equivalent_full_cycles"]
+    assert cycles_3_days > 0
+    assert point.equivalent_full_cycles == pytest.approx(cycles_3_days * 365 / 3)
+
+
 def test_pv_costs_and_the_pv_grid_are_checked() -> None:
     from ems.sizing import PvCosts
 
