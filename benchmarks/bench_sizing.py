@@ -213,7 +213,7 @@ def pv_sweep(cfg: BacktestConfig, quick: bool, figures: dict[str, object]) -> st
 
 def genset_sweep(quick: bool, figures: dict[str, object]) -> str:
     """`ems size` on config/offgrid-site.yaml with the gensets as a dimension: the whole year
-    at 15 min per point (off-grid dispatch at 1 h leaves load unserved that 15 min serves),
+    at 5 min per point (the off-grid sizing step: at 15 min a genset's start takes a whole step),
     with bench_offgrid.py's synthetic 4 MWp of PV as given (not swept)."""
     import tempfile
 
@@ -229,7 +229,7 @@ def genset_sweep(quick: bool, figures: dict[str, object]) -> str:
         csv = Path(tmp) / "pv.csv"
         csv.write_text("PV (kW)\n" + "\n".join(f"{v / 1000:.3f}" for v in synthetic_pv_w(365, PV_PEAK_W)) + "\n",
                        encoding="utf-8")
-        opts = BacktestOptions(load_csv=LOAD, load_scale=1000.0, step_s=900, foresight=False, pv_csv=csv,
+        opts = BacktestOptions(load_csv=LOAD, load_scale=1000.0, foresight=False, pv_csv=csv,
                                **({"start": JULY, "days": 7.0} if quick else {}))
         s = sweep(cfg, opts, energies, powers, workers=2, genset_kws=genset_kws,
                   progress=lambda d, n: print(f"\rsize+gensets {d}/{n}", end="", file=sys.stderr, flush=True))
@@ -267,7 +267,7 @@ def genset_sweep(quick: bool, figures: dict[str, object]) -> str:
         f"two {fleet_kw(cfg) / 2:,.0f} kW gensets rented at {mg.genset_rental_per_month:,.0f} a month each, diesel "
         f"{mg.diesel_price_per_l:g} a litre; battery {costs.capex_per_kwh:,.0f} a kWh, "
         f"{costs.om_per_kwh_year:g} a kWh a year); {PV_PEAK_W / 1e6:g} MWp of synthetic PV as "
-        "benchmarks/bench_offgrid.py's, as given. Each point is the off-grid backtest at 15 min, its money the "
+        "benchmarks/bench_offgrid.py's, as given. Each point is the off-grid backtest at 5 min, its money the "
         "storage's against the site file's diesel trucks (N+1, no battery) with the same PV; the gensets scaled "
         "together, their rent with them. Method: docs/backtest.md (Sizing).", "",
         f"- {len(s.points)} points ({len(energies)} energies x {len(powers)} powers x {len(genset_kws)} genset "

@@ -589,8 +589,8 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--power-kw", required=True, help="a,b,c or start:stop:count")
     z.add_argument("--capex-per-kwh", type=float, help="default: the site file's capex per usable kWh")
     z.add_argument("--capex-per-kw", type=float, default=0.0)
-    z.add_argument("--step-s", type=int, help="backtest and planning step (default: the planning step); 3600 is "
-                   "4x faster than 900")
+    z.add_argument("--step-s", type=int, help="backtest and planning step (default: the planning step; off-grid "
+                   "300); 3600 is 4x faster than 900")
     z.add_argument("--days", type=float, help="only this many days of the load (scaled to a year)")
     z.add_argument("--start", help="ISO date of the first step")
     z.add_argument("--pv", type=Path, help="the site's PV series (CSV as the load's): as given, or scaled to "
