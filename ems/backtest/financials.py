@@ -73,7 +73,11 @@ def irr(cash_flows: Sequence[float], lo: float = -0.99, hi: float = 10.0, tol: f
                    *(1e-4 * (hi / 1e-4) ** (i / 400) for i in range(401))})
     values = [npv(r, cash_flows) for r in grid]
     brackets = [(a, b, fa) for a, b, fa, fb in zip(grid, grid[1:], values, values[1:], strict=False)
-                if fa == 0.0 or fa > 0.0 > fb]
+                if fa > 0.0 > fb]
+    # a grid point where NPV is exactly 0 (hi included) counts only where NPV falls into or out of
+    # it: 0 % on [-1000, 3000, -2000] is the rising root, the return is 100 %
+    brackets += [(grid[i], grid[i], 0.0) for i, f in enumerate(values)
+                 if f == 0.0 and ((i > 0 and values[i - 1] > 0.0) or (i + 1 < len(values) and values[i + 1] < 0.0))]
     if not brackets:
         return None
     a, b, fa = (float(x) for x in min(brackets, key=lambda br: min(abs(br[0]), abs(br[1]))))

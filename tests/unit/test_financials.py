@@ -30,6 +30,16 @@ def test_irr_of_a_simple_loan() -> None:
     assert moderate is not None and 0.17 < moderate < 0.19
 
 
+def test_irr_skips_a_rising_root_that_falls_exactly_on_the_grid() -> None:
+    # capex, savings, an end-of-life cost: NPV is exactly 0 at 0 % (a grid point), rising through
+    # it; it falls through zero at 100 %, the return
+    assert irr([-1000.0, 3000.0, -2000.0]) == pytest.approx(1.0)
+    # a conventional project whose NPV falls to exactly 0 at a grid point keeps that IRR,
+    # the top of the search included
+    assert irr([-1000.0, *[300.0] * 4, -200.0]) == 0.0
+    assert irr([-1.0, 11.0]) == pytest.approx(10.0)
+
+
 def test_lcos_with_no_discounting_is_cost_over_energy() -> None:
     # 1000 capex + 10 y x (50 O&M + 0.1 x 1000 kWh charged) + 100 EoL over 10 y x 900 kWh
     e = econ(om_per_year=50.0, end_of_life_cost=100.0)
