@@ -634,7 +634,7 @@ def cmd_size(args: argparse.Namespace) -> int:
     from ems.backtest.run import BacktestOptions
     from ems.planning.settings import load_tariff
     from ems.sizing import CostModel, PvCosts, parse_grid, sweep, write_outputs
-    from ems.sizing_offgrid import GensetCosts
+    from ems.sizing_offgrid import GensetCosts, check_price_per_kw
 
     cfg = load_backtest_config(args.config)
     energies, powers = parse_grid(args.energy_kwh, "--energy-kwh"), parse_grid(args.power_kw, "--power-kw")
@@ -642,7 +642,9 @@ def cmd_size(args: argparse.Namespace) -> int:
         raise ConfigError("--workers: at least 1")
     costs = CostModel.from_config(cfg)
     if args.capex_per_kwh is not None:
+        check_price_per_kw("--capex-per-kwh", args.capex_per_kwh)  # the same bound serves a kWh
         costs = replace(costs, capex_per_kwh=args.capex_per_kwh)
+    check_price_per_kw("--capex-per-kw", args.capex_per_kw)
     costs = replace(costs, capex_per_kw=args.capex_per_kw)
     pv_kws, pv = None, None
     pv_prices = {"--pv-series-kw": args.pv_series_kw, "--pv-capex-per-kw": args.pv_capex_per_kw,

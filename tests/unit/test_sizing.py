@@ -91,6 +91,20 @@ def test_the_cli_refuses_a_bad_grid(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--energy-kwh" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("option", "value"), [("--capex-per-kw", "1e308"), ("--capex-per-kw", "-5"),
+                                               ("--capex-per-kwh", "1e308"), ("--capex-per-kwh", "nan")])
+def test_the_cli_refuses_a_battery_price_out_of_range(option: str, value: str, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    # as PV's and the gensets' prices: 1e308 wrote Infinity into sizing.json, a negative price ran
+    from ems.cli import main
+
+    rc = main(["size", "--config", str(SITE), "--load", str(LOAD), "--energy-kwh", "1000", "--power-kw", "500",
+               "--days", "1", "--step-s", "3600", "--quiet", "--out", str(tmp_path / "out"), option, value])
+    assert rc == 2
+    assert option in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 # --- PV as a third dimension -------------------------------------------------------------------
 PV_SERIES_KW = 1000.0
 
