@@ -624,17 +624,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _sizes_for(prices: dict[str, object], sizes: str | None, what: str, sizes_option: str) -> None:
+    """Options that price a dimension need its sizes: given alone they would do nothing."""
+    given = [k for k, v in prices.items() if v is not None]
+    if sizes is None and given:
+        raise ConfigError(f"{', '.join(given)}: these price {what} sizes; give the sizes with {sizes_option}")
+
+
 def cmd_size(args: argparse.Namespace) -> int:
     from dataclasses import replace
     from datetime import datetime
 
     from ems.backtest import BacktestError
     from ems.backtest.config import load_backtest_config
+    from ems.backtest.financials import check_price_per_kw
     from ems.backtest.offgrid_run import is_offgrid
     from ems.backtest.run import BacktestOptions
     from ems.planning.settings import load_tariff
     from ems.sizing import CostModel, PvCosts, parse_grid, sweep, write_outputs
-    from ems.sizing_offgrid import GensetCosts, check_price_per_kw
+    from ems.sizing_offgrid import GensetCosts
 
     cfg = load_backtest_config(args.config)
     energies, powers = parse_grid(args.energy_kwh, "--energy-kwh"), parse_grid(args.power_kw, "--power-kw")
@@ -650,9 +658,7 @@ def cmd_size(args: argparse.Namespace) -> int:
     pv_prices = {"--pv-series-kw": args.pv_series_kw, "--pv-capex-per-kw": args.pv_capex_per_kw,
                  "--pv-om-per-kw-year": args.pv_om_per_kw_year, "--pv-degradation": args.pv_degradation,
                  "--pv-lifetime-years": args.pv_lifetime_years}
-    if args.pv_kw is None and any(v is not None for v in pv_prices.values()):
-        given = ", ".join(k for k, v in pv_prices.items() if v is not None)
-        raise ConfigError(f"{given}: these price PV sizes; give the sizes with --pv-kw")
+    _sizes_for(pv_prices, args.pv_kw, "PV", "--pv-kw")
     if args.pv_kw is not None:
         if args.pv is None or args.pv_series_kw is None or args.pv_capex_per_kw is None:
             raise ConfigError("--pv-kw needs --pv (the PV series), --pv-series-kw and --pv-capex-per-kw")
@@ -664,9 +670,7 @@ def cmd_size(args: argparse.Namespace) -> int:
     genset_kws, gensets = None, None
     genset_prices = {"--genset-capex-per-kw": args.genset_capex_per_kw,
                      "--genset-om-per-kw-year": args.genset_om_per_kw_year}
-    if args.genset_kw is None and any(v is not None for v in genset_prices.values()):
-        given = ", ".join(k for k, v in genset_prices.items() if v is not None)
-        raise ConfigError(f"{given}: these price genset sizes; give the sizes with --genset-kw")
+    _sizes_for(genset_prices, args.genset_kw, "genset", "--genset-kw")
     if args.genset_kw is not None:
         genset_kws = parse_grid(args.genset_kw, "--genset-kw", allow_zero=True)
         gensets = GensetCosts(args.genset_capex_per_kw or 0.0, args.genset_om_per_kw_year or 0.0)

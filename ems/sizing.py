@@ -20,21 +20,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from itertools import zip_longest
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ems.backtest.config import BacktestConfig
 from ems.backtest.errors import BacktestInputError
-from ems.backtest.financials import irr, npv
+from ems.backtest.financials import check_price_per_kw, irr, npv
 from ems.backtest.offgrid_run import is_offgrid
 from ems.backtest.results import YEAR_S, savings_per_year
 from ems.backtest.run import Backtest, BacktestOptions, run
-from ems.backtest.series import read_power_csv
+from ems.backtest.series import PowerSeries, read_power_csv
 from ems.model.errors import ConfigError
 from ems.sizing_offgrid import (
     UNSERVED_TOLERANCE_KWH,
     GensetCosts,
     check_gensets,
-    check_price_per_kw,
     run_offgrid_point,
     with_gensets,
 )
@@ -178,7 +177,7 @@ def run_point(cfg: BacktestConfig, opts: BacktestOptions, energy_kwh: float, pow
         flows, pv_saved = list(fin.cash_flows), 0.0 if pv_kw is None else pv_savings(bt)
     om_year1 = e.om_per_year
     if pv_kw is not None and pv is not None:
-        point, flows = _with_pv(point, pv, pv_kw, pv_saved, e.lifetime_years, e.discount_rate, om_year1, flows)
+        point, flows = with_pv(point, pv, pv_kw, pv_saved, e.lifetime_years, e.discount_rate, om_year1, flows)
         om_year1 += pv.om_per_kw_year * pv_kw
     if genset_kw is not None:
         point, flows = _with_genset_costs(point, gensets or GensetCosts(), genset_kw, e.lifetime_years,
@@ -206,13 +205,12 @@ def pv_savings(bt: Backtest) -> float:
     return savings_per_year(bt.tariff, t.load_w + bt.pv_w, t.load_w, t.start, t.step_s)
 
 
-def check_pv(opts: BacktestOptions, pv_kws: Sequence[float], pv: PvCosts) -> None:
-    """Before any point runs: the PV series is generation (a series signed as the meter sees
-    export, < 0, would price panels as a yearly cost) and each size's peak a site's."""
-    if opts.pv_csv is None:
+def check_pv(opts: BacktestOptions, series: PowerSeries | None, pv_kws: Sequence[float], pv: PvCosts) -> None:
+    """Before any point runs: the PV series (`series`, read from `opts.pv_csv`) is generation (a
+    series signed as the meter sees export, < 0, would price panels as a yearly cost) and each
+    size's peak a site's."""
+    if series is None:
         raise ConfigError("--pv-kw needs --pv, the PV series")
-    series = read_power_csv(opts.pv_csv, unit="w" if opts.unit == "w" else "kw", scale=opts.pv_scale,
-                            start=opts.series_start)
     if float(series.values_w.sum()) < 0:
         raise BacktestInputError(f"{opts.pv_csv}: the PV series sums to less than 0; PV is generation, > 0")
     peak_kw = float(series.values_w.max()) / 1000.0 * max(pv_kws, default=0.0) / pv.series_kw
@@ -222,15 +220,10 @@ def check_pv(opts: BacktestOptions, pv_kws: Sequence[float], pv: PvCosts) -> Non
 
 
 def with_pv(point: SizePoint, pv: PvCosts, pv_kw: float, pv_annual_savings: float, lifetime_years: int,
-            discount_rate: float, battery_om_per_year: float, battery_flows: Sequence[float]) -> SizePoint:
-    """The point as one project: the battery's cash flows and the PV's added year by year (the
-    shorter-lived one earns nothing past its end-of-life year: it is not replaced)."""
-    return _with_pv(point, pv, pv_kw, pv_annual_savings, lifetime_years, discount_rate, battery_om_per_year,
-                    battery_flows)[0]
-
-
-def _with_pv(point: SizePoint, pv: PvCosts, pv_kw: float, pv_annual_savings: float, lifetime_years: int,
-             discount_rate: float, om_per_year: float, flows: Sequence[float]) -> tuple[SizePoint, list[float]]:
+            discount_rate: float, om_per_year: float, flows: Sequence[float]) -> tuple[SizePoint, list[float]]:
+    """The point as one project: its cash flows and the PV's added year by year (the
+    shorter-lived one earns nothing past its end-of-life year: it is not replaced), and the
+    summed flows. `om_per_year`: the project's O&M before the PV's."""
     pv_flows = pv.cash_flows(pv_kw, pv_annual_savings, lifetime_years)
     point = replace(point, pv_kw=pv_kw, pv_annual_savings=pv_annual_savings, battery_npv=point.npv)
     return _joined(point, flows, pv_flows, pv.capex_per_kw * pv_kw, pv_annual_savings,
@@ -287,13 +280,14 @@ def sweep(cfg: BacktestConfig, opts: BacktestOptions, energies_kwh: Sequence[flo
 
     costs = costs or CostModel.from_config(cfg)
     # a series that cannot be read ends here with its message, not in every worker (Dask printing its traceback)
-    for path, scale in ((opts.load_csv, opts.load_scale), (opts.pv_csv, opts.pv_scale)):
-        if path is not None:
-            read_power_csv(path, unit="w" if opts.unit == "w" else "kw", scale=scale, start=opts.series_start)
+    unit: Literal["kw", "w"] = "w" if opts.unit == "w" else "kw"
+    read_power_csv(opts.load_csv, unit=unit, scale=opts.load_scale, start=opts.series_start)
+    pv_series = None if opts.pv_csv is None else read_power_csv(opts.pv_csv, unit=unit, scale=opts.pv_scale,
+                                                                 start=opts.series_start)
     if pv_kws is not None:
         if pv is None:
             raise ConfigError("--pv-kw needs the PV's costs")
-        check_pv(opts, pv_kws, pv)
+        check_pv(opts, pv_series, pv_kws, pv)
     if genset_kws is not None:
         check_gensets(cfg, genset_kws)
     pv_grid: Sequence[float | None] = [None] if pv_kws is None else pv_kws

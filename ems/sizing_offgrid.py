@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 
 from ems.backtest.config import BacktestConfig
 from ems.backtest.errors import BacktestInputError
+from ems.backtest.financials import check_price_per_kw
 from ems.backtest.offgrid_report import YEAR_S
 from ems.backtest.offgrid_run import is_offgrid, run_offgrid
 from ems.backtest.run import BacktestOptions
@@ -33,13 +34,6 @@ MIN_GENSET_KW = 1.0  # a smaller one is a typo, not an engine
 # 15 min a genset started as the battery empties gave nothing for the whole step, and points that
 # serve every kWh at 1 and 5 min read as leaving load dark (docs/backtest.md, "Sizing")
 SIZING_STEP_S = 300
-# a price per kW past any equipment's; far beyond, the sums overflow (Infinity in sizing.json)
-MAX_PRICE_PER_KW = 1e6
-
-
-def check_price_per_kw(option: str, value: float) -> None:
-    if not 0.0 <= value <= MAX_PRICE_PER_KW:  # NaN fails too
-        raise ConfigError(f"{option}: a number from 0 to {MAX_PRICE_PER_KW:,.0f}")
 
 
 @dataclass(frozen=True)

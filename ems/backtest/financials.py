@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ems.backtest.errors import BacktestInputError
+from ems.model.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,16 @@ def npv(rate: float, cash_flows: Sequence[float]) -> float:
     return sum(cf / (1.0 + rate) ** n for n, cf in enumerate(cash_flows))
 
 
+# a price per kW (or kWh) past any equipment's; far beyond, the sums overflow (Infinity in sizing.json)
+MAX_PRICE_PER_KW = 1e6
+
+
+def check_price_per_kw(option: str, value: float) -> None:
+    """A sizing price given on the command line, 0 to MAX_PRICE_PER_KW; the error names `option`."""
+    if not 0.0 <= value <= MAX_PRICE_PER_KW:  # NaN fails too
+        raise ConfigError(f"{option}: a number from 0 to {MAX_PRICE_PER_KW:,.0f}")
+
+
 def irr(cash_flows: Sequence[float], lo: float = -0.99, hi: float = 10.0, tol: float = 1e-10) -> float | None:
     """The rate at which NPV falls through zero (an investment's: money out first), nearest to
     0 % when there are several; None if it does not in [lo, hi]. Scans a grid for sign
@@ -72,17 +83,15 @@ def irr(cash_flows: Sequence[float], lo: float = -0.99, hi: float = 10.0, tol: f
     grid: list[float] = sorted({lo, hi, *(lo + (0.0 - lo) * i / 200 for i in range(201)),
                    *(1e-4 * (hi / 1e-4) ** (i / 400) for i in range(401))})
     values = [npv(r, cash_flows) for r in grid]
-    brackets = [(a, b, fa) for a, b, fa, fb in zip(grid, grid[1:], values, values[1:], strict=False)
-                if fa > 0.0 > fb]
-    # a grid point where NPV is exactly 0 (hi included) counts only where NPV falls into or out of
-    # it: 0 % on [-1000, 3000, -2000] is the rising root, the return is 100 %
-    brackets += [(grid[i], grid[i], 0.0) for i, f in enumerate(values)
-                 if f == 0.0 and ((i > 0 and values[i - 1] > 0.0) or (i + 1 < len(values) and values[i + 1] < 0.0))]
+    # where NPV falls, into or out of an exact zero on the grid too (`hi` included): 0 % on
+    # [-1000, 3000, -2000] is a rising root, the return is 100 %
+    brackets = [(a, b, fa, fb) for a, b, fa, fb in zip(grid, grid[1:], values, values[1:], strict=False)
+                if fa >= 0.0 >= fb and fa > fb]
     if not brackets:
         return None
-    a, b, fa = (float(x) for x in min(brackets, key=lambda br: min(abs(br[0]), abs(br[1]))))
-    if fa == 0.0:
-        return a
+    a, b, fa, fb = (float(x) for x in min(brackets, key=lambda br: min(abs(br[0]), abs(br[1]))))
+    if fa == 0.0 or fb == 0.0:
+        return a if fa == 0.0 else b
     for _ in range(200):
         mid = 0.5 * (a + b)
         f_mid = npv(mid, cash_flows)

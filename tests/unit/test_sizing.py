@@ -257,9 +257,9 @@ def test_panels_that_outlast_the_battery_earn_their_own_years() -> None:
     pv = PvCosts(1000.0, 1000.0, 10.0, 0.005, lifetime_years=25)
     flows = pv.cash_flows(1000.0, 150_000.0, 15)
     assert len(flows) == 27 and flows[25] > 0 and flows[26] == 0.0
-    both = with_pv(point, pv, 1000.0, 150_000.0, 15, 0.07, 10.0, battery)
+    both, _ = with_pv(point, pv, 1000.0, 150_000.0, 15, 0.07, 10.0, battery)
     assert both.npv == pytest.approx(point.npv + npv(0.07, flows), rel=1e-12)
     assert both.npv > with_pv(point, replace(pv, lifetime_years=None), 1000.0, 150_000.0, 15, 0.07, 10.0,
-                              battery).npv
+                              battery)[0].npv
     with pytest.raises(ConfigError, match="--pv-lifetime-years"):
         PvCosts(1000.0, 1000.0, lifetime_years=0)
