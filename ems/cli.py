@@ -638,7 +638,7 @@ def cmd_size(args: argparse.Namespace) -> int:
     from ems.backtest import BacktestError
     from ems.backtest.config import load_backtest_config
     from ems.backtest.financials import check_price_per_kw
-    from ems.backtest.offgrid_run import is_offgrid
+    from ems.backtest.offgrid_run import is_offgrid, weak_grid_tariff
     from ems.backtest.run import BacktestOptions
     from ems.planning.settings import load_tariff
     from ems.sizing import CostModel, PvCosts, parse_grid, sweep, write_outputs
@@ -684,11 +684,14 @@ def cmd_size(args: argparse.Namespace) -> int:
     opts = BacktestOptions(load_csv=args.load, tariff=args.tariff, load_scale=args.load_scale, step_s=args.step_s,
                            days=args.days, foresight=False, pv_csv=args.pv, start=start)
     arb = cfg.policies.arbitrage
-    if is_offgrid(cfg):  # fuel and rent, no bill (ems/sizing_offgrid.py)
-        if args.tariff is not None:
-            raise ConfigError("--tariff: an off_grid or weak_grid site is sized on fuel and genset rent "
-                              "(microgrid), not a bill; leave it out")
-        currency = args.currency or ""
+    import_priced = True
+    if is_offgrid(cfg):  # fuel and rent, and a weak grid's import bill where it has a tariff (ems/sizing_offgrid.py)
+        try:
+            tariff = weak_grid_tariff(cfg, opts)
+        except BacktestError as exc:
+            raise ConfigError(str(exc)) from None
+        import_priced = tariff is not None
+        currency = args.currency or ("" if tariff is None else tariff.currency)
     else:
         tariff_path = args.tariff or (None if arb is None else arb.tariff)
         if tariff_path is None:
@@ -711,9 +714,9 @@ def cmd_size(args: argparse.Namespace) -> int:
     best = s.best
     print(f"{len(s.points)} points in {s.wall_s:.1f} s on {s.workers} worker(s) ({s.scheduler})")
     dark = sum(not p.serves_load for p in s.points)
-    if cfg.microgrid is not None and cfg.microgrid.mode.value == "weak_grid":
-        print("weak grid: what it imports is not priced (as in `ems backtest`: the money is fuel and rent); "
-              "NPV reads high by the import's cost")
+    if cfg.microgrid is not None and cfg.microgrid.mode.value == "weak_grid" and not import_priced:
+        print("weak grid without a tariff: what it imports is not priced (as in `ems backtest`: the money is fuel "
+              "and rent); NPV reads high by the import's cost (--tariff, or policies.arbitrage.tariff, prices it)")
     if dark:
         print(f"{dark} point(s) leave load unserved: never recommended")
     if best is None:

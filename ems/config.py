@@ -513,7 +513,7 @@ class SiteConfig(SiteDevices):
         sm = self.policies.smoothing
         if sm is not None and sm.filler and self.filler is None:
             raise ValueError("policies.smoothing.filler needs a filler device (the site file's `filler` section)")
-        check_microgrid(self.microgrid, self.grid_connection)
+        check_microgrid(self.microgrid, self.grid_connection, self.policies)
         return self
 
 
@@ -527,10 +527,13 @@ def meter_frozen_s(cfg: SiteConfig) -> float:
     return 0.0 if is_off_grid(cfg) else cfg.control.meter_frozen_s
 
 
-def check_microgrid(mg: MicrogridConfig | None, grid: GridConnectionConfig) -> None:
-    """A weak grid needs its import limit."""
+def check_microgrid(mg: MicrogridConfig | None, grid: GridConnectionConfig, policies: PoliciesConfig) -> None:
+    """A weak grid needs its import limit; an off-grid site has no grid to trade on."""
     if mg is not None and mg.mode == "weak_grid" and grid.import_limit_w is None:
         raise ValueError("microgrid.mode weak_grid needs grid_connection.import_limit_w")
+    if mg is not None and mg.mode == "off_grid" and policies.arbitrage is not None and policies.arbitrage.enabled:
+        raise ValueError("policies.arbitrage: an off_grid site has no grid to buy from or sell to "
+                         "(remove the section, or set enabled: false)")
 
 
 def parse_config(data: object, source: str = "<config>") -> SiteConfig:

@@ -29,7 +29,7 @@ from ems.backtest.offgrid_run import is_offgrid
 from ems.backtest.results import YEAR_S, savings_per_year
 from ems.backtest.run import Backtest, BacktestOptions, run
 from ems.backtest.series import PowerSeries, read_power_csv
-from ems.model.errors import ConfigError
+from ems.model.errors import ConfigError, EmsError
 from ems.sizing_offgrid import (
     UNSERVED_TOLERANCE_KWH,
     GensetCosts,
@@ -185,6 +185,15 @@ def run_point(cfg: BacktestConfig, opts: BacktestOptions, energy_kwh: float, pow
     return replace(point, wall_s=time.perf_counter() - t0)
 
 
+def point_or_error(*args: Any) -> SizePoint | EmsError:
+    """`run_point` on a worker, its own errors returned as values: the sweep raises them with
+    their message (Dask would print a worker's traceback for a raised one)."""
+    try:
+        return run_point(*args)
+    except EmsError as exc:
+        return exc
+
+
 def _with_genset_costs(point: SizePoint, g: GensetCosts, genset_kw: float, lifetime_years: int,
                        discount_rate: float, om_per_year: float, flows: Sequence[float]
                        ) -> tuple[SizePoint, list[float]]:
@@ -304,12 +313,15 @@ def sweep(cfg: BacktestConfig, opts: BacktestOptions, energies_kwh: Sequence[flo
     try:
         n_workers = len(client.scheduler_info().get("workers", {}))
         t_submit = time.perf_counter()
-        futures = {client.submit(run_point, cfg, opts, e, p, costs, planning_step_s, k, pv, g, gensets,
+        futures = {client.submit(point_or_error, cfg, opts, e, p, costs, planning_step_s, k, pv, g, gensets,
                                  pure=False): i
                    for i, (e, p, k, g) in enumerate(grid)}
         results: list[SizePoint | None] = [None] * len(grid)
         for done, fut in enumerate(as_completed(futures), start=1):  # type: ignore[no-untyped-call]
-            results[futures[fut]] = fut.result()
+            point = fut.result()
+            if isinstance(point, EmsError):
+                raise point
+            results[futures[fut]] = point
             if progress is not None:
                 progress(done, len(grid))
         compute_s = time.perf_counter() - t_submit

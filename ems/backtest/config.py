@@ -56,7 +56,7 @@ class BacktestConfig(Strict):
         dr = self.policies.demand_response  # (without racks its tiers are moot: a live site file's, say)
         if dr is not None and self.racks is not None and (unknown := set(dr.flex_tiers) - set(self.racks.row_ids())):
             raise ValueError(f"policies.demand_response.flex_tiers names unknown rows: {sorted(unknown)}")
-        check_microgrid(self.microgrid, self.grid_connection)
+        check_microgrid(self.microgrid, self.grid_connection, self.policies)
         return self
 
     @classmethod

@@ -6,7 +6,8 @@ overhead is configured); `compare` adds the diesel-only baseline (the same load 
 alone, sized N+1: ems/backtest/diesel_baseline.py), the savings, and the storage's
 financials (payback, NPV, IRR, LCOS) from the site file's economics, on what the battery
 itself saves: against the same trucks with the same PV and no battery (PV's savings are
-PV's, and its cost is not in `economics`).
+PV's, and its cost is not in `economics`). On a weak grid with a tariff, the site's cost
+includes the import's bill (`grid_bill`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from ems.backtest.engine import Trace
 from ems.backtest.errors import BacktestInputError
 from ems.backtest.financials import Economics, financials
 from ems.microgrid_config import GensetConfig, MicrogridConfig
+from ems.tariff import compute_bill
+from ems.tariff.model import Tariff
+from policies.microgrid import Mode
 
 YEAR_S = 365.0 * 86400.0
 MONTH_S = YEAR_S / 12.0
@@ -55,12 +59,29 @@ def offgrid_kpis(trace: Trace, mg: MicrogridConfig) -> dict[str, float]:
     return out
 
 
+def grid_bill(tariff: Tariff, trace: Trace) -> float:
+    """The import's bill over the run. A month the run covers in part pays its demand, fixed
+    and minimum charges in that part only, as the genset rent is counted: a run of days is
+    a year's share, not a month's charges for each day (its energy is billed as it came)."""
+    bill = compute_bill(tariff, np.maximum(trace.grid_w, 0.0) / 1000.0, start=trace.start, step_s=trace.step_s)
+    steps = np.datetime64(trace.start, "s") + np.arange(trace.grid_w.size) * np.timedelta64(trace.step_s, "s")
+    months = steps.astype("datetime64[M]")
+    total = 0.0
+    for m in bill.months:
+        key = np.datetime64(f"{m.year:04d}-{m.month:02d}", "M")
+        month_s = float(((key + 1).astype("datetime64[s]") - key.astype("datetime64[s]")).astype(np.float64))
+        covered = float(np.count_nonzero(months == key)) * trace.step_s / month_s
+        total += m.energy - m.true_up_credit + covered * (m.demand_tou + m.demand_flat + m.fixed + m.minimum)
+    return total
+
+
 def compare(trace: Trace, mg: MicrogridConfig, econ: Economics | None = None,
-            trucks: MicrogridConfig | None = None) -> dict[str, Any]:
+            trucks: MicrogridConfig | None = None, tariff: Tariff | None = None) -> dict[str, Any]:
     """The run against diesel only, per run and per year, with the financials of storage.
     `trucks`: the section whose first genset and rent make the diesel-only baseline (default
     `mg`; a sizing point whose gensets were scaled keeps the site file's trucks as the owner's
-    alternative)."""
+    alternative). `tariff` (weak grid): the import is billed on it, and the bill is the site's
+    cost too (None: the import is not priced)."""
     m = trace.microgrid
     if m is None:
         raise BacktestInputError("not an off-grid or weak-grid run (microgrid.mode is grid_connected)")
@@ -71,7 +92,9 @@ def compare(trace: Trace, mg: MicrogridConfig, econ: Economics | None = None,
     run_s = trace.grid_w.size * trace.step_s
     months = run_s / MONTH_S
     fuel_price = mg.diesel_price_per_l
+    bill = None if tariff is None or mg.mode is Mode.OFF_GRID else grid_bill(tariff, trace)
     site_cost = site["diesel_litres"] * fuel_price + len(mg.gensets) * mg.genset_rental_per_month * months
+    site_cost += bill or 0.0
     truck_rent = trucks.genset_rental_per_month
     base_cost = base.fuel_l * fuel_price + base.units * truck_rent * months
     to_year = YEAR_S / run_s
@@ -81,7 +104,7 @@ def compare(trace: Trace, mg: MicrogridConfig, econ: Economics | None = None,
         "baseline": {**asdict(base), "co2_kg": base.fuel_l * mg.co2_kg_per_l, "cost": base_cost,
                      "fuel_cost": base.fuel_l * fuel_price,
                      "rental_cost": base.units * truck_rent * months},
-        "site_cost": site_cost,
+        "site_cost": site_cost, "grid_bill": bill,
         "unserved_kwh": site["unserved_kwh"], "diesel_litres": site["diesel_litres"],
         "baseline_diesel_litres": base.fuel_l, "diesel_saved_litres": saved_l,
         "diesel_saved_share": saved_l / base.fuel_l if base.fuel_l > 0 else float("nan"),

@@ -1,5 +1,6 @@
 """`ems backtest` on an off-grid or weak-grid site: the run, the diesel-only baseline, the
-comparison (docs/off-grid.md). No tariff: the money is fuel and genset rental."""
+comparison (docs/off-grid.md). The money is fuel and genset rental, and on a weak grid with a
+tariff (--tariff, or the arbitrage section's) the import's bill."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from ems.backtest.genset_planning import Forecast, GensetPlanning
 from ems.backtest.offgrid_report import compare
 from ems.backtest.run import BacktestOptions, load_series
 from ems.microgrid_config import MicrogridConfig
+from ems.planning.settings import load_tariff
 from ems.step_params import step_params
+from ems.tariff.model import Tariff
 from policies.microgrid import Mode
 
 
@@ -32,6 +35,21 @@ def economics(cfg: BacktestConfig) -> Economics | None:
                                             e.degradation_per_year, e.end_of_life_cost)
 
 
+def weak_grid_tariff(cfg: BacktestConfig, opts: BacktestOptions) -> Tariff | None:
+    """The tariff a weak grid's import is billed on and its planner plans against: --tariff,
+    else the arbitrage section's; None without either (the import is then not priced). Off-grid
+    there is no grid to bill."""
+    arb = cfg.policies.arbitrage
+    path = opts.tariff or (arb.tariff if arb is not None and arb.enabled else None)
+    if cfg.microgrid is not None and cfg.microgrid.mode is Mode.OFF_GRID:
+        if opts.tariff is not None:
+            raise BacktestInputError("--tariff: an off_grid site has no grid to bill; leave it out")
+        return None
+    if path is None:
+        return None
+    return load_tariff(path, opts.prices_csv or (arb.prices_csv if arb is not None else None))
+
+
 def run_offgrid(cfg: BacktestConfig, opts: BacktestOptions, progress: Progress | None = None,
                 genset_plan: Forecast | None = None, trucks: MicrogridConfig | None = None
                 ) -> tuple[Trace, dict[str, Any]]:
@@ -40,22 +58,25 @@ def run_offgrid(cfg: BacktestConfig, opts: BacktestOptions, progress: Progress |
     if mg is None or not is_offgrid(cfg):
         raise BacktestInputError("microgrid.mode must be off_grid or weak_grid")
     if opts.known_load_ahead_h is not None:
-        raise BacktestInputError("--known-load-ahead-h: an off_grid or weak_grid run has no arbitrage planner "
-                                 "reading a load forecast (its gensets plan on their own: --genset-plan)")
+        raise BacktestInputError("--known-load-ahead-h: not on an off_grid or weak_grid run (its money is fuel "
+                                 "and rent, not the bill a plan is judged on; its gensets plan on their own: "
+                                 "--genset-plan)")
     step = opts.step_s or 900
     _, _, start, load_w, pv_w = load_series(opts, step)
     if genset_plan is None and mg.genset_plan is not None:  # the site plans its gensets live: so here
         genset_plan = "persistence"
-    return run_series(cfg, start, step, load_w, pv_w, progress, genset_plan, trucks=trucks)
+    tariff = weak_grid_tariff(cfg, opts)
+    return run_series(cfg, start, step, load_w, pv_w, progress, genset_plan, trucks=trucks, tariff=tariff)
 
 
 def run_series(cfg: BacktestConfig, start: datetime, step_s: int, load_w: np.ndarray, pv_w: np.ndarray | None,
                progress: Progress | None = None, genset_plan: Forecast | None = None,
-               plan_every_s: float | None = None, trucks: MicrogridConfig | None = None
-               ) -> tuple[Trace, dict[str, Any]]:
+               plan_every_s: float | None = None, trucks: MicrogridConfig | None = None,
+               tariff: Tariff | None = None) -> tuple[Trace, dict[str, Any]]:
     """The run and its comparison. `genset_plan`: the gensets on the MILP's schedule from this
     forecast (None: the SoC thresholds alone), re-solved every `plan_every_s` (default: the site
-    file's `genset_plan`, else 6 h)."""
+    file's `genset_plan`, else 6 h). `tariff` (weak grid): what the planner plans against, as
+    live, and what the import is billed on."""
     assert cfg.microgrid is not None
     planning = None
     if genset_plan is not None:
@@ -68,8 +89,8 @@ def run_series(cfg: BacktestConfig, start: datetime, step_s: int, load_w: np.nda
             planning.every_s, planning.horizon_s = gp.every_s, gp.horizon_s
         if plan_every_s is not None:
             planning.every_s = plan_every_s
-    trace = run_backtest(cfg, None, start, step_s, load_w, pv_w, progress=progress, genset_planning=planning)
-    out = compare(trace, cfg.microgrid, economics(cfg), trucks)
+    trace = run_backtest(cfg, tariff, start, step_s, load_w, pv_w, progress=progress, genset_planning=planning)
+    out = compare(trace, cfg.microgrid, economics(cfg), trucks, tariff)
     out["genset_plan"] = None if planning is None else {
         "forecast": planning.forecast, "solves": planning.solves, "failures": planning.failures,
         "solve_time_s": planning.solve_time_s, "horizon_h": planning.horizon_s / 3600,
@@ -105,9 +126,15 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
         f"(curtailed {s['pv_curtailed_kwh']:,.0f} kWh)" if s["pv_kwh"] > 0 else
         f"genset hours {s['genset_hours']:,.0f} vs {b['engine_h']:,.0f}, starts {s['genset_starts']:.0f} "
         f"vs {b['starts']}",
-        f"fuel and rental {r['site_cost']:,.0f} vs {b['cost']:,.0f}: saved {r['cost_saved']:,.0f} "
+        f"{'fuel and rental' if r['grid_bill'] is None else 'fuel, rental and the import bill'} "
+        f"{r['site_cost']:,.0f} vs {b['cost']:,.0f}: saved {r['cost_saved']:,.0f} "
         f"({r['cost_saved_per_year']:,.0f} a year)",
     ]
+    if r["run"]["mode"] == "weak_grid":
+        s_kwh = s["grid_import_kwh"]
+        lines.append(f"grid import {s_kwh:,.0f} kWh, " + ("not priced (no tariff: --tariff or policies.arbitrage)"
+                                                          if r["grid_bill"] is None else
+                                                          f"billed {r['grid_bill']:,.0f} on the tariff"))
     if (gp := r.get("genset_plan")) is not None:
         lines.append(f"gensets on the MILP schedule ({gp['forecast']} forecast, {gp['horizon_h']:g} h ahead every "
                      f"{gp['every_h']:g} h): {gp['solves']} solves, {gp['failures']} failed, "

@@ -12,10 +12,12 @@ import pytest
 
 from ems.backtest.config import load_backtest_config, parse_backtest_config
 from ems.backtest.diesel_baseline import diesel_only
+from ems.backtest.offgrid_report import MONTH_S
 from ems.backtest.offgrid_run import run_series, with_battery_scale
 from ems.microgrid_config import GensetConfig
 from ems.model.errors import ConfigError
 from ems.model.reasons import Reason
+from ems.tariff import compute_bill
 from policies.microgrid import Mode
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,6 +87,7 @@ def test_on_a_weak_grid_import_stays_within_the_limit() -> None:
     assert r["unserved_kwh"] == pytest.approx(0.0, abs=1e-6)
     assert trace.grid_w.max() <= 800e3 + 1e-6 and trace.grid_w.min() >= -1e-6
     assert r["site"]["grid_import_kwh"] > 0
+    assert r["grid_bill"] is None  # no tariff: the import is not priced (the printout says so)
 
 
 def test_on_a_weak_grid_the_gensets_run_in_parallel_and_cover_what_battery_and_import_cannot() -> None:
@@ -108,6 +111,48 @@ def test_on_a_weak_grid_the_gensets_run_in_parallel_and_cover_what_battery_and_i
     assert np.mean(trace.grid_w > 290e3) > 0.9
     assert np.all(m.genset_w[1:] + 1 * MW + 300e3 >= m.load_w[1:] - 1.0)
     assert r["site"]["grid_import_kwh"] == pytest.approx(np.sum(trace.grid_w) * STEP / 3.6e6, rel=1e-6)
+
+
+TARIFF = ROOT.parent / "shared" / "data" / "tariffs" / "sam_urdbv7.json"
+
+
+def test_a_weak_grids_import_is_billed_on_its_tariff_and_its_planner_plans_as_live() -> None:
+    from ems.planning.settings import load_tariff
+
+    data = site(mode="weak_grid")
+    data["grid_connection"] = {"import_limit_w": 800e3, "export_limit_w": 0}
+    data["policies"] = {"arbitrage": {"tariff": str(TARIFF), "step_s": 900, "horizon_h": 24}}
+    cfg = parse_backtest_config(data)
+    tariff = load_tariff(TARIFF)
+    load, pv = days_of_load(31)
+    trace, r = run_series(cfg, datetime(2025, 7, 1), STEP, load, pv, tariff=tariff)
+    assert trace.plans > 0  # the arbitrage planner ran, as it would live
+    assert r["grid_bill"] == pytest.approx(compute_bill(tariff, trace.grid_w / 1000.0, start=trace.start,
+                                                        step_s=STEP).total)  # July whole: the bill as billed
+    assert r["site_cost"] == pytest.approx(r["site"]["diesel_litres"] * 1.2 + 2 * 10000 * 31 * 86400 / MONTH_S
+                                           + r["grid_bill"])
+    # a run of days pays the month's demand and fixed charges for its share of the month only
+    part, r5 = run_series(cfg, datetime(2025, 7, 1), STEP, load[:5 * DAY], pv[:5 * DAY], tariff=tariff)
+    bill = compute_bill(tariff, part.grid_w / 1000.0, start=part.start, step_s=STEP).months[0]
+    share = 5 / 31
+    assert r5["grid_bill"] == pytest.approx(bill.energy + share * (bill.demand_tou + bill.demand_flat + bill.fixed
+                                                                   + bill.minimum))
+    assert bill.demand_tou + bill.demand_flat > 0 and r5["grid_bill"] < bill.total
+
+
+def test_an_off_grid_site_refuses_arbitrage_and_a_tariff() -> None:
+    from ems.backtest.errors import BacktestInputError
+    from ems.backtest.offgrid_run import weak_grid_tariff
+    from ems.backtest.run import BacktestOptions
+
+    data = site() | {"policies": {"arbitrage": {"tariff": str(TARIFF)}}}
+    with pytest.raises(ConfigError, match=r"policies\.arbitrage: an off_grid site has no grid"):
+        parse_backtest_config(data)
+    data["policies"]["arbitrage"]["enabled"] = False  # switched off: nothing to refuse
+    cfg = parse_backtest_config(data)
+    with pytest.raises(BacktestInputError, match="--tariff: an off_grid site has no grid to bill"):
+        weak_grid_tariff(cfg, BacktestOptions(load_csv=Path("load.csv"), tariff=TARIFF))
+    assert weak_grid_tariff(cfg, BacktestOptions(load_csv=Path("load.csv"))) is None
 
 
 def test_the_diesel_baseline_is_sized_n_plus_1_and_burns_by_the_curve() -> None:

@@ -242,3 +242,48 @@ def test_pv_on_an_off_grid_site_is_priced_against_the_trucks(tmp_path: Path) -> 
     assert e is not None and p.battery_npv == pytest.approx(r["financials"]["npv"], rel=1e-9)
     pv_npv = npv(e.discount_rate, pv.cash_flows(2000.0, p.pv_annual_savings, e.lifetime_years))
     assert p.npv == pytest.approx(p.battery_npv + pv_npv, rel=1e-9)
+
+
+def _weak_grid_file(tmp_path: Path, tariff: Path | None) -> Path:
+    """The example site on a 1 MW grid; with `tariff`, an arbitrage section naming it."""
+    text = OFFGRID.read_text().replace("import_limit_w: null", "import_limit_w: 1000000").replace(
+        "mode: off_grid", "mode: weak_grid")
+    if tariff is not None:
+        text = text.replace("policies:\n", f"policies:\n  arbitrage: {{tariff: '{tariff}', step_s: 900}}\n")
+    path = tmp_path / ("weak-priced.yaml" if tariff is not None else "weak.yaml")
+    path.write_text(text)
+    return path
+
+
+def test_a_weak_grid_is_sized_with_its_import_billed_on_the_tariff(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """It refused the arbitrage section ('a tariff is needed'), a Dask worker printing the
+    traceback; now the planner plans as live and the import's bill is the site's cost."""
+    from ems.cli import main
+
+    if not LOAD.exists():
+        pytest.skip("shared data not present")
+    tariff = ROOT.parent / "shared" / "data" / "tariffs" / "sam_urdbv7.json"
+    npv = {}
+    for name, path in (("free", _weak_grid_file(tmp_path, None)), ("priced", _weak_grid_file(tmp_path, tariff))):
+        out_dir = tmp_path / name
+        assert main(["size", "--config", str(path), "--load", str(LOAD), "--load-scale", "1000", "--energy-kwh",
+                     "12000", "--power-kw", "3000", "--start", "2018-07-02", "--days", "2", "--workers", "1",
+                     "--out", str(out_dir), "--quiet"]) == 0
+        printed = capsys.readouterr().out
+        assert ("not priced" in printed) == (name == "free"), printed
+        with (out_dir / "sizing.csv").open() as fh:
+            (row,) = list(csv.DictReader(fh))
+        npv[name] = float(row["npv"])
+    assert npv["priced"] < npv["free"]  # the import is a cost the free run left out
+
+
+def test_a_workers_error_reaches_the_caller_as_the_error_it_is(tmp_path: Path) -> None:
+    """A point's error in a worker comes back as the typed error with its message (Dask
+    printed the worker's traceback before), and the sweep stops."""
+    if not LOAD.exists():
+        pytest.skip("shared data not present")
+    cfg = load_backtest_config(_weak_grid_file(tmp_path, tmp_path / "missing.json"))
+    opts = BacktestOptions(load_csv=LOAD, load_scale=1000.0, start=datetime(2018, 7, 2), days=1, foresight=False)
+    with pytest.raises(ConfigError, match="tariff: cannot read"):
+        sweep(cfg, opts, [12000.0], [3000.0], workers=1)
