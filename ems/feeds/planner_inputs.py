@@ -258,14 +258,15 @@ def planner_feeds(price_cfg: PriceFeedConfig | None, weather_cfg: WeatherFeedCon
     if price_cfg is not None:
         price = PriceFeedUse(FeedSource(
             price_feed(price_cfg), cache, refresh_s=price_cfg.refresh_s, timeout_s=price_cfg.timeout_s,
-            min_ahead_s=price_cfg.min_ahead_h * 3600.0, fetch_ahead_s=2 * DAY_S, keep_s=DAY_S), price_cfg)
+            min_ahead_s=price_cfg.min_ahead_h * 3600.0, fetch_ahead_s=2 * DAY_S, keep_s=DAY_S, columns=(PRICE,)),
+            price_cfg)
     realtime = None
     if realtime_cfg is not None:
         # min_ahead 0: a real-time series covers now and the next intervals only. What it kept
         # from before now is of no use to a plan: six hours, against a restart's gap
         realtime = FeedSource(
             realtime_feed(realtime_cfg), cache, refresh_s=realtime_cfg.refresh_s, timeout_s=realtime_cfg.timeout_s,
-            min_ahead_s=0.0, fetch_ahead_s=DAY_S, keep_s=6 * 3600.0)
+            min_ahead_s=0.0, fetch_ahead_s=DAY_S, keep_s=6 * 3600.0, columns=(PRICE,))
     weather = None
     if weather_cfg is not None:
         weather = FeedSource(
@@ -273,6 +274,6 @@ def planner_feeds(price_cfg: PriceFeedConfig | None, weather_cfg: WeatherFeedCon
             timeout_s=weather_cfg.timeout_s, min_ahead_s=weather_cfg.min_ahead_h * 3600.0,
             fetch_ahead_s=weather_cfg.forecast_days * DAY_S,
             # kept longer than fetched: the learned load model trains on ten weeks of temperatures
-            keep_s=max(weather_cfg.past_days + 1, 70) * DAY_S)
+            keep_s=max(weather_cfg.past_days + 1, 70) * DAY_S, columns=(TEMPERATURE, GHI))
     return PlannerFeeds(zone, price, weather, use_gti=weather_cfg is not None and weather_cfg.tilt_deg is not None,
                         realtime=realtime)

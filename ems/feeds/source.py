@@ -6,7 +6,9 @@ feed. A fetch that fails (unreachable, an HTTP error, a malformed or non-finite 
 series that does not reach `min_ahead_s` past now) is counted by kind and logged once per
 outage; the last good series stays in force. The planner reads it with `series`: the last
 good series while it still covers the window it needs, else None (the tariff's own prices,
-or no temperature), counted and logged once per stale stretch.
+or no temperature), counted and logged once per stale stretch. A series without the columns
+the planner reads (`columns`: a cache file left by another feed or crafted, an answer of
+another kind) is never the one in force: fetched, it is malformed; cached, it is ignored.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class Feed(Protocol):
 class FeedSource:
     def __init__(self, feed: Feed, cache: FeedCache, *, refresh_s: float, timeout_s: float,
                  min_ahead_s: float, fetch_ahead_s: float, keep_s: float, retry_s: float = 300.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, columns: tuple[str, ...] = ()) -> None:
         self.feed = feed
         self.name = feed.name
         self.cache = cache
@@ -48,6 +50,7 @@ class FeedSource:
         self.keep_s = keep_s
         self.retry_s = min(retry_s, refresh_s)
         self.clock = clock
+        self.columns = columns  # what the planner reads of the series
         self.good: FeedSeries | None = None
         self.fetched_utc_s: float | None = None
         self.fetches = 0
@@ -58,8 +61,13 @@ class FeedSource:
         self._stale_now = False
         self._thread: asyncio.Future[FeedSeries] | None = None  # a fetch still running past its timeout
         cached = cache.load(self.name)
-        if cached is not None:
+        if cached is not None and (missing := self._missing(cached[0])):
+            log.warning("feed cache without the feed's columns, ignored", feed=self.name, missing=missing)
+        elif cached is not None:
             self.good, self.fetched_utc_s = cached
+
+    def _missing(self, series: FeedSeries) -> list[str]:
+        return [c for c in self.columns if c not in series.columns]
 
     async def run(self) -> None:
         """Refresh until cancelled: at once (unless the cache is fresh), then on the cadence."""
@@ -91,6 +99,8 @@ class FeedSource:
                 series = await asyncio.wait_for(asyncio.shield(self._thread), self.timeout_s)
             except TimeoutError:
                 raise FeedUnavailable(f"{self.name}: no answer within {self.timeout_s:g} s") from None
+            if missing := self._missing(series):
+                raise FeedMalformed(f"{self.name}: the answer has no {', '.join(missing)}")
             if not series.covers(now, now + self.min_ahead_s):
                 raise FeedNotCovering(f"{self.name}: the series ends {(series.end_utc_s - now) / 3600:.1f} h "
                                       f"from now, {self.min_ahead_s / 3600:g} h needed")

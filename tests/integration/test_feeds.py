@@ -32,7 +32,7 @@ from ems.broker import free_port
 from ems.feeds.cache import FeedCache
 from ems.feeds.planner_inputs import PlannerFeeds, PriceFeedUse, planner_feeds
 from ems.feeds.prices import PRICE, CaisoOasisPrices, EntsoeIntradayPrices, EntsoePrices, NordPoolPrices
-from ems.feeds.series import FeedMalformed
+from ems.feeds.series import FeedMalformed, FeedSeries
 from ems.feeds.settings import (
     CaisoFeedConfig,
     CaisoRealtimeFeedConfig,
@@ -843,6 +843,55 @@ def test_planner_feeds_makes_the_realtime_source_from_the_site_file(tmp_path: Pa
     rt = feeds.realtime
     assert rt.name == "caiso_rtm" and rt.refresh_s == 300 and rt.min_ahead_s == 0.0
     assert [s.name for s in feeds.sources] == ["caiso", "caiso_rtm"]
+
+
+def _cache_file(path: Path, start_utc_s: float, hours: int, fetched_utc_s: float, column: str, value: float) -> None:
+    doc = {"start_utc_s": start_utc_s, "step_s": 3600.0, "fetched_utc_s": fetched_utc_s,
+           "columns": {column: [value] * hours}}
+    path.write_text(json.dumps(doc))
+
+
+def test_a_realtime_cache_of_another_column_is_ignored_and_the_day_ahead_prices_stay(tmp_path: Path) -> None:
+    """The real-time cache file held a temperature column: read back, its series raised inside
+    `apply`, and the plan fell back to the site's tariff, day-ahead prices and all, until the
+    real-time feed's next good fetch."""
+    now = utc_s(2026, 7, 15, 14, 5)
+    (tmp_path / "feeds").mkdir()
+    _cache_file(tmp_path / "feeds" / "caiso.json", now - 3600.0, 72, now, PRICE, 42.0)
+    _cache_file(tmp_path / "feeds" / "caiso_rtm.json", now - 3600.0, 6, now, TEMPERATURE, 30.0)
+    feeds = planner_feeds(CaisoFeedConfig(source="caiso", node="TH_SP15_GEN-APND"), None, "America/Los_Angeles",
+                          tmp_path, None, CaisoRealtimeFeedConfig(source="caiso", node="TH_SP15_GEN-APND",
+                                                                  market="RTM"))
+    assert feeds is not None and feeds.price is not None and feeds.realtime is not None
+    assert feeds.price.source.good is not None and feeds.realtime.good is None  # not the feed's: ignored
+    b = builder()
+    feeds.apply(b, local_s(now, "America/Los_Angeles"))
+    dyn = b.tariff.dynamic_prices
+    assert feeds.apply_errors == 0 and feeds.priced_plans == 1 and feeds.realtime_steps == 0
+    assert dyn is not None and dyn.buy_per_kwh[:4] == pytest.approx([0.042] * 4)
+
+
+async def test_an_answer_without_the_feeds_column_is_malformed_and_the_last_good_series_stays(
+        tmp_path: Path) -> None:
+    now = [utc_s(2026, 7, 15, 14, 5)]
+
+    @dataclass
+    class WrongColumn:  # a client that answers with another series than the one asked for
+        name: str = "caiso"
+        column: str = TEMPERATURE
+
+        def fetch(self, start_utc_s: float, end_utc_s: float) -> FeedSeries:
+            n = round((end_utc_s - start_utc_s) / 3600.0)
+            return FeedSeries(math.floor(start_utc_s / 3600.0) * 3600.0, 3600.0, {self.column: np.full(n, 5.0)})
+
+    feed = WrongColumn(column=PRICE)
+    src = FeedSource(feed, FeedCache(tmp_path), refresh_s=3600.0, timeout_s=10.0, min_ahead_s=3600.0,
+                     fetch_ahead_s=86_400.0, keep_s=86_400.0, clock=lambda: now[0], columns=(PRICE,))
+    assert await src.refresh()
+    good = src.good
+    feed.column = TEMPERATURE
+    assert not await src.refresh()
+    assert src.failures == {"malformed": 1} and src.good is good
 
 
 def _rtm_answer(starts_utc_s: list[float], price: float) -> bytes:
