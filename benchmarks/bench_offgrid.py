@@ -84,7 +84,7 @@ def weak_grid(cfg: BacktestConfig) -> BacktestConfig:
 
 def row(label: str, r: dict[str, Any]) -> str:
     s, b = r["site"], r["baseline"]
-    pv = r.get("baseline_with_pv")
+    pv = r.get("baseline_with_pv") or r.get("baseline_weak_grid")  # the site without its battery
     return (f"| {label} | {r['unserved_kwh']:,.0f} | {s['diesel_litres']:,.0f} | {b['fuel_l']:,.0f} | "
             f"{'-' if pv is None else format(pv['fuel_l'], ',.0f')} | "
             f"{100 * r['diesel_saved_share']:.0f} % | {r['co2_saved_kg'] / 1000:,.0f} | "
@@ -149,7 +149,8 @@ def main() -> int:
         print(line)
     write_json(args.json, figures)
     if not args.quick and not args.no_write:
-        head = ("| run | unserved kWh | diesel l | diesel-only l | trucks + PV, no battery l | saved | CO2 saved t "
+        head = ("| run | unserved kWh | diesel l | diesel-only l | no battery (trucks + PV, on a weak grid + grid) l "
+                "| saved | CO2 saved t "
                 "| genset h (site / diesel-only) | starts (site / diesel-only) | PV used | fuel + rental saved |\n"
                 + "|---" * 11 + "|")
         fin = main_run["financials"]

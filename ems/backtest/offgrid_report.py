@@ -13,11 +13,12 @@ includes the import's bill (`grid_bill`).
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 
-from ems.backtest.diesel_baseline import diesel_only
+from ems.backtest.diesel_baseline import DieselBaseline, FloatArray, diesel_only, weak_grid_only
 from ems.backtest.engine import Trace
 from ems.backtest.errors import BacktestInputError
 from ems.backtest.financials import Economics, financials
@@ -59,29 +60,31 @@ def offgrid_kpis(trace: Trace, mg: MicrogridConfig) -> dict[str, float]:
     return out
 
 
-def grid_bill(tariff: Tariff, trace: Trace) -> float:
-    """The import's bill over the run. A month the run covers in part pays its demand, fixed
+def grid_bill(tariff: Tariff, grid_w: FloatArray, start: datetime, step_s: int) -> float:
+    """The import's bill over a run. A month the run covers in part pays its demand, fixed
     and minimum charges in that part only, as the genset rent is counted: a run of days is
     a year's share, not a month's charges for each day (its energy is billed as it came)."""
-    bill = compute_bill(tariff, np.maximum(trace.grid_w, 0.0) / 1000.0, start=trace.start, step_s=trace.step_s)
-    steps = np.datetime64(trace.start, "s") + np.arange(trace.grid_w.size) * np.timedelta64(trace.step_s, "s")
+    bill = compute_bill(tariff, np.maximum(grid_w, 0.0) / 1000.0, start=start, step_s=step_s)
+    steps = np.datetime64(start, "s") + np.arange(grid_w.size) * np.timedelta64(step_s, "s")
     months = steps.astype("datetime64[M]")
     total = 0.0
     for m in bill.months:
         key = np.datetime64(f"{m.year:04d}-{m.month:02d}", "M")
         month_s = float(((key + 1).astype("datetime64[s]") - key.astype("datetime64[s]")).astype(np.float64))
-        covered = float(np.count_nonzero(months == key)) * trace.step_s / month_s
+        covered = float(np.count_nonzero(months == key)) * step_s / month_s
         total += m.energy - m.true_up_credit + covered * (m.demand_tou + m.demand_flat + m.fixed + m.minimum)
     return total
 
 
 def compare(trace: Trace, mg: MicrogridConfig, econ: Economics | None = None,
-            trucks: MicrogridConfig | None = None, tariff: Tariff | None = None) -> dict[str, Any]:
+            trucks: MicrogridConfig | None = None, tariff: Tariff | None = None,
+            import_limit_w: float | None = None) -> dict[str, Any]:
     """The run against diesel only, per run and per year, with the financials of storage.
     `trucks`: the section whose first genset and rent make the diesel-only baseline (default
     `mg`; a sizing point whose gensets were scaled keeps the site file's trucks as the owner's
-    alternative). `tariff` (weak grid): the import is billed on it, and the bill is the site's
-    cost too (None: the import is not priced)."""
+    alternative). On a weak grid (`import_limit_w`) the battery's own part is reckoned against
+    the same grid and trucks without it, and with a `tariff` each side's import is billed on it
+    and is part of its cost (None: the import is not priced)."""
     m = trace.microgrid
     if m is None:
         raise BacktestInputError("not an off-grid or weak-grid run (microgrid.mode is grid_connected)")
@@ -92,16 +95,21 @@ def compare(trace: Trace, mg: MicrogridConfig, econ: Economics | None = None,
     run_s = trace.grid_w.size * trace.step_s
     months = run_s / MONTH_S
     fuel_price = mg.diesel_price_per_l
-    bill = None if tariff is None or mg.mode is Mode.OFF_GRID else grid_bill(tariff, trace)
+    weak = mg.mode is Mode.WEAK_GRID
+    bill = None if tariff is None or not weak else grid_bill(tariff, trace.grid_w, trace.start, trace.step_s)
     site_cost = site["diesel_litres"] * fuel_price + len(mg.gensets) * mg.genset_rental_per_month * months
     site_cost += bill or 0.0
     truck_rent = trucks.genset_rental_per_month
-    base_cost = base.fuel_l * fuel_price + base.units * truck_rent * months
+
+    def cost(b: DieselBaseline) -> float:
+        return b.fuel_l * fuel_price + b.units * truck_rent * months
+
+    base_cost = cost(base)
     to_year = YEAR_S / run_s
     saved_l = base.fuel_l - site["diesel_litres"]
     out: dict[str, Any] = {
         "site": site,
-        "baseline": {**asdict(base), "co2_kg": base.fuel_l * mg.co2_kg_per_l, "cost": base_cost,
+        "baseline": {**base.summary(), "co2_kg": base.fuel_l * mg.co2_kg_per_l, "cost": base_cost,
                      "fuel_cost": base.fuel_l * fuel_price,
                      "rental_cost": base.units * truck_rent * months},
         "site_cost": site_cost, "grid_bill": bill,
@@ -115,14 +123,21 @@ def compare(trace: Trace, mg: MicrogridConfig, econ: Economics | None = None,
         "co2_saved_t_per_year": saved_l * mg.co2_kg_per_l * to_year / 1000.0,
         "financials": None,
     }
-    # the battery's own part: against the same trucks with the same PV, no battery (PV is not the battery's)
-    ref = base
-    if site["pv_kwh"] > 0:
-        ref = diesel_only(m.load_w, float(trace.step_s), unit, pv_w=m.pv_w)
-        ref_cost = ref.fuel_l * fuel_price + ref.units * truck_rent * months
-        out["baseline_with_pv"] = {**asdict(ref), "co2_kg": ref.fuel_l * mg.co2_kg_per_l, "cost": ref_cost}
-    else:
-        ref_cost = base_cost
+    # the battery's own part: against the site without it (the same trucks, PV and weak grid):
+    # PV's savings are PV's, the grid's energy is the grid's
+    pv_w = m.pv_w if site["pv_kwh"] > 0 else None
+    ref, ref_cost = base, base_cost
+    if weak and import_limit_w is not None:
+        ref, ref_grid_w = weak_grid_only(m.load_w, float(trace.step_s), unit, import_limit_w, pv_w=pv_w)
+        ref_bill = None if tariff is None else grid_bill(tariff, ref_grid_w, trace.start, trace.step_s)
+        ref_cost = cost(ref) + (ref_bill or 0.0)
+        out["baseline_weak_grid"] = {**ref.summary(), "co2_kg": ref.fuel_l * mg.co2_kg_per_l, "cost": ref_cost,
+                                     "grid_import_kwh": float(ref_grid_w.sum() * trace.step_s / 3.6e6),
+                                     "grid_bill": ref_bill}
+    elif pv_w is not None:
+        ref = diesel_only(m.load_w, float(trace.step_s), unit, pv_w=pv_w)
+        ref_cost = cost(ref)
+        out["baseline_with_pv"] = {**ref.summary(), "co2_kg": ref.fuel_l * mg.co2_kg_per_l, "cost": ref_cost}
     out["battery_cost_saved_per_year"] = (ref_cost - site_cost) * to_year
     out["battery_diesel_saved_litres"] = ref.fuel_l - site["diesel_litres"]
     if econ is not None:

@@ -90,7 +90,7 @@ def run_series(cfg: BacktestConfig, start: datetime, step_s: int, load_w: np.nda
         if plan_every_s is not None:
             planning.every_s = plan_every_s
     trace = run_backtest(cfg, tariff, start, step_s, load_w, pv_w, progress=progress, genset_planning=planning)
-    out = compare(trace, cfg.microgrid, economics(cfg), trucks, tariff)
+    out = compare(trace, cfg.microgrid, economics(cfg), trucks, tariff, cfg.grid_connection.import_limit_w)
     out["genset_plan"] = None if planning is None else {
         "forecast": planning.forecast, "solves": planning.solves, "failures": planning.failures,
         "solve_time_s": planning.solve_time_s, "horizon_h": planning.horizon_s / 3600,
@@ -139,7 +139,12 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
         lines.append(f"gensets on the MILP schedule ({gp['forecast']} forecast, {gp['horizon_h']:g} h ahead every "
                      f"{gp['every_h']:g} h): {gp['solves']} solves, {gp['failures']} failed, "
                      f"{gp['solve_time_s']:.1f} s solving")
-    if (pv := r.get("baseline_with_pv")) is not None:
+    if (wg := r.get("baseline_weak_grid")) is not None:
+        priced = "" if wg["grid_bill"] is None else f", the import billed {wg['grid_bill']:,.0f}"
+        lines.append(f"the same grid, trucks and PV, no battery: {wg['units']} trucks, {wg['fuel_l']:,.0f} l, "
+                     f"{wg['grid_import_kwh']:,.0f} kWh imported{priced}; the battery's part: "
+                     f"{r['battery_diesel_saved_litres']:,.0f} l, {r['battery_cost_saved_per_year']:,.0f} a year")
+    elif (pv := r.get("baseline_with_pv")) is not None:
         lines.append(f"the same trucks with the same PV, no battery: {pv['fuel_l']:,.0f} l; the battery's part: "
                      f"{r['battery_diesel_saved_litres']:,.0f} l, {r['battery_cost_saved_per_year']:,.0f} a year")
     fin = r["financials"]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ems.backtest.config import load_backtest_config, parse_backtest_config
-from ems.backtest.diesel_baseline import diesel_only
+from ems.backtest.diesel_baseline import diesel_only, weak_grid_only
 from ems.backtest.offgrid_report import MONTH_S
 from ems.backtest.offgrid_run import run_series, with_battery_scale
 from ems.microgrid_config import GensetConfig
@@ -138,6 +138,44 @@ def test_a_weak_grids_import_is_billed_on_its_tariff_and_its_planner_plans_as_li
     assert r5["grid_bill"] == pytest.approx(bill.energy + share * (bill.demand_tou + bill.demand_flat + bill.fixed
                                                                    + bill.minimum))
     assert bill.demand_tou + bill.demand_flat > 0 and r5["grid_bill"] < bill.total
+
+
+def test_without_a_battery_a_weak_grid_carries_to_its_limit_and_trucks_the_rest() -> None:
+    unit = GensetConfig(id="t", rated_power_w=1.5e6).spec()
+    load = np.array([0.5e6, 0.9e6, 1.5e6, 3.0e6, 1.2e6])
+    pv = np.array([0.0, 1.2e6, 0.0, 0.0, 0.0])  # PV past the load is curtailed: the grid takes no export
+    trucks, grid = weak_grid_only(load, 3600.0, unit, 1.0e6, pv_w=pv)
+    assert trucks.units == 3  # N + 1 on the rest's peak (2 MW on 1.5 MW units)
+    assert grid[:2] == pytest.approx([0.5e6, 0.0])  # under the limit: the grid alone, no truck runs
+    assert trucks.output_w[:2] == pytest.approx([0.0, 0.0])
+    assert grid[2:4] == pytest.approx([1.0e6, 1.0e6]) and trucks.output_w[2:4] == pytest.approx([0.5e6, 2.0e6])
+    # 0.2 MW over the limit is under a truck's minimum loading: it runs at its minimum, the grid gives less
+    floor_w = unit.min_load_fraction * unit.rated_w
+    assert trucks.output_w[4] == pytest.approx(floor_w) and grid[4] == pytest.approx(1.2e6 - floor_w)
+    assert trucks.starts == 2 and trucks.engine_h == pytest.approx(1 + 2 + 1)
+    none, all_grid = weak_grid_only(load, 3600.0, unit, 5.0e6)
+    assert none.units == 0 and none.fuel_l == 0.0 and all_grid == pytest.approx(load)
+
+
+def test_a_weak_grids_battery_is_judged_against_the_same_grid_and_trucks_without_it() -> None:
+    """It was judged against trucks alone: every kWh the grid gave counted as the battery's."""
+    from ems.planning.settings import load_tariff
+
+    data = site(mode="weak_grid")
+    data["grid_connection"] = {"import_limit_w": 800e3, "export_limit_w": 0}
+    data["economics"] = {"capex": 3.2e6, "om_per_year": 40000}
+    cfg = parse_backtest_config(data)
+    load, pv = days_of_load(7)
+    tariff = load_tariff(TARIFF)
+    _, r = run_series(cfg, datetime(2025, 7, 1), STEP, load, pv, tariff=tariff)
+    ref = r["baseline_weak_grid"]
+    assert "baseline_with_pv" not in r and ref["grid_import_kwh"] > 0 and ref["grid_bill"] > 0
+    assert ref["cost"] == pytest.approx(ref["fuel_l"] * 1.2 + ref["units"] * 10000 * 7 * 86400 / MONTH_S
+                                        + ref["grid_bill"])
+    assert r["battery_cost_saved_per_year"] == pytest.approx((ref["cost"] - r["site_cost"]) * 365 / 7)
+    assert r["battery_diesel_saved_litres"] == pytest.approx(ref["fuel_l"] - r["diesel_litres"])
+    # the grid's part is no longer the battery's: against trucks alone it "saved" far more
+    assert r["battery_cost_saved_per_year"] < r["cost_saved_per_year"] / 2
 
 
 def test_an_off_grid_site_refuses_arbitrage_and_a_tariff() -> None:
