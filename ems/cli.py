@@ -547,7 +547,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--unit", choices=["kw", "w"], default="kw", help="unit of the load and PV values")
     b.add_argument("--start", help="ISO date of the first step to run (default: the series' start)")
     b.add_argument("--series-start", help="date of the first value of a series without timestamps (default 2018-01-01)")
-    b.add_argument("--step-s", type=int, help="resolution (default: the planning step, else 900)")
+    b.add_argument("--step-s", type=int,
+                   help="resolution (default: the planning step, else 900; off-grid and weak-grid 300)")
     b.add_argument("--days", type=float, help="only this many days")
     b.add_argument("--peak-shaving-only", action="store_true", help="run without the arbitrage planner")
     b.add_argument("--no-foresight", action="store_true", help="skip the perfect-foresight bound")

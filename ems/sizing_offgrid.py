@@ -16,7 +16,7 @@ leaves load unserved is never recommended (ems/sizing.py `recommended`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ems.backtest.config import BacktestConfig
 from ems.backtest.errors import BacktestInputError
@@ -30,10 +30,6 @@ from ems.topology import MAX_W
 # load left unserved below this is float dust in the account, not load (1 Wh)
 UNSERVED_TOLERANCE_KWH = 1e-3
 MIN_GENSET_KW = 1.0  # a smaller one is a typo, not an engine
-# an off-grid point's step unless given: a genset's start and warm-up (~70 s) fit in 5 min; at
-# 15 min a genset started as the battery empties gave nothing for the whole step, and points that
-# serve every kWh at 1 and 5 min read as leaving load dark (docs/backtest.md, "Sizing")
-SIZING_STEP_S = 300
 
 
 @dataclass(frozen=True)
@@ -118,10 +114,8 @@ class OffgridRun:
 
 
 def run_offgrid_point(point_cfg: BacktestConfig, site_cfg: BacktestConfig, opts: BacktestOptions) -> OffgridRun:
-    """The off-grid backtest of one point, its baseline the site file's trucks (`site_cfg`), at
-    `SIZING_STEP_S` unless the options give a step."""
-    if opts.step_s is None:
-        opts = replace(opts, step_s=SIZING_STEP_S)
+    """The off-grid backtest of one point (at `OFFGRID_STEP_S` unless the options give a step),
+    its baseline the site file's trucks (`site_cfg`)."""
     trace, r = run_offgrid(point_cfg, opts, trucks=site_cfg.microgrid)
     fin = r["financials"]
     if fin is None:

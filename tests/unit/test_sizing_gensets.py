@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from ems.backtest.config import load_backtest_config, parse_backtest_config
-from ems.backtest.offgrid_run import run_offgrid
+from ems.backtest.offgrid_run import OFFGRID_STEP_S, run_offgrid
 from ems.backtest.run import BacktestOptions
 from ems.model.errors import ConfigError
 from ems.sizing import CostModel, SizePoint, recommended, run_point, sized, sweep, write_outputs
-from ems.sizing_offgrid import SIZING_STEP_S, GensetCosts, check_gensets, fleet_kw, run_offgrid_point, with_gensets
+from ems.sizing_offgrid import GensetCosts, check_gensets, fleet_kw, run_offgrid_point, with_gensets
 
 ROOT = Path(__file__).resolve().parents[2]
 LOAD = ROOT.parent / "shared" / "data" / "loads" / "sam_sample_load_8760h.csv"
@@ -162,16 +162,16 @@ def test_a_genset_sweep_of_real_backtests(tmp_path: Path) -> None:
 
 def test_an_off_grid_point_runs_at_five_minutes_unless_told() -> None:
     """At 15 min a genset started as the battery empties gives nothing for the whole step; an
-    off-grid point without a step runs at 5 min (SIZING_STEP_S), one with a step keeps it."""
+    off-grid point without a step runs at 5 min (OFFGRID_STEP_S), one with a step keeps it."""
     if not LOAD.exists():
         pytest.skip("shared data not present")
     cfg = load_backtest_config(OFFGRID)
     point = with_gensets(sized(cfg, 12000.0, 3000.0, CostModel.from_config(cfg)), 2000.0)
     days = replace(_week(), days=2)
     default = run_offgrid_point(point, cfg, replace(days, step_s=None))
-    five = run_offgrid_point(point, cfg, replace(days, step_s=SIZING_STEP_S))
+    five = run_offgrid_point(point, cfg, replace(days, step_s=OFFGRID_STEP_S))
     fifteen = run_offgrid_point(point, cfg, days)
-    assert SIZING_STEP_S == 300 and default == five
+    assert OFFGRID_STEP_S == 300 and default == five
     assert fifteen.diesel_l_per_year != five.diesel_l_per_year
 
 
