@@ -127,11 +127,13 @@ def known_ahead(net_w: FloatArray, t0_local_s: float, step_s: int, plan_step_s: 
     steps = max(1, round(ahead_h * 3600.0 / plan_step_s))  # under a step: the first (else none, silently)
 
     def overlay(start_local_s: float, forecast_w: FloatArray) -> FloatArray:
-        i0 = round((start_local_s - t0_local_s) / step_s)
-        m = min(steps, forecast_w.size, max(0, (net_w.size - i0) // per))
+        i0 = round((start_local_s - t0_local_s) / step_s)  # < 0: the plan starts before the run
+        first = -(i0 // per) if i0 < 0 else 0  # the first plan step wholly within the series
+        last = min(steps, forecast_w.size, (net_w.size - i0) // per)
         out = forecast_w.copy()
-        if m > 0 and i0 >= 0:
-            out[:m] = net_w[i0: i0 + m * per].reshape(m, per).mean(axis=1)
+        if last > first:
+            a = i0 + first * per
+            out[first:last] = net_w[a: a + (last - first) * per].reshape(last - first, per).mean(axis=1)
         return out
     return overlay
 

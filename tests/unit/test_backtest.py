@@ -107,6 +107,10 @@ def test_known_load_ahead_lays_the_true_load_over_the_first_hours() -> None:
     # less than a plan step ahead (0.1 h of 15-min steps) rounded to none: the run was the plain one
     short = known_ahead(net_w, 1000.0, 450, 900.0, ahead_h=0.1)(1000.0, forecast_w)
     assert short[0] == 500.0 and (short[1:] == -1.0).all()
+    # a run starting off the plan steps' grid: its first plan starts before the series, and the
+    # plan steps wholly within it are still the true load (it overlaid nothing on that plan)
+    early = overlay(1000.0 - 3 * 450, forecast_w)  # plan steps from net step -3: -3..-2, -1..0, 1..2, 3..4
+    assert early[:2].tolist() == [-1.0, -1.0] and early[2:4].tolist() == [1500.0, 3500.0]
 
 
 def test_a_planner_that_knows_the_load_ahead_saves_more(two_weeks) -> None:
