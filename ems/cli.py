@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ems import logs
 from ems.clock import ScaledClock
 from ems.config import SiteConfig, load_config, parse_config
-from ems.model.errors import ConfigError
+from ems.model.errors import ConfigError, EmsError
 from ems.topology import read_yaml_mapping
 
 if TYPE_CHECKING:
@@ -779,6 +779,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_CONFIG
+    except EmsError as exc:  # any other of ours a command did not catch: its message, not a traceback
+        print(f"ems {args.command}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

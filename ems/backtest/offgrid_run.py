@@ -17,7 +17,7 @@ from ems.backtest.errors import BacktestInputError
 from ems.backtest.financials import Economics
 from ems.backtest.genset_planning import Forecast, GensetPlanning
 from ems.backtest.offgrid_report import compare
-from ems.backtest.run import BacktestOptions, load_series
+from ems.backtest.run import BacktestOptions, check_prices, load_series
 from ems.microgrid_config import MicrogridConfig
 from ems.planning.settings import load_tariff
 from ems.step_params import step_params
@@ -71,6 +71,8 @@ def run_offgrid(cfg: BacktestConfig, opts: BacktestOptions, progress: Progress |
     if genset_plan is None and mg.genset_plan is not None:  # the site plans its gensets live: so here
         genset_plan = "persistence"
     tariff = weak_grid_tariff(cfg, opts)
+    if tariff is not None:
+        check_prices(tariff, start, step, load_w.size)
     return run_series(cfg, start, step, load_w, pv_w, progress, genset_plan, trucks=trucks, tariff=tariff)
 
 

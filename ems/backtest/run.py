@@ -25,6 +25,7 @@ from ems.config import DemandResponseConfig
 from ems.planning.depth_wear import WearPrice
 from ems.planning.settings import load_tariff, may_export
 from ems.step_params import step_params
+from ems.tariff import BillInputError, check_prices_cover
 from ems.tariff.model import Tariff
 from policies.reserve import floor_soc
 
@@ -131,6 +132,16 @@ def dr_summary(trace: Trace) -> dict[str, object]:
             "results": [t.summary() for t in r]}
 
 
+def check_prices(tariff: Tariff, start: datetime, step_s: int, n_steps: int) -> None:
+    """Dynamic prices that do not cover the run, or at a step finer than it, end here, before
+    the run, with what they cover (the bill at its end raised a traceback)."""
+    if tariff.dynamic_prices is not None:
+        try:
+            check_prices_cover(tariff.dynamic_prices, start, step_s, n_steps)
+        except BillInputError as exc:
+            raise BacktestInputError(f"--prices (or policies.arbitrage.prices_csv): {exc}") from None
+
+
 def run(cfg: BacktestConfig, opts: BacktestOptions, progress: Progress | None = None) -> Backtest:
     arb = cfg.policies.arbitrage
     tariff_path = opts.tariff or (None if arb is None else arb.tariff)
@@ -143,6 +154,7 @@ def run(cfg: BacktestConfig, opts: BacktestOptions, progress: Progress | None = 
     step = opts.step_s or (arb.step_s if arb is not None else 900)
     load, pv, start, load_w, pv_w = load_series(opts, step)
     n = load_w.size
+    check_prices(tariff, start, step, n)
     warm = _warmup(load, start, step)
     if pv is not None:
         pv_warm = _warmup(pv, start, step)

@@ -1,6 +1,6 @@
 """Tariffs: the model, URDB import, dynamic prices and the bill engine."""
 
-from ems.tariff.bill import Bill, BillInputError, MonthlyBill, compute_bill
+from ems.tariff.bill import Bill, BillInputError, MonthlyBill, check_prices_cover, compute_bill
 from ems.tariff.model import (
     DemandPeriod,
     DemandTier,
@@ -28,6 +28,7 @@ __all__ = [
     "TariffError",
     "TariffFormatError",
     "UnsupportedTariffFeature",
+    "check_prices_cover",
     "compute_bill",
     "load_price_csv",
     "load_urdb",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 
 import numpy as np
 import numpy.typing as npt
@@ -23,7 +23,7 @@ from ems.tariff.model import (
     TariffError,
 )
 
-__all__ = ["Bill", "BillInputError", "MonthlyBill", "compute_bill"]
+__all__ = ["Bill", "BillInputError", "MonthlyBill", "check_prices_cover", "compute_bill"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -394,6 +394,20 @@ def _net_billing(
             cost += kwh * rate[period, t]
         out.append(_sum_by(span.month_idx, cost, n_months))
     return out[0], out[1]
+
+
+def check_prices_cover(prices: PriceSeries, start: datetime, step_s: int, n_steps: int) -> None:
+    """Before a run: the dynamic prices cover `n_steps` of `step_s` from `start` (naive tariff
+    time) at a step that is a multiple of it, as the bill of that run will need; the error says
+    what they cover and what was asked."""
+    if prices.step_s % step_s:
+        raise BillInputError(f"the prices' step ({prices.step_s} s) must be a multiple of the run's ({step_s} s)")
+    p0, t0 = tariff_seconds(prices.start), tariff_seconds(start)
+    p_end = p0 + len(prices.buy_per_kwh) * prices.step_s
+    if t0 < p0 or t0 + (n_steps - 1) * step_s >= p_end:
+        end = prices.start + timedelta(seconds=len(prices.buy_per_kwh) * prices.step_s)
+        raise BillInputError(f"the prices cover {prices.start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}, the run "
+                             f"{start:%Y-%m-%d %H:%M} to {start + timedelta(seconds=n_steps * step_s):%Y-%m-%d %H:%M}")
 
 
 def _align_prices(prices: PriceSeries, span: _Span) -> tuple[FloatArray, FloatArray | None]:

@@ -388,3 +388,28 @@ def test_a_backtest_file_needs_no_endpoints_or_racks_and_a_live_site_file_works_
     assert demo.battery_units[1].capacity_wh == 4_000_000  # from its simulation.bess
     with pytest.raises(ConfigError, match="battery_units"):
         parse_backtest_config({"site": "x", "policies": {}})
+
+
+def test_prices_that_do_not_cover_the_run_end_before_it_with_what_they_cover(tmp_path: Path) -> None:
+    """They ran the year, then the bill raised BillInputError with a traceback (a weak-grid
+    site's import bill too)."""
+    import subprocess
+    import sys
+
+    prices = tmp_path / "prices.csv"
+    prices.write_text("timestamp,price_per_kwh\n2018-03-01T00:00:00,0.1\n2018-03-01T01:00:00,0.2\n")
+    quarter = tmp_path / "quarter.csv"  # 15-min prices over the run, for a run at 1 h
+    quarter.write_text("timestamp,price_per_kwh\n" + "\n".join(
+        f"2018-01-01T{h:02d}:{m:02d}:00,0.1" for h in range(24) for m in (0, 15, 30, 45)) + "\n")
+    weak = tmp_path / "weak.yaml"
+    weak.write_text((ROOT / "config" / "offgrid-site.yaml").read_text().replace(
+        "import_limit_w: null", "import_limit_w: 1000000").replace("mode: off_grid", "mode: weak_grid"))
+    base = [sys.executable, "-m", "ems.cli", "backtest", "--load", str(LOAD), "--load-scale", "1000", "--days", "1",
+            "--out", str(tmp_path / "out"), "--quiet"]
+    for extra, says in (
+            (["--config", str(SITE), "--prices", str(prices)], "the prices cover 2018-03-01 00:00 to 2018-03-01 02:00"),
+            (["--config", str(weak), "--tariff", str(URDB), "--prices", str(prices)], "the prices cover 2018-03-01"),
+            (["--config", str(SITE), "--prices", str(quarter), "--step-s", "3600"], "(900 s) must be a multiple")):
+        done = subprocess.run([*base, *extra], capture_output=True, text=True, timeout=120, cwd=ROOT)
+        assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not (tmp_path / "out").exists()
