@@ -172,8 +172,8 @@ def main() -> int:
             "(no PV series in the shared data: a seasonal clear-sky sine times a seeded daily clearness); "
             f"config/offgrid-site.yaml: 3 MW / 12 MWh BESS, two {gen_mw:g} MW gensets (default fuel curve, "
             f"scaled), start at 30 % SoC, stop at 80 %. Diesel-only: the same load on {gen_mw:g} MW trucks, N+1 "
-            f"({main_run['baseline']['units']}), no PV; the weak-grid row is compared with the same trucks (its no-battery column: the "
-            "same grid and trucks, what its battery's own part is reckoned against). "
+            f"({main_run['baseline']['units']}), no PV; the weak-grid row is compared with the same trucks "
+            "(its no-battery column: the same grid and trucks, what its battery's own part is reckoned against). "
             "Diesel 1.20 a litre, 12 000 a month per genset rented, CO2 2.68 kg/l. Method: docs/off-grid.md.",
             "",
             head,
