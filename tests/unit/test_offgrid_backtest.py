@@ -135,8 +135,8 @@ def test_a_weak_grids_import_is_billed_on_its_tariff_and_its_planner_plans_as_li
     part, r5 = run_series(cfg, datetime(2025, 7, 1), STEP, load[:5 * DAY], pv[:5 * DAY], tariff=tariff)
     bill = compute_bill(tariff, part.grid_w / 1000.0, start=part.start, step_s=STEP).months[0]
     share = 5 / 31
-    assert r5["grid_bill"] == pytest.approx(bill.energy + share * (bill.demand_tou + bill.demand_flat + bill.fixed
-                                                                   + bill.minimum))
+    assert bill.minimum == 0.0  # (a part month's minimum: test_a_part_months_minimum_charge_is_its_share...)
+    assert r5["grid_bill"] == pytest.approx(bill.energy + share * (bill.demand_tou + bill.demand_flat + bill.fixed))
     assert bill.demand_tou + bill.demand_flat > 0 and r5["grid_bill"] < bill.total
 
 
@@ -307,3 +307,39 @@ def test_a_reload_cannot_change_the_mode_or_the_gensets_only_their_tuning() -> N
     assert needs_restart(running, planned) == ["microgrid.genset_plan"]
     shed = parse_config({**data, "microgrid": {**data["microgrid"], "shed_step_s": 60, "shed_order": ["row04"]}})
     assert needs_restart(running, shed) == []  # shedding's tuning applies at the next period
+
+
+def _flat_tariff(**kw: Any) -> Any:
+    from ems.tariff import EnergyPeriod, EnergyTier, Tariff
+
+    period = EnergyPeriod(tiers=(EnergyTier(rate_per_kwh=0.1),))
+    return Tariff(energy_periods=(period,), **kw)
+
+
+def test_a_part_months_minimum_charge_is_its_share_of_the_months_minimum() -> None:
+    """It topped the part's energy up to the whole month's minimum, then paid a share of that
+    top-up on top of the energy: a day of a 1,000-a-month minimum read 34.58, not 1,000 / 31."""
+    from ems.backtest.offgrid_report import grid_bill
+
+    day_w = np.full(24, 10e3)  # 240 kWh: 24.00 of energy, under the day's share of the minimum
+    assert grid_bill(_flat_tariff(minimum_monthly=1000.0), day_w, datetime(2025, 7, 1), 3600) == \
+        pytest.approx(1000.0 / 31)
+    # over its share the energy is the bill; a whole month is billed as compute_bill bills it
+    assert grid_bill(_flat_tariff(minimum_monthly=10.0), day_w, datetime(2025, 7, 1), 3600) == pytest.approx(24.0)
+    month_w = np.full(31 * 24, 1e3)
+    assert grid_bill(_flat_tariff(minimum_monthly=1000.0), month_w, datetime(2025, 7, 1), 3600) == \
+        pytest.approx(1000.0)
+
+
+def test_a_part_years_annual_minimum_is_its_share_of_the_year() -> None:
+    """SAM settles the annual minimum in December: a run without December paid none of it, a
+    run of a day in December paid a whole year's top-up share of that month."""
+    from ems.backtest.offgrid_report import grid_bill
+
+    day_w = np.full(24, 1e3)  # 2.40 of energy a day, under 3,650 a year's share (10.00)
+    tariff = _flat_tariff(minimum_annual=3650.0)
+    assert grid_bill(tariff, day_w, datetime(2025, 7, 1), 3600) == pytest.approx(10.0)
+    assert grid_bill(tariff, day_w, datetime(2025, 12, 31), 3600) == pytest.approx(10.0)
+    year_w = np.full(365 * 24, 1e3)
+    assert grid_bill(tariff, year_w, datetime(2025, 1, 1), 3600) == pytest.approx(
+        compute_bill(tariff, year_w / 1000.0, start=datetime(2025, 1, 1), step_s=3600).total)
