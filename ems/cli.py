@@ -443,6 +443,16 @@ def _hours(text: str) -> float:
     return h
 
 
+def _step_s(text: str) -> int:
+    try:
+        step = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of seconds: {text!r}") from None
+    if step <= 0:  # 0 read as "the default" and -300 passed `3600 % step`
+        raise argparse.ArgumentTypeError("the step must be > 0 s")
+    return step
+
+
 def _scales(text: str) -> list[float]:
     try:
         out = [float(x) for x in text.split(",") if x.strip()]
@@ -547,7 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--unit", choices=["kw", "w"], default="kw", help="unit of the load and PV values")
     b.add_argument("--start", help="ISO date of the first step to run (default: the series' start)")
     b.add_argument("--series-start", help="date of the first value of a series without timestamps (default 2018-01-01)")
-    b.add_argument("--step-s", type=int,
+    b.add_argument("--step-s", type=_step_s,
                    help="resolution (default: the planning step, else 900; off-grid and weak-grid 300)")
     b.add_argument("--days", type=float, help="only this many days")
     b.add_argument("--peak-shaving-only", action="store_true", help="run without the arbitrage planner")
@@ -590,7 +600,7 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--power-kw", required=True, help="a,b,c or start:stop:count")
     z.add_argument("--capex-per-kwh", type=float, help="default: the site file's capex per usable kWh")
     z.add_argument("--capex-per-kw", type=float, default=0.0)
-    z.add_argument("--step-s", type=int, help="backtest and planning step (default: the planning step; off-grid "
+    z.add_argument("--step-s", type=_step_s, help="backtest and planning step (default: the planning step; off-grid "
                    "300); 3600 is 4x faster than 900")
     z.add_argument("--days", type=float, help="only this many days of the load (scaled to a year)")
     z.add_argument("--start", help="ISO date of the first step")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -68,8 +69,10 @@ def load_series(opts: BacktestOptions, step: int
                 ) -> tuple[PowerSeries, PowerSeries | None, datetime, FloatArray, FloatArray | None]:
     """The run's load and PV at `step` s as the options say: the whole series, the start, and
     the run's window of each from its start."""
-    if 3600 % step:
-        raise BacktestInputError(f"step {step} s must divide 3600")
+    if step <= 0 or 3600 % step:  # (-300 passes Python's modulo)
+        raise BacktestInputError(f"--step-s: step {step} s must be positive and divide 3600")
+    if opts.days is not None and not 0 < opts.days < math.inf:  # nan fails both
+        raise BacktestInputError(f"--days: {opts.days} is not a positive number of days")
     unit: Literal["kw", "w"] = "w" if opts.unit == "w" else "kw"
     load = resample(read_power_csv(opts.load_csv, unit=unit, scale=opts.load_scale, start=opts.series_start), step)
     start = opts.start or load.start
