@@ -42,15 +42,21 @@ def economics(cfg: BacktestConfig) -> Economics | None:
 
 def weak_grid_tariff(cfg: BacktestConfig, opts: BacktestOptions) -> Tariff | None:
     """The tariff a weak grid's import is billed on and its planner plans against: --tariff,
-    else the arbitrage section's; None without either (the import is then not priced). Off-grid
-    there is no grid to bill."""
+    else the arbitrage section's where it is enabled; None without either (the import is then
+    not priced). Off-grid there is no grid to bill. --prices without a tariff to take them is
+    refused, not dropped."""
     arb = cfg.policies.arbitrage
-    path = opts.tariff or (arb.tariff if arb is not None and arb.enabled else None)
+    arb = arb if arb is not None and arb.enabled else None  # a switched-off section is not the site's tariff
     if cfg.microgrid is not None and cfg.microgrid.mode is Mode.OFF_GRID:
-        if opts.tariff is not None:
-            raise BacktestInputError("--tariff: an off_grid site has no grid to bill; leave it out")
+        for option, given in (("--tariff", opts.tariff), ("--prices", opts.prices_csv)):
+            if given is not None:
+                raise BacktestInputError(f"{option}: an off_grid site has no grid to bill; leave it out")
         return None
+    path = opts.tariff or (arb.tariff if arb is not None else None)
     if path is None:
+        if opts.prices_csv is not None:
+            raise BacktestInputError("--prices: a weak grid's import needs a tariff to be billed on them "
+                                     "(--tariff, or policies.arbitrage.tariff)")
         return None
     return load_tariff(path, opts.prices_csv or (arb.prices_csv if arb is not None else None))
 

@@ -343,3 +343,24 @@ def test_a_part_years_annual_minimum_is_its_share_of_the_year() -> None:
     year_w = np.full(365 * 24, 1e3)
     assert grid_bill(tariff, year_w, datetime(2025, 1, 1), 3600) == pytest.approx(
         compute_bill(tariff, year_w / 1000.0, start=datetime(2025, 1, 1), step_s=3600).total)
+
+
+def test_prices_without_a_grid_or_a_tariff_to_bill_on_are_refused() -> None:
+    """--prices was silently dropped off-grid and on a weak grid without a tariff: the run read
+    as priced on them."""
+    from ems.backtest.errors import BacktestInputError
+    from ems.backtest.offgrid_run import weak_grid_tariff
+    from ems.backtest.run import BacktestOptions
+
+    opts = BacktestOptions(load_csv=Path("load.csv"), prices_csv=Path("prices.csv"))
+    with pytest.raises(BacktestInputError, match="--prices: an off_grid site has no grid"):
+        weak_grid_tariff(parse_backtest_config(site()), opts)
+    weak = site(mode="weak_grid")
+    weak["grid_connection"] = {"import_limit_w": 800e3, "export_limit_w": 0}
+    with pytest.raises(BacktestInputError, match=r"--prices: .*needs a tariff"):
+        weak_grid_tariff(parse_backtest_config(weak), opts)
+    # a switched-off arbitrage section is not the tariff: its prices are not either
+    weak["policies"] = {"arbitrage": {"enabled": False, "tariff": str(TARIFF), "prices_csv": "nowhere.csv"}}
+    cfg = parse_backtest_config(weak)
+    assert weak_grid_tariff(cfg, BacktestOptions(load_csv=Path("load.csv"))) is None
+    assert weak_grid_tariff(cfg, BacktestOptions(load_csv=Path("load.csv"), tariff=TARIFF)) is not None
