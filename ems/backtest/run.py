@@ -99,6 +99,15 @@ def _warmup(series: PowerSeries, start: datetime, step_s: int) -> np.ndarray | N
     return None
 
 
+def warmup_net(load: PowerSeries, pv: PowerSeries | None, start: datetime, step_s: int) -> np.ndarray | None:
+    """The net load (load less PV) before `start` that seeds the planner's history."""
+    warm = _warmup(load, start, step_s)
+    if pv is not None:
+        pv_warm = _warmup(pv, start, step_s)
+        warm = None if warm is None or pv_warm is None else warm - pv_warm
+    return warm
+
+
 def battery_model(cfg: BacktestConfig, trace: Trace) -> BatteryModel:
     bess = cfg.battery_units
     b, a = cfg.policies.battery, cfg.policies.arbitrage
@@ -158,10 +167,7 @@ def run(cfg: BacktestConfig, opts: BacktestOptions, progress: Progress | None = 
     load, pv, start, load_w, pv_w = load_series(opts, step)
     n = load_w.size
     check_prices(tariff, start, step, n)
-    warm = _warmup(load, start, step)
-    if pv is not None:
-        pv_warm = _warmup(pv, start, step)
-        warm = None if warm is None or pv_warm is None else warm - pv_warm
+    warm = warmup_net(load, pv, start, step)
     events = [] if opts.dr_events_csv is None else load_dr_events(opts.dr_events_csv)
     if events and cfg.policies.demand_response is None:  # the replay needs the policy; its defaults will do
         cfg = cfg.model_copy(update={"policies": cfg.policies.model_copy(

@@ -364,3 +364,41 @@ def test_prices_without_a_grid_or_a_tariff_to_bill_on_are_refused() -> None:
     cfg = parse_backtest_config(weak)
     assert weak_grid_tariff(cfg, BacktestOptions(load_csv=Path("load.csv"))) is None
     assert weak_grid_tariff(cfg, BacktestOptions(load_csv=Path("load.csv"), tariff=TARIFF)) is not None
+
+
+def test_peak_shaving_only_and_dr_events_are_not_silently_dropped_off_grid(tmp_path: Path) -> None:
+    """--peak-shaving-only ran the weak grid's arbitrage planner all the same, and --dr-events
+    were read by nothing: both runs read as what they asked for."""
+    from ems.backtest.errors import BacktestInputError
+    from ems.backtest.offgrid_run import run_offgrid
+    from ems.backtest.run import BacktestOptions
+
+    load = tmp_path / "load.csv"
+    load.write_text("".join(f"2025-07-{1 + h // 24:02d}T{h % 24:02d}:00:00,{1500 + 300 * (h % 5)}\n"
+                            for h in range(4 * 24)))
+    data = site(mode="weak_grid")
+    data["grid_connection"] = {"import_limit_w": 800e3, "export_limit_w": 0}
+    data["policies"] = {"arbitrage": {"tariff": str(TARIFF), "step_s": 900, "horizon_h": 24}}
+    cfg = parse_backtest_config(data)
+    opts = BacktestOptions(load_csv=load, step_s=STEP)
+    planned, _ = run_offgrid(cfg, opts)
+    plain, r_plain = run_offgrid(cfg, BacktestOptions(load_csv=load, step_s=STEP, peak_shaving_only=True))
+    assert planned.plans > 0 and plain.plans == 0
+    assert r_plain["grid_bill"] is not None  # the import is still billed on the section's tariff
+    with pytest.raises(BacktestInputError, match="--dr-events"):
+        run_offgrid(cfg, BacktestOptions(load_csv=load, step_s=STEP, dr_events_csv=tmp_path / "events.csv"))
+
+
+def test_a_weak_grids_planner_starts_with_the_history_a_running_site_has(tmp_path: Path) -> None:
+    """Unlike the grid-tied run, the weak grid's planner got no load before the start: a run of
+    a day of a year's series planned nothing (each plan needs the day before)."""
+    from ems.backtest.offgrid_run import run_offgrid
+    from ems.backtest.run import BacktestOptions
+
+    load = tmp_path / "year.csv"  # one typical year from the start: the last weeks are its history
+    load.write_text("Exported Data (8760)\n" + "".join(f"{1500 + 300 * (h % 5)}\n" for h in range(8760)))
+    data = site(mode="weak_grid")
+    data["grid_connection"] = {"import_limit_w": 800e3, "export_limit_w": 0}
+    data["policies"] = {"arbitrage": {"tariff": str(TARIFF), "step_s": 900, "horizon_h": 24}}
+    trace, _ = run_offgrid(parse_backtest_config(data), BacktestOptions(load_csv=load, step_s=STEP, days=1))
+    assert trace.plans > 0
