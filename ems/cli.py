@@ -419,7 +419,7 @@ def _backtest_offgrid(cfg: Any, opts: Any, args: argparse.Namespace, progress: A
     try:
         _, result = run_offgrid(cfg, opts, None if args.quiet else progress, args.genset_plan)
         if args.battery_sweep:
-            result["battery_sweep"] = battery_sweep(cfg, opts, args.battery_sweep)
+            result["battery_sweep"] = battery_sweep(cfg, opts, args.battery_sweep, args.genset_plan)
         path = write_offgrid(args.out, result)
     except BacktestError as exc:
         print(f"\nems backtest: {exc}", file=sys.stderr)

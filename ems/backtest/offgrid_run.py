@@ -178,11 +178,13 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
 
 
 
-def battery_sweep(cfg: BacktestConfig, opts: BacktestOptions, scales: list[float]) -> list[dict[str, Any]]:
-    """The same run with the battery's energy scaled by each of `scales`: how big must it be?"""
+def battery_sweep(cfg: BacktestConfig, opts: BacktestOptions, scales: list[float],
+                  genset_plan: Forecast | None = None) -> list[dict[str, Any]]:
+    """The same run (its gensets on the same plan) with the battery's energy scaled by each of
+    `scales`: how big must it be?"""
     rows = []
     for k in scales:
-        _, r = run_offgrid(with_battery_scale(cfg, k), opts)
+        _, r = run_offgrid(with_battery_scale(cfg, k), opts, genset_plan=genset_plan)
         rows.append({"scale": k, "battery_wh": r["run"]["battery_wh"],
                      **{x: r[x] for x in ("unserved_kwh", "diesel_litres", "co2_saved_kg", "genset_starts",
                                           "genset_hours", "cost_saved")}})

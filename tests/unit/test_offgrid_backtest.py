@@ -402,3 +402,21 @@ def test_a_weak_grids_planner_starts_with_the_history_a_running_site_has(tmp_pat
     data["policies"] = {"arbitrage": {"tariff": str(TARIFF), "step_s": 900, "horizon_h": 24}}
     trace, _ = run_offgrid(parse_backtest_config(data), BacktestOptions(load_csv=load, step_s=STEP, days=1))
     assert trace.plans > 0
+
+
+def test_a_battery_sweep_runs_on_the_gensets_plan_of_the_run(tmp_path: Path) -> None:
+    """`ems backtest --genset-plan X --battery-sweep 1` ran its rows on the SoC thresholds: the
+    row at scale 1 was not the run printed above it."""
+    from ems.backtest.offgrid_run import battery_sweep, run_offgrid
+    from ems.backtest.run import BacktestOptions
+
+    load = tmp_path / "load.csv"
+    load.write_text("".join(f"2025-01-{1 + h // 24:02d}T{h % 24:02d}:00:00,{1800 + 600 * (h % 7)}\n"
+                            for h in range(2 * 24)))
+    cfg = parse_backtest_config(site())
+    opts = BacktestOptions(load_csv=load, step_s=STEP)
+    _, planned = run_offgrid(cfg, opts, genset_plan="persistence")
+    _, thresholds = run_offgrid(cfg, opts)
+    assert planned["diesel_litres"] != pytest.approx(thresholds["diesel_litres"])  # the plan matters here
+    (row,) = battery_sweep(cfg, opts, [1.0], genset_plan="persistence")
+    assert row["diesel_litres"] == pytest.approx(planned["diesel_litres"])
