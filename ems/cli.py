@@ -416,6 +416,10 @@ def _backtest_offgrid(cfg: Any, opts: Any, args: argparse.Namespace, progress: A
     from ems.backtest import BacktestError
     from ems.backtest.offgrid_run import battery_sweep, run_offgrid, summary_lines, sweep_lines, write_offgrid
 
+    if args.timeseries:  # else silently not written
+        print("ems backtest: --timeseries: not on an off_grid or weak_grid run (offgrid.json has its totals)",
+              file=sys.stderr)
+        return EXIT_CONFIG
     try:
         _, result = run_offgrid(cfg, opts, None if args.quiet else progress, args.genset_plan)
         if args.battery_sweep:

@@ -420,3 +420,15 @@ def test_a_battery_sweep_runs_on_the_gensets_plan_of_the_run(tmp_path: Path) -> 
     assert planned["diesel_litres"] != pytest.approx(thresholds["diesel_litres"])  # the plan matters here
     (row,) = battery_sweep(cfg, opts, [1.0], genset_plan="persistence")
     assert row["diesel_litres"] == pytest.approx(planned["diesel_litres"])
+
+
+def test_timeseries_is_refused_off_grid_not_silently_left_unwritten(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from ems.cli import main
+
+    load = tmp_path / "load.csv"
+    load.write_text("".join(f"2025-01-01T{h:02d}:00:00,1500\n" for h in range(24)))
+    out = tmp_path / "out"
+    assert main(["backtest", "--config", str(ROOT / "config" / "offgrid-site.yaml"), "--load", str(load),
+                 "--timeseries", "--quiet", "--out", str(out)]) == 2
+    assert "--timeseries" in capsys.readouterr().err and not out.exists()
