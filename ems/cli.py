@@ -416,10 +416,14 @@ def _backtest_offgrid(cfg: Any, opts: Any, args: argparse.Namespace, progress: A
     from ems.backtest import BacktestError
     from ems.backtest.offgrid_run import battery_sweep, run_offgrid, summary_lines, sweep_lines, write_offgrid
 
+    if args.timeseries:  # else silently not written
+        print("ems backtest: --timeseries: not on an off_grid or weak_grid run (offgrid.json has its totals)",
+              file=sys.stderr)
+        return EXIT_CONFIG
     try:
         _, result = run_offgrid(cfg, opts, None if args.quiet else progress, args.genset_plan)
         if args.battery_sweep:
-            result["battery_sweep"] = battery_sweep(cfg, opts, args.battery_sweep)
+            result["battery_sweep"] = battery_sweep(cfg, opts, args.battery_sweep, args.genset_plan)
         path = write_offgrid(args.out, result)
     except BacktestError as exc:
         print(f"\nems backtest: {exc}", file=sys.stderr)
@@ -441,6 +445,16 @@ def _hours(text: str) -> float:
     if not 0 < h <= 8784:  # math.isfinite too: nan fails both comparisons
         raise argparse.ArgumentTypeError("hours must be > 0 and at most a year (8784)")
     return h
+
+
+def _step_s(text: str) -> int:
+    try:
+        step = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of seconds: {text!r}") from None
+    if step <= 0:  # 0 read as "the default" and -300 passed `3600 % step`
+        raise argparse.ArgumentTypeError("the step must be > 0 s")
+    return step
 
 
 def _scales(text: str) -> list[float]:
@@ -547,7 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--unit", choices=["kw", "w"], default="kw", help="unit of the load and PV values")
     b.add_argument("--start", help="ISO date of the first step to run (default: the series' start)")
     b.add_argument("--series-start", help="date of the first value of a series without timestamps (default 2018-01-01)")
-    b.add_argument("--step-s", type=int,
+    b.add_argument("--step-s", type=_step_s,
                    help="resolution (default: the planning step, else 900; off-grid and weak-grid 300)")
     b.add_argument("--days", type=float, help="only this many days")
     b.add_argument("--peak-shaving-only", action="store_true", help="run without the arbitrage planner")
@@ -590,7 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--power-kw", required=True, help="a,b,c or start:stop:count")
     z.add_argument("--capex-per-kwh", type=float, help="default: the site file's capex per usable kWh")
     z.add_argument("--capex-per-kw", type=float, default=0.0)
-    z.add_argument("--step-s", type=int, help="backtest and planning step (default: the planning step; off-grid "
+    z.add_argument("--step-s", type=_step_s, help="backtest and planning step (default: the planning step; off-grid "
                    "300); 3600 is 4x faster than 900")
     z.add_argument("--days", type=float, help="only this many days of the load (scaled to a year)")
     z.add_argument("--start", help="ISO date of the first step")

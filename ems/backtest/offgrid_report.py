@@ -12,6 +12,7 @@ includes the import's bill (`grid_bill`).
 
 from __future__ import annotations
 
+import calendar
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -63,17 +64,28 @@ def offgrid_kpis(trace: Trace, mg: MicrogridConfig) -> dict[str, float]:
 def grid_bill(tariff: Tariff, grid_w: FloatArray, start: datetime, step_s: int) -> float:
     """The import's bill over a run. A month the run covers in part pays its demand, fixed
     and minimum charges in that part only, as the genset rent is counted: a run of days is
-    a year's share, not a month's charges for each day (its energy is billed as it came)."""
+    a year's share, not a month's charges for each day (its energy is billed as it came). The
+    minimums top up what the part would pay without them to their share: the month's of the
+    monthly minimum, the calendar year's of the annual one (SAM's December settlement would
+    charge a run without December none of it, a day of December a year's)."""
     bill = compute_bill(tariff, np.maximum(grid_w, 0.0) / 1000.0, start=start, step_s=step_s)
     steps = np.datetime64(start, "s") + np.arange(grid_w.size) * np.timedelta64(step_s, "s")
     months = steps.astype("datetime64[M]")
     total = 0.0
+    year_bill: dict[int, float] = {}
+    year_share: dict[int, float] = {}
     for m in bill.months:
         key = np.datetime64(f"{m.year:04d}-{m.month:02d}", "M")
         month_s = float(((key + 1).astype("datetime64[s]") - key.astype("datetime64[s]")).astype(np.float64))
-        covered = float(np.count_nonzero(months == key)) * step_s / month_s
-        total += m.energy - m.true_up_credit + covered * (m.demand_tou + m.demand_flat + m.fixed + m.minimum)
-    return total
+        year_s = 86400.0 * (366 if calendar.isleap(m.year) else 365)
+        n = float(np.count_nonzero(months == key))
+        covered = n * step_s / month_s
+        before_min = m.energy + covered * (m.demand_tou + m.demand_flat + m.fixed)
+        billed = max(before_min, 0.0)  # a credit month is not negative (as compute_bill's minimums)
+        total += before_min - m.true_up_credit + max(covered * tariff.minimum_monthly - billed, 0.0)
+        year_bill[m.year] = year_bill.get(m.year, 0.0) + billed
+        year_share[m.year] = year_share.get(m.year, 0.0) + n * step_s / year_s
+    return total + sum(max(year_share[y] * tariff.minimum_annual - b, 0.0) for y, b in year_bill.items())
 
 
 def compare(trace: Trace, mg: MicrogridConfig, econ: Economics | None = None,

@@ -17,7 +17,7 @@ from ems.backtest.errors import BacktestInputError
 from ems.backtest.financials import Economics
 from ems.backtest.genset_planning import Forecast, GensetPlanning
 from ems.backtest.offgrid_report import compare
-from ems.backtest.run import BacktestOptions, check_prices, load_series
+from ems.backtest.run import BacktestOptions, check_prices, load_series, warmup_net
 from ems.microgrid_config import MicrogridConfig
 from ems.planning.settings import load_tariff
 from ems.step_params import step_params
@@ -42,15 +42,21 @@ def economics(cfg: BacktestConfig) -> Economics | None:
 
 def weak_grid_tariff(cfg: BacktestConfig, opts: BacktestOptions) -> Tariff | None:
     """The tariff a weak grid's import is billed on and its planner plans against: --tariff,
-    else the arbitrage section's; None without either (the import is then not priced). Off-grid
-    there is no grid to bill."""
+    else the arbitrage section's where it is enabled; None without either (the import is then
+    not priced). Off-grid there is no grid to bill. --prices without a tariff to take them is
+    refused, not dropped."""
     arb = cfg.policies.arbitrage
-    path = opts.tariff or (arb.tariff if arb is not None and arb.enabled else None)
+    arb = arb if arb is not None and arb.enabled else None  # a switched-off section is not the site's tariff
     if cfg.microgrid is not None and cfg.microgrid.mode is Mode.OFF_GRID:
-        if opts.tariff is not None:
-            raise BacktestInputError("--tariff: an off_grid site has no grid to bill; leave it out")
+        for option, given in (("--tariff", opts.tariff), ("--prices", opts.prices_csv)):
+            if given is not None:
+                raise BacktestInputError(f"{option}: an off_grid site has no grid to bill; leave it out")
         return None
+    path = opts.tariff or (arb.tariff if arb is not None else None)
     if path is None:
+        if opts.prices_csv is not None:
+            raise BacktestInputError("--prices: a weak grid's import needs a tariff to be billed on them "
+                                     "(--tariff, or policies.arbitrage.tariff)")
         return None
     return load_tariff(path, opts.prices_csv or (arb.prices_csv if arb is not None else None))
 
@@ -66,24 +72,33 @@ def run_offgrid(cfg: BacktestConfig, opts: BacktestOptions, progress: Progress |
         raise BacktestInputError("--known-load-ahead-h: not on an off_grid or weak_grid run (its money is fuel "
                                  "and rent, not the bill a plan is judged on; its gensets plan on their own: "
                                  "--genset-plan)")
+    if opts.dr_events_csv is not None:
+        raise BacktestInputError("--dr-events: not on an off_grid or weak_grid run (its step books no "
+                                 "demand-response events)")
     step = opts.step_s or OFFGRID_STEP_S
-    _, _, start, load_w, pv_w = load_series(opts, step)
+    load, pv, start, load_w, pv_w = load_series(opts, step)
     if genset_plan is None and mg.genset_plan is not None:  # the site plans its gensets live: so here
         genset_plan = "persistence"
     tariff = weak_grid_tariff(cfg, opts)
+    warm = None
     if tariff is not None:
         check_prices(tariff, start, step, load_w.size)
-    return run_series(cfg, start, step, load_w, pv_w, progress, genset_plan, trucks=trucks, tariff=tariff)
+        # the planner's history as a controller running a while has it (without, it planned nothing the first day)
+        warm = warmup_net(load, pv, start, step)
+    if opts.peak_shaving_only:  # the import still billed on the tariff; no planner
+        cfg = cfg.model_copy(update={"policies": cfg.policies.model_copy(update={"arbitrage": None})})
+    return run_series(cfg, start, step, load_w, pv_w, progress, genset_plan, trucks=trucks, tariff=tariff,
+                      warmup_w=warm)
 
 
 def run_series(cfg: BacktestConfig, start: datetime, step_s: int, load_w: np.ndarray, pv_w: np.ndarray | None,
                progress: Progress | None = None, genset_plan: Forecast | None = None,
                plan_every_s: float | None = None, trucks: MicrogridConfig | None = None,
-               tariff: Tariff | None = None) -> tuple[Trace, dict[str, Any]]:
+               tariff: Tariff | None = None, warmup_w: np.ndarray | None = None) -> tuple[Trace, dict[str, Any]]:
     """The run and its comparison. `genset_plan`: the gensets on the MILP's schedule from this
     forecast (None: the SoC thresholds alone), re-solved every `plan_every_s` (default: the site
     file's `genset_plan`, else 6 h). `tariff` (weak grid): what the planner plans against, as
-    live, and what the import is billed on."""
+    live, and what the import is billed on; `warmup_w` the net load before `start` seeding its history."""
     assert cfg.microgrid is not None
     planning = None
     if genset_plan is not None:
@@ -96,7 +111,8 @@ def run_series(cfg: BacktestConfig, start: datetime, step_s: int, load_w: np.nda
             planning.every_s, planning.horizon_s = gp.every_s, gp.horizon_s
         if plan_every_s is not None:
             planning.every_s = plan_every_s
-    trace = run_backtest(cfg, tariff, start, step_s, load_w, pv_w, progress=progress, genset_planning=planning)
+    trace = run_backtest(cfg, tariff, start, step_s, load_w, pv_w, progress=progress, genset_planning=planning,
+                         warmup_w=warmup_w)
     out = compare(trace, cfg.microgrid, economics(cfg), trucks, tariff, cfg.grid_connection.import_limit_w)
     out["genset_plan"] = None if planning is None else {
         "forecast": planning.forecast, "solves": planning.solves, "failures": planning.failures,
@@ -162,11 +178,13 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
 
 
 
-def battery_sweep(cfg: BacktestConfig, opts: BacktestOptions, scales: list[float]) -> list[dict[str, Any]]:
-    """The same run with the battery's energy scaled by each of `scales`: how big must it be?"""
+def battery_sweep(cfg: BacktestConfig, opts: BacktestOptions, scales: list[float],
+                  genset_plan: Forecast | None = None) -> list[dict[str, Any]]:
+    """The same run (its gensets on the same plan) with the battery's energy scaled by each of
+    `scales`: how big must it be?"""
     rows = []
     for k in scales:
-        _, r = run_offgrid(with_battery_scale(cfg, k), opts)
+        _, r = run_offgrid(with_battery_scale(cfg, k), opts, genset_plan=genset_plan)
         rows.append({"scale": k, "battery_wh": r["run"]["battery_wh"],
                      **{x: r[x] for x in ("unserved_kwh", "diesel_litres", "co2_saved_kg", "genset_starts",
                                           "genset_hours", "cost_saved")}})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -68,8 +69,10 @@ def load_series(opts: BacktestOptions, step: int
                 ) -> tuple[PowerSeries, PowerSeries | None, datetime, FloatArray, FloatArray | None]:
     """The run's load and PV at `step` s as the options say: the whole series, the start, and
     the run's window of each from its start."""
-    if 3600 % step:
-        raise BacktestInputError(f"step {step} s must divide 3600")
+    if step <= 0 or 3600 % step:  # (-300 passes Python's modulo)
+        raise BacktestInputError(f"--step-s: step {step} s must be positive and divide 3600")
+    if opts.days is not None and not 0 < opts.days < math.inf:  # nan fails both
+        raise BacktestInputError(f"--days: {opts.days} is not a positive number of days")
     unit: Literal["kw", "w"] = "w" if opts.unit == "w" else "kw"
     load = resample(read_power_csv(opts.load_csv, unit=unit, scale=opts.load_scale, start=opts.series_start), step)
     start = opts.start or load.start
@@ -94,6 +97,15 @@ def _warmup(series: PowerSeries, start: datetime, step_s: int) -> np.ndarray | N
         out: np.ndarray = series.values_w[-n:]
         return out
     return None
+
+
+def warmup_net(load: PowerSeries, pv: PowerSeries | None, start: datetime, step_s: int) -> np.ndarray | None:
+    """The net load (load less PV) before `start` that seeds the planner's history."""
+    warm = _warmup(load, start, step_s)
+    if pv is not None:
+        pv_warm = _warmup(pv, start, step_s)
+        warm = None if warm is None or pv_warm is None else warm - pv_warm
+    return warm
 
 
 def battery_model(cfg: BacktestConfig, trace: Trace) -> BatteryModel:
@@ -155,10 +167,7 @@ def run(cfg: BacktestConfig, opts: BacktestOptions, progress: Progress | None = 
     load, pv, start, load_w, pv_w = load_series(opts, step)
     n = load_w.size
     check_prices(tariff, start, step, n)
-    warm = _warmup(load, start, step)
-    if pv is not None:
-        pv_warm = _warmup(pv, start, step)
-        warm = None if warm is None or pv_warm is None else warm - pv_warm
+    warm = warmup_net(load, pv, start, step)
     events = [] if opts.dr_events_csv is None else load_dr_events(opts.dr_events_csv)
     if events and cfg.policies.demand_response is None:  # the replay needs the policy; its defaults will do
         cfg = cfg.model_copy(update={"policies": cfg.policies.model_copy(

@@ -50,8 +50,13 @@ class UnsupportedTariffFeature(TariffError):
 
     def __init__(self, feature: str, detail: str = "") -> None:
         self.feature = feature
+        self.detail = detail
         msg = f"unsupported tariff feature: {feature}"
         super().__init__(f"{msg} ({detail})" if detail else msg)
+
+    def __reduce__(self) -> tuple[type[UnsupportedTariffFeature], tuple[str, str]]:
+        # pickled (a Dask worker's error returned to `ems size`) by its arguments, not its message
+        return type(self), (self.feature, self.detail)
 
 
 Schedule = tuple[tuple[int, ...], ...]

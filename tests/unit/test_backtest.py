@@ -413,3 +413,29 @@ def test_prices_that_do_not_cover_the_run_end_before_it_with_what_they_cover(tmp
         done = subprocess.run([*base, *extra], capture_output=True, text=True, timeout=120, cwd=ROOT)
         assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("step_s", "days"), [(-300, None), (0, None), (300, float("nan")), (300, float("inf")),
+                                              (300, -1.0)])
+def test_a_step_or_a_span_that_is_not_a_positive_number_is_refused(tmp_path: Path, step_s: int,
+                                                                   days: float | None) -> None:
+    """-300 passed `3600 % step` (Python's modulo) and ended in a numpy traceback; --days nan or
+    inf in one from round()."""
+    from ems.backtest.run import load_series
+
+    load = tmp_path / "load.csv"
+    load.write_text("".join(f"2018-01-01T{h:02d}:00:00,{100 + h}\n" for h in range(24)))
+    opts = BacktestOptions(load_csv=load, step_s=step_s, days=days)
+    with pytest.raises(BacktestInputError, match=r"--step-s|--days"):
+        load_series(opts, step_s)
+
+
+def test_the_cli_refuses_a_step_that_is_not_a_positive_whole_number(capsys: pytest.CaptureFixture[str]) -> None:
+    from ems.cli import main
+
+    for command in (["backtest", "--config", "c.yaml", "--load", "l.csv"],
+                    ["size", "--config", "c.yaml", "--load", "l.csv", "--energy-kwh", "1", "--power-kw", "1"]):
+        for step in ("0", "-300"):
+            with pytest.raises(SystemExit) as exc:
+                main([*command, "--step-s", step])
+            assert exc.value.code == 2 and "--step-s" in capsys.readouterr().err

@@ -135,8 +135,8 @@ def test_a_weak_grids_import_is_billed_on_its_tariff_and_its_planner_plans_as_li
     part, r5 = run_series(cfg, datetime(2025, 7, 1), STEP, load[:5 * DAY], pv[:5 * DAY], tariff=tariff)
     bill = compute_bill(tariff, part.grid_w / 1000.0, start=part.start, step_s=STEP).months[0]
     share = 5 / 31
-    assert r5["grid_bill"] == pytest.approx(bill.energy + share * (bill.demand_tou + bill.demand_flat + bill.fixed
-                                                                   + bill.minimum))
+    assert bill.minimum == 0.0  # (a part month's minimum: test_a_part_months_minimum_charge_is_its_share...)
+    assert r5["grid_bill"] == pytest.approx(bill.energy + share * (bill.demand_tou + bill.demand_flat + bill.fixed))
     assert bill.demand_tou + bill.demand_flat > 0 and r5["grid_bill"] < bill.total
 
 
@@ -307,3 +307,128 @@ def test_a_reload_cannot_change_the_mode_or_the_gensets_only_their_tuning() -> N
     assert needs_restart(running, planned) == ["microgrid.genset_plan"]
     shed = parse_config({**data, "microgrid": {**data["microgrid"], "shed_step_s": 60, "shed_order": ["row04"]}})
     assert needs_restart(running, shed) == []  # shedding's tuning applies at the next period
+
+
+def _flat_tariff(**kw: Any) -> Any:
+    from ems.tariff import EnergyPeriod, EnergyTier, Tariff
+
+    period = EnergyPeriod(tiers=(EnergyTier(rate_per_kwh=0.1),))
+    return Tariff(energy_periods=(period,), **kw)
+
+
+def test_a_part_months_minimum_charge_is_its_share_of_the_months_minimum() -> None:
+    """It topped the part's energy up to the whole month's minimum, then paid a share of that
+    top-up on top of the energy: a day of a 1,000-a-month minimum read 34.58, not 1,000 / 31."""
+    from ems.backtest.offgrid_report import grid_bill
+
+    day_w = np.full(24, 10e3)  # 240 kWh: 24.00 of energy, under the day's share of the minimum
+    assert grid_bill(_flat_tariff(minimum_monthly=1000.0), day_w, datetime(2025, 7, 1), 3600) == \
+        pytest.approx(1000.0 / 31)
+    # over its share the energy is the bill; a whole month is billed as compute_bill bills it
+    assert grid_bill(_flat_tariff(minimum_monthly=10.0), day_w, datetime(2025, 7, 1), 3600) == pytest.approx(24.0)
+    month_w = np.full(31 * 24, 1e3)
+    assert grid_bill(_flat_tariff(minimum_monthly=1000.0), month_w, datetime(2025, 7, 1), 3600) == \
+        pytest.approx(1000.0)
+
+
+def test_a_part_years_annual_minimum_is_its_share_of_the_year() -> None:
+    """SAM settles the annual minimum in December: a run without December paid none of it, a
+    run of a day in December paid a whole year's top-up share of that month."""
+    from ems.backtest.offgrid_report import grid_bill
+
+    day_w = np.full(24, 1e3)  # 2.40 of energy a day, under 3,650 a year's share (10.00)
+    tariff = _flat_tariff(minimum_annual=3650.0)
+    assert grid_bill(tariff, day_w, datetime(2025, 7, 1), 3600) == pytest.approx(10.0)
+    assert grid_bill(tariff, day_w, datetime(2025, 12, 31), 3600) == pytest.approx(10.0)
+    year_w = np.full(365 * 24, 1e3)
+    assert grid_bill(tariff, year_w, datetime(2025, 1, 1), 3600) == pytest.approx(
+        compute_bill(tariff, year_w / 1000.0, start=datetime(2025, 1, 1), step_s=3600).total)
+
+
+def test_prices_without_a_grid_or_a_tariff_to_bill_on_are_refused() -> None:
+    """--prices was silently dropped off-grid and on a weak grid without a tariff: the run read
+    as priced on them."""
+    from ems.backtest.errors import BacktestInputError
+    from ems.backtest.offgrid_run import weak_grid_tariff
+    from ems.backtest.run import BacktestOptions
+
+    opts = BacktestOptions(load_csv=Path("load.csv"), prices_csv=Path("prices.csv"))
+    with pytest.raises(BacktestInputError, match="--prices: an off_grid site has no grid"):
+        weak_grid_tariff(parse_backtest_config(site()), opts)
+    weak = site(mode="weak_grid")
+    weak["grid_connection"] = {"import_limit_w": 800e3, "export_limit_w": 0}
+    with pytest.raises(BacktestInputError, match=r"--prices: .*needs a tariff"):
+        weak_grid_tariff(parse_backtest_config(weak), opts)
+    # a switched-off arbitrage section is not the tariff: its prices are not either
+    weak["policies"] = {"arbitrage": {"enabled": False, "tariff": str(TARIFF), "prices_csv": "nowhere.csv"}}
+    cfg = parse_backtest_config(weak)
+    assert weak_grid_tariff(cfg, BacktestOptions(load_csv=Path("load.csv"))) is None
+    assert weak_grid_tariff(cfg, BacktestOptions(load_csv=Path("load.csv"), tariff=TARIFF)) is not None
+
+
+def test_peak_shaving_only_and_dr_events_are_not_silently_dropped_off_grid(tmp_path: Path) -> None:
+    """--peak-shaving-only ran the weak grid's arbitrage planner all the same, and --dr-events
+    were read by nothing: both runs read as what they asked for."""
+    from ems.backtest.errors import BacktestInputError
+    from ems.backtest.offgrid_run import run_offgrid
+    from ems.backtest.run import BacktestOptions
+
+    load = tmp_path / "load.csv"
+    load.write_text("".join(f"2025-07-{1 + h // 24:02d}T{h % 24:02d}:00:00,{1500 + 300 * (h % 5)}\n"
+                            for h in range(4 * 24)))
+    data = site(mode="weak_grid")
+    data["grid_connection"] = {"import_limit_w": 800e3, "export_limit_w": 0}
+    data["policies"] = {"arbitrage": {"tariff": str(TARIFF), "step_s": 900, "horizon_h": 24}}
+    cfg = parse_backtest_config(data)
+    opts = BacktestOptions(load_csv=load, step_s=STEP)
+    planned, _ = run_offgrid(cfg, opts)
+    plain, r_plain = run_offgrid(cfg, BacktestOptions(load_csv=load, step_s=STEP, peak_shaving_only=True))
+    assert planned.plans > 0 and plain.plans == 0
+    assert r_plain["grid_bill"] is not None  # the import is still billed on the section's tariff
+    with pytest.raises(BacktestInputError, match="--dr-events"):
+        run_offgrid(cfg, BacktestOptions(load_csv=load, step_s=STEP, dr_events_csv=tmp_path / "events.csv"))
+
+
+def test_a_weak_grids_planner_starts_with_the_history_a_running_site_has(tmp_path: Path) -> None:
+    """Unlike the grid-tied run, the weak grid's planner got no load before the start: a run of
+    a day of a year's series planned nothing (each plan needs the day before)."""
+    from ems.backtest.offgrid_run import run_offgrid
+    from ems.backtest.run import BacktestOptions
+
+    load = tmp_path / "year.csv"  # one typical year from the start: the last weeks are its history
+    load.write_text("Exported Data (8760)\n" + "".join(f"{1500 + 300 * (h % 5)}\n" for h in range(8760)))
+    data = site(mode="weak_grid")
+    data["grid_connection"] = {"import_limit_w": 800e3, "export_limit_w": 0}
+    data["policies"] = {"arbitrage": {"tariff": str(TARIFF), "step_s": 900, "horizon_h": 24}}
+    trace, _ = run_offgrid(parse_backtest_config(data), BacktestOptions(load_csv=load, step_s=STEP, days=1))
+    assert trace.plans > 0
+
+
+def test_a_battery_sweep_runs_on_the_gensets_plan_of_the_run(tmp_path: Path) -> None:
+    """`ems backtest --genset-plan X --battery-sweep 1` ran its rows on the SoC thresholds: the
+    row at scale 1 was not the run printed above it."""
+    from ems.backtest.offgrid_run import battery_sweep, run_offgrid
+    from ems.backtest.run import BacktestOptions
+
+    load = tmp_path / "load.csv"
+    load.write_text("".join(f"2025-01-{1 + h // 24:02d}T{h % 24:02d}:00:00,{1800 + 600 * (h % 7)}\n"
+                            for h in range(2 * 24)))
+    cfg = parse_backtest_config(site())
+    opts = BacktestOptions(load_csv=load, step_s=STEP)
+    _, planned = run_offgrid(cfg, opts, genset_plan="persistence")
+    _, thresholds = run_offgrid(cfg, opts)
+    assert planned["diesel_litres"] != pytest.approx(thresholds["diesel_litres"])  # the plan matters here
+    (row,) = battery_sweep(cfg, opts, [1.0], genset_plan="persistence")
+    assert row["diesel_litres"] == pytest.approx(planned["diesel_litres"])
+
+
+def test_timeseries_is_refused_off_grid_not_silently_left_unwritten(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from ems.cli import main
+
+    load = tmp_path / "load.csv"
+    load.write_text("".join(f"2025-01-01T{h:02d}:00:00,1500\n" for h in range(24)))
+    out = tmp_path / "out"
+    assert main(["backtest", "--config", str(ROOT / "config" / "offgrid-site.yaml"), "--load", str(load),
+                 "--timeseries", "--quiet", "--out", str(out)]) == 2
+    assert "--timeseries" in capsys.readouterr().err and not out.exists()

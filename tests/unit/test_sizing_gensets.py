@@ -278,12 +278,16 @@ def test_a_weak_grid_is_sized_with_its_import_billed_on_the_tariff(tmp_path: Pat
     assert npv["priced"] < npv["free"]  # the import is a cost the free run left out
 
 
-def test_a_workers_error_reaches_the_caller_as_the_error_it_is(tmp_path: Path) -> None:
+def test_a_workers_error_reaches_the_caller_as_the_error_it_is(tmp_path: Path,
+                                                               capfd: pytest.CaptureFixture[str]) -> None:
     """A point's error in a worker comes back as the typed error with its message (Dask
-    printed the worker's traceback before), and the sweep stops."""
+    printed the worker's traceback before), and the sweep stops. (Raised in the worker it
+    reached the caller as the same type too: what tells them apart is the worker's log.)"""
     if not LOAD.exists():
         pytest.skip("shared data not present")
     cfg = load_backtest_config(_weak_grid_file(tmp_path, tmp_path / "missing.json"))
     opts = BacktestOptions(load_csv=LOAD, load_scale=1000.0, start=datetime(2018, 7, 2), days=1, foresight=False)
     with pytest.raises(ConfigError, match="tariff: cannot read"):
         sweep(cfg, opts, [12000.0], [3000.0], workers=1)
+    err = capfd.readouterr().err
+    assert "Compute Failed" not in err and "Traceback" not in err, err

@@ -179,3 +179,13 @@ def test_unreadable_file_is_a_format_error(tmp_path: Path) -> None:
     bad.write_text("{not json")
     with pytest.raises(TariffFormatError):
         load_urdb(bad)
+
+
+def test_an_unsupported_feature_keeps_its_message_through_pickling() -> None:
+    """A sizing worker's error is pickled back to the sweep: it came back as 'unsupported tariff
+    feature: unsupported tariff feature: ...' (rebuilt from its message as the feature)."""
+    import pickle
+
+    exc = UnsupportedTariffFeature("coincident demand", "peak of the utility")
+    back = pickle.loads(pickle.dumps(exc))
+    assert type(back) is UnsupportedTariffFeature and str(back) == str(exc) and back.feature == exc.feature
