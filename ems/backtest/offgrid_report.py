@@ -117,6 +117,13 @@ def compare(trace: Trace, mg: MicrogridConfig, econ: Economics | None = None,
         return b.fuel_l * fuel_price + b.units * truck_rent * months
 
     base_cost = cost(base)
+    # energy: the site's fuel per genset kWh (the trucks' where its gensets made none)
+    price_per_kwh = (site["diesel_litres"] * fuel_price / site["genset_kwh"] if site["genset_kwh"] > 0 else
+                     base.fuel_l * fuel_price / base.energy_kwh if base.energy_kwh > 0 else 0.0)
+    # what the battery holds at the end against the start is the site's to make up (or keep) at
+    # that price: a run of days drawing the first charge down read it as savings (x 182 a year)
+    stored_change_kwh = (float(trace.soc[-1]) - trace.soc_initial) * trace.capacity_wh / 1000.0
+    site_cost -= stored_change_kwh * price_per_kwh
     to_year = YEAR_S / run_s
     saved_l = base.fuel_l - site["diesel_litres"]
     out: dict[str, Any] = {
@@ -124,7 +131,8 @@ def compare(trace: Trace, mg: MicrogridConfig, econ: Economics | None = None,
         "baseline": {**base.summary(), "co2_kg": base.fuel_l * mg.co2_kg_per_l, "cost": base_cost,
                      "fuel_cost": base.fuel_l * fuel_price,
                      "rental_cost": base.units * truck_rent * months},
-        "site_cost": site_cost, "grid_bill": bill,
+        "site_cost": site_cost, "grid_bill": bill, "stored_energy_change_kwh": stored_change_kwh,
+        "stored_energy_value": stored_change_kwh * price_per_kwh,
         "unserved_kwh": site["unserved_kwh"], "diesel_litres": site["diesel_litres"],
         "baseline_diesel_litres": base.fuel_l, "diesel_saved_litres": saved_l,
         "diesel_saved_share": saved_l / base.fuel_l if base.fuel_l > 0 else float("nan"),

@@ -130,7 +130,7 @@ def test_a_weak_grids_import_is_billed_on_its_tariff_and_its_planner_plans_as_li
     assert r["grid_bill"] == pytest.approx(compute_bill(tariff, trace.grid_w / 1000.0, start=trace.start,
                                                         step_s=STEP).total)  # July whole: the bill as billed
     assert r["site_cost"] == pytest.approx(r["site"]["diesel_litres"] * 1.2 + 2 * 10000 * 31 * 86400 / MONTH_S
-                                           + r["grid_bill"])
+                                           + r["grid_bill"] - r["stored_energy_value"])
     # a run of days pays the month's demand and fixed charges for its share of the month only
     part, r5 = run_series(cfg, datetime(2025, 7, 1), STEP, load[:5 * DAY], pv[:5 * DAY], tariff=tariff)
     bill = compute_bill(tariff, part.grid_w / 1000.0, start=part.start, step_s=STEP).months[0]
@@ -432,3 +432,29 @@ def test_timeseries_is_refused_off_grid_not_silently_left_unwritten(tmp_path: Pa
     assert main(["backtest", "--config", str(ROOT / "config" / "offgrid-site.yaml"), "--load", str(load),
                  "--timeseries", "--quiet", "--out", str(out)]) == 2
     assert "--timeseries" in capsys.readouterr().err and not out.exists()
+
+
+def test_the_charge_the_battery_ends_short_of_is_the_sites_to_make_up() -> None:
+    """A run of days drew the battery's first charge down and counted it as savings (a weak grid
+    without gensets, 2 days from 80 % SoC: NPV +1.78 M): the energy it ends short of is now
+    charged at the site's fuel per genset kWh (the trucks' where its gensets made none)."""
+    cfg = parse_backtest_config(site())
+    load, _ = days_of_load(2)
+    trace, r = run_series(cfg, datetime(2025, 6, 1), STEP, load, None)
+    change_kwh = (trace.soc[-1] - trace.soc_initial) * trace.capacity_wh / 1000.0
+    assert change_kwh < -500.0  # it ends well below its 80 %
+    s = r["site"]
+    price = s["diesel_litres"] * 1.2 / s["genset_kwh"]
+    assert r["stored_energy_change_kwh"] == pytest.approx(change_kwh)
+    assert r["stored_energy_value"] == pytest.approx(change_kwh * price)
+    assert r["site_cost"] == pytest.approx(s["diesel_litres"] * 1.2 + 2 * 10000 * 2 * 86400 / MONTH_S
+                                           - change_kwh * price)
+    # without gensets running the trucks' fuel per kWh prices it
+    weak = site(mode="weak_grid", gensets=[])
+    weak["grid_connection"] = {"import_limit_w": 1.2e6, "export_limit_w": 0}
+    trace, r = run_series(parse_backtest_config(weak), datetime(2025, 6, 1), STEP, load, None)
+    base = r["baseline"]
+    assert r["site"]["genset_kwh"] == 0 and r["stored_energy_change_kwh"] < 0
+    assert r["stored_energy_value"] == pytest.approx(r["stored_energy_change_kwh"] * base["fuel_cost"]
+                                                     / base["energy_kwh"])
+    assert r["site_cost"] == pytest.approx(-r["stored_energy_value"])  # no fuel, no rent, no bill
