@@ -21,6 +21,7 @@ project runs on 3.11; docs/demand-response.md).
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from collections import Counter, OrderedDict
@@ -69,19 +70,22 @@ class OpenAdr3Ven:
             if resp.status == 401:
                 self._token = None
             raise VtnAnswer(f"HTTP {resp.status}")
-        body = await resp.content.read(MAX_BODY + 1)
-        if len(body) > MAX_BODY:
-            raise VtnAnswer(f"an answer over {MAX_BODY} bytes")
+        body = bytearray()
+        while chunk := await resp.content.read(MAX_BODY + 1 - len(body)):  # a chunk at a time, to the bound
+            body += chunk
+            if len(body) > MAX_BODY:
+                raise VtnAnswer(f"an answer over {MAX_BODY} bytes")
         try:
-            return await asyncio.to_thread(json.loads, body)
+            return await asyncio.to_thread(json.loads, bytes(body))
         except (ValueError, RecursionError):
             raise VtnAnswer("an answer that is not JSON") from None
 
     async def _bearer(self, http: aiohttp.ClientSession) -> dict[str, str]:
         now = time.monotonic()
         if self._token is None or self._token[0] <= now:
-            auth = aiohttp.BasicAuth(self.cfg.client_id, self.secret)
-            async with http.post(self.cfg.token_url, data={"grant_type": "client_credentials"}, auth=auth) as resp:
+            basic = base64.b64encode(f"{self.cfg.client_id}:{self.secret}".encode()).decode()
+            async with http.post(self.cfg.token_url, data={"grant_type": "client_credentials"},
+                                 headers={"Authorization": f"Basic {basic}"}) as resp:
                 answer = await self._json(resp)
             token = answer.get("access_token") if isinstance(answer, Mapping) else None
             if not isinstance(token, str) or not 0 < len(token) <= 8192:
