@@ -169,7 +169,9 @@ class OpenAdr3Ven:
 
     # --- reports -----------------------------------------------------------------------
     def report_body(self, vtn_event_id: str, now_s: float) -> dict[str, Any] | None:
-        """A report of the site's import and flexibility now, in kW (None: no reading yet)."""
+        """A report of the site's import and flexibility now, in kW (None: no reading yet). No
+        payloadDescriptors: the spec's reportPayloadDescriptor is refused by openadr3-client's own
+        Report model (it expects an event's), so the units are the program's: kW."""
         import_w, flex_w = self.import_w(), self.flexibility_w()
         if import_w is None:
             return None
@@ -180,9 +182,7 @@ class OpenAdr3Ven:
             resources.append(("flexibility", "LOAD_SHED_DELTA_AVAILABLE", flex_w))
         return {
             "objectType": "REPORT", "programID": self.program_ids[vtn_event_id], "eventID": vtn_event_id,
-            "clientName": self.cfg.ven_name, "reportName": "ems-telemetry",
-            "payloadDescriptors": [{"objectType": "REPORT_PAYLOAD_DESCRIPTOR", "payloadType": kind,
-                                    "readingType": "DIRECT_READ", "units": "KW"} for _, kind, _ in resources],
+            "clientName": self.cfg.ven_name, "reportName": "ems-telemetry-kw",
             "resources": [{"resourceName": name, "intervalPeriod": period,
                            "intervals": [{"id": 0, "payloads": [{"type": kind, "values": [round(w / 1e3, 3)]}]}]}
                           for name, kind, w in resources]}
