@@ -108,13 +108,18 @@ class OpenAdr3Ven:
         programs = await self._get(http, "/programs", {"limit": "50"})
         ids = {str(p["id"])[:128]: str(p["programName"]) for p in programs[:50]
                if isinstance(p, Mapping) and p.get("programName") in self.cfg.programs and p.get("id") is not None}
+        missing = set(self.cfg.programs) - set(ids.values())
+        if missing and "ProgramNotFound" not in self._logged:
+            self._logged.add("ProgramNotFound")
+            log.warning("openadr3 programs not listed by the VTN", programs=sorted(missing))
         listed: list[tuple[str, Any]] = []
         for pid in ids:
             events = await self._get(http, "/events", {"programID": pid, "limit": str(MAX_EVENTS)})
             if len(events) > MAX_EVENTS:  # a VTN that ignores the limit: the rest is not read
                 self._refuse("TooManyEvents", f"{len(events)} events listed (at most {MAX_EVENTS} read)",
                              count=len(events) - MAX_EVENTS)
-            listed += [(pid, e) for e in events[:MAX_EVENTS]]
+            # a VTN that ignores the programID filter lists other programs' events too: not ours
+            listed += [(pid, e) for e in events[:MAX_EVENTS] if not isinstance(e, Mapping) or e.get("programID") == pid]
         self._reconcile(listed)
         self.polls += 1
 

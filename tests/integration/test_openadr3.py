@@ -212,6 +212,10 @@ async def test_bad_answers_are_refused_counted_and_the_ven_goes_on() -> None:
                 vtn.events_answer = answer
                 await _failed(ven, kind, failed)
                 assert [e.event_id for e in ven.book.pending()] == ["e-1:0"]
+            # a VTN that ignores the programID filter: the other program's events are not the site's
+            vtn.events_answer = lambda _r: _answer(obj=[good, event("e-9", "p-2", t0, [(MIN, "SIMPLE", 3)])])
+            await _polls(ven, 2)
+            assert [e.event_id for e in ven.book.pending()] == ["e-1:0"]
             vtn.events_answer = None
             # events that are refused one by one, beside a good one
             far = t0 + timedelta(days=400)

@@ -140,3 +140,11 @@ def test_the_report_is_the_shape_checked_against_openadr3_client() -> None:
                       lambda: 120e3)
     ven.program_ids = {"e-1": "p-1"}
     assert ven.report_body("e-1", 1_800_000_000.0) == json.loads(REPORT.read_text())
+
+
+def test_a_changed_openadr3_section_needs_a_restart() -> None:
+    from ems.config_reload import needs_restart
+    base = site_dict("mqtt://127.0.0.1:1883")
+    running = parse_config({**base, "policies": {"demand_response": {"openadr3": _cfg()}}}, "test")
+    changed = parse_config({**base, "policies": {"demand_response": {"openadr3": _cfg(programs=["other"])}}}, "test")
+    assert needs_restart(running, changed) == ["policies.demand_response.openadr3"]
