@@ -10,9 +10,10 @@ the 2.0b VEN's telemetry.
 
 A VTN is a third party: each poll is bounded by `timeout_s` (a slow or hanging VTN costs
 the VEN a poll, never the control loop: this is a side task of its own and all its I/O is
-async), each answer by MAX_BODY bytes and MAX_EVENTS events, decoded in a worker thread;
-an answer that is not what the spec says is refused, counted and logged once per kind, and
-a failed poll changes nothing in the book (an outage does not cancel a running event).
+async), each answer by MAX_BODY bytes and MAX_EVENTS events, decoded and mapped in a worker
+thread; an answer that is not what the spec says is refused, counted and logged once per
+kind, and a failed poll changes nothing in the book (an outage does not cancel a running
+event).
 
 Built on aiohttp rather than ElaadNL's `openadr3-client`, which needs Python 3.12 (this
 project runs on 3.11; docs/demand-response.md).
@@ -120,28 +121,41 @@ class OpenAdr3Ven:
                              count=len(events) - MAX_EVENTS)
             # a VTN that ignores the programID filter lists other programs' events too: not ours
             listed += [(pid, e) for e in events[:MAX_EVENTS] if not isinstance(e, Mapping) or e.get("programID") == pid]
-        self._reconcile(listed)
+        now_s = self.wall()
+        # the mapping of up to MAX_EVENTS x MAX_INTERVALS intervals takes tens of ms: off the loop
+        mapped = await asyncio.to_thread(self._map, listed, now_s, frozenset(self._refused_ids))
+        self._reconcile(*mapped)
         self.polls += 1
 
-    def _reconcile(self, listed: list[tuple[str, Any]]) -> None:
-        now_s = self.wall()
+    def _map(self, listed: list[tuple[str, Any]], now_s: float, skip: frozenset[tuple[str, str]]
+             ) -> tuple[dict[str, DrEvent], dict[str, str], list[tuple[tuple[str, str], str, str]]]:
+        """The events the VTN lists as the book's (by id), their programs, and the refused ones
+        (key, kind, why). Touches nothing of the VEN's: it runs in a worker thread."""
         wanted: dict[str, DrEvent] = {}
         program_ids: dict[str, str] = {}
+        refused: list[tuple[tuple[str, str], str, str]] = []
         for pid, event in listed:
             key = (str(event.get("id"))[:128], str(event.get("modificationDateTime"))[:64]) \
                 if isinstance(event, Mapping) else ("?", "?")
-            if key in self._refused_ids:
+            if key in skip:
                 continue
             try:
                 got = dr_events3(event, self.cfg.simple_levels, self.cfg.power_scale_w, now_s, SOURCE)
             except (Unsupported, Malformed) as exc:
-                self._refused_ids[key] = None
-                while len(self._refused_ids) > _KEEP_REFUSED:
-                    self._refused_ids.popitem(last=False)
-                self._refuse(type(exc).__name__, str(exc), event_id=key[0])
+                refused.append((key, type(exc).__name__, str(exc)))
                 continue
             program_ids[key[0]] = pid
             wanted.update((e.event_id, e) for e in got if e.end_s > now_s)
+        return wanted, program_ids, refused
+
+    def _reconcile(self, wanted: dict[str, DrEvent], program_ids: dict[str, str],
+                   refused: list[tuple[tuple[str, str], str, str]]) -> None:
+        """Make the book's OpenADR 3 events `wanted` (on the loop's thread: the book lives there)."""
+        for key, kind, why in refused:
+            self._refused_ids[key] = None
+            self._refuse(kind, why, event_id=key[0])
+        while len(self._refused_ids) > _KEEP_REFUSED:
+            self._refused_ids.popitem(last=False)
         for e in self.book.pending():
             if e.source == SOURCE and e.event_id not in wanted:
                 self.book.cancel(e.event_id)
