@@ -22,7 +22,7 @@ from aiohttp import web
 from ems.clock import ScaledClock
 from ems.config import OpenAdr3Config
 from ems.dr_book import DrBook
-from ems.openadr3_ven import OpenAdr3Ven
+from ems.openadr3_ven import OpenAdr3Ven, VtnAnswer
 from tests.conftest import free_port, running_controller, running_site, wait_for
 from tests.integration.vtn3_payloads import event, program
 
@@ -184,6 +184,26 @@ async def test_reports_reach_the_vtn_while_an_event_is_in_force() -> None:
     assert values == {"site": {"type": "DEMAND", "values": [480.0]},
                       "flexibility": {"type": "LOAD_SHED_DELTA_AVAILABLE", "values": [120.0]}}
     assert ven.reports >= 2
+
+
+@pytest.mark.timeout(60)
+async def test_a_refused_secret_is_counted_and_a_revoked_token_renewed() -> None:
+    async with running_vtn() as vtn:
+        t0 = datetime.now(UTC).replace(microsecond=0) + 10 * MIN
+        vtn.events = [event("e-1", "p-1", t0, [(30 * MIN, "IMPORT_CAPACITY_LIMIT", 360.0)])]
+        ven = OpenAdr3Ven(OpenAdr3Config.model_validate(_cfg(vtn)), "wrong", DrBook(),
+                          lambda: datetime.now(UTC).timestamp(), lambda: None, lambda: None)
+        async with aiohttp.ClientSession() as http:
+            for _ in range(2):
+                with pytest.raises(VtnAnswer, match="HTTP 401"):
+                    await ven.poll(http)
+            assert not ven.book.pending() and vtn.tokens == 0
+        async with running_ven(vtn) as ven:
+            await wait_for(lambda: len(ven.book.pending()) == 1)
+            vtn.tokens += 1  # the VTN revokes the token it gave: the next poll is refused, the one after renews
+            await wait_for(lambda: ven.failures["poll:VtnAnswer"] >= 1 and vtn.tokens >= 3)
+            await _polls(ven, 1)
+            assert [e.event_id for e in ven.book.pending()] == ["e-1:0"]
 
 
 async def _answer(status: int = 200, body: bytes | None = None, obj: Any = None) -> web.Response:
