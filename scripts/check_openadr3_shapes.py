@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "integration"))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from openadr3_client.oadr301.models.event.event import ExistingEvent  # noqa: E402
 from openadr3_client.oadr301.models.program.program import ExistingProgram  # noqa: E402

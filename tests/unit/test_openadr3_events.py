@@ -16,7 +16,7 @@ from ems.model.errors import ConfigError
 from ems.openadr3_events import MAX_INTERVALS, Malformed, Unsupported, dr_events3
 from ems.openadr3_ven import OpenAdr3Ven
 from tests.conftest import site_dict
-from tests.integration.vtn3_payloads import event
+from tests.vtn3_payloads import event
 
 START = datetime(2026, 7, 1, 16, 0, tzinfo=UTC)
 NOW_S = (START - timedelta(hours=1)).timestamp()
