@@ -220,6 +220,49 @@ class OpenAdrConfig(Strict):
     ca_file: Path | None = None
 
 
+class OpenAdr3Config(Strict):
+    """An OpenADR 3.0.1 VEN (ems/openadr3_ven.py) polling the VTN's REST API for its programs' events."""
+
+    vtn_url: str = Field(pattern=r"^https?://[^\s]+[^/\s]$", description="the VTN's base URL (…/openadr3/3.0.1)")
+    token_url: str = Field(pattern=r"^https?://[^\s]+$", description="the OAuth2 token endpoint (client credentials)")
+    client_id: str = Field(min_length=1, max_length=200)
+    client_secret_env: str | None = Field(default=None, description="env variable holding the client secret")
+    client_secret_file: Path | None = Field(default=None, description="or a file holding it (never the site file)")
+    programs: list[str] = Field(min_length=1, max_length=16, description="programName(s) whose events the site follows")
+    ven_name: str = Field(min_length=1, max_length=128, description="the clientName of the site's reports")
+    poll_every_s: float = Field(default=30.0, ge=1, le=3600)
+    timeout_s: float = Field(default=10.0, gt=0, le=120, description="a poll (or a round of reports) longer "
+                             "than this is abandoned and counted")
+    reports: bool = Field(default=True, description="post the site's import and flexibility while an event is in force")
+    report_every_s: float = Field(default=60.0, ge=1, le=3600, description="at most this often (at the poll's rate)")
+    simple_levels: dict[int, Fraction] = Field(
+        default_factory=lambda: {1: 0.10, 2: 0.25, 3: 0.50},
+        description="SIMPLE level -> share of the baseline to cut (level 0: normal operation)")
+    power_scale_w: float = Field(default=1000.0, gt=0, description="W per unit of a power payload without units")
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> OpenAdr3Config:
+        if (self.client_secret_env is None) == (self.client_secret_file is None):
+            raise ValueError("the client secret needs exactly one of client_secret_env and client_secret_file")
+        return self
+
+    def client_secret(self) -> str:
+        """The client secret, read now (a missing one is a ConfigError naming the field)."""
+        field = "policies.demand_response.openadr3"
+        if self.client_secret_file is not None:
+            try:
+                text = self.client_secret_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"{field}.client_secret_file: {exc.strerror}") from None
+            if not text:
+                raise ConfigError(f"{field}.client_secret_file: empty")
+            return text
+        value = os.environ.get(self.client_secret_env or "", "")
+        if not value:
+            raise ConfigError(f"{field}.client_secret_env: {self.client_secret_env} is not set")
+        return value
+
+
 class LoadTargetConfig(Strict):
     """The load-target channel (ems/load_target.py): `grid.loadtarget.set` requests over MQTT
     (`PREFIX/grid/loadtarget/set`) and the operator API, following DSX Flex."""
@@ -277,6 +320,7 @@ class DemandResponseConfig(Strict):
                                    "imported over an event's target where the event names none (the planner weighs it)")
     baseline: ProgramBaselineConfig | None = None
     openadr: OpenAdrConfig | None = None
+    openadr3: OpenAdr3Config | None = None
     load_target: LoadTargetConfig | None = None
 
     @model_validator(mode="after")
@@ -284,6 +328,9 @@ class DemandResponseConfig(Strict):
         bad = {row: t for row, t in self.flex_tiers.items() if not 0 <= t <= 4}
         if bad:
             raise ValueError(f"flex_tiers must be 0-4: {bad}")
+        if self.openadr is not None and self.openadr3 is not None:
+            # two programs' events in one book: which one the site owes where they overlap is a contract question
+            raise ValueError("openadr (2.0b) and openadr3 name two VTNs: configure one")
         return self
 
 

@@ -40,7 +40,7 @@ def needs_restart(running: SiteConfig, new: SiteConfig) -> list[str]:
     # the OpenADR VEN and the load-target channel are built at start-up; flex tiers and the
     # pre-charge are step parameters and apply at the next period
     rd, nd = running.policies.demand_response, new.policies.demand_response
-    for part in ("openadr", "load_target"):
+    for part in ("openadr", "openadr3", "load_target"):
         if (None if rd is None else getattr(rd, part)) != (None if nd is None else getattr(nd, part)):
             changed.append(f"policies.demand_response.{part}")
     if (rd is None or not rd.enabled) != (nd is None or not nd.enabled):

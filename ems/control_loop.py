@@ -52,7 +52,8 @@ from ems.model.reasons import Reason
 from ems.model.snapshot import SiteSnapshot
 from ems.mqtt_link import MqttLink, NotConnected
 from ems.offgrid_rows import OffGridRows
-from ems.openadr_ven import OpenAdrVen
+from ems.openadr3_ven import OpenAdr3Ven
+from ems.openadr_ven import OpenAdrVen, site_flexibility_w, site_import_w
 from ems.operator.controls import OperatorControls
 from ems.period import StepResult, StepState, standing_down, step
 from ems.persistence import ControllerState
@@ -138,6 +139,13 @@ class Controller:
         if dr is not None and dr.enabled and dr.openadr is not None:
             self.ven = OpenAdrVen(dr.openadr, self.dr, self.published, self.controls.step_params.dr)
             self.side_tasks.append(("openadr", self.ven.run))
+        self.ven3: OpenAdr3Ven | None = None
+        if dr is not None and dr.enabled and dr.openadr3 is not None:
+            published, controls = self.published, self.controls  # the tiers as a reload leaves them
+            self.ven3 = OpenAdr3Ven(dr.openadr3, dr.openadr3.client_secret(), self.dr, clock.wall,
+                                    lambda: site_import_w(published),
+                                    lambda: site_flexibility_w(published, controls.step_params.dr))
+            self.side_tasks.append(("openadr3", self.ven3.run))
         lt = None if dr is None or not dr.enabled else dr.load_target
         # one decoder for MQTT and the operator API: a request replayed on the other is refused too
         self.load_targets = None if lt is None else LoadTargetDecoder(lt.secret(), lt.max_age_s)

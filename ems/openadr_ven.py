@@ -32,6 +32,23 @@ OPT_IN, OPT_OUT = "optIn", "optOut"
 logging.getLogger("openleadr").setLevel(logging.WARNING)  # its own INFO lines for every poll
 
 
+def site_import_w(published: Published) -> float | None:
+    """The grid import the meter read in the latest period (None: none yet)."""
+    r = published.result
+    if r is None or r.snapshot.meter is None:
+        return None
+    return r.snapshot.meter.grid_power_w
+
+
+def site_flexibility_w(published: Published, params: DrParams | None) -> float | None:
+    """What the site could take off its import now: battery room above the reserve plus the racks' tiers."""
+    r = published.result
+    if r is None or params is None:
+        return None
+    hi_w = sum(b[1] for b in r.step.unit_bounds_w.values())
+    return flexibility_w(r.snapshot.racks, params, max(hi_w - r.step.setpoint_w, 0.0))
+
+
 class OpenAdrVen:
     def __init__(self, cfg: OpenAdrConfig, book: DrBook, published: Published, params: DrParams | None) -> None:
         self.cfg, self.book, self.published, self.params = cfg, book, published, params
@@ -43,17 +60,10 @@ class OpenAdrVen:
         self._logged: set[str] = set()
 
     def import_w(self) -> float | None:
-        r = self.published.result
-        if r is None or r.snapshot.meter is None:
-            return None
-        return r.snapshot.meter.grid_power_w
+        return site_import_w(self.published)
 
     def flexibility_w(self) -> float | None:
-        r = self.published.result
-        if r is None or self.params is None:
-            return None
-        hi_w = sum(b[1] for b in r.step.unit_bounds_w.values())
-        return flexibility_w(r.snapshot.racks, self.params, max(hi_w - r.step.setpoint_w, 0.0))
+        return site_flexibility_w(self.published, self.params)
 
     def on_event(self, event: dict[str, Any]) -> str:
         desc = event.get("event_descriptor", {})

@@ -1,0 +1,242 @@
+"""The site's OpenADR 3.0.1 VEN: polls the VTN's REST API for its programs' events.
+
+Every `poll_every_s` it takes an OAuth2 client-credentials token, finds the configured
+programs (GET /programs, by programName), reads their events (GET /events?programID=) and
+makes the book's OpenADR 3 events the ones the VTN lists now (ems/openadr3_events.py): new
+and changed events in, events the VTN no longer lists (cancelled, deleted) out. While one
+of its events is in force it posts a report (POST /reports) every `report_every_s`: the
+site's grid import (DEMAND) and the flexibility it has now (LOAD_SHED_DELTA_AVAILABLE), as
+the 2.0b VEN's telemetry.
+
+A VTN is a third party: each poll is bounded by `timeout_s` (a slow or hanging VTN costs
+the VEN a poll, never the control loop: this is a side task of its own and all its I/O is
+async), each answer by MAX_BODY bytes and MAX_EVENTS events, decoded and mapped in a worker
+thread; an answer that is not what the spec says is refused, counted and logged once per
+kind, and a failed poll changes nothing in the book (an outage does not cancel a running
+event).
+
+Built on aiohttp rather than ElaadNL's `openadr3-client`, which needs Python 3.12 (this
+project runs on 3.11; docs/demand-response.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import structlog
+
+from ems.config import OpenAdr3Config
+from ems.dr_book import MAX_EVENTS, DrBook, DrBookFull
+from ems.model.cancel_guard import checkpoint
+from ems.model.dr import DrEvent
+from ems.model.errors import EmsError
+from ems.openadr3_events import Malformed, Unsupported, dr_events3
+
+log = structlog.get_logger("ems.openadr3")
+MAX_BODY = 1 << 20  # bytes of one answer: a program's events are a few kB
+SOURCE = "openadr3"
+_KEEP_REFUSED = 256  # refused events remembered, so one is counted once, not every poll
+
+
+class VtnAnswer(EmsError):
+    """An answer from the VTN the VEN cannot use (a status, too large, not JSON, not the spec's shape)."""
+
+
+class OpenAdr3Ven:
+    def __init__(self, cfg: OpenAdr3Config, secret: str, book: DrBook, wall: Callable[[], float],
+                 import_w: Callable[[], float | None], flexibility_w: Callable[[], float | None]) -> None:
+        self.cfg, self.secret, self.book, self.wall = cfg, secret, book, wall
+        self.import_w, self.flexibility_w = import_w, flexibility_w
+        self.polls = 0  # complete polls
+        self.failures: Counter[str] = Counter()  # failed polls and reports, by kind
+        self.refused: Counter[str] = Counter()  # events refused, by kind (Unsupported, Malformed, DrBookFull, ...)
+        self.reports = 0  # reports the VTN accepted
+        self.program_ids: dict[str, str] = {}  # VTN event id -> its program's id (for reports)
+        self._refused_ids: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._logged: set[str] = set()
+        self._token: tuple[float, str] | None = None  # (expires at, monotonic s; token)
+        self._last_report_s = -float("inf")
+
+    # --- HTTP ------------------------------------------------------------------------
+    async def _json(self, resp: aiohttp.ClientResponse) -> Any:
+        if resp.status // 100 != 2:
+            if resp.status == 401:
+                self._token = None
+            raise VtnAnswer(f"HTTP {resp.status}")
+        body = bytearray()
+        while chunk := await resp.content.read(MAX_BODY + 1 - len(body)):  # a chunk at a time, to the bound
+            body += chunk
+            if len(body) > MAX_BODY:
+                raise VtnAnswer(f"an answer over {MAX_BODY} bytes")
+        try:
+            return await asyncio.to_thread(json.loads, bytes(body))
+        except (ValueError, RecursionError):
+            raise VtnAnswer("an answer that is not JSON") from None
+
+    async def _bearer(self, http: aiohttp.ClientSession) -> dict[str, str]:
+        now = time.monotonic()
+        if self._token is None or self._token[0] <= now:
+            basic = base64.b64encode(f"{self.cfg.client_id}:{self.secret}".encode()).decode()
+            async with http.post(self.cfg.token_url, data={"grant_type": "client_credentials"},
+                                 headers={"Authorization": f"Basic {basic}"}) as resp:
+                answer = await self._json(resp)
+            token = answer.get("access_token") if isinstance(answer, Mapping) else None
+            if not isinstance(token, str) or not 0 < len(token) <= 8192:
+                raise VtnAnswer("a token answer without an access_token")
+            expires = answer.get("expires_in")
+            life_s = float(expires) if isinstance(expires, int | float) and 0 < expires < 1e7 else 3600.0
+            self._token = (now + life_s / 2, token)  # renewed at half its life, as openadr3-client does
+        return {"Authorization": f"Bearer {self._token[1]}"}
+
+    async def _get(self, http: aiohttp.ClientSession, path: str, params: dict[str, str]) -> list[Any]:
+        async with http.get(f"{self.cfg.vtn_url}{path}", params=params, headers=await self._bearer(http)) as resp:
+            answer = await self._json(resp)
+        if not isinstance(answer, list):
+            raise VtnAnswer(f"GET {path}: not a list")
+        return answer
+
+    # --- one poll ----------------------------------------------------------------------
+    async def poll(self, http: aiohttp.ClientSession) -> None:
+        """Read the programs' events and make the book's OpenADR 3 events those (raises on a failed poll)."""
+        programs = await self._get(http, "/programs", {"limit": "50"})
+        ids = {str(p["id"])[:128]: str(p["programName"]) for p in programs[:50]
+               if isinstance(p, Mapping) and p.get("programName") in self.cfg.programs and p.get("id") is not None}
+        missing = set(self.cfg.programs) - set(ids.values())
+        if missing and "ProgramNotFound" not in self._logged:
+            self._logged.add("ProgramNotFound")
+            log.warning("openadr3 programs not listed by the VTN", programs=sorted(missing))
+        listed: list[tuple[str, Any]] = []
+        for pid in ids:
+            events = await self._get(http, "/events", {"programID": pid, "limit": str(MAX_EVENTS)})
+            if len(events) > MAX_EVENTS:  # a VTN that ignores the limit: the rest is not read
+                self._refuse("TooManyEvents", f"{len(events)} events listed (at most {MAX_EVENTS} read)",
+                             count=len(events) - MAX_EVENTS)
+            # a VTN that ignores the programID filter lists other programs' events too: not ours
+            listed += [(pid, e) for e in events[:MAX_EVENTS] if not isinstance(e, Mapping) or e.get("programID") == pid]
+        now_s = self.wall()
+        # the mapping of up to MAX_EVENTS x MAX_INTERVALS intervals takes tens of ms: off the loop
+        mapped = await asyncio.to_thread(self._map, listed, now_s, frozenset(self._refused_ids))
+        self._reconcile(*mapped)
+        self.polls += 1
+
+    def _map(self, listed: list[tuple[str, Any]], now_s: float, skip: frozenset[tuple[str, str]]
+             ) -> tuple[dict[str, DrEvent], dict[str, str], list[tuple[tuple[str, str], str, str]]]:
+        """The events the VTN lists as the book's (by id), their programs, and the refused ones
+        (key, kind, why). Touches nothing of the VEN's: it runs in a worker thread."""
+        wanted: dict[str, DrEvent] = {}
+        program_ids: dict[str, str] = {}
+        refused: list[tuple[tuple[str, str], str, str]] = []
+        for pid, event in listed:
+            key = (str(event.get("id"))[:128], str(event.get("modificationDateTime"))[:64]) \
+                if isinstance(event, Mapping) else ("?", "?")
+            if key in skip:
+                continue
+            try:
+                got = dr_events3(event, self.cfg.simple_levels, self.cfg.power_scale_w, now_s, SOURCE)
+            except (Unsupported, Malformed) as exc:
+                refused.append((key, type(exc).__name__, str(exc)))
+                continue
+            program_ids[key[0]] = pid
+            wanted.update((e.event_id, e) for e in got if e.end_s > now_s)
+        return wanted, program_ids, refused
+
+    def _reconcile(self, wanted: dict[str, DrEvent], program_ids: dict[str, str],
+                   refused: list[tuple[tuple[str, str], str, str]]) -> None:
+        """Make the book's OpenADR 3 events `wanted` (on the loop's thread: the book lives there)."""
+        for key, kind, why in refused:
+            self._refused_ids[key] = None
+            self._refuse(kind, why, event_id=key[0])
+        while len(self._refused_ids) > _KEEP_REFUSED:
+            self._refused_ids.popitem(last=False)
+        for e in self.book.pending():
+            if e.source == SOURCE and e.event_id not in wanted:
+                self.book.cancel(e.event_id)
+                log.info("openadr3 event removed", event_id=e.event_id)
+        for e in sorted(wanted.values(), key=lambda e: e.start_s):
+            if self.book.events.get(e.event_id) == e:
+                continue
+            try:
+                self.book.add(e)
+            except DrBookFull as exc:
+                self._refuse("DrBookFull", str(exc), event_id=e.event_id)
+                continue
+            log.info("openadr3 event accepted", event_id=e.event_id, start_s=e.start_s, end_s=e.end_s,
+                     target_import_w=e.target_import_w, reduction_w=e.reduction_w,
+                     reduction_fraction=e.reduction_fraction)
+        self.program_ids = program_ids
+
+    def _refuse(self, kind: str, why: str, event_id: str | None = None, count: int = 1) -> None:
+        self.refused[kind] += count
+        if kind not in self._logged:  # once per kind: a flood of bad events is counted, not logged
+            self._logged.add(kind)
+            log.warning("openadr3 event refused", kind=kind, event_id=event_id, why=why[:200])
+
+    def _failed(self, exc: BaseException, what: str) -> None:
+        kind = f"{what}:{type(exc).__name__}"
+        self.failures[kind] += 1
+        if kind not in self._logged:
+            self._logged.add(kind)
+            log.warning(f"openadr3 {what} failed", vtn=self.cfg.vtn_url, error=repr(exc)[:200])
+
+    # --- reports -----------------------------------------------------------------------
+    def report_body(self, vtn_event_id: str, now_s: float) -> dict[str, Any] | None:
+        """A report of the site's import and flexibility now, in kW (None: no reading yet). No
+        payloadDescriptors: the spec's reportPayloadDescriptor is refused by openadr3-client's own
+        Report model (it expects an event's), so the units are the program's: kW."""
+        import_w, flex_w = self.import_w(), self.flexibility_w()
+        if import_w is None:
+            return None
+        start = datetime.fromtimestamp(now_s, UTC).isoformat()
+        period = {"start": start, "duration": f"PT{self.cfg.report_every_s:g}S"}
+        resources = [("site", "DEMAND", import_w)]
+        if flex_w is not None:
+            resources.append(("flexibility", "LOAD_SHED_DELTA_AVAILABLE", flex_w))
+        return {
+            "objectType": "REPORT", "programID": self.program_ids[vtn_event_id], "eventID": vtn_event_id,
+            "clientName": self.cfg.ven_name, "reportName": "ems-telemetry-kw",
+            "resources": [{"resourceName": name, "intervalPeriod": period,
+                           "intervals": [{"id": 0, "payloads": [{"type": kind, "values": [round(w / 1e3, 3)]}]}]}
+                          for name, kind, w in resources]}
+
+    async def report(self, http: aiohttp.ClientSession) -> None:
+        """Post a report for each VTN event with an interval in force now."""
+        now_s = self.wall()
+        live = {e.event_id.rsplit(":", 1)[0] for e in self.book.pending()
+                if e.source == SOURCE and e.start_s <= now_s < e.end_s}
+        for vtn_event_id in sorted(live & self.program_ids.keys()):
+            body = self.report_body(vtn_event_id, now_s)
+            if body is None:
+                return
+            async with http.post(f"{self.cfg.vtn_url}/reports", json=body, headers=await self._bearer(http)) as resp:
+                if resp.status // 100 != 2:
+                    raise VtnAnswer(f"POST /reports: HTTP {resp.status}")
+            self.reports += 1
+
+    # --- the task ----------------------------------------------------------------------
+    async def run(self) -> None:
+        """Poll (and report) until cancelled; each round bounded by `timeout_s`, failures counted."""
+        timeout = aiohttp.ClientTimeout(total=self.cfg.timeout_s)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            while True:
+                checkpoint()  # a stop a library swallowed (ems/model/cancel_guard)
+                for what, call in (("poll", self.poll), ("report", self._report_if_due)):
+                    try:
+                        async with asyncio.timeout(self.cfg.timeout_s):
+                            await call(http)
+                    except (TimeoutError, aiohttp.ClientError, VtnAnswer, ValueError, KeyError, TypeError) as exc:
+                        self._failed(exc, what)
+                await asyncio.sleep(self.cfg.poll_every_s)
+
+    async def _report_if_due(self, http: aiohttp.ClientSession) -> None:
+        if not self.cfg.reports or time.monotonic() - self._last_report_s < self.cfg.report_every_s:
+            return
+        self._last_report_s = time.monotonic()
+        await self.report(http)

@@ -1,0 +1,314 @@
+"""OpenADR 3.0.1 end to end against a small fake VTN (aiohttp on loopback): no OpenADR 3 VTN
+is packaged on PyPI, so the fake serves the spec's JSON (tests/vtn3_payloads.py,
+checked against openadr3-client's own models by scripts/check_openadr3_shapes.py) behind an
+OAuth2 client-credentials token endpoint. The VEN polls it over real HTTP: events land in the
+book with their windows and targets, a cancelled one leaves, reports arrive, and hostile
+answers (bad JSON, NaN, huge or far-off intervals, thousands of events, a hanging VTN) are
+refused and counted while the VEN, and the real controller's periods, go on."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from ems.clock import ScaledClock
+from ems.config import OpenAdr3Config
+from ems.dr_book import DrBook
+from ems.openadr3_ven import OpenAdr3Ven, VtnAnswer
+from tests.conftest import free_port, running_controller, running_site, wait_for
+from tests.vtn3_payloads import event, program
+
+pytestmark = pytest.mark.integration
+
+CLIENT_ID, SECRET = "ems-site", "s3cret"
+MIN = timedelta(minutes=1)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class FakeVtn:
+    """Programs and events as the test sets them; the reports and tokens the VEN sent."""
+
+    def __init__(self) -> None:
+        self.programs = [program("p-1", "site-flex"), program("p-2", "other-program")]
+        self.events: list[dict[str, Any]] = []
+        self.reports: list[dict[str, Any]] = []
+        self.tokens = 0
+        self.event_gets = 0
+        self.events_answer: Handler | None = None  # a misbehaving VTN's GET /events
+        self.url = ""
+        self.closing = asyncio.Event()
+
+    async def hang(self, _request: web.Request) -> web.Response:
+        """A VTN that never answers (until the test ends)."""
+        await self.closing.wait()
+        return web.json_response([])
+
+    async def token(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        auth = aiohttp.BasicAuth.decode(request.headers.get("Authorization", ""))
+        if form.get("grant_type") != "client_credentials" or (auth.login, auth.password) != (CLIENT_ID, SECRET):
+            return web.json_response({"error": "invalid_client"}, status=401)
+        self.tokens += 1
+        return web.json_response({"access_token": f"tok-{self.tokens}", "token_type": "Bearer", "expires_in": 3600})
+
+    def _authorised(self, request: web.Request) -> bool:
+        return request.headers.get("Authorization", "") == f"Bearer tok-{self.tokens}"
+
+    async def get_programs(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return web.json_response({"title": "unauthorised"}, status=401)
+        return web.json_response(self.programs)
+
+    async def get_events(self, request: web.Request) -> web.StreamResponse:
+        if not self._authorised(request):
+            return web.json_response({"title": "unauthorised"}, status=401)
+        self.event_gets += 1
+        if self.events_answer is not None:
+            return await self.events_answer(request)
+        pid = request.query.get("programID")
+        return web.json_response([e for e in self.events if e["programID"] == pid])
+
+    async def post_report(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return web.json_response({"title": "unauthorised"}, status=401)
+        body = await request.json()
+        self.reports.append(body)
+        return web.json_response({**body, "id": f"r-{len(self.reports)}"}, status=201)
+
+
+@contextlib.asynccontextmanager
+async def running_vtn() -> AsyncIterator[FakeVtn]:
+    vtn = FakeVtn()
+    app = web.Application()
+    app.add_routes([web.post("/auth/token", vtn.token), web.get("/programs", vtn.get_programs),
+                    web.get("/events", vtn.get_events), web.post("/reports", vtn.post_report)])
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    vtn.url = f"http://127.0.0.1:{port}"
+    try:
+        yield vtn
+    finally:
+        vtn.closing.set()
+        await runner.cleanup()
+
+
+def _cfg(vtn: FakeVtn, **kw: Any) -> dict[str, Any]:
+    return {"vtn_url": vtn.url, "token_url": f"{vtn.url}/auth/token", "client_id": CLIENT_ID,
+            "client_secret_env": "EMS_TEST_OADR3_SECRET", "programs": ["site-flex"], "ven_name": "site-7",
+            "poll_every_s": 1.0, "timeout_s": 1.0, "report_every_s": 1.0, **kw}
+
+
+@contextlib.asynccontextmanager
+async def running_ven(vtn: FakeVtn, import_w: float | None = 480e3, **kw: Any) -> AsyncIterator[OpenAdr3Ven]:
+    ven = OpenAdr3Ven(OpenAdr3Config.model_validate(_cfg(vtn, **kw)), SECRET, DrBook(),
+                      lambda: datetime.now(UTC).timestamp(), lambda: import_w, lambda: 120e3)
+    task = asyncio.create_task(ven.run(), name="openadr3")
+    try:
+        yield ven
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _polls(ven: OpenAdr3Ven, n: int = 1) -> None:
+    """Wait for `n` more polls, complete or failed."""
+    def done() -> int:
+        return ven.polls + sum(v for k, v in ven.failures.items() if k.startswith("poll:"))
+    have = done()
+    await wait_for(lambda: done() >= have + n, timeout_s=10 * n)
+
+
+@pytest.mark.timeout(60)
+async def test_events_land_in_the_book_with_their_windows_and_targets() -> None:
+    async with running_vtn() as vtn:
+        t0 = datetime.now(UTC).replace(microsecond=0) + 10 * MIN
+        vtn.events = [
+            event("e-1", "p-1", t0, [(30 * MIN, "IMPORT_CAPACITY_LIMIT", 360.0),
+                                     (15 * MIN, "IMPORT_CAPACITY_LIMIT", 0.4)], units="MW", priority=1),
+            event("e-2", "p-1", t0 + 2 * timedelta(hours=1), [(MIN, "SIMPLE", 2), (MIN, "SIMPLE", 0)], units=None),
+            event("e-3", "p-1", t0, [(MIN, "DISPATCH_SETPOINT_RELATIVE", -50.0)], units=None),
+            event("e-9", "p-2", t0, [(MIN, "IMPORT_CAPACITY_LIMIT", 1.0)]),  # a program the site does not follow
+        ]
+        async with running_ven(vtn) as ven:
+            await _polls(ven, 2)
+            book = {e.event_id: e for e in ven.book.pending()}
+    assert set(book) == {"e-1:0", "e-1:1", "e-2:0", "e-3:0"}  # SIMPLE level 0 asks nothing
+    s = t0.timestamp()
+    assert (book["e-1:0"].start_s, book["e-1:0"].end_s, book["e-1:0"].target_import_w) == (s, s + 1800, 360e6)
+    assert (book["e-1:1"].start_s, book["e-1:1"].end_s, book["e-1:1"].target_import_w) == (s + 1800, s + 2700, 0.4e6)
+    assert book["e-1:0"].priority == -1 and book["e-1:0"].source == "openadr3"
+    assert book["e-2:0"].reduction_fraction == 0.25 and book["e-2:0"].start_s == s + 7200
+    assert book["e-3:0"].reduction_w == 50e3  # no units: power_scale_w (kW)
+    assert ven.book.received == 4  # an unchanged event is not added again at the next poll
+    assert vtn.tokens == 1  # the token is kept for half its life
+
+
+@pytest.mark.timeout(60)
+async def test_a_cancelled_event_leaves_and_a_modified_one_replaces() -> None:
+    async with running_vtn() as vtn:
+        t0 = datetime.now(UTC).replace(microsecond=0) + 10 * MIN
+        vtn.events = [event("e-1", "p-1", t0, [(30 * MIN, "IMPORT_CAPACITY_LIMIT", 360.0)]),
+                      event("e-2", "p-1", t0, [(30 * MIN, "IMPORT_CAPACITY_LIMIT", 300.0)])]
+        async with running_ven(vtn) as ven:
+            await wait_for(lambda: len(ven.book.pending()) == 2)
+            vtn.events = [event("e-2", "p-1", t0, [(20 * MIN, "IMPORT_CAPACITY_LIMIT", 250.0)],
+                                modified="2026-01-02T00:00:00Z")]  # e-1 cancelled (deleted), e-2 changed
+            await wait_for(lambda: [e.event_id for e in ven.book.pending()] == ["e-2:0"]
+                           and ven.book.pending()[0].target_import_w == 250e3)
+            assert ven.book.pending()[0].end_s == t0.timestamp() + 1200
+
+
+@pytest.mark.timeout(60)
+async def test_reports_reach_the_vtn_while_an_event_is_in_force() -> None:
+    async with running_vtn() as vtn:
+        now = datetime.now(UTC).replace(microsecond=0)
+        vtn.events = [event("e-1", "p-1", now - MIN, [(30 * MIN, "IMPORT_CAPACITY_LIMIT", 360.0)]),
+                      event("e-2", "p-1", now + 10 * MIN, [(MIN, "IMPORT_CAPACITY_LIMIT", 1.0)])]  # not yet
+        async with running_ven(vtn) as ven:
+            await wait_for(lambda: len(vtn.reports) >= 2)
+    assert {r["eventID"] for r in vtn.reports} == {"e-1"}
+    r = vtn.reports[0]
+    assert (r["programID"], r["clientName"]) == ("p-1", "site-7")
+    values = {res["resourceName"]: res["intervals"][0]["payloads"][0] for res in r["resources"]}
+    assert values == {"site": {"type": "DEMAND", "values": [480.0]},
+                      "flexibility": {"type": "LOAD_SHED_DELTA_AVAILABLE", "values": [120.0]}}
+    assert ven.reports >= 2
+
+
+@pytest.mark.timeout(60)
+async def test_a_refused_secret_is_counted_and_a_revoked_token_renewed() -> None:
+    async with running_vtn() as vtn:
+        t0 = datetime.now(UTC).replace(microsecond=0) + 10 * MIN
+        vtn.events = [event("e-1", "p-1", t0, [(30 * MIN, "IMPORT_CAPACITY_LIMIT", 360.0)])]
+        ven = OpenAdr3Ven(OpenAdr3Config.model_validate(_cfg(vtn)), "wrong", DrBook(),
+                          lambda: datetime.now(UTC).timestamp(), lambda: None, lambda: None)
+        async with aiohttp.ClientSession() as http:
+            for _ in range(2):
+                with pytest.raises(VtnAnswer, match="HTTP 401"):
+                    await ven.poll(http)
+            assert not ven.book.pending() and vtn.tokens == 0
+        async with running_ven(vtn) as ven:
+            await wait_for(lambda: len(ven.book.pending()) == 1)
+            vtn.tokens += 1  # the VTN revokes the token it gave: the next poll is refused, the one after renews
+            await wait_for(lambda: ven.failures["poll:VtnAnswer"] >= 1 and vtn.tokens >= 3)
+            await _polls(ven, 1)
+            assert [e.event_id for e in ven.book.pending()] == ["e-1:0"]
+
+
+async def _answer(status: int = 200, body: bytes | None = None, obj: Any = None) -> web.Response:
+    return web.Response(status=status, body=json.dumps(obj).encode() if body is None else body,
+                        content_type="application/json")
+
+
+async def _failed(ven: OpenAdr3Ven, kind: str, before: int) -> None:
+    """Two more failures: at least one poll ran wholly on the answer just set."""
+    await wait_for(lambda: ven.failures[kind] > before + 1)
+
+
+@pytest.mark.timeout(90)
+async def test_bad_answers_are_refused_counted_and_the_ven_goes_on() -> None:
+    async with running_vtn() as vtn:
+        t0 = datetime.now(UTC).replace(microsecond=0) + 10 * MIN
+        good = event("e-1", "p-1", t0, [(30 * MIN, "IMPORT_CAPACITY_LIMIT", 360.0)])
+        vtn.events = [good]
+        async with running_ven(vtn) as ven:
+            await wait_for(lambda: len(ven.book.pending()) == 1)
+            # answers that fail a whole poll: the book keeps what it had
+            for answer, kind in ((lambda _r: _answer(body=b"{not json"), "poll:VtnAnswer"),
+                                 (lambda _r: _answer(status=500, obj={"title": "oops"}), "poll:VtnAnswer"),
+                                 (lambda _r: _answer(obj={"events": []}), "poll:VtnAnswer"),
+                                 (lambda _r: _answer(body=b"[" + b" " * (2 << 20) + b"]"), "poll:VtnAnswer")):
+                failed = ven.failures[kind]
+                vtn.events_answer = answer
+                await _failed(ven, kind, failed)
+                assert [e.event_id for e in ven.book.pending()] == ["e-1:0"]
+            # a VTN that ignores the programID filter: the other program's events are not the site's
+            vtn.events_answer = lambda _r: _answer(obj=[good, event("e-9", "p-2", t0, [(MIN, "SIMPLE", 3)])])
+            await _polls(ven, 2)
+            assert [e.event_id for e in ven.book.pending()] == ["e-1:0"]
+            vtn.events_answer = None
+            # events that are refused one by one, beside a good one
+            far = t0 + timedelta(days=400)
+            vtn.events = [good,
+                          event("nan", "p-1", t0, [(MIN, "IMPORT_CAPACITY_LIMIT", float("nan"))]),
+                          event("huge", "p-1", t0, [(MIN, "IMPORT_CAPACITY_LIMIT", 1.0)] * 500),
+                          event("long", "p-1", t0, [(timedelta(days=30), "IMPORT_CAPACITY_LIMIT", 1.0)]),
+                          event("far", "p-1", far, [(MIN, "IMPORT_CAPACITY_LIMIT", 1.0)]),
+                          event("price", "p-1", t0, [(MIN, "PRICE", 0.3)]),
+                          event("export", "p-1", t0, [(MIN, "EXPORT_CAPACITY_LIMIT", 100.0)]),
+                          {"id": "junk", "programID": "p-1", "intervals": "none"}]
+            await _polls(ven, 1)  # a poll still on the last bad answer
+            failures = sum(ven.failures.values())
+            await _polls(ven, 2)
+            assert sum(ven.failures.values()) == failures, ven.failures
+            assert ven.refused == {"Malformed": 5, "Unsupported": 2}  # each counted once, not every poll
+            assert [e.event_id for e in ven.book.pending()] == ["e-1:0"]
+            # over a thousand events (under the answer's byte bound): the first MAX_EVENTS are read, the rest counted
+            vtn.events = [event(f"m-{k}", "p-1", t0 + k * MIN, [(MIN, "IMPORT_CAPACITY_LIMIT", 1.0)])
+                          for k in range(1500)]
+            await wait_for(lambda: len(ven.book.pending()) == 64)  # the book's bound
+            assert ven.refused["TooManyEvents"] >= 1500 - 64
+            vtn.events = [good]
+            await wait_for(lambda: [e.event_id for e in ven.book.pending()] == ["e-1:0"])
+
+
+@pytest.mark.timeout(60)
+async def test_a_hanging_vtn_costs_a_poll_bounded_by_the_timeout() -> None:
+    async with running_vtn() as vtn:
+        t0 = datetime.now(UTC).replace(microsecond=0) + 10 * MIN
+        vtn.events = [event("e-1", "p-1", t0, [(30 * MIN, "IMPORT_CAPACITY_LIMIT", 360.0)])]
+
+        async with running_ven(vtn) as ven:
+            await wait_for(lambda: len(ven.book.pending()) == 1)
+            vtn.events_answer = vtn.hang
+            await wait_for(lambda: ven.failures["poll:TimeoutError"] >= 2)
+            assert [e.event_id for e in ven.book.pending()] == ["e-1:0"]  # an outage cancels nothing
+            vtn.events_answer = None
+            vtn.events = []
+            await wait_for(lambda: not ven.book.pending())  # back: the VTN's word again
+
+
+def _site(make_site, mqtt_url: str, vtn: FakeVtn):
+    return make_site(
+        mqtt_url, rows=1, racks_per_row=4, period_s=0.5, units=1,
+        policies={"demand_response": {"flex_tiers": {"row01": 4}, "precharge_s": 0.0,
+                                      "openadr3": _cfg(vtn)}})
+
+
+@pytest.mark.timeout(120)
+async def test_the_controller_follows_openadr3_and_a_hanging_vtn_does_not_hold_its_periods(
+        broker, make_site, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMS_TEST_OADR3_SECRET", SECRET)
+    async with running_vtn() as vtn:
+        now = datetime.now(UTC).replace(microsecond=0)
+        vtn.events = [event("e-1", "p-1", now - MIN, [(30 * MIN, "IMPORT_CAPACITY_LIMIT", 1e4)])]
+        cfg = _site(make_site, broker.url, vtn)
+        clock = ScaledClock(1.0)
+        async with running_site(cfg, clock), running_controller(cfg, clock) as ctl:
+            ven = ctl.ven3
+            assert ven is not None
+            await wait_for(lambda: [e.event_id for e in ctl.dr.pending()] == ["e-1:0"], timeout_s=20)
+            await wait_for(lambda: ctl.last is not None and ctl.last.step.dr is not None
+                           and ctl.last.step.dr.event_id == "e-1:0", timeout_s=10)  # the step holds it
+            await wait_for(lambda: len(vtn.reports) >= 1, timeout_s=10)
+            assert vtn.reports[0]["resources"][0]["resourceName"] == "site"
+
+            vtn.events_answer = vtn.hang
+            gets = vtn.event_gets
+            await wait_for(lambda: vtn.event_gets > gets, timeout_s=10)  # a poll is hanging now
+            periods = ctl.stats.periods
+            await wait_for(lambda: ven.failures["poll:TimeoutError"] >= 2, timeout_s=20)
+            # while the VTN hung through two polls (>= 2 timeouts of 1 s), the 0.5-s periods went on
+            assert ctl.stats.periods >= periods + 3
+            assert [e.event_id for e in ctl.dr.pending()] == ["e-1:0"]

@@ -1,0 +1,150 @@
+"""OpenADR 3.0.1 events (the VTN's JSON) as the site's demand-response events, the VEN's
+settings and its report's shape."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ems.config import OpenAdr3Config, parse_config
+from ems.dr_book import DrBook
+from ems.model.errors import ConfigError
+from ems.openadr3_events import MAX_INTERVALS, Malformed, Unsupported, dr_events3
+from ems.openadr3_ven import OpenAdr3Ven
+from tests.conftest import site_dict
+from tests.vtn3_payloads import event
+
+START = datetime(2026, 7, 1, 16, 0, tzinfo=UTC)
+NOW_S = (START - timedelta(hours=1)).timestamp()
+LEVELS = {1: 0.1, 2: 0.25, 3: 0.5}
+MIN = timedelta(minutes=1)
+REPORT = Path(__file__).parents[1] / "data" / "openadr3" / "report.json"
+
+
+def _events(e: Any, now_s: float = NOW_S) -> list[Any]:
+    return dr_events3(json.loads(json.dumps(e)), LEVELS, 1000.0, now_s)
+
+
+def test_import_capacity_limit_is_a_target_in_the_descriptor_units() -> None:
+    out = _events(event("e", "p", START, [(30 * MIN, "IMPORT_CAPACITY_LIMIT", 2.5),
+                                          (15 * MIN, "IMPORT_CAPACITY_LIMIT", 2.0)], units="MW"))
+    assert [(x.event_id, x.start_s, x.end_s, x.target_import_w) for x in out] == [
+        ("e:0", START.timestamp(), START.timestamp() + 1800, 2.5e6),
+        ("e:1", START.timestamp() + 1800, START.timestamp() + 2700, 2.0e6)]
+    [x] = _events(event("e", "p", START, [(MIN, "IMPORT_CAPACITY_LIMIT", 400.0)], units=None))
+    assert x.target_import_w == 400e3  # no units: power_scale_w per unit
+    assert x.source == "openadr3"
+
+
+def test_simple_levels_and_a_relative_dispatch() -> None:
+    out = _events(event("e", "p", START, [(MIN, "SIMPLE", 1), (MIN, "SIMPLE", 0), (MIN, "SIMPLE", 3)], units=None))
+    assert [(x.event_id, x.reduction_fraction) for x in out] == [("e:0", 0.1), ("e:2", 0.5)]
+    [x] = _events(event("e", "p", START, [(MIN, "DISPATCH_SETPOINT_RELATIVE", -300.0)]))
+    assert x.reduction_w == 300e3
+
+
+def test_intervals_without_their_own_period_follow_the_event_period() -> None:
+    e = event("e", "p", START, [(10 * MIN, "IMPORT_CAPACITY_LIMIT", 1.0)] * 3)
+    for interval in e["intervals"]:
+        del interval["intervalPeriod"]
+    assert [(x.start_s - START.timestamp(), x.end_s - START.timestamp()) for x in _events(e)] == [
+        (0, 600), (600, 1200), (1200, 1800)]
+
+
+def test_priority_zero_is_the_highest() -> None:
+    [hi] = _events(event("a", "p", START, [(MIN, "IMPORT_CAPACITY_LIMIT", 1.0)], priority=0))
+    [lo] = _events(event("b", "p", START, [(MIN, "IMPORT_CAPACITY_LIMIT", 1.0)], priority=5))
+    assert hi.priority > lo.priority
+
+
+@pytest.mark.parametrize("kind,value", [("PRICE", 0.3), ("EXPORT_CAPACITY_LIMIT", 100.0), ("ALERT_FLEX_ALERT", 1)])
+def test_payloads_the_site_cannot_act_on_are_unsupported(kind: str, value: float) -> None:
+    with pytest.raises(Unsupported):
+        _events(event("e", "p", START, [(MIN, kind, value)]))
+
+
+def test_a_load_increase_and_a_level_without_a_cut_are_unsupported() -> None:
+    with pytest.raises(Unsupported):
+        _events(event("e", "p", START, [(MIN, "DISPATCH_SETPOINT_RELATIVE", 50.0)]))
+    with pytest.raises(Unsupported):
+        _events(event("e", "p", START, [(MIN, "SIMPLE", 4)]))
+    with pytest.raises(Unsupported):
+        _events(event("e", "p", START, [(MIN, "IMPORT_CAPACITY_LIMIT", 1.0)], units="KVAR"))
+
+
+def _bad(mutate: Any) -> dict[str, Any]:
+    e = event("e", "p", START, [(MIN, "IMPORT_CAPACITY_LIMIT", 1.0)])
+    mutate(e)
+    return e
+
+
+@pytest.mark.parametrize("e", [
+    "not an event", {"id": "e", "intervals": []}, {"intervals": [{"id": 0}]},
+    _bad(lambda e: e["intervals"][0]["payloads"][0].update(values=[float("nan")])),
+    _bad(lambda e: e["intervals"][0]["payloads"][0].update(values=["400"])),
+    _bad(lambda e: e["intervals"][0]["payloads"][0].update(values=[-1.0])),
+    _bad(lambda e: e["intervals"][0]["payloads"][0].update(values=[1e300])),
+    _bad(lambda e: e["intervals"][0].update(payloads=[])),
+    _bad(lambda e: e["intervals"][0]["intervalPeriod"].update(duration="PT0S")),  # open-ended
+    _bad(lambda e: e["intervals"][0]["intervalPeriod"].update(duration="P40D")),
+    _bad(lambda e: e["intervals"][0]["intervalPeriod"].update(duration="soon")),
+    _bad(lambda e: e["intervals"][0]["intervalPeriod"].update(start="2026-07-01T16:00:00")),  # no zone
+    _bad(lambda e: e["intervals"][0]["intervalPeriod"].update(start="2031-07-01T16:00:00Z")),  # far ahead
+    _bad(lambda e: e["intervals"][0]["intervalPeriod"].update(start="1999-07-01T16:00:00Z")),  # long past
+    _bad(lambda e: e.update(id="x" * 500)),
+    _bad(lambda e: e.update(intervals=e["intervals"] * (MAX_INTERVALS + 1))),
+])
+def test_malformed_events_are_refused_with_a_typed_error(e: Any) -> None:
+    with pytest.raises(Malformed):
+        _events(e)
+
+
+def _cfg(**kw: Any) -> dict[str, Any]:
+    return {"vtn_url": "https://vtn.example/openadr3/3.0.1", "token_url": "https://vtn.example/auth/token",
+            "client_id": "site-7", "client_secret_env": "EMS_TEST_OADR3_SECRET", "programs": ["flex"],
+            "ven_name": "site-7", **kw}
+
+
+def test_the_client_secret_comes_from_the_environment_or_a_file(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EMS_TEST_OADR3_SECRET", raising=False)
+    with pytest.raises(ConfigError, match="client_secret_env: EMS_TEST_OADR3_SECRET is not set"):
+        OpenAdr3Config.model_validate(_cfg()).client_secret()
+    monkeypatch.setenv("EMS_TEST_OADR3_SECRET", "s3cret")
+    assert OpenAdr3Config.model_validate(_cfg()).client_secret() == "s3cret"
+    f = tmp_path / "secret"
+    f.write_text("from-file\n")
+    assert OpenAdr3Config.model_validate(_cfg(client_secret_env=None, client_secret_file=f)).client_secret() \
+        == "from-file"
+    with pytest.raises(ValueError, match="exactly one of"):
+        OpenAdr3Config.model_validate(_cfg(client_secret_file=f))
+    with pytest.raises(ValueError, match="client_secret"):
+        OpenAdr3Config.model_validate(_cfg(client_secret=["in clear"]))  # no such field: the site file holds none
+
+
+def test_a_site_with_both_openadr_versions_is_refused() -> None:
+    dr = {"openadr3": _cfg(), "openadr": {"vtn_url": "https://vtn.example/OpenADR2/Simple/2.0b", "ven_name": "s"}}
+    with pytest.raises(ConfigError, match="configure one"):
+        parse_config(site_dict("mqtt://127.0.0.1:1883", policies={"demand_response": dr}), "test")
+    parse_config(site_dict("mqtt://127.0.0.1:1883", policies={"demand_response": {"openadr3": _cfg()}}), "test")
+
+
+def test_the_report_is_the_shape_checked_against_openadr3_client() -> None:
+    """tests/data/openadr3/report.json is what scripts/check_openadr3_shapes.py validates with the
+    library's NewReport: the VEN must keep posting exactly that shape."""
+    ven = OpenAdr3Ven(OpenAdr3Config.model_validate(_cfg()), "s", DrBook(), lambda: 0.0, lambda: 480e3,
+                      lambda: 120e3)
+    ven.program_ids = {"e-1": "p-1"}
+    assert ven.report_body("e-1", 1_800_000_000.0) == json.loads(REPORT.read_text())
+
+
+def test_a_changed_openadr3_section_needs_a_restart() -> None:
+    from ems.config_reload import needs_restart
+    base = site_dict("mqtt://127.0.0.1:1883")
+    running = parse_config({**base, "policies": {"demand_response": {"openadr3": _cfg()}}}, "test")
+    changed = parse_config({**base, "policies": {"demand_response": {"openadr3": _cfg(programs=["other"])}}}, "test")
+    assert needs_restart(running, changed) == ["policies.demand_response.openadr3"]
