@@ -15,6 +15,14 @@ used only where, over the window it was fitted on, it predicts the next change b
 than linear extrapolation does; otherwise (too little history, a steady load, a job
 start or a checkpoint dip the model has not seen) the predictor falls back to linear
 extrapolation. A predicted change is never steeper than the steepest seen in the window.
+And it is used only while it keeps predicting better: each tick its forecast of the next change
+is scored against linear extrapolation's (within the same bound), over the last
+`RECENT_TICKS` (an exponential weighting), and where the model has done worse, that
+extrapolation predicts until the model does better again. A window is fitted on the past:
+when the load's behaviour changes under it (a lever flattens a swing or lets it through, a
+job's racks ramp), a model fitted on a swing goes on predicting that swing, a change as
+large as the swing's edges every tick, until a fit on the new behaviour; the score sees it
+within a tick or two (docs/smoothing.md).
 Pure: no clock, no I/O; its state is the load's recent history and the model.
 """
 
@@ -29,6 +37,7 @@ FloatArray = npt.NDArray[np.float64]
 
 _RIDGE = 1e-6  # relative regularisation of the fit (a steady load gives a singular system)
 _BETTER = 0.9  # the model is used only where its error is under this share of the linear one's
+RECENT_TICKS = 3.0  # the model's forecasts are scored over about this many ticks (exponential weight)
 
 
 class LoadPredictor:
@@ -45,15 +54,22 @@ class LoadPredictor:
         self._coef: FloatArray | None = None  # the model, newest change first; None: linear
         self._most_w = math.inf  # the steepest change in the window the model was fitted on
         self.fits = self.used = 0  # fits made, and those the model won (for tests and status)
+        # the last tick's forecasts of this tick's change (the model's, linear extrapolation's), and
+        # their recent squared errors: the model predicts only while its score is no worse
+        self._next_model_w = self._next_linear_w = math.nan
+        self._score_model = self._score_linear = 0.0
+        self.distrusted = 0  # ticks the fitted model did worse than linear extrapolation (for tests and status)
 
     def reset(self) -> None:
         """A gap in the samples (the loop stood down): the history no longer joins up."""
         self._n, self._coef, self._most_w = 0, None, math.inf
+        self._next_model_w = self._next_linear_w = math.nan
+        self._score_model = self._score_linear = 0.0
 
     @property
     def modelled(self) -> bool:
         """Whether the fitted model (not linear extrapolation) predicts now."""
-        return self._coef is not None
+        return self._coef is not None and self._score_model <= self._score_linear
 
     def _history(self, count: int) -> FloatArray:
         """The last `count` loads, oldest first."""
@@ -63,11 +79,26 @@ class LoadPredictor:
     def add(self, load_w: float) -> None:
         if not math.isfinite(load_w):
             return
+        if self._n > 0 and math.isfinite(self._next_model_w):
+            change = load_w - float(self._history(1)[0])
+            keep = math.exp(-1.0 / RECENT_TICKS)
+            self._score_model = keep * self._score_model + (change - self._next_model_w) ** 2
+            self._score_linear = keep * self._score_linear + (change - self._next_linear_w) ** 2
         i = self._n % self._cap
         self._buf[i] = self._buf[i + self._cap] = load_w
         self._n += 1
         if self.taps > 0 and self._n % self.refit == 0 and self._n >= 5 * self.taps + 2:
             self._fit()
+        # what the model and linear extrapolation each say the next change will be, to score them by
+        if self._coef is not None and self._n >= self.taps + 1:
+            changes = np.diff(self._history(self.taps + 1))[::-1]
+            self._next_model_w = min(self._most_w, max(-self._most_w, float(self._coef @ changes)))
+            self._next_linear_w = min(self._most_w, max(-self._most_w, float(changes[0])))
+            if self._score_model > self._score_linear:
+                self.distrusted += 1
+        else:  # no model: nothing to score, and a model fitted later starts with a clean record
+            self._next_model_w = self._next_linear_w = math.nan
+            self._score_model = self._score_linear = 0.0
 
     def _fit(self) -> None:
         # the window's changes and the taps before them, or what there is of them yet (at least 4
@@ -104,9 +135,12 @@ class LoadPredictor:
         if self._n < 2 or lead <= 0.0:
             return last
         coef = self._coef
-        if coef is None or self._n < self.taps + 1:
+        if coef is None or self._n < self.taps + 1 or not self.modelled:
             prev = float(self._history(2)[0])
-            return last + lead * (last - prev)
+            # a model set aside for doing worse still bounds the step: a change steeper than any in its
+            # window (a step the lever let through) is not carried on
+            step = last - prev if coef is None else min(self._most_w, max(-self._most_w, last - prev))
+            return last + lead * step
         changes = np.diff(self._history(self.taps + 1))[::-1]  # newest first
         level, left = last, lead
         while left > 0.0:  # the model run forward, a tick at a time (the last one in part)

@@ -248,6 +248,7 @@ def test_the_predictor_answers_a_periodic_swing_a_tick_ahead_better_than_extrapo
     assert linear < none
     assert predicted < 0.3 * linear and predicted < 0.05 * load_rms  # anticipated
     assert predictor.modelled and predictor.used == predictor.fits  # the model won every fit
+    assert predictor.distrusted == 0  # and never did worse than extrapolation on the swing
 
 
 def test_the_predictor_predicts_two_ticks_ahead_where_the_loop_is_slower() -> None:
@@ -292,6 +293,32 @@ def test_the_predictor_learns_what_the_load_does_and_keeps_extrapolation_where_t
     assert math.isnan(steady.ahead_w(1.0))
     with pytest.raises(ValueError, match="window"):
         LoadPredictor(taps=20, window=40, refit=50)
+
+
+def test_the_predictor_stops_answering_a_swing_that_a_lever_has_stopped() -> None:
+    """The job-steps bench's minute: GPU floors hold a job's swing, are let go for a second (a
+    trial of the battery alone) and come back. A fit on a window with that second in it goes on
+    predicting the swing after the floors have stopped it; a battery a tick late answering that
+    put ~280 kW of phantom swing on the grid (the ramp limit broken). Scored against linear
+    extrapolation tick by tick, the model is dropped within a tick or two of doing worse. The
+    same where a swing the model was fitted on stops outright."""
+    dt = 0.02
+    t = np.arange(0, 40, dt)
+    floored = 1.88e6 + 1e3 * np.sin(2 * math.pi * 0.5 * t)  # the floors hold the swing: a ripple
+    released = _training_swing(np.arange(3.0, 3.8, dt))
+    released += floored[-1] - released[0]  # the floors let go for 0.8 s
+    back = released[-1] + 1.6e3 * np.arange(1, 151)  # and come back, at the racks' ramp
+    load = np.r_[floored, released, back]
+    after = slice(floored.size + released.size, None)
+    predictor = LoadPredictor(taps=50, window=1500, refit=50)
+    grid = _late_grid(load, dt, 1.0, predictor)
+    linear = _late_grid(load, dt, 1.0, None)
+    assert np.ptp(grid[after]) <= np.ptp(linear[after]) + 1e3  # (was 280 kW against 10 kW)
+    assert predictor.distrusted > 0
+    swing = _training_swing(np.arange(0, 60, dt))
+    load = np.r_[swing, swing[-1] + 1.6e3 * np.arange(1, 101)]
+    grid = _late_grid(load, dt, 1.0, LoadPredictor(taps=50, window=1500, refit=50))
+    assert np.ptp(grid[swing.size:]) <= np.ptp(_late_grid(load, dt, 1.0, None)[swing.size:])  # (was 2 x)
 
 
 def test_a_predicted_change_is_never_steeper_than_any_seen() -> None:
