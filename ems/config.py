@@ -8,7 +8,6 @@ simulator (ems/topology.py); the `simulation:` section is the simulator's alone
 
 from __future__ import annotations
 
-import os
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +21,7 @@ from ems.ha.settings import HaConfig
 from ems.microgrid_config import MicrogridConfig
 from ems.model.errors import ConfigError
 from ems.planning.depth_wear import MAX_SEGMENTS, check_costs
+from ems.secret_source import read_secret
 from ems.topology import (
     MAX_S,
     MAX_W,
@@ -248,19 +248,10 @@ class OpenAdr3Config(Strict):
 
     def client_secret(self) -> str:
         """The client secret, read now (a missing one is a ConfigError naming the field)."""
-        field = "policies.demand_response.openadr3"
-        if self.client_secret_file is not None:
-            try:
-                text = self.client_secret_file.read_text().strip()
-            except OSError as exc:
-                raise ConfigError(f"{field}.client_secret_file: {exc.strerror}") from None
-            if not text:
-                raise ConfigError(f"{field}.client_secret_file: empty")
-            return text
-        value = os.environ.get(self.client_secret_env or "", "")
-        if not value:
-            raise ConfigError(f"{field}.client_secret_env: {self.client_secret_env} is not set")
-        return value
+        secret = read_secret("policies.demand_response.openadr3", ("client_secret_env", self.client_secret_env),
+                             ("client_secret_file", self.client_secret_file))
+        assert secret is not None  # exactly one of the two is set (the validator above)
+        return secret
 
 
 class LoadTargetConfig(Strict):
@@ -276,20 +267,9 @@ class LoadTargetConfig(Strict):
 
     def secret(self) -> bytes | None:
         """The shared secret, read now (a missing one is a ConfigError naming the field)."""
-        if self.secret_env is not None:
-            value = os.environ.get(self.secret_env, "")
-            if not value:
-                raise ConfigError(f"policies.demand_response.load_target.secret_env: {self.secret_env} is not set")
-            return value.encode()
-        if self.secret_file is not None:
-            try:
-                text = self.secret_file.read_text().strip()
-            except OSError as exc:
-                raise ConfigError(f"policies.demand_response.load_target.secret_file: {exc.strerror}") from None
-            if not text:
-                raise ConfigError("policies.demand_response.load_target.secret_file: empty")
-            return text.encode()
-        return None
+        secret = read_secret("policies.demand_response.load_target", ("secret_env", self.secret_env),
+                             ("secret_file", self.secret_file))
+        return None if secret is None else secret.encode()
 
 
 class ProgramBaselineConfig(Strict):

@@ -7,13 +7,12 @@ come from an environment variable or a file, as the other secrets of the site fi
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from ems.model.errors import ConfigError
+from ems.secret_source import read_secret
 from ems.topology import Strict
 
 _FIELD = "policies.arbitrage.price_feed"
@@ -52,18 +51,10 @@ class _EntsoeToken(Strict):
 
     def token(self) -> str:
         """The API token, read now (a missing one is a ConfigError naming the field)."""
-        if self.token_file is not None:
-            try:
-                text = self.token_file.read_text().strip()
-            except OSError as exc:
-                raise ConfigError(f"{self._field}.token_file: {exc.strerror}") from None
-            if not text:
-                raise ConfigError(f"{self._field}.token_file: empty")
-            return text
-        value = os.environ.get(self.token_env or "", "")
-        if not value:
-            raise ConfigError(f"{self._field}.token_env: {self.token_env} is not set (the ENTSO-E API token)")
-        return value
+        token = read_secret(self._field, ("token_env", self.token_env), ("token_file", self.token_file),
+                            "the ENTSO-E API token")
+        assert token is not None  # one of the two is set (the validator above)
+        return token
 
 
 class EntsoeFeedConfig(_EntsoeToken, _PriceFeedBase):
