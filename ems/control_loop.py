@@ -304,6 +304,9 @@ class Controller:
             mg["genset_plan"] = None if self.genset_planner is None else self.genset_planner.describe()
         status["dr"] = dr_status(self.dr, result.dr, result.state.dr.tally, self.controls.step_params.dr,
                                  snap.racks.rack_ids)
+        ven = self.ven or self.ven3
+        if isinstance(status["dr"], dict) and ven is not None:  # the VEN's health beside the events it booked
+            status["dr"]["ven"] = ven.status()
         reader, act = self.reader, self.actuators
         r = PeriodResult(s.periods, snap, result, writes, duration_s, lateness_s, islanded, down,
                          self.mqtt.connected.is_set(),

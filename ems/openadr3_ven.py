@@ -65,6 +65,11 @@ class OpenAdr3Ven:
         self._token: tuple[float, str] | None = None  # (expires at, monotonic s; token)
         self._last_report_s = -float("inf")
 
+    def status(self) -> dict[str, object]:
+        """The VEN's figures for the site status (`dr.ven`)."""
+        return {"protocol": "OpenADR 3.0.1", "vtn": self.cfg.vtn_url, "polls": self.polls,
+                "failures": dict(self.failures), "refused": dict(self.refused), "reports": self.reports}
+
     # --- HTTP ------------------------------------------------------------------------
     async def _json(self, resp: aiohttp.ClientResponse) -> Any:
         if resp.status // 100 != 2:

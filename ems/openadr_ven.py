@@ -53,11 +53,15 @@ class OpenAdrVen:
     def __init__(self, cfg: OpenAdrConfig, book: DrBook, published: Published, params: DrParams | None) -> None:
         self.cfg, self.book, self.published, self.params = cfg, book, published, params
         self.client: OpenADRClient | None = None
-        self.opted_in: list[str] = []
-        self.opted_out: list[str] = []
+        self.opted_in = self.opted_out = 0  # events, counted (a list of ids grew for ever)
         self.malformed = 0
         self.registered = False
         self._logged: set[str] = set()
+
+    def status(self) -> dict[str, object]:
+        """The VEN's figures for the site status (`dr.ven`)."""
+        return {"protocol": "OpenADR 2.0b", "vtn": self.cfg.vtn_url, "registered": self.registered,
+                "opted_in": self.opted_in, "opted_out": self.opted_out, "malformed": self.malformed}
 
     def import_w(self) -> float | None:
         return site_import_w(self.published)
@@ -81,10 +85,10 @@ class OpenAdrVen:
             if kind not in self._logged:  # once per kind: a flood of bad events is counted, not logged
                 self._logged.add(kind)
                 log.warning("openadr event refused: opting out", event_id=event_id, why=str(exc))
-            self.opted_out.append(event_id)
+            self.opted_out += 1
             return OPT_OUT
         if not self.cfg.opt_in:
-            self.opted_out.append(event_id)
+            self.opted_out += 1
             return OPT_OUT
         for e in [e for e in self.book.pending() if e.event_id.startswith(f"{event_id}:")]:
             self.book.cancel(e.event_id)  # a modified event replaces its intervals
@@ -93,9 +97,9 @@ class OpenAdrVen:
                 self.book.add(e)
         except DrBookFull as exc:
             log.warning("openadr event refused: opting out", event_id=event_id, why=str(exc))
-            self.opted_out.append(event_id)
+            self.opted_out += 1
             return OPT_OUT
-        self.opted_in.append(event_id)
+        self.opted_in += 1
         log.info("openadr event accepted", event_id=event_id, intervals=len(events),
                  start=None if not events else events[0].start_s)
         return OPT_IN

@@ -118,6 +118,10 @@ async def test_an_openadr_event_is_held_at_the_meter_and_reported(broker, make_s
             for t0 in (start_s + 30.0, start_s + 40.0):
                 assert _mean(samples, t0, t0 + 60.0) <= TARGET_KW * 1e3, t0
             assert ctl.last is not None
+            # the site status says how the VEN stands beside the events it booked
+            ven_status = ctl.last.status["dr"]["ven"]
+            assert ven_status["protocol"] == "OpenADR 2.0b" and ven_status["registered"] is True
+            assert ven_status["opted_in"] >= 1 and ven_status["opted_out"] == 0 and ven_status["malformed"] == 0
             await wait_for(lambda: any(r["event_id"] == "evt-1:0" for r in ctl.dr.results), timeout_s=5)
             [result] = [r for r in ctl.dr.results if r["event_id"] == "evt-1:0"]
             assert result["source"] == "openadr" and result["target_w"] == TARGET_KW * 1e3

@@ -309,6 +309,12 @@ async def test_the_controller_follows_openadr3_and_a_hanging_vtn_does_not_hold_i
             await wait_for(lambda: vtn.event_gets > gets, timeout_s=10)  # a poll is hanging now
             periods = ctl.stats.periods
             await wait_for(lambda: ven.failures["poll:TimeoutError"] >= 2, timeout_s=20)
+            # the site status says so: the VEN's polls, and its failures by kind
+            await wait_for(lambda: ctl.last is not None and ctl.last.status["dr"]["ven"]["failures"].get(
+                "poll:TimeoutError", 0) >= 2, timeout_s=5)
+            ven_status = ctl.last.status["dr"]["ven"]
+            assert ven_status["protocol"] == "OpenADR 3.0.1" and ven_status["polls"] >= 1
+            assert ven_status["reports"] >= 1 and ven_status["refused"] == {}
             # while the VTN hung through two polls (>= 2 timeouts of 1 s), the 0.5-s periods went on
             assert ctl.stats.periods >= periods + 3
             assert [e.event_id for e in ctl.dr.pending()] == ["e-1:0"]
