@@ -76,7 +76,7 @@ def grid_bill(tariff: Tariff, grid_w: FloatArray, start: datetime, step_s: int) 
     year_share: dict[int, float] = {}
     for m in bill.months:
         key = np.datetime64(f"{m.year:04d}-{m.month:02d}", "M")
-        month_s = float(((key + 1).astype("datetime64[s]") - key.astype("datetime64[s]")).astype(np.float64))
+        month_s = 86400.0 * calendar.monthrange(m.year, m.month)[1]
         year_s = 86400.0 * (366 if calendar.isleap(m.year) else 365)
         n = float(np.count_nonzero(months == key))
         covered = n * step_s / month_s
@@ -116,9 +116,13 @@ def compare(trace: Trace, mg: MicrogridConfig, econ: Economics | None = None,
     def cost(b: DieselBaseline) -> float:
         return b.fuel_l * fuel_price + b.units * truck_rent * months
 
+    def described(b: DieselBaseline, b_cost: float) -> dict[str, Any]:
+        return {**b.summary(), "co2_kg": b.fuel_l * mg.co2_kg_per_l, "cost": b_cost}
+
     base_cost = cost(base)
     # energy: the site's fuel per genset kWh (the trucks' where its gensets made none)
-    price_per_kwh = (site["diesel_litres"] * fuel_price / site["genset_kwh"] if site["genset_kwh"] > 0 else
+    site_fuel_per_kwh = site["diesel_litres"] * fuel_price / site["genset_kwh"] if site["genset_kwh"] > 0 else 0.0
+    price_per_kwh = (site_fuel_per_kwh if site["genset_kwh"] > 0 else
                      base.fuel_l * fuel_price / base.energy_kwh if base.energy_kwh > 0 else 0.0)
     # what the battery holds at the end against the start is the site's to make up (or keep) at
     # that price: a run of days drawing the first charge down read it as savings (x 182 a year)
@@ -128,9 +132,8 @@ def compare(trace: Trace, mg: MicrogridConfig, econ: Economics | None = None,
     saved_l = base.fuel_l - site["diesel_litres"]
     out: dict[str, Any] = {
         "site": site,
-        "baseline": {**base.summary(), "co2_kg": base.fuel_l * mg.co2_kg_per_l, "cost": base_cost,
-                     "fuel_cost": base.fuel_l * fuel_price,
-                     "rental_cost": base.units * truck_rent * months},
+        "baseline": described(base, base_cost) | {"fuel_cost": base.fuel_l * fuel_price,
+                                                  "rental_cost": base.units * truck_rent * months},
         "site_cost": site_cost, "grid_bill": bill, "stored_energy_change_kwh": stored_change_kwh,
         "stored_energy_value": stored_change_kwh * price_per_kwh,
         "unserved_kwh": site["unserved_kwh"], "diesel_litres": site["diesel_litres"],
@@ -151,19 +154,17 @@ def compare(trace: Trace, mg: MicrogridConfig, econ: Economics | None = None,
         ref, ref_grid_w = weak_grid_only(m.load_w, float(trace.step_s), unit, import_limit_w, pv_w=pv_w)
         ref_bill = None if tariff is None else grid_bill(tariff, ref_grid_w, trace.start, trace.step_s)
         ref_cost = cost(ref) + (ref_bill or 0.0)
-        out["baseline_weak_grid"] = {**ref.summary(), "co2_kg": ref.fuel_l * mg.co2_kg_per_l, "cost": ref_cost,
-                                     "grid_import_kwh": float(ref_grid_w.sum() * trace.step_s / 3.6e6),
-                                     "grid_bill": ref_bill}
+        out["baseline_weak_grid"] = described(ref, ref_cost) | {
+            "grid_import_kwh": float(ref_grid_w.sum() * trace.step_s / 3.6e6), "grid_bill": ref_bill}
     elif pv_w is not None:
         ref = diesel_only(m.load_w, float(trace.step_s), unit, pv_w=pv_w)
         ref_cost = cost(ref)
-        out["baseline_with_pv"] = {**ref.summary(), "co2_kg": ref.fuel_l * mg.co2_kg_per_l, "cost": ref_cost}
+        out["baseline_with_pv"] = described(ref, ref_cost)
     out["battery_cost_saved_per_year"] = (ref_cost - site_cost) * to_year
     out["battery_diesel_saved_litres"] = ref.fuel_l - site["diesel_litres"]
     if econ is not None:
         # what the battery charges is valued at the fuel it took to make: the site's fuel per genset kWh
-        price = site["diesel_litres"] * fuel_price / site["genset_kwh"] if site["genset_kwh"] > 0 else 0.0
         fin = financials(econ, out["battery_cost_saved_per_year"], site["battery_charged_kwh"] * to_year,
-                         site["battery_discharged_kwh"] * to_year, price)
+                         site["battery_discharged_kwh"] * to_year, site_fuel_per_kwh)
         out["financials"] = asdict(fin)
     return out
