@@ -37,6 +37,7 @@ from ems.backtest.config import BacktestConfig, load_backtest_config  # noqa: E4
 from ems.backtest.run import BacktestOptions, run  # noqa: E402
 from ems.config import AgeingConfig  # noqa: E402
 from ems.forecast_eval import evaluate_year  # noqa: E402
+from ems.progress_line import ProgressLine  # noqa: E402
 from ems.sizing import CostModel, PvCosts, sweep  # noqa: E402
 from ems.sizing_offgrid import fleet_kw  # noqa: E402
 
@@ -120,9 +121,10 @@ def main() -> int:
         days = 3.0 if args.quick else args.size_days
         opts = BacktestOptions(load_csv=LOAD, tariff=URDB, load_scale=1000.0, step_s=3600, start=JULY, days=days,
                                foresight=False)
+        line = ProgressLine("size", "points")
         s = sweep(cfg, opts, energies, powers, workers=2, planning_step_s=3600,
-                  progress=lambda d, n: print(f"\rsize {d}/{n}", end="", file=sys.stderr, flush=True))
-        print("", file=sys.stderr)
+                  progress=line)
+        line.close()
         year = BacktestOptions(load_csv=LOAD, tariff=URDB, load_scale=1000.0, step_s=3600, foresight=False,
                                **({"start": JULY, "days": 3.0} if args.quick else {}))
         per: dict[int, float] = {}
@@ -181,9 +183,10 @@ def pv_sweep(cfg: BacktestConfig, quick: bool, figures: dict[str, object]) -> st
         csv.write_text("PV AC (kW)\n" + "\n".join(f"{v:.3f}" for v in kw) + "\n", encoding="utf-8")
         opts = BacktestOptions(load_csv=LOAD, tariff=URDB, load_scale=1000.0, step_s=3600, foresight=False,
                                pv_csv=csv, **({"start": JULY, "days": 3.0} if quick else {}))
+        line = ProgressLine("size+pv", "points")
         s = sweep(cfg, opts, energies, powers, workers=2, planning_step_s=3600, pv_kws=pv_kws, pv=pv,
-                  progress=lambda d, n: print(f"\rsize+pv {d}/{n}", end="", file=sys.stderr, flush=True))
-    print("", file=sys.stderr)
+                  progress=line)
+    line.close()
     best = s.best
     by_pv = {k: max((p for p in s.points if p.pv_kw == k), key=lambda p: p.npv) for k in pv_kws}
     figures |= {"size_pv_points": len(s.points), "size_pv_s": s.wall_s,
@@ -231,9 +234,10 @@ def genset_sweep(quick: bool, figures: dict[str, object]) -> str:
                        encoding="utf-8")
         opts = BacktestOptions(load_csv=LOAD, load_scale=1000.0, foresight=False, pv_csv=csv,
                                **({"start": JULY, "days": 7.0} if quick else {}))
+        line = ProgressLine("size+gensets", "points")
         s = sweep(cfg, opts, energies, powers, workers=2, genset_kws=genset_kws,
-                  progress=lambda d, n: print(f"\rsize+gensets {d}/{n}", end="", file=sys.stderr, flush=True))
-    print("", file=sys.stderr)
+                  progress=line)
+    line.close()
     best = s.best
     dark = [p for p in s.points if not p.serves_load]
     by_kw = {k: [p for p in s.points if p.genset_kw == k] for k in genset_kws}

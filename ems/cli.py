@@ -21,6 +21,7 @@ from ems import logs
 from ems.clock import ScaledClock
 from ems.config import SiteConfig, load_config, parse_config
 from ems.model.errors import ConfigError, EmsError
+from ems.progress_line import ProgressLine
 from ems.topology import read_yaml_mapping
 
 if TYPE_CHECKING:
@@ -354,8 +355,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
     cfg = load_backtest_config(args.config)
 
-    def progress(done: int, total: int) -> None:
-        print(f"\rbacktest {100 * done / total:5.1f} % ({done}/{total} steps)", end="", file=sys.stderr, flush=True)
+    progress = None if args.quiet else ProgressLine("backtest", "steps")
 
     opts = BacktestOptions(
         load_csv=args.load, tariff=args.tariff, prices_csv=args.prices, pv_csv=args.pv, load_scale=args.load_scale,
@@ -368,14 +368,14 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if is_offgrid(cfg):
         return _backtest_offgrid(cfg, opts, args, progress)
     try:
-        bt = run(cfg, opts, None if args.quiet else progress)
+        bt = run(cfg, opts, progress)
         files = write_outputs(args.out, bt, timeseries=args.timeseries)
     except BacktestError as exc:
-        print(f"\nems backtest: {exc}", file=sys.stderr)
+        _end(progress)
+        print(f"ems backtest: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    _end(progress)
     t, pf, fin = bt.result.total, bt.result.foresight, bt.result.financials
-    if not args.quiet:
-        print("", file=sys.stderr)  # end the progress line
     print(f"bill without battery {t['bill_without']:,.2f}, with {t['bill_with']:,.2f}: "
           f"savings {t['savings']:,.2f} ({t['equivalent_full_cycles']:.1f} cycles; "
           f"peak {t['peak_without_kw']:,.0f} -> {t['peak_with_kw']:,.0f} kW)")
@@ -411,7 +411,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _backtest_offgrid(cfg: Any, opts: Any, args: argparse.Namespace, progress: Any) -> int:
+def _end(progress: ProgressLine | None) -> None:
+    if progress is not None:
+        progress.close()
+
+
+def _backtest_offgrid(cfg: Any, opts: Any, args: argparse.Namespace, progress: ProgressLine | None) -> int:
     """An off-grid or weak-grid site: the run against diesel trucks alone (docs/off-grid.md)."""
     from ems.backtest import BacktestError
     from ems.backtest.offgrid_run import battery_sweep, run_offgrid, summary_lines, sweep_lines, write_offgrid
@@ -421,15 +426,15 @@ def _backtest_offgrid(cfg: Any, opts: Any, args: argparse.Namespace, progress: A
               file=sys.stderr)
         return EXIT_CONFIG
     try:
-        _, result = run_offgrid(cfg, opts, None if args.quiet else progress, args.genset_plan)
+        _, result = run_offgrid(cfg, opts, progress, args.genset_plan)
+        _end(progress)
         if args.battery_sweep:
             result["battery_sweep"] = battery_sweep(cfg, opts, args.battery_sweep, args.genset_plan)
         path = write_offgrid(args.out, result)
     except BacktestError as exc:
-        print(f"\nems backtest: {exc}", file=sys.stderr)
+        _end(progress)
+        print(f"ems backtest: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    if not args.quiet:
-        print("", file=sys.stderr)
     print("\n".join(summary_lines(result)))
     if args.battery_sweep:
         print("\n".join(sweep_lines(result["battery_sweep"])))
@@ -713,19 +718,17 @@ def cmd_size(args: argparse.Namespace) -> int:
             raise ConfigError("no tariff: pass --tariff or set policies.arbitrage.tariff")
         currency = args.currency or load_tariff(tariff_path).currency
 
-    def progress(done: int, total: int) -> None:
-        print(f"\rsize {done}/{total} points", end="", file=sys.stderr, flush=True)
-
+    progress = None if args.quiet else ProgressLine("size", "points")
     try:
         s = sweep(cfg, opts, energies, powers, costs=costs, workers=args.workers, scheduler=args.scheduler,
-                  planning_step_s=args.step_s, progress=None if args.quiet else progress, pv_kws=pv_kws, pv=pv,
+                  planning_step_s=args.step_s, progress=progress, pv_kws=pv_kws, pv=pv,
                   genset_kws=genset_kws, gensets=gensets)
         files = write_outputs(args.out, s, currency)
     except (BacktestError, OSError) as exc:
-        print(f"\nems size: {exc}", file=sys.stderr)
+        _end(progress)
+        print(f"ems size: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    if not args.quiet:
-        print("", file=sys.stderr)
+    _end(progress)
     best = s.best
     print(f"{len(s.points)} points in {s.wall_s:.1f} s on {s.workers} worker(s) ({s.scheduler})")
     dark = sum(not p.serves_load for p in s.points)
