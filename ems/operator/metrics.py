@@ -11,8 +11,8 @@ without a reading) is left out of the scrape, never exported as 0.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -37,6 +37,48 @@ def failover_latency_s(event: Event) -> float | None:
         if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
             return float(v) * scale
     return None
+
+
+def ven_metrics(status: Mapping[str, Any]) -> Iterator[Metric]:
+    """The demand-response VEN's health (the site status's `dr.ven`, either protocol); nothing
+    without a VEN. Events the site refused and polls or reports that failed are counted by
+    kind: an alert on them is how an operator learns that the VTN and the site disagree."""
+    dr = status.get("dr")
+    ven = dr.get("ven") if isinstance(dr, Mapping) else None
+    if not isinstance(ven, Mapping):
+        return
+    info = GaugeMetricFamily("ems_dr_ven_info", "the demand-response VEN", labels=["protocol", "vtn"])
+    info.add_metric([str(ven.get("protocol", "")), str(ven.get("vtn", ""))], 1.0)
+    yield info
+    if isinstance(registered := ven.get("registered"), bool):  # 2.0b
+        yield GaugeMetricFamily("ems_dr_ven_registered", "1 while the VEN is registered with its VTN",
+                                value=1.0 if registered else 0.0)
+    refused = CounterMetricFamily("ems_dr_ven_events_refused", "events from the VTN the site refused, by kind",
+                                  labels=["kind"])
+    for kind, n in sorted(_counts(ven, "refused").items()):
+        refused.add_metric([kind], n)
+    if _count(malformed := ven.get("malformed")):  # 2.0b counts one kind
+        refused.add_metric(["malformed"], malformed)
+    yield refused
+    failures = CounterMetricFamily("ems_dr_ven_failures", "failed polls and reports, by kind", labels=["kind"])
+    for kind, n in sorted(_counts(ven, "failures").items()):
+        failures.add_metric([kind], n)
+    yield failures
+    for key, name, doc in (("polls", "ems_dr_ven_polls", "complete polls of the VTN"),
+                           ("reports", "ems_dr_ven_reports", "reports the VTN accepted"),
+                           ("opted_in", "ems_dr_ven_opted_in", "events the VEN opted in to"),
+                           ("opted_out", "ems_dr_ven_opted_out", "events the VEN opted out of")):
+        if _count(count := ven.get(key)):
+            yield CounterMetricFamily(name, doc, value=count)
+
+
+def _count(v: object) -> TypeGuard[int]:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _counts(ven: Mapping[str, Any], key: str) -> dict[str, int]:
+    v = ven.get(key)
+    return {str(k): n for k, n in v.items() if _count(n)} if isinstance(v, Mapping) else {}
 
 
 class _Live(Collector):
@@ -82,6 +124,7 @@ class _Live(Collector):
             yield GaugeMetricFamily("ems_period_duration_last_seconds", "duration of the last period",
                                     value=r.duration_s)
             yield from microgrid_metrics(r.step)
+            yield from ven_metrics(r.status)
         age = GaugeMetricFamily("ems_telemetry_age_seconds", "site seconds since the last good reading",
                                 labels=["source"])
         if r is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 from openleadr import OpenADRServer
 
 from ems.clock import ScaledClock
+from ems.operator.metrics import ControllerMetrics
 from tests.conftest import free_port, running_controller, running_site, wait_for
 
 pytestmark = pytest.mark.integration
@@ -122,6 +124,10 @@ async def test_an_openadr_event_is_held_at_the_meter_and_reported(broker, make_s
             ven_status = ctl.last.status["dr"]["ven"]
             assert ven_status["protocol"] == "OpenADR 2.0b" and ven_status["registered"] is True
             assert ven_status["opted_in"] >= 1 and ven_status["opted_out"] == 0 and ven_status["malformed"] == 0
+            text = ControllerMetrics(ctl.published).render().decode()  # the same in the metrics
+            assert "ems_dr_ven_registered 1.0" in text
+            assert 'ems_dr_ven_events_refused_total{kind="malformed"} 0.0' in text
+            assert re.search(r"^ems_dr_ven_opted_in_total [1-9]", text, re.M)
             await wait_for(lambda: any(r["event_id"] == "evt-1:0" for r in ctl.dr.results), timeout_s=5)
             [result] = [r for r in ctl.dr.results if r["event_id"] == "evt-1:0"]
             assert result["source"] == "openadr" and result["target_w"] == TARGET_KW * 1e3

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +24,7 @@ from ems.clock import ScaledClock
 from ems.config import OpenAdr3Config
 from ems.dr_book import DrBook
 from ems.openadr3_ven import OpenAdr3Ven, VtnAnswer
+from ems.operator.metrics import ControllerMetrics
 from tests.conftest import free_port, running_controller, running_site, wait_for
 from tests.vtn3_payloads import event, program
 
@@ -315,6 +317,12 @@ async def test_the_controller_follows_openadr3_and_a_hanging_vtn_does_not_hold_i
             ven_status = ctl.last.status["dr"]["ven"]
             assert ven_status["protocol"] == "OpenADR 3.0.1" and ven_status["polls"] >= 1
             assert ven_status["reports"] >= 1 and ven_status["refused"] == {}
+            # and so do the metrics an operator alerts on
+            text = ControllerMetrics(ctl.published).render().decode()
+            assert f'ems_dr_ven_info{{protocol="OpenADR 3.0.1",vtn="{vtn.url}"}} 1.0' in text
+            timeouts = re.search(r'^ems_dr_ven_failures_total\{kind="poll:TimeoutError"\} (\S+)$', text, re.M)
+            assert timeouts is not None and float(timeouts.group(1)) >= 2
+            assert re.search(r"^ems_dr_ven_reports_total [1-9]", text, re.M)
             # while the VTN hung through two polls (>= 2 timeouts of 1 s), the 0.5-s periods went on
             assert ctl.stats.periods >= periods + 3
             assert [e.event_id for e in ctl.dr.pending()] == ["e-1:0"]

@@ -3,17 +3,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
 from ems.clock import ManualClock
 from ems.config import parse_config
 from ems.control_loop import Controller
 from ems.events import Event
 from ems.operator.history import MonthPeak
-from ems.operator.metrics import ControllerMetrics, failover_latency_s
+from ems.operator.metrics import ControllerMetrics, failover_latency_s, ven_metrics
 from tests.conftest import site_dict
 
 
 def _controller() -> Controller:
     return Controller(parse_config(site_dict("mqtt://127.0.0.1:1"), "test"), ManualClock())
+
+
+class _Status(Collector):
+    def __init__(self, status: Mapping[str, object]) -> None:
+        self.status = status
+
+    def collect(self) -> Iterator[Metric]:
+        return ven_metrics(self.status)
 
 
 def _sample(text: str, name: str) -> float:
@@ -58,3 +72,34 @@ def test_month_peak_restarts_with_the_month() -> None:
     p.observe(1_767_225_600.0 + 180, 1.5e6)
     assert p.peak_w == 1.5e6 and p.peak_at_wall_s == 1_767_225_600.0 + 180
 
+
+
+def test_the_vens_health_is_in_the_metrics_by_kind_and_absent_without_a_ven() -> None:
+    def render(status: dict[str, object]) -> str:
+        registry = CollectorRegistry()
+        registry.register(_Status(status))
+        return generate_latest(registry).decode()
+
+    v3 = {"dr": {"ven": {"protocol": "OpenADR 3.0.1", "vtn": "https://vtn.example/openadr3", "polls": 7,
+                         "failures": {"poll:TimeoutError": 2, "report:VtnAnswer": 1},
+                         "refused": {"Unsupported": 3}, "reports": 5}}}
+    text = render(v3)
+    assert 'ems_dr_ven_info{protocol="OpenADR 3.0.1",vtn="https://vtn.example/openadr3"} 1.0' in text
+    assert 'ems_dr_ven_failures_total{kind="poll:TimeoutError"} 2.0' in text
+    assert 'ems_dr_ven_failures_total{kind="report:VtnAnswer"} 1.0' in text
+    assert 'ems_dr_ven_events_refused_total{kind="Unsupported"} 3.0' in text
+    assert "ems_dr_ven_polls_total 7.0" in text and "ems_dr_ven_reports_total 5.0" in text
+    assert "ems_dr_ven_registered" not in text and "opted_in" not in text
+    v2 = {"dr": {"ven": {"protocol": "OpenADR 2.0b", "vtn": "http://127.0.0.1:8080/OpenADR2/Simple/2.0b",
+                         "registered": False, "opted_in": 4, "opted_out": 1, "malformed": 2}}}
+    text = render(v2)
+    assert "ems_dr_ven_registered 0.0" in text and 'ems_dr_ven_events_refused_total{kind="malformed"} 2.0' in text
+    assert "ems_dr_ven_opted_in_total 4.0" in text and "ems_dr_ven_opted_out_total 1.0" in text
+    assert "ems_dr_ven_polls" not in text
+    # no VEN, or a status without the dr part: nothing, not zeros
+    assert render({"dr": {"events": []}}) == render({}) == ""
+    # a count that is not a count (a bool, a string) is left out, not exported
+    text = render({"dr": {"ven": {"protocol": "x", "vtn": "y", "polls": True, "failures": {"a": "3"}}}})
+    assert "ems_dr_ven_polls" not in text and 'kind="a"' not in text
+    # the controller's scrape includes it: none here (no VEN configured)
+    assert "ems_dr_ven" not in ControllerMetrics(_controller().published).render().decode()
