@@ -379,6 +379,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     print(f"bill without battery {t['bill_without']:,.2f}, with {t['bill_with']:,.2f}: "
           f"savings {t['savings']:,.2f} ({t['equivalent_full_cycles']:.1f} cycles; "
           f"peak {t['peak_without_kw']:,.0f} -> {t['peak_with_kw']:,.0f} kW)")
+    print(f"charge at the end against the start {t['stored_energy_change_kwh']:+,.0f} kWh, worth "
+          f"{t['stored_energy_value']:+,.2f} (counted in the year-1 savings)")
     if pf is not None:
         print(f"perfect foresight savings {pf['savings']:,.2f}: captured {100 * pf['share_captured_net']:.1f} % "
               f"net of wear, the bound's own measure ({100 * pf['share_captured']:.1f} % of the bill savings; "

@@ -70,16 +70,25 @@ def _per_month(values: FloatArray, slices: list[slice]) -> list[float]:
     return [float(values[s].sum()) for s in slices]
 
 
+def _import_prices(tariff: Tariff, start: datetime, step_s: int, load_w: FloatArray) -> FloatArray:
+    month_kwh = float(np.maximum(load_w, 0).mean()) / 1000.0 * 730.0  # mean kW x hours in a month
+    sig = tariff_signals(tariff, start, step_s, load_w.size, month_kwh=month_kwh,
+                         reference_peak_kw=float(load_w.max()) / 1000.0)
+    return sig.import_price_per_kwh
+
+
 def charge_price(tariff: Tariff, start: datetime, step_s: int, battery_w: FloatArray,
                  load_w: FloatArray) -> float:
     """Average import price paid for the energy charged (for LCOS)."""
     charge_kwh = np.maximum(-battery_w, 0.0) * step_s / 3.6e6
     if charge_kwh.sum() <= 0:
         return 0.0
-    month_kwh = float(np.maximum(load_w, 0).mean()) / 1000.0 * 730.0  # mean kW x hours in a month
-    sig = tariff_signals(tariff, start, step_s, battery_w.size, month_kwh=month_kwh,
-                         reference_peak_kw=float(load_w.max()) / 1000.0)
-    return float((sig.import_price_per_kwh * charge_kwh).sum() / charge_kwh.sum())
+    return float((_import_prices(tariff, start, step_s, load_w) * charge_kwh).sum() / charge_kwh.sum())
+
+
+def mean_import_price(tariff: Tariff, start: datetime, step_s: int, load_w: FloatArray) -> float:
+    """The run's mean import energy price per kWh (its steps weighted alike)."""
+    return float(_import_prices(tariff, start, step_s, load_w).mean())
 
 
 # Charged once per billing month (a partial month is billed as a whole one): a run
@@ -159,6 +168,14 @@ def evaluate(tariff: Tariff, trace: Trace, foresight: Foresight | None, econ: Ec
         "wear_cost": wear, "net_savings": savings - wear,
         "soc_min": float(trace.soc.min()), "soc_max": float(trace.soc.max()),
     }
+    # the charge the battery ends with against its start is the site's to buy back (or keep):
+    # valued at what its charge cost, else at the run's mean import price. A run of days that
+    # drew the first charge down read it as savings, scaled to a year by time
+    price = charge_price(tariff, trace.start, step, trace.battery_w, trace.load_w)
+    stored_kwh = (float(trace.soc[-1]) - trace.soc_initial) * cap_kwh
+    stored_price = price if price > 0 else mean_import_price(tariff, trace.start, step, trace.load_w)
+    total["stored_energy_change_kwh"] = stored_kwh
+    total["stored_energy_value"] = stored_kwh * stored_price
     pf_summary = None
     if foresight is not None and pf_bill is not None:
         pf_save = without.total - pf_bill.total
@@ -174,6 +191,6 @@ def evaluate(tariff: Tariff, trace: Trace, foresight: Foresight | None, econ: Ec
     fin = None
     if econ is not None:
         scale = YEAR_S / (trace.grid_w.size * step)  # to one year
-        price = charge_price(tariff, trace.start, step, trace.battery_w, trace.load_w)
-        fin = financials(econ, annual_savings(months, scale), sum(cha) * scale, discharged * scale, price)
+        year1 = annual_savings(months, scale) + total["stored_energy_value"] * scale
+        fin = financials(econ, year1, sum(cha) * scale, discharged * scale, price)
     return Result(tuple(months), total, pf_summary, fin)

@@ -21,7 +21,7 @@ from ems.backtest import BacktestInputError
 from ems.backtest.config import load_backtest_config, parse_backtest_config
 from ems.backtest.engine import known_ahead
 from ems.backtest.report import html_report, write_outputs
-from ems.backtest.results import MonthRow, annual_savings
+from ems.backtest.results import MonthRow, annual_savings, charge_price
 from ems.backtest.run import BacktestOptions, run
 from ems.backtest.series import PowerSeries, read_power_csv, resample
 from ems.model.errors import ConfigError
@@ -182,10 +182,22 @@ def test_a_short_run_scales_demand_savings_by_month_and_energy_by_time(two_weeks
     demand = sum(m.savings_by_component[c] for c in ("demand_tou", "demand_flat", "fixed"))
     rest = m.savings - demand
     assert demand > 0.0
-    expected = demand * 12.0 + rest * 365.0 / 14.0
+    stored = bt.result.total["stored_energy_value"]  # the charge it ends with recurs with time too
+    expected = demand * 12.0 + (rest + stored) * 365.0 / 14.0
     assert bt.result.financials is not None
     assert bt.result.financials.annual_savings == pytest.approx(expected, rel=1e-9)
     assert bt.result.financials.annual_savings < m.savings * 365.0 / 14.0 / 2.0  # by time it was 26x
+
+
+def test_the_charge_the_battery_ends_with_is_valued_at_what_its_charge_cost(two_weeks) -> None:
+    _, bt = two_weeks
+    t, tr = bt.result.total, bt.trace
+    stored_kwh = (float(tr.soc[-1]) - tr.soc_initial) * tr.capacity_wh / 1000.0
+    assert abs(stored_kwh) > 100.0  # the run ends far from its start: the check below means something
+    assert t["stored_energy_change_kwh"] == pytest.approx(stored_kwh, rel=1e-12)
+    price = charge_price(bt.tariff, tr.start, tr.step_s, tr.battery_w, tr.load_w)
+    assert 0.0 < price < 1.0
+    assert t["stored_energy_value"] == pytest.approx(stored_kwh * price, rel=1e-12)
 
 
 def test_a_year_is_not_scaled() -> None:
@@ -205,7 +217,9 @@ def test_outputs_are_written(two_weeks, tmp_path) -> None:
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["total"]["savings"] == pytest.approx(bt.result.total["savings"])
     assert summary["financials"]["lcos_per_kwh"] > 0
-    assert (tmp_path / "report.html").read_text().startswith("<!doctype html>")
+    page = (tmp_path / "report.html").read_text()
+    assert page.startswith("<!doctype html>") and "Charge at the end against the start" in page
+    assert summary["total"]["stored_energy_value"] == pytest.approx(bt.result.total["stored_energy_value"])
     assert len((tmp_path / "timeseries.csv").read_text().splitlines()) == bt.trace.grid_w.size + 1
 
 

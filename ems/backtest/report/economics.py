@@ -72,7 +72,9 @@ def explanation(e: Economics, fin: Financials, cur: Currency) -> str:
 
 
 def economics_section(e: Economics | None, fin: Financials | None, cur: Currency, capacity_kwh: float,
-                      run_days: float, billing_months: int) -> str:
+                      run_days: float, billing_months: int, stored: tuple[float, float] = (0.0, 0.0)) -> str:
+    """`stored`: the charge the battery ends with against its start (kWh) and its value, part
+    of the year-1 savings."""
     if e is None or fin is None:
         return ("<h2>Economics</h2><p>The site file has no <code>economics:</code> section (CAPEX, O&amp;M, "
                 "discount rate, lifetime): no payback, NPV, IRR or LCOS.</p>")
@@ -93,6 +95,8 @@ def economics_section(e: Economics | None, fin: Financials | None, cur: Currency
     results = table([Column("Result", numeric=False), Column("Value")], [
         ["Year-1 savings" + (" (scaled to a year)" if scaled else ""), cur.money(fin.annual_savings)],
         ["Year-1 savings after O&M", cur.money(fin.annual_savings - e.om_per_year)],
+        ["Charge at the end against the start (in the savings)",
+         f"{number(stored[0], 0)} kWh, {cur.money(stored[1])}" + (" in the run" if scaled else "")],
         ["Simple payback", _years(fin.simple_payback_years)],
         ["Discounted payback", _discounted_payback(e, fin)],
         [f"NPV at {percent(e.discount_rate)}", cur.money(fin.npv)],
@@ -105,7 +109,8 @@ def economics_section(e: Economics | None, fin: Financials | None, cur: Currency
     if scaled:
         note = (f"<p class=note>The run covers {days(run_days)}, so year 1 is extrapolated: demand and "
                 f"fixed charges &times; 12 / {billing_months} billing month{'s' if billing_months != 1 else ''} "
-                f"(a partial month is billed a whole month's demand charge), energy &times; 365 / "
+                f"(a partial month is billed a whole month's demand charge), energy and the charge the battery "
+                f"ends with against its start &times; 365 / "
                 f"{days(run_days)}. One month's peak says little about the others: a whole year is the "
                 f"figure to trust.</p>")
     return ("<h2>Economics</h2>" + note +

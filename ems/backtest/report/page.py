@@ -132,7 +132,8 @@ def html_report(bt: Backtest) -> str:
         "<h3>Savings by bill component</h3>", components_chart(months, cur), components_table(months, cur),
         f"<p class=note>{hidden_note}Energy-charge savings are negative where the battery's losses cost more than "
         "moving energy to cheaper hours saves.</p>",
-        economics_section(s.economics, r.financials, cur, s.capacity_kwh, run_days, len(months)),
+        economics_section(s.economics, r.financials, cur, s.capacity_kwh, run_days, len(months),
+                          (r.total.get("stored_energy_change_kwh", 0.0), r.total.get("stored_energy_value", 0.0))),
         method_box(s, bt.tariff, r.run, t.start, t.grid_w.size),
     ]
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(heading)}</title>"
