@@ -8,12 +8,13 @@ simulator (ems/topology.py); the `simulation:` section is the simulator's alone
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ems.feeds.settings import PriceFeedConfig, RealtimePriceFeedConfig, WeatherFeedConfig, realtime_mismatch
 from ems.fleet.settings import FleetLinkConfig
@@ -229,7 +230,12 @@ class OpenAdr3Config(Strict):
     client_secret_env: str | None = Field(default=None, description="env variable holding the client secret")
     client_secret_file: Path | None = Field(default=None, description="or a file holding it (never the site file)")
     programs: list[str] = Field(min_length=1, max_length=16, description="programName(s) whose events the site follows")
-    ven_name: str = Field(min_length=1, max_length=128, description="the clientName of the site's reports")
+    ven_name: str = Field(min_length=1, max_length=128, description="the site's VEN name: an event targeted at "
+                          "VEN_NAMEs without it is another site's; the clientName of its reports")
+    targets: dict[str, list[str]] = Field(
+        default_factory=dict, max_length=8,
+        description="what else names the site in an event's targets (type -> values, e.g. GROUP: [north]): an "
+        "event targeted at a type listed here and none of its values is another site's")
     poll_every_s: float = Field(default=30.0, ge=1, le=3600)
     timeout_s: float = Field(default=10.0, gt=0, le=120, description="a poll (or a round of reports) longer "
                              "than this is abandoned and counted")
@@ -239,6 +245,17 @@ class OpenAdr3Config(Strict):
         default_factory=lambda: {1: 0.10, 2: 0.25, 3: 0.50},
         description="SIMPLE level -> share of the baseline to cut (level 0: normal operation)")
     power_scale_w: float = Field(default=1000.0, gt=0, description="W per unit of a power payload without units")
+
+    @field_validator("targets")
+    @classmethod
+    def _target_types(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for kind, values in v.items():
+            if not re.fullmatch(r"[A-Z][A-Z0-9_]{0,63}", kind) or kind == "VEN_NAME":
+                raise ValueError(f"{kind!r}: a target type in capitals (GROUP, RESOURCE_NAME, ...); "
+                                 "VEN_NAME is ven_name")
+            if not values or len(values) > 64 or not all(0 < len(x) <= 128 for x in values):
+                raise ValueError(f"{kind}: 1 to 64 values of 1 to 128 characters")
+        return v
 
     @model_validator(mode="after")
     def _one_secret(self) -> OpenAdr3Config:

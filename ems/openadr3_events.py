@@ -6,7 +6,8 @@ the baseline is cut, DISPATCH_SETPOINT_RELATIVE (negative) a reduction. Power co
 payload descriptor's `units` (KW, W, MW); without one, `power_scale_w` per unit. An event
 whose payloads are all of other kinds (PRICE, EXPORT_CAPACITY_LIMIT, alerts) is
 `Unsupported`; anything missing, out of range, too long, too many or too far off is
-`Malformed`. Pure: the VEN hands in the decoded JSON and the wall clock.
+`Malformed`. An event targeted at other sites (`for_this_site`) is not the site's. Pure: the
+VEN hands in the decoded JSON and the wall clock.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ ACTED_ON = ("IMPORT_CAPACITY_LIMIT", "SIMPLE", "DISPATCH_SETPOINT_RELATIVE")
 _TIME = TypeAdapter(datetime)
 _DURATION = TypeAdapter(timedelta)
 
-__all__ = ["ACTED_ON", "Malformed", "Unsupported", "dr_events3"]
+__all__ = ["ACTED_ON", "Malformed", "Unsupported", "dr_events3", "for_this_site"]
 
 
 def _id(value: object, what: str) -> str:
@@ -110,6 +111,30 @@ def _payload(interval: Mapping[str, Any]) -> tuple[str, float] | None:
                 raise Malformed(f"{kind} value {str(values[0])[:40]!r} is not a finite number")
             return str(kind), v
     return None
+
+
+MAX_TARGETS = 32  # target entries of one event
+MAX_TARGET_VALUES = 1000  # values of one entry (a program of many VENs names them all)
+
+
+def for_this_site(targets: object, identity: Mapping[str, frozenset[str]]) -> bool:
+    """Whether an event with these `targets` (3.0.1: a list of {type, values}) is the site's:
+    none is everyone's; each type the site names itself by (`identity`: VEN_NAME and the
+    configured types) that the event targets must list one of the site's values; a type the
+    site does not know is the VTN's to judge (it listed the event to these credentials).
+    Raises `Malformed` on a shape that is not the spec's."""
+    if targets is None:
+        return True
+    if not isinstance(targets, list) or len(targets) > MAX_TARGETS:
+        raise Malformed(f"targets: a list of at most {MAX_TARGETS}")
+    named: dict[str, set[str]] = {}  # type -> its values, entries of one type together (values are OR'd)
+    for entry in targets:
+        values = entry.get("values") if isinstance(entry, Mapping) else None
+        kind = entry.get("type") if isinstance(entry, Mapping) else None
+        if not isinstance(kind, str) or not isinstance(values, list) or len(values) > MAX_TARGET_VALUES:
+            raise Malformed("a target that is not {type, values}")
+        named.setdefault(kind, set()).update(str(v) for v in values if isinstance(v, str | int))
+    return all(mine & named[kind] for kind, mine in identity.items() if kind in named)
 
 
 def dr_events3(event: object, levels: Mapping[int, float], power_scale_w: float, now_s: float,

@@ -38,7 +38,7 @@ from ems.dr_book import MAX_EVENTS, DrBook, DrBookFull
 from ems.model.cancel_guard import checkpoint
 from ems.model.dr import DrEvent
 from ems.model.errors import EmsError
-from ems.openadr3_events import Malformed, Unsupported, dr_events3
+from ems.openadr3_events import Malformed, Unsupported, dr_events3, for_this_site
 
 log = structlog.get_logger("ems.openadr3")
 MAX_BODY = 1 << 20  # bytes of one answer: a program's events are a few kB
@@ -59,6 +59,8 @@ class OpenAdr3Ven:
         self.failures: Counter[str] = Counter()  # failed polls and reports, by kind
         self.refused: Counter[str] = Counter()  # events refused, by kind (Unsupported, Malformed, DrBookFull, ...)
         self.reports = 0  # reports the VTN accepted
+        self.elsewhere = 0  # events of the last poll targeted at other sites (not the site's)
+        self.identity = {"VEN_NAME": frozenset({cfg.ven_name}), **{k: frozenset(v) for k, v in cfg.targets.items()}}
         self.program_ids: dict[str, str] = {}  # VTN event id -> its program's id (for reports)
         self._refused_ids: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._logged: set[str] = set()
@@ -68,7 +70,8 @@ class OpenAdr3Ven:
     def status(self) -> dict[str, object]:
         """The VEN's figures for the site status (`dr.ven`)."""
         return {"protocol": "OpenADR 3.0.1", "vtn": self.cfg.vtn_url, "polls": self.polls,
-                "failures": dict(self.failures), "refused": dict(self.refused), "reports": self.reports}
+                "failures": dict(self.failures), "refused": dict(self.refused), "reports": self.reports,
+                "targeted_elsewhere": self.elsewhere}
 
     # --- HTTP ------------------------------------------------------------------------
     async def _json(self, resp: aiohttp.ClientResponse) -> Any:
@@ -133,29 +136,35 @@ class OpenAdr3Ven:
         self.polls += 1
 
     def _map(self, listed: list[tuple[str, Any]], now_s: float, skip: frozenset[tuple[str, str]]
-             ) -> tuple[dict[str, DrEvent], dict[str, str], list[tuple[tuple[str, str], str, str]]]:
-        """The events the VTN lists as the book's (by id), their programs, and the refused ones
-        (key, kind, why). Touches nothing of the VEN's: it runs in a worker thread."""
+             ) -> tuple[dict[str, DrEvent], dict[str, str], list[tuple[tuple[str, str], str, str]], int]:
+        """The events the VTN lists as the book's (by id), their programs, the refused ones
+        (key, kind, why) and how many are other sites'. Touches nothing of the VEN's: it runs in
+        a worker thread."""
         wanted: dict[str, DrEvent] = {}
         program_ids: dict[str, str] = {}
         refused: list[tuple[tuple[str, str], str, str]] = []
+        elsewhere = 0
         for pid, event in listed:
             key = (str(event.get("id"))[:128], str(event.get("modificationDateTime"))[:64]) \
                 if isinstance(event, Mapping) else ("?", "?")
             if key in skip:
                 continue
             try:
+                if isinstance(event, Mapping) and not for_this_site(event.get("targets"), self.identity):
+                    elsewhere += 1  # another site's: not in the book (and out of it, if it was ours before)
+                    continue
                 got = dr_events3(event, self.cfg.simple_levels, self.cfg.power_scale_w, now_s, SOURCE)
             except (Unsupported, Malformed) as exc:
                 refused.append((key, type(exc).__name__, str(exc)))
                 continue
             program_ids[key[0]] = pid
             wanted.update((e.event_id, e) for e in got if e.end_s > now_s)
-        return wanted, program_ids, refused
+        return wanted, program_ids, refused, elsewhere
 
     def _reconcile(self, wanted: dict[str, DrEvent], program_ids: dict[str, str],
-                   refused: list[tuple[tuple[str, str], str, str]]) -> None:
+                   refused: list[tuple[tuple[str, str], str, str]], elsewhere: int) -> None:
         """Make the book's OpenADR 3 events `wanted` (on the loop's thread: the book lives there)."""
+        self.elsewhere = elsewhere
         for key, kind, why in refused:
             self._refused_ids[key] = None
             self._refuse(kind, why, event_id=key[0])

@@ -36,6 +36,7 @@ def main() -> int:
         event("e-3", "p-1", t0, [(m, "DISPATCH_SETPOINT_RELATIVE", -50.0)], units=None),
         event("e-4", "p-1", t0, [(m, "PRICE", 0.3)]),
         event("e-5", "p-1", t0, [(m, "EXPORT_CAPACITY_LIMIT", 100.0)], modified="2026-01-02T00:00:00Z"),
+        event("e-6", "p-1", t0, [(m, "SIMPLE", 1)], targets={"VEN_NAME": ["site-7"], "GROUP": ["north"]}),
     ]
     for p in programs:
         ExistingProgram.model_validate(p)

@@ -24,8 +24,10 @@ def program(pid: str, name: str) -> dict[str, Any]:
 
 
 def event(eid: str, pid: str, start: datetime, intervals: list[tuple[timedelta, str, float]],
-          units: str | None = "KW", modified: str = CREATED, priority: int | None = None) -> dict[str, Any]:
-    """An event whose intervals follow one another from `start`: (duration, payload type, value)."""
+          units: str | None = "KW", modified: str = CREATED, priority: int | None = None,
+          targets: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """An event whose intervals follow one another from `start`: (duration, payload type, value);
+    `targets`: type -> values."""
     out: dict[str, Any] = {
         "id": eid, "objectType": "EVENT", "createdDateTime": CREATED, "modificationDateTime": modified,
         "programID": pid, "eventName": f"event {eid}",
@@ -33,6 +35,8 @@ def event(eid: str, pid: str, start: datetime, intervals: list[tuple[timedelta, 
         "intervals": []}
     if priority is not None:
         out["priority"] = priority
+    if targets is not None:
+        out["targets"] = [{"type": kind, "values": values} for kind, values in targets.items()]
     if units is not None:
         out["payloadDescriptors"] = [{"objectType": "EVENT_PAYLOAD_DESCRIPTOR", "payloadType": kind, "units": units}
                                      for kind in sorted({k for _, k, _ in intervals})]

@@ -50,6 +50,9 @@ def ven_metrics(status: Mapping[str, Any]) -> Iterator[Metric]:
     info = GaugeMetricFamily("ems_dr_ven_info", "the demand-response VEN", labels=["protocol", "vtn"])
     info.add_metric([str(ven.get("protocol", "")), str(ven.get("vtn", ""))], 1.0)
     yield info
+    if _count(elsewhere := ven.get("targeted_elsewhere")):  # 3.0
+        yield GaugeMetricFamily("ems_dr_ven_events_targeted_elsewhere",
+                                "events of the last poll targeted at other sites (not acted on)", value=elsewhere)
     if isinstance(registered := ven.get("registered"), bool):  # 2.0b
         yield GaugeMetricFamily("ems_dr_ven_registered", "1 while the VEN is registered with its VTN",
                                 value=1.0 if registered else 0.0)

@@ -157,6 +157,28 @@ async def test_events_land_in_the_book_with_their_windows_and_targets() -> None:
 
 
 @pytest.mark.timeout(60)
+async def test_events_targeted_at_other_sites_stay_out_of_the_book() -> None:
+    async with running_vtn() as vtn:
+        t0 = datetime.now(UTC).replace(microsecond=0) + 10 * MIN
+        ask = [(30 * MIN, "IMPORT_CAPACITY_LIMIT", 360.0)]
+        vtn.events = [event("all", "p-1", t0, ask),
+                      event("mine", "p-1", t0, ask, targets={"VEN_NAME": ["site-3", "site-7"]}),
+                      event("other", "p-1", t0, ask, targets={"VEN_NAME": ["site-9"]}),
+                      event("north", "p-1", t0, ask, targets={"GROUP": ["north"]}),
+                      event("south", "p-1", t0, ask, targets={"GROUP": ["south"]}),
+                      event("feeder", "p-1", t0, ask, targets={"RESOURCE_NAME": ["feeder-12"]})]
+        async with running_ven(vtn, targets={"GROUP": ["north"]}) as ven:
+            await _polls(ven, 2)
+            assert {e.event_id for e in ven.book.pending()} == {"all:0", "mine:0", "north:0", "feeder:0"}
+            assert ven.status()["targeted_elsewhere"] == 2 and ven.refused == {}
+            # the VTN moves an event to another site: it leaves the book as a cancelled one does
+            vtn.events[1] = event("mine", "p-1", t0, ask, targets={"VEN_NAME": ["site-9"]},
+                                  modified="2026-01-02T00:00:00Z")
+            await wait_for(lambda: "mine:0" not in {e.event_id for e in ven.book.pending()})
+            assert ven.status()["targeted_elsewhere"] == 3
+
+
+@pytest.mark.timeout(60)
 async def test_a_cancelled_event_leaves_and_a_modified_one_replaces() -> None:
     async with running_vtn() as vtn:
         t0 = datetime.now(UTC).replace(microsecond=0) + 10 * MIN

@@ -13,7 +13,7 @@ import pytest
 from ems.config import OpenAdr3Config, parse_config
 from ems.dr_book import DrBook
 from ems.model.errors import ConfigError
-from ems.openadr3_events import MAX_INTERVALS, Malformed, Unsupported, dr_events3
+from ems.openadr3_events import MAX_INTERVALS, Malformed, Unsupported, dr_events3, for_this_site
 from ems.openadr3_ven import OpenAdr3Ven
 from tests.conftest import site_dict
 from tests.vtn3_payloads import event
@@ -148,3 +148,33 @@ def test_a_changed_openadr3_section_needs_a_restart() -> None:
     running = parse_config({**base, "policies": {"demand_response": {"openadr3": _cfg()}}}, "test")
     changed = parse_config({**base, "policies": {"demand_response": {"openadr3": _cfg(programs=["other"])}}}, "test")
     assert needs_restart(running, changed) == ["policies.demand_response.openadr3"]
+
+
+def test_an_event_targeted_at_other_sites_is_not_this_ones() -> None:
+    me = {"VEN_NAME": frozenset({"site-7"}), "GROUP": frozenset({"north", "dc-east"})}
+
+    def ours(targets: dict[str, list[str]] | None) -> bool:
+        return for_this_site(json.loads(json.dumps(event("e", "p", START, [(MIN, "SIMPLE", 1)],
+                                                         targets=targets))).get("targets"), me)
+
+    assert ours(None) and ours({})  # no targets: every VEN of the program
+    assert ours({"VEN_NAME": ["site-3", "site-7"]}) and not ours({"VEN_NAME": ["site-3", "site-9"]})
+    assert ours({"GROUP": ["north"]}) and not ours({"GROUP": ["south"]})
+    # every type the site names itself by must match; a type it does not know is the VTN's to judge
+    assert not ours({"VEN_NAME": ["site-7"], "GROUP": ["south"]})
+    assert ours({"VEN_NAME": ["site-7"], "RESOURCE_NAME": ["feeder-12"]}) and ours({"SERVICE_AREA": ["x"]})
+    # entries of one type are one list of values (OR), whatever the VTN split them into
+    assert for_this_site([{"type": "VEN_NAME", "values": ["a"]}, {"type": "VEN_NAME", "values": ["site-7"]}], me)
+    for bad in ({"type": "VEN_NAME"}, [{"type": "VEN_NAME", "values": "site-7"}], [{"values": ["site-7"]}], ["x"],
+                [{"type": "GROUP", "values": ["g"] * 1001}], [{"type": "GROUP", "values": ["g"]}] * 33):
+        with pytest.raises(Malformed):
+            for_this_site(bad, me)
+
+
+def test_the_sites_own_target_values_are_checked() -> None:
+    base = {"vtn_url": "https://vtn.example/openadr3/3.0.1", "token_url": "https://vtn.example/token",
+            "client_id": "c", "client_secret_env": "X", "programs": ["p"], "ven_name": "site-7"}
+    assert OpenAdr3Config.model_validate({**base, "targets": {"GROUP": ["north"]}}).targets == {"GROUP": ["north"]}
+    for bad in ({"group": ["north"]}, {"VEN_NAME": ["site-7"]}, {"GROUP": []}, {"GROUP": [""]}, {"GROUP": "north"}):
+        with pytest.raises(ValueError, match="targets"):
+            OpenAdr3Config.model_validate({**base, "targets": bad})
