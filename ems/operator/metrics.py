@@ -75,6 +75,21 @@ def ven_metrics(status: Mapping[str, Any]) -> Iterator[Metric]:
             yield CounterMetricFamily(name, doc, value=count)
 
 
+def ha_metrics(site: str, status: Mapping[str, Any]) -> Iterator[Metric]:
+    """An active/standby pair's state (the site status's `ha`); nothing without HA. Labelled by
+    site, so that `sum by (site)` over both controllers says whether exactly one writes."""
+    ha = status.get("ha")
+    if not isinstance(ha, Mapping):
+        return
+    for key, name, doc in (("writing", "ems_ha_writing", "1 while this controller writes to the devices"),
+                           ("nats", "ems_ha_nats_connected", "1 while NATS (the lease) answers"),
+                           ("failsafe", "ems_ha_failsafe", "1 while writing on the peer's word, NATS down")):
+        if isinstance(v := ha.get(key), bool):
+            g = GaugeMetricFamily(name, doc, labels=["site"])
+            g.add_metric([site], 1.0 if v else 0.0)
+            yield g
+
+
 def _count(v: object) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -128,6 +143,7 @@ class _Live(Collector):
                                     value=r.duration_s)
             yield from microgrid_metrics(r.step)
             yield from ven_metrics(r.status)
+            yield from ha_metrics(pub.site, r.status)
         age = GaugeMetricFamily("ems_telemetry_age_seconds", "site seconds since the last good reading",
                                 labels=["source"])
         if r is not None:

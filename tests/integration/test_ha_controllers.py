@@ -18,6 +18,7 @@ from ems.control_loop import Controller
 from ems.ha.attach import attach
 from ems.ha.role import HaRole
 from ems.ha.settings import HaConfig
+from ems.operator.metrics import ControllerMetrics
 from ems.published import PeriodResult
 from tests.conftest import failover_site, running_site, shaving_site, wait_for
 from tests.nats_peer import shared_nats_or_skip, unique
@@ -72,6 +73,10 @@ async def test_the_standby_writes_nothing_and_takes_over_at_a_clean_stop(make_si
         # one broker, one site file: each its own MQTT client id, so neither knocks the other off
         assert a.ctl.events.count("broker_lost") == 0 and b.ctl.events.count("broker_lost") == 0
         assert b.results[-1].status["ha"]["role"] == "standby"
+        # the metrics say which one writes: summed by site over the pair, exactly one
+        writing = [f'ems_ha_writing{{site="{cfg.site}"}} {v}' in ControllerMetrics(c.ctl.published).render().decode()
+                   for c, v in ((a, "1.0"), (b, "0.0"))]
+        assert writing == [True, True]
         assert b.results[-1].step.unit_setpoints_w  # ... and has its own decision ready
         await a.close()  # a clean stop: units to 0 W, the lease released
         await wait_for(lambda: b.role.role == "active" and b.results[-1].writes > 0, 5.0)
