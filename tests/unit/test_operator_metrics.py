@@ -104,3 +104,19 @@ def test_the_vens_health_is_in_the_metrics_by_kind_and_absent_without_a_ven() ->
     assert "ems_dr_ven_polls" not in text and 'kind="a"' not in text
     # the controller's scrape includes it: none here (no VEN configured)
     assert "ems_dr_ven" not in ControllerMetrics(_controller().published).render().decode()
+
+
+def test_an_ha_pairs_state_is_labelled_by_site_and_absent_without_ha() -> None:
+    from ems.operator.metrics import ha_metrics
+
+    registry = CollectorRegistry()
+
+    class _Ha(Collector):
+        def collect(self) -> Iterator[Metric]:
+            return ha_metrics("dc-1", {"ha": {"role": "standby", "writing": False, "nats": True, "failsafe": False}})
+
+    registry.register(_Ha())
+    text = generate_latest(registry).decode()
+    assert 'ems_ha_writing{site="dc-1"} 0.0' in text and 'ems_ha_nats_connected{site="dc-1"} 1.0' in text
+    assert 'ems_ha_failsafe{site="dc-1"} 0.0' in text
+    assert list(ha_metrics("dc-1", {})) == [] and list(ha_metrics("dc-1", {"ha": None})) == []
