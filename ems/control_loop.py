@@ -61,6 +61,7 @@ from ems.planning.genset_live import genset_planner
 from ems.planning.live import live_planner
 from ems.planning.settings import site_tariff
 from ems.published import PeriodResult, Published
+from ems.ramp_watch import RampWatch
 from ems.smoothing_loop import Armed, SmoothingLoop, smoothing_loop
 from ems.smoothing_status import smoothing_status
 from ems.status import site_status
@@ -89,6 +90,7 @@ class Controller:
         self.reader = SiteReader(cfg, clock, self.store)
         caps = RackCapWriter(cfg.mqtt.topic_prefix, rack_ids)
         self.jobs = job_ramps(cfg)  # announced job starts and stops ramped, where the site allows GPU levers
+        self.ramp_watch = RampWatch()  # the metered grid against the ramp limit, where one is set
         self.mqtt = MqttLink(cfg.mqtt, self.store, clock, on_connect=caps.forget,
                              jobs=None if self.jobs is None else self.jobs.book)
         self.actuators = Actuators(self.reader.units, self.reader.genset, caps, self._publish_retained,
@@ -296,7 +298,7 @@ class Controller:
             validity=self.reader.validity, periods_clamped=s.periods_clamped,
             forced_w=None if self.controls.force is None else self.controls.force.setpoint_w,
             smoothing=smoothing_status(self.cfg, snap.now_s, self.controls.step_params.grid_ramp, self.step_state.ramp,
-                                       self.smoother, self.gpu, self.jobs))
+                                       self.smoother, self.gpu, self.jobs, self.ramp_watch))
         if self.write_gate is not None:
             status["ha"] = self.write_gate.describe()
         if isinstance(mg := status.get("microgrid"), dict):  # the rows shed (in order) and the genset plan
@@ -340,6 +342,10 @@ class Controller:
             self.demand.add(snap.meter.grid_power_w, min(snap.now_s - self._demand_at_s, 10 * snap.period_s),
                             snap.wall_s)
         self._demand_at_s = snap.now_s
+        ramp = self.controls.step_params.grid_ramp
+        if ramp is not None and snap.meter is not None:
+            grid_w = snap.meter.grid_power_w if snap.meter.average_w is None else snap.meter.average_w
+            self.ramp_watch.observe(snap.now_s, grid_w, ramp.limit_w, ramp.window_s, 10 * snap.period_s)
         self.persisted.maybe_save(self, snap.now_s)
         self.events.flush()  # events the disk refused (full), written once it takes them
 

@@ -11,13 +11,15 @@ from typing import Any
 from ems.config import SiteConfig
 from ems.gpu_lever import GpuLever
 from ems.job_ramps import JobRamps
+from ems.ramp_watch import RampWatch
 from ems.smoothing_loop import SmoothingLoop
 from policies import grid_ramp
 
 
 def smoothing_status(cfg: SiteConfig, now_s: float, ramp_p: grid_ramp.GridRampParams | None,
                      ramp: grid_ramp.GridRampState,
-                     fast: SmoothingLoop | None, gpu: GpuLever | None, jobs: JobRamps | None) -> dict[str, Any] | None:
+                     fast: SmoothingLoop | None, gpu: GpuLever | None, jobs: JobRamps | None,
+                     watch: RampWatch | None = None) -> dict[str, Any] | None:
     g = cfg.grid_connection
     if fast is None and ramp_p is None:
         return None
@@ -43,4 +45,6 @@ def smoothing_status(cfg: SiteConfig, now_s: float, ramp_p: grid_ramp.GridRampPa
             "oscillation_limit_w_rms": g.oscillation_limit_w_rms,
             "ramp": None if ramp_p is None else {
                 "limit_w": ramp_p.limit_w, "window_s": ramp_p.window_s,
-                "allowed_w": None if allowed is None else [round(allowed[0], 1), round(allowed[1], 1)]}}
+                "allowed_w": None if allowed is None else [round(allowed[0], 1), round(allowed[1], 1)],
+                # what the meter measured against the limit (ems/ramp_watch.py)
+                "measured": None if watch is None else watch.status()}}

@@ -75,6 +75,31 @@ def ven_metrics(status: Mapping[str, Any]) -> Iterator[Metric]:
             yield CounterMetricFamily(name, doc, value=count)
 
 
+def grid_limit_metrics(status: Mapping[str, Any]) -> Iterator[Metric]:
+    """The utility's ramp and oscillation limits against what the meter measured (the site
+    status's `smoothing`); nothing on a site without either."""
+    sm = status.get("smoothing")
+    if not isinstance(sm, Mapping):
+        return
+    ramp = sm.get("ramp")
+    measured = ramp.get("measured") if isinstance(ramp, Mapping) else None
+    if isinstance(ramp, Mapping) and isinstance(measured, Mapping):
+        yield GaugeMetricFamily("ems_grid_ramp_limit_watts", "the grid's ramp limit over its window",
+                                value=ramp["limit_w"])
+        yield GaugeMetricFamily("ems_grid_ramp_swing_watts", "the metered grid's spread over the ramp window now",
+                                value=measured["swing_w"])
+        yield CounterMetricFamily("ems_grid_ramp_exceeded_seconds", "time the metered grid's spread was over "
+                                  "the ramp limit", value=measured["exceeded_s"])
+        yield CounterMetricFamily("ems_grid_ramp_episodes", "stretches of the metered grid over the ramp limit",
+                                  value=measured["episodes"])
+    for key, name, doc in (("grid_band_rms_w", "ems_grid_band_rms_watts", "the grid's oscillation in the band (RMS)"),
+                           ("load_band_rms_w", "ems_load_band_rms_watts", "the load's oscillation in the band (RMS)"),
+                           ("oscillation_limit_w_rms", "ems_grid_oscillation_limit_watts",
+                            "the grid's oscillation limit (RMS)")):
+        if isinstance(v := sm.get(key), int | float) and not isinstance(v, bool) and math.isfinite(v):
+            yield GaugeMetricFamily(name, doc, value=v)
+
+
 def ha_metrics(site: str, status: Mapping[str, Any]) -> Iterator[Metric]:
     """An active/standby pair's state (the site status's `ha`); nothing without HA. Labelled by
     site, so that `sum by (site)` over both controllers says whether exactly one writes."""
@@ -144,6 +169,7 @@ class _Live(Collector):
             yield from microgrid_metrics(r.step)
             yield from ven_metrics(r.status)
             yield from ha_metrics(pub.site, r.status)
+            yield from grid_limit_metrics(r.status)
         age = GaugeMetricFamily("ems_telemetry_age_seconds", "site seconds since the last good reading",
                                 labels=["source"])
         if r is not None:

@@ -4,11 +4,13 @@ over real Modbus and MQTT on loopback, in real time."""
 from __future__ import annotations
 
 import asyncio
+import re
 
 import numpy as np
 import pytest
 
 from ems.clock import ScaledClock
+from ems.operator.metrics import ControllerMetrics
 from tests.conftest import free_port, running_controller, running_site, training_site, wait_for
 
 pytestmark = pytest.mark.integration
@@ -44,6 +46,10 @@ async def test_the_fast_loop_keeps_the_swing_off_the_grid(broker, make_site) -> 
         sm = status["smoothing"]
         assert sm["swing_w"] > 150e3
         assert sm["grid_band_rms_w"] < 0.5 * sm["load_band_rms_w"]  # what the dashboard shows, measured live
+        text = ControllerMetrics(ctl.published).render().decode()  # and the metrics
+        band = {name: float(v) for name, v in re.findall(r"^(ems_(?:grid|load)_band_rms_watts) (\S+)$", text, re.M)}
+        assert set(band) == {"ems_grid_band_rms_watts", "ems_load_band_rms_watts"}
+        assert band["ems_grid_band_rms_watts"] < band["ems_load_band_rms_watts"]
         lo_w, hi_w = sm["ramp"]["allowed_w"]
         assert hi_w - lo_w <= 2 * sm["ramp"]["limit_w"] and lo_w < np.mean(grid) < hi_w
         assert ctl.smoother.write_failures == 0
@@ -117,6 +123,34 @@ async def test_an_announced_job_start_ramps_its_racks(broker, make_site) -> None
         await wait_for(lambda: bool(np.isclose(site.plant.racks.ramp_w_per_s, 0.5 * 100e3 / 60 / 16,
                                                rtol=0.01).all()), timeout_s=5)  # (0.1 W on the wire)
         assert jobs.book.malformed == 0
+
+
+async def test_job_steps_nothing_can_ramp_are_counted_against_the_ramp_limit(broker, make_site) -> None:
+    """No lever (GPU ramps and floors off) and a 2 x 50 kW battery against 480 kW job steps: the
+    grid breaks the 100 kW-a-minute limit, and the controller says so (status and metrics)."""
+    cfg = make_site(
+        broker.url, rows=2, racks_per_row=8, period_s=0.5,
+        policies={"smoothing": {"rate_hz": 20, "gpu": False, "job_ramp_share": 0.0}},
+        grid_connection={"ramp_limit_w": 100_000.0, "ramp_window_s": 60.0},
+        simulation={"seed": 5, "speed": 1.0, "pue": 1.0,
+                    "bess": [{"capacity_wh": 200_000, "rated_power_w": 50_000, "initial_soc": 0.6,
+                              "heartbeat_timeout_s": 2.0}],
+                    "racks": {"model": "training", "racks_per_job": 16, "swing_low_fraction": 0.9,
+                              "swing_high_fraction": 0.9, "mean_job_s": 4.0, "mean_idle_s": 4.0, "ramp_s": 0.2,
+                              "checkpoint_every_s": 1e6, "telemetry_period_s": 0.5}})
+    clock = ScaledClock(1.0)
+    async with running_site(cfg, clock), running_controller(cfg, clock) as ctl:
+        watch = ctl.ramp_watch
+        await wait_for(lambda: watch.episodes >= 1 and watch.exceeded_s > 1.0, timeout_s=30)
+        assert watch.worst_w > 300e3  # a job's step, most of it
+        await wait_for(lambda: ctl.last is not None and ctl.last.status["smoothing"]["ramp"]["measured"][
+            "episodes"] >= 1, timeout_s=5)
+        measured = ctl.last.status["smoothing"]["ramp"]["measured"]
+        assert measured["exceeded_s"] > 0 and measured["worst_w"] > 300e3
+        text = ControllerMetrics(ctl.published).render().decode()
+        assert "ems_grid_ramp_limit_watts 100000.0" in text
+        exceeded = re.search(r"^ems_grid_ramp_exceeded_seconds_total (\S+)$", text, re.M)
+        assert exceeded is not None and float(exceeded.group(1)) > 0
 
 
 async def test_the_filler_load_holds_a_drop_the_battery_cannot_absorb(broker, make_site) -> None:
