@@ -120,7 +120,7 @@ def test_dashboard_is_live_and_tuning_is_authenticated_validated_and_audited(
     wait(browser, lambda d: js(d, f"window.ems.charts.grid.bands[{json.dumps(envelope)}]") > 10,
          what="the ramp envelope is not drawn")
     ramp = browser.find_element(By.ID, "t-ramp").text  # as of the period, even where a period outlasts the window
-    assert ramp.startswith("ramp limit 75.0 kW in 60 s · ") and ramp.endswith("allowed now"), ramp
+    assert ramp.startswith("ramp limit 75.0 kW in 60 s · ") and " allowed now · metered" in ramp, ramp
     assert browser.find_element(By.ID, "t-rms").text == "no fast loop: band RMS not measured"
     assert not browser.find_element(By.ID, "panel-rms").is_displayed() and js(browser, "window.ems.charts.rms") is None
     # the console's site time and the page's are one clock (the controller's, accelerated 720x, in UTC):

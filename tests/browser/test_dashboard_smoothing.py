@@ -107,7 +107,7 @@ def test_the_ramp_envelope_and_the_band_rms_render_from_the_live_site(smoothing_
          "no smoothing or ramp code shown")
     assert browser.find_element(By.ID, "t-smooth-why").text
     ramp = browser.find_element(By.ID, "t-ramp").text
-    assert ramp.startswith("ramp limit 75.0 kW in 60 s · ") and ramp.endswith("allowed now"), ramp
+    assert ramp.startswith("ramp limit 75.0 kW in 60 s · ") and " allowed now · metered" in ramp, ramp
     assert browser.find_element(By.ID, "t-rms").text.startswith("band RMS ")
     shot = full_page_screenshot(browser, tmp_path / "dashboard-smoothing.png")
 

@@ -325,6 +325,9 @@ function renderSmoothing(s) {
     const now = !a ? "no grid value in its window yet" : a[0] > a[1] ? "window restarting"
       : `${W(a[0])} … ${W(a[1])} allowed now`;
     ramp = `ramp limit ${W(r.limit_w)} in ${r.window_s} s · ${now}`;
+    const m = r.measured;  // the meter against the limit since the controller started
+    if (m) ramp += m.episodes ? ` · metered over it ${m.exceeded_s.toFixed(0)} s in ${m.episodes} episode` +
+      `${m.episodes === 1 ? "" : "s"} (worst ${W(m.worst_w)})` : " · metered: never over it";
   }
   $("t-ramp").textContent = ramp;
   const fast = sm.grid_band_rms_w !== null && sm.grid_band_rms_w !== undefined;
