@@ -44,6 +44,10 @@ log = structlog.get_logger("ems.openadr3")
 MAX_BODY = 1 << 20  # bytes of one answer: a program's events are a few kB
 SOURCE = "openadr3"
 _KEEP_REFUSED = 256  # refused events remembered, so one is counted once, not every poll
+PROTOCOL = "OpenADR 3.0.1"
+# every kind `refused` counts: the metrics export each from 0, since `increase()` reads a series
+# that appears at 1 as no increase (a first refused event would alert no one)
+REFUSED_KINDS = ("Unsupported", "Malformed", "DrBookFull", "TooManyEvents")
 
 
 class VtnAnswer(EmsError):
@@ -69,7 +73,7 @@ class OpenAdr3Ven:
 
     def status(self) -> dict[str, object]:
         """The VEN's figures for the site status (`dr.ven`)."""
-        return {"protocol": "OpenADR 3.0.1", "vtn": self.cfg.vtn_url, "polls": self.polls,
+        return {"protocol": PROTOCOL, "vtn": self.cfg.vtn_url, "polls": self.polls,
                 "failures": dict(self.failures), "refused": dict(self.refused), "reports": self.reports,
                 "targeted_elsewhere": self.elsewhere}
 

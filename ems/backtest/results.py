@@ -180,11 +180,17 @@ def evaluate(tariff: Tariff, trace: Trace, foresight: Foresight | None, econ: Ec
     if foresight is not None and pf_bill is not None:
         pf_save = without.total - pf_bill.total
         pf_net = pf_save - foresight.wear_cost
+        # the bound's end pin is the lower of the start and the run's end: a run that ends fuller
+        # kept charge its bound did not, so each is credited with its own at the same price
+        pf_kwh = (float(foresight.soc[-1]) - trace.soc_initial) * cap_kwh
+        kept, pf_kept = total["stored_energy_value"], pf_kwh * stored_price
         pf_summary = {
             "bill": pf_bill.total, "savings": pf_save, "net_savings": pf_net,
             "discharged_kwh": foresight.discharged_wh / 1000.0,
-            "share_captured": savings / pf_save if pf_save > 0 else float("nan"),
-            "share_captured_net": (savings - wear) / pf_net if pf_net > 0 else float("nan"),
+            "stored_energy_change_kwh": pf_kwh, "stored_energy_value": pf_kept,
+            "share_captured": (savings + kept) / (pf_save + pf_kept) if pf_save + pf_kept > 0 else float("nan"),
+            "share_captured_net": (savings - wear + kept) / (pf_net + pf_kept) if pf_net + pf_kept > 0
+            else float("nan"),
             "max_month_share": max((m.share for m in months if m.share is not None), default=float("nan")),
             "solve_time_s": foresight.solve_time_s,
         }

@@ -20,6 +20,8 @@ from prometheus_client.registry import Collector
 
 from ems.events import Event
 from ems.microgrid_kpis import microgrid_metrics
+from ems.openadr3_ven import PROTOCOL as OPENADR3
+from ems.openadr3_ven import REFUSED_KINDS
 
 if TYPE_CHECKING:
     from ems.published import PeriodResult, Published
@@ -58,7 +60,10 @@ def ven_metrics(status: Mapping[str, Any]) -> Iterator[Metric]:
                                 value=1.0 if registered else 0.0)
     refused = CounterMetricFamily("ems_dr_ven_events_refused", "events from the VTN the site refused, by kind",
                                   labels=["kind"])
-    for kind, n in sorted(_counts(ven, "refused").items()):
+    counts = _counts(ven, "refused")
+    if ven.get("protocol") == OPENADR3:  # its kinds from 0 (see REFUSED_KINDS)
+        counts = {**dict.fromkeys(REFUSED_KINDS, 0), **counts}
+    for kind, n in sorted(counts.items()):
         refused.add_metric([kind], n)
     if _count(malformed := ven.get("malformed")):  # 2.0b counts one kind
         refused.add_metric(["malformed"], malformed)

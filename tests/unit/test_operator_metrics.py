@@ -75,7 +75,7 @@ def test_month_peak_restarts_with_the_month() -> None:
 
 
 def test_the_vens_health_is_in_the_metrics_by_kind_and_absent_without_a_ven() -> None:
-    def render(status: dict[str, object]) -> str:
+    def render(status: Mapping[str, object]) -> str:
         registry = CollectorRegistry()
         registry.register(_Status(status))
         return generate_latest(registry).decode()
@@ -120,3 +120,27 @@ def test_an_ha_pairs_state_is_labelled_by_site_and_absent_without_ha() -> None:
     assert 'ems_ha_writing{site="dc-1"} 0.0' in text and 'ems_ha_nats_connected{site="dc-1"} 1.0' in text
     assert 'ems_ha_failsafe{site="dc-1"} 0.0' in text
     assert list(ha_metrics("dc-1", {})) == [] and list(ha_metrics("dc-1", {"ha": None})) == []
+
+
+def test_a_3_0_vens_refused_kinds_are_exported_at_zero_before_the_first_refusal() -> None:
+    """`increase()` over a series that appears at 1 reads 0: a first refused event would never
+    fire EmsVenEventsRefused (an event is counted once, so the series stays at 1)."""
+    from ems.config import OpenAdr3Config
+    from ems.dr_book import DrBook
+    from ems.openadr3_ven import OpenAdr3Ven
+
+    cfg = OpenAdr3Config.model_validate({
+        "vtn_url": "http://127.0.0.1:1/openadr3", "token_url": "http://127.0.0.1:1/auth/token", "client_id": "c",
+        "client_secret_env": "EMS_TEST_OADR3_SECRET", "programs": ["p"], "ven_name": "site-7"})
+    ven = OpenAdr3Ven(cfg, "s", DrBook(), lambda: 0.0, lambda: None, lambda: None)
+    registry = CollectorRegistry()
+    registry.register(_Status({"dr": {"ven": ven.status()}}))
+    text = generate_latest(registry).decode()
+    for kind in ("Unsupported", "Malformed", "DrBookFull", "TooManyEvents"):
+        assert f'ems_dr_ven_events_refused_total{{kind="{kind}"}} 0.0' in text
+    ven.refused["Malformed"] += 1
+    registry = CollectorRegistry()
+    registry.register(_Status({"dr": {"ven": ven.status()}}))
+    text = generate_latest(registry).decode()
+    assert 'ems_dr_ven_events_refused_total{kind="Malformed"} 1.0' in text
+    assert 'ems_dr_ven_events_refused_total{kind="Unsupported"} 0.0' in text
