@@ -5,6 +5,7 @@ tariff (--tariff, or the arbitrage section's) the import's bill."""
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -130,10 +131,22 @@ def with_battery_scale(cfg: BacktestConfig, scale: float) -> BacktestConfig:
     return cfg.model_copy(update={"battery_units": units})
 
 
+def _no_nan(value: Any) -> Any:
+    """null where a figure has no value (PV self-consumption without PV): a bare NaN is not
+    JSON, and jq or a browser refused the whole file."""
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_no_nan(v) for v in value]
+    if isinstance(value, float | np.floating) and not math.isfinite(value):
+        return None
+    return value
+
+
 def write_offgrid(out_dir: Path, result: dict[str, Any]) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "offgrid.json"
-    path.write_text(json.dumps(result, indent=2, default=float))
+    path.write_text(json.dumps(_no_nan(result), indent=2, default=float, allow_nan=False))
     return path
 
 
