@@ -86,7 +86,7 @@ def test_temperature_series_is_nan_outside_its_span() -> None:
     assert np.isnan(got[0]) and got[1] == 10.0 and got[2] == 20.0 and np.isnan(got[3])
 
 
-def test_forecast_eval_cli_scores_a_load_file(tmp_path: Path) -> None:
+def test_forecast_eval_cli_scores_a_load_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from ems.cli import main
 
     load, _ = hot_days_load(60)
@@ -103,6 +103,8 @@ def test_forecast_eval_cli_scores_a_load_file(tmp_path: Path) -> None:
 
     got = json.loads(out.read_text())
     assert got["targets"] > 0 and 0.0 < got["p90_coverage"] <= 1.0
+    # the coverage is printed in % and so is its mark (it read "81.3 % (0.9 is right)")
+    assert f"P90 coverage {100 * got['p90_coverage']:.1f} % (90 % is right)" in capsys.readouterr().out
     assert got["mae_model_kw"] > 0
 
 
