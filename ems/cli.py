@@ -836,8 +836,10 @@ def cmd_size(args: argparse.Namespace) -> int:
     if dark:
         print(f"{dark} point(s) leave load unserved: never recommended")
     if best is None:
+        # the dark points' NPV may well be > 0 (no fuel for the load left unserved): not "every NPV"
         print("no size on the grid serves the whole load" if dark == len(s.points)
-              else "no size on the grid pays for itself (every NPV < 0)")
+              else "no size on the grid pays for itself (every NPV < 0)" if not dark
+              else "no size on the grid that serves the whole load pays for itself (their NPV < 0)")
     else:
         payback = "never" if best.simple_payback_years is None else f"{best.simple_payback_years:.1f} y"
         with_pv = "" if best.pv_kw is None else f" with {best.pv_kw:,.0f} kW of PV"
