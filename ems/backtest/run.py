@@ -89,7 +89,11 @@ def load_series(opts: BacktestOptions, step: int
         n = wanted
     pv = None if opts.pv_csv is None else resample(
         read_power_csv(opts.pv_csv, unit=unit, scale=opts.pv_scale, start=opts.series_start), step)
-    return load, pv, start, window(load, start, n), None if pv is None else window(pv, start, n)
+    if pv is not None and float(pv.values_w.sum()) < 0:  # as `ems size` refuses it: it billed PV as more load
+        raise BacktestInputError(f"{opts.pv_csv}: the PV series sums to less than 0; PV is generation, > 0")
+    # which file falls short: the load's and the PV's said alike "the series ... does not cover"
+    return (load, pv, start, window(load, start, n, f"{opts.load_csv}: the load series"),
+            None if pv is None else window(pv, start, n, f"{opts.pv_csv}: the PV series"))
 
 
 def _warmup(series: PowerSeries, start: datetime, step_s: int) -> np.ndarray | None:

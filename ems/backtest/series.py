@@ -113,12 +113,12 @@ def resample(series: PowerSeries, step_s: int) -> PowerSeries:
     return PowerSeries(series.start, step_s, series.values_w[: n * k].reshape(n, k).mean(axis=1))
 
 
-def window(series: PowerSeries, start: datetime, n_steps: int) -> FloatArray:
-    """`n_steps` values from `start`; the series must cover them."""
+def window(series: PowerSeries, start: datetime, n_steps: int, name: str = "the series") -> FloatArray:
+    """`n_steps` values from `start`; the series must cover them (`name`: the file, for the message)."""
     offset = (start - series.start).total_seconds() / series.step_s
     if offset < 0 or offset != int(offset) or int(offset) + n_steps > series.values_w.size:
         raise BacktestInputError(
-            f"the series ({series.start:%Y-%m-%d %H:%M} .. {series.end:%Y-%m-%d %H:%M}) does not cover "
+            f"{name} ({series.start:%Y-%m-%d %H:%M} .. {series.end:%Y-%m-%d %H:%M}) does not cover "
             f"{n_steps} steps from {start:%Y-%m-%d %H:%M} on its step grid")
     out: FloatArray = series.values_w[int(offset): int(offset) + n_steps]
     return out
