@@ -563,6 +563,16 @@ def _port(text: str) -> int:
     return port
 
 
+def _unit_id(text: str) -> int:
+    try:
+        unit = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a unit id: {text!r}") from None
+    if not 0 <= unit <= 255:  # as a site file's unit_id
+        raise argparse.ArgumentTypeError(f"a Modbus unit id is 0..255, not {unit}")
+    return unit
+
+
 def _scales(text: str) -> list[float]:
     try:
         out = [float(x) for x in text.split(",") if x.strip()]
@@ -739,8 +749,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sc = sub.add_parser("scan", help="list a Modbus device's SunSpec models and points (or say it is not SunSpec)")
     sc.add_argument("target", help="HOST:PORT")
-    sc.add_argument("--unit", type=int, default=1, help="Modbus unit id (default 1)")
-    sc.add_argument("--timeout", type=float, default=1.0, help="seconds per request")
+    sc.add_argument("--unit", type=_unit_id, default=1, help="Modbus unit id (default 1)")
+    sc.add_argument("--timeout", type=_positive, default=1.0, help="seconds per request")
     sc.add_argument("--all", action="store_true", help="also list the points the device does not implement")
     sc.add_argument("--entry", type=Path, help="write a starting site-file entry for the device here")
     sc.set_defaults(func=cmd_scan)
@@ -881,9 +891,13 @@ def cmd_forecast_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
+    import logging
+
     from ems.scan import parse_target, scan, write_entry
 
     host, port = parse_target(args.target)
+    # pymodbus logs a failed connect at ERROR ("Failed to connect ..."), a line before our own
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     code, lines, entry = asyncio.run(scan(host, port, args.unit, args.timeout, args.all))
     print("\n".join(lines))
     if args.entry is not None and entry is not None:

@@ -43,6 +43,8 @@ FORECAST = ["forecast-eval", "--load", "l.csv"]
     (["demo"], "--speed", "0"),  # read as "the file's speed"
     (["run", "--config", "c.yaml"], "--speed", "0"),  # ZeroDivisionError in a background task
     (["broker"], "--port", "99999"),  # OverflowError traceback
+    (["scan", "127.0.0.1:1"], "--unit", "999"),
+    (["scan", "127.0.0.1:1"], "--timeout", "nan"),
 ])
 def test_a_bad_value_names_its_option(command: list[str], option: str, value: str,
                                       capsys: pytest.CaptureFixture[str]) -> None:
@@ -80,3 +82,18 @@ def test_forecast_eval_names_a_json_folder_that_is_not_there_before_it_scores(
     rc = main(["forecast-eval", "--load", str(tmp_path / "absent.csv"), "--json", str(tmp_path / "no" / "s.json")])
     err = capsys.readouterr().err
     assert rc == 2 and "--json" in err and "absent.csv" not in err
+
+
+def test_scan_of_a_closed_port_says_so_in_one_line(tmp_path: Path) -> None:
+    """pymodbus logged its own "Failed to connect ..." line before ours."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:  # a loopback port nothing listens on once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    done = subprocess.run([sys.executable, "-m", "ems.cli", "scan", f"127.0.0.1:{port}", "--timeout", "0.5"],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 2 and "cannot reach the device" in done.stdout
+    assert done.stderr == "", done.stderr
