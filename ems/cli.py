@@ -838,7 +838,7 @@ def cmd_size(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     _end(progress)
     best = s.best
-    print(f"{len(s.points)} points in {s.wall_s:.1f} s on {s.workers} worker(s) ({s.scheduler})")
+    print(f"{plural(len(s.points), 'point')} in {s.wall_s:.1f} s on {s.workers} worker(s) ({s.scheduler})")
     dark = sum(not p.serves_load for p in s.points)
     if cfg.microgrid is not None and cfg.microgrid.mode.value == "weak_grid" and not import_priced:
         print("weak grid without a tariff: what it imports is not priced (as in `ems backtest`: the money is fuel "

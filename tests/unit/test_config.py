@@ -174,6 +174,15 @@ def test_check_config_takes_a_backtest_file_and_an_agent_file(tmp_path: Path) ->
     assert r.returncode == 2 and str(bad) in r.stderr and "none.json" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_a_backtest_file_given_to_run_says_what_it_is() -> None:
+    """It listed 'meter: Field required', 'bess_units: Field required', 'racks: Field required' and
+    'battery_units: Extra inputs are not permitted' for a file that is fine where it belongs."""
+    with pytest.raises(ConfigError, match=r"backtest-site\.yaml: a backtest file .*`ems backtest` and `ems size`"):
+        load_config(ROOT / "config" / "backtest-site.yaml")
+    r = _cli("run", "--config", str(ROOT / "config" / "offgrid-site.yaml"))
+    assert r.returncode == 2 and "a backtest file" in r.stderr and "Field required" not in r.stderr
+
+
 def test_run_with_bad_config_exits_2(tmp_path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("site: x\n")

@@ -215,6 +215,7 @@ def test_the_cli_sizes_an_off_grid_site_without_a_tariff(tmp_path: Path, capsys:
         (row,) = list(csv.DictReader(fh))
     assert row["genset_kw"] == "" and float(row["unserved_kwh"]) < 1e-3 and float(row["diesel_l_per_year"]) > 0
     assert float(row["npv"]) < 0 and "pays for itself" in out  # 4.8 M of battery against two days' fuel
+    assert out.startswith("1 point in ")  # not "1 points"
 
 
 def test_the_cli_does_not_say_every_npv_is_negative_when_a_dark_point_s_is_not(
