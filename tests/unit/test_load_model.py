@@ -117,6 +117,21 @@ def test_forecast_eval_cli_names_a_bad_file(tmp_path: Path, capsys: pytest.Captu
     assert "load.csv" in capsys.readouterr().err
 
 
+def test_forecast_eval_refuses_more_days_than_the_file_has(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """60 days, the first 28 history: --days 40 scored the 32 there were and said nothing."""
+    from datetime import timedelta
+
+    from ems.cli import main
+
+    load, _ = hot_days_load(60)
+    csv = tmp_path / "load.csv"
+    t0 = datetime(2018, 1, 1)
+    csv.write_text("".join(f"{(t0 + timedelta(hours=i)).isoformat()},{v / 1000:.3f}\n" for i, v in enumerate(load)))
+    assert main(["forecast-eval", "--load", str(csv), "--step-s", "3600", "--days", "40"]) == 2
+    assert f"--days 40: {csv} has 32 days to score after its first 28 (history)" in capsys.readouterr().err
+
+
 # --- the planner's use ----------------------------------------------------------------------
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 URDB = SHARED / "tariffs" / "sam_urdbv7.json"
