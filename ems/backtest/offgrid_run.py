@@ -153,7 +153,7 @@ def write_offgrid(out_dir: Path, result: dict[str, Any]) -> Path:
 def summary_lines(r: dict[str, Any]) -> list[str]:
     b, s = r["baseline"], r["site"]
     lines = [
-        f"{r['run']['mode']}: {r['run']['days']:.0f} days, unserved {r['unserved_kwh']:,.1f} kWh",
+        f"{r['run']['mode']}: {r['run']['days']:.3g} days, unserved {r['unserved_kwh']:,.1f} kWh",  # 0.5: not "0"
         f"diesel {r['diesel_litres']:,.0f} l vs {r['baseline_diesel_litres']:,.0f} l diesel-only "
         f"({b['units']} x {b['rated_w'] / 1e6:g} MW, N+1): saved {r['diesel_saved_litres']:,.0f} l "
         f"({100 * r['diesel_saved_share']:.0f} %), CO2 {r['co2_saved_kg'] / 1000:,.1f} t",

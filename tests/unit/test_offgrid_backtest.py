@@ -478,3 +478,13 @@ def test_offgrid_json_is_json_with_null_where_a_figure_has_no_value(tmp_path: Pa
     got = json.loads(path.read_text(), parse_constant=refuse)
     assert got["site"]["pv_kwh"] == 0.0 and got["site"]["pv_self_consumption"] is None
     assert got["diesel_litres"] == pytest.approx(r["diesel_litres"])
+
+
+def test_the_summary_says_a_part_day_run_is_one() -> None:
+    """--days 0.5 printed "off_grid: 0 days"."""
+    from ems.backtest.offgrid_run import summary_lines
+
+    cfg = parse_backtest_config(site())
+    load, _ = days_of_load(1)
+    _, r = run_series(cfg, datetime(2025, 6, 1), STEP, load[: DAY // 2], None)
+    assert summary_lines(r)[0].startswith("off_grid: 0.5 days, unserved ")
