@@ -80,7 +80,7 @@ def main() -> int:
             f"configured profile (envelope + correction) {fc.mae_configured_kw:,.0f} kW, learned P50 "
             f"{fc.mae_model_kw:,.0f} kW: **skill {100 * fc.skill_vs_naive:.1f} %** vs naive (target 25 %: "
             f"{'met' if fc.skill_vs_naive >= 0.25 else '**not met**'}), {100 * fc.skill_vs_configured:.1f} % vs "
-            f"the configured profile; P90 coverage {100 * fc.p90_coverage:.1f} % (0.9 is right); skill by lead "
+            f"the configured profile; P90 coverage {100 * fc.p90_coverage:.1f} % (90 % is right); skill by lead "
             + ", ".join(f"{k} h {100 * v:.0f} %" for k, v in fc.skill_by_lead_h.items())
             + f"; {fc.fits} fits, {fc.fit_s:.0f} s fitting, {fc.predict_ms_per_forecast:.1f} ms a forecast "
             f"(total {fc_s:.0f} s)",

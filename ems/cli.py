@@ -10,10 +10,12 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import re
 import signal
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +60,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     from ems.devices import check_site_profiles
     from ems.mqtt_auth import client_kwargs
 
+    # the other files the commands read are checked by their own models: a backtest file (or an
+    # agent file) was refused as a site file that lacks meter, bess_units and racks
+    raw = read_yaml_mapping(args.file)
+    if "bess_units" not in raw and "battery_units" in raw:
+        return _check_backtest_file(args.file)
+    if "bess_units" not in raw and "rack_id" in raw:
+        return _check_agent_file(args.file)
     cfg = load_config(args.file)
     check_site_profiles(cfg, str(args.file))
     # the secrets and certificates the file names must be there too, as `ems run` will need them
@@ -81,6 +90,40 @@ def cmd_check_config(args: argparse.Namespace) -> int:
                 raise ConfigError(f"{args.file}: {exc}") from None
     print(f"{args.file}: OK (site {cfg.site}: {plural(len(cfg.bess_units), 'BESS unit')}, "
           f"{plural(cfg.racks.count, 'rack')}, period {cfg.control.period_s:g} s)")
+    return 0
+
+
+def _check_backtest_file(path: Path) -> int:
+    """A backtest file (`ems backtest`, `ems size`): its model, and the tariff it names."""
+    from ems.backtest.config import load_backtest_config
+    from ems.planning.settings import load_tariff
+
+    cfg = load_backtest_config(path)
+    arb = cfg.policies.arbitrage
+    if arb is not None and arb.tariff is not None:  # as `ems backtest` will read it, without --tariff
+        try:
+            load_tariff(arb.tariff)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    energy_kwh = sum(u.capacity_wh for u in cfg.battery_units) / 1000
+    power_kw = sum(u.rated_power_w for u in cfg.battery_units) / 1000
+    kind = "" if cfg.microgrid is None else f", {cfg.microgrid.mode.value}"
+    print(f"{path}: OK (backtest file {cfg.site}: {plural(len(cfg.battery_units), 'battery unit')}, "
+          f"{energy_kwh:,.0f} kWh / {power_kw:,.0f} kW{kind})")
+    return 0
+
+
+def _check_agent_file(path: Path) -> int:
+    """A GPU node's agent file (`ems agent`): its model and the MQTT secrets it names."""
+    from ems.agent.config import load_agent_config
+    from ems.mqtt_auth import client_kwargs
+
+    cfg = load_agent_config(path)
+    try:
+        client_kwargs(cfg.mqtt, identifier=cfg.client_id)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    print(f"{path}: OK (agent file of rack {cfg.rack_id})")
     return 0
 
 
@@ -346,8 +389,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from datetime import datetime
-
     from ems.backtest import BacktestError
     from ems.backtest.config import load_backtest_config
     from ems.backtest.report import write_outputs
@@ -360,19 +401,26 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     opts = BacktestOptions(
         load_csv=args.load, tariff=args.tariff, prices_csv=args.prices, pv_csv=args.pv, load_scale=args.load_scale,
         pv_scale=args.pv_scale, unit=args.unit,
-        start=None if args.start is None else datetime.fromisoformat(args.start),
-        series_start=None if args.series_start is None else datetime.fromisoformat(args.series_start),
+        start=args.start, series_start=args.series_start,
         step_s=args.step_s, days=args.days, foresight=not args.no_foresight, peak_shaving_only=args.peak_shaving_only,
         dr_events_csv=args.dr_events, known_load_ahead_h=args.known_load_ahead_h)
     from ems.backtest.offgrid_run import is_offgrid
     if is_offgrid(cfg):
         return _backtest_offgrid(cfg, opts, args, progress)
+    for option, given in (("--battery-sweep", args.battery_sweep), ("--genset-plan", args.genset_plan)):
+        if given is not None:  # else silently ignored: the run read as if the sweep or plan had been made
+            raise ConfigError(f"ems backtest: {option}: only on an off_grid or weak_grid site (microgrid.mode); "
+                              f"{args.config} is grid-connected")
     try:
         bt = run(cfg, opts, progress)
         files = write_outputs(args.out, bt, timeseries=args.timeseries)
     except BacktestError as exc:
         _end(progress)
         print(f"ems backtest: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except OSError as exc:  # --out names a file, or a folder that cannot be made
+        _end(progress)
+        print(f"ems backtest: --out {args.out}: cannot write: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_CONFIG
     _end(progress)
     t, pf, fin = bt.result.total, bt.result.foresight, bt.result.financials
@@ -437,6 +485,10 @@ def _backtest_offgrid(cfg: Any, opts: Any, args: argparse.Namespace, progress: P
         _end(progress)
         print(f"ems backtest: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except OSError as exc:
+        _end(progress)
+        print(f"ems backtest: --out {args.out}: cannot write: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_CONFIG
     print("\n".join(summary_lines(result)))
     if args.battery_sweep:
         print("\n".join(sweep_lines(result["battery_sweep"])))
@@ -462,6 +514,63 @@ def _step_s(text: str) -> int:
     if step <= 0:  # 0 read as "the default" and -300 passed `3600 % step`
         raise argparse.ArgumentTypeError("the step must be > 0 s")
     return step
+
+
+def _positive(text: str) -> float:
+    """A finite number > 0: a scale, a speed or a span of 0, < 0, nan or inf ran and printed
+    nonsense (a zero load billed, a demo of no time) or ended in a traceback."""
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < x < math.inf:  # nan fails both
+        raise argparse.ArgumentTypeError(f"must be a number > 0, not {text!r}")
+    return x
+
+
+def _non_negative(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= x < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, not {text!r}")
+    return x
+
+
+def _forecast_hours(text: str) -> float:
+    h = _positive(text)
+    if h > 24:  # the forecasts reach a day ahead: more was cut to 24 without a word
+        raise argparse.ArgumentTypeError(f"at most 24 h, not {text!r}")
+    return h
+
+
+def _iso_time(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"an ISO date or time (2018-07-02 or 2018-07-02T14:00), not {text!r}") \
+            from None
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port is 1..65535, not {port}")
+    return port
+
+
+def _unit_id(text: str) -> int:
+    try:
+        unit = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a unit id: {text!r}") from None
+    if not 0 <= unit <= 255:  # as a site file's unit_id
+        raise argparse.ArgumentTypeError(f"a Modbus unit id is 0..255, not {unit}")
+    return unit
 
 
 def _scales(text: str) -> list[float]:
@@ -492,14 +601,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    c = sub.add_parser("check-config", help="validate a site file and exit")
-    c.add_argument("file", type=Path)
+    c = sub.add_parser("check-config", help="validate a site file (or a backtest or agent file) and exit")
+    c.add_argument("file", type=Path, help="site file (ems run, ems sim), backtest file (ems backtest, ems size) "
+                   "or agent file (ems agent)")
     c.set_defaults(func=cmd_check_config)
 
     r = sub.add_parser("run", help="run the controller daemon until SIGINT/SIGTERM")
     r.add_argument("--config", required=True, type=Path)
     r.add_argument("--mqtt-url", help="override mqtt.url from the site file")
-    r.add_argument("--speed", type=float, default=1.0, help="site clock speed (only against a simulated site)")
+    r.add_argument("--speed", type=_positive, default=1.0, help="site clock speed (only against a simulated site)")
     r.add_argument("--log-format", choices=["console", "json"])
     r.add_argument("--state-dir", type=Path, help="override state.dir from the site file")
     r.add_argument("--ha-id", help="this controller's name in the active/standby lease (default: the host name)")
@@ -508,7 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sim", help="serve the simulated site alone (hardware-in-the-loop)")
     s.add_argument("--config", required=True, type=Path)
     s.add_argument("--mqtt-url", help="override mqtt.url from the site file")
-    s.add_argument("--speed", type=float, help="override simulation.speed")
+    s.add_argument("--speed", type=_positive, help="override simulation.speed")
     s.add_argument("--clock-anchor", type=float, help=argparse.SUPPRESS)
     s.add_argument("--clock-epoch", type=float, help=argparse.SUPPRESS)
     s.add_argument("--summary-json", type=Path, help="write the plant's ground truth here on exit")
@@ -537,7 +647,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(func=cmd_agent)
 
     k = sub.add_parser("broker", help="an MQTT broker on loopback for `ems sim` and `ems run` (hardware-in-the-loop)")
-    k.add_argument("--port", type=int, default=18830)
+    k.add_argument("--port", type=_port, default=18830)
     k.add_argument("--kind", choices=["auto", "mosquitto", "embedded"], default="auto",
                    help="Mosquitto if installed (auto), or the embedded amqtt broker")
     k.set_defaults(func=cmd_broker)
@@ -546,8 +656,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--config", type=Path, help="the site file (default: the scenario's)")
     d.add_argument("--scenario", choices=sorted(DEMO_SCENARIOS), default="peak-shaving",
                    help="peak-shaving (config/demo-site.yaml) or off-grid (config/offgrid-sim-site.yaml)")
-    d.add_argument("--speed", type=float, help="site seconds per real second (default: the file's)")
-    d.add_argument("--duration", type=float, default=120.0, help="real seconds to run (default 120)")
+    d.add_argument("--speed", type=_positive, help="site seconds per real second (default: the file's)")
+    d.add_argument("--duration", type=_positive, default=120.0, help="real seconds to run (default 120)")
     d.add_argument("--mqtt-url", help="use this broker instead of starting one")
     d.add_argument("--broker", choices=["auto", "mosquitto", "embedded"], default="embedded",
                    help="broker to start when no --mqtt-url (default: embedded amqtt)")
@@ -563,11 +673,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--tariff", type=Path, help="URDB tariff JSON (default: policies.arbitrage.tariff)")
     b.add_argument("--pv", type=Path, help="PV CSV, same layout as --load")
     b.add_argument("--prices", type=Path, help="dynamic prices CSV (timestamp,price_per_kwh)")
-    b.add_argument("--load-scale", type=float, default=1.0, help="multiply the load (1000: kW -> MW site)")
-    b.add_argument("--pv-scale", type=float, default=1.0)
+    b.add_argument("--load-scale", type=_positive, default=1.0, help="multiply the load (1000: kW -> MW site)")
+    b.add_argument("--pv-scale", type=_non_negative, default=1.0)
     b.add_argument("--unit", choices=["kw", "w"], default="kw", help="unit of the load and PV values")
-    b.add_argument("--start", help="ISO date of the first step to run (default: the series' start)")
-    b.add_argument("--series-start", help="date of the first value of a series without timestamps (default 2018-01-01)")
+    b.add_argument("--start", type=_iso_time, help="ISO date of the first step to run (default: the series' start)")
+    b.add_argument("--series-start", type=_iso_time,
+                   help="date of the first value of a series without timestamps (default 2018-01-01)")
     b.add_argument("--step-s", type=_step_s,
                    help="resolution (default: the planning step, else 900; off-grid and weak-grid 300)")
     b.add_argument("--days", type=float, help="only this many days")
@@ -590,13 +701,13 @@ def build_parser() -> argparse.ArgumentParser:
     fe = sub.add_parser("forecast-eval", help="walk-forward scores of the load forecasts: MAE, skill, P90 coverage "
                         "(docs/backtest.md)")
     fe.add_argument("--load", required=True, type=Path, help="load CSV: one kW value a line, or timestamp,kW")
-    fe.add_argument("--load-scale", type=float, default=1.0)
+    fe.add_argument("--load-scale", type=_positive, default=1.0)
     fe.add_argument("--temperature", type=Path, help="temperature CSV (timestamp,°C, or one value a line for a year)")
-    fe.add_argument("--series-start", help="date of the first value of a series without timestamps "
+    fe.add_argument("--series-start", type=_iso_time, help="date of the first value of a series without timestamps "
                     "(default 2018-01-01)")
-    fe.add_argument("--step-s", type=int, default=900, help="forecast step (default 900)")
-    fe.add_argument("--days", type=float, help="score only this many days")
-    fe.add_argument("--horizon-h", type=float, default=24.0, help="hours ahead per forecast (at most 24)")
+    fe.add_argument("--step-s", type=_step_s, default=900, help="forecast step (default 900)")
+    fe.add_argument("--days", type=_positive, help="score only this many days")
+    fe.add_argument("--horizon-h", type=_forecast_hours, default=24.0, help="hours ahead per forecast (at most 24)")
     fe.add_argument("--json", type=Path, help="also write the scores here")
     fe.set_defaults(func=cmd_forecast_eval)
 
@@ -606,7 +717,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "each point per kWh)")
     z.add_argument("--load", required=True, type=Path)
     z.add_argument("--tariff", type=Path)
-    z.add_argument("--load-scale", type=float, default=1.0)
+    z.add_argument("--load-scale", type=_positive, default=1.0)
     z.add_argument("--energy-kwh", required=True, help="a,b,c or start:stop:count (usable kWh)")
     z.add_argument("--power-kw", required=True, help="a,b,c or start:stop:count")
     z.add_argument("--capex-per-kwh", type=float, help="default: the site file's capex per usable kWh")
@@ -614,7 +725,7 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--step-s", type=_step_s, help="backtest and planning step (default: the planning step; off-grid "
                    "300); 3600 is 4x faster than 900")
     z.add_argument("--days", type=float, help="only this many days of the load (scaled to a year)")
-    z.add_argument("--start", help="ISO date of the first step")
+    z.add_argument("--start", type=_iso_time, help="ISO date of the first step")
     z.add_argument("--pv", type=Path, help="the site's PV series (CSV as the load's): as given, or scaled to "
                    "each --pv-kw")
     z.add_argument("--pv-kw", help="PV sizes to sweep too (kW of panels; 0: none): a,b,c or start:stop:count")
@@ -638,8 +749,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sc = sub.add_parser("scan", help="list a Modbus device's SunSpec models and points (or say it is not SunSpec)")
     sc.add_argument("target", help="HOST:PORT")
-    sc.add_argument("--unit", type=int, default=1, help="Modbus unit id (default 1)")
-    sc.add_argument("--timeout", type=float, default=1.0, help="seconds per request")
+    sc.add_argument("--unit", type=_unit_id, default=1, help="Modbus unit id (default 1)")
+    sc.add_argument("--timeout", type=_positive, default=1.0, help="seconds per request")
     sc.add_argument("--all", action="store_true", help="also list the points the device does not implement")
     sc.add_argument("--entry", type=Path, help="write a starting site-file entry for the device here")
     sc.set_defaults(func=cmd_scan)
@@ -655,7 +766,6 @@ def _sizes_for(prices: dict[str, object], sizes: str | None, what: str, sizes_op
 
 def cmd_size(args: argparse.Namespace) -> int:
     from dataclasses import replace
-    from datetime import datetime
 
     from ems.backtest import BacktestError
     from ems.backtest.config import load_backtest_config
@@ -699,12 +809,8 @@ def cmd_size(args: argparse.Namespace) -> int:
     if args.currency is not None and not re.fullmatch("[A-Z]{3}", args.currency):
         # as a tariff's `currency`: it is written into the page as it is
         raise ConfigError(f"--currency: an ISO 4217 code, three capitals (e.g. USD), not {args.currency!r}")
-    try:
-        start = None if args.start is None else datetime.fromisoformat(args.start)
-    except ValueError:
-        raise ConfigError(f"--start: an ISO date or time, not {args.start!r}") from None
     opts = BacktestOptions(load_csv=args.load, tariff=args.tariff, load_scale=args.load_scale, step_s=args.step_s,
-                           days=args.days, foresight=False, pv_csv=args.pv, start=start)
+                           days=args.days, foresight=False, pv_csv=args.pv, start=args.start)
     arb = cfg.policies.arbitrage
     import_priced = True
     if is_offgrid(cfg):  # fuel and rent, and a weak grid's import bill where it has a tariff (ems/sizing_offgrid.py)
@@ -732,7 +838,7 @@ def cmd_size(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     _end(progress)
     best = s.best
-    print(f"{len(s.points)} points in {s.wall_s:.1f} s on {s.workers} worker(s) ({s.scheduler})")
+    print(f"{plural(len(s.points), 'point')} in {s.wall_s:.1f} s on {s.workers} worker(s) ({s.scheduler})")
     dark = sum(not p.serves_load for p in s.points)
     if cfg.microgrid is not None and cfg.microgrid.mode.value == "weak_grid" and not import_priced:
         print("weak grid without a tariff: what it imports is not priced (as in `ems backtest`: the money is fuel "
@@ -740,8 +846,10 @@ def cmd_size(args: argparse.Namespace) -> int:
     if dark:
         print(f"{dark} point(s) leave load unserved: never recommended")
     if best is None:
+        # the dark points' NPV may well be > 0 (no fuel for the load left unserved): not "every NPV"
         print("no size on the grid serves the whole load" if dark == len(s.points)
-              else "no size on the grid pays for itself (every NPV < 0)")
+              else "no size on the grid pays for itself (every NPV < 0)" if not dark
+              else "no size on the grid that serves the whole load pays for itself (their NPV < 0)")
     else:
         payback = "never" if best.simple_payback_years is None else f"{best.simple_payback_years:.1f} y"
         with_pv = "" if best.pv_kw is None else f" with {best.pv_kw:,.0f} kW of PV"
@@ -753,17 +861,16 @@ def cmd_size(args: argparse.Namespace) -> int:
 
 
 def cmd_forecast_eval(args: argparse.Namespace) -> int:
-    import json
-    from datetime import datetime
-
     from ems.backtest import BacktestError
     from ems.forecast import ForecastInputError
     from ems.forecast_eval import evaluate_year
 
+    if args.json is not None and not args.json.parent.is_dir():  # known before minutes of fitting, not after
+        print(f"ems forecast-eval: --json {args.json}: no folder {args.json.parent}", file=sys.stderr)
+        return EXIT_CONFIG
     try:
-        start = None if args.series_start is None else datetime.fromisoformat(args.series_start)
         s = evaluate_year(args.load, load_scale=args.load_scale, step_s=args.step_s, temperature_csv=args.temperature,
-                          series_start=start, days=args.days, horizon_h=args.horizon_h)
+                          series_start=args.series_start, days=args.days, horizon_h=args.horizon_h)
     except (BacktestError, ForecastInputError, ValueError) as exc:
         print(f"ems forecast-eval: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -771,18 +878,26 @@ def cmd_forecast_eval(args: argparse.Namespace) -> int:
     print(f"MAE naive (same hour of week) {s.mae_naive_kw:,.1f} kW, configured (envelope + correction) "
           f"{s.mae_configured_kw:,.1f} kW, learned P50 {s.mae_model_kw:,.1f} kW")
     print(f"skill vs naive {100 * s.skill_vs_naive:.1f} %, vs configured {100 * s.skill_vs_configured:.1f} %; "
-          f"P90 coverage {100 * s.p90_coverage:.1f} % (0.9 is right)")
+          f"P90 coverage {100 * s.p90_coverage:.1f} % (90 % is right)")
     print("skill vs naive by lead: " + ", ".join(f"{k} h {100 * v:.0f} %" for k, v in s.skill_by_lead_h.items()))
     print(f"{s.fits} fits, {s.fit_s:.1f} s fitting, {s.predict_ms_per_forecast:.2f} ms a forecast")
     if args.json is not None:
-        args.json.write_text(json.dumps(s.as_dict(), indent=1) + "\n")
+        try:
+            args.json.write_text(json.dumps(s.as_dict(), indent=1) + "\n")
+        except OSError as exc:
+            print(f"ems forecast-eval: --json {args.json}: cannot write: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_CONFIG
     return 0
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
+    import logging
+
     from ems.scan import parse_target, scan, write_entry
 
     host, port = parse_target(args.target)
+    # pymodbus logs a failed connect at ERROR ("Failed to connect ..."), a line before our own
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     code, lines, entry = asyncio.run(scan(host, port, args.unit, args.timeout, args.all))
     print("\n".join(lines))
     if args.entry is not None and entry is not None:

@@ -585,4 +585,8 @@ def parse_config(data: object, source: str = "<config>") -> SiteConfig:
 
 
 def load_config(path: str | Path) -> SiteConfig:
-    return parse_config(read_yaml_mapping(path), str(path))
+    data = read_yaml_mapping(path)
+    if "bess_units" not in data and "battery_units" in data:  # else: meter, bess_units, racks missing...
+        raise ConfigError(f"{path}: a backtest file (battery_units), not a site file: `ems backtest` and `ems size` "
+                          "take it; a site file names the meter, bess_units and racks (config/hil-site.yaml)")
+    return parse_config(data, str(path))

@@ -137,7 +137,12 @@ def evaluate_year(load_csv: Path, *, load_scale: float = 1.0, step_s: int = 900,
     load = resample(read_power_csv(load_csv, scale=load_scale, start=series_start), step_s)
     warm = WARMUP_DAYS * round(DAY_S / step_s)
     values = load.values_w
-    if values.size * step_s >= 364 * DAY_S:  # a typical year: its last weeks stand before its start
+    year = values.size * step_s >= 364 * DAY_S  # a typical year: its last weeks stand before its start
+    scored = values.size if year else values.size - warm
+    if days is not None and round(days * DAY_S / step_s) > scored:  # it scored what there was, said nothing
+        raise BacktestInputError(f"--days {days:g}: {load_csv} has {max(scored, 0) * step_s / DAY_S:.4g} days to "
+                                 f"score" + ("" if year else f" after its first {WARMUP_DAYS} (history)"))
+    if year:
         run = values if days is None else values[: round(days * DAY_S / step_s)]
         series = np.concatenate([values[-warm:], run])
         start_s = local_seconds(load.start) - warm * step_s

@@ -168,18 +168,24 @@ class SiteDevices(Strict):
     def _unique_devices(self) -> SiteDevices:
         ids = [u.id for u in self.bess_units]
         if len(ids) != len(set(ids)):
-            raise ValueError("bess_units ids must be unique")
-        endpoints = [(self.meter.host, self.meter.port, self.meter.unit_id)]
+            raise ValueError(f"bess_units ids must be unique: {sorted({i for i in ids if ids.count(i) > 1})}")
         gids = [g.id for g in self.gensets]
         if len(gids) != len(set(gids)):
-            raise ValueError("gensets ids must be unique")
-        for ep in (self.genset, self.filler, self.pv, *self.gensets):
-            if ep is not None:
-                endpoints.append((ep.host, ep.port, ep.unit_id))
-        for u in self.bess_units:
-            endpoints += [(u.bms.host, u.bms.port, u.bms.unit_id), (u.pcs.host, u.pcs.port, u.pcs.unit_id)]
-        if len(endpoints) != len(set(endpoints)):
-            raise ValueError("two devices share the same host, port and unit_id")
+            raise ValueError(f"gensets ids must be unique: {sorted({i for i in gids if gids.count(i) > 1})}")
+        # each device by its place in the file, so a clash names the two to fix
+        devices: list[tuple[str, ModbusEndpoint]] = [("meter", self.meter)]
+        devices += [(name, ep) for name, ep in (("genset", self.genset), ("filler", self.filler), ("pv", self.pv))
+                    if ep is not None]
+        devices += [(f"gensets.{i}", g) for i, g in enumerate(self.gensets)]
+        for i, u in enumerate(self.bess_units):
+            devices += [(f"bess_units.{i}.bms", u.bms), (f"bess_units.{i}.pcs", u.pcs)]
+        seen: dict[tuple[str, int, int], str] = {}
+        for name, ep in devices:
+            key = (ep.host, ep.port, ep.unit_id)
+            if key in seen:
+                raise ValueError(f"{seen[key]} and {name} share host {ep.host}, port {ep.port} and unit_id "
+                                 f"{ep.unit_id}")
+            seen[key] = name
         return self
 
 

@@ -52,7 +52,7 @@ class BacktestConfig(Strict):
     def _unique(self) -> BacktestConfig:
         ids = [u.id for u in self.battery_units]
         if len(ids) != len(set(ids)):
-            raise ValueError("battery_units ids must be unique")
+            raise ValueError(f"battery_units ids must be unique: {sorted({i for i in ids if ids.count(i) > 1})}")
         dr = self.policies.demand_response  # (without racks its tiers are moot: a live site file's, say)
         if dr is not None and self.racks is not None and (unknown := set(dr.flex_tiers) - set(self.racks.row_ids())):
             raise ValueError(f"policies.demand_response.flex_tiers names unknown rows: {sorted(unknown)}")

@@ -53,6 +53,8 @@ def load_dr_events(path: Path) -> list[DrEvent]:
         raise BacktestInputError(f"{path}: not a CSV file: {exc}") from None
     if len(rows) > MAX_EVENTS:
         raise BacktestInputError(f"{path}: more than {MAX_EVENTS} events")
+    if not rows:  # else the run went on without a word of demand response, as if none had been asked for
+        raise BacktestInputError(f"{path}: no events (a header line, then an event a line: docs/demand-response.md)")
     out: list[DrEvent] = []
     for n, row in enumerate(rows, 2):
         where = f"{path}:{n}"

@@ -5,6 +5,7 @@ tariff (--tariff, or the arbitrage section's) the import's bill."""
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -130,17 +131,29 @@ def with_battery_scale(cfg: BacktestConfig, scale: float) -> BacktestConfig:
     return cfg.model_copy(update={"battery_units": units})
 
 
+def _no_nan(value: Any) -> Any:
+    """null where a figure has no value (PV self-consumption without PV): a bare NaN is not
+    JSON, and jq or a browser refused the whole file."""
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_no_nan(v) for v in value]
+    if isinstance(value, float | np.floating) and not math.isfinite(value):
+        return None
+    return value
+
+
 def write_offgrid(out_dir: Path, result: dict[str, Any]) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "offgrid.json"
-    path.write_text(json.dumps(result, indent=2, default=float))
+    path.write_text(json.dumps(_no_nan(result), indent=2, default=float, allow_nan=False))
     return path
 
 
 def summary_lines(r: dict[str, Any]) -> list[str]:
     b, s = r["baseline"], r["site"]
     lines = [
-        f"{r['run']['mode']}: {r['run']['days']:.0f} days, unserved {r['unserved_kwh']:,.1f} kWh",
+        f"{r['run']['mode']}: {r['run']['days']:.3g} days, unserved {r['unserved_kwh']:,.1f} kWh",  # 0.5: not "0"
         f"diesel {r['diesel_litres']:,.0f} l vs {r['baseline_diesel_litres']:,.0f} l diesel-only "
         f"({b['units']} x {b['rated_w'] / 1e6:g} MW, N+1): saved {r['diesel_saved_litres']:,.0f} l "
         f"({100 * r['diesel_saved_share']:.0f} %), CO2 {r['co2_saved_kg'] / 1000:,.1f} t",

@@ -77,13 +77,23 @@ def load_series(opts: BacktestOptions, step: int
     load = resample(read_power_csv(opts.load_csv, unit=unit, scale=opts.load_scale, start=opts.series_start), step)
     start = opts.start or load.start
     n = load.values_w.size - round((start - load.start).total_seconds() / step)
-    if opts.days is not None:
-        n = min(n, round(opts.days * 86400 / step))
     if n <= 0:
-        raise BacktestInputError("the load series has no steps from the start")
+        raise BacktestInputError(f"--start {start:%Y-%m-%d %H:%M}: not before the end of the load series "
+                                 f"({load.start:%Y-%m-%d %H:%M} .. {load.end:%Y-%m-%d %H:%M})")
+    if opts.days is not None:
+        wanted = round(opts.days * 86400 / step)
+        if wanted > n:  # it ran what there was, and the summary read as the days asked for
+            raise BacktestInputError(f"--days {opts.days:g}: the load series has {n * step / 86400:.4g} days from "
+                                     f"{start:%Y-%m-%d %H:%M} ({load.start:%Y-%m-%d %H:%M} .. "
+                                     f"{load.end:%Y-%m-%d %H:%M})")
+        n = wanted
     pv = None if opts.pv_csv is None else resample(
         read_power_csv(opts.pv_csv, unit=unit, scale=opts.pv_scale, start=opts.series_start), step)
-    return load, pv, start, window(load, start, n), None if pv is None else window(pv, start, n)
+    if pv is not None and float(pv.values_w.sum()) < 0:  # as `ems size` refuses it: it billed PV as more load
+        raise BacktestInputError(f"{opts.pv_csv}: the PV series sums to less than 0; PV is generation, > 0")
+    # which file falls short: the load's and the PV's said alike "the series ... does not cover"
+    return (load, pv, start, window(load, start, n, f"{opts.load_csv}: the load series"),
+            None if pv is None else window(pv, start, n, f"{opts.pv_csv}: the PV series"))
 
 
 def _warmup(series: PowerSeries, start: datetime, step_s: int) -> np.ndarray | None:

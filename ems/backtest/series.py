@@ -79,12 +79,16 @@ def read_power_csv(path: str | Path, *, unit: Literal["kw", "w"] = "kw", scale: 
     if times:
         if len(times) < 2:
             raise BacktestInputError(f"{path}: at least two rows are needed to know the step")
-        steps = {int((b - a).total_seconds()) for a, b in itertools.pairwise(times)}
-        if len(steps) != 1 or min(steps) <= 0:
-            raise BacktestInputError(f"{path}: timestamps must increase at a constant step")
+        step = int((times[1] - times[0]).total_seconds())
+        for line, (a, b) in enumerate(itertools.pairwise(times), start=first + 2):
+            if step <= 0 or (b - a).total_seconds() != step:  # name the row: a gap, a repeat or a step back
+                what = ("repeats" if b == a else "goes back" if b < a
+                        else f"is {(b - a).total_seconds():g} s after the row before, not {step} s")
+                raise BacktestInputError(f"{path}:{line}: timestamps must increase at a constant step; "
+                                         f"{b.isoformat(sep=' ')} {what}")
         if times[0].tzinfo is not None:
             raise BacktestInputError(f"{path}: timestamps must be naive local time")
-        return PowerSeries(times[0], steps.pop(), arr)
+        return PowerSeries(times[0], step, arr)
     if step_s is None:
         step_s = _YEAR_STEPS.get(arr.size)
         if step_s is None:
@@ -109,12 +113,12 @@ def resample(series: PowerSeries, step_s: int) -> PowerSeries:
     return PowerSeries(series.start, step_s, series.values_w[: n * k].reshape(n, k).mean(axis=1))
 
 
-def window(series: PowerSeries, start: datetime, n_steps: int) -> FloatArray:
-    """`n_steps` values from `start`; the series must cover them."""
+def window(series: PowerSeries, start: datetime, n_steps: int, name: str = "the series") -> FloatArray:
+    """`n_steps` values from `start`; the series must cover them (`name`: the file, for the message)."""
     offset = (start - series.start).total_seconds() / series.step_s
     if offset < 0 or offset != int(offset) or int(offset) + n_steps > series.values_w.size:
         raise BacktestInputError(
-            f"the series ({series.start:%Y-%m-%d %H:%M} .. {series.end:%Y-%m-%d %H:%M}) does not cover "
+            f"{name} ({series.start:%Y-%m-%d %H:%M} .. {series.end:%Y-%m-%d %H:%M}) does not cover "
             f"{n_steps} steps from {start:%Y-%m-%d %H:%M} on its step grid")
     out: FloatArray = series.values_w[int(offset): int(offset) + n_steps]
     return out

@@ -357,6 +357,52 @@ def test_timestamped_layout(tmp_path) -> None:
         read_power_csv(f)
 
 
+@pytest.mark.parametrize(("rows", "says"), [
+    (["00:00", "01:00", "02:00", "05:00", "06:00"], r":5: .*2018-01-01 05:00:00 is 10800 s after the row before, "
+                                                    r"not 3600 s"),
+    (["00:00", "01:00", "01:00", "02:00"], r":4: .*2018-01-01 01:00:00 repeats"),
+    (["00:00", "01:00", "02:00", "00:30"], r":5: .*2018-01-01 00:30:00 goes back"),
+])
+def test_a_gap_a_repeat_or_a_step_back_names_its_line(tmp_path: Path, rows: list[str], says: str) -> None:
+    """It said only "timestamps must increase at a constant step": in 8,760 rows, which?"""
+    f = tmp_path / "load.csv"
+    f.write_text("timestamp,kW\n" + "".join(f"2018-01-01T{r},100\n" for r in rows))
+    with pytest.raises(BacktestInputError, match="load.csv" + says):
+        read_power_csv(f)
+
+
+def test_days_past_the_series_and_a_start_after_it_are_named(tmp_path: Path) -> None:
+    """--days longer than the series ran what there was (2 h for --days 3) and the summary read
+    as the days asked for; a --start after the end said "no steps from the start"."""
+    from ems.backtest.run import load_series
+
+    load = tmp_path / "load.csv"
+    load.write_text("".join(f"2018-01-01T{h:02d}:00:00,{100 + h}\n" for h in range(24)))
+    with pytest.raises(BacktestInputError, match=r"--days 3: the load series has 1 days from 2018-01-01 00:00"):
+        load_series(BacktestOptions(load_csv=load, days=3), 3600)
+    with pytest.raises(BacktestInputError, match=r"--start 2018-01-05 00:00: not before the end .*2018-01-02 00:00"):
+        load_series(BacktestOptions(load_csv=load, start=datetime(2018, 1, 5)), 3600)
+    assert load_series(BacktestOptions(load_csv=load, days=0.5), 3600)[3].size == 12
+
+
+def test_a_pv_series_that_falls_short_or_has_the_wrong_sign_is_named(tmp_path: Path) -> None:
+    """A PV file shorter than the run said "the series ... does not cover" (the load's or the
+    PV's?); one signed as export (< 0) ran, billed as more load, where `ems size` refuses it."""
+    from ems.backtest.run import load_series
+
+    load, pv = tmp_path / "load.csv", tmp_path / "pv.csv"
+    load.write_text("".join(f"2018-01-0{d}T{h:02d}:00:00,100\n" for d in (1, 2) for h in range(24)))
+    pv.write_text("".join(f"2018-01-01T{h:02d}:00:00,10\n" for h in range(24)))
+    with pytest.raises(BacktestInputError, match=rf"{pv}: the PV series \(2018-01-01 00:00 \.\. 2018-01-02 00:00\) "
+                                                 r"does not cover 48 steps"):
+        load_series(BacktestOptions(load_csv=load, pv_csv=pv), 3600)
+    with pytest.raises(BacktestInputError, match=rf"{load}: the load series .* does not cover"):
+        load_series(BacktestOptions(load_csv=load, start=datetime(2017, 12, 31)), 3600)
+    pv.write_text("".join(f"2018-01-0{d}T{h:02d}:00:00,-10\n" for d in (1, 2) for h in range(24)))
+    with pytest.raises(BacktestInputError, match=rf"{pv}: the PV series sums to less than 0"):
+        load_series(BacktestOptions(load_csv=load, pv_csv=pv), 3600)
+
+
 def test_resample_holds_and_averages() -> None:
     s = PowerSeries(datetime(2018, 1, 1), 3600, np.array([1.0, 3.0]))
     np.testing.assert_allclose(resample(s, 900).values_w, [1, 1, 1, 1, 3, 3, 3, 3])

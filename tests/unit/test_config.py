@@ -85,11 +85,12 @@ def test_unknown_field_rejected() -> None:
 def test_duplicate_unit_ids_and_ports_rejected() -> None:
     data = _demo()
     data["bess_units"][1]["id"] = data["bess_units"][0]["id"]
-    with pytest.raises(ConfigError, match="unique"):
+    with pytest.raises(ConfigError, match=r"unique: \['bess-1'\]"):
         parse_config(data, "x")
     data = _demo()
     data["bess_units"][1]["pcs"]["port"] = data["meter"]["port"]
-    with pytest.raises(ConfigError, match="share"):
+    # it said "two devices share ...": which two, in a file of a dozen?
+    with pytest.raises(ConfigError, match=rf"meter and bess_units\.1\.pcs share host .*port {data['meter']['port']}"):
         parse_config(data, "x")
 
 
@@ -150,6 +151,36 @@ def test_missing_file_and_bad_profile(tmp_path) -> None:
     bad.write_text(yaml.safe_dump(data))
     r = _cli("check-config", str(bad))
     assert r.returncode == 2 and "meter_v9" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_check_config_takes_a_backtest_file_and_an_agent_file(tmp_path: Path) -> None:
+    """Each was refused as a site file that lacks meter, bess_units and racks, while `ems
+    backtest`, `ems size` and `ems agent` take it."""
+    if not (ROOT.parent / "shared" / "data" / "tariffs" / "sam_urdbv7.json").exists():
+        pytest.skip("shared data not present (the backtest file's tariff)")
+    for name, says in (("backtest-site.yaml", "OK (backtest file backtest-gpu-site: 2 battery units, "
+                                              "4,000 kWh / 2,000 kW)"),
+                       ("offgrid-site.yaml", "off_grid)"), ("agent-example.yaml", "OK (agent file of rack ")):
+        r = _cli("check-config", str(ROOT / "config" / name))
+        assert r.returncode == 0 and says in r.stdout, (name, r.stdout, r.stderr)
+    data = yaml.safe_load((ROOT / "config" / "backtest-site.yaml").read_text())
+    bad = tmp_path / "bt.yaml"
+    bad.write_text(yaml.safe_dump({**data, "policies": {**data["policies"], "battery": {"soc_max": 1.5}}}))
+    r = _cli("check-config", str(bad))
+    assert r.returncode == 2 and "policies.battery.soc_max" in r.stderr and "bess_units" not in r.stderr
+    arbitrage = {**data["policies"]["arbitrage"], "tariff": str(tmp_path / "none.json")}
+    bad.write_text(yaml.safe_dump({**data, "policies": {**data["policies"], "arbitrage": arbitrage}}))
+    r = _cli("check-config", str(bad))  # the tariff `ems backtest` would read
+    assert r.returncode == 2 and str(bad) in r.stderr and "none.json" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_backtest_file_given_to_run_says_what_it_is() -> None:
+    """It listed 'meter: Field required', 'bess_units: Field required', 'racks: Field required' and
+    'battery_units: Extra inputs are not permitted' for a file that is fine where it belongs."""
+    with pytest.raises(ConfigError, match=r"backtest-site\.yaml: a backtest file .*`ems backtest` and `ems size`"):
+        load_config(ROOT / "config" / "backtest-site.yaml")
+    r = _cli("run", "--config", str(ROOT / "config" / "offgrid-site.yaml"))
+    assert r.returncode == 2 and "a backtest file" in r.stderr and "Field required" not in r.stderr
 
 
 def test_run_with_bad_config_exits_2(tmp_path) -> None:

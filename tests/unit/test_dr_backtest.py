@@ -53,6 +53,8 @@ def test_a_year_of_events_is_replayed_with_revenue(tmp_path) -> None:
     ("start,end,target_kw\n2018-07-02T15:00,2018-07-02T16:00,nan\n", "target_kw: must be a finite"),
     ("start,end,target_kw\n2018-07-02T15:00+02:00,2018-07-02T16:00,1\n", "without a zone"),
     ("start,end,target_kw\nyesterday,2018-07-02T16:00,1\n", "not an ISO 8601"),
+    ("", "no events"),  # the run went on without a word of demand response
+    ("start,end,target_kw\n", "no events"),
 ])
 def test_a_bad_event_row_names_its_line(tmp_path, text, match) -> None:
     p = tmp_path / "e.csv"

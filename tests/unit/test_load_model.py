@@ -86,7 +86,7 @@ def test_temperature_series_is_nan_outside_its_span() -> None:
     assert np.isnan(got[0]) and got[1] == 10.0 and got[2] == 20.0 and np.isnan(got[3])
 
 
-def test_forecast_eval_cli_scores_a_load_file(tmp_path: Path) -> None:
+def test_forecast_eval_cli_scores_a_load_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from ems.cli import main
 
     load, _ = hot_days_load(60)
@@ -103,6 +103,8 @@ def test_forecast_eval_cli_scores_a_load_file(tmp_path: Path) -> None:
 
     got = json.loads(out.read_text())
     assert got["targets"] > 0 and 0.0 < got["p90_coverage"] <= 1.0
+    # the coverage is printed in % and so is its mark (it read "81.3 % (0.9 is right)")
+    assert f"P90 coverage {100 * got['p90_coverage']:.1f} % (90 % is right)" in capsys.readouterr().out
     assert got["mae_model_kw"] > 0
 
 
@@ -113,6 +115,21 @@ def test_forecast_eval_cli_names_a_bad_file(tmp_path: Path, capsys: pytest.Captu
     bad.write_text("timestamp,kW\n2018-01-01T00:00,1\n2018-01-01T01:00,x\n")
     assert main(["forecast-eval", "--load", str(bad)]) == 2
     assert "load.csv" in capsys.readouterr().err
+
+
+def test_forecast_eval_refuses_more_days_than_the_file_has(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """60 days, the first 28 history: --days 40 scored the 32 there were and said nothing."""
+    from datetime import timedelta
+
+    from ems.cli import main
+
+    load, _ = hot_days_load(60)
+    csv = tmp_path / "load.csv"
+    t0 = datetime(2018, 1, 1)
+    csv.write_text("".join(f"{(t0 + timedelta(hours=i)).isoformat()},{v / 1000:.3f}\n" for i, v in enumerate(load)))
+    assert main(["forecast-eval", "--load", str(csv), "--step-s", "3600", "--days", "40"]) == 2
+    assert f"--days 40: {csv} has 32 days to score after its first 28 (history)" in capsys.readouterr().err
 
 
 # --- the planner's use ----------------------------------------------------------------------

@@ -458,3 +458,33 @@ def test_the_charge_the_battery_ends_short_of_is_the_sites_to_make_up() -> None:
     assert r["stored_energy_value"] == pytest.approx(r["stored_energy_change_kwh"] * base["fuel_cost"]
                                                      / base["energy_kwh"])
     assert r["site_cost"] == pytest.approx(-r["stored_energy_value"])  # no fuel, no rent, no bill
+
+
+def test_offgrid_json_is_json_with_null_where_a_figure_has_no_value(tmp_path: Path) -> None:
+    """A site without PV wrote "pv_self_consumption": NaN, which is not JSON: jq and a browser
+    refused the whole file."""
+    import json
+
+    from ems.backtest.offgrid_run import write_offgrid
+
+    cfg = parse_backtest_config(site())
+    load, _ = days_of_load(2)
+    _, r = run_series(cfg, datetime(2025, 6, 1), STEP, load, None)
+    path = write_offgrid(tmp_path, r)
+
+    def refuse(constant: str) -> float:
+        raise ValueError(constant)
+
+    got = json.loads(path.read_text(), parse_constant=refuse)
+    assert got["site"]["pv_kwh"] == 0.0 and got["site"]["pv_self_consumption"] is None
+    assert got["diesel_litres"] == pytest.approx(r["diesel_litres"])
+
+
+def test_the_summary_says_a_part_day_run_is_one() -> None:
+    """--days 0.5 printed "off_grid: 0 days"."""
+    from ems.backtest.offgrid_run import summary_lines
+
+    cfg = parse_backtest_config(site())
+    load, _ = days_of_load(1)
+    _, r = run_series(cfg, datetime(2025, 6, 1), STEP, load[: DAY // 2], None)
+    assert summary_lines(r)[0].startswith("off_grid: 0.5 days, unserved ")

@@ -215,6 +215,27 @@ def test_the_cli_sizes_an_off_grid_site_without_a_tariff(tmp_path: Path, capsys:
         (row,) = list(csv.DictReader(fh))
     assert row["genset_kw"] == "" and float(row["unserved_kwh"]) < 1e-3 and float(row["diesel_l_per_year"]) > 0
     assert float(row["npv"]) < 0 and "pays for itself" in out  # 4.8 M of battery against two days' fuel
+    assert out.startswith("1 point in ")  # not "1 points"
+
+
+def test_the_cli_does_not_say_every_npv_is_negative_when_a_dark_point_s_is_not(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without gensets the site leaves load dark and burns no fuel: NPV in the millions, never
+    recommended; the line said 'every NPV < 0' beside that row of the table."""
+    from ems.cli import main
+
+    if not LOAD.exists():
+        pytest.skip("shared data not present")
+    rc = main(["size", "--config", str(OFFGRID), "--load", str(LOAD), "--load-scale", "1000", "--energy-kwh",
+               "6000", "--power-kw", "3000", "--genset-kw", "0,4000", "--days", "2", "--workers", "1",
+               "--out", str(tmp_path), "--quiet"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    with (tmp_path / "sizing.csv").open() as fh:
+        dark, served = sorted(csv.DictReader(fh), key=lambda r: float(r["genset_kw"]))
+    assert float(dark["unserved_kwh"]) > 0 and float(dark["npv"]) > 0 and float(served["npv"]) < 0
+    assert "1 point(s) leave load unserved" in out and "every NPV < 0" not in out
+    assert "no size on the grid that serves the whole load pays for itself" in out
 
 
 def test_pv_on_an_off_grid_site_is_priced_against_the_trucks(tmp_path: Path) -> None:
