@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -203,6 +204,15 @@ class SmoothingConfig(Strict):
         return self
 
 
+def _no_credentials(url: str) -> str:
+    """A URL the status and the metrics may show (unauthenticated): no user or password in it;
+    a secret lives in its own variable or file, never the site file."""
+    if "@" in urlsplit(url).netloc:
+        raise ValueError("must not carry a user or password (user:password@host): the status and the metrics "
+                         "show this URL (the VTN's credentials: the client secret, or the certificate)")
+    return url
+
+
 class OpenAdrConfig(Strict):
     """An OpenADR 2.0b VEN (ems/openadr_ven.py) polling the program's VTN."""
 
@@ -220,6 +230,8 @@ class OpenAdrConfig(Strict):
     vtn_fingerprint: str | None = None
     ca_file: Path | None = None
 
+    _vtn_url = field_validator("vtn_url")(_no_credentials)
+
 
 class OpenAdr3Config(Strict):
     """An OpenADR 3.0.1 VEN (ems/openadr3_ven.py) polling the VTN's REST API for its programs' events."""
@@ -235,7 +247,7 @@ class OpenAdr3Config(Strict):
     targets: dict[str, list[str]] = Field(
         default_factory=dict, max_length=8,
         description="what else names the site in an event's targets (type -> values, e.g. GROUP: [north]): an "
-        "event targeted at a type listed here and none of its values is another site's")
+        "event whose targets of the site's types all name others is another site's")
     poll_every_s: float = Field(default=30.0, ge=1, le=3600)
     timeout_s: float = Field(default=10.0, gt=0, le=120, description="a poll (or a round of reports) longer "
                              "than this is abandoned and counted")
@@ -245,6 +257,8 @@ class OpenAdr3Config(Strict):
         default_factory=lambda: {1: 0.10, 2: 0.25, 3: 0.50},
         description="SIMPLE level -> share of the baseline to cut (level 0: normal operation)")
     power_scale_w: float = Field(default=1000.0, gt=0, description="W per unit of a power payload without units")
+
+    _urls = field_validator("vtn_url", "token_url")(_no_credentials)
 
     @field_validator("targets")
     @classmethod

@@ -118,23 +118,36 @@ MAX_TARGET_VALUES = 1000  # values of one entry (a program of many VENs names th
 
 
 def for_this_site(targets: object, identity: Mapping[str, frozenset[str]]) -> bool:
-    """Whether an event with these `targets` (3.0.1: a list of {type, values}) is the site's:
-    none is everyone's; each type the site names itself by (`identity`: VEN_NAME and the
-    configured types) that the event targets must list one of the site's values; a type the
-    site does not know is the VTN's to judge (it listed the event to these credentials).
-    Raises `Malformed` on a shape that is not the spec's."""
+    """Whether an event with these `targets` is the site's. The targets name the event's
+    recipients, any of them (as a VTN filters by target: values OR'd): none, everyone's; one
+    of a type the site names itself by (`identity`: VEN_NAME and the configured types) that
+    lists one of its values, the site's; entries of such types that all name others, not the
+    site's; only types the site does not know, the VTN's to judge (it listed the event to these
+    credentials). 3.0.1 targets are {type, values} objects; 3.1's plain strings are matched
+    against all the site's values (their type is the VEN's own business there). Raises
+    `Malformed` on another shape."""
     if targets is None:
         return True
     if not isinstance(targets, list) or len(targets) > MAX_TARGETS:
         raise Malformed(f"targets: a list of at most {MAX_TARGETS}")
-    named: dict[str, set[str]] = {}  # type -> its values, entries of one type together (values are OR'd)
+    every = frozenset().union(*identity.values())
+    known = False  # an entry of a type the site names itself by (that did not name it)
     for entry in targets:
+        if isinstance(entry, str):  # 3.1
+            if entry in every:
+                return True
+            known = True
+            continue
         values = entry.get("values") if isinstance(entry, Mapping) else None
         kind = entry.get("type") if isinstance(entry, Mapping) else None
         if not isinstance(kind, str) or not isinstance(values, list) or len(values) > MAX_TARGET_VALUES:
-            raise Malformed("a target that is not {type, values}")
-        named.setdefault(kind, set()).update(str(v) for v in values if isinstance(v, str | int))
-    return all(mine & named[kind] for kind, mine in identity.items() if kind in named)
+            raise Malformed("a target that is not {type, values} (3.0.1) or a string (3.1)")
+        mine = identity.get(kind)
+        if mine is not None:
+            if not mine.isdisjoint(str(v) for v in values if isinstance(v, str | int)):
+                return True
+            known = True
+    return not known
 
 
 def dr_events3(event: object, levels: Mapping[int, float], power_scale_w: float, now_s: float,

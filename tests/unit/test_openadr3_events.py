@@ -160,12 +160,18 @@ def test_an_event_targeted_at_other_sites_is_not_this_ones() -> None:
     assert ours(None) and ours({})  # no targets: every VEN of the program
     assert ours({"VEN_NAME": ["site-3", "site-7"]}) and not ours({"VEN_NAME": ["site-3", "site-9"]})
     assert ours({"GROUP": ["north"]}) and not ours({"GROUP": ["south"]})
-    # every type the site names itself by must match; a type it does not know is the VTN's to judge
-    assert not ours({"VEN_NAME": ["site-7"], "GROUP": ["south"]})
+    # the targets are the recipients, any of them: named by one of its types, the site is one
+    assert ours({"VEN_NAME": ["site-7"], "GROUP": ["south"]}) and ours({"VEN_NAME": ["site-9"], "GROUP": ["north"]})
+    # recipients the site can judge all name others: not the site's, whatever else the event names
+    assert not ours({"VEN_NAME": ["site-9"], "RESOURCE_NAME": ["feeder-12"]})
+    # only types the site does not know: the VTN's to judge
     assert ours({"VEN_NAME": ["site-7"], "RESOURCE_NAME": ["feeder-12"]}) and ours({"SERVICE_AREA": ["x"]})
     # entries of one type are one list of values (OR), whatever the VTN split them into
     assert for_this_site([{"type": "VEN_NAME", "values": ["a"]}, {"type": "VEN_NAME", "values": ["site-7"]}], me)
-    for bad in ({"type": "VEN_NAME"}, [{"type": "VEN_NAME", "values": "site-7"}], [{"values": ["site-7"]}], ["x"],
+    # 3.1: targets are plain strings, matched against all the site's values
+    assert for_this_site(["site-7"], me) and for_this_site(["x", "north"], me) and for_this_site([], me)
+    assert not for_this_site(["south", "site-9"], me)
+    for bad in ({"type": "VEN_NAME"}, [{"type": "VEN_NAME", "values": "site-7"}], [{"values": ["site-7"]}], [5],
                 [{"type": "GROUP", "values": ["g"] * 1001}], [{"type": "GROUP", "values": ["g"]}] * 33):
         with pytest.raises(Malformed):
             for_this_site(bad, me)
@@ -178,3 +184,15 @@ def test_the_sites_own_target_values_are_checked() -> None:
     for bad in ({"group": ["north"]}, {"VEN_NAME": ["site-7"]}, {"GROUP": []}, {"GROUP": [""]}, {"GROUP": "north"}):
         with pytest.raises(ValueError, match="targets"):
             OpenAdr3Config.model_validate({**base, "targets": bad})
+
+
+def test_a_vtn_url_with_credentials_is_refused_without_echoing_them() -> None:
+    """The status and the metrics (unauthenticated) show the VTN's URL: a password in it would be
+    published; the site file refuses it, naming the field, and the message does not repeat it."""
+    cases = [{"openadr3": _cfg(vtn_url="https://site-7:hunter2@vtn.example/openadr3/3.0.1")},
+             {"openadr3": _cfg(token_url="https://site-7:hunter2@auth.example/token")},
+             {"openadr": {"vtn_url": "https://site-7:hunter2@vtn.example/OpenADR2/Simple/2.0b", "ven_name": "s"}}]
+    for dr in cases:
+        with pytest.raises(ConfigError, match="must not carry a user or password") as exc:
+            parse_config(site_dict("mqtt://127.0.0.1:1883", policies={"demand_response": dr}), "test")
+        assert "url" in str(exc.value) and "hunter2" not in str(exc.value)
