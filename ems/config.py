@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
