@@ -66,7 +66,7 @@ def ven_metrics(status: Mapping[str, Any]) -> Iterator[Metric]:
     for kind, n in sorted(counts.items()):
         refused.add_metric([kind], n)
     if _count(malformed := ven.get("malformed")):  # 2.0b counts one kind
-        refused.add_metric(["malformed"], malformed)
+        refused.add_metric(["Malformed"], malformed)
     yield refused
     failures = CounterMetricFamily("ems_dr_ven_failures", "failed polls and reports, by kind", labels=["kind"])
     for kind, n in sorted(_counts(ven, "failures").items()):

@@ -126,7 +126,7 @@ async def test_an_openadr_event_is_held_at_the_meter_and_reported(broker, make_s
             assert ven_status["opted_in"] >= 1 and ven_status["opted_out"] == 0 and ven_status["malformed"] == 0
             text = ControllerMetrics(ctl.published).render().decode()  # the same in the metrics
             assert "ems_dr_ven_registered 1.0" in text
-            assert 'ems_dr_ven_events_refused_total{kind="malformed"} 0.0' in text
+            assert 'ems_dr_ven_events_refused_total{kind="Malformed"} 0.0' in text
             assert re.search(r"^ems_dr_ven_opted_in_total [1-9]", text, re.M)
             await wait_for(lambda: any(r["event_id"] == "evt-1:0" for r in ctl.dr.results), timeout_s=5)
             [result] = [r for r in ctl.dr.results if r["event_id"] == "evt-1:0"]

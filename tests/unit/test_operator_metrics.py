@@ -94,7 +94,7 @@ def test_the_vens_health_is_in_the_metrics_by_kind_and_absent_without_a_ven() ->
     v2 = {"dr": {"ven": {"protocol": "OpenADR 2.0b", "vtn": "http://127.0.0.1:8080/OpenADR2/Simple/2.0b",
                          "registered": False, "opted_in": 4, "opted_out": 1, "malformed": 2}}}
     text = render(v2)
-    assert "ems_dr_ven_registered 0.0" in text and 'ems_dr_ven_events_refused_total{kind="malformed"} 2.0' in text
+    assert "ems_dr_ven_registered 0.0" in text and 'ems_dr_ven_events_refused_total{kind="Malformed"} 2.0' in text
     assert "ems_dr_ven_opted_in_total 4.0" in text and "ems_dr_ven_opted_out_total 1.0" in text
     assert "ems_dr_ven_polls" not in text
     # no VEN, or a status without the dr part: nothing, not zeros
