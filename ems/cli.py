@@ -519,22 +519,20 @@ def _step_s(text: str) -> int:
 def _positive(text: str) -> float:
     """A finite number > 0: a scale, a speed or a span of 0, < 0, nan or inf ran and printed
     nonsense (a zero load billed, a demo of no time) or ended in a traceback."""
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < x < math.inf:  # nan fails both
-        raise argparse.ArgumentTypeError(f"must be a number > 0, not {text!r}")
-    return x
+    return _finite(text, zero=False)
 
 
 def _non_negative(text: str) -> float:
+    return _finite(text, zero=True)
+
+
+def _finite(text: str, zero: bool) -> float:
     try:
         x = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 <= x < math.inf:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, not {text!r}")
+    if not ((x >= 0) if zero else (x > 0)) or not x < math.inf:  # nan fails both
+        raise argparse.ArgumentTypeError(f"must be a number {'>=' if zero else '>'} 0, not {text!r}")
     return x
 
 
@@ -554,23 +552,21 @@ def _iso_time(text: str) -> datetime:
 
 
 def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"a TCP port is 1..65535, not {port}")
-    return port
+    return _whole(text, 1, 65535, "a TCP port")
 
 
 def _unit_id(text: str) -> int:
+    return _whole(text, 0, 255, "a Modbus unit id")  # as a site file's unit_id
+
+
+def _whole(text: str, lo: int, hi: int, what: str) -> int:
     try:
-        unit = int(text)
+        value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a unit id: {text!r}") from None
-    if not 0 <= unit <= 255:  # as a site file's unit_id
-        raise argparse.ArgumentTypeError(f"a Modbus unit id is 0..255, not {unit}")
-    return unit
+        raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+    if not lo <= value <= hi:
+        raise argparse.ArgumentTypeError(f"{what} is {lo}..{hi}, not {value}")
+    return value
 
 
 def _scales(text: str) -> list[float]:

@@ -98,19 +98,25 @@ async def test_when_the_battery_cannot_hold_the_swing_the_gpus_flatten_it(broker
         await wait_for(lambda: bool((site.plant.racks.floor_w == 0).all()), timeout_s=5)
 
 
-async def test_an_announced_job_start_ramps_its_racks(broker, make_site) -> None:
-    """The simulator's scheduler announces each job start and stop over MQTT; with a battery of
-    2 x 50 kW against a 480 kW step, the controller has the job's racks ramp."""
-    cfg = make_site(
-        broker.url, rows=2, racks_per_row=8, period_s=0.5,
-        policies={"smoothing": {"rate_hz": 20, "job_ramp_lead_s": 2.0}},
+def _job_site(make_site, url: str, smoothing: dict, job_s: float):
+    """16 racks that start and stop one 16-rack job (~480 kW) every `job_s` or so, a battery of
+    2 x 50 kW, a ramp limit of 100 kW a minute."""
+    return make_site(
+        url, rows=2, racks_per_row=8, period_s=0.5,
+        policies={"smoothing": {"rate_hz": 20, **smoothing}},
         grid_connection={"ramp_limit_w": 100_000.0, "ramp_window_s": 60.0},
         simulation={"seed": 5, "speed": 1.0, "pue": 1.0,
                     "bess": [{"capacity_wh": 200_000, "rated_power_w": 50_000, "initial_soc": 0.6,
                               "heartbeat_timeout_s": 2.0}],
                     "racks": {"model": "training", "racks_per_job": 16, "swing_low_fraction": 0.9,
-                              "swing_high_fraction": 0.9, "mean_job_s": 6.0, "mean_idle_s": 6.0, "ramp_s": 0.2,
+                              "swing_high_fraction": 0.9, "mean_job_s": job_s, "mean_idle_s": job_s, "ramp_s": 0.2,
                               "checkpoint_every_s": 1e6, "telemetry_period_s": 0.5}})
+
+
+async def test_an_announced_job_start_ramps_its_racks(broker, make_site) -> None:
+    """The simulator's scheduler announces each job start and stop over MQTT; with a battery of
+    2 x 50 kW against a 480 kW step, the controller has the job's racks ramp."""
+    cfg = _job_site(make_site, broker.url, {"job_ramp_lead_s": 2.0}, job_s=6.0)
     clock = ScaledClock(1.0)
     async with running_site(cfg, clock) as site, running_controller(cfg, clock) as ctl:
         jobs = ctl.jobs
@@ -128,16 +134,7 @@ async def test_an_announced_job_start_ramps_its_racks(broker, make_site) -> None
 async def test_job_steps_nothing_can_ramp_are_counted_against_the_ramp_limit(broker, make_site) -> None:
     """No lever (GPU ramps and floors off) and a 2 x 50 kW battery against 480 kW job steps: the
     grid breaks the 100 kW-a-minute limit, and the controller says so (status and metrics)."""
-    cfg = make_site(
-        broker.url, rows=2, racks_per_row=8, period_s=0.5,
-        policies={"smoothing": {"rate_hz": 20, "gpu": False, "job_ramp_share": 0.0}},
-        grid_connection={"ramp_limit_w": 100_000.0, "ramp_window_s": 60.0},
-        simulation={"seed": 5, "speed": 1.0, "pue": 1.0,
-                    "bess": [{"capacity_wh": 200_000, "rated_power_w": 50_000, "initial_soc": 0.6,
-                              "heartbeat_timeout_s": 2.0}],
-                    "racks": {"model": "training", "racks_per_job": 16, "swing_low_fraction": 0.9,
-                              "swing_high_fraction": 0.9, "mean_job_s": 4.0, "mean_idle_s": 4.0, "ramp_s": 0.2,
-                              "checkpoint_every_s": 1e6, "telemetry_period_s": 0.5}})
+    cfg = _job_site(make_site, broker.url, {"gpu": False, "job_ramp_share": 0.0}, job_s=4.0)
     clock = ScaledClock(1.0)
     async with running_site(cfg, clock), running_controller(cfg, clock) as ctl:
         watch = ctl.ramp_watch

@@ -199,16 +199,20 @@ def test_a_bought_fleet_adds_its_capex_and_om_to_the_project() -> None:
     assert bought.battery_npv == pytest.approx(free.npv, rel=1e-12)  # the storage's, as `ems backtest` prints it
 
 
+def _size_cli(out: Path, *args: str) -> int:
+    """`ems size` on the off-grid example, two days, one worker, into `out`."""
+    from ems.cli import main
+
+    return main(["size", "--config", str(OFFGRID), "--load", str(LOAD), "--load-scale", "1000", *args,
+                 "--days", "2", "--workers", "1", "--out", str(out), "--quiet"])
+
+
 def test_the_cli_sizes_an_off_grid_site_without_a_tariff(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """It asked for a tariff, and given one billed the site as if it had a grid: every point
     'saved' the whole grid bill of the load (NPV in the tens of millions)."""
-    from ems.cli import main
-
     if not LOAD.exists():
         pytest.skip("shared data not present")
-    rc = main(["size", "--config", str(OFFGRID), "--load", str(LOAD), "--load-scale", "1000", "--energy-kwh",
-               "12000", "--power-kw", "3000", "--start", "2018-01-08", "--days", "2", "--workers", "1",
-               "--out", str(tmp_path), "--quiet"])
+    rc = _size_cli(tmp_path, "--energy-kwh", "12000", "--power-kw", "3000", "--start", "2018-01-08")
     assert rc == 0
     out = capsys.readouterr().out
     with (tmp_path / "sizing.csv").open() as fh:
@@ -222,13 +226,9 @@ def test_the_cli_does_not_say_every_npv_is_negative_when_a_dark_point_s_is_not(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Without gensets the site leaves load dark and burns no fuel: NPV in the millions, never
     recommended; the line said 'every NPV < 0' beside that row of the table."""
-    from ems.cli import main
-
     if not LOAD.exists():
         pytest.skip("shared data not present")
-    rc = main(["size", "--config", str(OFFGRID), "--load", str(LOAD), "--load-scale", "1000", "--energy-kwh",
-               "6000", "--power-kw", "3000", "--genset-kw", "0,4000", "--days", "2", "--workers", "1",
-               "--out", str(tmp_path), "--quiet"])
+    rc = _size_cli(tmp_path, "--energy-kwh", "6000", "--power-kw", "3000", "--genset-kw", "0,4000")
     assert rc == 0
     out = capsys.readouterr().out
     with (tmp_path / "sizing.csv").open() as fh:
