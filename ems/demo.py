@@ -147,7 +147,9 @@ def offgrid_summary_text(truth: dict[str, Any], ctl: Controller) -> str:
         f"control periods:              {ctl.stats.periods} (overruns {ctl.stats.overruns})",
     ]
     if mg is not None:
-        lines.append(f"controller's KPIs:            diesel {mg['diesel_l']:,.0f} l, CO2 {mg['co2_kg']:,.0f} kg, "
+        booked_h = ctl.stats.periods * ctl.cfg.control.period_s / 3600.0  # less than the site's time by its overruns
+        lines.append(f"controller's KPIs:            over the periods it ran ({booked_h:.1f} h of site time): "
+                     f"diesel {mg['diesel_l']:,.0f} l, CO2 {mg['co2_kg']:,.0f} kg, "
                      f"{mg['genset_hours']:.1f} genset h, unserved {mg['unserved_kwh']:.1f} kWh, "
                      f"surplus (PV curtailed) {mg['surplus_kwh']:,.0f} kWh")
     return "\n".join(lines)

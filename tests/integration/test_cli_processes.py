@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import sys
 from pathlib import Path
@@ -85,6 +86,8 @@ async def test_off_grid_demo_runs_and_prints_the_island_s_summary(broker) -> Non
     assert demo.returncode == 0, err.decode()
     assert "=== off-grid demo summary ===" in text and "PCS trips, lost racks:        0, 0" in text
     assert "unserved 0.0 kWh" in text
+    # the controller's totals say what span they cover (less than the site's time by its overruns)
+    assert re.search(r"controller's KPIs: +over the periods it ran \(\d+\.\d h of site time\)", text), text
 
 
 async def test_run_refuses_what_it_cannot_drive_off_grid_naming_the_field(tmp_path) -> None:
