@@ -52,6 +52,31 @@ def with_free_ports(cfg: SiteConfig, mqtt_url: str) -> SiteConfig:
     })
 
 
+def device_ports(cfg: SiteConfig) -> list[int]:
+    """The loopback ports the simulated site serves its devices on."""
+    eps = [cfg.meter, *(ep for u in cfg.bess_units for ep in (u.bms, u.pcs)), cfg.genset, cfg.filler]
+    return [ep.port for ep in eps if ep is not None]
+
+
+async def wait_for_site(ports: list[int], proc: asyncio.subprocess.Process, timeout_s: float) -> bool:
+    """Until every device port of the simulated site accepts a connection (False: the site
+    exited, or `timeout_s` passed). The controller started before them reported each device
+    lost, then recovered, on a machine slow to start the site."""
+    deadline = time.monotonic() + timeout_s
+    waiting = list(ports)
+    while waiting and proc.returncode is None and time.monotonic() < deadline:
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", waiting[0]), 1.0)
+        except (OSError, TimeoutError):
+            await asyncio.sleep(0.1)
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        waiting.pop(0)
+    return not waiting
+
+
 @contextlib.asynccontextmanager
 async def _broker(url: str | None, kind: str) -> AsyncIterator[str]:
     if url is not None:
@@ -191,6 +216,9 @@ async def run_demo(cfg: SiteConfig, args: argparse.Namespace) -> int:
                     serve(controller, http, load_tokens(http, {http.token_env: token})))
                 print(f"ems demo: operator dashboard {server.url}  token {token}", flush=True)
             await asyncio.sleep(max(0.0, anchor - time.monotonic()))
+            if not await wait_for_site(device_ports(site_cfg), proc, 60.0):
+                print("ems demo: the simulated site did not serve its devices within 60 s; starting anyway",
+                      file=sys.stderr, flush=True)
             task = asyncio.create_task(controller.run(stop), name="controller")
             tty = sys.stdout.isatty()
             end = time.monotonic() + args.duration

@@ -182,3 +182,36 @@ async def test_sighup_reloads_the_site_file_or_keeps_the_running_one(broker, tmp
     lines = [json.loads(line) for line in err.decode().splitlines() if line.startswith("{")]
     infos = [x["event"] for x in lines if x.get("level") == "info"]
     assert "config reloaded" in infos and infos[0] == "config reloaded"  # warning level until the reload
+
+
+async def test_the_demo_waits_for_the_simulated_site_to_serve_its_devices() -> None:
+    """On a machine slow to start the site, the controller started first and reported every
+    device lost, then recovered: the demo now waits for the ports (bounded)."""
+    from ems.broker import free_port
+    from ems.demo import wait_for_site
+
+    async def nothing(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.close()
+
+    alive = await asyncio.create_subprocess_exec(sys.executable, "-c", "import time; time.sleep(30)")
+    try:
+        late = free_port()
+        servers = [await asyncio.start_server(nothing, "127.0.0.1", 0)]
+        ports = [s.sockets[0].getsockname()[1] for s in servers] + [late]
+
+        async def serve_late() -> None:
+            await asyncio.sleep(0.5)
+            servers.append(await asyncio.start_server(nothing, "127.0.0.1", late))
+
+        opener = asyncio.create_task(serve_late())
+        assert await wait_for_site(ports, alive, 10.0)  # the late one too, once it serves
+        await opener
+        assert not await wait_for_site([free_port()], alive, 0.5)  # bounded: nobody serves it
+        for s in servers:
+            s.close()
+    finally:
+        alive.kill()
+        await alive.wait()
+    gone = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+    await gone.wait()
+    assert not await wait_for_site([free_port()], gone, 30.0)  # the site exited: no 30-s wait
