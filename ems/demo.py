@@ -188,7 +188,7 @@ async def run_demo(cfg: SiteConfig, args: argparse.Namespace) -> int:
     speed = args.speed or sim.speed
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # the site goes down after the controller
         loop.add_signal_handler(sig, stop.set)
     async with _broker(args.mqtt_url, args.broker) as url:
         site_cfg = with_free_ports(cfg, url)
@@ -201,7 +201,9 @@ async def run_demo(cfg: SiteConfig, args: argparse.Namespace) -> int:
                 sys.executable, "-m", "ems.cli", "sim", "--config", str(cfg_path), "--speed", str(speed),
                 "--clock-anchor", repr(anchor), "--clock-epoch", repr(epoch),
                 "--summary-json", str(summary_path), "--log-format", "console",
-                stdout=asyncio.subprocess.DEVNULL)
+                # its own process group: a terminal's Ctrl-C reaches the demo alone, which stops the
+                # controller (units to 0 W) before the site; both at once left the units unreachable
+                stdout=asyncio.subprocess.DEVNULL, process_group=0)
             print(f"ems demo: broker {url}, site '{cfg.site}' in process {proc.pid}: "
                   f"{plural(len(cfg.bess_units), 'BESS unit')}, {plural(cfg.racks.count, 'rack')}; speed {speed:g}x, "
                   f"{args.duration:g} s", flush=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
 import sys
@@ -21,10 +22,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-async def _spawn(*args: str) -> asyncio.subprocess.Process:
+async def _spawn(*args: str, own_group: bool = False) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "ems.cli", *args, cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, process_group=0 if own_group else None)
 
 
 async def test_run_daemon_controls_sim_and_leaves_units_at_zero_on_sigterm(broker, tmp_path) -> None:
@@ -77,6 +78,21 @@ async def test_demo_runs_and_prints_a_summary(broker) -> None:
     assert "=== demo summary ===" in text
     assert "peak import, no battery" in text and "peak import, with battery" in text
     assert "PCS heartbeat timeouts:       0" in text
+
+
+async def test_ctrl_c_stops_the_demo_s_controller_before_its_site(broker) -> None:
+    """A terminal's Ctrl-C signals the whole foreground group: the simulated site went down with
+    the controller, which then could not set the units to 0 W ('units unreachable')."""
+    demo = await _spawn("demo", "--duration", "60", "--mqtt-url", broker.url, "--no-http", own_group=True)
+    assert demo.stdout is not None
+    while b"waiting for the first control period" not in await asyncio.wait_for(demo.stdout.readline(), 30):
+        pass
+    await asyncio.sleep(3.0)  # periods running
+    os.killpg(demo.pid, signal.SIGINT)  # as a terminal does: the demo and whatever shares its group
+    out, err = await asyncio.wait_for(demo.communicate(), 60)
+    assert demo.returncode == 0, err.decode()
+    assert "=== demo summary ===" in out.decode()
+    assert "could not set unit to 0 W" not in err.decode() and "unreachable" not in err.decode(), err.decode()
 
 
 async def test_off_grid_demo_runs_and_prints_the_island_s_summary(broker) -> None:
