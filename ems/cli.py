@@ -603,7 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_check_config)
 
     r = sub.add_parser("run", help="run the controller daemon until SIGINT/SIGTERM")
-    r.add_argument("--config", required=True, type=Path)
+    r.add_argument("--config", required=True, type=Path, help="the site file (e.g. config/hil-site.yaml)")
     r.add_argument("--mqtt-url", help="override mqtt.url from the site file")
     r.add_argument("--speed", type=_positive, default=1.0, help="site clock speed (only against a simulated site)")
     r.add_argument("--log-format", choices=["console", "json"])
@@ -612,7 +612,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("sim", help="serve the simulated site alone (hardware-in-the-loop)")
-    s.add_argument("--config", required=True, type=Path)
+    s.add_argument("--config", required=True, type=Path, help="a site file with a simulation: section "
+                   "(config/demo-site.yaml)")
     s.add_argument("--mqtt-url", help="override mqtt.url from the site file")
     s.add_argument("--speed", type=_positive, help="override simulation.speed")
     s.add_argument("--clock-anchor", type=float, help=argparse.SUPPRESS)
@@ -632,7 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("fleet", help="the fleet service: JetStream -> PostgreSQL, and the fleet page/API "
                        "(docs/fleet.md)")
-    f.add_argument("--config", required=True, type=Path)
+    f.add_argument("--config", required=True, type=Path, help="the fleet file (docs/fleet.md)")
     f.set_defaults(func=cmd_fleet)
 
     a = sub.add_parser("agent", help="the rack agent of a GPU node: NVML power, caps and smoothing over MQTT "
@@ -664,7 +665,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
 
     b = sub.add_parser("backtest", help="the site's policies on a load series in fast time, billed (docs/backtest.md)")
-    b.add_argument("--config", required=True, type=Path)
+    b.add_argument("--config", required=True, type=Path, help="backtest or site file (config/backtest-site.yaml)")
     b.add_argument("--load", required=True, type=Path, help="load CSV: one kW value a line, or timestamp,kW")
     b.add_argument("--tariff", type=Path, help="URDB tariff JSON (default: policies.arbitrage.tariff)")
     b.add_argument("--pv", type=Path, help="PV CSV, same layout as --load")
@@ -711,8 +712,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "Dask: NPV, payback, IRR, LCOS and the recommended size (docs/backtest.md)")
     z.add_argument("--config", required=True, type=Path, help="backtest or site file (its economics: section prices "
                    "each point per kWh)")
-    z.add_argument("--load", required=True, type=Path)
-    z.add_argument("--tariff", type=Path)
+    z.add_argument("--load", required=True, type=Path, help="load CSV: one kW value a line, or timestamp,kW")
+    z.add_argument("--tariff", type=Path, help="URDB tariff JSON (default: policies.arbitrage.tariff; off-grid: "
+                   "none)")
     z.add_argument("--load-scale", type=_positive, default=1.0)
     z.add_argument("--energy-kwh", required=True, help="a,b,c or start:stop:count (usable kWh)")
     z.add_argument("--power-kw", required=True, help="a,b,c or start:stop:count")
