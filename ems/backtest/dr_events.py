@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from ems.backtest.errors import BacktestInputError
@@ -75,3 +75,12 @@ def load_dr_events(path: Path) -> list[DrEvent]:
         except ValueError as exc:
             raise BacktestInputError(f"{where}: {exc}") from None
     return out
+
+
+def check_events_in_run(events: list[DrEvent], path: Path, start: datetime, span_s: float) -> None:
+    """A file none of whose events touches the run replayed nothing and said "0 events"."""
+    t0 = (start - _EPOCH).total_seconds()
+    if events and not any(e.start_s < t0 + span_s and e.end_s > t0 for e in events):
+        end = start + timedelta(seconds=span_s)
+        raise BacktestInputError(f"--dr-events {path}: none of its {len(events)} events falls within the run "
+                                 f"({start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M})")

@@ -14,7 +14,7 @@ import numpy as np
 
 from ems.backtest.ageing_run import lifetime_ageing
 from ems.backtest.config import BacktestConfig
-from ems.backtest.dr_events import load_dr_events
+from ems.backtest.dr_events import check_events_in_run, load_dr_events
 from ems.backtest.engine import Progress, Trace, run_backtest
 from ems.backtest.errors import BacktestInputError
 from ems.backtest.financials import Economics
@@ -179,6 +179,8 @@ def run(cfg: BacktestConfig, opts: BacktestOptions, progress: Progress | None = 
     check_prices(tariff, start, step, n)
     warm = warmup_net(load, pv, start, step)
     events = [] if opts.dr_events_csv is None else load_dr_events(opts.dr_events_csv)
+    if opts.dr_events_csv is not None:
+        check_events_in_run(events, opts.dr_events_csv, start, n * step)
     if events and cfg.policies.demand_response is None:  # the replay needs the policy; its defaults will do
         cfg = cfg.model_copy(update={"policies": cfg.policies.model_copy(
             update={"demand_response": DemandResponseConfig()})})

@@ -61,3 +61,23 @@ def test_a_bad_event_row_names_its_line(tmp_path, text, match) -> None:
     p.write_text(text)
     with pytest.raises(BacktestInputError, match=match):
         load_dr_events(p)
+
+
+def test_events_that_all_miss_the_run_are_refused_with_its_span(tmp_path) -> None:
+    """It replayed nothing and printed '0 events' without a word of why."""
+    if not LOAD.exists() or not URDB.exists():
+        pytest.skip("shared data not present")
+    csv = tmp_path / "events.csv"
+    csv.write_text("start,end,target_kw\n2018-07-01T15:00,2018-07-01T17:00,1500\n2018-07-05T00:00,2018-07-05T01:00,1500\n")
+    cfg = load_backtest_config(SITE)
+    opts = BacktestOptions(load_csv=LOAD, tariff=URDB, load_scale=1000.0, start=datetime(2018, 7, 2), days=2,
+                           step_s=900, foresight=False, peak_shaving_only=True, dr_events_csv=csv)
+    with pytest.raises(BacktestInputError, match=r"none of its 2 events falls within the run "
+                                                 r"\(2018-07-02 00:00 to 2018-07-04 00:00\)"):
+        run(cfg, opts)
+    # one that ends as the run starts misses it too; one inside it is replayed
+    csv.write_text("start,end,target_kw\n2018-07-01T23:00,2018-07-02T00:00,1500\n")
+    with pytest.raises(BacktestInputError, match="none of its 1 events"):
+        run(cfg, opts)
+    csv.write_text("start,end,target_kw\n2018-07-01T23:00,2018-07-02T00:00,1500\n2018-07-03T10:00,2018-07-03T11:00,1500\n")
+    assert run(cfg, opts).result.run["dr"]["events"] == 1
