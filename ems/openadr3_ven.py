@@ -60,6 +60,7 @@ class OpenAdr3Ven:
         self.cfg, self.secret, self.book, self.wall = cfg, secret, book, wall
         self.import_w, self.flexibility_w = import_w, flexibility_w
         self.polls = 0  # complete polls
+        self.polls_failing = 0  # polls failed since the last complete one (the VTN out of reach now)
         self.failures: Counter[str] = Counter()  # failed polls and reports, by kind
         self.refused: Counter[str] = Counter()  # events refused, by kind (Unsupported, Malformed, DrBookFull, ...)
         self.reports = 0  # reports the VTN accepted
@@ -75,7 +76,7 @@ class OpenAdr3Ven:
         """The VEN's figures for the site status (`dr.ven`)."""
         return {"protocol": PROTOCOL, "vtn": self.cfg.vtn_url, "polls": self.polls,
                 "failures": dict(self.failures), "refused": dict(self.refused), "reports": self.reports,
-                "targeted_elsewhere": self.elsewhere}
+                "targeted_elsewhere": self.elsewhere, "polls_failing": self.polls_failing}
 
     # --- HTTP ------------------------------------------------------------------------
     async def _json(self, resp: aiohttp.ClientResponse) -> Any:
@@ -138,6 +139,7 @@ class OpenAdr3Ven:
         mapped = await asyncio.to_thread(self._map, listed, now_s, frozenset(self._refused_ids))
         self._reconcile(*mapped)
         self.polls += 1
+        self.polls_failing = 0
 
     def _map(self, listed: list[tuple[str, Any]], now_s: float, skip: frozenset[tuple[str, str]]
              ) -> tuple[dict[str, DrEvent], dict[str, str], list[tuple[tuple[str, str], str, str]], int]:
@@ -200,6 +202,8 @@ class OpenAdr3Ven:
     def _failed(self, exc: BaseException, what: str) -> None:
         kind = f"{what}:{type(exc).__name__}"
         self.failures[kind] += 1
+        if what == "poll":
+            self.polls_failing += 1
         if kind not in self._logged:
             self._logged.add(kind)
             log.warning(f"openadr3 {what} failed", vtn=self.cfg.vtn_url, error=repr(exc)[:200])

@@ -52,6 +52,9 @@ def ven_metrics(status: Mapping[str, Any]) -> Iterator[Metric]:
     info = GaugeMetricFamily("ems_dr_ven_info", "the demand-response VEN", labels=["protocol", "vtn"])
     info.add_metric([str(ven.get("protocol", "")), str(ven.get("vtn", ""))], 1.0)
     yield info
+    if _count(failing := ven.get("polls_failing")):  # 3.0
+        yield GaugeMetricFamily("ems_dr_ven_polls_failing", "polls failed in a row (0: the last one completed)",
+                                value=failing)
     if _count(elsewhere := ven.get("targeted_elsewhere")):  # 3.0
         yield GaugeMetricFamily("ems_dr_ven_events_targeted_elsewhere",
                                 "events of the last poll targeted at other sites (not acted on)", value=elsewhere)

@@ -298,9 +298,11 @@ async def test_a_hanging_vtn_costs_a_poll_bounded_by_the_timeout() -> None:
             vtn.events_answer = vtn.hang
             await wait_for(lambda: ven.failures["poll:TimeoutError"] >= 2)
             assert [e.event_id for e in ven.book.pending()] == ["e-1:0"]  # an outage cancels nothing
+            assert ven.status()["polls_failing"] >= 2  # what EmsVenFailing watches
             vtn.events_answer = None
             vtn.events = []
             await wait_for(lambda: not ven.book.pending())  # back: the VTN's word again
+            assert ven.status()["polls_failing"] == 0
 
 
 def _site(make_site, mqtt_url: str, vtn: FakeVtn):
