@@ -344,8 +344,7 @@ class Controller:
         self._demand_at_s = snap.now_s
         ramp = self.controls.step_params.grid_ramp
         if ramp is not None and snap.meter is not None:
-            grid_w = snap.meter.grid_power_w if snap.meter.average_w is None else snap.meter.average_w
-            self.ramp_watch.observe(snap.now_s, grid_w, ramp.limit_w, ramp.window_s, 10 * snap.period_s)
+            self.ramp_watch.observe(snap.now_s, snap.meter.mean_w, ramp.limit_w, ramp.window_s, 10 * snap.period_s)
         self.persisted.maybe_save(self, snap.now_s)
         self.events.flush()  # events the disk refused (full), written once it takes them
 

@@ -310,8 +310,7 @@ def book(snap: SiteSnapshot, p: DrParams, state: DrState, battery_w: float) -> D
     if t is None or snap.meter is None or state.rack_mean_w is None:
         return state
     dt = snap.period_s
-    # the meter's own average where it has one: one sample a period of a swing is not its energy
-    grid_w = snap.meter.grid_power_w if snap.meter.average_w is None else snap.meter.average_w
+    grid_w = snap.meter.mean_w  # one sample a period of a swing is not its energy
     tiers = tier_of_racks(snap.racks, p)
     mean = state.rack_mean_w
     # signed: a swinging rack is under its mean half the time capped or not; the sum is what the caps

@@ -75,6 +75,5 @@ def record(snap: SiteSnapshot, p: GridRampParams, state: GridRampState, setpoint
     window = (*(tw for tw in state.recent_grid if snap.now_s - tw[0] < p.window_s), (snap.now_s, load_w - setpoint_w))
     values = [w for _, w in window]
     if max(values) - min(values) > 2.0 * p.limit_w:
-        measured_w = snap.meter.grid_power_w if snap.meter.average_w is None else snap.meter.average_w
-        return GridRampState(((snap.now_s, measured_w),))
+        return GridRampState(((snap.now_s, snap.meter.mean_w),))
     return GridRampState(window)

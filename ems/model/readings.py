@@ -26,6 +26,12 @@ class MeterReading:
     read_at_s: float
     average_w: float | None = None  # grid power over the meter's averaging window, where it offers one
 
+    @property
+    def mean_w(self) -> float:
+        """The meter's own average where it has one, else the instant reading: one sample a
+        period of a training swing is not the grid's power over the period."""
+        return self.grid_power_w if self.average_w is None else self.average_w
+
 
 @dataclass(frozen=True, slots=True)
 class BmsReading:

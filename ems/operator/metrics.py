@@ -90,8 +90,7 @@ def grid_limit_metrics(status: Mapping[str, Any]) -> Iterator[Metric]:
     if not isinstance(sm, Mapping):
         return
     ramp = sm.get("ramp")
-    measured = ramp.get("measured") if isinstance(ramp, Mapping) else None
-    if isinstance(ramp, Mapping) and isinstance(measured, Mapping):
+    if isinstance(ramp, Mapping) and isinstance(measured := ramp.get("measured"), Mapping):
         yield GaugeMetricFamily("ems_grid_ramp_limit_watts", "the grid's ramp limit over its window",
                                 value=ramp["limit_w"])
         yield GaugeMetricFamily("ems_grid_ramp_swing_watts", "the metered grid's spread over the ramp window now",
@@ -104,7 +103,7 @@ def grid_limit_metrics(status: Mapping[str, Any]) -> Iterator[Metric]:
                            ("load_band_rms_w", "ems_load_band_rms_watts", "the load's oscillation in the band (RMS)"),
                            ("oscillation_limit_w_rms", "ems_grid_oscillation_limit_watts",
                             "the grid's oscillation limit (RMS)")):
-        if isinstance(v := sm.get(key), int | float) and not isinstance(v, bool) and math.isfinite(v):
+        if _count(v := sm.get(key)) or (isinstance(v, float) and math.isfinite(v)):
             yield GaugeMetricFamily(name, doc, value=v)
 
 
