@@ -414,14 +414,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     try:
         bt = run(cfg, opts, progress)
         files = write_outputs(args.out, bt, timeseries=args.timeseries)
-    except BacktestError as exc:
-        _end(progress)
-        print(f"ems backtest: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except OSError as exc:  # --out names a file, or a folder that cannot be made
-        _end(progress)
-        print(f"ems backtest: --out {args.out}: cannot write: {exc.strerror or exc}", file=sys.stderr)
-        return EXIT_CONFIG
+    except (BacktestError, OSError) as exc:
+        return _refused("backtest", progress, args.out, exc)
     _end(progress)
     t, pf, fin = bt.result.total, bt.result.foresight, bt.result.financials
     print(f"bill without battery {t['bill_without']:,.2f}, with {t['bill_with']:,.2f}: "
@@ -466,6 +460,16 @@ def _end(progress: ProgressLine | None) -> None:
         progress.close()
 
 
+def _refused(command: str, progress: ProgressLine | None, out: Path, exc: Exception) -> int:
+    """A run that cannot go on or cannot write its outputs: one line on stderr, exit 2."""
+    _end(progress)
+    why: object = exc
+    if isinstance(exc, OSError) and exc.filename is not None and Path(exc.filename).is_relative_to(out):
+        why = f"--out {out}: cannot write: {exc.strerror or exc}"
+    print(f"ems {command}: {why}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
 def _backtest_offgrid(cfg: Any, opts: Any, args: argparse.Namespace, progress: ProgressLine | None) -> int:
     """An off-grid or weak-grid site: the run against diesel trucks alone (docs/off-grid.md)."""
     from ems.backtest import BacktestError
@@ -481,14 +485,8 @@ def _backtest_offgrid(cfg: Any, opts: Any, args: argparse.Namespace, progress: P
         if args.battery_sweep:
             result["battery_sweep"] = battery_sweep(cfg, opts, args.battery_sweep, args.genset_plan)
         path = write_offgrid(args.out, result)
-    except BacktestError as exc:
-        _end(progress)
-        print(f"ems backtest: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except OSError as exc:
-        _end(progress)
-        print(f"ems backtest: --out {args.out}: cannot write: {exc.strerror or exc}", file=sys.stderr)
-        return EXIT_CONFIG
+    except (BacktestError, OSError) as exc:
+        return _refused("backtest", progress, args.out, exc)
     print("\n".join(summary_lines(result)))
     if args.battery_sweep:
         print("\n".join(sweep_lines(result["battery_sweep"])))
@@ -831,9 +829,7 @@ def cmd_size(args: argparse.Namespace) -> int:
                   genset_kws=genset_kws, gensets=gensets)
         files = write_outputs(args.out, s, currency)
     except (BacktestError, OSError) as exc:
-        _end(progress)
-        print(f"ems size: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return _refused("size", progress, args.out, exc)
     _end(progress)
     best = s.best
     print(f"{plural(len(s.points), 'point')} in {s.wall_s:.1f} s on {s.workers} worker(s) ({s.scheduler})")

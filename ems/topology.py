@@ -147,6 +147,12 @@ class RacksConfig(Strict):
 
 
 
+def unique_ids(field: str, ids: list[str]) -> None:
+    """Raise naming the ids `field` repeats."""
+    if len(ids) != len(set(ids)):
+        raise ValueError(f"{field} ids must be unique: {sorted({i for i in ids if ids.count(i) > 1})}")
+
+
 class SiteDevices(Strict):
     """A site's devices: what the controller reads and writes and the simulator serves."""
 
@@ -166,12 +172,8 @@ class SiteDevices(Strict):
 
     @model_validator(mode="after")
     def _unique_devices(self) -> SiteDevices:
-        ids = [u.id for u in self.bess_units]
-        if len(ids) != len(set(ids)):
-            raise ValueError(f"bess_units ids must be unique: {sorted({i for i in ids if ids.count(i) > 1})}")
-        gids = [g.id for g in self.gensets]
-        if len(gids) != len(set(gids)):
-            raise ValueError(f"gensets ids must be unique: {sorted({i for i in gids if gids.count(i) > 1})}")
+        unique_ids("bess_units", [u.id for u in self.bess_units])
+        unique_ids("gensets", [g.id for g in self.gensets])
         # each device by its place in the file, so a clash names the two to fix
         devices: list[tuple[str, ModbusEndpoint]] = [("meter", self.meter)]
         devices += [(name, ep) for name, ep in (("genset", self.genset), ("filler", self.filler), ("pv", self.pv))

@@ -26,7 +26,7 @@ from ems.config import (
 )
 from ems.microgrid_config import MicrogridConfig
 from ems.model.errors import ConfigError
-from ems.topology import Strict, read_yaml_mapping, validated
+from ems.topology import Strict, read_yaml_mapping, unique_ids, validated
 from plant.config import SimBessConfig
 
 
@@ -50,9 +50,7 @@ class BacktestConfig(Strict):
 
     @model_validator(mode="after")
     def _unique(self) -> BacktestConfig:
-        ids = [u.id for u in self.battery_units]
-        if len(ids) != len(set(ids)):
-            raise ValueError(f"battery_units ids must be unique: {sorted({i for i in ids if ids.count(i) > 1})}")
+        unique_ids("battery_units", [u.id for u in self.battery_units])
         dr = self.policies.demand_response  # (without racks its tiers are moot: a live site file's, say)
         if dr is not None and self.racks is not None and (unknown := set(dr.flex_tiers) - set(self.racks.row_ids())):
             raise ValueError(f"policies.demand_response.flex_tiers names unknown rows: {sorted(unknown)}")
