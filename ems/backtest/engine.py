@@ -76,6 +76,7 @@ class Trace:
     discharged_wh: float
     capacity_wh: float
     soc_initial: float
+    charge_efficiency: float  # AC -> stored, the units' weighted by capacity: what a stored kWh cost at the meter
     plans: int
     plan_failures: int
     plan_time_s: float
@@ -283,6 +284,8 @@ def run_backtest(cfg: BacktestConfig, tariff: Tariff | None, start: datetime, st
         reserve_soc=reserve_soc,
         charged_wh=sum(u.energy_charged_wh for u in units), discharged_wh=sum(u.energy_discharged_wh for u in units),
         capacity_wh=total_cap_wh, soc_initial=soc_initial,
+        charge_efficiency=sum(u.charge_efficiency * r.capacity_wh
+                              for u, (_, r) in zip(cfg.battery_units, readers, strict=True)) / total_cap_wh,
         plans=0 if runner is None else runner.solves, plan_failures=0 if runner is None else runner.failures,
         plan_time_s=plan_time, wall_time_s=time.perf_counter() - t_wall,
         solver_time_s=0.0 if runner is None else runner.solver_time_s, request_time_s=request_time,

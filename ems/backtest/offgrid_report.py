@@ -125,9 +125,11 @@ def compare(trace: Trace, mg: MicrogridConfig, econ: Economics | None = None,
     price_per_kwh = (site_fuel_per_kwh if site["genset_kwh"] > 0 else
                      base.fuel_l * fuel_price / base.energy_kwh if base.energy_kwh > 0 else 0.0)
     # what the battery holds at the end against the start is the site's to make up (or keep) at
-    # that price: a run of days drawing the first charge down read it as savings (x 182 a year)
+    # that price per kWh charged, over the charge efficiency per kWh stored: a run of days drawing
+    # the first charge down read it as savings (x 182 a year)
     stored_change_kwh = (float(trace.soc[-1]) - trace.soc_initial) * trace.capacity_wh / 1000.0
-    site_cost -= stored_change_kwh * price_per_kwh
+    stored_price = price_per_kwh / trace.charge_efficiency
+    site_cost -= stored_change_kwh * stored_price
     to_year = YEAR_S / run_s
     saved_l = base.fuel_l - site["diesel_litres"]
     out: dict[str, Any] = {
@@ -135,7 +137,7 @@ def compare(trace: Trace, mg: MicrogridConfig, econ: Economics | None = None,
         "baseline": described(base, base_cost) | {"fuel_cost": base.fuel_l * fuel_price,
                                                   "rental_cost": base.units * truck_rent * months},
         "site_cost": site_cost, "grid_bill": bill, "stored_energy_change_kwh": stored_change_kwh,
-        "stored_energy_value": stored_change_kwh * price_per_kwh,
+        "stored_energy_value": stored_change_kwh * stored_price,
         "unserved_kwh": site["unserved_kwh"], "diesel_litres": site["diesel_litres"],
         "baseline_diesel_litres": base.fuel_l, "diesel_saved_litres": saved_l,
         "diesel_saved_share": saved_l / base.fuel_l if base.fuel_l > 0 else float("nan"),

@@ -169,11 +169,13 @@ def evaluate(tariff: Tariff, trace: Trace, foresight: Foresight | None, econ: Ec
         "soc_min": float(trace.soc.min()), "soc_max": float(trace.soc.max()),
     }
     # the charge the battery ends with against its start is the site's to buy back (or keep):
-    # valued at what its charge cost, else at the run's mean import price. A run of days that
-    # drew the first charge down read it as savings, scaled to a year by time
+    # valued at what its charge cost at the meter (the kWh charged, else the run's mean import
+    # price, over the charge efficiency: a stored kWh took more than one from the grid). A run of
+    # days that drew the first charge down read it as savings, scaled to a year by time
     price = charge_price(tariff, trace.start, step, trace.battery_w, trace.load_w)
     stored_kwh = (float(trace.soc[-1]) - trace.soc_initial) * cap_kwh
-    stored_price = price if price > 0 else mean_import_price(tariff, trace.start, step, trace.load_w)
+    stored_price = (price if price > 0 else mean_import_price(tariff, trace.start, step, trace.load_w)) \
+        / trace.charge_efficiency
     total["stored_energy_change_kwh"] = stored_kwh
     total["stored_energy_value"] = stored_kwh * stored_price
     pf_summary = None

@@ -437,14 +437,19 @@ def test_timeseries_is_refused_off_grid_not_silently_left_unwritten(tmp_path: Pa
 def test_the_charge_the_battery_ends_short_of_is_the_sites_to_make_up() -> None:
     """A run of days drew the battery's first charge down and counted it as savings (a weak grid
     without gensets, 2 days from 80 % SoC: NPV +1.78 M): the energy it ends short of is now
-    charged at the site's fuel per genset kWh (the trucks' where its gensets made none)."""
-    cfg = parse_backtest_config(site())
+    charged at the site's fuel per genset kWh (the trucks' where its gensets made none), over the
+    units' charge efficiency weighted by capacity (a stored kWh took more than one to charge)."""
+    unequal = site()
+    unequal["battery_units"][0]["charge_efficiency"] = 0.90
+    unequal["battery_units"][1] |= {"charge_efficiency": 0.98, "capacity_wh": 24e6}
+    cfg = parse_backtest_config(unequal)
     load, _ = days_of_load(2)
     trace, r = run_series(cfg, datetime(2025, 6, 1), STEP, load, None)
     change_kwh = (trace.soc[-1] - trace.soc_initial) * trace.capacity_wh / 1000.0
     assert change_kwh < -500.0  # it ends well below its 80 %
     s = r["site"]
-    price = s["diesel_litres"] * 1.2 / s["genset_kwh"]
+    assert trace.charge_efficiency == pytest.approx((0.90 * 8 + 0.98 * 24) / 32)
+    price = s["diesel_litres"] * 1.2 / s["genset_kwh"] / trace.charge_efficiency
     assert r["stored_energy_change_kwh"] == pytest.approx(change_kwh)
     assert r["stored_energy_value"] == pytest.approx(change_kwh * price)
     assert r["site_cost"] == pytest.approx(s["diesel_litres"] * 1.2 + 2 * 10000 * 2 * 86400 / MONTH_S
@@ -456,7 +461,7 @@ def test_the_charge_the_battery_ends_short_of_is_the_sites_to_make_up() -> None:
     base = r["baseline"]
     assert r["site"]["genset_kwh"] == 0 and r["stored_energy_change_kwh"] < 0
     assert r["stored_energy_value"] == pytest.approx(r["stored_energy_change_kwh"] * base["fuel_cost"]
-                                                     / base["energy_kwh"])
+                                                     / base["energy_kwh"] / 0.96)  # the plant's default
     assert r["site_cost"] == pytest.approx(-r["stored_energy_value"])  # no fuel, no rent, no bill
 
 
