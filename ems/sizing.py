@@ -104,7 +104,7 @@ class SizePoint:
     simple_payback_years: float | None
     irr: float | None
     lcos_per_kwh: float | None
-    equivalent_full_cycles: float  # a year (a shorter run's scaled by its length)
+    equivalent_full_cycles_per_year: float  # a year (a shorter run's scaled by its length)
     peak_with_kw: float
     wall_s: float
     soh_10y: float | None = None
@@ -162,7 +162,7 @@ def run_point(cfg: BacktestConfig, opts: BacktestOptions, energy_kwh: float, pow
     if is_offgrid(cfg):
         o = run_offgrid_point(point_cfg, cfg, opts)
         point = SizePoint(energy_kwh, power_kw, e.capex, o.annual_savings, o.npv, o.simple_payback_years, o.irr,
-                          o.lcos_per_kwh, o.equivalent_full_cycles, o.grid_peak_kw, 0.0,
+                          o.lcos_per_kwh, o.equivalent_full_cycles_per_year, o.grid_peak_kw, 0.0,
                           unserved_kwh=o.unserved_kwh, diesel_l_per_year=o.diesel_l_per_year)
         flows, pv_saved = list(o.cash_flows), o.pv_annual_savings
     else:

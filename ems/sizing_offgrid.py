@@ -106,7 +106,7 @@ class OffgridRun:
     simple_payback_years: float | None
     irr: float | None
     lcos_per_kwh: float | None
-    equivalent_full_cycles: float  # a year (the run's, scaled by its length)
+    equivalent_full_cycles_per_year: float  # a year (the run's, scaled by its length)
     grid_peak_kw: float  # a weak grid's import peak; 0 off-grid
     unserved_kwh: float  # over the run
     diesel_l_per_year: float

@@ -85,7 +85,7 @@ def sizing_page(s: Sweep, currency_code: str) -> str:
                 number(p.diesel_l_per_year)] if offgrid else []
         return [number(p.energy_kwh), number(p.power_kw), *parts, *site, cur.money(p.capex),
                 cur.money(p.annual_savings), cur.money(p.npv), _years(p.simple_payback_years), percent(p.irr),
-                cur.money(p.lcos_per_kwh, 3), number(p.equivalent_full_cycles), number(p.peak_with_kw),
+                cur.money(p.lcos_per_kwh, 3), number(p.equivalent_full_cycles_per_year), number(p.peak_with_kw),
                 "\u2013" if p.soh_10y is None else percent(p.soh_10y)]
 
     part_cols = (("Gensets (kW)",) if swept_gensets else ()) + (

@@ -171,7 +171,7 @@ def test_a_point_gives_cycles_a_year_on_a_short_run() -> None:
     direct = run(sized(cfg, 4000.0, 2000.0, costs, 3600), _three_days(None))
     cycles_3_days = direct.result.total["equivalent_full_cycles"]
     assert cycles_3_days > 0
-    assert point.equivalent_full_cycles == pytest.approx(cycles_3_days * 365 / 3)
+    assert point.equivalent_full_cycles_per_year == pytest.approx(cycles_3_days * 365 / 3)
 
 
 def test_pv_costs_and_the_pv_grid_are_checked() -> None:
