@@ -1,7 +1,8 @@
 """The site's OpenADR 3.0.1 VEN: polls the VTN's REST API for its programs' events.
 
 Every `poll_every_s` it takes an OAuth2 client-credentials token, finds the configured
-programs (GET /programs, by programName), reads their events (GET /events?programID=) and
+programs (GET /programs, by programName; one whose targets name only other sites is left
+out, as such an event is), reads their events (GET /events?programID=) and
 makes the book's OpenADR 3 events the ones the VTN lists now (ems/openadr3_events.py): new
 and changed events in, events the VTN no longer lists (cancelled, deleted) out. While one
 of its events is in force it posts a report (POST /reports) every `report_every_s`: the
@@ -65,6 +66,7 @@ class OpenAdr3Ven:
         self.refused: Counter[str] = Counter()  # events refused, by kind (Unsupported, Malformed, DrBookFull, ...)
         self.reports = 0  # reports the VTN accepted
         self.elsewhere = 0  # events of the last poll targeted at other sites (not the site's)
+        self.programs_elsewhere: set[str] = set()  # followed programs whose targets name only others
         self.identity = {"VEN_NAME": frozenset({cfg.ven_name}), **{k: frozenset(v) for k, v in cfg.targets.items()}}
         self.program_ids: dict[str, str] = {}  # VTN event id -> its program's id (for reports)
         self._refused_ids: OrderedDict[tuple[str, str], None] = OrderedDict()
@@ -76,7 +78,8 @@ class OpenAdr3Ven:
         """The VEN's figures for the site status (`dr.ven`)."""
         return {"protocol": PROTOCOL, "vtn": self.cfg.vtn_url, "polls": self.polls,
                 "failures": dict(self.failures), "refused": dict(self.refused), "reports": self.reports,
-                "targeted_elsewhere": self.elsewhere, "polls_failing": self.polls_failing}
+                "targeted_elsewhere": self.elsewhere, "programs_targeted_elsewhere": sorted(self.programs_elsewhere),
+                "polls_failing": self.polls_failing}
 
     # --- HTTP ------------------------------------------------------------------------
     async def _json(self, resp: aiohttp.ClientResponse) -> Any:
@@ -120,9 +123,8 @@ class OpenAdr3Ven:
     async def poll(self, http: aiohttp.ClientSession) -> None:
         """Read the programs' events and make the book's OpenADR 3 events those (raises on a failed poll)."""
         programs = await self._get(http, "/programs", {"limit": "50"})
-        ids = {str(p["id"])[:128]: str(p["programName"]) for p in programs[:50]
-               if isinstance(p, Mapping) and p.get("programName") in self.cfg.programs and p.get("id") is not None}
-        missing = set(self.cfg.programs) - set(ids.values())
+        ids, elsewhere = self._programs(programs[:50])
+        missing = set(self.cfg.programs) - set(ids.values()) - elsewhere
         if missing and "ProgramNotFound" not in self._logged:
             self._logged.add("ProgramNotFound")
             log.warning("openadr3 programs not listed by the VTN", programs=sorted(missing))
@@ -140,6 +142,35 @@ class OpenAdr3Ven:
         self._reconcile(*mapped)
         self.polls += 1
         self.polls_failing = 0
+
+    def _programs(self, programs: list[Any]) -> tuple[dict[str, str], set[str]]:
+        """The site's programs the VTN lists (id -> name) and those it follows whose targets name
+        only other sites (their events are not read: a program's targets name its recipients as
+        an event's do; the VTN may list every program to every VEN)."""
+        ids: dict[str, str] = {}
+        elsewhere: set[str] = set()
+        for p in programs:
+            if not isinstance(p, Mapping) or p.get("programName") not in self.cfg.programs or p.get("id") is None:
+                continue
+            name = str(p["programName"])
+            key = (f"program:{str(p['id'])[:128]}", str(p.get("modificationDateTime"))[:64])
+            if key in self._refused_ids:
+                continue
+            try:
+                ours = for_this_site(p.get("targets"), self.identity)
+            except Malformed as exc:  # its events are not read; counted once as an event is
+                self._refused_ids[key] = None
+                self._refuse("Malformed", f"program {name}: {exc}", event_id=key[0])
+                continue
+            if ours:
+                ids[str(p["id"])[:128]] = name
+            else:
+                elsewhere.add(name)
+        if elsewhere - self.programs_elsewhere:  # once a change, not every poll
+            log.warning("openadr3 programs targeted at other sites: their events are not read",
+                        programs=sorted(elsewhere))
+        self.programs_elsewhere = elsewhere
+        return ids, elsewhere
 
     def _map(self, listed: list[tuple[str, Any]], now_s: float, skip: frozenset[tuple[str, str]]
              ) -> tuple[dict[str, DrEvent], dict[str, str], list[tuple[tuple[str, str], str, str]], int]:

@@ -28,7 +28,7 @@ from vtn3_payloads import event, program  # noqa: E402
 def main() -> int:
     t0 = datetime.now(UTC).replace(microsecond=0)
     m = timedelta(minutes=1)
-    programs = [program("p-1", "site-flex"), program("p-2", "other-program")]
+    programs = [program("p-1", "site-flex"), program("p-2", "other-program", targets={"VEN_NAME": ["site-9"]})]
     events = [
         event("e-1", "p-1", t0, [(30 * m, "IMPORT_CAPACITY_LIMIT", 360.0), (15 * m, "IMPORT_CAPACITY_LIMIT", 0.4)],
               units="MW", priority=1),

@@ -18,9 +18,15 @@ def duration(d: timedelta) -> str:
     return f"PT{int(d.total_seconds())}S"
 
 
-def program(pid: str, name: str) -> dict[str, Any]:
-    return {"id": pid, "objectType": "PROGRAM", "createdDateTime": CREATED, "modificationDateTime": CREATED,
-            "programName": name, "programLongName": f"{name} (test)", "retailerName": "test-dso"}
+def program(pid: str, name: str, targets: dict[str, list[str]] | None = None,
+            modified: str = CREATED) -> dict[str, Any]:
+    """A program; `targets`: type -> values (its recipients, as an event's)."""
+    out: dict[str, Any] = {"id": pid, "objectType": "PROGRAM", "createdDateTime": CREATED,
+                           "modificationDateTime": modified, "programName": name,
+                           "programLongName": f"{name} (test)", "retailerName": "test-dso"}
+    if targets is not None:
+        out["targets"] = [{"type": kind, "values": values} for kind, values in targets.items()]
+    return out
 
 
 def event(eid: str, pid: str, start: datetime, intervals: list[tuple[timedelta, str, float]],

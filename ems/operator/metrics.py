@@ -58,6 +58,10 @@ def ven_metrics(status: Mapping[str, Any]) -> Iterator[Metric]:
     if _count(elsewhere := ven.get("targeted_elsewhere")):  # 3.0
         yield GaugeMetricFamily("ems_dr_ven_events_targeted_elsewhere",
                                 "events of the last poll targeted at other sites (not acted on)", value=elsewhere)
+    if isinstance(programs := ven.get("programs_targeted_elsewhere"), list):  # 3.0
+        yield GaugeMetricFamily("ems_dr_ven_programs_targeted_elsewhere",
+                                "followed programs whose targets name only other sites (events not read)",
+                                value=len(programs))
     if isinstance(registered := ven.get("registered"), bool):  # 2.0b
         yield GaugeMetricFamily("ems_dr_ven_registered", "1 while the VEN is registered with its VTN",
                                 value=1.0 if registered else 0.0)

@@ -179,6 +179,32 @@ async def test_events_targeted_at_other_sites_stay_out_of_the_book() -> None:
 
 
 @pytest.mark.timeout(60)
+async def test_a_program_targeted_at_other_sites_has_its_events_left_unread() -> None:
+    """A program's targets name its recipients as an event's do: a VTN listing every program
+    to every VEN made the site act on the events of a program for other sites."""
+    async with running_vtn() as vtn:
+        t0 = datetime.now(UTC).replace(microsecond=0) + 10 * MIN
+        ask = [(30 * MIN, "IMPORT_CAPACITY_LIMIT", 360.0)]
+        vtn.programs = [program("p-1", "site-flex", targets={"VEN_NAME": ["site-7"]}),
+                        program("p-3", "south-flex", targets={"GROUP": ["south"]})]
+        vtn.events = [event("e-1", "p-1", t0, ask), event("e-3", "p-3", t0, ask)]
+        async with running_ven(vtn, programs=["site-flex", "south-flex"], targets={"GROUP": ["north"]}) as ven:
+            await _polls(ven, 2)
+            assert {e.event_id for e in ven.book.pending()} == {"e-1:0"}
+            assert ven.status()["programs_targeted_elsewhere"] == ["south-flex"] and ven.refused == {}
+            # the VTN moves the site's program to another site: its events leave the book
+            vtn.programs[0] = program("p-1", "site-flex", targets={"VEN_NAME": ["site-9"]},
+                                      modified="2026-01-02T00:00:00Z")
+            await wait_for(lambda: not ven.book.pending())
+            assert ven.status()["programs_targeted_elsewhere"] == ["site-flex", "south-flex"]
+            # a program whose targets are not of the spec's shape: refused once, not every poll
+            vtn.programs[1] = program("p-3", "south-flex") | {"targets": "south"}
+            await _polls(ven, 2)
+            assert ven.refused == {"Malformed": 1}
+            assert ven.status()["programs_targeted_elsewhere"] == ["site-flex"]
+
+
+@pytest.mark.timeout(60)
 async def test_a_cancelled_event_leaves_and_a_modified_one_replaces() -> None:
     async with running_vtn() as vtn:
         t0 = datetime.now(UTC).replace(microsecond=0) + 10 * MIN
