@@ -1,6 +1,7 @@
 """The site's OpenADR 3.0.1 VEN: polls the VTN's REST API for its programs' events.
 
-Every `poll_every_s` it takes an OAuth2 client-credentials token, finds the configured
+Every `poll_every_s` it takes an OAuth2 client-credentials token, registers once (finds its
+ven object by `ven_name`, or creates it: GET and POST /vens), finds the configured
 programs (GET /programs, by programName; one whose targets name only other sites is left
 out, as such an event is), reads their events (GET /events?programID=) and
 makes the book's OpenADR 3 events the ones the VTN lists now (ems/openadr3_events.py): new
@@ -46,6 +47,7 @@ MAX_BODY = 1 << 20  # bytes of one answer: a program's events are a few kB
 SOURCE = "openadr3"
 _KEEP_REFUSED = 256  # refused events remembered, so one is counted once, not every poll
 PROTOCOL = "OpenADR 3.0.1"
+REGISTER_RETRY_MAX_S = 3600.0  # the longest wait between two tries to register with a VTN that refuses
 # every kind `refused` counts: the metrics export each from 0, since `increase()` reads a series
 # that appears at 1 as no increase (a first refused event would alert no one)
 REFUSED_KINDS = ("Unsupported", "Malformed", "DrBookFull", "TooManyEvents")
@@ -73,11 +75,15 @@ class OpenAdr3Ven:
         self._logged: set[str] = set()
         self._token: tuple[float, str] | None = None  # (expires at, monotonic s; token)
         self._last_report_s = -float("inf")
+        self.ven_id: str | None = None  # the site's ven object on the VTN, once found or created
+        self._register_tries = 0
+        self._register_after_s = -float("inf")  # monotonic
 
     def status(self) -> dict[str, object]:
         """The VEN's figures for the site status (`dr.ven`)."""
         return {"protocol": PROTOCOL, "vtn": self.cfg.vtn_url, "polls": self.polls,
                 "failures": dict(self.failures), "refused": dict(self.refused), "reports": self.reports,
+                "registered": self.ven_id is not None, "ven_id": self.ven_id,
                 "targeted_elsewhere": self.elsewhere, "programs_targeted_elsewhere": sorted(self.programs_elsewhere),
                 "polls_failing": self.polls_failing}
 
@@ -273,6 +279,38 @@ class OpenAdr3Ven:
                     raise VtnAnswer(f"POST /reports: HTTP {resp.status}")
             self.reports += 1
 
+    # --- registration -----------------------------------------------------------------
+    def ven_request(self) -> dict[str, Any]:
+        """The site's ven object as the VEN creates it: its name and what else names it."""
+        body: dict[str, Any] = {"objectType": "VEN", "venName": self.cfg.ven_name}
+        if self.cfg.targets:
+            body["targets"] = [{"type": kind, "values": list(values)} for kind, values in self.cfg.targets.items()]
+        return body
+
+    async def _register_if_due(self, http: aiohttp.ClientSession) -> None:
+        """Find the site's ven object on the VTN (GET /vens?venName=), or create it (POST /vens,
+        with the site's targets): how a VTN learns the VEN its events and reports are for. Until
+        it is registered the VEN polls and reports all the same (a VTN whose business logic keeps
+        the vens may refuse a VEN's own); each failed try doubles the wait before the next (from
+        one poll to an hour), and none is made while the VTN is out of reach (the poll says so)."""
+        now = time.monotonic()
+        if self.ven_id is not None or self.polls_failing or now < self._register_after_s:
+            return
+        self._register_tries += 1
+        self._register_after_s = now + min(REGISTER_RETRY_MAX_S, self.cfg.poll_every_s * 2 ** self._register_tries)
+        found = await self._get(http, "/vens", {"venName": self.cfg.ven_name})
+        ven = next((v for v in found[:50] if isinstance(v, Mapping) and v.get("venName") == self.cfg.ven_name), None)
+        created = ven is None
+        if ven is None:
+            async with http.post(f"{self.cfg.vtn_url}/vens", json=self.ven_request(),
+                                 headers=await self._bearer(http)) as resp:
+                ven = await self._json(resp)
+        vid = ven.get("id") if isinstance(ven, Mapping) else None
+        if not isinstance(vid, str | int) or not 0 < len(str(vid)) <= 128:
+            raise VtnAnswer("a ven object without an id")
+        self.ven_id = str(vid)
+        log.info("openadr3 VEN registered", ven_id=self.ven_id, ven_name=self.cfg.ven_name, created=created)
+
     # --- the task ----------------------------------------------------------------------
     async def run(self) -> None:
         """Poll (and report) until cancelled; each round bounded by `timeout_s`, failures counted."""
@@ -280,7 +318,8 @@ class OpenAdr3Ven:
         async with aiohttp.ClientSession(timeout=timeout) as http:
             while True:
                 checkpoint()  # a stop a library swallowed (ems/model/cancel_guard)
-                for what, call in (("poll", self.poll), ("report", self._report_if_due)):
+                for what, call in (("poll", self.poll), ("register", self._register_if_due),
+                                   ("report", self._report_if_due)):
                     try:
                         async with asyncio.timeout(self.cfg.timeout_s):
                             await call(http)

@@ -22,7 +22,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from openadr3_client.oadr301.models.event.event import ExistingEvent  # noqa: E402
 from openadr3_client.oadr301.models.program.program import ExistingProgram  # noqa: E402
 from openadr3_client.oadr301.models.report.report import NewReport  # noqa: E402
-from vtn3_payloads import event, program  # noqa: E402
+from openadr3_client.oadr301.models.ven.ven import ExistingVen, NewVen  # noqa: E402
+from vtn3_payloads import event, program, ven_object  # noqa: E402
 
 
 def main() -> int:
@@ -43,7 +44,11 @@ def main() -> int:
     for e in events:
         ExistingEvent.model_validate(json.loads(json.dumps(e)))
     NewReport.model_validate(json.loads((ROOT / "tests" / "data" / "openadr3" / "report.json").read_text()))
-    print(f"{len(programs)} programs, {len(events)} events and the report validate with openadr3-client")
+    request = json.loads((ROOT / "tests" / "data" / "openadr3" / "ven.json").read_text())
+    NewVen.model_validate(request)
+    ExistingVen.model_validate(ven_object("v-1", request))
+    print(f"{len(programs)} programs, {len(events)} events, the report and the ven request validate with "
+          "openadr3-client")
     return 0
 
 

@@ -52,3 +52,9 @@ def event(eid: str, pid: str, start: datetime, intervals: list[tuple[timedelta, 
                                  "payloads": [{"type": kind, "values": [value]}]})
         at += d
     return out
+
+
+def ven_object(vid: str, request: dict[str, Any]) -> dict[str, Any]:
+    """The ven object a VTN keeps for a VEN's request (POST /vens) or its business logic's."""
+    return {"id": vid, "objectType": "VEN", "createdDateTime": CREATED, "modificationDateTime": CREATED,
+            **{k: v for k, v in request.items() if k != "objectType"}}

@@ -26,7 +26,7 @@ from ems.dr_book import DrBook
 from ems.openadr3_ven import OpenAdr3Ven, VtnAnswer
 from ems.operator.metrics import ControllerMetrics
 from tests.conftest import free_port, running_controller, running_site, wait_for
-from tests.vtn3_payloads import event, program
+from tests.vtn3_payloads import event, program, ven_object
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +45,9 @@ class FakeVtn:
         self.tokens = 0
         self.event_gets = 0
         self.events_answer: Handler | None = None  # a misbehaving VTN's GET /events
+        self.vens: list[dict[str, Any]] = []
+        self.ven_posts: list[dict[str, Any]] = []
+        self.ven_create_status = 201  # 403: a VTN whose business logic alone creates vens
         self.url = ""
         self.closing = asyncio.Event()
 
@@ -78,6 +81,23 @@ class FakeVtn:
         pid = request.query.get("programID")
         return web.json_response([e for e in self.events if e["programID"] == pid])
 
+    async def get_vens(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return web.json_response({"title": "unauthorised"}, status=401)
+        name = request.query.get("venName")
+        return web.json_response([v for v in self.vens if name is None or v["venName"] == name])
+
+    async def post_ven(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return web.json_response({"title": "unauthorised"}, status=401)
+        body = await request.json()
+        self.ven_posts.append(body)
+        if self.ven_create_status != 201:
+            return web.json_response({"title": "forbidden"}, status=self.ven_create_status)
+        ven = ven_object(f"v-{len(self.vens) + 1}", body)
+        self.vens.append(ven)
+        return web.json_response(ven, status=201)
+
     async def post_report(self, request: web.Request) -> web.Response:
         if not self._authorised(request):
             return web.json_response({"title": "unauthorised"}, status=401)
@@ -91,7 +111,8 @@ async def running_vtn() -> AsyncIterator[FakeVtn]:
     vtn = FakeVtn()
     app = web.Application()
     app.add_routes([web.post("/auth/token", vtn.token), web.get("/programs", vtn.get_programs),
-                    web.get("/events", vtn.get_events), web.post("/reports", vtn.post_report)])
+                    web.get("/events", vtn.get_events), web.post("/reports", vtn.post_report),
+                    web.get("/vens", vtn.get_vens), web.post("/vens", vtn.post_ven)])
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
@@ -176,6 +197,48 @@ async def test_events_targeted_at_other_sites_stay_out_of_the_book() -> None:
                                   modified="2026-01-02T00:00:00Z")
             await wait_for(lambda: "mine:0" not in {e.event_id for e in ven.book.pending()})
             assert ven.status()["targeted_elsewhere"] == 3
+
+
+@pytest.mark.timeout(60)
+async def test_the_ven_registers_by_creating_its_ven_object_once() -> None:
+    async with running_vtn() as vtn, running_ven(vtn, targets={"GROUP": ["north"]}) as ven:
+        await wait_for(lambda: ven.status()["registered"])
+        await _polls(ven, 2)
+        assert ven.status()["ven_id"] == "v-1" and ven.failures == {}
+    assert vtn.ven_posts == [{"objectType": "VEN", "venName": "site-7",
+                              "targets": [{"type": "GROUP", "values": ["north"]}]}]
+
+
+@pytest.mark.timeout(60)
+async def test_a_ven_object_the_vtn_already_has_is_found_not_created_again() -> None:
+    async with running_vtn() as vtn:
+        vtn.vens = [ven_object("v-9", {"venName": "site-3"}), ven_object("v-7", {"venName": "site-7"})]
+        async with running_ven(vtn) as ven:
+            await wait_for(lambda: ven.status()["registered"])
+            await _polls(ven, 2)
+            assert ven.status()["ven_id"] == "v-7"
+    assert vtn.ven_posts == []
+
+
+@pytest.mark.timeout(60)
+async def test_a_vtn_that_refuses_the_vens_own_ven_object_still_serves_events() -> None:
+    """A VTN whose business logic alone creates vens answers 403: the VEN books and reports
+    all the same, counts the refusal, asks again less and less often, and finds the ven object
+    once the VTN's side has created it."""
+    async with running_vtn() as vtn:
+        vtn.ven_create_status = 403
+        t0 = datetime.now(UTC).replace(microsecond=0) + 10 * MIN
+        vtn.events = [event("e-1", "p-1", t0, [(30 * MIN, "IMPORT_CAPACITY_LIMIT", 360.0)])]
+        async with running_ven(vtn) as ven:
+            await _polls(ven, 5)
+            assert {e.event_id for e in ven.book.pending()} == {"e-1:0"}
+            assert not ven.status()["registered"] and ven.status()["ven_id"] is None
+            # tried at the first poll, then after 2 s, 4 s, ...: not at each of 5 polls a second apart
+            assert 1 <= len(vtn.ven_posts) <= 3
+            assert ven.failures["register:VtnAnswer"] == len(vtn.ven_posts) and ven.polls_failing == 0
+            vtn.vens = [ven_object("v-1", {"venName": "site-7"})]  # the VTN's business logic made it
+            await wait_for(lambda: ven.status()["registered"], timeout_s=20)
+            assert ven.status()["ven_id"] == "v-1"
 
 
 @pytest.mark.timeout(60)

@@ -23,6 +23,7 @@ NOW_S = (START - timedelta(hours=1)).timestamp()
 LEVELS = {1: 0.1, 2: 0.25, 3: 0.5}
 MIN = timedelta(minutes=1)
 REPORT = Path(__file__).parents[1] / "data" / "openadr3" / "report.json"
+VEN = REPORT.with_name("ven.json")
 
 
 def _events(e: Any, now_s: float = NOW_S) -> list[Any]:
@@ -140,6 +141,14 @@ def test_the_report_is_the_shape_checked_against_openadr3_client() -> None:
                       lambda: 120e3)
     ven.program_ids = {"e-1": "p-1"}
     assert ven.report_body("e-1", 1_800_000_000.0) == json.loads(REPORT.read_text())
+
+
+def test_the_ven_request_is_the_shape_checked_against_openadr3_client() -> None:
+    """tests/data/openadr3/ven.json is what scripts/check_openadr3_shapes.py validates with the
+    library's NewVen (the VTN's answer, with its id, with ExistingVen)."""
+    ven = OpenAdr3Ven(OpenAdr3Config.model_validate(_cfg(targets={"GROUP": ["north", "dc-east"]})), "s", DrBook(),
+                      lambda: 0.0, lambda: 480e3, lambda: 120e3)
+    assert ven.ven_request() == json.loads(VEN.read_text())
 
 
 def test_a_changed_openadr3_section_needs_a_restart() -> None:

@@ -83,7 +83,8 @@ def test_the_vens_health_is_in_the_metrics_by_kind_and_absent_without_a_ven() ->
     v3 = {"dr": {"ven": {"protocol": "OpenADR 3.0.1", "vtn": "https://vtn.example/openadr3", "polls": 7,
                          "failures": {"poll:TimeoutError": 2, "report:VtnAnswer": 1},
                          "refused": {"Unsupported": 3}, "reports": 5, "targeted_elsewhere": 2,
-                         "programs_targeted_elsewhere": ["south-flex"], "polls_failing": 3}}}
+                         "programs_targeted_elsewhere": ["south-flex"], "polls_failing": 3, "registered": True,
+                         "ven_id": "v-7"}}}
     text = render(v3)
     assert 'ems_dr_ven_info{protocol="OpenADR 3.0.1",vtn="https://vtn.example/openadr3"} 1.0' in text
     assert 'ems_dr_ven_failures_total{kind="poll:TimeoutError"} 2.0' in text
@@ -93,7 +94,7 @@ def test_the_vens_health_is_in_the_metrics_by_kind_and_absent_without_a_ven() ->
     assert "ems_dr_ven_events_targeted_elsewhere 2.0" in text
     assert "ems_dr_ven_programs_targeted_elsewhere 1.0" in text
     assert "ems_dr_ven_polls_failing 3.0" in text
-    assert "ems_dr_ven_registered" not in text and "opted_in" not in text
+    assert "ems_dr_ven_registered 1.0" in text and "opted_in" not in text
     v2 = {"dr": {"ven": {"protocol": "OpenADR 2.0b", "vtn": "http://127.0.0.1:8080/OpenADR2/Simple/2.0b",
                          "registered": False, "opted_in": 4, "opted_out": 1, "malformed": 2}}}
     text = render(v2)
