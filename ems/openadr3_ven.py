@@ -297,7 +297,9 @@ class OpenAdr3Ven:
         if self.ven_id is not None or self.polls_failing or now < self._register_after_s:
             return
         self._register_tries += 1
-        self._register_after_s = now + min(REGISTER_RETRY_MAX_S, self.cfg.poll_every_s * 2 ** self._register_tries)
+        # the exponent bounded: 2 ** n past ~1024 tries (six weeks of hourly ones) overflows a float
+        wait_s = self.cfg.poll_every_s * 2.0 ** min(self._register_tries, 32)
+        self._register_after_s = now + min(REGISTER_RETRY_MAX_S, wait_s)
         found = await self._get(http, "/vens", {"venName": self.cfg.ven_name})
         ven = next((v for v in found[:50] if isinstance(v, Mapping) and v.get("venName") == self.cfg.ven_name), None)
         created = ven is None

@@ -242,6 +242,21 @@ async def test_a_vtn_that_refuses_the_vens_own_ven_object_still_serves_events() 
 
 
 @pytest.mark.timeout(60)
+async def test_registration_tries_past_a_thousand_wait_an_hour_not_overflow() -> None:
+    """Six weeks of hourly refusals: 2 ** tries no longer fits a float (OverflowError killed the VEN)."""
+    async with running_vtn() as vtn:
+        vtn.ven_create_status = 403
+        ven = OpenAdr3Ven(OpenAdr3Config.model_validate(_cfg(vtn)), SECRET, DrBook(),
+                          lambda: datetime.now(UTC).timestamp(), lambda: None, lambda: None)
+        ven._register_tries = 1100
+        async with aiohttp.ClientSession() as http:
+            with pytest.raises(VtnAnswer, match="403"):
+                await ven._register_if_due(http)
+        assert 3590 < ven._register_after_s - asyncio.get_running_loop().time() <= 3600
+        assert len(vtn.ven_posts) == 1
+
+
+@pytest.mark.timeout(60)
 async def test_a_program_targeted_at_other_sites_has_its_events_left_unread() -> None:
     """A program's targets name its recipients as an event's do: a VTN listing every program
     to every VEN made the site act on the events of a program for other sites."""
