@@ -129,8 +129,8 @@ class OpenAdr3Ven:
     async def poll(self, http: aiohttp.ClientSession) -> None:
         """Read the programs' events and make the book's OpenADR 3 events those (raises on a failed poll)."""
         programs = await self._get(http, "/programs", {"limit": "50"})
-        ids, elsewhere = self._programs(programs[:50])
-        missing = set(self.cfg.programs) - set(ids.values()) - elsewhere
+        ids, listed_names = self._programs(programs[:50])
+        missing = set(self.cfg.programs) - listed_names
         if missing and "ProgramNotFound" not in self._logged:
             self._logged.add("ProgramNotFound")
             log.warning("openadr3 programs not listed by the VTN", programs=sorted(missing))
@@ -150,15 +150,18 @@ class OpenAdr3Ven:
         self.polls_failing = 0
 
     def _programs(self, programs: list[Any]) -> tuple[dict[str, str], set[str]]:
-        """The site's programs the VTN lists (id -> name) and those it follows whose targets name
-        only other sites (their events are not read: a program's targets name its recipients as
-        an event's do; the VTN may list every program to every VEN)."""
+        """The followed programs whose events are the site's to read (id -> name), and the names
+        of all the followed programs the VTN lists. Not read: a program whose targets name only
+        other sites (a program's targets name its recipients as an event's do; the VTN may list
+        every program to every VEN), and one whose targets are malformed."""
         ids: dict[str, str] = {}
         elsewhere: set[str] = set()
+        listed: set[str] = set()
         for p in programs:
             if not isinstance(p, Mapping) or p.get("programName") not in self.cfg.programs or p.get("id") is None:
                 continue
             name = str(p["programName"])
+            listed.add(name)
             key = (f"program:{str(p['id'])[:128]}", str(p.get("modificationDateTime"))[:64])
             if key in self._refused_ids:
                 continue
@@ -176,7 +179,7 @@ class OpenAdr3Ven:
             log.warning("openadr3 programs targeted at other sites: their events are not read",
                         programs=sorted(elsewhere))
         self.programs_elsewhere = elsewhere
-        return ids, elsewhere
+        return ids, listed
 
     def _map(self, listed: list[tuple[str, Any]], now_s: float, skip: frozenset[tuple[str, str]]
              ) -> tuple[dict[str, DrEvent], dict[str, str], list[tuple[tuple[str, str], str, str]], int]:
