@@ -154,8 +154,8 @@ def main() -> int:
             f"point at 1 h takes the per-point figures of the last line, so 100 whole-year points are about "
             f"{100 * per[2] / 60:.0f} min with 2 workers here. The 1- and 2-worker timings are of 4 whole-year "
             "points each, without the cluster's start (a few seconds), each run once on a machine whose 2 cores "
-            "other work shared: a speed-up above 2x on 2 workers is that noise (and the 1-worker run's fresh "
-            "worker), not a property of the sweep.",
+            "other work shared: a speed-up above 2x on 2 workers is that noise (other work ran beside one "
+            "of the runs), not a property of the sweep.",
         ]
     if "pv" not in skip:
         pv_body = pv_sweep(cfg, args.quick, figures)
