@@ -63,6 +63,7 @@ class Foresight:
     # `month_bounds`): grid import (all months end to end) and the planner's wear per month
     month_grid_w: FloatArray | None = None
     month_wear_cost: tuple[float, ...] = ()
+    month_end_soc: tuple[float, ...] = ()  # each month's bound's SoC at its end
 
 
 def month_slices(start: datetime, step_s: int, n: int) -> list[slice]:
@@ -75,10 +76,12 @@ def month_slices(start: datetime, step_s: int, n: int) -> list[slice]:
 
 
 def year_problem(tariff: Tariff, start: datetime, step_s: int, net_load_w: FloatArray, battery: BatteryModel,
-                 soc_final_min: float | None = None) -> PlanProblem:
+                 soc_final_min: float | None = None, final_value_per_kwh: float = 0.0) -> PlanProblem:
     """The whole run as one LP: each month's prices at the tier its consumption lands in,
     its demand groups from zero at the tier its peak lands in (the bill's accounting);
-    the groups of all months side by side, the SoC carried freely between them."""
+    the groups of all months side by side, the SoC carried freely between them.
+    `final_value_per_kwh`: what a kWh stored at the end is worth (the price the results credit
+    kept charge at, `results.stored_energy_price`), so the bound maximises what it is judged on."""
     prices: list[FloatArray] = []
     sells: list[FloatArray] = []
     tou: list[npt.NDArray[np.int64]] = []
@@ -113,16 +116,18 @@ def year_problem(tariff: Tariff, start: datetime, step_s: int, net_load_w: Float
         demand_period=np.concatenate(tou) if tou_rates else None,
         flat_group=np.concatenate(flat) if flat_rates else None,
         flat_demand_charge_per_kw=flat_rates or 0.0,
-        allow_export=battery.allow_export, soc_final_min=final,
+        allow_export=battery.allow_export, soc_final_min=final, final_value_per_kwh=final_value_per_kwh,
     )
 
 
 def perfect_foresight(tariff: Tariff, start: datetime, step_s: int, net_load_w: FloatArray,
-                      battery: BatteryModel, soc_final_min: float | None = None) -> Foresight:
+                      battery: BatteryModel, soc_final_min: float | None = None,
+                      final_value_per_kwh: float = 0.0) -> Foresight:
     """The bound over `net_load_w`; `soc_final_min` (e.g. the live run's final SoC) lowers
     the end pin below the starting SoC, so a live run that ends lower is still feasible."""
     t0 = time.perf_counter()
-    plan = plan_dispatch(year_problem(tariff, start, step_s, net_load_w, battery, soc_final_min), presolve=True)
+    plan = plan_dispatch(year_problem(tariff, start, step_s, net_load_w, battery, soc_final_min,
+                                      final_value_per_kwh), presolve=True)
     batt, dt_h = plan.battery_w, step_s / 3600.0
     return Foresight(step_s=step_s, grid_w=plan.grid_w, battery_w=batt, soc=plan.soc[1:],
                      discharged_wh=float(np.maximum(batt, 0).sum() * dt_h),
@@ -131,24 +136,28 @@ def perfect_foresight(tariff: Tariff, start: datetime, step_s: int, net_load_w: 
 
 
 def month_bounds(tariff: Tariff, start: datetime, step_s: int, net_load_w: FloatArray, battery: BatteryModel,
-                 soc_at_edges: Sequence[float]) -> tuple[FloatArray, tuple[float, ...]]:
+                 soc_at_edges: Sequence[float], final_value_per_kwh: float = 0.0
+                 ) -> tuple[FloatArray, tuple[float, ...], tuple[float, ...]]:
     """Each billing month's own bound: its LP starts at the SoC the live run had at the
     month's start and ends at least at the lower of that and the SoC the live run ended the
-    month with. The live month's dispatch is then feasible in it, so no live month beats
-    its bound. The run's bound (`perfect_foresight`) chooses the SoC at each month's end
-    freely and is at least the sum of these. `soc_at_edges`: the live SoC at each month
-    boundary (months + 1 values). Returns the grid import (months end to end) and the
-    planner's wear cost per month (its net savings are the bill's less that)."""
+    month with, a kWh it keeps at the end worth `final_value_per_kwh` (as the month's share
+    credits each side's kept charge). The live month's dispatch is then feasible in it, and
+    the bound maximises what both are judged on, so no live month beats its bound.
+    `soc_at_edges`: the live SoC at each month boundary (months + 1 values). Returns the grid
+    import (months end to end), the planner's wear cost per month (its net savings are the
+    bill's less that) and each month's bound's SoC at its end."""
     slices = month_slices(start, step_s, net_load_w.size)
     if len(soc_at_edges) != len(slices) + 1:
         raise ValueError(f"{len(soc_at_edges)} SoC values for {len(slices)} months")
     grid = np.empty(net_load_w.size)
     wear = []
+    end_soc = []
     for i, sl in enumerate(slices):
         model = dataclasses.replace(battery, soc_initial=float(np.clip(soc_at_edges[i], 0.0, 1.0)))
         pb = year_problem(tariff, start + timedelta(seconds=sl.start * step_s), step_s, net_load_w[sl], model,
-                          soc_final_min=float(soc_at_edges[i + 1]))
+                          soc_final_min=float(soc_at_edges[i + 1]), final_value_per_kwh=final_value_per_kwh)
         plan = plan_dispatch(pb, presolve=True)
         grid[sl] = plan.grid_w
         wear.append(plan.wear_cost)
-    return grid, tuple(wear)
+        end_soc.append(float(plan.soc[-1]))
+    return grid, tuple(wear), tuple(end_soc)

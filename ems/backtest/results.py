@@ -37,13 +37,20 @@ class MonthRow:
     equivalent_full_cycles: float
     foresight_savings: float | None  # the month's own bound (`month_bounds`), bill savings
     net_savings: float = 0.0  # savings less the planner's wear cost on the kWh discharged
-    foresight_net_savings: float | None = None  # the month's bound net of the same wear cost: >= net_savings
+    foresight_net_savings: float | None = None  # the month's bound net of the same wear cost
+    # the charge each ends the month with against its start, at `stored_energy_price`
+    stored_value: float = 0.0
+    foresight_stored_value: float | None = None
 
     @property
     def share(self) -> float | None:
-        """Net savings / the month's bound net savings (what both optimise): at most 1."""
+        """(Net savings + the charge kept) / the same of the month's bound, which maximises
+        exactly that over dispatches that include the live month's: at most 1."""
         b = self.foresight_net_savings
-        return None if b is None or b <= 0 else self.net_savings / b
+        if b is None:
+            return None
+        bound = b + (self.foresight_stored_value or 0.0)
+        return None if bound <= 0 else (self.net_savings + self.stored_value) / bound
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,16 @@ def charge_price(tariff: Tariff, start: datetime, step_s: int, battery_w: FloatA
 def mean_import_price(tariff: Tariff, start: datetime, step_s: int, load_w: FloatArray) -> float:
     """The run's mean import energy price per kWh (its steps weighted alike)."""
     return float(_import_prices(tariff, start, step_s, load_w).mean())
+
+
+def stored_energy_price(tariff: Tariff, trace: Trace) -> float:
+    """What a kWh stored costs to buy back (or is worth kept): the average import price the run
+    charged at (the run's mean import price where it charged nothing) over the units' charge
+    efficiency (a stored kWh took more than one at the meter). The charge a run (or its bound)
+    ends with against its start is valued at this."""
+    price = charge_price(tariff, trace.start, trace.step_s, trace.battery_w, trace.load_w)
+    at_meter = price if price > 0 else mean_import_price(tariff, trace.start, trace.step_s, trace.load_w)
+    return at_meter / trace.charge_efficiency
 
 
 # Charged once per billing month (a partial month is billed as a whole one): a run
@@ -143,11 +160,18 @@ def evaluate(tariff: Tariff, trace: Trace, foresight: Foresight | None, econ: Ec
     wear_month = [float(np.sum(wear_price.per_step(dis_kwh[sl], soc_before[sl], trace.soc[sl]))) for sl in slices]
     cha = _per_month(np.maximum(-trace.battery_w, 0.0) * dt_h / 1000.0, slices)
     cap_kwh = trace.capacity_wh / 1000.0
+    stored_price = stored_energy_price(tariff, trace)
+    # each month's charge at its start and end, the live run's and its bound's (which starts
+    # where the live month did): what each kept is credited in the month's share
+    soc_edges = [trace.soc_initial] + [float(trace.soc[sl.stop - 1]) for sl in slices]
+    bound_end = foresight.month_end_soc if foresight is not None else ()
     months = []
     for i, (a, b) in enumerate(zip(without.months, with_b.months, strict=True)):
         bound = month_bill if month_bill is not None else pf_bill
         pf = None if bound is None else bound.months[i].total
         pf_wear = foresight.month_wear_cost[i] if foresight is not None and foresight.month_wear_cost else None
+        kept_value = (soc_edges[i + 1] - soc_edges[i]) * cap_kwh * stored_price
+        pf_kept_value = (bound_end[i] - soc_edges[i]) * cap_kwh * stored_price if bound_end else None
         months.append(MonthRow(
             month=f"{a.year:04d}-{a.month:02d}", bill_without=a.total, bill_with=b.total, savings=a.total - b.total,
             savings_by_component={c: _component(a, c) - _component(b, c) for c in COMPONENTS},
@@ -155,6 +179,7 @@ def evaluate(tariff: Tariff, trace: Trace, foresight: Foresight | None, econ: Ec
             equivalent_full_cycles=dis[i] / cap_kwh, foresight_savings=None if pf is None else a.total - pf,
             net_savings=a.total - b.total - wear_month[i],
             foresight_net_savings=None if pf is None or pf_wear is None else a.total - pf - pf_wear,
+            stored_value=kept_value, foresight_stored_value=pf_kept_value,
         ))
     discharged = sum(dis)
     savings = without.total - with_b.total
@@ -168,14 +193,11 @@ def evaluate(tariff: Tariff, trace: Trace, foresight: Foresight | None, econ: Ec
         "wear_cost": wear, "net_savings": savings - wear,
         "soc_min": float(trace.soc.min()), "soc_max": float(trace.soc.max()),
     }
-    # the charge the battery ends with against its start is the site's to buy back (or keep):
-    # valued at what its charge cost at the meter (the kWh charged, else the run's mean import
-    # price, over the charge efficiency: a stored kWh took more than one from the grid). A run of
-    # days that drew the first charge down read it as savings, scaled to a year by time
+    # the charge the battery ends with against its start is the site's to buy back (or keep),
+    # at `stored_energy_price`. A run of days that drew the first charge down read it as
+    # savings, scaled to a year by time
     price = charge_price(tariff, trace.start, step, trace.battery_w, trace.load_w)
     stored_kwh = (float(trace.soc[-1]) - trace.soc_initial) * cap_kwh
-    stored_price = (price if price > 0 else mean_import_price(tariff, trace.start, step, trace.load_w)) \
-        / trace.charge_efficiency
     total["stored_energy_change_kwh"] = stored_kwh
     total["stored_energy_value"] = stored_kwh * stored_price
     pf_summary = None

@@ -43,6 +43,7 @@ Model, per step ``i`` of ``step_s`` (internally kW and kWh, which keeps the LP w
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -140,6 +141,9 @@ class PlanProblem:
     allow_export: bool = True
     soc_final_min: float | None = None
     hold_value_per_kwh_h: float = 0.0
+    # what a kWh stored at the horizon's end is worth: a bound credits the charge it keeps at the
+    # price its savings are credited with (ems/backtest/foresight.py); the live planner: 0
+    final_value_per_kwh: float = 0.0
     over_peak_cost_per_kwh: float = 0.0
     charge_peak_weight: float = 0.0
     flat_group: IntArray | None = None
@@ -275,6 +279,7 @@ class PlanProblem:
         need(0 < self.discharge_efficiency <= 1, "discharge_efficiency", "must be in (0, 1]")
         need(self.wear_cost_per_kwh >= 0, "wear_cost_per_kwh", "must be >= 0")
         need(self.hold_value_per_kwh_h >= 0, "hold_value_per_kwh_h", "must be >= 0")
+        need(0 <= self.final_value_per_kwh < math.inf, "final_value_per_kwh", "must be >= 0 and finite")
         need(self.over_peak_cost_per_kwh >= 0, "over_peak_cost_per_kwh", "must be >= 0")
         need(self.charge_peak_weight >= 0, "charge_peak_weight", "must be >= 0")
         if self.grid_import_limit_w is not None:
@@ -416,6 +421,7 @@ def plan_dispatch(problem: PlanProblem, *, presolve: bool = False) -> Plan:
     cost[u0 : u0 + dr_i.size] = pb.dr_over_cost_per_kwh[dr_i] * dt_h
     cost[x0 : x0 + n] = -pb.export_price_per_kwh * dt_h
     cost[e0 + 1 : e0 + n + 1] = -pb.hold_value_per_kwh_h * dt_h
+    cost[e0 + n] -= pb.final_value_per_kwh
     lower = np.zeros(n_col)
     upper = np.full(n_col, inf)
     upper[c0 : c0 + n] = pb.max_charge_w / 1000.0

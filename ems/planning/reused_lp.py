@@ -296,6 +296,7 @@ class ReusedLp:
         lower[e0 + e_at] = floor * cap_kwh
         upper[e0 + e_at] = ceiling * cap_kwh
         cost[e0 + e_at[1:]] = -pb.hold_value_per_kwh_h * dt_h
+        cost[e0 + e_at[n]] -= pb.final_value_per_kwh
         lower[e0 + e_at[0]] = upper[e0 + e_at[0]] = pb.soc_initial * cap_kwh
         final = pb.soc_initial if pb.soc_final_min is None else pb.soc_final_min
         lower[e0 + e_at[n]] = max(floor, final) * cap_kwh

@@ -252,6 +252,9 @@ def test_start_below_reserve_is_not_infeasible() -> None:
         ({"net_load_w": np.full(N_DAY, np.nan)}, "net_load_w"),
         ({"demand_charge_per_kw": (1.0, 2.0)}, "demand_charge_per_kw"),
         ({"demand_period": np.full(N_DAY, 3), "demand_charge_per_kw": (1.0,)}, "demand_period"),
+        ({"final_value_per_kwh": -0.1}, "final_value_per_kwh"),
+        ({"final_value_per_kwh": float("nan")}, "final_value_per_kwh"),
+        ({"final_value_per_kwh": float("inf")}, "final_value_per_kwh"),
     ],
 )
 def test_bad_inputs_name_the_field(overrides: dict[str, Any], field: str) -> None:

@@ -64,7 +64,8 @@ def _same(a: float, b: float) -> bool:
     return abs(a - b) <= 1e-6 * max(1.0, abs(b))
 
 
-@pytest.mark.parametrize("extra", [{}, PREFERENCES], ids=["plain", "preferences"])
+@pytest.mark.parametrize("extra", [{}, PREFERENCES, {"final_value_per_kwh": 0.4}],
+                         ids=["plain", "preferences", "final value"])
 def test_a_rolling_day_across_day_and_month_ends_matches_a_rebuild(tariff: Tariff, extra: dict[str, float]) -> None:
     lp = ReusedLp()
     soc = 0.5
@@ -84,6 +85,15 @@ def test_jumps_new_horizons_and_many_groups_still_match(tariff: Tariff) -> None:
         pb = _problem(tariff, k0, n, 0.6, **PREFERENCES)
         assert _same(lp.solve(pb, start_step=k0).objective, plan_dispatch(pb).objective), (k0, n)
     assert lp.rebuilds >= 3  # the growth, and each new horizon
+
+
+def test_a_final_value_fills_the_battery_by_the_end_and_none_leaves_it_at_the_pin(tariff: Tariff) -> None:
+    """A kWh stored at the end worth more than any spread: the plan ends full; worth nothing:
+    it ends where it is pinned (the LP has no reason to pay for charge it keeps)."""
+    for value, end in ((0.0, 0.5), (5.0, 0.95)):
+        pb = _problem(tariff, 0, 96, 0.5, final_value_per_kwh=value)
+        for plan in (plan_dispatch(pb), ReusedLp().solve(pb)):
+            assert plan.soc[-1] == pytest.approx(end, abs=1e-6), value
 
 
 def test_an_unknown_start_still_solves_right(tariff: Tariff) -> None:
