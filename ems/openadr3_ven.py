@@ -29,6 +29,7 @@ import json
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,6 +52,25 @@ REGISTER_RETRY_MAX_S = 3600.0  # the longest wait between two tries to register 
 # every kind `refused` counts: the metrics export each from 0, since `increase()` reads a series
 # that appears at 1 as no increase (a first refused event would alert no one)
 REFUSED_KINDS = ("Unsupported", "Malformed", "DrBookFull", "TooManyEvents")
+
+
+def _text(value: object, max_len: int = 128) -> str | None:
+    """An id or version from the VTN as text, or None: a string or integer (not a bool) of 1 to
+    `max_len` characters; never str() of a container (a deeply nested list's repr raises
+    RecursionError), never an id cut short (it would name another object)."""
+    text = value if isinstance(value, str) else str(value) if isinstance(value, int) and not isinstance(value, bool) \
+        else None
+    return text if text is not None and 0 < len(text) <= max_len else None
+
+
+@dataclass
+class ProgramsRead:
+    """One poll's reading of the VTN's programs (`OpenAdr3Ven._programs`)."""
+
+    ids: dict[str, str] = field(default_factory=dict)  # programs whose events are read: id -> name
+    listed: set[str] = field(default_factory=set)  # the followed programs' names the VTN lists
+    elsewhere: set[str] = field(default_factory=set)  # followed programs targeted only at others
+    malformed: list[tuple[tuple[str, str], str]] = field(default_factory=list)  # (key, why), counted once
 
 
 class VtnAnswer(EmsError):
@@ -76,6 +96,7 @@ class OpenAdr3Ven:
         self._token: tuple[float, str] | None = None  # (expires at, monotonic s; token)
         self._last_report_s = -float("inf")
         self.ven_id: str | None = None  # the site's ven object on the VTN, once found or created
+        self.register_error: str | None = None  # why the last try to register failed (None: it did not)
         self._register_tries = 0
         self._register_after_s = -float("inf")  # monotonic
 
@@ -83,7 +104,7 @@ class OpenAdr3Ven:
         """The VEN's figures for the site status (`dr.ven`)."""
         return {"protocol": PROTOCOL, "vtn": self.cfg.vtn_url, "polls": self.polls,
                 "failures": dict(self.failures), "refused": dict(self.refused), "reports": self.reports,
-                "registered": self.ven_id is not None, "ven_id": self.ven_id,
+                "registered": self.ven_id is not None, "ven_id": self.ven_id, "register_error": self.register_error,
                 "targeted_elsewhere": self.elsewhere, "programs_targeted_elsewhere": sorted(self.programs_elsewhere),
                 "polls_failing": self.polls_failing}
 
@@ -129,8 +150,18 @@ class OpenAdr3Ven:
     async def poll(self, http: aiohttp.ClientSession) -> None:
         """Read the programs' events and make the book's OpenADR 3 events those (raises on a failed poll)."""
         programs = await self._get(http, "/programs", {"limit": "50"})
-        ids, listed_names = self._programs(programs[:50])
-        missing = set(self.cfg.programs) - listed_names
+        # judged off the loop too: 50 programs' targets of up to 1 MiB take tens of ms
+        read = await asyncio.to_thread(self._programs, programs[:50])
+        for key, why in read.malformed:  # counted once a version; the program is read all the same
+            if key not in self._refused_ids:
+                self._remember(key)
+                self._refuse("Malformed", why, event_id=key[0])
+        if read.elsewhere - self.programs_elsewhere:  # once a change, not every poll
+            log.warning("openadr3 programs targeted at other sites: their events are not read",
+                        programs=sorted(read.elsewhere))
+        self.programs_elsewhere = read.elsewhere
+        ids = read.ids
+        missing = set(self.cfg.programs) - read.listed
         if missing and "ProgramNotFound" not in self._logged:
             self._logged.add("ProgramNotFound")
             log.warning("openadr3 programs not listed by the VTN", programs=sorted(missing))
@@ -149,37 +180,35 @@ class OpenAdr3Ven:
         self.polls += 1
         self.polls_failing = 0
 
-    def _programs(self, programs: list[Any]) -> tuple[dict[str, str], set[str]]:
-        """The followed programs whose events are the site's to read (id -> name), and the names
-        of all the followed programs the VTN lists. Not read: a program whose targets name only
-        other sites (a program's targets name its recipients as an event's do; the VTN may list
-        every program to every VEN), and one whose targets are malformed."""
-        ids: dict[str, str] = {}
-        elsewhere: set[str] = set()
-        listed: set[str] = set()
+    def _programs(self, programs: list[Any]) -> ProgramsRead:
+        """Which of the followed programs the VTN lists have their events read. Not read: one
+        whose targets name only other sites (a program's targets name its recipients as an
+        event's do; the VTN may list every program to every VEN). One whose targets are
+        malformed is read as if it had none (the VTN listed it to these credentials: a typo in
+        its targets must not end an event in force) and reported. Touches nothing of the VEN's:
+        it runs in a worker thread."""
+        out = ProgramsRead()
         for p in programs:
-            if not isinstance(p, Mapping) or p.get("programName") not in self.cfg.programs or p.get("id") is None:
+            if not isinstance(p, Mapping) or p.get("programName") not in self.cfg.programs:
                 continue
             name = str(p["programName"])
-            listed.add(name)
-            key = (f"program:{str(p['id'])[:128]}", str(p.get("modificationDateTime"))[:64])
-            if key in self._refused_ids:
+            out.listed.add(name)
+            pid = _text(p.get("id"))
+            if pid is None:
+                out.malformed.append(((f"program:{name}", "id"), f"program {name}: no usable id"))
                 continue
             try:
                 ours = for_this_site(p.get("targets"), self.identity)
-            except Malformed as exc:  # its events are not read; counted once as an event is
-                self._refused_ids[key] = None
-                self._refuse("Malformed", f"program {name}: {exc}", event_id=key[0])
-                continue
+            except Malformed as exc:
+                version = _text(p.get("modificationDateTime"), 64) or "?"
+                out.malformed.append(((f"program:{pid}", version), f"program {name}: {exc} (read as untargeted)"))
+                ours = True
             if ours:
-                ids[str(p["id"])[:128]] = name
+                out.ids[pid] = name
             else:
-                elsewhere.add(name)
-        if elsewhere - self.programs_elsewhere:  # once a change, not every poll
-            log.warning("openadr3 programs targeted at other sites: their events are not read",
-                        programs=sorted(elsewhere))
-        self.programs_elsewhere = elsewhere
-        return ids, listed
+                out.elsewhere.add(name)
+        out.elsewhere -= set(out.ids.values())  # the same name listed twice, one of them ours: read
+        return out
 
     def _map(self, listed: list[tuple[str, Any]], now_s: float, skip: frozenset[tuple[str, str]]
              ) -> tuple[dict[str, DrEvent], dict[str, str], list[tuple[tuple[str, str], str, str]], int]:
@@ -191,7 +220,7 @@ class OpenAdr3Ven:
         refused: list[tuple[tuple[str, str], str, str]] = []
         elsewhere = 0
         for pid, event in listed:
-            key = (str(event.get("id"))[:128], str(event.get("modificationDateTime"))[:64]) \
+            key = (_text(event.get("id")) or "?", _text(event.get("modificationDateTime"), 64) or "?") \
                 if isinstance(event, Mapping) else ("?", "?")
             if key in skip:
                 continue
@@ -212,10 +241,8 @@ class OpenAdr3Ven:
         """Make the book's OpenADR 3 events `wanted` (on the loop's thread: the book lives there)."""
         self.elsewhere = elsewhere
         for key, kind, why in refused:
-            self._refused_ids[key] = None
+            self._remember(key)
             self._refuse(kind, why, event_id=key[0])
-        while len(self._refused_ids) > _KEEP_REFUSED:
-            self._refused_ids.popitem(last=False)
         for e in self.book.pending():
             if e.source == SOURCE and e.event_id not in wanted:
                 self.book.cancel(e.event_id)
@@ -233,6 +260,13 @@ class OpenAdr3Ven:
                      reduction_fraction=e.reduction_fraction)
         self.program_ids = program_ids
 
+    def _remember(self, key: tuple[str, str]) -> None:
+        """A refused event's or program's (id, version), so it is counted once, not every poll;
+        the oldest forgotten past _KEEP_REFUSED (a VTN changing versions every poll)."""
+        self._refused_ids[key] = None
+        while len(self._refused_ids) > _KEEP_REFUSED:
+            self._refused_ids.popitem(last=False)
+
     def _refuse(self, kind: str, why: str, event_id: str | None = None, count: int = 1) -> None:
         self.refused[kind] += count
         if kind not in self._logged:  # once per kind: a flood of bad events is counted, not logged
@@ -244,6 +278,8 @@ class OpenAdr3Ven:
         self.failures[kind] += 1
         if what == "poll":
             self.polls_failing += 1
+        if what == "register":
+            self.register_error = str(exc)[:200] or type(exc).__name__
         if kind not in self._logged:
             self._logged.add(kind)
             log.warning(f"openadr3 {what} failed", vtn=self.cfg.vtn_url, error=repr(exc)[:200])
@@ -295,9 +331,10 @@ class OpenAdr3Ven:
         with the site's targets): how a VTN learns the VEN its events and reports are for. Until
         it is registered the VEN polls and reports all the same (a VTN whose business logic keeps
         the vens may refuse a VEN's own); each failed try doubles the wait before the next (from
-        one poll to an hour), and none is made while the VTN is out of reach (the poll says so)."""
+        two polls to an hour), and none is made while the VTN is out of reach (the poll says so).
+        Once registered it looks again every hour: a ven the VTN deleted is made anew."""
         now = time.monotonic()
-        if self.ven_id is not None or self.polls_failing or now < self._register_after_s:
+        if self.polls_failing or now < self._register_after_s:
             return
         self._register_tries += 1
         # the exponent bounded: 2 ** n past ~1024 tries (six weeks of hourly ones) overflows a float
@@ -305,16 +342,22 @@ class OpenAdr3Ven:
         self._register_after_s = now + min(REGISTER_RETRY_MAX_S, wait_s)
         found = await self._get(http, "/vens", {"venName": self.cfg.ven_name})
         ven = next((v for v in found[:50] if isinstance(v, Mapping) and v.get("venName") == self.cfg.ven_name), None)
+        if ven is None and found:  # a VTN that ignores the filter: its list may hold ours further on
+            raise VtnAnswer(f"GET /vens?venName= listed {len(found)} vens, none named {self.cfg.ven_name!r}")
         created = ven is None
         if ven is None:
+            self.ven_id = None  # none now (deleted by the VTN, if it had one)
             async with http.post(f"{self.cfg.vtn_url}/vens", json=self.ven_request(),
                                  headers=await self._bearer(http)) as resp:
                 ven = await self._json(resp)
-        vid = ven.get("id") if isinstance(ven, Mapping) else None
-        if not isinstance(vid, str | int) or not 0 < len(str(vid)) <= 128:
-            raise VtnAnswer("a ven object without an id")
-        self.ven_id = str(vid)
-        log.info("openadr3 VEN registered", ven_id=self.ven_id, ven_name=self.cfg.ven_name, created=created)
+        vid = _text(ven.get("id")) if isinstance(ven, Mapping) else None
+        if vid is None:
+            raise VtnAnswer("a ven object without a usable id")
+        if vid != self.ven_id:
+            log.info("openadr3 VEN registered", ven_id=vid, ven_name=self.cfg.ven_name, created=created)
+        self.ven_id, self.register_error = vid, None
+        self._register_tries = 0
+        self._register_after_s = now + REGISTER_RETRY_MAX_S
 
     # --- the task ----------------------------------------------------------------------
     async def run(self) -> None:
@@ -330,6 +373,8 @@ class OpenAdr3Ven:
                             await call(http)
                     except (TimeoutError, aiohttp.ClientError, VtnAnswer, ValueError, KeyError, TypeError) as exc:
                         self._failed(exc, what)
+                    except Exception as exc:  # a side task: whatever a VTN's answer trips in it must not
+                        self._failed(exc, what)  # end the controller (its task group); counted, logged once
                 await asyncio.sleep(self.cfg.poll_every_s)
 
     async def _report_if_due(self, http: aiohttp.ClientSession) -> None:

@@ -48,6 +48,8 @@ class FakeVtn:
         self.vens: list[dict[str, Any]] = []
         self.ven_posts: list[dict[str, Any]] = []
         self.ven_create_status = 201  # 403: a VTN whose business logic alone creates vens
+        self.ven_filter = True  # False: a VTN that ignores GET /vens's venName
+        self.ven_id_given: Any = None  # what POST /vens answers as the new ven's id (None: v-N)
         self.url = ""
         self.closing = asyncio.Event()
 
@@ -84,7 +86,7 @@ class FakeVtn:
     async def get_vens(self, request: web.Request) -> web.Response:
         if not self._authorised(request):
             return web.json_response({"title": "unauthorised"}, status=401)
-        name = request.query.get("venName")
+        name = request.query.get("venName") if self.ven_filter else None
         return web.json_response([v for v in self.vens if name is None or v["venName"] == name])
 
     async def post_ven(self, request: web.Request) -> web.Response:
@@ -94,7 +96,9 @@ class FakeVtn:
         self.ven_posts.append(body)
         if self.ven_create_status != 201:
             return web.json_response({"title": "forbidden"}, status=self.ven_create_status)
-        ven = ven_object(f"v-{len(self.vens) + 1}", body)
+        ven = ven_object(f"v-{len(self.ven_posts)}", body)
+        if self.ven_id_given is not None:
+            ven["id"] = self.ven_id_given
         self.vens.append(ven)
         return web.json_response(ven, status=201)
 
@@ -242,6 +246,32 @@ async def test_a_vtn_that_refuses_the_vens_own_ven_object_still_serves_events() 
 
 
 @pytest.mark.timeout(60)
+async def test_registration_refuses_what_would_register_the_wrong_ven_and_remakes_a_deleted_one() -> None:
+    async with running_vtn() as vtn:
+        # a VTN that ignores the venName filter: its list may hold the site's ven further on; no
+        # second one is created
+        vtn.ven_filter = False
+        vtn.vens = [ven_object(f"v-o{k}", {"venName": f"site-{k}"}) for k in range(100, 160)]
+        async with running_ven(vtn) as ven:
+            await wait_for(lambda: ven.failures["register:VtnAnswer"] >= 1)
+            assert vtn.ven_posts == [] and not ven.status()["registered"]
+            assert "none named 'site-7'" in str(ven.status()["register_error"])
+        # a ven id that is a bool: not an id
+        vtn.ven_filter, vtn.vens, vtn.ven_id_given = True, [], True
+        async with running_ven(vtn) as ven:
+            await wait_for(lambda: ven.failures["register:VtnAnswer"] >= 1)
+            assert not ven.status()["registered"] and "usable id" in str(ven.status()["register_error"])
+        # registered, then the VTN deletes the ven: the hourly look makes it anew
+        vtn.vens, vtn.ven_posts, vtn.ven_id_given = [], [], None
+        async with running_ven(vtn) as ven:
+            await wait_for(lambda: ven.status()["ven_id"] == "v-1")
+            vtn.vens = []
+            ven._register_after_s = 0.0  # the hour passed
+            await wait_for(lambda: ven.status()["ven_id"] == "v-2")
+            assert ven.status()["registered"] and ven.status()["register_error"] is None
+
+
+@pytest.mark.timeout(60)
 async def test_registration_tries_past_a_thousand_wait_an_hour_not_overflow() -> None:
     """Six weeks of hourly refusals: 2 ** tries no longer fits a float (OverflowError killed the VEN)."""
     async with running_vtn() as vtn:
@@ -275,11 +305,38 @@ async def test_a_program_targeted_at_other_sites_has_its_events_left_unread() ->
                                       modified="2026-01-02T00:00:00Z")
             await wait_for(lambda: not ven.book.pending())
             assert ven.status()["programs_targeted_elsewhere"] == ["site-flex", "south-flex"]
-            # a program whose targets are not of the spec's shape: refused once, not every poll
-            vtn.programs[1] = program("p-3", "south-flex") | {"targets": "south"}
+            # targets not of the spec's shape: reported once, and the program read as untargeted
+            # (a typo at the VTN must not end an event in force), its version unknown
+            vtn.programs[1] = program("p-3", "south-flex") | {"targets": "south", "modificationDateTime": [[["x"]]]}
+            await wait_for(lambda: {e.event_id for e in ven.book.pending()} == {"e-3:0"})
             await _polls(ven, 2)
             assert ven.refused == {"Malformed": 1}
             assert ven.status()["programs_targeted_elsewhere"] == ["site-flex"]
+            # the VTN fixes it: read by its targets again
+            vtn.programs[1] = program("p-3", "south-flex", targets={"GROUP": ["north"]})
+            await _polls(ven, 2)
+            assert {e.event_id for e in ven.book.pending()} == {"e-3:0"} and ven.refused == {"Malformed": 1}
+            # the same name listed twice, once for others and once for the site: the site's is read
+            vtn.programs = [program("p-1", "site-flex", targets={"VEN_NAME": ["site-9"]}),
+                            program("p-1b", "site-flex"), vtn.programs[1]]
+            vtn.events.append(event("e-1b", "p-1b", t0, ask))
+            await wait_for(lambda: "e-1b:0" in {e.event_id for e in ven.book.pending()})
+            assert ven.status()["programs_targeted_elsewhere"] == []
+
+
+@pytest.mark.timeout(60)
+async def test_refusals_remembered_stay_bounded_when_later_polls_fail() -> None:
+    """Programs whose malformed targets change version every poll while GET /events fails: the
+    refusals remembered (so each is counted once) grew without bound."""
+    async with running_vtn() as vtn:
+        vtn.events_answer = lambda _r: _answer(status=500, obj={"title": "oops"})
+        async with running_ven(vtn) as ven:
+            for version in range(8):
+                vtn.programs = [program(f"p-{k}", "site-flex", modified=f"2026-01-01T00:00:{version:02d}Z")
+                                | {"targets": "bad"} for k in range(50)]
+                await _polls(ven, 1)
+            assert ven.refused["Malformed"] >= 256 and len(ven._refused_ids) <= 256
+            assert ven.failures["poll:VtnAnswer"] >= 8
 
 
 @pytest.mark.timeout(60)

@@ -205,3 +205,19 @@ def test_a_vtn_url_with_credentials_is_refused_without_echoing_them() -> None:
         with pytest.raises(ConfigError, match="must not carry a user or password") as exc:
             parse_config(site_dict("mqtt://127.0.0.1:1883", policies={"demand_response": dr}), "test")
         assert "url" in str(exc.value) and "hunter2" not in str(exc.value)
+
+
+def test_ids_and_versions_from_the_vtn_are_taken_as_text_only_from_strings_and_integers() -> None:
+    """str() of a deeply nested list raises RecursionError on the event loop's stack, which no
+    except clause of the VEN expected: one program's modificationDateTime ended the controller."""
+    from ems.openadr3_ven import _text
+
+    nested: list[object] = []
+    for _ in range(100_000):
+        nested = [nested]
+    with pytest.raises(RecursionError):
+        str(nested)
+    assert _text(nested) is None and _text({"a": 1}) is None and _text(True) is None and _text(None) is None
+    assert _text("p-1") == "p-1" and _text(42) == "42" and _text("") is None
+    assert _text("x" * 129) is None and _text("x" * 128) == "x" * 128  # an id cut short would name another
+    assert _text("2026-01-01T00:00:00Z" * 4, 64) is None
