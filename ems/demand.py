@@ -257,7 +257,7 @@ class DemandMeter:
                 peaks += [meter.previous.peak_w, *meter.previous.tou_peaks_w]
             if not all(math.isfinite(x) for x in peaks):
                 raise ValueError("a peak or the open interval is not a finite number")
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:  # float(10**400), int(inf)
             raise DemandMeterError(f"persisted demand state unreadable: {exc!r}") from exc
         return meter
 

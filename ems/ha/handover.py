@@ -44,7 +44,7 @@ def take_over(ctl: Controller, state: dict[str, Any] | None) -> None:
     if isinstance(operator, dict):
         try:
             refused = ctl.controls.adopt(operator)  # each entry checked: what is refused is named
-        except (OverrideError, KeyError, TypeError, ValueError) as exc:
+        except (OverrideError, KeyError, TypeError, ValueError, ArithmeticError) as exc:
             log.warning("handover: operator state unusable, keeping ours", error=str(exc))
         else:
             c = ctl.controls
@@ -55,7 +55,7 @@ def take_over(ctl: Controller, state: dict[str, Any] | None) -> None:
         return
     try:
         theirs = DemandMeter.from_dict(state["demand"], ctl.demand.tariff, ctl.demand.zone, ctl.demand.interval_s)
-    except (DemandMeterError, KeyError, TypeError, ValueError) as exc:
+    except (DemandMeterError, KeyError, TypeError, ValueError, ArithmeticError) as exc:
         log.warning("handover: demand state unusable, keeping ours", error=str(exc))
         return
     ours = ctl.demand

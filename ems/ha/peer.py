@@ -41,9 +41,9 @@ async def ask(addr: str, request: dict[str, Any], timeout_s: float) -> dict[str,
             writer.write(json.dumps(request).encode() + b"\n")
             await writer.drain()
             line = await reader.readline()
-        answer = json.loads(line)
+        answer = json.loads(line[:MAX_LINE])
         return answer if isinstance(answer, dict) else None
-    except (OSError, TimeoutError, ValueError):
+    except (OSError, TimeoutError, ValueError, RecursionError):  # RecursionError: "[[[[..." past the depth
         return None
     finally:
         if writer is not None:
@@ -61,7 +61,7 @@ async def serve(addr: str, answer: Callable[[dict[str, Any]], dict[str, Any]]) -
             reply = answer(request) if isinstance(request, dict) else {"granted": False}
             writer.write(json.dumps(reply).encode() + b"\n")
             await writer.drain()
-        except (OSError, TimeoutError, ValueError):
+        except (OSError, TimeoutError, ValueError, RecursionError):
             log.debug("ha peer: a request that could not be answered")
         finally:
             writer.close()

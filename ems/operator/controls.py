@@ -384,7 +384,7 @@ class OperatorControls:
                 _finite(o.at_wall_s, "at_wall_s")
                 if o.revert_at_wall_s is not None:
                     _finite(o.revert_at_wall_s, "revert_at_wall_s")
-            except (KeyError, TypeError, ValueError) as exc:
+            except (KeyError, TypeError, ValueError, ArithmeticError) as exc:  # float(10**400), int(inf)
                 refuse(f"params.{key}", exc)
                 continue
             try:
@@ -403,13 +403,13 @@ class OperatorControls:
                 self.maintenance[unit] = Maintenance(unit, str(m["by"]), str(m["why"]),
                                                      _finite(float(m["at_wall_s"]), "at_wall_s"),
                                                      int(m.get("event_id", 0)))
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as exc:
                 refuse(f"maintenance.{unit}", exc)
         f = data.get("force")
         if f is not None:
             try:
                 force = self._force_from(f, wall)
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as exc:
                 refuse("force", exc)
             else:
                 if force.until_wall_s > wall:

@@ -247,3 +247,42 @@ async def test_a_partition_with_a_peer_still_fences_the_active(pair: Pair) -> No
         assert_one_writer_per_epoch(pair.writes)
     finally:
         await relay.close()
+
+
+async def test_garbage_in_the_lease_or_the_handover_is_nobodys_never_fatal() -> None:
+    """Anyone who can write the buckets: a lease value that is not JSON made the active's next
+    refused renewal raise JSONDecodeError (its HA task, and the controller, ended instead of
+    stepping down); a handover nested past the parser's depth did the same to the standby."""
+    url = shared_nats_or_skip()
+    cfg = ha_cfg(url, unique("garbage"), lease_ttl_s=2.0, renew_every_s=0.1, guard_s=0.15, request_timeout_s=0.5)
+    a = KvLease(cfg, "s", "a")
+    await a.connect()
+    try:
+        held = await a.try_acquire()
+        assert held is not None
+        assert a._kv is not None and a._state is not None
+        await a._kv.put("leader", b"not json")  # over the lease: the revision moves on
+        with pytest.raises(LeaseLost):
+            await a.renew(held)
+        assert await a.current() == ({}, held.revision + 1)
+        await a._state.put("state", b"[" * 5000)
+        assert await a.get_state() is None
+    finally:
+        await a.close()
+
+
+async def test_a_peer_answer_nested_past_the_parsers_depth_is_no_answer() -> None:
+    from ems.ha.peer import ask
+
+    async def nested(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"[" * 3000 + b"\n")
+        await writer.drain()
+        writer.close()
+
+    port = free_port()
+    server = await asyncio.start_server(nested, "127.0.0.1", port)
+    try:
+        assert await ask(f"127.0.0.1:{port}", {"holder": "a", "epoch": 1, "ttl_s": 1.0}, 2.0) is None
+    finally:
+        server.close()
+        await server.wait_closed()

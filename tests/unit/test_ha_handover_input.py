@@ -49,3 +49,23 @@ def test_a_handed_over_month_peak_beyond_the_meter_is_refused_a_higher_real_one_
     assert ctl.demand.month_peak_w == 0.0 and ctl.events.count("handover_demand_refused") == 1
     take_over(ctl, {"demand": peer.demand.to_dict()})
     assert ctl.demand.month_peak_w == 900e3
+
+
+def test_handover_numbers_out_of_float_range_are_refused_not_fatal() -> None:
+    """json reads 10**400 as an int and Infinity as a float: float() of the one and int() of the
+    other raised OverflowError, which no except of the handover expected: the standby's HA task,
+    and with it the controller, ended at the moment it should take over."""
+    ctl = _controller()
+    unit = ctl.cfg.bess_units[0].id
+    huge = 10**400
+    take_over(ctl, {
+        "operator": {"maintenance": {unit: {"by": "x", "why": "y", "at_wall_s": huge}},
+                     "params": {"p": {"name": "x", "value": 1, "by": "x", "why": "y", "at_wall_s": huge}},
+                     "force": {"mode": "setpoint", "setpoint_w": huge, "by": "m", "why": "w",
+                               "at_wall_s": 1.0, "until_wall_s": 2.0}},
+        "demand": {"format": 2, "month": "2026-11", "month_peak_w": huge}})
+    take_over(ctl, {"operator": {"maintenance": {unit: {"by": "x", "why": "y", "at_wall_s": 1.0,
+                                                        "event_id": float("inf")}}},
+                    "demand": {"format": 2, "clock_steps_back": float("inf")}})
+    assert not ctl.controls.maintenance and ctl.controls.force is None and not ctl.controls.params
+    assert ctl.demand.month_peak_w == 0.0
