@@ -20,11 +20,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from drivers.json_numbers import finite
 from ems.model.dr import DrEvent
-from ems.openadr_events import MAX_W, Malformed, Unsupported
+from ems.openadr_events import MAX_INTERVALS, MAX_W, Malformed, Unsupported, check_interval
 
-MAX_INTERVALS = 96  # a day of quarter hours: more is a hostile VTN, not a program
-MAX_INTERVAL_S = 86400.0
-MAX_AHEAD_S = 31 * 86400.0  # an interval starting later than this is not a program's event
 MAX_ID = 128  # the spec's objectID limit
 _UNIT_W = {"W": 1.0, "KW": 1e3, "MW": 1e6, "GW": 1e9}
 ACTED_ON = ("IMPORT_CAPACITY_LIMIT", "SIMPLE", "DISPATCH_SETPOINT_RELATIVE")
@@ -175,11 +172,8 @@ def dr_events3(event: object, levels: Mapping[int, float], power_scale_w: float,
             raise Malformed("an interval is not an object")
         uid = _id(interval.get("id"), "interval id")
         at, d = _period(interval.get("intervalPeriod"), start, duration)
-        if not 0 < d.total_seconds() <= MAX_INTERVAL_S:  # PT0S (open-ended) included: a window must end
-            raise Malformed(f"an interval of {d.total_seconds()} s (0 < d <= {MAX_INTERVAL_S:.0f})")
+        check_interval(at, d, now_s)  # PT0S (open-ended) included: a window must end
         begin_s = at.timestamp()
-        if begin_s > now_s + MAX_AHEAD_S or begin_s + d.total_seconds() < now_s - MAX_AHEAD_S:
-            raise Malformed(f"an interval at {at.isoformat()} is too far from now")
         what = _payload(interval)
         start, duration = at + d, d  # the next interval without a period follows this one
         if what is None:

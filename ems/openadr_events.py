@@ -77,9 +77,26 @@ def _ask(name: str, kind: str, payload: float, scale_w: float,
     raise Unsupported(f"signal {name}/{kind}")
 
 
-def dr_events(event: Mapping[str, Any], levels: Mapping[int, float], power_scale_w: float) -> list[DrEvent]:
-    """The site's events for one OpenADR event (empty: it asks nothing now). Raises
-    `Unsupported` or `Malformed`."""
+MAX_INTERVALS = 96  # a day of quarter hours: more is a hostile VTN, not a program
+MAX_INTERVAL_S = 86400.0
+MAX_AHEAD_S = 31 * 86400.0  # an interval starting later than this is not a program's event
+
+
+def check_interval(at: datetime, d: timedelta, now_s: float) -> None:
+    """An interval a program could mean: one that ends (0 < d <= a day) and lies within a month
+    of now. An event to the year 9999 is no program's, and its local times overflow the planner's
+    calendar (OverflowError in a zone east of UTC ended the controller). Raises `Malformed`."""
+    if not 0 < d.total_seconds() <= MAX_INTERVAL_S:
+        raise Malformed(f"an interval of {d.total_seconds()} s (0 < d <= {MAX_INTERVAL_S:.0f})")
+    begin_s = at.timestamp()
+    if begin_s > now_s + MAX_AHEAD_S or begin_s + d.total_seconds() < now_s - MAX_AHEAD_S:
+        raise Malformed(f"an interval at {at.isoformat()} is too far from now")
+
+
+def dr_events(event: Mapping[str, Any], levels: Mapping[int, float], power_scale_w: float,
+              now_s: float) -> list[DrEvent]:
+    """The site's events for one OpenADR event (empty: it asks nothing now); `now_s`: wall
+    time, which each interval must lie within a month of. Raises `Unsupported` or `Malformed`."""
     try:
         desc = event["event_descriptor"]
         event_id = str(desc["event_id"])
@@ -95,11 +112,14 @@ def dr_events(event: Mapping[str, Any], levels: Mapping[int, float], power_scale
         for signal in signals:
             name, kind = str(signal["signal_name"]), str(signal["signal_type"])
             at = start
+            if len(signal["intervals"]) > MAX_INTERVALS:
+                raise Malformed(f"{len(signal['intervals'])} intervals (at most {MAX_INTERVALS})")
             for k, interval in enumerate(signal["intervals"]):
                 at = interval.get("dtstart") or at
                 duration: timedelta = interval["duration"]
-                if not isinstance(duration, timedelta) or duration.total_seconds() <= 0:
-                    raise Malformed("an interval without a positive duration")
+                if not isinstance(duration, timedelta) or not isinstance(at, datetime) or at.tzinfo is None:
+                    raise Malformed("an interval without a duration or a zoned start")
+                check_interval(at, duration, now_s)
                 try:
                     ask = _ask(name, kind, _number(interval["signal_payload"]), _scale_w(signal, power_scale_w),
                                levels)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -78,7 +79,7 @@ class OpenAdrVen:
             log.info("openadr event ended", event_id=event_id, status=status)
             return OPT_IN
         try:
-            events = dr_events(event, self.cfg.simple_levels, self.cfg.power_scale_w)
+            events = dr_events(event, self.cfg.simple_levels, self.cfg.power_scale_w, time.time())
         except (Unsupported, Malformed) as exc:
             self.malformed += isinstance(exc, Malformed)
             kind = type(exc).__name__

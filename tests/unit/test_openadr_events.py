@@ -10,6 +10,7 @@ import pytest
 from ems.openadr_events import Malformed, Unsupported, dr_events
 
 START = datetime(2026, 7, 1, 16, 0, tzinfo=UTC)
+NOW_S = START.timestamp()
 LEVELS = {1: 0.1, 2: 0.25, 3: 0.5}
 
 
@@ -24,7 +25,7 @@ def event(name: str, kind: str, payloads: list[Any], measurement: dict[str, Any]
 
 
 def test_simple_levels_cut_a_share_of_the_baseline_per_interval() -> None:
-    out = dr_events(event("SIMPLE", "level", [1, 0, 3]), LEVELS, 1000.0)
+    out = dr_events(event("SIMPLE", "level", [1, 0, 3]), LEVELS, 1000.0, NOW_S)
     assert [(e.event_id, e.reduction_fraction) for e in out] == [("e9:0", 0.1), ("e9:2", 0.5)]
     assert out[1].start_s == (START + timedelta(minutes=60)).timestamp()
     assert out[1].end_s - out[1].start_s == 1800.0
@@ -32,19 +33,25 @@ def test_simple_levels_cut_a_share_of_the_baseline_per_interval() -> None:
 
 
 def test_load_dispatch_setpoint_and_delta_with_their_scale() -> None:
-    [e] = dr_events(event("LOAD_DISPATCH", "setpoint", [2.5], {"name": "powerReal", "scale": "M"}), LEVELS, 1e3)
+    [e] = dr_events(event("LOAD_DISPATCH", "setpoint", [2.5], {"name": "powerReal", "scale": "M"}), LEVELS, 1e3, NOW_S)
     assert e.target_import_w == 2.5e6
-    [e] = dr_events(event("LOAD_DISPATCH", "setpoint", [400]), LEVELS, 1e3)  # no unit: the configured kW
+    [e] = dr_events(event("LOAD_DISPATCH", "setpoint", [400]), LEVELS, 1e3, NOW_S)  # no unit: the configured kW
     assert e.target_import_w == 400e3
-    [e] = dr_events(event("LOAD_DISPATCH", "delta", [-300]), LEVELS, 1e3)
+    [e] = dr_events(event("LOAD_DISPATCH", "delta", [-300]), LEVELS, 1e3, NOW_S)
     assert e.reduction_w == 300e3
 
 
 def test_load_control_capacity_and_percent() -> None:
-    [e] = dr_events(event("LOAD_CONTROL", "x-loadControlCapacity", [0.75]), LEVELS, 1e3)
+    [e] = dr_events(event("LOAD_CONTROL", "x-loadControlCapacity", [0.75]), LEVELS, 1e3, NOW_S)
     assert e.reduction_fraction == pytest.approx(0.25)
-    [e] = dr_events(event("LOAD_CONTROL", "x-loadControlPercentOffset", [-20]), LEVELS, 1e3)
+    [e] = dr_events(event("LOAD_CONTROL", "x-loadControlPercentOffset", [-20]), LEVELS, 1e3, NOW_S)
     assert e.reduction_fraction == pytest.approx(0.2)
+
+
+def _with_interval(ev: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    (signal,) = ev["event_signals"]
+    signal["intervals"][0] |= changes
+    return ev
 
 
 @pytest.mark.parametrize(("ev", "error"), [
@@ -59,7 +66,16 @@ def test_load_control_capacity_and_percent() -> None:
     ({"event_descriptor": {"event_id": "x"}}, Malformed),
     ({**event("SIMPLE", "level", [1]), "active_period": {"dtstart": datetime(2026, 1, 1), "duration": None}},
      Malformed),  # no time zone
+    # an interval to the year 9999 (its local times overflowed the planner's calendar east of UTC,
+    # OverflowError ended the controller), one starting in the year 1, one a year away, none at all
+    (_with_interval(event("SIMPLE", "level", [1]), duration=timedelta(days=2_912_110)), Malformed),
+    (_with_interval(event("SIMPLE", "level", [1]), dtstart=datetime(1, 1, 1, tzinfo=UTC),
+                    duration=timedelta(days=30)), Malformed),
+    (_with_interval(event("SIMPLE", "level", [1]), dtstart=START + timedelta(days=365)), Malformed),
+    (_with_interval(event("SIMPLE", "level", [1]), duration=timedelta(0)), Malformed),
+    (_with_interval(event("SIMPLE", "level", [1]), duration=timedelta(days=1, seconds=1)), Malformed),
+    (event("SIMPLE", "level", [1] * 97), Malformed),  # more intervals than a day of quarter hours
 ])
 def test_what_the_site_cannot_act_on_is_refused_with_its_kind(ev, error) -> None:
     with pytest.raises(error):
-        dr_events(ev, LEVELS, 1e3)
+        dr_events(ev, LEVELS, 1e3, NOW_S)
