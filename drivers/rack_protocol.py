@@ -15,6 +15,8 @@ from drivers.errors import MalformedData
 from ems.model.racks import SmoothingProfile
 
 RACK_STATES = frozenset({"idle", "ramp_up", "training", "checkpoint", "ramp_down", "steady"})
+TELEMETRY_MAX_BYTES = 4096  # one rack's message is ~150 bytes
+CAPS_MAX_BYTES = 256 * 1024  # a row's caps, a smoothing profile: a few thousand racks' worth
 
 
 # Rack topics live under their row (`PREFIX/rows/{row}/racks/{rack}/...`) so that a broker ACL
@@ -88,7 +90,11 @@ def _short(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _load(payload: bytes, what: str) -> object:
+def _load(payload: bytes, what: str, max_bytes: int) -> object:
+    # refused unread past `max_bytes`: a row agent's 20 MB "telemetry" took 0.4 s of the
+    # control loop's thread to parse (the broker's default limit is 256 MB)
+    if len(payload) > max_bytes:
+        raise MalformedData(f"{what}: {len(payload)} bytes, at most {max_bytes}")
     try:
         return json.loads(payload)
     # RecursionError: nesting deeper than the interpreter's limit ("[[[[...")
@@ -105,7 +111,7 @@ def encode_telemetry(t: RackTelemetry) -> bytes:
 
 
 def decode_telemetry(rack_id: str, payload: bytes) -> RackTelemetry:
-    obj = _load(payload, f"telemetry of {rack_id}")
+    obj = _load(payload, f"telemetry of {rack_id}", TELEMETRY_MAX_BYTES)
     if not isinstance(obj, dict):
         raise MalformedData(f"telemetry of {rack_id} is not a JSON object")
     if obj.get("rack") != rack_id:
@@ -153,7 +159,7 @@ def decode_row_caps(payload: bytes) -> dict[str, float | None]:
 
 
 def _object(payload: bytes) -> dict[str, object]:
-    obj = _load(payload, "payload")
+    obj = _load(payload, "payload", CAPS_MAX_BYTES)
     if not isinstance(obj, dict):
         raise MalformedData("payload is not a JSON object")
     return obj

@@ -45,9 +45,7 @@ def encode(a: JobAnnouncement, seq: int) -> bytes:
 
 def decode(payload: bytes, rack_ids: tuple[str, ...], nameplate_w: float) -> JobAnnouncement:
     """One announcement, its racks checked against the site's (`racks` or whole `rows`)."""
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise MalformedData(f"job announcement of {len(payload)} bytes: at most {MAX_PAYLOAD_BYTES}")
-    obj = _load(payload, "job announcement")
+    obj = _load(payload, "job announcement", MAX_PAYLOAD_BYTES)  # refused unread past the bound
     if not isinstance(obj, dict):
         raise MalformedData("job announcement is not a JSON object")
     job = obj.get("job")

@@ -142,7 +142,7 @@ class LoadTargetDecoder:
             raise BadLoadTarget(f"request of {len(payload)} bytes: at most {MAX_PAYLOAD_BYTES}")
         try:
             obj = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # "[[[[..." past the parser's depth
             raise BadLoadTarget("not JSON") from None
         if not isinstance(obj, dict):
             raise BadLoadTarget("not a JSON object")

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from drivers import rack_protocol as rp
+from drivers.errors import MalformedData
 from drivers.racks import RackTelemetryStore
 from ems.clock import ScaledClock
 from ems.config import MqttConfig, parse_config
@@ -112,6 +113,27 @@ async def test_a_row_agent_cannot_publish_telemetry_for_another_rows_rack(secure
         assert reading.power_w[0] == 25_000.0 and np.isnan(reading.power_w[1])
     finally:
         task.cancel()
+
+
+async def test_a_message_beyond_the_brokers_packet_limit_never_reaches_the_controller(
+        secure_broker: SecureBroker) -> None:
+    """The shipped config's max_packet_size: a row agent's 1 MB "telemetry" is refused by the
+    broker (without it Mosquitto takes 256 MB, which the controller parsed on its loop's thread);
+    one under the limit but over the decoder's 4 KiB is refused unread as malformed."""
+    b = secure_broker
+    topic = rp.telemetry_topic(PREFIX, "row03-rack01")
+    async with aiomqtt.Client(**client_kwargs(b.mqtt(), identifier="test-controller")) as ctl:
+        await ctl.subscribe(topic, qos=1)
+        with contextlib.suppress(aiomqtt.MqttError):  # the broker may drop the sender's connection
+            async with aiomqtt.Client(**b.as_user("row03")) as row03:
+                await row03.publish(topic, b" " * 1_000_000, qos=1, timeout=2)
+        async with aiomqtt.Client(**b.as_user("row03")) as row03:
+            await row03.publish(topic, b" " * 5_000, qos=1)
+        msg = await _next_message(ctl)
+        payload = msg.payload if isinstance(msg.payload, bytes) else b""
+        assert len(payload) == 5_000  # the 1 MB one never came
+        with pytest.raises(MalformedData, match="5000 bytes, at most 4096"):
+            rp.decode_telemetry("row03-rack01", payload)
 
 
 async def test_wrong_or_missing_password_is_refused(secure_broker: SecureBroker) -> None:
