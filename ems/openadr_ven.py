@@ -5,16 +5,22 @@ It registers, polls at the rate the VTN asks, turns each event into the site's e
 configuration, for an event the site cannot act on, or one that is malformed) and offers a
 telemetry report with the site's grid import and the flexibility it has now (battery room
 above the reserve plus what the flex tiers allow the racks to give). Cancelled or completed
-events leave the book. Runs in the controller's task group; it reads only the published
-period result (never a device) and writes only to the book, on the loop's thread.
+events leave the book. Runs in the controller's task group, with openleadr on a thread and an
+event loop of its own: a VTN's answer is read, validated, parsed and dispatched there
+(openleadr reads any size of answer and looks each event up in a list: 2,000 events held the
+control loop for 6 s), never on the control loop. It reads only the published period result
+(never a device) and writes only to the book, on the control loop's thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
+import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -24,6 +30,7 @@ from openleadr import OpenADRClient, enums
 from ems.config import OpenAdrConfig
 from ems.dr_book import DrBook, DrBookFull
 from ems.model.cancel_guard import checkpoint
+from ems.model.dr import DrEvent
 from ems.openadr_events import Malformed, Unsupported, dr_events
 from ems.published import Published
 from policies.demand_response import DrParams, flexibility_w
@@ -58,6 +65,24 @@ class OpenAdrVen:
         self.malformed = 0
         self.registered = False
         self._logged: set[str] = set()
+        self._main: asyncio.AbstractEventLoop | None = None  # the control loop, where the book lives
+        self._stop: asyncio.Event | None = None  # set (on openleadr's loop) to end its thread
+
+    def _on_main(self, fn: Callable[[], str]) -> str:
+        """`fn` run on the control loop's thread (the book's), its answer awaited here, on
+        openleadr's; directly where there is no other loop (a test calling the handler)."""
+        if self._main is None or self._main.is_closed():
+            return fn()
+        done: concurrent.futures.Future[str] = concurrent.futures.Future()
+
+        def call() -> None:
+            try:
+                done.set_result(fn())
+            except BaseException as exc:  # handed over: raised again on openleadr's thread
+                done.set_exception(exc)
+
+        self._main.call_soon_threadsafe(call)
+        return done.result(timeout=10.0)
 
     def status(self) -> dict[str, object]:
         """The VEN's figures for the site status (`dr.ven`)."""
@@ -71,13 +96,12 @@ class OpenAdrVen:
         return site_flexibility_w(self.published, self.params)
 
     def on_event(self, event: dict[str, Any]) -> str:
+        """openleadr's handler (on its thread): the event parsed here, the book changed on the
+        control loop's thread."""
         desc = event.get("event_descriptor", {})
         event_id, status = str(desc.get("event_id")), desc.get("event_status")
         if status in (enums.EVENT_STATUS.CANCELLED, enums.EVENT_STATUS.COMPLETED):
-            for e in [e for e in self.book.pending() if e.event_id.startswith(f"{event_id}:")]:
-                self.book.cancel(e.event_id)
-            log.info("openadr event ended", event_id=event_id, status=status)
-            return OPT_IN
+            return self._on_main(lambda: self._end(event_id, str(status)))
         try:
             events = dr_events(event, self.cfg.simple_levels, self.cfg.power_scale_w, time.time())
         except (Unsupported, Malformed) as exc:
@@ -91,6 +115,15 @@ class OpenAdrVen:
         if not self.cfg.opt_in:
             self.opted_out += 1
             return OPT_OUT
+        return self._on_main(lambda: self._book(event_id, events))
+
+    def _end(self, event_id: str, status: str) -> str:
+        for e in [e for e in self.book.pending() if e.event_id.startswith(f"{event_id}:")]:
+            self.book.cancel(e.event_id)
+        log.info("openadr event ended", event_id=event_id, status=status)
+        return OPT_IN
+
+    def _book(self, event_id: str, events: list[DrEvent]) -> str:
         for e in [e for e in self.book.pending() if e.event_id.startswith(f"{event_id}:")]:
             self.book.cancel(e.event_id)  # a modified event replaces its intervals
         try:
@@ -125,9 +158,41 @@ class OpenAdrVen:
         return client
 
     async def run(self) -> None:
-        """Register and keep polling until cancelled; a VTN that cannot be reached is retried."""
+        """openleadr on its own thread and event loop until cancelled; the VTN is retried there,
+        and a thread whose loop broke (logged there) is started anew."""
+        self._main = asyncio.get_running_loop()
         while True:
-            checkpoint()  # a stop a library swallowed (ems/model/cancel_guard)
+            started: concurrent.futures.Future[asyncio.AbstractEventLoop] = concurrent.futures.Future()
+            thread = threading.Thread(target=self._thread_main, args=(started,), name="openadr-ven", daemon=True)
+            thread.start()
+            loop = await asyncio.wrap_future(started)
+            try:
+                while thread.is_alive():
+                    checkpoint()  # a stop a library swallowed (ems/model/cancel_guard)
+                    await asyncio.sleep(1.0)
+            finally:
+                stop = self._stop
+                if stop is not None and not loop.is_closed():
+                    with contextlib.suppress(RuntimeError):  # its loop closed meanwhile
+                        loop.call_soon_threadsafe(stop.set)
+                await asyncio.shield(asyncio.to_thread(thread.join, 15.0))
+            self.registered = False
+            await asyncio.sleep(10.0)
+
+    def _thread_main(self, started: concurrent.futures.Future[asyncio.AbstractEventLoop]) -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            self._stop = asyncio.Event()
+            started.set_result(loop)
+            loop.run_until_complete(self._serve(self._stop))
+        except Exception:
+            log.exception("openadr VEN thread failed")
+        finally:
+            loop.close()
+
+    async def _serve(self, stop: asyncio.Event) -> None:
+        """Register and keep polling until `stop`; a VTN that cannot be reached is retried."""
+        while not stop.is_set():
             client = self._client()
             self.client = client
             try:
@@ -139,9 +204,11 @@ class OpenAdrVen:
                     if client.registration_id is not None:
                         self.registered = True
                         log.info("openadr registered", vtn=self.cfg.vtn_url, ven_id=client.ven_id)
-                        await asyncio.Event().wait()  # openleadr's scheduler polls from here on
+                        await stop.wait()  # openleadr's scheduler polls from here on
+                        return
                     log.warning("openadr registration refused: retrying", vtn=self.cfg.vtn_url)
             finally:
                 with contextlib.suppress(Exception):
                     await client.stop()
-            await asyncio.sleep(10.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 10.0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -103,6 +104,8 @@ async def test_an_openadr_event_is_held_at_the_meter_and_reported(broker, make_s
             assert ven is not None
             await wait_for(lambda: ven.registered, timeout_s=20)
             assert vtn.registered == ["ems-site"]
+            # openleadr runs on a thread of its own: a VTN's answer is parsed there, not on the loop
+            assert [t.name for t in threading.enumerate()].count("openadr-ven") == 1
             start = datetime.now(UTC) + timedelta(seconds=10)
             duration_s = 100.0
             vtn.server.add_event(ven_id=VEN_ID, signal_name="LOAD_DISPATCH", signal_type="setpoint",
@@ -139,3 +142,4 @@ async def test_an_openadr_event_is_held_at_the_meter_and_reported(broker, make_s
             assert all(v > 0 for _, v in vtn.reports["site"])
             assert all(v >= 0 for _, v in vtn.reports["flexibility"])
         assert bool(np.isnan(site.plant.racks.cap_w).all())  # at the stop every cap is released
+        assert "openadr-ven" not in [t.name for t in threading.enumerate()]  # and the VEN's thread ended
