@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from drivers.json_numbers import finite
-from ems.model.dr import DrEvent
+from ems.model.dr import MAX_AHEAD_S, DrEvent
 from ems.model.errors import EmsError
 
 SET_TYPE = "grid.loadtarget.set.v1"
@@ -177,6 +177,8 @@ class LoadTargetDecoder:
             duration_s = _number(data, "duration_s", 1, MAX_DURATION_S)
             if start + duration_s <= now_wall_s:
                 raise BadLoadTarget("the window is over already")
+            if start > now_wall_s + MAX_AHEAD_S:
+                raise BadLoadTarget(f"a window starting more than {MAX_AHEAD_S / 86400:.0f} days from now")
             event = DrEvent(correlation_id, start, start + duration_s, target_import_w=target_w,
                             source=source_default, priority=priority)
         self._seen[request_id] = None

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from drivers.json_numbers import finite
-from ems.model.dr import DrEvent
+from ems.model.dr import MAX_AHEAD_S, DrEvent
 from ems.model.errors import EmsError
 
 MAX_W = 1e10
@@ -79,7 +79,6 @@ def _ask(name: str, kind: str, payload: float, scale_w: float,
 
 MAX_INTERVALS = 96  # a day of quarter hours: more is a hostile VTN, not a program
 MAX_INTERVAL_S = 86400.0
-MAX_AHEAD_S = 31 * 86400.0  # an interval starting later than this is not a program's event
 
 
 def check_interval(at: datetime, d: timedelta, now_s: float) -> None:

@@ -10,6 +10,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+# an event starting later than this from now is no program's (and one to the year 9999
+# overflowed the planner's local calendar): every channel refuses it
+MAX_AHEAD_S = 31 * 86400.0
+
 
 @dataclass(frozen=True, slots=True)
 class DrEvent:
