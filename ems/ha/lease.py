@@ -25,6 +25,7 @@ from nats.js.kv import KeyValue
 
 from ems import nats_conn
 from ems.ha.settings import HaConfig
+from ems.model import bounded_json
 from ems.model.errors import EmsError
 from ems.nats_conn import connect
 
@@ -146,8 +147,8 @@ class KvLease:
                 return None
             raise
         try:
-            value = json.loads(entry.value or b"{}")
-        except (ValueError, RecursionError):  # not a lease this code wrote: nobody's we know
+            value = bounded_json.loads(entry.value or b"{}")
+        except ValueError:  # not a lease this code wrote: nobody's we know
             value = {}
         return (value if isinstance(value, dict) else {}), int(entry.revision or 0)
 
@@ -171,8 +172,8 @@ class KvLease:
                 return None
             raise
         try:
-            value = json.loads(entry.value or b"{}")
-        except (ValueError, RecursionError):  # RecursionError: nested past the parser's depth
+            value = bounded_json.loads(entry.value or b"{}")  # nesting bounded: it is logged and stored again
+        except ValueError:
             return None  # a malformed handover is no handover: the new active starts from its own state
         return value if isinstance(value, dict) else None
 

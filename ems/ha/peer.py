@@ -21,6 +21,8 @@ from typing import Any
 
 import structlog
 
+from ems.model import bounded_json
+
 log = structlog.get_logger("ems.ha")
 
 MAX_LINE = 4096
@@ -41,9 +43,9 @@ async def ask(addr: str, request: dict[str, Any], timeout_s: float) -> dict[str,
             writer.write(json.dumps(request).encode() + b"\n")
             await writer.drain()
             line = await reader.readline()
-        answer = json.loads(line[:MAX_LINE])
+        answer = bounded_json.loads(line[:MAX_LINE])  # nesting bounded: it goes into an event
         return answer if isinstance(answer, dict) else None
-    except (OSError, TimeoutError, ValueError, RecursionError):  # RecursionError: "[[[[..." past the depth
+    except (OSError, TimeoutError, ValueError):
         return None
     finally:
         if writer is not None:
@@ -57,11 +59,11 @@ async def serve(addr: str, answer: Callable[[dict[str, Any]], dict[str, Any]]) -
         try:
             async with asyncio.timeout(2.0):
                 line = await reader.readline()
-            request = json.loads(line[:MAX_LINE])
+            request = bounded_json.loads(line[:MAX_LINE])
             reply = answer(request) if isinstance(request, dict) else {"granted": False}
             writer.write(json.dumps(reply).encode() + b"\n")
             await writer.drain()
-        except (OSError, TimeoutError, ValueError, RecursionError):
+        except (OSError, TimeoutError, ValueError):
             log.debug("ha peer: a request that could not be answered")
         finally:
             writer.close()

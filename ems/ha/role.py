@@ -224,7 +224,7 @@ class HaRole:
             origin = str(e.get("origin"))
             try:
                 wall_s = float(e.get("wall_s", 0.0))
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, ArithmeticError):  # float() of a 400-digit integer
                 wall_s = math.nan
             if not math.isfinite(wall_s):
                 skipped += 1

@@ -69,3 +69,28 @@ def test_handover_numbers_out_of_float_range_are_refused_not_fatal() -> None:
                     "demand": {"format": 2, "clock_steps_back": float("inf")}})
     assert not ctl.controls.maintenance and ctl.controls.force is None and not ctl.controls.params
     assert ctl.demand.month_peak_w == 0.0
+
+
+def test_a_handed_over_event_time_out_of_float_range_is_skipped_not_fatal() -> None:
+    role = _role()
+    huge = {"origin": "a:9", "kind": "k", "wall_s": 10**400, "data": {}}
+    role._import({"holder": "a", "events": [huge]})
+    assert role.events.count() == 0
+
+
+def test_json_from_a_third_party_is_refused_where_it_nests_deep() -> None:
+    """A value 990 deep decodes, then raises RecursionError when it is rendered again a few frames
+    deeper (json.dumps into an event, str() into a log): refused at the door instead."""
+    import json
+
+    import pytest
+
+    from ems.model import bounded_json
+
+    deep = "[" * 200 + "]" * 200
+    assert isinstance(json.loads(deep), list)  # the parser alone lets it through
+    for text in (deep, "[" * 5000, '{"a":' * 65 + "1" + "}" * 65):
+        with pytest.raises(ValueError, match="nested"):
+            bounded_json.loads(text)
+    assert bounded_json.loads('{"holder": "a", "events": [{"data": {"x": [1, 2]}}]}')["holder"] == "a"
+    assert bounded_json.depth({"a": [[1]]}, 64) == 3 and bounded_json.depth(7, 64) == 0
