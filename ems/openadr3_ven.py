@@ -172,7 +172,8 @@ class OpenAdr3Ven:
                 self._refuse("TooManyEvents", f"{len(events)} events listed (at most {MAX_EVENTS} read)",
                              count=len(events) - MAX_EVENTS)
             # a VTN that ignores the programID filter lists other programs' events too: not ours
-            listed += [(pid, e) for e in events[:MAX_EVENTS] if not isinstance(e, Mapping) or e.get("programID") == pid]
+            listed += [(pid, e) for e in events[:MAX_EVENTS]
+                       if not isinstance(e, Mapping) or _text(e.get("programID")) == pid]  # ids as _programs reads them
         now_s = self.wall()
         # the mapping of up to MAX_EVENTS x MAX_INTERVALS intervals takes tens of ms: off the loop
         mapped = await asyncio.to_thread(self._map, listed, now_s, frozenset(self._refused_ids))
@@ -340,9 +341,9 @@ class OpenAdr3Ven:
         # the exponent bounded: 2 ** n past ~1024 tries (six weeks of hourly ones) overflows a float
         wait_s = self.cfg.poll_every_s * 2.0 ** min(self._register_tries, 32)
         self._register_after_s = now + min(REGISTER_RETRY_MAX_S, wait_s)
-        found = await self._get(http, "/vens", {"venName": self.cfg.ven_name})
+        found = await self._get(http, "/vens", {"venName": self.cfg.ven_name, "limit": "50"})
         ven = next((v for v in found[:50] if isinstance(v, Mapping) and v.get("venName") == self.cfg.ven_name), None)
-        if ven is None and found:  # a VTN that ignores the filter: its list may hold ours further on
+        if ven is None and len(found) >= 50:  # a VTN that ignores the filter: its list may hold ours further on
             raise VtnAnswer(f"GET /vens?venName= listed {len(found)} vens, none named {self.cfg.ven_name!r}")
         created = ven is None
         if ven is None:

@@ -82,7 +82,7 @@ MAX_INTERVAL_S = 86400.0
 
 
 def check_interval(at: datetime, d: timedelta, now_s: float) -> None:
-    """An interval a program could mean: one that ends (0 < d <= a day) and lies within a month
+    """An interval a program could mean: one that ends (0 < d <= a day) and lies within a year
     of now. An event to the year 9999 is no program's, and its local times overflow the planner's
     calendar (OverflowError in a zone east of UTC ended the controller). Raises `Malformed`."""
     if not 0 < d.total_seconds() <= MAX_INTERVAL_S:
@@ -95,7 +95,7 @@ def check_interval(at: datetime, d: timedelta, now_s: float) -> None:
 def dr_events(event: Mapping[str, Any], levels: Mapping[int, float], power_scale_w: float,
               now_s: float) -> list[DrEvent]:
     """The site's events for one OpenADR event (empty: it asks nothing now); `now_s`: wall
-    time, which each interval must lie within a month of. Raises `Unsupported` or `Malformed`."""
+    time, which each interval must lie within a year of. Raises `Unsupported` or `Malformed`."""
     try:
         desc = event["event_descriptor"]
         event_id = str(desc["event_id"])

@@ -11,8 +11,10 @@ import math
 from dataclasses import dataclass
 
 # an event starting later than this from now is no program's (and one to the year 9999
-# overflowed the planner's local calendar): every channel refuses it
-MAX_AHEAD_S = 31 * 86400.0
+# overflowed the planner's local calendar): every channel refuses it. A year, not a month: a
+# refusal is remembered per event version (OpenADR 3) or answered once (2.0b opts out), so an
+# event refused as too far ahead would stay refused when its day came
+MAX_AHEAD_S = 366 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -325,6 +325,18 @@ async def test_a_program_targeted_at_other_sites_has_its_events_left_unread() ->
 
 
 @pytest.mark.timeout(60)
+async def test_integer_program_ids_are_read_as_the_programs_events_name_them() -> None:
+    """Ids are text in the spec; a VTN with integer ones had every event dropped (5 != "5")."""
+    async with running_vtn() as vtn:
+        t0 = datetime.now(UTC).replace(microsecond=0) + 10 * MIN
+        vtn.programs = [program("p", "site-flex") | {"id": 5}]
+        ev = event("e-1", "p", t0, [(30 * MIN, "IMPORT_CAPACITY_LIMIT", 360.0)]) | {"programID": 5}
+        vtn.events_answer = lambda _r: _answer(obj=[ev])
+        async with running_ven(vtn) as ven:
+            await wait_for(lambda: {e.event_id for e in ven.book.pending()} == {"e-1:0"})
+
+
+@pytest.mark.timeout(60)
 async def test_refusals_remembered_stay_bounded_when_later_polls_fail() -> None:
     """Programs whose malformed targets change version every poll while GET /events fails: the
     refusals remembered (so each is counted once) grew without bound."""

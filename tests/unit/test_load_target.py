@@ -77,7 +77,7 @@ def test_a_replay_and_a_stale_request_are_refused() -> None:
     request({"target": {"value": 1, "unit": "MW"}, "start": NOW.isoformat(), "duration_s": True}),
     request({"target": {"value": 1, "unit": "MW"}, "duration_s": 60}),
     request({"target": {"value": 1, "unit": "MW"}, "start": (NOW - timedelta(hours=2)).isoformat(), "duration_s": 60}),
-    request({"target": {"value": 1, "unit": "MW"}, "start": (NOW + timedelta(days=32)).isoformat(), "duration_s": 60}),
+    request({"target": {"value": 1, "unit": "MW"}, "start": (NOW + timedelta(days=367)).isoformat(), "duration_s": 60}),
     request({"target": {"value": 1, "unit": "MW"}, "start": "9999-12-30T00:00:00+14:00", "duration_s": 60}),
     request({"target": {"value": 1, "unit": "MW"}, "start": NOW.isoformat(), "duration_s": 60, "priority": 12}),
     request("a.b.c"), request("only-one-part"),

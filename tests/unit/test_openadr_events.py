@@ -71,7 +71,7 @@ def _with_interval(ev: dict[str, Any], **changes: Any) -> dict[str, Any]:
     (_with_interval(event("SIMPLE", "level", [1]), duration=timedelta(days=2_912_110)), Malformed),
     (_with_interval(event("SIMPLE", "level", [1]), dtstart=datetime(1, 1, 1, tzinfo=UTC),
                     duration=timedelta(days=30)), Malformed),
-    (_with_interval(event("SIMPLE", "level", [1]), dtstart=START + timedelta(days=365)), Malformed),
+    (_with_interval(event("SIMPLE", "level", [1]), dtstart=START + timedelta(days=367)), Malformed),
     (_with_interval(event("SIMPLE", "level", [1]), duration=timedelta(0)), Malformed),
     (_with_interval(event("SIMPLE", "level", [1]), duration=timedelta(days=1, seconds=1)), Malformed),
     (event("SIMPLE", "level", [1] * 97), Malformed),  # more intervals than a day of quarter hours
