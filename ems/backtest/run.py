@@ -189,7 +189,13 @@ def run(cfg: BacktestConfig, opts: BacktestOptions, progress: Progress | None = 
     fs = None
     model = battery_model(cfg, trace)
     if opts.foresight:
-        pf_step = FORESIGHT_STEP_S if FORESIGHT_STEP_S % step == 0 else step
+        # the bound at 15 min where the run's steps fill whole quarter hours from a quarter hour
+        # on; else at the run's own step (a run ending 2 steps into a month, or starting at :05,
+        # gave the bound other months than the run's)
+        into_day_s = start.hour * 3600 + start.minute * 60 + start.second
+        whole = FORESIGHT_STEP_S % step == 0 and n % (FORESIGHT_STEP_S // step) == 0 \
+            and into_day_s % FORESIGHT_STEP_S == 0
+        pf_step = FORESIGHT_STEP_S if whole else step
         k = pf_step // step
         m = trace.load_w.size // k
         net = trace.load_w[: m * k].reshape(m, k).mean(axis=1)

@@ -527,3 +527,20 @@ def test_the_share_captured_credits_the_run_and_its_bound_each_with_the_charge_i
     # each month likewise, against its own bound: credited with what each kept, at most 100 %
     for m in bt.result.months:
         assert m.foresight_stored_value is not None and m.share is not None and m.share <= 1.0 + 1e-9
+
+
+@pytest.mark.parametrize(("start", "days"), [
+    (datetime(2018, 6, 29), 2 + 600 / 86400),  # two 5-min steps into July
+    (datetime(2018, 6, 30, 0, 5), 1.0),  # from :05, not a quarter hour
+])
+def test_a_run_whose_steps_do_not_fill_the_bounds_quarter_hours_gets_its_bound_at_its_own_step(start, days) -> None:
+    """The bound runs at 15 min where a run at 5 min fills whole quarter hours from a quarter
+    hour on; a run ending two steps into a month raised ValueError (its bound had a month less),
+    one starting at :05 had its bound's months shifted by up to a quarter hour."""
+    if not LOAD.exists() or not URDB.exists():
+        pytest.skip("shared data not present")
+    bt = run(load_backtest_config(SITE), BacktestOptions(load_csv=LOAD, tariff=URDB, load_scale=1000.0, start=start,
+                                                         days=days, step_s=300))
+    assert bt.foresight is not None and bt.foresight.step_s == 300
+    assert bt.foresight.month_end_soc and len(bt.foresight.month_end_soc) == len(bt.result.months)
+    assert all(m.share is None or m.share <= 1.0 + 1e-9 for m in bt.result.months)
