@@ -165,12 +165,15 @@ class OpenAdrVen:
             started: concurrent.futures.Future[asyncio.AbstractEventLoop] = concurrent.futures.Future()
             thread = threading.Thread(target=self._thread_main, args=(started,), name="openadr-ven", daemon=True)
             thread.start()
-            loop = await asyncio.wrap_future(started)
+            loop: asyncio.AbstractEventLoop | None = None
             try:
+                loop = await asyncio.wrap_future(started)
                 while thread.is_alive():
                     checkpoint()  # a stop a library swallowed (ems/model/cancel_guard)
                     await asyncio.sleep(1.0)
             finally:
+                if loop is None:  # cancelled before the thread said which loop: it will soon
+                    loop = await asyncio.shield(asyncio.wrap_future(started))
                 stop = self._stop
                 if stop is not None and not loop.is_closed():
                     with contextlib.suppress(RuntimeError):  # its loop closed meanwhile
