@@ -110,29 +110,35 @@ class OpenAdrVen:
             if kind not in self._logged:  # once per kind: a flood of bad events is counted, not logged
                 self._logged.add(kind)
                 log.warning("openadr event refused: opting out", event_id=event_id, why=str(exc))
-            self.opted_out += 1
-            return OPT_OUT
+            return self._on_main(lambda: self._opt_out(event_id))
         if not self.cfg.opt_in:
-            self.opted_out += 1
-            return OPT_OUT
+            return self._on_main(lambda: self._opt_out(event_id))
         return self._on_main(lambda: self._book(event_id, events))
 
-    def _end(self, event_id: str, status: str) -> str:
+    def _drop(self, event_id: str) -> None:
+        """The event's intervals out of the book (a modified event replaces them)."""
         for e in [e for e in self.book.pending() if e.event_id.startswith(f"{event_id}:")]:
             self.book.cancel(e.event_id)
+
+    def _end(self, event_id: str, status: str) -> str:
+        self._drop(event_id)
         log.info("openadr event ended", event_id=event_id, status=status)
         return OPT_IN
 
+    def _opt_out(self, event_id: str) -> str:
+        """Opted out: a version booked before leaves the book (the site answered it will not act)."""
+        self._drop(event_id)
+        self.opted_out += 1
+        return OPT_OUT
+
     def _book(self, event_id: str, events: list[DrEvent]) -> str:
-        for e in [e for e in self.book.pending() if e.event_id.startswith(f"{event_id}:")]:
-            self.book.cancel(e.event_id)  # a modified event replaces its intervals
+        self._drop(event_id)
         try:
             for e in events:
                 self.book.add(e)
         except DrBookFull as exc:
             log.warning("openadr event refused: opting out", event_id=event_id, why=str(exc))
-            self.opted_out += 1
-            return OPT_OUT
+            return self._opt_out(event_id)
         self.opted_in += 1
         log.info("openadr event accepted", event_id=event_id, intervals=len(events),
                  start=None if not events else events[0].start_s)

@@ -79,3 +79,25 @@ def _with_interval(ev: dict[str, Any], **changes: Any) -> dict[str, Any]:
 def test_what_the_site_cannot_act_on_is_refused_with_its_kind(ev, error) -> None:
     with pytest.raises(error):
         dr_events(ev, LEVELS, 1e3, NOW_S)
+
+
+def test_a_modified_event_the_site_refuses_leaves_the_book() -> None:
+    """The VTN changes a booked event into one the site cannot act on: the VEN opts out, and
+    the old version's intervals, booked before, left the book no more (the site acted on an
+    event it had said it would not)."""
+    from typing import cast
+
+    from ems.config import OpenAdrConfig
+    from ems.dr_book import DrBook
+    from ems.openadr_ven import OPT_IN, OPT_OUT, OpenAdrVen
+    from ems.published import Published
+
+    book = DrBook()
+    ven = OpenAdrVen(OpenAdrConfig(vtn_url="http://127.0.0.1:1/OpenADR2/Simple/2.0b", ven_name="s"), book,
+                     cast(Published, None), None)  # on_event reads neither the period result nor the DR params
+    soon = dict(event("SIMPLE", "level", [1, 2]), active_period={"dtstart": datetime.now(UTC) + timedelta(hours=1),
+                                                                  "duration": timedelta(hours=1)})
+    assert ven.on_event(soon) == OPT_IN and [e.event_id for e in book.pending()] == ["e9:0", "e9:1"]
+    changed = dict(event("LOAD_DISPATCH", "delta", [50]), active_period=soon["active_period"])  # a load increase
+    assert ven.on_event(changed) == OPT_OUT
+    assert book.pending() == [] and ven.opted_out == 1 and ven.opted_in == 1
