@@ -98,14 +98,19 @@ def mean_import_price(tariff: Tariff, start: datetime, step_s: int, load_w: Floa
     return float(_import_prices(tariff, start, step_s, load_w).mean())
 
 
-def stored_energy_price(tariff: Tariff, trace: Trace) -> float:
-    """What a kWh stored costs to buy back (or is worth kept): the average import price the run
-    charged at (the run's mean import price where it charged nothing) over the units' charge
-    efficiency (a stored kWh took more than one at the meter). The charge a run (or its bound)
-    ends with against its start is valued at this."""
-    price = charge_price(tariff, trace.start, trace.step_s, trace.battery_w, trace.load_w)
-    at_meter = price if price > 0 else mean_import_price(tariff, trace.start, trace.step_s, trace.load_w)
+def stored_energy_price(tariff: Tariff, trace: Trace, charged_at: float) -> float:
+    """What a kWh stored costs to buy back (or is worth kept): `charged_at`, the average import
+    price the run charged at (`charge_price`; the run's mean import price where it charged
+    nothing), over the units' charge efficiency (a stored kWh took more than one at the meter).
+    The charge a run (or its bound) ends with against its start is valued at this."""
+    at_meter = charged_at if charged_at > 0 else mean_import_price(tariff, trace.start, trace.step_s, trace.load_w)
     return at_meter / trace.charge_efficiency
+
+
+def soc_at_month_edges(trace: Trace) -> list[float]:
+    """The site SoC at the start of the run and at the end of each calendar month in it."""
+    return [trace.soc_initial] + [float(trace.soc[sl.stop - 1])
+                                  for sl in month_slices(trace.start, trace.step_s, trace.soc.size)]
 
 
 # Charged once per billing month (a partial month is billed as a whole one): a run
@@ -160,10 +165,11 @@ def evaluate(tariff: Tariff, trace: Trace, foresight: Foresight | None, econ: Ec
     wear_month = [float(np.sum(wear_price.per_step(dis_kwh[sl], soc_before[sl], trace.soc[sl]))) for sl in slices]
     cha = _per_month(np.maximum(-trace.battery_w, 0.0) * dt_h / 1000.0, slices)
     cap_kwh = trace.capacity_wh / 1000.0
-    stored_price = stored_energy_price(tariff, trace)
+    price = charge_price(tariff, trace.start, step, trace.battery_w, trace.load_w)
+    stored_price = stored_energy_price(tariff, trace, price)
     # each month's charge at its start and end, the live run's and its bound's (which starts
     # where the live month did): what each kept is credited in the month's share
-    soc_edges = [trace.soc_initial] + [float(trace.soc[sl.stop - 1]) for sl in slices]
+    soc_edges = soc_at_month_edges(trace)
     bound_end = foresight.month_end_soc if foresight is not None else ()
     months = []
     for i, (a, b) in enumerate(zip(without.months, with_b.months, strict=True)):
@@ -196,7 +202,6 @@ def evaluate(tariff: Tariff, trace: Trace, foresight: Foresight | None, econ: Ec
     # the charge the battery ends with against its start is the site's to buy back (or keep),
     # at `stored_energy_price`. A run of days that drew the first charge down read it as
     # savings, scaled to a year by time
-    price = charge_price(tariff, trace.start, step, trace.battery_w, trace.load_w)
     stored_kwh = (float(trace.soc[-1]) - trace.soc_initial) * cap_kwh
     total["stored_energy_change_kwh"] = stored_kwh
     total["stored_energy_value"] = stored_kwh * stored_price
@@ -204,8 +209,8 @@ def evaluate(tariff: Tariff, trace: Trace, foresight: Foresight | None, econ: Ec
     if foresight is not None and pf_bill is not None:
         pf_save = without.total - pf_bill.total
         pf_net = pf_save - foresight.wear_cost
-        # the bound's end pin is the lower of the start and the run's end: a run that ends fuller
-        # kept charge its bound did not, so each is credited with its own at the same price
+        # each is credited with the charge it kept at the same price (which the bound's LP values
+        # too: it may end anywhere from the lower of the start and the run's end up)
         pf_kwh = (float(foresight.soc[-1]) - trace.soc_initial) * cap_kwh
         kept, pf_kept = total["stored_energy_value"], pf_kwh * stored_price
         pf_summary = {

@@ -18,8 +18,8 @@ from ems.backtest.dr_events import check_events_in_run, load_dr_events
 from ems.backtest.engine import Progress, Trace, run_backtest
 from ems.backtest.errors import BacktestInputError
 from ems.backtest.financials import Economics
-from ems.backtest.foresight import BatteryModel, Foresight, month_bounds, month_slices, perfect_foresight
-from ems.backtest.results import Result, evaluate, stored_energy_price
+from ems.backtest.foresight import BatteryModel, Foresight, month_bounds, perfect_foresight
+from ems.backtest.results import Result, charge_price, evaluate, soc_at_month_edges, stored_energy_price
 from ems.backtest.series import FloatArray, PowerSeries, read_power_csv, resample, window
 from ems.backtest.setup import Setup, setup_of
 from ems.config import DemandResponseConfig
@@ -201,10 +201,11 @@ def run(cfg: BacktestConfig, opts: BacktestOptions, progress: Progress | None = 
         net = trace.load_w[: m * k].reshape(m, k).mean(axis=1)
         # the bounds value the charge they keep as the results credit it (a kWh kept is worth
         # its buying back): each maximises what it is judged on
-        kept_price = stored_energy_price(tariff, trace)
+        kept_price = stored_energy_price(
+            tariff, trace, charge_price(tariff, trace.start, step, trace.battery_w, trace.load_w))
         fs = perfect_foresight(tariff, start, pf_step, net, model, soc_final_min=float(trace.soc[-1]),
                                final_value_per_kwh=kept_price)
-        edges = [trace.soc_initial] + [float(trace.soc[sl.stop - 1]) for sl in month_slices(start, step, n)]
+        edges = soc_at_month_edges(trace)
         t0 = time.perf_counter()
         month_grid, month_wear, month_end = month_bounds(tariff, start, pf_step, net, model, edges, kept_price)
         fs = dataclasses.replace(fs, month_grid_w=month_grid, month_wear_cost=month_wear, month_end_soc=month_end,
