@@ -28,13 +28,23 @@ ACTED_ON = ("IMPORT_CAPACITY_LIMIT", "SIMPLE", "DISPATCH_SETPOINT_RELATIVE")
 _TIME = TypeAdapter(datetime)
 _DURATION = TypeAdapter(timedelta)
 
-__all__ = ["ACTED_ON", "Malformed", "Unsupported", "dr_events3", "for_this_site"]
+__all__ = ["ACTED_ON", "Malformed", "Unsupported", "dr_events3", "for_this_site", "id_text"]
+
+
+def id_text(value: object, max_len: int = MAX_ID) -> str | None:
+    """An id or version from the VTN as text, or None: a string or integer (not a bool) of 1 to
+    `max_len` characters; never an id cut short (it would name another object), never str()
+    of a container."""
+    text = value if isinstance(value, str) else str(value) if isinstance(value, int) and not isinstance(value, bool) \
+        else None
+    return text if text is not None and 0 < len(text) <= max_len else None
 
 
 def _id(value: object, what: str) -> str:
-    if not isinstance(value, str | int) or isinstance(value, bool) or not 0 < len(str(value)) <= MAX_ID:
-        raise Malformed(f"{what} {str(value)[:40]!r}")
-    return str(value)
+    text = id_text(value)
+    if text is None:
+        raise Malformed(f"{what}: not a string or integer of 1 to {MAX_ID} characters ({type(value).__name__})")
+    return text
 
 
 def _period(p: object, start: datetime | None, duration: timedelta | None) -> tuple[datetime, timedelta]:

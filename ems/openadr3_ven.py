@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
@@ -38,10 +37,11 @@ import structlog
 
 from ems.config import OpenAdr3Config
 from ems.dr_book import MAX_EVENTS, DrBook, DrBookFull
+from ems.model import bounded_json
 from ems.model.cancel_guard import checkpoint
 from ems.model.dr import DrEvent
 from ems.model.errors import EmsError
-from ems.openadr3_events import Malformed, Unsupported, dr_events3, for_this_site
+from ems.openadr3_events import Malformed, Unsupported, dr_events3, for_this_site, id_text
 
 log = structlog.get_logger("ems.openadr3")
 MAX_BODY = 1 << 20  # bytes of one answer: a program's events are a few kB
@@ -52,15 +52,6 @@ REGISTER_RETRY_MAX_S = 3600.0  # the longest wait between two tries to register 
 # every kind `refused` counts: the metrics export each from 0, since `increase()` reads a series
 # that appears at 1 as no increase (a first refused event would alert no one)
 REFUSED_KINDS = ("Unsupported", "Malformed", "DrBookFull", "TooManyEvents")
-
-
-def _text(value: object, max_len: int = 128) -> str | None:
-    """An id or version from the VTN as text, or None: a string or integer (not a bool) of 1 to
-    `max_len` characters; never str() of a container (a deeply nested list's repr raises
-    RecursionError), never an id cut short (it would name another object)."""
-    text = value if isinstance(value, str) else str(value) if isinstance(value, int) and not isinstance(value, bool) \
-        else None
-    return text if text is not None and 0 < len(text) <= max_len else None
 
 
 @dataclass
@@ -119,9 +110,9 @@ class OpenAdr3Ven:
             body += chunk
             if len(body) > MAX_BODY:
                 raise VtnAnswer(f"an answer over {MAX_BODY} bytes")
-        try:
-            return await asyncio.to_thread(json.loads, bytes(body))
-        except (ValueError, RecursionError):
+        try:  # nesting bounded: a value just under the parser's depth trips whatever renders it later
+            return await asyncio.to_thread(bounded_json.loads, bytes(body))
+        except ValueError:
             raise VtnAnswer("an answer that is not JSON") from None
 
     async def _bearer(self, http: aiohttp.ClientSession) -> dict[str, str]:
@@ -173,7 +164,7 @@ class OpenAdr3Ven:
                              count=len(events) - MAX_EVENTS)
             # a VTN that ignores the programID filter lists other programs' events too: not ours
             listed += [(pid, e) for e in events[:MAX_EVENTS]
-                       if not isinstance(e, Mapping) or _text(e.get("programID")) == pid]  # ids as _programs reads them
+                       if not isinstance(e, Mapping) or id_text(e.get("programID")) == pid]  # as _programs reads ids
         now_s = self.wall()
         # the mapping of up to MAX_EVENTS x MAX_INTERVALS intervals takes tens of ms: off the loop
         mapped = await asyncio.to_thread(self._map, listed, now_s, frozenset(self._refused_ids))
@@ -194,14 +185,14 @@ class OpenAdr3Ven:
                 continue
             name = str(p["programName"])
             out.listed.add(name)
-            pid = _text(p.get("id"))
+            pid = id_text(p.get("id"))
             if pid is None:
                 out.malformed.append(((f"program:{name}", "id"), f"program {name}: no usable id"))
                 continue
             try:
                 ours = for_this_site(p.get("targets"), self.identity)
             except Malformed as exc:
-                version = _text(p.get("modificationDateTime"), 64) or "?"
+                version = id_text(p.get("modificationDateTime"), 64) or "?"
                 out.malformed.append(((f"program:{pid}", version), f"program {name}: {exc} (read as untargeted)"))
                 ours = True
             if ours:
@@ -221,7 +212,7 @@ class OpenAdr3Ven:
         refused: list[tuple[tuple[str, str], str, str]] = []
         elsewhere = 0
         for pid, event in listed:
-            key = (_text(event.get("id")) or "?", _text(event.get("modificationDateTime"), 64) or "?") \
+            key = (id_text(event.get("id")) or "?", id_text(event.get("modificationDateTime"), 64) or "?") \
                 if isinstance(event, Mapping) else ("?", "?")
             if key in skip:
                 continue
@@ -351,7 +342,7 @@ class OpenAdr3Ven:
             async with http.post(f"{self.cfg.vtn_url}/vens", json=self.ven_request(),
                                  headers=await self._bearer(http)) as resp:
                 ven = await self._json(resp)
-        vid = _text(ven.get("id")) if isinstance(ven, Mapping) else None
+        vid = id_text(ven.get("id")) if isinstance(ven, Mapping) else None
         if vid is None:
             raise VtnAnswer("a ven object without a usable id")
         if vid != self.ven_id:
@@ -372,10 +363,10 @@ class OpenAdr3Ven:
                     try:
                         async with asyncio.timeout(self.cfg.timeout_s):
                             await call(http)
-                    except (TimeoutError, aiohttp.ClientError, VtnAnswer, ValueError, KeyError, TypeError) as exc:
+                    except Exception as exc:  # a timeout, the network, an answer of the wrong shape, or
+                        # whatever else a VTN's answer trips: a side task must not end the controller
+                        # (its task group); counted by kind, logged once
                         self._failed(exc, what)
-                    except Exception as exc:  # a side task: whatever a VTN's answer trips in it must not
-                        self._failed(exc, what)  # end the controller (its task group); counted, logged once
                 await asyncio.sleep(self.cfg.poll_every_s)
 
     async def _report_if_due(self, http: aiohttp.ClientSession) -> None:

@@ -210,7 +210,7 @@ def test_a_vtn_url_with_credentials_is_refused_without_echoing_them() -> None:
 def test_ids_and_versions_from_the_vtn_are_taken_as_text_only_from_strings_and_integers() -> None:
     """str() of a deeply nested list raises RecursionError on the event loop's stack, which no
     except clause of the VEN expected: one program's modificationDateTime ended the controller."""
-    from ems.openadr3_ven import _text
+    from ems.openadr3_events import id_text as _text
 
     nested: list[object] = []
     for _ in range(100_000):
