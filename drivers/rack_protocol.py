@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 from drivers.errors import MalformedData
+from ems.model import bounded_json
 from ems.model.racks import SmoothingProfile
 
 RACK_STATES = frozenset({"idle", "ramp_up", "training", "checkpoint", "ramp_down", "steady"})
@@ -95,10 +96,9 @@ def _load(payload: bytes, what: str, max_bytes: int) -> object:
     # control loop's thread to parse (the broker's default limit is 256 MB)
     if len(payload) > max_bytes:
         raise MalformedData(f"{what}: {len(payload)} bytes, at most {max_bytes}")
-    try:
-        return json.loads(payload)
-    # RecursionError: nesting deeper than the interpreter's limit ("[[[[...")
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+    try:  # nesting bounded: _short() renders what it decodes (a list 990 deep decodes, then its repr raises)
+        return bounded_json.loads(payload)
+    except ValueError as exc:  # UnicodeDecodeError is one
         raise MalformedData(f"{what} is not JSON") from exc
 
 

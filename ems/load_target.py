@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from drivers.json_numbers import finite
+from ems.model import bounded_json
 from ems.model.dr import MAX_AHEAD_S, DrEvent
 from ems.model.errors import EmsError
 
@@ -77,7 +78,7 @@ def _verified(data: object, secret: bytes | None) -> dict[str, Any]:
         if len(parts) != 3:
             raise BadLoadTarget("data: not a JWS compact serialisation")
         try:
-            head = json.loads(_b64url(parts[0]))
+            head = bounded_json.loads(_b64url(parts[0]))
         except ValueError:
             raise BadLoadTarget("data: JWS header is not JSON") from None
         if not isinstance(head, dict) or head.get("alg") != "HS256":
@@ -88,7 +89,7 @@ def _verified(data: object, secret: bytes | None) -> dict[str, Any]:
         if not hmac.compare_digest(want, _b64url(parts[2])):
             raise BadLoadTarget("data: bad signature")
         try:
-            data = json.loads(_b64url(parts[1]))
+            data = bounded_json.loads(_b64url(parts[1]))
         except ValueError:
             raise BadLoadTarget("data: JWS payload is not JSON") from None
     elif secret is not None:
@@ -141,8 +142,8 @@ class LoadTargetDecoder:
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise BadLoadTarget(f"request of {len(payload)} bytes: at most {MAX_PAYLOAD_BYTES}")
         try:
-            obj = json.loads(payload)
-        except (ValueError, UnicodeDecodeError, RecursionError):  # "[[[[..." past the parser's depth
+            obj = bounded_json.loads(payload)  # nesting bounded, as every third party's JSON
+        except ValueError:  # UnicodeDecodeError is one
             raise BadLoadTarget("not JSON") from None
         if not isinstance(obj, dict):
             raise BadLoadTarget("not a JSON object")
