@@ -199,24 +199,24 @@ def test_a_bought_fleet_adds_its_capex_and_om_to_the_project() -> None:
     assert bought.battery_npv == pytest.approx(free.npv, rel=1e-12)  # the storage's, as `ems backtest` prints it
 
 
-def _size_cli(out: Path, *args: str) -> int:
-    """`ems size` on the off-grid example, two days, one worker, into `out`."""
+def _size_cli(out: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[str, list[dict[str, str]]]:
+    """`ems size` on the off-grid example, two days, one worker, into `out`: what it printed and
+    sizing.csv's rows (it must exit 0)."""
     from ems.cli import main
 
-    return main(["size", "--config", str(OFFGRID), "--load", str(LOAD), "--load-scale", "1000", *args,
-                 "--days", "2", "--workers", "1", "--out", str(out), "--quiet"])
+    if not LOAD.exists():
+        pytest.skip("shared data not present")
+    rc = main(["size", "--config", str(OFFGRID), "--load", str(LOAD), "--load-scale", "1000", *args,
+               "--days", "2", "--workers", "1", "--out", str(out), "--quiet"])
+    assert rc == 0
+    with (out / "sizing.csv").open() as fh:
+        return capsys.readouterr().out, list(csv.DictReader(fh))
 
 
 def test_the_cli_sizes_an_off_grid_site_without_a_tariff(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """It asked for a tariff, and given one billed the site as if it had a grid: every point
     'saved' the whole grid bill of the load (NPV in the tens of millions)."""
-    if not LOAD.exists():
-        pytest.skip("shared data not present")
-    rc = _size_cli(tmp_path, "--energy-kwh", "12000", "--power-kw", "3000", "--start", "2018-01-08")
-    assert rc == 0
-    out = capsys.readouterr().out
-    with (tmp_path / "sizing.csv").open() as fh:
-        (row,) = list(csv.DictReader(fh))
+    out, (row,) = _size_cli(tmp_path, capsys, "--energy-kwh", "12000", "--power-kw", "3000", "--start", "2018-01-08")
     assert row["genset_kw"] == "" and float(row["unserved_kwh"]) < 1e-3 and float(row["diesel_l_per_year"]) > 0
     assert float(row["npv"]) < 0 and "pays for itself" in out  # 4.8 M of battery against two days' fuel
     assert out.startswith("1 point in ")  # not "1 points"
@@ -226,13 +226,8 @@ def test_the_cli_does_not_say_every_npv_is_negative_when_a_dark_point_s_is_not(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Without gensets the site leaves load dark and burns no fuel: NPV in the millions, never
     recommended; the line said 'every NPV < 0' beside that row of the table."""
-    if not LOAD.exists():
-        pytest.skip("shared data not present")
-    rc = _size_cli(tmp_path, "--energy-kwh", "6000", "--power-kw", "3000", "--genset-kw", "0,4000")
-    assert rc == 0
-    out = capsys.readouterr().out
-    with (tmp_path / "sizing.csv").open() as fh:
-        dark, served = sorted(csv.DictReader(fh), key=lambda r: float(r["genset_kw"]))
+    out, rows = _size_cli(tmp_path, capsys, "--energy-kwh", "6000", "--power-kw", "3000", "--genset-kw", "0,4000")
+    dark, served = sorted(rows, key=lambda r: float(r["genset_kw"]))
     assert float(dark["unserved_kwh"]) > 0 and float(dark["npv"]) > 0 and float(served["npv"]) < 0
     assert "1 point(s) leave load unserved" in out and "every NPV < 0" not in out
     assert "no size on the grid that serves the whole load pays for itself" in out
