@@ -8,8 +8,10 @@ the PCS setpoints; it does not care which kind of map a device speaks.
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
+from drivers.errors import MalformedData
 from drivers.modbus_device import ModbusDevice
 from drivers.sunspec_drivers import METER_MODELS, SunSpecPcsDriver, check_models, need, sunspec_device
 from drivers.sunspec_profile import load_sunspec_profile
@@ -26,12 +28,21 @@ class FastPower(Protocol):
     def close(self) -> None: ...
 
 
+def finite_w(power_w: float, device: str) -> float:
+    """A power read, or MalformedData (a read failure, counted) where it is NaN or infinite: a float
+    register's NaN taken for the load would make every later tick's state NaN, as the period's
+    readings refuse it (drivers/bess.py)."""
+    if not math.isfinite(power_w):
+        raise MalformedData(f"{device}: active power {power_w} is not finite")
+    return power_w
+
+
 class MapPower:
     def __init__(self, device: ModbusDevice) -> None:
         self.device = device
 
     async def read_w(self) -> float:
-        return (await self.device.read_registers_si(("active_power",)))["active_power"]
+        return finite_w((await self.device.read_registers_si(("active_power",)))["active_power"], self.device.name)
 
     async def write_w(self, power_w: float) -> None:
         await self.device.write_si("active_power_setpoint", power_w)
@@ -57,9 +68,10 @@ class SunSpecPower:
             await check_models(self.device, self.kind)  # NotSupported for a device without the models
             self._checked = True
         if self.kind == "pcs":
-            return need(await self.device.read_model(701), "W", self.device.name, 701)
+            return finite_w(need(await self.device.read_model(701), "W", self.device.name, 701), self.device.name)
         model = next(m for m in METER_MODELS if self.device.has(m))
-        return self.profile.power_sign * need(await self.device.read_model(model), "W", self.device.name, model)
+        w = need(await self.device.read_model(model), "W", self.device.name, model)
+        return finite_w(self.profile.power_sign * w, self.device.name)
 
     async def write_w(self, power_w: float) -> None:
         assert self.pcs is not None, "only a PCS is written"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
 from pymodbus.constants import ExcCodes
@@ -137,3 +138,39 @@ async def test_plain_modbus_client_can_read_the_documented_map(unit_servers) -> 
     finally:
         client.close()
     assert rr.registers[0] == 4200
+
+
+async def test_the_fast_loop_takes_a_float_registers_nan_for_a_failed_read_not_a_load(tmp_path) -> None:
+    """A vendor's meter map with a float32 power: NaN or infinity read by the smoothing loop is a
+    read that failed (MalformedData, counted by the loop, nothing written), as the period's meter
+    reading refuses it; taken as the load it would make every later tick's state NaN."""
+    from drivers.errors import MalformedData
+    from ems.fast_power import fast_power
+    from ems.topology import ModbusEndpoint
+
+    text = (Path(__file__).parents[2] / "config/profiles/meter_v1.yaml").read_text()
+    float_map = tmp_path / "meter_float.yaml"
+    float_map.write_text(text.replace("{name: active_power, address: 300, type: int32, scale: 0.1, unit: kW",
+                                      "{name: active_power, address: 300, type: float32, scale: 1, unit: W"))
+    profile = load_profile(float_map)
+    assert profile.register("active_power").type.value == "float32"
+    served = {"w": 0.0}
+
+    def values() -> dict[str, float]:
+        return {r.name: 0.0 for r in profile.registers} | {"active_power": served["w"]}
+
+    srv = SimulatedModbusDevice("meter", profile, values, regs.read_only, "127.0.0.1", free_port())
+    await srv.start()
+    meter = fast_power("meter", ModbusEndpoint(port=srv.port, profile=str(float_map)), "meter")
+    try:
+        served["w"] = 812_500.0
+        assert await meter.read_w() == 812_500.0
+        for bad in (float("nan"), float("inf"), float("-inf")):
+            served["w"] = bad
+            with pytest.raises(MalformedData, match="not finite"):
+                await meter.read_w()
+        served["w"] = -1_250.0
+        assert await meter.read_w() == -1_250.0  # the next good read is taken again
+    finally:
+        meter.close()
+        await srv.stop()
