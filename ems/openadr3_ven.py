@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+import urllib.parse
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -90,12 +91,14 @@ class OpenAdr3Ven:
         self.register_error: str | None = None  # why the last try to register failed (None: it did not)
         self._register_tries = 0
         self._register_after_s = -float("inf")  # monotonic
+        self.ven_updates = 0  # times the ven object's targets were set to the site's (PUT /vens/{id})
 
     def status(self) -> dict[str, object]:
         """The VEN's figures for the site status (`dr.ven`)."""
         return {"protocol": PROTOCOL, "vtn": self.cfg.vtn_url, "polls": self.polls,
                 "failures": dict(self.failures), "refused": dict(self.refused), "reports": self.reports,
                 "registered": self.ven_id is not None, "ven_id": self.ven_id, "register_error": self.register_error,
+                "ven_updates": self.ven_updates,
                 "targeted_elsewhere": self.elsewhere, "programs_targeted_elsewhere": sorted(self.programs_elsewhere),
                 "polls_failing": self.polls_failing}
 
@@ -345,6 +348,14 @@ class OpenAdr3Ven:
         vid = id_text(ven.get("id")) if isinstance(ven, Mapping) else None
         if vid is None:
             raise VtnAnswer("a ven object without a usable id")
+        targets = None if created else site_targets(ven.get("targets"), self.cfg.targets)
+        if targets is not None:  # found with other targets (the site's `targets:` changed since)
+            body = {k: v for k, v in ven.items() if k not in _SERVER_SET} | {"objectType": "VEN", "targets": targets}
+            async with http.put(f"{self.cfg.vtn_url}/vens/{urllib.parse.quote(vid, safe='')}", json=body,
+                                headers=await self._bearer(http)) as resp:
+                await self._json(resp)
+            self.ven_updates += 1
+            log.info("openadr3 VEN targets updated", ven_id=vid, targets=self.cfg.targets)
         if vid != self.ven_id:
             log.info("openadr3 VEN registered", ven_id=vid, ven_name=self.cfg.ven_name, created=created)
         self.ven_id, self.register_error = vid, None
@@ -374,3 +385,24 @@ class OpenAdr3Ven:
             return
         self._last_report_s = time.monotonic()
         await self.report(http)
+
+
+_SERVER_SET = ("id", "createdDateTime", "modificationDateTime")  # a ven object's fields the VTN sets
+
+
+def site_targets(have: object, mine: Mapping[str, list[str]]) -> list[dict[str, Any]] | None:
+    """The targets a found ven object should carry: its own, with each type the site names
+    itself by (`targets:`) set to the site's values (types the VTN added are its business,
+    kept); None where they already say that, or are not 3.0.1's {type, values} (3.1's strings,
+    or a shape no spec has: left to the VTN, as events are matched by the site's config)."""
+    if have is None:
+        have = []
+    if not isinstance(have, list) or not all(
+            isinstance(t, Mapping) and isinstance(t.get("type"), str) and isinstance(t.get("values"), list)
+            for t in have):
+        return None
+    held = {t["type"]: {str(v) for v in t["values"] if isinstance(v, str | int)} for t in have}
+    if all(held.get(kind) == set(values) for kind, values in mine.items()):
+        return None
+    kept = [dict(t) for t in have if t["type"] not in mine]
+    return kept + [{"type": kind, "values": list(values)} for kind, values in mine.items()]

@@ -47,6 +47,7 @@ class FakeVtn:
         self.events_answer: Handler | None = None  # a misbehaving VTN's GET /events
         self.vens: list[dict[str, Any]] = []
         self.ven_posts: list[dict[str, Any]] = []
+        self.ven_puts: list[tuple[str, dict[str, Any]]] = []
         self.ven_create_status = 201  # 403: a VTN whose business logic alone creates vens
         self.ven_filter = True  # False: a VTN that ignores GET /vens's venName
         self.ven_id_given: Any = None  # what POST /vens answers as the new ven's id (None: v-N)
@@ -102,6 +103,17 @@ class FakeVtn:
         self.vens.append(ven)
         return web.json_response(ven, status=201)
 
+    async def put_ven(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return web.json_response({"title": "unauthorised"}, status=401)
+        vid, body = request.match_info["ven_id"], await request.json()
+        self.ven_puts.append((vid, body))
+        found = [v for v in self.vens if v["id"] == vid]
+        if not found:
+            return web.json_response({"title": "not found"}, status=404)
+        found[0].update(body)
+        return web.json_response(found[0])
+
     async def post_report(self, request: web.Request) -> web.Response:
         if not self._authorised(request):
             return web.json_response({"title": "unauthorised"}, status=401)
@@ -116,7 +128,8 @@ async def running_vtn() -> AsyncIterator[FakeVtn]:
     app = web.Application()
     app.add_routes([web.post("/auth/token", vtn.token), web.get("/programs", vtn.get_programs),
                     web.get("/events", vtn.get_events), web.post("/reports", vtn.post_report),
-                    web.get("/vens", vtn.get_vens), web.post("/vens", vtn.post_ven)])
+                    web.get("/vens", vtn.get_vens), web.post("/vens", vtn.post_ven),
+                    web.put("/vens/{ven_id}", vtn.put_ven)])
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
@@ -222,6 +235,33 @@ async def test_a_ven_object_the_vtn_already_has_is_found_not_created_again() -> 
             await _polls(ven, 2)
             assert ven.status()["ven_id"] == "v-7"
     assert vtn.ven_posts == []
+
+
+@pytest.mark.timeout(60)
+async def test_a_found_ven_object_is_given_the_sites_targets_once_and_keeps_the_vtns_own() -> None:
+    """The site's `targets:` changed since its ven object was made (GROUP south -> north): the
+    VEN sets its types' values (PUT /vens/{id}) and keeps a type only the VTN names; the hourly
+    look finds them right and sends nothing. 3.1's string targets are left to the VTN."""
+    async with running_vtn() as vtn:
+        vtn.vens = [ven_object("v-7", {"venName": "site-7", "attributes": [{"type": "X", "values": [1]}],
+                                       "targets": [{"type": "GROUP", "values": ["south"]},
+                                                   {"type": "POWER_SERVICE_LOCATION", "values": ["psl-1"]}]})]
+        async with running_ven(vtn, targets={"GROUP": ["north"]}) as ven:
+            await wait_for(lambda: ven.status()["registered"])
+            assert ven.status()["ven_updates"] == 1 and ven.failures == {}
+            ven._register_after_s = 0.0  # the hour passed
+            await wait_for(lambda: ven._register_after_s > 0.0)
+            assert ven.status()["ven_updates"] == 1
+        [(vid, body)] = vtn.ven_puts
+        assert vid == "v-7" and body["venName"] == "site-7" and "id" not in body
+        assert body["attributes"] == [{"type": "X", "values": [1]}]
+        assert body["targets"] == [{"type": "POWER_SERVICE_LOCATION", "values": ["psl-1"]},
+                                   {"type": "GROUP", "values": ["north"]}]
+        vtn.vens, vtn.ven_puts = [ven_object("v-8", {"venName": "site-7", "targets": ["south"]})], []
+        async with running_ven(vtn, targets={"GROUP": ["north"]}) as ven:
+            await wait_for(lambda: ven.status()["ven_id"] == "v-8")
+            assert ven.status()["ven_updates"] == 0
+        assert vtn.ven_puts == []
 
 
 @pytest.mark.timeout(60)
