@@ -36,6 +36,7 @@ from ems.published import Published
 from policies.demand_response import DrParams, flexibility_w
 
 log = structlog.get_logger("ems.openadr")
+CANCEL_CHECK_S = 1.0  # how often a registered VEN looks whether the VTN cancelled its registration
 OPT_IN, OPT_OUT = "optIn", "optOut"
 logging.getLogger("openleadr").setLevel(logging.WARNING)  # its own INFO lines for every poll
 
@@ -64,6 +65,7 @@ class OpenAdrVen:
         self.opted_in = self.opted_out = 0  # events, counted (a list of ids grew for ever)
         self.malformed = 0
         self.registered = False
+        self.registrations = 0  # registrations the VTN accepted (more than one: it cancelled one)
         self._logged: set[str] = set()
         self._main: asyncio.AbstractEventLoop | None = None  # the control loop, where the book lives
         self._stop: asyncio.Event | None = None  # set (on openleadr's loop) to end its thread
@@ -87,6 +89,7 @@ class OpenAdrVen:
     def status(self) -> dict[str, object]:
         """The VEN's figures for the site status (`dr.ven`)."""
         return {"protocol": "OpenADR 2.0b", "vtn": self.cfg.vtn_url, "registered": self.registered,
+                "registrations": self.registrations,
                 "opted_in": self.opted_in, "opted_out": self.opted_out, "malformed": self.malformed}
 
     def import_w(self) -> float | None:
@@ -210,12 +213,23 @@ class OpenAdrVen:
                 except Exception as exc:  # a third party's edge: whatever it raises, retry
                     log.warning("openadr registration failed: retrying", vtn=self.cfg.vtn_url, error=repr(exc))
                 else:
-                    if client.registration_id is not None:
+                    if client.registration_id is None:
+                        log.warning("openadr registration refused: retrying", vtn=self.cfg.vtn_url)
+                    else:
                         self.registered = True
+                        self.registrations += 1
                         log.info("openadr registered", vtn=self.cfg.vtn_url, ven_id=client.ven_id)
-                        await stop.wait()  # openleadr's scheduler polls from here on
-                        return
-                    log.warning("openadr registration refused: retrying", vtn=self.cfg.vtn_url)
+                        # openleadr's scheduler polls from here on, until the VTN cancels the
+                        # registration (oadrCancelPartyRegistration): openleadr then drops its
+                        # registration id and every job, polls no more, and says nothing
+                        while client.registration_id is not None and not stop.is_set():
+                            with contextlib.suppress(TimeoutError):
+                                await asyncio.wait_for(stop.wait(), CANCEL_CHECK_S)
+                        if stop.is_set():
+                            return
+                        self.registered = False  # and registered again in 10 s (refused if the VTN meant it)
+                        log.warning("openadr registration cancelled by the VTN: registering again",
+                                    vtn=self.cfg.vtn_url)
             finally:
                 with contextlib.suppress(Exception):
                     await client.stop()

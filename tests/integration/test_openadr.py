@@ -143,3 +143,54 @@ async def test_an_openadr_event_is_held_at_the_meter_and_reported(broker, make_s
             assert all(v >= 0 for _, v in vtn.reports["flexibility"])
         assert bool(np.isnan(site.plant.racks.cap_w).all())  # at the stop every cap is released
         assert "openadr-ven" not in [t.name for t in threading.enumerate()]  # and the VEN's thread ended
+
+
+@pytest.mark.timeout(90)
+async def test_a_registration_the_vtn_cancels_is_shown_and_made_again() -> None:
+    """openleadr's VTN answers a poll with oadrCancelPartyRegistration (its `on_poll` handler):
+    openleadr's client then drops every job and polls no more, silently. The VEN says it is not
+    registered (the status, so `ems_dr_ven_registered` and its alert) and registers again."""
+    from typing import cast
+
+    from ems.config import OpenAdrConfig
+    from ems.dr_book import DrBook
+    from ems.openadr_ven import OpenAdrVen
+    from ems.published import Published
+
+    port = free_port()
+    server = OpenADRServer(vtn_id="EMS-TEST-VTN", http_port=port, http_host="127.0.0.1",
+                           requested_poll_freq=timedelta(seconds=1), verify_message_signatures=False,
+                           show_fingerprint=False, show_server_cert_domain=False)
+    registered: list[str] = []
+    cancel = {"now": False}
+
+    def on_registration(info: dict[str, Any]) -> tuple[str, str]:
+        registered.append(info["ven_name"])
+        return VEN_ID, f"reg-{len(registered)}"
+
+    def on_poll(ven_id: str) -> tuple[str, dict[str, Any]] | None:
+        if not cancel["now"]:
+            return None
+        cancel["now"] = False
+        return "oadrCancelPartyRegistration", {"request_id": "cancel-1", "ven_id": ven_id,
+                                                "registration_id": f"reg-{len(registered)}"}
+
+    server.add_handler("on_create_party_registration", on_registration)
+    server.add_handler("on_poll", on_poll)  # external polling: this handler answers each poll
+    await server.run()
+    ven = OpenAdrVen(OpenAdrConfig(vtn_url=f"http://127.0.0.1:{port}/OpenADR2/Simple/2.0b", ven_name="ems-site"),
+                     DrBook(), cast(Published, None), None)  # registration reads neither
+    task = asyncio.create_task(ven.run())
+    try:
+        await wait_for(lambda: ven.registered, timeout_s=20)
+        assert ven.status()["registrations"] == 1 and registered == ["ems-site"]
+        cancel["now"] = True
+        await wait_for(lambda: not ven.registered, timeout_s=10)
+        assert ven.status()["registered"] is False
+        await wait_for(lambda: ven.registered, timeout_s=30)  # a new registration, 10 s on
+        assert ven.status()["registrations"] == 2 and registered == ["ems-site", "ems-site"]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await server.stop()
