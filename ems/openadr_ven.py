@@ -68,6 +68,7 @@ class OpenAdrVen:
         self.registrations = 0  # registrations the VTN accepted (more than one: it cancelled one)
         self._logged: set[str] = set()
         self._main: asyncio.AbstractEventLoop | None = None  # the control loop, where the book lives
+        self.on_main_timeout_s = 10.0  # how long openleadr's handler waits for the control loop
         self._stop: asyncio.Event | None = None  # set (on openleadr's loop) to end its thread
 
     def _on_main(self, fn: Callable[[], str]) -> str:
@@ -78,13 +79,22 @@ class OpenAdrVen:
         done: concurrent.futures.Future[str] = concurrent.futures.Future()
 
         def call() -> None:
+            if not done.set_running_or_notify_cancel():  # the handler gave up waiting: nothing done
+                return
             try:
                 done.set_result(fn())
             except BaseException as exc:  # handed over: raised again on openleadr's thread
                 done.set_exception(exc)
 
         self._main.call_soon_threadsafe(call)
-        return done.result(timeout=10.0)
+        try:
+            return done.result(timeout=self.on_main_timeout_s)
+        except TimeoutError:
+            # a control loop this late: the VTN hears of a failure (openleadr opts out), so the
+            # book must not change after all; a change begun meanwhile ends at once
+            if done.cancel():
+                raise
+            return done.result()
 
     def status(self) -> dict[str, object]:
         """The VEN's figures for the site status (`dr.ven`)."""

@@ -101,3 +101,39 @@ def test_a_modified_event_the_site_refuses_leaves_the_book() -> None:
     changed = dict(event("LOAD_DISPATCH", "delta", [50]), active_period=soon["active_period"])  # a load increase
     assert ven.on_event(changed) == OPT_OUT
     assert book.pending() == [] and ven.opted_out == 1 and ven.opted_in == 1
+
+
+def test_a_booking_the_control_loop_takes_too_late_never_lands() -> None:
+    """openleadr's handler waits for the control loop to change the book; past its wait it fails
+    (openleadr tells the VTN the site opted out), so the change must not land later, when the
+    loop gets to it."""
+    import asyncio
+    import threading
+    import time
+    from typing import cast
+
+    from ems.config import OpenAdrConfig
+    from ems.dr_book import DrBook
+    from ems.openadr_ven import OpenAdrVen
+    from ems.published import Published
+
+    ven = OpenAdrVen(OpenAdrConfig(vtn_url="http://127.0.0.1:1/OpenADR2/Simple/2.0b", ven_name="s"), DrBook(),
+                     cast(Published, None), None)
+    ven.on_main_timeout_s = 0.1
+    main = asyncio.new_event_loop()
+    thread = threading.Thread(target=main.run_forever, daemon=True)
+    thread.start()
+    ran: list[str] = []
+    try:
+        ven._main = main
+        assert ven._on_main(lambda: ran.append("on time") or "done") == "done"
+        main.call_soon_threadsafe(time.sleep, 0.5)  # the control loop busy past the wait
+        with pytest.raises(TimeoutError):
+            ven._on_main(lambda: ran.append("late") or "done")
+        time.sleep(0.6)
+        assert asyncio.run_coroutine_threadsafe(asyncio.sleep(0), main).result(timeout=2) is None
+        assert ran == ["on time"]  # the late change was dropped, not made after the VTN heard "no"
+    finally:
+        main.call_soon_threadsafe(main.stop)
+        thread.join(2)
+        main.close()
