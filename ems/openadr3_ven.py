@@ -348,19 +348,29 @@ class OpenAdr3Ven:
         vid = id_text(ven.get("id")) if isinstance(ven, Mapping) else None
         if vid is None:
             raise VtnAnswer("a ven object without a usable id")
-        targets = None if created else site_targets(ven.get("targets"), self.cfg.targets)
-        if targets is not None:  # found with other targets (the site's `targets:` changed since)
-            body = {k: v for k, v in ven.items() if k not in _SERVER_SET} | {"objectType": "VEN", "targets": targets}
-            async with http.put(f"{self.cfg.vtn_url}/vens/{urllib.parse.quote(vid, safe='')}", json=body,
-                                headers=await self._bearer(http)) as resp:
-                await self._json(resp)
-            self.ven_updates += 1
-            log.info("openadr3 VEN targets updated", ven_id=vid, targets=self.cfg.targets)
         if vid != self.ven_id:
             log.info("openadr3 VEN registered", ven_id=vid, ven_name=self.cfg.ven_name, created=created)
         self.ven_id, self.register_error = vid, None
         self._register_tries = 0
         self._register_after_s = now + REGISTER_RETRY_MAX_S
+        targets = None if created else site_targets(ven.get("targets"), self.cfg.targets)
+        if targets is not None:  # found with other targets (the site's `targets:` changed since)
+            await self._update_ven(http, vid, {k: v for k, v in ven.items() if k not in _SERVER_SET}
+                                   | {"objectType": "VEN", "targets": targets})
+
+    async def _update_ven(self, http: aiohttp.ClientSession, vid: str, body: dict[str, Any]) -> None:
+        """PUT the ven object with the site's targets. A VTN that refuses (a VEN may not change
+        its ven there) leaves the site registered: counted (`ven-update:` failures), logged once,
+        tried again at the hourly look."""
+        try:
+            async with http.put(f"{self.cfg.vtn_url}/vens/{urllib.parse.quote(vid, safe='')}", json=body,
+                                headers=await self._bearer(http)) as resp:
+                await self._json(resp)
+        except (VtnAnswer, aiohttp.ClientError) as exc:
+            self._failed(exc, "ven-update")
+            return
+        self.ven_updates += 1
+        log.info("openadr3 VEN targets updated", ven_id=vid, targets=self.cfg.targets)
 
     # --- the task ----------------------------------------------------------------------
     async def run(self) -> None:

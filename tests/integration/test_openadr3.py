@@ -48,6 +48,7 @@ class FakeVtn:
         self.vens: list[dict[str, Any]] = []
         self.ven_posts: list[dict[str, Any]] = []
         self.ven_puts: list[tuple[str, dict[str, Any]]] = []
+        self.ven_put_status = 200  # 405: a VTN where a VEN may not change its ven object
         self.ven_create_status = 201  # 403: a VTN whose business logic alone creates vens
         self.ven_filter = True  # False: a VTN that ignores GET /vens's venName
         self.ven_id_given: Any = None  # what POST /vens answers as the new ven's id (None: v-N)
@@ -108,6 +109,8 @@ class FakeVtn:
             return web.json_response({"title": "unauthorised"}, status=401)
         vid, body = request.match_info["ven_id"], await request.json()
         self.ven_puts.append((vid, body))
+        if self.ven_put_status != 200:
+            return web.json_response({"title": "not allowed"}, status=self.ven_put_status)
         found = [v for v in self.vens if v["id"] == vid]
         if not found:
             return web.json_response({"title": "not found"}, status=404)
@@ -262,6 +265,12 @@ async def test_a_found_ven_object_is_given_the_sites_targets_once_and_keeps_the_
             await wait_for(lambda: ven.status()["ven_id"] == "v-8")
             assert ven.status()["ven_updates"] == 0
         assert vtn.ven_puts == []
+        # a VTN where a VEN may not change its ven object: registered all the same, the refusal counted
+        vtn.vens, vtn.ven_put_status = [ven_object("v-9", {"venName": "site-7"})], 405
+        async with running_ven(vtn, targets={"GROUP": ["north"]}) as ven:
+            await wait_for(lambda: ven.failures["ven-update:VtnAnswer"] == 1)
+            assert ven.status()["registered"] and ven.status()["ven_id"] == "v-9"
+            assert ven.status()["register_error"] is None and ven.status()["ven_updates"] == 0
 
 
 @pytest.mark.timeout(60)
