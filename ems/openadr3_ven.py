@@ -28,7 +28,7 @@ import base64
 import time
 import urllib.parse
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -49,6 +49,7 @@ MAX_BODY = 1 << 20  # bytes of one answer: a program's events are a few kB
 SOURCE = "openadr3"
 _KEEP_REFUSED = 256  # refused events remembered, so one is counted once, not every poll
 PROTOCOL = "OpenADR 3.0.1"
+RESOURCES = ("site", "flexibility")  # the resources the reports name (report_body)
 REGISTER_RETRY_MAX_S = 3600.0  # the longest wait between two tries to register with a VTN that refuses
 # every kind `refused` counts: the metrics export each from 0, since `increase()` reads a series
 # that appears at 1 as no increase (a first refused event would alert no one)
@@ -92,13 +93,14 @@ class OpenAdr3Ven:
         self._register_tries = 0
         self._register_after_s = -float("inf")  # monotonic
         self.ven_updates = 0  # times the ven object's targets were set to the site's (PUT /vens/{id})
+        self.resources: tuple[str, ...] = ()  # the reports' resources, once the VTN has them under the ven
 
     def status(self) -> dict[str, object]:
         """The VEN's figures for the site status (`dr.ven`)."""
         return {"protocol": PROTOCOL, "vtn": self.cfg.vtn_url, "polls": self.polls,
                 "failures": dict(self.failures), "refused": dict(self.refused), "reports": self.reports,
                 "registered": self.ven_id is not None, "ven_id": self.ven_id, "register_error": self.register_error,
-                "ven_updates": self.ven_updates,
+                "ven_updates": self.ven_updates, "resources": list(self.resources),
                 "targeted_elsewhere": self.elsewhere, "programs_targeted_elsewhere": sorted(self.programs_elsewhere),
                 "polls_failing": self.polls_failing}
 
@@ -289,9 +291,10 @@ class OpenAdr3Ven:
             return None
         start = datetime.fromtimestamp(now_s, UTC).isoformat()
         period = {"start": start, "duration": f"PT{self.cfg.report_every_s:g}S"}
-        resources = [("site", "DEMAND", import_w)]
+        site, flexibility = RESOURCES
+        resources = [(site, "DEMAND", import_w)]
         if flex_w is not None:
-            resources.append(("flexibility", "LOAD_SHED_DELTA_AVAILABLE", flex_w))
+            resources.append((flexibility, "LOAD_SHED_DELTA_AVAILABLE", flex_w))
         return {
             "objectType": "REPORT", "programID": self.program_ids[vtn_event_id], "eventID": vtn_event_id,
             "clientName": self.cfg.ven_name, "reportName": "ems-telemetry-kw",
@@ -341,7 +344,7 @@ class OpenAdr3Ven:
             raise VtnAnswer(f"GET /vens?venName= listed {len(found)} vens, none named {self.cfg.ven_name!r}")
         created = ven is None
         if ven is None:
-            self.ven_id = None  # none now (deleted by the VTN, if it had one)
+            self.ven_id, self.resources = None, ()  # none now (deleted by the VTN, if it had one)
             async with http.post(f"{self.cfg.vtn_url}/vens", json=self.ven_request(),
                                  headers=await self._bearer(http)) as resp:
                 ven = await self._json(resp)
@@ -355,22 +358,42 @@ class OpenAdr3Ven:
         self._register_after_s = now + REGISTER_RETRY_MAX_S
         targets = None if created else site_targets(ven.get("targets"), self.cfg.targets)
         if targets is not None:  # found with other targets (the site's `targets:` changed since)
-            await self._update_ven(http, vid, {k: v for k, v in ven.items() if k not in _SERVER_SET}
-                                   | {"objectType": "VEN", "targets": targets})
+            body = {k: v for k, v in ven.items() if k not in _SERVER_SET} | {"objectType": "VEN", "targets": targets}
+            await self._after_registration("ven-update", self._update_ven(http, vid, body))
+        await self._after_registration("resources", self._register_resources(http, vid))
+
+    async def _after_registration(self, what: str, step: Awaitable[None]) -> None:
+        """A step once the site is registered: a VTN that refuses it (one where a VEN may not
+        change its ven or resources) leaves the site registered; counted under `what`, logged
+        once, tried again at the hourly look."""
+        try:
+            await step
+        except (VtnAnswer, aiohttp.ClientError) as exc:
+            self._failed(exc, what)
 
     async def _update_ven(self, http: aiohttp.ClientSession, vid: str, body: dict[str, Any]) -> None:
-        """PUT the ven object with the site's targets. A VTN that refuses (a VEN may not change
-        its ven there) leaves the site registered: counted (`ven-update:` failures), logged once,
-        tried again at the hourly look."""
-        try:
-            async with http.put(f"{self.cfg.vtn_url}/vens/{urllib.parse.quote(vid, safe='')}", json=body,
-                                headers=await self._bearer(http)) as resp:
-                await self._json(resp)
-        except (VtnAnswer, aiohttp.ClientError) as exc:
-            self._failed(exc, "ven-update")
-            return
+        async with http.put(f"{self.cfg.vtn_url}/vens/{urllib.parse.quote(vid, safe='')}", json=body,
+                            headers=await self._bearer(http)) as resp:
+            await self._json(resp)
         self.ven_updates += 1
         log.info("openadr3 VEN targets updated", ven_id=vid, targets=self.cfg.targets)
+
+    async def _register_resources(self, http: aiohttp.ClientSession, vid: str) -> None:
+        """The resources the reports name (RESOURCES), under the site's ven: listed (GET
+        /vens/{id}/resources), each missing one created (POST), so a VTN that checks a report's
+        resources against the ven's knows them."""
+        path = f"/vens/{urllib.parse.quote(vid, safe='')}/resources"
+        listed = await self._get(http, path, {"limit": "50"})
+        have = {r.get("resourceName") for r in listed[:50] if isinstance(r, Mapping)}
+        missing = [name for name in RESOURCES if name not in have]
+        if missing and len(listed) >= 50:  # a full page: the site's may be further on
+            raise VtnAnswer(f"GET {path} listed {len(listed)} resources, not {', '.join(missing)}")
+        for name in missing:
+            async with http.post(f"{self.cfg.vtn_url}{path}", json=resource_request(name, vid),
+                                 headers=await self._bearer(http)) as resp:
+                await self._json(resp)
+            log.info("openadr3 VEN resource registered", ven_id=vid, resource=name)
+        self.resources = RESOURCES
 
     # --- the task ----------------------------------------------------------------------
     async def run(self) -> None:
@@ -416,3 +439,8 @@ def site_targets(have: object, mine: Mapping[str, list[str]]) -> list[dict[str, 
         return None
     kept = [dict(t) for t in have if t["type"] not in mine]
     return kept + [{"type": kind, "values": list(values)} for kind, values in mine.items()]
+
+
+def resource_request(name: str, vid: str) -> dict[str, Any]:
+    """A resource of the site's ven as the VEN creates it (POST /vens/{id}/resources)."""
+    return {"objectType": "RESOURCE", "resourceName": name, "venID": vid}

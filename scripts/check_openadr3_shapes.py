@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from openadr3_client.oadr301.models.event.event import ExistingEvent  # noqa: E402
 from openadr3_client.oadr301.models.program.program import ExistingProgram  # noqa: E402
 from openadr3_client.oadr301.models.report.report import NewReport  # noqa: E402
+from openadr3_client.oadr301.models.ven.resource import ExistingResource, NewResource  # noqa: E402
 from openadr3_client.oadr301.models.ven.ven import ExistingVen, NewVen  # noqa: E402
 from vtn3_payloads import event, program, ven_object  # noqa: E402
 
@@ -47,7 +48,11 @@ def main() -> int:
     request = json.loads((ROOT / "tests" / "data" / "openadr3" / "ven.json").read_text())
     NewVen.model_validate(request)
     ExistingVen.model_validate(ven_object("v-1", request))
-    print(f"{len(programs)} programs, {len(events)} events, the report and the ven request validate with "
+    resource = json.loads((ROOT / "tests" / "data" / "openadr3" / "resource.json").read_text())
+    NewResource.model_validate(resource)
+    ExistingResource.model_validate({"id": "r-1", "createdDateTime": "2026-01-01T00:00:00Z",
+                                     "modificationDateTime": "2026-01-01T00:00:00Z", **resource})
+    print(f"{len(programs)} programs, {len(events)} events, the report, the ven and resource requests validate with "
           "openadr3-client")
     return 0
 

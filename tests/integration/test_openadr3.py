@@ -26,7 +26,7 @@ from ems.dr_book import DrBook
 from ems.openadr3_ven import OpenAdr3Ven, VtnAnswer
 from ems.operator.metrics import ControllerMetrics
 from tests.conftest import free_port, running_controller, running_site, wait_for
-from tests.vtn3_payloads import event, program, ven_object
+from tests.vtn3_payloads import CREATED, event, program, ven_object
 
 pytestmark = pytest.mark.integration
 
@@ -49,6 +49,9 @@ class FakeVtn:
         self.ven_posts: list[dict[str, Any]] = []
         self.ven_puts: list[tuple[str, dict[str, Any]]] = []
         self.ven_put_status = 200  # 405: a VTN where a VEN may not change its ven object
+        self.resources: dict[str, list[dict[str, Any]]] = {}  # per ven id, its resources
+        self.resource_posts: list[dict[str, Any]] = []
+        self.resource_create_status = 201
         self.ven_create_status = 201  # 403: a VTN whose business logic alone creates vens
         self.ven_filter = True  # False: a VTN that ignores GET /vens's venName
         self.ven_id_given: Any = None  # what POST /vens answers as the new ven's id (None: v-N)
@@ -117,6 +120,26 @@ class FakeVtn:
         found[0].update(body)
         return web.json_response(found[0])
 
+    async def get_resources(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return web.json_response({"title": "unauthorised"}, status=401)
+        vid = request.match_info["ven_id"]
+        if not any(v["id"] == vid for v in self.vens):
+            return web.json_response({"title": "not found"}, status=404)
+        return web.json_response(self.resources.get(vid, []))
+
+    async def post_resource(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return web.json_response({"title": "unauthorised"}, status=401)
+        vid, body = request.match_info["ven_id"], await request.json()
+        self.resource_posts.append(body)
+        if self.resource_create_status != 201:
+            return web.json_response({"title": "forbidden"}, status=self.resource_create_status)
+        made = {"id": f"r-{len(self.resource_posts)}", "createdDateTime": CREATED, "modificationDateTime": CREATED,
+                **body}
+        self.resources.setdefault(vid, []).append(made)
+        return web.json_response(made, status=201)
+
     async def post_report(self, request: web.Request) -> web.Response:
         if not self._authorised(request):
             return web.json_response({"title": "unauthorised"}, status=401)
@@ -132,7 +155,8 @@ async def running_vtn() -> AsyncIterator[FakeVtn]:
     app.add_routes([web.post("/auth/token", vtn.token), web.get("/programs", vtn.get_programs),
                     web.get("/events", vtn.get_events), web.post("/reports", vtn.post_report),
                     web.get("/vens", vtn.get_vens), web.post("/vens", vtn.post_ven),
-                    web.put("/vens/{ven_id}", vtn.put_ven)])
+                    web.put("/vens/{ven_id}", vtn.put_ven), web.get("/vens/{ven_id}/resources", vtn.get_resources),
+                    web.post("/vens/{ven_id}/resources", vtn.post_resource)])
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
@@ -222,11 +246,30 @@ async def test_events_targeted_at_other_sites_stay_out_of_the_book() -> None:
 @pytest.mark.timeout(60)
 async def test_the_ven_registers_by_creating_its_ven_object_once() -> None:
     async with running_vtn() as vtn, running_ven(vtn, targets={"GROUP": ["north"]}) as ven:
-        await wait_for(lambda: ven.status()["registered"])
+        await wait_for(lambda: ven.status()["resources"] == ["site", "flexibility"])
         await _polls(ven, 2)
         assert ven.status()["ven_id"] == "v-1" and ven.failures == {}
     assert vtn.ven_posts == [{"objectType": "VEN", "venName": "site-7",
                               "targets": [{"type": "GROUP", "values": ["north"]}]}]
+    # the resources the reports name, under the ven, once
+    assert vtn.resource_posts == [{"objectType": "RESOURCE", "resourceName": name, "venID": "v-1"}
+                                  for name in ("site", "flexibility")]
+
+
+@pytest.mark.timeout(60)
+async def test_resources_the_vtn_has_are_not_made_again_and_a_refusal_leaves_the_site_registered() -> None:
+    async with running_vtn() as vtn:
+        vtn.vens = [ven_object("v-7", {"venName": "site-7"})]
+        vtn.resources = {"v-7": [{"id": "r-0", "objectType": "RESOURCE", "resourceName": "site", "venID": "v-7"}]}
+        async with running_ven(vtn) as ven:
+            await wait_for(lambda: ven.status()["resources"] == ["site", "flexibility"])
+        assert [r["resourceName"] for r in vtn.resource_posts] == ["flexibility"]
+        # a VTN where a VEN may not make resources: registered, reports all the same, counted
+        vtn.resources, vtn.resource_posts, vtn.resource_create_status = {}, [], 403
+        async with running_ven(vtn) as ven:
+            await wait_for(lambda: ven.failures["resources:VtnAnswer"] >= 1)
+            assert ven.status()["registered"] and ven.status()["resources"] == []
+            assert ven.status()["register_error"] is None
 
 
 @pytest.mark.timeout(60)

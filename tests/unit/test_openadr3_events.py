@@ -151,6 +151,14 @@ def test_the_ven_request_is_the_shape_checked_against_openadr3_client() -> None:
     assert ven.ven_request() == json.loads(VEN.read_text())
 
 
+def test_the_resource_request_is_the_shape_checked_against_openadr3_client() -> None:
+    """tests/data/openadr3/resource.json is what scripts/check_openadr3_shapes.py validates with
+    the library's NewResource."""
+    from ems.openadr3_ven import resource_request
+
+    assert resource_request("site", "v-1") == json.loads(REPORT.with_name("resource.json").read_text())
+
+
 def test_a_changed_openadr3_section_needs_a_restart() -> None:
     from ems.config_reload import needs_restart
     base = site_dict("mqtt://127.0.0.1:1883")
