@@ -49,6 +49,8 @@ MAX_BODY = 1 << 20  # bytes of one answer: a program's events are a few kB
 SOURCE = "openadr3"
 _KEEP_REFUSED = 256  # refused events remembered, so one is counted once, not every poll
 PROTOCOL = "OpenADR 3.0.1"
+PROGRAM_PAGE = 50  # programs asked for a page
+MAX_PROGRAM_PAGES = 20  # pages read a poll at most (1,000 programs): beyond, a followed one is not listed
 RESOURCES = ("site", "flexibility")  # the resources the reports name (report_body)
 REGISTER_RETRY_MAX_S = 3600.0  # the longest wait between two tries to register with a VTN that refuses
 # every kind `refused` counts: the metrics export each from 0, since `increase()` reads a series
@@ -145,9 +147,9 @@ class OpenAdr3Ven:
     # --- one poll ----------------------------------------------------------------------
     async def poll(self, http: aiohttp.ClientSession) -> None:
         """Read the programs' events and make the book's OpenADR 3 events those (raises on a failed poll)."""
-        programs = await self._get(http, "/programs", {"limit": "50"})
+        programs = await self._list_programs(http)
         # judged off the loop too: 50 programs' targets of up to 1 MiB take tens of ms
-        read = await asyncio.to_thread(self._programs, programs[:50])
+        read = await asyncio.to_thread(self._programs, programs)
         for key, why in read.malformed:  # counted once a version; the program is read all the same
             if key not in self._refused_ids:
                 self._remember(key)
@@ -176,6 +178,27 @@ class OpenAdr3Ven:
         self._reconcile(*mapped)
         self.polls += 1
         self.polls_failing = 0
+
+    async def _list_programs(self, http: aiohttp.ClientSession) -> list[Any]:
+        """The VTN's programs a page at a time (`skip`, `limit`), until every followed one is
+        listed, a page is short, or MAX_PROGRAM_PAGES were read (the followed ones not seen by
+        then are not listed). A VTN that ignores `skip` answers the first page again: read once."""
+        out: list[Any] = []
+        wanted = set(self.cfg.programs)
+        first: object = None
+        for page in range(MAX_PROGRAM_PAGES):
+            params = {"skip": str(page * PROGRAM_PAGE), "limit": str(PROGRAM_PAGE)}
+            got = (await self._get(http, "/programs", params))[:PROGRAM_PAGE]
+            head = got[0].get("id") if got and isinstance(got[0], Mapping) else None
+            if page == 0:
+                first = head
+            elif head is not None and head == first:
+                break
+            out += got
+            wanted -= {p.get("programName") for p in got if isinstance(p, Mapping)}
+            if len(got) < PROGRAM_PAGE or not wanted:
+                break
+        return out
 
     def _programs(self, programs: list[Any]) -> ProgramsRead:
         """Which of the followed programs the VTN lists have their events read. Not read: one

@@ -41,6 +41,9 @@ class FakeVtn:
     def __init__(self) -> None:
         self.programs = [program("p-1", "site-flex"), program("p-2", "other-program")]
         self.events: list[dict[str, Any]] = []
+        self.program_gets = 0
+        self.program_skips: set[int] = set()
+        self.program_paging = True  # False: a VTN that ignores skip and limit
         self.reports: list[dict[str, Any]] = []
         self.tokens = 0
         self.event_gets = 0
@@ -77,7 +80,12 @@ class FakeVtn:
     async def get_programs(self, request: web.Request) -> web.Response:
         if not self._authorised(request):
             return web.json_response({"title": "unauthorised"}, status=401)
-        return web.json_response(self.programs)
+        self.program_gets += 1
+        if not self.program_paging:
+            return web.json_response(self.programs)
+        skip, limit = int(request.query.get("skip", 0)), int(request.query.get("limit", 50))
+        self.program_skips.add(skip)
+        return web.json_response(self.programs[skip:skip + limit])
 
     async def get_events(self, request: web.Request) -> web.StreamResponse:
         if not self._authorised(request):
@@ -376,6 +384,27 @@ async def test_registration_tries_past_a_thousand_wait_an_hour_not_overflow() ->
                 await ven._register_if_due(http)
         assert 3590 < ven._register_after_s - asyncio.get_running_loop().time() <= 3600
         assert len(vtn.ven_posts) == 1
+
+
+@pytest.mark.timeout(60)
+async def test_a_followed_program_past_the_first_page_of_programs_is_found() -> None:
+    """A VTN of 120 programs lists them 50 at a time: the site's 111th was never found (its
+    events unread). Pages are read until the followed ones are listed; a VTN that ignores
+    `skip` (the first page again) is read once, not 20 times."""
+    async with running_vtn() as vtn:
+        t0 = datetime.now(UTC).replace(microsecond=0) + 10 * MIN
+        vtn.programs = [program(f"p-o{k}", f"other-{k}") for k in range(110)] + [program("p-1", "site-flex")]
+        vtn.programs += [program(f"p-o{k}", f"other-{k}") for k in range(110, 120)]
+        vtn.events = [event("e-1", "p-1", t0, [(30 * MIN, "IMPORT_CAPACITY_LIMIT", 360.0)])]
+        async with running_ven(vtn) as ven:
+            await wait_for(lambda: {e.event_id for e in ven.book.pending()} == {"e-1:0"})
+            await _polls(ven, 2)
+            assert vtn.program_skips == {0, 50, 100}  # found on the third page, none read past it
+        vtn.program_paging, vtn.program_gets = False, 0
+        vtn.programs = vtn.programs[:60]  # without the site's: the same 60 at every skip
+        async with running_ven(vtn) as ven:
+            await _polls(ven, 2)
+            assert vtn.program_gets <= 2 * ven.polls and ven.book.pending() == []
 
 
 @pytest.mark.timeout(60)
