@@ -195,7 +195,7 @@ class OpenAdr3Ven:
             elif head is not None and head == first:
                 break
             out += got
-            wanted -= {p.get("programName") for p in got if isinstance(p, Mapping)}
+            wanted -= {_text(p.get("programName")) for p in got if isinstance(p, Mapping)}
             if len(got) < PROGRAM_PAGE or not wanted:
                 break
         return out
@@ -407,7 +407,7 @@ class OpenAdr3Ven:
         resources against the ven's knows them."""
         path = f"/vens/{urllib.parse.quote(vid, safe='')}/resources"
         listed = await self._get(http, path, {"limit": "50"})
-        have = {r.get("resourceName") for r in listed[:50] if isinstance(r, Mapping)}
+        have = {_text(r.get("resourceName")) for r in listed[:50] if isinstance(r, Mapping)}
         missing = [name for name in RESOURCES if name not in have]
         if missing and len(listed) >= 50:  # a full page: the site's may be further on
             raise VtnAnswer(f"GET {path} listed {len(listed)} resources, not {', '.join(missing)}")
@@ -467,3 +467,8 @@ def site_targets(have: object, mine: Mapping[str, list[str]]) -> list[dict[str, 
 def resource_request(name: str, vid: str) -> dict[str, Any]:
     """A resource of the site's ven as the VEN creates it (POST /vens/{id}/resources)."""
     return {"objectType": "RESOURCE", "resourceName": name, "venID": vid}
+
+
+def _text(value: object) -> str | None:
+    """A name from the VTN where it is a string (a list there is malformed, and unhashable)."""
+    return value if isinstance(value, str) else None

@@ -268,7 +268,8 @@ async def test_the_ven_registers_by_creating_its_ven_object_once() -> None:
 async def test_resources_the_vtn_has_are_not_made_again_and_a_refusal_leaves_the_site_registered() -> None:
     async with running_vtn() as vtn:
         vtn.vens = [ven_object("v-7", {"venName": "site-7"})]
-        vtn.resources = {"v-7": [{"id": "r-0", "objectType": "RESOURCE", "resourceName": "site", "venID": "v-7"}]}
+        vtn.resources = {"v-7": [{"id": "r-0", "objectType": "RESOURCE", "resourceName": "site", "venID": "v-7"},
+                                 {"id": "r-x", "objectType": "RESOURCE", "resourceName": ["x"], "venID": "v-7"}]}
         async with running_ven(vtn) as ven:
             await wait_for(lambda: ven.status()["resources"] == ["site", "flexibility"])
         assert [r["resourceName"] for r in vtn.resource_posts] == ["flexibility"]
@@ -394,6 +395,7 @@ async def test_a_followed_program_past_the_first_page_of_programs_is_found() -> 
     async with running_vtn() as vtn:
         t0 = datetime.now(UTC).replace(microsecond=0) + 10 * MIN
         vtn.programs = [program(f"p-o{k}", f"other-{k}") for k in range(110)] + [program("p-1", "site-flex")]
+        vtn.programs[3]["programName"] = ["not", "a", "name"]  # malformed: passed over, not the poll's end
         vtn.programs += [program(f"p-o{k}", f"other-{k}") for k in range(110, 120)]
         vtn.events = [event("e-1", "p-1", t0, [(30 * MIN, "IMPORT_CAPACITY_LIMIT", 360.0)])]
         async with running_ven(vtn) as ven:
