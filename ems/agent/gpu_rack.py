@@ -85,6 +85,7 @@ class _State:
     smoothing_set: set[int] = field(default_factory=set)  # GPUs whose smoothing the agent changed
     energy: list[tuple[float, float] | None] = field(default_factory=list)  # (monotonic s, J) at the last read
     reading_failed: bool = False
+    restored: bool = False  # shut down: a command still on its way to the lock must not cap the GPUs again
 
 
 class GpuRack:
@@ -118,6 +119,8 @@ class GpuRack:
         """Cap the rack at `cap_w` (None: every GPU back to its default limit). Returns whether
         every GPU took it. The same request again is not re-sent once it has been applied."""
         with self._lock:
+            if self._state.restored:
+                return False
             req = self._state.cap
             if req.done and req.value == cap_w:
                 return True
@@ -152,6 +155,8 @@ class GpuRack:
         """Hold the rack at `profile` (floor and ramp, for the whole rack) on every GPU that can;
         None switches smoothing back to how it was. Returns whether every GPU took it."""
         with self._lock:
+            if self._state.restored:
+                return False
             req = self._state.profile
             if req.done and req.value == profile:
                 return True
@@ -244,8 +249,10 @@ class GpuRack:
     # --- shutdown ----------------------------------------------------------------------------
     def restore(self) -> list[str]:
         """Every GPU the agent changed back to its default limit and its smoothing as it was
-        (shutdown). Returns the GPUs that could not be restored."""
+        (shutdown), and no command after it: a handler's thread outlives its cancelled task
+        and may reach the lock after this. Returns the GPUs that could not be restored."""
         with self._lock:
+            self._state.restored = True
             failed = [self.gpus[i].device for i in sorted(self._state.limits_set)
                       if not self._set_limit(i, self.gpus[i].limits.default_w)]
             self._state.limits_set.clear()

@@ -282,3 +282,16 @@ def test_restore_leaves_alone_what_the_agent_never_changed() -> None:
     nvml, rack = opened(FakeGpu(limit_mw=500_000), root=False)
     assert rack.restore() == []  # nothing was changed: nothing to put back, no permission needed
     assert nvml.gpus[0].limit_mw == 500_000
+
+
+def test_a_command_that_reaches_the_gpus_after_restore_is_refused() -> None:
+    # `serve` cancels the session, then restores; a cap handler's thread outlives its cancelled
+    # task and, when a GPU read held the lock, may take the lock after restore: it must not cap
+    nvml = FakeNvml([FakeGpu(smoothing=True), FakeGpu(smoothing=True)], clock=Clock())
+    rack = GpuRack(open_gpus(nvml))
+    rack.apply_cap(500.0)
+    assert rack.restore() == []
+    assert not rack.apply_cap(400.0)
+    assert not rack.apply_profile(SmoothingProfile(300.0, 100.0))
+    assert all(g.limit_mw == 700_000 and not g.smoothing_enabled for g in nvml.gpus)
+    assert rack.restore() == []  # nothing left to put back
