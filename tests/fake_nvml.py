@@ -34,6 +34,7 @@ class FakeGpu:
     floor_pct_range: tuple[float, float] = (10.0, 90.0)
     profiles: dict[int, dict[int, float]] = field(default_factory=dict)  # profile -> param -> value
     fail: dict[str, int] = field(default_factory=dict)  # function name -> NVML error code it raises
+    delay_s: dict[str, float] = field(default_factory=dict)  # function name -> how long it blocks (a slow driver)
     energy_mj: float = 0.0
     _energy_at_s: float | None = None
 
@@ -67,6 +68,8 @@ class FakeNvml:
         if not self.initialised:
             raise pynvml.NVMLError(pynvml.NVML_ERROR_UNINITIALIZED)
         gpu = None if handle is None else self.gpus[handle]
+        if gpu is not None and fn in gpu.delay_s:
+            time.sleep(gpu.delay_s[fn])  # the real library blocks its calling thread the same way
         if gpu is not None and fn in gpu.fail:
             raise pynvml.NVMLError(gpu.fail[fn])
         if write and not self.root:

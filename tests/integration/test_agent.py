@@ -152,6 +152,25 @@ async def test_malformed_commands_are_counted_and_the_agent_carries_on(broker) -
         assert ctl.store.malformed == 0
 
 
+async def test_a_flood_of_caps_leaves_no_backlog_the_latest_is_applied(broker) -> None:
+    # an NVML write takes milliseconds; a peer publishing caps far faster must not queue up
+    # seconds of writes ahead of the next real cap: superseded caps are dropped unwritten
+    nvml = two_gpus()
+    for g in nvml.gpus:
+        g.delay_s["nvmlDeviceSetPowerManagementLimit"] = 0.02
+    flood = 500
+    async with running(broker, nvml) as (agent, _ctl):
+        topic = rp.cap_topic(agent.cfg.mqtt.topic_prefix, RACK)
+        async with aiomqtt.Client(broker.host, broker.port) as peer:
+            for k in range(flood):  # 250 W and 350 W per GPU in turn
+                await peer.publish(topic, rp.encode_cap(1_500.0 + 200.0 * (k % 2), k))
+            await peer.publish(topic, rp.encode_cap(1_600.0, flood), qos=1)  # 300 W per GPU
+        await wait_for(lambda: [g.limit_mw for g in nvml.gpus] == [300_000, 300_000])
+        assert nvml.calls.count("nvmlDeviceSetPowerManagementLimit") < flood // 2
+        seq = agent.seq
+        await wait_for(lambda: agent.seq > seq + 2)  # telemetry went on throughout
+
+
 @pytest.mark.skipif(mosquitto_path() is None, reason="needs the mosquitto binary to restart a broker")
 async def test_the_agent_rides_out_a_broker_restart() -> None:
     port = free_port()
