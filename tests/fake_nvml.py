@@ -26,6 +26,7 @@ class FakeGpu:
     max_mw: int = 700_000
     default_mw: int = 700_000
     limit_mw: int | None = None  # None: the default
+    limits_set_mw: list[int] = field(default_factory=list)  # every limit set, in order
     instant: bool = True  # NVML_FI_DEV_POWER_INSTANT answered
     energy: bool = True  # nvmlDeviceGetTotalEnergyConsumption answered
     smoothing: bool = False  # power smoothing (Blackwell or newer)
@@ -120,6 +121,7 @@ class FakeNvml:
         if not isinstance(limit, int) or not gpu.min_mw <= limit <= gpu.max_mw:
             raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
         gpu.limit_mw = limit
+        gpu.limits_set_mw.append(limit)
 
     def nvmlDeviceGetPowerUsage(self, handle: int) -> int:
         gpu = self._gpu("nvmlDeviceGetPowerUsage", handle)

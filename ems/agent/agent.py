@@ -89,6 +89,7 @@ class RackAgent:
     def status(self) -> dict[str, object]:
         return {"telemetry_sent": self.seq, "malformed_commands": self.commands.malformed,
                 "superseded_commands": self.superseded,
+                "retained_commands_ignored": self.commands.retained_ignored,
                 **dataclasses.asdict(self.rack.counters)}
 
 

@@ -171,6 +171,38 @@ async def test_a_flood_of_caps_leaves_no_backlog_the_latest_is_applied(broker) -
         await wait_for(lambda: agent.seq > seq + 2)  # telemetry went on throughout
 
 
+async def test_a_stale_retained_rack_cap_does_not_override_the_rows_caps(broker) -> None:
+    # the controller keeps each row's caps retained; a per-rack cap left retained (by a tool, a
+    # test, an intruder) came after it on every (re)subscribe and won: the rack stayed at it
+    nvml = two_gpus()
+    prefix = f"ems/test{free_port()}"
+    async with aiomqtt.Client(broker.host, broker.port) as peer:
+        await peer.publish(rp.cap_topic(prefix, RACK), rp.encode_cap(900.0, 1), qos=1, retain=True)
+    ctl = Controller(broker.url, prefix)
+    link = asyncio.create_task(ctl.link.run())
+    await asyncio.wait_for(ctl.link.connected.wait(), 5)
+    await ctl.cap({RACK: 1_500.0})  # retained, as the control loop sends it
+    cfg = agent_config(broker.url, prefix)
+    agent = RackAgent(cfg, GpuRack(open_gpus(nvml), overhead_w=OVERHEAD_W),
+                      client_kwargs(cfg.mqtt, identifier=cfg.client_id))
+    task = asyncio.create_task(agent.run())
+    try:
+        await wait_for(lambda: agent.commands.retained_ignored == 1)
+        await wait_for(lambda: [g.limit_mw for g in nvml.gpus] == [250_000, 250_000])
+        seq = agent.seq
+        await wait_for(lambda: agent.seq > seq + 2)
+        assert all(g.limits_set_mw == [250_000] for g in nvml.gpus)
+        # a live (not retained) per-rack cap is still obeyed
+        async with aiomqtt.Client(broker.host, broker.port) as peer:
+            await peer.publish(rp.cap_topic(prefix, RACK), rp.encode_cap(1_600.0, 2), qos=1)
+        await wait_for(lambda: [g.limit_mw for g in nvml.gpus] == [300_000, 300_000])
+    finally:
+        for t in (task, link):
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+
+
 @pytest.mark.skipif(mosquitto_path() is None, reason="needs the mosquitto binary to restart a broker")
 async def test_the_agent_rides_out_a_broker_restart() -> None:
     port = free_port()
