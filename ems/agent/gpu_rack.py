@@ -110,6 +110,12 @@ class GpuRack:
             self._logged.add(key)
             log.warning(event, **kw)
 
+    def _recovered(self, key: str, event: str, **kw: object) -> None:
+        """A problem logged by `_once` is over: say so once, and log it again if it recurs."""
+        if key in self._logged:
+            self._logged.discard(key)
+            log.info(event, **kw)
+
     def _bounds(self) -> list[tuple[float, float]]:
         # a cap is a ceiling: it never raises a GPU above its default limit
         return [(g.limits.min_w, g.limits.default_w) for g in self.gpus]
@@ -139,6 +145,7 @@ class GpuRack:
         try:
             gpu.set_limit_w(w)
             self._state.limits_set.add(i)
+            self._recovered(f"cap-failed:{gpu.device}", "setting GPU power limits works again", gpu=gpu.device)
             return True
         except GpuNoPermission as exc:
             self._once(f"cap-permission:{gpu.device}", "cannot set GPU power limits: run the agent as root",
@@ -146,8 +153,9 @@ class GpuRack:
         except NotSupported as exc:
             self._once(f"cap-unsupported:{gpu.device}", "this GPU has no settable power limit",
                        gpu=gpu.device, error=str(exc))
-        except DriverError as exc:
-            log.warning("setting a GPU power limit failed", gpu=gpu.device, error=str(exc))
+        except DriverError as exc:  # a lost GPU fails every command: once until it takes one again
+            self._once(f"cap-failed:{gpu.device}", "setting a GPU power limit failed", gpu=gpu.device,
+                       error=str(exc))
         return False
 
     # --- smoothing ---------------------------------------------------------------------------
@@ -173,6 +181,8 @@ class GpuRack:
             try:
                 gpu.set_smoothing(self.smoothing_preset, floor_w, ramp, ramp)
                 self._state.smoothing_set.add(i)
+                self._recovered(f"smoothing-failed:{gpu.device}", "setting GPU power smoothing works again",
+                                gpu=gpu.device)
             except NotSupported as exc:
                 unsupported = True
                 self._once(f"smoothing-unsupported:{gpu.device}",
@@ -184,7 +194,8 @@ class GpuRack:
                            "cannot set GPU power smoothing: run the agent as root", gpu=gpu.device, error=str(exc))
             except DriverError as exc:
                 failed = True
-                log.warning("setting GPU power smoothing failed", gpu=gpu.device, error=str(exc))
+                self._once(f"smoothing-failed:{gpu.device}", "setting GPU power smoothing failed", gpu=gpu.device,
+                           error=str(exc))
         if unsupported:
             self.counters.profiles_unsupported += 1
         if failed:
@@ -205,9 +216,12 @@ class GpuRack:
             try:
                 gpu.restore_smoothing()
                 self._state.smoothing_set.discard(i)
+                self._recovered(f"smoothing-restore-failed:{gpu.device}",
+                                "switching GPU power smoothing back works again", gpu=gpu.device)
             except DriverError as exc:
                 failed.append(gpu.device)
-                log.warning("could not switch GPU power smoothing back", gpu=gpu.device, error=str(exc))
+                self._once(f"smoothing-restore-failed:{gpu.device}", "could not switch GPU power smoothing back",
+                           gpu=gpu.device, error=str(exc))
         return failed
 
     # --- telemetry ---------------------------------------------------------------------------

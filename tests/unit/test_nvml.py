@@ -205,6 +205,26 @@ def test_without_permission_the_cap_is_refused_reported_once_and_retried() -> No
     assert [g.limit_mw for g in nvml.gpus] == [250_000, 250_000]
 
 
+def test_a_lost_gpu_is_logged_once_per_gpu_not_once_per_command() -> None:
+    # every row message retries a failed cap, and a peer can send thousands: one line, not one each
+    nvml, rack = opened(FakeGpu(smoothing=True), FakeGpu(smoothing=True))
+    lost = {"nvmlDeviceSetPowerManagementLimit": pynvml.NVML_ERROR_GPU_IS_LOST,
+            "nvmlDevicePowerSmoothingUpdatePresetProfileParam": pynvml.NVML_ERROR_GPU_IS_LOST}
+    nvml.gpus[1].fail.update(lost)
+    with capture_logs() as logs:
+        for k in range(5):
+            assert not rack.apply_cap(1_500.0 + k)
+            assert not rack.apply_profile(SmoothingProfile(1_500.0 + k, 100.0))
+        nvml.gpus[1].fail.clear()
+        assert rack.apply_cap(1_600.0)
+        nvml.gpus[1].fail.update(lost)
+        assert not rack.apply_cap(1_700.0)
+    assert [(e["event"], e["gpu"]) for e in logs] == [
+        ("setting a GPU power limit failed", "gpu1"), ("setting GPU power smoothing failed", "gpu1"),
+        ("setting GPU power limits works again", "gpu1"), ("setting a GPU power limit failed", "gpu1")]
+    assert rack.counters.caps_failed == 6 and rack.counters.profiles_failed == 5
+
+
 # --- power smoothing --------------------------------------------------------------------------
 def test_smoothing_profile_sets_floor_and_ramps_per_gpu_and_release_restores() -> None:
     nvml = FakeNvml([FakeGpu(smoothing=True), FakeGpu(smoothing=True)], clock=Clock())
