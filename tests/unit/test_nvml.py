@@ -7,7 +7,7 @@ import pynvml
 import pytest
 from structlog.testing import capture_logs
 
-from drivers.errors import DeviceUnavailable, NotSupported
+from drivers.errors import DeviceUnavailable, MalformedData, NotSupported
 from drivers.nvml import GpuNoPermission, NoGpu, close_gpus, open_gpus
 from ems.agent.gpu_rack import GpuRack, split_budget_w
 from ems.model.racks import SmoothingProfile
@@ -71,6 +71,20 @@ def test_open_reads_limits_in_watts_and_what_the_gpu_supports() -> None:
 
 
 # --- power ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("min_mw", "default_mw", "max_mw"), [
+    (0, 700_000, 700_000),  # a cap of 0 W would have been set as is
+    (200_000, 0, 700_000),  # a release set 0 W (clamped to a minimum of 0), a profile divided by 0
+    (300_000, 250_000, 200_000),  # min above max: every limit set was out of range
+    (200_000, 800_000, 700_000),
+])
+def test_a_gpu_with_a_senseless_limit_range_is_refused_at_open(min_mw: int, default_mw: int, max_mw: int) -> None:
+    nvml = FakeNvml([FakeGpu(), FakeGpu(min_mw=min_mw, default_mw=default_mw, max_mw=max_mw)])
+    with pytest.raises(MalformedData, match=r"gpu1: NVML reports power limits"):
+        open_gpus(nvml)
+    assert not nvml.initialised  # NVML shut down again
+    assert "nvmlDeviceSetPowerManagementLimit" not in nvml.calls
+
+
 def test_power_is_the_instantaneous_field_where_supported() -> None:
     nvml = FakeNvml([FakeGpu(draw_mw=412_500, average_mw=380_000)])
     (gpu,) = open_gpus(nvml)
