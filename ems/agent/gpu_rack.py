@@ -176,8 +176,9 @@ class GpuRack:
         floors = split_budget_w(max(0.0, profile.floor_w - self.overhead_w), [(0.0, hi) for _, hi in self._bounds()])
         unsupported = failed = False
         for i, (gpu, floor_w) in enumerate(zip(self.gpus, floors, strict=True)):
-            # the rack's ramp shared in proportion to each GPU's default limit
-            ramp = profile.ramp_w_per_s * gpu.limits.default_w / self.default_sum_w
+            # the rack's ramp shared in proportion to each GPU's default limit (the share first:
+            # a finite but huge ramp times a limit in W overflowed to inf, which went to NVML)
+            ramp = profile.ramp_w_per_s * (gpu.limits.default_w / self.default_sum_w)
             try:
                 gpu.set_smoothing(self.smoothing_preset, floor_w, ramp, ramp)
                 self._state.smoothing_set.add(i)

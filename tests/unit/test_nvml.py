@@ -257,6 +257,18 @@ def test_smoothing_profile_sets_floor_and_ramps_per_gpu_and_release_restores() -
     assert not any(g.smoothing_enabled for g in nvml.gpus)
 
 
+def test_a_huge_but_finite_profile_gives_the_gpus_finite_values() -> None:
+    nvml = FakeNvml([FakeGpu(smoothing=True), FakeGpu(smoothing=True)], clock=Clock())
+    rack = GpuRack(open_gpus(nvml))
+    assert rack.apply_profile(SmoothingProfile(floor_w=1.7e308, ramp_w_per_s=1.7e308))  # a valid message
+    P = pynvml
+    for g in nvml.gpus:
+        params = g.profiles[0]
+        assert params[P.NVML_POWER_SMOOTHING_PROFILE_PARAM_RAMP_UP_RATE] == pytest.approx(0.85e308)
+        assert params[P.NVML_POWER_SMOOTHING_PROFILE_PARAM_RAMP_DOWN_RATE] == pytest.approx(0.85e308)
+        assert params[P.NVML_POWER_SMOOTHING_PROFILE_PARAM_PERCENT_TMP_FLOOR] == 90.0  # the driver's maximum
+
+
 def test_smoothing_floor_is_bounded_by_what_the_driver_allows() -> None:
     nvml = FakeNvml([FakeGpu(smoothing=True, floor_pct_range=(20.0, 80.0))], clock=Clock())
     (gpu,) = open_gpus(nvml)
