@@ -36,6 +36,7 @@ class FakeGpu:
     profiles: dict[int, dict[int, float]] = field(default_factory=dict)  # profile -> param -> value
     fail: dict[str, int] = field(default_factory=dict)  # function name -> NVML error code it raises
     delay_s: dict[str, float] = field(default_factory=dict)  # function name -> how long it blocks (a slow driver)
+    fail_after: dict[str, int] = field(default_factory=dict)  # setter -> error code raised after it took effect
     energy_mj: float = 0.0
     _energy_at_s: float | None = None
 
@@ -122,6 +123,7 @@ class FakeNvml:
             raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
         gpu.limit_mw = limit
         gpu.limits_set_mw.append(limit)
+        self._after("nvmlDeviceSetPowerManagementLimit", gpu)
 
     def nvmlDeviceGetPowerUsage(self, handle: int) -> int:
         gpu = self._gpu("nvmlDeviceGetPowerUsage", handle)
@@ -194,3 +196,10 @@ class FakeNvml:
     def nvmlDevicePowerSmoothingSetState(self, handle: int, state: Any) -> None:
         gpu = self._smoothing_gpu("nvmlDevicePowerSmoothingSetState", handle, state, pynvml.nvmlPowerSmoothingState_v1)
         gpu.smoothing_enabled = state.contents.state == pynvml.NVML_FEATURE_ENABLED
+        self._after("nvmlDevicePowerSmoothingSetState", gpu)
+
+    @staticmethod
+    def _after(fn: str, gpu: FakeGpu) -> None:
+        """A call that timed out (or lost the GPU) after the driver had applied it."""
+        if fn in gpu.fail_after:
+            raise pynvml.NVMLError(gpu.fail_after[fn])

@@ -154,6 +154,8 @@ class GpuRack:
             self._once(f"cap-unsupported:{gpu.device}", "this GPU has no settable power limit",
                        gpu=gpu.device, error=str(exc))
         except DriverError as exc:  # a lost GPU fails every command: once until it takes one again
+            # a timeout may come after the driver took the limit: restore puts it back to be sure
+            self._state.limits_set.add(i)
             self._once(f"cap-failed:{gpu.device}", "setting a GPU power limit failed", gpu=gpu.device,
                        error=str(exc))
         return False
@@ -195,6 +197,7 @@ class GpuRack:
                            "cannot set GPU power smoothing: run the agent as root", gpu=gpu.device, error=str(exc))
             except DriverError as exc:
                 failed = True
+                self._state.smoothing_set.add(i)  # some steps may have taken effect: restore to be sure
                 self._once(f"smoothing-failed:{gpu.device}", "setting GPU power smoothing failed", gpu=gpu.device,
                            error=str(exc))
         if unsupported:

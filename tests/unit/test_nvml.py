@@ -341,3 +341,27 @@ def test_a_command_that_reaches_the_gpus_after_restore_is_refused() -> None:
     assert not rack.apply_profile(SmoothingProfile(300.0, 100.0))
     assert all(g.limit_mw == 700_000 and not g.smoothing_enabled for g in nvml.gpus)
     assert rack.restore() == []  # nothing left to put back
+
+
+def test_a_write_whose_outcome_is_unknown_is_put_back_at_restore() -> None:
+    # NVML timed out (or lost the GPU) after the driver took the setting: restore must not
+    # skip the GPU as one the agent never changed
+    nvml = FakeNvml([FakeGpu(smoothing=True), FakeGpu(smoothing=True)], clock=Clock())
+    rack = GpuRack(open_gpus(nvml))
+    for g in nvml.gpus:
+        g.fail_after.update({"nvmlDeviceSetPowerManagementLimit": pynvml.NVML_ERROR_TIMEOUT,
+                             "nvmlDevicePowerSmoothingSetState": pynvml.NVML_ERROR_TIMEOUT})
+    assert not rack.apply_cap(500.0)
+    assert not rack.apply_profile(SmoothingProfile(300.0, 100.0))
+    assert all(g.limit_mw == 250_000 and g.smoothing_enabled for g in nvml.gpus)  # took effect all the same
+    for g in nvml.gpus:
+        g.fail_after.clear()
+    assert rack.restore() == []
+    assert all(g.limit_mw == 700_000 and not g.smoothing_enabled for g in nvml.gpus)
+
+
+def test_a_write_refused_for_permission_is_not_put_back() -> None:
+    nvml, rack = opened(FakeGpu(limit_mw=500_000), root=False)
+    assert not rack.apply_cap(300.0)
+    assert rack.restore() == []  # the refusal changed nothing: nothing to put back
+    assert nvml.gpus[0].limit_mw == 500_000
