@@ -250,6 +250,38 @@ async def test_stopping_serve_restores_the_gpus(broker) -> None:
     assert agent.status()["caps_applied"] == 1
 
 
+async def test_stopping_during_a_flood_of_caps_leaves_every_gpu_restored(broker) -> None:
+    # commands keep arriving while serve stops: none may land after the GPUs were put back
+    nvml = two_gpus()
+    for g in nvml.gpus:
+        g.delay_s["nvmlDeviceGetPowerManagementLimit"] = 0.002  # reads hold the rack a while
+    prefix = f"ems/test{free_port()}"
+    cfg = agent_config(broker.url, prefix)
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(cfg, open_gpus(nvml), client_kwargs(cfg.mqtt, identifier=cfg.client_id), stop))
+
+    stopped = asyncio.Event()
+
+    async def flood() -> None:  # bounded, and ended by a flag: aiomqtt's publish can swallow a cancel
+        async with aiomqtt.Client(broker.host, broker.port) as peer:
+            for k in range(100_000):
+                if stopped.is_set():
+                    return
+                await peer.publish(rp.cap_topic(prefix, RACK), rp.encode_cap(1_500.0 + 200.0 * (k % 2), k))
+                await asyncio.sleep(0)
+
+    flooding = asyncio.create_task(flood())
+    try:
+        await wait_for(lambda: nvml.calls.count("nvmlDeviceSetPowerManagementLimit") > 20)
+        stop.set()
+        agent = await asyncio.wait_for(task, 10)
+    finally:
+        stopped.set()
+        await asyncio.wait_for(flooding, 10)
+    assert [g.limit_mw for g in nvml.gpus] == [700_000, 700_000]
+    assert agent.status()["caps_applied"] > 10  # the flood did reach the GPUs until the stop
+
+
 # --- the command, as a person runs it -------------------------------------------------------------
 async def _ems(*args: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "ems.cli", *args, cwd=ROOT,
