@@ -3,7 +3,8 @@
 The only module that touches pynvml. What leaves it is SI (W, J, W/s) and typed errors: no
 NVML library, driver or device -> `NoGpu`; a feature this GPU or driver lacks ->
 `NotSupported`; a setting this process may not change (NVML wants root for every write) ->
-`GpuNoPermission`; anything else (GPU lost, timeout) -> `DeviceUnavailable`. NVML counts in
+`GpuNoPermission`; anything else (GPU lost, timeout) -> `DeviceUnavailable`; a power limit
+range that makes no sense (a minimum of 0, a default outside it) -> `MalformedData` at open. NVML counts in
 milliwatts and millijoules; limits are set in whole milliwatts, clamped to the GPU's own
 constraints before they are sent.
 
@@ -18,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from drivers.errors import DeviceRejected, DeviceUnavailable, DriverError, NotSupported
+from drivers.errors import DeviceRejected, DeviceUnavailable, DriverError, MalformedData, NotSupported
 
 
 class NoGpu(DriverError):
@@ -131,6 +132,12 @@ class Gpu:
             lo_mw, hi_mw = nvml.nvmlDeviceGetPowerManagementLimitConstraints(self.handle)
             default_mw = nvml.nvmlDeviceGetPowerManagementDefaultLimit(self.handle)
         self.limits = PowerLimits(lo_mw / 1000.0, hi_mw / 1000.0, default_mw / 1000.0)
+        if not 0 < self.limits.min_w <= self.limits.default_w <= self.limits.max_w:
+            # every cap is clamped to this range and every release goes to the default: a
+            # minimum of 0 would let a cap of 0 W through, a default of 0 make a release one
+            raise MalformedData(f"{self.device}: NVML reports power limits min {self.limits.min_w:g} W, "
+                                f"default {self.limits.default_w:g} W, max {self.limits.max_w:g} W: "
+                                "not 0 < min <= default <= max")
         self.instant_power = self._field(nvml.NVML_FI_DEV_POWER_INSTANT) is not None
         try:
             self.energy_j()

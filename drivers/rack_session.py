@@ -5,6 +5,8 @@ Shared by the simulator's row agents and `ems agent`, so a simulated rack and a 
 obey the same commands the same way: a whole message is decoded before any of it is applied
 (a malformed one changes nothing), commands for racks the session does not serve are
 ignored, and malformed messages are counted and logged once until a valid one arrives.
+A retained per-rack cap is ignored (counted, logged once): only the row messages, which the
+controller keeps retained and current, say what is in force when a session (re)subscribes.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class RackCommands:
         self.on_profile = on_profile
         self.on_message = on_message  # told of every message, valid or not (the simulator counts them)
         self.malformed = 0
+        self.retained_ignored = 0  # per-rack caps found retained at the broker
         self._bad = False  # the last message was malformed: log the next valid one, not every bad one
         self._caps_topic = rp.row_caps_topic(prefix, row_id)
         self._smoothing_topic = rp.row_smoothing_topic(prefix, row_id)
@@ -51,9 +54,17 @@ class RackCommands:
         topics = [self._caps_topic, self._smoothing_topic] + [rp.cap_topic(self.prefix, r) for r in self.racks]
         return [(t, 1) for t in topics]  # QoS 1: a command must not be lost to a dropped packet
 
-    async def dispatch(self, topic: str, payload: bytes) -> None:
+    async def dispatch(self, topic: str, payload: bytes, retained: bool = False) -> None:
         if self.on_message is not None:
             self.on_message()
+        if retained and topic not in (self._caps_topic, self._smoothing_topic):
+            # the controller never retains a per-rack cap; one left there (a tool, an intruder)
+            # arrives after the row's on every subscribe and would override it each reconnect
+            self.retained_ignored += 1
+            if self.retained_ignored == 1:
+                log.warning("retained per-rack cap ignored: the row's caps are in force", row=self.row_id,
+                            topic=topic)
+            return
         caps: dict[str, float | None] = {}
         profiles: dict[str, SmoothingProfile | None] = {}
         try:
@@ -97,7 +108,7 @@ async def _tick_every(client: aiomqtt.Client, tick: Tick, interval_s: float) -> 
 async def _command_loop(client: aiomqtt.Client, commands: RackCommands) -> None:
     async for message in client.messages:
         payload = message.payload if isinstance(message.payload, bytes) else b""
-        await commands.dispatch(str(message.topic), payload)
+        await commands.dispatch(str(message.topic), payload, retained=bool(message.retain))
 
 
 async def run_rack_session(connect: dict[str, Any], commands: RackCommands, tick: Tick, interval_s: float,

@@ -26,6 +26,7 @@ class FakeGpu:
     max_mw: int = 700_000
     default_mw: int = 700_000
     limit_mw: int | None = None  # None: the default
+    limits_set_mw: list[int] = field(default_factory=list)  # every limit set, in order
     instant: bool = True  # NVML_FI_DEV_POWER_INSTANT answered
     energy: bool = True  # nvmlDeviceGetTotalEnergyConsumption answered
     smoothing: bool = False  # power smoothing (Blackwell or newer)
@@ -34,6 +35,8 @@ class FakeGpu:
     floor_pct_range: tuple[float, float] = (10.0, 90.0)
     profiles: dict[int, dict[int, float]] = field(default_factory=dict)  # profile -> param -> value
     fail: dict[str, int] = field(default_factory=dict)  # function name -> NVML error code it raises
+    delay_s: dict[str, float] = field(default_factory=dict)  # function name -> how long it blocks (a slow driver)
+    fail_after: dict[str, int] = field(default_factory=dict)  # setter -> error code raised after it took effect
     energy_mj: float = 0.0
     _energy_at_s: float | None = None
 
@@ -67,6 +70,8 @@ class FakeNvml:
         if not self.initialised:
             raise pynvml.NVMLError(pynvml.NVML_ERROR_UNINITIALIZED)
         gpu = None if handle is None else self.gpus[handle]
+        if gpu is not None and fn in gpu.delay_s:
+            time.sleep(gpu.delay_s[fn])  # the real library blocks its calling thread the same way
         if gpu is not None and fn in gpu.fail:
             raise pynvml.NVMLError(gpu.fail[fn])
         if write and not self.root:
@@ -117,6 +122,8 @@ class FakeNvml:
         if not isinstance(limit, int) or not gpu.min_mw <= limit <= gpu.max_mw:
             raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
         gpu.limit_mw = limit
+        gpu.limits_set_mw.append(limit)
+        self._after("nvmlDeviceSetPowerManagementLimit", gpu)
 
     def nvmlDeviceGetPowerUsage(self, handle: int) -> int:
         gpu = self._gpu("nvmlDeviceGetPowerUsage", handle)
@@ -189,3 +196,10 @@ class FakeNvml:
     def nvmlDevicePowerSmoothingSetState(self, handle: int, state: Any) -> None:
         gpu = self._smoothing_gpu("nvmlDevicePowerSmoothingSetState", handle, state, pynvml.nvmlPowerSmoothingState_v1)
         gpu.smoothing_enabled = state.contents.state == pynvml.NVML_FEATURE_ENABLED
+        self._after("nvmlDevicePowerSmoothingSetState", gpu)
+
+    @staticmethod
+    def _after(fn: str, gpu: FakeGpu) -> None:
+        """A call that timed out (or lost the GPU) after the driver had applied it."""
+        if fn in gpu.fail_after:
+            raise pynvml.NVMLError(gpu.fail_after[fn])

@@ -41,12 +41,34 @@ class RackAgent:
         self.commands = RackCommands(cfg.mqtt.topic_prefix, cfg.row_id, [cfg.rack_id], self._on_cap, self._on_profile)
         self.seq = 0
         self.connected = asyncio.Event()
+        # the latest command of each kind not yet handed to NVML: a write takes milliseconds, and
+        # a peer publishing faster than that must not queue writes ahead of the next real command
+        self._cap: tuple[float | None] | None = None
+        self._profile: tuple[SmoothingProfile | None] | None = None
+        self._pending = asyncio.Event()
+        self.superseded = 0  # commands replaced by a newer one before they were applied
 
     async def _on_cap(self, _rack_id: str, cap_w: float | None) -> None:
-        await asyncio.to_thread(self.rack.apply_cap, cap_w)
+        self.superseded += self._cap is not None
+        self._cap = (cap_w,)
+        self._pending.set()
 
     async def _on_profile(self, _rack_id: str, profile: SmoothingProfile | None) -> None:
-        await asyncio.to_thread(self.rack.apply_profile, profile)
+        self.superseded += self._profile is not None
+        self._profile = (profile,)
+        self._pending.set()
+
+    async def _apply_commands(self) -> None:
+        """Hand the latest cap and profile to the GPUs, one NVML call sequence at a time."""
+        while True:
+            await self._pending.wait()
+            self._pending.clear()
+            if self._cap is not None:
+                (cap_w,), self._cap = self._cap, None
+                await asyncio.to_thread(self.rack.apply_cap, cap_w)
+            if self._profile is not None:
+                (profile,), self._profile = self._profile, None
+                await asyncio.to_thread(self.rack.apply_profile, profile)
 
     async def _publish(self, client: aiomqtt.Client) -> None:
         sample = await asyncio.to_thread(self.rack.read, time.monotonic())
@@ -59,11 +81,15 @@ class RackAgent:
 
     async def run(self) -> None:
         """Publish and obey until cancelled; reconnect after a broker loss."""
-        await run_rack_session(self.connect, self.commands, self._publish, self.cfg.telemetry_period_s,
-                               self.connected, name=self.cfg.rack_id, log_connection=True)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._apply_commands(), name=f"apply:{self.cfg.rack_id}")
+            await run_rack_session(self.connect, self.commands, self._publish, self.cfg.telemetry_period_s,
+                                   self.connected, name=self.cfg.rack_id, log_connection=True)
 
     def status(self) -> dict[str, object]:
         return {"telemetry_sent": self.seq, "malformed_commands": self.commands.malformed,
+                "superseded_commands": self.superseded,
+                "retained_commands_ignored": self.commands.retained_ignored,
                 **dataclasses.asdict(self.rack.counters)}
 
 

@@ -7,8 +7,9 @@ of batteries or policies. Every field is validated; an error names the field.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ems.config import LoggingConfig
 from ems.topology import MAX_W, Fraction, MqttConfig, Strict, read_yaml_mapping, validated
@@ -20,7 +21,8 @@ class AgentConfig(Strict):
     rack_id: str = Field(pattern=r"^row\d{2,}-rack\d{2,}$", description="e.g. row03-rack07")
     mqtt: MqttConfig = MqttConfig()
     telemetry_period_s: float = Field(default=1.0, ge=0.05, le=60.0)
-    gpus: list[int] | None = Field(default=None, min_length=1, description="NVML indices; None: every GPU")
+    gpus: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, min_length=1,
+                                                            description="NVML indices; None: every GPU")
     node_overhead_w: float = Field(default=0.0, ge=0, le=MAX_W,
                                    description="non-GPU power of the rack (CPUs, fans, NICs), added to the GPUs'")
     nameplate_w: float | None = Field(default=None, gt=0, le=MAX_W,
@@ -31,6 +33,14 @@ class AgentConfig(Strict):
     smoothing_preset: int = Field(default=0, ge=0, le=4,
                                   description="the NVML power smoothing preset profile the agent writes and activates")
     logging: LoggingConfig = LoggingConfig()
+
+    @field_validator("gpus")
+    @classmethod
+    def _each_gpu_once(cls, gpus: list[int] | None) -> list[int] | None:
+        # a GPU listed twice would be read twice (its power doubled) and get two shares of a cap
+        if gpus is not None and len(set(gpus)) != len(gpus):
+            raise ValueError("each GPU index at most once")
+        return gpus
 
     @property
     def row_id(self) -> str:

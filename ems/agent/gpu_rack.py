@@ -85,6 +85,7 @@ class _State:
     smoothing_set: set[int] = field(default_factory=set)  # GPUs whose smoothing the agent changed
     energy: list[tuple[float, float] | None] = field(default_factory=list)  # (monotonic s, J) at the last read
     reading_failed: bool = False
+    restored: bool = False  # shut down: a command still on its way to the lock must not cap the GPUs again
 
 
 class GpuRack:
@@ -109,6 +110,12 @@ class GpuRack:
             self._logged.add(key)
             log.warning(event, **kw)
 
+    def _recovered(self, key: str, event: str, **kw: object) -> None:
+        """A problem logged by `_once` is over: say so once, and log it again if it recurs."""
+        if key in self._logged:
+            self._logged.discard(key)
+            log.info(event, **kw)
+
     def _bounds(self) -> list[tuple[float, float]]:
         # a cap is a ceiling: it never raises a GPU above its default limit
         return [(g.limits.min_w, g.limits.default_w) for g in self.gpus]
@@ -118,6 +125,8 @@ class GpuRack:
         """Cap the rack at `cap_w` (None: every GPU back to its default limit). Returns whether
         every GPU took it. The same request again is not re-sent once it has been applied."""
         with self._lock:
+            if self._state.restored:
+                return False
             req = self._state.cap
             if req.done and req.value == cap_w:
                 return True
@@ -136,6 +145,7 @@ class GpuRack:
         try:
             gpu.set_limit_w(w)
             self._state.limits_set.add(i)
+            self._recovered(f"cap-failed:{gpu.device}", "setting GPU power limits works again", gpu=gpu.device)
             return True
         except GpuNoPermission as exc:
             self._once(f"cap-permission:{gpu.device}", "cannot set GPU power limits: run the agent as root",
@@ -143,8 +153,11 @@ class GpuRack:
         except NotSupported as exc:
             self._once(f"cap-unsupported:{gpu.device}", "this GPU has no settable power limit",
                        gpu=gpu.device, error=str(exc))
-        except DriverError as exc:
-            log.warning("setting a GPU power limit failed", gpu=gpu.device, error=str(exc))
+        except DriverError as exc:  # a lost GPU fails every command: once until it takes one again
+            # a timeout may come after the driver took the limit: restore puts it back to be sure
+            self._state.limits_set.add(i)
+            self._once(f"cap-failed:{gpu.device}", "setting a GPU power limit failed", gpu=gpu.device,
+                       error=str(exc))
         return False
 
     # --- smoothing ---------------------------------------------------------------------------
@@ -152,6 +165,8 @@ class GpuRack:
         """Hold the rack at `profile` (floor and ramp, for the whole rack) on every GPU that can;
         None switches smoothing back to how it was. Returns whether every GPU took it."""
         with self._lock:
+            if self._state.restored:
+                return False
             req = self._state.profile
             if req.done and req.value == profile:
                 return True
@@ -163,11 +178,14 @@ class GpuRack:
         floors = split_budget_w(max(0.0, profile.floor_w - self.overhead_w), [(0.0, hi) for _, hi in self._bounds()])
         unsupported = failed = False
         for i, (gpu, floor_w) in enumerate(zip(self.gpus, floors, strict=True)):
-            # the rack's ramp shared in proportion to each GPU's default limit
-            ramp = profile.ramp_w_per_s * gpu.limits.default_w / self.default_sum_w
+            # the rack's ramp shared in proportion to each GPU's default limit (the share first:
+            # a finite but huge ramp times a limit in W overflowed to inf, which went to NVML)
+            ramp = profile.ramp_w_per_s * (gpu.limits.default_w / self.default_sum_w)
             try:
                 gpu.set_smoothing(self.smoothing_preset, floor_w, ramp, ramp)
                 self._state.smoothing_set.add(i)
+                self._recovered(f"smoothing-failed:{gpu.device}", "setting GPU power smoothing works again",
+                                gpu=gpu.device)
             except NotSupported as exc:
                 unsupported = True
                 self._once(f"smoothing-unsupported:{gpu.device}",
@@ -179,7 +197,9 @@ class GpuRack:
                            "cannot set GPU power smoothing: run the agent as root", gpu=gpu.device, error=str(exc))
             except DriverError as exc:
                 failed = True
-                log.warning("setting GPU power smoothing failed", gpu=gpu.device, error=str(exc))
+                self._state.smoothing_set.add(i)  # some steps may have taken effect: restore to be sure
+                self._once(f"smoothing-failed:{gpu.device}", "setting GPU power smoothing failed", gpu=gpu.device,
+                           error=str(exc))
         if unsupported:
             self.counters.profiles_unsupported += 1
         if failed:
@@ -200,9 +220,12 @@ class GpuRack:
             try:
                 gpu.restore_smoothing()
                 self._state.smoothing_set.discard(i)
+                self._recovered(f"smoothing-restore-failed:{gpu.device}",
+                                "switching GPU power smoothing back works again", gpu=gpu.device)
             except DriverError as exc:
                 failed.append(gpu.device)
-                log.warning("could not switch GPU power smoothing back", gpu=gpu.device, error=str(exc))
+                self._once(f"smoothing-restore-failed:{gpu.device}", "could not switch GPU power smoothing back",
+                           gpu=gpu.device, error=str(exc))
         return failed
 
     # --- telemetry ---------------------------------------------------------------------------
@@ -244,8 +267,10 @@ class GpuRack:
     # --- shutdown ----------------------------------------------------------------------------
     def restore(self) -> list[str]:
         """Every GPU the agent changed back to its default limit and its smoothing as it was
-        (shutdown). Returns the GPUs that could not be restored."""
+        (shutdown), and no command after it: a handler's thread outlives its cancelled task
+        and may reach the lock after this. Returns the GPUs that could not be restored."""
         with self._lock:
+            self._state.restored = True
             failed = [self.gpus[i].device for i in sorted(self._state.limits_set)
                       if not self._set_limit(i, self.gpus[i].limits.default_w)]
             self._state.limits_set.clear()

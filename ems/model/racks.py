@@ -38,8 +38,11 @@ class RacksReading:
         return float(np.where(self.fresh, self.power_w, 0.0).sum())
 
     def conservative_power_w(self) -> FloatArray:
-        """Per rack: reported power if fresh, else its cap, else nameplate (never 0)."""
-        fallback = np.where(np.isnan(self.cap_w), self.nameplate_w, self.cap_w)
+        """Per rack: reported power if fresh, else its cap, else nameplate (never 0). A stale
+        rack is never read below its last reported power: a cap it reports under what it draws
+        (not yet in force, or a faulty or lying agent's `cap_w: 0`) is no bound on it."""
+        capped = np.fmax(self.cap_w, self.power_w)  # fmax: a NaN power (never received) leaves the cap
+        fallback = np.where(np.isnan(self.cap_w), self.nameplate_w, capped)
         return np.where(self.fresh, self.power_w, fallback)
 
     @property

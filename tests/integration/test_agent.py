@@ -152,6 +152,57 @@ async def test_malformed_commands_are_counted_and_the_agent_carries_on(broker) -
         assert ctl.store.malformed == 0
 
 
+async def test_a_flood_of_caps_leaves_no_backlog_the_latest_is_applied(broker) -> None:
+    # an NVML write takes milliseconds; a peer publishing caps far faster must not queue up
+    # seconds of writes ahead of the next real cap: superseded caps are dropped unwritten
+    nvml = two_gpus()
+    for g in nvml.gpus:
+        g.delay_s["nvmlDeviceSetPowerManagementLimit"] = 0.02
+    flood = 500
+    async with running(broker, nvml) as (agent, _ctl):
+        topic = rp.cap_topic(agent.cfg.mqtt.topic_prefix, RACK)
+        async with aiomqtt.Client(broker.host, broker.port) as peer:
+            for k in range(flood):  # 250 W and 350 W per GPU in turn
+                await peer.publish(topic, rp.encode_cap(1_500.0 + 200.0 * (k % 2), k))
+            await peer.publish(topic, rp.encode_cap(1_600.0, flood), qos=1)  # 300 W per GPU
+        await wait_for(lambda: [g.limit_mw for g in nvml.gpus] == [300_000, 300_000])
+        assert nvml.calls.count("nvmlDeviceSetPowerManagementLimit") < flood // 2
+        seq = agent.seq
+        await wait_for(lambda: agent.seq > seq + 2)  # telemetry went on throughout
+
+
+async def test_a_stale_retained_rack_cap_does_not_override_the_rows_caps(broker) -> None:
+    # the controller keeps each row's caps retained; a per-rack cap left retained (by a tool, a
+    # test, an intruder) came after it on every (re)subscribe and won: the rack stayed at it
+    nvml = two_gpus()
+    prefix = f"ems/test{free_port()}"
+    async with aiomqtt.Client(broker.host, broker.port) as peer:
+        await peer.publish(rp.cap_topic(prefix, RACK), rp.encode_cap(900.0, 1), qos=1, retain=True)
+    ctl = Controller(broker.url, prefix)
+    link = asyncio.create_task(ctl.link.run())
+    await asyncio.wait_for(ctl.link.connected.wait(), 5)
+    await ctl.cap({RACK: 1_500.0})  # retained, as the control loop sends it
+    cfg = agent_config(broker.url, prefix)
+    agent = RackAgent(cfg, GpuRack(open_gpus(nvml), overhead_w=OVERHEAD_W),
+                      client_kwargs(cfg.mqtt, identifier=cfg.client_id))
+    task = asyncio.create_task(agent.run())
+    try:
+        await wait_for(lambda: agent.commands.retained_ignored == 1)
+        await wait_for(lambda: [g.limit_mw for g in nvml.gpus] == [250_000, 250_000])
+        seq = agent.seq
+        await wait_for(lambda: agent.seq > seq + 2)
+        assert all(g.limits_set_mw == [250_000] for g in nvml.gpus)
+        # a live (not retained) per-rack cap is still obeyed
+        async with aiomqtt.Client(broker.host, broker.port) as peer:
+            await peer.publish(rp.cap_topic(prefix, RACK), rp.encode_cap(1_600.0, 2), qos=1)
+        await wait_for(lambda: [g.limit_mw for g in nvml.gpus] == [300_000, 300_000])
+    finally:
+        for t in (task, link):
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+
+
 @pytest.mark.skipif(mosquitto_path() is None, reason="needs the mosquitto binary to restart a broker")
 async def test_the_agent_rides_out_a_broker_restart() -> None:
     port = free_port()
@@ -197,6 +248,38 @@ async def test_stopping_serve_restores_the_gpus(broker) -> None:
             await link
     assert all(g.limit_mw == 700_000 and not g.smoothing_enabled for g in nvml.gpus)
     assert agent.status()["caps_applied"] == 1
+
+
+async def test_stopping_during_a_flood_of_caps_leaves_every_gpu_restored(broker) -> None:
+    # commands keep arriving while serve stops: none may land after the GPUs were put back
+    nvml = two_gpus()
+    for g in nvml.gpus:
+        g.delay_s["nvmlDeviceGetPowerManagementLimit"] = 0.002  # reads hold the rack a while
+    prefix = f"ems/test{free_port()}"
+    cfg = agent_config(broker.url, prefix)
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(cfg, open_gpus(nvml), client_kwargs(cfg.mqtt, identifier=cfg.client_id), stop))
+
+    stopped = asyncio.Event()
+
+    async def flood() -> None:  # bounded, and ended by a flag: aiomqtt's publish can swallow a cancel
+        async with aiomqtt.Client(broker.host, broker.port) as peer:
+            for k in range(100_000):
+                if stopped.is_set():
+                    return
+                await peer.publish(rp.cap_topic(prefix, RACK), rp.encode_cap(1_500.0 + 200.0 * (k % 2), k))
+                await asyncio.sleep(0)
+
+    flooding = asyncio.create_task(flood())
+    try:
+        await wait_for(lambda: nvml.calls.count("nvmlDeviceSetPowerManagementLimit") > 20)
+        stop.set()
+        agent = await asyncio.wait_for(task, 10)
+    finally:
+        stopped.set()
+        await asyncio.wait_for(flooding, 10)
+    assert [g.limit_mw for g in nvml.gpus] == [700_000, 700_000]
+    assert agent.status()["caps_applied"] > 10  # the flood did reach the GPUs until the stop
 
 
 # --- the command, as a person runs it -------------------------------------------------------------

@@ -36,6 +36,8 @@ def test_mqtt_url_override_keeps_the_rest_and_an_explicit_client_id(tmp_path: Pa
     ({"rack_id": "row01-rack01", "node_overhead_w": -1}, "node_overhead_w"),
     ({"rack_id": "row01-rack01", "smoothing_preset": 5}, "smoothing_preset"),
     ({"rack_id": "row01-rack01", "gpus": []}, "gpus"),
+    ({"rack_id": "row01-rack01", "gpus": [0, 1, 0]}, "gpus"),  # gpu0 read twice, two shares of each cap
+    ({"rack_id": "row01-rack01", "gpus": [-1]}, "gpus"),
     ({"rack_id": "row01-rack01", "mqtt": {"password": "x"}}, "mqtt"),
     ({"rack_id": "row01-rack01", "cap_w": 5}, "cap_w"),
 ])

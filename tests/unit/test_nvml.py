@@ -7,7 +7,7 @@ import pynvml
 import pytest
 from structlog.testing import capture_logs
 
-from drivers.errors import DeviceUnavailable, NotSupported
+from drivers.errors import DeviceUnavailable, MalformedData, NotSupported
 from drivers.nvml import GpuNoPermission, NoGpu, close_gpus, open_gpus
 from ems.agent.gpu_rack import GpuRack, split_budget_w
 from ems.model.racks import SmoothingProfile
@@ -71,6 +71,20 @@ def test_open_reads_limits_in_watts_and_what_the_gpu_supports() -> None:
 
 
 # --- power ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("min_mw", "default_mw", "max_mw"), [
+    (0, 700_000, 700_000),  # a cap of 0 W would have been set as is
+    (200_000, 0, 700_000),  # a release set 0 W (clamped to a minimum of 0), a profile divided by 0
+    (300_000, 250_000, 200_000),  # min above max: every limit set was out of range
+    (200_000, 800_000, 700_000),
+])
+def test_a_gpu_with_a_senseless_limit_range_is_refused_at_open(min_mw: int, default_mw: int, max_mw: int) -> None:
+    nvml = FakeNvml([FakeGpu(), FakeGpu(min_mw=min_mw, default_mw=default_mw, max_mw=max_mw)])
+    with pytest.raises(MalformedData, match=r"gpu1: NVML reports power limits"):
+        open_gpus(nvml)
+    assert not nvml.initialised  # NVML shut down again
+    assert "nvmlDeviceSetPowerManagementLimit" not in nvml.calls
+
+
 def test_power_is_the_instantaneous_field_where_supported() -> None:
     nvml = FakeNvml([FakeGpu(draw_mw=412_500, average_mw=380_000)])
     (gpu,) = open_gpus(nvml)
@@ -205,6 +219,26 @@ def test_without_permission_the_cap_is_refused_reported_once_and_retried() -> No
     assert [g.limit_mw for g in nvml.gpus] == [250_000, 250_000]
 
 
+def test_a_lost_gpu_is_logged_once_per_gpu_not_once_per_command() -> None:
+    # every row message retries a failed cap, and a peer can send thousands: one line, not one each
+    nvml, rack = opened(FakeGpu(smoothing=True), FakeGpu(smoothing=True))
+    lost = {"nvmlDeviceSetPowerManagementLimit": pynvml.NVML_ERROR_GPU_IS_LOST,
+            "nvmlDevicePowerSmoothingUpdatePresetProfileParam": pynvml.NVML_ERROR_GPU_IS_LOST}
+    nvml.gpus[1].fail.update(lost)
+    with capture_logs() as logs:
+        for k in range(5):
+            assert not rack.apply_cap(1_500.0 + k)
+            assert not rack.apply_profile(SmoothingProfile(1_500.0 + k, 100.0))
+        nvml.gpus[1].fail.clear()
+        assert rack.apply_cap(1_600.0)
+        nvml.gpus[1].fail.update(lost)
+        assert not rack.apply_cap(1_700.0)
+    assert [(e["event"], e["gpu"]) for e in logs] == [
+        ("setting a GPU power limit failed", "gpu1"), ("setting GPU power smoothing failed", "gpu1"),
+        ("setting GPU power limits works again", "gpu1"), ("setting a GPU power limit failed", "gpu1")]
+    assert rack.counters.caps_failed == 6 and rack.counters.profiles_failed == 5
+
+
 # --- power smoothing --------------------------------------------------------------------------
 def test_smoothing_profile_sets_floor_and_ramps_per_gpu_and_release_restores() -> None:
     nvml = FakeNvml([FakeGpu(smoothing=True), FakeGpu(smoothing=True)], clock=Clock())
@@ -221,6 +255,18 @@ def test_smoothing_profile_sets_floor_and_ramps_per_gpu_and_release_restores() -
     assert rack.counters.profiles_applied == 1
     assert rack.apply_profile(None)
     assert not any(g.smoothing_enabled for g in nvml.gpus)
+
+
+def test_a_huge_but_finite_profile_gives_the_gpus_finite_values() -> None:
+    nvml = FakeNvml([FakeGpu(smoothing=True), FakeGpu(smoothing=True)], clock=Clock())
+    rack = GpuRack(open_gpus(nvml))
+    assert rack.apply_profile(SmoothingProfile(floor_w=1.7e308, ramp_w_per_s=1.7e308))  # a valid message
+    P = pynvml
+    for g in nvml.gpus:
+        params = g.profiles[0]
+        assert params[P.NVML_POWER_SMOOTHING_PROFILE_PARAM_RAMP_UP_RATE] == pytest.approx(0.85e308)
+        assert params[P.NVML_POWER_SMOOTHING_PROFILE_PARAM_RAMP_DOWN_RATE] == pytest.approx(0.85e308)
+        assert params[P.NVML_POWER_SMOOTHING_PROFILE_PARAM_PERCENT_TMP_FLOOR] == 90.0  # the driver's maximum
 
 
 def test_smoothing_floor_is_bounded_by_what_the_driver_allows() -> None:
@@ -281,4 +327,41 @@ def test_restore_puts_back_limits_and_the_smoothing_found_at_start() -> None:
 def test_restore_leaves_alone_what_the_agent_never_changed() -> None:
     nvml, rack = opened(FakeGpu(limit_mw=500_000), root=False)
     assert rack.restore() == []  # nothing was changed: nothing to put back, no permission needed
+    assert nvml.gpus[0].limit_mw == 500_000
+
+
+def test_a_command_that_reaches_the_gpus_after_restore_is_refused() -> None:
+    # `serve` cancels the session, then restores; a cap handler's thread outlives its cancelled
+    # task and, when a GPU read held the lock, may take the lock after restore: it must not cap
+    nvml = FakeNvml([FakeGpu(smoothing=True), FakeGpu(smoothing=True)], clock=Clock())
+    rack = GpuRack(open_gpus(nvml))
+    rack.apply_cap(500.0)
+    assert rack.restore() == []
+    assert not rack.apply_cap(400.0)
+    assert not rack.apply_profile(SmoothingProfile(300.0, 100.0))
+    assert all(g.limit_mw == 700_000 and not g.smoothing_enabled for g in nvml.gpus)
+    assert rack.restore() == []  # nothing left to put back
+
+
+def test_a_write_whose_outcome_is_unknown_is_put_back_at_restore() -> None:
+    # NVML timed out (or lost the GPU) after the driver took the setting: restore must not
+    # skip the GPU as one the agent never changed
+    nvml = FakeNvml([FakeGpu(smoothing=True), FakeGpu(smoothing=True)], clock=Clock())
+    rack = GpuRack(open_gpus(nvml))
+    for g in nvml.gpus:
+        g.fail_after.update({"nvmlDeviceSetPowerManagementLimit": pynvml.NVML_ERROR_TIMEOUT,
+                             "nvmlDevicePowerSmoothingSetState": pynvml.NVML_ERROR_TIMEOUT})
+    assert not rack.apply_cap(500.0)
+    assert not rack.apply_profile(SmoothingProfile(300.0, 100.0))
+    assert all(g.limit_mw == 250_000 and g.smoothing_enabled for g in nvml.gpus)  # took effect all the same
+    for g in nvml.gpus:
+        g.fail_after.clear()
+    assert rack.restore() == []
+    assert all(g.limit_mw == 700_000 and not g.smoothing_enabled for g in nvml.gpus)
+
+
+def test_a_write_refused_for_permission_is_not_put_back() -> None:
+    nvml, rack = opened(FakeGpu(limit_mw=500_000), root=False)
+    assert not rack.apply_cap(300.0)
+    assert rack.restore() == []  # the refusal changed nothing: nothing to put back
     assert nvml.gpus[0].limit_mw == 500_000

@@ -77,3 +77,20 @@ def test_the_configured_nameplate_rules_not_the_racks_claim() -> None:
     assert store.malformed == 3
     assert store.ingest(topic, _telemetry(power_w=43_000.0, nameplate_w=99_000.0), 0.0)  # within 10 %: a transient
     assert store.reading(0.0).nameplate_w[0] == 40_000.0
+
+
+def test_a_stale_rack_is_never_read_below_its_last_reported_power() -> None:
+    """An agent reported 30 kW drawn and `cap_w: 0` (a fault, a W/kW slip, a lie), then went
+    silent: the site's load estimate counted the rack as 0 W, the one thing a stale rack never is."""
+    from drivers.racks import RackTelemetryStore
+
+    ids = ["row01-rack01", "row01-rack02", "row01-rack03"]
+    store = RackTelemetryStore(ids, 40_000.0, stale_after_s=5.0)
+    assert store.ingest(rp.telemetry_topic("ems", ids[0]), _telemetry(power_w=30_000.0, cap_w=0.0), 0.0)
+    assert store.ingest(rp.telemetry_topic("ems", ids[1]),
+                        _telemetry(rack=ids[1], power_w=10_000.0, cap_w=25_000.0), 0.0)
+    stale = store.reading(100.0)
+    assert not stale.fresh.any()
+    # the first at what it last drew, the second at its cap, the third (never heard) at nameplate
+    assert stale.conservative_power_w().tolist() == [30_000.0, 25_000.0, 40_000.0]
+    assert store.reading(1.0).conservative_power_w()[:2].tolist() == [30_000.0, 10_000.0]  # fresh: as reported

@@ -58,3 +58,16 @@ async def test_a_malformed_message_changes_nothing_and_is_logged_once_until_a_va
     assert [e["event"] for e in logs] == ["malformed row command", "row commands valid again", "malformed row command"]
     assert c.malformed == 4
     assert rec.caps == [("row02-rack01", 500.0)] and rec.profiles == []
+
+
+async def test_a_retained_per_rack_cap_is_ignored_and_logged_once() -> None:
+    rec = Recorder()
+    c = commands(rec)
+    with capture_logs() as logs:
+        for _ in range(2):
+            await c.dispatch("ems/rows/row02/racks/row02-rack01/cap", rp.encode_cap(100.0, 1), retained=True)
+        await c.dispatch("ems/rows/row02/caps", rp.encode_row_caps({"row02-rack01": 500.0}, 1), retained=True)
+        await c.dispatch("ems/rows/row02/racks/row02-rack01/cap", rp.encode_cap(600.0, 2))
+    assert rec.caps == [("row02-rack01", 500.0), ("row02-rack01", 600.0)]
+    assert c.retained_ignored == 2 and c.malformed == 0
+    assert [e["event"] for e in logs] == ["retained per-rack cap ignored: the row's caps are in force"]
