@@ -8,6 +8,7 @@ Malformed messages are rejected, counted, and logged once per rack until it reco
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
@@ -132,10 +133,20 @@ class RowWriter(Generic[T]):
         return out
 
     async def send(self, publish: Publish, by_row: dict[str, dict[str, T | None]]) -> int:
+        """Every row's message at once: a broker slow to acknowledge (QoS 1, each publish bounded
+        by its timeout) costs the period one timeout, not one per row. The rows it took count as
+        sent; the first failure is raised after all were tried (the rest go again next period)."""
+        sends = []
         for row, values in by_row.items():
             self.seq += 1
-            await publish(self._topic(row), self._encode(values, self.seq))
-            self.sent.update(values)
+            sends.append(publish(self._topic(row), self._encode(values, self.seq)))
+        results = await asyncio.gather(*sends, return_exceptions=True)
+        for values, result in zip(by_row.values(), results, strict=True):
+            if not isinstance(result, BaseException):
+                self.sent.update(values)
+        failed = next((r for r in results if isinstance(r, BaseException)), None)
+        if failed is not None:
+            raise failed
         return len(by_row)
 
     def release_all(self) -> dict[str, dict[str, T | None]]:
