@@ -35,6 +35,10 @@ def _connect(where: Path | None, durable: bool) -> sqlite3.Connection:
             problems = [str(r[0]) for r in db.execute("PRAGMA quick_check(3)").fetchall()]
             if problems != ["ok"]:
                 raise CorruptDatabase("; ".join(problems))
+        # opening may wait out another's lock (above, sqlite3's 5 s); a write in the control loop
+        # must not: a lock held by another process (a person's sqlite3 shell, a backup tool) is
+        # refused at once, held and tried again next period like a full disk (`write_failed`)
+        db.execute("PRAGMA busy_timeout=0")
     except sqlite3.DatabaseError:
         db.close()
         raise
@@ -125,13 +129,13 @@ def write_rows(db: sqlite3.Connection, sql: str, rows: Sequence[Sequence[object]
 
 
 def write_failed(exc: sqlite3.Error) -> bool:
-    """A write that failed for want of disk (full, I/O error, read-only): held and tried again,
-    not a bug. Anything else (a malformed query) is raised."""
+    """A write that failed for want of disk (full, I/O error, read-only) or locked by another
+    process: held and tried again, not a bug. Anything else (a malformed query) is raised."""
     text = str(exc).lower()
     if isinstance(exc, sqlite3.DatabaseError) and "malformed" in text:
         return True  # pages broken while running: held like a full disk, never raised into the loop
     return isinstance(exc, sqlite3.OperationalError) and any(
-        s in text for s in ("full", "disk i/o", "readonly", "read-only", "unable to open"))
+        s in text for s in ("full", "disk i/o", "readonly", "read-only", "unable to open", "locked", "busy"))
 
 
 def open_reader(path: Path) -> sqlite3.Connection:
