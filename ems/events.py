@@ -69,8 +69,8 @@ class EventLog:
         if read_only and self._scratch is None:
             self._db = open_reader(file)
         else:
-            self._db, _, moved = open_db_checked(file, durable=self._scratch is None)
-            self._db.executescript(_SCHEMA)
+            self._db, _, moved = open_db_checked(file, durable=self._scratch is None, schema=_SCHEMA,
+                                                 probe="SELECT id, wall_s, kind, reason, data FROM events LIMIT 0")
         self._file = file
         self.path = None if self._scratch is not None else file  # None: not kept
         self._lock = threading.Lock()  # the writer's connection: record() from any thread

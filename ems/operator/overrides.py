@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ems.config import SiteConfig
+from ems.model import bounded_json
 from ems.model.errors import EmsError
 
 # section (dotted, from the top of the site file) -> fields the policies read every period
@@ -150,17 +151,23 @@ def apply_overrides(cfg: SiteConfig, values: Mapping[str, Any]) -> SiteConfig:
 # --- the override file -----------------------------------------------------------------
 
 FILE_VERSION = 1
+MAX_FILE_BYTES = 1 << 20  # a few overrides and units in maintenance are a few kB
 
 
 def read_file(path: Path) -> dict[str, Any]:
-    """The saved operator state; empty if there is none yet. A corrupt file is an error."""
+    """The saved operator state; empty if there is none yet. A corrupt or unreadable file is an
+    error naming it (the operators' decisions are not dropped unseen)."""
     try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise OverrideError(f"{path}: larger than {MAX_FILE_BYTES} bytes: not an ems override file")
         text = path.read_text()
     except FileNotFoundError:
         return {}
+    except (OSError, UnicodeDecodeError) as exc:  # a directory, no permission, bytes that are not text
+        raise OverrideError(f"{path}: cannot be read: {exc}") from None
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
+        data = bounded_json.loads(text)  # nesting bounded: a value 990 deep would break a later log line
+    except ValueError as exc:
         raise OverrideError(f"{path}: not valid JSON: {exc}") from None
     if not isinstance(data, dict) or data.get("version") != FILE_VERSION:
         raise OverrideError(f"{path}: not an ems override file (version {FILE_VERSION})")

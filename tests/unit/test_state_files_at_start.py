@@ -1,0 +1,94 @@
+"""`ems run` on a state directory whose files it cannot use: it exits non-zero with one line
+naming the file and what is wrong (no traceback), and leaves the file as it found it."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+import yaml
+
+from ems.cli import main
+from ems.operator.overrides import OverrideError, read_file
+from ems.state_store import StateStore
+from tests.conftest import site_dict
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """`ems run` points structlog at this test's captured stderr; later tests must not write there."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+def _locked(state: Path) -> Callable[[], None]:
+    StateStore(state / "state.db").close()
+    holder = sqlite3.connect(state / "state.db", isolation_level=None)
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")  # another process's lock (sqlite locks per connection)
+    return holder.close
+
+
+def _state_table_of_another_shape(state: Path) -> None:
+    db = sqlite3.connect(state / "state.db")
+    db.execute("CREATE TABLE state (name TEXT, blob BLOB)")
+    db.commit()
+    db.close()
+
+
+def _events_table_of_another_shape(state: Path) -> None:
+    db = sqlite3.connect(state / "events.db")
+    db.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, what TEXT)")
+    db.commit()
+    db.close()
+
+
+@pytest.mark.parametrize(("name", "make", "says"), [
+    ("state.db", _locked, "database is locked"),
+    ("state.db", _state_table_of_another_shape, "no such column"),
+    ("events.db", _events_table_of_another_shape, "no such column"),
+    ("overrides.json", lambda s: (s / "overrides.json").write_bytes(b"\xff\xfe\x00\x01garbage"), "cannot be read"),
+    ("overrides.json", lambda s: (s / "overrides.json").write_text("[" * 100_000), "nested"),
+    ("overrides.json", lambda s: (s / "overrides.json").mkdir(), "cannot be read"),
+    ("overrides.json", lambda s: (s / "overrides.json").write_bytes(b" " * (2 << 20)), "larger than"),
+])
+def test_ems_run_on_a_state_file_it_cannot_use_says_which_in_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, make: Callable[[Path], object],
+        says: str) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    release = make(state)
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump(site_dict("mqtt://127.0.0.1:1", state={"dir": str(state)},
+                                             http={"enabled": False})))
+    try:
+        assert main(["run", "--config", str(site)]) == 1
+    finally:
+        if callable(release):
+            release()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [err[0]] and err[0].startswith(f"ems run: {state / name}: ") and says in err[0]
+    assert not any(p.name.endswith((".corrupt-1", ".tmp")) for p in state.iterdir())  # left as it was
+
+
+def test_a_state_dir_that_is_a_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "state").write_text("not a directory")
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump(site_dict("mqtt://127.0.0.1:1", state={"dir": str(tmp_path / "state")},
+                                             http={"enabled": False})))
+    assert main(["run", "--config", str(site)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(tmp_path / "state") in err[0]
+
+
+def test_an_override_file_nested_just_under_the_parser_limit_is_refused(tmp_path: Path) -> None:
+    """Bounded as every other JSON ems reads from outside (ems/model/bounded_json.py): json.loads
+    takes a list ~900 deep, a few frames from breaking whatever renders it next."""
+    path = tmp_path / "overrides.json"
+    path.write_text('{"version": 1, "params": ' + "[" * 900 + "]" * 900 + "}")
+    with pytest.raises(OverrideError, match="nested deeper"):
+        read_file(path)
