@@ -47,6 +47,7 @@ class ControllerState:
             "setpoints": {"site_w": ctl.last_setpoint_w, "units_w": {w.io.unit_id: w.written_w for w in units}},
             "heartbeats": {w.io.unit_id: w.heartbeat for w in units},
             "periods": ctl.stats.periods,
+            "site": ctl.cfg.site,  # whose: a state dir copied from another site is not taken (`restore`)
         }
         builder = None if ctl.planner is None else ctl.planner.runner.builder
         history_end_s = None if builder is None else builder.load.end_s
@@ -61,6 +62,11 @@ class ControllerState:
         """Resume from what a previous run saved: demand so far, setpoints, counters."""
         saved = self.store.load()
         path = str(self.store.path)
+        if "site" in saved and saved["site"] != ctl.cfg.site:
+            # another site's month peak, setpoints and load history would be planned and shaved on
+            log.error("persisted state is another site's: not restored, replaced at the next save", path=path,
+                      saved_site=str(saved["site"])[:80], site=ctl.cfg.site)
+            return {}
         if "demand" in saved:
             try:
                 if not isinstance(saved["demand"], dict):

@@ -69,3 +69,23 @@ def test_a_demand_state_of_a_newer_version_is_refused_naming_the_file(tmp_path: 
     with pytest.raises(DemandMeterError, match=str(tmp_path / "state.db")):
         _start(tmp_path, {"demand": {"format": 99, "month": "2026-01", "month_peak_w": 1e6}})
     assert StateStore(tmp_path / "state.db").load()["demand"]["format"] == 99  # kept, not overwritten
+
+
+def test_a_state_file_of_another_site_is_not_restored(tmp_path: Path) -> None:
+    """A state dir copied from another site: its month's peak (what the planner takes as already
+    paid for), setpoints and load history were taken as this site's."""
+    first = _start(tmp_path, {})
+    for i in range(3):  # a month's peak measured at the other site
+        first.demand.add(2_000_000.0, 900.0, 1.7e9 + 900.0 * i)
+    assert first.demand.month_peak_w > 1e6
+    first.last_setpoint_w = 400_000.0
+    first.persisted.save(first)
+    _close(first)
+    cfg = first.cfg.model_copy(update={"site": "another-site"})
+    other = Controller(cfg, ManualClock())
+    assert other.demand.month_peak_w == 0.0 and other.last_setpoint_w == 0.0 and other.restored == {}
+    other.persisted.save(other)
+    _close(other)
+    again = Controller(cfg, ManualClock())  # its own state, saved since, is restored
+    assert again.restored["site"] == "another-site"
+    _close(again)
