@@ -71,11 +71,12 @@ def set_aside(path: Path) -> Path:
     return target
 
 
-def open_db(path: Path | str | None, durable: bool = True) -> tuple[sqlite3.Connection, Path | None]:
+def open_db(path: Path | str | None, durable: bool = True, schema: str = "",
+            probe: str = "") -> tuple[sqlite3.Connection, Path | None]:
     """`durable=False` (a scratch file nobody keeps) skips the fsync of each commit. A file that
     is not a database (corrupt, or something else) is set aside and a new one started: a
     controller must come up after a bad shutdown (`open_db_checked` says where it went)."""
-    db, where, _ = open_db_checked(path, durable)
+    db, where, _ = open_db_checked(path, durable, schema, probe)
     return db, where
 
 

@@ -31,6 +31,8 @@ CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind T
                                    body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+# the columns used, read at open: a file of another shape is named at start, not raised by an append in the loop
+_PROBE = "SELECT o.seq, o.kind, o.ts, o.body, m.key, m.value FROM outbox o, meta m LIMIT 0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +45,7 @@ class Pending:
 
 class Outbox:
     def __init__(self, path: Path | None, max_rows: int) -> None:
-        self._db, self.path = open_db(path)
+        self._db, self.path = open_db(path, schema=_SCHEMA, probe=_PROBE)
         # WAL with NORMAL: a commit survives the process dying (kill -9), not a power cut; it keeps an
         # fsync out of every control period (the observer appends from the loop)
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -52,7 +54,6 @@ class Outbox:
         self.dropped = 0
         self.dropped_events = 0  # events and history lost while the disk refused them past the bound
         with self._lock:
-            self._db.executescript(_SCHEMA)
             row = self._db.execute("SELECT value FROM meta WHERE key = 'source'").fetchone()
             if row is None:
                 row = (uuid.uuid4().hex[:12],)

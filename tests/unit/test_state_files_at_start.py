@@ -92,3 +92,16 @@ def test_an_override_file_nested_just_under_the_parser_limit_is_refused(tmp_path
     path.write_text('{"version": 1, "params": ' + "[" * 900 + "]" * 900 + "}")
     with pytest.raises(OverrideError, match="nested deeper"):
         read_file(path)
+
+
+def test_an_outbox_of_another_shape_is_named_not_a_traceback(tmp_path: Path) -> None:
+    from ems.fleet.outbox import Outbox
+    from ems.sqlite_db import StateFileUnavailable
+
+    db = sqlite3.connect(tmp_path / "outbox.db")
+    db.execute("CREATE TABLE outbox (seq INTEGER PRIMARY KEY, payload BLOB)")
+    db.commit()
+    db.close()
+    with pytest.raises(StateFileUnavailable, match=f"{tmp_path / 'outbox.db'}: no such column"):
+        Outbox(tmp_path / "outbox.db", 10)
+    assert Outbox(tmp_path / "fresh.db", 10).source  # a new one is made as before
