@@ -53,6 +53,7 @@ class Outbox:
         self.max_rows = max_rows
         self.dropped = 0
         self.dropped_events = 0  # events and history lost while the disk refused them past the bound
+        self.unreadable = 0  # stored messages found changed on disk (not JSON objects), dropped
         with self._lock:
             row = self._db.execute("SELECT value FROM meta WHERE key = 'source'").fetchone()
             if row is None:
@@ -138,7 +139,23 @@ class Outbox:
                 self._write_held()
             rows = self._db.execute("SELECT seq, kind, ts, body FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
                                     (self._acked_seq, limit)).fetchall()
-        return [Pending(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
+            out = []
+            for seq, kind, ts, text in rows:
+                try:
+                    body = json.loads(text)
+                    if not isinstance(body, dict):
+                        raise ValueError(f"not a JSON object: {type(body).__name__}")
+                except (ValueError, TypeError, RecursionError) as exc:
+                    # changed on disk (a hand edit, a flipped byte): raised here, it ended the link's
+                    # task and with it the controller, at every start; it can never be sent: dropped
+                    self.unreadable += 1
+                    log.error("fleet outbox: a stored message is unreadable, dropped", seq=seq, kind=str(kind)[:40],
+                              error=f"{type(exc).__name__}: {exc}"[:200])
+                    if (cur := self._delete("DELETE FROM outbox WHERE seq = ?", seq)) is not None:
+                        self._rows -= cur.rowcount
+                    continue
+                out.append(Pending(seq, kind, ts, body))
+        return out
 
     def acknowledged(self, up_to_seq: int) -> None:
         with self._lock:

@@ -105,3 +105,23 @@ def test_an_outbox_of_another_shape_is_named_not_a_traceback(tmp_path: Path) -> 
     with pytest.raises(StateFileUnavailable, match=f"{tmp_path / 'outbox.db'}: no such column"):
         Outbox(tmp_path / "outbox.db", 10)
     assert Outbox(tmp_path / "fresh.db", 10).source  # a new one is made as before
+
+
+def test_an_outbox_message_changed_on_disk_is_dropped_not_raised_at_every_send(tmp_path: Path) -> None:
+    """`head` raised on a stored body that is not a JSON object: the fleet link's task ended, and
+    with it the controller, at each start once the link was up."""
+    from ems.fleet.outbox import Outbox
+
+    box = Outbox(tmp_path / "outbox.db", 100)
+    for n in range(4):
+        box.append("events", float(n), {"n": n})
+    box.close()
+    db = sqlite3.connect(tmp_path / "outbox.db")
+    with db:
+        db.execute("UPDATE outbox SET body = '{\"n\": 1' WHERE seq = 2")
+        db.execute("UPDATE outbox SET body = '[3]' WHERE seq = 4")
+    db.close()
+    box = Outbox(tmp_path / "outbox.db", 100)
+    assert [p.body["n"] for p in box.head(10)] == [0, 2]
+    assert box.unreadable == 2 and len(box) == 2 and [p.seq for p in box.head(10)] == [1, 3]
+    box.close()
