@@ -74,7 +74,8 @@ class FeedCache:
         tmp = path.with_suffix(".tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with tmp.open("w", encoding="utf-8") as f:
+            tmp.unlink(missing_ok=True)  # a link planted there is removed, not written through ("x")
+            with tmp.open("x", encoding="utf-8") as f:
                 json.dump(doc, f, separators=(",", ":"))
                 f.flush()
                 os.fsync(f.fileno())

@@ -178,7 +178,10 @@ def write_file(path: Path, data: Mapping[str, Any]) -> None:
     """Atomically: a crash leaves the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w") as f:
+    # a link planted as the temporary is removed, not followed ("x": a new file, or an error): the
+    # controller would write through it (as root) and rename the link over the override file
+    tmp.unlink(missing_ok=True)
+    with tmp.open("x") as f:
         json.dump({"version": FILE_VERSION, **data}, f, indent=2, default=str)
         f.flush()
         os.fsync(f.fileno())

@@ -125,3 +125,34 @@ def test_an_outbox_message_changed_on_disk_is_dropped_not_raised_at_every_send(t
     assert [p.body["n"] for p in box.head(10)] == [0, 2]
     assert box.unreadable == 2 and len(box) == 2 and [p.seq for p in box.head(10)] == [1, 3]
     box.close()
+
+
+def test_a_link_planted_as_the_override_files_temporary_is_not_written_through(tmp_path: Path) -> None:
+    """Whoever could write the state dir planted overrides.json.tmp -> any file: the controller
+    (often root) overwrote that file with the override JSON and renamed the link over overrides.json."""
+    from ems.operator.overrides import write_file
+
+    victim = tmp_path / "victim.conf"
+    victim.write_text("precious\n")
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "overrides.json.tmp").symlink_to(victim)
+    write_file(state / "overrides.json", {"params": {}})
+    assert victim.read_text() == "precious\n"
+    assert not (state / "overrides.json").is_symlink() and read_file(state / "overrides.json")["params"] == {}
+
+
+def test_a_link_planted_as_a_feed_caches_temporary_is_not_written_through(tmp_path: Path) -> None:
+    import numpy as np
+
+    from ems.feeds.cache import FeedCache
+    from ems.feeds.series import FeedSeries
+
+    victim = tmp_path / "victim.conf"
+    victim.write_text("precious\n")
+    (tmp_path / "feeds").mkdir()
+    (tmp_path / "feeds" / "entsoe.tmp").symlink_to(victim)
+    cache = FeedCache(tmp_path / "feeds")
+    cache.save("entsoe", FeedSeries(1.7e9, 3600.0, {"price": np.array([1.0, 2.0])}), 1.7e9)
+    assert victim.read_text() == "precious\n" and cache.write_errors == 0
+    assert not (tmp_path / "feeds" / "entsoe.json").is_symlink() and cache.load("entsoe") is not None
