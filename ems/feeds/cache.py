@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,10 @@ class FeedCache:
         if path is None or not path.exists():
             return None
         try:
-            if path.stat().st_size > MAX_FILE_BYTES:
+            st = path.stat()
+            if not stat.S_ISREG(st.st_mode):  # a FIFO would hang the start, /dev/zero never end the read
+                raise ValueError("not a regular file")
+            if st.st_size > MAX_FILE_BYTES:
                 raise ValueError(f"larger than {MAX_FILE_BYTES} bytes")
             doc = json.loads(path.read_text(encoding="utf-8"))
             if doc.get("of", "") != of:

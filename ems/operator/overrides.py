@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -158,7 +159,10 @@ def read_file(path: Path) -> dict[str, Any]:
     """The saved operator state; empty if there is none yet. A corrupt or unreadable file is an
     error naming it (the operators' decisions are not dropped unseen)."""
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would hang the start, /dev/zero never end the read
+            raise OverrideError(f"{path}: not a regular file: not an ems override file")
+        if st.st_size > MAX_FILE_BYTES:
             raise OverrideError(f"{path}: larger than {MAX_FILE_BYTES} bytes: not an ems override file")
         text = path.read_text()
     except FileNotFoundError:

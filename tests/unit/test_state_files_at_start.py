@@ -3,6 +3,7 @@ naming the file and what is wrong (no traceback), and leaves the file as it foun
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -53,7 +54,9 @@ def _events_table_of_another_shape(state: Path) -> None:
     ("events.db", _events_table_of_another_shape, "no such column"),
     ("overrides.json", lambda s: (s / "overrides.json").write_bytes(b"\xff\xfe\x00\x01garbage"), "cannot be read"),
     ("overrides.json", lambda s: (s / "overrides.json").write_text("[" * 100_000), "nested"),
-    ("overrides.json", lambda s: (s / "overrides.json").mkdir(), "cannot be read"),
+    ("overrides.json", lambda s: (s / "overrides.json").mkdir(), "not a regular file"),
+    ("overrides.json", lambda s: os.mkfifo(s / "overrides.json"), "not a regular file"),  # hung the start
+    ("overrides.json", lambda s: (s / "overrides.json").symlink_to("/dev/zero"), "not a regular file"),
     ("overrides.json", lambda s: (s / "overrides.json").write_bytes(b" " * (2 << 20)), "larger than"),
 ])
 def test_ems_run_on_a_state_file_it_cannot_use_says_which_in_one_line(
@@ -156,3 +159,13 @@ def test_a_link_planted_as_a_feed_caches_temporary_is_not_written_through(tmp_pa
     cache.save("entsoe", FeedSeries(1.7e9, 3600.0, {"price": np.array([1.0, 2.0])}), 1.7e9)
     assert victim.read_text() == "precious\n" and cache.write_errors == 0
     assert not (tmp_path / "feeds" / "entsoe.json").is_symlink() and cache.load("entsoe") is not None
+
+
+@pytest.mark.parametrize("make", [os.mkfifo, lambda p: p.symlink_to("/dev/zero")])
+def test_a_feed_cache_that_is_no_regular_file_is_ignored_not_read_forever(tmp_path: Path,
+                                                                          make: Callable[[Path], None]) -> None:
+    """A FIFO hung the start in its read; /dev/zero (size 0 passes the size bound) never ended it."""
+    from ems.feeds.cache import FeedCache
+
+    make(tmp_path / "entsoe.json")
+    assert FeedCache(tmp_path).load("entsoe") is None
