@@ -69,8 +69,8 @@ class EventLog:
         if read_only and self._scratch is None:
             self._db = open_reader(file)
         else:
-            self._db, _, moved = open_db_checked(file, durable=self._scratch is None)
-            self._db.executescript(_SCHEMA)
+            self._db, _, moved = open_db_checked(file, durable=self._scratch is None, schema=_SCHEMA,
+                                                 probe="SELECT id, wall_s, kind, reason, data FROM events LIMIT 0")
         self._file = file
         self.path = None if self._scratch is not None else file  # None: not kept
         self._lock = threading.Lock()  # the writer's connection: record() from any thread
@@ -199,7 +199,7 @@ class EventLog:
         held = [e for e in reversed(snapshot) if (before_id is None or e.id < before_id)
                 and (kind is None or e.kind == kind)][:n]
         rows = self._reader().execute(sql, args).fetchall()
-        return held + [Event(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows][:n - len(held)]
+        return held + [Event(r[0], r[1], r[2], r[3], _stored_data(r[4])) for r in rows][:n - len(held)]
 
     def count(self, kind: str | None = None) -> int:
         snapshot = self._held()
@@ -243,3 +243,14 @@ class EventLog:
             self._db.close()
         if self._scratch is not None:
             self._scratch.cleanup()
+
+
+def _stored_data(body: str) -> dict[str, Any]:
+    """An event's data as read back. A row that is not a JSON object (a hand edit, a byte flipped
+    on disk: SQLite checks its pages, not the values) is shown as unreadable, never raised into a
+    reader (a standby's start reads the log, the operator API pages it)."""
+    try:
+        value = json.loads(body)
+    except (ValueError, TypeError, RecursionError) as exc:
+        return {"unreadable": f"{type(exc).__name__}: {exc}"[:200]}
+    return value if isinstance(value, dict) else {"unreadable": f"not a JSON object: {type(value).__name__}"}

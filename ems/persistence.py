@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from ems.demand import DemandMeter
+from ems.demand import DemandMeter, DemandMeterError
 from ems.state_store import StateStore
 from ems.tariff.calendar import local_seconds
 
@@ -47,6 +47,7 @@ class ControllerState:
             "setpoints": {"site_w": ctl.last_setpoint_w, "units_w": {w.io.unit_id: w.written_w for w in units}},
             "heartbeats": {w.io.unit_id: w.heartbeat for w in units},
             "periods": ctl.stats.periods,
+            "site": ctl.cfg.site,  # whose: a state dir copied from another site is not taken (`restore`)
         }
         builder = None if ctl.planner is None else ctl.planner.runner.builder
         history_end_s = None if builder is None else builder.load.end_s
@@ -60,8 +61,22 @@ class ControllerState:
     def restore(self, ctl: Controller) -> dict[str, Any]:
         """Resume from what a previous run saved: demand so far, setpoints, counters."""
         saved = self.store.load()
+        path = str(self.store.path)
+        if "site" in saved and saved["site"] != ctl.cfg.site:
+            # another site's month peak, setpoints and load history would be planned and shaved on
+            log.error("persisted state is another site's: not restored, replaced at the next save", path=path,
+                      saved_site=str(saved["site"])[:80], site=ctl.cfg.site)
+            return {}
         if "demand" in saved:
-            ctl.demand = DemandMeter.from_dict(saved["demand"], ctl.demand.tariff, ctl.demand.zone)
+            try:
+                if not isinstance(saved["demand"], dict):
+                    raise DemandMeterError(f"not a mapping: {type(saved['demand']).__name__}") from TypeError()
+                ctl.demand = DemandMeter.from_dict(saved["demand"], ctl.demand.tariff, ctl.demand.zone)
+            except DemandMeterError as exc:
+                if exc.__cause__ is None:  # a newer version's state: refused, never overwritten by this one
+                    raise DemandMeterError(f"{path}: {exc}") from None
+                # garbage (a hand edit, a broken handover): the month's peak from zero, as for a corrupt file
+                log.error("persisted demand state unreadable, not restored", path=path, error=str(exc)[:200])
             if ctl.planner is not None:
                 ctl.planner.runner.peaks = ctl.demand
             self._saved_peak_w = ctl.demand.month_peak_w
@@ -73,14 +88,44 @@ class ControllerState:
             else:
                 log.info("planner load history not resumed (too old, another step, or unreadable): planning waits "
                          "for new history")
-        sp = saved.get("setpoints") or {}
-        ctl.last_setpoint_w = float(sp.get("site_w", 0.0))
+        # a value of the wrong type or not a number of watts (NaN, inf, a string) is not restored:
+        # a NaN written_w would hold every later write back (never past the deadband)
+        sp, beats = _mapping(saved, "setpoints", path), _mapping(saved, "heartbeats", path)
+        units_w = _mapping(sp, "units_w", path)
+        ctl.last_setpoint_w = _watts(sp, "site_w", path) or 0.0
         for w in ctl.actuators.units:
-            written = (sp.get("units_w") or {}).get(w.io.unit_id)
-            w.written_w = None if written is None else float(written)
+            w.written_w = _watts(units_w, w.io.unit_id, path)  # None: the next period writes
+            beat = beats.get(w.io.unit_id, 0)
+            if not isinstance(beat, int) or isinstance(beat, bool):
+                log.warning("persisted heartbeat unreadable, not restored", path=path, unit=w.io.unit_id)
+                beat = 0
             # carry on counting so the PCS sees the heartbeat move at once
-            w.heartbeat = (int((saved.get("heartbeats") or {}).get(w.io.unit_id, 0)) + 1) % 65536
+            w.heartbeat = (beat + 1) % 65536
         if saved:
             log.info("resumed from persisted state", month_peak_w=round(ctl.demand.month_peak_w),
                      site_setpoint_w=round(ctl.last_setpoint_w))
         return saved
+
+
+MAX_ABS_W = 1e10  # 10 GW: past any site's setpoint
+
+
+def _mapping(saved: dict[str, Any], key: str, path: str) -> dict[str, Any]:
+    value = saved.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        log.warning("persisted state unreadable, not restored", path=path, key=key, error=type(value).__name__)
+        return {}
+    return value
+
+
+def _watts(saved: dict[str, Any], key: str, path: str) -> float | None:
+    """A saved setpoint, where it is a number of watts a site can have (None: absent or not)."""
+    v = saved.get(key)
+    if v is None:
+        return None
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) <= MAX_ABS_W:  # NaN fails too
+        return float(v)
+    log.warning("persisted setpoint unreadable, not restored", path=path, key=key, value=repr(v)[:40])
+    return None

@@ -17,6 +17,8 @@ from urllib.parse import quote
 
 import structlog
 
+from ems.model.errors import EmsError
+
 log = structlog.get_logger("ems.state")
 
 
@@ -24,7 +26,12 @@ class CorruptDatabase(sqlite3.DatabaseError):
     """The file opens as a database but its pages do not check."""
 
 
-def _connect(where: Path | None, durable: bool) -> sqlite3.Connection:
+class StateFileUnavailable(EmsError, sqlite3.OperationalError):
+    """A state file that cannot be opened now (locked by another process, a directory that
+    cannot be written): left as it is, and the message names it (`ems run` says it in one line)."""
+
+
+def _connect(where: Path | None, durable: bool, schema: str = "", probe: str = "") -> sqlite3.Connection:
     db = sqlite3.connect(":memory:" if where is None else str(where), check_same_thread=False, isolation_level=None)
     try:
         if where is not None:
@@ -35,6 +42,15 @@ def _connect(where: Path | None, durable: bool) -> sqlite3.Connection:
             problems = [str(r[0]) for r in db.execute("PRAGMA quick_check(3)").fetchall()]
             if problems != ["ok"]:
                 raise CorruptDatabase("; ".join(problems))
+        # at open, not at the first write in the loop: a file of another shape (a table of that
+        # name with other columns) or one that takes no write (a read-only file, /dev/null)
+        db.executescript(schema)
+        if probe:
+            db.execute(probe).fetchall()
+        # opening may wait out another's lock (above, sqlite3's 5 s); a write in the control loop
+        # must not: a lock held by another process (a person's sqlite3 shell, a backup tool) is
+        # refused at once, held and tried again next period like a full disk (`write_failed`)
+        db.execute("PRAGMA busy_timeout=0")
     except sqlite3.DatabaseError:
         db.close()
         raise
@@ -55,31 +71,38 @@ def set_aside(path: Path) -> Path:
     return target
 
 
-def open_db(path: Path | str | None, durable: bool = True) -> tuple[sqlite3.Connection, Path | None]:
+def open_db(path: Path | str | None, durable: bool = True, schema: str = "",
+            probe: str = "") -> tuple[sqlite3.Connection, Path | None]:
     """`durable=False` (a scratch file nobody keeps) skips the fsync of each commit. A file that
     is not a database (corrupt, or something else) is set aside and a new one started: a
     controller must come up after a bad shutdown (`open_db_checked` says where it went)."""
-    db, where, _ = open_db_checked(path, durable)
+    db, where, _ = open_db_checked(path, durable, schema, probe)
     return db, where
 
 
-def open_db_checked(path: Path | str | None,
-                    durable: bool = True) -> tuple[sqlite3.Connection, Path | None, Path | None]:
-    """As `open_db`, and where a corrupt file was set aside (None: it opened as it was)."""
+def open_db_checked(path: Path | str | None, durable: bool = True, schema: str = "",
+                    probe: str = "") -> tuple[sqlite3.Connection, Path | None, Path | None]:
+    """As `open_db`, and where a corrupt file was set aside (None: it opened as it was). `schema`
+    is run and `probe` (a query naming the columns used) read at open: a file they fail on for
+    want of disk or shape is a `StateFileUnavailable`, left as it is."""
     where = None if path is None else Path(path)
-    if where is not None:
-        where.parent.mkdir(parents=True, exist_ok=True)
+    if where is None:
+        return _connect(where, durable, schema), where, None
     try:
-        return _connect(where, durable), where, None
-    except sqlite3.OperationalError:
-        raise  # locked, busy, cannot open, I/O: the file may be fine, never set aside for that
-    except sqlite3.DatabaseError as exc:
-        if where is None or not where.exists():
-            raise
-        moved = set_aside(where)
-        log.error("database file could not be opened: set aside, a new one started", path=str(where),
-                  set_aside=str(moved), error=str(exc))
-        return _connect(where, durable), where, moved
+        where.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return _connect(where, durable, schema, probe), where, None
+        except sqlite3.OperationalError:
+            raise  # locked, busy, cannot open, I/O: the file may be fine, never set aside for that
+        except sqlite3.DatabaseError as exc:
+            if not where.exists():
+                raise
+            moved = set_aside(where)
+            log.error("database file could not be opened: set aside, a new one started", path=str(where),
+                      set_aside=str(moved), error=str(exc))
+            return _connect(where, durable, schema, probe), where, moved
+    except (sqlite3.OperationalError, OSError) as exc:
+        raise StateFileUnavailable(f"{where}: {exc}") from None
 
 
 class DiskRefusals:
@@ -125,13 +148,13 @@ def write_rows(db: sqlite3.Connection, sql: str, rows: Sequence[Sequence[object]
 
 
 def write_failed(exc: sqlite3.Error) -> bool:
-    """A write that failed for want of disk (full, I/O error, read-only): held and tried again,
-    not a bug. Anything else (a malformed query) is raised."""
+    """A write that failed for want of disk (full, I/O error, read-only) or locked by another
+    process: held and tried again, not a bug. Anything else (a malformed query) is raised."""
     text = str(exc).lower()
     if isinstance(exc, sqlite3.DatabaseError) and "malformed" in text:
         return True  # pages broken while running: held like a full disk, never raised into the loop
     return isinstance(exc, sqlite3.OperationalError) and any(
-        s in text for s in ("full", "disk i/o", "readonly", "read-only", "unable to open"))
+        s in text for s in ("full", "disk i/o", "readonly", "read-only", "unable to open", "locked", "busy"))
 
 
 def open_reader(path: Path) -> sqlite3.Connection:

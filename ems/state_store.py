@@ -17,14 +17,15 @@ from ems.sqlite_db import DiskRefusals, open_db_checked, write_rows
 
 log = structlog.get_logger("ems.state")
 
-_SCHEMA = "CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL, wall_s REAL NOT NULL)"
+_SCHEMA = "CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL, wall_s REAL NOT NULL);"
+_PROBE = "SELECT key, value, wall_s FROM state LIMIT 0"
 
 
 class StateStore:
     def __init__(self, path: Path | str | None) -> None:
-        self._db, self.path, self.set_aside = open_db_checked(path)  # set_aside: a corrupt file moved away
+        # set_aside: a corrupt file moved away
+        self._db, self.path, self.set_aside = open_db_checked(path, schema=_SCHEMA, probe=_PROBE)
         self._lock = threading.Lock()
-        self._db.execute(_SCHEMA)
         self.disk = DiskRefusals("state")
 
     def save(self, values: dict[str, Any], wall_s: float) -> bool:

@@ -3,7 +3,8 @@
 One JSON file per feed (`<state dir>/feeds/<name>.json`), written whole to a temporary
 file and renamed over the old one, so a crash leaves the old or the new, never half. The
 file is bounded: the series is cut to the days the source keeps (a week or two of hours).
-A file that cannot be read is ignored (logged): the feed then starts with nothing cached.
+A file that cannot be read, or holds the series of another zone, node or place than the
+feed's now (`of`), is ignored (logged): the feed then starts with nothing cached.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -34,15 +36,21 @@ class FeedCache:
     def _path(self, name: str) -> Path | None:
         return None if self.dir is None else self.dir / f"{name}.json"
 
-    def load(self, name: str) -> tuple[FeedSeries, float] | None:
-        """(series, fetched at UTC s), or None when there is none (or it cannot be read)."""
+    def load(self, name: str, of: str = "") -> tuple[FeedSeries, float] | None:
+        """(series, fetched at UTC s), or None when there is none (or it cannot be read, or is
+        of another zone, node or place than `of`)."""
         path = self._path(name)
         if path is None or not path.exists():
             return None
         try:
-            if path.stat().st_size > MAX_FILE_BYTES:
+            st = path.stat()
+            if not stat.S_ISREG(st.st_mode):  # a FIFO would hang the start, /dev/zero never end the read
+                raise ValueError("not a regular file")
+            if st.st_size > MAX_FILE_BYTES:
                 raise ValueError(f"larger than {MAX_FILE_BYTES} bytes")
             doc = json.loads(path.read_text(encoding="utf-8"))
+            if doc.get("of", "") != of:
+                raise ValueError(f"a series of {str(doc.get('of'))[:80]!r}, not of {of!r}")
             cols = {str(k): np.asarray(v, dtype=np.float64) for k, v in doc["columns"].items()}
             sizes = {v.size for v in cols.values()}
             if len(sizes) != 1 or sizes == {0}:
@@ -60,17 +68,18 @@ class FeedCache:
             log.warning("feed cache unreadable, ignored", feed=name, path=str(path), error=str(exc))
             return None
 
-    def save(self, name: str, series: FeedSeries, fetched_utc_s: float) -> None:
+    def save(self, name: str, series: FeedSeries, fetched_utc_s: float, of: str = "") -> None:
         path = self._path(name)
         if path is None:
             return
         # NaN (an hour neither fetch had) as null: JSON has no NaN
-        doc = {"start_utc_s": series.start_utc_s, "step_s": series.step_s, "fetched_utc_s": fetched_utc_s,
+        doc = {"of": of, "start_utc_s": series.start_utc_s, "step_s": series.step_s, "fetched_utc_s": fetched_utc_s,
                "columns": {k: [None if not np.isfinite(x) else float(x) for x in v] for k, v in series.columns.items()}}
         tmp = path.with_suffix(".tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with tmp.open("w", encoding="utf-8") as f:
+            tmp.unlink(missing_ok=True)  # a link planted there is removed, not written through ("x")
+            with tmp.open("x", encoding="utf-8") as f:
                 json.dump(doc, f, separators=(",", ":"))
                 f.flush()
                 os.fsync(f.fileno())

@@ -54,6 +54,7 @@ class EntsoePrices:
         self.bidding_zone = bidding_zone
         self.token = token
         self.timeout_s = timeout_s
+        self.of = bidding_zone  # what the cached series is of (ems/feeds/cache.py)
 
     def fetch(self, start_utc_s: float, end_utc_s: float) -> FeedSeries:
         with bounded_session("entsoe") as session:
@@ -111,6 +112,7 @@ class EntsoeIntradayPrices:
         self.token = token
         self.timeout_s = timeout_s
         self.auctions = tuple(sorted(auctions))  # the later auction last: its prices win
+        self.of = f"{bidding_zone} IDA{','.join(map(str, self.auctions))}"
 
     def fetch(self, start_utc_s: float, end_utc_s: float) -> FeedSeries:
         parts: list[FeedSeries] = []
@@ -169,6 +171,7 @@ class CaisoOasisPrices:
         self.market = market
         # the cache file is named after the feed: the day-ahead keeps its name, the real-time its own
         self.name = "caiso" if market == "DAM" else f"caiso_{market.lower()}"
+        self.of = f"{node} {market}"
 
     def fetch(self, start_utc_s: float, end_utc_s: float) -> FeedSeries:
         import csv
@@ -253,6 +256,7 @@ class NordPoolPrices:
         self.currency = currency
         self.resolution_min = resolution_min
         self.timeout_s = timeout_s
+        self.of = f"{area} {currency} {resolution_min} min"
 
     def fetch(self, start_utc_s: float, end_utc_s: float) -> FeedSeries:
         import asyncio

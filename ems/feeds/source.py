@@ -42,6 +42,9 @@ class FeedSource:
                  clock: Callable[[], float] = time.time, columns: tuple[str, ...] = ()) -> None:
         self.feed = feed
         self.name = feed.name
+        # the zone, node or place the series is of: a cache of another (the site file changed, a
+        # state dir copied from another site) is not served as this one's
+        self.of = str(getattr(feed, "of", ""))
         self.cache = cache
         self.refresh_s = refresh_s
         self.timeout_s = timeout_s
@@ -60,7 +63,7 @@ class FeedSource:
         self._down = False
         self._stale_now = False
         self._thread: asyncio.Future[FeedSeries] | None = None  # a fetch still running past its timeout
-        cached = cache.load(self.name)
+        cached = cache.load(self.name, self.of)
         if cached is not None and (missing := self._missing(cached[0])):
             log.warning("feed cache without the feed's columns, ignored", feed=self.name, missing=missing)
         elif cached is not None:
@@ -112,7 +115,7 @@ class FeedSource:
             return False
         self.good = series.merged(self.good, now - self.keep_s)
         self.fetched_utc_s = now
-        await asyncio.to_thread(self.cache.save, self.name, self.good, now)  # an fsync: off the event loop
+        await asyncio.to_thread(self.cache.save, self.name, self.good, now, self.of)  # an fsync: off the event loop
         if self._down:
             log.info("feed back", feed=self.name, failures=sum(self.failures.values()))
         self._down, self.last_error = False, None

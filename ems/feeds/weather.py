@@ -39,6 +39,7 @@ class OpenMeteoWeather:
         self.forecast_days = forecast_days
         self.url = url
         self.timeout_s = timeout_s
+        self.of = f"{latitude_deg},{longitude_deg} tilt {tilt_deg} azimuth {azimuth_deg}"
 
     def params(self) -> dict[str, Any]:
         hourly = ["temperature_2m", "shortwave_radiation"]

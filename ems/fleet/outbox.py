@@ -31,6 +31,8 @@ CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind T
                                    body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+# the columns used, read at open: a file of another shape is named at start, not raised by an append in the loop
+_PROBE = "SELECT o.seq, o.kind, o.ts, o.body, m.key, m.value FROM outbox o, meta m LIMIT 0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +45,7 @@ class Pending:
 
 class Outbox:
     def __init__(self, path: Path | None, max_rows: int) -> None:
-        self._db, self.path = open_db(path)
+        self._db, self.path = open_db(path, schema=_SCHEMA, probe=_PROBE)
         # WAL with NORMAL: a commit survives the process dying (kill -9), not a power cut; it keeps an
         # fsync out of every control period (the observer appends from the loop)
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -51,8 +53,8 @@ class Outbox:
         self.max_rows = max_rows
         self.dropped = 0
         self.dropped_events = 0  # events and history lost while the disk refused them past the bound
+        self.unreadable = 0  # stored messages found changed on disk (not JSON objects), dropped
         with self._lock:
-            self._db.executescript(_SCHEMA)
             row = self._db.execute("SELECT value FROM meta WHERE key = 'source'").fetchone()
             if row is None:
                 row = (uuid.uuid4().hex[:12],)
@@ -137,7 +139,23 @@ class Outbox:
                 self._write_held()
             rows = self._db.execute("SELECT seq, kind, ts, body FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
                                     (self._acked_seq, limit)).fetchall()
-        return [Pending(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
+            out = []
+            for seq, kind, ts, text in rows:
+                try:
+                    body = json.loads(text)
+                    if not isinstance(body, dict):
+                        raise ValueError(f"not a JSON object: {type(body).__name__}")
+                except (ValueError, TypeError, RecursionError) as exc:
+                    # changed on disk (a hand edit, a flipped byte): raised here, it ended the link's
+                    # task and with it the controller, at every start; it can never be sent: dropped
+                    self.unreadable += 1
+                    log.error("fleet outbox: a stored message is unreadable, dropped", seq=seq, kind=str(kind)[:40],
+                              error=f"{type(exc).__name__}: {exc}"[:200])
+                    if (cur := self._delete("DELETE FROM outbox WHERE seq = ?", seq)) is not None:
+                        self._rows -= cur.rowcount
+                    continue
+                out.append(Pending(seq, kind, ts, body))
+        return out
 
     def acknowledged(self, up_to_seq: int) -> None:
         with self._lock:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ems.config import SiteConfig
+from ems.model import bounded_json
 from ems.model.errors import EmsError
 
 # section (dotted, from the top of the site file) -> fields the policies read every period
@@ -150,17 +152,26 @@ def apply_overrides(cfg: SiteConfig, values: Mapping[str, Any]) -> SiteConfig:
 # --- the override file -----------------------------------------------------------------
 
 FILE_VERSION = 1
+MAX_FILE_BYTES = 1 << 20  # a few overrides and units in maintenance are a few kB
 
 
 def read_file(path: Path) -> dict[str, Any]:
-    """The saved operator state; empty if there is none yet. A corrupt file is an error."""
+    """The saved operator state; empty if there is none yet. A corrupt or unreadable file is an
+    error naming it (the operators' decisions are not dropped unseen)."""
     try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would hang the start, /dev/zero never end the read
+            raise OverrideError(f"{path}: not a regular file: not an ems override file")
+        if st.st_size > MAX_FILE_BYTES:
+            raise OverrideError(f"{path}: larger than {MAX_FILE_BYTES} bytes: not an ems override file")
         text = path.read_text()
     except FileNotFoundError:
         return {}
+    except (OSError, UnicodeDecodeError) as exc:  # a directory, no permission, bytes that are not text
+        raise OverrideError(f"{path}: cannot be read: {exc}") from None
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
+        data = bounded_json.loads(text)  # nesting bounded: a value 990 deep would break a later log line
+    except ValueError as exc:
         raise OverrideError(f"{path}: not valid JSON: {exc}") from None
     if not isinstance(data, dict) or data.get("version") != FILE_VERSION:
         raise OverrideError(f"{path}: not an ems override file (version {FILE_VERSION})")
@@ -171,7 +182,10 @@ def write_file(path: Path, data: Mapping[str, Any]) -> None:
     """Atomically: a crash leaves the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w") as f:
+    # a link planted as the temporary is removed, not followed ("x": a new file, or an error): the
+    # controller would write through it (as root) and rename the link over the override file
+    tmp.unlink(missing_ok=True)
+    with tmp.open("x") as f:
         json.dump({"version": FILE_VERSION, **data}, f, indent=2, default=str)
         f.flush()
         os.fsync(f.fileno())

@@ -438,7 +438,7 @@ def test_a_cached_series_without_the_feeds_column_leaves_the_plan_on_the_sites_t
     # a cache file crafted (or left) with another column: read back, it is a series, but not of prices;
     # applied, it raised KeyError inside the control period, which stops the controller
     now = utc_s(2026, 1, 15, 12, 5)
-    doc = {"start_utc_s": now - 86_400.0, "step_s": 3600.0, "fetched_utc_s": now,
+    doc = {"of": "DE_LU", "start_utc_s": now - 86_400.0, "step_s": 3600.0, "fetched_utc_s": now,
            "columns": {"temperature_c": [5.0] * 96}}
     (tmp_path / "entsoe.json").write_text(json.dumps(doc))
     src = source(EntsoePrices("DE_LU", "test-token", 10.0), FeedCache(tmp_path), [now])
@@ -507,6 +507,22 @@ async def test_the_cache_survives_a_restart(clients_on_loopback: Served, tmp_pat
     np.testing.assert_array_equal(g.columns[PRICE], first.good.columns[PRICE])
     assert g.start_utc_s == first.good.start_utc_s and g.step_s == first.good.step_s
     assert not await again.refresh() and again.series(now[0], now[0] + 86_400.0) is g
+
+
+async def test_a_cache_of_another_zone_is_not_served_after_a_restart(clients_on_loopback: Served,
+                                                                      tmp_path: Path) -> None:
+    """The cache file is named after the source only: a site file moved to another bidding zone
+    (or a state dir copied from another site) used to serve the old zone's prices as fresh at
+    start, fetching nothing for refresh_s, and for as long as they covered while the source was down."""
+    now = [utc_s(2026, 1, 15, 12)]
+    first = source(EntsoePrices("DE_LU", "test-token", 10.0), FeedCache(tmp_path), now)
+    assert await first.refresh()
+    clients_on_loopback.override["entsoe"] = (500, b"", "text/plain")
+    other = source(EntsoePrices("FR", "test-token", 10.0), FeedCache(tmp_path), now)
+    assert other.good is None and other.fetched_utc_s is None  # fetched at once, not served DE_LU's
+    assert other.series(now[0] + 3600.0, now[0] + 86_400.0) is None
+    again = source(EntsoePrices("DE_LU", "test-token", 10.0), FeedCache(tmp_path), now)
+    assert again.good is not None and again.fetched_utc_s == now[0]  # its own zone's still is
 
 
 def test_an_unreadable_cache_file_is_ignored(tmp_path: Path) -> None:
@@ -845,8 +861,9 @@ def test_planner_feeds_makes_the_realtime_source_from_the_site_file(tmp_path: Pa
     assert [s.name for s in feeds.sources] == ["caiso", "caiso_rtm"]
 
 
-def _cache_file(path: Path, start_utc_s: float, hours: int, fetched_utc_s: float, column: str, value: float) -> None:
-    doc = {"start_utc_s": start_utc_s, "step_s": 3600.0, "fetched_utc_s": fetched_utc_s,
+def _cache_file(path: Path, start_utc_s: float, hours: int, fetched_utc_s: float, column: str, value: float,
+                of: str) -> None:
+    doc = {"of": of, "start_utc_s": start_utc_s, "step_s": 3600.0, "fetched_utc_s": fetched_utc_s,
            "columns": {column: [value] * hours}}
     path.write_text(json.dumps(doc))
 
@@ -857,8 +874,9 @@ def test_a_realtime_cache_of_another_column_is_ignored_and_the_day_ahead_prices_
     real-time feed's next good fetch."""
     now = utc_s(2026, 7, 15, 14, 5)
     (tmp_path / "feeds").mkdir()
-    _cache_file(tmp_path / "feeds" / "caiso.json", now - 3600.0, 72, now, PRICE, 42.0)
-    _cache_file(tmp_path / "feeds" / "caiso_rtm.json", now - 3600.0, 6, now, TEMPERATURE, 30.0)
+    _cache_file(tmp_path / "feeds" / "caiso.json", now - 3600.0, 72, now, PRICE, 42.0, "TH_SP15_GEN-APND DAM")
+    _cache_file(tmp_path / "feeds" / "caiso_rtm.json", now - 3600.0, 6, now, TEMPERATURE, 30.0,
+                "TH_SP15_GEN-APND RTM")
     feeds = planner_feeds(CaisoFeedConfig(source="caiso", node="TH_SP15_GEN-APND"), None, "America/Los_Angeles",
                           tmp_path, None, CaisoRealtimeFeedConfig(source="caiso", node="TH_SP15_GEN-APND",
                                                                   market="RTM"))

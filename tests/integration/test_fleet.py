@@ -268,3 +268,36 @@ async def test_events_handed_over_to_a_new_active_are_stored_once(fleet: Fleet) 
     await asyncio.sleep(0.5)  # nothing more arrives: the handed-over copies were not stored again
     rows = await fleet.rows("SELECT origin, kind FROM fleet_events WHERE site = 'site-h' ORDER BY ts")
     assert [r[0] for r in rows] == [f"a:{e.id}" for e in sent] + ["b:6"]
+
+
+async def test_an_outbox_message_changed_on_disk_neither_ends_the_link_nor_holds_the_rest(tmp_path: Path) -> None:
+    """A stored body that was not JSON raised out of the link's task (the controller's side task:
+    the controller stopped, and again at each start once the link was up)."""
+    import sqlite3
+
+    from ems.fleet.outbox import Outbox
+
+    url = shared_nats_or_skip()
+    box = Outbox(tmp_path / "outbox.db", 100)
+    for n in range(3):
+        box.append("status", time.time() + n, status(n))
+    box.close()
+    db = sqlite3.connect(tmp_path / "outbox.db")
+    with db:
+        db.execute("UPDATE outbox SET body = '{\"grid_w\": 5' WHERE seq = 2")
+    db.close()
+    cfg = FleetLinkConfig(nats_url=url, stream=unique("EMS_FLEET_T"), subject_prefix="t" + unique("fleet").replace(
+        "_", ""), retention_days=1, request_timeout_s=0.5)
+    link = FleetLink(cfg, "site-a", tmp_path / "outbox.db", EventLog(None), time.time)
+    task = asyncio.create_task(link.run())
+    try:
+        await until(lambda: asyncio.sleep(0, len(link.outbox) == 0 or task.done()))
+        assert not task.done() and link.outbox.unreadable == 1  # the two good ones sent, the link up
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        nc = await nats.connect(url)
+        with contextlib.suppress(Exception):
+            await nc.jetstream().delete_stream(cfg.stream)
+        await nc.close()

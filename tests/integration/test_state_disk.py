@@ -193,3 +193,47 @@ def test_operator_decisions_on_a_full_disk_hold_and_the_override_file_catches_up
         controls.apply(snapshot(now_s=clock.now_s, units=(unit("bess-1"), unit("bess-2"))))
         assert not controls.unsaved
         assert json.loads((root / "overrides.json").read_text())["force"] is None
+
+
+_HOLD_WRITE_LOCK = """
+import sqlite3, sys
+for path in sys.argv[1:]:
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("BEGIN IMMEDIATE")  # a writer's lock, as a person's sqlite3 shell or a backup tool takes
+    globals().setdefault("held", []).append(db)
+print("held", flush=True)
+sys.stdin.readline()
+"""
+
+
+async def test_a_state_file_locked_by_another_process_neither_stalls_nor_ends_the_loop(
+        broker, make_site, tmp_path: Path) -> None:
+    """Another process holding the write lock on state.db and events.db used to stall each save
+    and event for sqlite3's 5 s busy timeout, then raise 'database is locked' out of the period:
+    the controller stopped. Now the write is refused at once, held and written once it can be."""
+    import asyncio
+    import sys
+
+    state = tmp_path / "state"
+    cfg = shaving_site(make_site, broker.url, state={"dir": str(state), "persist_every_s": 0.2})
+    clock = ScaledClock(1.0)
+    async with running_site(cfg, clock) as site, running_controller(cfg, clock) as ctl:
+        await wait_for(lambda: site.plant.battery_power_w > 300_000)  # shaving, state saved
+        holder = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _HOLD_WRITE_LOCK, str(state / "state.db"), str(state / "events.db"),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        try:
+            assert holder.stdout is not None and await holder.stdout.readline() == b"held\n"
+            periods = ctl.stats.periods
+            ctl.events.record("probe", clock.wall(), None)
+            await wait_for(lambda: ctl.stats.periods > periods + 20, timeout_s=10)  # the loop goes on, on time
+            assert ctl.persisted.store.disk.failing and ctl.events.unwritten > 0
+            assert ctl.background_failure is None and site.plant.battery_power_w > 300_000  # still shaving
+        finally:
+            assert holder.stdin is not None
+            holder.stdin.write(b"\n")
+            await holder.stdin.drain()
+            await asyncio.wait_for(holder.wait(), 10)
+        await wait_for(lambda: ctl.events.unwritten == 0 and not ctl.persisted.store.disk.failing)
+        assert ctl.events.count("probe") == 1
+    assert StateStore(state / "state.db").load()["periods"] > periods
