@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 
 from ems.model.errors import ConfigError
+from ems.secret_source import why_unreadable
 from ems.topology import MqttConfig, MqttTlsConfig
 
 log = structlog.get_logger("ems.mqtt")
@@ -32,8 +33,8 @@ class MqttAuthError(ConfigError):
 def _read_secret_file(path: Path, what: str) -> str:
     try:
         text = path.read_text()
-    except OSError as exc:
-        raise MqttAuthError(f"{what}: cannot read {path}: {exc.strerror}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MqttAuthError(f"{what}: cannot read {path}: {why_unreadable(exc)}") from None
     secret = text.splitlines()[0].strip() if text.strip() else ""
     if not secret:
         raise MqttAuthError(f"{what}: {path} is empty")
@@ -57,8 +58,8 @@ def passwords_file(path: Path, what: str) -> dict[str, str]:
     """`user:password` lines (`#` comments) -> {user: password}."""
     try:
         text = path.read_text()
-    except OSError as exc:
-        raise MqttAuthError(f"{what}: cannot read {path}: {exc.strerror}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MqttAuthError(f"{what}: cannot read {path}: {why_unreadable(exc)}") from None
     out: dict[str, str] = {}
     for n, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()

@@ -8,6 +8,11 @@ from pathlib import Path
 from ems.model.errors import ConfigError
 
 
+def why_unreadable(exc: OSError | UnicodeDecodeError) -> str:
+    """Why a secret or token file could not be read, for its error message (never its bytes)."""
+    return "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else (exc.strerror or type(exc).__name__)
+
+
 def read_secret(field: str, env: tuple[str, str | None], file: tuple[str, Path | None], what: str = "") -> str | None:
     """The secret from `file` (its key in the section, its path), else from the variable `env`
     (its key, its name), read now; None where neither is set. A missing, unreadable or empty one
@@ -16,8 +21,8 @@ def read_secret(field: str, env: tuple[str, str | None], file: tuple[str, Path |
     if path is not None:
         try:
             text = path.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"{field}.{file_key}: {exc.strerror}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{field}.{file_key}: {why_unreadable(exc)}") from None
         if not text:
             raise ConfigError(f"{field}.{file_key}: empty")
         return text

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ems.config import HttpConfig
 from ems.model.errors import EmsError
+from ems.secret_source import why_unreadable
 
 MIN_TOKEN_CHARS = 16  # a short token can be guessed over the network
 
@@ -86,8 +87,8 @@ def tokens_from(token_env: str, token_file: Path | None, environ: Mapping[str, s
         path = Path(token_file)
         try:
             by_name.update(parse_token_file(path.read_text(), str(path)))
-        except OSError as exc:
-            raise TokenError(f"{path}: cannot read the token file: {exc.strerror}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise TokenError(f"{path}: cannot read the token file: {why_unreadable(exc)}") from None
     from_env = env.get(token_env, "").strip()
     if from_env:
         name, token = _checked("operator", from_env, f"${token_env}")
