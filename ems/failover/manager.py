@@ -31,7 +31,7 @@ from ems.clock import Clock
 from ems.config import FailoverConfig, ModbusEndpoint, SiteConfig
 from ems.events import EventLog
 from ems.failover.fast_path import FastPath, Firing
-from ems.failover.watcher import Disturbance, GridVerdict, GridWatcher
+from ems.failover.watcher import Disturbance, EventBudget, GridVerdict, GridWatcher
 from ems.model.cancel_guard import checkpoint
 from ems.model.snapshot import SiteSnapshot
 from ems.mqtt_auth import client_kwargs, refreshed
@@ -91,6 +91,9 @@ class FailoverManager:
         # a loss: a generation counter lets a period's update lose to a loss that came meanwhile
         self._state_lock = threading.Lock()
         self._loss_generation = 0
+        # grid returns, losses while islanded and disturbances can flap every sample: each would
+        # be a durable (fsync'd) event on the control loop's thread. The failover itself always is
+        self._event_budget = EventBudget()
 
     def reconfigure(self, cfg: SiteConfig) -> None:
         """A reloaded site file: new tuning from the next period (connections stay)."""
@@ -225,18 +228,33 @@ class FailoverManager:
         worst = {"worst_voltage_pu": None if d.worst_voltage_pu is None else round(d.worst_voltage_pu, 3),
                  "worst_frequency_pu": None if d.worst_frequency_pu is None else round(d.worst_frequency_pu, 4)}
         kind = "ride_through" if d.outcome == "riding" else "ride_through_end"
-        self._on_main(self.events.record, kind, self.clock.wall(), "RIDE_THROUGH", cause=d.cause,
-                      outcome=d.outcome, duration_s=round(d.duration_s, 3), **worst)
+        self._record_flapping(kind, "RIDE_THROUGH", cause=d.cause, outcome=d.outcome,
+                              duration_s=round(d.duration_s, 3), **worst)
+
+    def _record_flapping(self, kind: str, reason: str | None, **data: Any) -> None:
+        """Record an event of a kind that can flap, within the budget (the skipped counted)."""
+        skipped = self._event_budget.take(self.clock.monotonic())
+        if skipped is None:
+            return
+        if skipped:
+            data["not_recorded_since_last"] = skipped
+        self._on_main(self.events.record, kind, self.clock.wall(), reason, **data)
 
     async def _on_change(self, verdict: GridVerdict) -> None:
         wall = self.clock.wall()
         if verdict.ok:
             self.grid_ok = True
-            self._on_main(self.events.record, "grid_return", wall, None, islanded=self.state.islanded)
+            self._record_flapping("grid_return", None, islanded=self.state.islanded)
             return
         self.grid_ok = False
         if self.state.islanded:
-            self._on_main(self.events.record, "grid_loss_while_islanded", wall, verdict.cause)
+            # the reconnect wait starts again: a loss that came and went between two periods is
+            # seen here only (a period samples `grid_ok` once), and a period computing meanwhile
+            # may have counted the grid stable: the generation makes it discard that
+            with self._state_lock:
+                self._loss_generation += 1
+                self.state = replace(self.state, grid_ok_since_s=None)
+            self._record_flapping("grid_loss_while_islanded", verdict.cause)
             return
         plan = self.plan
         # islanded first, so a control period running meanwhile never commands grid-following
@@ -276,4 +294,5 @@ class FailoverManager:
                 "shortfall_w": round(plan.shortfall_w), "genset_start": plan.genset_start},
             "last_failover_ms": None if last is None else last.last_ack_ms,
             "failovers": len(self.firings), "watcher_samples": self.watcher.samples,
+            "grid_events_not_recorded": self._event_budget.skipped_total,
         }

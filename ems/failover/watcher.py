@@ -39,6 +39,30 @@ class GridVerdict:
 
 OnChange = Callable[[GridVerdict], Awaitable[None]]
 
+MAX_GRID_EVENTS_PER_MIN = 30  # a flapping grid status or voltage: the rest counted, not each logged
+
+
+class EventBudget:
+    """At most `per_min` records a minute of something that can flap every sample; the rest
+    are counted and handed to the next one that is recorded."""
+
+    def __init__(self, per_min: int = MAX_GRID_EVENTS_PER_MIN) -> None:
+        self.per_min = per_min
+        self._times: list[float] = []
+        self.skipped = 0  # since the last one recorded
+        self.skipped_total = 0
+
+    def take(self, now_s: float) -> int | None:
+        """None: do not record this one (counted). Else: how many were skipped before it."""
+        self._times = [t for t in self._times if now_s - t < 60.0]
+        if len(self._times) >= self.per_min:
+            self.skipped += 1
+            self.skipped_total += 1
+            return None
+        self._times.append(now_s)
+        skipped, self.skipped = self.skipped, 0
+        return skipped
+
 
 @dataclass(frozen=True, slots=True)
 class Disturbance:
@@ -79,6 +103,7 @@ class GridWatcher:
         self.samples = 0
         self.read_failures = 0
         self._bad_in_a_row = 0
+        self._log_budget = EventBudget()  # the callbacks hear every change; the log only so many
 
     async def _sample(self) -> tuple[bool | None, float | None, float | None]:
         async def pcs_down() -> bool | None:
@@ -106,7 +131,8 @@ class GridWatcher:
     async def _disturbance(self, outcome: str, excursion: Excursion, now_s: float) -> None:
         if outcome == "back_in_band":
             self.ridden_through += 1
-        log.warning("grid disturbance", cause=excursion.cause, outcome=outcome)
+        if (skipped := self._log_budget.take(time.monotonic())) is not None:
+            log.warning("grid disturbance", cause=excursion.cause, outcome=outcome, not_logged_since_last=skipped)
         if self.on_disturbance is not None:
             await self.on_disturbance(Disturbance(excursion.cause, outcome, now_s - excursion.since_s,
                                                   excursion.worst_voltage_pu, excursion.worst_frequency_pu))
@@ -137,11 +163,13 @@ class GridWatcher:
             self.excursion = excursion if ok and (verdict is Verdict.RIDING or was is not None) else None
         if self.ok and not ok:
             self.ok = False
-            log.warning("grid lost", cause=cause)
+            if (skipped := self._log_budget.take(time.monotonic())) is not None:
+                log.warning("grid lost", cause=cause, not_logged_since_last=skipped)
             await self.on_change(GridVerdict(False, cause, time.monotonic_ns()))
         elif not self.ok and verdict is Verdict.IN_BAND:
             self.ok = True
-            log.info("grid back")
+            if (skipped := self._log_budget.take(time.monotonic())) is not None:
+                log.info("grid back", not_logged_since_last=skipped)
             await self.on_change(GridVerdict(True, cause, time.monotonic_ns()))
 
     async def run(self) -> None:

@@ -1,0 +1,69 @@
+"""Failover against a misbehaving grid and devices on the simulated site (real sockets on loopback).
+
+Times as in test_failover.py (reconnect after 1 s of stable grid, genset start 0.5 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from ems.clock import ScaledClock
+from ems.failover.watcher import MAX_GRID_EVENTS_PER_MIN
+from tests.conftest import running_controller, running_site, wait_for
+from tests.integration.test_failover import _armed, _cfg, _no_damage
+
+pytestmark = pytest.mark.integration
+
+
+async def _flap(plant, seconds: float, up_s: float, down_s: float) -> None:
+    """The grid back for `up_s`, gone for `down_s`, again and again; bounded, ends with it back."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        plant.restore_grid()
+        await asyncio.sleep(up_s)
+        plant.lose_grid()
+        await asyncio.sleep(down_s)
+    plant.restore_grid()
+
+
+async def test_losses_between_two_periods_restart_the_reconnect_wait(broker, make_site) -> None:
+    # gone for ~6 ms in every 100 ms: a period (100 ms) samples the grid back nearly every time,
+    # only the watcher (2 ms) sees each loss. Before: reconnected twice onto this grid in 3 s
+    cfg = _cfg(make_site, broker.url, reconnect_stable_s=1.0)
+    clock = ScaledClock(1.0)
+    async with running_site(cfg, clock) as site, running_controller(cfg, clock) as ctl:
+        await _armed(ctl)
+        plant = site.plant
+        plant.lose_grid()
+        await asyncio.wait_for(ctl.failover.fired.wait(), 2)
+        await asyncio.sleep(0.2)
+        await _flap(plant, 3.0, 0.094, 0.006)
+        plant.lose_grid()
+        await asyncio.sleep(0.1)
+        assert [o.reconnect_ns for o in plant.grid.outages] == [None]
+        assert ctl.failover.islanded and len(ctl.failover.firings) == 1
+        _no_damage(site)
+
+
+async def test_a_flapping_grid_status_is_not_an_event_storm(broker, make_site) -> None:
+    # the grid (PCS status and meter) flapping every ~5 ms while islanded. Before: ~140 durable
+    # events and ~300 log lines in 2 s, one per flap
+    cfg = _cfg(make_site, broker.url, reconnect_stable_s=5.0)
+    clock = ScaledClock(1.0)
+    async with running_site(cfg, clock) as site, running_controller(cfg, clock) as ctl:
+        await _armed(ctl)
+        plant = site.plant
+        plant.lose_grid()
+        await asyncio.wait_for(ctl.failover.fired.wait(), 2)
+        await _flap(plant, 2.0, 0.005, 0.005)
+        await wait_for(lambda: ctl.failover.grid_ok)
+        await asyncio.sleep(0.2)
+        recorded = ctl.events.count("grid_return") + ctl.events.count("grid_loss_while_islanded")
+        assert recorded == MAX_GRID_EVENTS_PER_MIN
+        status = ctl.failover.status()
+        assert status["grid_events_not_recorded"] > 20  # counted, not lost
+        assert ctl.failover.islanded and len(ctl.failover.firings) == 1
+        _no_damage(site)
