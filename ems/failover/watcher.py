@@ -6,8 +6,8 @@ and the meter's voltage and frequency. The grid is lost when a PCS says so (at o
 when voltage or frequency go beyond the ride-through curve (policies/ride_through.py) for
 `debounce_samples` samples; a disturbance inside the curve is ridden through (the site
 stays connected, `on_disturbance` is told when it starts and ends). The grid is back when
-every signal is in its continuous band again. A sensor that cannot be read (or sends a code
-its profile does not name) is not evidence either way: it keeps the last verdict.
+every signal is in its continuous band again, each sensor read. A sensor that cannot be read
+(or sends a code its profile does not name) is not evidence either way: it keeps the last verdict.
 """
 
 from __future__ import annotations
@@ -166,11 +166,17 @@ class GridWatcher:
             if (skipped := self._log_budget.take(time.monotonic())) is not None:
                 log.warning("grid lost", cause=cause, not_logged_since_last=skipped)
             await self.on_change(GridVerdict(False, cause, time.monotonic_ns()))
-        elif not self.ok and verdict is Verdict.IN_BAND:
+        elif not self.ok and verdict is Verdict.IN_BAND and self._all_read(pcs_down, voltage, frequency):
             self.ok = True
             if (skipped := self._log_budget.take(time.monotonic())) is not None:
                 log.info("grid back", not_logged_since_last=skipped)
             await self.on_change(GridVerdict(True, cause, time.monotonic_ns()))
+
+    def _all_read(self, pcs_down: bool | None, voltage: float | None, frequency: float | None) -> bool:
+        """Every sensor this watcher has was read: the grid is back only on full evidence (a
+        PCS that sees a grid says nothing of its voltage; an unread meter keeps it lost)."""
+        return ((self.pcs is None or pcs_down is not None)
+                and (self.meter is None or (voltage is not None and frequency is not None)))
 
     async def run(self) -> None:
         period_s = self.cfg.detect_poll_s

@@ -9,6 +9,7 @@ import asyncio
 import time
 
 import pytest
+from pymodbus.constants import ExcCodes
 
 from ems.clock import ScaledClock
 from ems.failover.watcher import MAX_GRID_EVENTS_PER_MIN
@@ -66,4 +67,31 @@ async def test_a_flapping_grid_status_is_not_an_event_storm(broker, make_site) -
         status = ctl.failover.status()
         assert status["grid_events_not_recorded"] > 20  # counted, not lost
         assert ctl.failover.islanded and len(ctl.failover.firings) == 1
+        _no_damage(site)
+
+
+async def test_no_reconnection_while_the_meter_cannot_be_read(broker, make_site) -> None:
+    # the grid comes back at 0.5 pu (the PCS sees a grid, the meter would show the dip) while
+    # the meter answers every request with an exception. Before: the PCS alone counted as the
+    # grid back in band and the site reconnected onto it after reconnect_stable_s
+    cfg = _cfg(make_site, broker.url, reconnect_stable_s=1.0)
+    clock = ScaledClock(1.0)
+    async with running_site(cfg, clock) as site, running_controller(cfg, clock) as ctl:
+        await _armed(ctl)
+        plant = site.plant
+        plant.lose_grid()
+        await asyncio.wait_for(ctl.failover.fired.wait(), 2)
+        meter = site.device("meter")
+        meter.fail_with = ExcCodes.DEVICE_FAILURE
+        plant.restore_grid()
+        plant.grid.disturb(plant.now_s, 0.5, 1.0, 3600.0)
+        await asyncio.sleep(2.5)
+        assert not ctl.failover.grid_ok and ctl.failover.islanded
+        assert [o.reconnect_ns for o in plant.grid.outages] == [None]
+        meter.fail_with = None  # readable again: it shows the dip, still no reconnection
+        await asyncio.sleep(0.5)
+        assert not ctl.failover.grid_ok
+        plant.grid.dip = None  # the grid in band: back, and reconnected after the wait
+        await wait_for(lambda: not ctl.failover.islanded, timeout_s=5)
+        assert plant.grid.outages[-1].reconnect_ns is not None
         _no_damage(site)
