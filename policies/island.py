@@ -3,8 +3,8 @@
 While islanded, grid-trading policies stand down and this decides, every period: rack
 caps so the load fits what the BESS (and a running genset) can carry — re-planned as
 SoC falls, deeper (every non-critical rack at its minimum) if the genset failed to
-start, relaxed once the genset carries load; genset start (at once or after a delay) and
-its battery-charging request. When the grid has been back and stable for
+start, relaxed once the genset carries load (running is not enough: it must deliver);
+genset start (at once or after a delay) and its battery-charging request. When the grid has been back and stable for
 `reconnect_stable_s` it asks for the planned reconnection; a loss in the meantime
 restarts the wait (a flapping grid never reconnects early). After reconnection, caps
 ramp back to nameplate over `cap_release_s` and the genset stops once it has run its
@@ -62,6 +62,18 @@ def on_grid_loss(state: IslandState, now_s: float, caps_w: dict[str, float], gen
                        caps_w={**state.caps_w, **caps_w})
 
 
+GENSET_CARRYING_FRACTION = 0.25
+
+
+def _genset_relief_w(power_w: float, rated_w: float, load_w: float) -> float:
+    """What a running genset counts for: its rating once it carries load (at least a quarter
+    of what it could carry now: a share by rating still passes), else only what it delivers
+    (running, breaker open: a rating that relaxed the caps would drop the load on the BESS)."""
+    if power_w >= GENSET_CARRYING_FRACTION * min(rated_w, load_w):
+        return rated_w
+    return max(0.0, power_w)
+
+
 def _island_caps(snap: SiteSnapshot, p: IslandParams, state: IslandState, genset_w: float,
                  genset_failed: bool) -> dict[str, float]:
     racks = snap.racks
@@ -100,7 +112,8 @@ def step(snap: SiteSnapshot, p: IslandParams, state: IslandState) -> tuple[Islan
     if p.has_genset and not started and now - loss_at >= p.genset_start_after_s:
         start, started = "start", True
     failed = genset is not None and genset.state is GensetState.FAILED
-    genset_w = genset.rated_power_w if running and genset is not None else 0.0
+    genset_w = 0.0 if not running or genset is None else _genset_relief_w(genset.power_w, genset.rated_power_w,
+                                                                           snap.racks.load_estimate_w)
     caps = _island_caps(snap, p, state, genset_w, failed)
     charge_w = p.genset_charge_w if running and p.genset_charge_w > 0 else None
     if since is not None and now - since >= p.reconnect_stable_s:

@@ -13,6 +13,8 @@ from pymodbus.constants import ExcCodes
 
 from ems.clock import ScaledClock
 from ems.failover.watcher import MAX_GRID_EVENTS_PER_MIN
+from ems.model.readings import GensetState
+from ems.model.reasons import Reason
 from tests.conftest import running_controller, running_site, wait_for
 from tests.integration.test_failover import _armed, _cfg, _no_damage
 
@@ -95,3 +97,25 @@ async def test_no_reconnection_while_the_meter_cannot_be_read(broker, make_site)
         await wait_for(lambda: not ctl.failover.islanded, timeout_s=5)
         assert plant.grid.outages[-1].reconnect_ns is not None
         _no_damage(site)
+
+
+async def test_a_genset_running_without_output_does_not_release_the_caps(broker, make_site) -> None:
+    # low SoC: the island needs the genset. It starts and reports running at its 1.2 MW rating
+    # but delivers nothing (its breaker never closed: 1 kW here). Before: caps relaxed by the
+    # rating, the 1.44 MW load fell on the 1 MW BESS and its PCS tripped
+    cfg = _cfg(make_site, broker.url, soc=0.08, reserve_w=50_000.0)
+    clock = ScaledClock(1.0)
+    async with running_site(cfg, clock) as site, running_controller(cfg, clock) as ctl:
+        await _armed(ctl)
+        genset = site.plant.genset
+        genset.cfg = genset.cfg.model_copy(update={"rated_power_w": 1_000.0})
+        device = site.device("genset")
+        read = device.read_values
+        device.read_values = lambda: {**read(), "rated_power": 1_200.0}  # kW, as the profile says
+        site.plant.lose_grid()
+        await asyncio.wait_for(ctl.failover.fired.wait(), 2)
+        await wait_for(lambda: genset.state is GensetState.RUNNING, timeout_s=5)
+        await asyncio.sleep(3.0)  # past the PCS's 2 s overload allowance
+        assert site.plant.battery_power_w < 1_000_000
+        _no_damage(site)
+        assert ctl.last.step.reason is Reason.ISLANDED

@@ -36,8 +36,8 @@ def _snap(units=None, racks=None, genset=None, grid_ok=None, now_s=0.0):
     return replace(s, racks=racks or _racks(), genset=genset, grid_ok=grid_ok)
 
 
-def _genset(state: GensetState, run_s: float = 0.0) -> GensetReading:
-    return GensetReading(state, 0.0, 500_000.0, 0.0, 0.0, run_s, 1, 0.0)
+def _genset(state: GensetState, run_s: float = 0.0, power_w: float = 0.0) -> GensetReading:
+    return GensetReading(state, power_w, 500_000.0, 0.0, 0.0, run_s, 1, 0.0)
 
 
 def test_shed_sequence_configured_rows_first_critical_last() -> None:
@@ -116,10 +116,21 @@ def test_GENSET_START_FAILED() -> None:
 def test_running_genset_relaxes_caps_and_charges_the_battery() -> None:
     snap = _snap(units=(unit("u1", max_discharge_w=100e3),), grid_ok=False)
     state = island.on_grid_loss(island.IslandState(), 0.0, arm(snap, P).rack_caps_w, genset_started=True)
-    running = replace(snap, genset=_genset(GensetState.RUNNING), now_s=40.0)
+    running = replace(snap, genset=_genset(GensetState.RUNNING, power_w=150e3), now_s=40.0)
     actions, state = island.step(running, IP, state)
     assert all(v is None for v in actions.caps_w.values())  # 100 kW + 500 kW genset carry 240 kW
     assert actions.genset_charge_w == 50_000.0 and state.caps_w == {}
+
+
+def test_a_running_genset_that_delivers_nothing_does_not_relax_caps() -> None:
+    # running at its 500 kW rating by its state register, 0 W out (its breaker open): the
+    # island still rests on the 100 kW battery alone
+    snap = _snap(units=(unit("u1", max_discharge_w=100e3),), grid_ok=False)
+    caps = arm(snap, P).rack_caps_w
+    state = island.on_grid_loss(island.IslandState(), 0.0, caps, genset_started=True)
+    idle = replace(snap, genset=_genset(GensetState.RUNNING, power_w=0.0), now_s=40.0)
+    actions, _ = island.step(idle, IP, state)
+    assert {k: v for k, v in actions.caps_w.items() if v is not None} == caps
 
 
 def test_RECONNECT_WAIT() -> None:
