@@ -13,7 +13,7 @@ from pymodbus.constants import ExcCodes
 
 from ems.clock import ScaledClock
 from ems.failover.watcher import MAX_GRID_EVENTS_PER_MIN
-from ems.model.readings import GensetState
+from ems.model.readings import GensetState, PcsMode
 from ems.model.reasons import Reason
 from tests.conftest import running_controller, running_site, wait_for
 from tests.integration.test_failover import _armed, _cfg, _no_damage
@@ -94,8 +94,8 @@ async def test_no_reconnection_while_the_meter_cannot_be_read(broker, make_site)
         await asyncio.sleep(0.5)
         assert not ctl.failover.grid_ok
         plant.grid.dip = None  # the grid in band: back, and reconnected after the wait
-        await wait_for(lambda: not ctl.failover.islanded, timeout_s=5)
-        assert plant.grid.outages[-1].reconnect_ns is not None
+        await wait_for(lambda: plant.grid.outages[-1].reconnect_ns is not None, timeout_s=5)
+        assert not ctl.failover.islanded
         _no_damage(site)
 
 
@@ -119,3 +119,28 @@ async def test_a_genset_running_without_output_does_not_release_the_caps(broker,
         assert site.plant.battery_power_w < 1_000_000
         _no_damage(site)
         assert ctl.last.step.reason is Reason.ISLANDED
+
+
+async def test_a_pcs_that_refused_grid_forming_is_told_again(broker, make_site) -> None:
+    # no hardware transfer: the island forms on the grid-forming command. Both PCS refuse every
+    # request at the loss (the fast path's command included) and answer again 50 ms later; the
+    # racks' 2 s hold-up leaves time. Before: nothing sent the command again while islanded,
+    # the island never formed and collapsed after 3 hold-ups (all racks lost)
+    cfg = _cfg(make_site, broker.url, seamless=False, holdup_s=2.0)
+    clock = ScaledClock(1.0)
+    async with running_site(cfg, clock) as site, running_controller(cfg, clock) as ctl:
+        await _armed(ctl)
+        pcs = [site.device(f"{u}.pcs") for u in site.plant.units]
+        for d in pcs:
+            d.fail_with = ExcCodes.DEVICE_FAILURE
+        site.plant.lose_grid()
+        await asyncio.wait_for(ctl.failover.fired.wait(), 2)
+        assert ctl.failover.firings[-1].timeline() and all(
+            e["error"] for e in ctl.failover.firings[-1].timeline() if e["action"] == "grid_forming")
+        await asyncio.sleep(0.05)
+        for d in pcs:
+            d.fail_with = None
+        await wait_for(lambda: site.plant.grid.carried, timeout_s=1.5)
+        await asyncio.sleep(0.5)
+        assert all(u.mode is PcsMode.GRID_FORMING for u in site.plant.units.values())
+        _no_damage(site)
