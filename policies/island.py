@@ -57,8 +57,10 @@ class IslandActions:
 
 
 def on_grid_loss(state: IslandState, now_s: float, caps_w: dict[str, float], genset_started: bool) -> IslandState:
-    """The fast path fired (or the loop found the site islanded)."""
-    return IslandState(islanded=True, loss_at_s=now_s, genset_started=genset_started or state.genset_started,
+    """The fast path fired (or the loop found the site islanded). `genset_started`: the fast
+    path sent the start. One sent in an earlier outage does not count: that genset may have
+    failed or been stopped since (a start to one still running is harmless)."""
+    return IslandState(islanded=True, loss_at_s=now_s, genset_started=genset_started,
                        caps_w={**state.caps_w, **caps_w})
 
 

@@ -144,3 +144,28 @@ async def test_a_pcs_that_refused_grid_forming_is_told_again(broker, make_site) 
         await asyncio.sleep(0.5)
         assert all(u.mode is PcsMode.GRID_FORMING for u in site.plant.units.values())
         _no_damage(site)
+
+
+async def test_back_to_back_outages_start_a_genset_reset_in_between(broker, make_site) -> None:
+    # a delayed genset start. Outage 1: the genset trips while running; the grid returns, the site
+    # reconnects, the genset is reset at its panel. Outage 2 must start it again
+    cfg = _cfg(make_site, broker.url, reconnect_stable_s=0.5)
+    fc = cfg.failover
+    cfg = cfg.model_copy(update={"failover": fc.model_copy(
+        update={"genset": fc.genset.model_copy(update={"start_after_s": 0.3})})})
+    clock = ScaledClock(1.0)
+    async with running_site(cfg, clock) as site, running_controller(cfg, clock) as ctl:
+        await _armed(ctl)
+        plant, genset = site.plant, site.plant.genset
+        plant.lose_grid()
+        await wait_for(lambda: genset.state is GensetState.RUNNING, timeout_s=5)
+        genset.trip(plant.now_s)
+        plant.restore_grid()
+        await wait_for(lambda: plant.grid.outages[-1].reconnect_ns is not None, timeout_s=5)
+        await asyncio.sleep(0.3)
+        genset.command_stop(plant.now_s)  # reset at its panel: stopped, ready to start
+        starts = genset.starts
+        plant.lose_grid()
+        await wait_for(lambda: genset.starts > starts, timeout_s=3)
+        await wait_for(lambda: genset.state is GensetState.RUNNING, timeout_s=5)
+        _no_damage(site)

@@ -103,6 +103,17 @@ def test_genset_starts_after_the_configured_delay() -> None:
     assert actions.genset == "start" and state.genset_started
 
 
+def test_a_second_outage_starts_the_genset_again() -> None:
+    # outage 1's genset failed (or was stopped at its panel): nothing was left to stop after the
+    # reconnection, so `genset_started` stayed set. Before: outage 2 never sent the delayed start
+    p = replace(IP, genset_start_after_s=5.0)
+    after_first = island.IslandState(islanded=False, reconnected_at_s=100.0, genset_started=True)
+    _, after_first = island.step(_snap(genset=_genset(GensetState.STOPPED), now_s=200.0), p, after_first)
+    state = island.on_grid_loss(after_first, 300.0, {}, genset_started=False)
+    actions, state = island.step(_snap(grid_ok=False, genset=_genset(GensetState.STOPPED), now_s=305.0), p, state)
+    assert actions.genset == "start" and state.genset_started
+
+
 def test_GENSET_START_FAILED() -> None:
     state = island.on_grid_loss(island.IslandState(), 0.0, {}, genset_started=True)
     snap = _snap(grid_ok=False, genset=_genset(GensetState.FAILED), now_s=20.0)
