@@ -295,4 +295,5 @@ class FailoverManager:
             "last_failover_ms": None if last is None else last.last_ack_ms,
             "failovers": len(self.firings), "watcher_samples": self.watcher.samples,
             "grid_events_not_recorded": self._event_budget.skipped_total,
+            "watcher_read_failures": self.watcher.read_failures, "watcher_sensors_down": self.watcher.sensors_down,
         }

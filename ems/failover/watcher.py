@@ -13,6 +13,7 @@ every signal is in its continuous band again, each sensor read. A sensor that ca
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 import structlog
 
 from drivers.bess import grid_ok
-from drivers.errors import DriverError
+from drivers.errors import DriverError, MalformedData
 from drivers.modbus_device import ModbusDevice
 from ems.config import FailoverConfig
 from ems.model.cancel_guard import checkpoint
@@ -102,6 +103,7 @@ class GridWatcher:
         self.ridden_through = 0
         self.samples = 0
         self.read_failures = 0
+        self.sensors_down: dict[str, str] = {}  # sensor -> its last error, while unreadable
         self._bad_in_a_row = 0
         self._log_budget = EventBudget()  # the callbacks hear every change; the log only so many
 
@@ -116,17 +118,33 @@ class GridWatcher:
             if self.meter is None:
                 return None
             v = await self.meter.read_registers_si(("voltage", "frequency"))
+            if not (math.isfinite(v["voltage"]) and math.isfinite(v["frequency"])):
+                # a float meter's "not available" (NaN): no evidence, not a voltage beyond the curve
+                raise MalformedData(f"{self.meter.name}: voltage or frequency is not finite")
             return v["voltage"], v["frequency"]
 
         results = await asyncio.gather(pcs_down(), meter_vf(), return_exceptions=True)
         down = results[0] if not isinstance(results[0], BaseException) else None
         vf = results[1] if not isinstance(results[1], BaseException) else None
-        for r in results:
+        for device, r in zip((self.pcs, self.meter), results, strict=True):
             if isinstance(r, DriverError):
                 self.read_failures += 1
             elif isinstance(r, BaseException):
                 raise r
+            if device is not None:
+                self._sensor(device.name, r if isinstance(r, DriverError) else None)
         return down, (None if vf is None else vf[0]), (None if vf is None else vf[1])
+
+    def _sensor(self, name: str, error: DriverError | None) -> None:
+        """Log once when a sensor becomes unreadable and once when it is back: detection is
+        blind to it meanwhile (its own connection: the period's reads may be fine)."""
+        # a new dict each time (one reference assignment): the control loop's thread reads it
+        if error is not None and name not in self.sensors_down:
+            self.sensors_down = {**self.sensors_down, name: f"{type(error).__name__}: {error}"}
+            log.warning("grid sensor unreadable", device=name, error=self.sensors_down[name])
+        elif error is None and name in self.sensors_down:
+            self.sensors_down = {k: v for k, v in self.sensors_down.items() if k != name}
+            log.info("grid sensor readable again", device=name)
 
     async def _disturbance(self, outcome: str, excursion: Excursion, now_s: float) -> None:
         if outcome == "back_in_band":
