@@ -272,7 +272,9 @@ class FailoverManager:
             return
         self.firings.append(firing)
         self._on_main(self.fired.set)
-        over = firing.last_ack_ms is None or firing.last_ack_ms > self.fc.budget_s * 1e3
+        # a device that never acknowledged was not commanded within the budget either
+        over = (firing.last_ack_ms is None or firing.last_ack_ms > self.fc.budget_s * 1e3
+                or any(e.ack_ns is None for e in firing.entries))
         errors = [e for e in firing.entries if e.error]
         self._on_main(
             self.events.record,

@@ -169,3 +169,27 @@ async def test_back_to_back_outages_start_a_genset_reset_in_between(broker, make
         await wait_for(lambda: genset.starts > starts, timeout_s=3)
         await wait_for(lambda: genset.state is GensetState.RUNNING, timeout_s=5)
         _no_damage(site)
+
+
+async def test_a_pcs_silent_past_the_deadline_counts_as_an_error(broker, make_site) -> None:
+    # both PCS answer 0.4 s late at the loss (the fast path gives up after 10 x its 20 ms budget;
+    # the hardware transfer forms the island). Before: the failover event said errors=0 and,
+    # the rows and genset having answered in time, not over budget
+    cfg = _cfg(make_site, broker.url)
+    clock = ScaledClock(1.0)
+    async with running_site(cfg, clock) as site, running_controller(cfg, clock) as ctl:
+        await _armed(ctl)
+        pcs = [site.device(f"{u}.pcs") for u in site.plant.units]
+        for d in pcs:
+            d.delay_s = 0.4
+        site.plant.lose_grid()
+        await asyncio.wait_for(ctl.failover.fired.wait(), 2)
+        for d in pcs:
+            d.delay_s = 0.0
+        await wait_for(lambda: ctl.events.count("failover") == 1)
+        event = ctl.events.query(kind="failover")[0]
+        modes = [e for e in event.data["timeline"] if e["action"] == "grid_forming"]
+        assert len(modes) == 2 and all(e["ack_ms"] is None and e["error"] for e in modes)
+        assert event.data["errors"] == 2 and event.data["over_budget"]
+        await asyncio.sleep(0.3)
+        _no_damage(site)
