@@ -193,3 +193,35 @@ async def test_a_pcs_silent_past_the_deadline_counts_as_an_error(broker, make_si
         assert event.data["errors"] == 2 and event.data["over_budget"]
         await asyncio.sleep(0.3)
         _no_damage(site)
+
+
+async def test_caps_the_fast_path_sent_are_released_when_the_island_needs_none(broker, make_site) -> None:
+    # back-to-back outages: the genset from the first still runs (its minimum run) when the grid
+    # goes again. The fast path caps rows as armed; the island, with the genset carrying, needs
+    # no cap from its first period
+    cfg = _cfg(make_site, broker.url, reconnect_stable_s=0.5)
+    fc = cfg.failover
+    cfg = cfg.model_copy(update={"failover": fc.model_copy(
+        update={"genset": fc.genset.model_copy(update={"min_run_s": 60.0})})})
+    clock = ScaledClock(1.0)
+    async with running_site(cfg, clock) as site, running_controller(cfg, clock) as ctl:
+        await _armed(ctl)
+        plant, racks = site.plant, site.plant.racks
+        plant.lose_grid()
+        await wait_for(lambda: plant.genset.state is GensetState.RUNNING, timeout_s=5)
+        plant.restore_grid()
+        await wait_for(lambda: plant.grid.outages[-1].reconnect_ns is not None, timeout_s=5)
+        await wait_for(lambda: not any(c == c for c in racks.cap_w), timeout_s=5)  # released
+        await wait_for(lambda: ctl.failover.plan is not None and ctl.failover.plan.rack_caps_w, timeout_s=5)
+        plant.lose_grid()
+        await wait_for(lambda: len(ctl.failover.firings) == 2, timeout_s=2)
+        assert ctl.failover.firings[-1].plan.rack_caps_w  # the fast path capped rows
+        # Before: the loop's cap writer had never sent (or had released) those rows, so its
+        # release was not worth a message: 24 racks kept the fast path's caps for good
+        await asyncio.sleep(0.5)  # the racks' cap response is 0.1 s
+        await wait_for(lambda: not any(c == c for c in racks.cap_w), timeout_s=3)  # NaN: no cap
+        plant.restore_grid()
+        await wait_for(lambda: plant.grid.outages[-1].reconnect_ns is not None, timeout_s=5)
+        await asyncio.sleep(0.5)
+        assert not any(c == c for c in racks.cap_w)
+        _no_damage(site)
