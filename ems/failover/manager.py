@@ -91,6 +91,7 @@ class FailoverManager:
         # a loss: a generation counter lets a period's update lose to a loss that came meanwhile
         self._state_lock = threading.Lock()
         self._loss_generation = 0
+        self._losses_while_islanded = 0  # each one restarts the reconnect wait, even mid-period
         # grid returns, losses while islanded and disturbances can flap every sample: each would
         # be a durable (fsync'd) event on the control loop's thread. The failover itself always is
         self._event_budget = EventBudget()
@@ -214,11 +215,18 @@ class FailoverManager:
         return self.plan
 
     def island_step(self, snap: SiteSnapshot) -> island.IslandActions:
-        generation = self._loss_generation
+        generation, blips = self._loss_generation, self._losses_while_islanded
         actions, after = island.step(snap, self.island_params, self.state)
         with self._state_lock:
             if generation != self._loss_generation:  # the grid was lost while we computed: discard
                 return island.IslandActions({}, None, None, False, None)
+            if blips != self._losses_while_islanded:
+                # lost again while we computed: the wait starts over, no reconnection on it (the
+                # rest of the period's actions stand: a grid flapping every few ms must not
+                # starve caps and genset of their periods)
+                after = replace(after, islanded=True, grid_ok_since_s=None, reconnected_at_s=None,
+                                release_from_w={}) if actions.reconnect else replace(after, grid_ok_since_s=None)
+                actions = replace(actions, reconnect=False)
             self.state = after
         return actions
 
@@ -250,9 +258,9 @@ class FailoverManager:
         if self.state.islanded:
             # the reconnect wait starts again: a loss that came and went between two periods is
             # seen here only (a period samples `grid_ok` once), and a period computing meanwhile
-            # may have counted the grid stable: the generation makes it discard that
+            # may have counted the grid stable: island_step sees the count move
             with self._state_lock:
-                self._loss_generation += 1
+                self._losses_while_islanded += 1
                 self.state = replace(self.state, grid_ok_since_s=None)
             self._record_flapping("grid_loss_while_islanded", verdict.cause)
             return
