@@ -225,3 +225,23 @@ async def test_caps_the_fast_path_sent_are_released_when_the_island_needs_none(b
         await asyncio.sleep(0.5)
         assert not any(c == c for c in racks.cap_w)
         _no_damage(site)
+
+
+async def test_a_genset_start_that_failed_at_the_loss_is_sent_again(broker, make_site) -> None:
+    # low SoC: the island needs the genset. Its device refuses every request at the loss (the fast
+    # path's start included) and answers again 50 ms later. Before: the start counted as sent,
+    # nothing sent it again, the genset stayed stopped and the island ran on the battery alone
+    cfg = _cfg(make_site, broker.url, soc=0.08, reserve_w=50_000.0)
+    clock = ScaledClock(1.0)
+    async with running_site(cfg, clock) as site, running_controller(cfg, clock) as ctl:
+        await _armed(ctl)
+        device = site.device("genset")
+        device.fail_with = ExcCodes.DEVICE_FAILURE
+        site.plant.lose_grid()
+        await asyncio.wait_for(ctl.failover.fired.wait(), 2)
+        assert [e["error"] for e in ctl.failover.firings[-1].timeline() if e["device"] == "genset"] != [None]
+        await asyncio.sleep(0.05)
+        device.fail_with = None
+        await wait_for(lambda: site.plant.genset.state is GensetState.RUNNING, timeout_s=6)
+        await wait_for(lambda: site.plant.genset.power_w > 300_000, timeout_s=3)
+        _no_damage(site)

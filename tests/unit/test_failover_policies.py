@@ -114,6 +114,22 @@ def test_a_second_outage_starts_the_genset_again() -> None:
     assert actions.genset == "start" and state.genset_started
 
 
+def test_a_start_the_genset_did_not_take_is_sent_again_backing_off() -> None:
+    # the fast path's start was refused (or ignored): the genset still reports stopped
+    state = island.on_grid_loss(island.IslandState(), 0.0, {}, genset_started=True)
+    stopped = _genset(GensetState.STOPPED)
+    sent = []
+    for t in (0.5, 1.0, 2.0, 3.0, 5.0, 6.0, 9.0, 14.0):
+        actions, state = island.step(_snap(grid_ok=False, genset=stopped, now_s=t), IP, state)
+        if actions.genset == "start":
+            sent.append(t)
+    assert sent == [2.0, 6.0, 14.0]  # after 2 s, then 4 s, then 8 s: never every period
+    actions, state = island.step(_snap(grid_ok=False, genset=_genset(GensetState.STARTING), now_s=40.0), IP, state)
+    assert actions.genset is None  # it took it
+    actions, _ = island.step(_snap(grid_ok=False, genset=_genset(GensetState.FAILED), now_s=90.0), IP, state)
+    assert actions.genset is None  # a reported failure is left to the operator
+
+
 def test_GENSET_START_FAILED() -> None:
     state = island.on_grid_loss(island.IslandState(), 0.0, {}, genset_started=True)
     snap = _snap(grid_ok=False, genset=_genset(GensetState.FAILED), now_s=20.0)
