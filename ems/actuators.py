@@ -171,8 +171,17 @@ class Actuators:
             ready = [w for w, u in zip(self.units, snap.units, strict=True) if u.pcs is not None and not u.pcs.fault]
             results = await asyncio.gather(*(w.io.pcs.set_mode(PcsMode.GRID_FOLLOWING) for w in ready),
                                            return_exceptions=True)
-            writes += sum(1 for r in results if r is None)
-            log.info("reconnected to the grid", units=len(ready))
+            refused = []
+            for w, r in zip(ready, results, strict=True):
+                if isinstance(r, DriverError):  # counted and marked: the next period tells it again
+                    self.write_failures += 1
+                    self.health.failed(f"{w.io.unit_id}.pcs", r)
+                    refused.append(w.io.unit_id)
+                elif isinstance(r, BaseException):
+                    raise r
+            writes += len(ready) - len(refused)
+            (log.warning if refused else log.info)("reconnected to the grid", units=len(ready) - len(refused),
+                                                   refused=refused)
         return writes, sent
 
     async def command_genset(self, cmd: GensetCommand) -> tuple[int, list[str]]:

@@ -10,6 +10,7 @@ import time
 
 import pytest
 from pymodbus.constants import ExcCodes
+from structlog.testing import capture_logs
 
 from ems.clock import ScaledClock
 from ems.failover.watcher import MAX_GRID_EVENTS_PER_MIN
@@ -245,3 +246,36 @@ async def test_a_genset_start_that_failed_at_the_loss_is_sent_again(broker, make
         await wait_for(lambda: site.plant.genset.state is GensetState.RUNNING, timeout_s=6)
         await wait_for(lambda: site.plant.genset.power_w > 300_000, timeout_s=3)
         _no_damage(site)
+
+
+async def test_a_pcs_refusing_the_reconnection_is_counted_and_logged(broker, make_site) -> None:
+    # bess-2's PCS refuses the grid-following command at the reconnection (only that). Before:
+    # the refusal was swallowed (not counted, the device not marked) and the log said every
+    # unit reconnected
+    cfg = _cfg(make_site, broker.url, reconnect_stable_s=0.5)
+    clock = ScaledClock(1.0)
+    async with running_site(cfg, clock) as site, running_controller(cfg, clock) as ctl:
+        await _armed(ctl)
+        plant = site.plant
+        plant.lose_grid()
+        await asyncio.wait_for(ctl.failover.fired.wait(), 2)
+        await asyncio.sleep(0.2)
+        device = site.device("bess-2.pcs")
+        write = device.write_value
+
+        def refuse_following(name: str, value: float) -> None:
+            if name == "mode_command" and value == device.profile.register(name).enum_code("grid_following"):
+                raise RuntimeError("refused")
+            write(name, value)
+
+        device.write_value = refuse_following
+        failures = ctl.actuators.write_failures
+        with capture_logs() as logs:
+            plant.restore_grid()
+            await wait_for(lambda: not ctl.failover.islanded, timeout_s=5)
+            await asyncio.sleep(0.05)
+        said = [(e["log_level"], e["units"], e["refused"]) for e in logs if e["event"] == "reconnected to the grid"]
+        assert said == [("warning", 1, ["bess-2"])]
+        assert ctl.actuators.write_failures > failures and ctl.reader.health.errors.get("bess-2.pcs", 0) >= 1
+        await wait_for(lambda: ctl.events.count("device_lost") >= 1)
+        assert plant.grid.outages[-1].reconnect_ns is not None  # bess-1 took it: the breaker closed
