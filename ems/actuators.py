@@ -2,8 +2,8 @@
 
 Each period every PCS gets its heartbeat first (a PCS that just left standby starts its
 timeout), then grid-following mode where it has drifted out of it (never without the
-grid, nor while islanded: that would drop the island; off-grid, grid-forming instead: the
-battery is the island's heart), then its setpoint if it changed
+grid, nor while islanded: that would drop the island; off-grid or islanded, grid-forming
+instead: the battery is the island's heart), then its setpoint if it changed
 by more than the deadband, drifted on the device, or must become exactly 0 W. Rack caps
 go as one retained message per row. A failed write marks the device down (the period
 result says so) and never stops the other writes.
@@ -90,7 +90,10 @@ class Actuators:
             writes += 1
             pcs = snap.pcs
             gf, gfm = PcsMode.GRID_FOLLOWING, PcsMode.GRID_FORMING
-            if forming:  # off-grid: every unit that can forms the island
+            # off-grid: every unit that can forms the island. Islanded by a loss: the fast path
+            # sent the command once; a unit that refused it, timed out or rebooted is told again,
+            # or without a hardware transfer the island would never form
+            if forming or islanded:
                 if (snap.available and pcs is not None and not pcs.fault
                         and (pcs.mode is not gfm or pcs.mode_command is not gfm)):
                     await pcs_driver.set_mode(gfm)
@@ -168,8 +171,17 @@ class Actuators:
             ready = [w for w, u in zip(self.units, snap.units, strict=True) if u.pcs is not None and not u.pcs.fault]
             results = await asyncio.gather(*(w.io.pcs.set_mode(PcsMode.GRID_FOLLOWING) for w in ready),
                                            return_exceptions=True)
-            writes += sum(1 for r in results if r is None)
-            log.info("reconnected to the grid", units=len(ready))
+            refused = []
+            for w, r in zip(ready, results, strict=True):
+                if isinstance(r, DriverError):  # counted and marked: the next period tells it again
+                    self.write_failures += 1
+                    self.health.failed(f"{w.io.unit_id}.pcs", r)
+                    refused.append(w.io.unit_id)
+                elif isinstance(r, BaseException):
+                    raise r
+            writes += len(ready) - len(refused)
+            (log.warning if refused else log.info)("reconnected to the grid", units=len(ready) - len(refused),
+                                                   refused=refused)
         return writes, sent
 
     async def command_genset(self, cmd: GensetCommand) -> tuple[int, list[str]]:

@@ -132,6 +132,7 @@ class Controller:
             self.actuators.profiles = SmoothingProfileWriter(cfg.mqtt.topic_prefix, rack_ids)
         self.restored = self.persisted.restore(self)
         self._units_due = False  # a reload added or removed units: applied at the next period's start
+        self._firings_seen = 0  # the failover fast path's firings whose caps this loop has accounted for
         self._units_running = list(self.cfg.bess_units)  # the units the reader and actuators hold (applied)
         self.write_gate: WriteGate | None = None  # active/standby (ems/ha): no writes while it says no
         self.side_tasks: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []  # more background tasks
@@ -169,6 +170,12 @@ class Controller:
         if self._units_due:
             await self._apply_unit_changes()
         fo = self.failover
+        if fo is not None and len(fo.firings) != self._firings_seen:
+            # the fast path published row caps (retained) on its own connection: what our writer
+            # last sent is no longer what the racks hold, so every row goes again, whole, or a
+            # row the island no longer caps would keep the fast path's caps for good
+            self._firings_seen = len(fo.firings)
+            self.actuators.caps.forget()
         snap = await self.reader.read(self.last_setpoint_w, None if fo is None else fo.grid_ok,
                                       None if fo is None else fo.riding_through)
         self.controls.observe_capability(snap)  # a forced setpoint beyond what the units can do is refused

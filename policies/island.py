@@ -3,8 +3,8 @@
 While islanded, grid-trading policies stand down and this decides, every period: rack
 caps so the load fits what the BESS (and a running genset) can carry — re-planned as
 SoC falls, deeper (every non-critical rack at its minimum) if the genset failed to
-start, relaxed once the genset carries load; genset start (at once or after a delay) and
-its battery-charging request. When the grid has been back and stable for
+start, relaxed once the genset carries load (running is not enough: it must deliver);
+genset start (at once or after a delay) and its battery-charging request. When the grid has been back and stable for
 `reconnect_stable_s` it asks for the planned reconnection; a loss in the meantime
 restarts the wait (a flapping grid never reconnects early). After reconnection, caps
 ramp back to nameplate over `cap_release_s` and the genset stops once it has run its
@@ -42,6 +42,8 @@ class IslandState:
     grid_ok_since_s: float | None = None
     genset_started: bool = False
     genset_stop_sent: bool = False
+    genset_start_at_s: float | None = None  # the last start sent, and how many so far this outage
+    genset_start_tries: int = 0
     reconnected_at_s: float | None = None
     caps_w: dict[str, float] = field(default_factory=dict)  # caps owned by failover, in force
     release_from_w: dict[str, float] = field(default_factory=dict)
@@ -57,9 +59,28 @@ class IslandActions:
 
 
 def on_grid_loss(state: IslandState, now_s: float, caps_w: dict[str, float], genset_started: bool) -> IslandState:
-    """The fast path fired (or the loop found the site islanded)."""
-    return IslandState(islanded=True, loss_at_s=now_s, genset_started=genset_started or state.genset_started,
+    """The fast path fired (or the loop found the site islanded). `genset_started`: the fast
+    path sent the start. One sent in an earlier outage does not count: that genset may have
+    failed or been stopped since (a start to one still running is harmless)."""
+    return IslandState(islanded=True, loss_at_s=now_s, genset_started=genset_started,
+                       genset_start_at_s=now_s if genset_started else None, genset_start_tries=int(genset_started),
                        caps_w={**state.caps_w, **caps_w})
+
+
+GENSET_CARRYING_FRACTION = 0.25
+# a start the genset did not take (refused, timed out, ignored: it still reports stopped) is sent
+# again after this, doubling each time up to the most: never a command every period
+GENSET_RETRY_FIRST_S = 2.0
+GENSET_RETRY_MAX_S = 120.0
+
+
+def _genset_relief_w(power_w: float, rated_w: float, load_w: float) -> float:
+    """What a running genset counts for: its rating once it carries load (at least a quarter
+    of what it could carry now: a share by rating still passes), else only what it delivers
+    (running, breaker open: a rating that relaxed the caps would drop the load on the BESS)."""
+    if power_w >= GENSET_CARRYING_FRACTION * min(rated_w, load_w):
+        return rated_w
+    return max(0.0, power_w)
 
 
 def _island_caps(snap: SiteSnapshot, p: IslandParams, state: IslandState, genset_w: float,
@@ -97,19 +118,28 @@ def step(snap: SiteSnapshot, p: IslandParams, state: IslandState) -> tuple[Islan
     start: Literal["start", "stop"] | None = None
     started = state.genset_started
     loss_at = state.loss_at_s if state.loss_at_s is not None else now
-    if p.has_genset and not started and now - loss_at >= p.genset_start_after_s:
-        start, started = "start", True
+    tries, sent_at = state.genset_start_tries, state.genset_start_at_s
+    due = p.has_genset and now - loss_at >= p.genset_start_after_s
+    idle = genset is not None and genset.state in (GensetState.STOPPED, GensetState.COOLDOWN)
+    wait_s = min(GENSET_RETRY_FIRST_S * 2.0 ** max(tries - 1, 0), GENSET_RETRY_MAX_S)
+    if due and not started:
+        start, started, tries, sent_at = "start", True, 1, now
+    elif due and idle and now - (loss_at if sent_at is None else sent_at) >= wait_s:
+        start, tries, sent_at = "start", tries + 1, now  # the start sent did not take
     failed = genset is not None and genset.state is GensetState.FAILED
-    genset_w = genset.rated_power_w if running and genset is not None else 0.0
+    genset_w = 0.0 if not running or genset is None else _genset_relief_w(genset.power_w, genset.rated_power_w,
+                                                                           snap.racks.load_estimate_w)
     caps = _island_caps(snap, p, state, genset_w, failed)
     charge_w = p.genset_charge_w if running and p.genset_charge_w > 0 else None
     if since is not None and now - since >= p.reconnect_stable_s:
         new = replace(state, islanded=False, grid_ok_since_s=None, genset_started=started,
+                      genset_start_at_s=sent_at, genset_start_tries=tries,
                       reconnected_at_s=now, caps_w=caps, release_from_w=caps)
         return IslandActions(dict(caps), start, 0.0 if charge_w else None, True, Reason.RECONNECT_WAIT), new
     reason = Reason.GENSET_START_FAILED if failed else Reason.RECONNECT_WAIT if since is not None else Reason.ISLANDED
     released: dict[str, float | None] = {rid: None for rid in state.caps_w if rid not in caps}
-    new = replace(state, grid_ok_since_s=since, genset_started=started, caps_w=caps)
+    new = replace(state, grid_ok_since_s=since, genset_started=started, genset_start_at_s=sent_at,
+                  genset_start_tries=tries, caps_w=caps)
     return IslandActions({**released, **caps}, start, charge_w, False, reason), new
 
 

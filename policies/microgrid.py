@@ -52,6 +52,10 @@ class MicrogridState:
     served_wh: float = 0.0  # what the periods expected: the backtest measures the real thing
     unserved_wh: float = 0.0
     surplus_wh: float = 0.0  # curtailed (PV) or not taken
+    # gensets that report stopped where the dispatch has them warming up or running (a start
+    # ignored, or stopped on its own without saying failed): out of service, as a reported
+    # failure is, until the device reports anything but stopped
+    silent: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +97,23 @@ def gensets_before_w(snap: SiteSnapshot, p: MicrogridParams, state: MicrogridSta
                for g, w in zip(p.dispatch.gensets, expected, strict=True))
 
 
+def _silent(readings: dict[str, GensetReading], p: MicrogridParams, state: MicrogridState) -> frozenset[str]:
+    """Gensets whose device reports stopped while the dispatch had them past their start delay
+    (warming up or running): believed running, they would carry the island on paper only, and
+    the next genset would never be staged in. Kept out while the device still reports stopped
+    (without a reading: kept as they were)."""
+    units = state.gensets.units if len(state.gensets.units) == len(p.dispatch.gensets) else ()
+    past_start = (genset_dispatch.Phase.WARMUP, genset_dispatch.Phase.RUNNING)
+    out = set()
+    for g, u in zip(p.dispatch.gensets, units or [None] * len(p.dispatch.gensets), strict=True):
+        r = readings.get(g.genset_id)
+        stopped = r is not None and r.state is GensetState.STOPPED
+        kept = g.genset_id in state.silent and (r is None or stopped)
+        if kept or (stopped and u is not None and u.phase in past_start):
+            out.add(g.genset_id)
+    return frozenset(out)
+
+
 def decide(snap: SiteSnapshot, p: MicrogridParams, state: MicrogridState, battery_discharge_w: float,
            battery_charge_w: float, plan: GensetSchedule | None = None
            ) -> tuple[Decision | None, MicrogridOutcome, MicrogridState]:
@@ -103,7 +124,10 @@ def decide(snap: SiteSnapshot, p: MicrogridParams, state: MicrogridState, batter
     soc = site_soc(snap)
     allowance = grid_allowance_w(p)
     # a genset device that reports a failure (a failed start, a trip) is out of service while it does
-    failed = frozenset(gid for gid, r in genset_readings(snap, p).items() if r.state is GensetState.FAILED)
+    readings = genset_readings(snap, p)
+    failed = frozenset(gid for gid, r in readings.items() if r.state is GensetState.FAILED)
+    silent = _silent(readings, p, state)
+    failed |= silent
     k = None if plan is None else plan.step_at(snap.now_s)  # outside its horizon: the thresholds alone
     x = genset_dispatch.DispatchInputs(
         snap.now_s, snap.period_s, None if soc is None else soc[0],
@@ -111,7 +135,8 @@ def decide(snap: SiteSnapshot, p: MicrogridParams, state: MicrogridState, batter
         allowance, battery_discharge_w, battery_charge_w, failed,
         None if plan is None or k is None else plan.on[k], None if plan is None or k is None else plan.power_w[k])
     dispatch, gensets = genset_dispatch.decide(x, p.dispatch, state.gensets)
-    new_state = replace(state, gensets=gensets, demand_w=state.demand_w if demand_w is None else demand_w)
+    new_state = replace(state, gensets=gensets, demand_w=state.demand_w if demand_w is None else demand_w,
+                        silent=silent)
     shift_w = before_w - dispatch.total_w
     if demand_w is None:
         return None, MicrogridOutcome(p.mode, None, allowance, dispatch, None, shift_w, p.co2_kg_per_l,

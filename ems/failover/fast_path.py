@@ -103,6 +103,8 @@ class FastPath:
             start("genset", "start", self.genset.start())
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=self.deadline_s * 10)
-            for t in pending:  # far past the deadline: give up on it, say so in the timeline
-                t.cancel()
+            for t, entry in zip(tasks, firing.entries, strict=True):
+                if t in pending:  # far past the deadline: give up on it, say so in the timeline
+                    t.cancel()
+                    entry.error = f"no answer within {self.deadline_s * 10 * 1e3:g} ms"
         return firing

@@ -31,7 +31,7 @@ from ems.clock import Clock
 from ems.config import FailoverConfig, ModbusEndpoint, SiteConfig
 from ems.events import EventLog
 from ems.failover.fast_path import FastPath, Firing
-from ems.failover.watcher import Disturbance, GridVerdict, GridWatcher
+from ems.failover.watcher import Disturbance, EventBudget, GridVerdict, GridWatcher
 from ems.model.cancel_guard import checkpoint
 from ems.model.snapshot import SiteSnapshot
 from ems.mqtt_auth import client_kwargs, refreshed
@@ -91,6 +91,10 @@ class FailoverManager:
         # a loss: a generation counter lets a period's update lose to a loss that came meanwhile
         self._state_lock = threading.Lock()
         self._loss_generation = 0
+        self._losses_while_islanded = 0  # each one restarts the reconnect wait, even mid-period
+        # grid returns, losses while islanded and disturbances can flap every sample: each would
+        # be a durable (fsync'd) event on the control loop's thread. The failover itself always is
+        self._event_budget = EventBudget()
 
     def reconfigure(self, cfg: SiteConfig) -> None:
         """A reloaded site file: new tuning from the next period (connections stay)."""
@@ -211,11 +215,18 @@ class FailoverManager:
         return self.plan
 
     def island_step(self, snap: SiteSnapshot) -> island.IslandActions:
-        generation = self._loss_generation
+        generation, blips = self._loss_generation, self._losses_while_islanded
         actions, after = island.step(snap, self.island_params, self.state)
         with self._state_lock:
             if generation != self._loss_generation:  # the grid was lost while we computed: discard
                 return island.IslandActions({}, None, None, False, None)
+            if blips != self._losses_while_islanded:
+                # lost again while we computed: the wait starts over, no reconnection on it (the
+                # rest of the period's actions stand: a grid flapping every few ms must not
+                # starve caps and genset of their periods)
+                after = replace(after, islanded=True, grid_ok_since_s=None, reconnected_at_s=None,
+                                release_from_w={}) if actions.reconnect else replace(after, grid_ok_since_s=None)
+                actions = replace(actions, reconnect=False)
             self.state = after
         return actions
 
@@ -225,18 +236,33 @@ class FailoverManager:
         worst = {"worst_voltage_pu": None if d.worst_voltage_pu is None else round(d.worst_voltage_pu, 3),
                  "worst_frequency_pu": None if d.worst_frequency_pu is None else round(d.worst_frequency_pu, 4)}
         kind = "ride_through" if d.outcome == "riding" else "ride_through_end"
-        self._on_main(self.events.record, kind, self.clock.wall(), "RIDE_THROUGH", cause=d.cause,
-                      outcome=d.outcome, duration_s=round(d.duration_s, 3), **worst)
+        self._record_flapping(kind, "RIDE_THROUGH", cause=d.cause, outcome=d.outcome,
+                              duration_s=round(d.duration_s, 3), **worst)
+
+    def _record_flapping(self, kind: str, reason: str | None, **data: Any) -> None:
+        """Record an event of a kind that can flap, within the budget (the skipped counted)."""
+        skipped = self._event_budget.take(self.clock.monotonic())
+        if skipped is None:
+            return
+        if skipped:
+            data["not_recorded_since_last"] = skipped
+        self._on_main(self.events.record, kind, self.clock.wall(), reason, **data)
 
     async def _on_change(self, verdict: GridVerdict) -> None:
         wall = self.clock.wall()
         if verdict.ok:
             self.grid_ok = True
-            self._on_main(self.events.record, "grid_return", wall, None, islanded=self.state.islanded)
+            self._record_flapping("grid_return", None, islanded=self.state.islanded)
             return
         self.grid_ok = False
         if self.state.islanded:
-            self._on_main(self.events.record, "grid_loss_while_islanded", wall, verdict.cause)
+            # the reconnect wait starts again: a loss that came and went between two periods is
+            # seen here only (a period samples `grid_ok` once), and a period computing meanwhile
+            # may have counted the grid stable: island_step sees the count move
+            with self._state_lock:
+                self._losses_while_islanded += 1
+                self.state = replace(self.state, grid_ok_since_s=None)
+            self._record_flapping("grid_loss_while_islanded", verdict.cause)
             return
         plan = self.plan
         # islanded first, so a control period running meanwhile never commands grid-following
@@ -254,7 +280,9 @@ class FailoverManager:
             return
         self.firings.append(firing)
         self._on_main(self.fired.set)
-        over = firing.last_ack_ms is None or firing.last_ack_ms > self.fc.budget_s * 1e3
+        # a device that never acknowledged was not commanded within the budget either
+        over = (firing.last_ack_ms is None or firing.last_ack_ms > self.fc.budget_s * 1e3
+                or any(e.ack_ns is None for e in firing.entries))
         errors = [e for e in firing.entries if e.error]
         self._on_main(
             self.events.record,
@@ -276,4 +304,6 @@ class FailoverManager:
                 "shortfall_w": round(plan.shortfall_w), "genset_start": plan.genset_start},
             "last_failover_ms": None if last is None else last.last_ack_ms,
             "failovers": len(self.firings), "watcher_samples": self.watcher.samples,
+            "grid_events_not_recorded": self._event_budget.skipped_total,
+            "watcher_read_failures": self.watcher.read_failures, "watcher_sensors_down": self.watcher.sensors_down,
         }

@@ -36,8 +36,8 @@ def _snap(units=None, racks=None, genset=None, grid_ok=None, now_s=0.0):
     return replace(s, racks=racks or _racks(), genset=genset, grid_ok=grid_ok)
 
 
-def _genset(state: GensetState, run_s: float = 0.0) -> GensetReading:
-    return GensetReading(state, 0.0, 500_000.0, 0.0, 0.0, run_s, 1, 0.0)
+def _genset(state: GensetState, run_s: float = 0.0, power_w: float = 0.0) -> GensetReading:
+    return GensetReading(state, power_w, 500_000.0, 0.0, 0.0, run_s, 1, 0.0)
 
 
 def test_shed_sequence_configured_rows_first_critical_last() -> None:
@@ -103,6 +103,33 @@ def test_genset_starts_after_the_configured_delay() -> None:
     assert actions.genset == "start" and state.genset_started
 
 
+def test_a_second_outage_starts_the_genset_again() -> None:
+    # outage 1's genset failed (or was stopped at its panel): nothing was left to stop after the
+    # reconnection, so `genset_started` stayed set. Before: outage 2 never sent the delayed start
+    p = replace(IP, genset_start_after_s=5.0)
+    after_first = island.IslandState(islanded=False, reconnected_at_s=100.0, genset_started=True)
+    _, after_first = island.step(_snap(genset=_genset(GensetState.STOPPED), now_s=200.0), p, after_first)
+    state = island.on_grid_loss(after_first, 300.0, {}, genset_started=False)
+    actions, state = island.step(_snap(grid_ok=False, genset=_genset(GensetState.STOPPED), now_s=305.0), p, state)
+    assert actions.genset == "start" and state.genset_started
+
+
+def test_a_start_the_genset_did_not_take_is_sent_again_backing_off() -> None:
+    # the fast path's start was refused (or ignored): the genset still reports stopped
+    state = island.on_grid_loss(island.IslandState(), 0.0, {}, genset_started=True)
+    stopped = _genset(GensetState.STOPPED)
+    sent = []
+    for t in (0.5, 1.0, 2.0, 3.0, 5.0, 6.0, 9.0, 14.0):
+        actions, state = island.step(_snap(grid_ok=False, genset=stopped, now_s=t), IP, state)
+        if actions.genset == "start":
+            sent.append(t)
+    assert sent == [2.0, 6.0, 14.0]  # after 2 s, then 4 s, then 8 s: never every period
+    actions, state = island.step(_snap(grid_ok=False, genset=_genset(GensetState.STARTING), now_s=40.0), IP, state)
+    assert actions.genset is None  # it took it
+    actions, _ = island.step(_snap(grid_ok=False, genset=_genset(GensetState.FAILED), now_s=90.0), IP, state)
+    assert actions.genset is None  # a reported failure is left to the operator
+
+
 def test_GENSET_START_FAILED() -> None:
     state = island.on_grid_loss(island.IslandState(), 0.0, {}, genset_started=True)
     snap = _snap(grid_ok=False, genset=_genset(GensetState.FAILED), now_s=20.0)
@@ -116,10 +143,21 @@ def test_GENSET_START_FAILED() -> None:
 def test_running_genset_relaxes_caps_and_charges_the_battery() -> None:
     snap = _snap(units=(unit("u1", max_discharge_w=100e3),), grid_ok=False)
     state = island.on_grid_loss(island.IslandState(), 0.0, arm(snap, P).rack_caps_w, genset_started=True)
-    running = replace(snap, genset=_genset(GensetState.RUNNING), now_s=40.0)
+    running = replace(snap, genset=_genset(GensetState.RUNNING, power_w=150e3), now_s=40.0)
     actions, state = island.step(running, IP, state)
     assert all(v is None for v in actions.caps_w.values())  # 100 kW + 500 kW genset carry 240 kW
     assert actions.genset_charge_w == 50_000.0 and state.caps_w == {}
+
+
+def test_a_running_genset_that_delivers_nothing_does_not_relax_caps() -> None:
+    # running at its 500 kW rating by its state register, 0 W out (its breaker open): the
+    # island still rests on the 100 kW battery alone
+    snap = _snap(units=(unit("u1", max_discharge_w=100e3),), grid_ok=False)
+    caps = arm(snap, P).rack_caps_w
+    state = island.on_grid_loss(island.IslandState(), 0.0, caps, genset_started=True)
+    idle = replace(snap, genset=_genset(GensetState.RUNNING, power_w=0.0), now_s=40.0)
+    actions, _ = island.step(idle, IP, state)
+    assert {k: v for k, v in actions.caps_w.items() if v is not None} == caps
 
 
 def test_RECONNECT_WAIT() -> None:

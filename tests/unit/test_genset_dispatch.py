@@ -327,6 +327,31 @@ def test_the_site_genset_device_reporting_a_failed_start_is_the_first_of_the_lis
         ("g1", Reason.GENSET_START_FAILED), ("g2", Reason.GENSET_START_LOW_SOC)]
 
 
+def test_a_genset_device_still_stopped_after_its_start_delay_is_out_until_it_reports_otherwise() -> None:
+    # it took the start command and did nothing (or stopped by itself without saying failed):
+    # believed running, it would carry the island on paper only
+    from ems.model.readings import GensetReading, GensetState
+
+    p = offgrid(spec("g1"), spec("g2"))
+    low = (unit("u1", soc=0.2), unit("u2", soc=0.2))
+    stopped = GensetReading(GensetState.STOPPED, 0.0, 1.5 * MW, 0.0, 0.0, 0.0, 0, 0.0)
+    r = step(replace(snapshot(300e3, low), genset=stopped), p, StepState())
+    assert r.microgrid is not None and [e.genset_id for e in r.microgrid.dispatch.events] == ["g1"]
+    r = step(replace(snapshot(300e3, low, now_s=5.0), genset=stopped), p, r.state)  # starting: not yet
+    assert r.microgrid is not None and r.microgrid.dispatch.events == ()
+    r = step(replace(snapshot(300e3, low, now_s=12.0), genset=stopped), p, r.state)  # past 10 s: warm-up
+    r = step(replace(snapshot(300e3, low, now_s=14.0), genset=stopped), p, r.state)
+    assert r.microgrid is not None
+    assert [(e.genset_id, e.reason) for e in r.microgrid.dispatch.events] == [
+        ("g1", Reason.GENSET_START_FAILED), ("g2", Reason.GENSET_START_LOW_SOC)]
+    r = step(replace(snapshot(300e3, low, now_s=30.0), genset=stopped), p, r.state)  # not tried again
+    assert r.microgrid is not None and r.microgrid.dispatch.phases["g1"] is gd.Phase.OFF
+    assert r.microgrid.dispatch.events == ()
+    starting = replace(stopped, state=GensetState.STARTING)  # started at its panel: back in service
+    r = step(replace(snapshot(300e3, low, now_s=40.0), genset=starting), p, r.state)
+    assert r.state.microgrid.silent == frozenset()
+
+
 def test_the_site_genset_device_s_measured_power_is_part_of_the_demand() -> None:
     # live, the genset follows the island's load: what it gives is read off it, not assumed.
     # The open PCC's meter reads 0 W, the battery gives 200 kW, the genset 400 kW: 600 kW of demand
