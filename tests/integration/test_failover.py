@@ -25,7 +25,8 @@ RACKS = {"rows": 4, "racks_per_row": 8, "nameplate_w": 40_000.0, "critical_rows"
 
 def _cfg(make_site, url, *, soc=0.7, fraction=0.9, genset_fails=False, seamless=True, holdup_s=0.010,
          peak_cap_w=1_300_000.0, recharge_below_w=600_000.0, scenario=(), reserve_w=200_000.0,
-         reconnect_stable_s=1.0, **kw):
+         reconnect_stable_s=1.0, genset: dict | None = None, **kw):
+    """`genset`: the failover genset settings changed from these."""
     return make_site(
         url, racks=RACKS, period_s=0.1,
         genset={"port": free_port(), "profile": "genset_v1"},
@@ -34,7 +35,7 @@ def _cfg(make_site, url, *, soc=0.7, fraction=0.9, genset_fails=False, seamless=
         failover={"detect_poll_s": 0.002, "shed_order": ["row04", "row03", "row02"], "overhead_fraction": 0.25,
                   "reconnect_stable_s": reconnect_stable_s, "cap_release_s": 0.5,
                   "reserve": {"critical_load_w": reserve_w, "bridge_s": 600.0},
-                  "genset": {"start_after_s": 0.0, "min_run_s": 1.0}},
+                  "genset": {"start_after_s": 0.0, "min_run_s": 1.0} | (genset or {})},
         simulation={
             "seed": 3, "speed": 1.0, "pue": 1.25,
             "bess": [{"capacity_wh": 1_000_000, "rated_power_w": 500_000, "initial_soc": soc,

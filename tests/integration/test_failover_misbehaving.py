@@ -150,10 +150,7 @@ async def test_a_pcs_that_refused_grid_forming_is_told_again(broker, make_site) 
 async def test_back_to_back_outages_start_a_genset_reset_in_between(broker, make_site) -> None:
     # a delayed genset start. Outage 1: the genset trips while running; the grid returns, the site
     # reconnects, the genset is reset at its panel. Outage 2 must start it again
-    cfg = _cfg(make_site, broker.url, reconnect_stable_s=0.5)
-    fc = cfg.failover
-    cfg = cfg.model_copy(update={"failover": fc.model_copy(
-        update={"genset": fc.genset.model_copy(update={"start_after_s": 0.3})})})
+    cfg = _cfg(make_site, broker.url, reconnect_stable_s=0.5, genset={"start_after_s": 0.3})
     clock = ScaledClock(1.0)
     async with running_site(cfg, clock) as site, running_controller(cfg, clock) as ctl:
         await _armed(ctl)
@@ -200,10 +197,7 @@ async def test_caps_the_fast_path_sent_are_released_when_the_island_needs_none(b
     # back-to-back outages: the genset from the first still runs (its minimum run) when the grid
     # goes again. The fast path caps rows as armed; the island, with the genset carrying, needs
     # no cap from its first period
-    cfg = _cfg(make_site, broker.url, reconnect_stable_s=0.5)
-    fc = cfg.failover
-    cfg = cfg.model_copy(update={"failover": fc.model_copy(
-        update={"genset": fc.genset.model_copy(update={"min_run_s": 60.0})})})
+    cfg = _cfg(make_site, broker.url, reconnect_stable_s=0.5, genset={"min_run_s": 60.0})
     clock = ScaledClock(1.0)
     async with running_site(cfg, clock) as site, running_controller(cfg, clock) as ctl:
         await _armed(ctl)
