@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import stat
 from pathlib import Path
 
 import numpy as np
 import structlog
 
+from ems import state_file
 from ems.feeds.series import FeedSeries
 
 log = structlog.get_logger("ems.feeds")
@@ -43,12 +42,7 @@ class FeedCache:
         if path is None or not path.exists():
             return None
         try:
-            st = path.stat()
-            if not stat.S_ISREG(st.st_mode):  # a FIFO would hang the start, /dev/zero never end the read
-                raise ValueError("not a regular file")
-            if st.st_size > MAX_FILE_BYTES:
-                raise ValueError(f"larger than {MAX_FILE_BYTES} bytes")
-            doc = json.loads(path.read_text(encoding="utf-8"))
+            doc = json.loads(state_file.read_text(path, MAX_FILE_BYTES))
             if doc.get("of", "") != of:
                 raise ValueError(f"a series of {str(doc.get('of'))[:80]!r}, not of {of!r}")
             cols = {str(k): np.asarray(v, dtype=np.float64) for k, v in doc["columns"].items()}
@@ -75,15 +69,8 @@ class FeedCache:
         # NaN (an hour neither fetch had) as null: JSON has no NaN
         doc = {"of": of, "start_utc_s": series.start_utc_s, "step_s": series.step_s, "fetched_utc_s": fetched_utc_s,
                "columns": {k: [None if not np.isfinite(x) else float(x) for x in v] for k, v in series.columns.items()}}
-        tmp = path.with_suffix(".tmp")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.unlink(missing_ok=True)  # a link planted there is removed, not written through ("x")
-            with tmp.open("x", encoding="utf-8") as f:
-                json.dump(doc, f, separators=(",", ":"))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+            state_file.write_atomically(path, json.dumps(doc, separators=(",", ":")))
         except OSError as exc:  # a full or read-only disk: the series still serves from memory
             self.write_errors += 1
             if self.write_errors == 1:

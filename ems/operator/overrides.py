@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import stat
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from ems import state_file
 from ems.config import SiteConfig
 from ems.model import bounded_json
 from ems.model.errors import EmsError
@@ -159,14 +158,11 @@ def read_file(path: Path) -> dict[str, Any]:
     """The saved operator state; empty if there is none yet. A corrupt or unreadable file is an
     error naming it (the operators' decisions are not dropped unseen)."""
     try:
-        st = path.stat()
-        if not stat.S_ISREG(st.st_mode):  # a FIFO would hang the start, /dev/zero never end the read
-            raise OverrideError(f"{path}: not a regular file: not an ems override file")
-        if st.st_size > MAX_FILE_BYTES:
-            raise OverrideError(f"{path}: larger than {MAX_FILE_BYTES} bytes: not an ems override file")
-        text = path.read_text()
+        text = state_file.read_text(path, MAX_FILE_BYTES)
     except FileNotFoundError:
         return {}
+    except state_file.UnusableFile as exc:
+        raise OverrideError(f"{path}: {exc}: not an ems override file") from None
     except (OSError, UnicodeDecodeError) as exc:  # a directory, no permission, bytes that are not text
         raise OverrideError(f"{path}: cannot be read: {exc}") from None
     try:
@@ -180,16 +176,7 @@ def read_file(path: Path) -> dict[str, Any]:
 
 def write_file(path: Path, data: Mapping[str, Any]) -> None:
     """Atomically: a crash leaves the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    # a link planted as the temporary is removed, not followed ("x": a new file, or an error): the
-    # controller would write through it (as root) and rename the link over the override file
-    tmp.unlink(missing_ok=True)
-    with tmp.open("x") as f:
-        json.dump({"version": FILE_VERSION, **data}, f, indent=2, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    state_file.write_atomically(path, json.dumps({"version": FILE_VERSION, **data}, indent=2, default=str))
 
 
 def override_from_dict(d: Mapping[str, Any]) -> ParamOverride:

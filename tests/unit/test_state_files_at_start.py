@@ -154,7 +154,9 @@ def test_a_link_planted_as_a_feed_caches_temporary_is_not_written_through(tmp_pa
     victim = tmp_path / "victim.conf"
     victim.write_text("precious\n")
     (tmp_path / "feeds").mkdir()
-    (tmp_path / "feeds" / "entsoe.tmp").symlink_to(victim)
+    from ems.state_file import temporary
+
+    temporary(tmp_path / "feeds" / "entsoe.json").symlink_to(victim)  # where the cache writes before renaming
     cache = FeedCache(tmp_path / "feeds")
     cache.save("entsoe", FeedSeries(1.7e9, 3600.0, {"price": np.array([1.0, 2.0])}), 1.7e9)
     assert victim.read_text() == "precious\n" and cache.write_errors == 0
